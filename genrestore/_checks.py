@@ -1,0 +1,46 @@
+"""Input checks shared by every public operator, and the error the CLI reports as one line."""
+
+from __future__ import annotations
+
+import torch
+
+
+class InputError(ValueError):
+    """Bad input from the user: the CLI prints it as one line and exits with code 2."""
+
+
+def check_image(x: torch.Tensor, name: str = "image", channels: tuple[int, ...] = (1, 3),
+                check_range: bool = True) -> None:
+    """Raise :class:`InputError` unless ``x`` is a float ``(N, C, H, W)`` tensor in ``[0, 1]``.
+
+    Args:
+        x: the tensor to check.
+        name: how the message names it.
+        channels: the channel counts accepted.
+        check_range: also check that values lie in ``[0, 1]`` (one reduction, no sync unless it fails).
+
+    Example:
+        >>> check_image(torch.rand(2, 3, 8, 8))
+        >>> check_image(torch.rand(3, 8, 8))
+        Traceback (most recent call last):
+        ...
+        genrestore._checks.InputError: expected image of shape (N, C, H, W) with C in (1, 3), got (3, 8, 8)
+    """
+    if not isinstance(x, torch.Tensor):
+        raise InputError(f"expected {name} as a torch.Tensor, got {type(x).__name__}")
+    if x.ndim != 4 or x.shape[1] not in channels:
+        raise InputError(
+            f"expected {name} of shape (N, C, H, W) with C in {channels}, got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise InputError(f"expected {name} as a float tensor in [0, 1], got dtype {x.dtype}")
+    if check_range and x.numel():
+        lo, hi = torch.aminmax(x.detach())
+        if not (lo >= 0 and hi <= 1):  # also false for NaN
+            raise InputError(f"expected {name} in [0, 1], got values in [{lo.item():.4g}, {hi.item():.4g}]")
+
+
+def check_min_size(x: torch.Tensor, min_hw: int, why: str) -> None:
+    """Raise :class:`InputError` when the image is smaller than ``min_hw`` on either side."""
+    h, w = x.shape[-2:]
+    if h < min_hw or w < min_hw:
+        raise InputError(f"image of {w}x{h} px is smaller than {min_hw} px, the minimum for {why}")

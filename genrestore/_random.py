@@ -1,0 +1,97 @@
+"""Seeded randomness that does not depend on batch size, shard or device.
+
+Library functions take ``generator``, which may be:
+
+* ``None``: torch's global generator (not reproducible unless the caller seeds it);
+* one ``torch.Generator``: the whole batch is drawn from it, in one call per quantity;
+* a sequence of ``torch.Generator``, one per image: image ``i`` draws only from
+  ``generator[i]``, so its result is the same whatever batch it is in.
+
+Everything is drawn on the generator's device (CPU unless a CUDA generator is given) and
+then moved, so the same seed gives the same bytes on CPU and GPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Union
+
+import torch
+
+Generator = Union[torch.Generator, Sequence[torch.Generator], None]
+
+
+def seed_for(seed: int, key: str) -> int:
+    """A 63-bit seed derived from a base seed and a stable key such as a file name.
+
+    Example:
+        >>> seed_for(0, "a.png") == seed_for(0, "a.png") != seed_for(1, "a.png")
+        True
+    """
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def generator_for(seed: int, key: str = "") -> torch.Generator:
+    """A CPU ``torch.Generator`` seeded with :func:`seed_for` ``(seed, key)``."""
+    return torch.Generator().manual_seed(seed_for(seed, key))
+
+
+def _check_count(generator: Generator, n: int) -> None:
+    if isinstance(generator, Sequence) and len(generator) != n:
+        raise ValueError(f"expected {n} generators (one per image), got {len(generator)}")
+
+
+def _draw(fn, generator: Generator, shape: Sequence[int], device, dtype) -> torch.Tensor:
+    """Call ``fn(shape, generator=g)`` for the batch, or once per image for a list of generators."""
+    n = shape[0]
+    _check_count(generator, n)
+    if isinstance(generator, Sequence):
+        out = torch.stack([fn(tuple(shape[1:]), generator=g, dtype=dtype) for g in generator]) if n else \
+            torch.empty(tuple(shape), dtype=dtype)
+    else:
+        out = fn(tuple(shape), generator=generator, dtype=dtype)
+    return out.to(device)
+
+
+def rand(generator: Generator, shape: Sequence[int], device=None, dtype=torch.float32) -> torch.Tensor:
+    """Uniform [0, 1) samples of ``shape``; ``shape[0]`` is the batch."""
+    return _draw(torch.rand, generator, shape, device, dtype)
+
+
+def randn(generator: Generator, shape: Sequence[int], device=None, dtype=torch.float32) -> torch.Tensor:
+    """Standard normal samples of ``shape``; ``shape[0]`` is the batch."""
+    return _draw(torch.randn, generator, shape, device, dtype)
+
+
+def uniform(generator: Generator, n: int, low: float, high: float, device=None) -> torch.Tensor:
+    """``(n,)`` float32 samples, uniform in ``[low, high)``."""
+    return low + (high - low) * rand(generator, (n,), device)
+
+
+def randint(generator: Generator, n: int, low: int, high: int, device=None) -> torch.Tensor:
+    """``(n,)`` int64 samples, uniform in ``[low, high)`` (``high`` excluded)."""
+    return (low + (rand(generator, (n,), dtype=torch.float64) * (high - low)).floor().long()).to(device)
+
+
+def poisson(rates: torch.Tensor, generator: Generator) -> torch.Tensor:
+    """Poisson samples with the given rates ``(N, ...)``, drawn per image when ``generator`` is a list."""
+    _check_count(generator, rates.shape[0])
+    rates_cpu = rates.detach().to("cpu" if not isinstance(generator, torch.Generator) else generator.device)
+    if isinstance(generator, Sequence):
+        out = torch.stack([torch.poisson(r, generator=g) for r, g in zip(rates_cpu, generator)])
+    else:
+        out = torch.poisson(rates_cpu, generator=generator)
+    return out.to(device=rates.device, dtype=rates.dtype)
+
+
+def per_image(generator: Generator, n: int) -> list[torch.Generator | None]:
+    """One generator (or ``None``) per image, for code that loops over images.
+
+    A single generator is shared by every image, which is then drawn from in order.
+    """
+    _check_count(generator, n)
+    if isinstance(generator, Sequence):
+        return list(generator)
+    return [generator] * n

@@ -1,0 +1,100 @@
+"""Inpainting masks: random antialiased brush strokes (robust StyleGAN §5.1) and rectangles.
+
+Masks are ``(N, 1, H, W)`` float tensors: 1 where the image is kept, 0 where it is missing,
+fractional on antialiased edges.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .. import _random
+from .._checks import InputError
+
+
+def sample_stroke_endpoints(generator: _random.Generator, n: int, strokes: int) -> torch.Tensor:
+    """``(n, strokes, 2, 2)`` stroke endpoints ``[..., point, (x, y)]`` in [0, 1] image units.
+
+    Each coordinate lies in the outer thirds of the image: ``[0, 1/3]`` or ``[2/3, 1]``,
+    each with probability 1/2.
+    """
+    u = _random.rand(generator, (n, strokes, 2, 2, 2), dtype=torch.float64)
+    return torch.where(u[..., 0] < 0.5, u[..., 1] / 3, 2 / 3 + u[..., 1] / 3)
+
+
+def stroke_mask(size: tuple[int, int], endpoints: torch.Tensor, width_frac: float = 0.08,
+                supersample: int = 4, device=None) -> torch.Tensor:
+    """Draw strokes as round-capped segments and return the keep-mask.
+
+    Each stroke covers the points within ``width / 2`` of the segment between its endpoints
+    (``width = width_frac * min(H, W)`` px). Coverage is computed on a grid ``supersample``
+    times finer than the image and averaged per pixel, which antialiases the edges.
+
+    Args:
+        size: ``(H, W)`` in pixels.
+        endpoints: ``(N, S, 2, 2)`` from :func:`sample_stroke_endpoints`, in [0, 1] units.
+        width_frac: brush width as a fraction of the image's shorter side.
+        supersample: antialiasing factor.
+
+    Returns:
+        ``(N, 1, H, W)`` float32 mask, 1 = kept, 0 = missing.
+
+    Example:
+        >>> ends = torch.tensor([[[[0.0, 0.5], [1.0, 0.5]]]])   # one horizontal stroke
+        >>> m = stroke_mask((20, 20), ends, width_frac=0.2)
+        >>> m[0, 0, :, 10].tolist()[7:13]
+        [1.0, 0.0, 0.0, 0.0, 0.0, 1.0]
+    """
+    h, w = size
+    if h < 1 or w < 1:
+        raise InputError(f"mask size must be positive, got {w}x{h}")
+    n, s = endpoints.shape[:2]
+    radius = 0.5 * width_frac * min(h, w)
+    ss = supersample
+    ys = (torch.arange(h * ss, dtype=torch.float32, device=device) + 0.5) / ss
+    xs = (torch.arange(w * ss, dtype=torch.float32, device=device) + 0.5) / ss
+    scale = torch.tensor([w, h], dtype=torch.float32, device=device)
+    ends = endpoints.to(device=device, dtype=torch.float32) * scale  # pixel units
+    covered = torch.zeros(n, 1, h * ss, w * ss, dtype=torch.bool, device=device)
+    for k in range(s):  # a few strokes: one vectorized distance field each
+        a, b = ends[:, k, 0], ends[:, k, 1]  # (N, 2)
+        ab = b - a
+        denom = (ab * ab).sum(-1).clamp(min=1e-12).view(n, 1, 1)
+        px = xs.view(1, 1, -1) - a[:, 0].view(n, 1, 1)
+        py = ys.view(1, -1, 1) - a[:, 1].view(n, 1, 1)
+        t = ((px * ab[:, 0].view(n, 1, 1) + py * ab[:, 1].view(n, 1, 1)) / denom).clamp(0, 1)
+        dx = px - t * ab[:, 0].view(n, 1, 1)
+        dy = py - t * ab[:, 1].view(n, 1, 1)
+        covered |= (dx * dx + dy * dy <= radius * radius)[:, None]
+    coverage = F.avg_pool2d(covered.float(), ss) if ss > 1 else covered.float()
+    return 1.0 - coverage
+
+
+def random_stroke_mask(generator: _random.Generator, n: int, size: tuple[int, int], strokes: int,
+                       width_frac: float = 0.08, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample ``strokes`` strokes per image and draw them; returns ``(mask, endpoints)``."""
+    ends = sample_stroke_endpoints(generator, n, strokes)
+    return stroke_mask(size, ends, width_frac, device=device), ends
+
+
+def random_box_mask(generator: _random.Generator, n: int, size: tuple[int, int],
+                    area_range: tuple[float, float] = (0.05, 0.25), device=None) -> torch.Tensor:
+    """``(N, 1, H, W)`` keep-mask with one random axis-aligned hole per image.
+
+    The hole's area is uniform in ``area_range`` (fractions of the image) and its aspect ratio
+    log-uniform in [1/2, 2].
+    """
+    h, w = size
+    u = _random.rand(generator, (n, 4), dtype=torch.float64)
+    area = area_range[0] + (area_range[1] - area_range[0]) * u[:, 0]
+    aspect = torch.exp((u[:, 1] * 2 - 1) * torch.log(torch.tensor(2.0, dtype=torch.float64)))
+    bh = (torch.sqrt(area * aspect) * h).clamp(1, h)
+    bw = (torch.sqrt(area / aspect) * w).clamp(1, w)
+    y0 = (u[:, 2] * (h - bh)).round()
+    x0 = (u[:, 3] * (w - bw)).round()
+    yy = torch.arange(h, dtype=torch.float64).view(1, h, 1)
+    xx = torch.arange(w, dtype=torch.float64).view(1, 1, w)
+    hole = ((yy >= y0.view(-1, 1, 1)) & (yy < (y0 + bh.round()).view(-1, 1, 1))
+            & (xx >= x0.view(-1, 1, 1)) & (xx < (x0 + bw.round()).view(-1, 1, 1)))
+    return (~hole)[:, None].float().to(device)

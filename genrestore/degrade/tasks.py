@@ -1,0 +1,320 @@
+"""The robust StyleGAN benchmark tasks (§5), at levels XS..XL, and their compositions.
+
+Each task is a frozen dataclass with
+
+* ``degrade(x, generator)``: the true degradation, ending in 8-bit quantization as a saved
+  file would; ``degrade_with_params`` also returns the random parameters it drew;
+* ``surrogate(x, params, generator)``: the differentiable approximation used for inversion;
+* ``level`` and ``describe()`` (the exact parameters, JSON-ready).
+
+=================  ====  ==============================  ===========================================
+task               code  XS / S / M / L / XL             surrogate
+=================  ====  ==============================  ===========================================
+upsample           U     factor 2 / 4 / 8 / 16 / 32      average pooling
+denoise            N     (lambda, p) = (96, .04) ...     Gaussian approx. of Poisson, random mask
+                         (48, .08) (24, .16) (12, .32)
+                         (6, .64)
+deartifact         A     JPEG q = 18 / 15 / 12 / 9 / 6   torch JPEG, cubic-lerp rounding gradient
+inpaint            P     1 / 5 / 9 / 13 / 17 strokes     the same mask
+=================  ====  ==============================  ===========================================
+
+Compositions apply their tasks in the order U, N, A, P, all at level M, and are named by
+initials: ``UN``, ``UNAP``, ... (11 of them).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+
+from .. import _random
+from .._checks import InputError, check_image, check_min_size
+from ..io import quantize
+from .jpeg import jpeg_pillow, jpeg_torch
+from .masks import random_stroke_mask, stroke_mask
+from .noise import bernoulli_mask, clamp_surrogate, dead_pixels, poisson_noise
+from .resize import resize
+
+LEVELS: tuple[str, ...] = ("XS", "S", "M", "L", "XL")
+Level = Literal["XS", "S", "M", "L", "XL"]
+Params = dict[str, Any]
+
+
+def _level_index(level: str) -> int:
+    if level not in LEVELS:
+        raise InputError(f"unknown level {level!r}; expected one of {', '.join(LEVELS)}")
+    return LEVELS.index(level)
+
+
+@dataclass(frozen=True)
+class _Task:
+    level: str = "M"
+    name: ClassVar[str]
+    code: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        _level_index(self.level)
+
+    def degrade(self, x: torch.Tensor, generator: _random.Generator = None) -> torch.Tensor:
+        """The true degradation of ``(N, C, H, W)`` images in [0, 1], on 8-bit levels."""
+        return self.degrade_with_params(x, generator)[0]
+
+    def degrade_with_params(self, x: torch.Tensor, generator: _random.Generator = None
+                            ) -> tuple[torch.Tensor, Params]:
+        raise NotImplementedError
+
+    def surrogate(self, x: torch.Tensor, params: Params | None = None,
+                  generator: _random.Generator = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        return {"task": self.name, "code": self.code, "level": self.level}
+
+    def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """``(H, W)`` of the degraded image for an input of ``size``."""
+        return size
+
+
+@dataclass(frozen=True)
+class Upsample(_Task):
+    """Downsample by an integer factor with a random Pillow filter (bilinear, bicubic or Lanczos).
+
+    ``backend="pil"`` runs Pillow itself on 8-bit images, one by one; ``"torch"`` runs the same
+    filters batched in float (see :mod:`genrestore.degrade.resize`), then quantizes.
+    """
+
+    backend: Literal["torch", "pil"] = "torch"
+    name: ClassVar[str] = "upsample"
+    code: ClassVar[str] = "U"
+    FACTORS: ClassVar[tuple[int, ...]] = (2, 4, 8, 16, 32)
+    TRUE_FILTERS: ClassVar[tuple[str, ...]] = ("bilinear", "bicubic", "lanczos")
+
+    @property
+    def factor(self) -> int:
+        return self.FACTORS[_level_index(self.level)]
+
+    def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        return size[0] // self.factor, size[1] // self.factor
+
+    def describe(self) -> dict:
+        return {**super().describe(), "factor": self.factor, "filters": list(self.TRUE_FILTERS),
+                "surrogate": "average pooling"}
+
+    def degrade_with_params(self, x, generator=None):
+        check_image(x)
+        check_min_size(x, self.factor, f"x{self.factor} downsampling")
+        n = x.shape[0]
+        choice = _random.randint(generator, n, 0, len(self.TRUE_FILTERS))
+        size = self.output_size(tuple(x.shape[-2:]))
+        out = torch.empty(n, x.shape[1], *size, dtype=x.dtype, device=x.device)
+        for k, filt in enumerate(self.TRUE_FILTERS):
+            idx = (choice == k).nonzero().flatten().to(x.device)
+            if idx.numel():
+                out[idx] = self._resize(x[idx], size, filt)
+        return quantize(out), {"filter": [self.TRUE_FILTERS[int(c)] for c in choice]}
+
+    def _resize(self, x: torch.Tensor, size: tuple[int, int], filt: str) -> torch.Tensor:
+        if self.backend == "torch":
+            return resize(x, size, filt)
+        from PIL import Image
+        import numpy as np
+
+        pil = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "lanczos": Image.LANCZOS}[filt]
+        arrs = (x.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        outs = []
+        for a in arrs:
+            im = Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else a).resize((size[1], size[0]), pil)
+            outs.append(np.asarray(im).reshape(size[0], size[1], -1))
+        return (torch.from_numpy(np.stack(outs)).permute(0, 3, 1, 2).float() / 255).to(x.device)
+
+    def surrogate(self, x, params=None, generator=None):
+        return F.avg_pool2d(x, self.factor)
+
+
+@dataclass(frozen=True)
+class Denoise(_Task):
+    """Clamped Poisson shot noise plus Bernoulli dead pixels (one mask for all channels).
+
+    True: ``y = clamp(Poisson(lambda x) / lambda * B)`` with ``B ~ Bernoulli(1 - p)`` per pixel.
+    Surrogate (robust StyleGAN eq. 11): ``y = (lambda x - 1/2 + sqrt(lambda x + 1e-3) n) / lambda``
+    with ``n ~ N(0, 1)``, times a fresh random Bernoulli mask (the true one is unknown),
+    with :func:`clamp_surrogate` before and after.
+    """
+
+    name: ClassVar[str] = "denoise"
+    code: ClassVar[str] = "N"
+    PARAMS: ClassVar[tuple[tuple[float, float], ...]] = ((96, .04), (48, .08), (24, .16), (12, .32), (6, .64))
+
+    @property
+    def photons(self) -> float:
+        return float(self.PARAMS[_level_index(self.level)][0])
+
+    @property
+    def dead_prob(self) -> float:
+        return float(self.PARAMS[_level_index(self.level)][1])
+
+    def describe(self) -> dict:
+        return {**super().describe(), "lambda": self.photons, "p": self.dead_prob}
+
+    def degrade_with_params(self, x, generator=None):
+        check_image(x)
+        gens = generator
+        y = poisson_noise(x, self.photons, gens)
+        y = dead_pixels(y, self.dead_prob, gens)
+        return quantize(y), {}
+
+    def surrogate(self, x, params=None, generator=None):
+        x = clamp_surrogate(x)
+        lam = x * self.photons
+        n = _random.randn(generator, tuple(x.shape), x.device, x.dtype)
+        y = (lam - 0.5 + torch.sqrt(lam + 1e-3) * n) / self.photons
+        y = y * bernoulli_mask(tuple(x.shape), self.dead_prob, generator, x.device).to(x.dtype)
+        return clamp_surrogate(y)
+
+
+@dataclass(frozen=True)
+class Deartifact(_Task):
+    """JPEG compression through libjpeg (Pillow, 4:2:0) at quality 18 / 15 / 12 / 9 / 6.
+
+    Surrogate: :func:`jpeg_torch` with Pillow's tables and the cubic-lerp rounding gradient
+    (k = 0.8), after :func:`clamp_surrogate` (the encoder sees clamped pixels).
+    """
+
+    name: ClassVar[str] = "deartifact"
+    code: ClassVar[str] = "A"
+    QUALITIES: ClassVar[tuple[int, ...]] = (18, 15, 12, 9, 6)
+
+    @property
+    def quality(self) -> int:
+        return self.QUALITIES[_level_index(self.level)]
+
+    def describe(self) -> dict:
+        return {**super().describe(), "quality": self.quality, "subsampling": "4:2:0"}
+
+    def degrade_with_params(self, x, generator=None):
+        check_image(x)
+        return jpeg_pillow(x, self.quality), {}
+
+    def surrogate(self, x, params=None, generator=None):
+        return jpeg_torch(clamp_surrogate(x), self.quality, rounding="surrogate", k=0.8)
+
+
+@dataclass(frozen=True)
+class Inpaint(_Task):
+    """Random brush strokes of width 0.08 x the shorter side, each joining two points in the
+    outer thirds of the image, antialiased; the image is multiplied by the keep-mask.
+
+    The surrogate multiplies by the same mask, which must be passed in ``params["mask"]``
+    (the mask is known to the restorer).
+    """
+
+    width_frac: float = 0.08
+    name: ClassVar[str] = "inpaint"
+    code: ClassVar[str] = "P"
+    STROKES: ClassVar[tuple[int, ...]] = (1, 5, 9, 13, 17)
+
+    @property
+    def strokes(self) -> int:
+        return self.STROKES[_level_index(self.level)]
+
+    def describe(self) -> dict:
+        return {**super().describe(), "strokes": self.strokes, "width_frac": self.width_frac}
+
+    def degrade_with_params(self, x, generator=None):
+        check_image(x)
+        mask, ends = random_stroke_mask(generator, x.shape[0], tuple(x.shape[-2:]), self.strokes,
+                                        self.width_frac, x.device)
+        return quantize(x * mask.to(x.dtype)), {"mask": mask, "endpoints": ends}
+
+    def surrogate(self, x, params=None, generator=None):
+        if not params or "mask" not in params and "endpoints" not in params:
+            raise InputError("the inpainting surrogate needs the known mask: pass params from degrade_with_params")
+        mask = params.get("mask")
+        if mask is None:
+            mask = stroke_mask(tuple(x.shape[-2:]), params["endpoints"], self.width_frac, device=x.device)
+        return x * mask.to(device=x.device, dtype=x.dtype)
+
+
+TASKS: dict[str, type[_Task]] = {t.name: t for t in (Upsample, Denoise, Deartifact, Inpaint)}
+ORDER: tuple[type[_Task], ...] = (Upsample, Denoise, Deartifact, Inpaint)  # robust StyleGAN eq. 16
+_BY_CODE = {t.code: t for t in ORDER}
+
+
+@dataclass(frozen=True)
+class Composition:
+    """Tasks applied in order (each true stage re-quantized to 8 bits), surrogates likewise."""
+
+    tasks: tuple[_Task, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        codes = [t.code for t in self.tasks]
+        canonical = [t.code for t in ORDER if t.code in codes]
+        if len(self.tasks) < 2 or codes != canonical:
+            raise InputError(f"a composition needs 2 to 4 distinct tasks in the order U, N, A, P; got {''.join(codes)!r}")
+
+    @property
+    def name(self) -> str:
+        return "".join(t.code for t in self.tasks)
+
+    code = name
+
+    @property
+    def level(self) -> str:
+        levels = {t.level for t in self.tasks}
+        return levels.pop() if len(levels) == 1 else "mixed"
+
+    def describe(self) -> dict:
+        return {"task": self.name, "level": self.level, "stages": [t.describe() for t in self.tasks]}
+
+    def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        for t in self.tasks:
+            size = t.output_size(size)
+        return size
+
+    def degrade(self, x, generator=None):
+        return self.degrade_with_params(x, generator)[0]
+
+    def degrade_with_params(self, x, generator=None):
+        stages = []
+        for t in self.tasks:
+            x, p = t.degrade_with_params(x, generator)
+            stages.append(p)
+        return x, {"stages": stages}
+
+    def surrogate(self, x, params=None, generator=None):
+        stages = (params or {}).get("stages") or [None] * len(self.tasks)
+        for t, p in zip(self.tasks, stages):
+            x = t.surrogate(x, p, generator)
+        return x
+
+
+#: The 11 compositions of 2, 3 and 4 tasks, at level M, by name.
+COMPOSITIONS: tuple[str, ...] = tuple(
+    "".join(t.code for t in combo) for r in (2, 3, 4) for combo in itertools.combinations(ORDER, r))
+
+
+def get_task(name: str, level: str = "M", **options) -> _Task | Composition:
+    """A task by name (``upsample``, ``denoise``, ``deartifact``, ``inpaint``), by code
+    (``U``, ``N``, ``A``, ``P``) or a composition by initials (``UN`` ... ``UNAP``, level M).
+
+    Example:
+        >>> get_task("denoise", "XL").describe()
+        {'task': 'denoise', 'code': 'N', 'level': 'XL', 'lambda': 6.0, 'p': 0.64}
+        >>> get_task("UNAP").name
+        'UNAP'
+    """
+    _level_index(level)
+    if name in TASKS:
+        return TASKS[name](level, **options)
+    if name in _BY_CODE:
+        return _BY_CODE[name](level, **options)
+    if name in COMPOSITIONS:
+        if level != "M":
+            raise InputError(f"compositions are defined at level M only, got {level}")
+        return Composition(tuple(_BY_CODE[c]("M") for c in name))
+    raise InputError(f"unknown task {name!r}; expected one of {', '.join(TASKS)}, "
+                     f"a code {', '.join(_BY_CODE)} or a composition {', '.join(COMPOSITIONS)}")

@@ -1,0 +1,309 @@
+"""Image files in and out, folders and globs, atomic writes, and tiled processing.
+
+Images cross this boundary as ``float32`` tensors ``(1, C, H, W)`` in ``[0, 1]`` with
+C = 1 (grey), 3 (RGB) or 4 (RGBA, alpha last, straight not premultiplied). Quantization to
+8 or 16 bits happens here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import glob
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from ._checks import InputError
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
+
+# EXIF orientation tag (0x0112) -> numpy ops that undo it (applied to H x W x C arrays).
+_EXIF_TRANSFORMS: dict[int, Callable[[np.ndarray], np.ndarray]] = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1, :],
+    5: lambda a: a.transpose(1, 0, 2),
+    6: lambda a: a.transpose(1, 0, 2)[:, ::-1],
+    7: lambda a: a.transpose(1, 0, 2)[::-1, ::-1],
+    8: lambda a: a.transpose(1, 0, 2)[::-1, :],
+}
+
+
+def _exif_orientation(path: Path) -> int:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return int(im.getexif().get(0x0112, 1))
+    except Exception:  # files Pillow cannot parse still decode through OpenCV
+        return 1
+
+
+def read_image(path: str | os.PathLike, mode: Literal["keep", "rgb", "gray", "rgba"] = "keep"
+               ) -> torch.Tensor:
+    """Read PNG (8/16-bit), JPEG, WebP, TIFF or BMP into a ``(1, C, H, W)`` float32 tensor in [0, 1].
+
+    EXIF orientation is applied. 16-bit files keep their 16-bit precision.
+
+    Args:
+        path: the file.
+        mode: ``keep`` returns the file's own channels (1 grey, 3 RGB, 4 RGBA); the others convert.
+
+    Raises:
+        InputError: the file is missing or cannot be decoded as an image.
+    """
+    import cv2
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    data = np.fromfile(path, dtype=np.uint8)
+    arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None
+    if arr is None:
+        raise InputError(f"{path}: cannot decode as an image")
+    if arr.dtype == np.uint8:
+        scale = 255.0
+    elif arr.dtype == np.uint16:
+        scale = 65535.0
+    elif arr.dtype == np.float32:
+        scale = 1.0
+    else:
+        raise InputError(f"{path}: unsupported sample type {arr.dtype}")
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.shape[2] == 3:
+        arr = arr[:, :, ::-1]  # BGR -> RGB
+    elif arr.shape[2] == 4:
+        arr = arr[:, :, [2, 1, 0, 3]]  # BGRA -> RGBA
+    elif arr.shape[2] == 2:  # grey + alpha
+        arr = arr[:, :, [0, 0, 0, 1]]
+    orientation = _exif_orientation(path) if path.suffix.lower() in (".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".png") else 1
+    if orientation in _EXIF_TRANSFORMS:
+        arr = _EXIF_TRANSFORMS[orientation](arr)
+    x = torch.from_numpy(np.ascontiguousarray(arr).astype(np.float32) / scale).permute(2, 0, 1)[None]
+    return convert_channels(x, mode)
+
+
+def convert_channels(x: torch.Tensor, mode: Literal["keep", "rgb", "gray", "rgba"]) -> torch.Tensor:
+    """Convert ``(N, C, H, W)`` between grey, RGB and RGBA (grey uses ITU-R BT.601 luma)."""
+    c = x.shape[1]
+    if mode == "keep":
+        return x
+    rgb, alpha = (x[:, :3], x[:, 3:]) if c == 4 else (x, None)
+    if rgb.shape[1] == 1 and mode in ("rgb", "rgba"):
+        rgb = rgb.expand(-1, 3, -1, -1)
+    if mode == "gray":
+        if rgb.shape[1] == 3:
+            w = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+            rgb = (rgb * w).sum(1, keepdim=True)
+        return rgb
+    if mode == "rgb":
+        return rgb.contiguous()
+    if mode == "rgba":
+        if alpha is None:
+            alpha = torch.ones_like(rgb[:, :1])
+        return torch.cat([rgb, alpha], 1)
+    raise InputError(f"unknown channel mode {mode!r}; expected keep, rgb, gray or rgba")
+
+
+def quantize(x: torch.Tensor, bits: int = 8) -> torch.Tensor:
+    """Round to the nearest of the ``2**bits`` levels in [0, 1], as saving to a file would.
+
+    Example:
+        >>> quantize(torch.tensor([0.0, 0.5, 1.0, 0.0019])).mul(255).tolist()
+        [0.0, 128.0, 255.0, 0.0]
+    """
+    levels = float(2 ** bits - 1)
+    return x.clamp(0, 1).mul(levels).round().div(levels)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual mode
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def encode_image(x: torch.Tensor, suffix: str = ".png", bits: Literal[8, 16] = 8,
+                 jpeg_quality: int = 95) -> bytes:
+    """Encode one ``(1, C, H, W)`` or ``(C, H, W)`` image in [0, 1] as file bytes.
+
+    Args:
+        x: the image; C = 1, 3 or 4 (alpha written back where the format has it).
+        suffix: the format, by file suffix.
+        bits: 8, or 16 for PNG and TIFF.
+        jpeg_quality: JPEG and WebP quality.
+    """
+    import cv2
+
+    if x.ndim == 4:
+        if x.shape[0] != 1:
+            raise InputError(f"encode_image takes one image, got a batch of {x.shape[0]}")
+        x = x[0]
+    if x.ndim != 3 or x.shape[0] not in (1, 3, 4):
+        raise InputError(f"expected (C, H, W) with C in (1, 3, 4), got {tuple(x.shape)}")
+    lo, hi = float(x.min()), float(x.max())
+    if not (lo >= -1e-6 and hi <= 1 + 1e-6):
+        raise InputError(f"expected an image in [0, 1] to write, got values in [{lo:.4g}, {hi:.4g}]")
+    suffix = suffix.lower()
+    if bits == 16 and suffix not in (".png", ".tif", ".tiff"):
+        raise InputError(f"16-bit output needs PNG or TIFF, not {suffix}")
+    levels = 65535.0 if bits == 16 else 255.0
+    arr = x.detach().float().cpu().clamp(0, 1).mul(levels).round().permute(1, 2, 0).numpy()
+    arr = arr.astype(np.uint16 if bits == 16 else np.uint8)
+    if arr.shape[2] == 3:
+        arr = arr[:, :, ::-1]
+    elif arr.shape[2] == 4:
+        arr = arr[:, :, [2, 1, 0, 3]]
+    params: list[int] = []
+    if suffix in (".jpg", ".jpeg"):
+        if arr.shape[2] == 4:
+            raise InputError("JPEG has no alpha channel; write RGBA images as PNG, WebP or TIFF")
+        params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]
+    elif suffix == ".webp":
+        params = [cv2.IMWRITE_WEBP_QUALITY, int(jpeg_quality)]
+    ok, buf = cv2.imencode(suffix, np.ascontiguousarray(arr), params)
+    if not ok:
+        raise InputError(f"cannot encode an image as {suffix}")
+    return buf.tobytes()
+
+
+def write_image(path: str | os.PathLike, x: torch.Tensor, bits: Literal[8, 16] = 8,
+                jpeg_quality: int = 95) -> None:
+    """Write one image atomically; the format follows the suffix (see :func:`encode_image`)."""
+    path = Path(path)
+    atomic_write_bytes(path, encode_image(x, path.suffix or ".png", bits, jpeg_quality))
+
+
+def list_images(inputs: Iterable[str | os.PathLike]) -> list[Path]:
+    """Expand files, folders (their images, sorted, not recursive) and globs into image paths.
+
+    Raises:
+        InputError: an input matches nothing, or a named file is not an image by its suffix.
+    """
+    found: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found += sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file())
+        elif p.is_file():
+            if p.suffix.lower() not in IMAGE_SUFFIXES:
+                raise InputError(f"{p}: not an image file (expected one of {', '.join(IMAGE_SUFFIXES)})")
+            found.append(p)
+        else:
+            matches = sorted(Path(m) for m in glob.glob(str(item), recursive=True))
+            matches = [m for m in matches if m.is_file() and m.suffix.lower() in IMAGE_SUFFIXES]
+            if not matches:
+                raise InputError(f"{item}: no such file, folder or matching images")
+            found += matches
+    return list(dict.fromkeys(found))
+
+
+def check_outputs_not_inputs(outputs: Iterable[Path], inputs: Sequence[Path]) -> None:
+    """Raise :class:`InputError` if writing an output would overwrite an input file."""
+    resolved = {p.resolve() for p in inputs}
+    for out in outputs:
+        if out.resolve() in resolved:
+            raise InputError(f"{out}: output would overwrite an input; choose another output folder")
+
+
+# --------------------------------------------------------------------------------------------
+# Tiling
+
+
+def _tile_starts(size: int, tile: int, overlap: int) -> list[int]:
+    if size <= tile:
+        return [0]
+    stride = tile - overlap
+    n = math.ceil((size - tile) / stride) + 1
+    starts = [min(i * stride, size - tile) for i in range(n)]
+    return sorted(set(starts))
+
+
+def _ramp(length: int, lead_interior: bool, tail_interior: bool, pad: int, blend: int,
+          dtype=torch.float64) -> torch.Tensor:
+    """1-D tile weight: zero within ``pad`` of an interior edge, then a cosine ramp of ``blend`` px."""
+    i = torch.arange(length, dtype=dtype)
+    w = torch.ones(length, dtype=dtype)
+    for interior, dist in ((lead_interior, i), (tail_interior, length - 1 - i)):
+        if interior:
+            t = ((dist - pad + 1) / (blend + 1)).clamp(0, 1)
+            w = w * (0.5 - 0.5 * torch.cos(math.pi * t))
+    return w
+
+
+def tiled_apply(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int = 256,
+                pad: int = 16, blend: int = 16, scale: int = 1,
+                out_device: torch.device | str | None = None) -> torch.Tensor:
+    """Apply ``fn`` to overlapping tiles of ``x`` and blend the results smoothly.
+
+    Neighbouring tiles overlap by ``2 * pad + blend`` input pixels. Output pixels within
+    ``pad`` of a tile's interior edge get zero weight, so an operator whose receptive field
+    radius is at most ``pad`` gives the untiled result; the next ``blend`` pixels fade in with a
+    cosine ramp, which hides seams for operators with wider context. Weights are normalized
+    in float64, so a per-pixel operator is reproduced exactly.
+
+    Args:
+        fn: maps ``(N, C, h, w)`` to ``(N, C', h * scale, w * scale)``.
+        x: ``(N, C, H, W)`` input.
+        tile: tile side in input pixels.
+        pad: pixels discarded at interior tile edges (the operator's receptive-field radius).
+        blend: width of the cosine cross-fade, in input pixels (>= 1).
+        scale: integer output/input size ratio of ``fn`` (4 for a x4 super-resolver).
+        out_device: where the output is assembled (default: ``x.device``).
+
+    Returns:
+        ``(N, C', H * scale, W * scale)`` tensor in ``fn``'s output dtype.
+
+    Example:
+        >>> x = torch.rand(1, 3, 50, 70)
+        >>> y = tiled_apply(lambda t: t * 2, x, tile=24, pad=2, blend=4)
+        >>> torch.equal(y, x * 2)
+        True
+    """
+    if blend < 1 or pad < 0:
+        raise InputError(f"tiling needs blend >= 1 and pad >= 0, got blend={blend}, pad={pad}")
+    overlap = 2 * pad + blend
+    if tile <= overlap:
+        raise InputError(f"tile ({tile}) must be larger than 2 * pad + blend ({overlap})")
+    n, _, h, w = x.shape
+    ys, xs = _tile_starts(h, tile, overlap), _tile_starts(w, tile, overlap)
+    out_device = torch.device(out_device) if out_device is not None else x.device
+    acc = wsum = None
+    out_dtype = None
+    for i, y0 in enumerate(ys):
+        th = min(tile, h)
+        wy = _ramp(th * scale, i > 0, i < len(ys) - 1, pad * scale, blend * scale)
+        for j, x0 in enumerate(xs):
+            tw = min(tile, w)
+            wx = _ramp(tw * scale, j > 0, j < len(xs) - 1, pad * scale, blend * scale)
+            out = fn(x[:, :, y0:y0 + th, x0:x0 + tw])
+            if out.shape[-2:] != (th * scale, tw * scale):
+                raise ValueError(f"fn returned {tuple(out.shape)} for a {th}x{tw} tile; expected "
+                                 f"spatial size {(th * scale, tw * scale)} (scale={scale})")
+            if acc is None:
+                out_dtype = out.dtype
+                acc = torch.zeros(n, out.shape[1], h * scale, w * scale, dtype=torch.float64, device=out_device)
+                wsum = torch.zeros(1, 1, h * scale, w * scale, dtype=torch.float64, device=out_device)
+            weight = (wy[:, None] * wx[None, :]).to(out_device)
+            sl = (slice(None), slice(None), slice(y0 * scale, (y0 + th) * scale), slice(x0 * scale, (x0 + tw) * scale))
+            acc[sl] += out.to(out_device, torch.float64) * weight
+            wsum[sl] += weight
+    return (acc / wsum).to(out_dtype)
