@@ -7,7 +7,7 @@ from .masks import random_box_mask, random_stroke_mask, sample_stroke_endpoints,
 from .noise import (bernoulli_mask, clamp_surrogate, dead_pixels, gaussian_noise, poisson_noise,
                     poisson_noise_scaled)
 from .pipelines import GFPGAN, IDM, PIPELINES, REALESRGAN_X4, BlurDownNoiseJpeg, SecondOrder
-from .resize import FILTERS, resize, resize_adjoint
+from .resize import FILTERS, resize, resize_8bit, resize_adjoint
 from .tasks import (COMPOSITIONS, LEVELS, ORDER, TASKS, Composition, Deartifact, Denoise, Inpaint,
                     Upsample, get_task)
 
@@ -19,7 +19,7 @@ __all__ = [
     "bernoulli_mask", "clamp_surrogate", "dead_pixels", "gaussian_noise", "poisson_noise",
     "poisson_noise_scaled",
     "GFPGAN", "IDM", "PIPELINES", "REALESRGAN_X4", "BlurDownNoiseJpeg", "SecondOrder",
-    "FILTERS", "resize", "resize_adjoint",
+    "FILTERS", "resize", "resize_8bit", "resize_adjoint",
     "COMPOSITIONS", "LEVELS", "ORDER", "TASKS", "Composition", "Deartifact", "Denoise", "Inpaint",
     "Upsample", "get_task",
 ]

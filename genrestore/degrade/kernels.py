@@ -106,7 +106,7 @@ def sinc_kernel(size: int, cutoff: Param) -> torch.Tensor:
     """
     _check_size(size)
     (wc,) = _as_batch(cutoff)
-    if (wc <= 0).any() or (wc > math.pi + 1e-9).any():
+    if (wc <= 0).any() or (wc > math.pi + 1e-6).any():
         raise InputError("sinc cutoff must lie in (0, pi]")
     r1 = torch.arange(size, dtype=torch.float64) - size // 2
     yy, xx = torch.meshgrid(r1, r1, indexing="ij")

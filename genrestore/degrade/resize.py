@@ -113,6 +113,31 @@ def resize(x: torch.Tensor, size: tuple[int, int], filter: Filter = "bicubic",
     return wy @ x @ wx.T
 
 
+def resize_8bit(x: torch.Tensor, size: tuple[int, int], filter: Filter = "bicubic") -> torch.Tensor:
+    """Resize as Pillow does on 8-bit images: horizontal pass, round and clip to 8 bits, vertical
+    pass, round and clip (halves up, as Pillow). Pillow's coefficients are 22-bit fixed point, so a
+    few pixels still differ by one level.
+
+    Args:
+        x: ``(N, C, H, W)`` images in [0, 1].
+        size: output ``(height, width)``.
+        filter: as :func:`resize`.
+
+    Returns:
+        ``(N, C, h, w)`` images on 8-bit levels (not differentiable in any useful way).
+    """
+    h, w = _check_size(x, size)
+    if filter not in FILTERS:
+        raise InputError(f"unknown resize filter {filter!r}; expected one of {', '.join(FILTERS)}")
+    q = lambda t: t.mul(255).add(0.5).floor().clamp(0, 255).div(255)  # noqa: E731  Pillow rounds halves up
+    x = q(x)
+    if w != x.shape[-1]:
+        x = q(x @ _weights(x.shape[-1], w, filter, True).to(device=x.device, dtype=x.dtype).T)
+    if h != x.shape[-2]:
+        x = q(_weights(x.shape[-2], h, filter, True).to(device=x.device, dtype=x.dtype) @ x)
+    return x
+
+
 def resize_adjoint(y: torch.Tensor, in_size: tuple[int, int], filter: Filter = "bicubic") -> torch.Tensor:
     """The transpose of :func:`resize` (antialiased) from ``in_size`` to ``y``'s size.
 

@@ -37,7 +37,7 @@ from ..io import quantize
 from .jpeg import jpeg_pillow, jpeg_torch
 from .masks import random_stroke_mask, stroke_mask
 from .noise import bernoulli_mask, clamp_surrogate, dead_pixels, poisson_noise
-from .resize import resize
+from .resize import resize_8bit
 
 LEVELS: tuple[str, ...] = ("XS", "S", "M", "L", "XL")
 Level = Literal["XS", "S", "M", "L", "XL"]
@@ -84,7 +84,8 @@ class Upsample(_Task):
     """Downsample by an integer factor with a random Pillow filter (bilinear, bicubic or Lanczos).
 
     ``backend="pil"`` runs Pillow itself on 8-bit images, one by one; ``"torch"`` runs the same
-    filters batched in float (see :mod:`genrestore.degrade.resize`), then quantizes.
+    filters batched, with Pillow's rounding to 8 bits between the horizontal and vertical passes
+    (:func:`~genrestore.degrade.resize.resize_8bit`): at most a level away from Pillow's bytes.
     """
 
     backend: Literal["torch", "pil"] = "torch"
@@ -119,7 +120,7 @@ class Upsample(_Task):
 
     def _resize(self, x: torch.Tensor, size: tuple[int, int], filt: str) -> torch.Tensor:
         if self.backend == "torch":
-            return resize(x, size, filt)
+            return resize_8bit(x, size, filt)
         from PIL import Image
         import numpy as np
 

@@ -1,0 +1,138 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from genrestore.cli import example_path, main
+from genrestore.io import read_image, write_image
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    g = torch.Generator().manual_seed(0)
+    write_image(d / "a.png", torch.rand(1, 3, 40, 48, generator=g))
+    write_image(d / "b.png", torch.rand(1, 4, 32, 32, generator=g))  # RGBA
+    write_image(d / "c.png", torch.rand(1, 1, 33, 35, generator=g))  # grey
+    return d
+
+
+def test_degrade_writes_images_and_exact_params(inputs, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["degrade", str(inputs), "-o", str(out), "--task", "denoise", "--level", "L", "--seed", "3",
+                 "-q", "--json"]) == 0
+    lines = [json.loads(s) for s in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 3
+    rec = json.loads((out / "a.json").read_text())
+    assert rec["degradation"] == {"task": "denoise", "code": "N", "level": "L", "lambda": 12.0, "p": 0.32}
+    assert rec["seed"] == 3
+    assert read_image(out / "b.png").shape[1] == 4  # alpha kept
+    assert torch.equal(read_image(out / "b.png")[:, 3], read_image(inputs / "b.png")[:, 3])
+    assert read_image(out / "c.png").shape[1] == 1  # grey stays grey
+    first = (out / "a.png").read_bytes()
+    assert main(["degrade", str(inputs / "a.png"), "-o", str(tmp_path / "again"), "--task", "denoise",
+                 "--level", "L", "--seed", "3", "-q"]) == 0
+    assert (tmp_path / "again" / "a.png").read_bytes() == first  # same seed, same bytes, batch-independent
+
+
+def test_upsample_inpaint_composition_outputs(inputs, tmp_path):
+    out = tmp_path / "o"
+    assert main(["degrade", str(inputs / "a.png"), "-o", str(out), "--task", "upsample", "--level", "S", "-q"]) == 0
+    assert read_image(out / "a.png").shape[-2:] == (10, 12)
+    assert json.loads((out / "a.json").read_text())["params"]["filter"] in ("bilinear", "bicubic", "lanczos")
+    assert main(["degrade", str(inputs / "a.png"), "-o", str(out), "--task", "inpaint", "-q"]) == 0
+    mask = read_image(out / "a_mask.png")
+    assert mask.shape == (1, 1, 40, 48) and mask.min() == 0
+    assert main(["degrade", str(inputs / "a.png"), "-o", str(out), "--task", "UNAP", "-q"]) == 0
+    rec = json.loads((out / "a.json").read_text())
+    assert [s["task"] for s in rec["degradation"]["stages"]] == ["upsample", "denoise", "deartifact", "inpaint"]
+    assert main(["degrade", str(inputs / "a.png"), "-o", str(out), "--task", "realesrgan-x4", "-q"]) == 0
+    assert read_image(out / "a.png").shape[-2:] == (10, 12)
+
+
+def test_resume_skips_done_images(inputs, tmp_path, capsys):
+    out = tmp_path / "o"
+    args = ["degrade", str(inputs), "-o", str(out), "--task", "deartifact", "-q"]
+    assert main(args) == 0
+    mtime = (out / "a.png").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(args + ["--resume"]) == 0
+    assert "0 degraded, 3 already done" in capsys.readouterr().out
+    assert (out / "a.png").stat().st_mtime_ns == mtime
+
+
+def test_shards_together_equal_one_run(inputs, tmp_path):
+    full, sharded = tmp_path / "full", tmp_path / "sharded"
+    assert main(["degrade", str(inputs), "-o", str(full), "--task", "inpaint", "-q"]) == 0
+    for i in range(2):
+        assert main(["degrade", str(inputs), "-o", str(sharded), "--task", "inpaint", "--shard", f"{i}/2", "-q"]) == 0
+    for name in ("a.png", "b.png", "c.png"):
+        assert (full / name).read_bytes() == (sharded / name).read_bytes()
+
+
+def test_grid_on_bundled_example(tmp_path):
+    assert example_path().is_file()
+    assert main(["degrade", "--example", "-o", str(tmp_path), "--grid", "-q"]) == 0
+    grid = read_image(tmp_path / "grid_astronaut.png")
+    assert grid.shape[1] == 3 and grid.shape[-1] > 6 * 160 and grid.shape[-2] > 4 * 160
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--task", "bogus"], "unknown task 'bogus'"),
+    (["--task", "idm", "--level", "M"], "--level applies"),
+    ([], "nothing to do"),
+])
+def test_bad_usage_one_line_exit_2_nothing_written(inputs, tmp_path, capsys, argv, message):
+    out = tmp_path / "o"
+    assert main(["degrade", str(inputs), "-o", str(out)] + argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and err.startswith("genrestore: error:")
+    assert not out.exists()
+
+
+def test_image_smaller_than_factor(tmp_path, capsys):
+    write_image(tmp_path / "small.png", torch.rand(1, 3, 16, 40))
+    assert main(["degrade", str(tmp_path / "small.png"), "-o", str(tmp_path / "o"), "--task", "upsample",
+                 "--level", "XL"]) == 2
+    err = capsys.readouterr().err
+    assert "small.png" in err and "smaller than the factor" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_unreadable_file_names_the_file(tmp_path, capsys):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG not really")
+    assert main(["degrade", str(bad), "-o", str(tmp_path / "o"), "--task", "denoise"]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "cannot read" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_inputs_never_overwritten(inputs, capsys):
+    before = (inputs / "a.png").read_bytes()
+    assert main(["degrade", str(inputs / "a.png"), "-o", str(inputs), "--task", "denoise", "-q"]) == 2
+    assert "overwrite an input" in capsys.readouterr().err
+    assert (inputs / "a.png").read_bytes() == before
+
+
+def test_exif_rotated_jpeg_input(tmp_path):
+    a = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    im = Image.fromarray(a)
+    exif = im.getexif()
+    exif[0x0112] = 6
+    im.save(tmp_path / "r.jpg", exif=exif.tobytes(), quality=95)
+    assert main(["degrade", str(tmp_path / "r.jpg"), "-o", str(tmp_path / "o"), "--task", "upsample",
+                 "--level", "XS", "-q"]) == 0
+    assert read_image(tmp_path / "o" / "r.png").shape[-2:] == (15, 10)  # rotated to 30x20, then halved
+
+
+def test_console_script_entry_point():
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "genrestore.cli", "degrade", "-o", "/tmp/x", "--task", "nope"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.strip().startswith("genrestore: error:") and "Traceback" not in r.stderr

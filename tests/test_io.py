@@ -1,0 +1,171 @@
+import os
+import stat
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from genrestore._checks import InputError
+from genrestore.io import (convert_channels, list_images, quantize, read_image, tiled_apply, write_image)
+
+
+def _rand_u8(h, w, c, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, c), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif", ".webp", ".bmp"])
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_lossless_roundtrip_8bit(tmp_path, suffix, channels):
+    if suffix == ".bmp" and channels == 4:
+        pytest.skip("BMP alpha support varies between OpenCV builds")
+    a = _rand_u8(9, 13, channels)
+    if suffix == ".webp" and channels == 4:
+        a[:, :, 3] |= 1  # lossless WebP may rewrite the colour of fully transparent pixels
+    x = torch.from_numpy(a).permute(2, 0, 1)[None].float() / 255
+    p = tmp_path / f"a{suffix}"
+    if suffix == ".webp":
+        from genrestore.io import atomic_write_bytes
+        import cv2
+        arr = (x[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        arr = arr[:, :, ::-1] if channels == 3 else arr[:, :, [2, 1, 0, 3]] if channels == 4 else arr
+        ok, buf = cv2.imencode(".webp", arr, [cv2.IMWRITE_WEBP_QUALITY, 101])  # >100 is lossless
+        atomic_write_bytes(p, buf.tobytes())
+        if channels == 1:  # WebP stores grey as RGB
+            y = read_image(p, "gray")
+            assert torch.allclose(y, x, atol=1 / 255)
+            return
+    else:
+        write_image(p, x)
+    y = read_image(p)
+    assert y.shape == x.shape and y.dtype == torch.float32
+    assert torch.equal(y, x)
+
+
+def test_pillow_reads_what_we_write(tmp_path):
+    """Independent reference: Pillow decodes our PNG to the same pixels, alpha included."""
+    a = _rand_u8(7, 5, 4, seed=1)
+    x = torch.from_numpy(a).permute(2, 0, 1)[None].float() / 255
+    write_image(tmp_path / "a.png", x)
+    with Image.open(tmp_path / "a.png") as im:
+        assert im.mode == "RGBA"
+        np.testing.assert_array_equal(np.asarray(im), a)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_16bit_png_and_tiff_keep_precision(tmp_path, channels):
+    a = np.random.default_rng(2).integers(0, 65536, (6, 8, channels), dtype=np.uint16)
+    x = torch.from_numpy(a.astype(np.float32) / 65535).permute(2, 0, 1)[None]
+    for name in ("a.png", "a.tif"):
+        write_image(tmp_path / name, x, bits=16)
+        y = read_image(tmp_path / name)
+        assert torch.allclose(y, x, atol=0.5 / 65535)
+        assert not torch.allclose(y, quantize(x), atol=0.1 / 255)  # not rounded to 8 bits
+
+
+def test_jpeg_read_matches_pillow(tmp_path):
+    a = _rand_u8(16, 24, 3, seed=3)
+    Image.fromarray(a).save(tmp_path / "a.jpg", quality=90)
+    ref = np.asarray(Image.open(tmp_path / "a.jpg").convert("RGB")).astype(np.float32) / 255
+    y = read_image(tmp_path / "a.jpg")[0].permute(1, 2, 0).numpy()
+    assert np.abs(y - ref).max() <= 2 / 255  # both libjpeg; decoders may differ by a level
+
+
+@pytest.mark.parametrize("orientation", [1, 2, 3, 4, 5, 6, 7, 8])
+def test_exif_orientation_matches_pillow_transpose(tmp_path, orientation):
+    from PIL import ImageOps
+
+    a = _rand_u8(6, 10, 3, seed=4)
+    im = Image.fromarray(a)
+    exif = im.getexif()
+    exif[0x0112] = orientation
+    im.save(tmp_path / "a.png", exif=exif.tobytes())
+    ref = np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / "a.png")))
+    y = read_image(tmp_path / "a.png")[0].permute(1, 2, 0).numpy()
+    np.testing.assert_array_equal((y * 255).round().astype(np.uint8), ref)
+
+
+def test_convert_channels():
+    rgba = torch.rand(1, 4, 3, 3)
+    assert convert_channels(rgba, "rgb").shape[1] == 3
+    g = convert_channels(rgba, "gray")
+    expected = 0.299 * rgba[:, 0] + 0.587 * rgba[:, 1] + 0.114 * rgba[:, 2]
+    assert torch.allclose(g[:, 0], expected, atol=1e-6)
+    assert torch.equal(convert_channels(g, "rgba")[:, 3], torch.ones(1, 3, 3))
+
+
+def test_atomic_write_leaves_no_temp_and_normal_mode(tmp_path):
+    write_image(tmp_path / "x.png", torch.rand(1, 3, 4, 4))
+    assert [p.name for p in tmp_path.iterdir()] == ["x.png"]
+    mode = stat.S_IMODE(os.stat(tmp_path / "x.png").st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask
+
+
+def test_write_refuses_out_of_range_and_jpeg_alpha(tmp_path):
+    with pytest.raises(InputError, match=r"\[0, 1\]"):
+        write_image(tmp_path / "x.png", torch.full((1, 3, 2, 2), 1.5))
+    with pytest.raises(InputError, match="alpha"):
+        write_image(tmp_path / "x.jpg", torch.rand(1, 4, 2, 2))
+    assert not list(tmp_path.iterdir())
+
+
+def test_read_errors(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        read_image(tmp_path / "missing.png")
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    with pytest.raises(InputError, match="cannot decode"):
+        read_image(tmp_path / "bad.png")
+
+
+def test_list_images_folders_globs_files(tmp_path):
+    for n in ("b.png", "a.jpg", "c.txt"):
+        (tmp_path / n).write_bytes(b"")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "d.png").write_bytes(b"")
+    assert [p.name for p in list_images([tmp_path])] == ["a.jpg", "b.png"]
+    assert [p.name for p in list_images([str(tmp_path / "**" / "*.png")])] == ["b.png", "d.png"]
+    assert [p.name for p in list_images([tmp_path / "b.png", tmp_path])] == ["b.png", "a.jpg"]
+    with pytest.raises(InputError, match="not an image"):
+        list_images([tmp_path / "c.txt"])
+    with pytest.raises(InputError, match="no such file"):
+        list_images([tmp_path / "nope*.png"])
+
+
+# ---------------------------------------------------------------------------- tiling
+
+def test_tiled_identity_and_per_pixel_exact():
+    x = torch.rand(2, 3, 67, 91, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(tiled_apply(lambda t: t, x, tile=32, pad=4, blend=6), x)
+    f = lambda t: torch.where(t > 0.5, t * t, 1 - t) * 3 + 0.125  # noqa: E731  (IEEE-exact ops)
+    assert torch.equal(tiled_apply(f, x, tile=24, pad=2, blend=3), f(x))
+    # torch's vectorized sigmoid and its scalar tail loop differ by an ulp depending on where a
+    # row ends, so a transcendental operator is reproduced to float precision, not bit for bit
+    s = lambda t: torch.sigmoid(3 * t - 1)  # noqa: E731
+    assert (tiled_apply(s, x, tile=24, pad=2, blend=3) - s(x)).abs().max() <= 1.2e-7
+
+
+def test_tiled_conv3x3_within_1e6_when_pad_covers_support():
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(1, 3, 70, 53, generator=g)
+    w = torch.randn(4, 3, 3, 3, generator=g)
+    conv = lambda t: torch.nn.functional.conv2d(t, w, padding=1)  # noqa: E731
+    y = tiled_apply(conv, x, tile=20, pad=1, blend=4)
+    assert (y - conv(x)).abs().max() <= 1e-6
+    # without the discarded margin, the tile borders differ: the check above can fail
+    y_bad = tiled_apply(conv, x, tile=20, pad=0, blend=4)
+    assert (y_bad - conv(x)).abs().max() > 1e-3
+
+
+def test_tiled_with_scale_and_constant_output():
+    x = torch.full((1, 3, 40, 30), 0.25)
+    up = lambda t: torch.nn.functional.interpolate(t, scale_factor=4, mode="nearest")  # noqa: E731
+    y = tiled_apply(up, x, tile=16, pad=2, blend=2, scale=4)
+    assert y.shape == (1, 3, 160, 120)
+    assert (y - 0.25).abs().max() <= 1e-7
+
+
+def test_tiled_rejects_bad_geometry():
+    with pytest.raises(InputError):
+        tiled_apply(lambda t: t, torch.rand(1, 3, 8, 8), tile=8, pad=2, blend=4)

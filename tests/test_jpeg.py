@@ -1,0 +1,115 @@
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import genrestore.degrade.jpeg as jpeg_mod
+from genrestore._checks import InputError
+from genrestore.degrade import jpeg_pillow, jpeg_torch, quantization_tables, round_surrogate
+from conftest import psnr
+
+
+def _pillow_tables(q: int):
+    im = Image.fromarray(np.zeros((16, 16, 3), np.uint8))
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=q)
+    buf.seek(0)
+    t = Image.open(buf).quantization
+    return torch.tensor([list(t[0]), list(t[1])], dtype=torch.float32).view(2, 8, 8)
+
+
+def test_tables_equal_pillow_at_every_quality():
+    ours = quantization_tables(torch.arange(1, 101))
+    for q in range(1, 101):
+        assert torch.equal(ours[q - 1], _pillow_tables(q)), q
+
+
+@pytest.mark.parametrize("q", [6, 12, 18, 50, 90])
+def test_torch_jpeg_close_to_libjpeg_on_photos(q, photos):
+    """Reference: Pillow's decode of Pillow's encode (libjpeg, 4:2:0). Issue target: >= 35 dB."""
+    ours = jpeg_torch(photos, q, rounding="exact")
+    ref = jpeg_pillow(photos, q)
+    p = psnr(ours, ref)
+    print(f"q={q}: PSNR(torch JPEG, libjpeg) mean {p.mean():.2f} dB, min {p.min():.2f} dB")
+    assert p.mean() >= 40 and p.min() >= 35
+    # and it really compresses: far from the input at low quality
+    assert psnr(ours, photos).mean() < psnr(ref, photos).mean() + 1
+
+
+def test_grey_jpeg_matches_pillow_L(photos):
+    grey = photos[:, :1]
+    p = psnr(jpeg_torch(grey, 20, rounding="exact"), jpeg_pillow(grey, 20))
+    assert p.min() >= 40
+
+
+def test_odd_sizes_and_per_image_quality(photos):
+    x = photos[:3, :, :37, :45]
+    q = torch.tensor([10, 50, 95])
+    both = jpeg_torch(x, q)
+    for i in range(3):
+        assert torch.allclose(both[i:i + 1], jpeg_torch(x[i:i + 1], int(q[i])), atol=1e-6)
+    assert psnr(both, jpeg_pillow(x, q)).min() >= 35
+
+
+def test_quality_100_444_is_nearly_lossless(photos):
+    assert psnr(jpeg_torch(photos, 100, subsampling="4:4:4"), photos).min() > 45
+
+
+def test_round_surrogate_forward_and_gradient():
+    x = torch.tensor([-2.5, -0.4, 0.0, 0.3, 0.5, 1.49], dtype=torch.float64, requires_grad=True)
+    y = round_surrogate(x, 0.8)
+    assert y.tolist() == [-3.0, -0.0, 0.0, 0.0, 1.0, 1.0]  # halves away from zero, as libjpeg
+    y.sum().backward()
+    d = x.detach() - y.detach()
+    assert torch.allclose(x.grad, 0.2 + 2.4 * d * d)
+
+
+def test_pipeline_gradient_equals_autograd_of_the_lerp_formula(photos, monkeypatch):
+    """Backward through jpeg_torch equals autograd through lerp(x, r + (x - r)^3, 0.8), r = round(x) held fixed."""
+    x = photos[:1, :, :24, :40].double().requires_grad_()
+    y = jpeg_torch(x, 12)
+    upstream = torch.randn(y.shape, dtype=y.dtype, generator=torch.Generator().manual_seed(0))
+    y.backward(upstream)
+
+    def explicit(v, k):
+        r = jpeg_mod._round_half_away(v).detach()
+        return torch.lerp(v, r + (v - r) ** 3, k)
+
+    monkeypatch.setattr(jpeg_mod, "round_surrogate", explicit)
+    x2 = x.detach().clone().requires_grad_()
+    jpeg_torch(x2, 12).backward(upstream)  # its forward is not exact, its gradient is the reference
+    assert torch.allclose(x2.grad, x.grad, atol=1e-9)
+    assert x.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("q", [1, 6, 100])
+@pytest.mark.parametrize("hw", [(17, 23), (8, 8), (33, 16)])
+def test_gradients_finite_everywhere(q, hw):
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, *hw, generator=g)
+    x[0, :, :3] = 0.0
+    x[1, :, :3] = 1.0
+    x.requires_grad_()
+    y = jpeg_torch(x, q)
+    y.sum().backward()
+    assert torch.isfinite(y).all() and torch.isfinite(x.grad).all()
+    assert x.grad.abs().sum() > 0
+
+
+def test_exact_rounding_has_no_gradient_path():
+    x = torch.rand(1, 3, 16, 16, requires_grad=True)
+    jpeg_torch(x, 50, rounding="exact").sum().backward()
+    assert x.grad.abs().max() == 0
+
+
+def test_bad_quality_and_shape():
+    with pytest.raises(InputError, match="1..100"):
+        jpeg_torch(torch.rand(1, 3, 8, 8), 0)
+    with pytest.raises(InputError, match="whole number"):
+        quantization_tables(50.5)
+    with pytest.raises(InputError):
+        jpeg_torch(torch.rand(1, 2, 8, 8), 50)
+    with pytest.raises(InputError, match=r"\[0, 1\]"):
+        jpeg_pillow(torch.full((1, 3, 8, 8), 2.0), 50)

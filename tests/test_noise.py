@@ -1,0 +1,64 @@
+import torch
+
+from genrestore.degrade import (bernoulli_mask, clamp_surrogate, dead_pixels, gaussian_noise, poisson_noise,
+                                poisson_noise_scaled)
+
+
+def test_poisson_mean_and_variance_within_3_percent():
+    """Poisson(lambda x) / lambda has mean x and variance x / lambda (1e6 samples)."""
+    g = torch.Generator().manual_seed(0)
+    for lam, v in ((6.0, 0.3), (96.0, 0.7)):
+        x = torch.full((4, 1, 500, 500), v)
+        y = poisson_noise(x, lam, g)
+        assert abs(y.mean().item() / v - 1) < 0.03
+        assert abs(y.var().item() / (v / lam) - 1) < 0.03
+        assert torch.equal(y * lam, (y * lam).round())  # integer photon counts
+
+
+def test_poisson_per_image_lambda():
+    x = torch.full((2, 1, 300, 300), 0.5)
+    y = poisson_noise(x, torch.tensor([4.0, 64.0]), torch.Generator().manual_seed(1))
+    v = y.flatten(1).var(1)
+    assert abs(v[0].item() / (0.5 / 4) - 1) < 0.05 and abs(v[1].item() / (0.5 / 64) - 1) < 0.05
+
+
+def test_gaussian_noise_std_and_gray():
+    g = torch.Generator().manual_seed(2)
+    x = torch.zeros(2, 3, 200, 200)
+    y = gaussian_noise(x, torch.tensor([0.1, 0.02]), g, gray=torch.tensor([False, True]))
+    assert abs(y[0].std().item() / 0.1 - 1) < 0.02
+    assert torch.equal(y[1, 0], y[1, 2]) and not torch.equal(y[0, 0], y[0, 2])
+
+
+def test_bernoulli_mask_probability_and_shared_channels():
+    g = torch.Generator().manual_seed(3)
+    m = bernoulli_mask((2, 3, 300, 300), torch.tensor([0.04, 0.64]), g)
+    assert m.shape == (2, 1, 300, 300)
+    assert abs((1 - m[0]).mean().item() - 0.04) < 0.005 and abs((1 - m[1]).mean().item() - 0.64) < 0.01
+    y = dead_pixels(torch.ones(1, 3, 50, 50), 0.3, torch.Generator().manual_seed(4))
+    assert torch.equal(y[:, 0], y[:, 1]) and torch.equal(y[:, 1], y[:, 2])  # one mask for all channels
+
+
+def test_poisson_scaled_zero_scale_is_identity():
+    x = torch.rand(1, 3, 8, 8)
+    assert torch.equal(poisson_noise_scaled(x, 0.0, torch.Generator().manual_seed(0)), x)
+
+
+def test_clamp_surrogate_forward_exact_gradient_sigmoid():
+    x = torch.linspace(-1, 2, 31, dtype=torch.float64, requires_grad=True)
+    y = clamp_surrogate(x)
+    assert torch.equal(y, x.detach().clamp(0, 1))
+    y.sum().backward()
+    xr = x.detach().clone().requires_grad_()
+    torch.sigmoid(2 * (xr - 0.5)).sum().backward()
+    assert torch.allclose(x.grad, xr.grad)
+    assert (x.grad > 0).all()
+
+
+def test_same_seed_same_bytes_and_batch_independence():
+    x = torch.rand(3, 3, 16, 16)
+    gens = lambda: [torch.Generator().manual_seed(10 + i) for i in range(3)]  # noqa: E731
+    a = poisson_noise(x, 12.0, gens())
+    assert torch.equal(a, poisson_noise(x, 12.0, gens()))
+    alone = poisson_noise(x[1:2], 12.0, [torch.Generator().manual_seed(11)])
+    assert torch.equal(alone, a[1:2])

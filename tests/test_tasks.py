@@ -1,0 +1,161 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from genrestore._checks import InputError
+from genrestore.degrade import (COMPOSITIONS, LEVELS, Composition, Deartifact, Denoise, Inpaint, Upsample,
+                                get_task, jpeg_torch, sample_stroke_endpoints, stroke_mask)
+from conftest import psnr
+
+ALL = ["upsample", "denoise", "deartifact", "inpaint", *COMPOSITIONS]
+
+
+def test_levels_are_the_papers():
+    """Robust StyleGAN §5.1 (and the issue): XS..XL parameters of every task."""
+    assert LEVELS == ("XS", "S", "M", "L", "XL")
+    assert [Upsample(lv).factor for lv in LEVELS] == [2, 4, 8, 16, 32]
+    assert [Inpaint(lv).strokes for lv in LEVELS] == [1, 5, 9, 13, 17]
+    assert [(Denoise(lv).photons, Denoise(lv).dead_prob) for lv in LEVELS] == [
+        (96, .04), (48, .08), (24, .16), (12, .32), (6, .64)]
+    assert [Deartifact(lv).quality for lv in LEVELS] == [18, 15, 12, 9, 6]
+
+
+def test_the_eleven_compositions():
+    assert COMPOSITIONS == ("UN", "UA", "UP", "NA", "NP", "AP", "UNA", "UNP", "UAP", "NAP", "UNAP")
+    c = get_task("UNAP")
+    assert [type(t) for t in c.tasks] == [Upsample, Denoise, Deartifact, Inpaint]
+    assert all(t.level == "M" for t in c.tasks)
+    with pytest.raises(InputError):
+        get_task("NU")
+    with pytest.raises(InputError, match="level M"):
+        get_task("UN", "XL")
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_true_degradation_is_8bit_and_seeded(name, photos):
+    task = get_task(name)
+    x = photos[:3]
+    gens = lambda: [torch.Generator().manual_seed(i) for i in range(3)]  # noqa: E731
+    y = task.degrade(x, gens())
+    assert y.shape[-2:] == task.output_size(tuple(x.shape[-2:]))
+    assert torch.equal(y * 255, (y * 255).round()) and y.min() >= 0 and y.max() <= 1
+    assert torch.equal(y, task.degrade(x, gens()))  # same seed, same bytes
+    alone = task.degrade(x[2:3], [torch.Generator().manual_seed(2)])
+    assert torch.equal(alone, y[2:3])  # an image alone matches itself inside a batch
+    assert not torch.equal(y, task.degrade(x, [torch.Generator().manual_seed(i + 7) for i in range(3)])) \
+        or name in ("deartifact",)  # JPEG has no randomness
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_surrogate_gradients_finite_at_extremes_and_odd_sizes(name):
+    g = torch.Generator().manual_seed(0)
+    for hw in ((64, 64), (67, 73)):
+        x = torch.rand(2, 3, *hw, generator=g)
+        x[0, :, :8] = 0.0
+        x[1, :, :8] = 1.0
+        task = get_task(name)
+        _, params = task.degrade_with_params(x, g)
+        xr = x.clone().requires_grad_()
+        y = task.surrogate(xr, params, g)
+        y.sum().backward()
+        assert torch.isfinite(y).all() and torch.isfinite(xr.grad).all() and xr.grad.abs().sum() > 0
+
+
+def test_upsample_true_vs_pillow_and_surrogate(photos):
+    for backend in ("torch", "pil"):
+        t = Upsample("S", backend=backend)
+        y, p = t.degrade_with_params(photos, torch.Generator().manual_seed(0))
+        assert y.shape == (8, 3, 32, 32) and set(p["filter"]) <= {"bilinear", "bicubic", "lanczos"}
+        if backend == "torch":
+            y_torch = y
+        else:
+            # same seed, same filters: the batched path is at most a level from Pillow's bytes
+            assert (y - y_torch).abs().max() <= 1.5 / 255
+    s = Upsample("S").surrogate(photos)
+    assert torch.allclose(s, F.avg_pool2d(photos, 4))
+    assert psnr(s, y_torch).mean() > 30  # average pooling approximates the true filters
+
+
+def test_upsample_floors_size_and_refuses_tiny_images():
+    assert Upsample("XS").output_size((65, 33)) == (32, 16)
+    with pytest.raises(InputError, match="smaller than 32"):
+        Upsample("XL").degrade(torch.rand(1, 3, 31, 64))
+
+
+def test_denoise_surrogate_matches_true_distribution():
+    """On a flat grey image: the same dead-pixel rate; mean within 1/lambda (the surrogate
+    centres Poisson at lambda x - 1/2); std of live pixels within 10 %."""
+    g = torch.Generator().manual_seed(0)
+    for level in ("XS", "M", "XL"):
+        t = Denoise(level)
+        x = torch.full((1, 3, 256, 256), 0.5)
+        y = t.degrade(x, g)
+        s = t.surrogate(x, None, g)
+        dead_y, dead_s = (y.sum(1) == 0).float().mean(), (s.sum(1) == 0).float().mean()
+        assert abs(dead_y - t.dead_prob) < 0.01 and abs(dead_s - t.dead_prob) < 0.01
+        live_y, live_s = y[(y.sum(1, keepdim=True) > 0).expand_as(y)], s[(s.sum(1, keepdim=True) > 0).expand_as(s)]
+        assert abs(live_y.mean() - live_s.mean()) <= 1 / t.photons
+        assert abs(live_y.std() / live_s.std() - 1) < 0.1
+
+
+def test_deartifact_surrogate_is_the_torch_jpeg(photos):
+    t = Deartifact("M")
+    s = t.surrogate(photos)
+    assert torch.allclose(s, jpeg_torch(photos, 12), atol=1e-6)
+    assert psnr(s, t.degrade(photos)).mean() >= 38
+
+
+def test_inpaint_mask_geometry():
+    g = torch.Generator().manual_seed(0)
+    ends = sample_stroke_endpoints(g, 50, 4)
+    outer = (ends <= 1 / 3) | (ends >= 2 / 3)
+    assert outer.all()  # every coordinate in the outer thirds
+    # brush width 0.08 x resolution: a horizontal stroke across a 200 px image covers 16 rows
+    m = stroke_mask((200, 200), torch.tensor([[[[0.0, 0.5], [1.0, 0.5]]]]))
+    assert math.isclose((1 - m[0, 0, :, 100]).sum().item(), 16.0, abs_tol=0.5)
+    # antialiased edges: some fractional values, all in [0, 1]
+    d = stroke_mask((64, 64), torch.tensor([[[[0.1, 0.05], [0.9, 0.8]]]]))
+    assert ((d > 0) & (d < 1)).any() and d.min() >= 0 and d.max() <= 1
+
+
+def test_inpaint_coverage_grows_with_level_and_surrogate_uses_known_mask(photos):
+    g = torch.Generator().manual_seed(1)
+    cover = []
+    for lv in LEVELS:
+        y, p = Inpaint(lv).degrade_with_params(photos, g)
+        cover.append((1 - p["mask"]).mean().item())
+        s = Inpaint(lv).surrogate(photos, p)
+        assert (s - y).abs().max() <= 0.5 / 255 + 1e-6  # the same mask; only 8-bit rounding differs
+    assert cover == sorted(cover) and cover[0] > 0.02
+    with pytest.raises(InputError, match="known mask"):
+        Inpaint("M").surrogate(photos)
+
+
+def test_composition_chains_stages(photos):
+    c = get_task("UNAP")
+    g = [torch.Generator().manual_seed(i) for i in range(8)]
+    y, p = c.degrade_with_params(photos, g)
+    assert y.shape == (8, 3, 16, 16) and len(p["stages"]) == 4
+    assert p["stages"][3]["mask"].shape == (8, 1, 16, 16)  # the mask is drawn at the degraded size
+    sg = torch.Generator().manual_seed(5)
+    s = c.surrogate(photos, p, sg)
+    sg = torch.Generator().manual_seed(5)
+    x = photos
+    for t, pt in zip(c.tasks, p["stages"]):
+        x = t.surrogate(x, pt, sg)
+    assert torch.equal(s, x)
+
+
+def test_unknown_names_and_levels():
+    with pytest.raises(InputError, match="unknown task"):
+        get_task("blur")
+    with pytest.raises(InputError, match="unknown level"):
+        get_task("denoise", "XXL")
+    with pytest.raises(InputError):
+        Composition((Denoise(),))
+    with pytest.raises(InputError, match=r"\(N, C, H, W\)"):
+        Denoise().degrade(torch.rand(3, 8, 8))
+    with pytest.raises(InputError, match=r"\[0, 1\]"):
+        Denoise().degrade(torch.rand(1, 3, 8, 8) * 255)
