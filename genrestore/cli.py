@@ -61,6 +61,11 @@ def _parse_shard(text: str | None) -> tuple[int, int]:
     return i, n
 
 
+# Pillow modes that decode to grey, grey+alpha, RGB or RGBA (palettes and CMYK are converted).
+_SUPPORTED_MODES = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr",
+                    "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+
+
 def _check_headers(paths: Sequence[Path]) -> list[tuple[int, int]]:
     """Open each file's header (no full decode) so bad inputs fail before anything is written."""
     from PIL import Image, UnidentifiedImageError
@@ -70,9 +75,12 @@ def _check_headers(paths: Sequence[Path]) -> list[tuple[int, int]]:
         try:
             with Image.open(p) as im:
                 w, h = im.size
+                mode = im.mode
                 orientation = im.getexif().get(0x0112, 1)
         except (UnidentifiedImageError, OSError, SyntaxError) as e:
             raise InputError(f"{p}: cannot read as an image ({type(e).__name__})") from None
+        if mode not in _SUPPORTED_MODES:
+            raise InputError(f"{p}: unsupported image mode {mode!r} (expected grey, RGB or RGBA)")
         sizes.append((w, h) if orientation in (5, 6, 7, 8) else (h, w))
     return sizes
 

@@ -79,6 +79,10 @@ def read_image(path: str | os.PathLike, mode: Literal["keep", "rgb", "gray", "rg
         raise InputError(f"{path}: unsupported sample type {arr.dtype}")
     if arr.ndim == 2:
         arr = arr[:, :, None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4):
+        raise InputError(f"{path}: unsupported image layout {arr.shape} (expected grey, grey+alpha, RGB or RGBA)")
+    if scale == 1.0 and not (np.isfinite(arr).all() and arr.min() >= 0 and arr.max() <= 1):
+        raise InputError(f"{path}: floating-point image with values outside [0, 1] or not finite")
     if arr.shape[2] == 3:
         arr = arr[:, :, ::-1]  # BGR -> RGB
     elif arr.shape[2] == 4:

@@ -136,3 +136,11 @@ def test_console_script_entry_point():
     r = subprocess.run([sys.executable, "-m", "genrestore.cli", "degrade", "-o", "/tmp/x", "--task", "nope"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.strip().startswith("genrestore: error:") and "Traceback" not in r.stderr
+
+
+def test_wrong_mode_is_refused(tmp_path, capsys):
+    Image.new("LAB", (8, 8)).save(tmp_path / "lab.tif")  # CIELAB: not an RGB-family mode
+    assert main(["degrade", str(tmp_path / "lab.tif"), "-o", str(tmp_path / "o"), "--task", "denoise"]) == 2
+    err = capsys.readouterr().err
+    assert "lab.tif" in err and "unsupported image mode 'LAB'" in err
+    assert not (tmp_path / "o").exists()

@@ -159,3 +159,26 @@ def test_unknown_names_and_levels():
         Denoise().degrade(torch.rand(3, 8, 8))
     with pytest.raises(InputError, match=r"\[0, 1\]"):
         Denoise().degrade(torch.rand(1, 3, 8, 8) * 255)
+
+
+def test_gradcheck_of_exactly_differentiable_surrogates():
+    """Upsampling and inpainting surrogates are ordinary functions: check them numerically."""
+    x = torch.rand(2, 3, 8, 8, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: Upsample("XS").surrogate(t), (x,))
+    _, p = Inpaint("S").degrade_with_params(x.detach().float(), torch.Generator().manual_seed(0))
+    assert torch.autograd.gradcheck(lambda t: Inpaint("S").surrogate(t, p), (x,))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", ["upsample", "denoise", "deartifact", "inpaint", "UNAP"])
+def test_cuda_gives_the_cpu_result(name, photos):
+    """Randomness is drawn on the generator's device, so the same seed gives the same images."""
+    task = get_task(name)
+    cpu = task.degrade(photos, torch.Generator().manual_seed(0))
+    gpu = task.degrade(photos.cuda(), torch.Generator().manual_seed(0))
+    assert gpu.is_cuda and (gpu.cpu() - cpu).abs().max() <= 1 / 255
+    _, p = task.degrade_with_params(photos, torch.Generator().manual_seed(0))
+    s_cpu = task.surrogate(photos, p, torch.Generator().manual_seed(1))
+    p_gpu = {k: (v.cuda() if isinstance(v, torch.Tensor) else v) for k, v in p.items()}
+    s_gpu = task.surrogate(photos.cuda(), p_gpu, torch.Generator().manual_seed(1))
+    assert (s_gpu.cpu() - s_cpu).abs().max() <= 1e-4
