@@ -91,14 +91,20 @@ def quantization_tables(quality: Quality) -> torch.Tensor:
     return table.clamp(1, 255).float()
 
 
-@lru_cache(maxsize=8)
-def _dct_matrix(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """8x8 orthonormal DCT-II: ``D[u, x] = c(u) cos((2x + 1) u pi / 16)``."""
+def _dct_matrix() -> torch.Tensor:
+    """8x8 orthonormal DCT-II in float64: ``D[u, x] = c(u) cos((2x + 1) u pi / 16)``."""
     u = torch.arange(8, dtype=torch.float64)[:, None]
     x = torch.arange(8, dtype=torch.float64)[None, :]
     d = torch.cos((2 * x + 1) * u * math.pi / 16) * math.sqrt(2 / 8)
     d[0] /= math.sqrt(2)
-    return d.to(device=device, dtype=dtype)
+    return d
+
+
+@lru_cache(maxsize=8)
+def _dct2_matrix(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """64x64 2-D DCT on row-major flattened 8x8 blocks: ``vec(D B D^T) = (D kron D) vec(B)``."""
+    d = _dct_matrix()
+    return torch.kron(d, d).to(device=device, dtype=dtype)
 
 
 def _round_half_away(x: torch.Tensor) -> torch.Tensor:
@@ -135,6 +141,15 @@ def round_surrogate(x: torch.Tensor, k: float = 0.8) -> torch.Tensor:
 _RGB_TO_YCC = torch.tensor([[0.299, 0.587, 0.114],
                             [-0.168735892, -0.331264108, 0.5],
                             [0.5, -0.418687589, -0.081312411]], dtype=torch.float64)
+_YCC_OFFSET = torch.tensor([0.0, 128.0, 128.0], dtype=torch.float64)
+
+
+def _color_convert(x: torch.Tensor, matrix: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Per-pixel affine colour transform ``matrix @ rgb + bias`` (a matmul over the channel axis:
+    on CPU it is ~80x faster than the equivalent 1x1 convolution)."""
+    n, _, h, w = x.shape
+    out = torch.baddbmm(bias.to(x).view(1, 3, 1).expand(n, 3, 1), matrix.to(x).expand(n, 3, 3), x.reshape(n, 3, h * w))
+    return out.view(n, 3, h, w)
 
 
 def _blocks_codec(x: torch.Tensor, table: torch.Tensor, rounding: str, k: float) -> torch.Tensor:
@@ -143,14 +158,14 @@ def _blocks_codec(x: torch.Tensor, table: torch.Tensor, rounding: str, k: float)
     ``table`` is ``(N or 1, 8, 8)``.
     """
     n, c, h, w = x.shape
-    d = _dct_matrix(x.device, x.dtype)
-    blocks = x.reshape(n, c, h // 8, 8, w // 8, 8).transpose(3, 4)  # (N, c, H/8, W/8, 8, 8)
-    coef = d @ blocks @ d.T
-    q = table.to(x).view(-1, 1, 1, 1, 8, 8)
+    dct2 = _dct2_matrix(x.device, x.dtype)
+    blocks = x.reshape(n, c, h // 8, 8, w // 8, 8).transpose(3, 4).reshape(n, c, h // 8, w // 8, 64)
+    coef = blocks @ dct2.T  # one GEMM over all blocks
+    q = table.to(x).reshape(-1, 1, 1, 1, 64)
     scaled = coef / q
     quant = round_surrogate(scaled, k) if rounding == "surrogate" else _round_half_away(scaled)
-    rec = d.T @ (quant * q) @ d
-    return rec.transpose(3, 4).reshape(n, c, h, w)
+    rec = (quant * q) @ dct2
+    return rec.reshape(n, c, h // 8, w // 8, 8, 8).transpose(3, 4).reshape(n, c, h, w)
 
 
 def _fancy_upsample(x: torch.Tensor) -> torch.Tensor:
@@ -201,9 +216,7 @@ def jpeg_torch(x: torch.Tensor, quality: Quality, rounding: Literal["surrogate",
         y = _blocks_codec(y - 128.0, tables[:, 0], rounding, k) + 128.0
         return (y[:, :, :h, :w] / 255.0).clamp(0, 1)
 
-    m = _RGB_TO_YCC.to(device=x.device, dtype=x.dtype)
-    ycc = torch.einsum("ij,njhw->nihw", m, v)
-    ycc = ycc + torch.tensor([0.0, 128.0, 128.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    ycc = _color_convert(v, _RGB_TO_YCC, _YCC_OFFSET)
     mcu = 16 if subsampling == "4:2:0" else 8
     ycc = F.pad(ycc, (0, -w % mcu, 0, -h % mcu), mode="replicate")
     luma = _blocks_codec(ycc[:, :1] - 128.0, tables[:, 0], rounding, k) + 128.0
@@ -214,9 +227,9 @@ def jpeg_torch(x: torch.Tensor, quality: Quality, rounding: Literal["surrogate",
     else:
         chroma = _blocks_codec(ycc[:, 1:] - 128.0, tables[:, 1], rounding, k) + 128.0
     ycc = torch.cat([luma[:, :, :h, :w], chroma[:, :, :h, :w]], 1)
-    ycc = ycc - torch.tensor([0.0, 128.0, 128.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    rgb = torch.einsum("ij,njhw->nihw", torch.linalg.inv(m.double()).to(x.dtype), ycc)
-    return (rgb / 255.0).clamp(0, 1)
+    inverse = torch.linalg.inv(_RGB_TO_YCC)
+    rgb = _color_convert(ycc, inverse / 255.0, -(inverse @ _YCC_OFFSET) / 255.0)
+    return rgb.clamp(0, 1)
 
 
 def _pillow_roundtrip(arr: np.ndarray, quality: int, subsampling: str) -> np.ndarray:
