@@ -44,7 +44,7 @@ def _one_image_params(params: Any, i: int) -> Any:
         return {k: _one_image_params(v, i) for k, v in params.items() if k != "mask"}
     if isinstance(params, torch.Tensor):
         return params[i].tolist()
-    if isinstance(params, list):
+    if isinstance(params, list):  # per-image values, or a composition's stages
         return params[i] if params and not isinstance(params[0], dict) else [_one_image_params(p, i) for p in params]
     return params
 
@@ -102,6 +102,8 @@ def _degrade_one(deg, x: torch.Tensor, generator: torch.Generator) -> tuple[torc
 
     alpha = x[:, 3:] if x.shape[1] == 4 else None
     y, params = deg.degrade_with_params(x[:, :3] if alpha is not None else x, [generator])
+    if isinstance(params, list):  # the pipelines return one parameter dict per image
+        params = params[0]
     if alpha is not None:
         a = alpha if alpha.shape[-2:] == y.shape[-2:] else resize(alpha, tuple(y.shape[-2:]), "area").clamp(0, 1)
         y = torch.cat([y, a], 1)

@@ -51,6 +51,11 @@ def test_upsample_inpaint_composition_outputs(inputs, tmp_path):
     assert [s["task"] for s in rec["degradation"]["stages"]] == ["upsample", "denoise", "deartifact", "inpaint"]
     assert main(["degrade", str(inputs / "a.png"), "-o", str(out), "--task", "realesrgan-x4", "-q"]) == 0
     assert read_image(out / "a.png").shape[-2:] == (10, 12)
+    rec = json.loads((out / "a.json").read_text())
+    assert set(rec["params"]) == {"stage1", "stage2", "final"}
+    assert main(["degrade", str(inputs / "a.png"), "-o", str(out), "--task", "idm", "-q"]) == 0
+    rec = json.loads((out / "a.json").read_text())
+    assert 50 <= rec["params"]["jpeg_quality"] <= 100 and rec["output_size"] == [40, 48]
 
 
 def test_resume_skips_done_images(inputs, tmp_path, capsys):
