@@ -85,6 +85,15 @@ def _check_headers(paths: Sequence[Path]) -> list[tuple[int, int]]:
     return sizes
 
 
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when available, else CPU; ``cuda`` without a GPU is an input error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("--device cuda was asked for, but no CUDA device is available")
+    return torch.device(name)
+
+
 def _build_degradation(name: str, level: str | None, backend: str):
     from .degrade import PIPELINES, get_task
 
@@ -151,6 +160,7 @@ def cmd_degrade(args: argparse.Namespace) -> int:
     paths = list_images(inputs)
     shard_i, shard_n = _parse_shard(args.shard)
     paths = paths[shard_i::shard_n]
+    device = resolve_device(args.device)
     deg = _build_degradation(args.task, args.level, args.backend) if args.task else None
     sizes = _check_headers(paths)
     if deg is not None and hasattr(deg, "output_size"):
@@ -170,7 +180,7 @@ def cmd_degrade(args: argparse.Namespace) -> int:
     for path in tqdm(paths, desc="degrade", unit="img", file=sys.stderr, disable=args.quiet):
         key = path.name
         image_seed = seed_for(args.seed, key)
-        x = read_image(path)
+        x = read_image(path).to(device)
         if args.grid:
             write_image(out_dir / f"grid_{path.stem}.png", _grid(x, args.seed, args.backend))
         if deg is None:
@@ -231,6 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--example", action="store_true", help="add the bundled example photo to the inputs")
     d.add_argument("--backend", choices=("torch", "pil"), default="torch",
                    help="resizer for the upsampling task: batched torch (default) or Pillow itself")
+    d.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="where to compute (random draws are made on the CPU, so results do not depend on it)")
     d.add_argument("--resume", action="store_true", help="skip images whose outputs exist with the same settings")
     d.add_argument("--shard", metavar="i/n", help="process only every n-th image, starting at i")
     d.add_argument("--json", action="store_true", help="print one JSON object per image on stdout")
