@@ -31,7 +31,7 @@ tasks draw from ``torch.Generator().manual_seed(0)`` (numpy alternatives from
 ``np.random.default_rng(0)``). Torch uses its default thread count.
 
 Photos: 16 crops of 256x256 (centre, top-left and bottom-right, cycling through the files) of
-the PNGs in ``/work/shared/data/photos/val/``; if that folder is missing, of
+the PNGs in ``../shared/data/photos/val/`` (beside the checkout); if that folder is missing, of
 ``skimage.data`` images (astronaut, chelsea, coffee, rocket).
 
 Run::
@@ -63,7 +63,7 @@ from genrestore.io import quantize, read_image
 
 BATCH = 16
 SIZE = 256
-PHOTOS = Path("/work/shared/data/photos/val")
+PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos" / "val"
 CROPS = ("center", "top-left", "bottom-right")
 
 
@@ -292,7 +292,7 @@ def run(bench: Bench, levels: tuple[str, ...]) -> None:
         t = Deartifact(level)
         q = t.quality
         bench.row("deartifact degrade", level, lambda x: t.degrade(x), lambda x: pillow_jpeg_loop(x, q),
-                  "Pillow loop, 1 thread", f"q={q}; ours: libjpeg on a thread pool (8 workers)")
+                  "Pillow loop, 1 thread", f"q={q}; ours: libjpeg on a thread pool ({os.cpu_count()} workers)")
         ours_fwd = lambda x: jpeg_torch(x, q, rounding="surrogate")  # noqa: E731
         kornia_fwd = lambda x: kornia_jpeg(x, q)  # noqa: E731
         bench.row("jpeg_torch forward", level, ours_fwd, kornia_fwd, "kornia jpeg_codec_differentiable",
@@ -305,7 +305,22 @@ def run(bench: Bench, levels: tuple[str, ...]) -> None:
         g, r = gen(), rng()
         bench.row("inpaint degrade", level, lambda x: t.degrade(x, g),
                   lambda x: opencv_inpaint_loop(x, t.strokes, r), "OpenCV cv2.line loop",
-                  f"{t.strokes} strokes, width {round(t.width_frac * SIZE)} px; ours 4x supersampled")
+                  f"{t.strokes} stroke{'s' if t.strokes > 1 else ''}, width {round(t.width_frac * SIZE)} px; ours antialiased from the distance field")
+
+
+def other_cpu_use(seconds: float = 0.5) -> float | None:
+    """Fraction of all CPUs busy over ``seconds`` while this process sleeps (Linux only)."""
+    def ticks() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        return values[3] + values[4], sum(values)  # idle + iowait, total
+    try:
+        idle0, total0 = ticks()
+        time.sleep(seconds)
+        idle1, total1 = ticks()
+    except OSError:
+        return None
+    return 1 - (idle1 - idle0) / max(1, total1 - total0)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -331,9 +346,10 @@ def main(argv: list[str] | None = None) -> None:
     device = "cpu" + (f" + cuda ({torch.cuda.get_device_name(gpu)})" if gpu is not None else "")
     print(f"torch {torch.__version__}, kornia {kornia.__version__}, threads {torch.get_num_threads()}, "
           f"device {device}")
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"load average (1 min) before the run: {load:.2f} on {os.cpu_count()} CPUs"
-          + (" -- other processes are busy, the timings will be noisy" if load > 0.5 else ""))
+    busy = other_cpu_use()
+    if busy is not None:
+        print(f"CPU in use by other processes just before the run: {busy:.0%} of {os.cpu_count()} CPUs"
+              + (" -- the timings will be noisy" if busy > 0.1 else ""))
     print(f"batch {tuple(x.shape)} float32, 8-bit crops of {source}; levels {', '.join(levels)}; "
           f"timing >= {min_time:g} s and >= 2 calls after 1 warm-up\n", flush=True)
     start = time.perf_counter()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Literal
@@ -248,14 +249,14 @@ def jpeg_pillow(x: torch.Tensor, quality: Quality, subsampling: Literal["4:2:0",
                 workers: int | None = None) -> torch.Tensor:
     """JPEG-compress and decode each image with libjpeg through Pillow (the true degradation).
 
-    Images are first quantized to 8 bits, as a saved file would be. Encoding releases the
-    GIL, so a batch runs on a thread pool.
+    Images are first quantized to 8 bits, as a saved file would be. Pillow's codec releases
+    the GIL, so a batch runs on a thread pool with one thread per core.
 
     Args:
         x: ``(N, C, H, W)`` images in [0, 1], C = 1 or 3.
         quality: 1..100; int or ``(N,)``.
         subsampling: ``4:2:0`` (Pillow's default) or ``4:4:4``.
-        workers: threads (default: up to 8).
+        workers: threads (default: the number of CPU cores; 1 runs a plain loop).
 
     Returns:
         ``(N, C, H, W)`` float32 images on 8-bit levels, on ``x``'s device.
@@ -265,7 +266,11 @@ def jpeg_pillow(x: torch.Tensor, quality: Quality, subsampling: Literal["4:2:0",
     if q.numel() != x.shape[0]:
         raise InputError(f"expected 1 or {x.shape[0]} qualities, got {q.numel()}")
     arrs = (x.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    with ThreadPoolExecutor(max_workers=workers or min(8, max(1, len(arrs)))) as pool:
-        outs = list(pool.map(_pillow_roundtrip, arrs, q.tolist(), [subsampling] * len(arrs)))
+    workers = min(workers or os.cpu_count() or 1, len(arrs))
+    if workers <= 1:
+        outs = [_pillow_roundtrip(a, qi, subsampling) for a, qi in zip(arrs, q.tolist())]
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            outs = list(pool.map(_pillow_roundtrip, arrs, q.tolist(), [subsampling] * len(arrs)))
     y = torch.from_numpy(np.stack(outs)).permute(0, 3, 1, 2).float() / 255.0
     return y.to(x.device)
