@@ -148,7 +148,7 @@ def cmd_degrade(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ._random import generator_for, seed_for
-    from .io import check_outputs_not_inputs, list_images, read_image, write_image
+    from .io import atomic_write_bytes, check_outputs_not_inputs, list_images, read_image, write_image
 
     if not args.task and not args.grid:
         raise InputError("nothing to do: give --task NAME and/or --grid")
@@ -205,8 +205,6 @@ def cmd_degrade(args: argparse.Namespace) -> int:
             write_image(out_mask, mask[0])
             record["mask"] = str(out_mask)
         write_image(out_png, y)
-        from .io import atomic_write_bytes
-
         atomic_write_bytes(out_json, (json.dumps(record, indent=1) + "\n").encode())
         done += 1
         if args.json:

@@ -262,7 +262,9 @@ def jpeg_pillow(x: torch.Tensor, quality: Quality, subsampling: Literal["4:2:0",
         ``(N, C, H, W)`` float32 images on 8-bit levels, on ``x``'s device.
     """
     check_image(x)
-    q = _qualities(quality).expand(x.shape[0]) if _qualities(quality).numel() == 1 else _qualities(quality)
+    q = _qualities(quality)
+    if q.numel() == 1:
+        q = q.expand(x.shape[0])
     if q.numel() != x.shape[0]:
         raise InputError(f"expected 1 or {x.shape[0]} qualities, got {q.numel()}")
     arrs = (x.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()

@@ -163,9 +163,8 @@ class Denoise(_Task):
 
     def degrade_with_params(self, x, generator=None):
         check_image(x)
-        gens = generator
-        y = poisson_noise(x, self.photons, gens)
-        y = dead_pixels(y, self.dead_prob, gens)
+        y = poisson_noise(x, self.photons, generator)
+        y = dead_pixels(y, self.dead_prob, generator)
         return quantize(y), {}
 
     def surrogate(self, x, params=None, generator=None):
@@ -232,7 +231,7 @@ class Inpaint(_Task):
         return quantize(x * mask.to(x.dtype)), {"mask": mask, "endpoints": ends}
 
     def surrogate(self, x, params=None, generator=None):
-        if not params or "mask" not in params and "endpoints" not in params:
+        if not params or ("mask" not in params and "endpoints" not in params):
             raise InputError("the inpainting surrogate needs the known mask: pass params from degrade_with_params")
         mask = params.get("mask")
         if mask is None:
