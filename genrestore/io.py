@@ -129,20 +129,26 @@ def quantize(x: torch.Tensor, bits: int = 8) -> torch.Tensor:
     return x.clamp(0, 1).mul(levels).round().div(levels)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+def atomic_write(path: str | os.PathLike, writer: Callable[[str], None]) -> None:
+    """Create ``path`` atomically: ``writer(tmp)`` writes a temporary file in the same folder,
+    which is then renamed over ``path`` (readers never see a partial file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        writer(tmp)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_write`)."""
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def encode_image(x: torch.Tensor, suffix: str = ".png", bits: Literal[8, 16] = 8,

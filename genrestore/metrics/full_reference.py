@@ -1,0 +1,177 @@
+"""Full-reference metrics: MSE, PSNR and SSIM, on RGB or on luma Y, batched in torch.
+
+Conventions (those of BasicSR and the super-resolution papers):
+
+* images are ``(N, C, H, W)`` in [0, 1]; ``data_range`` is 1;
+* ``y_channel=True`` compares ITU-R BT.601 luma in studio range,
+  ``Y = (16 + 65.481 R + 128.553 G + 24.966 B) / 255``;
+* ``crop_border=k`` drops ``k`` pixels on each side first (SR papers crop the scale factor);
+* SSIM (Wang et al. 2004) uses an 11x11 Gaussian window with sigma 1.5, ``K1 = 0.01``,
+  ``K2 = 0.03``, population covariances, the mean of the SSIM map over the *valid* window
+  positions, averaged over channels. This equals scikit-image's
+  ``structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+  data_range=1)`` (which filters with reflect padding, then crops the 5-pixel border) and
+  BasicSR's ``calculate_ssim``.
+
+Per-image values are float64. The metric classes accumulate float64 sums in ``update`` and
+finish in ``compute``; ``merge`` adds another instance's state (shards, ranks).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+
+from .._checks import InputError, check_image
+
+
+def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
+    """``(N, 3, H, W)`` RGB in [0, 1] -> ``(N, 1, H, W)`` BT.601 studio-range luma in [16/255, 235/255].
+
+    Example:
+        >>> rgb_to_y(torch.ones(1, 3, 1, 1)).mul(255).round().item()
+        235.0
+    """
+    w = torch.tensor([65.481, 128.553, 24.966], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (16.0 + (x * w).sum(1, keepdim=True)) / 255.0
+
+
+def _prepare(x: torch.Tensor, y: torch.Tensor, y_channel: bool, crop_border: int,
+             dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
+    check_image(x, "first image", channels=(1, 3), check_range=False)
+    check_image(y, "second image", channels=(1, 3), check_range=False)
+    if x.shape != y.shape:
+        raise InputError(f"images differ in shape: {tuple(x.shape)} vs {tuple(y.shape)}")
+    for t, name in ((x, "first"), (y, "second")):
+        if not torch.isfinite(t).all():
+            raise InputError(f"{name} image has NaN or infinite values")
+    if crop_border:
+        if 2 * crop_border >= min(x.shape[-2:]):
+            raise InputError(f"crop_border={crop_border} leaves nothing of a {x.shape[-1]}x{x.shape[-2]} image")
+        x = x[..., crop_border:-crop_border, crop_border:-crop_border]
+        y = y[..., crop_border:-crop_border, crop_border:-crop_border]
+    x, y = x.to(dtype), y.to(dtype)
+    if y_channel:
+        if x.shape[1] != 3:
+            raise InputError("y_channel=True needs RGB images")
+        x, y = rgb_to_y(x), rgb_to_y(y)
+    return x, y
+
+
+def mse(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, crop_border: int = 0) -> torch.Tensor:
+    """Mean squared error per image, ``(N,)`` float64."""
+    x, y = _prepare(x, y, y_channel, crop_border)
+    return (x - y).square().flatten(1).mean(1)
+
+
+def psnr(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, crop_border: int = 0,
+         data_range: float = 1.0) -> torch.Tensor:
+    """Peak signal-to-noise ratio per image in dB, ``10 log10(data_range^2 / MSE)``; ``inf`` when equal.
+
+    Example:
+        >>> x = torch.zeros(1, 3, 4, 4); y = torch.full((1, 3, 4, 4), 0.1)
+        >>> round(psnr(x, y).item(), 6)
+        20.0
+    """
+    m = mse(x, y, y_channel, crop_border)
+    return 10.0 * torch.log10(data_range ** 2 / m)
+
+
+@lru_cache(maxsize=8)
+def _gaussian_window(size: int, sigma: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    r = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-(r ** 2) / (2 * sigma ** 2))
+    return (g / g.sum()).to(device=device, dtype=dtype)
+
+
+def ssim_map(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, win_size: int = 11,
+             sigma: float = 1.5, k1: float = 0.01, k2: float = 0.03) -> torch.Tensor:
+    """SSIM map over the valid window positions, ``(N, C, H - win + 1, W - win + 1)``."""
+    if min(x.shape[-2:]) < win_size:
+        raise InputError(f"SSIM needs images of at least {win_size}x{win_size} px, got {x.shape[-1]}x{x.shape[-2]}")
+    c = x.shape[1]
+    g = _gaussian_window(win_size, sigma, x.device, x.dtype)
+    gh, gv = g.view(1, 1, 1, -1).expand(c, 1, 1, -1), g.view(1, 1, -1, 1).expand(c, 1, -1, 1)
+
+    def filt(t: torch.Tensor) -> torch.Tensor:  # separable, valid, per channel
+        return F.conv2d(F.conv2d(t, gh, groups=c), gv, groups=c)
+
+    mu_x, mu_y = filt(x), filt(y)
+    sxx = filt(x * x) - mu_x * mu_x
+    syy = filt(y * y) - mu_y * mu_y
+    sxy = filt(x * y) - mu_x * mu_y
+    c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
+    return ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (sxx + syy + c2))
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, crop_border: int = 0,
+         data_range: float = 1.0) -> torch.Tensor:
+    """Structural similarity per image, ``(N,)`` float64 (see the module docstring for the convention).
+
+    Example:
+        >>> x = torch.rand(2, 3, 16, 16)
+        >>> ssim(x, x).tolist()
+        [1.0, 1.0]
+    """
+    x, y = _prepare(x, y, y_channel, crop_border)
+    return ssim_map(x, y, data_range).mean(dim=(1, 2, 3))
+
+
+class _MeanOverImages:
+    """Accumulates the per-image values of a functional metric; ``compute`` gives their mean."""
+
+    higher_is_better: bool = True
+
+    def __init__(self, y_channel: bool = False, crop_border: int = 0) -> None:
+        self.y_channel, self.crop_border = y_channel, crop_border
+        self.reset()
+
+    def reset(self) -> None:
+        self.total = torch.zeros((), dtype=torch.float64)
+        self.count = 0
+
+    def _values(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def update(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Fold a batch in; returns its per-image values."""
+        v = self._values(x, y)
+        self.total = self.total + v.sum().cpu()
+        self.count += v.numel()
+        return v
+
+    def merge(self, other: _MeanOverImages) -> None:
+        """Add another instance's state (another shard or process)."""
+        self.total = self.total + other.total
+        self.count += other.count
+
+    def compute(self) -> float:
+        if self.count == 0:
+            raise InputError(f"{type(self).__name__}.compute() called before any update")
+        return float(self.total / self.count)
+
+
+class MSE(_MeanOverImages):
+    """Mean over images of the per-image MSE."""
+
+    higher_is_better = False
+
+    def _values(self, x, y):
+        return mse(x, y, self.y_channel, self.crop_border)
+
+
+class PSNR(_MeanOverImages):
+    """Mean over images of the per-image PSNR in dB (the SR papers' convention, not PSNR of the mean MSE)."""
+
+    def _values(self, x, y):
+        return psnr(x, y, self.y_channel, self.crop_border)
+
+
+class SSIM(_MeanOverImages):
+    """Mean over images of the per-image SSIM."""
+
+    def _values(self, x, y):
+        return ssim(x, y, self.y_channel, self.crop_border)
+

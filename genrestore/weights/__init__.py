@@ -1,0 +1,197 @@
+"""The local weight store: every model loads from a file on this machine, never from a hub.
+
+A weight is a name in ``registry.json`` (beside this file) with its file name, license,
+source and how to get it. Files are looked up, in order, in
+
+1. ``$GENRESTORE_WEIGHTS`` (a folder),
+2. the user cache, ``$XDG_CACHE_HOME/genrestore/weights`` (``~/.cache/genrestore/weights``),
+3. this package folder (weights the project ships).
+
+Each stored weight is ``NAME.safetensors`` plus ``NAME.json`` (its registry entry, the sha256
+of the stored file, and where it came from). Only safetensors are loaded; a foreign PyTorch
+checkpoint is converted once by :func:`add` with ``torch.load(weights_only=True)``, which
+refuses to run code from the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .._checks import InputError
+from ..io import atomic_write, atomic_write_bytes
+
+PACKAGE_DIR = Path(str(resources.files("genrestore") / "weights"))
+
+
+class WeightNotFound(InputError):
+    """A named weight is not on this machine; the message says where it was looked for and how to get it."""
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """One registry entry."""
+
+    name: str
+    file: str
+    description: str = ""
+    license: str = ""
+    how_to_get: str = ""
+    source_file: str = ""
+    source_sha256_prefix: str = ""
+    sha256: str = ""  # of the stored file, for weights the project ships
+    format: str = "safetensors"
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+def _load_registry() -> dict[str, WeightSpec]:
+    data = json.loads((PACKAGE_DIR / "registry.json").read_text())
+    return {name: WeightSpec(name=name, **entry) for name, entry in data.items()}
+
+
+REGISTRY: dict[str, WeightSpec] = _load_registry()
+
+
+def spec(name: str) -> WeightSpec:
+    """The registry entry of ``name``; :class:`InputError` for an unknown name."""
+    if name not in REGISTRY:
+        raise InputError(f"unknown weight {name!r}; known: {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[name]
+
+
+def search_dirs() -> list[Path]:
+    """Folders searched for weight files, in order."""
+    dirs = []
+    if os.environ.get("GENRESTORE_WEIGHTS"):
+        dirs.append(Path(os.environ["GENRESTORE_WEIGHTS"]))
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    dirs.append(cache / "genrestore" / "weights")
+    dirs.append(PACKAGE_DIR)
+    return dirs
+
+
+def user_dir() -> Path:
+    """Where :func:`add` stores files: ``$GENRESTORE_WEIGHTS`` if set, else the user cache."""
+    return search_dirs()[0]
+
+
+def find(name: str) -> Path | None:
+    """The path of ``name``'s file, or ``None`` when it is on none of the search paths."""
+    s = spec(name)
+    for d in search_dirs():
+        if (d / s.file).is_file():
+            return d / s.file
+    return None
+
+
+def resolve(name: str) -> Path:
+    """The path of ``name``'s file.
+
+    Raises:
+        WeightNotFound: with the file searched for, the folders, and how to install it.
+    """
+    path = find(name)
+    if path is None:
+        s = spec(name)
+        where = ", ".join(str(d) for d in search_dirs())
+        raise WeightNotFound(
+            f"weight {name!r} not found: looked for {s.file} in {where}. To get it: {s.how_to_get}; "
+            f"then run `genrestore weights add {name} {s.source_file or 'FILE'}`")
+    return path
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_state_dict(name: str, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """Load ``name``'s tensors (safetensors only), as float32 unless stored otherwise."""
+    from safetensors.torch import load_file
+
+    return load_file(str(resolve(name)), device=str(device))
+
+
+def load_metadata(name: str) -> dict[str, Any]:
+    """The JSON sidecar of ``name`` (registry entry, stored sha256, provenance); ``{}`` if absent."""
+    path = resolve(name)
+    sidecar = path.with_suffix(".json")
+    return json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+
+
+def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file or a PyTorch checkpoint (``weights_only=True``: no code runs)."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # unpickling refused or not a checkpoint
+        raise InputError(f"{path}: not a loadable PyTorch checkpoint with weights_only=True ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0][:200]})") from None
+    for key in ("state_dict", "model", "params_ema", "params"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise InputError(f"{path}: expected a state dict of tensors")
+    return obj
+
+
+def add(name: str, file: str | os.PathLike, dest_dir: str | os.PathLike | None = None, force: bool = False) -> Path:
+    """Check ``file`` against the registry and store it as ``NAME.safetensors`` + ``NAME.json``.
+
+    A PyTorch checkpoint is converted (``torch.load(weights_only=True)``); a safetensors file is
+    copied. The source's sha256 must match the registry's (full or prefix) unless ``force``.
+    Writes are atomic; the source is never modified.
+
+    Returns:
+        The stored file's path.
+    """
+    from safetensors.torch import save_file
+
+    s = spec(name)
+    src = Path(file)
+    if not src.is_file():
+        raise InputError(f"{src}: no such file")
+    digest = sha256_file(src)
+    if s.source_sha256_prefix and not digest.startswith(s.source_sha256_prefix) and not force:
+        raise InputError(f"{src}: sha256 {digest[:16]}... does not start with {s.source_sha256_prefix}, "
+                         f"the hash of {s.source_file or name}; pass --force to store it anyway")
+    tensors = {k: v.contiguous() for k, v in _read_checkpoint(src).items()}
+    dest = Path(dest_dir) if dest_dir else user_dir()
+    out = dest / s.file
+    if out.resolve() == src.resolve():
+        raise InputError(f"{src}: already in the store")
+    atomic_write(out, lambda tmp: save_file(tensors, tmp, metadata={"genrestore_weight": name}))
+    meta = {**asdict(s), "sha256": sha256_file(out), "source_sha256": digest, "source_path": str(src),
+            "tensors": len(tensors), "parameters": int(sum(t.numel() for t in tensors.values()))}
+    atomic_write_bytes(out.with_suffix(".json"), (json.dumps(meta, indent=1) + "\n").encode())
+    return out
+
+
+def verify(name: str) -> tuple[bool, str]:
+    """Check a stored weight's sha256 against its sidecar (or the registry for shipped weights)."""
+    path = find(name)
+    if path is None:
+        return False, "absent"
+    expected = spec(name).sha256
+    sidecar = path.with_suffix(".json")
+    if not expected and sidecar.is_file():
+        expected = json.loads(sidecar.read_text()).get("sha256", "")
+    if not expected:
+        return False, "no recorded sha256"
+    actual = sha256_file(path)
+    return (actual == expected, "ok" if actual == expected else f"sha256 mismatch: {actual[:16]}... != {expected[:16]}...")

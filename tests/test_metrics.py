@@ -1,0 +1,190 @@
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from genrestore._checks import InputError
+from genrestore.degrade import jpeg_pillow
+from genrestore.metrics import (PSNR, SSIM, FeatureStats, change_counts, frechet_distance, inception_score, iou,
+                                kid, mse, psnr, region_counts, rgb_to_y, ssim)
+
+
+@pytest.fixture(scope="module")
+def pairs(photos):
+    return photos, jpeg_pillow(photos, 15)
+
+
+def _np(t):
+    return t.permute(1, 2, 0).double().numpy()
+
+
+def test_psnr_ssim_match_scikit_image_on_photos(pairs):
+    """Reference: skimage.metrics with the SR papers' SSIM settings; agreement to 1e-4 (we see ~1e-12)."""
+    x, y = pairs
+    ours_p, ours_s = psnr(x, y), ssim(x, y)
+    for i in range(x.shape[0]):
+        a, b = _np(x[i]), _np(y[i])
+        ref_p = peak_signal_noise_ratio(a, b, data_range=1)
+        ref_s = structural_similarity(a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                      data_range=1, channel_axis=2)
+        assert abs(ours_p[i].item() - ref_p) < 1e-4 and abs(ours_s[i].item() - ref_s) < 1e-4
+
+
+def test_y_channel_and_crop_border_match_scikit_image(pairs):
+    x, y = pairs
+    ours_p, ours_s = psnr(x, y, y_channel=True, crop_border=4), ssim(x, y, y_channel=True, crop_border=4)
+    for i in range(x.shape[0]):
+        ya = rgb_to_y(x[i:i + 1].double())[0, 0, 4:-4, 4:-4].numpy()
+        yb = rgb_to_y(y[i:i + 1].double())[0, 0, 4:-4, 4:-4].numpy()
+        assert abs(ours_p[i].item() - peak_signal_noise_ratio(ya, yb, data_range=1)) < 1e-4
+        ref = structural_similarity(ya, yb, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1)
+        assert abs(ours_s[i].item() - ref) < 1e-4
+
+
+def test_bt601_luma_hand_values():
+    rgb = torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0]]).T.reshape(1, 3, 1, 3)
+    y = rgb_to_y(rgb)[0, 0, 0] * 255
+    assert torch.allclose(y, torch.tensor([235.0, 16.0, 16 + 65.481]), atol=1e-3)
+
+
+def test_hand_computed_psnr_and_identical_images():
+    x = torch.zeros(1, 1, 11, 11)
+    assert mse(x, x + 0.5).item() == 0.25
+    assert abs(psnr(x, x + 0.5).item() - 10 * np.log10(4)) < 1e-12
+    assert psnr(x, x).item() == float("inf") and ssim(x + 0.3, x + 0.3).item() == pytest.approx(1.0)
+
+
+def test_metric_classes_stream_and_merge(pairs):
+    x, y = pairs
+    whole = PSNR()
+    whole.update(x, y)
+    a, b = PSNR(), PSNR()
+    a.update(x[:3], y[:3])
+    b.update(x[3:], y[3:])
+    a.merge(b)
+    assert abs(a.compute() - whole.compute()) < 1e-12
+    assert abs(whole.compute() - psnr(x, y).mean().item()) < 1e-12
+    s = SSIM(y_channel=True)
+    s.update(x, y)
+    assert SSIM.higher_is_better and s.compute() < 1
+
+
+def test_bad_inputs():
+    with pytest.raises(InputError, match="differ in shape"):
+        psnr(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 9))
+    with pytest.raises(InputError, match="NaN"):
+        ssim(torch.full((1, 3, 16, 16), float("nan")), torch.rand(1, 3, 16, 16))
+    with pytest.raises(InputError, match="at least 11"):
+        ssim(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8))
+    with pytest.raises(InputError, match="before any update"):
+        PSNR().compute()
+
+
+# ---------------------------------------------------------------------------- detection (hand-drawn masks)
+
+def _masks():
+    gt = np.zeros((10, 10), bool)
+    gt[0:4, 0:4] = True        # GT region 1: 16 px
+    gt[7:10, 7:10] = True      # GT region 2: 9 px
+    det = np.zeros((10, 10), bool)
+    det[1:4, 1:5] = True       # 12 px, 9 inside GT region 1 -> 0.75 > 0.5: correct
+    det[6:8, 0:2] = True       # 4 px, no GT: wrong
+    det[9, 9] = True           # 1 px inside GT region 2: correct (1.0), but covers 1/9 of it
+    return det, gt
+
+
+def test_iou_hand_computed():
+    det, gt = _masks()
+    # intersection 9 + 1 = 10; union 16 + 9 + 3 + 4 = 32
+    assert iou(det, gt) == 10 / 32
+    assert iou(np.zeros((3, 3)), np.zeros((3, 3))) == 1.0
+    assert iou(torch.ones(3, 3), torch.zeros(3, 3)) == 0.0
+
+
+def test_region_precision_recall_hand_computed():
+    det, gt = _masks()
+    c = region_counts(det, gt, p=0.5)
+    assert (c.correct, c.detected) == (2, 3)   # regions 1 and 3 are > 50 % artifact
+    assert (c.found, c.truth) == (1, 2)        # GT region 1: 9/16 covered; region 2: 1/9
+    assert c.precision == 2 / 3 and c.recall == 0.5
+    total = c + region_counts(gt, gt)
+    assert (total.correct, total.detected, total.found, total.truth) == (4, 5, 3, 4)
+    # diagonal touching pixels are one region (8-connectivity)
+    diag = np.eye(4, dtype=bool)
+    assert region_counts(diag, diag).detected == 1
+
+
+def test_removal_and_addition_hand_computed():
+    old = np.zeros((10, 10), bool)
+    old[0:3, 0:3] = True       # A: shrinks but stays -> not removed
+    old[5:7, 5:7] = True       # B: gone -> removed
+    old[0:2, 8:10] = True      # C: gone -> removed
+    new = np.zeros((10, 10), bool)
+    new[1:2, 1:2] = True       # inside A: not added
+    new[9, 0:3] = True         # touches nothing old: added
+    c = change_counts(old, new)
+    assert (c.removed, c.old, c.added, c.new) == (2, 3, 1, 2)
+    assert c.removal_rate == 2 / 3 and c.addition_rate == 1 / 3
+    assert np.isnan(change_counts(np.zeros((2, 2)), np.zeros((2, 2))).removal_rate)
+
+
+# ---------------------------------------------------------------------------- distributions
+
+def _scipy_fid(mu1, s1, mu2, s2):
+    """pytorch-fid's formula with scipy.linalg.sqrtm: the reference."""
+    covmean = scipy.linalg.sqrtm(s1 @ s2)
+    covmean = covmean.real
+    diff = mu1 - mu2
+    return diff @ diff + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean)
+
+
+def test_frechet_distance_matches_scipy_sqrtm():
+    rng = np.random.default_rng(0)
+    for d in (8, 64):
+        fa, fb = rng.normal(size=(500, d)), rng.normal(0.3, 1.2, size=(400, d)) @ rng.normal(size=(d, d)) / np.sqrt(d)
+        mu1, s1 = fa.mean(0), np.cov(fa, rowvar=False)
+        mu2, s2 = fb.mean(0), np.cov(fb, rowvar=False)
+        ref = _scipy_fid(mu1, s1, mu2, s2)
+        ours = frechet_distance(*(torch.from_numpy(v) for v in (mu1, s1, mu2, s2)))
+        assert abs(ours - ref) / abs(ref) < 1e-6
+
+
+def test_feature_stats_match_numpy_and_npz_roundtrip(tmp_path):
+    rng = np.random.default_rng(1)
+    f = rng.normal(size=(300, 16))
+    s = FeatureStats()
+    for chunk in np.array_split(f, 7):
+        s.update(torch.from_numpy(chunk).float())
+    assert np.allclose(s.mean.numpy(), f.astype(np.float32).mean(0), atol=1e-6)
+    assert np.allclose(s.cov.numpy(), np.cov(f.astype(np.float32).astype(np.float64), rowvar=False), atol=1e-9)
+    a, b = FeatureStats(), FeatureStats()
+    a.update(torch.from_numpy(f[:100]))
+    b.update(torch.from_numpy(f[100:]))
+    a.merge(b)
+    assert torch.allclose(a.cov, torch.from_numpy(np.cov(f, rowvar=False)))
+    a.save(tmp_path / "ref.npz")
+    mu, sigma = FeatureStats.load_npz(tmp_path / "ref.npz")
+    assert torch.equal(mu, a.mean) and torch.equal(sigma, a.cov)
+    with pytest.raises(InputError):
+        FeatureStats.load_npz(tmp_path / "missing.npz")
+
+
+def test_kid_matches_explicit_unbiased_mmd():
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(40, 5)), rng.normal(0.5, 1, size=(40, 5))
+    k = lambda a, b: (a @ b.T / 5 + 1) ** 3  # noqa: E731
+    m = 40
+    ref = 0.0
+    for i in range(m):
+        for j in range(m):
+            if i != j:
+                ref += (k(x[i:i + 1], x[j:j + 1]) + k(y[i:i + 1], y[j:j + 1]))[0, 0] / (m * (m - 1))
+            ref -= 2 * k(x[i:i + 1], y[j:j + 1])[0, 0] / (m * m)
+    mean, std = kid(torch.from_numpy(x), torch.from_numpy(y), subsets=3, subset_size=40)
+    assert abs(mean - ref) < 1e-10 and std < 1e-12  # full-size subsets are all the same set
+
+
+def test_inception_score_hand_values():
+    assert inception_score(torch.zeros(20, 7), splits=2)[0] == pytest.approx(1.0)  # uniform: KL 0
+    assert inception_score(torch.eye(10).repeat(2, 1) * 50, splits=2)[0] == pytest.approx(10.0, rel=1e-6)
