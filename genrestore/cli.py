@@ -215,6 +215,115 @@ def cmd_degrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_weights(args: argparse.Namespace) -> int:
+    from . import weights as ws
+
+    if args.action == "list":
+        rows = []
+        for name, s in sorted(ws.REGISTRY.items()):
+            path = ws.find(name)
+            rows.append({"name": name, "present": path is not None, "path": str(path) if path else None,
+                         "license": s.license, "description": s.description})
+        if args.json:
+            for r in rows:
+                print(json.dumps(r))
+        else:
+            width = max(len(r["name"]) for r in rows)
+            for r in rows:
+                print(f"{r['name']:<{width}}  {'present' if r['present'] else 'absent '}  {r['path'] or ''}")
+        return 0
+    if args.action == "verify":
+        names = args.names or [n for n in sorted(ws.REGISTRY) if ws.find(n)]
+        bad = 0
+        for name in names:
+            ok, why = ws.verify(name)
+            bad += not ok
+            print(f"{name}: {why}")
+        return 1 if bad else 0
+    if not args.names:
+        raise InputError(f"weights {args.action} needs a weight NAME")
+    name = args.names[0]
+    if args.action == "info":
+        info = {**vars(ws.spec(name)), "path": str(ws.find(name) or "")}
+        if ws.find(name):
+            info["stored"] = ws.load_metadata(name)
+        print(json.dumps(info, indent=1))
+    elif args.action == "path":
+        print(ws.resolve(name))
+    elif args.action == "add":
+        if len(args.names) != 2:
+            raise InputError("usage: genrestore weights add NAME FILE")
+        out = ws.add(name, args.names[1], force=args.force)
+        print(f"{name} -> {out}")
+    return 0
+
+
+def _pair_by_name(ref: str, dist: str) -> list[tuple[Path, Path]]:
+    """Pair images of two folders (or two files) by file stem; every distorted image needs a reference."""
+    from .io import list_images
+
+    refs, dists = list_images([ref]), list_images([dist])
+    if Path(ref).is_file() and Path(dist).is_file():
+        return [(refs[0], dists[0])]
+    by_stem = {p.stem: p for p in refs}
+    missing = [p.name for p in dists if p.stem not in by_stem]
+    if missing:
+        raise InputError(f"{len(missing)} image(s) in {dist} have no reference of the same name in {ref}: "
+                         f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+    return [(by_stem[p.stem], p) for p in dists]
+
+
+METRICS_AVAILABLE = ("psnr", "ssim", "mse")
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    import csv
+    import io as _io
+
+    from tqdm import tqdm
+
+    from . import metrics as M
+    from .io import atomic_write_bytes, read_image
+
+    names = [m.strip().lower() for m in args.metrics.split(",") if m.strip()]
+    unknown = [m for m in names if m not in METRICS_AVAILABLE]
+    if unknown or not names:
+        raise InputError(f"unknown metric(s) {', '.join(unknown) or '(none given)'}; available: "
+                         f"{', '.join(METRICS_AVAILABLE)}")
+    funcs = {"psnr": M.psnr, "ssim": M.ssim, "mse": M.mse}
+    pairs = _pair_by_name(args.ref, args.dist)
+    device = resolve_device(args.device)
+    rows = []
+    for ref_path, dist_path in tqdm(pairs, desc="metrics", unit="img", file=sys.stderr, disable=args.quiet):
+        x = read_image(ref_path, "rgb" if not args.gray else "gray").to(device)
+        y = read_image(dist_path, "rgb" if not args.gray else "gray").to(device)
+        if x.shape != y.shape:
+            raise InputError(f"{dist_path}: size {y.shape[-1]}x{y.shape[-2]} differs from its reference "
+                             f"{ref_path} ({x.shape[-1]}x{x.shape[-2]})")
+        row = {"name": dist_path.name, "reference": str(ref_path)}
+        for m in names:
+            row[m] = float(funcs[m](x, y, y_channel=args.y, crop_border=args.crop_border)[0])
+        rows.append(row)
+        if args.json:
+            print(json.dumps(row), flush=True)
+    summary = {"images": len(rows), **{m: sum(r[m] for r in rows) / len(rows) for m in names},
+               "y_channel": args.y, "crop_border": args.crop_border, "weights_used": []}
+    if args.csv:
+        buf = _io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=["name", "reference", *names])
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_bytes(args.csv, buf.getvalue().encode())
+    if args.json:
+        print(json.dumps({"summary": summary}))
+    else:
+        print(f"{'metric':<8} {'mean':>12}   ({len(rows)} image pairs, {'Y' if args.y else 'RGB'}, "
+              f"crop {args.crop_border} px; weights used: none)")
+        for m in names:
+            print(f"{m:<8} {summary[m]:>12.6f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .degrade import COMPOSITIONS, LEVELS, PIPELINES, TASKS
 
@@ -246,6 +355,30 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true", help="print one JSON object per image on stdout")
     d.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=cmd_degrade)
+
+    w = sub.add_parser("weights", help="list, inspect, add and verify local model weights",
+                       description="The local weight store. Example: genrestore weights add alexnet-torchvision "
+                                   "alexnet-owt-7be5be79.pth")
+    w.add_argument("action", choices=("list", "info", "add", "verify", "path"))
+    w.add_argument("names", nargs="*", metavar="ARG", help="NAME (and FILE for add)")
+    w.add_argument("--force", action="store_true", help="add: store even if the file's sha256 differs")
+    w.add_argument("--json", action="store_true", help="list: one JSON object per weight")
+    w.set_defaults(func=cmd_weights)
+
+    m = sub.add_parser("metrics", help="compare images with their references",
+                       description="Pair images by file name across two folders and report metrics. "
+                                   "Example: genrestore metrics clean/ restored/ --metrics psnr,ssim --y --crop-border 4")
+    m.add_argument("ref", metavar="REF", help="reference image or folder")
+    m.add_argument("dist", metavar="DIST", help="image or folder to evaluate (each needs a reference of the same name)")
+    m.add_argument("--metrics", default="psnr,ssim", help=f"comma-separated, from {', '.join(METRICS_AVAILABLE)}")
+    m.add_argument("--y", action="store_true", help="compare BT.601 luma (Y), as the SR papers do")
+    m.add_argument("--gray", action="store_true", help="compare as grey images (for grey inputs)")
+    m.add_argument("--crop-border", type=int, default=0, metavar="N", help="drop N pixels on each side first")
+    m.add_argument("--csv", metavar="FILE", help="write the per-image values as CSV")
+    m.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    m.add_argument("--json", action="store_true", help="one JSON object per image, then a summary object")
+    m.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    m.set_defaults(func=cmd_metrics)
     return parser
 
 

@@ -149,3 +149,36 @@ def test_wrong_mode_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "lab.tif" in err and "unsupported image mode 'LAB'" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_metrics_command_pairs_by_name(tmp_path, capsys):
+    from skimage.metrics import peak_signal_noise_ratio
+
+    ref, dist = tmp_path / "ref", tmp_path / "dist"
+    g = torch.Generator().manual_seed(0)
+    for name in ("a", "b"):
+        x = torch.rand(1, 3, 24, 24, generator=g)
+        write_image(ref / f"{name}.png", x)
+        write_image(dist / f"{name}.png", (x + 0.05 * torch.randn(x.shape, generator=g)).clamp(0, 1))
+    assert main(["metrics", str(ref), str(dist), "--metrics", "psnr,ssim", "--csv", str(tmp_path / "m.csv"),
+                 "--json", "-q"]) == 0
+    lines = [json.loads(s) for s in capsys.readouterr().out.splitlines()]
+    a = read_image(ref / "a.png")[0].permute(1, 2, 0).double().numpy()
+    b = read_image(dist / "a.png")[0].permute(1, 2, 0).double().numpy()
+    assert abs(lines[0]["psnr"] - peak_signal_noise_ratio(a, b, data_range=1)) < 1e-9
+    assert lines[-1]["summary"]["images"] == 2 and lines[-1]["summary"]["weights_used"] == []
+    assert (tmp_path / "m.csv").read_text().splitlines()[0] == "name,reference,psnr,ssim"
+
+
+def test_metrics_command_bad_input(tmp_path, capsys):
+    ref, dist = tmp_path / "ref", tmp_path / "dist"
+    write_image(ref / "a.png", torch.rand(1, 3, 16, 16))
+    write_image(dist / "a.png", torch.rand(1, 3, 16, 17))
+    write_image(dist / "z.png", torch.rand(1, 3, 16, 16))
+    assert main(["metrics", str(ref), str(dist)]) == 2
+    assert "z.png" in capsys.readouterr().err
+    (dist / "z.png").unlink()
+    assert main(["metrics", str(ref), str(dist), "-q"]) == 2
+    assert "differs from its reference" in capsys.readouterr().err
+    assert main(["metrics", str(ref), str(dist), "--metrics", "niqe"]) == 2
+    assert "unknown metric" in capsys.readouterr().err

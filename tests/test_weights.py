@@ -1,0 +1,91 @@
+import hashlib
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from genrestore import weights as ws
+from genrestore._checks import InputError
+from genrestore.cli import main
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENRESTORE_WEIGHTS", str(tmp_path / "store"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "store"
+
+
+def _checkpoint(tmp_path, payload):
+    path = tmp_path / "ckpt.pth"
+    torch.save(payload, path)
+    return path
+
+
+def test_search_order(store, tmp_path):
+    dirs = ws.search_dirs()
+    assert dirs[0] == store and dirs[1] == tmp_path / "cache" / "genrestore" / "weights" and dirs[2] == ws.PACKAGE_DIR
+
+
+def test_missing_weight_error_names_file_places_and_command(store):
+    with pytest.raises(ws.WeightNotFound) as e:
+        ws.resolve("inception-fid")
+    msg = str(e.value)
+    assert "inception-fid.safetensors" in msg and str(store) in msg
+    assert "genrestore weights add inception-fid pt_inception-2015-12-05-6726825d.pth" in msg
+    assert "\n" not in msg
+
+
+def test_add_converts_pth_checks_hash_and_is_loadable(store, tmp_path):
+    sd = {"features.0.weight": torch.randn(4, 3, 3, 3), "features.0.bias": torch.randn(4)}
+    src = _checkpoint(tmp_path, {"state_dict": sd})
+    before = src.read_bytes()
+    with pytest.raises(InputError, match="does not start with 7be5be79"):
+        ws.add("alexnet-torchvision", src)
+    assert not store.exists()  # nothing written on refusal
+    out = ws.add("alexnet-torchvision", src, force=True)
+    assert out == store / "alexnet-torchvision.safetensors" and src.read_bytes() == before
+    loaded = ws.load_state_dict("alexnet-torchvision")
+    assert set(loaded) == set(sd) and all(torch.equal(loaded[k], sd[k]) for k in sd)
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
+    assert meta["source_sha256"] == hashlib.sha256(before).hexdigest() and meta["parameters"] == 4 * 27 + 4
+    assert ws.verify("alexnet-torchvision") == (True, "ok")
+    out.write_bytes(out.read_bytes()[:-1] + b" ")
+    assert ws.verify("alexnet-torchvision")[0] is False
+
+
+def test_add_accepts_matching_prefix(store, tmp_path, monkeypatch):
+    src = _checkpoint(tmp_path, {"w": torch.ones(2)})
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()
+    monkeypatch.setitem(ws.REGISTRY, "vgg16-torchvision",
+                        ws.WeightSpec(**{**vars(ws.spec("vgg16-torchvision")), "source_sha256_prefix": digest[:8]}))
+    out = ws.add("vgg16-torchvision", src)
+    assert torch.equal(load_file(str(out))["w"], torch.ones(2))
+
+
+def test_pickled_code_is_refused(store, tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("ran code",))
+
+    path = tmp_path / "evil.pth"
+    torch.save({"w": Evil()}, path)
+    with pytest.raises(InputError, match="weights_only=True"):
+        ws.add("alexnet-torchvision", path, force=True)
+
+
+def test_cli_weights(store, tmp_path, capsys):
+    assert main(["weights", "list"]) == 0
+    assert "inception-fid" in capsys.readouterr().out
+    assert main(["weights", "path", "vgg16-torchvision"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("genrestore: error: weight 'vgg16-torchvision' not found") and err.count("\n") == 1
+    src = _checkpoint(tmp_path, {"w": torch.zeros(3)})
+    assert main(["weights", "add", "vgg16-torchvision", str(src), "--force"]) == 0
+    capsys.readouterr()
+    assert main(["weights", "path", "vgg16-torchvision"]) == 0
+    assert capsys.readouterr().out.strip() == str(store / "vgg16-torchvision.safetensors")
+    assert main(["weights", "verify"]) == 0
+    assert main(["weights", "info", "nope"]) == 2
