@@ -273,7 +273,7 @@ def _pair_by_name(ref: str, dist: str) -> list[tuple[Path, Path]]:
     return [(by_stem[p.stem], p) for p in dists]
 
 
-METRICS_AVAILABLE = ("psnr", "ssim", "mse")
+METRICS_AVAILABLE = ("psnr", "ssim", "mse", "lpips", "lpips-vgg")
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
@@ -293,6 +293,19 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     funcs = {"psnr": M.psnr, "ssim": M.ssim, "mse": M.mse}
     pairs = _pair_by_name(args.ref, args.dist)
     device = resolve_device(args.device)
+    weights_used = []
+    for m in names:
+        if m.startswith("lpips"):
+            from . import weights as ws
+            from .metrics.lpips import BACKBONE_WEIGHT, HEADS_WEIGHT, lpips
+
+            net = "vgg" if m == "lpips-vgg" else "alex"
+            weights_used += [f"{w} ({ws.resolve(w)})" for w in (BACKBONE_WEIGHT[net], HEADS_WEIGHT[net])]
+            funcs[m] = lambda x, y, y_channel, crop_border, net=net: lpips(
+                *(t[..., crop_border:t.shape[-2] - crop_border, crop_border:t.shape[-1] - crop_border]
+                  for t in (x, y)), net=net)
+            if args.y or args.gray:
+                raise InputError("LPIPS compares RGB images; drop --y / --gray for it")
     rows = []
     for ref_path, dist_path in tqdm(pairs, desc="metrics", unit="img", file=sys.stderr, disable=args.quiet):
         x = read_image(ref_path, "rgb" if not args.gray else "gray").to(device)
@@ -307,7 +320,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(row), flush=True)
     summary = {"images": len(rows), **{m: sum(r[m] for r in rows) / len(rows) for m in names},
-               "y_channel": args.y, "crop_border": args.crop_border, "weights_used": []}
+               "y_channel": args.y, "crop_border": args.crop_border, "weights_used": weights_used}
     if args.csv:
         buf = _io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=["name", "reference", *names])
@@ -317,10 +330,10 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"summary": summary}))
     else:
-        print(f"{'metric':<8} {'mean':>12}   ({len(rows)} image pairs, {'Y' if args.y else 'RGB'}, "
-              f"crop {args.crop_border} px; weights used: none)")
+        print(f"{'metric':<9} {'mean':>12}   ({len(rows)} image pairs, {'Y' if args.y else 'RGB'}, "
+              f"crop {args.crop_border} px; weights used: {', '.join(weights_used) or 'none'})")
         for m in names:
-            print(f"{m:<8} {summary[m]:>12.6f}")
+            print(f"{m:<9} {summary[m]:>12.6f}")
     return 0
 
 

@@ -1,0 +1,92 @@
+"""LPIPS (Zhang et al. 2018), version 0.1, with AlexNet or VGG16 features.
+
+``d(x, y) = sum_l mean_hw( w_l . (f_l(x) / |f_l(x)| - f_l(y) / |f_l(y)|)^2 )`` where ``f_l`` are
+backbone activations at five taps of inputs mapped to [-1, 1] and shifted/scaled per channel
+(``shift = (-.030, -.088, -.188)``, ``scale = (.458, .448, .450)``), ``|.|`` is the channel-wise
+L2 norm (plus 1e-10) and ``w_l`` the learned non-negative linear heads.
+
+Weights: the heads ship with genrestore (``lpips-alex-v0.1``, ``lpips-vgg-v0.1``, converted from
+the ``lpips`` 0.1.4 wheel, BSD-2-Clause); the backbones load from the local store
+(``alexnet-torchvision``, ``vgg16-torchvision``). A missing backbone raises
+:class:`~genrestore.weights.WeightNotFound` with how to install it.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+import torch
+from torch import nn
+
+from .._checks import InputError, check_image
+from ..models.backbones import ALEXNET_TAPS, VGG16_TAPS, FeatureTaps, alexnet_features, vgg16_features
+
+Net = Literal["alex", "vgg"]
+_CHANNELS = {"alex": (64, 192, 384, 256, 256), "vgg": (64, 128, 256, 512, 512)}
+BACKBONE_WEIGHT = {"alex": "alexnet-torchvision", "vgg": "vgg16-torchvision"}
+HEADS_WEIGHT = {"alex": "lpips-alex-v0.1", "vgg": "lpips-vgg-v0.1"}
+
+
+class LPIPS(nn.Module):
+    """LPIPS distance. Build it with :meth:`from_store`, or empty and load state dicts yourself.
+
+    Input: two ``(N, 3, H, W)`` batches in [0, 1]. Output: ``(N,)`` distances (lower is closer).
+    """
+
+    higher_is_better = False
+
+    def __init__(self, net: Net = "alex") -> None:
+        super().__init__()
+        if net not in _CHANNELS:
+            raise InputError(f"unknown LPIPS network {net!r}; expected alex or vgg")
+        self.net_name = net
+        self.backbone = FeatureTaps(alexnet_features() if net == "alex" else vgg16_features(),
+                                    ALEXNET_TAPS if net == "alex" else VGG16_TAPS)
+        self.heads = nn.ModuleList(nn.Conv2d(c, 1, 1, bias=False) for c in _CHANNELS[net])
+        self.register_buffer("shift", torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1))
+        self.register_buffer("scale", torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1))
+        self.requires_grad_(False)
+
+    def load_heads(self, state: dict[str, torch.Tensor]) -> None:
+        """Load heads from the ``lpips`` package layout (``lin{k}.model.1.weight``)."""
+        for k, head in enumerate(self.heads):
+            key = f"lin{k}.model.1.weight"
+            if key not in state:
+                raise KeyError(f"LPIPS heads lack {key}")
+            head.weight.data.copy_(state[key])
+
+    @classmethod
+    def from_store(cls, net: Net = "alex") -> LPIPS:
+        """Build from the local weight store (heads shipped; backbone added by the user)."""
+        from .. import weights as ws
+
+        model = cls(net)
+        model.load_heads(ws.load_state_dict(HEADS_WEIGHT[net]))
+        model.backbone.load_torchvision(ws.load_state_dict(BACKBONE_WEIGHT[net]))
+        return model.eval()
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.backbone((2 * x - 1 - self.shift) / self.scale)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        check_image(x, "first image", channels=(3,), check_range=False)
+        if x.shape != y.shape:
+            raise InputError(f"images differ in shape: {tuple(x.shape)} vs {tuple(y.shape)}")
+        total = x.new_zeros(x.shape[0])
+        for head, fx, fy in zip(self.heads, self.features(x), self.features(y)):
+            fx = fx / (fx.square().sum(1, keepdim=True).sqrt() + 1e-10)
+            fy = fy / (fy.square().sum(1, keepdim=True).sqrt() + 1e-10)
+            total = total + head((fx - fy).square()).mean(dim=(1, 2, 3))
+        return total
+
+
+@lru_cache(maxsize=4)
+def _cached(net: str, device: str) -> LPIPS:
+    return LPIPS.from_store(net).to(device)
+
+
+def lpips(x: torch.Tensor, y: torch.Tensor, net: Net = "alex") -> torch.Tensor:
+    """LPIPS distance per image, ``(N,)``, with the model from the weight store (cached per device)."""
+    with torch.inference_mode():
+        return _cached(net, str(x.device))(x, y)
