@@ -182,3 +182,26 @@ def test_metrics_command_bad_input(tmp_path, capsys):
     assert "differs from its reference" in capsys.readouterr().err
     assert main(["metrics", str(ref), str(dist), "--metrics", "niqe"]) == 2
     assert "unknown metric" in capsys.readouterr().err
+
+
+def test_metrics_lpips_reports_weights(tmp_path, capsys, monkeypatch):
+    from genrestore.metrics.lpips import LPIPS
+    from genrestore.weights import load_state_dict
+
+    monkeypatch.setenv("GENRESTORE_WEIGHTS", str(tmp_path / "store"))
+    torch.manual_seed(0)
+    model = LPIPS("alex")
+    torch.save({f"features.{k}": v for k, v in model.backbone.features.state_dict().items()}, tmp_path / "alex.pth")
+    assert main(["weights", "add", "alexnet-torchvision", str(tmp_path / "alex.pth"), "--force"]) == 0
+    ref, dist = tmp_path / "ref", tmp_path / "dist"
+    x, y = torch.rand(1, 3, 40, 40), torch.rand(1, 3, 40, 40)
+    write_image(ref / "a.png", x)
+    write_image(dist / "a.png", y)
+    capsys.readouterr()
+    assert main(["metrics", str(ref), str(dist), "--metrics", "lpips", "--json", "-q"]) == 0
+    out = [json.loads(s) for s in capsys.readouterr().out.splitlines()]
+    model.load_heads(load_state_dict("lpips-alex-v0.1"))
+    expected = model(read_image(ref / "a.png"), read_image(dist / "a.png")).item()
+    assert abs(out[0]["lpips"] - expected) < 1e-6
+    used = out[-1]["summary"]["weights_used"]
+    assert any(u.startswith("alexnet-torchvision") for u in used) and any(u.startswith("lpips-alex-v0.1") for u in used)
