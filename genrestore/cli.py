@@ -258,6 +258,12 @@ def cmd_weights(args: argparse.Namespace) -> int:
     return 0
 
 
+def ws_path(name: str) -> Path:
+    from . import weights as ws
+
+    return ws.resolve(name)
+
+
 def _pair_by_name(ref: str, dist: str) -> list[tuple[Path, Path]]:
     """Pair images of two folders (or two files) by file stem; every distorted image needs a reference."""
     from .io import list_images
@@ -273,7 +279,7 @@ def _pair_by_name(ref: str, dist: str) -> list[tuple[Path, Path]]:
     return [(by_stem[p.stem], p) for p in dists]
 
 
-METRICS_AVAILABLE = ("psnr", "ssim", "mse", "lpips", "lpips-vgg")
+METRICS_AVAILABLE = ("psnr", "ssim", "mse", "lpips", "lpips-vgg", "niqe")
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
@@ -306,6 +312,12 @@ def cmd_metrics(args: argparse.Namespace) -> int:
                   for t in (x, y)), net=net)
             if args.y or args.gray:
                 raise InputError("LPIPS compares RGB images; drop --y / --gray for it")
+        if m == "niqe":  # no-reference: scores the evaluated image alone
+            from .metrics.niqe import load_pristine, niqe
+
+            pristine = load_pristine(args.niqe_model)
+            weights_used.append(f"NIQE pristine model ({args.niqe_model or ws_path('niqe-pristine-photos')})")
+            funcs[m] = lambda x, y, y_channel, crop_border, p=pristine: niqe(y, p, crop_border)
     rows = []
     for ref_path, dist_path in tqdm(pairs, desc="metrics", unit="img", file=sys.stderr, disable=args.quiet):
         x = read_image(ref_path, "rgb" if not args.gray else "gray").to(device)
@@ -334,6 +346,33 @@ def cmd_metrics(args: argparse.Namespace) -> int:
               f"crop {args.crop_border} px; weights used: {', '.join(weights_used) or 'none'})")
         for m in names:
             print(f"{m:<9} {summary[m]:>12.6f}")
+    return 0
+
+
+def cmd_train_niqe(args: argparse.Namespace) -> int:
+    import time
+
+    from safetensors.torch import save_file
+    from tqdm import tqdm
+
+    from .io import atomic_write, atomic_write_bytes, list_images, read_image
+    from .metrics.niqe import fit_pristine
+
+    paths = list_images(args.data)
+    if not str(args.output).endswith(".safetensors"):
+        raise InputError(f"{args.output}: the pristine model is written as .safetensors")
+    start = time.time()
+    images = [read_image(p, "rgb") for p in tqdm(paths, desc="read", unit="img", file=sys.stderr, disable=args.quiet)]
+    mu, cov, blocks = fit_pristine(images, sharpness_threshold=args.sharpness)
+    out = Path(args.output)
+    atomic_write(out, lambda tmp: save_file({"mu": mu.contiguous(), "cov": cov.contiguous()}, tmp))
+    from .weights import sha256_file
+
+    meta = {"name": out.stem, "kind": "niqe-pristine", "images": [str(p) for p in paths], "blocks": blocks,
+            "block_size": 96, "sharpness_threshold": args.sharpness, "grid_offsets": [[0, 0], [0, 48], [48, 0], [48, 48]],
+            "wall_time_s": round(time.time() - start, 1), "command": "genrestore train niqe", "sha256": sha256_file(out)}
+    atomic_write_bytes(out.with_suffix(".json"), (json.dumps(meta, indent=1) + "\n").encode())
+    print(f"NIQE pristine model from {len(paths)} images, {blocks} blocks -> {out}")
     return 0
 
 
@@ -387,11 +426,23 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--y", action="store_true", help="compare BT.601 luma (Y), as the SR papers do")
     m.add_argument("--gray", action="store_true", help="compare as grey images (for grey inputs)")
     m.add_argument("--crop-border", type=int, default=0, metavar="N", help="drop N pixels on each side first")
+    m.add_argument("--niqe-model", metavar="FILE", help="NIQE pristine model (.npz with mu_pris_param/cov_pris_param, "
+                   "or .safetensors); default: the shipped niqe-pristine-photos")
     m.add_argument("--csv", metavar="FILE", help="write the per-image values as CSV")
     m.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     m.add_argument("--json", action="store_true", help="one JSON object per image, then a summary object")
     m.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     m.set_defaults(func=cmd_metrics)
+
+    t = sub.add_parser("train", help="fit or train models")
+    tsub = t.add_subparsers(dest="model", metavar="MODEL", required=True)
+    tn = tsub.add_parser("niqe", help="fit a NIQE pristine model on sharp photographs",
+                         description="Example: genrestore train niqe --data photos/train -o niqe-mine.safetensors")
+    tn.add_argument("--data", nargs="+", required=True, help="pristine images: files, folders or globs")
+    tn.add_argument("-o", "--output", required=True, help="output .safetensors (a .json beside it records the recipe)")
+    tn.add_argument("--sharpness", type=float, default=0.75, help="keep blocks at least this sharp, relative to the sharpest")
+    tn.add_argument("-q", "--quiet", action="store_true")
+    tn.set_defaults(func=cmd_train_niqe)
     return parser
 
 

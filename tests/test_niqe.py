@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+import scipy.ndimage
+import scipy.stats
+import torch
+
+from genrestore._checks import InputError
+from genrestore.degrade import gaussian_noise, jpeg_pillow, resize
+from genrestore.metrics.niqe import aggd_fit, fit_pristine, image_features, load_pristine, mscn, niqe
+
+
+def test_mscn_matches_scipy_reference():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (40, 50)).astype(np.float64)
+    r = np.arange(7) - 3
+    g = np.exp(-r ** 2 / (2 * (7 / 6) ** 2))
+    win = np.outer(g, g) / np.outer(g, g).sum()
+    mu = scipy.ndimage.correlate(img, win, mode="nearest")
+    sigma = np.sqrt(np.abs(scipy.ndimage.correlate(img * img, win, mode="nearest") - mu * mu))
+    ours, ours_sigma = mscn(torch.from_numpy(img)[None, None])
+    assert np.allclose(ours[0, 0].numpy(), (img - mu) / (sigma + 1), atol=1e-9)
+    assert np.allclose(ours_sigma[0, 0].numpy(), sigma, atol=1e-9)
+
+
+@pytest.mark.parametrize("shape", [0.6, 1.0, 2.0, 4.0])
+def test_aggd_fit_recovers_generalized_gaussian(shape):
+    """Symmetric case: scipy's generalized normal with shape a and scale s -> alpha = a, beta = s."""
+    x = scipy.stats.gennorm.rvs(shape, scale=0.7, size=(3, 200_000), random_state=np.random.default_rng(1))
+    alpha, bl, br = aggd_fit(torch.from_numpy(x))
+    assert torch.allclose(alpha, torch.full((3,), shape, dtype=torch.float64), rtol=0.05)
+    assert torch.allclose(bl, torch.full((3,), 0.7, dtype=torch.float64), rtol=0.05)
+    assert torch.allclose(br, torch.full((3,), 0.7, dtype=torch.float64), rtol=0.05)
+
+
+def test_aggd_fit_recovers_asymmetric_scales():
+    rng = np.random.default_rng(2)
+    mag = np.abs(scipy.stats.gennorm.rvs(1.5, size=400_000, random_state=rng))
+    sign = rng.random(400_000) < 0.5 / (0.5 + 1.5)  # an AGGD's left mass is beta_l / (beta_l + beta_r)
+    x = np.where(sign, -0.5 * mag, 1.5 * mag)  # left scale 0.5, right scale 1.5
+    alpha, bl, br = aggd_fit(torch.from_numpy(x)[None])
+    assert abs(alpha.item() - 1.5) < 0.08 and abs(bl.item() - 0.5) < 0.03 and abs(br.item() - 1.5) < 0.08
+
+
+def test_features_shape_and_too_small():
+    f, sharp = image_features(torch.rand(1, 1, 200, 300, dtype=torch.float64) * 255)
+    assert f.shape == (6, 36) and sharp.shape == (6,) and torch.isfinite(f).all()
+    with pytest.raises(InputError, match="at least 96x96"):
+        niqe(torch.rand(1, 3, 64, 200))
+
+
+def test_shipped_model_scores_degradations_worse(photos):
+    import skimage.data
+
+    x = torch.from_numpy(skimage.data.astronaut()).permute(2, 0, 1)[None].float() / 255
+    clean = niqe(x).item()
+    jpeg = [niqe(jpeg_pillow(x, q)).item() for q in (10, 4)]  # mild JPEG can score better than clean
+    noisy = niqe(gaussian_noise(x, 0.1, torch.Generator().manual_seed(0)).clamp(0, 1)).item()
+    blurry = niqe(resize(resize(x, (128, 128), "bicubic"), (512, 512), "bicubic").clamp(0, 1)).item()
+    assert clean < jpeg[0] < jpeg[1] and clean < noisy and clean < blurry, (clean, jpeg, noisy, blurry)
+
+
+def test_pristine_npz_with_matlab_keys(tmp_path):
+    mu, cov = load_pristine()
+    assert mu.shape == (36,) and cov.shape == (36, 36) and torch.allclose(cov, cov.T)
+    np.savez(tmp_path / "p.npz", mu_pris_param=mu.numpy()[None], cov_pris_param=cov.numpy(), gaussian_window=np.ones((7, 7)))
+    mu2, cov2 = load_pristine(tmp_path / "p.npz")
+    assert torch.equal(mu2, mu) and torch.equal(cov2, cov)
+    x = torch.rand(1, 3, 200, 300, generator=torch.Generator().manual_seed(0))
+    assert niqe(x, tmp_path / "p.npz").item() == pytest.approx(niqe(x).item())
+
+
+def test_fit_pristine_gives_a_valid_gaussian():
+    import skimage.data
+
+    imgs = [torch.from_numpy(a).permute(2, 0, 1)[None].float() / 255
+            for a in (skimage.data.astronaut(), skimage.data.coffee(), skimage.data.chelsea(), skimage.data.rocket())]
+    mu, cov, n = fit_pristine(imgs)
+    assert n > 36 and mu.shape == (36,) and torch.linalg.eigvalsh(cov).min() > -1e-9
