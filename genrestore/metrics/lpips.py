@@ -82,11 +82,19 @@ class LPIPS(nn.Module):
 
 
 @lru_cache(maxsize=4)
-def _cached(net: str, device: str) -> LPIPS:
+def _cached(net: str, device: str, files: tuple[tuple[str, int], ...]) -> LPIPS:
     return LPIPS.from_store(net).to(device)
 
 
 def lpips(x: torch.Tensor, y: torch.Tensor, net: Net = "alex") -> torch.Tensor:
-    """LPIPS distance per image, ``(N,)``, with the model from the weight store (cached per device)."""
+    """LPIPS distance per image, ``(N,)``, with the model from the weight store.
+
+    The model is cached per device and per weight files (path and modification time), so
+    adding or replacing a weight takes effect at the next call.
+    """
+    from .. import weights as ws
+
+    paths = (ws.resolve(BACKBONE_WEIGHT[net]), ws.resolve(HEADS_WEIGHT[net]))
+    key = tuple((str(p), p.stat().st_mtime_ns) for p in paths)
     with torch.inference_mode():
-        return _cached(net, str(x.device))(x, y)
+        return _cached(net, str(x.device), key)(x, y)
