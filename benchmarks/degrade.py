@@ -5,7 +5,7 @@ What is measured
 One batch of 16 RGB 256x256 crops of real photos (float32 NCHW in [0, 1], quantized to 8 bits
 first) goes through each task at each level XS..XL, and the table reports images per second:
 
-* ``upsample``: ``Upsample(level).degrade`` (batched torch resize, random Pillow filter) and
+* ``upsample``: ``Upsample(level, backend="torch").degrade`` (batched torch resize, random Pillow filter) and
   ``Upsample(level, backend="pil")``, against a plain Pillow loop (tensor -> uint8 PIL image ->
   ``Image.resize(..., BICUBIC)`` -> tensor, one image at a time); and the surrogate (average pooling).
 * ``denoise``: ``Denoise(level).degrade`` and ``.surrogate``, against a numpy loop
@@ -266,7 +266,7 @@ def run(bench: Bench, levels: tuple[str, ...]) -> None:
     rng = lambda: np.random.default_rng(0)  # noqa: E731
 
     for level in levels:
-        t = Upsample(level)
+        t = Upsample(level, backend="torch")
         f = t.factor
         g = gen()
         pil_rate = bench.row("upsample degrade (torch)", level, lambda x: t.degrade(x, g),

@@ -17,7 +17,7 @@ def check_image(x: torch.Tensor, name: str = "image", channels: tuple[int, ...] 
         x: the tensor to check.
         name: how the message names it.
         channels: the channel counts accepted.
-        check_range: also check that values lie in ``[0, 1]`` (one reduction, no sync unless it fails).
+        check_range: also check that values lie in ``[0, 1]`` (one reduction and one device sync).
 
     Example:
         >>> check_image(torch.rand(2, 3, 8, 8))

@@ -65,11 +65,6 @@ def randn(generator: Generator, shape: Sequence[int], device=None, dtype=torch.f
     return _draw(torch.randn, generator, shape, device, dtype)
 
 
-def uniform(generator: Generator, n: int, low: float, high: float, device=None) -> torch.Tensor:
-    """``(n,)`` float32 samples, uniform in ``[low, high)``."""
-    return low + (high - low) * rand(generator, (n,), device)
-
-
 def randint(generator: Generator, n: int, low: int, high: int, device=None) -> torch.Tensor:
     """``(n,)`` int64 samples, uniform in ``[low, high)`` (``high`` excluded)."""
     return (low + (rand(generator, (n,), dtype=torch.float64) * (high - low)).floor().long()).to(device)

@@ -61,28 +61,47 @@ def _parse_shard(text: str | None) -> tuple[int, int]:
     return i, n
 
 
-# Pillow modes that decode to grey, grey+alpha, RGB or RGBA (palettes and CMYK are converted).
+# Pillow modes that decode to grey, RGB or RGBA (palettes and CMYK are converted).
 _SUPPORTED_MODES = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr",
                     "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
 
-def _check_headers(paths: Sequence[Path]) -> list[tuple[int, int]]:
-    """Open each file's header (no full decode) so bad inputs fail before anything is written."""
+def _validate_inputs(paths: Sequence[Path]) -> list[tuple[int, int]]:
+    """Decode every input once before anything is written, so that a bad file fails the whole
+    run up front with its name. Returns each image's ``(H, W)`` after EXIF orientation."""
     from PIL import Image, UnidentifiedImageError
 
+    from .io import read_image
+
     sizes = []
-    for p in paths:
-        try:
-            with Image.open(p) as im:
-                w, h = im.size
-                mode = im.mode
-                orientation = im.getexif().get(0x0112, 1)
-        except (UnidentifiedImageError, OSError, SyntaxError) as e:
-            raise InputError(f"{p}: cannot read as an image ({type(e).__name__})") from None
-        if mode not in _SUPPORTED_MODES:
-            raise InputError(f"{p}: unsupported image mode {mode!r} (expected grey, RGB or RGBA)")
-        sizes.append((w, h) if orientation in (5, 6, 7, 8) else (h, w))
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # we only read the header here
+    try:
+        for p in paths:
+            try:
+                with Image.open(p) as im:
+                    mode = im.mode
+            except (UnidentifiedImageError, OSError, SyntaxError) as e:
+                raise InputError(f"{p}: cannot read as an image ({type(e).__name__})") from None
+            if mode not in _SUPPORTED_MODES:
+                raise InputError(f"{p}: unsupported image mode {mode!r} (expected grey, RGB or RGBA)")
+            sizes.append(tuple(read_image(p).shape[-2:]))
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
     return sizes
+
+
+def _plan_outputs(paths: Sequence[Path], out_dir: Path, names: Sequence[str]) -> None:
+    """Refuse runs where two inputs would write the same output file, or an output is an input."""
+    from .io import check_outputs_not_inputs
+
+    planned: dict[Path, Path] = {}
+    for p in paths:
+        for pattern in names:
+            q = out_dir / pattern.format(stem=p.stem)
+            if q in planned:
+                raise InputError(f"{p} and {planned[q]} would both write {q}; rename one of them")
+            planned[q] = p
+    check_outputs_not_inputs(list(planned), paths)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -148,7 +167,8 @@ def cmd_degrade(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ._random import generator_for, seed_for
-    from .io import atomic_write_bytes, check_outputs_not_inputs, list_images, read_image, write_image
+    from .degrade import PIPELINES
+    from .io import atomic_write_bytes, list_images, read_image, write_image
 
     if not args.task and not args.grid:
         raise InputError("nothing to do: give --task NAME and/or --grid")
@@ -162,19 +182,15 @@ def cmd_degrade(args: argparse.Namespace) -> int:
     paths = paths[shard_i::shard_n]
     device = resolve_device(args.device)
     deg = _build_degradation(args.task, args.level, args.backend) if args.task else None
-    sizes = _check_headers(paths)
-    if deg is not None and hasattr(deg, "output_size"):
+    sizes = _validate_inputs(paths)
+    if deg is not None:
         for p, hw in zip(paths, sizes):
-            out = deg.output_size(hw)
-            if min(out) < 1:
+            if min(deg.output_size(hw)) < 1:
                 raise InputError(f"{p}: image of {hw[1]}x{hw[0]} px is smaller than the factor of task {args.task}")
     out_dir = Path(args.output)
-    stems = [p.stem for p in paths]
-    if len(set(stems)) != len(stems):
-        dup = next(s for s in stems if stems.count(s) > 1)
-        raise InputError(f"two inputs share the name {dup!r}; their outputs would collide in {out_dir}")
-    planned = [out_dir / f"{s}.png" for s in stems] + [out_dir / f"grid_{s}.png" for s in stems]
-    check_outputs_not_inputs(planned, paths)
+    outputs = (["{stem}.png", "{stem}.json", "{stem}_mask.png"] if deg is not None else []) + \
+        (["grid_{stem}.png"] if args.grid else [])
+    _plan_outputs(paths, out_dir, outputs)
 
     done = skipped = 0
     for path in tqdm(paths, desc="degrade", unit="img", file=sys.stderr, disable=args.quiet):
@@ -186,8 +202,7 @@ def cmd_degrade(args: argparse.Namespace) -> int:
         if deg is None:
             continue
         out_png, out_json = out_dir / f"{path.stem}.png", out_dir / f"{path.stem}.json"
-        describe = deg.describe() if hasattr(deg, "describe") else {"task": args.task, **{
-            k: _jsonable(v) for k, v in vars(deg).items()}}
+        describe = {"task": args.task, **deg.describe()} if args.task in PIPELINES else deg.describe()
         if args.resume and out_png.exists() and out_json.exists():
             try:
                 prev = json.loads(out_json.read_text())
@@ -376,10 +391,17 @@ def cmd_train_niqe(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr, exit code 2 (subcommand parsers inherit this class)."""
+
+    def error(self, message: str):
+        self.exit(2, f"genrestore: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .degrade import COMPOSITIONS, LEVELS, PIPELINES, TASKS
 
-    parser = argparse.ArgumentParser(prog="genrestore", description=__doc__.split("\n")[0])
+    parser = _Parser(prog="genrestore", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"genrestore {__version__}")
     parser.add_argument("--verbose", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
@@ -398,10 +420,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0, help="base seed; each image's seed derives from it and its file name")
     d.add_argument("--grid", action="store_true", help="also write OUT/grid_NAME.png: tasks x levels contact sheet")
     d.add_argument("--example", action="store_true", help="add the bundled example photo to the inputs")
-    d.add_argument("--backend", choices=("torch", "pil"), default="torch",
-                   help="resizer for the upsampling task: batched torch (default) or Pillow itself")
+    d.add_argument("--backend", choices=("pil", "torch"), default="pil",
+                   help="resizer of the upsampling task: Pillow itself (default, the paper's) or its batched "
+                        "torch emulation (at most one level off, for GPU batches)")
     d.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
-                   help="where to compute (random draws are made on the CPU, so results do not depend on it)")
+                   help="where to compute (random draws are made on the CPU, so the same seed gives the same "
+                        "images on any device, up to float rounding)")
     d.add_argument("--resume", action="store_true", help="skip images whose outputs exist with the same settings")
     d.add_argument("--shard", metavar="i/n", help="process only every n-th image, starting at i")
     d.add_argument("--json", action="store_true", help="print one JSON object per image on stdout")

@@ -37,14 +37,22 @@ _EXIF_TRANSFORMS: dict[int, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 
-def _exif_orientation(path: Path) -> int:
+_ALPHA_MODES = {"RGBA", "LA", "PA", "La", "RGBa"}
+
+
+def _pillow_header(path: Path) -> tuple[int, bool | None]:
+    """``(EXIF orientation, has_alpha)`` from Pillow; ``(1, None)`` if Pillow cannot parse the file."""
     from PIL import Image
 
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # header only; OpenCV decodes
     try:
         with Image.open(path) as im:
-            return int(im.getexif().get(0x0112, 1))
+            has_alpha = im.mode in _ALPHA_MODES or "transparency" in im.info
+            return int(im.getexif().get(0x0112, 1)), has_alpha
     except Exception:  # files Pillow cannot parse still decode through OpenCV
-        return 1
+        return 1, None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
 
 
 def read_image(path: str | os.PathLike, mode: Literal["keep", "rgb", "gray", "rgba"] = "keep"
@@ -83,14 +91,17 @@ def read_image(path: str | os.PathLike, mode: Literal["keep", "rgb", "gray", "rg
         raise InputError(f"{path}: unsupported image layout {arr.shape} (expected grey, grey+alpha, RGB or RGBA)")
     if scale == 1.0 and not (np.isfinite(arr).all() and arr.min() >= 0 and arr.max() <= 1):
         raise InputError(f"{path}: floating-point image with values outside [0, 1] or not finite")
+    orientation, has_alpha = _pillow_header(path)
+    if arr.shape[2] == 4 and has_alpha is False:  # e.g. CMYK, which OpenCV decodes to BGRA
+        arr = arr[:, :, :3]
     if arr.shape[2] == 3:
         arr = arr[:, :, ::-1]  # BGR -> RGB
     elif arr.shape[2] == 4:
         arr = arr[:, :, [2, 1, 0, 3]]  # BGRA -> RGBA
     elif arr.shape[2] == 2:  # grey + alpha
         arr = arr[:, :, [0, 0, 0, 1]]
-    orientation = _exif_orientation(path) if path.suffix.lower() in (".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".png") else 1
-    if orientation in _EXIF_TRANSFORMS:
+    # OpenCV's TIFF decoder applies the orientation tag itself, even with IMREAD_IGNORE_ORIENTATION
+    if orientation in _EXIF_TRANSFORMS and path.suffix.lower() not in (".tif", ".tiff"):
         arr = _EXIF_TRANSFORMS[orientation](arr)
     x = torch.from_numpy(np.ascontiguousarray(arr).astype(np.float32) / scale).permute(2, 0, 1)[None]
     return convert_channels(x, mode)
@@ -268,7 +279,8 @@ def tiled_apply(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, til
     ``pad`` of a tile's interior edge get zero weight, so an operator whose receptive field
     radius is at most ``pad`` gives the untiled result; the next ``blend`` pixels fade in with a
     cosine ramp, which hides seams for operators with wider context. Weights are normalized
-    in float64, so a per-pixel operator is reproduced exactly.
+    in float64, so a per-pixel operator with float32 (or lower) output is reproduced exactly
+    (float64 outputs to within an ulp).
 
     Args:
         fn: maps ``(N, C, h, w)`` to ``(N, C', h * scale, w * scale)``.

@@ -205,3 +205,54 @@ def test_metrics_lpips_reports_weights(tmp_path, capsys, monkeypatch):
     assert abs(out[0]["lpips"] - expected) < 1e-6
     used = out[-1]["summary"]["weights_used"]
     assert any(u.startswith("alexnet-torchvision") for u in used) and any(u.startswith("lpips-alex-v0.1") for u in used)
+
+
+# Regressions found in review: bad input anywhere in a folder stops the run before any output.
+
+def test_bad_file_among_good_ones_writes_nothing(tmp_path, capsys):
+    d = tmp_path / "in"
+    write_image(d / "a_good.png", torch.rand(1, 3, 32, 32))
+    good = (d / "a_good.png").read_bytes()
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(d / "b.jpg", quality=90)
+    (d / "b.jpg").write_bytes((d / "b.jpg").read_bytes()[:200])  # truncated JPEG
+    assert main(["degrade", str(d), "-o", str(tmp_path / "o"), "--task", "denoise", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "b.jpg" in err and err.count("\n") == 1
+    assert not (tmp_path / "o").exists() and (d / "a_good.png").read_bytes() == good
+
+
+def test_pipeline_too_small_names_the_file_and_writes_nothing(tmp_path, capsys):
+    d = tmp_path / "in"
+    write_image(d / "a.png", torch.rand(1, 3, 32, 32))
+    write_image(d / "tiny.png", torch.rand(1, 3, 1, 1))
+    assert main(["degrade", str(d), "-o", str(tmp_path / "o"), "--task", "realesrgan-x4", "-q"]) == 2
+    assert "tiny.png" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_outputs_of_two_inputs_cannot_collide(tmp_path, capsys):
+    d = tmp_path / "in"
+    write_image(d / "a.png", torch.rand(1, 3, 32, 32))
+    write_image(d / "a_mask.png", torch.rand(1, 3, 32, 32))
+    assert main(["degrade", str(d), "-o", str(tmp_path / "o"), "--task", "inpaint", "-q"]) == 2
+    assert "would both write" in capsys.readouterr().err and not (tmp_path / "o").exists()
+    (d / "a_mask.png").rename(d / "grid_a.png")
+    assert main(["degrade", str(d), "-o", str(tmp_path / "o"), "--task", "denoise", "-q"]) == 0  # no grid: fine
+    assert main(["degrade", str(d), "-o", str(tmp_path / "o2"), "--task", "denoise", "--grid", "-q"]) == 2
+
+
+def test_usage_errors_are_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["degrade", str(tmp_path), "-o", str(tmp_path / "o"), "--task", "denoise", "--level", "XXL"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and err.startswith("genrestore: error:") and "XXL" in err
+
+
+def test_resume_notices_a_backend_change(inputs, tmp_path, capsys):
+    out = tmp_path / "o"
+    base = ["degrade", str(inputs / "a.png"), "-o", str(out), "--task", "upsample", "--level", "XS", "-q"]
+    assert main(base) == 0
+    assert json.loads((out / "a.json").read_text())["degradation"]["backend"] == "pil"
+    capsys.readouterr()
+    assert main(base + ["--backend", "torch", "--resume"]) == 0
+    assert "1 degraded, 0 already done" in capsys.readouterr().out

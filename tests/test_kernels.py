@@ -71,6 +71,16 @@ def test_sinc_closed_form_with_scipy_bessel():
     assert np.allclose(sinc_kernel(13, wc)[0].numpy(), ref / ref.sum(), atol=1e-6)
 
 
+def test_blur_borders_match_scipy():
+    x = torch.rand(1, 1, 9, 11, generator=torch.Generator().manual_seed(5))
+    k = gaussian_kernel(5, 1.0, 0.5, 0.3)
+    for border, mode in (("replicate", "nearest"), ("circular", "wrap"), ("constant", "constant")):
+        ref = scipy.ndimage.correlate(x[0, 0].double().numpy(), k[0].double().numpy(), mode=mode)
+        assert np.allclose(blur(x, k, border)[0, 0].numpy(), ref, atol=1e-5), border
+    with pytest.raises(InputError):
+        blur(x, torch.ones(1, 4, 4) / 16)
+
+
 def test_blur_equals_scipy_convolution_per_image():
     g = torch.Generator().manual_seed(0)
     x = torch.rand(2, 3, 17, 23, generator=g)

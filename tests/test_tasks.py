@@ -182,3 +182,13 @@ def test_cuda_gives_the_cpu_result(name, photos):
     p_gpu = {k: (v.cuda() if isinstance(v, torch.Tensor) else v) for k, v in p.items()}
     s_gpu = task.surrogate(photos.cuda(), p_gpu, torch.Generator().manual_seed(1))
     assert (s_gpu.cpu() - s_cpu).abs().max() <= 1e-4
+
+
+def test_random_box_mask_area_and_determinism():
+    from genrestore.degrade import random_box_mask
+
+    m = random_box_mask(torch.Generator().manual_seed(0), 64, (60, 80), area_range=(0.1, 0.2))
+    hole = (1 - m).flatten(1).mean(1)
+    assert m.shape == (64, 1, 60, 80) and set(m.unique().tolist()) <= {0.0, 1.0}
+    assert hole.min() > 0.07 and hole.max() < 0.24  # rounding of the box sides moves the area a little
+    assert torch.equal(m, random_box_mask(torch.Generator().manual_seed(0), 64, (60, 80), area_range=(0.1, 0.2)))

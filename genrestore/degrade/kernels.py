@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 
 from .. import _random
 from .._checks import InputError, check_image
@@ -119,27 +120,35 @@ def sinc_kernel(size: int, cutoff: Param) -> torch.Tensor:
 
 
 def blur(x: torch.Tensor, kernel: torch.Tensor, border: str = "reflect") -> torch.Tensor:
-    """Convolve each image with its own kernel (``same`` size output, reflect border by default).
+    """Filter each image with its own kernel (``same`` size output, reflect border by default).
+
+    This is correlation, as ``cv2.filter2D`` and BasicSR's ``filter2D`` compute it; it equals
+    convolution for the point-symmetric kernels of this module.
 
     Args:
         x: ``(N, C, H, W)`` images.
-        kernel: ``(k, k)``, ``(1, k, k)`` or ``(N, k, k)``; applied to every channel.
-        border: ``reflect``, ``replicate``, ``circular`` or ``constant`` (zeros).
+        kernel: ``(k, k)``, ``(1, k, k)`` or ``(N, k, k)`` with k odd; applied to every channel.
+        border: ``reflect`` (mirror without repeating the edge), ``replicate``, ``circular`` or
+            ``constant`` (zeros). Reflect falls back to replicate on images narrower than the pad.
 
     Returns:
         ``(N, C, H, W)`` tensor, differentiable in both arguments.
     """
-    import kornia
-
     check_image(x, "image", channels=tuple(range(1, 65)), check_range=False)
     if kernel.ndim == 2:
         kernel = kernel[None]
-    if kernel.shape[0] not in (1, x.shape[0]):
-        raise InputError(f"expected 1 or {x.shape[0]} kernels, got {kernel.shape[0]}")
+    n, c, h, w = x.shape
+    if kernel.shape[0] not in (1, n) or kernel.shape[-1] != kernel.shape[-2] or kernel.shape[-1] % 2 == 0:
+        raise InputError(f"expected 1 or {n} square kernels of odd size, got {tuple(kernel.shape)}")
+    if border not in ("reflect", "replicate", "circular", "constant"):
+        raise InputError(f"unknown border {border!r}; expected reflect, replicate, circular or constant")
     pad = kernel.shape[-1] // 2
-    if border == "reflect" and (x.shape[-1] <= pad or x.shape[-2] <= pad):
+    if border == "reflect" and (h <= pad or w <= pad):
         border = "replicate"  # reflect padding needs the image wider than the pad
-    return kornia.filters.filter2d(x, kernel.to(x), border_type=border)
+    xp = F.pad(x, (pad, pad, pad, pad), mode=border)
+    weight = kernel.to(x).expand(n, -1, -1).repeat_interleave(c, 0)[:, None]  # (N*C, 1, k, k)
+    out = F.conv2d(xp.reshape(1, n * c, h + 2 * pad, w + 2 * pad), weight, groups=n * c)
+    return out.view(n, c, h, w)
 
 
 # Real-ESRGAN's kernel families and their sampling probabilities (Real-ESRGAN, options/*.yml).

@@ -17,7 +17,7 @@ JPEG is libjpeg through Pillow. Outputs are quantized to 8 bits.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -61,13 +61,22 @@ class BlurDownNoiseJpeg:
         resize_back: resize the result back to the input size (as training pairs need).
     """
 
-    kernel_size: int = 41
+    kernel_size: int = 41  # IDM says only "Gaussian blur"; its GFPGAN-based code mixes iso/aniso (see GFPGAN)
     sigma_range: tuple[float, float] = (0.2, 10.0)
     scale_range: tuple[float, float] = (1.0, 8.0)
     noise_range_255: tuple[float, float] = (0.0, 15.0)
     jpeg_range: tuple[int, int] = (50, 100)
     aniso_prob: float = 0.0
     resize_back: bool = True
+
+    def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """``(H, W)`` of the result: the input size (``resize_back``), else the smallest it can be."""
+        if self.resize_back:
+            return size
+        return max(1, int(size[0] / self.scale_range[1])), max(1, int(size[1] / self.scale_range[1]))
+
+    def describe(self) -> dict[str, Any]:
+        return {"pipeline": type(self).__name__, **asdict(self)}
 
     def sample(self, generator: torch.Generator | None) -> dict[str, Any]:
         """Draw one image's parameters."""
@@ -135,6 +144,13 @@ class SecondOrder:
     poisson_scale_range2: tuple[float, float] = (0.05, 2.5)
     jpeg_range2: tuple[int, int] = (30, 95)
     final_sinc_prob: float = 0.8
+
+    def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """``(H // scale, W // scale)``."""
+        return size[0] // self.scale, size[1] // self.scale
+
+    def describe(self) -> dict[str, Any]:
+        return {"pipeline": type(self).__name__, **asdict(self)}
 
     def _kernel(self, g, sinc_prob: float, sigma: tuple[float, float]) -> tuple[torch.Tensor, dict]:
         size = _choice(g, self.kernel_range)

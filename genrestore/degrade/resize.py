@@ -13,7 +13,6 @@ With ``antialias=False`` the filters are not stretched, which is what OpenCV's
 
 from __future__ import annotations
 
-import math
 from functools import lru_cache
 from typing import Literal
 
@@ -148,7 +147,3 @@ def resize_adjoint(y: torch.Tensor, in_size: tuple[int, int], filter: Filter = "
     wx = _weights(w, y.shape[-1], filter, True).to(device=y.device, dtype=y.dtype)
     return wy.T @ y @ wx
 
-
-def scale_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
-    """``(h, w)`` multiplied by ``scale`` and floored, at least 1 px each."""
-    return max(1, math.floor(size[0] * scale)), max(1, math.floor(size[1] * scale))

@@ -88,7 +88,7 @@ class Upsample(_Task):
     (:func:`~genrestore.degrade.resize.resize_8bit`): at most a level away from Pillow's bytes.
     """
 
-    backend: Literal["torch", "pil"] = "torch"
+    backend: Literal["pil", "torch"] = "pil"
     name: ClassVar[str] = "upsample"
     code: ClassVar[str] = "U"
     FACTORS: ClassVar[tuple[int, ...]] = (2, 4, 8, 16, 32)
@@ -103,7 +103,7 @@ class Upsample(_Task):
 
     def describe(self) -> dict:
         return {**super().describe(), "factor": self.factor, "filters": list(self.TRUE_FILTERS),
-                "surrogate": "average pooling"}
+                "backend": self.backend, "surrogate": "average pooling"}
 
     def degrade_with_params(self, x, generator=None):
         check_image(x)
@@ -179,6 +179,9 @@ class Denoise(_Task):
 @dataclass(frozen=True)
 class Deartifact(_Task):
     """JPEG compression through libjpeg (Pillow, 4:2:0) at quality 18 / 15 / 12 / 9 / 6.
+
+    The paper's text says 4:2:2, but its code saves with Pillow's default subsampling and
+    asserts 4:2:0; we follow the code.
 
     Surrogate: :func:`jpeg_torch` with Pillow's tables and the cubic-lerp rounding gradient
     (k = 0.8), after :func:`clamp_surrogate` (the encoder sees clamped pixels).
