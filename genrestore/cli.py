@@ -294,7 +294,7 @@ def _pair_by_name(ref: str, dist: str) -> list[tuple[Path, Path]]:
     return [(by_stem[p.stem], p) for p in dists]
 
 
-METRICS_AVAILABLE = ("psnr", "ssim", "mse", "lpips", "lpips-vgg", "niqe")
+METRICS_AVAILABLE = ("psnr", "ssim", "mse", "lpips", "lpips-vgg", "niqe", "identity")
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
@@ -327,6 +327,11 @@ def cmd_metrics(args: argparse.Namespace) -> int:
                   for t in (x, y)), net=net)
             if args.y or args.gray:
                 raise InputError("LPIPS compares RGB images; drop --y / --gray for it")
+        if m == "identity":  # cosine of 128-d face descriptors; the images are face crops
+            from .models.face_descriptor import WEIGHT_NAME, identity_similarity
+
+            weights_used.append(f"{WEIGHT_NAME} ({ws_path(WEIGHT_NAME)})")
+            funcs[m] = lambda x, y, y_channel, crop_border: identity_similarity(x, y)
         if m == "niqe":  # no-reference: scores the evaluated image alone
             from .metrics.niqe import load_pristine, niqe
 
@@ -486,6 +491,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("genrestore: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into a command that stopped reading (e.g. head)
+        sys.stderr.close()
+        return 0
     except Exception as e:  # a failure, not bad input: still one line unless --verbose
         if args.verbose:
             raise

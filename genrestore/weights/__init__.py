@@ -131,7 +131,12 @@ def load_metadata(name: str) -> dict[str, Any]:
 
 
 def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors of a safetensors file or a PyTorch checkpoint (``weights_only=True``: no code runs)."""
+    """Tensors of a safetensors file, a TF.js weights manifest (kept quantized, losslessly) or a
+    PyTorch checkpoint (``weights_only=True``: no code runs)."""
+    if path.suffix == ".json":
+        from ..models.tfjs import quantized_state, read_tfjs_quantized
+
+        return quantized_state(read_tfjs_quantized(path))
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
