@@ -294,7 +294,8 @@ def _pair_by_name(ref: str, dist: str) -> list[tuple[Path, Path]]:
     return [(by_stem[p.stem], p) for p in dists]
 
 
-METRICS_AVAILABLE = ("psnr", "ssim", "mse", "lpips", "lpips-vgg", "niqe", "identity")
+METRICS_AVAILABLE = ("psnr", "ssim", "mse", "lpips", "lpips-vgg", "niqe", "identity", "fid", "kid", "is", "pfid")
+SET_METRICS = ("fid", "kid", "is", "pfid")
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
@@ -338,6 +339,23 @@ def cmd_metrics(args: argparse.Namespace) -> int:
             pristine = load_pristine(args.niqe_model)
             weights_used.append(f"NIQE pristine model ({args.niqe_model or ws_path('niqe-pristine-photos')})")
             funcs[m] = lambda x, y, y_channel, crop_border, p=pristine: niqe(y, p, crop_border)
+    set_names = [m for m in names if m in SET_METRICS]
+    names = [m for m in names if m not in SET_METRICS]
+    if set_names:
+        from ._random import generator_for
+        from .metrics.distribution import FeatureStats
+        from .metrics.fid import InceptionFeatures, SetFeatures, random_crops
+        from .models.inception import WEIGHT_NAME as INCEPTION
+
+        extractor = InceptionFeatures(device, batch_size=args.batch_size, autocast=args.autocast)
+        weights_used.append(f"{INCEPTION} ({ws_path(INCEPTION)})")
+        whole = [m for m in set_names if m != "pfid"]
+        feats = {"ref": SetFeatures(), "dist": SetFeatures(), "ref_p": SetFeatures(), "dist_p": SetFeatures()}
+        ref_stats = None
+        if args.ref_stats and Path(args.ref_stats).is_file():
+            if "kid" in set_names or "pfid" in set_names:
+                raise InputError("--ref-stats holds FID statistics of whole images; KID and pFID need the images")
+            ref_stats = FeatureStats.load_npz(args.ref_stats)
     rows = []
     for ref_path, dist_path in tqdm(pairs, desc="metrics", unit="img", file=sys.stderr, disable=args.quiet):
         x = read_image(ref_path, "rgb" if not args.gray else "gray").to(device)
@@ -348,14 +366,40 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         row = {"name": dist_path.name, "reference": str(ref_path)}
         for m in names:
             row[m] = float(funcs[m](x, y, y_channel=args.y, crop_border=args.crop_border)[0])
+        if set_names:
+            if whole:
+                if ref_stats is None:
+                    feats["ref"].add(*extractor(x))
+                feats["dist"].add(*extractor(y))
+            if "pfid" in set_names:
+                crop = (args.pfid_size, args.pfid_crops)
+                feats["ref_p"].add(*extractor(random_crops(x, *crop, generator_for(args.seed, "ref:" + dist_path.name))))
+                feats["dist_p"].add(*extractor(random_crops(y, *crop, generator_for(args.seed, "dist:" + dist_path.name))))
         rows.append(row)
         if args.json:
             print(json.dumps(row), flush=True)
     summary = {"images": len(rows), **{m: sum(r[m] for r in rows) / len(rows) for m in names},
                "y_channel": args.y, "crop_border": args.crop_border, "weights_used": weights_used}
+    if set_names:
+        from .metrics.distribution import frechet_distance
+        from .metrics.fid import set_metrics
+
+        if whole:
+            if ref_stats is not None:
+                summary["fid"] = frechet_distance(*ref_stats, feats["dist"].stats.mean, feats["dist"].stats.cov)
+                summary["ref_stats"] = f"loaded from {args.ref_stats}"
+            else:
+                summary.update(set_metrics(feats["ref"], feats["dist"], whole, generator=generator_for(args.seed, "kid")))
+                if args.ref_stats:
+                    feats["ref"].stats.save(args.ref_stats)
+                    summary["ref_stats"] = f"saved to {args.ref_stats}"
+        if "pfid" in set_names:
+            summary.update(set_metrics(feats["ref_p"], feats["dist_p"], ["pfid"]))
+            summary["pfid_crops"] = {"size": args.pfid_size, "per_image": args.pfid_crops}
+        names = names + [k for k in ("fid", "kid", "kid_std", "is", "is_std", "pfid") if k in summary]
     if args.csv:
         buf = _io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=["name", "reference", *names])
+        writer = csv.DictWriter(buf, fieldnames=["name", "reference", *[m for m in names if m in rows[0]]])
         writer.writeheader()
         writer.writerows(rows)
         atomic_write_bytes(args.csv, buf.getvalue().encode())
@@ -455,6 +499,13 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--y", action="store_true", help="compare BT.601 luma (Y), as the SR papers do")
     m.add_argument("--gray", action="store_true", help="compare as grey images (for grey inputs)")
     m.add_argument("--crop-border", type=int, default=0, metavar="N", help="drop N pixels on each side first")
+    m.add_argument("--ref-stats", metavar="FILE.npz", help="FID: load the reference statistics from FILE if it "
+                   "exists, else compute them and save them there")
+    m.add_argument("--pfid-size", type=int, default=128, help="patch-FID crop size, px (robust StyleGAN: 128)")
+    m.add_argument("--pfid-crops", type=int, default=1000, help="patch-FID crops per image (robust StyleGAN: 1000)")
+    m.add_argument("--batch-size", type=int, default=32, help="Inception batch size")
+    m.add_argument("--autocast", action="store_true", help="Inception in bfloat16 on GPU")
+    m.add_argument("--seed", type=int, default=0, help="seed of the patch-FID crops and KID subsets")
     m.add_argument("--niqe-model", metavar="FILE", help="NIQE pristine model (.npz with mu_pris_param/cov_pris_param, "
                    "or .safetensors); default: the shipped niqe-pristine-photos")
     m.add_argument("--csv", metavar="FILE", help="write the per-image values as CSV")

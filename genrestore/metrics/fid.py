@@ -1,0 +1,116 @@
+"""Set-level metrics from InceptionV3 features: FID, KID, IS and patch-FID.
+
+* FID and KID compare the pool3 features (2048-d) of two image sets (see
+  :mod:`genrestore.metrics.distribution` for the formulas); IS uses the 1008 logits of the
+  evaluated set alone.
+* Patch-FID (robust StyleGAN §6.1) is FID on random crops: its code takes 1000 crops of
+  128x128 per image (250 in its DDRM comparison), each then resized to 299 like a whole image.
+* Features come from :class:`~genrestore.models.inception.FIDInceptionV3` (weights
+  ``inception-fid`` in the local store), batched, on any device; ``autocast=True`` runs it in
+  bfloat16 on GPU (features are returned in float32 and checked for NaN/inf).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import torch
+
+from .. import _random
+from .._checks import InputError
+from .distribution import FeatureStats, fid_from_stats, inception_score, kid
+
+
+def random_crops(x: torch.Tensor, size: int, count: int, generator: _random.Generator = None) -> torch.Tensor:
+    """``count`` random ``size x size`` crops of each image: ``(N * count, C, size, size)``."""
+    n, c, h, w = x.shape
+    if h < size or w < size:
+        raise InputError(f"patch-FID crops of {size} px need images at least that large, got {w}x{h}")
+    ys = _random.randint(generator, n * count, 0, h - size + 1)
+    xs = _random.randint(generator, n * count, 0, w - size + 1)
+    idx = torch.arange(size)
+    rows = (ys[:, None] + idx[None]).to(x.device)  # (M, size)
+    cols = (xs[:, None] + idx[None]).to(x.device)
+    src = x.repeat_interleave(count, 0)
+    return src[torch.arange(n * count, device=x.device)[:, None, None, None], torch.arange(c, device=x.device)[None, :, None, None],
+               rows[:, None, :, None], cols[:, None, None, :]]
+
+
+class InceptionFeatures:
+    """Batched pool3 features and logits of image batches, with a model from the store."""
+
+    def __init__(self, device: str | torch.device = "cpu", batch_size: int = 32, autocast: bool = False,
+                 model=None) -> None:
+        from ..models.inception import FIDInceptionV3
+
+        self.device = torch.device(device)
+        self.model = (model or FIDInceptionV3.from_store()).to(self.device).eval()
+        self.batch_size = batch_size
+        self.autocast = autocast and self.device.type == "cuda"
+
+    @torch.inference_mode()
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats, logits = [], []
+        for chunk in x.split(self.batch_size):
+            chunk = chunk.to(self.device, torch.float32)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+                f, lg = self.model(chunk)
+            f, lg = f.float(), lg.float()
+            if not (torch.isfinite(f).all() and torch.isfinite(lg).all()):
+                raise FloatingPointError("Inception features have NaN/inf (try without autocast)")
+            feats.append(f.cpu())
+            logits.append(lg.cpu())
+        return torch.cat(feats), torch.cat(logits)
+
+
+@dataclass
+class SetFeatures:
+    """Features (and logits) of one image set, accumulated image by image."""
+
+    stats: FeatureStats = field(default_factory=FeatureStats)
+    features: list[torch.Tensor] = field(default_factory=list)
+    logits: list[torch.Tensor] = field(default_factory=list)
+
+    def add(self, f: torch.Tensor, lg: torch.Tensor) -> None:
+        self.stats.update(f)
+        self.features.append(f)
+        self.logits.append(lg)
+
+    def all_features(self) -> torch.Tensor:
+        return torch.cat(self.features)
+
+    def all_logits(self) -> torch.Tensor:
+        return torch.cat(self.logits)
+
+
+def collect(extractor: InceptionFeatures, images: Iterable[torch.Tensor], patch: tuple[int, int] | None = None,
+            generator: _random.Generator = None) -> SetFeatures:
+    """Features of every image (or of ``patch = (size, count)`` random crops per image)."""
+    out = SetFeatures()
+    for x in images:
+        if patch is not None:
+            x = random_crops(x, patch[0], patch[1], generator)
+        out.add(*extractor(x))
+    if out.stats.count == 0:
+        raise InputError("no images to compute features of")
+    return out
+
+
+def set_metrics(ref: SetFeatures | FeatureStats, dist: SetFeatures, which: Iterable[str],
+                kid_subset: int = 1000, generator: torch.Generator | None = None) -> dict[str, float]:
+    """FID (``fid``), KID (``kid``, mean and std), IS (``is``, mean and std) of ``dist`` against ``ref``."""
+    out: dict[str, float] = {}
+    which = set(which)
+    ref_stats = ref if isinstance(ref, FeatureStats) else ref.stats
+    if which & {"fid", "pfid"}:
+        out["fid" if "fid" in which else "pfid"] = fid_from_stats(ref_stats, dist.stats)
+    if "kid" in which:
+        if isinstance(ref, FeatureStats):
+            raise InputError("KID needs the reference features, not only their statistics")
+        out["kid"], out["kid_std"] = kid(ref.all_features(), dist.all_features(), subset_size=kid_subset,
+                                         generator=generator)
+    if "is" in which:
+        splits = min(10, dist.all_logits().shape[0])
+        out["is"], out["is_std"] = inception_score(dist.all_logits(), splits=splits)
+    return out

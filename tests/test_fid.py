@@ -1,0 +1,115 @@
+"""Inception features, patch crops and the set-level metrics path (random Inception weights:
+the real 2015-12-05 weights cannot be downloaded here)."""
+
+import json
+
+import pytest
+import torch
+
+from genrestore import _random
+from genrestore.cli import main
+from genrestore.io import write_image
+from genrestore.metrics.fid import InceptionFeatures, collect, random_crops, set_metrics
+from genrestore.models.inception import FIDInceptionV3
+
+
+@pytest.fixture(scope="module", autouse=True)
+def small_inputs():
+    """Run the same graph at 96 px instead of 299 (16x less work on CPU); real runs use 299."""
+    FIDInceptionV3.input_size = 96
+    yield
+    FIDInceptionV3.input_size = 299
+
+
+@pytest.fixture(scope="module")
+def inception():
+    """Random weights with ReLU-preserving scale, so that features differ between images."""
+    torch.manual_seed(0)
+    model = FIDInceptionV3()
+    for m in model.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+    return model
+
+
+def test_parameter_count_matches_torchvision(inception):
+    """torchvision's InceptionV3 has 27,161,264 parameters (its weights' published metadata) with the
+    auxiliary head (1x1 conv 768->128 + BN, 5x5 conv 128->768 + BN, fc 768->1000) and 1000 classes;
+    the FID graph drops the head and has 1008 classes."""
+    aux = (768 * 128 + 2 * 128) + (128 * 768 * 25 + 2 * 768) + (768 * 1000 + 1000)
+    assert sum(p.numel() for p in inception.parameters()) == 27_161_264 - aux + 8 * 2049
+
+
+def test_outputs_and_batch_independence(inception):
+    x = torch.rand(3, 3, 48, 64, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        f, logits = inception(x)
+        f1, _ = inception(x[1:2])
+    assert f.shape == (3, 2048) and logits.shape == (3, 1008)
+    assert (f[1:2] - f1).abs().max() < 1e-4 and (f >= 0).all()  # pool3 follows a ReLU
+
+
+def test_state_dict_loading(inception):
+    sd = {k: v for k, v in inception.state_dict().items() if not k.endswith("num_batches_tracked")}
+    other = FIDInceptionV3()
+    other.load_pytorch_fid(sd)
+    assert torch.equal(other.fc.weight, inception.fc.weight)
+    with pytest.raises(KeyError, match="pytorch-fid"):
+        other.load_pytorch_fid({**sd, "AuxLogits.fc.weight": torch.zeros(1)})
+
+
+def test_random_crops_are_slices():
+    x = torch.rand(2, 3, 20, 30)
+    crops = random_crops(x, 8, 3, torch.Generator().manual_seed(4))
+    g = torch.Generator().manual_seed(4)
+    ys, xs = _random.randint(g, 6, 0, 13), _random.randint(g, 6, 0, 23)
+    for k in range(6):
+        assert torch.equal(crops[k], x[k // 3, :, ys[k]:ys[k] + 8, xs[k]:xs[k] + 8])
+
+
+def test_set_metrics_on_features(inception):
+    ext = InceptionFeatures("cpu", batch_size=4, model=inception)
+    g = torch.Generator().manual_seed(2)
+    a = [torch.rand(1, 3, 40, 40, generator=g) for _ in range(4)]
+    same = set_metrics(collect(ext, a), collect(ext, a), ["fid", "kid", "is"])
+    assert abs(same["fid"]) < 1e-3 and abs(same["kid"]) < 1e-3 + 3 * same["kid_std"] and same["is"] >= 1.0
+    b = [torch.zeros(1, 3, 40, 40)] * 4
+    assert set_metrics(collect(ext, a), collect(ext, b), ["fid"])["fid"] > same["fid"] + 1e-3
+
+
+def test_cli_fid_kid_is_pfid_and_ref_stats(inception, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("GENRESTORE_WEIGHTS", str(tmp_path / "store"))
+    torch.save(inception.state_dict(), tmp_path / "incep.pth")
+    assert main(["weights", "add", "inception-fid", str(tmp_path / "incep.pth"), "--force"]) == 0
+    g = torch.Generator().manual_seed(3)
+    for name in ("a", "b", "c"):
+        x = torch.rand(1, 3, 48, 48, generator=g)
+        write_image(tmp_path / "ref" / f"{name}.png", x)
+        write_image(tmp_path / "same" / f"{name}.png", x)
+        write_image(tmp_path / "flat" / f"{name}.png", torch.full_like(x, 0.5))
+    capsys.readouterr()
+    args = ["--metrics", "fid,kid,is,pfid", "--pfid-size", "32", "--pfid-crops", "2", "--json", "-q"]
+    assert main(["metrics", str(tmp_path / "ref"), str(tmp_path / "same")] + args) == 0
+    same = json.loads(capsys.readouterr().out.splitlines()[-1])["summary"]
+    assert abs(same["fid"]) < 1e-3 and "is" in same and "kid" in same
+    # patch-FID crops each set independently (as the paper), so identical folders do not give 0
+    assert 0 <= same["pfid"] < float("inf") and same["pfid_crops"] == {"size": 32, "per_image": 2}
+    assert any(w.startswith("inception-fid") for w in same["weights_used"])
+    stats = tmp_path / "ref.npz"
+    assert main(["metrics", str(tmp_path / "ref"), str(tmp_path / "flat"), "--metrics", "fid",
+                 "--ref-stats", str(stats), "--json", "-q"]) == 0
+    first = json.loads(capsys.readouterr().out.splitlines()[-1])["summary"]
+    assert stats.is_file() and first["fid"] > 1e-3
+    assert main(["metrics", str(tmp_path / "ref"), str(tmp_path / "flat"), "--metrics", "fid",
+                 "--ref-stats", str(stats), "--json", "-q"]) == 0
+    second = json.loads(capsys.readouterr().out.splitlines()[-1])["summary"]
+    assert second["ref_stats"].startswith("loaded") and abs(second["fid"] - first["fid"]) < 1e-6 * max(1, first["fid"])
+
+
+def test_cli_fid_without_weights_names_them(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("GENRESTORE_WEIGHTS", str(tmp_path / "empty"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    write_image(tmp_path / "r" / "a.png", torch.rand(1, 3, 16, 16))
+    write_image(tmp_path / "d" / "a.png", torch.rand(1, 3, 16, 16))
+    assert main(["metrics", str(tmp_path / "r"), str(tmp_path / "d"), "--metrics", "fid"]) == 2
+    assert "inception-fid" in capsys.readouterr().err
