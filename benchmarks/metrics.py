@@ -204,34 +204,45 @@ def frechet_scipy(mu1: np.ndarray, s1: np.ndarray, mu2: np.ndarray, s2: np.ndarr
 # Experimental float32 variants (inline, NOT the library): what a faster psnr/ssim could give
 
 
-def experimental_psnr_f32(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, crop: int = 0) -> torch.Tensor:
-    """PSNR from the float32 difference; the luma of the difference needs no 16/255 offset."""
+def _tiles(n: int, c: int, h: int, w: int, budget: int, halo: int = 0):
+    """``(i0, i1, r0, r1)``: groups of whole images, or row strips of one image (``halo`` extra rows
+    below), with at most about ``budget`` values per tile, so that the temporaries stay in cache."""
+    per_image = c * h * w
+    if per_image <= budget:
+        k = budget // per_image
+        for i in range(0, n, k):
+            yield i, min(n, i + k), 0, h - halo
+        return
+    rows = max(1, budget // (c * w) - halo)
+    for i in range(n):
+        for r in range(0, h - halo, rows):
+            yield i, i + 1, r, min(h - halo, r + rows)
+
+
+def experimental_psnr_f32(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, crop: int = 0,
+                          budget: int = 1 << 19) -> torch.Tensor:
+    """PSNR from the float32 difference, tile by tile; the luma of a difference needs no 16/255 offset."""
     if x.shape != y.shape:
         raise ValueError("shapes differ")
     if crop:
         x, y = x[..., crop:-crop, crop:-crop], y[..., crop:-crop, crop:-crop]
-    d = x - y
-    if y_channel:
-        d = (d * torch.tensor(BT601, dtype=d.dtype, device=d.device).view(1, 3, 1, 1).div(255)).sum(1, keepdim=True)
-    d = d.flatten(1)
-    mse = torch.linalg.vecdot(d, d).double() / d.shape[1]
-    if not torch.isfinite(mse).all():  # NaN or inf anywhere in the inputs ends up here: no full-size check
-        raise ValueError("non-finite input")
-    return 10 * torch.log10(1 / mse)
-
-
-def experimental_ssim_f32(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, crop: int = 0) -> torch.Tensor:
-    """SSIM with one float32 channels-last depthwise separable filtering of four maps of centred images.
-
-    Centring on the per-image, per-channel mean leaves the (co)variances unchanged and keeps the
-    float32 cancellation in ``E[x^2] - E[x]^2`` small; the means are shifted back for the
-    luminance term.
-    """
-    if x.shape != y.shape:
-        raise ValueError("shapes differ")
-    x, y = _torch_prepare(x, y, y_channel, crop)
     n, c, h, w = x.shape
-    a, b = x.mean((2, 3), keepdim=True), y.mean((2, 3), keepdim=True)
+    wy = [v / 255 for v in BT601]
+    sse = torch.zeros(n, dtype=torch.float64, device=x.device)
+    for i0, i1, r0, r1 in _tiles(n, c, h, w, budget):
+        d = x[i0:i1, :, r0:r1] - y[i0:i1, :, r0:r1]
+        if y_channel:
+            d = (d[:, 0] * wy[0]).add_(d[:, 1], alpha=wy[1]).add_(d[:, 2], alpha=wy[2])
+        d = d.flatten(1)
+        sse[i0:i1] += torch.linalg.vecdot(d, d).double()
+    if not torch.isfinite(sse).all():  # NaN or inf anywhere in the inputs ends up here: no full-size check
+        raise ValueError("non-finite input")
+    return 10 * torch.log10((h * w * (1 if y_channel else c)) / sse)
+
+
+def _ssim_tile_sum(x: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Per-image float64 sum of the SSIM map over the valid positions of a tile of images centred by ``a``, ``b``."""
+    n, c, h, w = x.shape
     xc, yc = x - a, y - b
     maps = torch.empty((n, h, w, 4, c), dtype=x.dtype, device=x.device)  # channels-last (N, 4C, H, W)
     maps[..., 0, :] = xc.permute(0, 2, 3, 1)
@@ -239,19 +250,37 @@ def experimental_ssim_f32(x: torch.Tensor, y: torch.Tensor, y_channel: bool = Fa
     maps[..., 2, :] = (xc * xc + yc * yc).permute(0, 2, 3, 1)
     maps[..., 3, :] = (xc * yc).permute(0, 2, 3, 1)
     maps = maps.view(n, h, w, 4 * c).permute(0, 3, 1, 2)
-    r = torch.arange(11, dtype=torch.float64) - 5
-    g = torch.exp(-(r ** 2) / (2 * 1.5 ** 2))
-    g = (g / g.sum()).to(x.dtype).to(x.device)
     ch = 4 * c
     f = F.conv2d(maps, g.view(1, 1, 1, -1).expand(ch, 1, 1, -1).contiguous(), groups=ch)
     f = F.conv2d(f, g.view(1, 1, -1, 1).expand(ch, 1, -1, 1).contiguous(), groups=ch)
     mx, my, e_sq, e_xy = f.contiguous().view(n, 4, c, h - 10, w - 10).unbind(1)
     c1, c2 = 0.01 ** 2, 0.03 ** 2
-    p, q = mx * my, mx * mx + my * my
-    var_sum, cov = e_sq - q, e_xy - p  # sxx + syy and sxy, from the centred maps
-    mxa, mya = mx + a, my + b  # the true local means
-    m = ((2 * mxa * mya + c1) * (2 * cov + c2)) / ((mxa * mxa + mya * mya + c1) * (var_sum + c2))
-    out = m.mean((1, 2, 3), dtype=torch.float64)
+    var_sum, cov = e_sq - (mx * mx + my * my), e_xy - mx * my  # sxx + syy and sxy, from the centred maps
+    mx, my = mx + a, my + b  # the true local means, for the luminance term
+    m = ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx * mx + my * my + c1) * (var_sum + c2))
+    return m.sum((1, 2, 3), dtype=torch.float64)
+
+
+def experimental_ssim_f32(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, crop: int = 0,
+                          budget: int = 1 << 18) -> torch.Tensor:
+    """SSIM with float32 channels-last depthwise separable filtering of four maps of centred images, tile by tile.
+
+    Centring on the per-image, per-channel mean leaves the (co)variances unchanged and keeps the
+    float32 cancellation in ``E[x^2] - E[x]^2`` small; the means are shifted back for the
+    luminance term. Row strips overlap by the 10 rows the 11-tap window needs.
+    """
+    if x.shape != y.shape:
+        raise ValueError("shapes differ")
+    x, y = _torch_prepare(x, y, y_channel, crop)
+    n, c, h, w = x.shape
+    r = torch.arange(11, dtype=torch.float64) - 5
+    g = torch.exp(-(r ** 2) / (2 * 1.5 ** 2))
+    g = (g / g.sum()).to(device=x.device, dtype=x.dtype)
+    a, b = x.mean((2, 3), keepdim=True), y.mean((2, 3), keepdim=True)
+    total = torch.zeros(n, dtype=torch.float64, device=x.device)
+    for i0, i1, r0, r1 in _tiles(n, c, h, w, budget, halo=10):
+        total[i0:i1] += _ssim_tile_sum(x[i0:i1, :, r0:r1 + 10], y[i0:i1, :, r0:r1 + 10], a[i0:i1], b[i0:i1], g)
+    out = total / (c * (h - 10) * (w - 10))
     if not torch.isfinite(out).all():
         raise ValueError("non-finite input")
     return out
