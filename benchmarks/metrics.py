@@ -16,18 +16,21 @@ levels) against a JPEG (quality 20, libjpeg through Pillow) of the same batch:
   data_range=1.0, reduction="none")``, luma and crop done with torch before the call).
   The difference columns give the largest absolute per-image difference (dB for PSNR) of
   ours against scikit-image run on float64 copies of the batch (the exact reference) and
-  against torchmetrics' float32 values. torchmetrics 1.x averages the SSIM map over the
+  against torchmetrics' float32 values. torchmetrics (1.9) averages the SSIM map over the
   whole reflect-padded image instead of cropping the 5 px border as scikit-image and ours
   do, so its SSIM differs by about 1e-4 to 1e-3 by convention, not by error.
   The target (from the issue): ours at least 3x the scikit-image loop and not slower than
   torchmetrics, on the CPU.
 * ``experimental float32`` rows: variants written inline in this script, *not* the library,
-  to show what the library could reach. PSNR: float32 difference, luma of the difference
-  (the 16/255 offset cancels), per-image sum of squares, float64 from there. SSIM: the four
-  maps ``x, y, x^2 + y^2, x y`` of images centred on their per-channel means are filtered in
-  one float32 depthwise separable convolution in channels-last layout (oneDNN), the SSIM
-  formula and the mean run on the filtered maps. The same reference rates are repeated on
-  these rows; the differences are those of the variant.
+  to show what the library could reach. Both work tile by tile (groups of whole images, or row
+  strips of one image, of at most 2^19 / 2^18 values) so that the temporaries stay in cache.
+  PSNR: float32 difference, luma of the difference (the 16/255 offset cancels), per-image sum
+  of squares by ``torch.linalg.vecdot``, float64 from there; no full-size finiteness check
+  (NaN/inf reach the sum). SSIM: the four maps ``x, y, x^2 + y^2, x y`` of images centred on
+  their per-channel means are filtered in one float32 depthwise separable convolution in
+  channels-last layout (oneDNN); the SSIM formula runs in float32 on the filtered maps and the
+  mean in float64. The reference rates are repeated on these rows; the differences are those
+  of the variant.
 * ``LPIPS`` alex and vgg: ``genrestore.metrics.lpips.LPIPS`` forward on the batch under
   ``torch.inference_mode``. The ImageNet backbones are not in the weight store on a fresh
   machine, so the backbone weights are random unless the store has them (the header says
@@ -58,9 +61,9 @@ folder is missing, of ``skimage.data`` images (astronaut, chelsea, coffee, rocke
 
 Run::
 
-    python benchmarks/metrics.py               # 256 and 1024, about 3-5 minutes on 2 CPU cores
-    python benchmarks/metrics.py --quick       # 256 only, LPIPS alex, Frechet at d = 512; about a minute
-    python benchmarks/metrics.py --full        # adds LPIPS vgg at 1024 (another ~minute)
+    python benchmarks/metrics.py               # 256 and 1024, about 3 minutes on 2 idle CPU cores
+    python benchmarks/metrics.py --quick       # 256 only, LPIPS alex, Frechet at d = 512; under a minute
+    python benchmarks/metrics.py --full        # adds LPIPS vgg at 1024, batch 1 (about a minute more)
     python benchmarks/metrics.py --device cuda # add a GPU column for ours
 """
 
@@ -420,12 +423,12 @@ def lpips_model(net: str) -> tuple[LPIPS, str]:
 
 
 def lpips_package(net: str):
-    """The ``lpips`` package's model with a random backbone, or None when it does not import."""
+    """The ``lpips`` package's model with a random backbone, or why it is unavailable."""
     try:
         import lpips
-    except Exception:  # ImportError, or torchvision missing inside it
-        return None
-    return lpips.LPIPS(net=net, pnet_rand=True, verbose=False).eval()
+    except Exception as e:  # ImportError, or torchvision missing inside it
+        return None, f"{type(e).__name__}: {e}"
+    return lpips.LPIPS(net=net, pnet_rand=True, verbose=False).eval(), ""
 
 
 def lpips_rows(batches: dict[int, tuple[torch.Tensor, torch.Tensor]], timer: Timer, gpu: torch.device | None,
@@ -441,12 +444,12 @@ def lpips_rows(batches: dict[int, tuple[torch.Tensor, torch.Tensor]], timer: Tim
                 mg, xg, yg = model.to(gpu), x.to(gpu), y.to(gpu)
                 r_gpu = timer.rate(lambda: mg(xg, yg), n, cuda=True)[0]
                 model.cpu()
-            ref = lpips_package(net)
+            ref, why = lpips_package(net)
             if ref is not None:
                 r_ref = timer.rate(lambda: ref(x, y, normalize=True), n)[0]
                 ref_note = f"; lpips package (random backbone): {_fmt(r_ref)} img/s"
             else:
-                ref_note = "; lpips package not timed (it needs torchvision, not installed)"
+                ref_note = f"; lpips package not timed ({why})"
         rows.append(Row(f"LPIPS {net}", size, n, r_ours, r_gpu, note=f"{weights}{ref_note}"))
         print(f"  LPIPS {net:<12} {size:>4} done", file=sys.stderr, flush=True)
     return rows
@@ -512,9 +515,10 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="where ours also runs: auto adds a GPU column when CUDA is available")
-    parser.add_argument("--quick", action="store_true",
-                        help="256 only, LPIPS alex only, Frechet at d = 512, shorter timing")
-    parser.add_argument("--full", action="store_true", help="also LPIPS vgg at 1024 (batch 1)")
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument("--quick", action="store_true",
+                       help="256 only, LPIPS alex only, Frechet at d = 512, shorter timing")
+    scope.add_argument("--full", action="store_true", help="also LPIPS vgg at 1024 (batch 1)")
     parser.add_argument("--min-time", type=float, default=None,
                         help="seconds of timed calls per measurement (default 0.5, 0.2 with --quick)")
     args = parser.parse_args(argv)
