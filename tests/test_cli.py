@@ -165,7 +165,8 @@ def test_metrics_command_pairs_by_name(tmp_path, capsys):
     lines = [json.loads(s) for s in capsys.readouterr().out.splitlines()]
     a = read_image(ref / "a.png")[0].permute(1, 2, 0).double().numpy()
     b = read_image(dist / "a.png")[0].permute(1, 2, 0).double().numpy()
-    assert abs(lines[0]["psnr"] - peak_signal_noise_ratio(a, b, data_range=1)) < 1e-9
+    # float32 arithmetic by default (~1e-7 dB from scikit-image's float64; the issue asks 1e-4)
+    assert abs(lines[0]["psnr"] - peak_signal_noise_ratio(a, b, data_range=1)) < 1e-5
     assert lines[-1]["summary"]["images"] == 2 and lines[-1]["summary"]["weights_used"] == []
     assert (tmp_path / "m.csv").read_text().splitlines()[0] == "name,reference,psnr,ssim"
 

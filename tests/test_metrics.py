@@ -20,7 +20,8 @@ def _np(t):
 
 
 def test_psnr_ssim_match_scikit_image_on_photos(pairs):
-    """Reference: skimage.metrics with the SR papers' SSIM settings; agreement to 1e-4 (we see ~1e-12)."""
+    """Reference: skimage.metrics with the SR papers' SSIM settings; agreement to 1e-4
+    (float32 default: ~3e-7; float64: ~1e-14, checked below)."""
     x, y = pairs
     ours_p, ours_s = psnr(x, y), ssim(x, y)
     for i in range(x.shape[0]):
@@ -29,6 +30,9 @@ def test_psnr_ssim_match_scikit_image_on_photos(pairs):
         ref_s = structural_similarity(a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
                                       data_range=1, channel_axis=2)
         assert abs(ours_p[i].item() - ref_p) < 1e-4 and abs(ours_s[i].item() - ref_s) < 1e-4
+        if i == 0:
+            exact_p, exact_s = psnr(x[:1], y[:1], precision="float64"), ssim(x[:1], y[:1], precision="float64")
+            assert abs(exact_p.item() - ref_p) < 1e-10 and abs(exact_s.item() - ref_s) < 1e-10
 
 
 def test_y_channel_and_crop_border_match_scikit_image(pairs):

@@ -13,13 +13,15 @@ Conventions (those of BasicSR and the super-resolution papers):
   data_range=1)`` (which filters with reflect padding, then crops the 5-pixel border) and
   BasicSR's ``calculate_ssim``.
 
-Per-image values are float64. The metric classes accumulate float64 sums in ``update`` and
+Per-image values are float64; the arithmetic is float32 by default (agreeing with float64 and
+scikit-image to ~1e-6; ``precision="float64"`` for exactness at ~20x the CPU time). The metric classes accumulate float64 sums in ``update`` and
 finish in ``compute``; ``merge`` adds another instance's state (shards, ranks).
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -34,48 +36,69 @@ def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
         >>> rgb_to_y(torch.ones(1, 3, 1, 1)).mul(255).round().item()
         235.0
     """
-    w = torch.tensor([65.481, 128.553, 24.966], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    return (16.0 + (x * w).sum(1, keepdim=True)) / 255.0
+    return _luma(x)
 
 
-def _prepare(x: torch.Tensor, y: torch.Tensor, y_channel: bool, crop_border: int,
-             dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
+Precision = Literal["float32", "float64"]
+_Y_WEIGHTS = (65.481 / 255, 128.553 / 255, 24.966 / 255)
+
+
+def _prepare(x: torch.Tensor, y: torch.Tensor, crop_border: int) -> tuple[torch.Tensor, torch.Tensor]:
     check_image(x, "first image", channels=(1, 3), check_range=False)
     check_image(y, "second image", channels=(1, 3), check_range=False)
     if x.shape != y.shape:
         raise InputError(f"images differ in shape: {tuple(x.shape)} vs {tuple(y.shape)}")
-    for t, name in ((x, "first"), (y, "second")):
-        if not torch.isfinite(t).all():
-            raise InputError(f"{name} image has NaN or infinite values")
     if crop_border:
         if 2 * crop_border >= min(x.shape[-2:]):
             raise InputError(f"crop_border={crop_border} leaves nothing of a {x.shape[-1]}x{x.shape[-2]} image")
         x = x[..., crop_border:-crop_border, crop_border:-crop_border]
         y = y[..., crop_border:-crop_border, crop_border:-crop_border]
+    return x, y
+
+
+def _check_finite(values: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """NaN/inf in an input always reach the result: check it there (no extra pass over the images)."""
+    if not torch.isfinite(values).all():
+        bad = "first" if not torch.isfinite(x).all() else "second" if not torch.isfinite(y).all() else None
+        if bad:
+            raise InputError(f"{bad} image has NaN or infinite values")
+    return values
+
+
+def _luma(t: torch.Tensor, offset: bool = True) -> torch.Tensor:
+    w = torch.tensor(_Y_WEIGHTS, dtype=t.dtype, device=t.device).view(1, 3, 1, 1)
+    y = (t * w).sum(1, keepdim=True)
+    return y + 16.0 / 255.0 if offset else y
+
+
+def mse(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, crop_border: int = 0,
+        precision: Precision = "float32") -> torch.Tensor:
+    """Mean squared error per image, ``(N,)`` float64.
+
+    ``precision="float32"`` forms the difference in float32 and sums its squares per image
+    (for Y, the luma of the difference: the 16/255 offset cancels), then divides in float64;
+    ``"float64"`` does everything in float64 (~20x slower on CPU; the two agree to ~1e-7 relative).
+    """
+    x, y = _prepare(x, y, crop_border)
+    dtype = torch.float64 if precision == "float64" else torch.float32
     x, y = x.to(dtype), y.to(dtype)
     if y_channel:
         if x.shape[1] != 3:
             raise InputError("y_channel=True needs RGB images")
-        x, y = rgb_to_y(x), rgb_to_y(y)
-    return x, y
-
-
-def mse(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, crop_border: int = 0) -> torch.Tensor:
-    """Mean squared error per image, ``(N,)`` float64."""
-    x, y = _prepare(x, y, y_channel, crop_border)
-    return (x - y).square().flatten(1).mean(1)
+        return _check_finite(_luma(x - y, offset=False).square().flatten(1).mean(1).double(), x, y)
+    return _check_finite(F.mse_loss(x, y, reduction="none").flatten(1).mean(1).double(), x, y)  # fused: ~2x faster
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, crop_border: int = 0,
-         data_range: float = 1.0) -> torch.Tensor:
+         data_range: float = 1.0, precision: Precision = "float32") -> torch.Tensor:
     """Peak signal-to-noise ratio per image in dB, ``10 log10(data_range^2 / MSE)``; ``inf`` when equal.
 
     Example:
         >>> x = torch.zeros(1, 3, 4, 4); y = torch.full((1, 3, 4, 4), 0.1)
-        >>> round(psnr(x, y).item(), 6)
+        >>> round(psnr(x, y).item(), 5)
         20.0
     """
-    m = mse(x, y, y_channel, crop_border)
+    m = mse(x, y, y_channel, crop_border, precision)
     return 10.0 * torch.log10(data_range ** 2 / m)
 
 
@@ -88,35 +111,53 @@ def _gaussian_window(size: int, sigma: float, device: torch.device, dtype: torch
 
 def ssim_map(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, win_size: int = 11,
              sigma: float = 1.5, k1: float = 0.01, k2: float = 0.03) -> torch.Tensor:
-    """SSIM map over the valid window positions, ``(N, C, H - win + 1, W - win + 1)``."""
+    """SSIM map over the valid window positions, ``(N, C, H - win + 1, W - win + 1)``, in ``x``'s dtype.
+
+    Local moments are computed on images shifted by their per-channel mean (variances and the
+    covariance do not change, and float32 keeps ~1e-7 accuracy); the four filtered maps
+    (x, y, x^2 + y^2, xy) go through one depthwise separable convolution.
+    """
     if min(x.shape[-2:]) < win_size:
         raise InputError(f"SSIM needs images of at least {win_size}x{win_size} px, got {x.shape[-1]}x{x.shape[-2]}")
-    c = x.shape[1]
+    n, c = x.shape[:2]
+    shift = x.mean(dim=(2, 3), keepdim=True)
+    xc, yc = x - shift, y - shift
+    maps = torch.cat([xc, yc, xc * xc + yc * yc, xc * yc], 1)  # (N, 4C, H, W)
+    if maps.device.type == "cpu" and maps.dtype == torch.float32:
+        maps = maps.contiguous(memory_format=torch.channels_last)  # oneDNN's fast depthwise path
     g = _gaussian_window(win_size, sigma, x.device, x.dtype)
-    gh, gv = g.view(1, 1, 1, -1).expand(c, 1, 1, -1), g.view(1, 1, -1, 1).expand(c, 1, -1, 1)
-
-    def filt(t: torch.Tensor) -> torch.Tensor:  # separable, valid, per channel
-        return F.conv2d(F.conv2d(t, gh, groups=c), gv, groups=c)
-
-    mu_x, mu_y = filt(x), filt(y)
-    sxx = filt(x * x) - mu_x * mu_x
-    syy = filt(y * y) - mu_y * mu_y
-    sxy = filt(x * y) - mu_x * mu_y
+    k = 4 * c
+    f = F.conv2d(F.conv2d(maps, g.view(1, 1, 1, -1).expand(k, 1, 1, -1), groups=k), g.view(1, 1, -1, 1).expand(k, 1, -1, 1),
+                 groups=k)
+    mu_x, mu_y, sq, xy = f[:, :c], f[:, c:2 * c], f[:, 2 * c:3 * c], f[:, 3 * c:]
+    var_sum = sq - mu_x * mu_x - mu_y * mu_y      # sigma_x^2 + sigma_y^2
+    cov = xy - mu_x * mu_y
+    mu_x, mu_y = mu_x + shift, mu_y + shift      # back to absolute means for the luminance term
     c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
-    return ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (sxx + syy + c2))
+    return ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x * mu_x + mu_y * mu_y + c1) * (var_sum + c2))
 
 
 def ssim(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, crop_border: int = 0,
-         data_range: float = 1.0) -> torch.Tensor:
+         data_range: float = 1.0, precision: Precision = "float32") -> torch.Tensor:
     """Structural similarity per image, ``(N,)`` float64 (see the module docstring for the convention).
+
+    ``precision="float32"`` (default) agrees with float64 to ~1e-6; images are processed one at a
+    time to stay in cache.
 
     Example:
         >>> x = torch.rand(2, 3, 16, 16)
-        >>> ssim(x, x).tolist()
+        >>> [round(v, 6) for v in ssim(x, x).tolist()]
         [1.0, 1.0]
     """
-    x, y = _prepare(x, y, y_channel, crop_border)
-    return ssim_map(x, y, data_range).mean(dim=(1, 2, 3))
+    x, y = _prepare(x, y, crop_border)
+    dtype = torch.float64 if precision == "float64" else torch.float32
+    if y_channel:
+        if x.shape[1] != 3:
+            raise InputError("y_channel=True needs RGB images")
+        x, y = _luma(x.to(dtype)), _luma(y.to(dtype))
+    out = [ssim_map(xi.to(dtype), yi.to(dtype), data_range).double().mean(dim=(1, 2, 3))
+           for xi, yi in zip(x.split(1), y.split(1))]
+    return _check_finite(torch.cat(out), x, y)
 
 
 class _MeanOverImages:
