@@ -41,6 +41,7 @@ def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
 
 Precision = Literal["float32", "float64"]
 _Y_WEIGHTS = (65.481 / 255, 128.553 / 255, 24.966 / 255)
+_CHUNK = 1 << 14  # pixels per chunk in mse()
 
 
 def _prepare(x: torch.Tensor, y: torch.Tensor, crop_border: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -82,11 +83,20 @@ def mse(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, crop_border: 
     x, y = _prepare(x, y, crop_border)
     dtype = torch.float64 if precision == "float64" else torch.float32
     x, y = x.to(dtype), y.to(dtype)
-    if y_channel:
-        if x.shape[1] != 3:
-            raise InputError("y_channel=True needs RGB images")
-        return _check_finite(_luma(x - y, offset=False).square().flatten(1).mean(1).double(), x, y)
-    return _check_finite(F.mse_loss(x, y, reduction="none").flatten(1).mean(1).double(), x, y)  # fused: ~2x faster
+    n, c, h, w = x.shape
+    if y_channel and c != 3:
+        raise InputError("y_channel=True needs RGB images")
+    if not y_channel and c * h * w <= 1 << 20:  # small images: one fused kernel is fastest
+        return _check_finite(F.mse_loss(x, y, reduction="none").flatten(1).mean(1).double(), x, y)
+    # large images, or luma: accumulate over pixel chunks that stay in cache (2-3x faster)
+    weights = torch.tensor(_Y_WEIGHTS, dtype=dtype, device=x.device)
+    total = torch.zeros(n, dtype=torch.float64, device=x.device)
+    rows = max(1, _CHUNK // w)
+    for r in range(0, h, rows):  # row blocks of the (possibly cropped, strided) view: no full copy
+        d = (x[:, :, r:r + rows] - y[:, :, r:r + rows]).reshape(n, c, -1)
+        d = weights @ d if y_channel else d.reshape(n, -1)  # the luma of the difference: offsets cancel
+        total += torch.linalg.vecdot(d, d).double()
+    return _check_finite(total / (h * w * (1 if y_channel else c)), x, y)
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, crop_border: int = 0,
