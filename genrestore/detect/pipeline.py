@@ -1,0 +1,66 @@
+"""The whole DeSRA detection (§3.2 and appendix A.2) on a batch of GAN-SR / MSE-SR pairs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .distance import variance_distance
+from .mask import MIN_AREA_X4, Region, refine_mask, regions
+from .semantic import Segmenter, TextureSegmenter, adjustment_map
+
+
+@dataclass
+class ArtifactDetection:
+    """What :func:`detect_artifacts` found, for a batch of N images of H x W output pixels.
+
+    Attributes:
+        d_map: ``(N, 1, H, W)`` D (eq. 7), 1 = same local contrast as the MSE-SR.
+        adjusted: ``(N, 1, H, W)`` ``D / A_k`` (eq. 9's left side).
+        labels: ``(N, H, W)`` segmenter classes of the MSE-SR image.
+        candidates: ``(N, 1, H, W)`` bool, ``adjusted < threshold``.
+        mask: ``(N, 1, H, W)`` bool final artifact mask (M = 1: artifact).
+        segmenter: name of the segmenter that produced ``labels``.
+        regions: per image, the mask's regions, largest first.
+    """
+
+    d_map: torch.Tensor
+    adjusted: torch.Tensor
+    labels: torch.Tensor
+    candidates: torch.Tensor
+    mask: torch.Tensor
+    segmenter: str
+    regions: list[list[Region]] = field(default_factory=list)
+
+    def fraction(self) -> torch.Tensor:
+        """``(N,)`` fraction of each image's pixels in the mask."""
+        return self.mask.float().mean(dim=(1, 2, 3))
+
+
+def detect_artifacts(gan_sr: torch.Tensor, mse_sr: torch.Tensor, segmenter: Segmenter | None = None,
+                     threshold: float = 0.7, scale: float = 4, min_area_x4: float = MIN_AREA_X4,
+                     numerator_constant: bool = True) -> ArtifactDetection:
+    """DeSRA artifact detection.
+
+    Args:
+        gan_sr: ``(N, 3, H, W)`` GAN-SR outputs in [0, 1].
+        mse_sr: ``(N, 3, H, W)`` MSE-SR outputs of the same LR images, in [0, 1].
+        segmenter: classes for the semantic adjustment, run on ``mse_sr`` (default
+            :class:`TextureSegmenter`, which needs no weights).
+        threshold: eq. 9's threshold (0.7).
+        scale: SR scale factor of the outputs (sets the minimum region area).
+        min_area_x4: minimum region area at x4 output (4000 px).
+        numerator_constant: see :func:`~genrestore.detect.variance_distance`.
+
+    Returns:
+        An :class:`ArtifactDetection`.
+    """
+    segmenter = segmenter or TextureSegmenter()
+    d = variance_distance(gan_sr, mse_sr, numerator_constant=numerator_constant)
+    labels = segmenter(mse_sr).to(d.device)
+    adjusted = d / adjustment_map(labels, segmenter.weights).to(d.dtype)
+    candidates = adjusted < threshold
+    mask = refine_mask(candidates, scale=scale, min_area_x4=min_area_x4)
+    found = [regions(m, dm) for m, dm in zip(mask, d)]
+    return ArtifactDetection(d, adjusted, labels, candidates, mask, segmenter.name, found)

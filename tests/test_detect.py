@@ -1,0 +1,233 @@
+"""DeSRA detection: the D map against a NumPy/OpenCV implementation of eq. 7, morphology against
+OpenCV and SciPy, the adjustment fit against NumPy's quantile, and end-to-end on planted artifacts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from genrestore._checks import InputError
+from genrestore.detect import (AdjustmentFit, NoSegmenter, TextureSegmenter, detect_artifacts, dilate, erode,
+                               fill_holes, min_area_for_scale, pseudo_gt, refine_mask, regions, remove_small_regions,
+                               variance_distance)
+from genrestore.detect.semantic import ade20k_adjustment, make_segmenter
+
+cv2 = pytest.importorskip("cv2")
+
+
+def _blur_ref(a: np.ndarray, g: np.ndarray) -> np.ndarray:
+    return cv2.sepFilter2D(a, cv2.CV_64F, g, g)
+
+
+def d_map_reference(gan: np.ndarray, mse: np.ndarray, numerator_constant: bool = True) -> np.ndarray:
+    """Eq. 7 in float64 NumPy + OpenCV: ``(H, W, C)`` images on 0..255 -> ``(H, W)``.
+
+    ``cv2.sepFilter2D`` with ``cv2.getGaussianKernel(11, 1.5)`` on both axes and OpenCV's default
+    border (BORDER_REFLECT_101); per channel, then the channel mean. (``cv2.filter2D`` with the
+    11x11 outer product would do, but OpenCV runs kernels this large through a DFT, ~1e-8 off.)
+    """
+    g = cv2.getGaussianKernel(11, 1.5)
+    c = (0.03 * 255) ** 2
+    maps = []
+    for ch in range(gan.shape[2]):
+        x, y = gan[..., ch].astype(np.float64), mse[..., ch].astype(np.float64)
+        mx, my = _blur_ref(x, g), _blur_ref(y, g)
+        vx = np.maximum(_blur_ref(x * x, g) - mx * mx, 0)
+        vy = np.maximum(_blur_ref(y * y, g) - my * my, 0)
+        num = 2 * np.sqrt(vx * vy) + (c if numerator_constant else 0)
+        maps.append(num / (vx + vy + c))
+    return np.mean(maps, axis=0)
+
+
+def _hwc255(t: torch.Tensor) -> np.ndarray:
+    return (t.permute(1, 2, 0).double() * 255).numpy()
+
+
+# float32 moments lose ~1e-3 where one image is nearly flat (the square root of a tiny variance)
+@pytest.mark.parametrize("precision,tol", [("float32", 3e-3), ("float64", 1e-7)])
+def test_d_map_matches_numpy_opencv(photos, precision, tol):
+    gan = photos[:4]
+    mse = photos[4:8]  # different photos: every D value in (0, 1] occurs
+    d = variance_distance(gan, mse, precision=precision)
+    assert d.shape == (4, 1, 128, 128)
+    for i in range(4):
+        ref = d_map_reference(_hwc255(gan[i]), _hwc255(mse[i]))
+        err = np.abs(d[i, 0].double().numpy() - ref).max()
+        assert err < tol, err
+    assert float(d.min()) < 0.3  # the test covers low D, not only D ~ 1
+
+
+def test_d_map_printed_formula_and_smoothed_pair(photos):
+    """Eq. 7 as printed (no constant in the numerator), against the same reference."""
+    gan = photos[:2]
+    mse = torch.nn.functional.avg_pool2d(gan, 5, 1, 2, count_include_pad=False)  # an over-smooth "MSE-SR"
+    d = variance_distance(gan.double(), mse.double(), numerator_constant=False)
+    for i in range(2):
+        ref = d_map_reference(_hwc255(gan[i]), _hwc255(mse[i]), numerator_constant=False)
+        assert np.abs(d[i, 0].numpy() - ref).max() < 1e-7
+
+
+def test_d_map_identical_and_flat_images():
+    x = torch.rand(2, 3, 24, 24, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(variance_distance(x, x), torch.ones(2, 1, 24, 24), atol=1e-5)
+    flat = torch.full((1, 3, 24, 24), 0.5)
+    assert torch.allclose(variance_distance(flat, flat), torch.ones(1, 1, 24, 24))
+    assert float(variance_distance(flat, flat, numerator_constant=False).max()) == 0.0  # why the code adds C
+
+
+def test_d_map_batch_independent(photos):
+    full = variance_distance(photos[:4], photos[4:])
+    one = variance_distance(photos[2:3], photos[6:7])
+    assert torch.allclose(full[2:3], one, atol=1e-6)
+
+
+def test_d_map_bad_input():
+    with pytest.raises(InputError, match="differ in shape"):
+        variance_distance(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 20))
+    with pytest.raises(InputError, match=r"in \[0, 1\]"):
+        variance_distance(torch.rand(1, 3, 16, 16) * 255, torch.rand(1, 3, 16, 16))
+
+
+def _random_masks(seed: int, n: int = 3, size: int = 48) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(n, 1, size // 4, size // 4, generator=g) > 0.6
+    noise = torch.rand(n, 1, size, size, generator=g) > 0.97
+    return torch.nn.functional.interpolate(coarse.float(), scale_factor=4.0) .bool() ^ noise
+
+
+def test_erode_dilate_match_opencv():
+    masks = _random_masks(1)
+    k = np.ones((5, 5), np.uint8)
+    for it in (1, 3):
+        e, d = erode(masks, 5, it), dilate(masks, 5, it)
+        for i, m in enumerate(masks[:, 0].numpy().astype(np.uint8)):
+            assert np.array_equal(e[i, 0].numpy(), cv2.erode(m, k, iterations=it).astype(bool))
+            assert np.array_equal(d[i, 0].numpy(), cv2.dilate(m, k, iterations=it).astype(bool))
+
+
+def test_fill_holes_matches_scipy():
+    ndimage = pytest.importorskip("scipy.ndimage")
+    for m in _random_masks(2, n=4)[:, 0].numpy():
+        ref = ndimage.binary_fill_holes(m, structure=np.ones((3, 3)))
+        assert np.array_equal(fill_holes(m), ref)
+    ring = np.zeros((9, 9), bool)
+    ring[2:7, 2:7] = True
+    ring[4, 4] = False
+    assert fill_holes(ring)[4, 4]
+
+
+def test_remove_small_regions_and_area_scale():
+    m = np.zeros((20, 20), bool)
+    m[0:2, 0:5] = True            # 10 px
+    m[10:15, 10:16] = True        # 30 px
+    m[5, 5] = m[6, 6] = True      # 2 px, diagonal: one 8-connected region
+    kept = remove_small_regions(m, 10)
+    assert kept[0:2, 0:5].all() and kept[10:15, 10:16].all() and not kept[5, 5]
+    assert remove_small_regions(m, 11).sum() == 30
+    assert remove_small_regions(m, 2)[6, 6]
+    assert min_area_for_scale(4) == 4000 and min_area_for_scale(2) == 1000
+
+
+def test_refine_mask_matches_authors_pipeline_in_opencv_scipy():
+    """Erode 5x5 once, dilate 5x5 three times, fill holes (3x3), drop regions < min area."""
+    ndimage = pytest.importorskip("scipy.ndimage")
+    masks = _random_masks(3, n=2, size=64)
+    out = refine_mask(masks, scale=0.5)  # min area 4000 / 64 = 62.5 px
+    k = np.ones((5, 5), np.uint8)
+    for i, m in enumerate(masks[:, 0].numpy().astype(np.uint8)):
+        ref = cv2.dilate(cv2.erode(m, k, iterations=1), k, iterations=3)
+        ref = ndimage.binary_fill_holes(ref, structure=np.ones((3, 3))).astype(np.uint8)
+        n, lab, stats, _ = cv2.connectedComponentsWithStats(ref, connectivity=8)
+        keep = np.isin(lab, [j for j in range(1, n) if stats[j, 4] >= 62.5])
+        assert np.array_equal(out[i, 0].numpy(), keep)
+
+
+def test_adjustment_fit_matches_numpy_quantile():
+    g = torch.Generator().manual_seed(4)
+    d = torch.rand(2, 1, 40, 40, generator=g) ** torch.tensor([0.5, 2.0]).view(2, 1, 1, 1)
+    labels = (torch.rand(2, 40, 40, generator=g) > 0.5).long() + 2 * torch.arange(2).view(2, 1, 1)  # 4 classes
+    fit = AdjustmentFit(num_classes=5, bins=1000)
+    fit.update(d[:1], labels[:1])
+    fit.update(d[1:], labels[1:])  # streaming
+    a = fit.compute(missing=1.0)
+    for k in range(4):
+        vals = d[:, 0][labels == k].numpy()
+        ref = np.quantile(vals, 0.15, method="inverted_cdf")  # 85 % of the values lie at or above A_k
+        assert 0 <= ref - float(a[k]) < 1e-3, (k, float(a[k]), ref)  # A_k is the lower edge of ref's bin
+    assert float(a[4]) == 1.0
+
+
+def test_texture_segmenter_classes():
+    g = torch.Generator().manual_seed(5)
+    h = w = 60
+    img = torch.full((1, 3, h, w), 0.5)
+    xs = torch.arange(w).float()
+    img[..., 20:40] = 0.5 + 0.3 * torch.sin(xs[20:40] * 1.3)          # vertical stripes: regular
+    img[..., 40:] = torch.rand(1, 1, h, 20, generator=g).expand(1, 3, h, 20)  # noise: complex
+    labels = TextureSegmenter()(img)[0]
+    centre = slice(10, 50)
+    assert (labels[centre, 2:10] == 0).float().mean() > 0.95
+    assert (labels[centre, 25:35] == 1).float().mean() > 0.9
+    assert (labels[centre, 48:58] == 2).float().mean() > 0.9
+
+
+def test_detect_artifacts_finds_planted_texture():
+    """MSE-SR: a smooth ramp; GAN-SR: the same plus strong texture in one 24x24 square."""
+    g = torch.Generator().manual_seed(6)
+    ramp = torch.linspace(0.2, 0.8, 80).view(1, 1, 1, 80).expand(2, 3, 80, 80).clone()
+    gan = ramp.clone()
+    gan[0, :, 30:54, 20:44] += 0.2 * (torch.rand(3, 24, 24, generator=g) - 0.5)
+    det = detect_artifacts(gan.clamp(0, 1), ramp, scale=1)  # min area 250 px
+    truth = torch.zeros(80, 80, dtype=torch.bool)
+    truth[26:58, 16:48] = True  # the square grown by 4 px: one 5x5 erosion, three 5x5 dilations
+    m = det.mask[0, 0]
+    assert (m & truth).sum() / (m | truth).sum() > 0.85
+    assert not det.mask[1].any() and det.regions[1] == []
+    assert len(det.regions[0]) == 1 and det.regions[0][0].mean_d < 0.8 < float(det.d_map[0, 0, :20].mean())
+    assert det.segmenter == "texture"
+    plain = detect_artifacts(gan.clamp(0, 1), ramp, segmenter=NoSegmenter(), scale=1)
+    assert plain.segmenter == "none" and plain.mask[0, 0, 40, 30]
+
+
+def test_regions_boxes_and_means():
+    m = torch.zeros(10, 12, dtype=torch.bool)
+    m[1:3, 2:6] = True
+    d = torch.full((10, 12), 0.5)
+    d[1, 2] = 0.1
+    (r,) = regions(m, d)
+    assert r.box == (2, 1, 4, 2) and r.area == 8 and abs(r.mean_d - (0.5 * 7 + 0.1) / 8) < 1e-7
+
+
+def test_pseudo_gt_equation_10():
+    g = torch.Generator().manual_seed(7)
+    gan, mse = torch.rand(2, 3, 8, 8, generator=g), torch.rand(2, 3, 8, 8, generator=g)
+    mask = torch.rand(2, 1, 8, 8, generator=g) > 0.5
+    out = pseudo_gt(gan, mse, mask)
+    assert torch.equal(out, torch.where(mask, mse, gan))
+    with pytest.raises(InputError, match="mask of shape"):
+        pseudo_gt(gan, mse, mask[:, :, :4])
+
+
+def test_ade20k_table_and_segmenter_factory():
+    names, w = ade20k_adjustment()
+    assert len(names) == 150 and w.shape == (150,)
+    assert w[names.index("sky")] == 1.0 and w[names.index("tree")] == 0.75 and w[names.index("building")] == 0.8
+    assert make_segmenter("none").name == "none"
+    with pytest.raises(InputError, match="unknown segmenter"):
+        make_segmenter("deeplab")
+    with pytest.raises(InputError, match="needs a local model folder"):
+        make_segmenter("segformer")
+
+
+def test_segformer_segmenter_tiny_random(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.SegformerConfig(num_channels=3, num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1],
+                                       hidden_sizes=[8, 16], num_attention_heads=[1, 1], decoder_hidden_size=16,
+                                       num_labels=150, patch_sizes=[7, 3], strides=[4, 2])
+    torch.manual_seed(0)
+    transformers.SegformerForSemanticSegmentation(cfg).save_pretrained(tmp_path)
+    seg = make_segmenter("segformer", folder=tmp_path)
+    seg.size = 32
+    labels = seg(torch.rand(2, 3, 40, 48))
+    assert labels.shape == (2, 40, 48) and labels.dtype == torch.long and int(labels.max()) < 150
