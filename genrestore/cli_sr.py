@@ -1,0 +1,348 @@
+"""CLI verbs for super-resolution and DeSRA: ``upscale``, ``detect`` and ``train desra``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from ._checks import InputError
+
+
+def _available_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+def _estimate_bytes(net: torch.nn.Module, hw: tuple[int, int]) -> int:
+    """Rough peak activation memory of whole-image float32 inference (feature maps at input and output size)."""
+    feats = max((m.out_channels for m in net.modules() if isinstance(m, torch.nn.Conv2d)), default=64)
+    s = int(net.scale)
+    return int(hw[0] * hw[1] * 4 * feats * (6 + 2 * s * s))
+
+
+def _check_rgb(paths: list[Path]) -> list[tuple[int, int]]:
+    """Full decode of every input up front; SR and detection take RGB only."""
+    from .cli import _validate_inputs
+    from .io import read_image
+
+    sizes = _validate_inputs(paths)
+    for p in paths:
+        c = read_image(p).shape[1]
+        if c != 3:
+            kind = {1: "grey", 2: "grey+alpha", 4: "RGBA"}.get(c, f"{c}-channel")
+            raise InputError(f"{p}: {kind} image; the SR models take RGB (convert it first, e.g. drop the alpha)")
+    return sizes
+
+
+def _load_models(args: argparse.Namespace, names: list[str], device: torch.device) -> list[torch.nn.Module]:
+    from .models.sr import load_sr
+
+    return [load_sr(n, device) for n in names]
+
+
+def _check_memory(nets, paths, sizes, tile: int, device: torch.device) -> None:
+    if tile:
+        return
+    avail = _available_bytes(device)
+    for p, hw in zip(paths, sizes):
+        need = max(_estimate_bytes(n, hw) for n in nets)
+        if need > 0.8 * avail:
+            raise InputError(f"{p}: {hw[1]}x{hw[0]} px needs ~{need / 2**30:.1f} GiB for whole-image inference, "
+                             f"{avail / 2**30:.1f} GiB available; use --tile 256")
+
+
+def _record_ok(path: Path, expect: dict) -> bool:
+    try:
+        prev = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return all(prev.get(k) == v for k, v in expect.items())
+
+
+def cmd_upscale(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .cli import _plan_outputs, resolve_device
+    from .io import atomic_write_bytes, list_images, read_image, write_image
+    from .models.sr import upscale
+
+    paths = list_images(args.inputs)
+    sizes = _check_rgb(paths)
+    device = resolve_device(args.device)
+    names = [args.model] + ([args.reference] if args.reference else [])
+    nets = _load_models(args, names, device)
+    if args.reference and nets[0].scale != nets[1].scale:
+        raise InputError(f"--model {args.model} is x{nets[0].scale} but --reference {args.reference} is "
+                         f"x{nets[1].scale}; a pair needs the same scale")
+    _check_memory(nets, paths, sizes, args.tile, device)
+    out_dir = Path(args.output)
+    outputs = ["{stem}.png", "{stem}.json"] + (["{stem}_ref.png"] if args.reference else [])
+    _plan_outputs(paths, out_dir, outputs)
+    settings = {"model": args.model, "reference": args.reference, "tile": args.tile, "tile_pad": args.tile_pad,
+                "half": args.half}
+    done = skipped = 0
+    for path in tqdm(paths, desc="upscale", unit="img", file=sys.stderr, disable=args.quiet):
+        out_json = out_dir / f"{path.stem}.json"
+        if args.resume and (out_dir / f"{path.stem}.png").exists() and _record_ok(out_json, settings):
+            skipped += 1
+            continue
+        x = read_image(path, "rgb").to(device)
+        start = time.perf_counter()
+        ys = [upscale(n, x, args.tile, args.tile_pad, args.half) for n in nets]
+        seconds = time.perf_counter() - start
+        write_image(out_dir / f"{path.stem}.png", ys[0])
+        if args.reference:
+            write_image(out_dir / f"{path.stem}_ref.png", ys[1])
+        record = {"input": str(path), "output": str(out_dir / f"{path.stem}.png"), **settings,
+                  "scale": int(nets[0].scale), "input_size": list(x.shape[-2:]), "output_size": list(ys[0].shape[-2:]),
+                  "seconds": round(seconds, 3), "device": str(device)}
+        atomic_write_bytes(out_json, (json.dumps(record, indent=1) + "\n").encode())
+        done += 1
+        if args.json:
+            print(json.dumps(record), flush=True)
+    if not args.json:
+        print(f"{done} upscaled x{nets[0].scale} with {args.model}, {skipped} already done -> {out_dir}")
+    return 0
+
+
+def heat_map(d: torch.Tensor) -> torch.Tensor:
+    """``(1, 1, H, W)`` D in [0, 1] -> ``(1, 3, H, W)`` RGB heat map, bright where D is low (artifact-like)."""
+    import cv2
+    import numpy as np
+
+    u8 = ((1 - d[0, 0].clamp(0, 1)) * 255).round().to(torch.uint8).cpu().numpy()
+    rgb = cv2.applyColorMap(u8, cv2.COLORMAP_INFERNO)[..., ::-1]
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float() / 255
+
+
+def overlay(image: torch.Tensor, mask: torch.Tensor, color=(1.0, 0.1, 0.1), width: int = 2) -> torch.Tensor:
+    """Draw the outline of ``mask`` (``(1, 1, H, W)`` bool) on ``image`` (``(1, 3, H, W)``), ``width`` px."""
+    from .detect import dilate, erode
+
+    edge = mask & ~erode(mask, 3)
+    edge = dilate(edge, 3, width - 1) if width > 1 else edge
+    c = torch.tensor(color, device=image.device).view(1, 3, 1, 1)
+    return torch.where(edge.to(image.device), c, image)
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .cli import _plan_outputs, resolve_device
+    from .detect import detect_artifacts, make_segmenter, pseudo_gt
+    from .io import atomic_write_bytes, list_images, read_image, write_image
+    from .models.sr import upscale
+
+    paths = list_images(args.inputs)
+    sizes = _check_rgb(paths)
+    device = resolve_device(args.device)
+    gan, mse = _load_models(args, [args.gan, args.mse], device)
+    if gan.scale != mse.scale:
+        raise InputError(f"--gan {args.gan} is x{gan.scale} but --mse {args.mse} is x{mse.scale}; "
+                         f"their outputs must have the same size")
+    _check_memory([gan, mse], paths, sizes, args.tile, device)
+    segmenter = make_segmenter(args.segmenter, args.segformer, device)
+    out_dir = Path(args.output)
+    outputs = ["{stem}_mask.png", "{stem}_overlay.png", "{stem}_dmap.png", "{stem}_regions.json"]
+    if args.save_sr:
+        outputs += ["{stem}_gan.png", "{stem}_mse.png", "{stem}_pseudo_gt.png"]
+    _plan_outputs(paths, out_dir, outputs)
+    settings = {"gan": args.gan, "mse": args.mse, "segmenter": segmenter.name, "threshold": args.threshold,
+                "tile": args.tile, "tile_pad": args.tile_pad, "half": args.half}
+    total_regions = total_px = total_mask = 0
+    for path in tqdm(paths, desc="detect", unit="img", file=sys.stderr, disable=args.quiet):
+        out_json = out_dir / f"{path.stem}_regions.json"
+        if args.resume and _record_ok(out_json, settings):
+            continue
+        x = read_image(path, "rgb").to(device)
+        start = time.perf_counter()
+        y_gan = upscale(gan, x, args.tile, args.tile_pad, args.half)
+        y_mse = upscale(mse, x, args.tile, args.tile_pad, args.half)
+        sr_s = time.perf_counter() - start
+        det = detect_artifacts(y_gan, y_mse, segmenter, threshold=args.threshold, scale=gan.scale)
+        det_s = time.perf_counter() - start - sr_s
+        mask = det.mask
+        write_image(out_dir / f"{path.stem}_mask.png", mask.float())
+        write_image(out_dir / f"{path.stem}_overlay.png", overlay(y_gan, mask))
+        write_image(out_dir / f"{path.stem}_dmap.png", heat_map(det.d_map))
+        if args.save_sr:
+            write_image(out_dir / f"{path.stem}_gan.png", y_gan)
+            write_image(out_dir / f"{path.stem}_mse.png", y_mse)
+            write_image(out_dir / f"{path.stem}_pseudo_gt.png", pseudo_gt(y_gan, y_mse, mask))
+        frac = float(det.fraction()[0])
+        record = {"input": str(path), **settings, "scale": int(gan.scale), "output_size": list(y_gan.shape[-2:]),
+                  "fraction": round(frac, 6), "regions": [r.as_dict() for r in det.regions[0]],
+                  "sr_seconds": round(sr_s, 3), "detect_seconds": round(det_s, 3), "device": str(device)}
+        atomic_write_bytes(out_json, (json.dumps(record, indent=1) + "\n").encode())
+        total_regions += len(det.regions[0])
+        total_mask += int(mask.sum())
+        total_px += mask.numel()
+        if args.json:
+            print(json.dumps(record), flush=True)
+    if not args.json:
+        frac = total_mask / total_px if total_px else 0.0
+        print(f"{len(paths)} images: {total_regions} artifact regions, {100 * frac:.2f} % of pixels "
+              f"(segmenter {segmenter.name}) -> {out_dir}")
+    return 0
+
+
+def add_parsers(sub) -> None:
+    """Register ``upscale`` and ``detect`` on the CLI's subparsers."""
+    u = sub.add_parser("upscale", help="super-resolve images with a converted SR model",
+                       description="Example: genrestore upscale lr/ -o sr/ --model rdn-x4 --tile 256")
+    u.add_argument("inputs", nargs="+", metavar="INPUT", help="RGB image files, folders or globs")
+    u.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (OUT/NAME.png + NAME.json)")
+    u.add_argument("--model", required=True, help="SR weight name (genrestore weights list) or a .safetensors file")
+    u.add_argument("--reference", metavar="NAME", help="also run this model (e.g. the MSE-SR of a GAN-SR/MSE-SR "
+                   "pair) and write OUT/NAME_ref.png")
+    _tiling_args(u)
+    u.add_argument("--resume", action="store_true", help="skip images already done with the same settings")
+    u.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
+    u.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    u.set_defaults(func=cmd_upscale)
+
+    d = sub.add_parser("detect", help="DeSRA: detect GAN-SR artifacts against an MSE-SR reference",
+                       description="Writes OUT/NAME_mask.png (white = artifact), NAME_overlay.png, NAME_dmap.png "
+                                   "(bright = low D) and NAME_regions.json. Example: genrestore detect lr/ -o det/ "
+                                   "--gan realesrgan-x4plus --mse rdn-x4")
+    d.add_argument("inputs", nargs="+", metavar="LR", help="low-resolution RGB images, folders or globs")
+    d.add_argument("-o", "--output", required=True, metavar="OUT")
+    d.add_argument("--gan", required=True, help="GAN-SR weight name or .safetensors (e.g. realesrgan-x4plus)")
+    d.add_argument("--mse", required=True, help="MSE-SR weight name or .safetensors of the same scale (e.g. rdn-x4)")
+    d.add_argument("--segmenter", choices=("texture", "none", "segformer"), default="texture",
+                   help="classes for the semantic adjustment (default texture: no weights needed)")
+    d.add_argument("--segformer", metavar="DIR", help="local SegFormer (ADE20K) folder for --segmenter segformer")
+    d.add_argument("--threshold", type=float, default=0.7, help="artifact where D / A_k < threshold (0.7)")
+    d.add_argument("--save-sr", action="store_true", help="also write NAME_gan.png, NAME_mse.png, NAME_pseudo_gt.png")
+    _tiling_args(d)
+    d.add_argument("--resume", action="store_true", help="skip images already done with the same settings")
+    d.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
+    d.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    d.set_defaults(func=cmd_detect)
+
+
+def _tiling_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tile", type=int, default=0, metavar="PX", help="tile side in input px (0: whole image)")
+    p.add_argument("--tile-pad", type=int, default=16, metavar="PX", help="overlap discarded at tile edges")
+    p.add_argument("--half", action="store_true", help="bf16/fp16 on CUDA, with a float32 retry on NaN")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+
+
+def _optional_weights(name: str):
+    """The tensors of weight ``name`` if it is in the store, else None."""
+    from . import weights as ws
+
+    return ws.load_state_dict(name) if ws.find(name) else None
+
+
+def cmd_train_desra(args: argparse.Namespace) -> int:
+    from safetensors.torch import load_file, save_file
+    from tqdm import tqdm
+
+    from .cli import resolve_device
+    from .detect import detect_artifacts, make_segmenter, pseudo_gt
+    from .detect.finetune import FinetuneConfig, VGGPerceptualLoss, finetune
+    from .io import atomic_write, atomic_write_bytes, list_images, read_image, write_image
+    from .models.discriminator import UNetDiscriminatorSN
+    from .models.sr import load_sr, upscale
+
+    paths = list_images([args.lr_images])
+    _check_rgb(paths)
+    device = resolve_device(args.device)
+    out_dir = Path(args.output)
+    gan, mse = load_sr(args.model, device), load_sr(args.mse, device)
+    if gan.scale != mse.scale:
+        raise InputError(f"--model {args.model} is x{gan.scale} but --mse {args.mse} is x{mse.scale}")
+    segmenter = make_segmenter(args.segmenter, args.segformer, device)
+    # 1. pseudo-GT (eq. 10) from the original models, cached in OUT/pseudo_gt
+    pairs, fractions = [], []
+    for p in tqdm(paths, desc="pseudo-GT", unit="img", file=sys.stderr, disable=args.quiet):
+        x = read_image(p, "rgb").to(device)
+        cached = out_dir / "pseudo_gt" / f"{p.stem}.png"
+        if cached.is_file():
+            y = read_image(cached, "rgb").to(device)
+        else:
+            y_gan = upscale(gan, x, args.tile, args.tile_pad)
+            y_mse = upscale(mse, x, args.tile, args.tile_pad)
+            det = detect_artifacts(y_gan, y_mse, segmenter, threshold=args.threshold, scale=gan.scale)
+            y = pseudo_gt(y_gan, y_mse, det.mask)
+            write_image(out_dir / "pseudo_gt" / f"{p.stem}_mask.png", det.mask.float())
+            write_image(cached, y)
+        fractions.append(float((read_image(out_dir / "pseudo_gt" / f"{p.stem}_mask.png", "gray") > 0.5).float().mean()))
+        pairs.append((x.cpu(), y.cpu()))
+    del mse
+    # 2. fine-tune the GAN-SR generator
+    vgg = _optional_weights("vgg19-torchvision")
+    perceptual = VGGPerceptualLoss(vgg) if vgg is not None else None
+    d_state = _optional_weights("realesrgan-x4plus-netd")
+    disc = None
+    if d_state is not None:
+        disc = UNetDiscriminatorSN()
+        disc.load_state_dict(d_state)
+    cfg = FinetuneConfig(iterations=args.iterations, lr=args.lr, batch_size=args.batch_size, hr_patch=args.hr_patch,
+                         seed=args.seed, save_every=args.save_every)
+    missing = [w for w, s in (("vgg19-torchvision (perceptual loss)", vgg), ("realesrgan-x4plus-netd (GAN loss)", d_state))
+               if s is None]
+    if missing:
+        print(f"genrestore: note: training without {' and '.join(missing)}: weights not in the store "
+              f"(see `genrestore weights info NAME`)", file=sys.stderr)
+    meta = {"model": args.model, "mse": args.mse, "lr_images": [str(p) for p in paths], "segmenter": segmenter.name,
+            "threshold": args.threshold, "mask_fraction_mean": round(sum(fractions) / len(fractions), 6)}
+    log = finetune(gan, pairs, cfg, out_dir, perceptual, disc, device, progress=not args.quiet, meta=meta)
+    # 3. the fine-tuned generator, loadable by `upscale --model FILE`
+    base_cfg = json.loads(Path(str(_weight_path(args.model))).with_suffix(".json").read_text()).get("config") \
+        if Path(str(_weight_path(args.model))).with_suffix(".json").is_file() else None
+    final = out_dir / f"{Path(args.model).stem}-desra.safetensors"
+    state = {k: v.detach().cpu().contiguous() for k, v in gan.state_dict().items()}
+    atomic_write(final, lambda p: save_file(state, p))
+    from .weights import sha256_file
+
+    record = {"name": final.stem, "config": base_cfg or {}, **meta, "recipe": {**vars(cfg)}, "log": log,
+              "command": "genrestore train desra", "sha256": sha256_file(final)}
+    atomic_write_bytes(final.with_suffix(".json"), (json.dumps(record, indent=1) + "\n").encode())
+    print(f"fine-tuned {args.model} for {cfg.iterations} iterations (losses: {', '.join(cfg.losses)}; "
+          f"{log['wall_time_s']} s) -> {final}")
+    return 0
+
+
+def _weight_path(name: str) -> Path:
+    from . import weights as ws
+
+    return Path(name) if str(name).endswith(".safetensors") else ws.resolve(name)
+
+
+def add_train_parser(tsub) -> None:
+    """Register ``train desra``."""
+    t = tsub.add_parser("desra", help="DeSRA: fine-tune a GAN-SR model on its pseudo-GT",
+                        description="Detects artifacts on the LR images, builds pseudo-GT (eq. 10) and fine-tunes "
+                                    "the GAN-SR generator (L1 + perceptual + GAN when their weights are present). "
+                                    "Resumes from OUT/checkpoint.safetensors. Example: genrestore train desra "
+                                    "--model realesrgan-x4plus --mse rdn-x4 --lr-images lr/ -o runs/desra")
+    t.add_argument("--model", required=True, help="GAN-SR weight name or .safetensors to fine-tune")
+    t.add_argument("--mse", required=True, help="MSE-SR weight name or .safetensors (the reference)")
+    t.add_argument("--lr-images", required=True, metavar="DIR", help="LR training images (RGB)")
+    t.add_argument("-o", "--output", required=True, metavar="OUT", help="run folder (checkpoints, pseudo-GT, result)")
+    t.add_argument("--iterations", type=int, default=1000)
+    t.add_argument("--batch-size", type=int, default=4)
+    t.add_argument("--hr-patch", type=int, default=256, help="HR patch side, px")
+    t.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
+    t.add_argument("--save-every", type=int, default=100, help="checkpoint interval, iterations")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--segmenter", choices=("texture", "none", "segformer"), default="texture")
+    t.add_argument("--segformer", metavar="DIR")
+    t.add_argument("--threshold", type=float, default=0.7)
+    t.add_argument("--tile", type=int, default=0, metavar="PX")
+    t.add_argument("--tile-pad", type=int, default=16, metavar="PX")
+    t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    t.add_argument("-q", "--quiet", action="store_true")
+    t.set_defaults(func=cmd_train_desra)

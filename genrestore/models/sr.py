@@ -1,0 +1,132 @@
+"""Super-resolution networks by name: build, load from the weight store, and run (tiled, half).
+
+Converted models (see ``genrestore weights list``):
+
+========================= ======= ======== ============================================
+name                      arch    scale    what it is
+========================= ======= ======== ============================================
+realesrgan-x4plus         rrdbnet 4        Real-ESRGAN x4plus, GAN-trained (DeSRA's GAN-SR)
+realesr-animevideov3-x{2,3,4} srvgg 2/3/4  Real-ESRGAN's compact anime-video model
+rdn-x{2,3,4}              rdn     2/3/4    idealo RDN trained on DIV2K with L1 (an MSE-SR)
+rrdn-x4                   rrdn    4        idealo RRDN, GAN-trained
+========================= ======= ======== ============================================
+
+Every network maps ``(N, 3, H, W)`` RGB in [0, 1] to ``(N, 3, sH, sW)`` (not clamped);
+:func:`upscale` clamps to [0, 1].
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .._checks import InputError, check_image
+
+# arch name -> (module, class)
+ARCHS = {
+    "rrdbnet": ("genrestore.models.rrdbnet", "RRDBNet"),
+    "srvgg": ("genrestore.models.srvgg", "SRVGGNetCompact"),
+    "rdn": ("genrestore.models.rdn", "RDN"),
+    "rrdn": ("genrestore.models.rdn", "RRDN"),
+}
+
+
+def build_sr(config: dict) -> nn.Module:
+    """An untrained network from its JSON config (``{"arch": ..., **constructor kwargs}``)."""
+    config = dict(config)
+    arch = config.pop("arch", None)
+    if arch not in ARCHS:
+        raise InputError(f"unknown SR architecture {arch!r}; known: {', '.join(ARCHS)}")
+    module, cls = ARCHS[arch]
+    try:
+        return getattr(importlib.import_module(module), cls)(**config)
+    except TypeError as e:
+        raise InputError(f"bad {arch} config {config}: {e}") from None
+
+
+def _stored_config(path: Path, fallback: dict) -> dict:
+    sidecar = path.with_suffix(".json")
+    if sidecar.is_file():
+        meta = json.loads(sidecar.read_text())
+        if meta.get("config", {}).get("arch"):
+            return meta["config"]
+    if fallback.get("arch"):
+        return fallback
+    raise InputError(f"{path}: no architecture config (expected {sidecar.name} with a 'config' entry)")
+
+
+def load_sr(name: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
+    """A converted SR network in ``eval()`` mode, by weight name or by ``.safetensors`` path.
+
+    Quantized weights (uint8 codes with ``NAME::scale`` / ``NAME::min``) are dequantized as tfjs
+    does; float16 weights are promoted to float32.
+
+    Raises:
+        WeightNotFound: when a named weight is absent (the message says how to install it).
+        InputError: unknown name, or a file without an architecture config.
+    """
+    from safetensors.torch import load_file
+
+    from .. import weights as ws
+    from .tfjs import dequantize_state
+
+    if str(name).endswith(".safetensors"):
+        path, fallback = Path(name), {}
+        if not path.is_file():
+            raise InputError(f"{path}: no such file")
+    else:
+        path, fallback = ws.resolve(str(name)), ws.spec(str(name)).config
+    config = _stored_config(path, fallback)
+    state = load_file(str(path))
+    if any("::scale" in k for k in state):
+        state = dequantize_state(state)
+    net = build_sr(config)
+    try:
+        net.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    except RuntimeError as e:
+        raise InputError(f"{path}: weights do not fit a {config['arch']} with {config}: {str(e).splitlines()[0]}") from None
+    return net.to(device).eval()
+
+
+def _run(net: nn.Module, x: torch.Tensor, half: bool) -> torch.Tensor:
+    if half and x.device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        with torch.autocast("cuda", dtype=dtype):
+            y = net(x.contiguous(memory_format=torch.channels_last)).float()
+        if torch.isfinite(y).all():
+            return y
+        warnings.warn(f"non-finite values in {dtype} SR output; recomputed this tile in float32")
+    return net(x).float()
+
+
+def upscale(net: nn.Module, x: torch.Tensor, tile: int = 0, tile_pad: int = 16, half: bool = False) -> torch.Tensor:
+    """Super-resolve a batch.
+
+    Args:
+        net: an SR network with an integer ``scale`` attribute.
+        x: ``(N, 3, H, W)`` RGB in [0, 1], on the network's device.
+        tile: tile side in input pixels (0: whole image). Tiles overlap by ``2 * tile_pad + 8``.
+        tile_pad: input pixels discarded at interior tile edges; when it covers the network's
+            receptive field the tiled output equals the untiled one.
+        half: bf16 (fp16 without bf16) autocast on CUDA, with a float32 retry of any tile that
+            has NaN/inf; ignored on CPU.
+
+    Returns:
+        ``(N, 3, H * scale, W * scale)`` float32 in [0, 1].
+    """
+    from ..io import tiled_apply
+
+    check_image(x, "low-resolution image", channels=(3,))
+    scale = int(net.scale)
+    with torch.no_grad():  # not inference_mode: outputs may become training targets (DeSRA pseudo-GT)
+        if tile and (x.shape[-1] > tile or x.shape[-2] > tile):
+            y = tiled_apply(lambda t: _run(net, t, half), x, tile=tile, pad=tile_pad, blend=8, scale=scale)
+        else:
+            y = _run(net, x, half)
+    return y.clamp_(0, 1)

@@ -1,0 +1,188 @@
+"""SR loading, tiled inference, and the upscale / detect / train desra commands, on tiny random
+networks of the real architectures (no converted weights needed)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from genrestore.cli import main
+from genrestore.io import read_image, write_image
+from genrestore.models.sr import build_sr, load_sr, upscale
+
+
+def _save_model(path, config, seed=0):
+    torch.manual_seed(seed)
+    net = build_sr(config)
+    with torch.no_grad():  # small weights keep outputs in range, so clamping does not hide differences
+        for p in net.parameters():
+            p.mul_(0.5)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
+    path.with_suffix(".json").write_text(json.dumps({"config": config}))
+    return net.eval()
+
+
+TINY_RRDB = {"arch": "rrdbnet", "num_feat": 8, "num_block": 1, "num_grow_ch": 4, "scale": 4}
+TINY_VGG = {"arch": "srvgg", "num_feat": 8, "num_conv": 2, "upscale": 4}
+
+
+@pytest.fixture()
+def models(tmp_path):
+    gan = tmp_path / "gan.safetensors"
+    mse = tmp_path / "mse.safetensors"
+    _save_model(gan, TINY_RRDB, 0)
+    _save_model(mse, TINY_VGG, 1)
+    return gan, mse
+
+
+@pytest.fixture()
+def lr_dir(tmp_path, photos):
+    d = tmp_path / "lr"
+    small = torch.nn.functional.avg_pool2d(photos[:2], 4)  # 32x32 LR images
+    for i, im in enumerate(small):
+        write_image(d / f"im{i}.png", im[None])
+    return d
+
+
+def test_load_sr_from_file_equals_built_model(models):
+    gan, _ = models
+    net = load_sr(gan)
+    ref = build_sr(TINY_RRDB)
+    ref.load_state_dict(net.state_dict())
+    x = torch.rand(2, 3, 12, 12, generator=torch.Generator().manual_seed(0))
+    assert net.scale == 4 and torch.equal(net(x), ref.eval()(x))
+    assert upscale(net, x).shape == (2, 3, 48, 48)
+
+
+def test_tiled_equals_untiled_when_pad_covers_receptive_field(models):
+    """SRVGG with 3 convolutions at LR scale: receptive-field radius 3 px < pad 4."""
+    net = load_sr(models[1])
+    x = torch.rand(1, 3, 40, 52, generator=torch.Generator().manual_seed(1))
+    whole = upscale(net, x)
+    tiled = upscale(net, x, tile=20, tile_pad=4)
+    assert (whole - tiled).abs().max() < 1e-5
+    rrdb = load_sr(models[0])  # ~20 LR px of context: pad 24 covers it
+    x = torch.rand(1, 3, 72, 90, generator=torch.Generator().manual_seed(2))
+    whole, tiled = upscale(rrdb, x), upscale(rrdb, x, tile=64, tile_pad=24)
+    assert (whole - tiled).abs().max() < 1 / 255
+
+
+def test_upscale_cli_outputs_resume_and_reference(models, lr_dir, tmp_path, capsys):
+    gan, mse = models
+    out = tmp_path / "sr"
+    assert main(["upscale", str(lr_dir), "-o", str(out), "--model", str(gan), "--reference", str(mse), "-q"]) == 0
+    y = read_image(out / "im0.png")
+    assert y.shape == (1, 3, 128, 128) and (out / "im0_ref.png").is_file()
+    rec = json.loads((out / "im0.json").read_text())
+    assert rec["scale"] == 4 and rec["output_size"] == [128, 128]
+    expected = upscale(load_sr(gan), read_image(lr_dir / "im0.png"))
+    assert (y - expected).abs().max() <= 0.5 / 255 + 1e-6  # 8-bit rounding only
+    capsys.readouterr()
+    assert main(["upscale", str(lr_dir), "-o", str(out), "--model", str(gan), "--reference", str(mse), "-q",
+                 "--resume"]) == 0
+    assert "0 upscaled" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("mode,kind", [("L", "grey"), ("RGBA", "RGBA")])
+def test_upscale_rejects_grey_and_rgba(models, tmp_path, capsys, mode, kind):
+    from PIL import Image
+
+    p = tmp_path / f"x_{mode}.png"
+    Image.new(mode, (16, 16)).save(p)
+    assert main(["upscale", str(p), "-o", str(tmp_path / "o"), "--model", str(models[0]), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("genrestore: error:") and kind in err and len(err.splitlines()) == 1
+
+
+def test_upscale_errors_missing_weight_scale_mismatch_and_memory(models, lr_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("GENRESTORE_WEIGHTS", str(tmp_path / "empty"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert main(["upscale", str(lr_dir), "-o", str(tmp_path / "o"), "--model", "realesrgan-x4plus"]) == 2
+    assert "genrestore weights install realesrgan-x4plus" in capsys.readouterr().err
+    x2 = tmp_path / "x2.safetensors"
+    _save_model(x2, {**TINY_VGG, "upscale": 2})
+    assert main(["upscale", str(lr_dir), "-o", str(tmp_path / "o"), "--model", str(models[0]),
+                 "--reference", str(x2)]) == 2
+    assert "same scale" in capsys.readouterr().err
+    assert main(["detect", str(lr_dir), "-o", str(tmp_path / "o"), "--gan", str(models[0]), "--mse", str(x2)]) == 2
+    assert "same size" in capsys.readouterr().err
+    import genrestore.cli_sr as cli_sr
+
+    monkeypatch.setattr(cli_sr, "_available_bytes", lambda device: 1 << 20)
+    assert main(["upscale", str(lr_dir), "-o", str(tmp_path / "o"), "--model", str(models[0])]) == 2
+    assert "--tile" in capsys.readouterr().err
+    assert main(["upscale", str(lr_dir), "-o", str(tmp_path / "o2"), "--model", str(models[0]), "--tile", "24", "--tile-pad", "4",
+                 "-q"]) == 0
+
+
+def test_detect_cli_writes_mask_overlay_dmap_regions(models, lr_dir, tmp_path):
+    gan, mse = models
+    out = tmp_path / "det"
+    assert main(["detect", str(lr_dir), "-o", str(out), "--gan", str(gan), "--mse", str(mse), "--save-sr", "-q"]) == 0
+    rec = json.loads((out / "im0_regions.json").read_text())
+    assert rec["segmenter"] == "texture" and rec["output_size"] == [128, 128]
+    mask = read_image(out / "im0_mask.png")
+    assert mask.shape == (1, 1, 128, 128) and set(mask.unique().tolist()) <= {0.0, 1.0}
+    assert abs(float(mask.mean()) - rec["fraction"]) < 1e-6
+    assert sum(r["area"] for r in rec["regions"]) == int(mask.sum())
+    assert read_image(out / "im0_overlay.png").shape == (1, 3, 128, 128)
+    assert read_image(out / "im0_dmap.png").shape == (1, 3, 128, 128)
+    g, m, p = (read_image(out / f"im0_{k}.png") for k in ("gan", "mse", "pseudo_gt"))
+    assert torch.equal(p, torch.where(mask.bool(), m, g))  # eq. 10 on the written 8-bit images
+
+
+def test_finetune_resume_equals_straight_run(tmp_path):
+    from genrestore.detect.finetune import FinetuneConfig, finetune
+
+    g = torch.Generator().manual_seed(3)
+    pairs = [(torch.rand(1, 3, 12, 12, generator=g), torch.rand(1, 3, 48, 48, generator=g)) for _ in range(2)]
+
+    def run(out, iters):
+        torch.manual_seed(0)
+        net = build_sr(TINY_RRDB)
+        cfg = FinetuneConfig(iterations=iters, batch_size=2, hr_patch=32, save_every=2, lr=1e-3)
+        log = finetune(net, pairs, cfg, out, progress=False)
+        return net, log
+
+    straight, log = run(tmp_path / "a", 4)
+    run(tmp_path / "b", 2)
+    resumed, _ = run(tmp_path / "b", 4)
+    for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert log["windows"][-1]["iteration"] == 4 and log["windows"][0]["l1"] > 0
+    ref = build_sr(TINY_RRDB)
+    ref.load_state_dict(straight.state_dict())
+    assert not all(torch.equal(a, b) for a, b in zip(ref.state_dict().values(), build_sr(TINY_RRDB).state_dict().values()))
+
+
+def test_train_desra_cli_tiny(models, lr_dir, tmp_path, capsys):
+    gan, mse = models
+    out = tmp_path / "run"
+    args = ["train", "desra", "--model", str(gan), "--mse", str(mse), "--lr-images", str(lr_dir), "-o", str(out),
+            "--iterations", "2", "--batch-size", "1", "--hr-patch", "32", "--save-every", "1", "-q"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "without vgg19-torchvision" in err
+    final = out / "gan-desra.safetensors"
+    rec = json.loads(final.with_suffix(".json").read_text())
+    assert rec["recipe"]["losses"] == ["l1"] and rec["config"]["arch"] == "rrdbnet"
+    assert load_sr(final).scale == 4
+    assert (out / "pseudo_gt" / "im0.png").is_file()
+
+
+def test_discriminator_and_perceptual_loss():
+    from genrestore.detect.finetune import VGGPerceptualLoss
+    from genrestore.models.discriminator import UNetDiscriminatorSN
+
+    d = UNetDiscriminatorSN(num_feat=4)
+    assert d(torch.rand(2, 3, 32, 32)).shape == (2, 1, 32, 32)
+    assert {"conv1.weight_orig", "conv1.weight_u", "conv1.weight_v", "conv9.weight"} <= set(d.state_dict())
+    loss = VGGPerceptualLoss()
+    x = torch.rand(1, 3, 32, 32)
+    assert float(loss(x, x)) == 0.0 and float(loss(x, x.flip(-1))) > 0
+    n = sum(p.numel() for p in loss.taps.features.parameters())
+    assert n == 20_024_384  # torchvision vgg19().features, conv1_1 .. conv5_4
