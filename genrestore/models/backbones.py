@@ -26,17 +26,21 @@ def alexnet_features() -> nn.Sequential:
 VGG16_CONFIG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 
 
-def vgg16_features() -> nn.Sequential:
-    """``torchvision.models.vgg16().features``: 13 3x3 convolutions with ReLU and 5 max-pools."""
+def _vgg_features(config: tuple) -> nn.Sequential:
     layers: list[nn.Module] = []
     c_in = 3
-    for v in VGG16_CONFIG:
+    for v in config:
         if v == "M":
             layers.append(nn.MaxPool2d(2, 2))
         else:
             layers += [nn.Conv2d(c_in, v, 3, padding=1), nn.ReLU()]
             c_in = v
     return nn.Sequential(*layers)
+
+
+def vgg16_features() -> nn.Sequential:
+    """``torchvision.models.vgg16().features``: 13 3x3 convolutions with ReLU and 5 max-pools."""
+    return _vgg_features(VGG16_CONFIG)
 
 
 class FeatureTaps(nn.Module):
@@ -75,15 +79,7 @@ VGG19_CONFIG = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 5
 
 def vgg19_features() -> nn.Sequential:
     """``torchvision.models.vgg19().features``: 16 3x3 convolutions with ReLU and 5 max-pools."""
-    layers: list[nn.Module] = []
-    c_in = 3
-    for v in VGG19_CONFIG:
-        if v == "M":
-            layers.append(nn.MaxPool2d(2, 2))
-        else:
-            layers += [nn.Conv2d(c_in, v, 3, padding=1), nn.ReLU()]
-            c_in = v
-    return nn.Sequential(*layers)
+    return _vgg_features(VGG19_CONFIG)
 
 
 # Real-ESRGAN's perceptual loss taps: conv1_2, conv2_2, conv3_4, conv4_4, conv5_4 before their ReLU
