@@ -186,3 +186,21 @@ def test_discriminator_and_perceptual_loss():
     assert float(loss(x, x)) == 0.0 and float(loss(x, x.flip(-1))) > 0
     n = sum(p.numel() for p in loss.taps.features.parameters())
     assert n == 20_024_384  # torchvision vgg19().features, conv1_1 .. conv5_4
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_half_on_cuda_close_to_float32_and_nan_guard(models):
+    net = load_sr(models[1], "cuda")
+    x = torch.rand(2, 3, 24, 24, generator=torch.Generator().manual_seed(5)).cuda()
+    assert (upscale(net, x, half=True) - upscale(net, x)).abs().max() < 2e-2
+
+    class Overflows(torch.nn.Module):  # inf in half precision only
+        scale = 1
+
+        def forward(self, t):
+            return t * 0 + (torch.inf if torch.is_autocast_enabled() else 0.5)
+
+    with pytest.warns(UserWarning, match="recomputed this tile in float32"):
+        y = upscale(Overflows(), x, half=True)
+    assert torch.isfinite(y).all() and float(y.max()) == 0.5
