@@ -14,9 +14,54 @@ import torch
 from ._checks import InputError
 
 
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {v}")
+    return v
+
+
+def _threshold(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < v <= 10:  # also false for NaN
+        raise argparse.ArgumentTypeError(f"expected a threshold in (0, 10], got {text}")
+    return v
+
+
+def _list_inputs(inputs) -> list[Path]:
+    from .io import list_images
+
+    paths = list_images(inputs)
+    if not paths:
+        raise InputError(f"no images found in {', '.join(map(str, inputs))}")
+    return paths
+
+
 def _available_bytes(device: torch.device) -> int:
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
+    try:  # MemAvailable counts reclaimable page cache, unlike MemFree
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
@@ -40,7 +85,7 @@ def _check_rgb(paths: list[Path]) -> list[tuple[int, int]]:
         c = read_image(p).shape[1]
         if c != 3:
             kind = {1: "grey", 2: "grey+alpha", 4: "RGBA"}.get(c, f"{c}-channel")
-            raise InputError(f"{p}: {kind} image; the SR models take RGB (convert it first, e.g. drop the alpha)")
+            raise InputError(f"{p}: {kind} image; the SR models take RGB (convert it to RGB first)")
     return sizes
 
 
@@ -50,12 +95,19 @@ def _load_models(args: argparse.Namespace, names: list[str], device: torch.devic
     return [load_sr(n, device) for n in names]
 
 
-def _check_memory(nets, paths, sizes, tile: int, device: torch.device) -> None:
-    if tile:
-        return
+DETECT_BYTES_PER_OUTPUT_PX = 400  # D map, moments, masks and the two SR images (measured ~380)
+
+
+def _check_memory(nets, paths, sizes, tile: int, device: torch.device, detect: bool = False) -> None:
     avail = _available_bytes(device)
     for p, hw in zip(paths, sizes):
-        need = max(_estimate_bytes(n, hw) for n in nets)
+        need = 0 if tile else max(_estimate_bytes(n, hw) for n in nets)
+        if detect:  # detection always runs on the whole output image
+            s = int(nets[0].scale)
+            det = hw[0] * hw[1] * s * s * DETECT_BYTES_PER_OUTPUT_PX
+            if det > 0.8 * avail:
+                raise InputError(f"{p}: detection on its {hw[1] * s}x{hw[0] * s} px output needs ~{det / 2**30:.1f} GiB, "
+                                 f"{avail / 2**30:.1f} GiB available; crop the LR image first")
         if need > 0.8 * avail:
             raise InputError(f"{p}: {hw[1]}x{hw[0]} px needs ~{need / 2**30:.1f} GiB for whole-image inference, "
                              f"{avail / 2**30:.1f} GiB available; use --tile 256")
@@ -73,10 +125,10 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .cli import _plan_outputs, resolve_device
-    from .io import atomic_write_bytes, list_images, read_image, write_image
+    from .io import atomic_write_bytes, read_image, write_image
     from .models.sr import upscale
 
-    paths = list_images(args.inputs)
+    paths = _list_inputs(args.inputs)
     sizes = _check_rgb(paths)
     device = resolve_device(args.device)
     names = [args.model] + ([args.reference] if args.reference else [])
@@ -93,7 +145,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     done = skipped = 0
     for path in tqdm(paths, desc="upscale", unit="img", file=sys.stderr, disable=args.quiet):
         out_json = out_dir / f"{path.stem}.json"
-        if args.resume and (out_dir / f"{path.stem}.png").exists() and _record_ok(out_json, settings):
+        if args.resume and (out_dir / f"{path.stem}.png").exists() and _record_ok(out_json, {**settings, "input": str(path)}):
             skipped += 1
             continue
         x = read_image(path, "rgb").to(device)
@@ -140,17 +192,19 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
     from .cli import _plan_outputs, resolve_device
     from .detect import detect_artifacts, make_segmenter, pseudo_gt
-    from .io import atomic_write_bytes, list_images, read_image, write_image
+    from .io import atomic_write_bytes, read_image, write_image
     from .models.sr import upscale
 
-    paths = list_images(args.inputs)
+    paths = _list_inputs(args.inputs)
     sizes = _check_rgb(paths)
     device = resolve_device(args.device)
+    if args.segformer and args.segmenter != "segformer":
+        raise InputError("--segformer DIR is used with --segmenter segformer")
     gan, mse = _load_models(args, [args.gan, args.mse], device)
     if gan.scale != mse.scale:
         raise InputError(f"--gan {args.gan} is x{gan.scale} but --mse {args.mse} is x{mse.scale}; "
                          f"their outputs must have the same size")
-    _check_memory([gan, mse], paths, sizes, args.tile, device)
+    _check_memory([gan, mse], paths, sizes, args.tile, device, detect=True)
     segmenter = make_segmenter(args.segmenter, args.segformer, device)
     out_dir = Path(args.output)
     outputs = ["{stem}_mask.png", "{stem}_overlay.png", "{stem}_dmap.png", "{stem}_regions.json"]
@@ -159,10 +213,11 @@ def cmd_detect(args: argparse.Namespace) -> int:
     _plan_outputs(paths, out_dir, outputs)
     settings = {"gan": args.gan, "mse": args.mse, "segmenter": segmenter.name, "threshold": args.threshold,
                 "tile": args.tile, "tile_pad": args.tile_pad, "half": args.half}
-    total_regions = total_px = total_mask = 0
+    total_regions = total_px = total_mask = skipped = 0
     for path in tqdm(paths, desc="detect", unit="img", file=sys.stderr, disable=args.quiet):
         out_json = out_dir / f"{path.stem}_regions.json"
-        if args.resume and _record_ok(out_json, settings):
+        if args.resume and _record_ok(out_json, {**settings, "input": str(path)}):
+            skipped += 1
             continue
         x = read_image(path, "rgb").to(device)
         start = time.perf_counter()
@@ -191,8 +246,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
             print(json.dumps(record), flush=True)
     if not args.json:
         frac = total_mask / total_px if total_px else 0.0
-        print(f"{len(paths)} images: {total_regions} artifact regions, {100 * frac:.2f} % of pixels "
-              f"(segmenter {segmenter.name}) -> {out_dir}")
+        print(f"{len(paths) - skipped} images: {total_regions} artifact regions, {100 * frac:.2f} % of pixels "
+              f"(segmenter {segmenter.name}), {skipped} already done -> {out_dir}")
     return 0
 
 
@@ -222,7 +277,7 @@ def add_parsers(sub) -> None:
     d.add_argument("--segmenter", choices=("texture", "none", "segformer"), default="texture",
                    help="classes for the semantic adjustment (default texture: no weights needed)")
     d.add_argument("--segformer", metavar="DIR", help="local SegFormer (ADE20K) folder for --segmenter segformer")
-    d.add_argument("--threshold", type=float, default=0.7, help="artifact where D / A_k < threshold (0.7)")
+    d.add_argument("--threshold", type=_threshold, default=0.7, help="artifact where D / A_k < threshold (0.7)")
     d.add_argument("--save-sr", action="store_true", help="also write NAME_gan.png, NAME_mse.png, NAME_pseudo_gt.png")
     _tiling_args(d)
     d.add_argument("--resume", action="store_true", help="skip images already done with the same settings")
@@ -232,8 +287,8 @@ def add_parsers(sub) -> None:
 
 
 def _tiling_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tile", type=int, default=0, metavar="PX", help="tile side in input px (0: whole image)")
-    p.add_argument("--tile-pad", type=int, default=16, metavar="PX", help="overlap discarded at tile edges")
+    p.add_argument("--tile", type=_nonneg_int, default=0, metavar="PX", help="tile side in input px (0: whole image)")
+    p.add_argument("--tile-pad", type=_nonneg_int, default=16, metavar="PX", help="overlap discarded at tile edges")
     p.add_argument("--half", action="store_true", help="bf16/fp16 on CUDA, with a float32 retry on NaN")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
 
@@ -252,18 +307,32 @@ def cmd_train_desra(args: argparse.Namespace) -> int:
     from .cli import resolve_device
     from .detect import detect_artifacts, make_segmenter, pseudo_gt
     from .detect.finetune import FinetuneConfig, VGGPerceptualLoss, finetune
-    from .io import atomic_write, atomic_write_bytes, list_images, read_image, write_image
+    from .io import atomic_write, atomic_write_bytes, read_image, write_image
     from .models.discriminator import UNetDiscriminatorSN
     from .models.sr import load_sr, upscale
 
-    paths = list_images([args.lr_images])
-    _check_rgb(paths)
+    from .cli import _plan_outputs
+
+    paths = _list_inputs([args.lr_images])
+    sizes = _check_rgb(paths)
     device = resolve_device(args.device)
     out_dir = Path(args.output)
     gan, mse = load_sr(args.model, device), load_sr(args.mse, device)
     if gan.scale != mse.scale:
         raise InputError(f"--model {args.model} is x{gan.scale} but --mse {args.mse} is x{mse.scale}")
+    if args.hr_patch % gan.scale or args.hr_patch // gan.scale < 4:
+        raise InputError(f"--hr-patch {args.hr_patch} must be a multiple of the scale {gan.scale} (and at least 4 LR px)")
+    small = [p for p, hw in zip(paths, sizes) if min(hw) < args.hr_patch // gan.scale]
+    if small:
+        raise InputError(f"{small[0]}: smaller than the {args.hr_patch // gan.scale} px LR patch of --hr-patch {args.hr_patch}")
+    _check_memory([gan, mse], paths, sizes, args.tile, device, detect=True)
+    _plan_outputs(paths, out_dir / "pseudo_gt", ["{stem}.png", "{stem}_mask.png"])
     segmenter = make_segmenter(args.segmenter, args.segformer, device)
+    settings = {"model": args.model, "mse": args.mse, "segmenter": segmenter.name, "threshold": args.threshold,
+                "tile": args.tile, "tile_pad": args.tile_pad, "lr_images": [str(p) for p in paths]}
+    cache_record = out_dir / "pseudo_gt" / "settings.json"
+    if cache_record.is_file() and json.loads(cache_record.read_text()) != settings:
+        raise InputError(f"{out_dir}: holds pseudo-GT made with other settings or images; use a new output folder")
     # 1. pseudo-GT (eq. 10) from the original models, cached in OUT/pseudo_gt
     pairs, fractions = [], []
     for p in tqdm(paths, desc="pseudo-GT", unit="img", file=sys.stderr, disable=args.quiet):
@@ -276,8 +345,10 @@ def cmd_train_desra(args: argparse.Namespace) -> int:
             y_mse = upscale(mse, x, args.tile, args.tile_pad)
             det = detect_artifacts(y_gan, y_mse, segmenter, threshold=args.threshold, scale=gan.scale)
             y = pseudo_gt(y_gan, y_mse, det.mask)
+            atomic_write_bytes(cache_record, (json.dumps(settings, indent=1) + "\n").encode())
             write_image(out_dir / "pseudo_gt" / f"{p.stem}_mask.png", det.mask.float())
             write_image(cached, y)
+            y = read_image(cached, "rgb").to(device)  # the 8-bit file, as a resumed run reads it
         fractions.append(float((read_image(out_dir / "pseudo_gt" / f"{p.stem}_mask.png", "gray") > 0.5).float().mean()))
         pairs.append((x.cpu(), y.cpu()))
     del mse
@@ -296,8 +367,7 @@ def cmd_train_desra(args: argparse.Namespace) -> int:
     if missing:
         print(f"genrestore: note: training without {' and '.join(missing)}: weights not in the store "
               f"(see `genrestore weights info NAME`)", file=sys.stderr)
-    meta = {"model": args.model, "mse": args.mse, "lr_images": [str(p) for p in paths], "segmenter": segmenter.name,
-            "threshold": args.threshold, "mask_fraction_mean": round(sum(fractions) / len(fractions), 6)}
+    meta = {**settings, "mask_fraction_mean": round(sum(fractions) / len(fractions), 6)}
     log = finetune(gan, pairs, cfg, out_dir, perceptual, disc, device, progress=not args.quiet, meta=meta)
     # 3. the fine-tuned generator, loadable by `upscale --model FILE`
     base_cfg = json.loads(Path(str(_weight_path(args.model))).with_suffix(".json").read_text()).get("config") \
@@ -332,17 +402,17 @@ def add_train_parser(tsub) -> None:
     t.add_argument("--mse", required=True, help="MSE-SR weight name or .safetensors (the reference)")
     t.add_argument("--lr-images", required=True, metavar="DIR", help="LR training images (RGB)")
     t.add_argument("-o", "--output", required=True, metavar="OUT", help="run folder (checkpoints, pseudo-GT, result)")
-    t.add_argument("--iterations", type=int, default=1000)
-    t.add_argument("--batch-size", type=int, default=4)
-    t.add_argument("--hr-patch", type=int, default=256, help="HR patch side, px")
+    t.add_argument("--iterations", type=_positive_int, default=1000)
+    t.add_argument("--batch-size", type=_positive_int, default=4)
+    t.add_argument("--hr-patch", type=_positive_int, default=256, help="HR patch side, px")
     t.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
-    t.add_argument("--save-every", type=int, default=100, help="checkpoint interval, iterations")
+    t.add_argument("--save-every", type=_positive_int, default=100, help="checkpoint interval, iterations")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--segmenter", choices=("texture", "none", "segformer"), default="texture")
     t.add_argument("--segformer", metavar="DIR")
-    t.add_argument("--threshold", type=float, default=0.7)
-    t.add_argument("--tile", type=int, default=0, metavar="PX")
-    t.add_argument("--tile-pad", type=int, default=16, metavar="PX")
+    t.add_argument("--threshold", type=_threshold, default=0.7)
+    t.add_argument("--tile", type=_nonneg_int, default=0, metavar="PX")
+    t.add_argument("--tile-pad", type=_nonneg_int, default=16, metavar="PX")
     t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     t.add_argument("-q", "--quiet", action="store_true")
     t.set_defaults(func=cmd_train_desra)

@@ -204,3 +204,36 @@ def test_half_on_cuda_close_to_float32_and_nan_guard(models):
     with pytest.warns(UserWarning, match="recomputed this tile in float32"):
         y = upscale(Overflows(), x, half=True)
     assert torch.isfinite(y).all() and float(y.max()) == 0.5
+
+
+def test_cli_bad_arguments_are_one_line_errors(models, lr_dir, tmp_path, capsys):
+    gan, mse = models
+    (tmp_path / "empty").mkdir()
+    cases = [
+        (["upscale", str(tmp_path / "empty"), "-o", str(tmp_path / "o"), "--model", str(gan)], "no images found"),
+        (["detect", str(lr_dir), "-o", str(tmp_path / "o"), "--gan", str(gan), "--mse", str(mse), "--threshold", "nan"],
+         "threshold"),
+        (["upscale", str(lr_dir), "-o", str(tmp_path / "o"), "--model", str(tmp_path / "x.pth")], ".safetensors"),
+        (["train", "desra", "--model", str(gan), "--mse", str(mse), "--lr-images", str(lr_dir), "-o",
+          str(tmp_path / "t"), "--hr-patch", "30"], "multiple of the scale"),
+        (["train", "desra", "--model", str(gan), "--mse", str(mse), "--lr-images", str(lr_dir), "-o",
+          str(tmp_path / "t"), "--save-every", "0"], "positive integer"),
+    ]
+    (tmp_path / "x.pth").write_bytes(b"not a checkpoint")
+    for args, words in cases:
+        try:
+            code = main(args)
+        except SystemExit as e:  # argparse rejects bad option values itself, also with exit code 2
+            code = e.code
+        assert code == 2, args
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("genrestore: error:") and words in err and len(err.splitlines()) == 1, err
+
+
+def test_train_desra_refuses_a_folder_made_with_other_settings(models, lr_dir, tmp_path, capsys):
+    gan, mse = models
+    base = ["train", "desra", "--model", str(gan), "--mse", str(mse), "--lr-images", str(lr_dir), "-o",
+            str(tmp_path / "run"), "--iterations", "1", "--batch-size", "1", "--hr-patch", "32", "-q"]
+    assert main(base) == 0
+    assert main(base + ["--threshold", "0.6"]) == 2
+    assert "other settings" in capsys.readouterr().err

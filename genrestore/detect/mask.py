@@ -1,7 +1,8 @@
 """From DeSRA's D map to the final artifact mask (§3.2, eq. 9 and the morphology after it),
 the regions it holds, and the pseudo-GT of eq. 10.
 
-Steps, as the authors' released code runs them:
+Steps, as the authors' released code runs them (except that regions of exactly the minimum area are
+kept, as the issue words it; the code keeps those strictly larger):
 
 1. candidates: ``D / A_k < threshold`` (0.7);
 2. erosion with a 5x5 ones kernel once, then dilation with it three times (pixels outside

@@ -9,7 +9,7 @@ Segmenters map an MSE-SR batch ``(N, 3, H, W)`` in [0, 1] to labels ``(N, H, W)`
 
 * ``none``: one class, weight 1 (the ablation "without semantics", Table 4).
 * ``texture`` (default, no weights): three classes from the MSE-SR image itself:
-  smooth (local std of luma < 4 on 0..255), regular (strongly oriented structure: structure
+  smooth (local std of BT.601 luma < 4 on its 16..235 scale), regular (strongly oriented structure: structure
   tensor coherence >= 0.5, as on buildings and text) and complex (the rest: foliage, fur,
   gravel). Their weights 1.0 / 0.8 / 0.75 are those the authors fitted for sky, building and
   tree, the classes they stand in for; refit them on your data with :class:`AdjustmentFit`.
@@ -166,7 +166,8 @@ def adjustment_map(labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
 
 class AdjustmentFit:
     """Streaming fit of DeSRA's ``A_k`` (eq. 8): per class, the D value that ``fraction_above``
-    (85 %) of its pixels exceed, from a histogram of ``bins`` bins on [0, 1] (resolution 1/bins).
+    (85 %) of its pixels exceed, from a histogram of ``bins`` bins on [0, 1]: the upper edge of
+    the bin that holds it (``bins=20`` reproduces the authors' table's rounding).
 
     Example:
         >>> fit = AdjustmentFit(num_classes=2)
@@ -182,6 +183,10 @@ class AdjustmentFit:
 
     def update(self, d: torch.Tensor, labels: torch.Tensor) -> None:
         """Fold a D map ``(N, 1, H, W)`` and its labels ``(N, H, W)`` into the histograms."""
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.k):
+            raise InputError(f"labels outside 0..{self.k - 1}")
+        if not torch.isfinite(d).all():
+            raise InputError("D map has NaN or inf values")
         b = (d[:, 0].clamp(0, 1) * self.bins).long().clamp_max(self.bins - 1)
         idx = (labels.long() * self.bins + b).flatten().cpu()
         self.counts += torch.bincount(idx, minlength=self.k * self.bins).view(self.k, self.bins).double()
@@ -190,7 +195,8 @@ class AdjustmentFit:
         """``(K,)`` weights; classes never seen get ``missing``."""
         total = self.counts.sum(1, keepdim=True)
         cdf = self.counts.cumsum(1) / total.clamp_min(1)
-        # lowest bin edge e such that the fraction of values below e reaches 1 - fraction_above
+        # the bin where the fraction of values below reaches 1 - fraction_above; its upper edge, as
+        # the authors' 20-bin weights round up (sky: 1.0); never 0, which would divide D by zero
         first = (cdf < 1 - self.fraction_above - 1e-12).sum(1)
-        weights = (first.double() / self.bins).float()
+        weights = ((first.double() + 1) / self.bins).clamp(max=1.0).float()
         return torch.where(total[:, 0] > 0, weights, torch.full_like(weights, missing))

