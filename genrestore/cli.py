@@ -270,6 +270,12 @@ def cmd_weights(args: argparse.Namespace) -> int:
             raise InputError("usage: genrestore weights add NAME FILE")
         out = ws.add(name, args.names[1], force=args.force)
         print(f"{name} -> {out}")
+    elif args.action == "convert" and Path(name).suffix in (".pkl", ".pt"):  # a StyleGAN2 checkpoint
+        from .models.stylegan2_convert import convert_stylegan2
+
+        if len(args.names) != 2 or not args.names[1].endswith(".safetensors"):
+            raise InputError("usage: genrestore weights convert G.pkl|G.pt OUT.safetensors")
+        print(f"{name} -> {convert_stylegan2(name, args.names[1])}")
     elif args.action == "convert":
         from .weights.convert import convert
 
@@ -525,9 +531,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     m.set_defaults(func=cmd_metrics)
 
+    from .cli_restore import add_parser as add_restore
     from .cli_sr import add_parsers
 
     add_parsers(sub)
+    add_restore(sub)
 
     t = sub.add_parser("train", help="fit or train models")
     tsub = t.add_subparsers(dest="model", metavar="MODEL", required=True)

@@ -1,0 +1,1 @@
+"""Restorers: robust StyleGAN inversion (``stylegan_inversion``)."""
