@@ -231,3 +231,11 @@ def test_segformer_segmenter_tiny_random(tmp_path):
     seg.size = 32
     labels = seg(torch.rand(2, 3, 40, 48))
     assert labels.shape == (2, 40, 48) and labels.dtype == torch.long and int(labels.max()) < 150
+
+
+def test_upsampled_argmax_in_bands_equals_full_interpolation():
+    from genrestore.detect.semantic import upsampled_argmax
+
+    logits = torch.randn(2, 150, 16, 20, generator=torch.Generator().manual_seed(0))
+    ref = torch.nn.functional.interpolate(logits, size=(67, 83), mode="bilinear", align_corners=False).argmax(1)
+    assert torch.equal(upsampled_argmax(logits, (67, 83), max_bytes=4 * 2 * 150 * 83 * 5), ref)  # 5-row bands

@@ -139,8 +139,36 @@ class SegFormerSegmenter:
         mean = torch.tensor(self.MEAN, device=x.device).view(1, 3, 1, 1)
         std = torch.tensor(self.STD, device=x.device).view(1, 3, 1, 1)
         logits = self.model(pixel_values=(x - mean) / std).logits
-        logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
-        return logits.argmax(1).to(image.device)
+        return upsampled_argmax(logits, (h, w)).to(image.device)
+
+
+def upsampled_argmax(logits: torch.Tensor, size: tuple[int, int], max_bytes: int = 1 << 28) -> torch.Tensor:
+    """``argmax`` over classes of ``logits`` bilinearly resized to ``size`` (as ``F.interpolate`` with
+    ``align_corners=False``), in bands of output rows so that ``(N, K, H, W)`` is never held at once.
+
+    Args:
+        logits: ``(N, K, h, w)``.
+        size: output ``(H, W)``.
+        max_bytes: memory for one band of resized logits.
+
+    Returns:
+        ``(N, H, W)`` int64 labels.
+    """
+    n, k, h_in, w_in = logits.shape
+    h, w = size
+    band = max(1, max_bytes // (4 * n * k * w))
+    # source coordinates of output pixel centres, normalized to [-1, 1] for grid_sample (align_corners=False)
+    xs = ((torch.arange(w, device=logits.device, dtype=torch.float32) + 0.5) * (w_in / w) - 0.5)
+    xs = (xs + 0.5) / w_in * 2 - 1
+    out = torch.empty(n, h, w, dtype=torch.long, device=logits.device)
+    for r0 in range(0, h, band):
+        r1 = min(h, r0 + band)
+        ys = (torch.arange(r0, r1, device=logits.device, dtype=torch.float32) + 0.5) * (h_in / h) - 0.5
+        ys = (ys + 0.5) / h_in * 2 - 1
+        grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij")[::-1], -1).expand(n, -1, -1, -1)
+        out[:, r0:r1] = F.grid_sample(logits.float(), grid, mode="bilinear", padding_mode="border",
+                                      align_corners=False).argmax(1)
+    return out
 
 
 def make_segmenter(kind: str = "texture", folder: str | os.PathLike | None = None,
