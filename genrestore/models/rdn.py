@@ -137,7 +137,7 @@ class RDN(nn.Module):
         self.sr = _conv(3 * scale * scale, 3, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_image(x, "low-resolution image", channels=(3,))
+        check_image(x, "low-resolution image", channels=(3,), check_range=False)  # range: at `upscale`
         f_m1 = self.sfe1(x)
         h = self.sfe2(f_m1)
         lrls = []
@@ -182,7 +182,7 @@ class RRDN(nn.Module):
         self.sr = _conv(3, 3, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_image(x, "low-resolution image", channels=(3,))
+        check_image(x, "low-resolution image", channels=(3,), check_range=False)  # range: at `upscale`
         f0 = self.pre(x)
         h = f0
         for rrdb in self.rrdbs:
@@ -201,14 +201,11 @@ def build_sr_net(config: dict[str, Any]) -> RDN | RRDN:
         >>> build_sr_net({"arch": "rdn", "C": 1, "D": 1, "G": 2, "G0": 4, "scale": 2}).scale
         2
     """
-    kwargs = {k: v for k, v in config.items() if k != "arch"}
-    arch = config.get("arch")
-    if arch not in ("rdn", "rrdn"):
-        raise InputError(f"expected config arch 'rdn' or 'rrdn', got {arch!r}")
-    try:
-        return RDN(**kwargs) if arch == "rdn" else RRDN(**kwargs)
-    except TypeError as e:
-        raise InputError(f"bad {arch} config {config}: {e}") from None
+    from .sr import build_sr
+
+    if config.get("arch") not in ("rdn", "rrdn"):
+        raise InputError(f"expected config arch 'rdn' or 'rrdn', got {config.get('arch')!r}")
+    return build_sr(config)
 
 
 # ---- the Keras graph a config builds ------------------------------------------------------------
