@@ -1,0 +1,181 @@
+"""The conditional denoiser of image-to-image diffusion restorers (IDM, DiffGAR).
+
+``ConditionalUNet`` wraps diffusers' ``UNet2DModel``. The degraded image ``y`` is concatenated
+with the noisy target ``x_t`` along channels (SR3 / Palette style; IDM §3.2, DiffGAR §4), so the
+UNet sees ``2 C`` input channels and predicts ``C``. Optional class labels (DiffGAR's artifact
+types) are embedded and added to the timestep embedding; one extra class, the last index, is the
+``[MASK]`` token that stands for "unknown class" (blind restoration, and the unconditional branch of
+classifier-free guidance).
+
+The network works in model space: ``x_t`` and ``y`` in ``[-1, 1]`` for pixel models (or
+autoencoder latents). :func:`genrestore.diffusion.sampling.sample` converts from and to ``[0, 1]``.
+
+Checkpoints are ``name.safetensors`` plus ``name.json`` holding ``{"config": model.config}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .._checks import InputError
+from .schedulers import PREDICTION_TYPES, PredictionType, check_schedule, require_diffusers
+
+ARCH = "conditional-unet"
+# UNet2DModel arguments that the wrapper derives itself.
+_DERIVED = ("in_channels", "out_channels", "num_class_embeds", "class_embed_type")
+
+
+def _jsonable(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v
+
+
+class ConditionalUNet(nn.Module):
+    """A diffusers ``UNet2DModel`` conditioned on a degraded image and, optionally, a class.
+
+    Args:
+        channels: image (or latent) channels ``C``; the UNet takes ``2 C`` and returns ``C``.
+        class_names: the condition classes (e.g. DiffGAR's artifact types); empty for none. Index
+            ``len(class_names)`` is the ``[MASK]`` class (unknown / unconditional).
+        prediction_type: the network output: ``"epsilon"`` (noise), ``"sample"`` (``x_0``, IDM
+            eq. 7) or ``"v_prediction"``.
+        schedule: the forward process it is trained for (see
+            :func:`~genrestore.diffusion.schedulers.make_scheduler`); ``None`` for the default.
+        unet: further ``UNet2DModel`` keyword arguments (``sample_size``, ``block_out_channels``,
+            ``layers_per_block``, ``down_block_types``, ``norm_num_groups``, ...), JSON values only.
+
+    Attributes:
+        config: JSON-serialisable ``{"arch": "conditional-unet", "channels", "class_names",
+            "prediction_type", "schedule", "unet"}``; ``ConditionalUNet.from_config(config)``
+            rebuilds the (untrained) network.
+        mask_label: the ``[MASK]`` class index (``len(class_names)``).
+
+    Raises:
+        InputError: a bad ``prediction_type``, ``channels``, or a derived UNet argument in ``unet``.
+        ImportError: diffusers is missing.
+
+    Example:
+        >>> net = ConditionalUNet(3, class_names=["a", "b"], unet=dict(
+        ...     sample_size=8, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
+        ...     down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D")))
+        >>> x_t, y = torch.randn(2, 3, 8, 8), torch.rand(2, 3, 8, 8) * 2 - 1
+        >>> net(x_t, torch.tensor([999, 10]), y, torch.tensor([0, net.mask_label])).shape
+        torch.Size([2, 3, 8, 8])
+    """
+
+    def __init__(self, channels: int = 3, *, class_names: Sequence[str] = (),
+                 prediction_type: PredictionType = "epsilon", schedule: dict[str, Any] | None = None,
+                 unet: dict[str, Any] | None = None):
+        super().__init__()
+        if prediction_type not in PREDICTION_TYPES:
+            raise InputError(f"expected prediction_type in {PREDICTION_TYPES}, got {prediction_type!r}")
+        if not isinstance(channels, int) or channels < 1:
+            raise InputError(f"expected channels as a positive int, got {channels!r}")
+        unet = {k: _jsonable(v) for k, v in (unet or {}).items()}
+        derived = sorted(set(unet) & set(_DERIVED))
+        if derived:
+            raise InputError(f"unet arguments {derived} are set by ConditionalUNet (from channels and class_names)")
+        class_names = [str(c) for c in class_names]
+        self.config: dict[str, Any] = {
+            "arch": ARCH, "channels": channels, "class_names": class_names,
+            "prediction_type": prediction_type, "schedule": check_schedule(schedule or {}), "unet": unet}
+        self.channels = channels
+        self.num_classes = len(class_names)
+        self.mask_label = self.num_classes
+        self.prediction_type = prediction_type
+        d = require_diffusers()
+        self.unet = d.UNet2DModel(
+            in_channels=2 * channels, out_channels=channels,
+            # class_embed_type None + num_class_embeds: an nn.Embedding added to the time embedding
+            # (DiffGAR appendix: "these two embeddings will be added together")
+            class_embed_type=None, num_class_embeds=self.num_classes + 1 if self.num_classes else None,
+            **unet)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> ConditionalUNet:
+        """An untrained network from :attr:`config` (as stored in the JSON sidecar)."""
+        config = dict(config)
+        arch = config.pop("arch", None)
+        if arch != ARCH:
+            raise InputError(f"expected a config with arch {ARCH!r}, got {arch!r}")
+        try:
+            return cls(**config)
+        except TypeError as e:
+            raise InputError(f"bad {ARCH} config {config}: {e}") from None
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor | int, y: torch.Tensor,
+                class_labels: torch.Tensor | None = None) -> torch.Tensor:
+        """The network output (``eps``, ``x_0`` or ``v`` as :attr:`prediction_type` says).
+
+        Args:
+            x_t: ``(N, C, H, W)`` noisy target in model space.
+            t: timestep(s) in ``[0, T)``, an int or a ``(N,)`` / ``()`` tensor.
+            y: ``(N, C, H, W)`` degraded condition in model space (``[-1, 1]`` for pixels).
+            class_labels: ``(N,)`` int64 in ``[0, num_classes]`` (the last is ``[MASK]``);
+                ``None`` means ``[MASK]`` for a class-conditional model.
+
+        Returns:
+            ``(N, C, H, W)`` tensor.
+
+        Raises:
+            InputError: mismatched shapes, or class labels out of range or given to a model
+                without classes.
+        """
+        n = x_t.shape[0]
+        if x_t.ndim != 4 or x_t.shape[1] != self.channels or y.shape != x_t.shape:
+            raise InputError(f"expected x_t and y of the same shape (N, {self.channels}, H, W), "
+                             f"got {tuple(x_t.shape)} and {tuple(y.shape)}")
+        if self.num_classes == 0 and class_labels is not None:
+            raise InputError("this model has no classes; expected class_labels=None")
+        if self.num_classes and class_labels is None:
+            class_labels = torch.full((n,), self.mask_label, dtype=torch.long, device=x_t.device)
+        if class_labels is not None:
+            if class_labels.shape != (n,) or class_labels.dtype != torch.long:
+                raise InputError(f"expected class_labels as ({n},) int64, got {tuple(class_labels.shape)} "
+                                 f"{class_labels.dtype}")
+            if ((class_labels < 0) | (class_labels > self.mask_label)).any():
+                raise InputError(f"expected class_labels in [0, {self.mask_label}] ({self.mask_label} = [MASK]), "
+                                 f"got {class_labels.tolist()}")
+        t = torch.as_tensor(t, device=x_t.device)
+        t = t.expand(n) if t.ndim == 0 else t
+        return self.unet(torch.cat([x_t, y], dim=1), t, class_labels=class_labels).sample
+
+    def save(self, path: str | os.PathLike, **meta: Any) -> None:
+        """Write ``path`` (``.safetensors``) and ``path.json`` with ``{"config": ..., **meta}``."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        if path.suffix != ".safetensors":
+            raise InputError(f"{path}: expected a .safetensors path")
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        save_file(state, str(path))
+        path.with_suffix(".json").write_text(json.dumps({"config": self.config, **meta}, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> ConditionalUNet:
+        """A saved network in ``eval()`` mode from ``path`` (``.safetensors`` with its ``.json``).
+
+        Raises:
+            InputError: a missing file or sidecar, a config of another arch, or weights that do not
+                fit the config.
+        """
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        sidecar = path.with_suffix(".json")
+        if path.suffix != ".safetensors" or not path.is_file():
+            raise InputError(f"{path}: expected an existing .safetensors file")
+        if not sidecar.is_file():
+            raise InputError(f"{path}: no architecture config (expected {sidecar.name} beside it)")
+        net = cls.from_config(json.loads(sidecar.read_text()).get("config", {}))
+        try:
+            net.load_state_dict(load_file(str(path)), strict=True)
+        except RuntimeError as e:
+            raise InputError(f"{path}: weights do not fit {net.config}: {str(e).splitlines()[0]}") from None
+        return net.to(device).eval()

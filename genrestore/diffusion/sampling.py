@@ -1,0 +1,348 @@
+"""Sampling, DDIM inversion and the training loss of conditional diffusion restorers.
+
+Short loops over diffusers schedulers (built by :mod:`.schedulers` from the model's stored schedule):
+the scheduler turns a model output and ``x_t`` into the next sample; this file only decides what
+the model sees. Paper equations are noted beside the lines that implement them:
+
+* DDPM: Ho et al. 2020; DDIM: Song et al. 2021 (eq. 12); v: Salimans & Ho 2022 (§4);
+* IDM: conditional DDPM on ``concat(x_t, y)``, predicting ``x_0`` (eq. 7), 10 DDPM steps (§4);
+* DiffGAR: class-conditional with a ``[MASK]`` class (Alg. 1), classifier-free guidance (eq. 9,
+  ``s = 3``), DDIM sampling (30 steps) and DDIM inversion to ``x_{T0}`` (eq. 7-8).
+
+Ranges: :func:`sample` takes and returns images in ``[0, 1]``; everything else works in model
+space, ``[-1, 1]`` for pixel models (:func:`to_model_range`) or autoencoder latents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, Union
+
+import torch
+import torch.nn.functional as F
+
+from .._checks import InputError, check_image
+from .._random import Generator, rand, randint, randn
+from .model import ConditionalUNet
+from .schedulers import DEFAULT_SCHEDULE, PREDICTION_TYPES, PredictionType, make_scheduler
+
+# An eps/x0/v predictor: a ConditionalUNet, or any ``fn(x_t, t) -> output`` (e.g. an unconditional
+# diffusers UNet wrapped as ``lambda x, t: unet(x, t).sample``).
+Denoiser = Union[ConditionalUNet, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]
+
+
+def to_model_range(x: torch.Tensor) -> torch.Tensor:
+    """Images in ``[0, 1]`` to the ``[-1, 1]`` range pixel diffusion models work in."""
+    return x * 2 - 1
+
+
+def from_model_range(x: torch.Tensor) -> torch.Tensor:
+    """Model-space ``[-1, 1]`` back to ``[0, 1]``, clamping the sampler's overshoot."""
+    return ((x + 1) / 2).clamp(0, 1)
+
+
+def _diffusers_generator(generator: Generator):
+    # diffusers' randn_tensor takes one generator or a *list* of per-image generators
+    return list(generator) if isinstance(generator, Sequence) else generator
+
+
+def predict(model: ConditionalUNet, x_t: torch.Tensor, t: torch.Tensor | int, y: torch.Tensor,
+            class_labels: torch.Tensor | None = None, guidance_scale: float = 1.0) -> torch.Tensor:
+    """The model output at ``(x_t, t)``, with classifier-free guidance on the class label.
+
+    ``out = out(.|[MASK]) + s (out(.|c) - out(.|[MASK]))`` (DiffGAR eq. 9; Ho & Salimans 2021
+    eq. 6). It is applied to whatever the model predicts (``eps``, ``x_0`` or ``v``): for a fixed
+    ``x_t`` each is an affine function of the others, so guiding any of them is the same update.
+    The conditional and unconditional passes run as one batch of ``2 N``; with ``s = 1`` only the
+    conditional pass runs, so the result is exactly ``model(x_t, t, y, class_labels)``.
+
+    Args:
+        model: the conditional denoiser.
+        x_t: ``(N, C, H, W)`` noisy sample in model space.
+        t: timestep, an int or a ``()`` / ``(N,)`` tensor.
+        y: ``(N, C, H, W)`` condition in model space.
+        class_labels: ``(N,)`` int64 labels; ``None`` is ``[MASK]`` (blind restoration).
+        guidance_scale: ``s``; 1 disables guidance, DiffGAR uses 3.
+
+    Returns:
+        ``(N, C, H, W)`` guided prediction, of the model's ``prediction_type``.
+
+    Raises:
+        InputError: ``guidance_scale != 1`` without class labels or for a model without classes.
+    """
+    if guidance_scale == 1.0:
+        return model(x_t, t, y, class_labels)
+    if class_labels is None or model.num_classes == 0:
+        raise InputError("classifier-free guidance (guidance_scale != 1) needs a class-conditional model "
+                         "and class_labels")
+    t = torch.as_tensor(t, device=x_t.device)
+    uncond = torch.full_like(class_labels, model.mask_label)
+    out = model(torch.cat([x_t, x_t]), torch.cat([t, t]) if t.ndim else t, torch.cat([y, y]),
+                torch.cat([class_labels, uncond]))
+    out_cond, out_uncond = out.chunk(2)
+    return out_uncond + guidance_scale * (out_cond - out_uncond)  # DiffGAR eq. 9
+
+
+@torch.inference_mode()
+def sample(model: ConditionalUNet, y: torch.Tensor, scheduler: Literal["ddpm", "ddim"] = "ddpm",
+           steps: int = 10, class_labels: torch.Tensor | None = None, guidance_scale: float = 1.0,
+           eta: float = 0.0, generator: Generator = None) -> torch.Tensor:
+    """Restore ``y`` by ancestral (DDPM) or DDIM sampling from ``x_T ~ N(0, I)``.
+
+    The images are mapped to ``[-1, 1]`` for the model and back. Timesteps are spaced "trailing"
+    (the first step is at ``t = T - 1``), so even 1 step starts from pure noise.
+
+    Args:
+        model: the conditional denoiser, in ``eval()`` mode.
+        y: ``(N, C, H, W)`` degraded images in ``[0, 1]``.
+        scheduler: ``"ddpm"`` (IDM: 10 steps) or ``"ddim"`` (DiffGAR: 30 steps).
+        steps: number of denoising steps, in ``[1, T]``.
+        class_labels: ``(N,)`` int64 class labels; ``None`` for ``[MASK]`` / no classes.
+        guidance_scale: classifier-free guidance scale ``s`` (see :func:`predict`).
+        eta: DDIM noise ``eta`` (0: deterministic, 1: DDPM-like); only for ``"ddim"``.
+        generator: a ``torch.Generator``, or one per image: then image ``i`` draws its initial
+            noise and every step's noise from ``generator[i]`` only, and its result does not depend
+            on the batch it is in (up to float rounding of batched convolutions).
+
+    Returns:
+        ``(N, C, H, W)`` restored images in ``[0, 1]``.
+
+    Raises:
+        InputError: bad ``y``, ``steps``, scheduler or ``eta``.
+    """
+    check_image(y, "y", channels=(model.channels,))
+    if scheduler not in ("ddpm", "ddim"):
+        raise InputError(f"expected scheduler 'ddpm' or 'ddim', got {scheduler!r}")
+    if scheduler == "ddpm" and eta != 0.0:
+        raise InputError(f"eta applies to the 'ddim' scheduler only, got eta={eta} with 'ddpm'")
+    _check_steps(steps, model.config["schedule"]["num_train_timesteps"])
+    sched = make_scheduler(scheduler, model.config["schedule"], model.prediction_type)
+    sched.set_timesteps(steps, device=y.device)
+    step_kwargs: dict[str, Any] = {"generator": _diffusers_generator(generator)}
+    if scheduler == "ddim":
+        step_kwargs["eta"] = eta
+
+    y = to_model_range(y)
+    x = randn(generator, y.shape, device=y.device, dtype=y.dtype) * sched.init_noise_sigma  # x_T ~ N(0, I)
+    for t in sched.timesteps:
+        out = predict(model, x, t, y, class_labels, guidance_scale)
+        x = sched.step(out, t, x, **step_kwargs).prev_sample  # DDPM eq. 6-7 / DDIM eq. 12: x_t -> x_{t-1}
+    return from_model_range(x)
+
+
+def _check_steps(steps: int, num_train_timesteps: int) -> None:
+    if not isinstance(steps, int) or not 1 <= steps <= num_train_timesteps:
+        raise InputError(f"expected steps as an int in [1, {num_train_timesteps}], got {steps!r}")
+
+
+def _denoiser(model: Denoiser, y, class_labels, guidance_scale, schedule, prediction_type):
+    """``(fn(x_t, t) -> output, schedule, prediction_type)`` for a ConditionalUNet or a callable."""
+    if isinstance(model, ConditionalUNet):
+        if schedule is not None or prediction_type is not None:
+            raise InputError("schedule and prediction_type come from the ConditionalUNet's config; do not pass them")
+        if y is None:
+            raise InputError("a ConditionalUNet needs its condition y (model space)")
+        return (lambda x, t: predict(model, x, t, y, class_labels, guidance_scale),
+                model.config["schedule"], model.prediction_type)
+    if y is not None or class_labels is not None or guidance_scale != 1.0:
+        raise InputError("y, class_labels and guidance_scale apply to a ConditionalUNet, not to a plain callable")
+    prediction_type = prediction_type or "epsilon"
+    if prediction_type not in PREDICTION_TYPES:
+        raise InputError(f"expected prediction_type in {PREDICTION_TYPES}, got {prediction_type!r}")
+    return model, schedule, prediction_type
+
+
+def _as_epsilon(fn, alphas_cumprod: torch.Tensor, prediction_type: PredictionType):
+    """``fn`` turned into an ``eps`` predictor, read at the timestep ``t`` it was queried at.
+
+    Inversion queries the model at ``(x_{t-1}, t)``; diffusers' inverse scheduler would read an
+    ``x_0`` / ``v`` output with ``a_{t-1}``, which divides by ``sqrt(1 - a_{-1}) = 0`` at the first
+    step for ``x_0``. Reading every output with ``a_t`` keeps inversion and decoding symmetric.
+    """
+    if prediction_type == "epsilon":
+        return fn
+
+    def eps_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        out, a = fn(x, t), alphas_cumprod[t].to(x.device, x.dtype)
+        if prediction_type == "sample":
+            return (x - a.sqrt() * out) / (1 - a).sqrt()  # DDPM eq. 4 solved for eps
+        return a.sqrt() * out + (1 - a).sqrt() * x  # Salimans & Ho 2022 §4: eps = sqrt(a) v + sqrt(1 - a) x_t
+    return eps_fn
+
+
+def _inversion_scheduler(kind: Literal["ddim", "ddim_inverse"], schedule, steps: int, t0: int | None):
+    """``(scheduler, timesteps)``: the grid shared by ``ddim_invert`` and ``ddim_decode``.
+
+    The grid is ``r - 1, 2 r - 1, ...`` up to ``t0``, with an integer stride ``r = T // n`` equal
+    to the one diffusers steps by (``"leading"`` spacing with ``steps_offset = r - 1``), so that
+    each step starts exactly at the noise level the previous one reached. ``r`` is chosen so
+    that about ``steps`` points lie in ``[0, t0]``.
+    """
+    n_train = (schedule or {}).get("num_train_timesteps", DEFAULT_SCHEDULE["num_train_timesteps"])
+    t0 = n_train - 1 if t0 is None else t0
+    if not isinstance(t0, int) or not 0 <= t0 < n_train:
+        raise InputError(f"expected t0 as an int in [0, {n_train - 1}], got {t0!r}")
+    _check_steps(steps, n_train)
+    n_full = n_train // max(1, round((t0 + 1) / steps))
+    stride = n_train // n_full
+    sched = make_scheduler(kind, schedule, "epsilon", clip_sample=False, timestep_spacing="leading",
+                           steps_offset=stride - 1)
+    sched.set_timesteps(n_full)
+    timesteps = sched.timesteps[sched.timesteps <= t0]
+    if len(timesteps) == 0:
+        raise InputError(f"t0={t0} is below the first DDIM timestep {stride - 1}; raise t0 or steps")
+    return sched, timesteps
+
+
+@torch.inference_mode()
+def ddim_invert(model: Denoiser, x0: torch.Tensor, steps: int, t0: int | None = None,
+                y: torch.Tensor | None = None, class_labels: torch.Tensor | None = None,
+                guidance_scale: float = 1.0, schedule: dict[str, Any] | None = None,
+                prediction_type: PredictionType | None = None) -> torch.Tensor:
+    """Deterministic DDIM inversion of ``x0`` to the latent ``x_{T0}`` (DiffGAR eq. 7).
+
+    Each step ``x_s -> x_t = sqrt(a_t) x0_hat + sqrt(1 - a_t) eps`` (``s`` the previous grid
+    point, ``x0_hat = (x_s - sqrt(1 - a_s) eps) / sqrt(a_s)``) is diffusers' ``DDIMInverseScheduler``
+    (no ``x_0`` clipping). Like diffusers, ``eps`` is the model at ``(x_s, t)``, the timestep
+    :func:`ddim_decode` queries on its way back; DiffGAR eq. 7 writes ``eps(x_s, s)``. Both are
+    first-order approximations: the round trip is exact only as ``steps`` grows. :func:`ddim_decode`
+    with the same ``steps`` and ``t0`` walks back over the same timesteps.
+
+    Args:
+        model: a :class:`ConditionalUNet` (then pass ``y``), or ``fn(x_t, t) -> output`` of
+            ``prediction_type`` (default ``"epsilon"``) for the forward process ``schedule``
+            (default: :data:`~genrestore.diffusion.schedulers.DEFAULT_SCHEDULE`).
+        x0: ``(N, C, H, W)`` clean sample in model space (``[-1, 1]`` pixels or latents).
+        steps: DDIM steps from 0 to ``t0`` (about; see below). DiffGAR: 48 steps to ``t0 = 840``.
+        t0: stopping timestep ``T0`` in ``[0, T)``; ``None`` for ``T - 1`` (full inversion).
+        y, class_labels, guidance_scale: the condition of a :class:`ConditionalUNet` (model space).
+        schedule, prediction_type: for a plain callable only.
+
+    Returns:
+        ``(N, C, H, W)`` latent ``x_{T0}``, where ``T0`` is the last grid timestep ``<= t0``.
+
+    Raises:
+        InputError: bad ``steps`` / ``t0``, or arguments that do not fit the kind of ``model``.
+
+    Note:
+        The grid is ``r - 1, 2 r - 1, ..., T0`` with an integer stride ``r`` (about
+        ``(t0 + 1) / steps``): DiffGAR's 48 steps to 840 run 46 steps of 18 to ``T0 = 827``.
+    """
+    fn, schedule, prediction_type = _denoiser(model, y, class_labels, guidance_scale, schedule, prediction_type)
+    sched, timesteps = _inversion_scheduler("ddim_inverse", schedule, steps, t0)
+    fn = _as_epsilon(fn, sched.alphas_cumprod, prediction_type)
+    x = x0
+    for t in timesteps:
+        x = sched.step(fn(x, t), t, x).prev_sample  # DiffGAR eq. 7: x_{t-1} -> x_t (noise level up)
+    return x
+
+
+@torch.inference_mode()
+def ddim_decode(model: Denoiser, x_t0: torch.Tensor, steps: int, t0: int | None = None,
+                y: torch.Tensor | None = None, class_labels: torch.Tensor | None = None,
+                guidance_scale: float = 1.0, schedule: dict[str, Any] | None = None,
+                prediction_type: PredictionType | None = None) -> torch.Tensor:
+    """Deterministic DDIM sampling (``eta = 0``) from a latent ``x_{T0}`` back to ``x_0`` (DiffGAR eq. 8).
+
+    Arguments as in :func:`ddim_invert`; pass the same ``steps`` and ``t0`` to undo it.
+
+    Returns:
+        ``(N, C, H, W)`` sample in model space (not clipped).
+
+    Example:
+        >>> eps = lambda x, t: torch.zeros_like(x)   # a data set of one point, x0 = x_t / sqrt(a_t)
+        >>> x0 = torch.rand(1, 3, 4, 4) * 2 - 1
+        >>> torch.allclose(ddim_decode(eps, ddim_invert(eps, x0, 10, t0=500), 10, t0=500), x0, atol=1e-5)
+        True
+    """
+    fn, schedule, prediction_type = _denoiser(model, y, class_labels, guidance_scale, schedule, prediction_type)
+    sched, timesteps = _inversion_scheduler("ddim", schedule, steps, t0)
+    fn = _as_epsilon(fn, sched.alphas_cumprod, prediction_type)
+    x = x_t0
+    for t in timesteps:
+        x = sched.step(fn(x, t), t, x, eta=0.0).prev_sample  # DiffGAR eq. 8: DDIM eq. 12, sigma_t = 0
+    return x
+
+
+def training_target(scheduler, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor,
+                    prediction_type: PredictionType) -> torch.Tensor:
+    """What the network learns to output at ``x_t = sqrt(a_t) x0 + sqrt(1 - a_t) noise``.
+
+    ``"epsilon"``: ``noise`` (IDM eq. 6, DiffGAR Alg. 1); ``"sample"``: ``x0`` (IDM eq. 7);
+    ``"v_prediction"``: ``sqrt(a_t) noise - sqrt(1 - a_t) x0`` (Salimans & Ho 2022 §4, by the
+    scheduler's ``get_velocity``).
+
+    Example:
+        >>> s = make_scheduler("ddpm")
+        >>> x0, noise, t = torch.ones(1, 1, 2, 2), torch.zeros(1, 1, 2, 2), torch.tensor([0])
+        >>> v = training_target(s, x0, noise, t, "v_prediction")   # sqrt(a) 0 - sqrt(1 - a) 1
+        >>> torch.equal(v, -(1 - s.alphas_cumprod[0]).sqrt().expand(1, 1, 2, 2))
+        True
+    """
+    if prediction_type == "epsilon":
+        return noise
+    if prediction_type == "sample":
+        return x0
+    if prediction_type == "v_prediction":
+        return scheduler.get_velocity(x0, noise, t)
+    raise InputError(f"expected prediction_type in {PREDICTION_TYPES}, got {prediction_type!r}")
+
+
+def mask_class_labels(class_labels: torch.Tensor, mask_label: int, mask_prob: float,
+                      generator: Generator = None) -> torch.Tensor:
+    """Replace each label by ``mask_label`` with probability ``mask_prob`` (DiffGAR §4: 50 %).
+
+    Args:
+        class_labels: ``(N,)`` int64.
+        mask_label: the ``[MASK]`` index.
+        mask_prob: in ``[0, 1]``.
+        generator: one generator, or one per label.
+
+    Returns:
+        ``(N,)`` int64 labels.
+    """
+    if not 0.0 <= mask_prob <= 1.0:
+        raise InputError(f"expected mask_prob in [0, 1], got {mask_prob}")
+    drop = rand(generator, class_labels.shape[:1], device=class_labels.device) < mask_prob
+    return torch.where(drop, torch.full_like(class_labels, mask_label), class_labels)
+
+
+def training_loss(model: ConditionalUNet, x0: torch.Tensor, y: torch.Tensor,
+                  class_labels: torch.Tensor | None = None, scheduler=None, generator: Generator = None,
+                  mask_prob: float = 0.5) -> torch.Tensor:
+    """The denoising loss ``E || f(concat(x_t, y), t | c) - target ||^2`` (DiffGAR Alg. 1; IDM eq. 6-7).
+
+    Per image: ``t ~ U{0, ..., T-1}``, ``noise ~ N(0, I)``, then the class label becomes ``[MASK]``
+    with probability ``mask_prob``, in this order, from ``generator`` (per image when a list).
+
+    Args:
+        model: the conditional denoiser (in ``train()`` mode for training).
+        x0: ``(N, C, H, W)`` clean targets in model space (``[-1, 1]`` pixels or latents).
+        y: ``(N, C, H, W)`` degraded conditions in model space.
+        class_labels: ``(N,)`` int64, or ``None`` (no classes, or all ``[MASK]``).
+        scheduler: a diffusers scheduler with ``add_noise`` / ``get_velocity`` for the model's
+            schedule; ``None`` builds a ``DDPMScheduler`` from the model config.
+        generator: a generator, or one per image.
+        mask_prob: probability of replacing a label by ``[MASK]``; DiffGAR uses 0.5.
+
+    Returns:
+        scalar MSE loss (mean over all pixels).
+
+    Raises:
+        InputError: mismatched shapes, or a scheduler with another prediction type.
+    """
+    if scheduler is None:
+        scheduler = make_scheduler("ddpm", model.config["schedule"], model.prediction_type)
+    if scheduler.config.prediction_type != model.prediction_type:
+        raise InputError(f"scheduler predicts {scheduler.config.prediction_type!r}, "
+                         f"model predicts {model.prediction_type!r}")
+    if x0.shape != y.shape:
+        raise InputError(f"expected x0 and y of the same shape, got {tuple(x0.shape)} and {tuple(y.shape)}")
+    n = x0.shape[0]
+    t = randint(generator, n, 0, scheduler.config.num_train_timesteps, device=x0.device)  # Alg. 1 line 4
+    noise = randn(generator, x0.shape, device=x0.device, dtype=x0.dtype)  # Alg. 1 line 5
+    if class_labels is not None and mask_prob > 0:
+        class_labels = mask_class_labels(class_labels, model.mask_label, mask_prob, generator)
+    x_t = scheduler.add_noise(x0, noise, t)  # DDPM eq. 4: sqrt(a_t) x0 + sqrt(1 - a_t) noise
+    out = model(x_t, t, y, class_labels)
+    return F.mse_loss(out, training_target(scheduler, x0, noise, t, model.prediction_type))  # Alg. 1 line 6

@@ -1,0 +1,85 @@
+"""Noise schedules: diffusers schedulers built from a model's stored schedule.
+
+A trained denoiser belongs to one forward process ``q(x_t | x_0) = N(sqrt(a_t) x_0, (1 - a_t) I)``
+with ``a_t = prod_{s <= t} (1 - beta_s)`` (DDPM eq. 4; IDM eq. 5). That process is stored with the
+model as a small ``schedule`` dict (the diffusers ``num_train_timesteps`` / ``beta_*`` arguments), and
+every sampler is built from it here, so samplers can be swapped without touching the network.
+
+No schedule arithmetic lives in this package: stepping, ``add_noise`` and ``get_velocity`` are
+diffusers' own (``DDPMScheduler``, ``DDIMScheduler``, ``DDIMInverseScheduler``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from .._checks import InputError
+
+PredictionType = Literal["epsilon", "sample", "v_prediction"]
+SchedulerKind = Literal["ddpm", "ddim", "ddim_inverse"]
+
+PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
+
+# DDPM (Ho et al. 2020) section 4: T = 1000, betas linear from 1e-4 to 0.02.
+DEFAULT_SCHEDULE: dict[str, Any] = {
+    "num_train_timesteps": 1000, "beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02}
+
+_SCHEDULE_KEYS = ("num_train_timesteps", "beta_schedule", "beta_start", "beta_end", "rescale_betas_zero_snr")
+
+
+def require_diffusers():
+    """Import and return the ``diffusers`` module, or raise with an install hint."""
+    try:
+        import diffusers
+    except ImportError:
+        raise ImportError("genrestore.diffusion needs diffusers: pip install 'diffusers>=0.30'") from None
+    return diffusers
+
+
+def check_schedule(schedule: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``schedule`` with defaults filled in; raise :class:`InputError` on unknown keys."""
+    unknown = set(schedule) - set(_SCHEDULE_KEYS)
+    if unknown:
+        raise InputError(f"expected schedule keys in {_SCHEDULE_KEYS}, got unknown {sorted(unknown)}")
+    return {**DEFAULT_SCHEDULE, **schedule}
+
+
+def make_scheduler(kind: SchedulerKind, schedule: dict[str, Any] | None = None,
+                   prediction_type: PredictionType = "epsilon", *, clip_sample: bool = True,
+                   timestep_spacing: Literal["leading", "trailing"] = "trailing", steps_offset: int = 0):
+    """A fresh diffusers scheduler for the forward process ``schedule``.
+
+    Args:
+        kind: ``"ddpm"`` (ancestral sampling, DDPM eq. 6-7), ``"ddim"`` (DDIM eq. 12) or
+            ``"ddim_inverse"`` (DDIM eq. 12 run from ``t`` to ``t + 1``; DiffGAR eq. 7).
+        schedule: the forward process (``num_train_timesteps``, ``beta_schedule``, ``beta_start``,
+            ``beta_end``); ``None`` for :data:`DEFAULT_SCHEDULE`.
+        prediction_type: what the network predicts: noise ``eps``, the clean ``x_0``
+            (``"sample"``; IDM eq. 7) or ``v = sqrt(a_t) eps - sqrt(1 - a_t) x_0``.
+        clip_sample: clip the predicted ``x_0`` to ``[-1, 1]`` at each step (pixel models);
+            off for latents and for inversion, where clipping would break invertibility.
+        timestep_spacing: ``"trailing"`` starts few-step sampling at ``t = T - 1`` (pure noise), as
+            Lin et al. 2024 (Table 2) recommend; ``"leading"`` is diffusers' older default.
+        steps_offset: added to the ``"leading"`` timesteps (diffusers' ``steps_offset``).
+
+    Raises:
+        InputError: unknown ``kind`` or ``prediction_type``.
+
+    Example:
+        >>> s = make_scheduler("ddim", prediction_type="sample")
+        >>> s.set_timesteps(4)
+        >>> s.timesteps.tolist()
+        [999, 749, 499, 249]
+    """
+    if prediction_type not in PREDICTION_TYPES:
+        raise InputError(f"expected prediction_type in {PREDICTION_TYPES}, got {prediction_type!r}")
+    d = require_diffusers()
+    kwargs = dict(check_schedule(schedule or {}), prediction_type=prediction_type, clip_sample=clip_sample,
+                  timestep_spacing=timestep_spacing, steps_offset=steps_offset)
+    if kind == "ddpm":
+        return d.DDPMScheduler(**kwargs)
+    if kind == "ddim":
+        return d.DDIMScheduler(**kwargs, set_alpha_to_one=True)
+    if kind == "ddim_inverse":
+        return d.DDIMInverseScheduler(**kwargs, set_alpha_to_one=True)
+    raise InputError(f"expected scheduler kind in ('ddpm', 'ddim', 'ddim_inverse'), got {kind!r}")
