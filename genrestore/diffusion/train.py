@@ -1,0 +1,204 @@
+"""Training a conditional diffusion restorer (IDM) on clean photos degraded on the fly.
+
+Each step draws a batch of random crops (with random horizontal flips) of the clean photos,
+degrades them with ``degrade_fn`` and takes one AdamW step on :func:`.sampling.training_loss`
+(IDM eq. 6-7) in model space ``[-1, 1]``; an exponential moving average (EMA) of the weights is
+kept beside the trained ones.
+
+Every random draw of step ``k`` comes from generators seeded by ``(seed, k)`` (crops and flips,
+per-image degradations, loss noise), so no random state needs saving: a run resumed from
+``out_dir/checkpoint.safetensors`` equals an uninterrupted one bit for bit on CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .._checks import InputError, check_image
+from .._random import Generator, generator_for, rand, randint
+from .model import ConditionalUNet
+from .sampling import to_model_range, training_loss
+from .schedulers import make_scheduler
+
+CHECKPOINT = "checkpoint.safetensors"
+FINAL = "model.safetensors"
+# Run arguments that must match for a resume to continue the same run.
+_RUN_KEYS = ("batch_size", "crop", "lr", "ema_decay", "seed", "n_images", "config")
+
+
+def load_images(images: Sequence[torch.Tensor] | str | os.PathLike) -> list[torch.Tensor]:
+    """Clean photos as a list of ``(3, H, W)`` tensors in ``[0, 1]``, from tensors or a folder."""
+    if isinstance(images, (str, os.PathLike)):
+        from ..io import list_images, read_image
+
+        images = [read_image(p, mode="rgb")[0] for p in list_images([images])]
+    out = []
+    for i, im in enumerate(images):
+        im = im[None] if im.ndim == 3 else im
+        check_image(im, f"images[{i}]", channels=(3,))
+        out.extend(im.float())
+    if not out:
+        raise InputError("expected at least one training image, got none")
+    return out
+
+
+def random_crops(images: Sequence[torch.Tensor], batch_size: int, crop: int, generator: Generator
+                 ) -> torch.Tensor:
+    """``(batch_size, 3, crop, crop)`` random crops, each flipped left-right with probability 1/2.
+
+    The image index, crop offsets and flips are drawn from ``generator`` in that order.
+    """
+    idx = randint(generator, batch_size, 0, len(images))
+    u = rand(generator, (batch_size, 3), dtype=torch.float64)
+    crops = []
+    for i in range(batch_size):
+        im = images[int(idx[i])]
+        h, w = im.shape[-2:]
+        y0, x0 = int(u[i, 0] * (h - crop + 1)), int(u[i, 1] * (w - crop + 1))
+        c = im[:, y0:y0 + crop, x0:x0 + crop]
+        crops.append(c.flip(-1) if u[i, 2] < 0.5 else c)
+    return torch.stack(crops)
+
+
+def _state_tensors(model: ConditionalUNet, ema: ConditionalUNet, opt: torch.optim.AdamW) -> dict[str, torch.Tensor]:
+    out = {f"model.{k}": v for k, v in model.state_dict().items()}
+    out.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
+    for i, p in enumerate(model.parameters()):
+        for k, v in opt.state.get(p, {}).items():  # step, exp_avg, exp_avg_sq
+            out[f"adamw.{i}.{k}"] = torch.as_tensor(v)
+    return {k: v.detach().cpu().contiguous() for k, v in out.items()}
+
+
+def _load_state(path: Path, model: ConditionalUNet, ema: ConditionalUNet, opt: torch.optim.AdamW,
+                run: dict[str, Any]) -> tuple[int, float]:
+    """Load a checkpoint into ``model``, ``ema`` and ``opt``; return ``(step, wall_time_s)``."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), "pt") as f:
+        meta = json.loads(f.metadata()["run"])
+    mismatch = {k: (meta.get(k), run[k]) for k in _RUN_KEYS if meta.get(k) != run[k]}
+    if mismatch:
+        raise InputError(f"{path}: checkpoint of another run (saved vs now: {mismatch}); "
+                         "use another out_dir or delete the checkpoint")
+    tensors = load_file(str(path))
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    state = opt.state_dict()
+    for i, _ in enumerate(model.parameters()):
+        keys = [k for k in tensors if k.startswith(f"adamw.{i}.")]
+        if keys:
+            state["state"][i] = {k.split(".", 2)[2]: tensors[k] for k in keys}
+    opt.load_state_dict(state)
+    return meta["step"], meta["wall_time_s"]
+
+
+def train_conditional(model: ConditionalUNet, images: Sequence[torch.Tensor] | str | os.PathLike,
+                      degrade_fn: Callable[[torch.Tensor, Generator], torch.Tensor], steps: int,
+                      batch_size: int = 8, crop: int = 128, lr: float = 1e-4, ema_decay: float = 0.999,
+                      out_dir: str | os.PathLike = "runs/idm", save_every: int = 1000, seed: int = 0,
+                      device: str | torch.device = "cpu", recipe: str | None = None) -> ConditionalUNet:
+    """Train ``model`` to restore ``degrade_fn(x)`` to ``x``; return the EMA model.
+
+    Step ``k`` (from 0): crops and flips from ``generator_for(seed, "crop-k")``, image ``i``'s
+    degradation from ``generator_for(seed, "degrade-k-i")``, timesteps and noise from
+    ``generator_for(seed, "loss-k")``. Then AdamW, and ``ema = d ema + (1 - d) w``. On CUDA the
+    forward pass runs under bf16 autocast; on CPU in float32.
+
+    Files in ``out_dir``: ``checkpoint.safetensors`` (tensors ``model.*``, ``ema.*``, AdamW's
+    ``adamw.<param index>.{step,exp_avg,exp_avg_sq}``; metadata ``run``: JSON of the step, wall
+    time, config and arguments) every ``save_every`` steps and at the end; when it exists, training
+    resumes from it. At the end, ``model.safetensors`` + ``model.json``: the EMA weights saved
+    with ``ConditionalUNet.save(..., recipe=..., wall_time_s=..., steps=...)``.
+
+    Args:
+        model: the network to train (modified in place; it ends with the trained, non-EMA weights).
+        images: clean photos, ``(3, H, W)`` or ``(N, 3, H, W)`` tensors in ``[0, 1]``, or a folder.
+        degrade_fn: ``fn(x, generator) -> y`` on ``(N, 3, crop, crop)`` in ``[0, 1]`` with a list of
+            per-image generators, returning the same shape (e.g. ``PIPELINES["idm"].degrade``).
+        steps: total optimizer steps of the run (a resumed run continues up to it).
+        batch_size: crops per step.
+        crop: crop side in pixels (a multiple of the UNet's size multiple).
+        lr: AdamW learning rate (weight decay: AdamW's default 0.01).
+        ema_decay: ``d`` in ``[0, 1)``.
+        out_dir: where checkpoints and the final model go.
+        save_every: checkpoint period in steps.
+        seed: base seed of every random draw.
+        device: where to train.
+        recipe: free text for the final model's JSON (default: the run arguments).
+
+    Returns:
+        the EMA :class:`ConditionalUNet`, in ``eval()`` mode.
+
+    Raises:
+        InputError: bad arguments, images smaller than ``crop``, a degradation that changes the
+            size, or a checkpoint in ``out_dir`` from a run with other arguments.
+    """
+    if not isinstance(steps, int) or steps < 1 or batch_size < 1 or save_every < 1:
+        raise InputError(f"expected positive steps, batch_size and save_every, got {steps}, {batch_size}, {save_every}")
+    if not 0 <= ema_decay < 1:
+        raise InputError(f"expected ema_decay in [0, 1), got {ema_decay}")
+    imgs = load_images(images)
+    small = [i for i, im in enumerate(imgs) if min(im.shape[-2:]) < crop]
+    if small:
+        raise InputError(f"images {small[:5]} are smaller than the crop size {crop}")
+    device = torch.device(device)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    run = {"batch_size": batch_size, "crop": crop, "lr": lr, "ema_decay": ema_decay, "seed": seed,
+           "n_images": len(imgs), "config": model.config}
+
+    model.to(device).train()
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    sched = make_scheduler("ddpm", model.config["schedule"], model.prediction_type)
+    start, wall = 0, 0.0
+    ckpt = out_dir / CHECKPOINT
+    if ckpt.is_file():
+        start, wall = _load_state(ckpt, model, ema, opt, run)
+
+    def save_checkpoint(step: int) -> None:
+        from safetensors.torch import save_file
+
+        meta = {"run": json.dumps({**run, "step": step, "wall_time_s": wall + time.perf_counter() - t0})}
+        tmp = ckpt.with_suffix(".tmp")
+        save_file(_state_tensors(model, ema, opt), str(tmp), metadata=meta)
+        os.replace(tmp, ckpt)
+
+    t0 = time.perf_counter()
+    autocast = device.type == "cuda"
+    for step in range(start, steps):
+        x0 = random_crops(imgs, batch_size, crop, generator_for(seed, f"crop-{step}"))
+        y = degrade_fn(x0, [generator_for(seed, f"degrade-{step}-{i}") for i in range(batch_size)])
+        if y.shape != x0.shape:
+            raise InputError(f"degrade_fn changed the shape {tuple(x0.shape)} to {tuple(y.shape)}; "
+                             "it must resize back to the input size")
+        x0, y = to_model_range(x0.to(device)), to_model_range(y.to(device))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            loss = training_loss(model, x0, y, scheduler=sched, generator=generator_for(seed, f"loss-{step}"))
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss is {loss.item()} at step {step}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            for pe, p in zip(ema.parameters(), model.parameters()):
+                pe.lerp_(p, 1 - ema_decay)  # ema = d ema + (1 - d) w
+            for be, b in zip(ema.buffers(), model.buffers()):
+                be.copy_(b)
+        if (step + 1) % save_every == 0 or step + 1 == steps:
+            save_checkpoint(step + 1)
+    if start >= steps:  # nothing left to do: keep the checkpoint as it is
+        t0 = time.perf_counter()
+    wall_time_s = wall + time.perf_counter() - t0
+    ema.save(out_dir / FINAL, recipe=recipe or json.dumps({k: v for k, v in run.items() if k != "config"}),
+             wall_time_s=round(wall_time_s, 3), steps=steps)
+    return ema
