@@ -546,9 +546,11 @@ def build_parser() -> argparse.ArgumentParser:
     tn.add_argument("--sharpness", type=float, default=0.75, help="keep blocks at least this sharp, relative to the sharpest")
     tn.add_argument("-q", "--quiet", action="store_true")
     tn.set_defaults(func=cmd_train_niqe)
+    from .cli_restore import add_train_parser as add_train_idm
     from .cli_sr import add_train_parser
 
     add_train_parser(tsub)
+    add_train_idm(tsub)
     return parser
 
 

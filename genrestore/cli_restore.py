@@ -27,6 +27,41 @@ def _mask_for(path: Path, mask_dir: Path | None, size: tuple[int, int]) -> torch
     return (mask > 0.5).float()
 
 
+def cmd_restore_idm(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ._random import generator_for
+    from .cli import _plan_outputs, _validate_inputs, resolve_device
+    from .cli_sr import _list_inputs
+    from .io import atomic_write_bytes, read_image, write_image
+    from .restore.idm import IDMRestorer
+
+    if not args.model:
+        raise InputError("no IDM weights ship yet: train a model with `genrestore train idm --data DIR -o RUN` "
+                         "and pass --model RUN/model.safetensors")
+    steps = 10 if args.steps is None else args.steps
+    if steps != int(steps) or not 1 <= steps <= 1000:
+        raise InputError(f"--steps for IDM is the number of DDPM steps, 1..1000; got {steps}")
+    paths = _list_inputs(args.inputs)
+    _validate_inputs(paths)
+    device = resolve_device(args.device)
+    restorer = IDMRestorer.from_file(args.model, device)
+    out_dir = Path(args.output)
+    _plan_outputs(paths, out_dir, ["{stem}.png", "{stem}.json"])
+    for path in tqdm(paths, desc="restore", unit="img", file=sys.stderr, disable=args.quiet):
+        y = read_image(path, "rgb").to(device)
+        x = restorer.restore(y, int(steps), generator_for(args.seed, path.name), args.tile, args.tile_pad)
+        write_image(out_dir / f"{path.stem}.png", x)
+        record = {"input": str(path), "output": str(out_dir / f"{path.stem}.png"), "method": "idm",
+                  "model": str(args.model), "steps": int(steps), "tile": args.tile, "seed": args.seed}
+        atomic_write_bytes(out_dir / f"{path.stem}.json", (json.dumps(record, indent=1) + "\n").encode())
+        if args.json:
+            print(json.dumps(record), flush=True)
+    if not args.json:
+        print(f"{len(paths)} restored by IDM ({int(steps)} steps) -> {out_dir}")
+    return 0
+
+
 def cmd_restore(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -38,8 +73,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from .models.stylegan2 import load_stylegan2
     from .restore.stylegan_inversion import InversionConfig, perceptual_loss, robust_invert
 
-    if args.method != "stylegan-inversion":
-        raise InputError(f"unknown method {args.method!r}")
+    if args.method == "idm":
+        return cmd_restore_idm(args)
+    if not args.task or not args.generator:
+        raise InputError("stylegan-inversion needs --task and --generator")
     paths = _list_inputs(args.inputs)
     sizes = _validate_inputs(paths)
     device = resolve_device(args.device)
@@ -51,7 +88,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     distance = perceptual_loss("vgg", device)
     if not distance[1].startswith("lpips"):
         print(f"genrestore: note: loss {distance[1]}", file=sys.stderr)
-    cfg = InversionConfig(step_scale=args.steps)
+    cfg = InversionConfig(step_scale=1.0 if args.steps is None else args.steps)
     from .degrade.tasks import Composition, Inpaint
 
     stages = task.tasks if isinstance(task, Composition) else (task,)
@@ -87,22 +124,73 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_idm(args: argparse.Namespace) -> int:
+    from .cli import resolve_device
+    from .degrade import PIPELINES
+    from .diffusion import ConditionalUNet
+    from .diffusion.train import train_conditional
+
+    if args.size % 8:
+        raise InputError(f"--size must be a multiple of 8, got {args.size}")
+    import math
+
+    unet = {"sample_size": args.size, "block_out_channels": list(args.channels), "layers_per_block": 2,
+            "norm_num_groups": min(32, math.gcd(*args.channels)),
+            "down_block_types": ["DownBlock2D"] * (len(args.channels) - 1) + ["AttnDownBlock2D"],
+            "up_block_types": ["AttnUpBlock2D"] + ["UpBlock2D"] * (len(args.channels) - 1)}
+    model = ConditionalUNet(3, prediction_type="sample", unet=unet)
+    recipe = (f"genrestore train idm --data {args.data} --size {args.size} --steps {args.steps} "
+              f"--batch-size {args.batch_size} --lr {args.lr} --seed {args.seed}")
+    train_conditional(model, args.data, PIPELINES["idm"].degrade, args.steps, args.batch_size, args.size, args.lr,
+                      args.ema_decay, args.output, args.save_every, args.seed, resolve_device(args.device), recipe)
+    print(f"IDM model after {args.steps} steps -> {Path(args.output) / 'model.safetensors'}")
+    return 0
+
+
+def add_train_parser(tsub) -> None:
+    """Register ``train idm``."""
+    from .cli_sr import _positive_int
+
+    t = tsub.add_parser("idm", help="train an IDM restorer (x0-predicting conditional DDPM) on clean photos",
+                        description="Random crops and flips of the photos, degraded on the fly by the IDM pipeline; "
+                                    "AdamW, EMA, bf16 on CUDA; resumes from OUT/checkpoint.safetensors. Example: "
+                                    "genrestore train idm --data photos/train --size 64 --steps 2000 -o runs/idm")
+    t.add_argument("--data", required=True, help="folder of clean photos")
+    t.add_argument("-o", "--output", required=True, metavar="OUT")
+    t.add_argument("--size", type=_positive_int, default=128, help="crop side, px")
+    t.add_argument("--steps", type=_positive_int, default=10000)
+    t.add_argument("--batch-size", type=_positive_int, default=8)
+    t.add_argument("--lr", type=float, default=1e-4)
+    t.add_argument("--ema-decay", type=float, default=0.999)
+    t.add_argument("--channels", type=_positive_int, nargs="+", default=[64, 128, 256, 256],
+                   help="UNet block widths (the last block has attention)")
+    t.add_argument("--save-every", type=_positive_int, default=1000)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    t.set_defaults(func=cmd_train_idm)
+
+
 def add_parser(sub) -> None:
-    r = sub.add_parser("restore", help="restore degraded images (robust StyleGAN2 inversion)",
-                       description="Inverts the task's differentiable surrogate through a StyleGAN2 generator in 3 "
-                                   "phases (W, W+, W++) with normalized gradient descent. Example: genrestore restore "
-                                   "noisy/ -o out/ --method stylegan-inversion --task denoise --level M "
-                                   "--generator G.safetensors")
+    r = sub.add_parser("restore", help="restore degraded images (IDM diffusion, robust StyleGAN2 inversion)",
+                       description="idm: a conditional x0-predicting DDPM (--model, --steps 10, --tile). "
+                                   "stylegan-inversion: inverts the task's differentiable surrogate through a StyleGAN2 "
+                                   "generator in 3 phases (W, W+, W++) with normalized gradient descent. Example: "
+                                   "genrestore restore noisy/ -o out/ --method stylegan-inversion --task denoise "
+                                   "--level M --generator G.safetensors")
     r.add_argument("inputs", nargs="+", metavar="INPUT", help="degraded RGB images, folders or globs")
     r.add_argument("-o", "--output", required=True, metavar="OUT")
-    r.add_argument("--method", default="stylegan-inversion", choices=("stylegan-inversion",))
-    r.add_argument("--task", required=True, help="the degradation to invert: a task (upsample, denoise, deartifact, "
-                   "inpaint) or a composition (e.g. UNAP)")
+    r.add_argument("--method", default="idm", choices=("idm", "stylegan-inversion"))
+    r.add_argument("--model", metavar="FILE", help="idm: a ConditionalUNet .safetensors (+ .json) from `train idm`")
+    r.add_argument("--tile", type=int, default=0, metavar="PX", help="idm: network tile side (0: whole image)")
+    r.add_argument("--tile-pad", type=int, default=16, metavar="PX")
+    r.add_argument("--task", help="stylegan-inversion: the degradation to invert: a task (upsample, denoise, "
+                   "deartifact, inpaint) or a composition (e.g. UNAP)")
     r.add_argument("--level", default="M", choices=("XS", "S", "M", "L", "XL"))
-    r.add_argument("--generator", required=True, help="StyleGAN2 .safetensors (+ .json), e.g. from "
+    r.add_argument("--generator", help="stylegan-inversion: StyleGAN2 .safetensors (+ .json), e.g. from "
                    "`genrestore weights convert network-snapshot.pkl G.safetensors`")
     r.add_argument("--masks", metavar="DIR", help="inpainting: folder with NAME_mask.png (1 = kept)")
-    r.add_argument("--steps", type=float, default=1.0, help="scale of the 150 steps per phase (0.1 for a quick run)")
+    r.add_argument("--steps", type=float, default=None, help="idm: DDPM steps (default 10); stylegan-inversion: "
+                   "scale of the 150 steps per phase (default 1; 0.1 for a quick run)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     r.add_argument("--json", action="store_true")

@@ -105,3 +105,27 @@ def test_from_file_round_trip(tmp_path):
     torch.testing.assert_close(r.restore(y, steps=2, generator=generator_for(0, "y")),
                                IDMRestorer(net).restore(y, steps=2, generator=generator_for(0, "y")),
                                atol=0, rtol=0)
+
+
+def test_train_idm_then_restore_cli(tmp_path, capsys):
+    import json
+
+    from genrestore.cli import main
+    from genrestore.io import read_image, write_image
+
+    g = torch.Generator().manual_seed(0)
+    for i in range(2):
+        write_image(tmp_path / "photos" / f"p{i}.png", torch.rand(1, 3, 24, 24, generator=g))
+    write_image(tmp_path / "in" / "x.png", torch.rand(1, 3, 20, 18, generator=g))
+    run = tmp_path / "run"
+    assert main(["train", "idm", "--data", str(tmp_path / "photos"), "-o", str(run), "--size", "16", "--steps", "2",
+                 "--batch-size", "1", "--channels", "8", "16", "--save-every", "1", "--device", "cpu"]) == 0
+    assert json.loads((run / "model.json").read_text())["steps"] == 2
+    out = tmp_path / "out"
+    assert main(["restore", str(tmp_path / "in"), "-o", str(out), "--method", "idm", "--model",
+                 str(run / "model.safetensors"), "--steps", "2", "-q"]) == 0
+    assert read_image(out / "x.png").shape == (1, 3, 20, 18)
+    assert json.loads((out / "x.json").read_text())["steps"] == 2
+    capsys.readouterr()
+    assert main(["restore", str(tmp_path / "in"), "-o", str(out), "--method", "idm"]) == 2
+    assert "train idm" in capsys.readouterr().err

@@ -119,8 +119,8 @@ def test_restore_cli_on_a_tiny_converted_generator(G, tmp_path, capsys):
     for i in range(2):
         write_image(tmp_path / "in" / f"im{i}.png", y[i:i + 1])
         write_image(tmp_path / "masks" / f"im{i}_mask.png", params["stages"][-1]["mask"][i:i + 1].float())
-    args = ["restore", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--task", "UP", "--generator", str(gfile),
-            "--steps", "0.02", "-q"]
+    args = ["restore", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--method", "stylegan-inversion",
+            "--task", "UP", "--generator", str(gfile), "--steps", "0.02", "-q"]
     assert main(args) == 2 and "--masks" in capsys.readouterr().err
     assert main(args + ["--masks", str(tmp_path / "masks")]) == 0
     rec = json.loads((tmp_path / "out" / "im0.json").read_text())
