@@ -315,6 +315,44 @@ METRICS_AVAILABLE = ("psnr", "ssim", "mse", "lpips", "lpips-vgg", "niqe", "ident
 SET_METRICS = ("fid", "kid", "is", "pfid")
 
 
+def cmd_authenticity(args: argparse.Namespace) -> int:
+    """IDM's authenticity score: ``f(f(x))`` against ``f(x)`` for restored images ``f(x)``."""
+    from tqdm import tqdm
+
+    from . import weights as ws
+    from ._random import generator_for
+    from .io import list_images, read_image
+    from .restore.idm import IDMRestorer, authenticity
+
+    if args.dist:
+        raise InputError("--authenticity takes one folder of restored images f(x), not a REF/DIST pair")
+    device = resolve_device(args.device)
+    restorer = IDMRestorer.from_file(args.authenticity, device)
+    dist, note = None, "LPIPS: absent (alexnet-torchvision not in the weight store)"
+    if ws.find("alexnet-torchvision") is not None:
+        from .metrics.lpips import lpips
+
+        dist, note = (lambda a, b: lpips(a, b, "alex")), "LPIPS (alex)"
+    rows = []
+    for p in tqdm(list_images([args.ref]), desc="authenticity", unit="img", file=sys.stderr, disable=args.quiet):
+        fx = read_image(p, "rgb").to(device)
+        r = authenticity(restorer, fx, args.steps, generator_for(args.seed, p.name), distance=dist)
+        row = {"name": p.name, "psnr": float(r["psnr"][0]), **({"lpips": float(r["lpips"][0])} if dist else {})}
+        rows.append(row)
+        if args.json:
+            print(json.dumps(row), flush=True)
+    summary = {"images": len(rows), "psnr": sum(r["psnr"] for r in rows) / len(rows), "model": args.authenticity,
+               "steps": args.steps, "lpips_note": note}
+    if dist:
+        summary["lpips"] = sum(r["lpips"] for r in rows) / len(rows)
+    if args.json:
+        print(json.dumps({"summary": summary}))
+    else:
+        print(f"authenticity of {args.authenticity} on {len(rows)} images: PSNR(f(f(x)), f(x)) {summary['psnr']:.3f} dB"
+              + (f", LPIPS {summary['lpips']:.4f}" if dist else f"; {note}"))
+    return 0
+
+
 def cmd_metrics(args: argparse.Namespace) -> int:
     import csv
     import io as _io
@@ -323,6 +361,11 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
     from . import metrics as M
     from .io import atomic_write_bytes, read_image
+
+    if args.authenticity:
+        return cmd_authenticity(args)
+    if not args.dist:
+        raise InputError("metrics needs REF and DIST (or --authenticity MODEL with one folder)")
 
     names = [m.strip().lower() for m in args.metrics.split(",") if m.strip()]
     unknown = [m for m in names if m not in METRICS_AVAILABLE]
@@ -511,7 +554,12 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Pair images by file name across two folders and report metrics. "
                                    "Example: genrestore metrics clean/ restored/ --metrics psnr,ssim --y --crop-border 4")
     m.add_argument("ref", metavar="REF", help="reference image or folder")
-    m.add_argument("dist", metavar="DIST", help="image or folder to evaluate (each needs a reference of the same name)")
+    m.add_argument("dist", metavar="DIST", nargs="?", help="image or folder to evaluate (each needs a reference of the "
+                   "same name)")
+    m.add_argument("--authenticity", metavar="MODEL", help="IDM's authenticity test: REF is a folder of restored "
+                   "images f(x); MODEL (an IDM .safetensors) restores them again; reports PSNR (and LPIPS) of "
+                   "f(f(x)) against f(x)")
+    m.add_argument("--steps", type=int, default=10, help="--authenticity: DDPM steps")
     m.add_argument("--metrics", default="psnr,ssim", help=f"comma-separated, from {', '.join(METRICS_AVAILABLE)}")
     m.add_argument("--y", action="store_true", help="compare BT.601 luma (Y), as the SR papers do")
     m.add_argument("--gray", action="store_true", help="compare as grey images (for grey inputs)")

@@ -138,13 +138,39 @@ def cmd_train_idm(args: argparse.Namespace) -> int:
             "norm_num_groups": min(32, math.gcd(*args.channels)),
             "down_block_types": ["DownBlock2D"] * (len(args.channels) - 1) + ["AttnDownBlock2D"],
             "up_block_types": ["AttnUpBlock2D"] + ["UpBlock2D"] * (len(args.channels) - 1)}
+    device = resolve_device(args.device)
     model = ConditionalUNet(3, prediction_type="sample", unet=unet)
     recipe = (f"genrestore train idm --data {args.data} --size {args.size} --steps {args.steps} "
               f"--batch-size {args.batch_size} --lr {args.lr} --seed {args.seed}")
-    train_conditional(model, args.data, PIPELINES["idm"].degrade, args.steps, args.batch_size, args.size, args.lr,
-                      args.ema_decay, args.output, args.save_every, args.seed, resolve_device(args.device), recipe)
+    data = args.data
+    if args.extrinsic_from:  # IDM §3.3: restore the training data with model k, train model k+1 on it, from k
+        data = _extrinsic_data(args, device)
+        model = ConditionalUNet.load(args.extrinsic_from, device)
+        recipe += f" --extrinsic-from {args.extrinsic_from}"
+    train_conditional(model, data, PIPELINES["idm"].degrade, args.steps, args.batch_size, args.size, args.lr,
+                      args.ema_decay, args.output, args.save_every, args.seed, device, recipe)
     print(f"IDM model after {args.steps} steps -> {Path(args.output) / 'model.safetensors'}")
     return 0
+
+
+def _extrinsic_data(args: argparse.Namespace, device) -> Path:
+    """Eq. 10: ``x' = f_k(x)`` for every training photo, written once to OUT/extrinsic_data (cached)."""
+    from tqdm import tqdm
+
+    from ._random import generator_for
+    from .cli_sr import _list_inputs
+    from .io import read_image, write_image
+    from .restore.idm import IDMRestorer
+
+    restorer = IDMRestorer.from_file(args.extrinsic_from, device)
+    out = Path(args.output) / "extrinsic_data"
+    for p in tqdm(_list_inputs([args.data]), desc="extrinsic: restore training data", unit="img", file=sys.stderr):
+        target = out / f"{p.stem}.png"
+        if not target.is_file():
+            x = read_image(p, "rgb").to(device)
+            write_image(target, restorer.restore(x, args.extrinsic_steps, generator_for(args.seed, p.name),
+                                                 tile=args.extrinsic_tile))
+    return out
 
 
 def add_train_parser(tsub) -> None:
@@ -166,6 +192,10 @@ def add_train_parser(tsub) -> None:
                    help="UNet block widths (the last block has attention)")
     t.add_argument("--save-every", type=_positive_int, default=1000)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--extrinsic-from", metavar="MODEL", help="extrinsic iteration (IDM §3.3): restore --data with "
+                   "this model k, then train model k+1 on the restored photos, starting from model k's weights")
+    t.add_argument("--extrinsic-steps", type=_positive_int, default=10, help="DDPM steps when restoring the data")
+    t.add_argument("--extrinsic-tile", type=int, default=0, help="tile side when restoring the data (0: whole)")
     t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     t.set_defaults(func=cmd_train_idm)
 

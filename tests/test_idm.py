@@ -129,3 +129,39 @@ def test_train_idm_then_restore_cli(tmp_path, capsys):
     capsys.readouterr()
     assert main(["restore", str(tmp_path / "in"), "-o", str(out), "--method", "idm"]) == 2
     assert "train idm" in capsys.readouterr().err
+
+
+def test_extrinsic_iteration_and_authenticity_cli(tmp_path, capsys):
+    import json
+
+    from genrestore.cli import main
+    from genrestore.io import read_image, write_image
+    from genrestore.restore.idm import IDMRestorer, authenticity
+
+    g = torch.Generator().manual_seed(1)
+    for i in range(2):
+        write_image(tmp_path / "photos" / f"p{i}.png", torch.rand(1, 3, 24, 24, generator=g))
+    base = ["--data", str(tmp_path / "photos"), "--size", "16", "--steps", "1", "--batch-size", "1", "--channels", "8",
+            "16", "--device", "cpu"]
+    assert main(["train", "idm", "-o", str(tmp_path / "k0"), *base]) == 0
+    k0 = tmp_path / "k0" / "model.safetensors"
+    assert main(["train", "idm", "-o", str(tmp_path / "k1"), *base, "--extrinsic-from", str(k0),
+                 "--extrinsic-steps", "2"]) == 0
+    restored = read_image(tmp_path / "k1" / "extrinsic_data" / "p0.png")
+    from genrestore._random import generator_for
+
+    expected = IDMRestorer.from_file(k0).restore(read_image(tmp_path / "photos" / "p0.png"), 2,
+                                                 generator_for(0, "p0.png"))
+    assert (restored - expected).abs().max() <= 0.5 / 255 + 1e-6  # eq. 10 data, written as 8-bit PNG
+    assert "--extrinsic-from" in json.loads((tmp_path / "k1" / "model.json").read_text())["recipe"]
+    capsys.readouterr()
+    assert main(["metrics", str(tmp_path / "k1" / "extrinsic_data"), "--authenticity", str(k0), "--steps", "2",
+                 "--json", "-q"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["summary"]
+    from genrestore._random import generator_for
+
+    expected_psnr = [float(authenticity(IDMRestorer.from_file(k0),
+                                        read_image(tmp_path / "k1" / "extrinsic_data" / f"p{i}.png"), 2,
+                                        generator_for(0, f"p{i}.png"))["psnr"][0]) for i in range(2)]
+    assert summary["images"] == 2 and abs(summary["psnr"] - sum(expected_psnr) / 2) < 1e-6
+    assert "absent" in summary["lpips_note"]

@@ -138,3 +138,24 @@ class IDMRestorer:
         for t in sched.timesteps:
             x = sched.step(denoise(x, t), t, x, **step_kwargs).prev_sample  # DDPM eq. 6-7 (x0 from IDM eq. 7)
         return from_model_range(x[..., :h, :w]).to(y.device)
+
+
+def authenticity(restorer: IDMRestorer, restored: torch.Tensor, steps: int = 10, generator: Generator = None,
+                 tile: int = 0, distance=None) -> dict[str, torch.Tensor]:
+    """IDM's authenticity test (eq. 2): restore the restored images again and compare, ``f(f(x)) ~ f(x)``.
+
+    Args:
+        restorer: the model ``f``.
+        restored: ``(N, 3, H, W)`` images ``f(x)`` in [0, 1].
+        distance: optional extra per-image distance ``(a, b) -> (N,)`` (e.g. LPIPS), reported as ``"lpips"``.
+
+    Returns:
+        ``{"psnr": (N,), ["lpips": (N,)], "twice": f(f(x))}``; a higher PSNR is more authentic.
+    """
+    from ..metrics import psnr
+
+    twice = restorer.restore(restored, steps, generator, tile)
+    out = {"psnr": psnr(twice, restored), "twice": twice}
+    if distance is not None:
+        out["lpips"] = distance(twice, restored)
+    return out
