@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import warnings
 from pathlib import Path
@@ -40,7 +41,7 @@ def cmd_restore_idm(args: argparse.Namespace) -> int:
         raise InputError("no IDM weights ship yet: train a model with `genrestore train idm --data DIR -o RUN` "
                          "and pass --model RUN/model.safetensors")
     steps = 10 if args.steps is None else args.steps
-    if steps != int(steps) or not 1 <= steps <= 1000:
+    if not math.isfinite(steps) or steps != int(steps) or not 1 <= steps <= 1000:
         raise InputError(f"--steps for IDM is the number of DDPM steps, 1..1000; got {steps}")
     paths = _list_inputs(args.inputs)
     _validate_inputs(paths)
@@ -77,6 +78,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
         return cmd_restore_idm(args)
     if not args.task or not args.generator:
         raise InputError("stylegan-inversion needs --task and --generator")
+    scale = 1.0 if args.steps is None else args.steps
+    if not math.isfinite(scale) or scale <= 0:
+        raise InputError(f"--steps for stylegan-inversion scales the 150 steps per phase; expected > 0, got {scale}")
     paths = _list_inputs(args.inputs)
     sizes = _validate_inputs(paths)
     device = resolve_device(args.device)
@@ -88,7 +92,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     distance = perceptual_loss("vgg", device)
     if not distance[1].startswith("lpips"):
         print(f"genrestore: note: loss {distance[1]}", file=sys.stderr)
-    cfg = InversionConfig(step_scale=1.0 if args.steps is None else args.steps)
+    cfg = InversionConfig(step_scale=scale)
     from .degrade.tasks import Composition, Inpaint
 
     stages = task.tasks if isinstance(task, Composition) else (task,)
@@ -130,9 +134,10 @@ def cmd_train_idm(args: argparse.Namespace) -> int:
     from .diffusion import ConditionalUNet
     from .diffusion.train import train_conditional
 
-    if args.size % 8:
-        raise InputError(f"--size must be a multiple of 8, got {args.size}")
-    import math
+    multiple = 2 ** (len(args.channels) - 1)
+    if args.size % multiple or args.size // multiple < 2:
+        raise InputError(f"--size must be a multiple of {multiple} (2^(blocks - 1)) and at least {2 * multiple}, "
+                         f"got {args.size}")
 
     unet = {"sample_size": args.size, "block_out_channels": list(args.channels), "layers_per_block": 2,
             "norm_num_groups": min(32, math.gcd(*args.channels)),

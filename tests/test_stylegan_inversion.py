@@ -126,3 +126,35 @@ def test_restore_cli_on_a_tiny_converted_generator(G, tmp_path, capsys):
     rec = json.loads((tmp_path / "out" / "im0.json").read_text())
     assert rec["steps"] == [3, 3, 3] and rec["task"] == "UP"
     assert (tmp_path / "out" / "im1.png").is_file()
+
+
+def test_restore_and_convert_bad_input_exit_2(G, tmp_path, capsys):
+    import json
+
+    from safetensors.torch import save_file
+
+    from genrestore.cli import main
+    from genrestore.io import write_image
+
+    gfile = tmp_path / "G.safetensors"
+    save_file({k: v.contiguous() for k, v in G.state_dict().items()}, str(gfile))
+    gfile.with_suffix(".json").write_text(json.dumps({"config": G.config}))
+    write_image(tmp_path / "x.png", torch.rand(1, 3, 32, 32))
+    (tmp_path / "bad.pkl").write_bytes(b"\x80\x04garbage")
+    (tmp_path / "bad.safetensors").write_bytes(b"garbage")
+    (tmp_path / "bad.json").write_text("{not json")
+    cases = [
+        ["restore", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"), "--method", "stylegan-inversion", "--task",
+         "denoise", "--generator", str(gfile), "--steps", "0"],
+        ["restore", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"), "--method", "stylegan-inversion", "--task",
+         "denoise", "--generator", str(tmp_path / "bad.safetensors")],
+        ["restore", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"), "--method", "idm", "--model",
+         str(tmp_path / "bad.safetensors")],
+        ["weights", "convert", str(tmp_path / "bad.pkl"), str(tmp_path / "out.safetensors")],
+        ["train", "idm", "--data", str(tmp_path), "-o", str(tmp_path / "r"), "--size", "10", "--channels", "8", "8",
+         "8", "--steps", "1"],
+    ]
+    for args in cases:
+        assert main(args) == 2, args
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("genrestore: error:") and len(err.splitlines()) == 1, err

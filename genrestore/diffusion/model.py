@@ -173,9 +173,17 @@ class ConditionalUNet(nn.Module):
             raise InputError(f"{path}: expected an existing .safetensors file")
         if not sidecar.is_file():
             raise InputError(f"{path}: no architecture config (expected {sidecar.name} beside it)")
-        net = cls.from_config(json.loads(sidecar.read_text()).get("config", {}))
         try:
-            net.load_state_dict(load_file(str(path)), strict=True)
+            config = json.loads(sidecar.read_text())["config"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise InputError(f"{sidecar}: not a model sidecar with a 'config' entry ({type(e).__name__})") from None
+        net = cls.from_config(config)
+        try:
+            state = load_file(str(path))
+        except Exception as e:  # safetensors raises its own types for damaged files
+            raise InputError(f"{path}: not a readable safetensors file ({type(e).__name__})") from None
+        try:
+            net.load_state_dict(state, strict=True)
         except RuntimeError as e:
             raise InputError(f"{path}: weights do not fit {net.config}: {str(e).splitlines()[0]}") from None
         return net.to(device).eval()

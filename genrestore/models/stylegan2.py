@@ -496,10 +496,17 @@ def load_stylegan2(path: str | os.PathLike, device: str | torch.device = "cpu") 
     if not sidecar.is_file():
         raise InputError(f"{p}: no {sidecar.name} beside it with the generator's config; convert with "
                          f"genrestore.models.stylegan2_convert.convert_stylegan2")
-    config = json.loads(sidecar.read_text()).get("config", {})
-    net = build_stylegan2(config)
     try:
-        net.load_state_dict(load_file(str(p)))
+        config = json.loads(sidecar.read_text())["config"]
+        net = build_stylegan2(config)
+    except (ValueError, KeyError, TypeError) as e:
+        raise InputError(f"{sidecar}: not a generator sidecar with a valid 'config' ({type(e).__name__}: {e})") from None
+    try:
+        state = load_file(str(p))
+    except Exception as e:  # safetensors raises its own types for damaged files
+        raise InputError(f"{p}: not a readable safetensors file ({type(e).__name__})") from None
+    try:
+        net.load_state_dict(state)
     except RuntimeError as e:
         raise InputError(f"{p}: tensors do not match the config {config}: {str(e).splitlines()[0][:300]}") from None
     return net.to(device).eval()

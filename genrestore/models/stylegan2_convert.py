@@ -411,7 +411,12 @@ def convert_stylegan2(source: str | os.PathLike, dest: str | os.PathLike, name: 
         raise InputError(f"expected a .safetensors destination, got {out}")
     kind = fmt if fmt != "auto" else ("ada" if src.suffix == ".pkl" else "rosinality")
     if kind == "ada":
-        state, config, notes = ada_to_stylegan2(read_ada_pickle(src), w_avg_samples=w_avg_samples)
+        try:
+            state, config, notes = ada_to_stylegan2(read_ada_pickle(src), w_avg_samples=w_avg_samples)
+        except InputError:
+            raise
+        except Exception as e:  # truncated or crafted pickles fail in many ways; none of them runs code
+            raise InputError(f"{src}: not a StyleGAN2-ADA pickle ({type(e).__name__}: {str(e)[:120]})") from None
     elif kind == "rosinality":
         try:
             with torch.serialization.safe_globals([argparse.Namespace]):

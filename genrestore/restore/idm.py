@@ -8,9 +8,10 @@ image, padding it to the UNet's size multiple and, for large images, tiling the 
 * at each step the network's output is computed tile by tile and cross-faded by
   :func:`genrestore.io.tiled_apply`, and the scheduler then steps the whole image.
 
-The sample ``x_t`` is therefore one image throughout, never a patchwork: for a network whose
-receptive field fits in ``tile_pad`` the tiled result equals the untiled one, and for wider
-networks the blended predictions leave no step in the output. The schedule arithmetic is
+The sample ``x_t`` is therefore one image throughout, never a patchwork: for a local network
+whose receptive field fits in ``tile_pad`` the tiled result equals the untiled one; the UNet's
+GroupNorm and attention see the whole tile, so its tiled output differs from the untiled one,
+but the blended predictions leave no step at tile edges. The schedule arithmetic is
 diffusers' (``DDPMScheduler`` via :func:`~genrestore.diffusion.schedulers.make_scheduler`).
 """
 

@@ -50,6 +50,10 @@ class InversionConfig:
     l1_weight: float = 0.1
     step_scale: float = 1.0  # multiplies every phase's step count (quick runs)
 
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.step_scale) and self.step_scale > 0):
+            raise InputError(f"step_scale must be a positive number, got {self.step_scale}")
+
     def phase_steps(self) -> list[int]:
         return [max(1, round(s * self.step_scale)) for s in self.steps]
 
