@@ -5,9 +5,13 @@ degrades them with ``degrade_fn`` and takes one AdamW step on :func:`.sampling.t
 (IDM eq. 6-7) in model space ``[-1, 1]``; an exponential moving average (EMA) of the weights is
 kept beside the trained ones.
 
+Class-conditional models (DiffGAR) train the same way: ``degrade_fn`` then also returns each
+image's class index, and :func:`.sampling.training_loss` replaces it by ``[MASK]`` with
+probability 1/2 (DiffGAR Alg. 1).
+
 Every random draw of step ``k`` comes from generators seeded by ``(seed, k)`` (crops and flips,
-per-image degradations, loss noise), so no random state needs saving: a run resumed from
-``out_dir/checkpoint.safetensors`` equals an uninterrupted one bit for bit on CPU.
+per-image degradations, loss noise, ``[MASK]`` dropout), so no random state needs saving: a run
+resumed from ``out_dir/checkpoint.safetensors`` equals an uninterrupted one bit for bit on CPU.
 """
 
 from __future__ import annotations
@@ -101,8 +105,20 @@ def _load_state(path: Path, model: ConditionalUNet, ema: ConditionalUNet, opt: t
     return meta["step"], meta["wall_time_s"]
 
 
+def _check_labels(labels: torch.Tensor, n: int, num_classes: int) -> torch.Tensor:
+    """``labels`` as ``(n,)`` int64 in ``[0, num_classes)``, or :class:`InputError`."""
+    if num_classes == 0:
+        raise InputError("degrade_fn returned class labels, but the model has no classes")
+    labels = torch.as_tensor(labels)
+    if labels.shape != (n,) or labels.dtype != torch.long or ((labels < 0) | (labels >= num_classes)).any():
+        raise InputError(f"expected degrade_fn's class labels as ({n},) int64 in [0, {num_classes}), got "
+                         f"{tuple(labels.shape)} {labels.dtype} {labels.tolist()}")
+    return labels
+
+
 def train_conditional(model: ConditionalUNet, images: Sequence[torch.Tensor] | str | os.PathLike,
-                      degrade_fn: Callable[[torch.Tensor, Generator], torch.Tensor], steps: int,
+                      degrade_fn: Callable[[torch.Tensor, Generator], torch.Tensor | tuple[torch.Tensor, torch.Tensor]],
+                      steps: int,
                       batch_size: int = 8, crop: int = 128, lr: float = 1e-4, ema_decay: float = 0.999,
                       out_dir: str | os.PathLike = "runs/idm", save_every: int = 1000, seed: int = 0,
                       device: str | torch.device = "cpu", recipe: str | None = None) -> ConditionalUNet:
@@ -123,7 +139,10 @@ def train_conditional(model: ConditionalUNet, images: Sequence[torch.Tensor] | s
         model: the network to train (modified in place; it ends with the trained, non-EMA weights).
         images: clean photos, ``(3, H, W)`` or ``(N, 3, H, W)`` tensors in ``[0, 1]``, or a folder.
         degrade_fn: ``fn(x, generator) -> y`` on ``(N, 3, crop, crop)`` in ``[0, 1]`` with a list of
-            per-image generators, returning the same shape (e.g. ``PIPELINES["idm"].degrade``).
+            per-image generators, returning the same shape (e.g. ``PIPELINES["idm"].degrade``); for a
+            model with classes it may return ``(y, class_labels)`` with ``(N,)`` int64 indices into
+            ``model.config["class_names"]`` (e.g. :func:`genrestore.restore.diffgar.diffgar_degrade`),
+            each replaced by ``[MASK]`` with probability 0.5 in the loss (DiffGAR Alg. 1).
         steps: total optimizer steps of the run (a resumed run continues up to it).
         batch_size: crops per step.
         crop: crop side in pixels (a multiple of the UNet's size multiple).
@@ -140,7 +159,8 @@ def train_conditional(model: ConditionalUNet, images: Sequence[torch.Tensor] | s
 
     Raises:
         InputError: bad arguments, images smaller than ``crop``, a degradation that changes the
-            size, or a checkpoint in ``out_dir`` from a run with other arguments.
+            size or returns class labels out of range (or for a model without classes), or a
+            checkpoint in ``out_dir`` from a run with other arguments.
     """
     if not isinstance(steps, int) or steps < 1 or batch_size < 1 or save_every < 1:
         raise InputError(f"expected positive steps, batch_size and save_every, got {steps}, {batch_size}, {save_every}")
@@ -178,12 +198,16 @@ def train_conditional(model: ConditionalUNet, images: Sequence[torch.Tensor] | s
     for step in range(start, steps):
         x0 = random_crops(imgs, batch_size, crop, generator_for(seed, f"crop-{step}"))
         y = degrade_fn(x0, [generator_for(seed, f"degrade-{step}-{i}") for i in range(batch_size)])
+        y, labels = y if isinstance(y, tuple) else (y, None)
+        if labels is not None:
+            labels = _check_labels(labels, batch_size, model.num_classes).to(device)
         if y.shape != x0.shape:
             raise InputError(f"degrade_fn changed the shape {tuple(x0.shape)} to {tuple(y.shape)}; "
                              "it must resize back to the input size")
         x0, y = to_model_range(x0.to(device)), to_model_range(y.to(device))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            loss = training_loss(model, x0, y, scheduler=sched, generator=generator_for(seed, f"loss-{step}"))
+            loss = training_loss(model, x0, y, labels, scheduler=sched,  # [MASK] dropout 0.5 (DiffGAR Alg. 1)
+                                 generator=generator_for(seed, f"loss-{step}"))
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss is {loss.item()} at step {step}")
         opt.zero_grad(set_to_none=True)

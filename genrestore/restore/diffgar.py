@@ -1,0 +1,177 @@
+"""DiffGAR restoration: a class-conditional diffusion model over degradation types (DiffGAR §4).
+
+The network is a :class:`~genrestore.diffusion.ConditionalUNet` on ``concat(x_t, y)`` whose
+class embedding covers the degradation classes plus ``[MASK]`` (index ``len(class_names)``). In
+training half of the labels are replaced by ``[MASK]`` (Alg. 1), so one network restores
+
+* ``"blind"``: without knowing the degradation (``[MASK]``, guidance scale 1);
+* ``"non-blind"``: with the true class (guidance scale 1);
+* ``"guided"``: with the class and classifier-free guidance (eq. 9, ``s = 3``).
+
+Sampling is DDIM, 30 steps, ``eta = 0`` (appendix); the schedule arithmetic lives in
+:func:`genrestore.diffusion.sample`. :func:`diffgar_degrade` makes the training degradations from
+the four benchmark tasks of :mod:`genrestore.degrade.tasks`, each resized back to the clean size.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Callable, Literal
+
+import torch
+
+from .. import _random
+from .._checks import InputError, check_image
+from .._random import Generator
+from ..diffusion.model import ConditionalUNet
+from ..diffusion.sampling import sample
+from .idm import pad_to_multiple, size_multiple
+
+DIFFGAR_CLASSES: tuple[str, ...] = ("upsample", "denoise", "deartifact", "inpaint")
+Mode = Literal["blind", "non-blind", "guided"]
+MODES: tuple[str, ...] = ("blind", "non-blind", "guided")
+
+
+def diffgar_degrade(class_names: Sequence[str] = DIFFGAR_CLASSES, level: str = "M"
+                    ) -> Callable[[torch.Tensor, Generator], tuple[torch.Tensor, torch.Tensor]]:
+    """A ``degrade_fn`` for :func:`~genrestore.diffusion.train.train_conditional` with class labels.
+
+    Image ``i`` draws its class uniformly from ``generator[i]``, then is degraded by that task
+    (:func:`~genrestore.degrade.get_task` at ``level``) with the same generator; a degraded image
+    of another size (``upsample``) is resized back with bicubic interpolation and clamped to
+    ``[0, 1]``, since DiffGAR conditions on a pixel-aligned ``y``.
+
+    Args:
+        class_names: benchmark task names, in the order of the model's ``class_names``.
+        level: the task level, ``XS`` ... ``XL``.
+
+    Returns:
+        ``fn(x, generator) -> (y, class_labels)``: ``x`` and ``y`` ``(N, 3, H, W)`` in ``[0, 1]``,
+        ``class_labels`` ``(N,)`` int64.
+
+    Raises:
+        InputError: an unknown task name or level.
+
+    Example:
+        >>> fn = diffgar_degrade()
+        >>> y, c = fn(torch.rand(2, 3, 16, 16), [torch.Generator().manual_seed(i) for i in range(2)])
+        >>> y.shape, c.shape, c.dtype
+        (torch.Size([2, 3, 16, 16]), torch.Size([2]), torch.int64)
+    """
+    from ..degrade import get_task, resize
+
+    names = [str(c) for c in class_names]
+    unknown = [c for c in names if c not in DIFFGAR_CLASSES]
+    if unknown or not names:
+        raise InputError(f"expected class names among {list(DIFFGAR_CLASSES)}, got {names}")
+    tasks = [get_task(c, level) for c in names]
+
+    def degrade(x: torch.Tensor, generator: Generator = None) -> tuple[torch.Tensor, torch.Tensor]:
+        check_image(x, "x", channels=(3,))
+        gens = _random.per_image(generator, x.shape[0])
+        labels = torch.cat([_random.randint(g, 1, 0, len(tasks)) for g in gens])
+        ys = []
+        for i, g in enumerate(gens):
+            y = tasks[int(labels[i])].degrade(x[i:i + 1], [g])
+            if y.shape[-2:] != x.shape[-2:]:
+                y = resize(y, tuple(x.shape[-2:]), "bicubic").clamp(0, 1)
+            ys.append(y)
+        return torch.cat(ys), labels
+    return degrade
+
+
+class DiffGARRestorer:
+    """Restore degraded images with a class-conditional :class:`ConditionalUNet` (DiffGAR).
+
+    Args:
+        model: a trained :class:`ConditionalUNet` with ``class_names`` (its degradation classes).
+
+    Raises:
+        InputError: not a ConditionalUNet, or one without classes.
+
+    Example:
+        >>> from genrestore.diffusion import ConditionalUNet
+        >>> net = ConditionalUNet(3, class_names=DIFFGAR_CLASSES, unet=dict(
+        ...     sample_size=8, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
+        ...     down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D")))
+        >>> DiffGARRestorer(net).restore(torch.rand(1, 3, 7, 9), "guided", "denoise", steps=2).shape
+        torch.Size([1, 3, 7, 9])
+    """
+
+    def __init__(self, model: ConditionalUNet):
+        if not isinstance(model, ConditionalUNet):
+            raise InputError(f"expected a ConditionalUNet, got {type(model).__name__}")
+        if not model.num_classes:
+            raise InputError("DiffGAR needs a class-conditional model (config class_names), this one has none; "
+                             "train one with class_names, e.g. genrestore.restore.diffgar.DIFFGAR_CLASSES")
+        self.model = model.eval()
+        self.class_names: list[str] = list(model.config["class_names"])
+        self.multiple = size_multiple(model)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> DiffGARRestorer:
+        """A restorer from a ``.safetensors`` checkpoint with its ``.json`` sidecar (see ``ConditionalUNet.save``)."""
+        return cls(ConditionalUNet.load(path, device=device))
+
+    def class_label(self, artifact: str) -> int:
+        """The class index of ``artifact``; :class:`InputError` listing the classes if unknown."""
+        if artifact not in self.class_names:
+            raise InputError(f"unknown artifact {artifact!r}; this model's classes are {self.class_names}")
+        return self.class_names.index(artifact)
+
+    def sampling_args(self, mode: Mode, artifact: str | None, guidance_scale: float, n: int,
+                      device: torch.device | str = "cpu") -> tuple[torch.Tensor | None, float]:
+        """``(class_labels, guidance_scale)`` that ``mode`` hands to :func:`~genrestore.diffusion.sample`.
+
+        ``"blind"``: ``(None, 1.0)`` (``None`` is ``[MASK]``); ``"non-blind"``: ``(c, 1.0)``;
+        ``"guided"``: ``(c, guidance_scale)``, with ``c`` the ``(n,)`` int64 label of ``artifact``.
+
+        Raises:
+            InputError: an unknown mode or artifact, an artifact in blind mode, none otherwise.
+        """
+        if mode not in MODES:
+            raise InputError(f"expected mode in {list(MODES)}, got {mode!r}")
+        if mode == "blind":
+            if artifact is not None:
+                raise InputError(f"blind mode restores without a class; got artifact={artifact!r} "
+                                 "(use mode 'non-blind' or 'guided')")
+            return None, 1.0
+        if artifact is None:
+            raise InputError(f"mode {mode!r} needs the artifact class, one of {self.class_names}")
+        labels = torch.full((n,), self.class_label(artifact), dtype=torch.long, device=device)
+        return labels, (float(guidance_scale) if mode == "guided" else 1.0)
+
+    def restore(self, y: torch.Tensor, mode: Mode = "guided", artifact: str | None = None,
+                guidance_scale: float = 3.0, steps: int = 30, generator: Generator = None) -> torch.Tensor:
+        """Restore ``y`` by ``steps`` DDIM steps (``eta = 0``) from ``x_T ~ N(0, I)`` (DiffGAR §4).
+
+        Images are padded (bottom/right, reflect) to the UNet's size multiple and cropped back;
+        :func:`~genrestore.diffusion.sample` maps them to ``[-1, 1]`` for the model and back.
+
+        Args:
+            y: ``(N, C, H, W)`` degraded images in ``[0, 1]``, any ``H, W >= 1`` (for ``upsample``:
+                the low-resolution image resized to the output size, bicubic, as in training).
+            mode: ``"blind"`` (``[MASK]``, ``s = 1``), ``"non-blind"`` (the class, ``s = 1``) or
+                ``"guided"`` (the class with classifier-free guidance ``s``, eq. 9).
+            artifact: the degradation class of every image, one of ``self.class_names``; ``None``
+                for blind mode.
+            guidance_scale: ``s`` for guided mode (DiffGAR: 3); ignored by the other modes.
+            steps: DDIM steps (DiffGAR: 30).
+            generator: a ``torch.Generator`` or one per image (then image ``i`` draws its noise,
+                at its padded size, from ``generator[i]`` only).
+
+        Returns:
+            ``(N, C, H, W)`` restored images in ``[0, 1]``.
+
+        Raises:
+            InputError: bad ``y``, ``steps``, mode or artifact (the message lists the classes).
+        """
+        model = self.model
+        check_image(y, "y", channels=(model.channels,))
+        device = next(model.parameters()).device
+        labels, s = self.sampling_args(mode, artifact, guidance_scale, y.shape[0], device)
+        y_pad, (h, w) = pad_to_multiple(y, self.multiple)
+        x = sample(model, y_pad.to(device), scheduler="ddim", steps=steps, class_labels=labels,
+                   guidance_scale=s, eta=0.0, generator=generator)
+        return x[..., :h, :w].to(y.device)

@@ -1,0 +1,153 @@
+"""DiffGAR restorer (blind / non-blind / guided modes) and class-conditional training.
+
+A tiny UNet (8/16 channels) built here; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+pytest.importorskip("diffusers")
+
+from genrestore._checks import InputError  # noqa: E402
+from genrestore.diffusion import ConditionalUNet  # noqa: E402
+from genrestore.diffusion.train import train_conditional  # noqa: E402
+from genrestore.restore import diffgar  # noqa: E402
+from genrestore.restore.diffgar import DIFFGAR_CLASSES, DiffGARRestorer, diffgar_degrade  # noqa: E402
+
+TINY_UNET = dict(sample_size=16, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
+                 down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2)
+
+
+def tiny_net(classes=DIFFGAR_CLASSES) -> ConditionalUNet:
+    torch.manual_seed(0)  # test-only: weight init
+    net = ConditionalUNet(3, class_names=classes, unet=TINY_UNET)
+    if classes:
+        with torch.no_grad():  # make the class embedding matter (diffusers may init it small)
+            net.unet.class_embedding.weight.normal_(0, 1, generator=torch.Generator().manual_seed(1))
+    return net
+
+
+def g(i=0):
+    return torch.Generator().manual_seed(i)
+
+
+@pytest.fixture(scope="module")
+def restorer():
+    return DiffGARRestorer(tiny_net())
+
+
+@pytest.fixture(scope="module")
+def y():
+    return torch.rand(2, 3, 8, 8, generator=g(5))
+
+
+def test_modes_pass_labels_and_guidance_to_sample(restorer, monkeypatch):
+    calls = []
+    monkeypatch.setattr(diffgar, "sample", lambda model, y, **kw: calls.append(kw) or y)
+    x = torch.rand(3, 3, 8, 8)
+    restorer.restore(x, "blind")
+    restorer.restore(x, "non-blind", "deartifact", guidance_scale=7.0)
+    restorer.restore(x, "guided", "deartifact", steps=5)
+    blind, nonblind, guided = calls
+    assert blind["class_labels"] is None and blind["guidance_scale"] == 1.0
+    assert torch.equal(nonblind["class_labels"], torch.full((3,), 2)) and nonblind["guidance_scale"] == 1.0
+    assert torch.equal(guided["class_labels"], torch.full((3,), 2)) and guided["guidance_scale"] == 3.0
+    assert all(c["scheduler"] == "ddim" and c["eta"] == 0.0 for c in calls)
+    assert blind["steps"] == 30 and guided["steps"] == 5
+
+
+def test_guided_with_scale_one_is_non_blind_and_blind_differs(restorer, y):
+    nb = restorer.restore(y, "non-blind", "denoise", steps=2, generator=g())
+    gd = restorer.restore(y, "guided", "denoise", guidance_scale=1.0, steps=2, generator=g())
+    bl = restorer.restore(y, "blind", steps=2, generator=g())
+    g3 = restorer.restore(y, "guided", "denoise", steps=2, generator=g())
+    assert torch.equal(nb, gd)
+    assert not torch.allclose(bl, nb) and not torch.allclose(g3, nb)
+    assert nb.shape == y.shape and nb.dtype == torch.float32 and 0 <= nb.min() and nb.max() <= 1
+
+
+def test_blind_is_the_mask_class(restorer, y):
+    from genrestore.diffusion import sample
+    out = restorer.restore(y, "blind", steps=2, generator=g())
+    ref = sample(restorer.model, y, "ddim", 2, class_labels=torch.full((2,), 4), generator=g())
+    assert torch.equal(out, ref)
+
+
+def test_odd_sizes_are_padded_and_cropped(restorer):
+    from genrestore.diffusion import sample
+    from genrestore.restore.idm import pad_to_multiple
+    x = torch.rand(1, 3, 7, 9, generator=g(3))
+    out = restorer.restore(x, "guided", "inpaint", steps=2, generator=g())
+    ref = sample(restorer.model, pad_to_multiple(x, 2)[0], "ddim", 2, class_labels=torch.tensor([3]),
+                 guidance_scale=3.0, generator=g())[..., :7, :9]
+    assert out.shape == (1, 3, 7, 9) and torch.equal(out, ref)
+    assert restorer.restore(torch.rand(1, 3, 1, 3), "blind", steps=1).shape == (1, 3, 1, 3)
+
+
+def test_bad_inputs(restorer, y):
+    with pytest.raises(InputError, match="'upsample', 'denoise', 'deartifact', 'inpaint'"):
+        restorer.restore(y, "guided", "blur")
+    with pytest.raises(InputError, match="needs the artifact"):
+        restorer.restore(y, "non-blind")
+    with pytest.raises(InputError, match="blind mode"):
+        restorer.restore(y, "blind", "denoise")
+    with pytest.raises(InputError, match="mode"):
+        restorer.restore(y, "sharp", "denoise")
+    with pytest.raises(InputError, match="class"):
+        DiffGARRestorer(tiny_net(()))
+    with pytest.raises(InputError, match="class names"):
+        diffgar_degrade(["blur"])
+
+
+def test_degrade_gives_classes_and_clean_size():
+    fn = diffgar_degrade(level="XS")
+    x = torch.rand(8, 3, 16, 16, generator=g(1))
+    gens = [g(i) for i in range(8)]
+    y, c = fn(x, gens)
+    y2, c2 = fn(x, [g(i) for i in range(8)])
+    assert y.shape == x.shape and 0 <= y.min() and y.max() <= 1 and c.dtype == torch.long
+    assert torch.equal(y, y2) and torch.equal(c, c2) and set(c.tolist()) == {0, 1, 2, 3}  # upsample resized back
+    y1, c1 = fn(x[3:4], [g(3)])  # an image alone matches itself in the batch
+    assert torch.equal(y1, y[3:4]) and c1.item() == c[3].item()
+
+
+def run(out_dir, steps, calls=None):
+    imgs = [torch.rand(3, 20, 20, generator=g(0)), torch.rand(3, 16, 24, generator=g(1))]
+    fn = diffgar_degrade(level="XS")
+
+    def degrade(x, gens):
+        if calls is not None:
+            calls.append(1)
+        return fn(x, gens)
+    return train_conditional(tiny_net(), imgs, degrade, steps=steps, batch_size=2, crop=16, lr=1e-3,
+                             ema_decay=0.5, out_dir=out_dir, save_every=1, seed=3)
+
+
+def test_class_conditional_training_saves_and_resumes(tmp_path):
+    full = run(tmp_path / "full", steps=2)
+    meta = json.loads((tmp_path / "full" / "model.json").read_text())
+    assert meta["config"]["class_names"] == list(DIFFGAR_CLASSES) and meta["steps"] == 2
+    r = DiffGARRestorer.from_file(tmp_path / "full" / "model.safetensors")
+    assert r.class_names == list(DIFFGAR_CLASSES)
+    run(tmp_path / "cut", steps=1)
+    calls = []
+    resumed = run(tmp_path / "cut", steps=2, calls=calls)
+    assert len(calls) == 1
+    for k, v in full.state_dict().items():
+        assert torch.equal(resumed.state_dict()[k], v), k
+    # the class embedding was trained
+    assert not torch.equal(full.unet.class_embedding.weight, tiny_net().unet.class_embedding.weight)
+
+
+def test_labels_need_a_class_model(tmp_path):
+    fn = diffgar_degrade(level="XS")
+    with pytest.raises(InputError, match="no classes"):
+        train_conditional(tiny_net(()), [torch.rand(3, 16, 16)], fn, steps=1, batch_size=1, crop=16,
+                          out_dir=tmp_path)
+    with pytest.raises(InputError, match="class labels"):
+        train_conditional(tiny_net(), [torch.rand(3, 16, 16)], lambda x, gs: (x, torch.tensor([9])),
+                          steps=1, batch_size=1, crop=16, out_dir=tmp_path)
