@@ -63,6 +63,48 @@ def cmd_restore_idm(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_restore_diffgar(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ._random import generator_for
+    from .cli import _plan_outputs, _validate_inputs, resolve_device
+    from .cli_sr import _list_inputs
+    from .degrade import resize
+    from .io import atomic_write_bytes, read_image, write_image
+    from .restore.diffgar import DiffGARRestorer
+
+    if not args.model:
+        raise InputError("no DiffGAR weights ship yet: train a model with `genrestore train diffgar --data DIR -o RUN` "
+                         "and pass --model RUN/model.safetensors")
+    steps = 30 if args.steps is None else args.steps
+    if not math.isfinite(steps) or steps != int(steps) or not 1 <= steps <= 1000:
+        raise InputError(f"--steps for DiffGAR is the number of DDIM steps, 1..1000; got {steps}")
+    paths = _list_inputs(args.inputs)
+    _validate_inputs(paths)
+    device = resolve_device(args.device)
+    restorer = DiffGARRestorer.from_file(args.model, device)
+    restorer.sampling_args(args.mode, args.artifact, args.guidance_scale, 1, device)  # checks mode/artifact up front
+    out_dir = Path(args.output)
+    _plan_outputs(paths, out_dir, ["{stem}.png", "{stem}.json"])
+    for path in tqdm(paths, desc="restore", unit="img", file=sys.stderr, disable=args.quiet):
+        y = read_image(path, "rgb").to(device)
+        if args.upscale > 1:  # DiffGAR conditions on images at the output size (upsampling: bicubic first)
+            y = resize(y, (y.shape[-2] * args.upscale, y.shape[-1] * args.upscale), "bicubic").clamp(0, 1)
+        x = restorer.restore(y, args.mode, args.artifact, args.guidance_scale, int(steps),
+                             [generator_for(args.seed, path.name)])
+        write_image(out_dir / f"{path.stem}.png", x)
+        record = {"input": str(path), "output": str(out_dir / f"{path.stem}.png"), "method": "diffgar",
+                  "model": str(args.model), "mode": args.mode, "artifact": args.artifact,
+                  "guidance_scale": args.guidance_scale if args.mode == "guided" else 1.0, "steps": int(steps),
+                  "seed": args.seed}
+        atomic_write_bytes(out_dir / f"{path.stem}.json", (json.dumps(record, indent=1) + "\n").encode())
+        if args.json:
+            print(json.dumps(record), flush=True)
+    if not args.json:
+        print(f"{len(paths)} restored by DiffGAR ({args.mode}, {int(steps)} DDIM steps) -> {out_dir}")
+    return 0
+
+
 def cmd_restore(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -76,6 +118,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
     if args.method == "idm":
         return cmd_restore_idm(args)
+    if args.method == "diffgar":
+        return cmd_restore_diffgar(args)
     if not args.task or not args.generator:
         raise InputError("stylegan-inversion needs --task and --generator")
     scale = 1.0 if args.steps is None else args.steps
@@ -128,21 +172,40 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_diffgar(args: argparse.Namespace) -> int:
+    from .cli import resolve_device
+    from .diffusion import ConditionalUNet
+    from .diffusion.train import train_conditional
+    from .restore.diffgar import DIFFGAR_CLASSES, diffgar_degrade
+
+    model = ConditionalUNet(3, class_names=DIFFGAR_CLASSES, prediction_type="epsilon", unet=_unet_config(args))
+    recipe = (f"genrestore train diffgar --data {args.data} --size {args.size} --steps {args.steps} --level {args.level} "
+              f"--batch-size {args.batch_size} --lr {args.lr} --seed {args.seed}")
+    train_conditional(model, args.data, diffgar_degrade(level=args.level), args.steps, args.batch_size, args.size,
+                      args.lr, args.ema_decay, args.output, args.save_every, args.seed, resolve_device(args.device),
+                      recipe)
+    print(f"DiffGAR model after {args.steps} steps -> {Path(args.output) / 'model.safetensors'}")
+    return 0
+
+
+def _unet_config(args: argparse.Namespace) -> dict:
+    multiple = 2 ** (len(args.channels) - 1)
+    if args.size % multiple or args.size // multiple < 2:
+        raise InputError(f"--size must be a multiple of {multiple} (2^(blocks - 1)) and at least {2 * multiple}, "
+                         f"got {args.size}")
+    return {"sample_size": args.size, "block_out_channels": list(args.channels), "layers_per_block": 2,
+            "norm_num_groups": min(32, math.gcd(*args.channels)),
+            "down_block_types": ["DownBlock2D"] * (len(args.channels) - 1) + ["AttnDownBlock2D"],
+            "up_block_types": ["AttnUpBlock2D"] + ["UpBlock2D"] * (len(args.channels) - 1)}
+
+
 def cmd_train_idm(args: argparse.Namespace) -> int:
     from .cli import resolve_device
     from .degrade import PIPELINES
     from .diffusion import ConditionalUNet
     from .diffusion.train import train_conditional
 
-    multiple = 2 ** (len(args.channels) - 1)
-    if args.size % multiple or args.size // multiple < 2:
-        raise InputError(f"--size must be a multiple of {multiple} (2^(blocks - 1)) and at least {2 * multiple}, "
-                         f"got {args.size}")
-
-    unet = {"sample_size": args.size, "block_out_channels": list(args.channels), "layers_per_block": 2,
-            "norm_num_groups": min(32, math.gcd(*args.channels)),
-            "down_block_types": ["DownBlock2D"] * (len(args.channels) - 1) + ["AttnDownBlock2D"],
-            "up_block_types": ["AttnUpBlock2D"] + ["UpBlock2D"] * (len(args.channels) - 1)}
+    unet = _unet_config(args)
     device = resolve_device(args.device)
     model = ConditionalUNet(3, prediction_type="sample", unet=unet)
     recipe = (f"genrestore train idm --data {args.data} --size {args.size} --steps {args.steps} "
@@ -178,14 +241,9 @@ def _extrinsic_data(args: argparse.Namespace, device) -> Path:
     return out
 
 
-def add_train_parser(tsub) -> None:
-    """Register ``train idm``."""
+def _common_train_args(t: argparse.ArgumentParser) -> None:
     from .cli_sr import _positive_int
 
-    t = tsub.add_parser("idm", help="train an IDM restorer (x0-predicting conditional DDPM) on clean photos",
-                        description="Random crops and flips of the photos, degraded on the fly by the IDM pipeline; "
-                                    "AdamW, EMA, bf16 on CUDA; resumes from OUT/checkpoint.safetensors. Example: "
-                                    "genrestore train idm --data photos/train --size 64 --steps 2000 -o runs/idm")
     t.add_argument("--data", required=True, help="folder of clean photos")
     t.add_argument("-o", "--output", required=True, metavar="OUT")
     t.add_argument("--size", type=_positive_int, default=128, help="crop side, px")
@@ -197,12 +255,31 @@ def add_train_parser(tsub) -> None:
                    help="UNet block widths (the last block has attention)")
     t.add_argument("--save-every", type=_positive_int, default=1000)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+
+
+def add_train_parser(tsub) -> None:
+    """Register ``train idm`` and ``train diffgar``."""
+    from .cli_sr import _positive_int
+
+    t = tsub.add_parser("idm", help="train an IDM restorer (x0-predicting conditional DDPM) on clean photos",
+                        description="Random crops and flips of the photos, degraded on the fly by the IDM pipeline; "
+                                    "AdamW, EMA, bf16 on CUDA; resumes from OUT/checkpoint.safetensors. Example: "
+                                    "genrestore train idm --data photos/train --size 64 --steps 2000 -o runs/idm")
+    _common_train_args(t)
     t.add_argument("--extrinsic-from", metavar="MODEL", help="extrinsic iteration (IDM §3.3): restore --data with "
                    "this model k, then train model k+1 on the restored photos, starting from model k's weights")
     t.add_argument("--extrinsic-steps", type=_positive_int, default=10, help="DDPM steps when restoring the data")
     t.add_argument("--extrinsic-tile", type=int, default=0, help="tile side when restoring the data (0: whole)")
-    t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     t.set_defaults(func=cmd_train_idm)
+
+    d = tsub.add_parser("diffgar", help="train a DiffGAR restorer (class-conditional, [MASK] for 50 % of samples)",
+                        description="Each crop gets one of the four benchmark tasks at --level as its class (upsampled "
+                                    "back to the crop size); epsilon objective; resumes like train idm. Example: "
+                                    "genrestore train diffgar --data photos/train --size 64 --steps 2000 -o runs/dg")
+    _common_train_args(d)
+    d.add_argument("--level", default="M", choices=("XS", "S", "M", "L", "XL"), help="level of the tasks")
+    d.set_defaults(func=cmd_train_diffgar)
 
 
 def add_parser(sub) -> None:
@@ -214,8 +291,15 @@ def add_parser(sub) -> None:
                                    "--level M --generator G.safetensors")
     r.add_argument("inputs", nargs="+", metavar="INPUT", help="degraded RGB images, folders or globs")
     r.add_argument("-o", "--output", required=True, metavar="OUT")
-    r.add_argument("--method", default="idm", choices=("idm", "stylegan-inversion"))
-    r.add_argument("--model", metavar="FILE", help="idm: a ConditionalUNet .safetensors (+ .json) from `train idm`")
+    r.add_argument("--method", default="idm", choices=("idm", "diffgar", "stylegan-inversion"))
+    r.add_argument("--model", metavar="FILE", help="idm / diffgar: a ConditionalUNet .safetensors (+ .json) from "
+                   "`train idm` / `train diffgar`")
+    r.add_argument("--mode", default="guided", choices=("blind", "non-blind", "guided"), help="diffgar: [MASK] class, "
+                   "the given class, or the class with classifier-free guidance")
+    r.add_argument("--artifact", help="diffgar: the degradation class (non-blind and guided modes)")
+    r.add_argument("--guidance-scale", type=float, default=3.0, help="diffgar guided mode: CFG scale (3)")
+    r.add_argument("--upscale", type=int, default=1, help="diffgar: bicubic upscale of the input first (for "
+                   "upsampling, so the condition has the output size)")
     r.add_argument("--tile", type=int, default=0, metavar="PX", help="idm: network tile side (0: whole image)")
     r.add_argument("--tile-pad", type=int, default=16, metavar="PX")
     r.add_argument("--task", help="stylegan-inversion: the degradation to invert: a task (upsample, denoise, "
@@ -224,7 +308,8 @@ def add_parser(sub) -> None:
     r.add_argument("--generator", help="stylegan-inversion: StyleGAN2 .safetensors (+ .json), e.g. from "
                    "`genrestore weights convert network-snapshot.pkl G.safetensors`")
     r.add_argument("--masks", metavar="DIR", help="inpainting: folder with NAME_mask.png (1 = kept)")
-    r.add_argument("--steps", type=float, default=None, help="idm: DDPM steps (default 10); stylegan-inversion: "
+    r.add_argument("--steps", type=float, default=None, help="idm: DDPM steps (default 10); diffgar: DDIM steps "
+                   "(default 30); stylegan-inversion: "
                    "scale of the 150 steps per phase (default 1; 0.1 for a quick run)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))

@@ -151,3 +151,29 @@ def test_labels_need_a_class_model(tmp_path):
     with pytest.raises(InputError, match="class labels"):
         train_conditional(tiny_net(), [torch.rand(3, 16, 16)], lambda x, gs: (x, torch.tensor([9])),
                           steps=1, batch_size=1, crop=16, out_dir=tmp_path)
+
+
+def test_train_diffgar_then_restore_cli(tmp_path, capsys):
+    import json
+
+    from genrestore.cli import main
+    from genrestore.io import read_image, write_image
+
+    g = torch.Generator().manual_seed(0)
+    for i in range(2):
+        write_image(tmp_path / "photos" / f"p{i}.png", torch.rand(1, 3, 24, 24, generator=g))
+    write_image(tmp_path / "in" / "x.png", torch.rand(1, 3, 10, 9, generator=g))
+    run = tmp_path / "run"
+    assert main(["train", "diffgar", "--data", str(tmp_path / "photos"), "-o", str(run), "--size", "16", "--steps",
+                 "2", "--batch-size", "2", "--channels", "8", "16", "--device", "cpu"]) == 0
+    assert json.loads((run / "model.json").read_text())["config"]["class_names"] == list(DIFFGAR_CLASSES)
+    out = tmp_path / "out"
+    args = ["restore", str(tmp_path / "in"), "-o", str(out), "--method", "diffgar", "--model",
+            str(run / "model.safetensors"), "--steps", "2", "-q"]
+    assert main(args + ["--mode", "guided", "--artifact", "denoise"]) == 0
+    assert read_image(out / "x.png").shape == (1, 3, 10, 9)
+    rec = json.loads((out / "x.json").read_text())
+    assert rec["mode"] == "guided" and rec["guidance_scale"] == 3.0 and rec["steps"] == 2
+    capsys.readouterr()
+    assert main(args + ["--mode", "guided", "--artifact", "nosuch"]) == 2
+    assert "denoise" in capsys.readouterr().err  # the message lists the classes
