@@ -1,0 +1,308 @@
+"""The benchmark harness: suites as data, one result row per image x task x level x method.
+
+A suite is a TOML file (see ``genrestore/bench/suites/``)::
+
+    name = "inpainting"
+    images = "../shared/data/photos/val"   # folder; relative paths are from the suite file, then the cwd
+    count = 6                               # ground-truth crops (round-robin over the images)
+    crop = 128                              # px
+    seed = 0
+    tasks = ["inpaint"]                     # benchmark tasks or compositions (genrestore.degrade)
+    levels = ["S", "M", "L"]
+    methods = ["degraded", "telea", "navier-stokes"]
+    metrics = ["psnr", "ssim", "lpips"]
+
+Methods: ``degraded`` (the input, resized to the ground truth's size), ``telea`` and
+``navier-stokes`` (OpenCV inpainting, inpainting tasks only), ``nlmeans`` (OpenCV non-local
+means), ``idm:MODEL``, ``diffgar:MODEL`` (guided with the task as its class) and
+``stylegan-inversion:GENERATOR``. Metrics: ``psnr``, ``ssim`` (RGB), ``lpips`` (AlexNet; a row
+records ``null`` and the run notes it when the backbone is absent). Everything in a suite is
+checked before any work starts; the offending key is named.
+
+Rows go to ``OUT/results.jsonl`` (appended as they finish) and ``OUT/results.csv``; ground
+truth, inputs and outputs to ``OUT/images/``. A rerun skips rows already there (resume), and
+``shard=(i, n)`` runs every n-th row, so machines can split a suite.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .._checks import InputError
+
+METHOD_KINDS = ("degraded", "telea", "navier-stokes", "nlmeans", "idm", "diffgar", "stylegan-inversion")
+METRICS = {"psnr": True, "ssim": True, "lpips": False}  # name -> higher is better
+SUITES_DIR = Path(__file__).with_name("suites")
+
+
+@dataclass
+class Suite:
+    """A parsed, checked suite."""
+
+    name: str
+    images: Path
+    tasks: list[str]
+    levels: list[str]
+    methods: list[str]
+    metrics: list[str]
+    count: int = 4
+    crop: int = 128
+    seed: int = 0
+    path: Path | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        try:
+            import tomli as tomllib
+        except ImportError:
+            raise InputError("suite files are TOML: Python >= 3.11, or `pip install tomli`") from None
+    try:
+        return tomllib.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: not a readable TOML suite ({e})") from None
+
+
+def load_suite(spec: str | Path, methods: list[str] | None = None, images: str | Path | None = None) -> Suite:
+    """A suite by file path or by name (``genrestore/bench/suites/NAME.toml``), checked.
+
+    Args:
+        methods: replaces the suite's method list (``--methods``).
+        images: replaces the suite's image folder (``--images``).
+    """
+    from ..degrade import COMPOSITIONS, LEVELS, TASKS
+
+    path = Path(spec)
+    if not path.is_file():
+        path = SUITES_DIR / f"{spec}.toml"
+        if not path.is_file():
+            known = ", ".join(sorted(p.stem for p in SUITES_DIR.glob("*.toml")))
+            raise InputError(f"no suite file {spec!r} and no built-in suite of that name (built-in: {known})")
+    data = _read_toml(path)
+    allowed = {"name", "images", "tasks", "levels", "methods", "metrics", "count", "crop", "seed"}
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise InputError(f"{path}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+    for key in ("tasks", "levels", "methods", "metrics"):
+        if not isinstance(data.get(key), list) or not data[key]:
+            raise InputError(f"{path}: '{key}' must be a non-empty list")
+    for t in data["tasks"]:
+        if t not in TASKS and t not in COMPOSITIONS:
+            raise InputError(f"{path}: unknown task {t!r} in 'tasks'; known: {', '.join([*TASKS, *COMPOSITIONS])}")
+    for lv in data["levels"]:
+        if lv not in LEVELS:
+            raise InputError(f"{path}: unknown level {lv!r} in 'levels'; known: {', '.join(LEVELS)}")
+    if any(t in COMPOSITIONS for t in data["tasks"]) and data["levels"] != ["M"]:
+        raise InputError(f"{path}: compositions are defined at level M only; use levels = [\"M\"]")
+    methods = methods or data["methods"]
+    for m in methods:
+        kind, _, arg = m.partition(":")
+        if kind not in METHOD_KINDS:
+            raise InputError(f"{path}: unknown method {m!r} in 'methods'; known: {', '.join(METHOD_KINDS)}")
+        if kind in ("idm", "diffgar", "stylegan-inversion") and not arg:
+            raise InputError(f"{path}: method {kind!r} needs its weights: '{kind}:PATH.safetensors'")
+        if kind in ("telea", "navier-stokes") and any(t not in ("inpaint", "P") for t in data["tasks"]):
+            raise InputError(f"{path}: method {m!r} only restores inpainting; the suite also has "
+                             f"{[t for t in data['tasks'] if t not in ('inpaint', 'P')]}")
+    for name in data["metrics"]:
+        if name not in METRICS:
+            raise InputError(f"{path}: unknown metric {name!r} in 'metrics'; known: {', '.join(METRICS)}")
+    if images is not None:
+        data["images"] = str(images)
+    images = Path(data.get("images", ""))
+    for base in (path.parent, Path.cwd()):
+        if (base / images).is_dir():
+            images = base / images
+            break
+    else:
+        raise InputError(f"{path}: 'images' folder {data.get('images')!r} not found")
+    return Suite(data.get("name", path.stem), images, data["tasks"], data["levels"], methods, data["metrics"],
+                 int(data.get("count", 4)), int(data.get("crop", 128)), int(data.get("seed", 0)), path)
+
+
+def ground_truth(suite: Suite) -> list[tuple[str, torch.Tensor]]:
+    """``count`` crops ``(1, 3, crop, crop)``: round-robin over the images, positions from the seed."""
+    from .._random import generator_for
+    from ..io import list_images, read_image
+
+    paths = list_images([suite.images])
+    out = []
+    for i in range(suite.count):
+        p = paths[i % len(paths)]
+        x = read_image(p, "rgb")
+        h, w = x.shape[-2:]
+        if min(h, w) < suite.crop:
+            raise InputError(f"{p}: {w}x{h} px is smaller than the suite's {suite.crop} px crops")
+        g = generator_for(suite.seed, f"{p.name}:{i}")
+        y0 = int(torch.randint(h - suite.crop + 1, (1,), generator=g))
+        x0 = int(torch.randint(w - suite.crop + 1, (1,), generator=g))
+        out.append((f"{p.stem}-{i}", x[..., y0:y0 + suite.crop, x0:x0 + suite.crop]))
+    return out
+
+
+def _mask_of(task, params) -> torch.Tensor | None:
+    from ..degrade.tasks import Composition, Inpaint
+
+    stages = task.tasks if isinstance(task, Composition) else (task,)
+    if not any(isinstance(t, Inpaint) for t in stages):
+        return None
+    p = params["stages"][-1] if isinstance(task, Composition) else params
+    return p["mask"]
+
+
+def _opencv(y: torch.Tensor, fn) -> torch.Tensor:
+    import numpy as np
+
+    a = (y[0].permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    out = fn(np.ascontiguousarray(a))
+    return torch.from_numpy(out).permute(2, 0, 1)[None].float() / 255
+
+
+def run_method(method: str, task_name: str, task, y: torch.Tensor, params, size: tuple[int, int], seed: int,
+               key: str, cache: dict) -> torch.Tensor:
+    """One method's restoration of the degraded ``y`` at the ground truth's ``size``."""
+    import cv2
+
+    from .._random import generator_for
+    from ..degrade import resize
+
+    kind, _, arg = method.partition(":")
+    up = resize(y, size, "bicubic").clamp(0, 1) if tuple(y.shape[-2:]) != size else y
+    if kind == "degraded":
+        return up
+    if kind in ("telea", "navier-stokes"):
+        mask = _mask_of(task, params)
+        hole = ((1 - mask[0, 0]) * 255).to(torch.uint8).numpy()
+        flag = cv2.INPAINT_TELEA if kind == "telea" else cv2.INPAINT_NS
+        return _opencv(up, lambda a: cv2.inpaint(a, hole, 3, flag))
+    if kind == "nlmeans":
+        return _opencv(up, lambda a: cv2.fastNlMeansDenoisingColored(a, None, 10, 10, 7, 21))
+    if kind == "idm":
+        from ..restore.idm import IDMRestorer
+
+        r = cache.setdefault(method, IDMRestorer.from_file(arg))
+        return r.restore(up, 10, [generator_for(seed, key)])
+    if kind == "diffgar":
+        from ..restore.diffgar import DiffGARRestorer
+
+        r = cache.setdefault(method, DiffGARRestorer.from_file(arg))
+        artifact = task_name if task_name in r.class_names else None
+        mode = "guided" if artifact else "blind"
+        return r.restore(up, mode, artifact, 3.0, 30, [generator_for(seed, key)])
+    if kind == "stylegan-inversion":
+        from ..models.stylegan2 import load_stylegan2
+        from ..restore.stylegan_inversion import robust_invert
+
+        G = cache.setdefault(method, load_stylegan2(arg))
+        if G.resolution != size[0]:
+            raise InputError(f"{method}: the generator makes {G.resolution} px images, the suite crops {size[0]} px")
+        return robust_invert(G, y, task, params, generator=generator_for(seed, key), progress=False).final.clamp(0, 1)
+    raise InputError(f"unknown method {method!r}")
+
+
+def _metric_fns(names: list[str]) -> tuple[dict, list[str]]:
+    from .. import weights as ws
+    from ..metrics import psnr, ssim
+
+    fns, notes = {}, []
+    for n in names:
+        if n == "psnr":
+            fns[n] = lambda a, b: float(psnr(a, b)[0])
+        elif n == "ssim":
+            fns[n] = lambda a, b: float(ssim(a, b)[0])
+        elif n == "lpips":
+            if ws.find("alexnet-torchvision") is None:
+                fns[n] = lambda a, b: None
+                notes.append("lpips: absent (alexnet-torchvision not in the weight store)")
+            else:
+                from ..metrics.lpips import lpips
+
+                fns[n] = lambda a, b: float(lpips(a, b, "alex")[0])
+    return fns, notes
+
+
+def _row_key(row: dict) -> tuple:
+    return (row["image"], row["task"], row["level"], row["method"], row["seed"])
+
+
+def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1), progress: bool = True) -> dict:
+    """Run (or resume) ``suite`` into ``out_dir``; return a summary (rows done, skipped, notes)."""
+    from tqdm import tqdm
+
+    from .._random import generator_for
+    from ..degrade import get_task
+    from ..io import write_image
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results = out / "results.jsonl"
+    done = set()
+    if results.is_file():
+        for line in results.read_text().splitlines():
+            try:
+                done.add(_row_key(json.loads(line)))
+            except (ValueError, KeyError):
+                continue  # a line cut by an interruption: its row runs again
+    truths = ground_truth(suite)
+    fns, notes = _metric_fns(suite.metrics)
+    jobs = [(img, t, lv, m) for img, _ in truths for t in suite.tasks for lv in suite.levels for m in suite.methods]
+    jobs = jobs[shard[0]::shard[1]]
+    truth_of = dict(truths)
+    cache: dict = {}
+    ran = skipped = 0
+    with results.open("a") as log:
+        for img, t, lv, m in tqdm(jobs, desc=f"bench {suite.name}", unit="row", disable=not progress):
+            row_key = (img, t, lv, m, suite.seed)
+            if row_key in done:
+                skipped += 1
+                continue
+            x = truth_of[img]
+            task = get_task(t, lv)
+            key = f"{img}:{t}:{lv}"
+            y, params = task.degrade_with_params(x, generator_for(suite.seed, key))
+            start = time.perf_counter()
+            pred = run_method(m, t, task, y, params, tuple(x.shape[-2:]), suite.seed, key, cache)
+            seconds = time.perf_counter() - start
+            safe = m.replace(":", "_").replace("/", "_")
+            rel = {"truth": f"images/{img}_truth.png", "input": f"images/{img}_{t}_{lv}_input.png",
+                   "output": f"images/{img}_{t}_{lv}_{safe}.png"}
+            if not (out / rel["truth"]).is_file():
+                write_image(out / rel["truth"], x)
+            if not (out / rel["input"]).is_file():
+                write_image(out / rel["input"], y)
+            write_image(out / rel["output"], pred)
+            row = {"suite": suite.name, "image": img, "task": t, "level": lv, "method": m, "seed": suite.seed,
+                   "seconds": round(seconds, 4), "metrics": {n: f(pred, x) for n, f in fns.items()},
+                   "higher_is_better": {n: METRICS[n] for n in fns}, "images": rel}
+            log.write(json.dumps(row) + "\n")
+            log.flush()
+            ran += 1
+    write_csv(out)
+    return {"rows_run": ran, "rows_skipped": skipped, "notes": notes, "results": str(results)}
+
+
+def write_csv(out_dir: Path) -> Path:
+    """``results.csv`` from ``results.jsonl`` (one column per metric), written atomically."""
+    import csv
+    import io as _io
+
+    from ..io import atomic_write_bytes
+
+    rows = [json.loads(line) for line in (out_dir / "results.jsonl").read_text().splitlines() if line.strip()]
+    metrics = sorted({k for r in rows for k in r["metrics"]})
+    buf = _io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["suite", "image", "task", "level", "method", "seed", "seconds", *metrics])
+    for r in rows:
+        w.writerow([r["suite"], r["image"], r["task"], r["level"], r["method"], r["seed"], r["seconds"],
+                    *("" if r["metrics"].get(m) is None else r["metrics"][m] for m in metrics)])
+    atomic_write_bytes(out_dir / "results.csv", buf.getvalue().encode())
+    return out_dir / "results.csv"

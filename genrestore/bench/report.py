@@ -1,0 +1,394 @@
+"""Benchmark report: ``results.jsonl`` -> a self-contained ``report.html`` and ``report.md``.
+
+The harness writes one JSON object per line to ``run_dir/results.jsonl``::
+
+    {"suite": str, "image": str, "task": str, "level": str, "method": str, "seed": int,
+     "seconds": float, "metrics": {name: float | null}, "higher_is_better": {name: bool},
+     "images": {"input": relpath | null, "output": relpath | null, "truth": relpath | null}}
+
+with image paths relative to ``run_dir``. The HTML page has inline CSS, images as base64 PNG
+data URIs and plots as inline SVG built here, so it opens offline and can be mailed as one file.
+
+Usage::
+
+    python -m genrestore.bench.report RUN_DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as _dt
+import html
+import json
+import math
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .._checks import InputError
+from ..io import atomic_write_bytes
+
+LEVEL_ORDER = ("XS", "S", "M", "L", "XL")
+_PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
+            "#7f7f7f", "#bcbd22", "#17becf")
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;background:#fff}
+h1{margin-bottom:.2em} .meta{color:#555;margin-bottom:1.5em}
+table{border-collapse:collapse;margin:.5em 0 1.5em}
+th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}
+th:first-child,td:first-child{text-align:left}
+td.best{font-weight:bold;background:#d9f2d9}
+td.absent{color:#999;font-style:italic}
+.grid td{text-align:center;vertical-align:top}
+.grid img{display:block;margin:2px auto;min-width:96px;max-width:256px;image-rendering:pixelated}
+.plots svg{margin:0 1em 1em 0;border:1px solid #eee}
+"""
+
+
+def load_rows(run_dir: str | os.PathLike) -> list[dict]:
+    """Read ``run_dir/results.jsonl`` (blank lines skipped).
+
+    Raises:
+        InputError: the file is missing, a line is not JSON, or a row lacks a required key.
+    """
+    path = Path(run_dir) / "results.jsonl"
+    if not path.is_file():
+        raise InputError(f"{path}: no such file (expected the harness's results.jsonl)")
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{path}:{n}: not JSON ({e.msg})") from None
+        missing = [k for k in ("task", "level", "method", "image") if k not in row]
+        if not isinstance(row, dict) or missing:
+            raise InputError(f"{path}:{n}: expected an object with task, level, method, image; "
+                             f"missing {missing}")
+        rows.append(row)
+    return rows
+
+
+def _level_key(level: str) -> tuple[int, str]:
+    return (LEVEL_ORDER.index(level), "") if level in LEVEL_ORDER else (len(LEVEL_ORDER), level)
+
+
+def _unique(values) -> list:
+    return list(dict.fromkeys(values))
+
+
+def _mean(values: list) -> float | None:
+    vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    return sum(vals) / len(vals) if vals else None
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Mean of each metric (and of seconds) per (task, level) and method.
+
+    Null metric values are left out of the mean; a metric with no value at all is ``None``.
+
+    Returns:
+        ``{"metrics": [names], "higher": {name: bool}, "tables": {(task, level): {method:
+        {name: mean or None, "seconds": mean or None}}}}``, tasks in file order, levels in
+        XS..XL order, methods in file order.
+    """
+    metrics = _unique(m for r in rows for m in (r.get("metrics") or {}))
+    higher: dict[str, bool] = {}
+    for r in rows:
+        higher.update({k: bool(v) for k, v in (r.get("higher_is_better") or {}).items()})
+    tasks = _unique(r["task"] for r in rows)
+    tables: dict[tuple[str, str], dict[str, dict]] = {}
+    for task in tasks:
+        trows = [r for r in rows if r["task"] == task]
+        for level in sorted(_unique(r["level"] for r in trows), key=_level_key):
+            lrows = [r for r in trows if r["level"] == level]
+            table = {}
+            for method in _unique(r["method"] for r in lrows):
+                mrows = [r for r in lrows if r["method"] == method]
+                cell = {m: _mean([(r.get("metrics") or {}).get(m) for r in mrows]) for m in metrics}
+                cell["seconds"] = _mean([r.get("seconds") for r in mrows])
+                table[method] = cell
+            tables[(task, level)] = table
+    return {"metrics": metrics, "higher": higher, "tables": tables}
+
+
+def _columns(table: dict[str, dict], metrics: list[str]) -> list[str]:
+    """Metrics that have a value for at least one method in this table, then seconds."""
+    return [m for m in metrics if any(c[m] is not None for c in table.values())] + ["seconds"]
+
+
+def _best(table: dict[str, dict], column: str, higher: dict[str, bool]) -> set[str]:
+    vals = {meth: c[column] for meth, c in table.items() if c[column] is not None}
+    if not vals:
+        return set()
+    pick = max if (column != "seconds" and higher.get(column, True)) else min
+    target = pick(vals.values())
+    return {meth for meth, v in vals.items() if v == target}
+
+
+def _fmt(v: float | None) -> str:
+    return "absent" if v is None else f"{v:.4f}"
+
+
+def _header_label(column: str, higher: dict[str, bool]) -> str:
+    if column == "seconds":
+        return "s/image ↓"
+    return f"{column} {'↑' if higher.get(column, True) else '↓'}"
+
+
+def _md_escape(text: str) -> str:
+    for ch in "\\|*_`<>[]":
+        text = text.replace(ch, "\\" + ch)
+    return text
+
+
+# ----------------------------------------------------------------------------- markdown
+
+
+def render_markdown(rows: list[dict], summary: dict, date: str) -> str:
+    """The header and one table per (task, level) as Markdown; best values in bold."""
+    suites = ", ".join(_unique(str(r.get("suite", "")) for r in rows)) or "unnamed"
+    out = [f"# Benchmark report: {_md_escape(suites)}", "",
+           f"Date: {date}  ", f"Rows: {len(rows)}", ""]
+    for (task, level), table in summary["tables"].items():
+        cols = _columns(table, summary["metrics"])
+        best = {c: _best(table, c, summary["higher"]) for c in cols}
+        out += [f"## {_md_escape(task)} / {_md_escape(level)}", "",
+                "| method | " + " | ".join(_md_escape(_header_label(c, summary["higher"])) for c in cols) + " |",
+                "|---|" + "---:|" * len(cols)]
+        for method, cell in table.items():
+            vals = [f"**{_fmt(cell[c])}**" if method in best[c] else _fmt(cell[c]) for c in cols]
+            out.append(f"| {_md_escape(method)} | " + " | ".join(vals) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+# ----------------------------------------------------------------------------- images
+
+
+def _png_data_uri(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def _image_cell(run_dir: Path, rel: str | None, zoom: int) -> str:
+    """An HTML table cell with the image and its centre-quarter crop enlarged ``zoom`` x (nearest)."""
+    from ..io import encode_image, read_image
+
+    if not rel:
+        return '<td class="absent">absent</td>'
+    path = run_dir / rel
+    try:
+        x = read_image(path)
+    except InputError:
+        return f'<td class="absent">missing: {html.escape(str(rel))}</td>'
+    h, w = x.shape[-2:]
+    crop = x[..., h // 4: h // 4 + max(1, h // 2), w // 4: w // 4 + max(1, w // 2)]
+    crop = crop.repeat_interleave(zoom, dim=-2).repeat_interleave(zoom, dim=-1)
+    full_uri, crop_uri = _png_data_uri(encode_image(x)), _png_data_uri(encode_image(crop))
+    title = html.escape(str(rel), quote=True)
+    return (f'<td><img src="{full_uri}" alt="{title}" title="{title}">'
+            f'<img src="{crop_uri}" alt="centre crop x{zoom}" title="centre crop x{zoom}"></td>')
+
+
+def _render_grid(run_dir: Path, rows: list[dict], task: str, level: str, methods: list[str],
+                 max_images: int, zoom: int) -> str:
+    lrows = [r for r in rows if r["task"] == task and r["level"] == level]
+    images = sorted(_unique(r["image"] for r in lrows))[:max_images]
+    if not images:
+        return ""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in ["image", "input", *methods, "truth"])
+    body = []
+    for image in images:
+        irows = sorted((r for r in lrows if r["image"] == image), key=lambda r: r.get("seed", 0))
+        by_method = {}
+        for r in irows:
+            by_method.setdefault(r["method"], r)
+        first = irows[0].get("images") or {}
+        cells = [f"<td>{html.escape(str(image))}</td>", _image_cell(run_dir, first.get("input"), zoom)]
+        for m in methods:
+            r = by_method.get(m)
+            cells.append(_image_cell(run_dir, (r.get("images") or {}).get("output"), zoom) if r
+                         else '<td class="absent">absent</td>')
+        cells.append(_image_cell(run_dir, first.get("truth"), zoom))
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return (f'<table class="grid"><tr>{head}</tr>' + "".join(body) + "</table>"
+            f"<p>Under each image: the centre quarter, enlarged {zoom}x (nearest).</p>")
+
+
+# ----------------------------------------------------------------------------- SVG plots
+
+
+def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    return [lo + (hi - lo) * i / (n - 1) for i in range(n)]
+
+
+def _range(values: list[float]) -> tuple[float, float]:
+    lo, hi = min(values), max(values)
+    if hi == lo:
+        pad = abs(lo) * 0.05 or 1.0
+        return lo - pad, hi + pad
+    pad = (hi - lo) * 0.05
+    return lo - pad, hi + pad
+
+
+def _svg_chart(title: str, x_label: str, y_label: str, series: dict[str, list[tuple[float, float]]],
+               x_names: list[str] | None = None, lines: bool = True) -> str:
+    """An SVG chart: ``series`` maps a name to (x, y) points; ``x_names`` labels integer x."""
+    W, H, L, R, T, B = 460, 300, 60, 120, 30, 45
+    pts = [p for s in series.values() for p in s]
+    if not pts:
+        return ""
+    xlo, xhi = (-0.5, len(x_names) - 0.5) if x_names else _range([p[0] for p in pts])
+    ylo, yhi = _range([p[1] for p in pts])
+
+    def sx(v: float) -> float:
+        return L + (v - xlo) / (xhi - xlo) * (W - L - R)
+
+    def sy(v: float) -> float:
+        return H - B - (v - ylo) / (yhi - ylo) * (H - T - B)
+
+    e = html.escape
+    out = [f'<svg width="{W}" height="{H}" '
+           f'viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="11">',
+           f'<rect width="{W}" height="{H}" fill="#fff"/>',
+           f'<text x="{W / 2}" y="16" text-anchor="middle" font-size="13">{e(title)}</text>',
+           f'<line x1="{L}" y1="{H - B}" x2="{W - R}" y2="{H - B}" stroke="#333"/>',
+           f'<line x1="{L}" y1="{T}" x2="{L}" y2="{H - B}" stroke="#333"/>',
+           f'<text x="{(L + W - R) / 2}" y="{H - 8}" text-anchor="middle">{e(x_label)}</text>',
+           f'<text x="14" y="{(T + H - B) / 2}" text-anchor="middle" '
+           f'transform="rotate(-90 14 {(T + H - B) / 2})">{e(y_label)}</text>']
+    for v in _ticks(ylo, yhi):
+        out.append(f'<line x1="{L - 4}" y1="{sy(v):.1f}" x2="{W - R}" y2="{sy(v):.1f}" stroke="#eee"/>'
+                   f'<text x="{L - 6}" y="{sy(v) + 4:.1f}" text-anchor="end">{v:.3g}</text>')
+    xt = [(i, name) for i, name in enumerate(x_names)] if x_names else [(v, f"{v:.3g}") for v in _ticks(xlo, xhi)]
+    for v, name in xt:
+        out.append(f'<text x="{sx(v):.1f}" y="{H - B + 16}" text-anchor="middle">{e(name)}</text>')
+    for k, (name, s) in enumerate(series.items()):
+        colour = _PALETTE[k % len(_PALETTE)]
+        if lines and len(s) > 1:
+            path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in s)
+            out.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
+        for x, y in s:
+            out.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3.5" fill="{colour}">'
+                       f'<title>{e(name)}: ({x:.4g}, {y:.4g})</title></circle>')
+        ly = T + 14 * k + 6
+        out.append(f'<rect x="{W - R + 8}" y="{ly - 8}" width="10" height="10" fill="{colour}"/>'
+                   f'<text x="{W - R + 22}" y="{ly + 1}">{e(name[:16])}</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _render_plots(summary: dict) -> str:
+    tasks = _unique(t for t, _ in summary["tables"])
+    parts = []
+    for task in tasks:
+        levels = [lv for t, lv in summary["tables"] if t == task]
+        tables = [summary["tables"][(task, lv)] for lv in levels]
+        methods = _unique(m for tab in tables for m in tab)
+        metrics = [m for m in summary["metrics"] if any(c[m] is not None for tab in tables for c in tab.values())]
+        svgs = []
+        for metric in metrics:
+            series = {meth: [(i, tab[meth][metric]) for i, tab in enumerate(tables)
+                             if meth in tab and tab[meth][metric] is not None] for meth in methods}
+            svgs.append(_svg_chart(f"{task}: {metric} vs level", "level", metric, series, x_names=levels))
+        if metrics:
+            q = metrics[0]
+            series = {meth: [(tab[meth]["seconds"], tab[meth][q]) for tab in tables
+                             if meth in tab and tab[meth][q] is not None and tab[meth]["seconds"] is not None]
+                      for meth in methods}
+            svgs.append(_svg_chart(f"{task}: {q} vs seconds (all levels)", "seconds / image", q,
+                                   series, lines=False))
+        parts.append(f"<h3>{html.escape(task)}</h3><div class=\"plots\">" + "".join(svgs) + "</div>")
+    return "".join(parts)
+
+
+# ----------------------------------------------------------------------------- HTML
+
+
+def render_html(run_dir: Path, rows: list[dict], summary: dict, date: str, max_images: int = 4,
+                zoom: int = 2) -> str:
+    """The whole report as one self-contained HTML page (every text escaped)."""
+    e = html.escape
+    suites = ", ".join(_unique(str(r.get("suite", "")) for r in rows)) or "unnamed"
+    out = ['<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
+           f"<title>Benchmark report: {e(suites)}</title><style>{_CSS}</style></head><body>",
+           f"<h1>Benchmark report: {e(suites)}</h1>",
+           f'<div class="meta">Date: {e(date)} &middot; Rows: {len(rows)} &middot; '
+           f"Run: {e(run_dir.name)}</div>", "<h2>Tables</h2>"]
+    for (task, level), table in summary["tables"].items():
+        cols = _columns(table, summary["metrics"])
+        best = {c: _best(table, c, summary["higher"]) for c in cols}
+        out.append(f"<h3>{e(task)} / {e(level)}</h3><table><tr><th>method</th>"
+                   + "".join(f"<th>{e(_header_label(c, summary['higher']))}</th>" for c in cols) + "</tr>")
+        for method, cell in table.items():
+            tds = []
+            for c in cols:
+                cls = "best" if method in best[c] else ("absent" if cell[c] is None else "")
+                tds.append(f'<td class="{cls}">{_fmt(cell[c])}</td>' if cls else f"<td>{_fmt(cell[c])}</td>")
+            out.append(f"<tr><td>{e(method)}</td>" + "".join(tds) + "</tr>")
+        out.append("</table>")
+    out.append("<h2>Plots</h2>" + _render_plots(summary))
+    out.append("<h2>Images</h2>")
+    for (task, level), table in summary["tables"].items():
+        grid = _render_grid(run_dir, rows, task, level, list(table), max_images, zoom)
+        if grid:
+            out.append(f"<h3>{e(task)} / {e(level)}</h3>{grid}")
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def write_report(run_dir: str | os.PathLike, out_html: str | os.PathLike | None = None,
+                 out_md: str | os.PathLike | None = None, max_images: int = 4, zoom: int = 2
+                 ) -> tuple[Path, Path]:
+    """Write the HTML and Markdown reports for a benchmark run.
+
+    Args:
+        run_dir: folder with ``results.jsonl`` and the PNGs its rows name.
+        out_html: HTML path; default ``run_dir/report.html``.
+        out_md: Markdown path; default ``run_dir/report.md``.
+        max_images: images shown per (task, level) in the grids.
+        zoom: nearest-neighbour enlargement of the centre-quarter crops.
+
+    Returns:
+        ``(html_path, md_path)``, both written atomically.
+
+    Raises:
+        InputError: ``results.jsonl`` is missing or malformed, or ``max_images``/``zoom`` < 1.
+    """
+    if max_images < 0 or zoom < 1:
+        raise InputError(f"expected max_images >= 0 and zoom >= 1, got {max_images} and {zoom}")
+    run_dir = Path(run_dir)
+    rows = load_rows(run_dir)
+    summary = summarize(rows)
+    date = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+    html_path = Path(out_html) if out_html is not None else run_dir / "report.html"
+    md_path = Path(out_md) if out_md is not None else run_dir / "report.md"
+    atomic_write_bytes(html_path, render_html(run_dir, rows, summary, date, max_images, zoom).encode("utf-8"))
+    atomic_write_bytes(md_path, render_markdown(rows, summary, date).encode("utf-8"))
+    return html_path, md_path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m genrestore.bench.report RUN_DIR``: write the reports, print their paths."""
+    p = argparse.ArgumentParser(prog="python -m genrestore.bench.report",
+                                description="Write report.html and report.md for a benchmark run.")
+    p.add_argument("run_dir", help="folder holding results.jsonl")
+    p.add_argument("--html", default=None, help="HTML output (default RUN_DIR/report.html)")
+    p.add_argument("--md", default=None, help="Markdown output (default RUN_DIR/report.md)")
+    p.add_argument("--max-images", type=int, default=4, help="images per (task, level) in the grids")
+    args = p.parse_args(argv)
+    try:
+        paths = write_report(args.run_dir, args.html, args.md, max_images=args.max_images)
+    except (InputError, OSError) as e:
+        print(f"genrestore: error: {e}", file=sys.stderr)
+        return 1
+    for path in paths:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,59 @@
+"""CLI verbs ``bench`` (run a suite) and ``report`` (HTML + Markdown of a run)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ._checks import InputError
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench.harness import load_suite, run_suite
+    from .cli import _parse_shard
+
+    methods = [m for m in args.methods.split(",") if m] if args.methods else None
+    suite = load_suite(args.suite, methods, args.images)
+    summary = run_suite(suite, args.output, _parse_shard(args.shard), progress=not args.quiet)
+    for note in summary["notes"]:
+        print(f"genrestore: note: {note}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"suite {suite.name}: {summary['rows_run']} rows run, {summary['rows_skipped']} already done "
+              f"-> {summary['results']}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .bench.report import write_report
+
+    if not (Path(args.run) / "results.jsonl").is_file():
+        raise InputError(f"{args.run}: no results.jsonl (run `genrestore bench SUITE -o {args.run}` first)")
+    html, md = write_report(args.run)
+    print(f"report -> {html}, {md}")
+    return 0
+
+
+def add_parsers(sub) -> None:
+    b = sub.add_parser("bench", help="run a benchmark suite (tasks x levels x methods x metrics)",
+                       description="Suites are TOML files (built-in: inpainting, denoise). Rows go to "
+                                   "OUT/results.jsonl and results.csv; reruns resume. Example: genrestore bench "
+                                   "inpainting -o runs/bench-inpaint --methods degraded,telea")
+    b.add_argument("suite", help="a suite file or a built-in suite name")
+    b.add_argument("-o", "--output", required=True, metavar="OUT")
+    b.add_argument("--methods", help="comma-separated methods replacing the suite's (e.g. degraded,idm:MODEL)")
+    b.add_argument("--images", metavar="DIR", help="ground-truth image folder replacing the suite's")
+    b.add_argument("--shard", metavar="i/n", help="run every n-th row, starting at i")
+    b.add_argument("--resume", action="store_true", help="(always on) finished rows are skipped")
+    b.add_argument("--json", action="store_true")
+    b.add_argument("-q", "--quiet", action="store_true")
+    b.set_defaults(func=cmd_bench)
+
+    r = sub.add_parser("report", help="write report.html and report.md of a bench run",
+                       description="Example: genrestore report runs/bench-inpaint")
+    r.add_argument("run", metavar="DIR")
+    r.set_defaults(func=cmd_report)

@@ -1,0 +1,89 @@
+"""The benchmark harness: suite validation, rows, resume and shards, on tiny generated photos."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from genrestore._checks import InputError
+from genrestore.bench.harness import ground_truth, load_suite, run_suite
+from genrestore.io import write_image
+
+SUITE = """
+name = "tiny"
+images = "photos"
+count = 2
+crop = 32
+seed = 0
+tasks = ["inpaint"]
+levels = ["S", "M"]
+methods = ["degraded", "telea"]
+metrics = ["psnr", "ssim", "lpips"]
+"""
+
+
+@pytest.fixture()
+def suite_file(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    for i in range(2):
+        base = torch.linspace(0, 1, 48).view(1, 1, 1, 48).expand(1, 3, 40, 48)
+        write_image(tmp_path / "photos" / f"p{i}.png", (0.7 * base + 0.3 * torch.rand(1, 3, 40, 48, generator=g)))
+    (tmp_path / "tiny.toml").write_text(SUITE)
+    return tmp_path / "tiny.toml"
+
+
+@pytest.mark.parametrize("change,words", [
+    (("tasks = [\"inpaint\"]", "tasks = [\"inpainting\"]"), "unknown task 'inpainting'"),
+    (("levels = [\"S\", \"M\"]", "levels = [\"XXL\"]"), "unknown level 'XXL'"),
+    (("\"telea\"]", "\"gan\"]"), "unknown method 'gan'"),
+    (("\"lpips\"]", "\"fid\"]"), "unknown metric 'fid'"),
+    (("seed = 0", "seed = 0\ncolour = 1"), "unknown key(s) colour"),
+    (("tasks = [\"inpaint\"]", "tasks = [\"denoise\"]"), "only restores inpainting"),
+    (("images = \"photos\"", "images = \"nowhere\""), "not found"),
+])
+def test_suite_errors_name_the_key(suite_file, change, words):
+    bad = suite_file.with_name("bad.toml")
+    bad.write_text(suite_file.read_text().replace(*change))
+    with pytest.raises(InputError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        load_suite(bad)
+    with pytest.raises(InputError, match="needs its weights"):
+        load_suite(suite_file, ["idm"])
+
+
+def test_run_rows_resume_and_shards(suite_file, tmp_path):
+    from genrestore.degrade import get_task
+    from genrestore._random import generator_for
+    from genrestore.metrics import psnr
+
+    suite = load_suite(suite_file)
+    out = tmp_path / "run"
+    s = run_suite(suite, out, progress=False)
+    assert s["rows_run"] == 2 * 1 * 2 * 2 and s["rows_skipped"] == 0
+    assert any("lpips: absent" in n for n in s["notes"]) or s["notes"] == []
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    # the 'degraded' row's PSNR is that of the degraded crop, recomputed here
+    img, x = ground_truth(suite)[0]
+    y, _ = get_task("inpaint", "M").degrade_with_params(x, generator_for(0, f"{img}:inpaint:M"))
+    row = next(r for r in rows if r["image"] == img and r["level"] == "M" and r["method"] == "degraded")
+    assert abs(row["metrics"]["psnr"] - float(psnr(y, x)[0])) < 1e-9
+    telea = next(r for r in rows if r["image"] == img and r["level"] == "M" and r["method"] == "telea")
+    assert telea["metrics"]["psnr"] > row["metrics"]["psnr"]  # OpenCV fills the strokes
+    assert (out / row["images"]["output"]).is_file() and (out / "results.csv").is_file()
+    again = run_suite(suite, out, progress=False)
+    assert again["rows_run"] == 0 and again["rows_skipped"] == 8
+    parts = tmp_path / "sharded"
+    for i in range(3):
+        run_suite(suite, parts, shard=(i, 3), progress=False)
+    keys = lambda d: sorted((r["image"], r["level"], r["method"], round(r["metrics"]["psnr"], 9))  # noqa: E731
+                            for r in map(json.loads, (d / "results.jsonl").read_text().splitlines()))
+    assert keys(parts) == keys(out)
+
+
+def test_bench_cli_bad_suite_is_one_line(tmp_path, capsys):
+    from genrestore.cli import main
+
+    assert main(["bench", "nosuch", "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("genrestore: error:") and "built-in" in err and len(err.splitlines()) == 1

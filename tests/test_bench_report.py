@@ -1,0 +1,104 @@
+"""genrestore.bench.report: tables (means, best marks, absent values), self-contained HTML."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+import torch
+
+from genrestore.bench.report import main, write_report
+from genrestore.io import read_image, write_image
+
+EVIL = "<b>x</b>"
+# (level, method) -> per image (a, b): (psnr, lpips, seconds); hand-computed means in the asserts
+VALUES = {
+    ("M", "alpha"): [(20.0, 0.5, 1.0), (22.0, 0.7, 1.0)],
+    ("M", EVIL): [(25.0, None, 2.0), (26.0, None, 4.0)],
+    ("XS", "alpha"): [(30.0, 0.2, 1.0), (32.0, 0.4, 3.0)],
+    ("XS", EVIL): [(28.0, 0.1, 0.5), (29.0, None, 0.5)],
+}
+
+
+def _make_run(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    run = tmp_path / "run"
+    rows = []
+    for image in ("a", "b"):
+        write_image(run / "in" / f"{image}.png", torch.rand(1, 3, 8, 8, generator=g))
+        write_image(run / "gt" / f"{image}.png", torch.rand(1, 3, 8, 8, generator=g))
+    for (level, method), per_image in VALUES.items():  # levels deliberately out of XS..XL order
+        for k, (image, (psnr, lpips, sec)) in enumerate(zip(("a", "b"), per_image)):
+            out = f"out/{level}/{k}/{image}.png"
+            write_image(run / out, torch.rand(1, 3, 8, 8, generator=g))
+            rows.append({"suite": "tiny & <suite>", "image": image, "task": "denoise", "level": level,
+                         "method": method, "seed": 0, "seconds": sec,
+                         "metrics": {"psnr": psnr, "lpips": lpips},
+                         "higher_is_better": {"psnr": True, "lpips": False},
+                         "images": {"input": f"in/{image}.png", "output": out,
+                                    "truth": f"gt/{image}.png"}})
+    (run / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return run
+
+
+def test_markdown_tables(tmp_path):
+    run = _make_run(tmp_path)
+    html_path, md_path = write_report(run)
+    assert (html_path, md_path) == (run / "report.html", run / "report.md")
+    md = md_path.read_text()
+    assert "Rows: 8" in md
+    evil = r"\<b\>x\</b\>"
+    # XS before M (level order, not file order)
+    xs, m = md.index("## denoise / XS"), md.index("## denoise / M")
+    assert xs < m
+    xs_part, m_part = md[xs:m], md[m:]
+    assert "| method | psnr ↑ | lpips ↓ | s/image ↓ |" in xs_part
+    # XS: psnr (30+32)/2=31 vs (28+29)/2=28.5; lpips 0.3 vs 0.1 (null skipped); s 2.0 vs 0.5
+    assert "| alpha | **31.0000** | 0.3000 | 2.0000 |" in xs_part
+    assert f"| {evil} | 28.5000 | **0.1000** | **0.5000** |" in xs_part
+    # M: psnr 21 vs 25.5; lpips 0.6 vs all-null -> absent; s 1.0 vs 3.0
+    assert "| alpha | 21.0000 | **0.6000** | **1.0000** |" in m_part
+    assert f"| {evil} | **25.5000** | absent | 3.0000 |" in m_part
+    assert "<b>" not in md
+
+
+def test_html_self_contained_and_escaped(tmp_path):
+    run = _make_run(tmp_path)
+    html_path, _ = write_report(run, out_html=tmp_path / "r.html", out_md=tmp_path / "r.md")
+    assert html_path == tmp_path / "r.html" and not (run / "report.html").exists()
+    page = html_path.read_text()
+    assert not re.search(r"https?://", page)
+    assert not re.search(r"""(src|href)\s*=\s*["'](?!data:)""", page)
+    # 2 levels x 2 images x (input + 2 outputs + truth) cells, each full image + crop
+    assert page.count('src="data:image/png;base64,') == 2 * 2 * 4 * 2
+    assert EVIL not in page and "&lt;b&gt;x&lt;/b&gt;" in page
+    assert "tiny &amp; &lt;suite&gt;" in page
+    assert '<td class="best">31.0000</td>' in page and '<td class="absent">absent</td>' in page
+    assert page.count("<svg") == 3  # psnr vs level, lpips vs level, psnr vs seconds
+
+
+def test_main(tmp_path, capsys):
+    run = _make_run(tmp_path)
+    assert main([str(run)]) == 0
+    assert capsys.readouterr().out.split() == [str(run / "report.html"), str(run / "report.md")]
+    assert main([str(tmp_path / "nope")]) == 1
+    assert capsys.readouterr().err.startswith("genrestore: error:")
+
+
+def test_chromium_renders(tmp_path):
+    exe = shutil.which("chromium")
+    if exe is None:
+        pytest.skip("chromium not installed (apt-get install chromium)")
+    run = _make_run(tmp_path)
+    html_path, _ = write_report(run)
+    profile, shot = tmp_path / "profile", tmp_path / "shot.png"
+    subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--no-first-run", f"--user-data-dir={profile}",
+                    f"--screenshot={shot}", "--window-size=1200,900", html_path.resolve().as_uri()],
+                   timeout=60, capture_output=True, check=False)
+    assert shot.is_file(), "chromium wrote no screenshot"
+    x = read_image(shot, "rgb")
+    assert (x != x[..., :1, :1]).any(), "screenshot is a single colour"
