@@ -1,0 +1,70 @@
+"""DDIM-latent artifacts against closed forms: with a denoiser that predicts zero noise, DDIM
+inversion is x_T0 = sqrt(a_T0) x0 and decoding divides by it, so each perturbation of the latent
+reaches the image as a known formula."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from genrestore._checks import InputError
+from genrestore.artifacts import ddim_gaussian, ddim_scale_shift, identity_pair
+from genrestore.diffusion.schedulers import DEFAULT_SCHEDULE, make_scheduler
+
+def _a_t0(t0=840, steps=48) -> float:
+    """alphas_cumprod at the latent's timestep: with zero noise, inversion maps 1 to sqrt(a_T0)."""
+    from genrestore.diffusion.sampling import ddim_invert
+
+    z = ddim_invert(lambda x, t: torch.zeros_like(x), torch.ones(1, 1, 1, 1, dtype=torch.float64), steps, t0=t0)
+    return float(z) ** 2
+
+
+def test_gaussian_artifact_is_the_closed_form():
+    eps = lambda x, t: torch.zeros_like(x)  # noqa: E731
+    x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 0.6 + 0.2
+    y, p = ddim_gaussian(eps, x, level=0.5, generator=torch.Generator().manual_seed(1))
+    assert p["alpha"] == pytest.approx(0.3) and p["t0"] == 840 and p["steps"] == 48
+    n = torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    a = _a_t0()
+    assert 0.0 < a < make_scheduler("ddim", DEFAULT_SCHEDULE).alphas_cumprod[700].item()  # deep in the chain
+    expected = ((x * 2 - 1 + 0.3 * n / a ** 0.5 + 1) / 2).clamp(0, 1)  # x0' = x0 + alpha n / sqrt(a_T0)
+    assert (y - expected).abs().max() < 1e-4
+
+
+def test_scale_shift_artifact_is_the_closed_form_and_level_zero_is_clean():
+    eps = lambda x, t: torch.zeros_like(x)  # noqa: E731
+    x = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(2)) * 0.6 + 0.2
+    y, p = ddim_scale_shift(eps, x, gamma=1.015, beta=0.01)
+    # model space: x0' = gamma x0 + beta / sqrt(a_T0)
+    a = _a_t0()
+    expected = (((1.015 * (x * 2 - 1) + 0.01 / a ** 0.5) + 1) / 2).clamp(0, 1)
+    assert (expected - y).abs().max() < 1e-4
+    y0, _ = ddim_scale_shift(eps, x, level=0.0)
+    assert (y0 - x).abs().max() < 1e-5
+    assert ddim_scale_shift(eps, x, level=1.0)[1]["gamma"] == pytest.approx(1.03)
+
+
+def test_seeded_and_identity_and_errors():
+    eps = lambda x, t: torch.zeros_like(x)  # noqa: E731
+    x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    a, _ = ddim_gaussian(eps, x, 0.3, [torch.Generator().manual_seed(5), torch.Generator().manual_seed(6)])
+    b, _ = ddim_gaussian(eps, x[1:], 0.3, [torch.Generator().manual_seed(6)])
+    assert torch.equal(a[1:], b)  # an image's artifact does not depend on its batch
+    c, p = identity_pair(x)
+    assert torch.equal(c, x) and p == {"kind": "identity"}
+    with pytest.raises(InputError, match="level"):
+        ddim_gaussian(eps, x, 1.5)
+
+
+def test_with_a_tiny_diffusers_unet():
+    from diffusers import UNet2DModel
+
+    from genrestore.artifacts.ddim import as_eps_fn
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=8, in_channels=3, out_channels=3, block_out_channels=(8, 16), layers_per_block=1,
+                       norm_num_groups=4, down_block_types=("DownBlock2D", "DownBlock2D"),
+                       up_block_types=("UpBlock2D", "UpBlock2D")).eval()
+    x = torch.rand(1, 3, 8, 8)
+    y, p = ddim_gaussian(as_eps_fn(unet), x, 0.5, torch.Generator().manual_seed(0), steps=6)
+    assert y.shape == x.shape and 0 <= float(y.min()) and float(y.max()) <= 1 and p["kind"] == "ddim-gauss"
