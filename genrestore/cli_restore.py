@@ -28,81 +28,76 @@ def _mask_for(path: Path, mask_dir: Path | None, size: tuple[int, int]) -> torch
     return (mask > 0.5).float()
 
 
-def cmd_restore_idm(args: argparse.Namespace) -> int:
+def _diffusion_steps(args: argparse.Namespace, default: int, what: str) -> int:
+    steps = default if args.steps is None else args.steps
+    if not math.isfinite(steps) or steps != int(steps) or not 1 <= steps <= 1000:
+        raise InputError(f"--steps for {what} is the number of sampling steps, 1..1000; got {steps}")
+    return int(steps)
+
+
+def _restore_each(args: argparse.Namespace, device, restore_one, record: dict, label: str) -> int:
+    """The loop shared by the diffusion restorers: check all inputs, plan outputs, restore each
+    image with ``restore_one(y, generator)`` (per-image seed from the file name), write PNG + JSON."""
     from tqdm import tqdm
 
     from ._random import generator_for
-    from .cli import _plan_outputs, _validate_inputs, resolve_device
+    from .cli import _plan_outputs, _validate_inputs
     from .cli_sr import _list_inputs
     from .io import atomic_write_bytes, read_image, write_image
+
+    paths = _list_inputs(args.inputs)
+    _validate_inputs(paths)
+    out_dir = Path(args.output)
+    _plan_outputs(paths, out_dir, ["{stem}.png", "{stem}.json"])
+    for path in tqdm(paths, desc="restore", unit="img", file=sys.stderr, disable=args.quiet):
+        x = restore_one(read_image(path, "rgb").to(device), generator_for(args.seed, path.name))
+        write_image(out_dir / f"{path.stem}.png", x)
+        rec = {"input": str(path), "output": str(out_dir / f"{path.stem}.png"), **record, "seed": args.seed}
+        atomic_write_bytes(out_dir / f"{path.stem}.json", (json.dumps(rec, indent=1) + "\n").encode())
+        if args.json:
+            print(json.dumps(rec), flush=True)
+    if not args.json:
+        print(f"{len(paths)} restored by {label} -> {out_dir}")
+    return 0
+
+
+def cmd_restore_idm(args: argparse.Namespace) -> int:
+    from .cli import resolve_device
     from .restore.idm import IDMRestorer
 
     if not args.model:
         raise InputError("no IDM weights ship yet: train a model with `genrestore train idm --data DIR -o RUN` "
                          "and pass --model RUN/model.safetensors")
-    steps = 10 if args.steps is None else args.steps
-    if not math.isfinite(steps) or steps != int(steps) or not 1 <= steps <= 1000:
-        raise InputError(f"--steps for IDM is the number of DDPM steps, 1..1000; got {steps}")
-    paths = _list_inputs(args.inputs)
-    _validate_inputs(paths)
+    steps = _diffusion_steps(args, 10, "IDM (DDPM)")
     device = resolve_device(args.device)
     restorer = IDMRestorer.from_file(args.model, device)
-    out_dir = Path(args.output)
-    _plan_outputs(paths, out_dir, ["{stem}.png", "{stem}.json"])
-    for path in tqdm(paths, desc="restore", unit="img", file=sys.stderr, disable=args.quiet):
-        y = read_image(path, "rgb").to(device)
-        x = restorer.restore(y, int(steps), generator_for(args.seed, path.name), args.tile, args.tile_pad)
-        write_image(out_dir / f"{path.stem}.png", x)
-        record = {"input": str(path), "output": str(out_dir / f"{path.stem}.png"), "method": "idm",
-                  "model": str(args.model), "steps": int(steps), "tile": args.tile, "seed": args.seed}
-        atomic_write_bytes(out_dir / f"{path.stem}.json", (json.dumps(record, indent=1) + "\n").encode())
-        if args.json:
-            print(json.dumps(record), flush=True)
-    if not args.json:
-        print(f"{len(paths)} restored by IDM ({int(steps)} steps) -> {out_dir}")
-    return 0
+    return _restore_each(args, device, lambda y, g: restorer.restore(y, steps, g, args.tile, args.tile_pad),
+                         {"method": "idm", "model": str(args.model), "steps": steps, "tile": args.tile},
+                         f"IDM ({steps} steps)")
 
 
 def cmd_restore_diffgar(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from ._random import generator_for
-    from .cli import _plan_outputs, _validate_inputs, resolve_device
-    from .cli_sr import _list_inputs
+    from .cli import resolve_device
     from .degrade import resize
-    from .io import atomic_write_bytes, read_image, write_image
     from .restore.diffgar import DiffGARRestorer
 
     if not args.model:
         raise InputError("no DiffGAR weights ship yet: train a model with `genrestore train diffgar --data DIR -o RUN` "
                          "and pass --model RUN/model.safetensors")
-    steps = 30 if args.steps is None else args.steps
-    if not math.isfinite(steps) or steps != int(steps) or not 1 <= steps <= 1000:
-        raise InputError(f"--steps for DiffGAR is the number of DDIM steps, 1..1000; got {steps}")
-    paths = _list_inputs(args.inputs)
-    _validate_inputs(paths)
+    steps = _diffusion_steps(args, 30, "DiffGAR (DDIM)")
     device = resolve_device(args.device)
     restorer = DiffGARRestorer.from_file(args.model, device)
-    restorer.sampling_args(args.mode, args.artifact, args.guidance_scale, 1, device)  # checks mode/artifact up front
-    out_dir = Path(args.output)
-    _plan_outputs(paths, out_dir, ["{stem}.png", "{stem}.json"])
-    for path in tqdm(paths, desc="restore", unit="img", file=sys.stderr, disable=args.quiet):
-        y = read_image(path, "rgb").to(device)
+    restorer.sampling_args(args.mode, args.artifact, args.guidance_scale, 1, device)  # checks mode up front
+
+    def restore_one(y, g):
         if args.upscale > 1:  # DiffGAR conditions on images at the output size (upsampling: bicubic first)
             y = resize(y, (y.shape[-2] * args.upscale, y.shape[-1] * args.upscale), "bicubic").clamp(0, 1)
-        x = restorer.restore(y, args.mode, args.artifact, args.guidance_scale, int(steps),
-                             [generator_for(args.seed, path.name)])
-        write_image(out_dir / f"{path.stem}.png", x)
-        record = {"input": str(path), "output": str(out_dir / f"{path.stem}.png"), "method": "diffgar",
-                  "model": str(args.model), "mode": args.mode, "artifact": args.artifact,
-                  "guidance_scale": args.guidance_scale if args.mode == "guided" else 1.0, "steps": int(steps),
-                  "seed": args.seed}
-        atomic_write_bytes(out_dir / f"{path.stem}.json", (json.dumps(record, indent=1) + "\n").encode())
-        if args.json:
-            print(json.dumps(record), flush=True)
-    if not args.json:
-        print(f"{len(paths)} restored by DiffGAR ({args.mode}, {int(steps)} DDIM steps) -> {out_dir}")
-    return 0
+        return restorer.restore(y, args.mode, args.artifact, args.guidance_scale, steps, [g])
+
+    scale = args.guidance_scale if args.mode == "guided" else 1.0
+    return _restore_each(args, device, restore_one, {"method": "diffgar", "model": str(args.model), "mode": args.mode,
+                                             "artifact": args.artifact, "guidance_scale": scale, "steps": steps},
+                         f"DiffGAR ({args.mode}, {steps} DDIM steps)")
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
