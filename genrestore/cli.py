@@ -66,9 +66,11 @@ _SUPPORTED_MODES = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGB
                     "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
 
-def _validate_inputs(paths: Sequence[Path]) -> list[tuple[int, int]]:
+def _validate_inputs(paths: Sequence[Path], rgb_only: str | None = None) -> list[tuple[int, int]]:
     """Decode every input once before anything is written, so that a bad file fails the whole
-    run up front with its name. Returns each image's ``(H, W)`` after EXIF orientation."""
+    run up front with its name. Returns each image's ``(H, W)`` after EXIF orientation.
+
+    ``rgb_only``: refuse grey and RGBA images, naming this as what needs RGB (e.g. "the SR models")."""
     from PIL import Image, UnidentifiedImageError
 
     from .io import read_image
@@ -84,7 +86,11 @@ def _validate_inputs(paths: Sequence[Path]) -> list[tuple[int, int]]:
                 raise InputError(f"{p}: cannot read as an image ({type(e).__name__})") from None
             if mode not in _SUPPORTED_MODES:
                 raise InputError(f"{p}: unsupported image mode {mode!r} (expected grey, RGB or RGBA)")
-            sizes.append(tuple(read_image(p).shape[-2:]))
+            shape = read_image(p).shape
+            if rgb_only and shape[1] != 3:
+                kind = {1: "grey", 2: "grey+alpha", 4: "RGBA"}.get(shape[1], f"{shape[1]}-channel")
+                raise InputError(f"{p}: {kind} image; {rgb_only} take RGB (convert it to RGB first)")
+            sizes.append(tuple(shape[-2:]))
     finally:
         Image.MAX_IMAGE_PIXELS = limit
     return sizes

@@ -75,15 +75,8 @@ def _estimate_bytes(net: torch.nn.Module, hw: tuple[int, int]) -> int:
 def _check_rgb(paths: list[Path]) -> list[tuple[int, int]]:
     """Full decode of every input up front; SR and detection take RGB only."""
     from .cli import _validate_inputs
-    from .io import read_image
 
-    sizes = _validate_inputs(paths)
-    for p in paths:
-        c = read_image(p).shape[1]
-        if c != 3:
-            kind = {1: "grey", 2: "grey+alpha", 4: "RGBA"}.get(c, f"{c}-channel")
-            raise InputError(f"{p}: {kind} image; the SR models take RGB (convert it to RGB first)")
-    return sizes
+    return _validate_inputs(paths, rgb_only="the SR models")
 
 
 def _load_models(args: argparse.Namespace, names: list[str], device: torch.device) -> list[torch.nn.Module]:
@@ -337,6 +330,7 @@ def cmd_train_desra(args: argparse.Namespace) -> int:
         cached = out_dir / "pseudo_gt" / f"{p.stem}.png"
         if cached.is_file():
             y = read_image(cached, "rgb").to(device)
+            mask = read_image(out_dir / "pseudo_gt" / f"{p.stem}_mask.png", "gray") > 0.5
         else:
             y_gan = upscale(gan, x, args.tile, args.tile_pad)
             y_mse = upscale(mse, x, args.tile, args.tile_pad)
@@ -346,7 +340,8 @@ def cmd_train_desra(args: argparse.Namespace) -> int:
             write_image(out_dir / "pseudo_gt" / f"{p.stem}_mask.png", det.mask.float())
             write_image(cached, y)
             y = read_image(cached, "rgb").to(device)  # the 8-bit file, as a resumed run reads it
-        fractions.append(float((read_image(out_dir / "pseudo_gt" / f"{p.stem}_mask.png", "gray") > 0.5).float().mean()))
+            mask = det.mask
+        fractions.append(float(mask.float().mean()))
         pairs.append((x.cpu(), y.cpu()))
     del mse
     # 2. fine-tune the GAN-SR generator
