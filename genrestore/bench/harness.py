@@ -148,16 +148,6 @@ def ground_truth(suite: Suite) -> list[tuple[str, torch.Tensor]]:
     return out
 
 
-def _mask_of(task, params) -> torch.Tensor | None:
-    from ..degrade.tasks import Composition, Inpaint
-
-    stages = task.tasks if isinstance(task, Composition) else (task,)
-    if not any(isinstance(t, Inpaint) for t in stages):
-        return None
-    p = params["stages"][-1] if isinstance(task, Composition) else params
-    return p["mask"]
-
-
 def _opencv(y: torch.Tensor, fn) -> torch.Tensor:
     import numpy as np
 
@@ -179,7 +169,9 @@ def run_method(method: str, task_name: str, task, y: torch.Tensor, params, size:
     if kind == "degraded":
         return up
     if kind in ("telea", "navier-stokes"):
-        mask = _mask_of(task, params)
+        from ..restore.stylegan_inversion import _task_params_mask
+
+        mask = _task_params_mask(params)
         hole = ((1 - mask[0, 0]) * 255).to(torch.uint8).numpy()
         flag = cv2.INPAINT_TELEA if kind == "telea" else cv2.INPAINT_NS
         return _opencv(up, lambda a: cv2.inpaint(a, hole, 3, flag))

@@ -19,29 +19,22 @@ map's interior exactly.
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
 from .._checks import InputError, check_image
+from ..metrics.full_reference import _gaussian_window
 
 C_DESRA = (0.03 * 255.0) ** 2
-
-
-@lru_cache(maxsize=8)
-def _gaussian_taps(size: int, sigma: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    r = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-    g = torch.exp(-(r ** 2) / (2 * sigma ** 2))
-    return (g / g.sum()).to(device=device, dtype=dtype)
 
 
 def _blur(maps: torch.Tensor, window: int, sigma: float) -> torch.Tensor:
     """Depthwise separable Gaussian blur with reflect-101 padding; ``(N, K, H, W)`` in and out."""
     k = maps.shape[1]
     r = window // 2
-    g = _gaussian_taps(window, sigma, maps.device, maps.dtype)
+    g = _gaussian_window(window, sigma, maps.device, maps.dtype)  # the taps SSIM uses
     maps = F.pad(maps, (r, r, r, r), mode="reflect")
     if maps.device.type == "cpu" and maps.dtype == torch.float32:
         maps = maps.contiguous(memory_format=torch.channels_last)  # oneDNN's fast depthwise path

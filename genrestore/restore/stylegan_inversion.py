@@ -140,8 +140,12 @@ def _task_params_mask(params) -> torch.Tensor | None:
     return None
 
 
-def _degrade_fn(task, params, generator) -> Callable[[torch.Tensor], torch.Tensor]:
-    return lambda img: task.surrogate(img, params, generator)
+def _image_loss(task, params, target: torch.Tensor, distance: LossFn, config: InversionConfig,
+                generator) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``G(w) -> (N,)``: eq. 9 between the task's surrogate of the image and the target."""
+    mask = _task_params_mask(params)
+    return lambda img: multiscale_loss(task.surrogate(img, params, generator), target, distance, mask,
+                                       config.min_loss_res, config.levels, config.l1_weight, generator)
 
 
 def _optimize(render: Callable[[], torch.Tensor], latents: list[torch.Tensor], steps: int, step_fn,
@@ -182,13 +186,7 @@ def robust_invert(G, target: torch.Tensor, task, params=None, config: InversionC
     check_image(target, "degraded image", channels=(3,))
     config = config or InversionConfig()
     dist, dist_name = distance or perceptual_loss("vgg", target.device)
-    f = _degrade_fn(task, params, generator)
-    mask = _task_params_mask(params)
-
-    def loss_fn(img: torch.Tensor) -> torch.Tensor:
-        return multiscale_loss(f(img), target, dist, mask, config.min_loss_res, config.levels, config.l1_weight,
-                               generator)
-
+    loss_fn = _image_loss(task, params, target, dist, config, generator)
     G.requires_grad_(False)
     n = target.shape[0]
     images, losses = {}, {}
@@ -220,8 +218,7 @@ def adam_invert(G, target: torch.Tensor, task, params=None, space: Literal["w", 
     check_image(target, "degraded image", channels=(3,))
     config = config or InversionConfig()
     dist, dist_name = distance or perceptual_loss("vgg", target.device)
-    f = _degrade_fn(task, params, generator)
-    mask = _task_params_mask(params)
+    loss_fn = _image_loss(task, params, target, dist, config, generator)
     G.requires_grad_(False)
     n = target.shape[0]
     w = G.mapping.w_avg.detach().to(target.device).reshape(1, -1).repeat(n, 1)
@@ -231,11 +228,6 @@ def adam_invert(G, target: torch.Tensor, task, params=None, space: Literal["w", 
     styles = G.styles_from_w if space == "w" else G.styles_from_wplus
     render = lambda: G.synthesis_from_styles(styles(w))  # noqa: E731
     opt = torch.optim.Adam([w], lr=lr)
-
-    def loss_fn(img):
-        return multiscale_loss(f(img), target, dist, mask, config.min_loss_res, config.levels, config.l1_weight,
-                               generator)
-
     steps = max(1, round(steps * config.step_scale))
     hist = _optimize(render, [w], steps, opt.step, loss_fn, f"Adam ({space})", progress)
     return InversionResult({space.upper(): render().detach()}, w.detach(), {space.upper(): hist}, dist_name)
