@@ -37,7 +37,7 @@ def _diffusion_steps(args: argparse.Namespace, default: int, what: str) -> int:
 
 def _restore_each(args: argparse.Namespace, device, restore_one, record: dict, label: str) -> int:
     """The loop shared by the diffusion restorers: check all inputs, plan outputs, restore each
-    image with ``restore_one(y, generator)`` (per-image seed from the file name), write PNG + JSON."""
+    image with ``restore_one(y, generator, path)`` (per-image seed from the file name), write PNG + JSON."""
     from tqdm import tqdm
 
     from ._random import generator_for
@@ -50,7 +50,7 @@ def _restore_each(args: argparse.Namespace, device, restore_one, record: dict, l
     out_dir = Path(args.output)
     _plan_outputs(paths, out_dir, ["{stem}.png", "{stem}.json"])
     for path in tqdm(paths, desc="restore", unit="img", file=sys.stderr, disable=args.quiet):
-        x = restore_one(read_image(path, "rgb").to(device), generator_for(args.seed, path.name))
+        x = restore_one(read_image(path, "rgb").to(device), generator_for(args.seed, path.name), path)
         write_image(out_dir / f"{path.stem}.png", x)
         rec = {"input": str(path), "output": str(out_dir / f"{path.stem}.png"), **record, "seed": args.seed}
         atomic_write_bytes(out_dir / f"{path.stem}.json", (json.dumps(rec, indent=1) + "\n").encode())
@@ -71,7 +71,7 @@ def cmd_restore_idm(args: argparse.Namespace) -> int:
     steps = _diffusion_steps(args, 10, "IDM (DDPM)")
     device = resolve_device(args.device)
     restorer = IDMRestorer.from_file(args.model, device)
-    return _restore_each(args, device, lambda y, g: restorer.restore(y, steps, g, args.tile, args.tile_pad),
+    return _restore_each(args, device, lambda y, g, _: restorer.restore(y, steps, g, args.tile, args.tile_pad),
                          {"method": "idm", "model": str(args.model), "steps": steps, "tile": args.tile},
                          f"IDM ({steps} steps)")
 
@@ -89,7 +89,7 @@ def cmd_restore_diffgar(args: argparse.Namespace) -> int:
     restorer = DiffGARRestorer.from_file(args.model, device)
     restorer.sampling_args(args.mode, args.artifact, args.guidance_scale, 1, device)  # checks mode up front
 
-    def restore_one(y, g):
+    def restore_one(y, g, _path):
         if args.upscale > 1:  # DiffGAR conditions on images at the output size (upsampling: bicubic first)
             y = resize(y, (y.shape[-2] * args.upscale, y.shape[-1] * args.upscale), "bicubic").clamp(0, 1)
         return restorer.restore(y, args.mode, args.artifact, args.guidance_scale, steps, [g])
@@ -98,6 +98,34 @@ def cmd_restore_diffgar(args: argparse.Namespace) -> int:
     return _restore_each(args, device, restore_one, {"method": "diffgar", "model": str(args.model), "mode": args.mode,
                                              "artifact": args.artifact, "guidance_scale": scale, "steps": steps},
                          f"DiffGAR ({args.mode}, {steps} DDIM steps)")
+
+
+def cmd_restore_inpaint(args: argparse.Namespace) -> int:
+    from .cli import resolve_device
+    from .restore.inpaint import Inpainter
+
+    if not args.model:
+        raise InputError("inpainting needs --model: an inpainter from `genrestore train inpaint` (its .safetensors "
+                         "with the .json beside it)")
+    if not args.masks:
+        raise InputError("inpainting needs the known masks: pass --masks DIR (genrestore degrade writes NAME_mask.png)")
+    device = resolve_device(args.device)
+    inpainter = Inpainter.from_file(args.model, device)
+    if inpainter.kind == "diffusion":
+        steps = _diffusion_steps(args, inpainter.default_steps, "the diffusion inpainter (DDPM)")
+    elif args.steps not in (None, inpainter.default_steps):
+        raise InputError(f"a {inpainter.kind} inpainter always runs its {inpainter.default_steps} step(s); "
+                         f"drop --steps (got {args.steps})")
+    else:
+        steps = inpainter.default_steps
+
+    def restore_one(y, g, path):
+        mask = _mask_for(path, Path(args.masks), tuple(y.shape[-2:])).to(device)
+        return inpainter.inpaint(y, mask, [g], steps)
+
+    return _restore_each(args, device, restore_one, {"method": "inpaint", "model": str(args.model),
+                                                     "inpainter": inpainter.kind, "steps": steps},
+                         f"the {inpainter.kind} inpainter ({steps} network calls each)")
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
@@ -115,6 +143,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
         return cmd_restore_idm(args)
     if args.method == "diffgar":
         return cmd_restore_diffgar(args)
+    if args.method == "inpaint":
+        return cmd_restore_inpaint(args)
     if not args.task or not args.generator:
         raise InputError("stylegan-inversion needs --task and --generator")
     scale = 1.0 if args.steps is None else args.steps
@@ -183,15 +213,50 @@ def cmd_train_diffgar(args: argparse.Namespace) -> int:
     return 0
 
 
-def _unet_config(args: argparse.Namespace) -> dict:
+def _unet_config(args: argparse.Namespace, attention: bool = True, layers_per_block: int = 2) -> dict:
+    """UNet2DModel arguments from --channels and --size; with ``attention`` the deepest block attends."""
     multiple = 2 ** (len(args.channels) - 1)
     if args.size % multiple or args.size // multiple < 2:
         raise InputError(f"--size must be a multiple of {multiple} (2^(blocks - 1)) and at least {2 * multiple}, "
                          f"got {args.size}")
-    return {"sample_size": args.size, "block_out_channels": list(args.channels), "layers_per_block": 2,
+    n = len(args.channels)
+    return {"sample_size": args.size, "block_out_channels": list(args.channels), "layers_per_block": layers_per_block,
             "norm_num_groups": min(32, math.gcd(*args.channels)),
-            "down_block_types": ["DownBlock2D"] * (len(args.channels) - 1) + ["AttnDownBlock2D"],
-            "up_block_types": ["AttnUpBlock2D"] + ["UpBlock2D"] * (len(args.channels) - 1)}
+            "down_block_types": ["DownBlock2D"] * (n - 1) + ["AttnDownBlock2D" if attention else "DownBlock2D"],
+            "up_block_types": ["AttnUpBlock2D" if attention else "UpBlock2D"] + ["UpBlock2D"] * (n - 1)}
+
+
+def cmd_train_inpaint(args: argparse.Namespace) -> int:
+    from .cli import resolve_device
+    from .diffusion import ConditionalUNet
+    from .diffusion.train import train_conditional
+    from .restore.diffusion_gan import diffusion_gan_schedule, train_inpaint_gan
+    from .restore.inpaint import COND_CHANNELS, inpaint_degrade
+
+    timesteps = {"gan": 1, "ddgan": args.timesteps, "diffusion": None}[args.kind]
+    if args.kind == "ddgan" and timesteps < 2:
+        raise InputError(f"--timesteps for a diffusion GAN is T >= 2 (2 or 4 in DDGAN); got {timesteps}; "
+                         "--kind gan is the one-step case")
+    unet = _unet_config(args, attention=False, layers_per_block=args.layers_per_block)
+    device = resolve_device(args.device)
+    recipe = (f"genrestore train inpaint --kind {args.kind} --data {args.data} --size {args.size} --steps {args.steps} "
+              f"--batch-size {args.batch_size} --lr {args.lr} --channels {' '.join(map(str, args.channels))} "
+              f"--layers-per-block {args.layers_per_block} --seed {args.seed}")
+    if args.kind == "diffusion":
+        model = ConditionalUNet(3, cond_channels=COND_CHANNELS, prediction_type="sample", unet=unet)
+        train_conditional(model, args.data, inpaint_degrade, args.steps, args.batch_size, args.size, args.lr,
+                          args.ema_decay, args.output, args.save_every, args.seed, device, recipe,
+                          meta={"inpainter": "diffusion"})
+    else:
+        recipe += (f" --lr-d {args.lr_d} --r1-gamma {args.r1_gamma} --l1-weight {args.l1_weight} "
+                   f"--disc-width {args.disc_width}" + (f" --timesteps {timesteps}" if args.kind == "ddgan" else ""))
+        model = ConditionalUNet(3, cond_channels=COND_CHANNELS, prediction_type="sample",
+                                schedule=diffusion_gan_schedule(timesteps), unet=unet)
+        train_inpaint_gan(model, args.data, args.steps, args.batch_size, args.size, args.lr, args.lr_d, args.r1_gamma,
+                          args.l1_weight, args.ema_decay, args.disc_width, args.output, args.save_every, args.seed,
+                          device, recipe, progress=not args.quiet)
+    print(f"{args.kind} inpainter after {args.steps} steps -> {Path(args.output) / 'model.safetensors'}")
+    return 0
 
 
 def cmd_train_idm(args: argparse.Namespace) -> int:
@@ -254,7 +319,7 @@ def _common_train_args(t: argparse.ArgumentParser) -> None:
 
 
 def add_train_parser(tsub) -> None:
-    """Register ``train idm`` and ``train diffgar``."""
+    """Register ``train idm``, ``train diffgar`` and ``train inpaint``."""
     from .cli_sr import _positive_int
 
     t = tsub.add_parser("idm", help="train an IDM restorer (x0-predicting conditional DDPM) on clean photos",
@@ -276,6 +341,25 @@ def add_train_parser(tsub) -> None:
     d.add_argument("--level", default="M", choices=("XS", "S", "M", "L", "XL"), help="level of the tasks")
     d.set_defaults(func=cmd_train_diffgar)
 
+    p = tsub.add_parser("inpaint", help="train an inpainter: conditional diffusion, denoising diffusion GAN or GAN",
+                        description="Crops of the photos with random stroke masks (the benchmark's brush, drawn on a "
+                                    "128 px canvas) or rectangular holes. diffusion: the IDM objective with the mask "
+                                    "as a 4th condition channel; ddgan: T large steps, x0 generator, posterior "
+                                    "sampling, time-conditioned PatchGAN, non-saturating loss + R1 + L1 in the holes; "
+                                    "gan: the T = 1 case (pix2pix-style). Resumes from OUT/checkpoint.safetensors. "
+                                    "Example: genrestore train inpaint --kind ddgan --data photos/train --size 64 "
+                                    "--steps 2000 -o runs/ddgan")
+    _common_train_args(p)
+    p.set_defaults(size=64, channels=[32, 64, 64, 128], batch_size=16, save_every=250, lr=2e-4, func=cmd_train_inpaint)
+    p.add_argument("--kind", required=True, choices=("diffusion", "ddgan", "gan"))
+    p.add_argument("--timesteps", type=int, default=4, help="ddgan: T, the number of large denoising steps (4)")
+    p.add_argument("--layers-per-block", type=_positive_int, default=1)
+    p.add_argument("--lr-d", type=float, default=2e-4, help="gan/ddgan: discriminator learning rate")
+    p.add_argument("--r1-gamma", type=float, default=0.1, help="gan/ddgan: R1 penalty weight gamma")
+    p.add_argument("--l1-weight", type=float, default=100.0, help="gan/ddgan: weight of L1 in the holes")
+    p.add_argument("--disc-width", type=_positive_int, default=32, help="gan/ddgan: PatchGAN first-layer width")
+    p.add_argument("-q", "--quiet", action="store_true")
+
 
 def add_parser(sub) -> None:
     r = sub.add_parser("restore", help="restore degraded images (IDM diffusion, robust StyleGAN2 inversion)",
@@ -286,9 +370,9 @@ def add_parser(sub) -> None:
                                    "--level M --generator G.safetensors")
     r.add_argument("inputs", nargs="+", metavar="INPUT", help="degraded RGB images, folders or globs")
     r.add_argument("-o", "--output", required=True, metavar="OUT")
-    r.add_argument("--method", default="idm", choices=("idm", "diffgar", "stylegan-inversion"))
-    r.add_argument("--model", metavar="FILE", help="idm / diffgar: a ConditionalUNet .safetensors (+ .json) from "
-                   "`train idm` / `train diffgar`")
+    r.add_argument("--method", default="idm", choices=("idm", "diffgar", "inpaint", "stylegan-inversion"))
+    r.add_argument("--model", metavar="FILE", help="idm / diffgar / inpaint: a ConditionalUNet .safetensors (+ .json) "
+                   "from `train idm` / `train diffgar` / `train inpaint`")
     r.add_argument("--mode", default="guided", choices=("blind", "non-blind", "guided"), help="diffgar: [MASK] class, "
                    "the given class, or the class with classifier-free guidance")
     r.add_argument("--artifact", help="diffgar: the degradation class (non-blind and guided modes)")
@@ -304,7 +388,7 @@ def add_parser(sub) -> None:
                    "`genrestore weights convert network-snapshot.pkl G.safetensors`")
     r.add_argument("--masks", metavar="DIR", help="inpainting: folder with NAME_mask.png (1 = kept)")
     r.add_argument("--steps", type=float, default=None, help="idm: DDPM steps (default 10); diffgar: DDIM steps "
-                   "(default 30); stylegan-inversion: "
+                   "(default 30); inpaint: DDPM steps of a diffusion inpainter (default 50); stylegan-inversion: "
                    "scale of the 150 steps per phase (default 1; 0.1 for a quick run)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))

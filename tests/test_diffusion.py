@@ -90,8 +90,10 @@ def test_bad_labels_and_shapes_raise():
     x, y = data()
     with pytest.raises(InputError, match=r"in \[0, 2\]"):
         net(x, 1, y, torch.tensor([0, 3]))
-    with pytest.raises(InputError, match="same shape"):
+    with pytest.raises(InputError, match=r"y as \(N, 3, H, W\)"):
         net(x, 1, y[:1])
+    with pytest.raises(InputError, match=r"y as \(N, 3, H, W\)"):
+        net(x, 1, torch.cat([y, y[:, :1]], 1))
 
 
 def test_save_load_round_trip(tmp_path):

@@ -14,8 +14,9 @@ A suite is a TOML file (see ``genrestore/bench/suites/``)::
 
 Methods: ``degraded`` (the input, resized to the ground truth's size), ``telea`` and
 ``navier-stokes`` (OpenCV inpainting, inpainting tasks only), ``nlmeans`` (OpenCV non-local
-means), ``idm:MODEL``, ``diffgar:MODEL`` (guided with the task as its class) and
-``stylegan-inversion:GENERATOR``. Metrics: ``psnr``, ``ssim`` (RGB), ``lpips`` (AlexNet; a row
+means), ``idm:MODEL``, ``diffgar:MODEL`` (guided with the task as its class), ``inpaint:MODEL``
+(a GAN, diffusion or diffusion-GAN inpainter from ``genrestore train inpaint``; its default number
+of network calls, recorded as ``nfe``) and ``stylegan-inversion:GENERATOR``. Metrics: ``psnr``, ``ssim`` (RGB), ``lpips`` (AlexNet; a row
 records ``null`` and the run notes it when the backbone is absent). Everything in a suite is
 checked before any work starts; the offending key is named.
 
@@ -35,7 +36,9 @@ import torch
 
 from .._checks import InputError
 
-METHOD_KINDS = ("degraded", "telea", "navier-stokes", "nlmeans", "idm", "diffgar", "stylegan-inversion")
+METHOD_KINDS = ("degraded", "telea", "navier-stokes", "nlmeans", "idm", "diffgar", "inpaint", "stylegan-inversion")
+_LEARNED = ("idm", "diffgar", "inpaint", "stylegan-inversion")  # methods that name their weights
+_INPAINTING_ONLY = ("telea", "navier-stokes", "inpaint")
 METRICS = {"psnr": True, "ssim": True, "lpips": False}  # name -> higher is better
 SUITES_DIR = Path(__file__).with_name("suites")
 
@@ -107,9 +110,9 @@ def load_suite(spec: str | Path, methods: list[str] | None = None, images: str |
         kind, _, arg = m.partition(":")
         if kind not in METHOD_KINDS:
             raise InputError(f"{path}: unknown method {m!r} in 'methods'; known: {', '.join(METHOD_KINDS)}")
-        if kind in ("idm", "diffgar", "stylegan-inversion") and not arg:
+        if kind in _LEARNED and not arg:
             raise InputError(f"{path}: method {kind!r} needs its weights: '{kind}:PATH.safetensors'")
-        if kind in ("telea", "navier-stokes") and any(t not in ("inpaint", "P") for t in data["tasks"]):
+        if kind in _INPAINTING_ONLY and any(t not in ("inpaint", "P") for t in data["tasks"]):
             raise InputError(f"{path}: method {m!r} only restores inpainting; the suite also has "
                              f"{[t for t in data['tasks'] if t not in ('inpaint', 'P')]}")
     for name in data["metrics"]:
@@ -177,6 +180,12 @@ def run_method(method: str, task_name: str, task, y: torch.Tensor, params, size:
         return _opencv(up, lambda a: cv2.inpaint(a, hole, 3, flag))
     if kind == "nlmeans":
         return _opencv(up, lambda a: cv2.fastNlMeansDenoisingColored(a, None, 10, 10, 7, 21))
+    if kind == "inpaint":
+        from ..restore.inpaint import Inpainter
+        from ..restore.stylegan_inversion import _task_params_mask
+
+        r = cache.setdefault(method, Inpainter.from_file(arg))
+        return r.inpaint(up, _task_params_mask(params), [generator_for(seed, key)])
     if kind == "idm":
         from ..restore.idm import IDMRestorer
 
@@ -198,6 +207,14 @@ def run_method(method: str, task_name: str, task, y: torch.Tensor, params, size:
             raise InputError(f"{method}: the generator makes {G.resolution} px images, the suite crops {size[0]} px")
         return robust_invert(G, y, task, params, generator=generator_for(seed, key), progress=False).final.clamp(0, 1)
     raise InputError(f"unknown method {method!r}")
+
+
+def _network_calls(method: str, cache: dict) -> int | None:
+    """Network evaluations per image of a learned method (after its first run), else ``None``."""
+    kind = method.partition(":")[0]
+    if kind == "inpaint":
+        return cache[method].default_steps
+    return 10 if kind == "idm" else None  # IDM: 10 DDPM steps
 
 
 def _metric_fns(names: list[str]) -> tuple[dict, list[str]]:
@@ -272,7 +289,7 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
                 write_image(out / rel["input"], y)
             write_image(out / rel["output"], pred)
             row = {"suite": suite.name, "image": img, "task": t, "level": lv, "method": m, "seed": suite.seed,
-                   "seconds": round(seconds, 4), "metrics": {n: f(pred, x) for n, f in fns.items()},
+                   "seconds": round(seconds, 4), "nfe": _network_calls(m, cache), "metrics": {n: f(pred, x) for n, f in fns.items()},
                    "higher_is_better": {n: METRICS[n] for n in fns}, "images": rel}
             log.write(json.dumps(row) + "\n")
             log.flush()

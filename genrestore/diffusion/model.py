@@ -2,7 +2,8 @@
 
 ``ConditionalUNet`` wraps diffusers' ``UNet2DModel``. The degraded image ``y`` is concatenated
 with the noisy target ``x_t`` along channels (SR3 / Palette style; IDM §3.2, DiffGAR §4), so the
-UNet sees ``2 C`` input channels and predicts ``C``. Optional class labels (DiffGAR's artifact
+UNet sees ``C + C_y`` input channels and predicts ``C`` (``C_y = C`` unless the condition carries
+more, e.g. the inpainting mask as a fourth channel). Optional class labels (DiffGAR's artifact
 types) are embedded and added to the timestep embedding; one extra class, the last index, is the
 ``[MASK]`` token that stands for "unknown class" (blind restoration, and the unconditional branch of
 classifier-free guidance).
@@ -40,7 +41,8 @@ class ConditionalUNet(nn.Module):
     """A diffusers ``UNet2DModel`` conditioned on a degraded image and, optionally, a class.
 
     Args:
-        channels: image (or latent) channels ``C``; the UNet takes ``2 C`` and returns ``C``.
+        channels: image (or latent) channels ``C``; the UNet takes ``C + cond_channels`` and returns ``C``.
+        cond_channels: channels of the condition ``y``; ``None`` for ``channels``.
         class_names: the condition classes (e.g. DiffGAR's artifact types); empty for none. Index
             ``len(class_names)`` is the ``[MASK]`` class (unknown / unconditional).
         prediction_type: the network output: ``"epsilon"`` (noise), ``"sample"`` (``x_0``, IDM
@@ -51,8 +53,8 @@ class ConditionalUNet(nn.Module):
             ``layers_per_block``, ``down_block_types``, ``norm_num_groups``, ...), JSON values only.
 
     Attributes:
-        config: JSON-serialisable ``{"arch": "conditional-unet", "channels", "class_names",
-            "prediction_type", "schedule", "unet"}``; ``ConditionalUNet.from_config(config)``
+        config: JSON-serialisable ``{"arch": "conditional-unet", "channels", "cond_channels",
+            "class_names", "prediction_type", "schedule", "unet"}``; ``ConditionalUNet.from_config(config)``
             rebuilds the (untrained) network.
         mask_label: the ``[MASK]`` class index (``len(class_names)``).
 
@@ -69,29 +71,32 @@ class ConditionalUNet(nn.Module):
         torch.Size([2, 3, 8, 8])
     """
 
-    def __init__(self, channels: int = 3, *, class_names: Sequence[str] = (),
+    def __init__(self, channels: int = 3, *, cond_channels: int | None = None, class_names: Sequence[str] = (),
                  prediction_type: PredictionType = "epsilon", schedule: dict[str, Any] | None = None,
                  unet: dict[str, Any] | None = None):
         super().__init__()
         if prediction_type not in PREDICTION_TYPES:
             raise InputError(f"expected prediction_type in {PREDICTION_TYPES}, got {prediction_type!r}")
-        if not isinstance(channels, int) or channels < 1:
-            raise InputError(f"expected channels as a positive int, got {channels!r}")
+        cond_channels = channels if cond_channels is None else cond_channels
+        for name, v in (("channels", channels), ("cond_channels", cond_channels)):
+            if not isinstance(v, int) or v < 1:
+                raise InputError(f"expected {name} as a positive int, got {v!r}")
         unet = {k: _jsonable(v) for k, v in (unet or {}).items()}
         derived = sorted(set(unet) & set(_DERIVED))
         if derived:
             raise InputError(f"unet arguments {derived} are set by ConditionalUNet (from channels and class_names)")
         class_names = [str(c) for c in class_names]
         self.config: dict[str, Any] = {
-            "arch": ARCH, "channels": channels, "class_names": class_names,
+            "arch": ARCH, "channels": channels, "cond_channels": cond_channels, "class_names": class_names,
             "prediction_type": prediction_type, "schedule": check_schedule(schedule or {}), "unet": unet}
         self.channels = channels
+        self.cond_channels = cond_channels
         self.num_classes = len(class_names)
         self.mask_label = self.num_classes
         self.prediction_type = prediction_type
         d = require_diffusers()
         self.unet = d.UNet2DModel(
-            in_channels=2 * channels, out_channels=channels,
+            in_channels=channels + cond_channels, out_channels=channels,
             # class_embed_type None + num_class_embeds: an nn.Embedding added to the time embedding
             # (DiffGAR appendix: "these two embeddings will be added together")
             class_embed_type=None, num_class_embeds=self.num_classes + 1 if self.num_classes else None,
@@ -116,7 +121,7 @@ class ConditionalUNet(nn.Module):
         Args:
             x_t: ``(N, C, H, W)`` noisy target in model space.
             t: timestep(s) in ``[0, T)``, an int or a ``(N,)`` / ``()`` tensor.
-            y: ``(N, C, H, W)`` degraded condition in model space (``[-1, 1]`` for pixels).
+            y: ``(N, C_y, H, W)`` degraded condition in model space (``[-1, 1]`` for pixels).
             class_labels: ``(N,)`` int64 in ``[0, num_classes]`` (the last is ``[MASK]``);
                 ``None`` means ``[MASK]`` for a class-conditional model.
 
@@ -128,8 +133,9 @@ class ConditionalUNet(nn.Module):
                 without classes.
         """
         n = x_t.shape[0]
-        if x_t.ndim != 4 or x_t.shape[1] != self.channels or y.shape != x_t.shape:
-            raise InputError(f"expected x_t and y of the same shape (N, {self.channels}, H, W), "
+        if (x_t.ndim != 4 or y.ndim != 4 or x_t.shape[1] != self.channels or y.shape[1] != self.cond_channels
+                or y.shape[0] != n or y.shape[-2:] != x_t.shape[-2:]):
+            raise InputError(f"expected x_t as (N, {self.channels}, H, W) and y as (N, {self.cond_channels}, H, W), "
                              f"got {tuple(x_t.shape)} and {tuple(y.shape)}")
         if self.num_classes == 0 and class_labels is not None:
             raise InputError("this model has no classes; expected class_labels=None")

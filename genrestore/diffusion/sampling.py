@@ -94,7 +94,7 @@ def sample(model: ConditionalUNet, y: torch.Tensor, scheduler: Literal["ddpm", "
 
     Args:
         model: the conditional denoiser, in ``eval()`` mode.
-        y: ``(N, C, H, W)`` degraded images in ``[0, 1]``.
+        y: ``(N, C_y, H, W)`` degraded images (the condition) in ``[0, 1]``.
         scheduler: ``"ddpm"`` (IDM: 10 steps) or ``"ddim"`` (DiffGAR: 30 steps).
         steps: number of denoising steps, in ``[1, T]``.
         class_labels: ``(N,)`` int64 class labels; ``None`` for ``[MASK]`` / no classes.
@@ -110,7 +110,7 @@ def sample(model: ConditionalUNet, y: torch.Tensor, scheduler: Literal["ddpm", "
     Raises:
         InputError: bad ``y``, ``steps``, scheduler or ``eta``.
     """
-    check_image(y, "y", channels=(model.channels,))
+    check_image(y, "y", channels=(model.cond_channels,))
     if scheduler not in ("ddpm", "ddim"):
         raise InputError(f"expected scheduler 'ddpm' or 'ddim', got {scheduler!r}")
     if scheduler == "ddpm" and eta != 0.0:
@@ -123,7 +123,7 @@ def sample(model: ConditionalUNet, y: torch.Tensor, scheduler: Literal["ddpm", "
         step_kwargs["eta"] = eta
 
     y = to_model_range(y)
-    x = randn(generator, y.shape, device=y.device, dtype=y.dtype) * sched.init_noise_sigma  # x_T ~ N(0, I)
+    x = randn(generator, (y.shape[0], model.channels, *y.shape[-2:]), device=y.device, dtype=y.dtype) * sched.init_noise_sigma  # x_T ~ N(0, I)
     for t in sched.timesteps:
         out = predict(model, x, t, y, class_labels, guidance_scale)
         x = sched.step(out, t, x, **step_kwargs).prev_sample  # DDPM eq. 6-7 / DDIM eq. 12: x_t -> x_{t-1}
@@ -318,7 +318,7 @@ def training_loss(model: ConditionalUNet, x0: torch.Tensor, y: torch.Tensor,
     Args:
         model: the conditional denoiser (in ``train()`` mode for training).
         x0: ``(N, C, H, W)`` clean targets in model space (``[-1, 1]`` pixels or latents).
-        y: ``(N, C, H, W)`` degraded conditions in model space.
+        y: ``(N, C_y, H, W)`` degraded conditions in model space.
         class_labels: ``(N,)`` int64, or ``None`` (no classes, or all ``[MASK]``).
         scheduler: a diffusers scheduler with ``add_noise`` / ``get_velocity`` for the model's
             schedule; ``None`` builds a ``DDPMScheduler`` from the model config.
@@ -336,8 +336,8 @@ def training_loss(model: ConditionalUNet, x0: torch.Tensor, y: torch.Tensor,
     if scheduler.config.prediction_type != model.prediction_type:
         raise InputError(f"scheduler predicts {scheduler.config.prediction_type!r}, "
                          f"model predicts {model.prediction_type!r}")
-    if x0.shape != y.shape:
-        raise InputError(f"expected x0 and y of the same shape, got {tuple(x0.shape)} and {tuple(y.shape)}")
+    if x0.ndim != 4 or y.ndim != 4 or x0.shape[0] != y.shape[0] or x0.shape[-2:] != y.shape[-2:]:
+        raise InputError(f"expected x0 and y with the same batch and size, got {tuple(x0.shape)} and {tuple(y.shape)}")
     n = x0.shape[0]
     t = randint(generator, n, 0, scheduler.config.num_train_timesteps, device=x0.device)  # Alg. 1 line 4
     noise = randn(generator, x0.shape, device=x0.device, dtype=x0.dtype)  # Alg. 1 line 5

@@ -24,7 +24,8 @@ PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
 DEFAULT_SCHEDULE: dict[str, Any] = {
     "num_train_timesteps": 1000, "beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02}
 
-_SCHEDULE_KEYS = ("num_train_timesteps", "beta_schedule", "beta_start", "beta_end", "rescale_betas_zero_snr")
+_SCHEDULE_KEYS = ("num_train_timesteps", "beta_schedule", "beta_start", "beta_end", "rescale_betas_zero_snr",
+                  "trained_betas")
 
 
 def require_diffusers():
@@ -53,7 +54,7 @@ def make_scheduler(kind: SchedulerKind, schedule: dict[str, Any] | None = None,
         kind: ``"ddpm"`` (ancestral sampling, DDPM eq. 6-7), ``"ddim"`` (DDIM eq. 12) or
             ``"ddim_inverse"`` (DDIM eq. 12 run from ``t`` to ``t + 1``; DiffGAR eq. 7).
         schedule: the forward process (``num_train_timesteps``, ``beta_schedule``, ``beta_start``,
-            ``beta_end``); ``None`` for :data:`DEFAULT_SCHEDULE`.
+            ``beta_end``, or explicit ``trained_betas``); ``None`` for :data:`DEFAULT_SCHEDULE`.
         prediction_type: what the network predicts: noise ``eps``, the clean ``x_0``
             (``"sample"``; IDM eq. 7) or ``v = sqrt(a_t) eps - sqrt(1 - a_t) x_0``.
         clip_sample: clip the predicted ``x_0`` to ``[-1, 1]`` at each step (pixel models);

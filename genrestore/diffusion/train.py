@@ -72,37 +72,64 @@ def random_crops(images: Sequence[torch.Tensor], batch_size: int, crop: int, gen
     return torch.stack(crops)
 
 
-def _state_tensors(model: ConditionalUNet, ema: ConditionalUNet, opt: torch.optim.AdamW) -> dict[str, torch.Tensor]:
-    out = {f"model.{k}": v for k, v in model.state_dict().items()}
-    out.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
-    for i, p in enumerate(model.parameters()):
-        for k, v in opt.state.get(p, {}).items():  # step, exp_avg, exp_avg_sq
-            out[f"adamw.{i}.{k}"] = torch.as_tensor(v)
+def state_tensors(modules: dict[str, torch.nn.Module], optimizers: dict[str, tuple[torch.optim.Optimizer, torch.nn.Module]]
+                  ) -> dict[str, torch.Tensor]:
+    """One flat tensor dict of a run's state: ``NAME.<param>`` for each module, and
+    ``OPT.<param index>.{step,exp_avg,exp_avg_sq}`` for each optimizer over its module's parameters."""
+    out = {f"{name}.{k}": v for name, m in modules.items() for k, v in m.state_dict().items()}
+    for opt_name, (opt, module) in optimizers.items():
+        for i, p in enumerate(module.parameters()):
+            for k, v in opt.state.get(p, {}).items():
+                out[f"{opt_name}.{i}.{k}"] = torch.as_tensor(v)
     return {k: v.detach().cpu().contiguous() for k, v in out.items()}
 
 
-def _load_state(path: Path, model: ConditionalUNet, ema: ConditionalUNet, opt: torch.optim.AdamW,
-                run: dict[str, Any]) -> tuple[int, float]:
-    """Load a checkpoint into ``model``, ``ema`` and ``opt``; return ``(step, wall_time_s)``."""
+def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], run: dict[str, Any]) -> None:
+    """Write ``tensors`` with the JSON ``run`` as metadata to ``path``, atomically."""
+    from safetensors.torch import save_file
+
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata={"run": json.dumps(run)})
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, modules: dict[str, torch.nn.Module],
+                    optimizers: dict[str, tuple[torch.optim.Optimizer, torch.nn.Module]], run: dict[str, Any],
+                    keys: Sequence[str] = _RUN_KEYS) -> tuple[int, float]:
+    """Load a :func:`state_tensors` checkpoint in place; return ``(step, wall_time_s)``.
+
+    Raises:
+        InputError: the checkpoint's run differs from ``run`` in one of ``keys``.
+    """
     from safetensors import safe_open
     from safetensors.torch import load_file
 
     with safe_open(str(path), "pt") as f:
         meta = json.loads(f.metadata()["run"])
-    mismatch = {k: (meta.get(k), run[k]) for k in _RUN_KEYS if meta.get(k) != run[k]}
+    mismatch = {k: (meta.get(k), run[k]) for k in keys if meta.get(k) != run[k]}
     if mismatch:
         raise InputError(f"{path}: checkpoint of another run (saved vs now: {mismatch}); "
                          "use another out_dir or delete the checkpoint")
     tensors = load_file(str(path))
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
-    state = opt.state_dict()
-    for i, _ in enumerate(model.parameters()):
-        keys = [k for k in tensors if k.startswith(f"adamw.{i}.")]
-        if keys:
-            state["state"][i] = {k.split(".", 2)[2]: tensors[k] for k in keys}
-    opt.load_state_dict(state)
+    for name, m in modules.items():
+        m.load_state_dict({k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(f"{name}.")})
+    for opt_name, (opt, module) in optimizers.items():
+        state = opt.state_dict()
+        for i, _ in enumerate(module.parameters()):
+            found = [k for k in tensors if k.startswith(f"{opt_name}.{i}.")]
+            if found:
+                state["state"][i] = {k.split(".", 2)[2]: tensors[k] for k in found}
+        opt.load_state_dict(state)
     return meta["step"], meta["wall_time_s"]
+
+
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """``ema = d ema + (1 - d) w`` for parameters; buffers are copied."""
+    with torch.no_grad():
+        for pe, p in zip(ema.parameters(), model.parameters()):
+            pe.lerp_(p, 1 - decay)
+        for be, b in zip(ema.buffers(), model.buffers()):
+            be.copy_(b)
 
 
 def _check_labels(labels: torch.Tensor, n: int, num_classes: int) -> torch.Tensor:
@@ -121,7 +148,8 @@ def train_conditional(model: ConditionalUNet, images: Sequence[torch.Tensor] | s
                       steps: int,
                       batch_size: int = 8, crop: int = 128, lr: float = 1e-4, ema_decay: float = 0.999,
                       out_dir: str | os.PathLike = "runs/idm", save_every: int = 1000, seed: int = 0,
-                      device: str | torch.device = "cpu", recipe: str | None = None) -> ConditionalUNet:
+                      device: str | torch.device = "cpu", recipe: str | None = None,
+                      meta: dict[str, Any] | None = None) -> ConditionalUNet:
     """Train ``model`` to restore ``degrade_fn(x)`` to ``x``; return the EMA model.
 
     Step ``k`` (from 0): crops and flips from ``generator_for(seed, "crop-k")``, image ``i``'s
@@ -153,6 +181,7 @@ def train_conditional(model: ConditionalUNet, images: Sequence[torch.Tensor] | s
         seed: base seed of every random draw.
         device: where to train.
         recipe: free text for the final model's JSON (default: the run arguments).
+        meta: further JSON entries for the final model's sidecar (e.g. ``{"inpainter": "diffusion"}``).
 
     Returns:
         the EMA :class:`ConditionalUNet`, in ``eval()`` mode.
@@ -182,16 +211,9 @@ def train_conditional(model: ConditionalUNet, images: Sequence[torch.Tensor] | s
     sched = make_scheduler("ddpm", model.config["schedule"], model.prediction_type)
     start, wall = 0, 0.0
     ckpt = out_dir / CHECKPOINT
+    modules, optimizers = {"model": model, "ema": ema}, {"adamw": (opt, model)}
     if ckpt.is_file():
-        start, wall = _load_state(ckpt, model, ema, opt, run)
-
-    def save_checkpoint(step: int) -> None:
-        from safetensors.torch import save_file
-
-        meta = {"run": json.dumps({**run, "step": step, "wall_time_s": wall + time.perf_counter() - t0})}
-        tmp = ckpt.with_suffix(".tmp")
-        save_file(_state_tensors(model, ema, opt), str(tmp), metadata=meta)
-        os.replace(tmp, ckpt)
+        start, wall = load_checkpoint(ckpt, modules, optimizers, run)
 
     t0 = time.perf_counter()
     autocast = device.type == "cuda"
@@ -201,9 +223,9 @@ def train_conditional(model: ConditionalUNet, images: Sequence[torch.Tensor] | s
         y, labels = y if isinstance(y, tuple) else (y, None)
         if labels is not None:
             labels = _check_labels(labels, batch_size, model.num_classes).to(device)
-        if y.shape != x0.shape:
-            raise InputError(f"degrade_fn changed the shape {tuple(x0.shape)} to {tuple(y.shape)}; "
-                             "it must resize back to the input size")
+        if y.shape != (batch_size, model.cond_channels, crop, crop):
+            raise InputError(f"degrade_fn turned {tuple(x0.shape)} into {tuple(y.shape)}; expected "
+                             f"{(batch_size, model.cond_channels, crop, crop)} (resized back to the input size)")
         x0, y = to_model_range(x0.to(device)), to_model_range(y.to(device))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             loss = training_loss(model, x0, y, labels, scheduler=sched,  # [MASK] dropout 0.5 (DiffGAR Alg. 1)
@@ -213,16 +235,13 @@ def train_conditional(model: ConditionalUNet, images: Sequence[torch.Tensor] | s
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        with torch.no_grad():
-            for pe, p in zip(ema.parameters(), model.parameters()):
-                pe.lerp_(p, 1 - ema_decay)  # ema = d ema + (1 - d) w
-            for be, b in zip(ema.buffers(), model.buffers()):
-                be.copy_(b)
+        ema_update(ema, model, ema_decay)
         if (step + 1) % save_every == 0 or step + 1 == steps:
-            save_checkpoint(step + 1)
+            save_checkpoint(ckpt, state_tensors(modules, optimizers),
+                            {**run, "step": step + 1, "wall_time_s": wall + time.perf_counter() - t0})
     if start >= steps:  # nothing left to do: keep the checkpoint as it is
         t0 = time.perf_counter()
     wall_time_s = wall + time.perf_counter() - t0
     ema.save(out_dir / FINAL, recipe=recipe or json.dumps({k: v for k, v in run.items() if k != "config"}),
-             wall_time_s=round(wall_time_s, 3), steps=steps)
+             wall_time_s=round(wall_time_s, 3), steps=steps, **(meta or {}))
     return ema

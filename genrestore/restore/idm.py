@@ -100,7 +100,7 @@ class IDMRestorer:
         UNet's size multiple and cropped back.
 
         Args:
-            y: ``(N, C, H, W)`` degraded images in ``[0, 1]``, any ``H, W >= 1``.
+            y: ``(N, C_y, H, W)`` degraded images (the model's condition) in ``[0, 1]``, any ``H, W >= 1``.
             steps: DDPM steps in ``[1, T]`` (IDM: 10).
             generator: a ``torch.Generator`` or one per image (then image ``i`` draws all its noise,
                 at its full padded size, from ``generator[i]``, whatever the batch or tiling).
@@ -110,13 +110,13 @@ class IDMRestorer:
             tile_blend: width of the cosine cross-fade between tiles, in pixels.
 
         Returns:
-            ``(N, C, H, W)`` restored images in ``[0, 1]``.
+            ``(N, C, H, W)`` restored images in ``[0, 1]`` (``C``: the model's output channels).
 
         Raises:
             InputError: bad ``y``, ``steps`` or tiling arguments.
         """
         model = self.model
-        check_image(y, "y", channels=(model.channels,))
+        check_image(y, "y", channels=(model.cond_channels,))
         _check_steps(steps, model.config["schedule"]["num_train_timesteps"])
         if tile and (tile < 0 or tile % self.multiple or tile <= 2 * tile_pad + tile_blend):
             raise InputError(f"expected tile = 0 or a multiple of {self.multiple} larger than "
@@ -135,7 +135,7 @@ class IDMRestorer:
         sched = make_scheduler("ddpm", model.config["schedule"], model.prediction_type)
         sched.set_timesteps(steps, device=device)
         step_kwargs: dict[str, Any] = {"generator": _diffusers_generator(generator)}
-        x = randn(generator, y_pad.shape, device=device, dtype=y_pad.dtype) * sched.init_noise_sigma  # x_T
+        x = randn(generator, (y_pad.shape[0], model.channels, *y_pad.shape[-2:]), device=device, dtype=y_pad.dtype) * sched.init_noise_sigma  # x_T
         for t in sched.timesteps:
             x = sched.step(denoise(x, t), t, x, **step_kwargs).prev_sample  # DDPM eq. 6-7 (x0 from IDM eq. 7)
         return from_model_range(x[..., :h, :w]).to(y.device)

@@ -1,0 +1,174 @@
+"""Learned inpainting: one condition, one mask sampler and one interface for three inpainters.
+
+Seed 004 compares GAN, diffusion and diffusion-GAN inpainters. All three here are the same
+:class:`~genrestore.diffusion.ConditionalUNet` conditioned on a four-channel image (the known
+pixels, holes set to mid-grey, and the keep-mask), and they differ in how they are trained and
+sampled:
+
+* ``"diffusion"``: the IDM machinery (an ``x_0``-predicting conditional DDPM over 1000 steps,
+  IDM eq. 7) trained by :func:`genrestore.diffusion.train.train_conditional` with
+  :func:`inpaint_degrade`; sampled with ``steps`` DDPM steps (default 50);
+* ``"ddgan"``: a denoising diffusion GAN (Xiao et al. 2022) with ``T`` = 2 or 4 large steps,
+  trained by :func:`genrestore.restore.diffusion_gan.train_inpaint_gan`; ``T`` network calls;
+* ``"gan"``: the one-step case ``T = 1``: the generator maps (noise, condition) to the image in one
+  call, and its discriminator is a conditional PatchGAN on (image, condition), as in pix2pix.
+
+Every inpainter returns the composite ``mask * y + (1 - mask) * prediction``: known pixels are
+kept exactly.
+
+Masks are ``(N, 1, H, W)`` keep-masks, 1 = known, 0 = missing (as in :mod:`genrestore.degrade.masks`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from .._checks import InputError, check_image
+from .._random import Generator, rand, randint
+from ..degrade.masks import random_box_mask, random_stroke_mask
+
+InpainterKind = Literal["diffusion", "ddgan", "gan"]
+KINDS: tuple[str, ...] = ("diffusion", "ddgan", "gan")
+COND_CHANNELS = 4  # known pixels (3) + keep-mask (1)
+DEFAULT_DIFFUSION_STEPS = 50
+
+
+def inpaint_condition(y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The inpainters' condition: ``concat(mask * y + (1 - mask) / 2, mask)``.
+
+    Args:
+        y: ``(N, 3, H, W)`` images in ``[0, 1]`` (values in the holes are ignored).
+        mask: ``(N, 1, H, W)`` keep-mask in ``[0, 1]``, 1 = known.
+
+    Returns:
+        ``(N, 4, H, W)`` in ``[0, 1]``; in model space (``2 c - 1``) the holes are 0 and the mask +-1.
+
+    Example:
+        >>> c = inpaint_condition(torch.ones(1, 3, 2, 2), torch.tensor([[[[1.0, 0.0], [1.0, 1.0]]]]))
+        >>> c[0, :, 0, 1].tolist()
+        [0.5, 0.5, 0.5, 0.0]
+    """
+    check_image(y, "y", channels=(3,))
+    check_image(mask, "mask", channels=(1,))
+    if mask.shape[0] != y.shape[0] or mask.shape[-2:] != y.shape[-2:]:
+        raise InputError(f"expected a mask of shape {(y.shape[0], 1, *y.shape[-2:])}, got {tuple(mask.shape)}")
+    mask = mask.to(y)
+    return torch.cat([y * mask + 0.5 * (1 - mask), mask], dim=1)
+
+
+def training_masks(generators: list[torch.Generator | None], size: tuple[int, int], canvas: int = 128,
+                   max_strokes: int = 17, box_prob: float = 0.5, device=None) -> torch.Tensor:
+    """Random keep-masks for training: brush strokes of the benchmark's shape, or one rectangle.
+
+    Image ``i`` draws everything from ``generators[i]``: with probability ``box_prob`` one
+    rectangular hole of 5-25 % of the area (:func:`~genrestore.degrade.masks.random_box_mask`);
+    otherwise ``k ~ U{1..max_strokes}`` strokes (the inpainting task's levels use 1 to 17) drawn
+    on a ``canvas x canvas`` image (stroke width ``0.08 canvas``, as the benchmark task draws them
+    on a ``canvas``-px crop) and cut to ``size`` at a random offset. Training on small crops thus
+    sees holes of the width the benchmark uses at ``canvas`` px.
+
+    Args:
+        generators: one generator (or ``None``) per image.
+        size: ``(H, W)`` of the masks; the canvas grows to ``max(H, W)`` if needed.
+
+    Returns:
+        ``(N, 1, H, W)`` float32 keep-masks.
+    """
+    h, w = size
+    side = max(canvas, h, w)
+    out = []
+    for g in generators:  # a handful per batch: one vectorized mask each
+        u = rand(g, (2,), dtype=torch.float64)
+        if u[0] < box_prob:
+            out.append(random_box_mask(g, 1, (h, w), device=device))
+            continue
+        strokes = int(randint(g, 1, 1, max_strokes + 1))
+        m, _ = random_stroke_mask(g, 1, (side, side), strokes, device=device)
+        off = randint(g, 2, 0, side - min(h, w) + 1)
+        y0, x0 = min(int(off[0]), side - h), min(int(off[1]), side - w)
+        out.append(m[..., y0:y0 + h, x0:x0 + w])
+    return torch.cat(out)
+
+
+def inpaint_degrade(x: torch.Tensor, generators: list[torch.Generator | None]) -> torch.Tensor:
+    """``degrade_fn`` for :func:`~genrestore.diffusion.train.train_conditional`: the condition of ``x``
+    under :func:`training_masks`, ``(N, 4, H, W)`` in ``[0, 1]``."""
+    return inpaint_condition(x, training_masks(generators, tuple(x.shape[-2:]), device=x.device))
+
+
+def composite(y: torch.Tensor, mask: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+    """``mask * y + (1 - mask) * pred``: the known pixels of ``y``, the prediction in the holes."""
+    mask = mask.to(pred)
+    return mask * y.to(pred) + (1 - mask) * pred
+
+
+@dataclass
+class Inpainter:
+    """A trained inpainter: ``inpaint(y, mask)`` fills the holes of ``y``.
+
+    Attributes:
+        kind: ``"diffusion"``, ``"ddgan"`` or ``"gan"``.
+        model: the :class:`~genrestore.diffusion.ConditionalUNet` (``cond_channels = 4``).
+        default_steps: network calls per image by default (DDPM steps; ``T`` for the GANs).
+    """
+
+    kind: str
+    model: torch.nn.Module
+    default_steps: int
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> Inpainter:
+        """An inpainter from ``path`` (``.safetensors``) and its JSON sidecar, whose ``"inpainter"``
+        entry names the kind.
+
+        Raises:
+            InputError: a missing or unreadable file, a sidecar without an ``inpainter`` kind, or a
+                model whose condition is not the 4-channel inpainting one.
+        """
+        from ..diffusion import ConditionalUNet
+
+        path = Path(path)
+        sidecar = path.with_suffix(".json")
+        net = ConditionalUNet.load(path, device)
+        kind = json.loads(sidecar.read_text()).get("inpainter")
+        if kind not in KINDS:
+            raise InputError(f"{sidecar}: expected 'inpainter' in {KINDS} (a model from `genrestore train "
+                             f"inpaint`), got {kind!r}")
+        if net.cond_channels != COND_CHANNELS or net.channels != 3:
+            raise InputError(f"{path}: an inpainter takes a 4-channel condition and makes RGB; this model takes "
+                             f"{net.cond_channels} and makes {net.channels}")
+        steps = DEFAULT_DIFFUSION_STEPS if kind == "diffusion" else net.config["schedule"]["num_train_timesteps"]
+        return cls(kind, net, steps)
+
+    @torch.inference_mode()
+    def inpaint(self, y: torch.Tensor, mask: torch.Tensor, generator: Generator = None,
+                steps: int | None = None) -> torch.Tensor:
+        """Fill the holes of ``y``.
+
+        Args:
+            y: ``(N, 3, H, W)`` in ``[0, 1]``.
+            mask: ``(N, 1, H, W)`` keep-mask (1 = known); fractional edges blend.
+            generator: a generator or one per image (the initial noise and each step's noise).
+            steps: DDPM steps for ``"diffusion"`` (default 50); the GANs always run their ``T`` steps.
+
+        Returns:
+            ``(N, 3, H, W)`` in ``[0, 1]``, equal to ``y`` where ``mask`` is 1.
+        """
+        cond = inpaint_condition(y, mask)
+        if self.kind == "diffusion":
+            from .idm import IDMRestorer
+
+            pred = IDMRestorer(self.model).restore(cond, steps or self.default_steps, generator)
+        else:
+            if steps not in (None, self.default_steps):
+                raise InputError(f"a {self.kind} inpainter always runs its {self.default_steps} steps, got steps={steps}")
+            from .diffusion_gan import sample_diffusion_gan
+
+            pred = sample_diffusion_gan(self.model, cond, generator)
+        return composite(y, mask, pred).clamp(0, 1)

@@ -1,0 +1,247 @@
+"""Learned inpainters: condition, masks, the diffusion-GAN process against closed forms and diffusers,
+training/resume, the one ``Inpainter`` interface, the CLI and the bench method."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from genrestore._checks import InputError
+from genrestore.diffusion import ConditionalUNet, make_scheduler
+from genrestore.diffusion.train import train_conditional
+from genrestore.restore.diffusion_gan import (
+    PatchDiscriminator,
+    diffusion_gan_schedule,
+    posterior_sample,
+    real_pair,
+    train_inpaint_gan,
+)
+from genrestore.restore.inpaint import Inpainter, composite, inpaint_condition, inpaint_degrade, training_masks
+
+pytest.importorskip("diffusers")
+
+TINY = dict(sample_size=16, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
+            down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"))
+
+
+def tiny_generator(num_steps: int | None) -> ConditionalUNet:
+    torch.manual_seed(0)
+    schedule = diffusion_gan_schedule(num_steps) if num_steps else None
+    return ConditionalUNet(3, cond_channels=4, prediction_type="sample", schedule=schedule, unet=TINY)
+
+
+@pytest.fixture(scope="module")
+def photos():
+    g = torch.Generator().manual_seed(3)
+    return [torch.rand(3, 40, 44, generator=g), torch.rand(3, 36, 36, generator=g)]
+
+
+def test_schedule_is_the_vp_sde_closed_form():
+    # alpha_bar at s_k = eps + (1 - eps) k / T is exp(-b0 s - (b1 - b0) s^2 / 2), relative to s_0
+    for T in (1, 2, 4):
+        sched = make_scheduler("ddpm", diffusion_gan_schedule(T), "sample")
+        s = 1e-3 + (1 - 1e-3) * torch.arange(T + 1, dtype=torch.float64) / T
+        log_ab = -0.1 * s - 0.5 * 19.9 * s**2
+        expected = torch.exp(log_ab[1:] - log_ab[0])
+        torch.testing.assert_close(sched.alphas_cumprod.double(), expected, rtol=1e-5, atol=1e-7)  # float32 betas
+    assert make_scheduler("ddpm", diffusion_gan_schedule(1), "sample").alphas_cumprod[0] < 1e-4  # x_0: pure noise
+    with pytest.raises(InputError, match="positive int"):
+        diffusion_gan_schedule(0)
+
+
+def test_posterior_sample_equals_diffusers_ddpm_step():
+    sched = make_scheduler("ddpm", diffusion_gan_schedule(4), "sample", clip_sample=False)
+    sched.set_timesteps(4)
+    g = torch.Generator().manual_seed(0)
+    x0, x_t = torch.randn(1, 3, 5, 6, generator=g), torch.randn(1, 3, 5, 6, generator=g)
+    for t in sched.timesteps:
+        ref = sched.step(x0, t, x_t, generator=torch.Generator().manual_seed(7)).prev_sample
+        noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(7))
+        ours = posterior_sample(sched.alphas_cumprod, x0, x_t, torch.tensor([int(t)]), noise)
+        torch.testing.assert_close(ours, ref, atol=1e-6, rtol=1e-6)
+    # t = 0 returns x0 exactly, whatever the noise
+    torch.testing.assert_close(posterior_sample(sched.alphas_cumprod, x0, x_t, torch.tensor([0]), noise), x0)
+
+
+def test_real_pair_has_the_forward_marginals():
+    abar = make_scheduler("ddpm", diffusion_gan_schedule(4), "sample").alphas_cumprod
+    n = 200_000
+    x0 = torch.full((n, 1, 1, 1), 0.6)
+    g = torch.Generator().manual_seed(1)
+    for t in range(4):
+        tt = torch.full((n,), t)
+        prev, x_t = real_pair(abar, x0, tt, torch.randn(x0.shape, generator=g), torch.randn(x0.shape, generator=g))
+        ab_prev = 1.0 if t == 0 else float(abar[t - 1])
+        ab = float(abar[t])
+        # q(x_{t-1} | x0) = N(sqrt(ab_prev) x0, 1 - ab_prev); q(x_t | x0) = N(sqrt(ab) x0, 1 - ab)
+        assert abs(prev.mean() - math.sqrt(ab_prev) * 0.6) < 0.01
+        assert abs(prev.var() - (1 - ab_prev)) < 0.01
+        assert abs(x_t.mean() - math.sqrt(ab) * 0.6) < 0.01
+        assert abs(x_t.var() - (1 - ab)) < 0.01
+
+
+def test_patch_discriminator_sees_70_px_and_time():
+    d = PatchDiscriminator(7, num_timesteps=1)
+    x = torch.randn(1, 7, 160, 160, requires_grad=True)
+    out = d(x)
+    assert out.shape == (1, 1, 18, 18)  # H / 8 - 2
+    out[0, 0, 9, 9].backward()
+    cols = x.grad.abs().sum((0, 1, 2)).nonzero()
+    assert int(cols.max() - cols.min()) + 1 == 70
+    dt = PatchDiscriminator(10, num_timesteps=4)
+    x = torch.randn(2, 10, 32, 32)
+    assert not torch.equal(dt(x, torch.tensor([0, 0])), dt(x, torch.tensor([3, 3])))
+
+
+def test_condition_masks_and_composite():
+    y = torch.rand(2, 3, 8, 8)
+    mask = torch.zeros(2, 1, 8, 8)
+    mask[..., :4] = 1
+    c = inpaint_condition(y, mask)
+    torch.testing.assert_close(c[:, :3, :, :4], y[..., :4])
+    assert torch.all(c[:, :3, :, 4:] == 0.5) and torch.equal(c[:, 3:], mask)
+    out = composite(y, mask, torch.zeros_like(y))
+    assert torch.equal(out[..., :4], y[..., :4]) and torch.all(out[..., 4:] == 0)
+    with pytest.raises(InputError, match="mask of shape"):
+        inpaint_condition(y, mask[:1])
+
+
+def test_training_masks_are_per_image_and_mixed():
+    gens = [torch.Generator().manual_seed(i) for i in range(40)]
+    masks = training_masks(gens, (32, 48))
+    assert masks.shape == (40, 1, 32, 48) and masks.min() >= 0 and masks.max() <= 1
+    # image i depends on its own generator only
+    again = training_masks([torch.Generator().manual_seed(5)], (32, 48))
+    assert torch.equal(again[0], masks[5])
+    # boxes are binary with one hole; strokes have antialiased (fractional) edges
+    fractional = ((masks > 0) & (masks < 1)).flatten(1).any(1)
+    assert 5 < int(fractional.sum()) < 35
+    hole = 1 - masks
+    assert (hole.flatten(1).sum(1) > 0).float().mean() > 0.7  # most crops have a hole
+
+
+def test_inpaint_degrade_is_deterministic():
+    x = torch.rand(3, 3, 16, 16)
+    a = inpaint_degrade(x, [torch.Generator().manual_seed(i) for i in range(3)])
+    b = inpaint_degrade(x, [torch.Generator().manual_seed(i) for i in range(3)])
+    assert a.shape == (3, 4, 16, 16) and torch.equal(a, b)
+
+
+@pytest.mark.parametrize("num_steps", [1, 2])
+def test_gan_training_resumes_bit_for_bit(photos, tmp_path, num_steps):
+    kw = dict(batch_size=2, crop=32, save_every=2, seed=0, disc_width=8)
+    full = train_inpaint_gan(tiny_generator(num_steps), photos, 4, out_dir=tmp_path / "a", **kw)
+    train_inpaint_gan(tiny_generator(num_steps), photos, 2, out_dir=tmp_path / "b", **kw)
+    resumed = train_inpaint_gan(tiny_generator(num_steps), photos, 4, out_dir=tmp_path / "b", **kw)
+    for (k, v), w in zip(full.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(v, w), k
+    meta = json.loads((tmp_path / "a" / "model.json").read_text())
+    assert meta["inpainter"] == ("gan" if num_steps == 1 else "ddgan") and meta["steps"] == 4
+    with pytest.raises(InputError, match="another run"):
+        train_inpaint_gan(tiny_generator(num_steps), photos, 4, out_dir=tmp_path / "a", **{**kw, "seed": 1})
+
+
+def test_gan_training_lowers_the_hole_l1(photos, tmp_path):
+    """On a flat-coloured photo, 40 steps of the T = 2 generator fill the holes far better than before."""
+    gen0 = tiny_generator(2)
+    x = torch.tensor([0.8, 0.3, 0.6]).view(1, 3, 1, 1).expand(1, 3, 32, 32).clone()
+    gens = [torch.Generator().manual_seed(11)]
+    cond = inpaint_degrade(x, gens)
+    mask = cond[:, 3:]
+
+    def hole_l1(inp):
+        out = inp.inpaint(x, mask, [torch.Generator().manual_seed(0)])
+        return float(((out - x).abs() * (1 - mask)).sum() / (1 - mask).sum() / 3)
+
+    before = hole_l1(Inpainter("ddgan", gen0.eval(), 2))
+    trained = train_inpaint_gan(tiny_generator(2), [x[0]] * 2, 40, batch_size=4, crop=32, lr_g=2e-3, ema_decay=0.0,
+                                out_dir=tmp_path, save_every=100, disc_width=8)
+    assert hole_l1(Inpainter("ddgan", trained, 2)) < 0.3 * before
+
+
+@pytest.mark.parametrize("kind", ["diffusion", "ddgan", "gan"])
+def test_inpainter_keeps_known_pixels(photos, tmp_path, kind):
+    if kind == "diffusion":
+        train_conditional(tiny_generator(None), photos, inpaint_degrade, 1, 2, 32, out_dir=tmp_path,
+                          meta={"inpainter": "diffusion"})
+    else:
+        train_inpaint_gan(tiny_generator(1 if kind == "gan" else 4), photos, 1, batch_size=2, crop=32,
+                          out_dir=tmp_path, disc_width=8)
+    inp = Inpainter.from_file(tmp_path / "model.safetensors")
+    assert inp.kind == kind and inp.default_steps == {"diffusion": 50, "ddgan": 4, "gan": 1}[kind]
+    y = torch.rand(2, 3, 13, 19)
+    mask = (torch.rand(2, 1, 13, 19) > 0.4).float()
+    gens = [torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)]
+    out = inp.inpaint(y, mask, gens, steps=3 if kind == "diffusion" else None)
+    assert out.shape == y.shape
+    assert torch.equal(out * mask, y * mask)
+    # per-image generators: image 1 alone gives the same result
+    alone = inp.inpaint(y[1:], mask[1:], [torch.Generator().manual_seed(1)],
+                        steps=3 if kind == "diffusion" else None)
+    torch.testing.assert_close(alone, out[1:], atol=1e-5, rtol=0)
+    if kind != "diffusion":
+        with pytest.raises(InputError, match="always runs"):
+            inp.inpaint(y, mask, steps=7)
+
+
+def test_inpainter_rejects_other_models(tmp_path):
+    torch.manual_seed(0)
+    net = ConditionalUNet(3, prediction_type="sample", unet=TINY)
+    net.save(tmp_path / "idm.safetensors", inpainter="gan")
+    with pytest.raises(InputError, match="4-channel condition"):
+        Inpainter.from_file(tmp_path / "idm.safetensors")
+    tiny_generator(None).save(tmp_path / "plain.safetensors")
+    with pytest.raises(InputError, match="'inpainter'"):
+        Inpainter.from_file(tmp_path / "plain.safetensors")
+
+
+def test_train_degrade_restore_cli(tmp_path, capsys):
+    from genrestore.cli import main
+    from genrestore.io import read_image, write_image
+
+    g = torch.Generator().manual_seed(0)
+    for i in range(2):
+        write_image(tmp_path / "photos" / f"p{i}.png", torch.rand(1, 3, 40, 40, generator=g))
+    write_image(tmp_path / "clean" / "x.png", torch.rand(1, 3, 36, 44, generator=g))
+    run = tmp_path / "run"
+    assert main(["train", "inpaint", "--kind", "ddgan", "--timesteps", "2", "--data", str(tmp_path / "photos"),
+                 "-o", str(run), "--size", "32", "--steps", "2", "--batch-size", "2", "--channels", "8", "16",
+                 "--disc-width", "8", "--device", "cpu", "-q"]) == 0
+    meta = json.loads((run / "model.json").read_text())
+    assert meta["inpainter"] == "ddgan" and "--timesteps 2" in meta["recipe"]
+    assert main(["degrade", str(tmp_path / "clean"), "-o", str(tmp_path / "deg"), "--task", "inpaint",
+                 "--level", "M", "--seed", "0"]) == 0
+    out = tmp_path / "out"
+    assert main(["restore", str(tmp_path / "deg" / "x.png"), "-o", str(out), "--method", "inpaint", "--model",
+                 str(run / "model.safetensors"), "--masks", str(tmp_path / "deg"), "-q"]) == 0
+    y, res = read_image(tmp_path / "deg" / "x.png"), read_image(out / "x.png")
+    known = read_image(tmp_path / "deg" / "x_mask.png", "gray") > 0.5
+    assert res.shape == y.shape and torch.equal(res * known, y * known)
+    rec = json.loads((out / "x.json").read_text())
+    assert rec["inpainter"] == "ddgan" and rec["steps"] == 2
+    capsys.readouterr()
+    assert main(["restore", str(tmp_path / "deg" / "x.png"), "-o", str(tmp_path / "o2"), "--method", "inpaint",
+                 "--model", str(run / "model.safetensors")]) == 2
+    assert "--masks" in capsys.readouterr().err
+    assert main(["restore", str(tmp_path / "deg" / "x.png"), "-o", str(tmp_path / "o3"), "--method", "inpaint",
+                 "--model", str(run / "model.safetensors"), "--masks", str(tmp_path / "deg"), "--steps", "9"]) == 2
+    assert "always runs its 2" in capsys.readouterr().err
+
+
+def test_bench_inpaint_method_records_network_calls(tmp_path):
+    from genrestore.bench.harness import load_suite, run_suite
+    from genrestore.io import write_image
+
+    write_image(tmp_path / "photos" / "p.png", torch.rand(1, 3, 40, 40, generator=torch.Generator().manual_seed(0)))
+    train_inpaint_gan(tiny_generator(4), tmp_path / "photos", 1, batch_size=2, crop=32, out_dir=tmp_path / "m",
+                      disc_width=8)
+    (tmp_path / "s.toml").write_text(
+        'name = "t"\nimages = "photos"\ncount = 1\ncrop = 32\ntasks = ["inpaint"]\nlevels = ["M"]\n'
+        f'methods = ["degraded", "inpaint:{tmp_path / "m" / "model.safetensors"}"]\nmetrics = ["psnr"]\n')
+    run_suite(load_suite(tmp_path / "s.toml"), tmp_path / "out", progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert [r["nfe"] for r in rows] == [None, 4]
+    with pytest.raises(InputError, match="only restores inpainting"):
+        (tmp_path / "s.toml").write_text((tmp_path / "s.toml").read_text().replace('"inpaint"]', '"denoise"]'))
+        load_suite(tmp_path / "s.toml")
