@@ -107,3 +107,21 @@ def test_folder_of_images(tmp_path, images):
     ema = train_conditional(tiny_net(), tmp_path, PIPELINES["idm"].degrade, steps=1, batch_size=1, crop=16,
                             out_dir=tmp_path / "run", seed=0)
     assert (tmp_path / "run" / "model.safetensors").is_file() and not ema.training
+
+
+def test_ema_warm_up_follows_the_formula():
+    from genrestore.diffusion.train import ema_update
+
+    ema, model = torch.nn.Linear(1, 1, bias=False), torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        ema.weight.fill_(0.0)
+        model.weight.fill_(1.0)
+    ema_update(ema, model, 0.9, 0)
+    assert abs(ema.weight.item() - 0.9) < 1e-7  # d = 1/10 at step 0: mostly the trained weights
+    ema.weight.data.fill_(0.0)
+    expected = 0.0
+    for step in range(30):
+        d = min(0.9, (1 + step) / (10 + step))  # 0.1, 0.18, ... then capped at 0.9
+        expected = d * expected + (1 - d) * 1.0
+        ema_update(ema, model, 0.9, step)
+        assert abs(ema.weight.item() - expected) < 1e-6

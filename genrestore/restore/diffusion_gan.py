@@ -297,7 +297,7 @@ def train_inpaint_gan(model, images: Sequence[torch.Tensor] | str | os.PathLike,
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
-        ema_update(ema, model, ema_decay)
+        ema_update(ema, model, ema_decay, step)
         if progress:
             bar.set_postfix(d=f"{loss_d.item():.3f}", adv=f"{loss_adv.item():.3f}", l1=f"{l1.item():.4f}")
         if (step + 1) % save_every == 0 or step + 1 == steps:
