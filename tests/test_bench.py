@@ -38,7 +38,7 @@ def suite_file(tmp_path):
     (("tasks = [\"inpaint\"]", "tasks = [\"inpainting\"]"), "unknown task 'inpainting'"),
     (("levels = [\"S\", \"M\"]", "levels = [\"XXL\"]"), "unknown level 'XXL'"),
     (("\"telea\"]", "\"gan\"]"), "unknown method 'gan'"),
-    (("\"lpips\"]", "\"fid\"]"), "unknown metric 'fid'"),
+    (("\"lpips\"]", "\"niqe\"]"), "unknown metric 'niqe'"),
     (("seed = 0", "seed = 0\ncolour = 1"), "unknown key(s) colour"),
     (("tasks = [\"inpaint\"]", "tasks = [\"denoise\"]"), "only restores inpainting"),
     (("images = \"photos\"", "images = \"nowhere\""), "not found"),
@@ -87,3 +87,37 @@ def test_bench_cli_bad_suite_is_one_line(tmp_path, capsys):
     assert main(["bench", "nosuch", "-o", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("genrestore: error:") and "built-in" in err and len(err.splitlines()) == 1
+
+
+def test_set_metrics_is_and_fid_per_group(suite_file, tmp_path):
+    """IS and FID per (task, level, method) from an injected extractor equal the formulas on its outputs."""
+    from genrestore.bench.harness import write_set_metrics
+    from genrestore.bench.report import summarize, load_rows
+    from genrestore.io import read_image
+    from genrestore.metrics.distribution import frechet_distance, inception_score
+
+    text = suite_file.read_text().replace('"lpips"]', '"lpips", "is", "fid"]')
+    suite_file.write_text(text)
+    out = tmp_path / "run"
+    s = run_suite(load_suite(suite_file), out, progress=False)
+    record = json.loads((out / "set_metrics.json").read_text())
+    if record["notes"]:  # the standard Inception is absent here: nulls, and a note that says so
+        assert "inception-fid" in s["notes"][-1] and all(g["is"] is None for g in record["groups"])
+
+    def extractor(x):  # 3 "features": channel means; 4 "logits": channel means and brightness
+        f = x.mean((2, 3)).double()
+        return f * 10, torch.cat([f, f.mean(1, keepdim=True)], 1) * 5
+
+    write_set_metrics(out, ["is", "fid"], extractor)
+    record = json.loads((out / "set_metrics.json").read_text())
+    g = next(g for g in record["groups"] if g["method"] == "telea" and g["level"] == "M")
+    rows = [r for r in load_rows(out) if r["method"] == "telea" and r["level"] == "M"]
+    outs = torch.cat([read_image(out / r["images"]["output"]) for r in rows])
+    truths = torch.cat([read_image(out / r["images"]["truth"]) for r in rows])
+    assert g["count"] == 2
+    assert abs(g["is"] - inception_score(extractor(outs)[1], splits=1)[0]) < 1e-9
+    fo, ft = extractor(outs)[0], extractor(truths)[0]
+    ref = frechet_distance(ft.mean(0), torch.cov(ft.T, correction=1), fo.mean(0), torch.cov(fo.T, correction=1))
+    assert abs(g["fid"] - ref) < 1e-6 * max(1.0, abs(ref))
+    summary = summarize(load_rows(out), record)
+    assert summary["tables"][("inpaint", "M")]["telea"]["fid"] == g["fid"] and summary["higher"]["fid"] is False

@@ -39,7 +39,9 @@ from .._checks import InputError
 METHOD_KINDS = ("degraded", "telea", "navier-stokes", "nlmeans", "idm", "diffgar", "inpaint", "stylegan-inversion")
 _LEARNED = ("idm", "diffgar", "inpaint", "stylegan-inversion")  # methods that name their weights
 _INPAINTING_ONLY = ("telea", "navier-stokes", "inpaint")
-METRICS = {"psnr": True, "ssim": True, "lpips": False}  # name -> higher is better
+METRICS = {"psnr": True, "ssim": True, "lpips": False}  # per image; name -> higher is better
+SET_METRICS = {"is": True, "fid": False}  # per (task, level, method) set of outputs
+SET_METRICS_FILE = "set_metrics.json"
 SUITES_DIR = Path(__file__).with_name("suites")
 
 
@@ -112,12 +114,18 @@ def load_suite(spec: str | Path, methods: list[str] | None = None, images: str |
             raise InputError(f"{path}: unknown method {m!r} in 'methods'; known: {', '.join(METHOD_KINDS)}")
         if kind in _LEARNED and not arg:
             raise InputError(f"{path}: method {kind!r} needs its weights: '{kind}:PATH.safetensors'")
+        if kind == "inpaint":
+            from ..restore.inpaint import resolve_model
+
+            if not resolve_model(arg).is_file():
+                raise InputError(f"{path}: method {m!r}: no file {arg}")
         if kind in _INPAINTING_ONLY and any(t not in ("inpaint", "P") for t in data["tasks"]):
             raise InputError(f"{path}: method {m!r} only restores inpainting; the suite also has "
                              f"{[t for t in data['tasks'] if t not in ('inpaint', 'P')]}")
     for name in data["metrics"]:
-        if name not in METRICS:
-            raise InputError(f"{path}: unknown metric {name!r} in 'metrics'; known: {', '.join(METRICS)}")
+        if name not in METRICS and name not in SET_METRICS:
+            raise InputError(f"{path}: unknown metric {name!r} in 'metrics'; known: "
+                             f"{', '.join([*METRICS, *SET_METRICS])}")
     if images is not None:
         data["images"] = str(images)
     images = Path(data.get("images", ""))
@@ -222,7 +230,7 @@ def _metric_fns(names: list[str]) -> tuple[dict, list[str]]:
     from ..metrics import psnr, ssim
 
     fns, notes = {}, []
-    for n in names:
+    for n in (n for n in names if n in METRICS):
         if n == "psnr":
             fns[n] = lambda a, b: float(psnr(a, b)[0])
         elif n == "ssim":
@@ -295,7 +303,58 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
             log.flush()
             ran += 1
     write_csv(out)
+    if any(n in SET_METRICS for n in suite.metrics):
+        notes += write_set_metrics(out, [n for n in suite.metrics if n in SET_METRICS])
     return {"rows_run": ran, "rows_skipped": skipped, "notes": notes, "results": str(results)}
+
+
+def write_set_metrics(out_dir: Path, names: list[str], extractor=None) -> list[str]:
+    """Set metrics of every (task, level, method) group into ``OUT/set_metrics.json``; return notes.
+
+    IS of the group's outputs, FID of its outputs against its ground-truth crops, both from the
+    standard FID Inception (``inception-fid`` in the weight store). Without that weight every value
+    is ``null`` and the note says so. With a handful of crops these are only indicative: FID needs
+    thousands of images to be stable.
+
+    Args:
+        names: set metrics (``"is"``, ``"fid"``).
+        extractor: ``x -> (features, logits)``; default :class:`~genrestore.metrics.fid.InceptionFeatures`.
+    """
+    from .. import weights as ws
+    from ..io import atomic_write_bytes, read_image
+    from ..metrics.distribution import FeatureStats, fid_from_stats, inception_score
+
+    rows = [json.loads(line) for line in (out_dir / "results.jsonl").read_text().splitlines() if line.strip()]
+    groups: dict[tuple[str, str, str], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["task"], r["level"], r["method"]), []).append(r)
+    notes = []
+    if extractor is None and ws.find("inception-fid") is None:
+        notes.append(f"{', '.join(names)}: absent (inception-fid not in the weight store)")
+    elif extractor is None:
+        from ..metrics.fid import InceptionFeatures
+
+        extractor = InceptionFeatures()
+    out = []
+    for (task, level, method), grows in groups.items():
+        entry: dict = {"task": task, "level": level, "method": method, "count": len(grows)}
+        entry.update({n: None for n in names})
+        if extractor is not None:
+            load = lambda rel: read_image(out_dir / rel, "rgb")  # noqa: E731
+            f_out, logits = extractor(torch.cat([load(r["images"]["output"]) for r in grows]))
+            if "is" in names:
+                entry["is"] = inception_score(logits, splits=1)[0]
+            if "fid" in names:
+                f_ref, _ = extractor(torch.cat([load(r["images"]["truth"]) for r in grows]))
+                a, b = FeatureStats(), FeatureStats()
+                a.update(f_ref)
+                b.update(f_out)
+                entry["fid"] = fid_from_stats(a, b)
+        out.append(entry)
+    record = {"metrics": names, "higher_is_better": {n: SET_METRICS[n] for n in names}, "notes": notes,
+              "groups": out}
+    atomic_write_bytes(out_dir / SET_METRICS_FILE, (json.dumps(record, indent=1) + "\n").encode())
+    return notes
 
 
 def write_csv(out_dir: Path) -> Path:

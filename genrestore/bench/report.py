@@ -85,10 +85,11 @@ def _mean(values: list) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
-def summarize(rows: list[dict]) -> dict:
-    """Mean of each metric (and of seconds) per (task, level) and method.
+def summarize(rows: list[dict], set_metrics: dict | None = None) -> dict:
+    """Mean of each metric (and of seconds) per (task, level) and method, and the set metrics.
 
     Null metric values are left out of the mean; a metric with no value at all is ``None``.
+    ``set_metrics`` is the harness's ``set_metrics.json`` (IS, FID per group), added as columns.
 
     Returns:
         ``{"metrics": [names], "higher": {name: bool}, "tables": {(task, level): {method:
@@ -112,7 +113,18 @@ def summarize(rows: list[dict]) -> dict:
                 cell["seconds"] = _mean([r.get("seconds") for r in mrows])
                 table[method] = cell
             tables[(task, level)] = table
-    return {"metrics": metrics, "higher": higher, "tables": tables}
+    notes = list((set_metrics or {}).get("notes", []))
+    if set_metrics:
+        names = list(set_metrics.get("metrics", []))
+        metrics += [n for n in names if n not in metrics]
+        higher.update({k: bool(v) for k, v in set_metrics.get("higher_is_better", {}).items()})
+        for cell in (c for t in tables.values() for c in t.values()):
+            cell.update({n: None for n in names})
+        for g in set_metrics.get("groups", []):
+            cell = tables.get((g.get("task"), g.get("level")), {}).get(g.get("method"))
+            if cell is not None:
+                cell.update({n: g.get(n) for n in names})
+    return {"metrics": metrics, "higher": higher, "tables": tables, "notes": notes}
 
 
 def _columns(table: dict[str, dict], metrics: list[str]) -> list[str]:
@@ -152,7 +164,8 @@ def render_markdown(rows: list[dict], summary: dict, date: str) -> str:
     """The header and one table per (task, level) as Markdown; best values in bold."""
     suites = ", ".join(_unique(str(r.get("suite", "")) for r in rows)) or "unnamed"
     out = [f"# Benchmark report: {_md_escape(suites)}", "",
-           f"Date: {date}  ", f"Rows: {len(rows)}", ""]
+           f"Date: {date}  ", f"Rows: {len(rows)}", "",
+           *(f"Note: {_md_escape(n)}  " for n in summary.get("notes", [])), *([""] if summary.get("notes") else [])]
     for (task, level), table in summary["tables"].items():
         cols = _columns(table, summary["metrics"])
         best = {c: _best(table, c, summary["higher"]) for c in cols}
@@ -317,7 +330,8 @@ def render_html(run_dir: Path, rows: list[dict], summary: dict, date: str, max_i
            f"<title>Benchmark report: {e(suites)}</title><style>{_CSS}</style></head><body>",
            f"<h1>Benchmark report: {e(suites)}</h1>",
            f'<div class="meta">Date: {e(date)} &middot; Rows: {len(rows)} &middot; '
-           f"Run: {e(run_dir.name)}</div>", "<h2>Tables</h2>"]
+           f"Run: {e(run_dir.name)}</div>",
+           *(f'<div class="meta">Note: {e(n)}</div>' for n in summary.get("notes", [])), "<h2>Tables</h2>"]
     for (task, level), table in summary["tables"].items():
         cols = _columns(table, summary["metrics"])
         best = {c: _best(table, c, summary["higher"]) for c in cols}
@@ -362,7 +376,12 @@ def write_report(run_dir: str | os.PathLike, out_html: str | os.PathLike | None 
         raise InputError(f"expected max_images >= 0 and zoom >= 1, got {max_images} and {zoom}")
     run_dir = Path(run_dir)
     rows = load_rows(run_dir)
-    summary = summarize(rows)
+    set_file = run_dir / "set_metrics.json"
+    try:
+        set_metrics = json.loads(set_file.read_text()) if set_file.is_file() else None
+    except ValueError:
+        raise InputError(f"{set_file}: not JSON") from None
+    summary = summarize(rows, set_metrics)
     date = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z").strip()
     html_path = Path(out_html) if out_html is not None else run_dir / "report.html"
     md_path = Path(out_md) if out_md is not None else run_dir / "report.md"

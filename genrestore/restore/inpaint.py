@@ -102,6 +102,23 @@ def inpaint_degrade(x: torch.Tensor, generators: list[torch.Generator | None]) -
     return inpaint_condition(x, training_masks(generators, tuple(x.shape[-2:]), device=x.device))
 
 
+def resolve_model(spec: str | os.PathLike) -> Path:
+    """A model file: ``spec`` itself when it is a file, else the weight store's file of that name.
+
+    Raises:
+        InputError: neither an existing file nor a known weight name (a known but missing weight
+            raises the store's message with how to get it).
+    """
+    from .. import weights as ws
+
+    path = Path(spec)
+    if path.is_file() or path.suffix == ".safetensors":
+        return path
+    if str(spec) in ws.REGISTRY:
+        return ws.resolve(str(spec))
+    raise InputError(f"{spec}: neither a .safetensors file nor a weight name (see `genrestore weights list`)")
+
+
 def composite(y: torch.Tensor, mask: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
     """``mask * y + (1 - mask) * pred``: the known pixels of ``y``, the prediction in the holes."""
     mask = mask.to(pred)
@@ -125,7 +142,8 @@ class Inpainter:
     @classmethod
     def from_file(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> Inpainter:
         """An inpainter from ``path`` (``.safetensors``) and its JSON sidecar, whose ``"inpainter"``
-        entry names the kind.
+        entry names the kind; or from a shipped weight's name (``inpaint-gan``, ``inpaint-ddgan``,
+        ``inpaint-diffusion``; see ``genrestore weights list``).
 
         Raises:
             InputError: a missing or unreadable file, a sidecar without an ``inpainter`` kind, or a
@@ -133,7 +151,7 @@ class Inpainter:
         """
         from ..diffusion import ConditionalUNet
 
-        path = Path(path)
+        path = resolve_model(path)
         sidecar = path.with_suffix(".json")
         net = ConditionalUNet.load(path, device)
         kind = json.loads(sidecar.read_text()).get("inpainter")
