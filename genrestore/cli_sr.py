@@ -291,7 +291,7 @@ def _optional_weights(name: str):
 
 
 def cmd_train_desra(args: argparse.Namespace) -> int:
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
     from tqdm import tqdm
 
     from .cli import resolve_device

@@ -11,21 +11,20 @@ classifier-free guidance).
 The network works in model space: ``x_t`` and ``y`` in ``[-1, 1]`` for pixel models (or
 autoencoder latents). :func:`genrestore.diffusion.sampling.sample` converts from and to ``[0, 1]``.
 
-Checkpoints are ``name.safetensors`` plus ``name.json`` holding ``{"config": model.config}``.
+Checkpoints are ``name.safetensors`` plus ``name.json`` holding ``{"config": model.config}``
+(:class:`genrestore.models.checkpoint.SavedModel`).
 """
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from .._checks import InputError
+from ..models.checkpoint import SavedModel
 from .schedulers import PREDICTION_TYPES, PredictionType, check_schedule, require_diffusers
 
 ARCH = "conditional-unet"
@@ -37,7 +36,7 @@ def _jsonable(v: Any) -> Any:
     return list(v) if isinstance(v, tuple) else v
 
 
-class ConditionalUNet(nn.Module):
+class ConditionalUNet(nn.Module, SavedModel):
     """A diffusers ``UNet2DModel`` conditioned on a degraded image and, optionally, a class.
 
     Args:
@@ -151,45 +150,3 @@ class ConditionalUNet(nn.Module):
         t = torch.as_tensor(t, device=x_t.device)
         t = t.expand(n) if t.ndim == 0 else t
         return self.unet(torch.cat([x_t, y], dim=1), t, class_labels=class_labels).sample
-
-    def save(self, path: str | os.PathLike, **meta: Any) -> None:
-        """Write ``path`` (``.safetensors``) and ``path.json`` with ``{"config": ..., **meta}``."""
-        from safetensors.torch import save_file
-
-        path = Path(path)
-        if path.suffix != ".safetensors":
-            raise InputError(f"{path}: expected a .safetensors path")
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        save_file(state, str(path))
-        path.with_suffix(".json").write_text(json.dumps({"config": self.config, **meta}, indent=2) + "\n")
-
-    @classmethod
-    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> ConditionalUNet:
-        """A saved network in ``eval()`` mode from ``path`` (``.safetensors`` with its ``.json``).
-
-        Raises:
-            InputError: a missing file or sidecar, a config of another arch, or weights that do not
-                fit the config.
-        """
-        from safetensors.torch import load_file
-
-        path = Path(path)
-        sidecar = path.with_suffix(".json")
-        if path.suffix != ".safetensors" or not path.is_file():
-            raise InputError(f"{path}: expected an existing .safetensors file")
-        if not sidecar.is_file():
-            raise InputError(f"{path}: no architecture config (expected {sidecar.name} beside it)")
-        try:
-            config = json.loads(sidecar.read_text())["config"]
-        except (ValueError, KeyError, TypeError) as e:
-            raise InputError(f"{sidecar}: not a model sidecar with a 'config' entry ({type(e).__name__})") from None
-        net = cls.from_config(config)
-        try:
-            state = load_file(str(path))
-        except Exception as e:  # safetensors raises its own types for damaged files
-            raise InputError(f"{path}: not a readable safetensors file ({type(e).__name__})") from None
-        try:
-            net.load_state_dict(state, strict=True)
-        except RuntimeError as e:
-            raise InputError(f"{path}: weights do not fit {net.config}: {str(e).splitlines()[0]}") from None
-        return net.to(device).eval()

@@ -1,0 +1,90 @@
+"""Trained networks on disk: ``NAME.safetensors`` (the state dict) + ``NAME.json`` (its config).
+
+:class:`SavedModel` gives a network with a JSON-able ``config`` and a ``from_config`` classmethod
+``save(path, **meta)`` and ``load(path)``. The sidecar is ``{"config": ..., **meta}`` (recipe,
+wall time, quality numbers); shipped weights add their registry entry (license, sha256) to it.
+Nothing is unpickled: tensors come from safetensors, the rest from JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+
+from .._checks import InputError
+
+M = TypeVar("M", bound="SavedModel")
+
+
+def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON beside ``path`` (``NAME.json`` for ``NAME.safetensors``), checked to have a ``config``."""
+    path = Path(path)
+    sidecar = path.with_suffix(".json")
+    if path.suffix != ".safetensors" or not path.is_file():
+        raise InputError(f"{path}: expected an existing .safetensors file")
+    if not sidecar.is_file():
+        raise InputError(f"{path}: no architecture config (expected {sidecar.name} beside it)")
+    try:
+        data = json.loads(sidecar.read_text())
+        data["config"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise InputError(f"{sidecar}: not a model sidecar with a 'config' entry ({type(e).__name__})") from None
+    return data
+
+
+class SavedModel:
+    """Mixin for ``nn.Module`` classes with ``self.config`` and ``cls.from_config(config)``."""
+
+    config: dict[str, Any]
+
+    @classmethod
+    def from_config(cls: type[M], config: dict[str, Any]) -> M:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def save(self, path: str | os.PathLike, half: bool = False, **meta: Any) -> None:
+        """Write ``path`` (``.safetensors``) and ``path.json`` with ``{"config": ..., **meta}``, atomically.
+
+        Args:
+            half: store floating-point tensors as float16 (shipped weights); they load back into
+                float32 modules.
+        """
+        from safetensors.torch import save_file
+
+        from ..io import atomic_write_bytes
+
+        path = Path(path)
+        if path.suffix != ".safetensors":
+            raise InputError(f"{path}: expected a .safetensors path")
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}  # type: ignore[attr-defined]
+        if half:
+            state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+        tmp = path.with_suffix(".tmp")
+        save_file(state, str(tmp))
+        os.replace(tmp, path)
+        atomic_write_bytes(path.with_suffix(".json"), (json.dumps({"config": self.config, **meta}, indent=2) + "\n")
+                           .encode())
+
+    @classmethod
+    def load(cls: type[M], path: str | os.PathLike, device: str | torch.device = "cpu") -> M:
+        """A saved network in ``eval()`` mode from ``path`` (``.safetensors`` with its ``.json``).
+
+        Raises:
+            InputError: a missing file or sidecar, a config of another arch, or weights that do not
+                fit the config.
+        """
+        from safetensors.torch import load_file
+
+        net = cls.from_config(read_sidecar(path)["config"])
+        try:
+            state = load_file(str(path))
+        except Exception as e:  # safetensors raises its own types for damaged files
+            raise InputError(f"{path}: not a readable safetensors file ({type(e).__name__})") from None
+        try:
+            net.load_state_dict(state, strict=True)  # type: ignore[attr-defined]
+        except RuntimeError as e:
+            raise InputError(f"{path}: weights do not fit {net.config}: {str(e).splitlines()[0]}") from None
+        return net.to(device).eval()  # type: ignore[attr-defined]
