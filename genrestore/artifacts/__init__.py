@@ -1,5 +1,8 @@
-"""Synthesis of generative artifacts (DiffGAR §3): DDIM-latent perturbations so far."""
+"""Synthesis of generative artifacts (DiffGAR §3): VQ token replacement, autoregressive (GPT)
+resampling, DDIM-latent gaussian and scale/shift perturbations, and the identity pair."""
 
 from .ddim import DDIM_PAPER, ddim_gaussian, ddim_scale_shift, identity_pair
+from .vq import VQ_PAPER, ar_resample, replace_tokens, vq_replace
 
-__all__ = ["DDIM_PAPER", "ddim_gaussian", "ddim_scale_shift", "identity_pair"]
+__all__ = ["DDIM_PAPER", "VQ_PAPER", "ar_resample", "ddim_gaussian", "ddim_scale_shift", "identity_pair",
+           "replace_tokens", "vq_replace"]

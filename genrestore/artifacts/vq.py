@@ -1,0 +1,143 @@
+"""Token-level artifacts (DiffGAR §3.1-3.2): VQ token replacement and autoregressive resampling.
+
+Both encode the clean image to a VQ token grid (:class:`~genrestore.models.vq.VQAutoencoder`),
+change some tokens, and decode. DiffGAR's settings (appendix, FFHQ, 256 px, f = 4 tokens of
+64 x 64): token replacement swaps a random 4 x 4 token rectangle for uniformly random codebook
+entries; GPT sampling keeps 90 % of the tokens and resamples 10 % with top-k 500 at temperature
+18 (test) or 21 (training). Here ``level`` in [0, 1] sets the amount linearly, with level 0.5 =
+the paper's: rectangle side ``round(8 level)`` tokens; resampled fraction ``0.2 level``.
+
+Images whose sides are not multiples of the autoencoder's factor are padded (reflect) and the
+artifact image is cropped back. The artifact image is the decoder's output everywhere, so it also
+carries the autoencoder's reconstruction error, as in the paper's pairs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+
+from .. import _random
+from .._checks import InputError, check_image
+from .ddim import _check_level
+
+VQ_PAPER = {"rect_tokens": 4, "resample_fraction": 0.10, "top_k": 500, "temperature": 18.0}
+
+
+def _encode(vq, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+    from ..restore.idm import pad_to_multiple
+
+    check_image(x, "clean image", channels=(3,))
+    padded, hw = pad_to_multiple(x, vq.factor)
+    with torch.no_grad():
+        return vq.encode_tokens(padded), hw
+
+
+def _decode(vq, tokens: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    with torch.no_grad():
+        return vq.decode_tokens(tokens)[..., : hw[0], : hw[1]]
+
+
+def replace_tokens(tokens: torch.Tensor, side: int, codebook_size: int, generator: _random.Generator = None
+                   ) -> tuple[torch.Tensor, list[list[int]]]:
+    """Replace a random ``side x side`` rectangle of each ``(h, w)`` token grid by uniform random codes.
+
+    Image ``i`` draws its position (two uniforms), then its ``side^2`` codes, from its generator.
+
+    Returns:
+        ``(tokens (N, h, w), rects)``, ``rects[i] = [top, left, height, width]`` (clipped to the grid).
+    """
+    n, h, w = tokens.shape
+    rh, rw = max(0, min(side, h)), max(0, min(side, w))
+    rects = []
+    out = tokens.clone()
+    for i, g in enumerate(_random.per_image(generator, n)):  # one rectangle per image
+        u = _random.rand(g, (2,), dtype=torch.float64)
+        top, left = int(u[0] * (h - rh + 1)), int(u[1] * (w - rw + 1))
+        codes = _random.randint(g, rh * rw, 0, codebook_size).view(rh, rw)
+        out[i, top:top + rh, left:left + rw] = codes.to(out.device)
+        rects.append([top, left, rh, rw])
+    return out, rects
+
+
+def vq_replace(vq, x: torch.Tensor, level: float = 0.5, generator: _random.Generator = None,
+               rect_tokens: int | None = None) -> tuple[torch.Tensor, dict]:
+    """The ``replace_token`` artifact of ``x``.
+
+    Per image: a ``r x r`` token rectangle at a uniform random position (``r = round(8 level)``
+    unless ``rect_tokens`` is given, clipped to the grid), each token inside replaced by a uniform
+    random codebook index; then decode.
+
+    Args:
+        vq: a :class:`~genrestore.models.vq.VQAutoencoder` in eval mode.
+        x: ``(N, 3, H, W)`` clean images in ``[0, 1]``.
+        level: in ``[0, 1]``; 0 replaces nothing (the decoder's reconstruction).
+        generator: one generator, or one per image (position, then the new codes).
+
+    Returns:
+        ``(artifact (N, 3, H, W) in [0, 1], params)`` with ``params["rects"]``: per image
+        ``[top, left, height, width]`` in tokens.
+    """
+    level = _check_level(level)
+    r = round(8 * level) if rect_tokens is None else int(rect_tokens)
+    tokens, hw = _encode(vq, x)
+    out, rects = replace_tokens(tokens, r, vq.codebook_size, generator)
+    params = {"kind": "vq-replace", "level": level, "rect_tokens": r, "rects": rects, "factor": vq.factor,
+              "codebook_size": vq.codebook_size}
+    return _decode(vq, out, hw), params
+
+
+def ar_resample(vq, gpt, x: torch.Tensor, level: float = 0.5, generator: _random.Generator = None,
+                temperature: float = 18.0, top_k: int | None = 500, region: Literal["suffix", "rectangle"] = "suffix",
+                fraction: float | None = None) -> tuple[torch.Tensor, dict]:
+    """The GPT-sampling artifact of ``x``: resample a fraction of its tokens with the transformer.
+
+    ``region="suffix"`` keeps the tokens before a position (in raster order) and resamples the
+    last ``round(fraction L)``; ``"rectangle"`` resamples a random square of about ``fraction L``
+    tokens, each given every token before it. ``fraction = 0.2 level`` unless given.
+
+    Args:
+        vq: the autoencoder whose tokens ``gpt`` models.
+        gpt: a :class:`~genrestore.models.vq.TokenTransformer` with ``length = h w`` of the padded image.
+        x: ``(N, 3, H, W)`` clean images in ``[0, 1]``.
+        temperature, top_k: sampling settings (DiffGAR: 18 and 500 on FFHQ; top-k is clipped to
+            the codebook size).
+        generator: one generator, or one per image.
+
+    Returns:
+        ``(artifact, params)`` with the resampled token positions per image (``"first"`` for the
+        suffix, ``"rects"`` for rectangles) and the sampling settings.
+    """
+    level = _check_level(level)
+    frac = 0.2 * level if fraction is None else float(fraction)
+    if not 0 <= frac <= 1:
+        raise InputError(f"expected a fraction in [0, 1], got {frac}")
+    if region not in ("suffix", "rectangle"):
+        raise InputError(f"expected region 'suffix' or 'rectangle', got {region!r}")
+    tokens, hw = _encode(vq, x)
+    n, h, w = tokens.shape
+    if gpt.length != h * w or gpt.vocab_size != vq.codebook_size:
+        raise InputError(f"the transformer models {gpt.length} tokens of {gpt.vocab_size} codes; this image has "
+                         f"{h}x{w} = {h * w} tokens of {vq.codebook_size} (train it at this size)")
+    keep = torch.ones(n, h, w, dtype=torch.bool)
+    gens = _random.per_image(generator, n)
+    params: dict = {"kind": "ar-resample", "level": level, "fraction": frac, "region": region,
+                    "temperature": temperature, "top_k": top_k}
+    if region == "suffix":
+        first = h * w - round(frac * h * w)
+        keep.view(n, -1)[:, first:] = False
+        params["first"] = first
+    else:
+        side = min(h, w, round(math.sqrt(frac * h * w)))
+        rects = []
+        for i, g in enumerate(gens):
+            u = _random.rand(g, (2,), dtype=torch.float64)
+            top, left = int(u[0] * (h - side + 1)), int(u[1] * (w - side + 1))
+            keep[i, top:top + side, left:left + side] = False
+            rects.append([top, left, side, side])
+        params["rects"] = rects
+    seq = gpt.sample(tokens.view(n, -1), keep.view(n, -1).to(tokens.device), temperature, top_k, generator)
+    params["tokens_resampled"] = int((~keep).sum()) // max(n, 1)
+    return _decode(vq, seq.view(n, h, w), hw), params

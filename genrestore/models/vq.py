@@ -1,0 +1,195 @@
+"""The two stages of Taming Transformers as DiffGAR §3.1-3.2 uses them: a VQ autoencoder (VQGAN's
+encoder E, codebook Z and decoder D) and an autoregressive transformer over its token grid.
+
+* :class:`VQAutoencoder` wraps diffusers' ``VQModel`` (encoder, nearest-neighbour codebook lookup,
+  decoder): ``encode_tokens(x) -> (N, h, w)`` codebook indices, ``decode_tokens(s) -> x``. The
+  image side must be a multiple of :attr:`VQAutoencoder.factor` (``2^(blocks - 1)``).
+* :class:`TokenTransformer` is a decoder-only (GPT-style) transformer on the raster-order token
+  sequence with a start token, built from ``torch.nn.TransformerEncoderLayer`` with a causal mask;
+  :meth:`TokenTransformer.sample` continues a prefix with temperature and top-k sampling.
+
+Both save and load as safetensors + JSON (:class:`~genrestore.models.checkpoint.SavedModel`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .._checks import InputError
+from .._random import Generator, rand
+from .checkpoint import SavedModel
+
+VQ_ARCH = "vq-autoencoder"
+GPT_ARCH = "token-transformer"
+
+
+class VQAutoencoder(nn.Module, SavedModel):
+    """A VQGAN-style autoencoder: images in ``[0, 1]`` <-> a grid of codebook indices.
+
+    Args:
+        codebook_size: ``K``, the number of codes.
+        embed_dim: ``d``, the dimension of a code.
+        block_out_channels: encoder widths; ``len - 1`` downsamplings, so ``factor = 2^(len - 1)``.
+        layers_per_block: ResNet layers per block.
+        norm_num_groups: GroupNorm groups (must divide every width).
+
+    Example:
+        >>> vq = VQAutoencoder(16, 4, (8, 16), norm_num_groups=4)
+        >>> s = vq.encode_tokens(torch.rand(1, 3, 8, 8))
+        >>> s.shape, vq.decode_tokens(s).shape
+        (torch.Size([1, 4, 4]), torch.Size([1, 3, 8, 8]))
+    """
+
+    def __init__(self, codebook_size: int = 512, embed_dim: int = 4, block_out_channels=(64, 128, 128, 256),
+                 layers_per_block: int = 1, norm_num_groups: int = 32):
+        super().__init__()
+        from ..diffusion.schedulers import require_diffusers
+
+        d = require_diffusers()
+        boc = [int(c) for c in block_out_channels]
+        self.config: dict[str, Any] = {"arch": VQ_ARCH, "codebook_size": codebook_size, "embed_dim": embed_dim,
+                                       "block_out_channels": boc, "layers_per_block": layers_per_block,
+                                       "norm_num_groups": norm_num_groups}
+        self.vq = d.VQModel(in_channels=3, out_channels=3, block_out_channels=tuple(boc),
+                            down_block_types=("DownEncoderBlock2D",) * len(boc),
+                            up_block_types=("UpDecoderBlock2D",) * len(boc), layers_per_block=layers_per_block,
+                            latent_channels=embed_dim, num_vq_embeddings=codebook_size, vq_embed_dim=embed_dim,
+                            norm_num_groups=norm_num_groups, sample_size=32)
+        self.factor = 2 ** (len(boc) - 1)
+        self.codebook_size = codebook_size
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> VQAutoencoder:
+        config = dict(config)
+        if config.pop("arch", None) != VQ_ARCH:
+            raise InputError(f"expected a config with arch {VQ_ARCH!r}")
+        return cls(**config)
+
+    def _check(self, x: torch.Tensor) -> None:
+        from .._checks import check_image
+
+        check_image(x, "x", channels=(3,))
+        if x.shape[-2] % self.factor or x.shape[-1] % self.factor:
+            raise InputError(f"expected sides that are multiples of {self.factor}, got {tuple(x.shape[-2:])} "
+                             "(pad first: genrestore.restore.idm.pad_to_multiple)")
+
+    def quantize(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(z_e, z_q, tokens)``: encoder output, its nearest codes (straight-through), ``(N, h, w)`` indices."""
+        self._check(x)
+        z_e = self.vq.encode(x * 2 - 1).latents
+        z_q, _, (_, _, idx) = self.vq.quantize(z_e)
+        return z_e, z_q, idx.view(x.shape[0], *z_e.shape[-2:])
+
+    def encode_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, 3, H, W)`` in ``[0, 1]`` -> ``(N, H/f, W/f)`` int64 codebook indices."""
+        return self.quantize(x)[2]
+
+    def decode_codes(self, z_q: torch.Tensor) -> torch.Tensor:
+        """Quantized latents ``(N, d, h, w)`` -> ``(N, 3, h f, w f)`` images (unclamped, ~``[0, 1]``)."""
+        return (self.vq.decode(z_q, force_not_quantize=True).sample + 1) / 2
+
+    def decode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``(N, h, w)`` int64 indices -> ``(N, 3, h f, w f)`` images in ``[0, 1]``."""
+        if tokens.ndim != 3 or tokens.dtype != torch.long:
+            raise InputError(f"expected (N, h, w) int64 tokens, got {tuple(tokens.shape)} {tokens.dtype}")
+        if tokens.numel() and (tokens.min() < 0 or tokens.max() >= self.codebook_size):
+            raise InputError(f"tokens must lie in [0, {self.codebook_size})")
+        n, h, w = tokens.shape
+        z_q = self.vq.quantize.get_codebook_entry(tokens.reshape(-1), (n, h, w, self.config["embed_dim"]))
+        return self.decode_codes(z_q).clamp(0, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(reconstruction, vq_loss)``: the VQ-VAE codebook + commitment loss (beta 0.25, diffusers)."""
+        self._check(x)
+        z_e = self.vq.encode(x * 2 - 1).latents
+        z_q, vq_loss, _ = self.vq.quantize(z_e)
+        return self.decode_codes(z_q), vq_loss
+
+
+class TokenTransformer(nn.Module, SavedModel):
+    """A GPT-style autoregressive model of raster-order token sequences (Taming Transformers' stage 2).
+
+    Input position 0 is a start token (index ``vocab_size``); position ``i`` predicts token ``i``.
+
+    Args:
+        vocab_size: the codebook size ``K``.
+        length: tokens per image, ``h * w``.
+        dim, depth, heads: transformer width, layers and attention heads (pre-norm, GELU, 4x MLP).
+
+    Example:
+        >>> gpt = TokenTransformer(16, 6, dim=8, depth=1, heads=2)
+        >>> gpt(torch.zeros(2, 6, dtype=torch.long)).shape
+        torch.Size([2, 6, 16])
+    """
+
+    def __init__(self, vocab_size: int, length: int, dim: int = 256, depth: int = 6, heads: int = 8,
+                 dropout: float = 0.0):
+        super().__init__()
+        self.config: dict[str, Any] = {"arch": GPT_ARCH, "vocab_size": vocab_size, "length": length, "dim": dim,
+                                       "depth": depth, "heads": heads, "dropout": dropout}
+        self.vocab_size, self.length = vocab_size, length
+        self.tok = nn.Embedding(vocab_size + 1, dim)
+        self.pos = nn.Parameter(torch.zeros(1, length, dim))
+        layer = nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout, activation="gelu", batch_first=True,
+                                           norm_first=True)
+        self.blocks = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, vocab_size)
+        nn.init.normal_(self.pos, std=0.02)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> TokenTransformer:
+        config = dict(config)
+        if config.pop("arch", None) != GPT_ARCH:
+            raise InputError(f"expected a config with arch {GPT_ARCH!r}")
+        return cls(**config)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Next-token logits: ``(N, L)`` int64 tokens -> ``(N, L, K)``, position ``i`` from tokens ``< i``."""
+        n, length = tokens.shape
+        if length > self.length:
+            raise InputError(f"sequence of {length} tokens; this model knows {self.length} positions")
+        start = torch.full((n, 1), self.vocab_size, dtype=torch.long, device=tokens.device)
+        h = self.tok(torch.cat([start, tokens[:, :-1]], 1)) + self.pos[:, :length]
+        causal = nn.Transformer.generate_square_subsequent_mask(length, device=tokens.device)
+        return self.head(self.norm(self.blocks(h, mask=causal, is_causal=True)))
+
+    @torch.inference_mode()
+    def sample(self, tokens: torch.Tensor, keep: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
+               generator: Generator = None) -> torch.Tensor:
+        """Resample, in raster order, every position where ``keep`` is False; keep the others.
+
+        Each resampled token is drawn from ``softmax(logits / temperature)`` restricted to the
+        ``top_k`` most likely codes, given every token before it (kept or already resampled).
+
+        Args:
+            tokens: ``(N, L)`` int64.
+            keep: ``(N, L)`` or ``(L,)`` bool.
+            temperature: > 0 (DiffGAR: 18 / 21 on FFHQ).
+            top_k: codes kept per step (DiffGAR: 500); ``None`` or ``>= K`` for all.
+            generator: a generator or one per image (one uniform draw per resampled position).
+
+        Returns:
+            ``(N, L)`` int64.
+        """
+        if temperature <= 0:
+            raise InputError(f"expected temperature > 0, got {temperature}")
+        keep = keep.expand_as(tokens).to(tokens.device)
+        out = tokens.clone()
+        k = self.vocab_size if top_k is None else max(1, min(int(top_k), self.vocab_size))
+        first = int((~keep).any(0).nonzero()[0]) if (~keep).any() else tokens.shape[1]
+        u = rand(generator, out.shape, device=out.device, dtype=torch.float64)  # one draw per position
+        for i in range(first, tokens.shape[1]):  # sequential by nature: token i needs tokens < i
+            todo = ~keep[:, i]
+            if not todo.any():
+                continue
+            logits = self(out[:, : i + 1])[:, i].double() / temperature
+            top, idx = logits.topk(k, dim=-1)
+            cdf = F.softmax(top, -1).cumsum(-1)
+            pick = torch.searchsorted(cdf, torch.minimum(u[:, i : i + 1], cdf[:, -1:] - 1e-12))  # inverse CDF
+            out[:, i] = torch.where(todo, idx.gather(1, pick)[:, 0], out[:, i])
+        return out

@@ -1,0 +1,108 @@
+"""VQ token replacement and autoregressive resampling: tokens against brute force and formulas."""
+
+import pytest
+import torch
+
+from genrestore._checks import InputError
+from genrestore.artifacts import ar_resample, replace_tokens, vq_replace
+
+pytest.importorskip("diffusers")
+from genrestore.models.vq import TokenTransformer, VQAutoencoder  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def vq():
+    torch.manual_seed(0)
+    return VQAutoencoder(32, 4, (8, 16, 16), norm_num_groups=4).eval()
+
+
+@pytest.fixture(scope="module")
+def gpt():
+    torch.manual_seed(1)
+    return TokenTransformer(32, 16, dim=16, depth=2, heads=2).eval()
+
+
+def gens(n, base=0):
+    return [torch.Generator().manual_seed(base + i) for i in range(n)]
+
+
+def test_tokens_are_the_nearest_codes(vq):
+    x = torch.rand(2, 3, 16, 12)
+    with torch.no_grad():
+        z_e = vq.vq.encode(x * 2 - 1).latents                    # (N, d, h, w)
+        codebook = vq.vq.quantize.embedding.weight              # (K, d)
+        dist = ((z_e.permute(0, 2, 3, 1)[..., None, :] - codebook) ** 2).sum(-1)
+        assert torch.equal(vq.encode_tokens(x), dist.argmin(-1))
+        # decoding the tokens equals decoding the quantized latents of the forward pass
+        recon, _ = vq(x)
+        torch.testing.assert_close(vq.decode_tokens(vq.encode_tokens(x)), recon.clamp(0, 1), atol=1e-5, rtol=0)  # straight-through rounding
+    with pytest.raises(InputError, match="multiples of 4"):
+        vq.encode_tokens(torch.rand(1, 3, 10, 12))
+
+
+def test_replace_tokens_changes_only_the_rectangle():
+    tokens = torch.arange(2 * 6 * 7).view(2, 6, 7) % 32
+    out, rects = replace_tokens(tokens, 4, 32, gens(2))
+    for i, (top, left, h, w) in enumerate(rects):
+        assert (h, w) == (4, 4) and 0 <= top <= 2 and 0 <= left <= 3
+        inside = torch.zeros(6, 7, dtype=torch.bool)
+        inside[top:top + h, left:left + w] = True
+        assert torch.equal(out[i][~inside], tokens[i][~inside])
+        assert out[i][inside].min() >= 0 and out[i][inside].max() < 32
+        assert not torch.equal(out[i][inside], tokens[i][inside])
+    alone, _ = replace_tokens(tokens[1:], 4, 32, gens(1, base=1))  # per-image generators
+    assert torch.equal(alone[0], out[1])
+    clipped, rects = replace_tokens(tokens, 9, 32, gens(2))
+    assert rects[0] == [0, 0, 6, 7]
+
+
+def test_vq_replace_level_zero_is_the_reconstruction(vq):
+    x = torch.rand(1, 3, 15, 13)  # padded to 16 x 16, cropped back
+    art, p = vq_replace(vq, x, 0.0, gens(1))
+    from genrestore.restore.idm import pad_to_multiple
+
+    with torch.no_grad():
+        ref = vq.decode_tokens(vq.encode_tokens(pad_to_multiple(x, 4)[0]))[..., :15, :13]
+    assert art.shape == x.shape and torch.equal(art, ref) and p["rects"][0][2] == 0
+    _, p = vq_replace(vq, x, 0.5, gens(1))
+    assert p["rect_tokens"] == 4  # the paper's 4 x 4 at level 0.5
+    with pytest.raises(InputError, match=r"level in \[0, 1\]"):
+        vq_replace(vq, x, 1.5)
+
+
+def test_transformer_is_causal(gpt):
+    a = torch.randint(0, 32, (1, 16), generator=torch.Generator().manual_seed(0))
+    b = a.clone()
+    b[0, 9:] = (b[0, 9:] + 5) % 32
+    with torch.no_grad():
+        la, lb = gpt(a), gpt(b)
+    torch.testing.assert_close(la[0, :10], lb[0, :10])   # position i sees tokens < i only
+    assert not torch.allclose(la[0, 10:], lb[0, 10:])
+
+
+def test_sampling_follows_top_k_and_temperature(gpt):
+    n = 6000
+    tokens = torch.randint(0, 32, (1, 16), generator=torch.Generator().manual_seed(2)).expand(n, 16).clone()
+    keep = torch.ones(16, dtype=torch.bool)
+    keep[5] = False
+    out = gpt.sample(tokens, keep, temperature=0.7, top_k=3, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out[:, keep], tokens[:, keep])
+    with torch.no_grad():
+        logits = gpt(tokens[:1])[0, 5].double()
+    top, idx = logits.topk(3)
+    p = torch.softmax(top / 0.7, 0)
+    freq = torch.stack([(out[:, 5] == k).double().mean() for k in idx])
+    assert freq.sum() == 1  # nothing outside the top 3
+    assert (freq - p).abs().max() < 0.025  # 6000 draws: std <= 0.0065
+    greedy = gpt.sample(tokens[:2], keep, temperature=1.0, top_k=1)
+    assert torch.all(greedy[:, 5] == idx[0])
+
+
+def test_ar_resample_keeps_the_prefix(vq, gpt):
+    x = torch.rand(2, 3, 16, 16)
+    art, p = ar_resample(vq, gpt, x, 0.5, gens(2), top_k=500)
+    assert art.shape == x.shape and p["first"] == 16 - round(0.1 * 16) and p["tokens_resampled"] == 2
+    art_r, p = ar_resample(vq, gpt, x, 1.0, gens(2), region="rectangle")
+    assert all(r[2] == r[3] == 2 for r in p["rects"])  # sqrt(0.2 * 16) ~ 2
+    with pytest.raises(InputError, match="train it at this size"):
+        ar_resample(vq, gpt, torch.rand(1, 3, 32, 32), 0.5)
