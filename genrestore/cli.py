@@ -585,12 +585,14 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     m.set_defaults(func=cmd_metrics)
 
+    from .cli_artifacts import add_parser as add_artifacts
     from .cli_bench import add_parsers as add_bench
     from .cli_restore import add_parser as add_restore
     from .cli_sr import add_parsers
 
     add_parsers(sub)
     add_restore(sub)
+    add_artifacts(sub)
     add_bench(sub)
 
     t = sub.add_parser("train", help="fit or train models")

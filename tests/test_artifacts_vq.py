@@ -106,3 +106,42 @@ def test_ar_resample_keeps_the_prefix(vq, gpt):
     assert all(r[2] == r[3] == 2 for r in p["rects"])  # sqrt(0.2 * 16) ~ 2
     with pytest.raises(InputError, match="train it at this size"):
         ar_resample(vq, gpt, torch.rand(1, 3, 32, 32), 0.5)
+
+
+def test_artifacts_cli_writes_pairs_and_refuses_bad_input(vq, gpt, tmp_path, capsys):
+    import json
+
+    from genrestore.cli import main
+    from genrestore.diffusion import DenoisingUNet
+    from genrestore.io import read_image, write_image
+
+    torch.manual_seed(0)
+    vq.save(tmp_path / "vq.safetensors")
+    gpt.save(tmp_path / "gpt.safetensors")
+    DenoisingUNet(3, schedule={"num_train_timesteps": 100}, unet=dict(
+        sample_size=8, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
+        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"))
+    ).save(tmp_path / "ddpm.safetensors")
+    x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    write_image(tmp_path / "in" / "a.png", x)
+    models = {"vq-replace": ["--vq", str(tmp_path / "vq.safetensors")],
+              "ar-resample": ["--vq", str(tmp_path / "vq.safetensors"), "--transformer", str(tmp_path / "gpt.safetensors")],
+              "ddim-gauss": ["--ddpm", str(tmp_path / "ddpm.safetensors"), "--ddim-steps", "4"],
+              "identity": []}
+    for kind, extra in models.items():
+        out = tmp_path / kind
+        assert main(["artifacts", str(tmp_path / "in"), "-o", str(out), "--kind", kind, "-q", *extra]) == 0
+        rec = json.loads((out / "a.json").read_text())
+        assert read_image(out / "a.png").shape == (1, 3, 16, 16)
+        assert torch.equal(read_image(out / "a_clean.png"), read_image(tmp_path / "in" / "a.png"))
+        assert rec["kind"] == kind and rec["seed"] == 0
+    # same seed, same artifact
+    assert main(["artifacts", str(tmp_path / "in"), "-o", str(tmp_path / "again"), "--kind", "vq-replace", "-q",
+                 *models["vq-replace"]]) == 0
+    assert torch.equal(read_image(tmp_path / "again" / "a.png"), read_image(tmp_path / "vq-replace" / "a.png"))
+    capsys.readouterr()
+    assert main(["artifacts", str(tmp_path / "in"), "-o", str(tmp_path / "x"), "--kind", "ar-resample",
+                 "--vq", str(tmp_path / "vq.safetensors")]) == 2
+    assert "needs --transformer" in capsys.readouterr().err
+    assert main(["artifacts", str(tmp_path / "in"), "-o", str(tmp_path / "x"), "--kind", "identity", "--level", "2"]) == 2
+    assert "[0, 1]" in capsys.readouterr().err

@@ -9,7 +9,7 @@
 diffusers is imported only when a model or scheduler is built (``pip install 'diffusers>=0.30'``).
 """
 
-from .model import ConditionalUNet
+from .model import ConditionalUNet, DenoisingUNet
 from .sampling import (
     ddim_decode,
     ddim_invert,
@@ -24,6 +24,6 @@ from .sampling import (
 from .schedulers import DEFAULT_SCHEDULE, make_scheduler
 
 __all__ = [
-    "ConditionalUNet", "DEFAULT_SCHEDULE", "ddim_decode", "ddim_invert", "from_model_range", "make_scheduler",
+    "ConditionalUNet", "DEFAULT_SCHEDULE", "DenoisingUNet", "ddim_decode", "ddim_invert", "from_model_range", "make_scheduler",
     "mask_class_labels", "predict", "sample", "to_model_range", "training_loss", "training_target",
 ]

@@ -150,3 +150,45 @@ class ConditionalUNet(nn.Module, SavedModel):
         t = torch.as_tensor(t, device=x_t.device)
         t = t.expand(n) if t.ndim == 0 else t
         return self.unet(torch.cat([x_t, y], dim=1), t, class_labels=class_labels).sample
+
+
+UNCOND_ARCH = "denoising-unet"
+
+
+class DenoisingUNet(nn.Module, SavedModel):
+    """An unconditional epsilon-predicting DDPM denoiser, ``fn(x_t, t) -> eps`` on ``[-1, 1]`` images.
+
+    The generator whose DDIM latent space DiffGAR perturbs (§3.3; see
+    :mod:`genrestore.artifacts.ddim`), stored with its noise ``schedule`` like :class:`ConditionalUNet`.
+
+    Example:
+        >>> net = DenoisingUNet(3, unet=dict(sample_size=8, block_out_channels=(8, 16), layers_per_block=1,
+        ...     norm_num_groups=4, down_block_types=("DownBlock2D", "DownBlock2D"),
+        ...     up_block_types=("UpBlock2D", "UpBlock2D")))
+        >>> net(torch.randn(2, 3, 8, 8), torch.tensor([5, 900])).shape
+        torch.Size([2, 3, 8, 8])
+    """
+
+    def __init__(self, channels: int = 3, *, schedule: dict[str, Any] | None = None,
+                 unet: dict[str, Any] | None = None):
+        super().__init__()
+        unet = {k: _jsonable(v) for k, v in (unet or {}).items()}
+        derived = sorted(set(unet) & set(_DERIVED))
+        if derived:
+            raise InputError(f"unet arguments {derived} are set by DenoisingUNet (from channels)")
+        self.config: dict[str, Any] = {"arch": UNCOND_ARCH, "channels": channels,
+                                       "schedule": check_schedule(schedule or {}), "unet": unet}
+        self.channels = channels
+        self.unet = require_diffusers().UNet2DModel(in_channels=channels, out_channels=channels, **unet)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> DenoisingUNet:
+        config = dict(config)
+        if config.pop("arch", None) != UNCOND_ARCH:
+            raise InputError(f"expected a config with arch {UNCOND_ARCH!r}")
+        return cls(**config)
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
+        """``eps`` predicted for ``(N, C, H, W)`` noisy images at timestep(s) ``t``."""
+        t = torch.as_tensor(t, device=x_t.device)
+        return self.unet(x_t, t.expand(x_t.shape[0]) if t.ndim == 0 else t).sample
