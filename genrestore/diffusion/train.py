@@ -149,6 +149,85 @@ def _check_labels(labels: torch.Tensor, n: int, num_classes: int) -> torch.Tenso
     return labels
 
 
+class TrainRun:
+    """What every trainer here shares: checked arguments, the photos, seeded crops, resume from
+    ``out_dir/checkpoint.safetensors``, the EMA copy, periodic checkpoints and the final EMA model.
+
+    Usage: build it with the model (an EMA copy ``self.ema`` is made), add further modules and
+    optimizers, call :meth:`resume`, then ``for step in run.steps(): ...`` (one optimizer step
+    each; EMA and checkpoints follow automatically), and :meth:`finish`.
+
+    Args:
+        run: JSON-able run arguments; a checkpoint resumes only if they match (``keys``).
+    """
+
+    def __init__(self, model: torch.nn.Module, images: Sequence[torch.Tensor] | str | os.PathLike, steps: int,
+                 batch_size: int, crop: int, ema_decay: float, out_dir: str | os.PathLike, save_every: int,
+                 seed: int, device: str | torch.device, run: dict[str, Any]):
+        if not isinstance(steps, int) or steps < 1 or batch_size < 1 or save_every < 1:
+            raise InputError(f"expected positive steps, batch_size and save_every, got {steps}, {batch_size}, "
+                             f"{save_every}")
+        if not 0 <= ema_decay < 1:
+            raise InputError(f"expected ema_decay in [0, 1), got {ema_decay}")
+        self.images = load_images(images)
+        small = [i for i, im in enumerate(self.images) if min(im.shape[-2:]) < crop]
+        if small:
+            raise InputError(f"images {small[:5]} are smaller than the crop size {crop}")
+        self.device = torch.device(device)
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.total, self.batch_size, self.crop, self.seed = steps, batch_size, crop, seed
+        self.ema_decay, self.save_every = ema_decay, save_every
+        self.run = {"batch_size": batch_size, "crop": crop, "ema_decay": ema_decay, "seed": seed,
+                    "n_images": len(self.images), **run}
+        self.model = model.to(self.device).train()
+        self.ema = copy.deepcopy(model).eval().requires_grad_(False)
+        self.modules: dict[str, torch.nn.Module] = {"model": self.model, "ema": self.ema}
+        self.optimizers: dict[str, tuple[torch.optim.Optimizer, torch.nn.Module]] = {}
+        self.start, self.wall = 0, 0.0
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.out_dir / CHECKPOINT
+
+    def resume(self, keys: Sequence[str]) -> None:
+        """Load the checkpoint if there is one (after every module and optimizer is registered)."""
+        if self.checkpoint.is_file():
+            self.start, self.wall = load_checkpoint(self.checkpoint, self.modules, self.optimizers, self.run, keys)
+
+    def crops(self, step: int) -> torch.Tensor:
+        """Step ``step``'s ``(B, 3, crop, crop)`` crops from ``generator_for(seed, "crop-step")``, on the CPU."""
+        return random_crops(self.images, self.batch_size, self.crop, generator_for(self.seed, f"crop-{step}"))
+
+    def generators(self, step: int, tag: str = "degrade") -> list[torch.Generator]:
+        """One generator per image of step ``step``: ``generator_for(seed, "tag-step-i")``."""
+        return [generator_for(self.seed, f"{tag}-{step}-{i}") for i in range(self.batch_size)]
+
+    def steps(self, desc: str = "train", progress: bool = False):
+        """Yield the steps still to do; after each, update the EMA and save a checkpoint when due."""
+        from tqdm import tqdm
+
+        self._t0 = time.perf_counter()
+        for step in tqdm(range(self.start, self.total), desc=desc, unit="step", disable=not progress):
+            yield step
+            ema_update(self.ema, self.model, self.ema_decay, step)
+            if (step + 1) % self.save_every == 0 or step + 1 == self.total:
+                save_checkpoint(self.checkpoint, state_tensors(self.modules, self.optimizers),
+                                {**self.run, "step": step + 1, "wall_time_s": self.elapsed()})
+
+    def elapsed(self) -> float:
+        return self.wall + time.perf_counter() - getattr(self, "_t0", time.perf_counter())
+
+    def finish(self, recipe: str | None = None, **meta: Any):
+        """Save the EMA model as ``out_dir/model.safetensors`` (+ JSON with recipe, wall time, steps); return it."""
+        if self.start >= self.total:  # nothing was left to do: the wall time is the checkpoint's
+            self._t0 = time.perf_counter()
+        recipe = recipe or json.dumps({k: v for k, v in self.run.items() if k != "config"})
+        self.ema.save(self.out_dir / FINAL, recipe=recipe, wall_time_s=round(self.elapsed(), 3), steps=self.total,
+                      **meta)
+        return self.ema
+
+
 def train_conditional(model: ConditionalUNet, images: Sequence[torch.Tensor] | str | os.PathLike,
                       degrade_fn: Callable[[torch.Tensor, Generator], torch.Tensor | tuple[torch.Tensor, torch.Tensor]],
                       steps: int,
@@ -197,35 +276,17 @@ def train_conditional(model: ConditionalUNet, images: Sequence[torch.Tensor] | s
             size or returns class labels out of range (or for a model without classes), or a
             checkpoint in ``out_dir`` from a run with other arguments.
     """
-    if not isinstance(steps, int) or steps < 1 or batch_size < 1 or save_every < 1:
-        raise InputError(f"expected positive steps, batch_size and save_every, got {steps}, {batch_size}, {save_every}")
-    if not 0 <= ema_decay < 1:
-        raise InputError(f"expected ema_decay in [0, 1), got {ema_decay}")
-    imgs = load_images(images)
-    small = [i for i, im in enumerate(imgs) if min(im.shape[-2:]) < crop]
-    if small:
-        raise InputError(f"images {small[:5]} are smaller than the crop size {crop}")
-    device = torch.device(device)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    run = {"batch_size": batch_size, "crop": crop, "lr": lr, "ema_decay": ema_decay, "seed": seed,
-           "n_images": len(imgs), "config": model.config}
-
-    model.to(device).train()
-    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    tr = TrainRun(model, images, steps, batch_size, crop, ema_decay, out_dir, save_every, seed, device,
+                  {"lr": lr, "config": model.config})
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    tr.optimizers["adamw"] = (opt, model)
+    tr.resume(_RUN_KEYS)
     sched = make_scheduler("ddpm", model.config["schedule"], model.prediction_type)
-    start, wall = 0, 0.0
-    ckpt = out_dir / CHECKPOINT
-    modules, optimizers = {"model": model, "ema": ema}, {"adamw": (opt, model)}
-    if ckpt.is_file():
-        start, wall = load_checkpoint(ckpt, modules, optimizers, run)
-
-    t0 = time.perf_counter()
+    device = tr.device
     autocast = device.type == "cuda"
-    for step in range(start, steps):
-        x0 = random_crops(imgs, batch_size, crop, generator_for(seed, f"crop-{step}"))
-        y = degrade_fn(x0, [generator_for(seed, f"degrade-{step}-{i}") for i in range(batch_size)])
+    for step in tr.steps():
+        x0 = tr.crops(step)
+        y = degrade_fn(x0, tr.generators(step))
         y, labels = y if isinstance(y, tuple) else (y, None)
         if labels is not None:
             labels = _check_labels(labels, batch_size, model.num_classes).to(device)
@@ -241,13 +302,4 @@ def train_conditional(model: ConditionalUNet, images: Sequence[torch.Tensor] | s
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        ema_update(ema, model, ema_decay, step)
-        if (step + 1) % save_every == 0 or step + 1 == steps:
-            save_checkpoint(ckpt, state_tensors(modules, optimizers),
-                            {**run, "step": step + 1, "wall_time_s": wall + time.perf_counter() - t0})
-    if start >= steps:  # nothing left to do: keep the checkpoint as it is
-        t0 = time.perf_counter()
-    wall_time_s = wall + time.perf_counter() - t0
-    ema.save(out_dir / FINAL, recipe=recipe or json.dumps({k: v for k, v in run.items() if k != "config"}),
-             wall_time_s=round(wall_time_s, 3), steps=steps, **(meta or {}))
-    return ema
+    return tr.finish(recipe, **(meta or {}))

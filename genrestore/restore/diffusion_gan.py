@@ -22,12 +22,8 @@ beta_min) s^2 / 2)``, with ``beta_min = 0.1``, ``beta_max = 20``, ``eps = 1e-3``
 
 from __future__ import annotations
 
-import copy
-import json
 import os
-import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -37,10 +33,8 @@ from torch import nn
 from .._checks import InputError
 from .._random import Generator, generator_for, randint, randn
 
-CHECKPOINT = "checkpoint.safetensors"
-FINAL = "model.safetensors"
 _RUN_KEYS = ("batch_size", "crop", "lr_g", "lr_d", "r1_gamma", "l1_weight", "ema_decay", "seed", "n_images",
-             "config", "disc")
+             "config", "disc")  # a checkpoint resumes only when these match
 
 
 def diffusion_gan_schedule(num_steps: int, beta_min: float = 0.1, beta_max: float = 20.0, eps: float = 1e-3
@@ -211,57 +205,36 @@ def train_inpaint_gan(model, images: Sequence[torch.Tensor] | str | os.PathLike,
     Raises:
         InputError: bad arguments or model, images smaller than ``crop``, or a checkpoint of another run.
     """
-    from tqdm import tqdm
-
     from ..diffusion.sampling import to_model_range
-    from ..diffusion.train import (
-        ema_update,
-        load_checkpoint,
-        load_images,
-        random_crops,
-        save_checkpoint,
-        state_tensors,
-    )
+    from ..diffusion.train import TrainRun
     from .inpaint import COND_CHANNELS, inpaint_degrade
 
-    if not isinstance(steps, int) or steps < 1 or batch_size < 1 or save_every < 1:
-        raise InputError(f"expected positive steps, batch_size and save_every, got {steps}, {batch_size}, {save_every}")
     if model.prediction_type != "sample" or model.cond_channels != COND_CHANNELS or model.channels != 3:
         raise InputError("expected a ConditionalUNet(3, cond_channels=4, prediction_type='sample')")
-    if not 0 <= ema_decay < 1 or r1_gamma < 0 or l1_weight < 0:
-        raise InputError(f"expected ema_decay in [0, 1) and non-negative r1_gamma, l1_weight; got "
-                         f"{ema_decay}, {r1_gamma}, {l1_weight}")
-    imgs = load_images(images)
-    small = [i for i, im in enumerate(imgs) if min(im.shape[-2:]) < crop]
-    if small:
-        raise InputError(f"images {small[:5]} are smaller than the crop size {crop}")
-    device = torch.device(device)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if r1_gamma < 0 or l1_weight < 0:
+        raise InputError(f"expected non-negative r1_gamma and l1_weight, got {r1_gamma}, {l1_weight}")
     num_t = model.config["schedule"]["num_train_timesteps"]
-    disc = PatchDiscriminator(3 + COND_CHANNELS + (3 if num_t > 1 else 0), num_t, disc_width).to(device)
-    run = {"batch_size": batch_size, "crop": crop, "lr_g": lr_g, "lr_d": lr_d, "r1_gamma": r1_gamma,
-           "l1_weight": l1_weight, "ema_decay": ema_decay, "seed": seed, "n_images": len(imgs),
-           "config": model.config, "disc": disc.config}
-    model.to(device).train()
-    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    disc = PatchDiscriminator(3 + COND_CHANNELS + (3 if num_t > 1 else 0), num_t, disc_width)
+    tr = TrainRun(model, images, steps, batch_size, crop, ema_decay, out_dir, save_every, seed, device,
+                  {"lr_g": lr_g, "lr_d": lr_d, "r1_gamma": r1_gamma, "l1_weight": l1_weight, "config": model.config,
+                   "disc": disc.config})
+    device = tr.device
+    disc.to(device)
     opt_g = torch.optim.Adam(model.parameters(), lr=lr_g, betas=(0.5, 0.9))
     opt_d = torch.optim.Adam(disc.parameters(), lr=lr_d, betas=(0.5, 0.9))
-    modules = {"model": model, "ema": ema, "disc": disc}
-    optimizers = {"adam_g": (opt_g, model), "adam_d": (opt_d, disc)}
-    ckpt = out_dir / CHECKPOINT
-    start, wall = (load_checkpoint(ckpt, modules, optimizers, run, _RUN_KEYS) if ckpt.is_file() else (0, 0.0))
+    tr.modules["disc"] = disc
+    tr.optimizers.update({"adam_g": (opt_g, model), "adam_d": (opt_d, disc)})
+    tr.resume(_RUN_KEYS)
     abar = _model_schedule(model).to(device)
     autocast = device.type == "cuda"
 
     def d_input(prev, x_t, cond):
         return torch.cat([prev, x_t, cond] if num_t > 1 else [prev, cond], dim=1)
 
-    t0 = time.perf_counter()
-    bar = tqdm(range(start, steps), desc=f"train {'gan' if num_t == 1 else 'ddgan'}", unit="step", disable=not progress)
-    for step in bar:
-        x0 = random_crops(imgs, batch_size, crop, generator_for(seed, f"crop-{step}"))
-        cond = inpaint_degrade(x0, [generator_for(seed, f"degrade-{step}-{i}") for i in range(batch_size)])
+    kind = "gan" if num_t == 1 else "ddgan"
+    for step in tr.steps(f"train {kind}", progress):
+        x0 = tr.crops(step)
+        cond = inpaint_degrade(x0, tr.generators(step))
         hole = (1 - cond[:, 3:]).to(device)
         x0, cond = to_model_range(x0.to(device)), to_model_range(cond.to(device))
         g = generator_for(seed, f"loss-{step}")
@@ -297,18 +270,7 @@ def train_inpaint_gan(model, images: Sequence[torch.Tensor] | str | os.PathLike,
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
-        ema_update(ema, model, ema_decay, step)
-        if progress:
-            bar.set_postfix(d=f"{loss_d.item():.3f}", adv=f"{loss_adv.item():.3f}", l1=f"{l1.item():.4f}")
-        if (step + 1) % save_every == 0 or step + 1 == steps:
-            save_checkpoint(ckpt, state_tensors(modules, optimizers),
-                            {**run, "step": step + 1, "wall_time_s": wall + time.perf_counter() - t0})
-    if start >= steps:
-        t0 = time.perf_counter()
-    kind = "gan" if num_t == 1 else "ddgan"
-    ema.save(out_dir / FINAL, inpainter=kind, steps=steps, wall_time_s=round(wall + time.perf_counter() - t0, 3),
-             recipe=recipe or json.dumps({k: v for k, v in run.items() if k != "config"}))
-    return ema
+    return tr.finish(recipe, inpainter=kind)
 
 
 __all__ = ["PatchDiscriminator", "diffusion_gan_schedule", "posterior_sample", "real_pair", "sample_diffusion_gan",
