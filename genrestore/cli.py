@@ -607,8 +607,11 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_restore import add_train_parser as add_train_idm
     from .cli_sr import add_train_parser
 
+    from .cli_artifacts import add_train_parser as add_train_generators
+
     add_train_parser(tsub)
     add_train_idm(tsub)
+    add_train_generators(tsub)
     return parser
 
 

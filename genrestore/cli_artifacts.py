@@ -111,3 +111,73 @@ def add_parser(sub) -> None:
     a.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     a.add_argument("-q", "--quiet", action="store_true")
     a.set_defaults(func=cmd_artifacts)
+
+
+def cmd_train_generator(args: argparse.Namespace) -> int:
+    from .cli import resolve_device
+    from .models.vq import TokenTransformer, VQAutoencoder
+
+    device = resolve_device(args.device)
+    base = (f"genrestore train {args.model} --data {args.data} --steps {args.steps} --batch-size {args.batch_size} "
+            f"--lr {args.lr} --seed {args.seed}")
+    common = dict(ema_decay=args.ema_decay, out_dir=args.output, save_every=args.save_every, seed=args.seed,
+                  device=device, progress=not args.quiet)
+    if args.model == "vq":
+        from .artifacts.generators import train_vq_autoencoder
+
+        model = VQAutoencoder(args.codebook_size, args.embed_dim, args.channels, norm_num_groups=args.groups)
+        train_vq_autoencoder(model, args.data, args.steps, args.batch_size, args.size, args.lr, args.adv_weight,
+                             recipe=base + f" --size {args.size} --codebook-size {args.codebook_size} --channels "
+                             + " ".join(map(str, args.channels)), eval_images=args.eval_data, **common)
+    elif args.model == "transformer":
+        from .artifacts.generators import train_token_transformer
+
+        if not args.vq:
+            raise InputError("train transformer needs --vq MODEL: the trained VQ autoencoder whose tokens it models")
+        vq = VQAutoencoder.load(args.vq, device)
+        side = args.size // vq.factor
+        if side * vq.factor != args.size:
+            raise InputError(f"--size must be a multiple of the autoencoder's factor {vq.factor}, got {args.size}")
+        model = TokenTransformer(vq.codebook_size, side * side, args.dim, args.depth, args.heads)
+        train_token_transformer(model, vq, args.data, args.steps, args.batch_size, args.lr,
+                                recipe=base + f" --vq {args.vq} --size {args.size} --dim {args.dim} --depth "
+                                f"{args.depth}", eval_images=args.eval_data, **common)
+    else:
+        from .artifacts.generators import train_ddpm
+        from .cli_restore import _unet_config
+        from .diffusion import DenoisingUNet
+
+        model = DenoisingUNet(3, unet=_unet_config(args))
+        train_ddpm(model, args.data, args.steps, args.batch_size, args.size, args.lr,
+                   recipe=base + f" --size {args.size} --channels " + " ".join(map(str, args.channels)), **common)
+    print(f"{args.model} after {args.steps} steps -> {Path(args.output) / 'model.safetensors'}")
+    return 0
+
+
+def add_train_parser(tsub) -> None:
+    """Register ``train vq``, ``train transformer`` and ``train ddpm`` (the artifact generators)."""
+    from .cli_restore import _common_train_args
+    from .cli_sr import _positive_int
+
+    help_ = {"vq": "train a VQ autoencoder (VQGAN-style) for token artifacts",
+             "transformer": "train an autoregressive transformer over a VQ autoencoder's tokens",
+             "ddpm": "train an unconditional DDPM for the DDIM-latent artifacts"}
+    for name, text in help_.items():
+        p = tsub.add_parser(name, help=text, description=f"{text}; resumes from OUT/checkpoint.safetensors. "
+                            f"Example: genrestore train {name} --data photos/train -o runs/{name}"
+                            + (" --vq runs/vq/model.safetensors" if name == "transformer" else ""))
+        _common_train_args(p)
+        p.set_defaults(size=64, batch_size=16, lr=2e-4, save_every=500, func=cmd_train_generator, model=name,
+                       channels={"vq": [64, 128, 128, 256], "ddpm": [64, 128, 256, 256]}.get(name, [64]))
+        p.add_argument("--eval-data", help="photos for the quality number (default: --data)")
+        p.add_argument("-q", "--quiet", action="store_true")
+        if name == "vq":
+            p.add_argument("--codebook-size", type=_positive_int, default=512)
+            p.add_argument("--embed-dim", type=_positive_int, default=4)
+            p.add_argument("--groups", type=_positive_int, default=32, help="GroupNorm groups")
+            p.add_argument("--adv-weight", type=float, default=0.1, help="GAN loss weight (from half the steps)")
+        if name == "transformer":
+            p.add_argument("--vq", help="the trained VQ autoencoder (.safetensors + .json)")
+            p.add_argument("--dim", type=_positive_int, default=256)
+            p.add_argument("--depth", type=_positive_int, default=6)
+            p.add_argument("--heads", type=_positive_int, default=8)

@@ -333,7 +333,7 @@ def add_train_parser(tsub) -> None:
     t.add_argument("--extrinsic-tile", type=int, default=0, help="tile side when restoring the data (0: whole)")
     t.set_defaults(func=cmd_train_idm)
 
-    d = tsub.add_parser("diffgar", help="train a DiffGAR restorer (class-conditional, [MASK] for 50 % of samples)",
+    d = tsub.add_parser("diffgar", help="train a DiffGAR restorer (class-conditional, [MASK] for 50 %% of samples)",
                         description="Each crop gets one of the four benchmark tasks at --level as its class (upsampled "
                                     "back to the crop size); epsilon objective; resumes like train idm. Example: "
                                     "genrestore train diffgar --data photos/train --size 64 --steps 2000 -o runs/dg")

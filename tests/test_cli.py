@@ -257,3 +257,21 @@ def test_resume_notices_a_backend_change(inputs, tmp_path, capsys):
     capsys.readouterr()
     assert main(base + ["--backend", "torch", "--resume"]) == 0
     assert "1 degraded, 0 already done" in capsys.readouterr().out
+
+
+def test_every_help_page_renders():
+    """argparse formats help lazily with %: a stray '%' in any help text breaks --help."""
+    import argparse
+
+    from genrestore.cli import build_parser
+
+    def walk(parser):
+        parser.format_help()
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield sub
+                    yield from walk(sub)
+
+    pages = list(walk(build_parser()))
+    assert len(pages) > 15
