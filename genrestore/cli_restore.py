@@ -201,14 +201,23 @@ def cmd_train_diffgar(args: argparse.Namespace) -> int:
     from .cli import resolve_device
     from .diffusion import ConditionalUNet
     from .diffusion.train import train_conditional
-    from .restore.diffgar import DIFFGAR_CLASSES, diffgar_degrade
+    from .diffusion.train import train_conditional_pairs
+    from .restore.diffgar import ARTIFACT_CLASSES, DIFFGAR_CLASSES, diffgar_degrade, load_artifact_pairs
 
-    model = ConditionalUNet(3, class_names=DIFFGAR_CLASSES, prediction_type="epsilon", unet=_unet_config(args))
-    recipe = (f"genrestore train diffgar --data {args.data} --size {args.size} --steps {args.steps} --level {args.level} "
+    if bool(args.data) == bool(args.pairs):
+        raise InputError("train diffgar takes either --data (clean photos, benchmark tasks as classes) or --pairs "
+                         "(folders from `genrestore artifacts`, the artifact kinds as classes)")
+    source = f"--pairs {' '.join(args.pairs)}" if args.pairs else f"--data {args.data} --level {args.level}"
+    recipe = (f"genrestore train diffgar {source} --size {args.size} --steps {args.steps} "
               f"--batch-size {args.batch_size} --lr {args.lr} --seed {args.seed}")
-    train_conditional(model, args.data, diffgar_degrade(level=args.level), args.steps, args.batch_size, args.size,
-                      args.lr, args.ema_decay, args.output, args.save_every, args.seed, resolve_device(args.device),
-                      recipe)
+    classes = ARTIFACT_CLASSES if args.pairs else DIFFGAR_CLASSES
+    model = ConditionalUNet(3, class_names=classes, prediction_type="epsilon", unet=_unet_config(args))
+    common = (args.steps, args.batch_size, args.size, args.lr, args.ema_decay, args.output, args.save_every, args.seed,
+              resolve_device(args.device), recipe)
+    if args.pairs:
+        train_conditional_pairs(model, load_artifact_pairs(args.pairs), *common)
+    else:
+        train_conditional(model, args.data, diffgar_degrade(level=args.level), *common)
     print(f"DiffGAR model after {args.steps} steps -> {Path(args.output) / 'model.safetensors'}")
     return 0
 
@@ -301,10 +310,10 @@ def _extrinsic_data(args: argparse.Namespace, device) -> Path:
     return out
 
 
-def _common_train_args(t: argparse.ArgumentParser) -> None:
+def _common_train_args(t: argparse.ArgumentParser, data_required: bool = True) -> None:
     from .cli_sr import _positive_int
 
-    t.add_argument("--data", required=True, help="folder of clean photos")
+    t.add_argument("--data", required=data_required, help="folder of clean photos")
     t.add_argument("-o", "--output", required=True, metavar="OUT")
     t.add_argument("--size", type=_positive_int, default=128, help="crop side, px")
     t.add_argument("--steps", type=_positive_int, default=10000)
@@ -337,8 +346,10 @@ def add_train_parser(tsub) -> None:
                         description="Each crop gets one of the four benchmark tasks at --level as its class (upsampled "
                                     "back to the crop size); epsilon objective; resumes like train idm. Example: "
                                     "genrestore train diffgar --data photos/train --size 64 --steps 2000 -o runs/dg")
-    _common_train_args(d)
+    _common_train_args(d, data_required=False)
     d.add_argument("--level", default="M", choices=("XS", "S", "M", "L", "XL"), help="level of the tasks")
+    d.add_argument("--pairs", nargs="+", metavar="DIR", help="instead of --data: (clean, artifact) pair folders from "
+                   "`genrestore artifacts` (classes: the four artifact kinds; identity pairs train [MASK])")
     d.set_defaults(func=cmd_train_diffgar)
 
     p = tsub.add_parser("inpaint", help="train an inpainter: conditional diffusion, denoising diffusion GAN or GAN",

@@ -177,3 +177,36 @@ def test_train_diffgar_then_restore_cli(tmp_path, capsys):
     capsys.readouterr()
     assert main(args + ["--mode", "guided", "--artifact", "nosuch"]) == 2
     assert "denoise" in capsys.readouterr().err  # the message lists the classes
+
+
+def test_train_diffgar_on_artifact_pairs(tmp_path, capsys):
+    """Pairs from `genrestore artifacts` train a model with the artifact kinds as classes; the same
+    crop cuts both images of a pair."""
+    import json
+
+    from genrestore.cli import main
+    from genrestore.diffusion.train import random_crops
+    from genrestore.io import write_image
+    from genrestore.restore.diffgar import ARTIFACT_CLASSES, load_artifact_pairs
+
+    g = torch.Generator().manual_seed(0)
+    for i, kind in enumerate(["vq-replace", "ddim-scale", "identity"]):
+        clean = torch.rand(1, 3, 24, 24, generator=g)
+        write_image(tmp_path / "pairs" / f"p{i}_clean.png", clean)
+        write_image(tmp_path / "pairs" / f"p{i}.png", 1 - clean)
+        (tmp_path / "pairs" / f"p{i}.json").write_text(json.dumps({"kind": kind}))
+    pairs = load_artifact_pairs([tmp_path / "pairs"])
+    assert [p[2] for p in pairs] == [0, 3, 4]  # identity -> [MASK]
+    crops = random_crops([torch.cat(p[:2]) for p in pairs], 8, 16, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(crops[:, 3:], 1 - crops[:, :3], atol=1 / 255, rtol=0)  # aligned windows and flips
+    run = tmp_path / "run"
+    assert main(["train", "diffgar", "--pairs", str(tmp_path / "pairs"), "-o", str(run), "--size", "16",
+                 "--steps", "2", "--batch-size", "2", "--channels", "8", "16", "--device", "cpu"]) == 0
+    meta = json.loads((run / "model.json").read_text())
+    assert meta["config"]["class_names"] == list(ARTIFACT_CLASSES) and "--pairs" in meta["recipe"]
+    capsys.readouterr()
+    assert main(["train", "diffgar", "-o", str(run), "--size", "16"]) == 2
+    assert "either --data" in capsys.readouterr().err
+    (tmp_path / "pairs" / "p0.json").write_text(json.dumps({"kind": "jpeg"}))
+    with pytest.raises(InputError, match="not one of the classes"):
+        load_artifact_pairs([tmp_path / "pairs"])

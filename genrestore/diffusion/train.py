@@ -38,8 +38,10 @@ FINAL = "model.safetensors"
 _RUN_KEYS = ("batch_size", "crop", "lr", "ema_decay", "seed", "n_images", "config")
 
 
-def load_images(images: Sequence[torch.Tensor] | str | os.PathLike) -> list[torch.Tensor]:
-    """Clean photos as a list of ``(3, H, W)`` tensors in ``[0, 1]``, from tensors or a folder."""
+def load_images(images: Sequence[torch.Tensor] | str | os.PathLike, channels: int = 3) -> list[torch.Tensor]:
+    """Clean photos as a list of ``(C, H, W)`` tensors in ``[0, 1]``, from tensors or a folder.
+
+    ``channels = 6`` takes (clean, degraded) pairs stacked along channels, so one crop cuts both."""
     if isinstance(images, (str, os.PathLike)):
         from ..io import list_images, read_image
 
@@ -47,18 +49,19 @@ def load_images(images: Sequence[torch.Tensor] | str | os.PathLike) -> list[torc
     out = []
     for i, im in enumerate(images):
         im = im[None] if im.ndim == 3 else im
-        check_image(im, f"images[{i}]", channels=(3,))
+        check_image(im, f"images[{i}]", channels=(channels,))
         out.extend(im.float())
     if not out:
         raise InputError("expected at least one training image, got none")
     return out
 
 
-def random_crops(images: Sequence[torch.Tensor], batch_size: int, crop: int, generator: Generator
-                 ) -> torch.Tensor:
-    """``(batch_size, 3, crop, crop)`` random crops, each flipped left-right with probability 1/2.
+def random_crops(images: Sequence[torch.Tensor], batch_size: int, crop: int, generator: Generator,
+                 return_index: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """``(batch_size, C, crop, crop)`` random crops, each flipped left-right with probability 1/2.
 
-    The image index, crop offsets and flips are drawn from ``generator`` in that order.
+    The image index, crop offsets and flips are drawn from ``generator`` in that order. With
+    ``return_index``, also the ``(batch_size,)`` index of each crop's image.
     """
     idx = randint(generator, batch_size, 0, len(images))
     u = rand(generator, (batch_size, 3), dtype=torch.float64)
@@ -69,7 +72,7 @@ def random_crops(images: Sequence[torch.Tensor], batch_size: int, crop: int, gen
         y0, x0 = int(u[i, 0] * (h - crop + 1)), int(u[i, 1] * (w - crop + 1))
         c = im[:, y0:y0 + crop, x0:x0 + crop]
         crops.append(c.flip(-1) if u[i, 2] < 0.5 else c)
-    return torch.stack(crops)
+    return (torch.stack(crops), idx) if return_index else torch.stack(crops)
 
 
 def state_tensors(modules: dict[str, torch.nn.Module], optimizers: dict[str, tuple[torch.optim.Optimizer, torch.nn.Module]]
@@ -139,14 +142,36 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float, step:
 
 
 def _check_labels(labels: torch.Tensor, n: int, num_classes: int) -> torch.Tensor:
-    """``labels`` as ``(n,)`` int64 in ``[0, num_classes)``, or :class:`InputError`."""
+    """``labels`` as ``(n,)`` int64 in ``[0, num_classes]`` (the last: ``[MASK]``), or :class:`InputError`."""
     if num_classes == 0:
         raise InputError("degrade_fn returned class labels, but the model has no classes")
     labels = torch.as_tensor(labels)
-    if labels.shape != (n,) or labels.dtype != torch.long or ((labels < 0) | (labels >= num_classes)).any():
-        raise InputError(f"expected degrade_fn's class labels as ({n},) int64 in [0, {num_classes}), got "
+    if labels.shape != (n,) or labels.dtype != torch.long or ((labels < 0) | (labels > num_classes)).any():
+        raise InputError(f"expected class labels as ({n},) int64 in [0, {num_classes}] ({num_classes}: [MASK]), got "
                          f"{tuple(labels.shape)} {labels.dtype} {labels.tolist()}")
     return labels
+
+
+def _denoising_step(model: ConditionalUNet, opt: torch.optim.Optimizer, device: torch.device):
+    """``fn(x0, y, labels, generator, step)``: one optimizer step on :func:`.sampling.training_loss`
+    (inputs in ``[0, 1]`` on any device; bf16 autocast on CUDA)."""
+    sched = make_scheduler("ddpm", model.config["schedule"], model.prediction_type)
+    autocast = device.type == "cuda"
+
+    def step_fn(x0, y, labels, generator, step):
+        if labels is not None:
+            labels = _check_labels(labels, x0.shape[0], model.num_classes).to(device)
+        x0, y = to_model_range(x0.to(device)), to_model_range(y.to(device))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            loss = training_loss(model, x0, y, labels, scheduler=sched,  # [MASK] dropout 0.5 (DiffGAR Alg. 1)
+                                 generator=generator)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss is {loss.item()} at step {step}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step_fn
 
 
 class TrainRun:
@@ -163,13 +188,13 @@ class TrainRun:
 
     def __init__(self, model: torch.nn.Module, images: Sequence[torch.Tensor] | str | os.PathLike, steps: int,
                  batch_size: int, crop: int, ema_decay: float, out_dir: str | os.PathLike, save_every: int,
-                 seed: int, device: str | torch.device, run: dict[str, Any]):
+                 seed: int, device: str | torch.device, run: dict[str, Any], channels: int = 3):
         if not isinstance(steps, int) or steps < 1 or batch_size < 1 or save_every < 1:
             raise InputError(f"expected positive steps, batch_size and save_every, got {steps}, {batch_size}, "
                              f"{save_every}")
         if not 0 <= ema_decay < 1:
             raise InputError(f"expected ema_decay in [0, 1), got {ema_decay}")
-        self.images = load_images(images)
+        self.images = load_images(images, channels)
         small = [i for i, im in enumerate(self.images) if min(im.shape[-2:]) < crop]
         if small:
             raise InputError(f"images {small[:5]} are smaller than the crop size {crop}")
@@ -195,9 +220,11 @@ class TrainRun:
         if self.checkpoint.is_file():
             self.start, self.wall = load_checkpoint(self.checkpoint, self.modules, self.optimizers, self.run, keys)
 
-    def crops(self, step: int) -> torch.Tensor:
-        """Step ``step``'s ``(B, 3, crop, crop)`` crops from ``generator_for(seed, "crop-step")``, on the CPU."""
-        return random_crops(self.images, self.batch_size, self.crop, generator_for(self.seed, f"crop-{step}"))
+    def crops(self, step: int, return_index: bool = False):
+        """Step ``step``'s ``(B, C, crop, crop)`` crops from ``generator_for(seed, "crop-step")``, on
+        the CPU (with their image indices if ``return_index``)."""
+        return random_crops(self.images, self.batch_size, self.crop, generator_for(self.seed, f"crop-{step}"),
+                            return_index)
 
     def generators(self, step: int, tag: str = "degrade") -> list[torch.Generator]:
         """One generator per image of step ``step``: ``generator_for(seed, "tag-step-i")``."""
@@ -281,25 +308,48 @@ def train_conditional(model: ConditionalUNet, images: Sequence[torch.Tensor] | s
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     tr.optimizers["adamw"] = (opt, model)
     tr.resume(_RUN_KEYS)
-    sched = make_scheduler("ddpm", model.config["schedule"], model.prediction_type)
-    device = tr.device
-    autocast = device.type == "cuda"
+    step_fn = _denoising_step(model, opt, tr.device)
     for step in tr.steps():
         x0 = tr.crops(step)
         y = degrade_fn(x0, tr.generators(step))
         y, labels = y if isinstance(y, tuple) else (y, None)
-        if labels is not None:
-            labels = _check_labels(labels, batch_size, model.num_classes).to(device)
         if y.shape != (batch_size, model.cond_channels, crop, crop):
             raise InputError(f"degrade_fn turned {tuple(x0.shape)} into {tuple(y.shape)}; expected "
                              f"{(batch_size, model.cond_channels, crop, crop)} (resized back to the input size)")
-        x0, y = to_model_range(x0.to(device)), to_model_range(y.to(device))
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            loss = training_loss(model, x0, y, labels, scheduler=sched,  # [MASK] dropout 0.5 (DiffGAR Alg. 1)
-                                 generator=generator_for(seed, f"loss-{step}"))
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss is {loss.item()} at step {step}")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        step_fn(x0, y, labels, generator_for(seed, f"loss-{step}"), step)
+    return tr.finish(recipe, **(meta or {}))
+
+
+def train_conditional_pairs(model: ConditionalUNet, pairs: Sequence[tuple[torch.Tensor, torch.Tensor, int]],
+                            steps: int, batch_size: int = 8, crop: int = 128, lr: float = 1e-4,
+                            ema_decay: float = 0.999, out_dir: str | os.PathLike = "runs/diffgar",
+                            save_every: int = 1000, seed: int = 0, device: str | torch.device = "cpu",
+                            recipe: str | None = None, meta: dict[str, Any] | None = None) -> ConditionalUNet:
+    """:func:`train_conditional` on precomputed ``(clean, degraded, label)`` pairs (DiffGAR's
+    synthetic artifact dataset): the same crop window and flip cut both images of a pair.
+
+    Args:
+        pairs: ``(3, H, W)`` clean and degraded images in ``[0, 1]`` of the same size, and the class
+            index in ``[0, num_classes]`` (``num_classes`` = ``[MASK]``, e.g. identity pairs).
+
+    Returns:
+        the EMA model (also saved as ``out_dir/model.safetensors``).
+    """
+    stacked, labels = [], []
+    for i, (clean, degraded, label) in enumerate(pairs):
+        if clean.shape != degraded.shape:
+            raise InputError(f"pair {i}: clean {tuple(clean.shape)} and degraded {tuple(degraded.shape)} differ in size")
+        stacked.append(torch.cat([clean, degraded], 0))
+        labels.append(int(label))
+    label_of = torch.tensor(labels, dtype=torch.long)
+    tr = TrainRun(model, stacked, steps, batch_size, crop, ema_decay, out_dir, save_every, seed, device,
+                  {"lr": lr, "config": model.config, "pairs": len(stacked)}, channels=6)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    tr.optimizers["adamw"] = (opt, model)
+    tr.resume([*_RUN_KEYS, "pairs"])
+    step_fn = _denoising_step(model, opt, tr.device)
+    for step in tr.steps():
+        crops, idx = tr.crops(step, return_index=True)
+        lab = label_of[idx] if model.num_classes else None
+        step_fn(crops[:, :3], crops[:, 3:], lab, generator_for(seed, f"loss-{step}"), step)
     return tr.finish(recipe, **(meta or {}))

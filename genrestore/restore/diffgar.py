@@ -29,8 +29,48 @@ from ..diffusion.sampling import sample
 from .idm import pad_to_multiple, size_multiple
 
 DIFFGAR_CLASSES: tuple[str, ...] = ("upsample", "denoise", "deartifact", "inpaint")
+# DiffGAR's own classes (§3): the artifact kinds of `genrestore artifacts`; "identity" pairs train [MASK].
+ARTIFACT_CLASSES: tuple[str, ...] = ("vq-replace", "ar-resample", "ddim-gauss", "ddim-scale")
 Mode = Literal["blind", "non-blind", "guided"]
 MODES: tuple[str, ...] = ("blind", "non-blind", "guided")
+
+
+def load_artifact_pairs(folders: Sequence[str | os.PathLike], class_names: Sequence[str] = ARTIFACT_CLASSES
+                        ) -> list[tuple[torch.Tensor, torch.Tensor, int]]:
+    """``(clean, artifact, label)`` triples from folders written by ``genrestore artifacts``.
+
+    Each ``NAME.json`` names its ``kind``; the images are ``NAME.png`` (artifact) and
+    ``NAME_clean.png`` beside it. ``identity`` pairs get the ``[MASK]`` label ``len(class_names)``.
+
+    Raises:
+        InputError: no pairs, a kind that is not in ``class_names``, or a missing image.
+    """
+    import json
+    from pathlib import Path
+
+    from ..io import read_image
+
+    out = []
+    for folder in folders:
+        for meta_path in sorted(Path(folder).glob("*.json")):
+            try:
+                kind = json.loads(meta_path.read_text())["kind"]
+            except (ValueError, KeyError, TypeError):
+                continue  # not a pair record
+            if kind == "identity":
+                label = len(class_names)
+            elif kind in class_names:
+                label = list(class_names).index(kind)
+            else:
+                raise InputError(f"{meta_path}: artifact kind {kind!r} is not one of the classes {list(class_names)}")
+            art, clean = meta_path.with_suffix(".png"), meta_path.with_name(f"{meta_path.stem}_clean.png")
+            for p in (art, clean):
+                if not p.is_file():
+                    raise InputError(f"{meta_path}: missing {p.name}")
+            out.append((read_image(clean, "rgb")[0], read_image(art, "rgb")[0], label))
+    if not out:
+        raise InputError(f"no artifact pairs (NAME.json + NAME.png + NAME_clean.png) in {[str(f) for f in folders]}")
+    return out
 
 
 def diffgar_degrade(class_names: Sequence[str] = DIFFGAR_CLASSES, level: str = "M"
