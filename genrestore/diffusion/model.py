@@ -70,6 +70,8 @@ class ConditionalUNet(nn.Module, SavedModel):
         torch.Size([2, 3, 8, 8])
     """
 
+    arch = ARCH
+
     def __init__(self, channels: int = 3, *, cond_channels: int | None = None, class_names: Sequence[str] = (),
                  prediction_type: PredictionType = "epsilon", schedule: dict[str, Any] | None = None,
                  unet: dict[str, Any] | None = None):
@@ -101,17 +103,6 @@ class ConditionalUNet(nn.Module, SavedModel):
             class_embed_type=None, num_class_embeds=self.num_classes + 1 if self.num_classes else None,
             **unet)
 
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> ConditionalUNet:
-        """An untrained network from :attr:`config` (as stored in the JSON sidecar)."""
-        config = dict(config)
-        arch = config.pop("arch", None)
-        if arch != ARCH:
-            raise InputError(f"expected a config with arch {ARCH!r}, got {arch!r}")
-        try:
-            return cls(**config)
-        except TypeError as e:
-            raise InputError(f"bad {ARCH} config {config}: {e}") from None
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor | int, y: torch.Tensor,
                 class_labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -169,6 +160,8 @@ class DenoisingUNet(nn.Module, SavedModel):
         torch.Size([2, 3, 8, 8])
     """
 
+    arch = UNCOND_ARCH
+
     def __init__(self, channels: int = 3, *, schedule: dict[str, Any] | None = None,
                  unet: dict[str, Any] | None = None):
         super().__init__()
@@ -181,12 +174,6 @@ class DenoisingUNet(nn.Module, SavedModel):
         self.channels = channels
         self.unet = require_diffusers().UNet2DModel(in_channels=channels, out_channels=channels, **unet)
 
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> DenoisingUNet:
-        config = dict(config)
-        if config.pop("arch", None) != UNCOND_ARCH:
-            raise InputError(f"expected a config with arch {UNCOND_ARCH!r}")
-        return cls(**config)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
         """``eps`` predicted for ``(N, C, H, W)`` noisy images at timestep(s) ``t``."""

@@ -37,13 +37,22 @@ def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
 
 
 class SavedModel:
-    """Mixin for ``nn.Module`` classes with ``self.config`` and ``cls.from_config(config)``."""
+    """Mixin for ``nn.Module`` classes whose ``self.config`` is ``{"arch": cls.arch, **init_kwargs}``."""
 
+    arch: str
     config: dict[str, Any]
 
     @classmethod
-    def from_config(cls: type[M], config: dict[str, Any]) -> M:  # pragma: no cover - overridden
-        raise NotImplementedError
+    def from_config(cls: type[M], config: dict[str, Any]) -> M:
+        """An untrained network from a stored config (its ``arch`` must be this class's)."""
+        config = dict(config)
+        arch = config.pop("arch", None)
+        if arch != cls.arch:
+            raise InputError(f"expected a config with arch {cls.arch!r}, got {arch!r}")
+        try:
+            return cls(**config)
+        except TypeError as e:
+            raise InputError(f"bad {cls.arch} config {config}: {e}") from None
 
     def save(self, path: str | os.PathLike, half: bool = False, **meta: Any) -> None:
         """Write ``path`` (``.safetensors``) and ``path.json`` with ``{"config": ..., **meta}``, atomically.

@@ -44,6 +44,8 @@ class VQAutoencoder(nn.Module, SavedModel):
         (torch.Size([1, 4, 4]), torch.Size([1, 3, 8, 8]))
     """
 
+    arch = VQ_ARCH
+
     def __init__(self, codebook_size: int = 512, embed_dim: int = 4, block_out_channels=(64, 128, 128, 256),
                  layers_per_block: int = 1, norm_num_groups: int = 32):
         super().__init__()
@@ -62,12 +64,6 @@ class VQAutoencoder(nn.Module, SavedModel):
         self.factor = 2 ** (len(boc) - 1)
         self.codebook_size = codebook_size
 
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> VQAutoencoder:
-        config = dict(config)
-        if config.pop("arch", None) != VQ_ARCH:
-            raise InputError(f"expected a config with arch {VQ_ARCH!r}")
-        return cls(**config)
 
     def _check(self, x: torch.Tensor) -> None:
         from .._checks import check_image
@@ -126,6 +122,8 @@ class TokenTransformer(nn.Module, SavedModel):
         torch.Size([2, 6, 16])
     """
 
+    arch = GPT_ARCH
+
     def __init__(self, vocab_size: int, length: int, dim: int = 256, depth: int = 6, heads: int = 8,
                  dropout: float = 0.0):
         super().__init__()
@@ -141,12 +139,6 @@ class TokenTransformer(nn.Module, SavedModel):
         self.head = nn.Linear(dim, vocab_size)
         nn.init.normal_(self.pos, std=0.02)
 
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> TokenTransformer:
-        config = dict(config)
-        if config.pop("arch", None) != GPT_ARCH:
-            raise InputError(f"expected a config with arch {GPT_ARCH!r}")
-        return cls(**config)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """Next-token logits: ``(N, L)`` int64 tokens -> ``(N, L, K)``, position ``i`` from tokens ``< i``."""
