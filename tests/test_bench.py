@@ -121,3 +121,13 @@ def test_set_metrics_is_and_fid_per_group(suite_file, tmp_path):
     assert abs(g["fid"] - ref) < 1e-6 * max(1.0, abs(ref))
     summary = summarize(load_rows(out), record)
     assert summary["tables"][("inpaint", "M")]["telea"]["fid"] == g["fid"] and summary["higher"]["fid"] is False
+
+
+def test_builtin_suites_are_valid(tmp_path):
+    from genrestore.bench.harness import SUITES_DIR
+
+    names = sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
+    assert {"inpainting", "denoise", "robust-inversion", "robust-inversion-compositions"} <= set(names)
+    for name in names:
+        suite = load_suite(name, images=tmp_path)
+        assert suite.tasks and suite.methods and suite.metrics
