@@ -131,3 +131,29 @@ def test_builtin_suites_are_valid(tmp_path):
     for name in names:
         suite = load_suite(name, images=tmp_path)
         assert suite.tasks and suite.methods and suite.metrics
+
+
+def test_pipeline_task_and_identity_metric(suite_file, tmp_path):
+    from genrestore.degrade import PIPELINES
+    from genrestore._random import generator_for
+    from genrestore.metrics import psnr
+
+    text = (suite_file.read_text().replace('tasks = ["inpaint"]', 'tasks = ["idm"]')
+            .replace('levels = ["S", "M"]', 'levels = ["M"]').replace('"degraded", "telea"', '"degraded"')
+            .replace('"lpips"]', '"identity"]'))
+    suite_file.write_text(text)
+    suite = load_suite(suite_file)
+    run_suite(suite, tmp_path / "run", progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
+    img, x = ground_truth(suite)[0]
+    y, _ = PIPELINES["idm"].degrade_with_params(x, generator_for(0, f"{img}:idm:M"))
+    row = next(r for r in rows if r["image"] == img)
+    from genrestore.degrade import resize
+    y = resize(y, tuple(x.shape[-2:]), "bicubic").clamp(0, 1) if y.shape != x.shape else y
+    assert abs(row["metrics"]["psnr"] - float(psnr(y, x)[0])) < 1e-6
+    ident = row["metrics"]["identity"]
+    assert ident is None or -1 <= ident <= 1
+    bad = suite_file.with_name("bad.toml")
+    bad.write_text(text.replace('levels = ["M"]', 'levels = ["S"]'))
+    with pytest.raises(InputError, match="M only"):
+        load_suite(bad)

@@ -39,7 +39,7 @@ from .._checks import InputError
 METHOD_KINDS = ("degraded", "telea", "navier-stokes", "nlmeans", "idm", "diffgar", "inpaint", "stylegan-inversion")
 _LEARNED = ("idm", "diffgar", "inpaint", "stylegan-inversion")  # methods that name their weights
 _INPAINTING_ONLY = ("telea", "navier-stokes", "inpaint")
-METRICS = {"psnr": True, "ssim": True, "lpips": False}  # per image; name -> higher is better
+METRICS = {"psnr": True, "ssim": True, "lpips": False, "identity": True}  # per image; name -> higher is better
 SET_METRICS = {"is": True, "fid": False}  # per (task, level, method) set of outputs
 SET_METRICS_FILE = "set_metrics.json"
 SUITES_DIR = Path(__file__).with_name("suites")
@@ -83,7 +83,7 @@ def load_suite(spec: str | Path, methods: list[str] | None = None, images: str |
         methods: replaces the suite's method list (``--methods``).
         images: replaces the suite's image folder (``--images``).
     """
-    from ..degrade import COMPOSITIONS, LEVELS, TASKS
+    from ..degrade import COMPOSITIONS, LEVELS, PIPELINES, TASKS
 
     path = Path(spec)
     if not path.is_file():
@@ -100,13 +100,14 @@ def load_suite(spec: str | Path, methods: list[str] | None = None, images: str |
         if not isinstance(data.get(key), list) or not data[key]:
             raise InputError(f"{path}: '{key}' must be a non-empty list")
     for t in data["tasks"]:
-        if t not in TASKS and t not in COMPOSITIONS:
-            raise InputError(f"{path}: unknown task {t!r} in 'tasks'; known: {', '.join([*TASKS, *COMPOSITIONS])}")
+        if t not in TASKS and t not in COMPOSITIONS and t not in PIPELINES:
+            raise InputError(f"{path}: unknown task {t!r} in 'tasks'; known: {', '.join([*TASKS, *COMPOSITIONS])}, "
+                             f"or a pipeline: {', '.join(PIPELINES)}")
     for lv in data["levels"]:
         if lv not in LEVELS:
             raise InputError(f"{path}: unknown level {lv!r} in 'levels'; known: {', '.join(LEVELS)}")
-    if any(t in COMPOSITIONS for t in data["tasks"]) and data["levels"] != ["M"]:
-        raise InputError(f"{path}: compositions are defined at level M only; use levels = [\"M\"]")
+    if any(t in COMPOSITIONS or t in PIPELINES for t in data["tasks"]) and data["levels"] != ["M"]:
+        raise InputError(f"{path}: compositions and pipelines have no levels (M only); use levels = [\"M\"]")
     methods = methods or data["methods"]
     for m in methods:
         kind, _, arg = m.partition(":")
@@ -235,6 +236,14 @@ def _metric_fns(names: list[str]) -> tuple[dict, list[str]]:
             fns[n] = lambda a, b: float(psnr(a, b)[0])
         elif n == "ssim":
             fns[n] = lambda a, b: float(ssim(a, b)[0])
+        elif n == "identity":
+            from ..models.face_descriptor import WEIGHT_NAME, identity_similarity
+
+            if ws.find(WEIGHT_NAME) is None:
+                fns[n] = lambda a, b: None
+                notes.append(f"identity: absent ({WEIGHT_NAME} not in the weight store)")
+            else:
+                fns[n] = lambda a, b: float(identity_similarity(a, b)[0])
         elif n == "lpips":
             if ws.find("alexnet-torchvision") is None:
                 fns[n] = lambda a, b: None
@@ -255,7 +264,7 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
     from tqdm import tqdm
 
     from .._random import generator_for
-    from ..degrade import get_task
+    from ..degrade import PIPELINES, get_task
     from ..io import write_image
 
     out = Path(out_dir)
@@ -282,7 +291,7 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
                 skipped += 1
                 continue
             x = truth_of[img]
-            task = get_task(t, lv)
+            task = PIPELINES[t] if t in PIPELINES else get_task(t, lv)
             key = f"{img}:{t}:{lv}"
             y, params = task.degrade_with_params(x, generator_for(suite.seed, key))
             start = time.perf_counter()
