@@ -7,62 +7,21 @@ import json
 import sys
 from pathlib import Path
 
-import torch
 
 from ._checks import InputError
 
-KINDS = ("vq-replace", "ar-resample", "ddim-gauss", "ddim-scale", "identity")
-_NEEDS = {"vq-replace": ("vq",), "ar-resample": ("vq", "transformer"), "ddim-gauss": ("ddpm",),
-          "ddim-scale": ("ddpm",), "identity": ()}
-_WHAT = {"vq": "a VQ autoencoder (VQAutoencoder .safetensors + .json)",
-         "transformer": "a token transformer trained on that autoencoder's tokens (TokenTransformer)",
-         "ddpm": "an unconditional epsilon DDPM (DenoisingUNet)"}
+from .artifacts.synth import KINDS, NEEDS, load_generators
 
 
 def _load_generators(args: argparse.Namespace, device) -> dict:
-    from .diffusion import DenoisingUNet
-    from .models.vq import TokenTransformer, VQAutoencoder
-
-    loaders = {"vq": VQAutoencoder, "transformer": TokenTransformer, "ddpm": DenoisingUNet}
-    out = {}
-    for key in _NEEDS[args.kind]:
-        path = getattr(args, key)
-        if not path:
-            raise InputError(f"--kind {args.kind} needs --{key} MODEL: {_WHAT[key]}; none ships yet, so train one "
-                             "or pass your own")
-        out[key] = loaders[key].load(path, device)
-    return out
-
-
-def make_artifact(kind: str, gens: dict, x: torch.Tensor, level: float, generator, args) -> tuple[torch.Tensor, dict]:
-    """One artifact of ``x`` ``(1, 3, H, W)`` by ``kind`` with the loaded generators."""
-    from .artifacts import ar_resample, ddim_gaussian, ddim_scale_shift, identity_pair, vq_replace
-
-    if kind == "vq-replace":
-        return vq_replace(gens["vq"], x, level, [generator])
-    if kind == "ar-resample":
-        return ar_resample(gens["vq"], gens["transformer"], x, level, [generator], args.temperature, args.top_k,
-                           args.region)
-    if kind in ("ddim-gauss", "ddim-scale"):
-        from .restore.idm import pad_to_multiple
-
-        net = gens["ddpm"]
-        multiple = 2 ** (len(net.unet.config.block_out_channels) - 1)
-        padded, (h, w) = pad_to_multiple(x, multiple)
-        schedule = net.config["schedule"]
-        t0 = min(args.t0, schedule["num_train_timesteps"] - 1)
-        if kind == "ddim-gauss":
-            y, p = ddim_gaussian(net, padded, level, [generator], t0=t0, steps=args.ddim_steps, schedule=schedule)
-        else:
-            y, p = ddim_scale_shift(net, padded, level, t0=t0, steps=args.ddim_steps, schedule=schedule)
-        return y[..., :h, :w], p
-    return identity_pair(x)
+    return load_generators(args.kind, {k: getattr(args, k) for k in NEEDS[args.kind]}, device, flag="--")
 
 
 def cmd_artifacts(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ._random import generator_for
+    from .artifacts import synthesize
     from .cli import _plan_outputs, _validate_inputs, resolve_device
     from .cli_sr import _list_inputs
     from .io import atomic_write_bytes, read_image, write_image
@@ -77,12 +36,14 @@ def cmd_artifacts(args: argparse.Namespace) -> int:
     gens = _load_generators(args, device)
     for path in tqdm(paths, desc=f"artifacts {args.kind}", unit="img", file=sys.stderr, disable=args.quiet):
         x = read_image(path, "rgb").to(device)
-        y, params = make_artifact(args.kind, gens, x, args.level, generator_for(args.seed, path.name), args)
+        y, params = synthesize(args.kind, gens, x, args.level, generator_for(args.seed, path.name),
+                               temperature=args.temperature, top_k=args.top_k, region=args.region, t0=args.t0,
+                               ddim_steps=args.ddim_steps)
         write_image(out_dir / f"{path.stem}_clean.png", x)
         write_image(out_dir / f"{path.stem}.png", y)
         rec = {"input": str(path), "clean": str(out_dir / f"{path.stem}_clean.png"),
                "artifact": str(out_dir / f"{path.stem}.png"), "seed": args.seed,
-               "models": {k: str(getattr(args, k)) for k in _NEEDS[args.kind]}, **params}
+               "models": {k: str(getattr(args, k)) for k in NEEDS[args.kind]}, **params}
         atomic_write_bytes(out_dir / f"{path.stem}.json", (json.dumps(rec, indent=1) + "\n").encode())
     if not args.quiet:
         print(f"{len(paths)} {args.kind} pairs (level {args.level}) -> {out_dir}")

@@ -129,6 +129,10 @@ def test_builtin_suites_are_valid(tmp_path):
     names = sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
     assert {"inpainting", "denoise", "robust-inversion", "robust-inversion-compositions"} <= set(names)
     for name in names:
+        if name == "diffgar":  # its generators are the user's: the suite names where they go
+            with pytest.raises(InputError, match="needs generators.vq"):
+                load_suite(name, images=tmp_path)
+            continue
         suite = load_suite(name, images=tmp_path)
         assert suite.tasks and suite.methods and suite.metrics
 
@@ -156,4 +160,31 @@ def test_pipeline_task_and_identity_metric(suite_file, tmp_path):
     bad = suite_file.with_name("bad.toml")
     bad.write_text(text.replace('levels = ["M"]', 'levels = ["S"]'))
     with pytest.raises(InputError, match="M only"):
+        load_suite(bad)
+
+
+def test_artifact_tasks_with_diffgar_modes(suite_file, tmp_path):
+    from genrestore.diffusion import ConditionalUNet
+    from genrestore.models.vq import VQAutoencoder
+    from genrestore.restore.diffgar import ARTIFACT_CLASSES
+
+    pytest.importorskip("diffusers")
+    torch.manual_seed(0)
+    VQAutoencoder(16, 4, (8, 16), norm_num_groups=4).save(tmp_path / "vq.safetensors")
+    ConditionalUNet(3, class_names=ARTIFACT_CLASSES, unet=dict(
+        sample_size=16, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
+        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"))
+    ).save(tmp_path / "dg.safetensors")
+    text = (suite_file.read_text().replace('tasks = ["inpaint"]', 'tasks = ["vq-replace"]')
+            .replace('levels = ["S", "M"]', 'levels = ["M"]')
+            .replace('"degraded", "telea"', f'"degraded", "diffgar-blind:{tmp_path / "dg.safetensors"}", '
+                                            f'"diffgar-nonblind:{tmp_path / "dg.safetensors"}"')
+            .replace('"lpips"]', '"psnr"]\n\n[generators]\nvq = "' + str(tmp_path / "vq.safetensors") + '"'))
+    suite_file.write_text(text.replace('metrics = ["psnr", "ssim", "psnr"]', 'metrics = ["psnr", "ssim"]'))
+    run_suite(load_suite(suite_file), tmp_path / "run", progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 * 3 and {r["task"] for r in rows} == {"vq-replace"}
+    bad = suite_file.with_name("bad.toml")
+    bad.write_text(suite_file.read_text().replace('vq = "', 'vqq = "'))
+    with pytest.raises(InputError, match="needs generators.vq"):
         load_suite(bad)

@@ -36,8 +36,11 @@ import torch
 
 from .._checks import InputError
 
-METHOD_KINDS = ("degraded", "telea", "navier-stokes", "nlmeans", "idm", "diffgar", "inpaint", "stylegan-inversion")
-_LEARNED = ("idm", "diffgar", "inpaint", "stylegan-inversion")  # methods that name their weights
+METHOD_KINDS = ("degraded", "telea", "navier-stokes", "nlmeans", "idm", "diffgar", "diffgar-blind", "diffgar-nonblind",
+                "inpaint", "stylegan-inversion")
+_LEARNED = ("idm", "diffgar", "diffgar-blind", "diffgar-nonblind", "inpaint", "stylegan-inversion")  # name their weights
+ARTIFACT_TASKS = ("vq-replace", "ar-resample", "ddim-gauss", "ddim-scale")
+ARTIFACT_LEVELS = {"XS": 0.1, "S": 0.3, "M": 0.5, "L": 0.7, "XL": 0.9}  # M = DiffGAR's settings
 _INPAINTING_ONLY = ("telea", "navier-stokes", "inpaint")
 METRICS = {"psnr": True, "ssim": True, "lpips": False, "identity": True}  # per image; name -> higher is better
 SET_METRICS = {"is": True, "fid": False}  # per (task, level, method) set of outputs
@@ -60,6 +63,7 @@ class Suite:
     seed: int = 0
     path: Path | None = None
     extra: dict = field(default_factory=dict)
+    generators: dict = field(default_factory=dict)  # artifact generators: vq, transformer, ddpm paths
 
 
 def _read_toml(path: Path) -> dict:
@@ -92,17 +96,30 @@ def load_suite(spec: str | Path, methods: list[str] | None = None, images: str |
             known = ", ".join(sorted(p.stem for p in SUITES_DIR.glob("*.toml")))
             raise InputError(f"no suite file {spec!r} and no built-in suite of that name (built-in: {known})")
     data = _read_toml(path)
-    allowed = {"name", "images", "tasks", "levels", "methods", "metrics", "count", "crop", "seed"}
+    allowed = {"name", "images", "tasks", "levels", "methods", "metrics", "count", "crop", "seed", "generators"}
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise InputError(f"{path}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
     for key in ("tasks", "levels", "methods", "metrics"):
         if not isinstance(data.get(key), list) or not data[key]:
             raise InputError(f"{path}: '{key}' must be a non-empty list")
+    from ..artifacts.synth import NEEDS
+
+    generators = data.get("generators", {})
+    if not isinstance(generators, dict):
+        raise InputError(f"{path}: 'generators' must be a table of paths (vq, transformer, ddpm)")
     for t in data["tasks"]:
-        if t not in TASKS and t not in COMPOSITIONS and t not in PIPELINES:
+        if t not in TASKS and t not in COMPOSITIONS and t not in PIPELINES and t not in ARTIFACT_TASKS:
             raise InputError(f"{path}: unknown task {t!r} in 'tasks'; known: {', '.join([*TASKS, *COMPOSITIONS])}, "
-                             f"or a pipeline: {', '.join(PIPELINES)}")
+                             f"a pipeline: {', '.join(PIPELINES)}, or an artifact: {', '.join(ARTIFACT_TASKS)}")
+        for need in NEEDS.get(t, ()) if t in ARTIFACT_TASKS else ():
+            where = generators.get(need)
+            p = Path(str(where)) if where else None
+            if p is not None and not p.is_absolute() and (path.parent / p).is_file():
+                p = path.parent / p
+            if p is None or not p.is_file():
+                raise InputError(f"{path}: task {t!r} needs generators.{need} (an existing model file); got {where!r}")
+            generators[need] = str(p)
     for lv in data["levels"]:
         if lv not in LEVELS:
             raise InputError(f"{path}: unknown level {lv!r} in 'levels'; known: {', '.join(LEVELS)}")
@@ -115,6 +132,8 @@ def load_suite(spec: str | Path, methods: list[str] | None = None, images: str |
             raise InputError(f"{path}: unknown method {m!r} in 'methods'; known: {', '.join(METHOD_KINDS)}")
         if kind in _LEARNED and not arg:
             raise InputError(f"{path}: method {kind!r} needs its weights: '{kind}:PATH.safetensors'")
+        if kind == "stylegan-inversion" and any(t in ARTIFACT_TASKS for t in data["tasks"]):
+            raise InputError(f"{path}: {m!r} inverts a known degradation; artifact tasks have none")
         if kind == "inpaint":
             from ..restore.inpaint import resolve_model
 
@@ -137,7 +156,8 @@ def load_suite(spec: str | Path, methods: list[str] | None = None, images: str |
     else:
         raise InputError(f"{path}: 'images' folder {data.get('images')!r} not found")
     return Suite(data.get("name", path.stem), images, data["tasks"], data["levels"], methods, data["metrics"],
-                 int(data.get("count", 4)), int(data.get("crop", 128)), int(data.get("seed", 0)), path)
+                 int(data.get("count", 4)), int(data.get("crop", 128)), int(data.get("seed", 0)), path,
+                 generators=generators)
 
 
 def ground_truth(suite: Suite) -> list[tuple[str, torch.Tensor]]:
@@ -200,13 +220,17 @@ def run_method(method: str, task_name: str, task, y: torch.Tensor, params, size:
 
         r = cache.setdefault(method, IDMRestorer.from_file(arg))
         return r.restore(up, 10, [generator_for(seed, key)])
-    if kind == "diffgar":
+    if kind.startswith("diffgar"):
         from ..restore.diffgar import DiffGARRestorer
 
         r = cache.setdefault(method, DiffGARRestorer.from_file(arg))
         artifact = task_name if task_name in r.class_names else None
-        mode = "guided" if artifact else "blind"
-        return r.restore(up, mode, artifact, 3.0, 30, [generator_for(seed, key)])
+        mode = {"diffgar": "guided", "diffgar-blind": "blind", "diffgar-nonblind": "non-blind"}[kind]
+        if artifact is None:
+            if mode == "non-blind":
+                raise InputError(f"{method}: the model's classes {list(r.class_names)} do not include {task_name!r}")
+            mode = "blind"
+        return r.restore(up, mode, None if mode == "blind" else artifact, 3.0, 30, [generator_for(seed, key)])
     if kind == "stylegan-inversion":
         from ..models.stylegan2 import load_stylegan2
         from ..restore.stylegan_inversion import robust_invert
@@ -291,9 +315,16 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
                 skipped += 1
                 continue
             x = truth_of[img]
-            task = PIPELINES[t] if t in PIPELINES else get_task(t, lv)
             key = f"{img}:{t}:{lv}"
-            y, params = task.degrade_with_params(x, generator_for(suite.seed, key))
+            if t in ARTIFACT_TASKS:
+                from ..artifacts import load_generators, synthesize
+
+                gens = cache.setdefault(f"generators:{t}", load_generators(t, suite.generators, flag="generators."))
+                task = None
+                y, params = synthesize(t, gens, x, ARTIFACT_LEVELS[lv], [generator_for(suite.seed, key)])
+            else:
+                task = PIPELINES[t] if t in PIPELINES else get_task(t, lv)
+                y, params = task.degrade_with_params(x, generator_for(suite.seed, key))
             start = time.perf_counter()
             pred = run_method(m, t, task, y, params, tuple(x.shape[-2:]), suite.seed, key, cache)
             seconds = time.perf_counter() - start

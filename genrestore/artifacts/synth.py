@@ -1,0 +1,75 @@
+"""One entry point for every artifact kind: :func:`synthesize`, with the generators it needs."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from .. import _random
+from .._checks import InputError
+
+KINDS: tuple[str, ...] = ("vq-replace", "ar-resample", "ddim-gauss", "ddim-scale", "identity")
+NEEDS: dict[str, tuple[str, ...]] = {"vq-replace": ("vq",), "ar-resample": ("vq", "transformer"),
+                                     "ddim-gauss": ("ddpm",), "ddim-scale": ("ddpm",), "identity": ()}
+_WHAT = {"vq": "a VQ autoencoder (VQAutoencoder .safetensors + .json, `genrestore train vq`)",
+         "transformer": "a token transformer on that autoencoder's tokens (`genrestore train transformer`)",
+         "ddpm": "an unconditional epsilon DDPM (DenoisingUNet, `genrestore train ddpm`)"}
+
+
+def load_generators(kind: str, paths: dict[str, str | os.PathLike | None], device: str | torch.device = "cpu",
+                    flag: str = "") -> dict[str, torch.nn.Module]:
+    """The generators ``kind`` needs, loaded from ``paths`` (keys ``vq``, ``transformer``, ``ddpm``).
+
+    Raises:
+        InputError: an unknown kind, or a needed generator without a path (named as ``flag + key``).
+    """
+    from ..diffusion import DenoisingUNet
+    from ..models.vq import TokenTransformer, VQAutoencoder
+
+    if kind not in KINDS:
+        raise InputError(f"unknown artifact kind {kind!r}; known: {', '.join(KINDS)}")
+    loaders = {"vq": VQAutoencoder, "transformer": TokenTransformer, "ddpm": DenoisingUNet}
+    out = {}
+    for key in NEEDS[kind]:
+        if not paths.get(key):
+            raise InputError(f"{kind} needs {flag}{key} MODEL: {_WHAT[key]}; none ships yet, so train one or pass "
+                             "your own")
+        out[key] = loaders[key].load(paths[key], device)
+    return out
+
+
+def synthesize(kind: str, generators: dict, x: torch.Tensor, level: float, generator: _random.Generator = None,
+               temperature: float = 18.0, top_k: int | None = 500, region: str = "suffix", t0: int = 840,
+               ddim_steps: int = 48) -> tuple[torch.Tensor, dict]:
+    """The ``kind`` artifact of ``x`` ``(N, 3, H, W)`` in ``[0, 1]``: ``(artifact, exact parameters)``.
+
+    Args:
+        generators: from :func:`load_generators`.
+        level: in ``[0, 1]`` (0.5: DiffGAR's settings).
+        generator: a generator, or one per image.
+        temperature, top_k, region: ``ar-resample`` settings.
+        t0, ddim_steps: the DDIM kinds' stopping step (clipped to the model's ``T - 1``) and steps.
+    """
+    from . import ar_resample, ddim_gaussian, ddim_scale_shift, identity_pair, vq_replace
+
+    if kind == "vq-replace":
+        return vq_replace(generators["vq"], x, level, generator)
+    if kind == "ar-resample":
+        return ar_resample(generators["vq"], generators["transformer"], x, level, generator, temperature, top_k,
+                           region)
+    if kind in ("ddim-gauss", "ddim-scale"):
+        from ..restore.idm import pad_to_multiple
+
+        net = generators["ddpm"]
+        padded, (h, w) = pad_to_multiple(x, 2 ** (len(net.unet.config.block_out_channels) - 1))
+        schedule = net.config["schedule"]
+        t0 = min(t0, schedule["num_train_timesteps"] - 1)
+        if kind == "ddim-gauss":
+            y, p = ddim_gaussian(net, padded, level, generator, t0=t0, steps=ddim_steps, schedule=schedule)
+        else:
+            y, p = ddim_scale_shift(net, padded, level, t0=t0, steps=ddim_steps, schedule=schedule)
+        return y[..., :h, :w], p
+    if kind == "identity":
+        return identity_pair(x)
+    raise InputError(f"unknown artifact kind {kind!r}; known: {', '.join(KINDS)}")
