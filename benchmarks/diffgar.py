@@ -1,0 +1,66 @@
+"""DiffGAR's Table 1 (seed 000) from a run of the ``diffgar`` bench suite.
+
+Runs (or resumes) the suite and prints the paper's layout: one row per metric and method, one
+column per artifact kind and ALL (the mean over kinds), plus seconds per image. MSE is the mean
+over images of ``10^(-PSNR/10)`` (each row's MSE on [0, 1] images), times 1e3.
+
+    python benchmarks/diffgar.py -o runs/bench-diffgar --suite genrestore/bench/suites/diffgar.toml \
+        --methods degraded idm:runs/idm/model.safetensors diffgar-blind:runs/dg/model.safetensors \
+        diffgar-nonblind:runs/dg/model.safetensors diffgar:runs/dg/model.safetensors
+
+The artifact generators and the restorers are trained with `genrestore train vq|transformer|ddpm`,
+`genrestore artifacts` and `genrestore train diffgar --pairs` (see the README).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+from genrestore.bench.harness import load_suite, run_suite
+from genrestore.bench.report import summarize
+
+
+def table(run_dir: Path) -> str:
+    rows = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines() if line.strip()]
+    set_file = run_dir / "set_metrics.json"
+    summary = summarize(rows, json.loads(set_file.read_text()) if set_file.is_file() else None)
+    kinds = [t for t, _ in summary["tables"]]
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    metrics = [m for m in ("fid", "psnr", "ssim", "identity") if m in summary["metrics"]]
+    lines = ["| metric | method | " + " | ".join(kinds) + " | ALL |", "|---|---|" + "---:|" * (len(kinds) + 1)]
+
+    def cell(kind, method, metric):
+        if metric == "mse":
+            mses = [10 ** (-r["metrics"]["psnr"] / 10) for r in rows if r["task"] == kind and r["method"] == method
+                    and r["metrics"].get("psnr") is not None]
+            return 1e3 * sum(mses) / len(mses) if mses else None
+        return summary["tables"][(kind, "M")].get(method, {}).get(metric)
+
+    for metric in [*metrics[:1], "mse", *metrics[1:], "seconds"] if "psnr" in metrics else [*metrics, "seconds"]:
+        for method in methods:
+            vals = [cell(k, method, metric) for k in kinds]
+            known = [v for v in vals if v is not None and math.isfinite(v)]
+            allv = sum(known) / len(known) if len(known) == len(vals) and known else None
+            fmt = (lambda v: "absent" if v is None else f"{v:.4f}")
+            lines.append(f"| {metric} | {method} | " + " | ".join(fmt(v) for v in vals) + f" | {fmt(allv)} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-o", "--output", required=True, help="run folder")
+    ap.add_argument("--suite", default="diffgar")
+    ap.add_argument("--methods", nargs="+")
+    ap.add_argument("--images")
+    args = ap.parse_args()
+    summary = run_suite(load_suite(args.suite, args.methods, args.images), args.output)
+    for note in summary["notes"]:
+        print("note:", note)
+    print(table(Path(args.output)))
+
+
+if __name__ == "__main__":
+    main()
