@@ -19,6 +19,7 @@ import json
 import math
 from pathlib import Path
 
+from genrestore._checks import InputError
 from genrestore.bench.harness import load_suite, run_suite
 from genrestore.bench.report import summarize
 
@@ -56,7 +57,10 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+")
     ap.add_argument("--images")
     args = ap.parse_args()
-    summary = run_suite(load_suite(args.suite, args.methods, args.images), args.output)
+    try:
+        summary = run_suite(load_suite(args.suite, args.methods, args.images), args.output)
+    except InputError as e:
+        raise SystemExit(f"diffgar benchmark: error: {e}") from None
     for note in summary["notes"]:
         print("note:", note)
     print(table(Path(args.output)))

@@ -134,11 +134,12 @@ def load_suite(spec: str | Path, methods: list[str] | None = None, images: str |
             raise InputError(f"{path}: method {kind!r} needs its weights: '{kind}:PATH.safetensors'")
         if kind == "stylegan-inversion" and any(t in ARTIFACT_TASKS for t in data["tasks"]):
             raise InputError(f"{path}: {m!r} inverts a known degradation; artifact tasks have none")
-        if kind == "inpaint":
+        if kind in _LEARNED:
             from ..restore.inpaint import resolve_model
 
-            if not resolve_model(arg).is_file():
-                raise InputError(f"{path}: method {m!r}: no file {arg}")
+            found = resolve_model(arg) if kind == "inpaint" else Path(arg)
+            if not found.is_file():
+                raise InputError(f"{path}: method {m!r}: no file {arg} (paths are relative to the working folder)")
         if kind in _INPAINTING_ONLY and any(t not in ("inpaint", "P") for t in data["tasks"]):
             raise InputError(f"{path}: method {m!r} only restores inpainting; the suite also has "
                              f"{[t for t in data['tasks'] if t not in ('inpaint', 'P')]}")
