@@ -82,7 +82,7 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
     base = (f"genrestore train {args.model} --data {args.data} --steps {args.steps} --batch-size {args.batch_size} "
             f"--lr {args.lr} --seed {args.seed}")
     common = dict(ema_decay=args.ema_decay, out_dir=args.output, save_every=args.save_every, seed=args.seed,
-                  device=device, progress=not args.quiet)
+                  device=device, progress=not args.quiet, time_limit=args.time_limit)
     if args.model == "vq":
         from .artifacts.generators import train_vq_autoencoder
 
@@ -111,8 +111,9 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
         model = DenoisingUNet(3, unet=_unet_config(args))
         train_ddpm(model, args.data, args.steps, args.batch_size, args.size, args.lr,
                    recipe=base + f" --size {args.size} --channels " + " ".join(map(str, args.channels)), **common)
-    print(f"{args.model} after {args.steps} steps -> {Path(args.output) / 'model.safetensors'}")
-    return 0
+    from .cli_restore import report_training
+
+    return report_training(args, args.model)
 
 
 def add_train_parser(tsub) -> None:

@@ -213,12 +213,26 @@ def cmd_train_diffgar(args: argparse.Namespace) -> int:
     classes = ARTIFACT_CLASSES if args.pairs else DIFFGAR_CLASSES
     model = ConditionalUNet(3, class_names=classes, prediction_type="epsilon", unet=_unet_config(args))
     common = (args.steps, args.batch_size, args.size, args.lr, args.ema_decay, args.output, args.save_every, args.seed,
-              resolve_device(args.device), recipe)
+              resolve_device(args.device), recipe, args.time_limit)
     if args.pairs:
         train_conditional_pairs(model, load_artifact_pairs(args.pairs), *common)
     else:
         train_conditional(model, args.data, diffgar_degrade(level=args.level), *common)
-    print(f"DiffGAR model after {args.steps} steps -> {Path(args.output) / 'model.safetensors'}")
+    return report_training(args, "DiffGAR model")
+
+
+def report_training(args: argparse.Namespace, what: str) -> int:
+    """Print where a training call ended: the final model, or the step a --time-limit stopped at."""
+    out = Path(args.output)
+    meta = json.loads((out / "model.json").read_text()) if (out / "model.json").is_file() else {}
+    if meta.get("steps") == args.steps:
+        print(f"{what} after {args.steps} steps -> {out / 'model.safetensors'}")
+    else:
+        from safetensors import safe_open
+
+        with safe_open(str(out / "checkpoint.safetensors"), "pt") as f:
+            step = json.loads(f.metadata()["run"])["step"]
+        print(f"{what}: stopped at step {step} of {args.steps} (--time-limit); run the same command to continue")
     return 0
 
 
@@ -254,7 +268,7 @@ def cmd_train_inpaint(args: argparse.Namespace) -> int:
     if args.kind == "diffusion":
         model = ConditionalUNet(3, cond_channels=COND_CHANNELS, prediction_type="sample", unet=unet)
         train_conditional(model, args.data, inpaint_degrade, args.steps, args.batch_size, args.size, args.lr,
-                          args.ema_decay, args.output, args.save_every, args.seed, device, recipe,
+                          args.ema_decay, args.output, args.save_every, args.seed, device, recipe, args.time_limit,
                           meta={"inpainter": "diffusion"})
     else:
         recipe += (f" --lr-d {args.lr_d} --r1-gamma {args.r1_gamma} --l1-weight {args.l1_weight} "
@@ -263,9 +277,8 @@ def cmd_train_inpaint(args: argparse.Namespace) -> int:
                                 schedule=diffusion_gan_schedule(timesteps), unet=unet)
         train_inpaint_gan(model, args.data, args.steps, args.batch_size, args.size, args.lr, args.lr_d, args.r1_gamma,
                           args.l1_weight, args.ema_decay, args.disc_width, args.output, args.save_every, args.seed,
-                          device, recipe, progress=not args.quiet)
-    print(f"{args.kind} inpainter after {args.steps} steps -> {Path(args.output) / 'model.safetensors'}")
-    return 0
+                          device, recipe, args.time_limit, progress=not args.quiet)
+    return report_training(args, f"{args.kind} inpainter")
 
 
 def cmd_train_idm(args: argparse.Namespace) -> int:
@@ -285,9 +298,8 @@ def cmd_train_idm(args: argparse.Namespace) -> int:
         model = ConditionalUNet.load(args.extrinsic_from, device)
         recipe += f" --extrinsic-from {args.extrinsic_from}"
     train_conditional(model, data, PIPELINES["idm"].degrade, args.steps, args.batch_size, args.size, args.lr,
-                      args.ema_decay, args.output, args.save_every, args.seed, device, recipe)
-    print(f"IDM model after {args.steps} steps -> {Path(args.output) / 'model.safetensors'}")
-    return 0
+                      args.ema_decay, args.output, args.save_every, args.seed, device, recipe, args.time_limit)
+    return report_training(args, "IDM model")
 
 
 def _extrinsic_data(args: argparse.Namespace, device) -> Path:
@@ -325,6 +337,8 @@ def _common_train_args(t: argparse.ArgumentParser, data_required: bool = True) -
     t.add_argument("--save-every", type=_positive_int, default=1000)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    t.add_argument("--time-limit", type=float, metavar="SECONDS", help="train at most this long in this call, "
+                   "then save the checkpoint and stop; the same command continues")
 
 
 def add_train_parser(tsub) -> None:

@@ -245,3 +245,19 @@ def test_bench_inpaint_method_records_network_calls(tmp_path):
     with pytest.raises(InputError, match="only restores inpainting"):
         (tmp_path / "s.toml").write_text((tmp_path / "s.toml").read_text().replace('"inpaint"]', '"denoise"]'))
         load_suite(tmp_path / "s.toml")
+
+
+def test_time_limit_stops_with_a_checkpoint_and_the_same_command_continues(tmp_path, capsys):
+    from genrestore.cli import main
+    from genrestore.io import write_image
+
+    write_image(tmp_path / "photos" / "p.png", torch.rand(1, 3, 40, 40, generator=torch.Generator().manual_seed(0)))
+    cmd = ["train", "inpaint", "--kind", "gan", "--data", str(tmp_path / "photos"), "-o", str(tmp_path / "run"),
+           "--size", "32", "--steps", "3", "--batch-size", "2", "--channels", "8", "16", "--disc-width", "8",
+           "--device", "cpu", "-q"]
+    assert main([*cmd, "--time-limit", "0"]) == 0
+    assert "stopped at step 1 of 3" in capsys.readouterr().out
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+    assert main(cmd) == 0
+    assert "after 3 steps" in capsys.readouterr().out
+    assert json.loads((tmp_path / "run" / "model.json").read_text())["steps"] == 3

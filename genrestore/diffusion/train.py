@@ -188,7 +188,8 @@ class TrainRun:
 
     def __init__(self, model: torch.nn.Module, images: Sequence[torch.Tensor] | str | os.PathLike, steps: int,
                  batch_size: int, crop: int, ema_decay: float, out_dir: str | os.PathLike, save_every: int,
-                 seed: int, device: str | torch.device, run: dict[str, Any], channels: int = 3):
+                 seed: int, device: str | torch.device, run: dict[str, Any], channels: int = 3,
+                 time_limit: float | None = None):
         if not isinstance(steps, int) or steps < 1 or batch_size < 1 or save_every < 1:
             raise InputError(f"expected positive steps, batch_size and save_every, got {steps}, {batch_size}, "
                              f"{save_every}")
@@ -210,6 +211,8 @@ class TrainRun:
         self.modules: dict[str, torch.nn.Module] = {"model": self.model, "ema": self.ema}
         self.optimizers: dict[str, tuple[torch.optim.Optimizer, torch.nn.Module]] = {}
         self.start, self.wall = 0, 0.0
+        self.time_limit = time_limit  # seconds of this call; then checkpoint and stop (resume later)
+        self.stopped_at: int | None = None
 
     @property
     def checkpoint(self) -> Path:
@@ -238,15 +241,24 @@ class TrainRun:
         for step in tqdm(range(self.start, self.total), desc=desc, unit="step", disable=not progress):
             yield step
             ema_update(self.ema, self.model, self.ema_decay, step)
-            if (step + 1) % self.save_every == 0 or step + 1 == self.total:
+            out_of_time = self.time_limit is not None and time.perf_counter() - self._t0 > self.time_limit
+            if (step + 1) % self.save_every == 0 or step + 1 == self.total or out_of_time:
                 save_checkpoint(self.checkpoint, state_tensors(self.modules, self.optimizers),
                                 {**self.run, "step": step + 1, "wall_time_s": self.elapsed()})
+            if out_of_time and step + 1 < self.total:
+                self.stopped_at = step + 1
+                return
 
     def elapsed(self) -> float:
         return self.wall + time.perf_counter() - getattr(self, "_t0", time.perf_counter())
 
     def finish(self, recipe: str | None = None, **meta: Any):
-        """Save the EMA model as ``out_dir/model.safetensors`` (+ JSON with recipe, wall time, steps); return it."""
+        """Save the EMA model as ``out_dir/model.safetensors`` (+ JSON with recipe, wall time, steps); return it.
+
+        After a stop on ``time_limit`` nothing is saved but the checkpoint, and the EMA model is
+        returned as it stands (rerun the same command to continue)."""
+        if self.stopped_at is not None:
+            return self.ema
         if self.start >= self.total:  # nothing was left to do: the wall time is the checkpoint's
             self._t0 = time.perf_counter()
         recipe = recipe or json.dumps({k: v for k, v in self.run.items() if k != "config"})
@@ -260,7 +272,7 @@ def train_conditional(model: ConditionalUNet, images: Sequence[torch.Tensor] | s
                       steps: int,
                       batch_size: int = 8, crop: int = 128, lr: float = 1e-4, ema_decay: float = 0.999,
                       out_dir: str | os.PathLike = "runs/idm", save_every: int = 1000, seed: int = 0,
-                      device: str | torch.device = "cpu", recipe: str | None = None,
+                      device: str | torch.device = "cpu", recipe: str | None = None, time_limit: float | None = None,
                       meta: dict[str, Any] | None = None) -> ConditionalUNet:
     """Train ``model`` to restore ``degrade_fn(x)`` to ``x``; return the EMA model.
 
@@ -294,6 +306,8 @@ def train_conditional(model: ConditionalUNet, images: Sequence[torch.Tensor] | s
         device: where to train.
         recipe: free text for the final model's JSON (default: the run arguments).
         meta: further JSON entries for the final model's sidecar (e.g. ``{"inpainter": "diffusion"}``).
+        time_limit: seconds this call may train; then it saves the checkpoint and returns the EMA
+            model without writing the final one (rerun to continue; for machines lent by the hour).
 
     Returns:
         the EMA :class:`ConditionalUNet`, in ``eval()`` mode.
@@ -304,7 +318,7 @@ def train_conditional(model: ConditionalUNet, images: Sequence[torch.Tensor] | s
             checkpoint in ``out_dir`` from a run with other arguments.
     """
     tr = TrainRun(model, images, steps, batch_size, crop, ema_decay, out_dir, save_every, seed, device,
-                  {"lr": lr, "config": model.config})
+                  {"lr": lr, "config": model.config}, time_limit=time_limit)
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     tr.optimizers["adamw"] = (opt, model)
     tr.resume(_RUN_KEYS)
@@ -324,7 +338,8 @@ def train_conditional_pairs(model: ConditionalUNet, pairs: Sequence[tuple[torch.
                             steps: int, batch_size: int = 8, crop: int = 128, lr: float = 1e-4,
                             ema_decay: float = 0.999, out_dir: str | os.PathLike = "runs/diffgar",
                             save_every: int = 1000, seed: int = 0, device: str | torch.device = "cpu",
-                            recipe: str | None = None, meta: dict[str, Any] | None = None) -> ConditionalUNet:
+                            recipe: str | None = None,
+                            time_limit: float | None = None, meta: dict[str, Any] | None = None) -> ConditionalUNet:
     """:func:`train_conditional` on precomputed ``(clean, degraded, label)`` pairs (DiffGAR's
     synthetic artifact dataset): the same crop window and flip cut both images of a pair.
 
@@ -343,7 +358,7 @@ def train_conditional_pairs(model: ConditionalUNet, pairs: Sequence[tuple[torch.
         labels.append(int(label))
     label_of = torch.tensor(labels, dtype=torch.long)
     tr = TrainRun(model, stacked, steps, batch_size, crop, ema_decay, out_dir, save_every, seed, device,
-                  {"lr": lr, "config": model.config, "pairs": len(stacked)}, channels=6)
+                  {"lr": lr, "config": model.config, "pairs": len(stacked)}, channels=6, time_limit=time_limit)
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     tr.optimizers["adamw"] = (opt, model)
     tr.resume([*_RUN_KEYS, "pairs"])
