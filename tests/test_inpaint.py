@@ -261,3 +261,19 @@ def test_time_limit_stops_with_a_checkpoint_and_the_same_command_continues(tmp_p
     assert main(cmd) == 0
     assert "after 3 steps" in capsys.readouterr().out
     assert json.loads((tmp_path / "run" / "model.json").read_text())["steps"] == 3
+
+
+def test_fractional_mask_edges_are_refilled_not_kept(tmp_path):
+    """A degraded input is x * mask: its antialiased edge pixels must come from the prediction."""
+    train_inpaint_gan(tiny_generator(1), [torch.rand(3, 40, 40)], 1, batch_size=2, crop=32, out_dir=tmp_path,
+                      disc_width=8)
+    inp = Inpainter.from_file(tmp_path / "model.safetensors")
+    x = torch.full((1, 3, 16, 16), 0.8)
+    mask = torch.ones(1, 1, 16, 16)
+    mask[..., 6:10] = 0.0
+    mask[..., 5], mask[..., 10] = 0.5, 0.5  # antialiased edges
+    y = x * mask
+    out = inp.inpaint(y, mask, [torch.Generator().manual_seed(0)])
+    pred = inp.inpaint(y, torch.zeros_like(mask) + (mask == 1).float(), [torch.Generator().manual_seed(0)])
+    torch.testing.assert_close(out, pred)  # the 0.5 columns are treated as holes
+    assert torch.equal(out[..., :5], y[..., :5]) and torch.equal(out[..., 11:], y[..., 11:])

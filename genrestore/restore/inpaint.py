@@ -13,8 +13,11 @@ sampled:
 * ``"gan"``: the one-step case ``T = 1``: the generator maps (noise, condition) to the image in one
   call, and its discriminator is a conditional PatchGAN on (image, condition), as in pix2pix.
 
-Every inpainter returns the composite ``mask * y + (1 - mask) * prediction``: known pixels are
-kept exactly.
+Every inpainter returns the composite ``known * y + (1 - known) * prediction``, where a pixel is
+*known* only where the mask is 1: an antialiased stroke's fractional edge pixels are refilled too,
+because a degraded input has them already attenuated (``y = x * mask``, the inpainting task's
+model), and keeping them would leave a dark rim. (Training draws the fractional masks as the
+benchmark does; the network then sees them in its condition.)
 
 Masks are ``(N, 1, H, W)`` keep-masks, 1 = known, 0 = missing (as in :mod:`genrestore.degrade.masks`).
 """
@@ -171,13 +174,15 @@ class Inpainter:
 
         Args:
             y: ``(N, 3, H, W)`` in ``[0, 1]``.
-            mask: ``(N, 1, H, W)`` keep-mask (1 = known); fractional edges blend.
+            mask: ``(N, 1, H, W)`` keep-mask (1 = known); pixels below 1 are filled.
             generator: a generator or one per image (the initial noise and each step's noise).
             steps: DDPM steps for ``"diffusion"`` (default 50); the GANs always run their ``T`` steps.
 
         Returns:
             ``(N, 3, H, W)`` in ``[0, 1]``, equal to ``y`` where ``mask`` is 1.
         """
+        check_image(mask, "mask", channels=(1,))
+        mask = (mask >= 1 - 1e-6).to(y.dtype)  # known = exactly 1 (see the module docstring)
         cond = inpaint_condition(y, mask)
         if self.kind == "diffusion":
             from .idm import IDMRestorer
