@@ -35,9 +35,12 @@ def _diffusion_steps(args: argparse.Namespace, default: int, what: str) -> int:
     return int(steps)
 
 
-def _restore_each(args: argparse.Namespace, device, restore_one, record: dict, label: str) -> int:
+def _restore_each(args: argparse.Namespace, device, restore_one, record: dict, label: str,
+                  select=None) -> int:
     """The loop shared by the diffusion restorers: check all inputs, plan outputs, restore each
-    image with ``restore_one(y, generator, path)`` (per-image seed from the file name), write PNG + JSON."""
+    image with ``restore_one(y, generator, path)`` (per-image seed from the file name), write PNG + JSON.
+
+    ``select(paths) -> paths`` picks and checks the inputs first (e.g. drops inpainting masks)."""
     from tqdm import tqdm
 
     from ._random import generator_for
@@ -46,6 +49,8 @@ def _restore_each(args: argparse.Namespace, device, restore_one, record: dict, l
     from .io import atomic_write_bytes, read_image, write_image
 
     paths = _list_inputs(args.inputs)
+    if select is not None:
+        paths = select(paths)
     _validate_inputs(paths)
     out_dir = Path(args.output)
     _plan_outputs(paths, out_dir, ["{stem}.png", "{stem}.json"])
@@ -123,9 +128,18 @@ def cmd_restore_inpaint(args: argparse.Namespace) -> int:
         mask = _mask_for(path, Path(args.masks), tuple(y.shape[-2:])).to(device)
         return inpainter.inpaint(y, mask, [g], steps)
 
+    def select(paths):  # `genrestore degrade` writes NAME_mask.png beside NAME.png: those are masks, not inputs
+        names = {p.name for p in paths}
+        paths = [p for p in paths if not (p.stem.endswith("_mask") and f"{p.stem[:-5]}{p.suffix}" in names)]
+        missing = [p for p in paths if not (Path(args.masks) / f"{p.stem}_mask.png").is_file()]
+        if missing:
+            raise InputError(f"{missing[0]}: no mask {Path(args.masks) / (missing[0].stem + '_mask.png')}"
+                             + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+        return paths
+
     return _restore_each(args, device, restore_one, {"method": "inpaint", "model": str(args.model),
                                                      "inpainter": inpainter.kind, "steps": steps},
-                         f"the {inpainter.kind} inpainter ({steps} network calls each)")
+                         f"the {inpainter.kind} inpainter ({steps} network calls each)", select)
 
 
 def cmd_restore(args: argparse.Namespace) -> int:

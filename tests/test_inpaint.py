@@ -213,8 +213,9 @@ def test_train_degrade_restore_cli(tmp_path, capsys):
     assert main(["degrade", str(tmp_path / "clean"), "-o", str(tmp_path / "deg"), "--task", "inpaint",
                  "--level", "M", "--seed", "0"]) == 0
     out = tmp_path / "out"
-    assert main(["restore", str(tmp_path / "deg" / "x.png"), "-o", str(out), "--method", "inpaint", "--model",
+    assert main(["restore", str(tmp_path / "deg"), "-o", str(out), "--method", "inpaint", "--model",  # skips x_mask.png
                  str(run / "model.safetensors"), "--masks", str(tmp_path / "deg"), "-q"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["x.json", "x.png"]
     y, res = read_image(tmp_path / "deg" / "x.png"), read_image(out / "x.png")
     known = read_image(tmp_path / "deg" / "x_mask.png", "gray") > 0.5
     assert res.shape == y.shape and torch.equal(res * known, y * known)
