@@ -87,9 +87,11 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
         from .artifacts.generators import train_vq_autoencoder
 
         model = VQAutoencoder(args.codebook_size, args.embed_dim, args.channels, norm_num_groups=args.groups)
+        disc_start = args.steps // 2 if args.disc_start is None else args.disc_start
         train_vq_autoencoder(model, args.data, args.steps, args.batch_size, args.size, args.lr, args.adv_weight,
-                             recipe=base + f" --size {args.size} --codebook-size {args.codebook_size} --channels "
-                             + " ".join(map(str, args.channels)), eval_images=args.eval_data, **common)
+                             disc_start, recipe=base + f" --size {args.size} --codebook-size {args.codebook_size} "
+                             f"--channels {' '.join(map(str, args.channels))} --groups {args.groups} "
+                             f"--disc-start {disc_start}", eval_images=args.eval_data, **common)
     elif args.model == "transformer":
         from .artifacts.generators import train_token_transformer
 
@@ -137,7 +139,8 @@ def add_train_parser(tsub) -> None:
             p.add_argument("--codebook-size", type=_positive_int, default=512)
             p.add_argument("--embed-dim", type=_positive_int, default=4)
             p.add_argument("--groups", type=_positive_int, default=32, help="GroupNorm groups")
-            p.add_argument("--adv-weight", type=float, default=0.1, help="GAN loss weight (from half the steps)")
+            p.add_argument("--adv-weight", type=float, default=0.1, help="GAN loss weight")
+            p.add_argument("--disc-start", type=int, help="first step with the GAN loss (default: half of --steps)")
         if name == "transformer":
             p.add_argument("--vq", help="the trained VQ autoencoder (.safetensors + .json)")
             p.add_argument("--dim", type=_positive_int, default=256)
