@@ -2,8 +2,9 @@
 # Train default weights on a lent GPU (the `device` tool: 10-minute calls, no network).
 #
 # Here, once:   bash tools/device_train.sh prepare
-#   -> wheels/ (genrestore + diffusers and their pure-Python deps) and data/train, data/val
-#      (copies of the shared photos); both git-ignored, both under the 64 MiB carry limit.
+#   -> wheels/ (diffusers and the pure-Python deps the device lacks, ~6.5 MB) and data/train,
+#      data/val (copies of the shared photos, ~24 MB); both git-ignored. genrestore itself runs
+#      from the checkout (PYTHONPATH), which travels anyway: together well under the 64 MiB carry.
 # There, each call (carry: ["wheels", "data", "runs"]):
 #   bash tools/device_train.sh run MODEL SECONDS
 #   -> trains MODEL for at most SECONDS into runs/MODEL (resuming from its checkpoint there),
@@ -14,14 +15,17 @@ cd "$(dirname "$0")/.."
 case "${1:-}" in
   prepare)
     rm -rf wheels && mkdir -p wheels data
-    pip wheel -q --no-deps -w wheels .
-    pip download -q --no-deps -d wheels diffusers "huggingface-hub<1" tqdm
+    # the device has torch, transformers (hence huggingface-hub, requests, regex, safetensors), OpenCV
+    # and scikit-image; diffusers and its one missing pure-Python dependency travel as wheels
+    pip download -q --no-deps -d wheels "diffusers==$(python -c 'import diffusers; print(diffusers.__version__)')" \
+      importlib_metadata zipp tqdm
     rm -rf data/train data/val && cp -r ../shared/data/photos/train ../shared/data/photos/val data/
     du -sh wheels data
     ;;
   run)
     model=$2; seconds=$3
-    pip install -q --no-index --find-links wheels/ genrestore diffusers 2>&1 | tail -2
+    pip install -q --no-index --find-links wheels/ diffusers 2>&1 | tail -2
+    genrestore() { PYTHONPATH="$PWD" python -m genrestore.cli "$@"; }
     common=(--data data/train -o "runs/$model" --device cuda --time-limit "$seconds" --save-every 500)
     case "$model" in
       idm) genrestore train idm "${common[@]}" --size 128 --steps 60000 --batch-size 32 --lr 1e-4 ;;
