@@ -123,9 +123,10 @@ def test_set_metrics_is_and_fid_per_group(suite_file, tmp_path):
     assert summary["tables"][("inpaint", "M")]["telea"]["fid"] == g["fid"] and summary["higher"]["fid"] is False
 
 
-def test_builtin_suites_are_valid(tmp_path):
+def test_builtin_suites_are_valid(tmp_path, monkeypatch):
     from genrestore.bench.harness import SUITES_DIR
 
+    monkeypatch.chdir(tmp_path)  # the diffgar suite's generator paths must not resolve against a dev's runs/
     names = sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
     assert {"inpainting", "denoise", "robust-inversion", "robust-inversion-compositions"} <= set(names)
     for name in names:
