@@ -12,7 +12,10 @@ reconstruction term, which conditional inpainting needs).
 
 Timestep indices follow diffusers: ``t = 0 .. T-1`` are the noisy states (``alphas_cumprod[t]``)
 and ``x_{-1}`` is the clean image, so sampling makes ``T`` network calls and the last one returns
-``x_0'`` itself. ``T = 1`` is a conditional GAN: one call from pure noise, and the discriminator
+``x_0'`` itself. Sampling is therefore ancestral DDPM sampling of an x0-predicting model with
+``T`` steps, which :class:`genrestore.restore.idm.IDMRestorer` already does (diffusers'
+``DDPMScheduler.step`` draws from the posterior; :func:`posterior_sample` is its batched,
+differentiable form for training). ``T = 1`` is a conditional GAN: one call from pure noise, and the discriminator
 sees (image, condition) only: a PatchGAN as in pix2pix.
 
 The variance schedule is DDGAN's discretised VP SDE (their appendix): ``beta(s) = beta_min +
@@ -31,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._checks import InputError
-from .._random import Generator, generator_for, randint, randn
+from .._random import generator_for, randint, randn
 
 _RUN_KEYS = ("batch_size", "crop", "lr_g", "lr_d", "r1_gamma", "l1_weight", "ema_decay", "seed", "n_images",
              "config", "disc")  # a checkpoint resumes only when these match
@@ -143,39 +146,6 @@ def _model_schedule(model) -> torch.Tensor:
     return make_scheduler("ddpm", model.config["schedule"], "sample").alphas_cumprod
 
 
-@torch.inference_mode()
-def sample_diffusion_gan(model, cond: torch.Tensor, generator: Generator = None) -> torch.Tensor:
-    """Run the ``T`` reverse steps of a diffusion-GAN generator.
-
-    ``x_{T-1} ~ N(0, I)``; for ``t = T-1 .. 0``: ``x_0' = G(x_t, t, c)`` and ``x_{t-1}`` from the
-    posterior by diffusers' ``DDPMScheduler.step`` (the last step returns ``x_0'``). Inputs are
-    padded to the UNet's size multiple and cropped back.
-
-    Args:
-        model: a :class:`~genrestore.diffusion.ConditionalUNet` predicting ``"sample"``.
-        cond: ``(N, C_y, H, W)`` condition in ``[0, 1]``.
-        generator: a generator or one per image.
-
-    Returns:
-        ``(N, C, H, W)`` in ``[0, 1]`` (before compositing).
-    """
-    from ..diffusion.sampling import _diffusers_generator, from_model_range, to_model_range
-    from ..diffusion.schedulers import make_scheduler
-    from .idm import pad_to_multiple, size_multiple
-
-    if model.prediction_type != "sample":
-        raise InputError(f"a diffusion-GAN generator predicts x0 ('sample'), this one {model.prediction_type!r}")
-    device = next(model.parameters()).device
-    c, (h, w) = pad_to_multiple(to_model_range(cond).to(device), size_multiple(model))
-    sched = make_scheduler("ddpm", model.config["schedule"], "sample")
-    sched.set_timesteps(sched.config.num_train_timesteps, device=device)
-    x = randn(generator, (c.shape[0], model.channels, *c.shape[-2:]), device=device, dtype=c.dtype)
-    gen = _diffusers_generator(generator)
-    for t in sched.timesteps:
-        x = sched.step(model(x, t, c), t, x, generator=gen).prev_sample
-    return from_model_range(x[..., :h, :w]).to(cond.device)
-
-
 def train_inpaint_gan(model, images: Sequence[torch.Tensor] | str | os.PathLike, steps: int, batch_size: int = 16,
                       crop: int = 64, lr_g: float = 2e-4, lr_d: float = 2e-4, r1_gamma: float = 0.1,
                       l1_weight: float = 100.0, ema_decay: float = 0.999, disc_width: int = 32,
@@ -274,5 +244,4 @@ def train_inpaint_gan(model, images: Sequence[torch.Tensor] | str | os.PathLike,
     return tr.finish(recipe, inpainter=kind)
 
 
-__all__ = ["PatchDiscriminator", "diffusion_gan_schedule", "posterior_sample", "real_pair", "sample_diffusion_gan",
-           "train_inpaint_gan"]
+__all__ = ["PatchDiscriminator", "diffusion_gan_schedule", "posterior_sample", "real_pair", "train_inpaint_gan"]

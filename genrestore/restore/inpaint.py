@@ -9,7 +9,8 @@ sampled:
   IDM eq. 7) trained by :func:`genrestore.diffusion.train.train_conditional` with
   :func:`inpaint_degrade`; sampled with ``steps`` DDPM steps (default 50);
 * ``"ddgan"``: a denoising diffusion GAN (Xiao et al. 2022) with ``T`` = 2 or 4 large steps,
-  trained by :func:`genrestore.restore.diffusion_gan.train_inpaint_gan`; ``T`` network calls;
+  trained by :func:`genrestore.restore.diffusion_gan.train_inpaint_gan`; ``T`` network calls
+  (sampled by the same DDPM loop: each step draws from the posterior given the predicted ``x_0``);
 * ``"gan"``: the one-step case ``T = 1``: the generator maps (noise, condition) to the image in one
   call, and its discriminator is a conditional PatchGAN on (image, condition), as in pix2pix.
 
@@ -164,6 +165,8 @@ class Inpainter:
         if net.cond_channels != COND_CHANNELS or net.channels != 3:
             raise InputError(f"{path}: an inpainter takes a 4-channel condition and makes RGB; this model takes "
                              f"{net.cond_channels} and makes {net.channels}")
+        if kind != "diffusion" and net.prediction_type != "sample":
+            raise InputError(f"{path}: a {kind} generator predicts x0 ('sample'), this one {net.prediction_type!r}")
         steps = DEFAULT_DIFFUSION_STEPS if kind == "diffusion" else net.config["schedule"]["num_train_timesteps"]
         return cls(kind, net, steps)
 
@@ -183,15 +186,11 @@ class Inpainter:
         """
         check_image(mask, "mask", channels=(1,))
         mask = (mask >= 1 - 1e-6).to(y.dtype)  # known = exactly 1 (see the module docstring)
-        cond = inpaint_condition(y, mask)
-        if self.kind == "diffusion":
-            from .idm import IDMRestorer
+        if self.kind != "diffusion" and steps not in (None, self.default_steps):
+            raise InputError(f"a {self.kind} inpainter always runs its {self.default_steps} steps, got steps={steps}")
+        from .idm import IDMRestorer
 
-            pred = IDMRestorer(self.model).restore(cond, steps or self.default_steps, generator)
-        else:
-            if steps not in (None, self.default_steps):
-                raise InputError(f"a {self.kind} inpainter always runs its {self.default_steps} steps, got steps={steps}")
-            from .diffusion_gan import sample_diffusion_gan
-
-            pred = sample_diffusion_gan(self.model, cond, generator)
+        # one sampler for the three kinds: DDPM steps of an x0-predicting model (for the GANs, its T
+        # steps are the diffusion GAN's posterior sampling; T = 1 is one call from pure noise)
+        pred = IDMRestorer(self.model).restore(inpaint_condition(y, mask), steps or self.default_steps, generator)
         return composite(y, mask, pred).clamp(0, 1)
