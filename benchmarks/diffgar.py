@@ -5,8 +5,8 @@ column per artifact kind and ALL (the mean over kinds), plus seconds per image. 
 over images of ``10^(-PSNR/10)`` (each row's MSE on [0, 1] images), times 1e3.
 
     python benchmarks/diffgar.py -o runs/bench-diffgar --suite genrestore/bench/suites/diffgar.toml \
-        --methods degraded idm:runs/idm/model.safetensors diffgar-blind:runs/dg/model.safetensors \
-        diffgar-nonblind:runs/dg/model.safetensors diffgar:runs/dg/model.safetensors
+        --methods degraded,idm:runs/idm/model.safetensors,diffgar-blind:runs/dg/model.safetensors,\
+diffgar-nonblind:runs/dg/model.safetensors,diffgar:runs/dg/model.safetensors
 
 The artifact generators and the restorers are trained with `genrestore train vq|transformer|ddpm`,
 `genrestore artifacts` and `genrestore train diffgar --pairs` (see the README).
@@ -54,11 +54,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-o", "--output", required=True, help="run folder")
     ap.add_argument("--suite", default="diffgar")
-    ap.add_argument("--methods", nargs="+")
+    ap.add_argument("--methods", help="comma-separated, as `genrestore bench --methods`")
     ap.add_argument("--images")
     args = ap.parse_args()
     try:
-        summary = run_suite(load_suite(args.suite, args.methods, args.images), args.output)
+        methods = [m for m in args.methods.split(",") if m] if args.methods else None
+        summary = run_suite(load_suite(args.suite, methods, args.images), args.output)
     except InputError as e:
         raise SystemExit(f"diffgar benchmark: error: {e}") from None
     for note in summary["notes"]:

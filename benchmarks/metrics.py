@@ -72,7 +72,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from genrestore.degrade import jpeg_pillow, resize
 from genrestore.io import quantize, read_image

@@ -13,10 +13,6 @@ from ._checks import InputError
 from .artifacts.synth import KINDS, NEEDS, load_generators
 
 
-def _load_generators(args: argparse.Namespace, device) -> dict:
-    return load_generators(args.kind, {k: getattr(args, k) for k in NEEDS[args.kind]}, device, flag="--")
-
-
 def cmd_artifacts(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -33,7 +29,7 @@ def cmd_artifacts(args: argparse.Namespace) -> int:
     out_dir = Path(args.output)
     _plan_outputs(paths, out_dir, ["{stem}.png", "{stem}_clean.png", "{stem}.json"])
     device = resolve_device(args.device)
-    gens = _load_generators(args, device)
+    gens = load_generators(args.kind, {k: getattr(args, k) for k in NEEDS[args.kind]}, device, flag="--")
     for path in tqdm(paths, desc=f"artifacts {args.kind}", unit="img", file=sys.stderr, disable=args.quiet):
         x = read_image(path, "rgb").to(device)
         y, params = synthesize(args.kind, gens, x, args.level, generator_for(args.seed, path.name),

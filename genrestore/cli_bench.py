@@ -38,9 +38,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _builtin_suites() -> str:
+    from pathlib import Path
+
+    return ", ".join(sorted(p.stem for p in (Path(__file__).parent / "bench" / "suites").glob("*.toml")))
+
+
 def add_parsers(sub) -> None:
     b = sub.add_parser("bench", help="run a benchmark suite (tasks x levels x methods x metrics)",
-                       description="Suites are TOML files (built-in: inpainting, denoise). Rows go to "
+                       description=f"Suites are TOML files (built-in: {_builtin_suites()}). Rows go to "
                                    "OUT/results.jsonl and results.csv; reruns resume. Example: genrestore bench "
                                    "inpainting -o runs/bench-inpaint --methods degraded,telea")
     b.add_argument("suite", help="a suite file or a built-in suite name")
