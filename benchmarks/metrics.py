@@ -73,6 +73,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from _common import CpuUse
 from genrestore.degrade import jpeg_pillow, resize
 from genrestore.io import quantize, read_image
 from genrestore.metrics.distribution import FeatureStats, frechet_distance
@@ -389,31 +390,6 @@ def frechet_table(d: int, timer: Timer, gpu: torch.device | None) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-
-
-class CpuUse:
-    """Fraction of all CPUs that other processes kept busy between ``__init__`` and ``others()`` (Linux)."""
-
-    def __init__(self) -> None:
-        self.start = self._sample()
-
-    @staticmethod
-    def _sample() -> tuple[int, int, float] | None:
-        try:
-            with open("/proc/stat") as f:
-                v = [int(t) for t in f.readline().split()[1:]]
-        except OSError:
-            return None
-        t = os.times()
-        return v[3] + v[4], sum(v), t.user + t.system  # idle + iowait ticks, total ticks, own CPU seconds
-
-    def others(self) -> float | None:
-        end = self._sample()
-        if self.start is None or end is None:
-            return None
-        idle, total = end[0] - self.start[0], max(1, end[1] - self.start[1])
-        own = (end[2] - self.start[2]) * os.sysconf("SC_CLK_TCK")
-        return max(0.0, (total - idle - own) / total)
 
 
 def main(argv: list[str] | None = None) -> None:

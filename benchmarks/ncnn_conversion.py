@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import os
 import subprocess
 import sys
 import time
@@ -58,6 +57,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from _common import CpuUse
 from genrestore.models.sr import build_sr
 from genrestore.models.ncnn import convert_ncnn, ncnn_io_blobs, read_ncnn_param
 
@@ -168,34 +168,18 @@ def run_runtime(runtime: str, jobs: list[Job], files: list[Path], models_dir: Pa
     return results
 
 
-def _cpu_sample() -> tuple[int, int, float] | None:
-    """(idle + iowait ticks, total ticks) of all CPUs and the CPU seconds of this process and its children."""
-    try:
-        with open("/proc/stat") as f:
-            v = [int(t) for t in f.readline().split()[1:]]
-    except OSError:
-        return None
-    t = os.times()
-    return v[3] + v[4], sum(v), t.user + t.system + t.children_user + t.children_system
-
-
 def in_fresh_process(fn, *args):
     """``fn(*args)`` in a new interpreter (spawn), so that its thread pools are its own.
 
     Returns ``(result, others)``: ``others`` is the share of all CPUs that other processes kept
     busy meanwhile (Linux; ``None`` elsewhere); above ~10 % the timings are noisy.
     """
-    start = _cpu_sample()
+    use = CpuUse()
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         result = pool.apply(fn, args)
         pool.close()
         pool.join()  # reaped, so the worker's CPU time counts as ours
-    end = _cpu_sample()
-    if start is None or end is None:
-        return result, None
-    total = max(1, end[1] - start[1])
-    own = (end[2] - start[2]) * os.sysconf("SC_CLK_TCK")
-    return result, max(0.0, (total - (end[0] - start[0]) - own) / total)
+    return result, use.others()
 
 
 def wheel_loads(models_dir: Path) -> bool:

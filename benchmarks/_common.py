@@ -1,0 +1,35 @@
+"""Helpers shared by the benchmark scripts (run as `python benchmarks/NAME.py`, so importable as `_common`)."""
+
+from __future__ import annotations
+
+import os
+
+
+class CpuUse:
+    """Fraction of all CPUs that *other* processes kept busy between ``__init__`` and ``others()``.
+
+    Reads ``/proc/stat`` (Linux; ``None`` elsewhere). This process's CPU time, and that of its
+    reaped children, counts as its own; above ~10 % from others, timings are noisy.
+    """
+
+    def __init__(self) -> None:
+        self.start = self._sample()
+
+    @staticmethod
+    def _sample() -> tuple[int, int, float] | None:
+        try:
+            with open("/proc/stat") as f:
+                v = [int(t) for t in f.readline().split()[1:]]
+        except OSError:
+            return None
+        t = os.times()
+        # idle + iowait ticks, total ticks, own CPU seconds (with reaped children)
+        return v[3] + v[4], sum(v), t.user + t.system + t.children_user + t.children_system
+
+    def others(self) -> float | None:
+        end = self._sample()
+        if self.start is None or end is None:
+            return None
+        idle, total = end[0] - self.start[0], max(1, end[1] - self.start[1])
+        own = (end[2] - self.start[2]) * os.sysconf("SC_CLK_TCK")
+        return max(0.0, (total - idle - own) / total)
