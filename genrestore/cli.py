@@ -21,11 +21,13 @@ from . import __version__
 from ._checks import InputError
 
 EXAMPLE_IMAGE = "astronaut.png"
+DEGRADED_EXAMPLE_IMAGE = "astronaut_degraded.png"
 
 
-def example_path() -> Path:
-    """Path of the bundled example photo (256x256 RGB, public domain; see ``assets/README.md``)."""
-    return Path(str(resources.files("genrestore") / "assets" / EXAMPLE_IMAGE))
+def example_path(degraded: bool = False) -> Path:
+    """Path of a bundled example (public domain; see ``assets/README.md``): the 256x256 photo, or
+    with ``degraded`` the 512x512 IDM-degraded input of the README's main command."""
+    return Path(str(resources.files("genrestore") / "assets" / (DEGRADED_EXAMPLE_IMAGE if degraded else EXAMPLE_IMAGE)))
 
 
 def _jsonable(v: Any) -> Any:

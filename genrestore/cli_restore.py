@@ -13,6 +13,8 @@ import torch
 
 from ._checks import InputError
 
+DEFAULT_IDM = "idm-default"  # the shipped IDM restorer (genrestore/weights/idm-default.*)
+
 
 def _mask_for(path: Path, mask_dir: Path | None, size: tuple[int, int]) -> torch.Tensor:
     from .io import read_image
@@ -70,9 +72,7 @@ def cmd_restore_idm(args: argparse.Namespace) -> int:
     from .cli import resolve_device
     from .restore.idm import IDMRestorer
 
-    if not args.model:
-        raise InputError("no IDM weights ship yet: train a model with `genrestore train idm --data DIR -o RUN` "
-                         "and pass --model RUN/model.safetensors")
+    args.model = args.model or DEFAULT_IDM
     steps = _diffusion_steps(args, 10, "IDM (DDPM)")
     device = resolve_device(args.device)
     restorer = IDMRestorer.from_file(args.model, device)
@@ -97,11 +97,12 @@ def cmd_restore_diffgar(args: argparse.Namespace) -> int:
     def restore_one(y, g, _path):
         if args.upscale > 1:  # DiffGAR conditions on images at the output size (upsampling: bicubic first)
             y = resize(y, (y.shape[-2] * args.upscale, y.shape[-1] * args.upscale), "bicubic").clamp(0, 1)
-        return restorer.restore(y, args.mode, args.artifact, args.guidance_scale, steps, [g])
+        return restorer.restore(y, args.mode, args.artifact, args.guidance_scale, steps, [g], args.tile, args.tile_pad)
 
     scale = args.guidance_scale if args.mode == "guided" else 1.0
     return _restore_each(args, device, restore_one, {"method": "diffgar", "model": str(args.model), "mode": args.mode,
-                                             "artifact": args.artifact, "guidance_scale": scale, "steps": steps},
+                                             "artifact": args.artifact, "guidance_scale": scale, "steps": steps,
+                                             "tile": args.tile},
                          f"DiffGAR ({args.mode}, {steps} DDIM steps)")
 
 
@@ -153,6 +154,12 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from .models.stylegan2 import load_stylegan2
     from .restore.stylegan_inversion import InversionConfig, perceptual_loss, robust_invert
 
+    if args.example:
+        from .cli import example_path
+
+        args.inputs = [*args.inputs, str(example_path(degraded=True))]
+    if not args.inputs:
+        raise InputError("no input images: give files, folders or globs, or --example")
     if args.method == "idm":
         return cmd_restore_idm(args)
     if args.method == "diffgar":
@@ -223,16 +230,48 @@ def cmd_train_diffgar(args: argparse.Namespace) -> int:
                          "(folders from `genrestore artifacts`, the artifact kinds as classes)")
     source = f"--pairs {' '.join(args.pairs)}" if args.pairs else f"--data {args.data} --level {args.level}"
     recipe = (f"genrestore train diffgar {source} --size {args.size} --steps {args.steps} "
-              f"--batch-size {args.batch_size} --lr {args.lr} --seed {args.seed}")
+              f"--batch-size {args.batch_size} --lr {args.lr} {_unet_recipe(args)} --seed {args.seed}")
     classes = ARTIFACT_CLASSES if args.pairs else DIFFGAR_CLASSES
-    model = ConditionalUNet(3, class_names=classes, prediction_type="epsilon", unet=_unet_config(args))
-    common = (args.steps, args.batch_size, args.size, args.lr, args.ema_decay, args.output, args.save_every, args.seed,
-              resolve_device(args.device), recipe, args.time_limit)
-    if args.pairs:
-        train_conditional_pairs(model, load_artifact_pairs(args.pairs), *common)
+    device = resolve_device(args.device)
+    pairs = load_artifact_pairs(args.pairs) if args.pairs else None
+    channels, extra, meta = 3, {}, {}
+    if args.autoencoder:  # latent DiffGAR (§4): the UNet works on the frozen autoencoder's scaled z_e
+        from . import weights as ws
+        from .models.vq import VQAutoencoder
+        from .restore.diffgar import latent_scale
+
+        ae = VQAutoencoder.load(ws.model_file(args.autoencoder), device=device).eval().requires_grad_(False)
+        if args.size % ae.factor:
+            raise InputError(f"--size {args.size} must be a multiple of the autoencoder's factor {ae.factor}")
+        photos = [p[0] for p in pairs] if pairs else args.data
+        scale = latent_scale(ae, photos, args.batch_size, args.size, args.seed)
+        channels = ae.config["embed_dim"]
+        extra["encode"] = lambda x: ae.encode_latents(x) * scale
+        meta = {"autoencoder": str(args.autoencoder), "latent_scale": scale}
+        recipe += f" --autoencoder {args.autoencoder}"
+        unet = _unet_config(argparse.Namespace(**{**vars(args), "size": args.size // ae.factor}))
     else:
-        train_conditional(model, args.data, diffgar_degrade(level=args.level), *common)
+        unet = _unet_config(args)
+    model = ConditionalUNet(channels, cond_channels=channels, class_names=classes, prediction_type="epsilon",
+                            unet=unet)
+    common = (args.steps, args.batch_size, args.size, args.lr, args.ema_decay, args.output, args.save_every, args.seed,
+              device, recipe, args.time_limit)
+    if pairs:
+        train_conditional_pairs(model, pairs, *common, meta=meta, **extra, **_speed(args))
+    else:
+        train_conditional(model, args.data, diffgar_degrade(level=args.level), *common, meta=meta, **extra,
+                          **_speed(args))
     return report_training(args, "DiffGAR model")
+
+
+def _speed(args: argparse.Namespace) -> dict:
+    """The trainers' speed options from --channels-last / --compile (they do not change the recipe's result)."""
+    return {"channels_last": args.channels_last, "compile": args.compile}
+
+
+def _unet_recipe(args: argparse.Namespace) -> str:
+    """The UNet options of a training command, for the recipe in the model's JSON."""
+    return f"--channels {' '.join(map(str, args.channels))} --layers-per-block {args.layers_per_block}"
 
 
 def report_training(args: argparse.Namespace, what: str) -> int:
@@ -250,14 +289,15 @@ def report_training(args: argparse.Namespace, what: str) -> int:
     return 0
 
 
-def _unet_config(args: argparse.Namespace, attention: bool = True, layers_per_block: int = 2) -> dict:
-    """UNet2DModel arguments from --channels and --size; with ``attention`` the deepest block attends."""
+def _unet_config(args: argparse.Namespace, attention: bool = True) -> dict:
+    """UNet2DModel arguments from --channels, --layers-per-block and --size; with ``attention`` the
+    deepest block attends."""
     multiple = 2 ** (len(args.channels) - 1)
     if args.size % multiple or args.size // multiple < 2:
         raise InputError(f"--size must be a multiple of {multiple} (2^(blocks - 1)) and at least {2 * multiple}, "
                          f"got {args.size}")
     n = len(args.channels)
-    return {"sample_size": args.size, "block_out_channels": list(args.channels), "layers_per_block": layers_per_block,
+    return {"sample_size": args.size, "block_out_channels": list(args.channels), "layers_per_block": args.layers_per_block,
             "norm_num_groups": min(32, math.gcd(*args.channels)),
             "down_block_types": ["DownBlock2D"] * (n - 1) + ["AttnDownBlock2D" if attention else "DownBlock2D"],
             "up_block_types": ["AttnUpBlock2D" if attention else "UpBlock2D"] + ["UpBlock2D"] * (n - 1)}
@@ -274,16 +314,15 @@ def cmd_train_inpaint(args: argparse.Namespace) -> int:
     if args.kind == "ddgan" and timesteps < 2:
         raise InputError(f"--timesteps for a diffusion GAN is T >= 2 (2 or 4 in DDGAN); got {timesteps}; "
                          "--kind gan is the one-step case")
-    unet = _unet_config(args, attention=False, layers_per_block=args.layers_per_block)
+    unet = _unet_config(args, attention=False)
     device = resolve_device(args.device)
     recipe = (f"genrestore train inpaint --kind {args.kind} --data {args.data} --size {args.size} --steps {args.steps} "
-              f"--batch-size {args.batch_size} --lr {args.lr} --channels {' '.join(map(str, args.channels))} "
-              f"--layers-per-block {args.layers_per_block} --seed {args.seed}")
+              f"--batch-size {args.batch_size} --lr {args.lr} {_unet_recipe(args)} --seed {args.seed}")
     if args.kind == "diffusion":
         model = ConditionalUNet(3, cond_channels=COND_CHANNELS, prediction_type="sample", unet=unet)
         train_conditional(model, args.data, inpaint_degrade, args.steps, args.batch_size, args.size, args.lr,
                           args.ema_decay, args.output, args.save_every, args.seed, device, recipe, args.time_limit,
-                          meta={"inpainter": "diffusion"})
+                          meta={"inpainter": "diffusion"}, **_speed(args))
     else:
         recipe += (f" --lr-d {args.lr_d} --r1-gamma {args.r1_gamma} --l1-weight {args.l1_weight} "
                    f"--disc-width {args.disc_width}" + (f" --timesteps {timesteps}" if args.kind == "ddgan" else ""))
@@ -291,7 +330,7 @@ def cmd_train_inpaint(args: argparse.Namespace) -> int:
                                 schedule=diffusion_gan_schedule(timesteps), unet=unet)
         train_inpaint_gan(model, args.data, args.steps, args.batch_size, args.size, args.lr, args.lr_d, args.r1_gamma,
                           args.l1_weight, args.ema_decay, args.disc_width, args.output, args.save_every, args.seed,
-                          device, recipe, args.time_limit, progress=not args.quiet)
+                          device, recipe, args.time_limit, progress=not args.quiet, **_speed(args))
     return report_training(args, f"{args.kind} inpainter")
 
 
@@ -300,20 +339,27 @@ def cmd_train_idm(args: argparse.Namespace) -> int:
     from .degrade import PIPELINES
     from .diffusion import ConditionalUNet
     from .diffusion.train import train_conditional
+    from .restore.idm import REGRESSION_SCHEDULE
 
     unet = _unet_config(args)
     device = resolve_device(args.device)
-    model = ConditionalUNet(3, prediction_type="sample", unet=unet)
+    schedule = REGRESSION_SCHEDULE if args.regression else None
+    model = ConditionalUNet(3, prediction_type="sample", schedule=schedule, unet=unet)
     recipe = (f"genrestore train idm --data {args.data} --size {args.size} --steps {args.steps} "
-              f"--batch-size {args.batch_size} --lr {args.lr} --seed {args.seed}")
+              f"--batch-size {args.batch_size} --lr {args.lr} {_unet_recipe(args)} --seed {args.seed}"
+              + (" --regression" if args.regression else ""))
     data = args.data
     if args.extrinsic_from:  # IDM §3.3: restore the training data with model k, train model k+1 on it, from k
+        if args.regression:
+            raise InputError("--extrinsic-from trains an IDM model k+1; it does not combine with --regression")
         data = _extrinsic_data(args, device)
         model = ConditionalUNet.load(args.extrinsic_from, device)
         recipe += f" --extrinsic-from {args.extrinsic_from}"
+    meta = {"restorer": "regression" if args.regression else "idm"}
     train_conditional(model, data, PIPELINES["idm"].degrade, args.steps, args.batch_size, args.size, args.lr,
-                      args.ema_decay, args.output, args.save_every, args.seed, device, recipe, args.time_limit)
-    return report_training(args, "IDM model")
+                      args.ema_decay, args.output, args.save_every, args.seed, device, recipe, args.time_limit,
+                      meta=meta, loss="l1" if args.regression else "mse", **_speed(args))
+    return report_training(args, "regression UNet" if args.regression else "IDM model")
 
 
 def _extrinsic_data(args: argparse.Namespace, device) -> Path:
@@ -351,6 +397,11 @@ def _common_train_args(t: argparse.ArgumentParser, data_required: bool = True) -
     t.add_argument("--save-every", type=_positive_int, default=1000)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    t.add_argument("--layers-per-block", type=_positive_int, default=2, help="ResNet layers per UNet block")
+    t.add_argument("--channels-last", action="store_true", help="channels-last weights (faster convolutions "
+                   "under bf16 on recent GPUs)")
+    t.add_argument("--compile", action="store_true", help="torch.compile the UNet's forward (GPU; the first "
+                   "steps are slow while it compiles)")
     t.add_argument("--time-limit", type=float, metavar="SECONDS", help="train at most this long in this call, "
                    "then save the checkpoint and stop; the same command continues")
 
@@ -368,6 +419,8 @@ def add_train_parser(tsub) -> None:
                    "this model k, then train model k+1 on the restored photos, starting from model k's weights")
     t.add_argument("--extrinsic-steps", type=_positive_int, default=10, help="DDPM steps when restoring the data")
     t.add_argument("--extrinsic-tile", type=int, default=0, help="tile side when restoring the data (0: whole)")
+    t.add_argument("--regression", action="store_true", help="train the baseline instead: the same UNet as a "
+                   "one-step regressor (T = 1, its noise input carries no signal) with an L1 loss to the clean crop")
     t.set_defaults(func=cmd_train_idm)
 
     d = tsub.add_parser("diffgar", help="train a DiffGAR restorer (class-conditional, [MASK] for 50 %% of samples)",
@@ -376,6 +429,8 @@ def add_train_parser(tsub) -> None:
                                     "genrestore train diffgar --data photos/train --size 64 --steps 2000 -o runs/dg")
     _common_train_args(d, data_required=False)
     d.add_argument("--level", default="M", choices=("XS", "S", "M", "L", "XL"), help="level of the tasks")
+    d.add_argument("--autoencoder", metavar="FILE|NAME", help="train in the latent space of this VQ autoencoder "
+                   "(`genrestore train vq`; DiffGAR's VQ-f4), as the paper does; default: pixel space")
     d.add_argument("--pairs", nargs="+", metavar="DIR", help="instead of --data: (clean, artifact) pair folders from "
                    "`genrestore artifacts` (classes: the four artifact kinds; identity pairs train [MASK])")
     d.set_defaults(func=cmd_train_diffgar)
@@ -389,10 +444,10 @@ def add_train_parser(tsub) -> None:
                                     "Example: genrestore train inpaint --kind ddgan --data photos/train --size 64 "
                                     "--steps 2000 -o runs/ddgan")
     _common_train_args(p)
-    p.set_defaults(size=64, channels=[32, 64, 64, 128], batch_size=16, save_every=250, lr=2e-4, func=cmd_train_inpaint)
+    p.set_defaults(size=64, channels=[32, 64, 64, 128], layers_per_block=1, batch_size=16, save_every=250, lr=2e-4,
+                   func=cmd_train_inpaint)
     p.add_argument("--kind", required=True, choices=("diffusion", "ddgan", "gan"))
     p.add_argument("--timesteps", type=int, default=4, help="ddgan: T, the number of large denoising steps (4)")
-    p.add_argument("--layers-per-block", type=_positive_int, default=1)
     p.add_argument("--lr-d", type=float, default=2e-4, help="gan/ddgan: discriminator learning rate")
     p.add_argument("--r1-gamma", type=float, default=0.1, help="gan/ddgan: R1 penalty weight gamma")
     p.add_argument("--l1-weight", type=float, default=100.0, help="gan/ddgan: weight of L1 in the holes")
@@ -407,18 +462,22 @@ def add_parser(sub) -> None:
                                    "generator in 3 phases (W, W+, W++) with normalized gradient descent. Example: "
                                    "genrestore restore noisy/ -o out/ --method stylegan-inversion --task denoise "
                                    "--level M --generator G.safetensors")
-    r.add_argument("inputs", nargs="+", metavar="INPUT", help="degraded RGB images, folders or globs")
+    r.add_argument("inputs", nargs="*", metavar="INPUT", help="degraded RGB images, folders or globs")
+    r.add_argument("--example", action="store_true", help="add the bundled degraded example (512x512, IDM "
+                   "degradation) to the inputs")
     r.add_argument("-o", "--output", required=True, metavar="OUT")
     r.add_argument("--method", default="idm", choices=("idm", "diffgar", "inpaint", "stylegan-inversion"))
-    r.add_argument("--model", metavar="FILE", help="idm / diffgar / inpaint: a ConditionalUNet .safetensors (+ .json) "
-                   "from `train idm` / `train diffgar` / `train inpaint`")
+    r.add_argument("--model", metavar="FILE|NAME", help="idm / diffgar / inpaint: a ConditionalUNet .safetensors "
+                   "(+ .json) from `train idm` / `train diffgar` / `train inpaint`, or a shipped weight's name (idm: "
+                   f"default {DEFAULT_IDM}; inpaint: inpaint-gan, inpaint-ddgan, inpaint-diffusion)")
     r.add_argument("--mode", default="guided", choices=("blind", "non-blind", "guided"), help="diffgar: [MASK] class, "
                    "the given class, or the class with classifier-free guidance")
     r.add_argument("--artifact", help="diffgar: the degradation class (non-blind and guided modes)")
     r.add_argument("--guidance-scale", type=float, default=3.0, help="diffgar guided mode: CFG scale (3)")
     r.add_argument("--upscale", type=int, default=1, help="diffgar: bicubic upscale of the input first (for "
                    "upsampling, so the condition has the output size)")
-    r.add_argument("--tile", type=int, default=0, metavar="PX", help="idm: network tile side (0: whole image)")
+    r.add_argument("--tile", type=int, default=0, metavar="PX", help="idm / diffgar: tile side of the network call "
+                   "(0: whole image); the noise is drawn at full size, so tiles leave no seams")
     r.add_argument("--tile-pad", type=int, default=16, metavar="PX")
     r.add_argument("--task", help="stylegan-inversion: the degradation to invert: a task (upsample, denoise, "
                    "deartifact, inpaint) or a composition (e.g. UNAP)")

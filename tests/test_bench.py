@@ -89,8 +89,8 @@ def test_bench_cli_bad_suite_is_one_line(tmp_path, capsys):
     assert err.startswith("genrestore: error:") and "built-in" in err and len(err.splitlines()) == 1
 
 
-def test_set_metrics_is_and_fid_per_group(suite_file, tmp_path):
-    """IS and FID per (task, level, method) from an injected extractor equal the formulas on its outputs."""
+def test_set_metrics_is_fid_kid_per_group(suite_file, tmp_path):
+    """IS, FID and KID per (task, level, method) from an injected extractor equal the formulas on its outputs."""
     from genrestore.bench.harness import write_set_metrics
     from genrestore.bench.report import summarize, load_rows
     from genrestore.io import read_image
@@ -108,7 +108,7 @@ def test_set_metrics_is_and_fid_per_group(suite_file, tmp_path):
         f = x.mean((2, 3)).double()
         return f * 10, torch.cat([f, f.mean(1, keepdim=True)], 1) * 5
 
-    write_set_metrics(out, ["is", "fid"], extractor)
+    write_set_metrics(out, ["is", "fid", "kid"], extractor)
     record = json.loads((out / "set_metrics.json").read_text())
     g = next(g for g in record["groups"] if g["method"] == "telea" and g["level"] == "M")
     rows = [r for r in load_rows(out) if r["method"] == "telea" and r["level"] == "M"]
@@ -119,6 +119,10 @@ def test_set_metrics_is_and_fid_per_group(suite_file, tmp_path):
     fo, ft = extractor(outs)[0], extractor(truths)[0]
     ref = frechet_distance(ft.mean(0), torch.cov(ft.T, correction=1), fo.mean(0), torch.cov(fo.T, correction=1))
     assert abs(g["fid"] - ref) < 1e-6 * max(1.0, abs(ref))
+    # KID: unbiased MMD^2 with the cubic kernel (x.y / d + 1)^3 over the whole group, by hand for 2 + 2 samples
+    k = lambda a, b: (float(a @ b) / 3 + 1) ** 3  # noqa: E731
+    kid_ref = k(ft[0], ft[1]) + k(fo[0], fo[1]) - sum(k(a, b) for a in ft for b in fo) / 2
+    assert abs(g["kid"] - kid_ref) < 1e-9 * max(1.0, abs(kid_ref))
     summary = summarize(load_rows(out), record)
     assert summary["tables"][("inpaint", "M")]["telea"]["fid"] == g["fid"] and summary["higher"]["fid"] is False
 

@@ -210,3 +210,96 @@ def test_train_diffgar_on_artifact_pairs(tmp_path, capsys):
     (tmp_path / "pairs" / "p0.json").write_text(json.dumps({"kind": "jpeg"}))
     with pytest.raises(InputError, match="not one of the classes"):
         load_artifact_pairs([tmp_path / "pairs"])
+
+
+class LocalClassDenoiser(ConditionalUNet):
+    """An eps-predictor with a 3x3 receptive field that depends on x_t, y and the class label."""
+
+    def forward(self, x_t, t, y, class_labels=None):
+        c = 0.0 if class_labels is None else (class_labels.float() / 10).view(-1, 1, 1, 1)
+        return 0.3 * torch.nn.functional.avg_pool2d(x_t, 3, stride=1, padding=1, count_include_pad=False) - 0.2 * y + c
+
+
+@pytest.mark.parametrize("constant", [True, False])
+def test_tiled_diffgar_equals_untiled_for_a_local_denoiser(constant):
+    """The seam test for DiffGAR: tiles share x_t (and the guided pair of passes), so a local
+    network gives the untiled image."""
+    net = LocalClassDenoiser(3, class_names=DIFFGAR_CLASSES, unet=TINY_UNET).eval()
+    r = DiffGARRestorer(net)
+    y = torch.full((1, 3, 40, 52), 0.4) if constant else torch.rand(1, 3, 40, 52, generator=g(3))
+    full = r.restore(y, "guided", "denoise", steps=3, generator=[g(1)])
+    tiled = r.restore(y, "guided", "denoise", steps=3, generator=[g(1)], tile=16, tile_pad=2, tile_blend=4)
+    assert (tiled - full).abs().max() < 1 / 255 / 100
+    with pytest.raises(InputError, match="tile"):
+        r.restore(y, "blind", tile=15, tile_pad=2, tile_blend=4)  # not a multiple of the UNet's 2
+
+
+class OracleEps(ConditionalUNet):
+    """Predicts the eps for which x_0 = y exactly: DDIM (eta 0) then lands on the condition."""
+
+    def forward(self, x_t, t, y, class_labels=None):
+        from genrestore.diffusion.schedulers import make_scheduler
+
+        a = make_scheduler("ddim", self.config["schedule"]).alphas_cumprod[t].to(x_t)
+        return (x_t - a.sqrt() * y) / (1 - a).sqrt()
+
+
+def tiny_vq():
+    from genrestore.models.vq import VQAutoencoder
+
+    torch.manual_seed(0)  # test-only: weight init
+    return VQAutoencoder(16, 4, (8, 16), norm_num_groups=4).eval()
+
+
+def test_latent_diffgar_samples_in_the_scaled_latent_space_and_decodes():
+    """With an oracle denoiser the latent sample equals the scaled encoding of y, so the restored
+    image is the autoencoder's own reconstruction of y (scale in and out, no clipping, quantized)."""
+    ae = tiny_vq()
+    net = OracleEps(4, cond_channels=4, class_names=DIFFGAR_CLASSES, unet=TINY_UNET).eval()
+    y = torch.rand(2, 3, 10, 13, generator=g(4))
+    scale = 0.37
+    out = DiffGARRestorer(net, ae, latent_scale=scale).restore(y, "blind", steps=4, generator=[g(1), g(2)])
+    from genrestore.restore.idm import pad_to_multiple
+
+    y_pad, _ = pad_to_multiple(y, 4)  # UNet multiple 2 x autoencoder factor 2
+    with torch.no_grad():
+        ref = ae(y_pad)[0].clamp(0, 1)[..., :10, :13]
+    assert out.shape == (2, 3, 10, 13)
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=0)
+    with pytest.raises(InputError, match="embed_dim"):
+        DiffGARRestorer(tiny_net(), ae)
+
+
+def test_train_latent_diffgar_cli(tmp_path):
+    """`train diffgar --autoencoder` trains on scaled latents (unit std on the step-0 crops) and the
+    restorer finds the autoencoder beside the model."""
+    from genrestore._random import generator_for
+    from genrestore.cli import main
+    from genrestore.diffusion.train import random_crops
+    from genrestore.io import read_image, write_image
+
+    gen = torch.Generator().manual_seed(0)
+    photos = [torch.rand(1, 3, 24, 24, generator=gen) for _ in range(2)]
+    for i, p in enumerate(photos):
+        write_image(tmp_path / "photos" / f"p{i}.png", p)
+    write_image(tmp_path / "in" / "x.png", torch.rand(1, 3, 10, 9, generator=gen))
+    run = tmp_path / "run"
+    run.mkdir()
+    ae = tiny_vq()
+    ae.save(run / "vq.safetensors")
+    assert main(["train", "diffgar", "--data", str(tmp_path / "photos"), "-o", str(run), "--size", "16", "--steps",
+                 "2", "--batch-size", "2", "--channels", "8", "16", "--device", "cpu",
+                 "--autoencoder", str(run / "vq.safetensors")]) == 0
+    meta = json.loads((run / "model.json").read_text())
+    assert meta["config"]["channels"] == 4 and meta["config"]["unet"]["sample_size"] == 8
+    loaded = [read_image(tmp_path / "photos" / f"p{i}.png")[0] for i in range(2)]
+    crops = random_crops(loaded, 2, 16, generator_for(0, "crop-0"))
+    with torch.no_grad():
+        z = ae.encode_latents(crops) * meta["latent_scale"]
+    assert abs(float(z.std()) - 1) < 1e-4
+    r = DiffGARRestorer.from_file(run / "model.safetensors")
+    assert r.autoencoder is not None and r.factor == 2
+    out = tmp_path / "out"
+    assert main(["restore", str(tmp_path / "in"), "-o", str(out), "--method", "diffgar", "--model",
+                 str(run / "model.safetensors"), "--steps", "2", "--mode", "blind", "-q"]) == 0
+    assert read_image(out / "x.png").shape == (1, 3, 10, 9)

@@ -127,8 +127,48 @@ def test_train_idm_then_restore_cli(tmp_path, capsys):
     assert read_image(out / "x.png").shape == (1, 3, 20, 18)
     assert json.loads((out / "x.json").read_text())["steps"] == 2
     capsys.readouterr()
-    assert main(["restore", str(tmp_path / "in"), "-o", str(out), "--method", "idm"]) == 2
-    assert "train idm" in capsys.readouterr().err
+    assert main(["restore", str(tmp_path / "in"), "-o", str(tmp_path / "o2"), "--model", "no-such-weight"]) == 2
+    assert "no-such-weight" in capsys.readouterr().err
+    assert main(["restore", "-o", str(tmp_path / "o3")]) == 2
+    assert "--example" in capsys.readouterr().err
+
+
+def test_regression_baseline_is_one_l1_step(tmp_path):
+    """`train idm --regression`: a T = 1 model whose x_1 is pure noise, trained with L1; the
+    restorer takes its one step whatever --steps says, and returns the network's x0 directly."""
+    import json
+
+    from genrestore.cli import main
+    from genrestore.diffusion.sampling import training_loss
+    from genrestore.io import write_image
+    from genrestore.restore.idm import REGRESSION_SCHEDULE
+
+    g = torch.Generator().manual_seed(0)
+    for i in range(2):
+        write_image(tmp_path / "photos" / f"p{i}.png", torch.rand(1, 3, 24, 24, generator=g))
+    run = tmp_path / "run"
+    assert main(["train", "idm", "--regression", "--data", str(tmp_path / "photos"), "-o", str(run), "--size", "16",
+                 "--steps", "2", "--batch-size", "2", "--channels", "8", "16", "--device", "cpu"]) == 0
+    meta = json.loads((run / "model.json").read_text())
+    assert meta["restorer"] == "regression" and meta["config"]["schedule"]["trained_betas"] == [1.0]
+    r = IDMRestorer.from_file(run / "model.safetensors")
+    y = torch.rand(1, 3, 16, 16, generator=g)
+    out = r.restore(y, steps=10, generator=torch.Generator().manual_seed(3))
+    noise = torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        direct = r.model(noise, torch.zeros(1, dtype=torch.long), y * 2 - 1)
+    torch.testing.assert_close(out, ((direct.clamp(-1, 1) + 1) / 2), atol=1e-6, rtol=0)
+    # the L1 loss on the one-step schedule is |f(noise, 0, y) - x0|: the regression loss
+    net = ConditionalUNet(3, prediction_type="sample", schedule=REGRESSION_SCHEDULE, unet=TINY_UNET)
+    x0, yy = torch.rand(2, 3, 16, 16, generator=g) * 2 - 1, torch.rand(2, 3, 16, 16, generator=g) * 2 - 1
+    loss = training_loss(net, x0, yy, generator=torch.Generator().manual_seed(5), loss="l1")
+    from genrestore._random import randint, randn
+
+    gen = torch.Generator().manual_seed(5)
+    t, n = randint(gen, 2, 0, 1), randn(gen, x0.shape)  # the loss's own draws, in its order
+    with torch.no_grad():
+        ref = (net(n, t, yy) - x0).abs().mean()
+    torch.testing.assert_close(loss.detach(), ref, atol=1e-6, rtol=0)
 
 
 def test_extrinsic_iteration_and_authenticity_cli(tmp_path, capsys):

@@ -16,7 +16,6 @@ import json
 import sys
 from pathlib import Path
 
-import torch
 from safetensors.torch import load_file, save_file
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,9 +12,10 @@ A suite is a TOML file (see ``genrestore/bench/suites/``)::
     methods = ["degraded", "telea", "navier-stokes"]
     metrics = ["psnr", "ssim", "lpips"]
 
-Methods: ``degraded`` (the input, resized to the ground truth's size), ``telea`` and
+Methods: ``degraded`` (the input, resized bicubically to the ground truth's size), ``telea`` and
 ``navier-stokes`` (OpenCV inpainting, inpainting tasks only), ``nlmeans`` (OpenCV non-local
-means), ``idm:MODEL``, ``diffgar:MODEL`` (guided with the task as its class), ``inpaint:MODEL``
+means), ``jpeg-deblock`` (re-application of JPEG at the task's quality, deartifact only),
+``idm:MODEL`` (also a one-step regression UNet from ``train idm --regression``), ``diffgar:MODEL`` (guided with the task as its class), ``inpaint:MODEL``
 (a GAN, diffusion or diffusion-GAN inpainter from ``genrestore train inpaint``; its default number
 of network calls, recorded as ``nfe``) and ``stylegan-inversion:GENERATOR``. Metrics: ``psnr``, ``ssim`` (RGB), ``lpips`` (AlexNet; a row
 records ``null`` and the run notes it when the backbone is absent). Everything in a suite is
@@ -36,14 +37,14 @@ import torch
 
 from .._checks import InputError
 
-METHOD_KINDS = ("degraded", "telea", "navier-stokes", "nlmeans", "idm", "diffgar", "diffgar-blind", "diffgar-nonblind",
+METHOD_KINDS = ("degraded", "telea", "navier-stokes", "nlmeans", "jpeg-deblock", "idm", "diffgar", "diffgar-blind", "diffgar-nonblind",
                 "inpaint", "stylegan-inversion")
 _LEARNED = ("idm", "diffgar", "diffgar-blind", "diffgar-nonblind", "inpaint", "stylegan-inversion")  # name their weights
 ARTIFACT_TASKS = ("vq-replace", "ar-resample", "ddim-gauss", "ddim-scale")
 ARTIFACT_LEVELS = {"XS": 0.1, "S": 0.3, "M": 0.5, "L": 0.7, "XL": 0.9}  # M = DiffGAR's settings
 _INPAINTING_ONLY = ("telea", "navier-stokes", "inpaint")
 METRICS = {"psnr": True, "ssim": True, "lpips": False, "identity": True}  # per image; name -> higher is better
-SET_METRICS = {"is": True, "fid": False}  # per (task, level, method) set of outputs
+SET_METRICS = {"is": True, "fid": False, "kid": False}  # per (task, level, method) set of outputs
 SET_METRICS_FILE = "set_metrics.json"
 SUITES_DIR = Path(__file__).with_name("suites")
 
@@ -135,14 +136,17 @@ def load_suite(spec: str | Path, methods: list[str] | None = None, images: str |
         if kind == "stylegan-inversion" and any(t in ARTIFACT_TASKS for t in data["tasks"]):
             raise InputError(f"{path}: {m!r} inverts a known degradation; artifact tasks have none")
         if kind in _LEARNED:
-            from ..restore.inpaint import resolve_model
+            from ..weights import model_file
 
-            found = resolve_model(arg) if kind == "inpaint" else Path(arg)
+            found = Path(arg) if kind == "stylegan-inversion" else model_file(arg)
             if not found.is_file():
                 raise InputError(f"{path}: method {m!r}: no file {arg} (paths are relative to the working folder)")
         if kind in _INPAINTING_ONLY and any(t not in ("inpaint", "P") for t in data["tasks"]):
             raise InputError(f"{path}: method {m!r} only restores inpainting; the suite also has "
                              f"{[t for t in data['tasks'] if t not in ('inpaint', 'P')]}")
+        if kind == "jpeg-deblock" and any(t != "deartifact" for t in data["tasks"]):
+            raise InputError(f"{path}: method {m!r} needs the JPEG quality of the deartifact task; the suite also "
+                             f"has {[t for t in data['tasks'] if t != 'deartifact']}")
     for name in data["metrics"]:
         if name not in METRICS and name not in SET_METRICS:
             raise InputError(f"{path}: unknown metric {name!r} in 'metrics'; known: "
@@ -236,6 +240,10 @@ def run_method(method: str, task_name: str, task, y: torch.Tensor, params, size:
         return _opencv(up, lambda a: cv2.inpaint(a, hole, 3, flag))
     if kind == "nlmeans":
         return _opencv(up, lambda a: cv2.fastNlMeansDenoisingColored(a, None, 10, 10, 7, 21))
+    if kind == "jpeg-deblock":
+        from ..restore.baselines import jpeg_reapply_deblock
+
+        return jpeg_reapply_deblock(up, task.quality)
     if kind == "inpaint":
         from ..restore.stylegan_inversion import _task_params_mask
 
@@ -266,7 +274,9 @@ def _network_calls(method: str, cache: dict) -> int | None:
     kind = method.partition(":")[0]
     if kind == "inpaint":
         return cache[method].default_steps
-    return 10 if kind == "idm" else None  # IDM: 10 DDPM steps
+    if kind == "idm":  # IDM: 10 DDPM steps; a one-step model (the regression baseline): 1
+        return min(10, cache[method].model.config["schedule"]["num_train_timesteps"])
+    return None
 
 
 def _metric_fns(names: list[str]) -> tuple[dict, list[str]]:
@@ -373,18 +383,18 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
 def write_set_metrics(out_dir: Path, names: list[str], extractor=None) -> list[str]:
     """Set metrics of every (task, level, method) group into ``OUT/set_metrics.json``; return notes.
 
-    IS of the group's outputs, FID of its outputs against its ground-truth crops, both from the
+    IS of the group's outputs, FID and KID of its outputs against its ground-truth crops, all from the
     standard FID Inception (``inception-fid`` in the weight store). Without that weight every value
     is ``null`` and the note says so. With a handful of crops these are only indicative: FID needs
     thousands of images to be stable.
 
     Args:
-        names: set metrics (``"is"``, ``"fid"``).
+        names: set metrics (``"is"``, ``"fid"``, ``"kid"``; KID over one subset of the whole group).
         extractor: ``x -> (features, logits)``; default :class:`~genrestore.metrics.fid.InceptionFeatures`.
     """
     from .. import weights as ws
     from ..io import atomic_write_bytes, read_image
-    from ..metrics.distribution import FeatureStats, fid_from_stats, inception_score
+    from ..metrics.distribution import FeatureStats, fid_from_stats, inception_score, kid
 
     rows = [json.loads(line) for line in (out_dir / "results.jsonl").read_text().splitlines() if line.strip()]
     groups: dict[tuple[str, str, str], list[dict]] = {}
@@ -406,12 +416,15 @@ def write_set_metrics(out_dir: Path, names: list[str], extractor=None) -> list[s
             f_out, logits = extractor(torch.cat([load(r["images"]["output"]) for r in grows]))
             if "is" in names:
                 entry["is"] = inception_score(logits, splits=1)[0]
-            if "fid" in names:
+            if "fid" in names or "kid" in names:
                 f_ref, _ = extractor(torch.cat([load(r["images"]["truth"]) for r in grows]))
+            if "fid" in names:
                 a, b = FeatureStats(), FeatureStats()
                 a.update(f_ref)
                 b.update(f_out)
                 entry["fid"] = fid_from_stats(a, b)
+            if "kid" in names:
+                entry["kid"] = kid(f_ref, f_out, subsets=1, subset_size=len(grows))[0]
         out.append(entry)
     record = {"metrics": names, "higher_is_better": {n: SET_METRICS[n] for n in names}, "notes": notes,
               "groups": out}

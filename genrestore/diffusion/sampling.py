@@ -86,15 +86,22 @@ def predict(model: ConditionalUNet, x_t: torch.Tensor, t: torch.Tensor | int, y:
 @torch.inference_mode()
 def sample(model: ConditionalUNet, y: torch.Tensor, scheduler: Literal["ddpm", "ddim"] = "ddpm",
            steps: int = 10, class_labels: torch.Tensor | None = None, guidance_scale: float = 1.0,
-           eta: float = 0.0, generator: Generator = None) -> torch.Tensor:
+           eta: float = 0.0, generator: Generator = None, tile: int = 0, tile_pad: int = 16,
+           tile_blend: int = 16, latent: bool = False) -> torch.Tensor:
     """Restore ``y`` by ancestral (DDPM) or DDIM sampling from ``x_T ~ N(0, I)``.
 
     The images are mapped to ``[-1, 1]`` for the model and back. Timesteps are spaced "trailing"
     (the first step is at ``t = T - 1``), so even 1 step starts from pure noise.
 
+    Tiling (``tile > 0``) tiles only the *network call*: ``x_T`` and every step's noise are drawn
+    once at full size, each step's prediction is computed on overlapping tiles of
+    ``concat(x_t, y)`` and cross-faded (:func:`genrestore.io.tiled_apply`), and the scheduler
+    steps the whole image, so the sample is one image throughout and has no seams.
+
     Args:
         model: the conditional denoiser, in ``eval()`` mode.
-        y: ``(N, C_y, H, W)`` degraded images (the condition) in ``[0, 1]``.
+        y: ``(N, C_y, H, W)`` degraded images (the condition) in ``[0, 1]``; with ``latent``,
+            latents in model space.
         scheduler: ``"ddpm"`` (IDM: 10 steps) or ``"ddim"`` (DiffGAR: 30 steps).
         steps: number of denoising steps, in ``[1, T]``.
         class_labels: ``(N,)`` int64 class labels; ``None`` for ``[MASK]`` / no classes.
@@ -103,31 +110,49 @@ def sample(model: ConditionalUNet, y: torch.Tensor, scheduler: Literal["ddpm", "
         generator: a ``torch.Generator``, or one per image: then image ``i`` draws its initial
             noise and every step's noise from ``generator[i]`` only, and its result does not depend
             on the batch it is in (up to float rounding of batched convolutions).
+        tile: 0 for one network call per step, else the tile side (a multiple of the UNet's size
+            multiple, larger than ``2 tile_pad + tile_blend``), in the model's pixels.
+        tile_pad, tile_blend: see :func:`genrestore.io.tiled_apply`.
+        latent: ``y`` and the result are autoencoder latents (no range mapping, no clipping of
+            the predicted ``x_0``).
 
     Returns:
-        ``(N, C, H, W)`` restored images in ``[0, 1]``.
+        ``(N, C, H, W)`` restored images in ``[0, 1]`` (with ``latent``: latents).
 
     Raises:
         InputError: bad ``y``, ``steps``, scheduler or ``eta``.
     """
-    check_image(y, "y", channels=(model.cond_channels,))
+    from ..io import tiled_apply
+
+    if latent:
+        if y.ndim != 4 or y.shape[1] != model.cond_channels:
+            raise InputError(f"expected (N, {model.cond_channels}, H, W) latents, got {tuple(y.shape)}")
+    else:
+        check_image(y, "y", channels=(model.cond_channels,))
     if scheduler not in ("ddpm", "ddim"):
         raise InputError(f"expected scheduler 'ddpm' or 'ddim', got {scheduler!r}")
     if scheduler == "ddpm" and eta != 0.0:
         raise InputError(f"eta applies to the 'ddim' scheduler only, got eta={eta} with 'ddpm'")
     _check_steps(steps, model.config["schedule"]["num_train_timesteps"])
-    sched = make_scheduler(scheduler, model.config["schedule"], model.prediction_type)
+    sched = make_scheduler(scheduler, model.config["schedule"], model.prediction_type, clip_sample=not latent)
     sched.set_timesteps(steps, device=y.device)
     step_kwargs: dict[str, Any] = {"generator": _diffusers_generator(generator)}
     if scheduler == "ddim":
         step_kwargs["eta"] = eta
 
-    y = to_model_range(y)
-    x = randn(generator, (y.shape[0], model.channels, *y.shape[-2:]), device=y.device, dtype=y.dtype) * sched.init_noise_sigma  # x_T ~ N(0, I)
+    y = y if latent else to_model_range(y)
+    c = model.channels
+
+    def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if not tile:
+            return predict(model, x, t, y, class_labels, guidance_scale)
+        return tiled_apply(lambda xy: predict(model, xy[:, :c], t, xy[:, c:], class_labels, guidance_scale),
+                           torch.cat([x, y], dim=1), tile=tile, pad=tile_pad, blend=tile_blend)
+
+    x = randn(generator, (y.shape[0], c, *y.shape[-2:]), device=y.device, dtype=y.dtype) * sched.init_noise_sigma  # x_T ~ N(0, I)
     for t in sched.timesteps:
-        out = predict(model, x, t, y, class_labels, guidance_scale)
-        x = sched.step(out, t, x, **step_kwargs).prev_sample  # DDPM eq. 6-7 / DDIM eq. 12: x_t -> x_{t-1}
-    return from_model_range(x)
+        x = sched.step(denoise(x, t), t, x, **step_kwargs).prev_sample  # DDPM eq. 6-7 / DDIM eq. 12: x_t -> x_{t-1}
+    return x if latent else from_model_range(x)
 
 
 def _check_steps(steps: int, num_train_timesteps: int) -> None:
@@ -309,7 +334,7 @@ def mask_class_labels(class_labels: torch.Tensor, mask_label: int, mask_prob: fl
 
 def training_loss(model: ConditionalUNet, x0: torch.Tensor, y: torch.Tensor,
                   class_labels: torch.Tensor | None = None, scheduler=None, generator: Generator = None,
-                  mask_prob: float = 0.5) -> torch.Tensor:
+                  mask_prob: float = 0.5, loss: str = "mse") -> torch.Tensor:
     """The denoising loss ``E || f(concat(x_t, y), t | c) - target ||^2`` (DiffGAR Alg. 1; IDM eq. 6-7).
 
     Per image: ``t ~ U{0, ..., T-1}``, ``noise ~ N(0, I)``, then the class label becomes ``[MASK]``
@@ -324,9 +349,11 @@ def training_loss(model: ConditionalUNet, x0: torch.Tensor, y: torch.Tensor,
             schedule; ``None`` builds a ``DDPMScheduler`` from the model config.
         generator: a generator, or one per image.
         mask_prob: probability of replacing a label by ``[MASK]``; DiffGAR uses 0.5.
+        loss: ``"mse"`` (the papers') or ``"l1"`` (mean absolute error; with the one-step
+            :data:`genrestore.restore.idm.REGRESSION_SCHEDULE` this trains an L1 regression UNet).
 
     Returns:
-        scalar MSE loss (mean over all pixels).
+        scalar loss (mean over all pixels).
 
     Raises:
         InputError: mismatched shapes, or a scheduler with another prediction type.
@@ -338,6 +365,8 @@ def training_loss(model: ConditionalUNet, x0: torch.Tensor, y: torch.Tensor,
                          f"model predicts {model.prediction_type!r}")
     if x0.ndim != 4 or y.ndim != 4 or x0.shape[0] != y.shape[0] or x0.shape[-2:] != y.shape[-2:]:
         raise InputError(f"expected x0 and y with the same batch and size, got {tuple(x0.shape)} and {tuple(y.shape)}")
+    if loss not in ("mse", "l1"):
+        raise InputError(f"expected loss 'mse' or 'l1', got {loss!r}")
     n = x0.shape[0]
     t = randint(generator, n, 0, scheduler.config.num_train_timesteps, device=x0.device)  # Alg. 1 line 4
     noise = randn(generator, x0.shape, device=x0.device, dtype=x0.dtype)  # Alg. 1 line 5
@@ -345,4 +374,5 @@ def training_loss(model: ConditionalUNet, x0: torch.Tensor, y: torch.Tensor,
         class_labels = mask_class_labels(class_labels, model.mask_label, mask_prob, generator)
     x_t = scheduler.add_noise(x0, noise, t)  # DDPM eq. 4: sqrt(a_t) x0 + sqrt(1 - a_t) noise
     out = model(x_t, t, y, class_labels)
-    return F.mse_loss(out, training_target(scheduler, x0, noise, t, model.prediction_type))  # Alg. 1 line 6
+    target = training_target(scheduler, x0, noise, t, model.prediction_type)
+    return F.mse_loss(out, target) if loss == "mse" else F.l1_loss(out, target)  # Alg. 1 line 6

@@ -152,23 +152,29 @@ def _check_labels(labels: torch.Tensor, n: int, num_classes: int) -> torch.Tenso
     return labels
 
 
-def _denoising_step(model: ConditionalUNet, opt: torch.optim.Optimizer, device: torch.device):
+def _denoising_step(model: ConditionalUNet, opt: torch.optim.Optimizer, device: torch.device, loss: str = "mse",
+                    encode: Callable[[torch.Tensor], torch.Tensor] | None = None):
     """``fn(x0, y, labels, generator, step)``: one optimizer step on :func:`.sampling.training_loss`
-    (inputs in ``[0, 1]`` on any device; bf16 autocast on CUDA)."""
+    (inputs in ``[0, 1]`` on any device; bf16 autocast on CUDA). ``encode`` maps images to the
+    model's latent space (default: pixels in ``[-1, 1]``)."""
     sched = make_scheduler("ddpm", model.config["schedule"], model.prediction_type)
     autocast = device.type == "cuda"
 
     def step_fn(x0, y, labels, generator, step):
         if labels is not None:
             labels = _check_labels(labels, x0.shape[0], model.num_classes).to(device)
-        x0, y = to_model_range(x0.to(device)), to_model_range(y.to(device))
+        if encode is None:
+            x0, y = to_model_range(x0.to(device)), to_model_range(y.to(device))
+        else:
+            with torch.no_grad():
+                x0, y = encode(x0.to(device)), encode(y.to(device))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            loss = training_loss(model, x0, y, labels, scheduler=sched,  # [MASK] dropout 0.5 (DiffGAR Alg. 1)
-                                 generator=generator)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss is {loss.item()} at step {step}")
+            value = training_loss(model, x0, y, labels, scheduler=sched,  # [MASK] dropout 0.5 (DiffGAR Alg. 1)
+                                  generator=generator, loss=loss)
+        if not torch.isfinite(value):
+            raise FloatingPointError(f"training loss is {value.item()} at step {step}")
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        value.backward()
         opt.step()
 
     return step_fn
@@ -184,12 +190,17 @@ class TrainRun:
 
     Args:
         run: JSON-able run arguments; a checkpoint resumes only if they match (``keys``).
+        channels_last: store the model's weights (and so its convolutions' layout) channels-last,
+            which tensor cores prefer under bf16 autocast; the checkpoints are the same.
+        compile: compile the model's forward with ``torch.compile`` (``True``: the default
+            inductor backend; a string: that backend). State dict keys are unchanged, so
+            checkpoints load with or without it. The EMA copy is not compiled.
     """
 
     def __init__(self, model: torch.nn.Module, images: Sequence[torch.Tensor] | str | os.PathLike, steps: int,
                  batch_size: int, crop: int, ema_decay: float, out_dir: str | os.PathLike, save_every: int,
                  seed: int, device: str | torch.device, run: dict[str, Any], channels: int = 3,
-                 time_limit: float | None = None):
+                 time_limit: float | None = None, channels_last: bool = False, compile: bool | str = False):
         if not isinstance(steps, int) or steps < 1 or batch_size < 1 or save_every < 1:
             raise InputError(f"expected positive steps, batch_size and save_every, got {steps}, {batch_size}, "
                              f"{save_every}")
@@ -207,7 +218,11 @@ class TrainRun:
         self.run = {"batch_size": batch_size, "crop": crop, "ema_decay": ema_decay, "seed": seed,
                     "n_images": len(self.images), **run}
         self.model = model.to(self.device).train()
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
         self.ema = copy.deepcopy(model).eval().requires_grad_(False)
+        if compile:  # after the EMA copy: nn.Module.compile keeps the module (and its state dict keys)
+            self.model.compile(**({"backend": compile} if isinstance(compile, str) else {}))
         self.modules: dict[str, torch.nn.Module] = {"model": self.model, "ema": self.ema}
         self.optimizers: dict[str, tuple[torch.optim.Optimizer, torch.nn.Module]] = {}
         self.start, self.wall = 0, 0.0
@@ -273,7 +288,9 @@ def train_conditional(model: ConditionalUNet, images: Sequence[torch.Tensor] | s
                       batch_size: int = 8, crop: int = 128, lr: float = 1e-4, ema_decay: float = 0.999,
                       out_dir: str | os.PathLike = "runs/idm", save_every: int = 1000, seed: int = 0,
                       device: str | torch.device = "cpu", recipe: str | None = None, time_limit: float | None = None,
-                      meta: dict[str, Any] | None = None) -> ConditionalUNet:
+                      meta: dict[str, Any] | None = None, loss: str = "mse", channels_last: bool = False,
+                      compile: bool | str = False, encode: Callable[[torch.Tensor], torch.Tensor] | None = None
+                      ) -> ConditionalUNet:
     """Train ``model`` to restore ``degrade_fn(x)`` to ``x``; return the EMA model.
 
     Step ``k`` (from 0): crops and flips from ``generator_for(seed, "crop-k")``, image ``i``'s
@@ -306,6 +323,10 @@ def train_conditional(model: ConditionalUNet, images: Sequence[torch.Tensor] | s
         device: where to train.
         recipe: free text for the final model's JSON (default: the run arguments).
         meta: further JSON entries for the final model's sidecar (e.g. ``{"inpainter": "diffusion"}``).
+        loss: ``"mse"`` or ``"l1"`` (see :func:`.sampling.training_loss`).
+        channels_last, compile: speed options (see :class:`TrainRun`); results agree up to float rounding.
+        encode: for a latent model, ``fn(images in [0, 1]) -> latents`` (a frozen encoder, e.g.
+            scaled ``VQAutoencoder.encode_latents``); crops must then be multiples of its factor.
         time_limit: seconds this call may train; then it saves the checkpoint and returns the EMA
             model without writing the final one (rerun to continue; for machines lent by the hour).
 
@@ -318,18 +339,20 @@ def train_conditional(model: ConditionalUNet, images: Sequence[torch.Tensor] | s
             checkpoint in ``out_dir`` from a run with other arguments.
     """
     tr = TrainRun(model, images, steps, batch_size, crop, ema_decay, out_dir, save_every, seed, device,
-                  {"lr": lr, "config": model.config}, time_limit=time_limit)
+                  {"lr": lr, "config": model.config, **({"loss": loss} if loss != "mse" else {})},
+                  time_limit=time_limit, channels_last=channels_last, compile=compile)
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     tr.optimizers["adamw"] = (opt, model)
     tr.resume(_RUN_KEYS)
-    step_fn = _denoising_step(model, opt, tr.device)
+    step_fn = _denoising_step(model, opt, tr.device, loss, encode)
     for step in tr.steps():
         x0 = tr.crops(step)
         y = degrade_fn(x0, tr.generators(step))
         y, labels = y if isinstance(y, tuple) else (y, None)
-        if y.shape != (batch_size, model.cond_channels, crop, crop):
-            raise InputError(f"degrade_fn turned {tuple(x0.shape)} into {tuple(y.shape)}; expected "
-                             f"{(batch_size, model.cond_channels, crop, crop)} (resized back to the input size)")
+        expected = (batch_size, model.cond_channels if encode is None else 3, crop, crop)
+        if tuple(y.shape) != expected:
+            raise InputError(f"degrade_fn turned {tuple(x0.shape)} into {tuple(y.shape)}; expected {expected} "
+                             "(resized back to the input size)")
         step_fn(x0, y, labels, generator_for(seed, f"loss-{step}"), step)
     return tr.finish(recipe, **(meta or {}))
 
@@ -339,7 +362,9 @@ def train_conditional_pairs(model: ConditionalUNet, pairs: Sequence[tuple[torch.
                             ema_decay: float = 0.999, out_dir: str | os.PathLike = "runs/diffgar",
                             save_every: int = 1000, seed: int = 0, device: str | torch.device = "cpu",
                             recipe: str | None = None,
-                            time_limit: float | None = None, meta: dict[str, Any] | None = None) -> ConditionalUNet:
+                            time_limit: float | None = None, meta: dict[str, Any] | None = None,
+                            channels_last: bool = False, compile: bool | str = False,
+                            encode: Callable[[torch.Tensor], torch.Tensor] | None = None) -> ConditionalUNet:
     """:func:`train_conditional` on precomputed ``(clean, degraded, label)`` pairs (DiffGAR's
     synthetic artifact dataset): the same crop window and flip cut both images of a pair.
 
@@ -358,11 +383,12 @@ def train_conditional_pairs(model: ConditionalUNet, pairs: Sequence[tuple[torch.
         labels.append(int(label))
     label_of = torch.tensor(labels, dtype=torch.long)
     tr = TrainRun(model, stacked, steps, batch_size, crop, ema_decay, out_dir, save_every, seed, device,
-                  {"lr": lr, "config": model.config, "pairs": len(stacked)}, channels=6, time_limit=time_limit)
+                  {"lr": lr, "config": model.config, "pairs": len(stacked)}, channels=6, time_limit=time_limit,
+                  channels_last=channels_last, compile=compile)
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     tr.optimizers["adamw"] = (opt, model)
     tr.resume([*_RUN_KEYS, "pairs"])
-    step_fn = _denoising_step(model, opt, tr.device)
+    step_fn = _denoising_step(model, opt, tr.device, encode=encode)
     for step in tr.steps():
         crops, idx = tr.crops(step, return_index=True)
         lab = label_of[idx] if model.num_classes else None

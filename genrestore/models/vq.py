@@ -80,6 +80,18 @@ class VQAutoencoder(nn.Module, SavedModel):
         z_q, _, (_, _, idx) = self.vq.quantize(z_e)
         return z_e, z_q, idx.view(x.shape[0], *z_e.shape[-2:])
 
+    def encode_latents(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, 3, H, W)`` in ``[0, 1]`` -> ``(N, d, H/f, W/f)`` encoder output ``z_e`` before
+        quantization (the space latent diffusion works in; LDM §3)."""
+        self._check(x)
+        return self.vq.encode(x * 2 - 1).latents
+
+    def decode_latents(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents ``(N, d, h, w)`` -> ``(N, 3, h f, w f)`` images in ``[0, 1]``: quantized to the
+        nearest codes, then decoded (the VQ layer absorbed into the decoder, as in LDM)."""
+        z_q, _, _ = self.vq.quantize(z)
+        return self.decode_codes(z_q).clamp(0, 1)
+
     def encode_tokens(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, 3, H, W)`` in ``[0, 1]`` -> ``(N, H/f, W/f)`` int64 codebook indices."""
         return self.quantize(x)[2]

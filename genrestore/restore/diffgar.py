@@ -9,7 +9,10 @@ training half of the labels are replaced by ``[MASK]`` (Alg. 1), so one network 
 * ``"guided"``: with the class and classifier-free guidance (eq. 9, ``s = 3``).
 
 Sampling is DDIM, 30 steps, ``eta = 0`` (appendix); the schedule arithmetic lives in
-:func:`genrestore.diffusion.sample`. :func:`diffgar_degrade` makes the training degradations from
+:func:`genrestore.diffusion.sample`. The model runs in pixel space, or, as the paper's does, in the
+latent space of a VQ autoencoder (:class:`~genrestore.models.vq.VQAutoencoder`; the paper: VQ-f4):
+then both the degraded image and the sample are encoder outputs ``z_e`` times a fixed
+``latent_scale`` (LDM's unit-variance scaling), and the result is quantized and decoded. :func:`diffgar_degrade` makes the training degradations from
 the four benchmark tasks of :mod:`genrestore.degrade.tasks`, each resized back to the clean size.
 """
 
@@ -26,7 +29,7 @@ from .._checks import InputError, check_image
 from .._random import Generator
 from ..diffusion.model import ConditionalUNet
 from ..diffusion.sampling import sample
-from .idm import pad_to_multiple, size_multiple
+from .idm import check_tile, pad_to_multiple, size_multiple
 
 DIFFGAR_CLASSES: tuple[str, ...] = ("upsample", "denoise", "deartifact", "inpaint")
 # DiffGAR's own classes (§3): the artifact kinds of `genrestore artifacts`; "identity" pairs train [MASK].
@@ -121,14 +124,37 @@ def diffgar_degrade(class_names: Sequence[str] = DIFFGAR_CLASSES, level: str = "
     return degrade
 
 
+def latent_scale(autoencoder, images, batch_size: int, crop: int, seed: int = 0) -> float:
+    """LDM's latent scaling: ``1 / std(z_e)`` over one batch of crops of ``images``.
+
+    The crops are those of training step 0 (``generator_for(seed, "crop-0")``), so the number is
+    reproducible from the run's arguments.
+
+    Args:
+        autoencoder: a :class:`~genrestore.models.vq.VQAutoencoder`.
+        images: clean photos (tensors in ``[0, 1]``) or a folder.
+    """
+    from .._random import generator_for
+    from ..diffusion.train import load_images, random_crops
+
+    crops = random_crops(load_images(images), batch_size, crop, generator_for(seed, "crop-0"))
+    device = next(autoencoder.parameters()).device
+    with torch.no_grad():
+        z = autoencoder.encode_latents(crops.to(device))
+    return float(1 / z.float().std().clamp(min=1e-6))
+
+
 class DiffGARRestorer:
     """Restore degraded images with a class-conditional :class:`ConditionalUNet` (DiffGAR).
 
     Args:
         model: a trained :class:`ConditionalUNet` with ``class_names`` (its degradation classes).
+        autoencoder: for a latent model, its :class:`~genrestore.models.vq.VQAutoencoder`.
+        latent_scale: the factor the encoder outputs were multiplied by in training.
 
     Raises:
-        InputError: not a ConditionalUNet, or one without classes.
+        InputError: not a ConditionalUNet, one without classes, or latent channels that do not
+            match the autoencoder's.
 
     Example:
         >>> from genrestore.diffusion import ConditionalUNet
@@ -139,20 +165,50 @@ class DiffGARRestorer:
         torch.Size([1, 3, 7, 9])
     """
 
-    def __init__(self, model: ConditionalUNet):
+    def __init__(self, model: ConditionalUNet, autoencoder=None, latent_scale: float = 1.0):
         if not isinstance(model, ConditionalUNet):
             raise InputError(f"expected a ConditionalUNet, got {type(model).__name__}")
         if not model.num_classes:
             raise InputError("DiffGAR needs a class-conditional model (config class_names), this one has none; "
                              "train one with class_names, e.g. genrestore.restore.diffgar.DIFFGAR_CLASSES")
+        if autoencoder is not None and (model.channels, model.cond_channels) != (autoencoder.config["embed_dim"],) * 2:
+            raise InputError(f"a latent model needs {autoencoder.config['embed_dim']} channels (the autoencoder's "
+                             f"embed_dim); this one has {model.channels} (condition {model.cond_channels})")
         self.model = model.eval()
+        self.autoencoder = None if autoencoder is None else autoencoder.eval()
+        self.latent_scale = float(latent_scale)
         self.class_names: list[str] = list(model.config["class_names"])
-        self.multiple = size_multiple(model)
+        self.factor = 1 if autoencoder is None else autoencoder.factor
+        self.multiple = size_multiple(model) * self.factor
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> DiffGARRestorer:
-        """A restorer from a ``.safetensors`` checkpoint with its ``.json`` sidecar (see ``ConditionalUNet.save``)."""
-        return cls(ConditionalUNet.load(path, device=device))
+    def from_file(cls, path: str | os.PathLike, device: str | torch.device = "cpu",
+                  autoencoder: str | os.PathLike | None = None) -> DiffGARRestorer:
+        """A restorer from a ``.safetensors`` checkpoint with its ``.json`` sidecar (see
+        ``ConditionalUNet.save``), or from a weight name. A latent model's sidecar names its
+        ``autoencoder`` (a path, tried beside the model first, or a weight name) and
+        ``latent_scale``; ``autoencoder`` overrides the path."""
+        from pathlib import Path
+
+        from .. import weights as ws
+        from ..models.checkpoint import read_sidecar
+        from ..models.vq import VQAutoencoder
+
+        path = ws.model_file(path)
+        meta = read_sidecar(path)
+        spec = autoencoder or meta.get("autoencoder")
+        ae = None
+        if spec:
+            beside = path.parent / Path(spec).name
+            ae = VQAutoencoder.load(beside if autoencoder is None and beside.is_file() else ws.model_file(spec),
+                                    device=device)
+        return cls(ConditionalUNet.load(path, device=device), ae, meta.get("latent_scale", 1.0))
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Images ``(N, 3, H, W)`` in ``[0, 1]`` -> the model's space: scaled latents, or ``x`` itself."""
+        if self.autoencoder is None:
+            return x
+        return self.autoencoder.encode_latents(x) * self.latent_scale
 
     def class_label(self, artifact: str) -> int:
         """The class index of ``artifact``; :class:`InputError` listing the classes if unknown."""
@@ -182,8 +238,10 @@ class DiffGARRestorer:
         labels = torch.full((n,), self.class_label(artifact), dtype=torch.long, device=device)
         return labels, (float(guidance_scale) if mode == "guided" else 1.0)
 
+    @torch.inference_mode()
     def restore(self, y: torch.Tensor, mode: Mode = "guided", artifact: str | None = None,
-                guidance_scale: float = 3.0, steps: int = 30, generator: Generator = None) -> torch.Tensor:
+                guidance_scale: float = 3.0, steps: int = 30, generator: Generator = None, tile: int = 0,
+                tile_pad: int = 16, tile_blend: int = 16) -> torch.Tensor:
         """Restore ``y`` by ``steps`` DDIM steps (``eta = 0``) from ``x_T ~ N(0, I)`` (DiffGAR §4).
 
         Images are padded (bottom/right, reflect) to the UNet's size multiple and cropped back;
@@ -200,6 +258,8 @@ class DiffGARRestorer:
             steps: DDIM steps (DiffGAR: 30).
             generator: a ``torch.Generator`` or one per image (then image ``i`` draws its noise,
                 at its padded size, from ``generator[i]`` only).
+            tile, tile_pad, tile_blend: tile the network call (see :func:`~genrestore.diffusion.sample`),
+                in image pixels (for a latent model, divided by the autoencoder's factor).
 
         Returns:
             ``(N, C, H, W)`` restored images in ``[0, 1]``.
@@ -208,10 +268,15 @@ class DiffGARRestorer:
             InputError: bad ``y``, ``steps``, mode or artifact (the message lists the classes).
         """
         model = self.model
-        check_image(y, "y", channels=(model.channels,))
+        check_image(y, "y", channels=(3,))
+        check_tile(tile, tile_pad, tile_blend, self.multiple)
         device = next(model.parameters()).device
         labels, s = self.sampling_args(mode, artifact, guidance_scale, y.shape[0], device)
         y_pad, (h, w) = pad_to_multiple(y, self.multiple)
-        x = sample(model, y_pad.to(device), scheduler="ddim", steps=steps, class_labels=labels,
-                   guidance_scale=s, eta=0.0, generator=generator)
+        f = self.factor
+        x = sample(model, self.encode(y_pad.to(device)), scheduler="ddim", steps=steps, class_labels=labels,
+                   guidance_scale=s, eta=0.0, generator=generator, tile=tile // f, tile_pad=tile_pad // f,
+                   tile_blend=max(1, tile_blend // f), latent=self.autoencoder is not None)
+        if self.autoencoder is not None:
+            x = self.autoencoder.decode_latents(x / self.latent_scale)
         return x[..., :h, :w].to(y.device)

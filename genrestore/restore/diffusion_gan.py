@@ -151,7 +151,8 @@ def train_inpaint_gan(model, images: Sequence[torch.Tensor] | str | os.PathLike,
                       l1_weight: float = 100.0, ema_decay: float = 0.999, disc_width: int = 32,
                       out_dir: str | os.PathLike = "runs/ddgan", save_every: int = 500, seed: int = 0,
                       device: str | torch.device = "cpu", recipe: str | None = None,
-                      time_limit: float | None = None, progress: bool = False):
+                      time_limit: float | None = None, progress: bool = False, channels_last: bool = False,
+                      compile: bool | str = False):
     """Train a diffusion-GAN (``T > 1``) or conditional GAN (``T = 1``) inpainter; return the EMA generator.
 
     Step ``k``: crops from ``generator_for(seed, "crop-k")``, masks from ``"degrade-k-i"`` (image
@@ -188,7 +189,7 @@ def train_inpaint_gan(model, images: Sequence[torch.Tensor] | str | os.PathLike,
     disc = PatchDiscriminator(3 + COND_CHANNELS + (3 if num_t > 1 else 0), num_t, disc_width)
     tr = TrainRun(model, images, steps, batch_size, crop, ema_decay, out_dir, save_every, seed, device,
                   {"lr_g": lr_g, "lr_d": lr_d, "r1_gamma": r1_gamma, "l1_weight": l1_weight, "config": model.config,
-                   "disc": disc.config}, time_limit=time_limit)
+                   "disc": disc.config}, time_limit=time_limit, channels_last=channels_last, compile=compile)
     device = tr.device
     disc.to(device)
     opt_g = torch.optim.Adam(model.parameters(), lr=lr_g, betas=(0.5, 0.9))

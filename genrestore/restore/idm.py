@@ -24,17 +24,27 @@ import torch
 import torch.nn.functional as F
 
 from .._checks import InputError, check_image
-from .._random import Generator, randn
+from .._random import Generator
 from ..diffusion.model import ConditionalUNet
-from ..diffusion.sampling import _check_steps, _diffusers_generator, from_model_range, to_model_range
-from ..diffusion.schedulers import make_scheduler
-from ..io import tiled_apply
+from ..diffusion.sampling import _check_steps, sample
+
+
+# The regression baseline (IDM benchmark, issue 6): one "diffusion" step whose x_1 is pure noise
+# (alpha_bar_1 = 0), so the x0-predicting UNet is a plain regressor of y; trained with L1.
+REGRESSION_SCHEDULE: dict[str, Any] = {"num_train_timesteps": 1, "trained_betas": [1.0]}
 
 
 def size_multiple(model: ConditionalUNet) -> int:
     """The factor ``2 ** (len(block_out_channels) - 1)`` the UNet's input sides must be multiples of."""
     n_blocks = len(model.unet.config.block_out_channels)
     return 2 ** (n_blocks - 1)
+
+
+def check_tile(tile: int, tile_pad: int, tile_blend: int, multiple: int) -> None:
+    """Raise :class:`InputError` unless ``tile`` is 0 or a multiple of ``multiple`` larger than ``2 tile_pad + tile_blend``."""
+    if not isinstance(tile, int) or tile and (tile < 0 or tile % multiple or tile <= 2 * tile_pad + tile_blend):
+        raise InputError(f"expected tile = 0 or a multiple of {multiple} larger than "
+                         f"2 * tile_pad + tile_blend = {2 * tile_pad + tile_blend}, got {tile}")
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -88,8 +98,11 @@ class IDMRestorer:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> IDMRestorer:
-        """A restorer from a ``.safetensors`` checkpoint with its ``.json`` sidecar (see ``ConditionalUNet.save``)."""
-        return cls(ConditionalUNet.load(path, device=device))
+        """A restorer from a ``.safetensors`` checkpoint with its ``.json`` sidecar (see
+        ``ConditionalUNet.save``), or from a weight name such as ``idm-default``."""
+        from .. import weights as ws
+
+        return cls(ConditionalUNet.load(ws.model_file(path), device=device))
 
     @torch.inference_mode()
     def restore(self, y: torch.Tensor, steps: int = 10, generator: Generator = None, tile: int = 0,
@@ -101,7 +114,8 @@ class IDMRestorer:
 
         Args:
             y: ``(N, C_y, H, W)`` degraded images (the model's condition) in ``[0, 1]``, any ``H, W >= 1``.
-            steps: DDPM steps in ``[1, T]`` (IDM: 10).
+            steps: DDPM steps in ``[1, T]`` (IDM: 10); a one-step model (``T = 1``, e.g. the
+                regression baseline or a GAN generator) always takes its one step.
             generator: a ``torch.Generator`` or one per image (then image ``i`` draws all its noise,
                 at its full padded size, from ``generator[i]``, whatever the batch or tiling).
             tile: 0 for one network call per step; otherwise the network runs on ``tile x tile``
@@ -117,28 +131,15 @@ class IDMRestorer:
         """
         model = self.model
         check_image(y, "y", channels=(model.cond_channels,))
-        _check_steps(steps, model.config["schedule"]["num_train_timesteps"])
-        if tile and (tile < 0 or tile % self.multiple or tile <= 2 * tile_pad + tile_blend):
-            raise InputError(f"expected tile = 0 or a multiple of {self.multiple} larger than "
-                             f"2 * tile_pad + tile_blend = {2 * tile_pad + tile_blend}, got {tile}")
-        y_pad, (h, w) = pad_to_multiple(to_model_range(y), self.multiple)
+        num_t = model.config["schedule"]["num_train_timesteps"]
+        steps = 1 if num_t == 1 else steps
+        _check_steps(steps, num_t)
+        check_tile(tile, tile_pad, tile_blend, self.multiple)
+        y_pad, (h, w) = pad_to_multiple(y, self.multiple)
         device = next(model.parameters()).device
-        y_pad = y_pad.to(device)
-
-        def denoise(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            if not tile:
-                return model(x_t, t, y_pad)
-            c = model.channels
-            return tiled_apply(lambda xy: model(xy[:, :c], t, xy[:, c:]), torch.cat([x_t, y_pad], dim=1),
-                               tile=tile, pad=tile_pad, blend=tile_blend)
-
-        sched = make_scheduler("ddpm", model.config["schedule"], model.prediction_type)
-        sched.set_timesteps(steps, device=device)
-        step_kwargs: dict[str, Any] = {"generator": _diffusers_generator(generator)}
-        x = randn(generator, (y_pad.shape[0], model.channels, *y_pad.shape[-2:]), device=device, dtype=y_pad.dtype) * sched.init_noise_sigma  # x_T
-        for t in sched.timesteps:
-            x = sched.step(denoise(x, t), t, x, **step_kwargs).prev_sample  # DDPM eq. 6-7 (x0 from IDM eq. 7)
-        return from_model_range(x[..., :h, :w]).to(y.device)
+        x = sample(model, y_pad.to(device), "ddpm", steps, generator=generator, tile=tile, tile_pad=tile_pad,
+                   tile_blend=tile_blend)  # DDPM eq. 6-7 with x0 from IDM eq. 7
+        return x[..., :h, :w].to(y.device)
 
 
 def authenticity(restorer: IDMRestorer, restored: torch.Tensor, steps: int = 10, generator: Generator = None,

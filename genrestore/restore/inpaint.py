@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -106,23 +105,6 @@ def inpaint_degrade(x: torch.Tensor, generators: list[torch.Generator | None]) -
     return inpaint_condition(x, training_masks(generators, tuple(x.shape[-2:]), device=x.device))
 
 
-def resolve_model(spec: str | os.PathLike) -> Path:
-    """A model file: ``spec`` itself when it is a file, else the weight store's file of that name.
-
-    Raises:
-        InputError: neither an existing file nor a known weight name (a known but missing weight
-            raises the store's message with how to get it).
-    """
-    from .. import weights as ws
-
-    path = Path(spec)
-    if path.is_file() or path.suffix == ".safetensors":
-        return path
-    if str(spec) in ws.REGISTRY:
-        return ws.resolve(str(spec))
-    raise InputError(f"{spec}: neither a .safetensors file nor a weight name (see `genrestore weights list`)")
-
-
 def composite(y: torch.Tensor, mask: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
     """``mask * y + (1 - mask) * pred``: the known pixels of ``y``, the prediction in the holes."""
     mask = mask.to(pred)
@@ -153,9 +135,10 @@ class Inpainter:
             InputError: a missing or unreadable file, a sidecar without an ``inpainter`` kind, or a
                 model whose condition is not the 4-channel inpainting one.
         """
+        from .. import weights as ws
         from ..diffusion import ConditionalUNet
 
-        path = resolve_model(path)
+        path = ws.model_file(path)
         sidecar = path.with_suffix(".json")
         net = ConditionalUNet.load(path, device)
         kind = json.loads(sidecar.read_text()).get("inpainter")

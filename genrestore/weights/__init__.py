@@ -113,6 +113,22 @@ def resolve(name: str) -> Path:
     return path
 
 
+def model_file(spec: str | os.PathLike) -> Path:
+    """A model file: ``spec`` itself when it is a file (or names a ``.safetensors``), else the
+    store's file for the weight of that name (e.g. ``idm-default``, ``inpaint-ddgan``).
+
+    Raises:
+        InputError: neither an existing file nor a known weight name; a known but missing
+            weight raises :func:`resolve`'s message with how to get it.
+    """
+    path = Path(spec)
+    if path.is_file() or path.suffix == ".safetensors":
+        return path
+    if str(spec) in REGISTRY:
+        return resolve(str(spec))
+    raise InputError(f"{spec}: neither a .safetensors file nor a weight name (see `genrestore weights list`)")
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file, read in chunks."""
     h = hashlib.sha256()
