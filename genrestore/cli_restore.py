@@ -252,6 +252,7 @@ def cmd_train_diffgar(args: argparse.Namespace) -> int:
         unet = _unet_config(argparse.Namespace(**{**vars(args), "size": args.size // ae.factor}))
     else:
         unet = _unet_config(args)
+    torch.manual_seed(args.seed)  # the initial weights, so that the recipe reproduces the model
     model = ConditionalUNet(channels, cond_channels=channels, class_names=classes, prediction_type="epsilon",
                             unet=unet)
     common = (args.steps, args.batch_size, args.size, args.lr, args.ema_decay, args.output, args.save_every, args.seed,
@@ -316,6 +317,7 @@ def cmd_train_inpaint(args: argparse.Namespace) -> int:
                          "--kind gan is the one-step case")
     unet = _unet_config(args, attention=False)
     device = resolve_device(args.device)
+    torch.manual_seed(args.seed)  # the initial weights (generator and discriminator), so the recipe reproduces them
     recipe = (f"genrestore train inpaint --kind {args.kind} --data {args.data} --size {args.size} --steps {args.steps} "
               f"--batch-size {args.batch_size} --lr {args.lr} {_unet_recipe(args)} --seed {args.seed}")
     if args.kind == "diffusion":
@@ -344,6 +346,7 @@ def cmd_train_idm(args: argparse.Namespace) -> int:
     unet = _unet_config(args)
     device = resolve_device(args.device)
     schedule = REGRESSION_SCHEDULE if args.regression else None
+    torch.manual_seed(args.seed)  # the initial weights, so that the recipe reproduces the model
     model = ConditionalUNet(3, prediction_type="sample", schedule=schedule, unet=unet)
     recipe = (f"genrestore train idm --data {args.data} --size {args.size} --steps {args.steps} "
               f"--batch-size {args.batch_size} --lr {args.lr} {_unet_recipe(args)} --seed {args.seed}"

@@ -80,12 +80,14 @@ def train_vq_autoencoder(model, images: Sequence[torch.Tensor] | str | os.PathLi
             loss = loss + adv_weight * F.softplus(-disc(recon * 2 - 1)).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        tr.sync_gradients(model)
         opt.step()
         if adv_weight > 0 and step >= disc_start:
             disc.requires_grad_(True)
             loss_d = F.softplus(-disc(x * 2 - 1)).mean() + F.softplus(disc(recon.detach() * 2 - 1)).mean()
             opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
+            tr.sync_gradients(disc)
             opt_d.step()
         if not torch.isfinite(loss):
             raise FloatingPointError(f"VQ loss is {loss.item()} at step {step}")
@@ -134,6 +136,7 @@ def train_token_transformer(model, vq, images: Sequence[torch.Tensor] | str | os
         loss = F.cross_entropy(model(tokens).flatten(0, 1), tokens.flatten())
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        tr.sync_gradients(model)
         opt.step()
         if not torch.isfinite(loss):
             raise FloatingPointError(f"transformer loss is {loss.item()} at step {step}")
@@ -166,13 +169,14 @@ def train_ddpm(model, images: Sequence[torch.Tensor] | str | os.PathLike, steps:
     autocast = dev.type == "cuda"
     for step in tr.steps("train ddpm", progress):
         x0 = tr.crops(step).to(dev) * 2 - 1
-        g = generator_for(seed, f"loss-{step}")
+        g = tr.draw(f"loss-{step}")
         t = randint(g, batch_size, 0, sched.config.num_train_timesteps, device=dev)
         noise = randn(g, x0.shape, device=dev)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
             loss = F.mse_loss(model(sched.add_noise(x0, noise, t), t).float(), noise)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        tr.sync_gradients(model)
         opt.step()
         if not torch.isfinite(loss):
             raise FloatingPointError(f"DDPM loss is {loss.item()} at step {step}")

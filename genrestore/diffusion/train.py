@@ -12,6 +12,13 @@ probability 1/2 (DiffGAR Alg. 1).
 Every random draw of step ``k`` comes from generators seeded by ``(seed, k)`` (crops and flips,
 per-image degradations, loss noise, ``[MASK]`` dropout), so no random state needs saving: a run
 resumed from ``out_dir/checkpoint.safetensors`` equals an uninterrupted one bit for bit on CPU.
+
+Several processes (GPUs or nodes): the same command under ``accelerate launch`` (or ``torchrun``),
+no code change. :class:`TrainRun` then joins the process group through ``accelerate``; each
+process draws its own crops and noise (process 0 draws what a single process would), gradients
+are averaged over processes before every optimizer step (one flat all-reduce), so the weights
+stay identical everywhere, and only process 0 writes checkpoints and the final model.
+``batch_size`` is per process.
 """
 
 from __future__ import annotations
@@ -153,7 +160,8 @@ def _check_labels(labels: torch.Tensor, n: int, num_classes: int) -> torch.Tenso
 
 
 def _denoising_step(model: ConditionalUNet, opt: torch.optim.Optimizer, device: torch.device, loss: str = "mse",
-                    encode: Callable[[torch.Tensor], torch.Tensor] | None = None):
+                    encode: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                    sync: Callable[[torch.nn.Module], None] | None = None):
     """``fn(x0, y, labels, generator, step)``: one optimizer step on :func:`.sampling.training_loss`
     (inputs in ``[0, 1]`` on any device; bf16 autocast on CUDA). ``encode`` maps images to the
     model's latent space (default: pixels in ``[-1, 1]``)."""
@@ -175,6 +183,8 @@ def _denoising_step(model: ConditionalUNet, opt: torch.optim.Optimizer, device: 
             raise FloatingPointError(f"training loss is {value.item()} at step {step}")
         opt.zero_grad(set_to_none=True)
         value.backward()
+        if sync is not None:
+            sync(model)
         opt.step()
 
     return step_fn
@@ -211,6 +221,15 @@ class TrainRun:
         if small:
             raise InputError(f"images {small[:5]} are smaller than the crop size {crop}")
         self.device = torch.device(device)
+        self.world, self.rank = 1, 0
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # started by `accelerate launch` or torchrun
+            try:
+                from accelerate import PartialState
+            except ImportError:
+                raise ImportError("multi-process training needs accelerate: pip install accelerate") from None
+            state = PartialState(cpu=self.device.type == "cpu")
+            self.world, self.rank, self.device = state.num_processes, state.process_index, state.device
+            run = {**run, "world_size": self.world}
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.total, self.batch_size, self.crop, self.seed = steps, batch_size, crop, seed
@@ -218,6 +237,11 @@ class TrainRun:
         self.run = {"batch_size": batch_size, "crop": crop, "ema_decay": ema_decay, "seed": seed,
                     "n_images": len(self.images), **run}
         self.model = model.to(self.device).train()
+        if self.world > 1:  # every process starts from process 0's weights (a checkpoint, if any, loads later)
+            import torch.distributed as dist
+
+            for t in self.model.state_dict().values():
+                dist.broadcast(t, 0)
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.ema = copy.deepcopy(model).eval().requires_grad_(False)
@@ -238,15 +262,43 @@ class TrainRun:
         if self.checkpoint.is_file():
             self.start, self.wall = load_checkpoint(self.checkpoint, self.modules, self.optimizers, self.run, keys)
 
+    def draw(self, tag: str) -> torch.Generator:
+        """``generator_for(seed, tag)`` on process 0 (and in a single process); another stream on each other process."""
+        return generator_for(self.seed, tag if self.rank == 0 else f"{tag}@{self.rank}")
+
     def crops(self, step: int, return_index: bool = False):
-        """Step ``step``'s ``(B, C, crop, crop)`` crops from ``generator_for(seed, "crop-step")``, on
-        the CPU (with their image indices if ``return_index``)."""
-        return random_crops(self.images, self.batch_size, self.crop, generator_for(self.seed, f"crop-{step}"),
-                            return_index)
+        """Step ``step``'s ``(B, C, crop, crop)`` crops from ``draw("crop-step")``, on the CPU
+        (with their image indices if ``return_index``)."""
+        return random_crops(self.images, self.batch_size, self.crop, self.draw(f"crop-{step}"), return_index)
 
     def generators(self, step: int, tag: str = "degrade") -> list[torch.Generator]:
-        """One generator per image of step ``step``: ``generator_for(seed, "tag-step-i")``."""
-        return [generator_for(self.seed, f"{tag}-{step}-{i}") for i in range(self.batch_size)]
+        """One generator per image of step ``step``: ``draw("tag-step-i")``."""
+        return [self.draw(f"{tag}-{step}-{i}") for i in range(self.batch_size)]
+
+    def sync_gradients(self, module: torch.nn.Module) -> None:
+        """Average ``module``'s gradients over the processes (call between backward and the optimizer step)."""
+        if self.world == 1:
+            return
+        import torch.distributed as dist
+
+        grads = [p.grad for p in module.parameters() if p.grad is not None]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat /= self.world
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset:offset + g.numel()].view_as(g))
+            offset += g.numel()
+
+    def _any(self, flag: bool) -> bool:
+        """``flag`` or-ed over the processes (so that all stop at the same step)."""
+        if self.world == 1:
+            return flag
+        import torch.distributed as dist
+
+        t = torch.tensor([float(flag)], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
 
     def steps(self, desc: str = "train", progress: bool = False):
         """Yield the steps still to do; after each, update the EMA and save a checkpoint when due."""
@@ -256,8 +308,8 @@ class TrainRun:
         for step in tqdm(range(self.start, self.total), desc=desc, unit="step", disable=not progress):
             yield step
             ema_update(self.ema, self.model, self.ema_decay, step)
-            out_of_time = self.time_limit is not None and time.perf_counter() - self._t0 > self.time_limit
-            if (step + 1) % self.save_every == 0 or step + 1 == self.total or out_of_time:
+            out_of_time = self._any(self.time_limit is not None and time.perf_counter() - self._t0 > self.time_limit)
+            if ((step + 1) % self.save_every == 0 or step + 1 == self.total or out_of_time) and self.rank == 0:
                 save_checkpoint(self.checkpoint, state_tensors(self.modules, self.optimizers),
                                 {**self.run, "step": step + 1, "wall_time_s": self.elapsed()})
             if out_of_time and step + 1 < self.total:
@@ -277,8 +329,15 @@ class TrainRun:
         if self.start >= self.total:  # nothing was left to do: the wall time is the checkpoint's
             self._t0 = time.perf_counter()
         recipe = recipe or json.dumps({k: v for k, v in self.run.items() if k != "config"})
-        self.ema.save(self.out_dir / FINAL, recipe=recipe, wall_time_s=round(self.elapsed(), 3), steps=self.total,
-                      **meta)
+        if self.world > 1:
+            meta = {"world_size": self.world, **meta}
+        if self.rank == 0:
+            self.ema.save(self.out_dir / FINAL, recipe=recipe, wall_time_s=round(self.elapsed(), 3),
+                          steps=self.total, **meta)
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()  # the others return once the final model is on disk
         return self.ema
 
 
@@ -344,7 +403,7 @@ def train_conditional(model: ConditionalUNet, images: Sequence[torch.Tensor] | s
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     tr.optimizers["adamw"] = (opt, model)
     tr.resume(_RUN_KEYS)
-    step_fn = _denoising_step(model, opt, tr.device, loss, encode)
+    step_fn = _denoising_step(model, opt, tr.device, loss, encode, tr.sync_gradients)
     for step in tr.steps():
         x0 = tr.crops(step)
         y = degrade_fn(x0, tr.generators(step))
@@ -353,7 +412,7 @@ def train_conditional(model: ConditionalUNet, images: Sequence[torch.Tensor] | s
         if tuple(y.shape) != expected:
             raise InputError(f"degrade_fn turned {tuple(x0.shape)} into {tuple(y.shape)}; expected {expected} "
                              "(resized back to the input size)")
-        step_fn(x0, y, labels, generator_for(seed, f"loss-{step}"), step)
+        step_fn(x0, y, labels, tr.draw(f"loss-{step}"), step)
     return tr.finish(recipe, **(meta or {}))
 
 
@@ -388,9 +447,9 @@ def train_conditional_pairs(model: ConditionalUNet, pairs: Sequence[tuple[torch.
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     tr.optimizers["adamw"] = (opt, model)
     tr.resume([*_RUN_KEYS, "pairs"])
-    step_fn = _denoising_step(model, opt, tr.device, encode=encode)
+    step_fn = _denoising_step(model, opt, tr.device, encode=encode, sync=tr.sync_gradients)
     for step in tr.steps():
         crops, idx = tr.crops(step, return_index=True)
         lab = label_of[idx] if model.num_classes else None
-        step_fn(crops[:, :3], crops[:, 3:], lab, generator_for(seed, f"loss-{step}"), step)
+        step_fn(crops[:, :3], crops[:, 3:], lab, tr.draw(f"loss-{step}"), step)
     return tr.finish(recipe, **(meta or {}))

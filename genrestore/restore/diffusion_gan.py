@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._checks import InputError
-from .._random import generator_for, randint, randn
+from .._random import randint, randn
 
 _RUN_KEYS = ("batch_size", "crop", "lr_g", "lr_d", "r1_gamma", "l1_weight", "ema_decay", "seed", "n_images",
              "config", "disc")  # a checkpoint resumes only when these match
@@ -209,7 +209,7 @@ def train_inpaint_gan(model, images: Sequence[torch.Tensor] | str | os.PathLike,
         cond = inpaint_degrade(x0, tr.generators(step))
         hole = (1 - cond[:, 3:]).to(device)
         x0, cond = to_model_range(x0.to(device)), to_model_range(cond.to(device))
-        g = generator_for(seed, f"loss-{step}")
+        g = tr.draw(f"loss-{step}")
         t = randint(g, batch_size, 0, num_t, device=device)
         n_prev, n_t, n_post = (randn(g, x0.shape, device=device) for _ in range(3))
         real_prev, x_t = real_pair(abar, x0, t, n_prev, n_t)
@@ -229,6 +229,7 @@ def train_inpaint_gan(model, images: Sequence[torch.Tensor] | str | os.PathLike,
             loss_d = loss_d + 0.5 * r1_gamma * grad.square().flatten(1).sum(1).mean()
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
+        tr.sync_gradients(disc)
         opt_d.step()
 
         # generator: fool the updated discriminator, and L1 to the truth in the holes
@@ -241,6 +242,7 @@ def train_inpaint_gan(model, images: Sequence[torch.Tensor] | str | os.PathLike,
             raise FloatingPointError(f"losses G {loss_g.item()} D {loss_d.item()} at step {step}")
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
+        tr.sync_gradients(model)
         opt_g.step()
     return tr.finish(recipe, inpainter=kind)
 
