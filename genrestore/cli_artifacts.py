@@ -78,7 +78,8 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
     base = (f"genrestore train {args.model} --data {args.data} --steps {args.steps} --batch-size {args.batch_size} "
             f"--lr {args.lr} --seed {args.seed}")
     common = dict(ema_decay=args.ema_decay, out_dir=args.output, save_every=args.save_every, seed=args.seed,
-                  device=device, progress=not args.quiet, time_limit=args.time_limit)
+                  device=device, progress=not args.quiet, time_limit=args.time_limit, channels_last=args.channels_last,
+                  compile=args.compile)
     if args.model == "vq":
         from .artifacts.generators import train_vq_autoencoder
 

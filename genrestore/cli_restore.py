@@ -265,6 +265,29 @@ def cmd_train_diffgar(args: argparse.Namespace) -> int:
     return report_training(args, "DiffGAR model")
 
 
+def cmd_train_stylegan2(args: argparse.Namespace) -> int:
+    from .cli import resolve_device
+    from .models.stylegan2 import StyleGAN2Generator
+    from .models.stylegan2_train import train_stylegan2
+
+    r = args.resolution
+    if r < 8 or r & (r - 1):
+        raise InputError(f"--resolution must be a power of two >= 8, got {r}")
+    model = StyleGAN2Generator(z_dim=args.z_dim, w_dim=args.z_dim, resolution=r, channel_base=args.channel_base,
+                               channel_max=args.channel_max, n_mapping_layers=args.mapping_layers,
+                               generator=torch.Generator().manual_seed(args.seed))
+    recipe = (f"genrestore train stylegan2 --data {args.data} --resolution {r} --size {args.size} --steps {args.steps} "
+              f"--batch-size {args.batch_size} --lr {args.lr} --z-dim {args.z_dim} --mapping-layers "
+              f"{args.mapping_layers} --channel-base {args.channel_base} --channel-max {args.channel_max} "
+              f"--ada-kimg {args.ada_kimg} --seed {args.seed}" + (f" --r1-gamma {args.r1_gamma}" if args.r1_gamma
+                                                                   is not None else ""))
+    train_stylegan2(model, args.data, args.steps, args.batch_size, args.size, args.lr, args.r1_gamma, args.ada_kimg,
+                    ema_decay=args.ema_decay, out_dir=args.output, save_every=args.save_every, seed=args.seed,
+                    device=resolve_device(args.device), recipe=recipe, time_limit=args.time_limit,
+                    progress=not args.quiet, **_speed(args))
+    return report_training(args, "StyleGAN2 generator")
+
+
 def _speed(args: argparse.Namespace) -> dict:
     """The trainers' speed options from --channels-last / --compile (they do not change the recipe's result)."""
     return {"channels_last": args.channels_last, "compile": args.compile}
@@ -385,7 +408,7 @@ def _extrinsic_data(args: argparse.Namespace, device) -> Path:
     return out
 
 
-def _common_train_args(t: argparse.ArgumentParser, data_required: bool = True) -> None:
+def _common_train_args(t: argparse.ArgumentParser, data_required: bool = True, unet: bool = True) -> None:
     from .cli_sr import _positive_int
 
     t.add_argument("--data", required=data_required, help="folder of clean photos")
@@ -395,22 +418,23 @@ def _common_train_args(t: argparse.ArgumentParser, data_required: bool = True) -
     t.add_argument("--batch-size", type=_positive_int, default=8)
     t.add_argument("--lr", type=float, default=1e-4)
     t.add_argument("--ema-decay", type=float, default=0.999)
-    t.add_argument("--channels", type=_positive_int, nargs="+", default=[64, 128, 256, 256],
-                   help="UNet block widths (the last block has attention)")
+    if unet:
+        t.add_argument("--channels", type=_positive_int, nargs="+", default=[64, 128, 256, 256],
+                       help="UNet block widths (the last block has attention)")
+        t.add_argument("--layers-per-block", type=_positive_int, default=2, help="ResNet layers per UNet block")
     t.add_argument("--save-every", type=_positive_int, default=1000)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    t.add_argument("--layers-per-block", type=_positive_int, default=2, help="ResNet layers per UNet block")
     t.add_argument("--channels-last", action="store_true", help="channels-last weights (faster convolutions "
                    "under bf16 on recent GPUs)")
-    t.add_argument("--compile", action="store_true", help="torch.compile the UNet's forward (GPU; the first "
+    t.add_argument("--compile", action="store_true", help="torch.compile the network's forward (GPU; the first "
                    "steps are slow while it compiles)")
     t.add_argument("--time-limit", type=float, metavar="SECONDS", help="train at most this long in this call, "
                    "then save the checkpoint and stop; the same command continues")
 
 
 def add_train_parser(tsub) -> None:
-    """Register ``train idm``, ``train diffgar`` and ``train inpaint``."""
+    """Register ``train idm``, ``train diffgar``, ``train inpaint`` and ``train stylegan2``."""
     from .cli_sr import _positive_int
 
     t = tsub.add_parser("idm", help="train an IDM restorer (x0-predicting conditional DDPM) on clean photos",
@@ -456,6 +480,24 @@ def add_train_parser(tsub) -> None:
     p.add_argument("--l1-weight", type=float, default=100.0, help="gan/ddgan: weight of L1 in the holes")
     p.add_argument("--disc-width", type=_positive_int, default=32, help="gan/ddgan: PatchGAN first-layer width")
     p.add_argument("-q", "--quiet", action="store_true")
+
+    sg = tsub.add_parser("stylegan2", help="train a small StyleGAN2 prior (R1, ADA-style augmentation) on photo crops",
+                         description="Crops of --size px resized to --resolution; non-saturating loss, lazy R1, "
+                                     "style mixing, adaptive augmentation (ADA), EMA generator; resumes from "
+                                     "OUT/checkpoint.safetensors. The result is a generator for `restore --method "
+                                     "stylegan-inversion --generator`. Example: genrestore train stylegan2 --data "
+                                     "photos/train --resolution 64 --steps 20000 -o runs/sg2")
+    _common_train_args(sg, unet=False)
+    sg.set_defaults(size=256, batch_size=16, lr=0.0025, save_every=500, func=cmd_train_stylegan2)
+    sg.add_argument("--resolution", type=_positive_int, default=64, help="generator output side, px (power of 2)")
+    sg.add_argument("--z-dim", type=_positive_int, default=256, help="z and w size")
+    sg.add_argument("--mapping-layers", type=_positive_int, default=2, help="mapping depth (ADA's small-data: 2)")
+    sg.add_argument("--channel-base", type=_positive_int, default=8192, help="channels min(base / r, max) at r px")
+    sg.add_argument("--channel-max", type=_positive_int, default=256)
+    sg.add_argument("--r1-gamma", type=float, help="R1 weight (default: ADA's 0.0002 resolution^2 / batch)")
+    sg.add_argument("--ada-kimg", type=float, default=100.0, help="thousands of images for the augmentation "
+                    "probability to move from 0 to 1 (ADA: 500)")
+    sg.add_argument("-q", "--quiet", action="store_true")
 
 
 def add_parser(sub) -> None:

@@ -2,7 +2,8 @@
 transformer over its grid, and the unconditional DDPM. All three train on random crops of clean
 photos with :class:`~genrestore.diffusion.train.TrainRun` (seeded by step, resumable, EMA, and a
 final ``model.safetensors`` + JSON with recipe, wall time and a quality number). ``time_limit`` (seconds)
-stops a call early with a checkpoint, to be continued by the same call.
+stops a call early with a checkpoint, to be continued by the same call; ``channels_last`` and
+``compile`` are TrainRun's speed options.
 
 * :func:`train_vq_autoencoder`: L1 + the VQ-VAE codebook/commitment loss, + LPIPS-VGG when
   ``vgg16-torchvision`` is in the weight store, + a non-saturating PatchGAN loss (weight
@@ -36,7 +37,7 @@ def train_vq_autoencoder(model, images: Sequence[torch.Tensor] | str | os.PathLi
                          crop: int = 64, lr: float = 2e-4, adv_weight: float = 0.1, disc_start: int | None = None,
                          ema_decay: float = 0.999, out_dir: str | os.PathLike = "runs/vq", save_every: int = 500,
                          seed: int = 0, device: str | torch.device = "cpu", recipe: str | None = None,
-                         time_limit: float | None = None,
+                         time_limit: float | None = None, channels_last: bool = False, compile: bool | str = False,
                          progress: bool = False, eval_images=None):
     """Train a :class:`~genrestore.models.vq.VQAutoencoder`; return the EMA model.
 
@@ -59,7 +60,8 @@ def train_vq_autoencoder(model, images: Sequence[torch.Tensor] | str | os.PathLi
     disc = PatchDiscriminator(3, 1, 32)
     tr = TrainRun(model, images, steps, batch_size, crop, ema_decay, out_dir, save_every, seed, device,
                   {"lr": lr, "adv_weight": adv_weight, "disc_start": disc_start, "config": model.config,
-                   "perceptual": perceptual is not None}, time_limit=time_limit)
+                   "perceptual": perceptual is not None}, time_limit=time_limit,
+                  channels_last=channels_last, compile=compile)
     dev = tr.device
     disc.to(dev)
     if perceptual is not None:
@@ -111,7 +113,8 @@ def train_token_transformer(model, vq, images: Sequence[torch.Tensor] | str | os
                             batch_size: int = 16, lr: float = 3e-4, ema_decay: float = 0.999,
                             out_dir: str | os.PathLike = "runs/gpt", save_every: int = 500, seed: int = 0,
                             device: str | torch.device = "cpu", recipe: str | None = None,
-                            time_limit: float | None = None, progress: bool = False,
+                            time_limit: float | None = None, channels_last: bool = False, compile: bool | str = False,
+                            progress: bool = False,
                             eval_images=None):
     """Train a :class:`~genrestore.models.vq.TokenTransformer` on ``vq``'s tokens of random crops.
 
@@ -125,7 +128,8 @@ def train_token_transformer(model, vq, images: Sequence[torch.Tensor] | str | os
                          f"{model.length} positions and {model.vocab_size} codes")
     crop = side * vq.factor
     tr = TrainRun(model, images, steps, batch_size, crop, ema_decay, out_dir, save_every, seed, device,
-                  {"lr": lr, "config": model.config, "vq": vq.config}, time_limit=time_limit)
+                  {"lr": lr, "config": model.config, "vq": vq.config}, time_limit=time_limit,
+                  channels_last=channels_last, compile=compile)
     dev = tr.device
     vq.to(dev).eval()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95))
@@ -153,14 +157,15 @@ def train_token_transformer(model, vq, images: Sequence[torch.Tensor] | str | os
 def train_ddpm(model, images: Sequence[torch.Tensor] | str | os.PathLike, steps: int, batch_size: int = 16,
                crop: int = 64, lr: float = 2e-4, ema_decay: float = 0.999, out_dir: str | os.PathLike = "runs/ddpm",
                save_every: int = 500, seed: int = 0, device: str | torch.device = "cpu", recipe: str | None = None,
-               time_limit: float | None = None,
+               time_limit: float | None = None, channels_last: bool = False, compile: bool | str = False,
                progress: bool = False):
     """Train a :class:`~genrestore.diffusion.DenoisingUNet` with ``E ||eps - eps_theta(x_t, t)||^2``; return the EMA."""
     from ..diffusion.schedulers import make_scheduler
     from ..diffusion.train import TrainRun
 
     tr = TrainRun(model, images, steps, batch_size, crop, ema_decay, out_dir, save_every, seed, device,
-                  {"lr": lr, "config": model.config}, time_limit=time_limit)
+                  {"lr": lr, "config": model.config}, time_limit=time_limit,
+                  channels_last=channels_last, compile=compile)
     dev = tr.device
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     tr.optimizers["adamw"] = (opt, model)

@@ -51,6 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._checks import InputError
+from .checkpoint import SavedModel
 
 NoiseMode = Literal["const", "random", "none"]
 LRELU_GAIN = math.sqrt(2.0)
@@ -293,7 +294,7 @@ class SynthesisNetwork(nn.Module):
         return img
 
 
-class StyleGAN2Generator(nn.Module):
+class StyleGAN2Generator(nn.Module, SavedModel):
     """StyleGAN2 generator (see the module docstring) with W / W+ / W++ style inputs.
 
     Args:
@@ -322,6 +323,8 @@ class StyleGAN2Generator(nn.Module):
         >>> g.generate(torch.randn(2, 8)).shape
         torch.Size([2, 3, 8, 8])
     """
+
+    arch = "stylegan2"
 
     def __init__(self, z_dim: int = 512, w_dim: int = 512, resolution: int = 1024, img_channels: int = 3,
                  channel_base: int = 32768, channel_max: int = 512, n_mapping_layers: int = 8,
