@@ -3,8 +3,9 @@
 On ``count`` 256x256 crops of the validation photos (positions fixed by the seed), for the IDM
 degradation and each benchmark task at level M, every method that fits the task runs through the
 bench harness (``genrestore.bench``; rows resume), and this prints one Markdown table per task:
-PSNR, SSIM (RGB), LPIPS (AlexNet; "absent" without its backbone), FID and KID over the task's
-crops ("absent" without the FID Inception), seconds per image on this machine, and network calls
+PSNR, SSIM (RGB), LPIPS (AlexNet; "absent" without its backbone), NIQE (no-reference, shipped
+pristine model; lower is more natural), FID and KID over the task's crops ("absent" without the
+FID Inception), seconds per image on this machine, and network calls
 per image. It also writes ``OUT/grid.png`` (inputs, outputs and truth of the first crops).
 
 Methods: ``degraded`` (the input; bicubic for upsampling), ``nlmeans`` (OpenCV non-local means;
@@ -37,7 +38,7 @@ from genrestore.bench.report import load_rows, summarize
 TASKS = ("idm", "upsample", "denoise", "deartifact", "inpaint")
 CLASSICAL = {"idm": ["nlmeans"], "upsample": [], "denoise": ["nlmeans"], "deartifact": ["jpeg-deblock"],
              "inpaint": ["telea"]}
-METRICS = ["psnr", "ssim", "lpips", "fid", "kid"]
+METRICS = ["psnr", "ssim", "lpips", "niqe", "fid", "kid"]
 
 
 def methods_for(task: str, learned: dict[str, str]) -> list[str]:
@@ -56,12 +57,12 @@ def tables(out: Path, learned: dict[str, str]) -> str:
     set_file = out / SET_METRICS_FILE
     summary = summarize(load_rows(out), json.loads(set_file.read_text()) if set_file.is_file() else None)
     rows = load_rows(out)
-    fmt = {"psnr": "{:.2f}", "ssim": "{:.4f}", "lpips": "{:.4f}", "fid": "{:.1f}", "kid": "{:.4f}",
+    fmt = {"psnr": "{:.2f}", "ssim": "{:.4f}", "lpips": "{:.4f}", "niqe": "{:.2f}", "fid": "{:.1f}", "kid": "{:.4f}",
            "seconds": "{:.3f}"}
     lines = []
     for (task, level), table in summary["tables"].items():
         lines += [f"\n{task} (level {level})" if task != "idm" else "\nIDM degradation (IDM §4.1 ranges)",
-                  "| method | PSNR | SSIM | LPIPS | FID | KID | s/img | NFE |", "|---|" + "---:|" * 7]
+                  "| method | PSNR | SSIM | LPIPS | NIQE | FID | KID | s/img | NFE |", "|---|" + "---:|" * 8]
         for method, cell in table.items():
             nfe = next((r.get("nfe") for r in rows if r["task"] == task and r["method"] == method), None)
             vals = []
@@ -144,7 +145,7 @@ def main() -> None:
         notes: list[str] = []
         for task in tasks:  # one suite per task: each has the baselines that fit it
             suite = Suite(name=f"restore-{task}", images=Path(args.images), tasks=[task], levels=["M"],
-                          methods=methods_for(task, learned), metrics=["psnr", "ssim", "lpips"],
+                          methods=methods_for(task, learned), metrics=["psnr", "ssim", "lpips", "niqe"],
                           count=args.count, crop=args.crop, seed=args.seed)
             notes += run_suite(suite, out)["notes"]
         notes += write_set_metrics(out, ["fid", "kid"])

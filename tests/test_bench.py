@@ -38,7 +38,7 @@ def suite_file(tmp_path):
     (("tasks = [\"inpaint\"]", "tasks = [\"inpainting\"]"), "unknown task 'inpainting'"),
     (("levels = [\"S\", \"M\"]", "levels = [\"XXL\"]"), "unknown level 'XXL'"),
     (("\"telea\"]", "\"gan\"]"), "unknown method 'gan'"),
-    (("\"lpips\"]", "\"niqe\"]"), "unknown metric 'niqe'"),
+    (("\"lpips\"]", "\"brisque\"]"), "unknown metric 'brisque'"),
     (("seed = 0", "seed = 0\ncolour = 1"), "unknown key(s) colour"),
     (("tasks = [\"inpaint\"]", "tasks = [\"denoise\"]"), "only restores inpainting"),
     (("images = \"photos\"", "images = \"nowhere\""), "not found"),
@@ -50,6 +50,18 @@ def test_suite_errors_name_the_key(suite_file, change, words):
         load_suite(bad)
     with pytest.raises(InputError, match="needs its weights"):
         load_suite(suite_file, ["idm"])
+
+
+def test_niqe_metric_scores_the_output_alone():
+    """The harness's no-reference column is NIQE of the output (the truth is ignored); null when the
+    crop has fewer than two 96 px blocks."""
+    from genrestore.bench.harness import METRICS, _metric_fns
+    from genrestore.metrics.niqe import niqe
+
+    fns, notes = _metric_fns(["niqe"])
+    x = torch.rand(1, 3, 192, 200, generator=torch.Generator().manual_seed(0))
+    assert fns["niqe"](x, torch.zeros_like(x)) == float(niqe(x)[0]) and METRICS["niqe"] is False
+    assert fns["niqe"](x[..., :96, :112], x[..., :96, :112]) is None and not notes
 
 
 def test_run_rows_resume_and_shards(suite_file, tmp_path):

@@ -18,7 +18,9 @@ means), ``jpeg-deblock`` (re-application of JPEG at the task's quality, deartifa
 ``idm:MODEL`` (also a one-step regression UNet from ``train idm --regression``), ``diffgar:MODEL`` (guided with the task as its class), ``inpaint:MODEL``
 (a GAN, diffusion or diffusion-GAN inpainter from ``genrestore train inpaint``; its default number
 of network calls, recorded as ``nfe``) and ``stylegan-inversion:GENERATOR``. Metrics: ``psnr``, ``ssim`` (RGB), ``lpips`` (AlexNet; a row
-records ``null`` and the run notes it when the backbone is absent). Everything in a suite is
+records ``null`` and the run notes it when the backbone is absent), ``identity`` (face descriptor)
+and ``niqe`` (no-reference naturalness of the output, lower is better; ``null`` for crops with
+fewer than two 96 px blocks). Everything in a suite is
 checked before any work starts; the offending key is named.
 
 Rows go to ``OUT/results.jsonl`` (appended as they finish) and ``OUT/results.csv``; ground
@@ -43,7 +45,7 @@ _LEARNED = ("idm", "diffgar", "diffgar-blind", "diffgar-nonblind", "inpaint", "s
 ARTIFACT_TASKS = ("vq-replace", "ar-resample", "ddim-gauss", "ddim-scale")
 ARTIFACT_LEVELS = {"XS": 0.1, "S": 0.3, "M": 0.5, "L": 0.7, "XL": 0.9}  # M = DiffGAR's settings
 _INPAINTING_ONLY = ("telea", "navier-stokes", "inpaint")
-METRICS = {"psnr": True, "ssim": True, "lpips": False, "identity": True}  # per image; name -> higher is better
+METRICS = {"psnr": True, "ssim": True, "lpips": False, "identity": True, "niqe": False}  # per image; higher is better?
 SET_METRICS = {"is": True, "fid": False, "kid": False}  # per (task, level, method) set of outputs
 SET_METRICS_FILE = "set_metrics.json"
 SUITES_DIR = Path(__file__).with_name("suites")
@@ -297,6 +299,16 @@ def _metric_fns(names: list[str]) -> tuple[dict, list[str]]:
                 notes.append(f"identity: absent ({WEIGHT_NAME} not in the weight store)")
             else:
                 fns[n] = lambda a, b: float(identity_similarity(a, b)[0])
+        elif n == "niqe":  # no-reference: the output alone, against the shipped pristine model
+            from ..metrics.niqe import niqe
+
+            def niqe_or_none(a, b):
+                try:
+                    return float(niqe(a)[0])
+                except InputError:  # fewer than 2 whole 96 px blocks (crops under 192 px)
+                    return None
+
+            fns[n] = niqe_or_none
         elif n == "lpips":
             if ws.find("alexnet-torchvision") is None:
                 fns[n] = lambda a, b: None
