@@ -370,10 +370,10 @@ def cmd_train_idm(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     schedule = REGRESSION_SCHEDULE if args.regression else None
     torch.manual_seed(args.seed)  # the initial weights, so that the recipe reproduces the model
-    model = ConditionalUNet(3, prediction_type="sample", schedule=schedule, unet=unet)
+    model = ConditionalUNet(3, prediction_type="sample", schedule=schedule, unet=unet, residual=args.residual)
     recipe = (f"genrestore train idm --data {args.data} --size {args.size} --steps {args.steps} "
               f"--batch-size {args.batch_size} --lr {args.lr} {_unet_recipe(args)} --seed {args.seed}"
-              + (" --regression" if args.regression else ""))
+              + (" --regression" if args.regression else "") + (" --residual" if args.residual else ""))
     data = args.data
     if args.extrinsic_from:  # IDM §3.3: restore the training data with model k, train model k+1 on it, from k
         if args.regression:
@@ -446,6 +446,8 @@ def add_train_parser(tsub) -> None:
                    "this model k, then train model k+1 on the restored photos, starting from model k's weights")
     t.add_argument("--extrinsic-steps", type=_positive_int, default=10, help="DDPM steps when restoring the data")
     t.add_argument("--extrinsic-tile", type=int, default=0, help="tile side when restoring the data (0: whole)")
+    t.add_argument("--residual", action="store_true", help="x0 = y + UNet(...): the network learns the "
+                   "correction, so short (CPU) trainings start from the degraded image")
     t.add_argument("--regression", action="store_true", help="train the baseline instead: the same UNet as a "
                    "one-step regressor (T = 1, its noise input carries no signal) with an L1 loss to the clean crop")
     t.set_defaults(func=cmd_train_idm)

@@ -111,6 +111,21 @@ def test_save_load_round_trip(tmp_path):
         torch.testing.assert_close(loaded(x, 123, y, c), net(x, 123, y, c), rtol=0, atol=0)
 
 
+def test_residual_model_adds_the_condition(tmp_path):
+    """residual=True: x0 = y + UNet(concat(x_t, y), t); kept through save/load; only for x0 models."""
+    torch.manual_seed(0)  # test-only: weight init
+    net = ConditionalUNet(3, prediction_type="sample", unet=TINY_UNET, residual=True).eval()
+    x, y = data()
+    with torch.no_grad():
+        plain = net.unet(torch.cat([x, y], dim=1), torch.tensor([5, 5])).sample
+        torch.testing.assert_close(net(x, 5, y), plain + y, rtol=0, atol=0)
+    net.save(tmp_path / "r.safetensors")
+    assert ConditionalUNet.load(tmp_path / "r.safetensors").residual
+    assert "residual" not in tiny_net("sample").config  # older configs stay as they were
+    with pytest.raises(InputError, match="residual"):
+        ConditionalUNet(3, prediction_type="epsilon", unet=TINY_UNET, residual=True)
+
+
 def test_load_without_sidecar_raises(tmp_path):
     path = tmp_path / "w.safetensors"
     tiny_net().save(path)

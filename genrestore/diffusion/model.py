@@ -50,6 +50,10 @@ class ConditionalUNet(nn.Module, SavedModel):
             :func:`~genrestore.diffusion.schedulers.make_scheduler`); ``None`` for the default.
         unet: further ``UNet2DModel`` keyword arguments (``sample_size``, ``block_out_channels``,
             ``layers_per_block``, ``down_block_types``, ``norm_num_groups``, ...), JSON values only.
+        residual: an ``x_0``-predicting network whose UNet output is added to the condition's
+            first ``C`` channels, ``x_0 = y + UNet(...)``: the same objective, but the identity
+            is free, so short trainings start from the degraded image instead of from zero
+            (DnCNN / VDSR's residual learning). Stored in the config only when set.
 
     Attributes:
         config: JSON-serialisable ``{"arch": "conditional-unet", "channels", "cond_channels",
@@ -74,11 +78,14 @@ class ConditionalUNet(nn.Module, SavedModel):
 
     def __init__(self, channels: int = 3, *, cond_channels: int | None = None, class_names: Sequence[str] = (),
                  prediction_type: PredictionType = "epsilon", schedule: dict[str, Any] | None = None,
-                 unet: dict[str, Any] | None = None):
+                 unet: dict[str, Any] | None = None, residual: bool = False):
         super().__init__()
         if prediction_type not in PREDICTION_TYPES:
             raise InputError(f"expected prediction_type in {PREDICTION_TYPES}, got {prediction_type!r}")
         cond_channels = channels if cond_channels is None else cond_channels
+        if residual and (prediction_type != "sample" or cond_channels < channels):
+            raise InputError("residual=True needs an x0-predicting model ('sample') whose condition has at least "
+                             f"{channels} channels; got {prediction_type!r} and {cond_channels}")
         for name, v in (("channels", channels), ("cond_channels", cond_channels)):
             if not isinstance(v, int) or v < 1:
                 raise InputError(f"expected {name} as a positive int, got {v!r}")
@@ -90,6 +97,9 @@ class ConditionalUNet(nn.Module, SavedModel):
         self.config: dict[str, Any] = {
             "arch": ARCH, "channels": channels, "cond_channels": cond_channels, "class_names": class_names,
             "prediction_type": prediction_type, "schedule": check_schedule(schedule or {}), "unet": unet}
+        if residual:
+            self.config["residual"] = True
+        self.residual = bool(residual)
         self.channels = channels
         self.cond_channels = cond_channels
         self.num_classes = len(class_names)
@@ -140,7 +150,8 @@ class ConditionalUNet(nn.Module, SavedModel):
                                  f"got {class_labels.tolist()}")
         t = torch.as_tensor(t, device=x_t.device)
         t = t.expand(n) if t.ndim == 0 else t
-        return self.unet(torch.cat([x_t, y], dim=1), t, class_labels=class_labels).sample
+        out = self.unet(torch.cat([x_t, y], dim=1), t, class_labels=class_labels).sample
+        return out + y[:, :self.channels] if self.residual else out
 
 
 UNCOND_ARCH = "denoising-unet"
