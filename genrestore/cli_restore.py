@@ -523,8 +523,9 @@ def add_parser(sub) -> None:
     r.add_argument("--guidance-scale", type=float, default=3.0, help="diffgar guided mode: CFG scale (3)")
     r.add_argument("--upscale", type=int, default=1, help="diffgar: bicubic upscale of the input first (for "
                    "upsampling, so the condition has the output size)")
-    r.add_argument("--tile", type=int, default=0, metavar="PX", help="idm / diffgar: tile side of the network call "
-                   "(0: whole image); the noise is drawn at full size, so tiles leave no seams")
+    r.add_argument("--tile", type=int, default=256, metavar="PX", help="idm / diffgar: tile side of the network "
+                   "call (default 256; 0: the whole image at once, which needs memory for attention over all of "
+                   "it); the noise is drawn at full size, so tiles leave no seams")
     r.add_argument("--tile-pad", type=int, default=16, metavar="PX")
     r.add_argument("--task", help="stylegan-inversion: the degradation to invert: a task (upsample, denoise, "
                    "deartifact, inpaint) or a composition (e.g. UNAP)")
