@@ -230,7 +230,9 @@ def cmd_train_diffgar(args: argparse.Namespace) -> int:
                          "(folders from `genrestore artifacts`, the artifact kinds as classes)")
     source = f"--pairs {' '.join(args.pairs)}" if args.pairs else f"--data {args.data} --level {args.level}"
     recipe = (f"genrestore train diffgar {source} --size {args.size} --steps {args.steps} "
-              f"--batch-size {args.batch_size} --lr {args.lr} {_unet_recipe(args)} --seed {args.seed}")
+              f"--batch-size {args.batch_size} --lr {args.lr} {_unet_recipe(args)} --seed {args.seed}"
+              + (f" --prediction {args.prediction}" if args.prediction != "epsilon" else "")
+              + (" --residual" if args.residual else ""))
     classes = ARTIFACT_CLASSES if args.pairs else DIFFGAR_CLASSES
     device = resolve_device(args.device)
     pairs = load_artifact_pairs(args.pairs) if args.pairs else None
@@ -253,8 +255,8 @@ def cmd_train_diffgar(args: argparse.Namespace) -> int:
     else:
         unet = _unet_config(args)
     torch.manual_seed(args.seed)  # the initial weights, so that the recipe reproduces the model
-    model = ConditionalUNet(channels, cond_channels=channels, class_names=classes, prediction_type="epsilon",
-                            unet=unet)
+    model = ConditionalUNet(channels, cond_channels=channels, class_names=classes, prediction_type=args.prediction,
+                            unet=unet, residual=args.residual)
     common = (args.steps, args.batch_size, args.size, args.lr, args.ema_decay, args.output, args.save_every, args.seed,
               device, recipe, args.time_limit)
     if pairs:
@@ -458,6 +460,9 @@ def add_train_parser(tsub) -> None:
                                     "genrestore train diffgar --data photos/train --size 64 --steps 2000 -o runs/dg")
     _common_train_args(d, data_required=False)
     d.add_argument("--level", default="M", choices=("XS", "S", "M", "L", "XL"), help="level of the tasks")
+    d.add_argument("--prediction", default="epsilon", choices=("epsilon", "sample", "v_prediction"),
+                   help="the network's output: noise (DiffGAR, LDM), x0 (IDM) or v")
+    d.add_argument("--residual", action="store_true", help="with --prediction sample: x0 = y + UNet(...)")
     d.add_argument("--autoencoder", metavar="FILE|NAME", help="train in the latent space of this VQ autoencoder "
                    "(`genrestore train vq`; DiffGAR's VQ-f4), as the paper does; default: pixel space")
     d.add_argument("--pairs", nargs="+", metavar="DIR", help="instead of --data: (clean, artifact) pair folders from "

@@ -303,3 +303,25 @@ def test_train_latent_diffgar_cli(tmp_path):
     assert main(["restore", str(tmp_path / "in"), "-o", str(out), "--method", "diffgar", "--model",
                  str(run / "model.safetensors"), "--steps", "2", "--mode", "blind", "-q"]) == 0
     assert read_image(out / "x.png").shape == (1, 3, 10, 9)
+
+
+def test_train_diffgar_x0_residual_cli(tmp_path):
+    """`--prediction sample --residual`: an x0-predicting DiffGAR whose output adds the condition."""
+    from genrestore.cli import main
+    from genrestore.io import read_image, write_image
+
+    gen = torch.Generator().manual_seed(0)
+    for i in range(2):
+        write_image(tmp_path / "photos" / f"p{i}.png", torch.rand(1, 3, 24, 24, generator=gen))
+    run = tmp_path / "run"
+    assert main(["train", "diffgar", "--data", str(tmp_path / "photos"), "-o", str(run), "--size", "16", "--steps",
+                 "1", "--batch-size", "2", "--channels", "8", "16", "--device", "cpu", "--prediction", "sample",
+                 "--residual"]) == 0
+    meta = json.loads((run / "model.json").read_text())
+    assert meta["config"]["prediction_type"] == "sample" and meta["config"]["residual"] is True
+    assert "--prediction sample --residual" in meta["recipe"]
+    x = torch.rand(1, 3, 16, 16, generator=gen)
+    write_image(tmp_path / "in" / "x.png", x)
+    assert main(["restore", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--method", "diffgar", "--model",
+                 str(run / "model.safetensors"), "--steps", "2", "--artifact", "denoise", "-q"]) == 0
+    assert read_image(tmp_path / "out" / "x.png").shape == (1, 3, 16, 16)
