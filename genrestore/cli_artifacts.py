@@ -131,7 +131,6 @@ def add_train_parser(tsub) -> None:
         p.set_defaults(size=64, batch_size=16, lr=2e-4, save_every=500, func=cmd_train_generator, model=name,
                        channels={"vq": [64, 128, 128, 256], "ddpm": [64, 128, 256, 256]}.get(name, [64]))
         p.add_argument("--eval-data", help="photos for the quality number (default: --data)")
-        p.add_argument("-q", "--quiet", action="store_true")
         if name == "vq":
             p.add_argument("--codebook-size", type=_positive_int, default=512)
             p.add_argument("--embed-dim", type=_positive_int, default=4)

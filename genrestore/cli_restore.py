@@ -260,10 +260,10 @@ def cmd_train_diffgar(args: argparse.Namespace) -> int:
     common = (args.steps, args.batch_size, args.size, args.lr, args.ema_decay, args.output, args.save_every, args.seed,
               device, recipe, args.time_limit)
     if pairs:
-        train_conditional_pairs(model, pairs, *common, meta=meta, **extra, **_speed(args))
+        train_conditional_pairs(model, pairs, *common, meta=meta, progress=not args.quiet, **extra, **_speed(args))
     else:
         train_conditional(model, args.data, diffgar_degrade(level=args.level), *common, meta=meta, **extra,
-                          **_speed(args))
+                          progress=not args.quiet, **_speed(args))
     return report_training(args, "DiffGAR model")
 
 
@@ -317,14 +317,14 @@ def report_training(args: argparse.Namespace, what: str) -> int:
 
 def _unet_config(args: argparse.Namespace, attention: bool = True) -> dict:
     """UNet2DModel arguments from --channels, --layers-per-block and --size; with ``attention`` the
-    deepest block attends."""
+    deepest block attends. GroupNorm takes the most groups (<= 32) that divide every width."""
     multiple = 2 ** (len(args.channels) - 1)
     if args.size % multiple or args.size // multiple < 2:
         raise InputError(f"--size must be a multiple of {multiple} (2^(blocks - 1)) and at least {2 * multiple}, "
                          f"got {args.size}")
     n = len(args.channels)
     return {"sample_size": args.size, "block_out_channels": list(args.channels), "layers_per_block": args.layers_per_block,
-            "norm_num_groups": min(32, math.gcd(*args.channels)),
+            "norm_num_groups": max(d for d in range(1, 33) if math.gcd(*args.channels) % d == 0),
             "down_block_types": ["DownBlock2D"] * (n - 1) + ["AttnDownBlock2D" if attention else "DownBlock2D"],
             "up_block_types": ["AttnUpBlock2D" if attention else "UpBlock2D"] + ["UpBlock2D"] * (n - 1)}
 
@@ -349,7 +349,7 @@ def cmd_train_inpaint(args: argparse.Namespace) -> int:
         model = ConditionalUNet(3, cond_channels=COND_CHANNELS, prediction_type="sample", unet=unet)
         train_conditional(model, args.data, inpaint_degrade, args.steps, args.batch_size, args.size, args.lr,
                           args.ema_decay, args.output, args.save_every, args.seed, device, recipe, args.time_limit,
-                          meta={"inpainter": "diffusion"}, **_speed(args))
+                          meta={"inpainter": "diffusion"}, progress=not args.quiet, **_speed(args))
     else:
         recipe += (f" --lr-d {args.lr_d} --r1-gamma {args.r1_gamma} --l1-weight {args.l1_weight} "
                    f"--disc-width {args.disc_width}" + (f" --timesteps {timesteps}" if args.kind == "ddgan" else ""))
@@ -386,7 +386,7 @@ def cmd_train_idm(args: argparse.Namespace) -> int:
     meta = {"restorer": "regression" if args.regression else "idm"}
     train_conditional(model, data, PIPELINES["idm"].degrade, args.steps, args.batch_size, args.size, args.lr,
                       args.ema_decay, args.output, args.save_every, args.seed, device, recipe, args.time_limit,
-                      meta=meta, loss="l1" if args.regression else "mse", **_speed(args))
+                      meta=meta, loss="l1" if args.regression else "mse", progress=not args.quiet, **_speed(args))
     return report_training(args, "regression UNet" if args.regression else "IDM model")
 
 
@@ -433,6 +433,7 @@ def _common_train_args(t: argparse.ArgumentParser, data_required: bool = True, u
                    "steps are slow while it compiles)")
     t.add_argument("--time-limit", type=float, metavar="SECONDS", help="train at most this long in this call, "
                    "then save the checkpoint and stop; the same command continues")
+    t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
 def add_train_parser(tsub) -> None:
@@ -486,7 +487,6 @@ def add_train_parser(tsub) -> None:
     p.add_argument("--r1-gamma", type=float, default=0.1, help="gan/ddgan: R1 penalty weight gamma")
     p.add_argument("--l1-weight", type=float, default=100.0, help="gan/ddgan: weight of L1 in the holes")
     p.add_argument("--disc-width", type=_positive_int, default=32, help="gan/ddgan: PatchGAN first-layer width")
-    p.add_argument("-q", "--quiet", action="store_true")
 
     sg = tsub.add_parser("stylegan2", help="train a small StyleGAN2 prior (R1, ADA-style augmentation) on photo crops",
                          description="Crops of --size px resized to --resolution; non-saturating loss, lazy R1, "
@@ -504,7 +504,6 @@ def add_train_parser(tsub) -> None:
     sg.add_argument("--r1-gamma", type=float, help="R1 weight (default: ADA's 0.0002 resolution^2 / batch)")
     sg.add_argument("--ada-kimg", type=float, default=100.0, help="thousands of images for the augmentation "
                     "probability to move from 0 to 1 (ADA: 500)")
-    sg.add_argument("-q", "--quiet", action="store_true")
 
 
 def add_parser(sub) -> None:

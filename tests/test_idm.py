@@ -205,3 +205,15 @@ def test_extrinsic_iteration_and_authenticity_cli(tmp_path, capsys):
                                         generator_for(0, f"p{i}.png"))["psnr"][0]) for i in range(2)]
     assert summary["images"] == 2 and abs(summary["psnr"] - sum(expected_psnr) / 2) < 1e-6
     assert "absent" in summary["lpips_note"]
+
+
+def test_unet_config_groups_divide_every_width():
+    """GroupNorm's groups must divide every block width: --channels 48 96 once crashed with 32 groups."""
+    import argparse
+
+    from genrestore.cli_restore import _unet_config
+
+    for channels, groups in [((8, 16), 8), ((12, 24), 12), ((48, 96), 24), ((64, 128), 32), ((40, 80), 20)]:
+        cfg = _unet_config(argparse.Namespace(channels=list(channels), layers_per_block=1, size=16))
+        assert cfg["norm_num_groups"] == groups
+    ConditionalUNet(3, prediction_type="sample", unet=cfg)  # builds; min(32, gcd) = 32 groups does not divide 40

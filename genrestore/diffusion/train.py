@@ -305,7 +305,7 @@ class TrainRun:
         from tqdm import tqdm
 
         self._t0 = time.perf_counter()
-        for step in tqdm(range(self.start, self.total), desc=desc, unit="step", disable=not progress):
+        for step in tqdm(range(self.start, self.total), desc=desc, unit="step", disable=not progress or self.rank > 0):
             yield step
             ema_update(self.ema, self.model, self.ema_decay, step)
             out_of_time = self._any(self.time_limit is not None and time.perf_counter() - self._t0 > self.time_limit)
@@ -348,8 +348,8 @@ def train_conditional(model: ConditionalUNet, images: Sequence[torch.Tensor] | s
                       out_dir: str | os.PathLike = "runs/idm", save_every: int = 1000, seed: int = 0,
                       device: str | torch.device = "cpu", recipe: str | None = None, time_limit: float | None = None,
                       meta: dict[str, Any] | None = None, loss: str = "mse", channels_last: bool = False,
-                      compile: bool | str = False, encode: Callable[[torch.Tensor], torch.Tensor] | None = None
-                      ) -> ConditionalUNet:
+                      compile: bool | str = False, encode: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                      progress: bool = False) -> ConditionalUNet:
     """Train ``model`` to restore ``degrade_fn(x)`` to ``x``; return the EMA model.
 
     Step ``k`` (from 0): crops and flips from ``generator_for(seed, "crop-k")``, image ``i``'s
@@ -388,6 +388,7 @@ def train_conditional(model: ConditionalUNet, images: Sequence[torch.Tensor] | s
             scaled ``VQAutoencoder.encode_latents``); crops must then be multiples of its factor.
         time_limit: seconds this call may train; then it saves the checkpoint and returns the EMA
             model without writing the final one (rerun to continue; for machines lent by the hour).
+        progress: show a progress bar (tqdm, on stderr).
 
     Returns:
         the EMA :class:`ConditionalUNet`, in ``eval()`` mode.
@@ -404,7 +405,7 @@ def train_conditional(model: ConditionalUNet, images: Sequence[torch.Tensor] | s
     tr.optimizers["adamw"] = (opt, model)
     tr.resume(_RUN_KEYS)
     step_fn = _denoising_step(model, opt, tr.device, loss, encode, tr.sync_gradients)
-    for step in tr.steps():
+    for step in tr.steps(progress=progress):
         x0 = tr.crops(step)
         y = degrade_fn(x0, tr.generators(step))
         y, labels = y if isinstance(y, tuple) else (y, None)
@@ -423,7 +424,8 @@ def train_conditional_pairs(model: ConditionalUNet, pairs: Sequence[tuple[torch.
                             recipe: str | None = None,
                             time_limit: float | None = None, meta: dict[str, Any] | None = None,
                             channels_last: bool = False, compile: bool | str = False,
-                            encode: Callable[[torch.Tensor], torch.Tensor] | None = None) -> ConditionalUNet:
+                            encode: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                            progress: bool = False) -> ConditionalUNet:
     """:func:`train_conditional` on precomputed ``(clean, degraded, label)`` pairs (DiffGAR's
     synthetic artifact dataset): the same crop window and flip cut both images of a pair.
 
@@ -448,7 +450,7 @@ def train_conditional_pairs(model: ConditionalUNet, pairs: Sequence[tuple[torch.
     tr.optimizers["adamw"] = (opt, model)
     tr.resume([*_RUN_KEYS, "pairs"])
     step_fn = _denoising_step(model, opt, tr.device, encode=encode, sync=tr.sync_gradients)
-    for step in tr.steps():
+    for step in tr.steps(progress=progress):
         crops, idx = tr.crops(step, return_index=True)
         lab = label_of[idx] if model.num_classes else None
         step_fn(crops[:, :3], crops[:, 3:], lab, tr.draw(f"loss-{step}"), step)
