@@ -205,3 +205,131 @@ def test_artifact_tasks_with_diffgar_modes(suite_file, tmp_path):
     bad.write_text(suite_file.read_text().replace('vq = "', 'vqq = "'))
     with pytest.raises(InputError, match="needs generators.vq"):
         load_suite(bad)
+
+
+DESRA_SUITE = """
+name = "tiny-desra"
+images = "photos"
+count = 2
+crop = 128
+seed = 0
+tasks = ["realesrgan-x4"]
+levels = ["M"]
+methods = ["degraded", "sr:gan0.safetensors", "sr:gan1.safetensors"]
+metrics = ["psnr", "detected", "regions", "iou", "precision", "recall", "removal", "addition"]
+
+[detection]
+mse = "mse.safetensors"
+masks = "labels"
+"""
+
+
+@pytest.fixture()
+def desra_suite(tmp_path, monkeypatch):
+    """Two tiny random x4 GAN-SR models, an MSE-SR one, 128 px photos and one labelled mask."""
+    from test_sr_cli import TINY_RRDB, TINY_VGG, _save_model
+
+    monkeypatch.chdir(tmp_path)  # the sr: paths are relative to the working folder
+    g = torch.Generator().manual_seed(0)
+    for i in range(2):
+        base = torch.linspace(0, 1, 144).view(1, 1, 1, 144).expand(1, 3, 136, 144)
+        write_image(tmp_path / "photos" / f"p{i}.png", 0.6 * base + 0.4 * torch.rand(1, 3, 136, 144, generator=g))
+    _save_model(tmp_path / "gan0.safetensors", TINY_RRDB, 0)
+    _save_model(tmp_path / "gan1.safetensors", TINY_RRDB, 5)
+    _save_model(tmp_path / "mse.safetensors", TINY_VGG, 1)
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "desra.toml").write_text(DESRA_SUITE)
+    return tmp_path / "desra.toml"
+
+
+def test_desra_suite_matches_direct_detection(desra_suite, tmp_path):
+    """Per-image detection metrics, and the pooled precision / recall / removal / addition, equal
+    DeSRA's detection and region counts computed directly on the same LR inputs."""
+    import numpy as np
+
+    from genrestore._random import generator_for
+    from genrestore.degrade import PIPELINES
+    from genrestore.detect import TextureSegmenter, detect_artifacts
+    from genrestore.metrics.detection import ChangeCounts, DetectionCounts, change_counts, iou, region_counts
+    from genrestore.models.sr import load_sr, upscale
+
+    suite = load_suite(desra_suite)
+    truths = ground_truth(suite)
+    label = np.zeros((128, 128), bool)
+    label[:, :64] = True  # the "artifact" a user labelled on the first image's gan1 output
+    write_image(tmp_path / "labels" / f"{truths[0][0]}_realesrgan-x4_M_sr_gan1.safetensors.png",
+                torch.from_numpy(label).float()[None, None])
+    summary = run_suite(suite, tmp_path / "run", progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == 6 and summary["rows_run"] == 6
+    mse = load_sr("mse.safetensors")
+    masks, changes, counts = {}, ChangeCounts(), DetectionCounts()
+    for img, x in truths:
+        y, _ = PIPELINES["realesrgan-x4"].degrade_with_params(x, generator_for(0, f"{img}:realesrgan-x4:M"))
+        ref = upscale(mse, y)
+        for name in ("gan0", "gan1"):
+            det = detect_artifacts(upscale(load_sr(f"{name}.safetensors"), y), ref, TextureSegmenter(), scale=4)
+            masks[img, name] = det.mask[0, 0]
+            row = next(r for r in rows if r["image"] == img and r["method"] == f"sr:{name}.safetensors")
+            assert row["metrics"]["detected"] == pytest.approx(float(det.fraction()[0]), abs=1e-12)
+            assert row["metrics"]["regions"] == len(det.regions[0])
+        changes = changes + change_counts(masks[img, "gan0"], masks[img, "gan1"])
+    first = next(r for r in rows if r["image"] == truths[0][0] and r["method"] == "sr:gan1.safetensors")
+    assert first["metrics"]["iou"] == pytest.approx(iou(masks[truths[0][0], "gan1"], label))
+    assert all(r["metrics"]["iou"] is None for r in rows if r is not first)  # no label: null
+    counts = region_counts(masks[truths[0][0], "gan1"], label)
+    assert changes.old > 0  # the tiny random models do produce regions to compare
+    groups = {g["method"]: g for g in json.loads((tmp_path / "run" / "set_metrics.json").read_text())["groups"]}
+    assert groups["sr:gan1.safetensors"]["removal"] == pytest.approx(changes.removal_rate)
+    assert groups["sr:gan1.safetensors"]["addition"] == pytest.approx(changes.addition_rate)
+    assert groups["sr:gan1.safetensors"]["precision"] == (counts.precision if counts.detected else None)
+    assert groups["sr:gan1.safetensors"]["recall"] == pytest.approx(counts.recall)
+    assert groups["sr:gan0.safetensors"]["removal"] is None  # the baseline itself
+    assert groups["degraded"]["removal"] is None  # not an SR model
+
+
+@pytest.mark.parametrize("change,words", [
+    (('tasks = ["realesrgan-x4"]', 'tasks = ["denoise"]'), "must downsample by 4"),
+    (('mse = "mse.safetensors"', 'mse = "none.safetensors"'), "detection.mse"),
+    (('masks = "labels"', 'masks = "labels"\ncolour = 1'), "unknown key(s) colour in 'detection'"),
+    (('"sr:gan0.safetensors", "sr:gan1.safetensors"', '"nlmeans"'), "first 'sr:' method"),
+    (('"sr:gan0.safetensors"', '"sr:missing.safetensors"'), "no file missing.safetensors"),
+])
+def test_desra_suite_errors(desra_suite, change, words):
+    desra_suite.write_text(desra_suite.read_text().replace(*change))
+    with pytest.raises(InputError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        load_suite(desra_suite)
+
+
+def test_region_set_metrics_on_hand_drawn_masks(tmp_path):
+    """removal / addition against the baseline and pooled precision / recall, hand-counted."""
+    import numpy as np
+
+    from genrestore.bench.harness import write_set_metrics
+
+    def draw(rel, boxes, size=32):
+        m = np.zeros((size, size), np.float32)
+        for y0, y1, x0, x1 in boxes:
+            m[y0:y1, x0:x1] = 1
+        write_image(tmp_path / rel, torch.from_numpy(m)[None, None])
+
+    rows = []
+    for img, old, new in [("a", [(0, 8, 0, 8), (20, 28, 20, 28)], [(4, 12, 4, 12)]),   # 1 of 2 removed, 0 added
+                          ("b", [(0, 8, 0, 8)], [(0, 8, 0, 8), (20, 30, 0, 10)])]:      # 0 of 1 removed, 1 added
+        for method, boxes in (("sr:old", old), ("sr:new", new)):
+            rel = {"output": f"images/{img}_{method[3:]}.png", "mask": f"images/{img}_{method[3:]}_mask.png"}
+            draw(rel["mask"], boxes)
+            rows.append({"image": img, "task": "realesrgan-x4", "level": "M", "method": method, "images": rel})
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "labels").mkdir()
+    draw("labels/a_new.png", [(4, 12, 4, 10), (24, 32, 24, 32)])  # image a's new output: 2 labelled regions
+    notes = write_set_metrics(tmp_path, ["removal", "addition", "precision", "recall"], baseline="sr:old",
+                              truth_masks=tmp_path / "labels")
+    assert notes == []
+    groups = {g["method"]: g for g in json.loads((tmp_path / "set_metrics.json").read_text())["groups"]}
+    new, old = groups["sr:new"], groups["sr:old"]
+    assert new["removal"] == pytest.approx(1 / 3) and new["addition"] == pytest.approx(1 / 3)  # over 3 old regions
+    # image a only (b has no label): the one detected region is 48/64 labelled (> 0.5): precision 1;
+    # labelled regions: the first is 48/48 covered, the second 0: recall 1/2
+    assert new["precision"] == 1.0 and new["recall"] == 0.5
+    assert old["removal"] is None and old["precision"] is None  # the baseline; no label for its outputs

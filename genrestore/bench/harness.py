@@ -17,11 +17,24 @@ Methods: ``degraded`` (the input, resized bicubically to the ground truth's size
 means), ``jpeg-deblock`` (re-application of JPEG at the task's quality, deartifact only),
 ``idm:MODEL`` (also a one-step regression UNet from ``train idm --regression``), ``diffgar:MODEL`` (guided with the task as its class), ``inpaint:MODEL``
 (a GAN, diffusion or diffusion-GAN inpainter from ``genrestore train inpaint``; its default number
-of network calls, recorded as ``nfe``) and ``stylegan-inversion:GENERATOR``. Metrics: ``psnr``, ``ssim`` (RGB), ``lpips`` (AlexNet; a row
+of network calls, recorded as ``nfe``), ``stylegan-inversion:GENERATOR`` and ``sr:MODEL`` (a
+super-resolution network by weight name or file, e.g. ``sr:realesrgan-x4plus`` or a model from
+``genrestore train desra``, on the task's low-resolution output). Metrics: ``psnr``, ``ssim`` (RGB), ``lpips`` (AlexNet; a row
 records ``null`` and the run notes it when the backbone is absent), ``identity`` (face descriptor)
 and ``niqe`` (no-reference naturalness of the output, lower is better; ``null`` for crops with
-fewer than two 96 px blocks). Everything in a suite is
-checked before any work starts; the offending key is named.
+fewer than two 96 px blocks).
+
+DeSRA's detection metrics (seed 001 §4) run its detection on each output against the MSE-SR
+of the same low-resolution input (the suite's ``[detection]`` table: ``mse``, an SR model, default
+``rdn-x4``; ``segmenter``, ``texture`` / ``none`` / ``segformer`` with ``segformer = DIR``; ``masks``,
+a folder of hand-labelled artifact masks): ``detected`` (fraction of pixels) and ``regions``
+(count) per image; ``iou`` per image (eq. 11) and the set metrics ``precision`` / ``recall`` (eqs.
+12-13, regions pooled over the set) against the labelled masks; and the set metrics ``removal`` /
+``addition`` (§4.3) of each method's detections against those of the suite's first ``sr:``
+method (the original model). A labelled mask is a PNG named like the output it labels
+(``OUT/images/NAME.png``: run once, label the outputs, run again with ``masks``); rows without
+one record ``null``. Everything in a suite is checked before any work starts; the offending key
+is named.
 
 Rows go to ``OUT/results.jsonl`` (appended as they finish) and ``OUT/results.csv``; ground
 truth, inputs and outputs to ``OUT/images/``. A rerun skips rows already there (resume), and
@@ -40,13 +53,18 @@ import torch
 from .._checks import InputError
 
 METHOD_KINDS = ("degraded", "telea", "navier-stokes", "nlmeans", "jpeg-deblock", "idm", "diffgar", "diffgar-blind", "diffgar-nonblind",
-                "inpaint", "stylegan-inversion")
-_LEARNED = ("idm", "diffgar", "diffgar-blind", "diffgar-nonblind", "inpaint", "stylegan-inversion")  # name their weights
+                "inpaint", "stylegan-inversion", "sr")
+_LEARNED = ("idm", "diffgar", "diffgar-blind", "diffgar-nonblind", "inpaint", "stylegan-inversion", "sr")  # name their weights
 ARTIFACT_TASKS = ("vq-replace", "ar-resample", "ddim-gauss", "ddim-scale")
 ARTIFACT_LEVELS = {"XS": 0.1, "S": 0.3, "M": 0.5, "L": 0.7, "XL": 0.9}  # M = DiffGAR's settings
 _INPAINTING_ONLY = ("telea", "navier-stokes", "inpaint")
-METRICS = {"psnr": True, "ssim": True, "lpips": False, "identity": True, "niqe": False}  # per image; higher is better?
-SET_METRICS = {"is": True, "fid": False, "kid": False}  # per (task, level, method) set of outputs
+METRICS = {"psnr": True, "ssim": True, "lpips": False, "identity": True, "niqe": False,  # per image; higher is better?
+           "detected": False, "regions": False, "iou": True}
+SET_METRICS = {"is": True, "fid": False, "kid": False,  # per (task, level, method) set of outputs
+               "precision": True, "recall": True, "removal": True, "addition": False}
+DETECTION_METRICS = ("detected", "regions", "iou", "precision", "recall", "removal", "addition")
+_INCEPTION_METRICS = ("is", "fid", "kid")
+_DETECTION_KEYS = {"mse", "segmenter", "segformer", "masks"}
 SET_METRICS_FILE = "set_metrics.json"
 SUITES_DIR = Path(__file__).with_name("suites")
 
@@ -67,6 +85,12 @@ class Suite:
     path: Path | None = None
     extra: dict = field(default_factory=dict)
     generators: dict = field(default_factory=dict)  # artifact generators: vq, transformer, ddpm paths
+    detection: dict = field(default_factory=dict)  # DeSRA detection: mse, segmenter, segformer, masks
+
+    @property
+    def baseline_sr(self) -> str | None:
+        """The first ``sr:`` method: the original model that removal / addition compare with."""
+        return next((m for m in self.methods if m.startswith("sr:")), None)
 
 
 def _read_toml(path: Path) -> dict:
@@ -99,7 +123,8 @@ def load_suite(spec: str | Path, methods: list[str] | None = None, images: str |
             known = ", ".join(sorted(p.stem for p in SUITES_DIR.glob("*.toml")))
             raise InputError(f"no suite file {spec!r} and no built-in suite of that name (built-in: {known})")
     data = _read_toml(path)
-    allowed = {"name", "images", "tasks", "levels", "methods", "metrics", "count", "crop", "seed", "generators"}
+    allowed = {"name", "images", "tasks", "levels", "methods", "metrics", "count", "crop", "seed", "generators",
+               "detection"}
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise InputError(f"{path}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
@@ -140,7 +165,7 @@ def load_suite(spec: str | Path, methods: list[str] | None = None, images: str |
         if kind in _LEARNED:
             from ..weights import model_file
 
-            found = Path(arg) if kind == "stylegan-inversion" else model_file(arg)
+            found = Path(arg) if kind == "stylegan-inversion" else _sr_file(arg) if kind == "sr" else model_file(arg)
             if not found.is_file():
                 raise InputError(f"{path}: method {m!r}: no file {arg} (paths are relative to the working folder)")
         if kind in _INPAINTING_ONLY and any(t not in ("inpaint", "P") for t in data["tasks"]):
@@ -153,6 +178,7 @@ def load_suite(spec: str | Path, methods: list[str] | None = None, images: str |
         if name not in METRICS and name not in SET_METRICS:
             raise InputError(f"{path}: unknown metric {name!r} in 'metrics'; known: "
                              f"{', '.join([*METRICS, *SET_METRICS])}")
+    detection = _check_detection(path, data, methods)
     if images is not None:
         data["images"] = str(images)
     images = Path(data.get("images", ""))
@@ -164,7 +190,58 @@ def load_suite(spec: str | Path, methods: list[str] | None = None, images: str |
         raise InputError(f"{path}: 'images' folder {data.get('images')!r} not found")
     return Suite(data.get("name", path.stem), images, data["tasks"], data["levels"], methods, data["metrics"],
                  int(data.get("count", 4)), int(data.get("crop", 128)), int(data.get("seed", 0)), path,
-                 generators=generators)
+                 generators=generators, detection=detection)
+
+
+def _sr_file(arg: str) -> Path:
+    """The file of an ``sr:`` method's model: a ``.safetensors`` path or a weight name (``realesrgan-x4plus``)."""
+    from ..weights import REGISTRY, resolve
+
+    return resolve(arg) if arg in REGISTRY else Path(arg)
+
+
+def _check_detection(path: Path, data: dict, methods: list[str]) -> dict:
+    """The suite's ``[detection]`` table, checked, with defaults (``mse = "rdn-x4"``, ``segmenter = "texture"``)."""
+    table = data.get("detection", {})
+    if not isinstance(table, dict):
+        raise InputError(f"{path}: 'detection' must be a table (mse, segmenter, segformer, masks)")
+    unknown = sorted(set(table) - _DETECTION_KEYS)
+    if unknown:
+        raise InputError(f"{path}: unknown key(s) {', '.join(unknown)} in 'detection'; allowed: "
+                         f"{', '.join(sorted(_DETECTION_KEYS))}")
+    wanted = [n for n in data["metrics"] if n in DETECTION_METRICS]
+    if not wanted:
+        return {}
+    out = {"mse": str(table.get("mse", "rdn-x4")), "segmenter": str(table.get("segmenter", "texture"))}
+    if not _sr_file(out["mse"]).is_file():
+        raise InputError(f"{path}: detection.mse {out['mse']!r}: no such model file")
+    from ..degrade import PIPELINES, get_task
+    from ..models.sr import load_sr
+
+    scale = int(load_sr(out["mse"]).scale)
+    for t in data["tasks"]:
+        for lv in data["levels"]:
+            task = PIPELINES.get(t) or (get_task(t, lv) if t == "upsample" else None)
+            factor = getattr(task, "scale", None) or getattr(task, "factor", None)
+            if factor != scale:
+                raise InputError(f"{path}: detection compares outputs with the x{scale} MSE-SR "
+                                 f"{out['mse']!r} of the task's input, so every task must downsample by {scale} "
+                                 f"(realesrgan-x{scale}, or upsample at that factor); {t!r} at {lv} does not")
+    if out["segmenter"] not in ("texture", "none", "segformer"):
+        raise InputError(f"{path}: detection.segmenter must be texture, none or segformer, got {out['segmenter']!r}")
+    for key in ("segformer", "masks"):
+        if key in table:
+            folder = Path(str(table[key]))
+            folder = path.parent / folder if not folder.is_absolute() and (path.parent / folder).is_dir() else folder
+            if not folder.is_dir():
+                raise InputError(f"{path}: detection.{key} {table[key]!r}: no such folder")
+            out[key] = str(folder)
+    if out["segmenter"] == "segformer" and "segformer" not in out:
+        raise InputError(f"{path}: detection.segmenter = 'segformer' needs detection.segformer = DIR (a local model)")
+    if {"removal", "addition"} & set(wanted) and not any(m.startswith("sr:") for m in methods):
+        raise InputError(f"{path}: removal / addition compare with the first 'sr:' method (the original "
+                         "model); the suite has none")
+    return out
 
 
 def ground_truth(suite: Suite) -> list[tuple[str, torch.Tensor]]:
@@ -216,6 +293,10 @@ def load_method(method: str, cache: dict):
             from ..models.stylegan2 import load_stylegan2
 
             cache[method] = load_stylegan2(arg)
+        elif kind == "sr":
+            from ..models.sr import load_sr
+
+            cache[method] = load_sr(arg)
         else:
             cache[method] = None
     return cache[method]
@@ -261,6 +342,8 @@ def run_method(method: str, task_name: str, task, y: torch.Tensor, params, size:
                 raise InputError(f"{method}: the model's classes {list(r.class_names)} do not include {task_name!r}")
             mode = "blind"
         return r.restore(up, mode, None if mode == "blind" else artifact, 3.0, 30, [generator_for(seed, key)])
+    if kind == "sr":
+        return _super_resolve(load_method(method, cache), y, size, method)
     if kind == "stylegan-inversion":
         from ..restore.stylegan_inversion import robust_invert
 
@@ -269,6 +352,46 @@ def run_method(method: str, task_name: str, task, y: torch.Tensor, params, size:
             raise InputError(f"{method}: the generator makes {G.resolution} px images, the suite crops {size[0]} px")
         return robust_invert(G, y, task, params, generator=generator_for(seed, key), progress=False).final.clamp(0, 1)
     raise InputError(f"unknown method {method!r}")
+
+
+def _super_resolve(net, y: torch.Tensor, size: tuple[int, int], what: str) -> torch.Tensor:
+    """``net`` on the low-resolution ``y``, which must be ``size`` divided by the network's scale."""
+    from ..models.sr import upscale
+
+    scale = int(net.scale)
+    if (y.shape[-2] * scale, y.shape[-1] * scale) != tuple(size):
+        raise InputError(f"{what}: a x{scale} model turns the task's {y.shape[-1]}x{y.shape[-2]} px input into "
+                         f"{y.shape[-1] * scale}x{y.shape[-2] * scale}, not the ground truth's {size[1]}x{size[0]}")
+    return upscale(net, y)
+
+
+class _Detector:
+    """DeSRA detection of outputs against the MSE-SR of their input (one MSE-SR per input, cached)."""
+
+    def __init__(self, config: dict):
+        from ..detect import make_segmenter
+        from ..models.sr import load_sr
+
+        self.mse = load_sr(config["mse"])
+        self.name = config["mse"]
+        self.segmenter = make_segmenter(config["segmenter"], config.get("segformer"))
+        self.masks = Path(config["masks"]) if "masks" in config else None
+        self._mse_sr: dict[str, torch.Tensor] = {}
+
+    def __call__(self, pred: torch.Tensor, y: torch.Tensor, key: str):
+        from ..detect import detect_artifacts
+
+        if key not in self._mse_sr:
+            self._mse_sr = {key: _super_resolve(self.mse, y, tuple(pred.shape[-2:]), f"detection.mse {self.name}")}
+        return detect_artifacts(pred.clamp(0, 1), self._mse_sr[key], self.segmenter, scale=int(self.mse.scale))
+
+    def truth(self, output_name: str) -> torch.Tensor | None:
+        """The labelled artifact mask for an output file name, ``(H, W)`` bool, or ``None``."""
+        if self.masks is None or not (self.masks / output_name).is_file():
+            return None
+        from ..io import read_image
+
+        return read_image(self.masks / output_name, "gray")[0, 0] > 0.5
 
 
 def _network_calls(method: str, cache: dict) -> int | None:
@@ -344,6 +467,9 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
                 continue  # a line cut by an interruption: its row runs again
     truths = ground_truth(suite)
     fns, notes = _metric_fns(suite.metrics)
+    detector = _Detector(suite.detection) if suite.detection else None
+    if detector is not None and {"iou", "precision", "recall"} & set(suite.metrics) and detector.masks is None:
+        notes.append("iou, precision, recall: null (no detection.masks folder of labelled artifact masks)")
     jobs = [(img, t, lv, m) for img, _ in truths for t in suite.tasks for lv in suite.levels for m in suite.methods]
     jobs = jobs[shard[0]::shard[1]]
     truth_of = dict(truths)
@@ -380,29 +506,59 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
             if not (out / rel["input"]).is_file():
                 write_image(out / rel["input"], y)
             write_image(out / rel["output"], pred)
+            metrics = {n: f(pred, x) for n, f in fns.items()}
+            higher = {n: METRICS[n] for n in fns}
+            if detector is not None:
+                rel["mask"] = rel["output"][:-4] + "_mask.png"
+                metrics.update(_detection_metrics(detector, pred, y, key, out, rel, suite.metrics))
+                higher.update({n: METRICS[n] for n in ("detected", "regions", "iou") if n in metrics})
             row = {"suite": suite.name, "image": img, "task": t, "level": lv, "method": m, "seed": suite.seed,
-                   "seconds": round(seconds, 4), "nfe": _network_calls(m, cache), "metrics": {n: f(pred, x) for n, f in fns.items()},
-                   "higher_is_better": {n: METRICS[n] for n in fns}, "images": rel}
+                   "seconds": round(seconds, 4), "nfe": _network_calls(m, cache), "metrics": metrics,
+                   "higher_is_better": higher, "images": rel}
             log.write(json.dumps(row) + "\n")
             log.flush()
             ran += 1
     write_csv(out)
     if any(n in SET_METRICS for n in suite.metrics):
-        notes += write_set_metrics(out, [n for n in suite.metrics if n in SET_METRICS])
+        notes += write_set_metrics(out, [n for n in suite.metrics if n in SET_METRICS], baseline=suite.baseline_sr,
+                                   truth_masks=detector.masks if detector else None)
     return {"rows_run": ran, "rows_skipped": skipped, "notes": notes, "results": str(results)}
 
 
-def write_set_metrics(out_dir: Path, names: list[str], extractor=None) -> list[str]:
+def _detection_metrics(detector: _Detector, pred: torch.Tensor, y: torch.Tensor, key: str, out: Path, rel: dict,
+                       names: list[str]) -> dict:
+    """Detect artifacts in ``pred``, write the mask to ``rel["mask"]``; the per-image detection metrics."""
+    from ..io import write_image
+    from ..metrics.detection import iou
+
+    det = detector(pred, y, key)
+    mask = det.mask[0, 0]
+    write_image(out / rel["mask"], mask[None, None].float())
+    values = {"detected": float(det.fraction()[0]), "regions": len(det.regions[0])}
+    if "iou" in names:
+        truth = detector.truth(Path(rel["output"]).name)
+        values["iou"] = None if truth is None else iou(mask.cpu(), truth)
+    return {n: v for n, v in values.items() if n in names}
+
+
+def write_set_metrics(out_dir: Path, names: list[str], extractor=None, baseline: str | None = None,
+                      truth_masks: Path | None = None) -> list[str]:
     """Set metrics of every (task, level, method) group into ``OUT/set_metrics.json``; return notes.
 
     IS of the group's outputs, FID and KID of its outputs against its ground-truth crops, all from the
     standard FID Inception (``inception-fid`` in the weight store). Without that weight every value
     is ``null`` and the note says so. With a handful of crops these are only indicative: FID needs
-    thousands of images to be stable.
+    thousands of images to be stable. DeSRA's region metrics pool the regions of the group's
+    detection masks (``images.mask`` of each row): ``precision`` / ``recall`` against the labelled
+    masks in ``truth_masks`` (rows without one are left out), ``removal`` / ``addition`` against the
+    masks of the ``baseline`` method on the same images (for the other ``sr:`` methods only).
 
     Args:
-        names: set metrics (``"is"``, ``"fid"``, ``"kid"``; KID over one subset of the whole group).
+        names: set metrics (``"is"``, ``"fid"``, ``"kid"``, KID over one subset of the whole group;
+            ``"precision"``, ``"recall"``, ``"removal"``, ``"addition"``).
         extractor: ``x -> (features, logits)``; default :class:`~genrestore.metrics.fid.InceptionFeatures`.
+        baseline: the method whose detections removal / addition compare with.
+        truth_masks: folder of labelled artifact masks named like the outputs.
     """
     from .. import weights as ws
     from ..io import atomic_write_bytes, read_image
@@ -413,8 +569,11 @@ def write_set_metrics(out_dir: Path, names: list[str], extractor=None) -> list[s
     for r in rows:
         groups.setdefault((r["task"], r["level"], r["method"]), []).append(r)
     notes = []
-    if extractor is None and ws.find("inception-fid") is None:
-        notes.append(f"{', '.join(names)}: absent (inception-fid not in the weight store)")
+    inception = [n for n in names if n in _INCEPTION_METRICS]
+    if not inception:
+        pass
+    elif extractor is None and ws.find("inception-fid") is None:
+        notes.append(f"{', '.join(inception)}: absent (inception-fid not in the weight store)")
     elif extractor is None:
         from ..metrics.fid import InceptionFeatures
 
@@ -423,7 +582,9 @@ def write_set_metrics(out_dir: Path, names: list[str], extractor=None) -> list[s
     for (task, level, method), grows in groups.items():
         entry: dict = {"task": task, "level": level, "method": method, "count": len(grows)}
         entry.update({n: None for n in names})
-        if extractor is not None:
+        entry.update(_region_set_metrics(out_dir, grows, groups.get((task, level, baseline), []), names,
+                                         method.startswith("sr:") and method != baseline, truth_masks))
+        if extractor is not None and inception:
             load = lambda rel: read_image(out_dir / rel, "rgb")  # noqa: E731
             f_out, logits = extractor(torch.cat([load(r["images"]["output"]) for r in grows]))
             if "is" in names:
@@ -442,6 +603,42 @@ def write_set_metrics(out_dir: Path, names: list[str], extractor=None) -> list[s
               "groups": out}
     atomic_write_bytes(out_dir / SET_METRICS_FILE, (json.dumps(record, indent=1) + "\n").encode())
     return notes
+
+
+def _region_set_metrics(out_dir: Path, rows: list[dict], baseline_rows: list[dict], names: list[str],
+                        compare: bool, truth_masks: Path | None) -> dict:
+    """Pooled DeSRA region metrics of one group (see :func:`write_set_metrics`); ``None`` where undefined.
+    ``compare``: the group is an ``sr:`` method other than the baseline (removal / addition apply)."""
+    from ..io import read_image
+    from ..metrics.detection import ChangeCounts, DetectionCounts, change_counts, region_counts
+
+    wanted = [n for n in ("precision", "recall", "removal", "addition") if n in names]
+    if not wanted or any("mask" not in r["images"] for r in rows):
+        return {}
+
+    def mask(path: Path) -> torch.Tensor:
+        return read_image(path, "gray")[0, 0] > 0.5
+
+    out: dict = {}
+    if {"precision", "recall"} & set(wanted) and truth_masks is not None:
+        counts, labelled = DetectionCounts(), 0
+        for r in rows:
+            truth = truth_masks / Path(r["images"]["output"]).name
+            if truth.is_file():
+                counts, labelled = counts + region_counts(mask(out_dir / r["images"]["mask"]), mask(truth)), labelled + 1
+        if labelled:
+            out.update(precision=None if counts.detected == 0 else counts.precision,
+                       recall=None if counts.truth == 0 else counts.recall)
+    if {"removal", "addition"} & set(wanted) and compare:
+        old_of = {r["image"]: r for r in baseline_rows if "mask" in r["images"]}
+        changes = ChangeCounts()
+        for r in rows:
+            if r["image"] in old_of:
+                changes = changes + change_counts(mask(out_dir / old_of[r["image"]]["images"]["mask"]),
+                                                  mask(out_dir / r["images"]["mask"]))
+        if changes.old:
+            out.update(removal=changes.removal_rate, addition=changes.addition_rate)
+    return {n: v for n, v in out.items() if n in wanted}
 
 
 def write_csv(out_dir: Path) -> Path:
