@@ -38,6 +38,11 @@ def test_discriminator_downsamples_to_4px_and_uses_the_minibatch_std():
     x2 = x.clone()
     x2[3] = -x2[3]
     assert not torch.allclose(d(x2)[0], out[0])
+    # a batch of 6 groups by 3 (not by 1, whose std feature is a constant): image 2 moves image 0
+    x6 = torch.rand(6, 3, 16, 16) * 2 - 1
+    x6b = x6.clone()
+    x6b[2] = -x6b[2]
+    assert not torch.allclose(d(x6b)[0], d(x6)[0])
     with pytest.raises(InputError, match="power-of-two"):
         StyleGAN2Discriminator(12)
 
@@ -88,6 +93,52 @@ def test_ada_raises_p_when_the_discriminator_overfits(photos, tmp_path, monkeypa
                     out_dir=tmp_path, save_every=8)
     p = json.loads((tmp_path / "model.json").read_text())["ada_p"]
     assert p == pytest.approx(2 * 2 * 4 / 100)  # two adjustments of 2 * 4 / (0.1 * 1000)
+
+
+def test_ada_resumes_mid_interval_like_a_straight_run(photos, tmp_path, monkeypatch):
+    """The signs of an unfinished ADA interval travel in the checkpoint: D says "fake" (-1) at steps
+    0-1 and "real" (+1) at 2-3, so r_t over the interval is 0 < 0.6 and p stays 0, also when the
+    run stops after step 1 and resumes (r_t from steps 2-3 alone would be 1 and raise p)."""
+    from genrestore.diffusion.train import TrainRun
+
+    state = {"step": 0}
+    draw = TrainRun.draw
+
+    def tracking_draw(self, tag):
+        if tag.startswith("loss-"):
+            state["step"] = int(tag.split("-")[1])
+        return draw(self, tag)
+
+    monkeypatch.setattr(TrainRun, "draw", tracking_draw)
+    monkeypatch.setattr(StyleGAN2Discriminator, "forward", lambda self, x: (x * 0).sum(dim=(1, 2, 3)) + 0 * self.out.bias
+                        + (1.0 if state["step"] >= 2 else -1.0))
+    kw = dict(batch_size=2, crop=16, ada_kimg=0.1, r1_gamma=0.0, save_every=1)
+    train_stylegan2(tiny_g(), photos, steps=4, out_dir=tmp_path / "straight", **kw)
+    train_stylegan2(tiny_g(), photos, steps=2, out_dir=tmp_path / "resumed", **kw)
+    train_stylegan2(tiny_g(), photos, steps=4, out_dir=tmp_path / "resumed", **kw)
+    for run in ("straight", "resumed"):
+        assert json.loads((tmp_path / run / "model.json").read_text())["ada_p"] == 0.0
+
+
+def test_compiled_training_matches_eager(photos, tmp_path):
+    """--compile compiles the mapping, synthesis and discriminator the loop calls (dynamo with the
+    eager backend here): the same weights up to float rounding, the same checkpoint keys."""
+    from torch._dynamo import register_backend
+
+    compiled = []
+
+    @register_backend(name="genrestore_test_counting")
+    def counting(gm, example_inputs):  # the eager backend, counting the graphs handed to it
+        compiled.append(gm)
+        return gm.forward
+
+    kw = dict(steps=2, batch_size=4, crop=16, save_every=1)
+    ref = train_stylegan2(tiny_g(), photos, out_dir=tmp_path / "ref", **kw).state_dict()
+    got = train_stylegan2(tiny_g(), photos, out_dir=tmp_path / "fast", compile="genrestore_test_counting",
+                          **kw).state_dict()
+    assert len(compiled) >= 3  # mapping, synthesis, discriminator (graph breaks may add more)
+    assert list(got) == list(ref)
+    assert all(torch.allclose(got[k], ref[k], atol=1e-4) for k in ref)
 
 
 def test_cli_trains_a_generator_for_inversion(tmp_path):

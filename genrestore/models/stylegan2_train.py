@@ -27,6 +27,7 @@ import math
 import os
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -71,7 +72,8 @@ class StyleGAN2Discriminator(nn.Module):
     Args:
         resolution: input side (power of two >= 8).
         channel_base, channel_max: channels ``min(channel_base // r, channel_max)`` at ``r`` px.
-        mbstd_group: minibatch-std group size (4).
+        mbstd_group: minibatch-std group size (4); a batch it does not divide uses the largest divisor
+            below it (a batch of 6 groups by 3), not the constant feature of groups of 1.
         generator: random source for the initial weights.
 
     Example:
@@ -115,7 +117,7 @@ class StyleGAN2Discriminator(nn.Module):
         for b in self.blocks:
             x = (b["skip"](x) + b["conv1"](b["conv0"](x))) * math.sqrt(0.5)
         n, c, h, w = x.shape
-        g = min(self.mbstd_group, n) if n % min(self.mbstd_group, n) == 0 else 1
+        g = max(d for d in range(1, min(self.mbstd_group, n) + 1) if n % d == 0)  # groups must tile the batch
         y = x.reshape(g, -1, c, h, w)  # minibatch std over groups of g images
         y = (y.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=[1, 2, 3])  # (N / g,)
         y = y.reshape(-1, 1, 1, 1).repeat(g, 1, h, w)
@@ -185,8 +187,11 @@ def train_stylegan2(generator: StyleGAN2Generator, images: Sequence[torch.Tensor
     ``k``: ``crop`` px crops (flips included) from ``generator_for(seed, "crop-k")`` resized
     to the generator's resolution (antialiased bilinear), latents, noise inputs and augmentations
     from ``"loss-k"``. One Adam step of D on ``softplus(D(aug(G(z)))) + softplus(-D(aug(x)))`` (plus
-    ``gamma / 2 * E||grad D(aug(x))||^2 * 16`` every 16th step), then one of G on
-    ``softplus(-D(aug(G(z))))``. The augmentation probability ``p`` is stored in the checkpoint.
+    ``gamma / 2 * E||grad_x D(aug(x))||^2 * 16`` every 16th step, the gradient taken with respect to
+    the un-augmented reals as in ADA), then one of G on ``softplus(-D(aug(G(z))))``. The
+    augmentation probability ``p`` and the current interval's sign statistics are in the
+    checkpoint, so a resumed run equals an uninterrupted one; with several processes the signs
+    are pooled over all of them and ``gamma``'s ``auto`` value takes the total batch.
     The final model's JSON has ``recipe``, ``wall_time_s``, ``steps`` and the final ``ada_p``;
     ``mapping.w_avg`` is set to the EMA generator's mean ``w`` over 10000 draws.
 
@@ -213,26 +218,29 @@ def train_stylegan2(generator: StyleGAN2Generator, images: Sequence[torch.Tensor
         raise InputError(f"crop {crop} px is smaller than the generator's {res} px")
     if not 0 <= mixing_prob <= 1 or ada_kimg <= 0:
         raise InputError(f"expected mixing_prob in [0, 1] and ada_kimg > 0, got {mixing_prob}, {ada_kimg}")
-    gamma = r1_gamma_auto(res, batch_size) if r1_gamma is None else float(r1_gamma)
+    world = int(os.environ.get("WORLD_SIZE", "1"))  # ADA's auto gamma takes the total batch
+    gamma = r1_gamma_auto(res, batch_size * world) if r1_gamma is None else float(r1_gamma)
     cfg = generator.config
     disc = StyleGAN2Discriminator(res, disc_channel_base or cfg["channel_base"], disc_channel_max or cfg["channel_max"],
                                   generator=generator_for(seed, "disc-init"))
     tr = TrainRun(generator, images, steps, batch_size, crop, ema_decay, out_dir, save_every, seed, device,
                   {"lr": lr, "r1_gamma": gamma, "ada_kimg": ada_kimg, "mixing_prob": mixing_prob,
-                   "config": cfg, "disc": disc.config}, time_limit=time_limit, channels_last=channels_last,
-                  compile=compile)
+                   "config": cfg, "disc": disc.config}, time_limit=time_limit, channels_last=channels_last)
     dev = tr.device
     disc.to(dev)
-    ada_p = torch.zeros((), dtype=torch.float64)  # a buffer so the checkpoint carries it
-    holder = nn.Module()
-    holder.register_buffer("p", ada_p)
+    holder = nn.Module()  # ADA's state as buffers, so the checkpoint carries it (resume mid-interval)
+    holder.register_buffer("p", torch.zeros((), dtype=torch.float64))
+    holder.register_buffer("signs", torch.zeros(2, dtype=torch.float64))  # sum of sign D(real), count
     opt_g = torch.optim.Adam(generator.parameters(), lr=lr, betas=(0.0, 0.99))
     opt_d = torch.optim.Adam(disc.parameters(), lr=lr, betas=(0.0, 0.99))
     tr.modules.update({"disc": disc, "ada": holder})
     tr.optimizers.update({"adam_g": (opt_g, generator), "adam_d": (opt_d, disc)})
     tr.resume(list(tr.run))
     num_ws, z_dim = generator.num_ws, generator.z_dim
-    signs: list[float] = []
+    if compile:  # the networks the loop calls (the generator's forward is not one of them)
+        kw = {"backend": compile} if isinstance(compile, str) else {}
+        for m in (generator.mapping, generator.synthesis, disc):
+            m.compile(**kw)
 
     def fake_images(g):
         z = randn(g, (batch_size, z_dim)).to(dev)
@@ -258,11 +266,11 @@ def train_stylegan2(generator: StyleGAN2Generator, images: Sequence[torch.Tensor
         with torch.no_grad():
             fake = fake_images(g)
         r1_step = gamma > 0 and step % R1_INTERVAL == 0
-        real_in = augment(real, p, g).detach().requires_grad_(r1_step)
-        d_real = disc(real_in)
+        real = real.detach().requires_grad_(r1_step)  # R1 on the un-augmented reals, as ADA's loss does
+        d_real = disc(augment(real, p, g))
         loss_d = F.softplus(disc(augment(fake, p, g))).mean() + F.softplus(-d_real).mean()
         if r1_step:
-            (grad,) = torch.autograd.grad(d_real.sum(), real_in, create_graph=True)
+            (grad,) = torch.autograd.grad(d_real.sum(), real, create_graph=True)
             loss_d = loss_d + grad.square().sum(dim=[1, 2, 3]).mean() * (gamma / 2 * R1_INTERVAL)
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
@@ -280,12 +288,19 @@ def train_stylegan2(generator: StyleGAN2Generator, images: Sequence[torch.Tensor
         if not (torch.isfinite(loss_g) and torch.isfinite(loss_d)):
             raise FloatingPointError(f"losses G {loss_g.item()} D {loss_d.item()} at step {step}")
 
-        # ADA: adjust p from the sign of D on (augmented) reals
-        signs.append(float(d_real.detach().sign().mean()))
+        # ADA: adjust p from the sign of D on (augmented) reals, pooled over the interval and processes
+        holder.signs[0] += float(d_real.detach().sign().sum())
+        holder.signs[1] += batch_size
         if (step + 1) % ADA_INTERVAL == 0:
-            r_t = sum(signs) / len(signs)
-            signs.clear()
-            adjust = math.copysign(batch_size * tr.world * ADA_INTERVAL / (ada_kimg * 1000), r_t - ADA_TARGET)
+            total = holder.signs.clone()
+            if tr.world > 1:
+                import torch.distributed as dist
+
+                total = total.to(dev)
+                dist.all_reduce(total)
+            r_t = float(total[0] / total[1])
+            holder.signs.zero_()
+            adjust = batch_size * tr.world * ADA_INTERVAL / (ada_kimg * 1000) * float(np.sign(r_t - ADA_TARGET))
             holder.p.fill_(min(max(float(holder.p) + adjust, 0.0), 1.0))
     if tr.stopped_at is None:
         tr.ema.estimate_w_avg(10000, torch.Generator(device="cpu").manual_seed(seed))
