@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -91,7 +92,7 @@ def cmd_restore_diffgar(args: argparse.Namespace) -> int:
                          "and pass --model RUN/model.safetensors")
     steps = _diffusion_steps(args, 30, "DiffGAR (DDIM)")
     device = resolve_device(args.device)
-    restorer = DiffGARRestorer.from_file(args.model, device)
+    restorer = DiffGARRestorer.from_file(args.model, device, autoencoder=args.autoencoder)
     restorer.sampling_args(args.mode, args.artifact, args.guidance_scale, 1, device)  # checks mode up front
 
     def restore_one(y, g, _path):
@@ -249,7 +250,11 @@ def cmd_train_diffgar(args: argparse.Namespace) -> int:
         scale = latent_scale(ae, photos, args.batch_size, args.size, args.seed)
         channels = ae.config["embed_dim"]
         extra["encode"] = lambda x: ae.encode_latents(x) * scale
-        meta = {"autoencoder": str(args.autoencoder), "latent_scale": scale}
+        if str(args.autoencoder) in ws.REGISTRY:
+            where = str(args.autoencoder)
+        else:  # relative to the model's folder, so that the run and the autoencoder can move together
+            where = os.path.relpath(Path(args.autoencoder).resolve(), Path(args.output).resolve())
+        meta = {"autoencoder": where, "latent_scale": scale}
         recipe += f" --autoencoder {args.autoencoder}"
         unet = _unet_config(argparse.Namespace(**{**vars(args), "size": args.size // ae.factor}))
     else:
@@ -525,6 +530,8 @@ def add_parser(sub) -> None:
                    "the given class, or the class with classifier-free guidance")
     r.add_argument("--artifact", help="diffgar: the degradation class (non-blind and guided modes)")
     r.add_argument("--guidance-scale", type=float, default=3.0, help="diffgar guided mode: CFG scale (3)")
+    r.add_argument("--autoencoder", metavar="FILE|NAME", help="latent diffgar: the VQ autoencoder (default: the "
+                   "one the model's JSON names, relative to the model's folder)")
     r.add_argument("--upscale", type=int, default=1, help="diffgar: bicubic upscale of the input first (for "
                    "upsampling, so the condition has the output size)")
     r.add_argument("--tile", type=int, default=256, metavar="PX", help="idm / diffgar: tile side of the network "

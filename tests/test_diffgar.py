@@ -271,8 +271,11 @@ def test_latent_diffgar_samples_in_the_scaled_latent_space_and_decodes():
 
 
 def test_train_latent_diffgar_cli(tmp_path):
-    """`train diffgar --autoencoder` trains on scaled latents (unit std on the step-0 crops) and the
-    restorer finds the autoencoder beside the model."""
+    """`train diffgar --autoencoder` trains on scaled latents (unit std on the step-0 crops); the
+    model's JSON names the autoencoder relative to the model's folder, so both folders can move,
+    even when both files are called model.safetensors (as `train vq` and `train diffgar` write them)."""
+    import shutil
+
     from genrestore._random import generator_for
     from genrestore.cli import main
     from genrestore.diffusion.train import random_crops
@@ -283,14 +286,17 @@ def test_train_latent_diffgar_cli(tmp_path):
     for i, p in enumerate(photos):
         write_image(tmp_path / "photos" / f"p{i}.png", p)
     write_image(tmp_path / "in" / "x.png", torch.rand(1, 3, 10, 9, generator=gen))
-    run = tmp_path / "run"
-    run.mkdir()
+    run = tmp_path / "runs" / "dg"
+    (tmp_path / "runs" / "vq").mkdir(parents=True)
     ae = tiny_vq()
-    ae.save(run / "vq.safetensors")
+    ae.save(tmp_path / "runs" / "vq" / "model.safetensors")
     assert main(["train", "diffgar", "--data", str(tmp_path / "photos"), "-o", str(run), "--size", "16", "--steps",
                  "2", "--batch-size", "2", "--channels", "8", "16", "--device", "cpu",
-                 "--autoencoder", str(run / "vq.safetensors")]) == 0
+                 "--autoencoder", str(tmp_path / "runs" / "vq" / "model.safetensors")]) == 0
     meta = json.loads((run / "model.json").read_text())
+    assert meta["autoencoder"] == "../vq/model.safetensors"
+    shutil.move(tmp_path / "runs", tmp_path / "moved")  # the pair moves together
+    run = tmp_path / "moved" / "dg"
     assert meta["config"]["channels"] == 4 and meta["config"]["unet"]["sample_size"] == 8
     loaded = [read_image(tmp_path / "photos" / f"p{i}.png")[0] for i in range(2)]
     crops = random_crops(loaded, 2, 16, generator_for(0, "crop-0"))
@@ -303,6 +309,17 @@ def test_train_latent_diffgar_cli(tmp_path):
     assert main(["restore", str(tmp_path / "in"), "-o", str(out), "--method", "diffgar", "--model",
                  str(run / "model.safetensors"), "--steps", "2", "--mode", "blind", "-q"]) == 0
     assert read_image(out / "x.png").shape == (1, 3, 10, 9)
+    # a JSON that names the model itself (or nothing that exists) is a clear error, and --autoencoder overrides it
+    sidecar = json.loads((run / "model.json").read_text())
+    (run / "model.json").write_text(json.dumps({**sidecar, "autoencoder": "model.safetensors"}))
+    with pytest.raises(InputError, match="is the model file itself"):
+        DiffGARRestorer.from_file(run / "model.safetensors")
+    (run / "model.json").write_text(json.dumps({**sidecar, "autoencoder": "gone.safetensors"}))
+    assert main(["restore", str(tmp_path / "in"), "-o", str(tmp_path / "o2"), "--method", "diffgar", "--model",
+                 str(run / "model.safetensors"), "--mode", "blind", "-q"]) == 2
+    assert main(["restore", str(tmp_path / "in"), "-o", str(tmp_path / "o2"), "--method", "diffgar", "--model",
+                 str(run / "model.safetensors"), "--steps", "2", "--mode", "blind", "-q",
+                 "--autoencoder", str(tmp_path / "moved" / "vq" / "model.safetensors")]) == 0
 
 
 def test_train_diffgar_x0_residual_cli(tmp_path):

@@ -186,8 +186,15 @@ class DiffGARRestorer:
                   autoencoder: str | os.PathLike | None = None) -> DiffGARRestorer:
         """A restorer from a ``.safetensors`` checkpoint with its ``.json`` sidecar (see
         ``ConditionalUNet.save``), or from a weight name. A latent model's sidecar names its
-        ``autoencoder`` (a path, tried beside the model first, or a weight name) and
-        ``latent_scale``; ``autoencoder`` overrides the path."""
+        ``autoencoder``: a weight name, or a path relative to the model's folder (as ``train
+        diffgar`` writes it, so the two folders can move together; an absolute path, or one
+        relative to the working folder, is tried next) and ``latent_scale``; ``autoencoder``
+        overrides it.
+
+        Raises:
+            InputError: the model or its autoencoder cannot be found, or the autoencoder is the
+                model file itself.
+        """
         from pathlib import Path
 
         from .. import weights as ws
@@ -199,9 +206,17 @@ class DiffGARRestorer:
         spec = autoencoder or meta.get("autoencoder")
         ae = None
         if spec:
-            beside = path.parent / Path(spec).name
-            ae = VQAutoencoder.load(beside if autoencoder is None and beside.is_file() else ws.model_file(spec),
-                                    device=device)
+            if str(spec) in ws.REGISTRY:
+                ae_path = ws.model_file(spec)
+            else:
+                ae_path = next((c for c in (path.parent / spec, Path(spec)) if c.is_file()), None)
+                if ae_path is None:
+                    raise InputError(f"{path}: its autoencoder {str(spec)!r} is neither beside it nor at that path; "
+                                     "pass the VQ autoencoder's file (restore --autoencoder FILE)")
+            if Path(ae_path).resolve() == Path(path).resolve():
+                raise InputError(f"{path}: the autoencoder it names is the model file itself; pass the VQ "
+                                 "autoencoder's file (restore --autoencoder FILE)")
+            ae = VQAutoencoder.load(ae_path, device=device)
         return cls(ConditionalUNet.load(path, device=device), ae, meta.get("latent_scale", 1.0))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
