@@ -46,6 +46,18 @@ def test_y_channel_and_crop_border_match_scikit_image(pairs):
         assert abs(ours_s[i].item() - ref) < 1e-4
 
 
+def test_y_channel_of_strided_inputs_equals_contiguous(pairs):
+    """The luma is one matrix product on contiguous images and a weighted sum otherwise: same values."""
+    x, y = pairs
+    cl = lambda t: t.contiguous(memory_format=torch.channels_last)  # noqa: E731
+    for f in (psnr, ssim):
+        ref = f(x, y, y_channel=True, crop_border=3)
+        assert torch.allclose(f(cl(x), cl(y), y_channel=True, crop_border=3), ref, rtol=0, atol=1e-6)
+        assert torch.allclose(f(x[:, :, 1:], y[:, :, 1:], y_channel=True, crop_border=2),
+                              f(x[:, :, 1:].contiguous(), y[:, :, 1:].contiguous(), y_channel=True, crop_border=2),
+                              rtol=0, atol=1e-6)
+
+
 def test_bt601_luma_hand_values():
     rgb = torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0]]).T.reshape(1, 3, 1, 3)
     y = rgb_to_y(rgb)[0, 0, 0] * 255

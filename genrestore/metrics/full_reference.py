@@ -44,14 +44,23 @@ _Y_WEIGHTS = (65.481 / 255, 128.553 / 255, 24.966 / 255)
 _CHUNK = 1 << 14  # pixels per chunk in mse()
 
 
-def _prepare(x: torch.Tensor, y: torch.Tensor, crop_border: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _prepare(x: torch.Tensor, y: torch.Tensor, crop_border: int, y_channel: bool = False,
+             dtype: torch.dtype | None = None, offset: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Checked, cropped pair in ``dtype``; with ``y_channel``, their luma (taken before the crop:
+    the two commute, and the whole images are contiguous, which makes the luma one matrix product)."""
     check_image(x, "first image", channels=(1, 3), check_range=False)
     check_image(y, "second image", channels=(1, 3), check_range=False)
     if x.shape != y.shape:
         raise InputError(f"images differ in shape: {tuple(x.shape)} vs {tuple(y.shape)}")
+    if crop_border and 2 * crop_border >= min(x.shape[-2:]):
+        raise InputError(f"crop_border={crop_border} leaves nothing of a {x.shape[-1]}x{x.shape[-2]} image")
+    if dtype is not None:
+        x, y = x.to(dtype), y.to(dtype)
+    if y_channel:
+        if x.shape[1] != 3:
+            raise InputError("y_channel=True needs RGB images")
+        x, y = _luma(x, offset), _luma(y, offset)
     if crop_border:
-        if 2 * crop_border >= min(x.shape[-2:]):
-            raise InputError(f"crop_border={crop_border} leaves nothing of a {x.shape[-1]}x{x.shape[-2]} image")
         x = x[..., crop_border:-crop_border, crop_border:-crop_border]
         y = y[..., crop_border:-crop_border, crop_border:-crop_border]
     return x, y
@@ -67,8 +76,13 @@ def _check_finite(values: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> tor
 
 
 def _luma(t: torch.Tensor, offset: bool = True) -> torch.Tensor:
-    w = torch.tensor(_Y_WEIGHTS, dtype=t.dtype, device=t.device).view(1, 3, 1, 1)
-    y = (t * w).sum(1, keepdim=True)
+    """``(N, 3, H, W)`` -> ``(N, 1, H, W)`` BT.601 luma (one batched matrix-vector product when contiguous)."""
+    n, _, h, w = t.shape
+    weights = torch.tensor(_Y_WEIGHTS, dtype=t.dtype, device=t.device)
+    if t.is_contiguous():
+        y = (weights @ t.reshape(n, 3, h * w)).view(n, 1, h, w)
+    else:
+        y = (t * weights.view(1, 3, 1, 1)).sum(1, keepdim=True)
     return y + 16.0 / 255.0 if offset else y
 
 
@@ -76,27 +90,24 @@ def mse(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, crop_border: 
         precision: Precision = "float32") -> torch.Tensor:
     """Mean squared error per image, ``(N,)`` float64.
 
-    ``precision="float32"`` forms the difference in float32 and sums its squares per image
-    (for Y, the luma of the difference: the 16/255 offset cancels), then divides in float64;
-    ``"float64"`` does everything in float64 (~20x slower on CPU; the two agree to ~1e-7 relative).
+    ``precision="float32"`` forms the difference in float32 and sums its squares per image, then
+    divides in float64 (for Y, the difference of the two lumas, without the 16/255 offset, which
+    cancels); ``"float64"`` does everything in float64 (~20x slower on CPU; the two agree to ~1e-7
+    relative).
     """
-    x, y = _prepare(x, y, crop_border)
     dtype = torch.float64 if precision == "float64" else torch.float32
-    x, y = x.to(dtype), y.to(dtype)
+    x0, y0 = x, y
+    x, y = _prepare(x, y, crop_border, y_channel, dtype, offset=False)
     n, c, h, w = x.shape
-    if y_channel and c != 3:
-        raise InputError("y_channel=True needs RGB images")
-    if not y_channel and c * h * w <= 1 << 20:  # small images: one fused kernel is fastest
-        return _check_finite(F.mse_loss(x, y, reduction="none").flatten(1).mean(1).double(), x, y)
-    # large images, or luma: accumulate over pixel chunks that stay in cache (2-3x faster)
-    weights = torch.tensor(_Y_WEIGHTS, dtype=dtype, device=x.device)
+    if c * h * w <= 1 << 20:  # small images: one fused kernel is fastest
+        return _check_finite(F.mse_loss(x, y, reduction="none").flatten(1).mean(1).double(), x0, y0)
+    # large images: accumulate over pixel chunks that stay in cache (2-3x faster)
     total = torch.zeros(n, dtype=torch.float64, device=x.device)
     rows = max(1, _CHUNK // w)
     for r in range(0, h, rows):  # row blocks of the (possibly cropped, strided) view: no full copy
-        d = (x[:, :, r:r + rows] - y[:, :, r:r + rows]).reshape(n, c, -1)
-        d = weights @ d if y_channel else d.reshape(n, -1)  # the luma of the difference: offsets cancel
+        d = (x[:, :, r:r + rows] - y[:, :, r:r + rows]).reshape(n, -1)
         total += torch.linalg.vecdot(d, d).double()
-    return _check_finite(total / (h * w * (1 if y_channel else c)), x, y)
+    return _check_finite(total / (h * w * c), x0, y0)
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, crop_border: int = 0,
@@ -159,15 +170,11 @@ def ssim(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, crop_border:
         >>> [round(v, 6) for v in ssim(x, x).tolist()]
         [1.0, 1.0]
     """
-    x, y = _prepare(x, y, crop_border)
     dtype = torch.float64 if precision == "float64" else torch.float32
-    if y_channel:
-        if x.shape[1] != 3:
-            raise InputError("y_channel=True needs RGB images")
-        x, y = _luma(x.to(dtype)), _luma(y.to(dtype))
-    out = [ssim_map(xi.to(dtype), yi.to(dtype), data_range).double().mean(dim=(1, 2, 3))
-           for xi, yi in zip(x.split(1), y.split(1))]
-    return _check_finite(torch.cat(out), x, y)
+    x0, y0 = x, y
+    x, y = _prepare(x, y, crop_border, y_channel, dtype)
+    out = [ssim_map(xi, yi, data_range).double().mean(dim=(1, 2, 3)) for xi, yi in zip(x.split(1), y.split(1))]
+    return _check_finite(torch.cat(out), x0, y0)
 
 
 class _MeanOverImages:
