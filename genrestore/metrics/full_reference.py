@@ -41,11 +41,11 @@ def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
 
 Precision = Literal["float32", "float64"]
 _Y_WEIGHTS = (65.481 / 255, 128.553 / 255, 24.966 / 255)
-_CHUNK = 1 << 14  # pixels per chunk in mse()
+_CHUNK = 1 << 16  # pixels per row block (per image and channel) in mse()
 
 
 def _prepare(x: torch.Tensor, y: torch.Tensor, crop_border: int, y_channel: bool = False,
-             dtype: torch.dtype | None = None, offset: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+             dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Checked, cropped pair in ``dtype``; with ``y_channel``, their luma (taken before the crop:
     the two commute, and the whole images are contiguous, which makes the luma one matrix product)."""
     check_image(x, "first image", channels=(1, 3), check_range=False)
@@ -59,7 +59,7 @@ def _prepare(x: torch.Tensor, y: torch.Tensor, crop_border: int, y_channel: bool
     if y_channel:
         if x.shape[1] != 3:
             raise InputError("y_channel=True needs RGB images")
-        x, y = _luma(x, offset), _luma(y, offset)
+        x, y = _luma(x), _luma(y)
     if crop_border:
         x = x[..., crop_border:-crop_border, crop_border:-crop_border]
         y = y[..., crop_border:-crop_border, crop_border:-crop_border]
@@ -76,11 +76,14 @@ def _check_finite(values: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> tor
 
 
 def _luma(t: torch.Tensor, offset: bool = True) -> torch.Tensor:
-    """``(N, 3, H, W)`` -> ``(N, 1, H, W)`` BT.601 luma (one batched matrix-vector product when contiguous)."""
+    """``(N, 3, H, W)`` -> ``(N, 1, H, W)`` BT.601 luma: one batched matrix-vector product, over
+    the channel planes (NCHW) or over each pixel's channels (channels-last, e.g. decoded images)."""
     n, _, h, w = t.shape
     weights = torch.tensor(_Y_WEIGHTS, dtype=t.dtype, device=t.device)
     if t.is_contiguous():
         y = (weights @ t.reshape(n, 3, h * w)).view(n, 1, h, w)
+    elif t.permute(0, 2, 3, 1).is_contiguous():
+        y = (t.permute(0, 2, 3, 1) @ weights).unsqueeze(1)
     else:
         y = (t * weights.view(1, 3, 1, 1)).sum(1, keepdim=True)
     return y + 16.0 / 255.0 if offset else y
@@ -90,24 +93,28 @@ def mse(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, crop_border: 
         precision: Precision = "float32") -> torch.Tensor:
     """Mean squared error per image, ``(N,)`` float64.
 
-    ``precision="float32"`` forms the difference in float32 and sums its squares per image, then
-    divides in float64 (for Y, the difference of the two lumas, without the 16/255 offset, which
-    cancels); ``"float64"`` does everything in float64 (~20x slower on CPU; the two agree to ~1e-7
+    ``precision="float32"`` forms the difference in float32 and sums its squares per image
+    (for Y, the luma of the difference: the 16/255 offset cancels), then divides in float64;
+    ``"float64"`` does everything in float64 (several times slower on CPU; the two agree to ~1e-7
     relative).
     """
     dtype = torch.float64 if precision == "float64" else torch.float32
     x0, y0 = x, y
-    x, y = _prepare(x, y, crop_border, y_channel, dtype, offset=False)
+    x, y = _prepare(x, y, crop_border, dtype=dtype)
     n, c, h, w = x.shape
-    if c * h * w <= 1 << 20:  # small images: one fused kernel is fastest
+    if y_channel and c != 3:
+        raise InputError("y_channel=True needs RGB images")
+    if not y_channel and c * h * w <= 1 << 20:  # small images: one fused kernel is fastest
         return _check_finite(F.mse_loss(x, y, reduction="none").flatten(1).mean(1).double(), x0, y0)
-    # large images: accumulate over pixel chunks that stay in cache (2-3x faster)
+    # large images, or luma: accumulate over row blocks, so that no full-size temporary is written
+    weights = torch.tensor(_Y_WEIGHTS, dtype=dtype, device=x.device)
     total = torch.zeros(n, dtype=torch.float64, device=x.device)
     rows = max(1, _CHUNK // w)
     for r in range(0, h, rows):  # row blocks of the (possibly cropped, strided) view: no full copy
-        d = (x[:, :, r:r + rows] - y[:, :, r:r + rows]).reshape(n, -1)
+        d = (x[:, :, r:r + rows] - y[:, :, r:r + rows]).reshape(n, c, -1)
+        d = weights @ d if y_channel else d.reshape(n, -1)  # the luma of the difference: offsets cancel
         total += torch.linalg.vecdot(d, d).double()
-    return _check_finite(total / (h * w * c), x0, y0)
+    return _check_finite(total / (h * w * (1 if y_channel else c)), x0, y0)
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, crop_border: int = 0,
@@ -140,22 +147,28 @@ def ssim_map(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, win_size
     """
     if min(x.shape[-2:]) < win_size:
         raise InputError(f"SSIM needs images of at least {win_size}x{win_size} px, got {x.shape[-1]}x{x.shape[-2]}")
-    n, c = x.shape[:2]
+    n, c, h, w = x.shape
     shift = x.mean(dim=(2, 3), keepdim=True)
-    xc, yc = x - shift, y - shift
-    maps = torch.cat([xc, yc, xc * xc + yc * yc, xc * yc], 1)  # (N, 4C, H, W)
-    if maps.device.type == "cpu" and maps.dtype == torch.float32:
-        maps = maps.contiguous(memory_format=torch.channels_last)  # oneDNN's fast depthwise path
+    # the four maps written straight into one buffer (channels-last on CPU: oneDNN's fast depthwise path)
+    layout = torch.channels_last if x.device.type == "cpu" and x.dtype == torch.float32 else torch.contiguous_format
+    maps = torch.empty(n, 4 * c, h, w, dtype=x.dtype, device=x.device, memory_format=layout)
+    xc, yc = maps[:, :c], maps[:, c:2 * c]
+    xc.copy_(x).sub_(shift)
+    yc.copy_(y).sub_(shift)
+    torch.mul(xc, xc, out=maps[:, 2 * c:3 * c]).addcmul_(yc, yc)
+    torch.mul(xc, yc, out=maps[:, 3 * c:])
     g = _gaussian_window(win_size, sigma, x.device, x.dtype)
     k = 4 * c
     f = F.conv2d(F.conv2d(maps, g.view(1, 1, 1, -1).expand(k, 1, 1, -1), groups=k), g.view(1, 1, -1, 1).expand(k, 1, -1, 1),
                  groups=k)
     mu_x, mu_y, sq, xy = f[:, :c], f[:, c:2 * c], f[:, 2 * c:3 * c], f[:, 3 * c:]
-    var_sum = sq - mu_x * mu_x - mu_y * mu_y      # sigma_x^2 + sigma_y^2
-    cov = xy - mu_x * mu_y
-    mu_x, mu_y = mu_x + shift, mu_y + shift      # back to absolute means for the luminance term
     c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
-    return ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x * mu_x + mu_y * mu_y + c1) * (var_sum + c2))
+    contrast_den = (sq - mu_x * mu_x).sub_(mu_y * mu_y).add_(c2)     # sigma_x^2 + sigma_y^2 + c2
+    contrast_num = (xy - mu_x * mu_y).mul_(2).add_(c2)               # 2 sigma_xy + c2
+    mu_x, mu_y = mu_x + shift, mu_y + shift                          # absolute means for the luminance term
+    luminance_num = (mu_x * mu_y).mul_(2).add_(c1)
+    luminance_den = (mu_x * mu_x).addcmul_(mu_y, mu_y).add_(c1)
+    return luminance_num.mul_(contrast_num).div_(luminance_den.mul_(contrast_den))
 
 
 def ssim(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, crop_border: int = 0,
