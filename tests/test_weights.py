@@ -89,3 +89,26 @@ def test_cli_weights(store, tmp_path, capsys):
     assert capsys.readouterr().out.strip() == str(store / "vgg16-torchvision.safetensors")
     assert main(["weights", "verify"]) == 0
     assert main(["weights", "info", "nope"]) == 2
+
+
+def test_every_shipped_weight_matches_its_registry_hash():
+    """The files in the package's weights/ are the ones the registry (and their sidecars) describe."""
+    shipped = [name for name, s in ws.REGISTRY.items() if (ws.PACKAGE_DIR / s.file).is_file()]
+    assert {"idm-default", "inpaint-gan", "lpips-alex-v0.1", "rdn-x4"} <= set(shipped)
+    for name in shipped:
+        s = ws.spec(name)
+        assert ws.sha256_file(ws.PACKAGE_DIR / s.file) == s.sha256, name
+        sidecar = json.loads((ws.PACKAGE_DIR / s.file).with_suffix(".json").read_text())
+        assert sidecar.get("sha256", s.sha256) == s.sha256, name
+
+
+def test_restore_without_a_model_uses_the_shipped_idm(tmp_path):
+    from genrestore.io import read_image, write_image
+
+    x = torch.rand(1, 3, 24, 20, generator=torch.Generator().manual_seed(0))
+    write_image(tmp_path / "in" / "x.png", x)
+    assert main(["restore", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--steps", "2", "-q"]) == 0
+    record = json.loads((tmp_path / "out" / "x.json").read_text())
+    assert record["model"] == "idm-default" and record["steps"] == 2
+    out = read_image(tmp_path / "out" / "x.png")
+    assert out.shape == (1, 3, 24, 20) and not torch.equal(out, read_image(tmp_path / "in" / "x.png"))
