@@ -195,12 +195,16 @@ def test_artifact_tasks_with_diffgar_modes(suite_file, tmp_path):
     text = (suite_file.read_text().replace('tasks = ["inpaint"]', 'tasks = ["vq-replace"]')
             .replace('levels = ["S", "M"]', 'levels = ["M"]')
             .replace('"degraded", "telea"', f'"degraded", "diffgar-blind:{tmp_path / "dg.safetensors"}", '
-                                            f'"diffgar-nonblind:{tmp_path / "dg.safetensors"}"')
+                                            f'"diffgar-nonblind:{tmp_path / "dg.safetensors"}", '
+                                            f'"diffgar:{tmp_path / "dg.safetensors"}"')
             .replace('"lpips"]', '"psnr"]\n\n[generators]\nvq = "' + str(tmp_path / "vq.safetensors") + '"'))
     suite_file.write_text(text.replace('metrics = ["psnr", "ssim", "psnr"]', 'metrics = ["psnr", "ssim"]'))
     run_suite(load_suite(suite_file), tmp_path / "run", progress=False)
     rows = [json.loads(line) for line in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
-    assert len(rows) == 2 * 3 and {r["task"] for r in rows} == {"vq-replace"}
+    assert len(rows) == 2 * 4 and {r["task"] for r in rows} == {"vq-replace"}
+    # network calls per image: 30 DDIM steps, two passes each when guided (CFG)
+    assert {r["method"].partition(":")[0]: r["nfe"] for r in rows} == {
+        "degraded": None, "diffgar-blind": 30, "diffgar-nonblind": 30, "diffgar": 60}
     bad = suite_file.with_name("bad.toml")
     bad.write_text(suite_file.read_text().replace('vq = "', 'vqq = "'))
     with pytest.raises(InputError, match="needs generators.vq"):

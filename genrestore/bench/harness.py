@@ -394,13 +394,16 @@ class _Detector:
         return read_image(self.masks / output_name, "gray")[0, 0] > 0.5
 
 
-def _network_calls(method: str, cache: dict) -> int | None:
-    """Network evaluations per image of a learned method (after its first run), else ``None``."""
+def _network_calls(method: str, cache: dict, task: str = "") -> int | None:
+    """Network evaluations per image of a learned method on ``task`` (after its first run), else ``None``."""
     kind = method.partition(":")[0]
     if kind == "inpaint":
         return cache[method].default_steps
     if kind == "idm":  # IDM: 10 DDPM steps; a one-step model (the regression baseline): 1
         return min(10, cache[method].model.config["schedule"]["num_train_timesteps"])
+    if kind.startswith("diffgar"):  # 30 DDIM steps; guided: a conditional and an unconditional pass each
+        guided = kind == "diffgar" and task in cache[method].class_names  # else run_method falls back to blind
+        return 60 if guided else 30
     return None
 
 
@@ -513,7 +516,7 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
                 metrics.update(_detection_metrics(detector, pred, y, key, out, rel, suite.metrics))
                 higher.update({n: METRICS[n] for n in ("detected", "regions", "iou") if n in metrics})
             row = {"suite": suite.name, "image": img, "task": t, "level": lv, "method": m, "seed": suite.seed,
-                   "seconds": round(seconds, 4), "nfe": _network_calls(m, cache), "metrics": metrics,
+                   "seconds": round(seconds, 4), "nfe": _network_calls(m, cache, t), "metrics": metrics,
                    "higher_is_better": higher, "images": rel}
             log.write(json.dumps(row) + "\n")
             log.flush()

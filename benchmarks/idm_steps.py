@@ -1,0 +1,86 @@
+"""IDM's sampling-steps ablation (seed 002, Table 6) on the ``idm`` suite's validation crops.
+
+For each number of DDPM steps, restores the suite's ground-truth crops degraded by the IDM
+pipeline (the same crops, degradations and per-image seeds as ``genrestore bench idm``) and
+prints PSNR and SSIM (RGB) against the truth, NIQE (no-reference, shipped pristine model; lower is
+more natural; crops of at least 192 px) and seconds per image on this machine. The degraded input
+and, when given, a regression UNet (``train idm --regression``: one network call) are reference
+rows. The paper finds 10 steps enough (no gain from 15 or 20).
+
+    python benchmarks/idm_steps.py --model idm-default --regression runs/regression-cpu/model.safetensors
+    python benchmarks/idm_steps.py --model idm-default --steps 1,5,10,20 --crop 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from genrestore._checks import InputError
+from genrestore._random import generator_for
+from genrestore.bench.harness import ground_truth, load_suite
+from genrestore.degrade import PIPELINES
+from genrestore.metrics import psnr, ssim
+from genrestore.metrics.niqe import niqe
+from genrestore.restore.idm import IDMRestorer
+
+
+def evaluate(restore, pairs) -> dict[str, float | None]:
+    """Mean PSNR, SSIM, NIQE (``None`` for crops under 192 px) and seconds of ``restore(y, key)``."""
+    p = s = n = seconds = 0.0
+    niqe_ok = True
+    for key, x, y in pairs:
+        t0 = time.perf_counter()
+        out = restore(y, key)
+        seconds += time.perf_counter() - t0
+        p, s = p + float(psnr(out, x)[0]), s + float(ssim(out, x)[0])
+        if min(out.shape[-2:]) >= 192:
+            n += float(niqe(out)[0])
+        else:
+            niqe_ok = False
+    k = len(pairs)
+    return {"psnr": p / k, "ssim": s / k, "niqe": n / k if niqe_ok else None, "seconds": seconds / k}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="idm-default", help="IDM model: a file or weight name")
+    ap.add_argument("--regression", help="a regression UNet for a reference row")
+    ap.add_argument("--steps", default="1,5,10,20", help="comma-separated DDPM step counts")
+    ap.add_argument("--images", help="folder of photos (default: the idm suite's)")
+    ap.add_argument("--count", type=int, help="crops (default: the suite's 6)")
+    ap.add_argument("--crop", type=int, help="crop side, px (default: the suite's 128)")
+    args = ap.parse_args()
+    try:
+        steps = [int(s) for s in args.steps.split(",") if s]
+        suite = load_suite("idm", images=args.images)
+        suite.count, suite.crop = args.count or suite.count, args.crop or suite.crop
+        pairs = []
+        for img, x in ground_truth(suite):
+            key = f"{img}:idm:M"  # the harness's key: the same degradation and sampling seed
+            y, _ = PIPELINES["idm"].degrade_with_params(x, generator_for(suite.seed, key))
+            pairs.append((key, x, y))
+        model = IDMRestorer.from_file(args.model)
+        rows = [("degraded input", None, evaluate(lambda y, key: y, pairs))]
+        if args.regression:
+            reg = IDMRestorer.from_file(args.regression)
+            rows.append(("regression UNet", 1, evaluate(lambda y, key: reg.restore(y, 1, [generator_for(suite.seed, key)]),
+                                                        pairs)))
+        for n in steps:
+            rows.append((f"IDM, {n} step{'s' if n > 1 else ''}", n, evaluate(
+                lambda y, key, n=n: model.restore(y, n, [generator_for(suite.seed, key)]), pairs)))
+    except (InputError, ValueError) as e:
+        raise SystemExit(f"idm_steps: error: {e}") from None
+    print(f"{suite.count} crops of {suite.crop} px from {suite.images.resolve()} (seed {suite.seed}), IDM degradation; "
+          f"model {args.model}; {torch.get_num_threads()} CPU threads")
+    print("| method | network calls | PSNR | SSIM | NIQE | s / image |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, nfe, r in rows:
+        niqe_cell = "-" if r["niqe"] is None else f"{r['niqe']:.2f}"
+        print(f"| {name} | {nfe or '-'} | {r['psnr']:.2f} | {r['ssim']:.4f} | {niqe_cell} | {r['seconds']:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
