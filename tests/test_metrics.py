@@ -208,3 +208,18 @@ def test_kid_matches_explicit_unbiased_mmd():
 def test_inception_score_hand_values():
     assert inception_score(torch.zeros(20, 7), splits=2)[0] == pytest.approx(1.0)  # uniform: KL 0
     assert inception_score(torch.eye(10).repeat(2, 1) * 50, splits=2)[0] == pytest.approx(10.0, rel=1e-6)
+
+
+def test_ssim_in_place_path_equals_the_differentiable_one_and_gradients_check():
+    """Without gradients SSIM runs its formula in place; as a loss it runs out of place: same values,
+    and the gradient passes torch.autograd.gradcheck (float64, finite differences)."""
+    from genrestore.metrics.full_reference import ssim_map
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(2, 3, 16, 16, generator=g), torch.rand(2, 3, 16, 16, generator=g)
+    with torch.no_grad():
+        fast = ssim_map(a, b)
+    slow = ssim_map(a.clone().requires_grad_(), b)
+    assert slow.requires_grad and torch.allclose(fast, slow.detach(), rtol=0, atol=1e-6)
+    a64 = a[:1, :1, :12, :12].double().requires_grad_()
+    assert torch.autograd.gradcheck(lambda t: ssim_map(t, b[:1, :1, :12, :12].double()).mean(), (a64,))

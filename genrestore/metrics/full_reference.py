@@ -149,26 +149,35 @@ def ssim_map(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, win_size
         raise InputError(f"SSIM needs images of at least {win_size}x{win_size} px, got {x.shape[-1]}x{x.shape[-2]}")
     n, c, h, w = x.shape
     shift = x.mean(dim=(2, 3), keepdim=True)
-    # the four maps written straight into one buffer (channels-last on CPU: oneDNN's fast depthwise path)
     layout = torch.channels_last if x.device.type == "cpu" and x.dtype == torch.float32 else torch.contiguous_format
-    maps = torch.empty(n, 4 * c, h, w, dtype=x.dtype, device=x.device, memory_format=layout)
-    xc, yc = maps[:, :c], maps[:, c:2 * c]
-    xc.copy_(x).sub_(shift)
-    yc.copy_(y).sub_(shift)
-    torch.mul(xc, xc, out=maps[:, 2 * c:3 * c]).addcmul_(yc, yc)
-    torch.mul(xc, yc, out=maps[:, 3 * c:])
+    # without gradients the maps go straight into one buffer and the formula runs in place (fewer
+    # full-size temporaries); as a loss (gradients wanted) the same formula runs out of place
+    inplace = not (torch.is_grad_enabled() and (x.requires_grad or y.requires_grad))
+    if inplace:
+        maps = torch.empty(n, 4 * c, h, w, dtype=x.dtype, device=x.device, memory_format=layout)
+        xc, yc = maps[:, :c], maps[:, c:2 * c]
+        xc.copy_(x).sub_(shift)
+        yc.copy_(y).sub_(shift)
+        torch.mul(xc, xc, out=maps[:, 2 * c:3 * c]).addcmul_(yc, yc)
+        torch.mul(xc, yc, out=maps[:, 3 * c:])
+    else:
+        xc, yc = x - shift, y - shift
+        maps = torch.cat([xc, yc, xc * xc + yc * yc, xc * yc], 1).contiguous(memory_format=layout)
+    T = torch.Tensor
+    add, sub, mul, div, addcmul = ((T.add_, T.sub_, T.mul_, T.div_, T.addcmul_) if inplace else
+                                   (torch.add, torch.sub, torch.mul, torch.div, torch.addcmul))
     g = _gaussian_window(win_size, sigma, x.device, x.dtype)
     k = 4 * c
     f = F.conv2d(F.conv2d(maps, g.view(1, 1, 1, -1).expand(k, 1, 1, -1), groups=k), g.view(1, 1, -1, 1).expand(k, 1, -1, 1),
                  groups=k)
     mu_x, mu_y, sq, xy = f[:, :c], f[:, c:2 * c], f[:, 2 * c:3 * c], f[:, 3 * c:]
     c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
-    contrast_den = (sq - mu_x * mu_x).sub_(mu_y * mu_y).add_(c2)     # sigma_x^2 + sigma_y^2 + c2
-    contrast_num = (xy - mu_x * mu_y).mul_(2).add_(c2)               # 2 sigma_xy + c2
+    contrast_den = add(sub(sq - mu_x * mu_x, mu_y * mu_y), c2)        # sigma_x^2 + sigma_y^2 + c2
+    contrast_num = add(mul(xy - mu_x * mu_y, 2), c2)                  # 2 sigma_xy + c2
     mu_x, mu_y = mu_x + shift, mu_y + shift                          # absolute means for the luminance term
-    luminance_num = (mu_x * mu_y).mul_(2).add_(c1)
-    luminance_den = (mu_x * mu_x).addcmul_(mu_y, mu_y).add_(c1)
-    return luminance_num.mul_(contrast_num).div_(luminance_den.mul_(contrast_den))
+    luminance_num = add(mul(mu_x * mu_y, 2), c1)
+    luminance_den = add(addcmul(mu_x * mu_x, mu_y, mu_y), c1)
+    return div(mul(luminance_num, contrast_num), mul(luminance_den, contrast_den))
 
 
 def ssim(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, crop_border: int = 0,
