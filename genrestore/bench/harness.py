@@ -165,7 +165,7 @@ def load_suite(spec: str | Path, methods: list[str] | None = None, images: str |
         if kind in _LEARNED:
             from ..weights import model_file
 
-            found = Path(arg) if kind == "stylegan-inversion" else _sr_file(arg) if kind == "sr" else model_file(arg)
+            found = Path(arg) if kind == "stylegan-inversion" else model_file(arg)
             if not found.is_file():
                 raise InputError(f"{path}: method {m!r}: no file {arg} (paths are relative to the working folder)")
         if kind in _INPAINTING_ONLY and any(t not in ("inpaint", "P") for t in data["tasks"]):
@@ -193,13 +193,6 @@ def load_suite(spec: str | Path, methods: list[str] | None = None, images: str |
                  generators=generators, detection=detection)
 
 
-def _sr_file(arg: str) -> Path:
-    """The file of an ``sr:`` method's model: a ``.safetensors`` path or a weight name (``realesrgan-x4plus``)."""
-    from ..weights import REGISTRY, resolve
-
-    return resolve(arg) if arg in REGISTRY else Path(arg)
-
-
 def _check_detection(path: Path, data: dict, methods: list[str]) -> dict:
     """The suite's ``[detection]`` table, checked, with defaults (``mse = "rdn-x4"``, ``segmenter = "texture"``)."""
     table = data.get("detection", {})
@@ -212,8 +205,10 @@ def _check_detection(path: Path, data: dict, methods: list[str]) -> dict:
     wanted = [n for n in data["metrics"] if n in DETECTION_METRICS]
     if not wanted:
         return {}
+    from ..weights import model_file
+
     out = {"mse": str(table.get("mse", "rdn-x4")), "segmenter": str(table.get("segmenter", "texture"))}
-    if not _sr_file(out["mse"]).is_file():
+    if not model_file(out["mse"]).is_file():
         raise InputError(f"{path}: detection.mse {out['mse']!r}: no such model file")
     from ..degrade import PIPELINES, get_task
     from ..models.sr import load_sr
@@ -365,8 +360,16 @@ def _super_resolve(net, y: torch.Tensor, size: tuple[int, int], what: str) -> to
     return upscale(net, y)
 
 
+def _read_mask(path: Path) -> torch.Tensor:
+    """A mask PNG as ``(H, W)`` bool (white = artifact)."""
+    from ..io import read_image
+
+    return read_image(path, "gray")[0, 0] > 0.5
+
+
 class _Detector:
-    """DeSRA detection of outputs against the MSE-SR of their input (one MSE-SR per input, cached)."""
+    """DeSRA detection of outputs against the MSE-SR of their input (the last input's MSE-SR is kept:
+    the methods of one input run one after another)."""
 
     def __init__(self, config: dict):
         from ..detect import make_segmenter
@@ -376,22 +379,20 @@ class _Detector:
         self.name = config["mse"]
         self.segmenter = make_segmenter(config["segmenter"], config.get("segformer"))
         self.masks = Path(config["masks"]) if "masks" in config else None
-        self._mse_sr: dict[str, torch.Tensor] = {}
+        self._last: tuple[str, torch.Tensor] | None = None  # (input key, its MSE-SR)
 
     def __call__(self, pred: torch.Tensor, y: torch.Tensor, key: str):
         from ..detect import detect_artifacts
 
-        if key not in self._mse_sr:
-            self._mse_sr = {key: _super_resolve(self.mse, y, tuple(pred.shape[-2:]), f"detection.mse {self.name}")}
-        return detect_artifacts(pred.clamp(0, 1), self._mse_sr[key], self.segmenter, scale=int(self.mse.scale))
+        if self._last is None or self._last[0] != key:
+            self._last = key, _super_resolve(self.mse, y, tuple(pred.shape[-2:]), f"detection.mse {self.name}")
+        return detect_artifacts(pred.clamp(0, 1), self._last[1], self.segmenter, scale=int(self.mse.scale))
 
     def truth(self, output_name: str) -> torch.Tensor | None:
         """The labelled artifact mask for an output file name, ``(H, W)`` bool, or ``None``."""
         if self.masks is None or not (self.masks / output_name).is_file():
             return None
-        from ..io import read_image
-
-        return read_image(self.masks / output_name, "gray")[0, 0] > 0.5
+        return _read_mask(self.masks / output_name)
 
 
 def _network_calls(method: str, cache: dict, task: str = "") -> int | None:
@@ -573,11 +574,9 @@ def write_set_metrics(out_dir: Path, names: list[str], extractor=None, baseline:
         groups.setdefault((r["task"], r["level"], r["method"]), []).append(r)
     notes = []
     inception = [n for n in names if n in _INCEPTION_METRICS]
-    if not inception:
-        pass
-    elif extractor is None and ws.find("inception-fid") is None:
+    if inception and extractor is None and ws.find("inception-fid") is None:
         notes.append(f"{', '.join(inception)}: absent (inception-fid not in the weight store)")
-    elif extractor is None:
+    elif inception and extractor is None:
         from ..metrics.fid import InceptionFeatures
 
         extractor = InceptionFeatures()
@@ -612,23 +611,19 @@ def _region_set_metrics(out_dir: Path, rows: list[dict], baseline_rows: list[dic
                         compare: bool, truth_masks: Path | None) -> dict:
     """Pooled DeSRA region metrics of one group (see :func:`write_set_metrics`); ``None`` where undefined.
     ``compare``: the group is an ``sr:`` method other than the baseline (removal / addition apply)."""
-    from ..io import read_image
     from ..metrics.detection import ChangeCounts, DetectionCounts, change_counts, region_counts
 
     wanted = [n for n in ("precision", "recall", "removal", "addition") if n in names]
     if not wanted or any("mask" not in r["images"] for r in rows):
         return {}
-
-    def mask(path: Path) -> torch.Tensor:
-        return read_image(path, "gray")[0, 0] > 0.5
-
     out: dict = {}
     if {"precision", "recall"} & set(wanted) and truth_masks is not None:
         counts, labelled = DetectionCounts(), 0
         for r in rows:
             truth = truth_masks / Path(r["images"]["output"]).name
             if truth.is_file():
-                counts, labelled = counts + region_counts(mask(out_dir / r["images"]["mask"]), mask(truth)), labelled + 1
+                counts = counts + region_counts(_read_mask(out_dir / r["images"]["mask"]), _read_mask(truth))
+                labelled += 1
         if labelled:
             out.update(precision=None if counts.detected == 0 else counts.precision,
                        recall=None if counts.truth == 0 else counts.recall)
@@ -637,8 +632,8 @@ def _region_set_metrics(out_dir: Path, rows: list[dict], baseline_rows: list[dic
         changes = ChangeCounts()
         for r in rows:
             if r["image"] in old_of:
-                changes = changes + change_counts(mask(out_dir / old_of[r["image"]]["images"]["mask"]),
-                                                  mask(out_dir / r["images"]["mask"]))
+                changes = changes + change_counts(_read_mask(out_dir / old_of[r["image"]]["images"]["mask"]),
+                                                  _read_mask(out_dir / r["images"]["mask"]))
         if changes.old:
             out.update(removal=changes.removal_rate, addition=changes.addition_rate)
     return {n: v for n, v in out.items() if n in wanted}

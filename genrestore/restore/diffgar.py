@@ -188,8 +188,8 @@ class DiffGARRestorer:
         ``ConditionalUNet.save``), or from a weight name. A latent model's sidecar names its
         ``autoencoder``: a weight name, or a path relative to the model's folder (as ``train
         diffgar`` writes it, so the two folders can move together; an absolute path, or one
-        relative to the working folder, is tried next) and ``latent_scale``; ``autoencoder``
-        overrides it.
+        relative to the working folder, is tried next) and ``latent_scale``; ``autoencoder`` (a file
+        or weight name, as given) overrides it.
 
         Raises:
             InputError: the model or its autoencoder cannot be found, or the autoencoder is the
@@ -206,7 +206,7 @@ class DiffGARRestorer:
         spec = autoencoder or meta.get("autoencoder")
         ae = None
         if spec:
-            if str(spec) in ws.REGISTRY:
+            if autoencoder is not None or str(spec) in ws.REGISTRY:  # the caller's file or name, as given
                 ae_path = ws.model_file(spec)
             else:
                 ae_path = next((c for c in (path.parent / spec, Path(spec)) if c.is_file()), None)
