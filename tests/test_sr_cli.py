@@ -11,7 +11,8 @@ from safetensors.torch import save_file
 
 from genrestore.cli import main
 from genrestore.io import read_image, write_image
-from genrestore.models.sr import build_sr, load_sr, upscale
+from genrestore._checks import InputError
+from genrestore.models.sr import build_sr, load_sr, sr_scale, upscale
 
 
 def _save_model(path, config, seed=0):
@@ -55,6 +56,20 @@ def test_load_sr_from_file_equals_built_model(models):
     x = torch.rand(2, 3, 12, 12, generator=torch.Generator().manual_seed(0))
     assert net.scale == 4 and torch.equal(net(x), ref.eval()(x))
     assert upscale(net, x).shape == (2, 3, 48, 48)
+
+
+def test_sr_scale_reads_the_config_not_the_weights(tmp_path):
+    for config, scale in ((TINY_RRDB, 4), (TINY_VGG, 4), ({**TINY_VGG, "upscale": 2}, 2),
+                          ({"arch": "rdn", "C": 1, "D": 1, "G": 4, "G0": 4, "scale": 3}, 3)):
+        path = tmp_path / f"{config['arch']}{scale}.safetensors"
+        _save_model(path, config)
+        assert load_sr(path).scale == sr_scale(path) == scale
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not a safetensors file")
+    broken.with_suffix(".json").write_text(json.dumps({"config": TINY_RRDB}))
+    assert sr_scale(broken) == 4
+    with pytest.raises(InputError, match="not a readable safetensors"):
+        load_sr(broken)
 
 
 def test_tiled_equals_untiled_when_pad_covers_receptive_field(models):

@@ -211,9 +211,9 @@ def _check_detection(path: Path, data: dict, methods: list[str]) -> dict:
     if not model_file(out["mse"]).is_file():
         raise InputError(f"{path}: detection.mse {out['mse']!r}: no such model file")
     from ..degrade import PIPELINES, get_task
-    from ..models.sr import load_sr
+    from ..models.sr import sr_scale
 
-    scale = int(load_sr(out["mse"]).scale)
+    scale = sr_scale(out["mse"])  # from the config: the weights load once, when detection runs
     for t in data["tasks"]:
         for lv in data["levels"]:
             task = PIPELINES.get(t) or (get_task(t, lv) if t == "upsample" else None)

@@ -61,6 +61,31 @@ def _stored_config(path: Path, fallback: dict) -> dict:
     raise InputError(f"{path}: no architecture config (expected {sidecar.name} with a 'config' entry)")
 
 
+def _locate(name: str | os.PathLike) -> tuple[Path, dict]:
+    """The weight file and architecture config of an SR model, by weight name or ``.safetensors`` path."""
+    from .. import weights as ws
+
+    if str(name).endswith(".safetensors"):
+        path, fallback = Path(name), {}
+        if not path.is_file():
+            raise InputError(f"{path}: no such file")
+    elif Path(name).suffix in (".pth", ".pt", ".ckpt", ".bin", ".param", ".json") or Path(name).is_file():
+        raise InputError(f"{name}: SR models load from .safetensors (+ .json); convert it first with "
+                         f"`genrestore weights add/convert`")
+    else:
+        path, fallback = ws.resolve(str(name)), ws.spec(str(name)).config
+    return path, _stored_config(path, fallback)
+
+
+def sr_scale(name: str | os.PathLike) -> int:
+    """The upscaling factor of an SR model, from its config alone (no weights are read).
+
+    Raises the errors of :func:`load_sr` for missing or unknown models.
+    """
+    with torch.device("meta"):
+        return int(build_sr(_locate(name)[1]).scale)
+
+
 def load_sr(name: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
     """A converted SR network in ``eval()`` mode, by weight name or by ``.safetensors`` path.
 
@@ -73,19 +98,9 @@ def load_sr(name: str | os.PathLike, device: str | torch.device = "cpu") -> nn.M
     """
     from safetensors.torch import load_file
 
-    from .. import weights as ws
     from .tfjs import dequantize_state
 
-    if str(name).endswith(".safetensors"):
-        path, fallback = Path(name), {}
-        if not path.is_file():
-            raise InputError(f"{path}: no such file")
-    elif Path(name).suffix in (".pth", ".pt", ".ckpt", ".bin", ".param", ".json") or Path(name).is_file():
-        raise InputError(f"{name}: SR models load from .safetensors (+ .json); convert it first with "
-                         f"`genrestore weights add/convert`")
-    else:
-        path, fallback = ws.resolve(str(name)), ws.spec(str(name)).config
-    config = _stored_config(path, fallback)
+    path, config = _locate(name)
     try:
         state = load_file(str(path))
     except Exception as e:  # safetensors raises its own error types for damaged files
