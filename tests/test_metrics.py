@@ -223,3 +223,33 @@ def test_ssim_in_place_path_equals_the_differentiable_one_and_gradients_check():
     assert slow.requires_grad and torch.allclose(fast, slow.detach(), rtol=0, atol=1e-6)
     a64 = a[:1, :1, :12, :12].double().requires_grad_()
     assert torch.autograd.gradcheck(lambda t: ssim_map(t, b[:1, :1, :12, :12].double()).mean(), (a64,))
+
+
+def test_mse_row_blocks_and_gradient_path_equal_float64(pairs, monkeypatch):
+    """Blocks of a few rows (a short last block), crops and luma, against the float64 reference."""
+    import genrestore.metrics.full_reference as fr
+
+    x, y = pairs
+    exact = {(yc, cb): mse(x, y, yc, cb, precision="float64") for yc in (False, True) for cb in (0, 3)}
+    monkeypatch.setattr(fr, "_BLOCK", 7 * x.shape[0] * 3 * x.shape[-1])  # blocks of 7 rows: the last one is shorter (128 = 18 x 7 + 2; 122 = 17 x 7 + 3)
+    for (yc, cb), ref in exact.items():
+        assert torch.allclose(mse(x, y, yc, cb), ref, rtol=1e-6, atol=0)
+        xg = x.clone().requires_grad_()
+        loss = mse(xg, y, yc, cb)
+        assert torch.allclose(loss.detach(), ref, rtol=1e-6, atol=0)
+        loss.sum().backward()
+        d = (x - y)[..., cb:x.shape[-2] - cb, cb:x.shape[-1] - cb]
+        if not yc:  # d/dx of mean((x - y)^2) = 2 (x - y) / count inside the crop, 0 outside
+            inner = xg.grad[..., cb:x.shape[-2] - cb, cb:x.shape[-1] - cb]
+            assert torch.allclose(inner, 2 * d / d[0].numel(), rtol=1e-5, atol=1e-12)
+            assert xg.grad.abs().sum() == pytest.approx(inner.abs().sum().item(), rel=1e-6)
+
+
+def test_ssim_of_a_batch_equals_one_image_at_a_time(pairs):
+    """Images folded into channels in groups (4 for luma, 2 for RGB; 5 leaves a short group)."""
+    x, y = pairs[0][:5], pairs[1][:5]
+    for yc in (False, True):
+        batch = ssim(x, y, y_channel=yc, crop_border=2)
+        single = torch.cat([ssim(x[i:i + 1], y[i:i + 1], y_channel=yc, crop_border=2) for i in range(5)])
+        assert torch.allclose(batch, single, rtol=0, atol=1e-7)
+        assert batch.std() > 1e-3  # distinct images: a mix-up between them would show

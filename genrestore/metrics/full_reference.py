@@ -41,7 +41,9 @@ def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
 
 Precision = Literal["float32", "float64"]
 _Y_WEIGHTS = (65.481 / 255, 128.553 / 255, 24.966 / 255)
-_CHUNK = 1 << 16  # pixels per row block (per image and channel) in mse()
+_BLOCK = 1 << 19  # elements per block in mse() on the CPU: its temporaries stay in cache
+_SSIM_CHANNELS = 16  # ssim() groups small images so that each ssim_map call filters this many channels
+_SSIM_ELEMENTS = 1 << 20  # ... and its maps hold at most this many elements
 
 
 def _prepare(x: torch.Tensor, y: torch.Tensor, crop_border: int, y_channel: bool = False,
@@ -104,17 +106,35 @@ def mse(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, crop_border: 
     n, c, h, w = x.shape
     if y_channel and c != 3:
         raise InputError("y_channel=True needs RGB images")
-    if not y_channel and c * h * w <= 1 << 20:  # small images: one fused kernel is fastest
-        return _check_finite(F.mse_loss(x, y, reduction="none").flatten(1).mean(1).double(), x0, y0)
-    # large images, or luma: accumulate over row blocks, so that no full-size temporary is written
-    weights = torch.tensor(_Y_WEIGHTS, dtype=dtype, device=x.device)
-    total = torch.zeros(n, dtype=torch.float64, device=x.device)
-    rows = max(1, _CHUNK // w)
-    for r in range(0, h, rows):  # row blocks of the (possibly cropped, strided) view: no full copy
-        d = (x[:, :, r:r + rows] - y[:, :, r:r + rows]).reshape(n, c, -1)
-        d = weights @ d if y_channel else d.reshape(n, -1)  # the luma of the difference: offsets cancel
-        total += torch.linalg.vecdot(d, d).double()
+    if torch.is_grad_enabled() and (x.requires_grad or y.requires_grad):  # as a loss: plain, differentiable ops
+        d = x - y
+        d = _luma(d, offset=False) if y_channel else d  # the luma of the difference: the offsets cancel
+        return _check_finite(d.square().flatten(1).sum(1, dtype=torch.float64) / d[0].numel(), x0, y0)
+    total = _sum_squared_difference(x, y, y_channel)
     return _check_finite(total / (h * w * (1 if y_channel else c)), x0, y0)
+
+
+def _sum_squared_difference(x: torch.Tensor, y: torch.Tensor, y_channel: bool) -> torch.Tensor:
+    """``(N,)`` float64 sums of squared differences (of the luma difference with ``y_channel``).
+
+    On the CPU the images are taken in row blocks of about ``_BLOCK`` elements: the difference is
+    written into one reused buffer, squared in place and summed, so no full-size temporary is ever
+    allocated and each block's passes run from cache. Sums within a block are float32 (pairwise);
+    the blocks are added in float64. On a GPU the whole batch is one block.
+    """
+    n, c, h, w = x.shape
+    rows = h if x.device.type != "cpu" else max(1, min(h, _BLOCK // (n * c * w)))
+    diff = torch.empty(n * c * rows * w, dtype=x.dtype, device=x.device)
+    luma = torch.empty(n * rows * w, dtype=x.dtype, device=x.device) if y_channel else None
+    weights = torch.tensor(_Y_WEIGHTS, dtype=x.dtype, device=x.device).view(1, 1, 3).expand(n, 1, 3)
+    total = torch.zeros(n, dtype=torch.float64, device=x.device)
+    for r in range(0, h, rows):  # row blocks of the (possibly cropped, strided) views: no full copy
+        k = min(rows, h - r)
+        d = torch.sub(x[:, :, r:r + k], y[:, :, r:r + k], out=diff[:n * c * k * w].view(n, c, k, w))
+        if y_channel:  # the luma of the difference (the 16/255 offsets cancel): one batched product
+            d = torch.bmm(weights, d.view(n, c, k * w), out=luma[:n * k * w].view(n, 1, k * w))
+        total += d.square_().view(n, -1).sum(1).double()
+    return total
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, crop_border: int = 0,
@@ -184,8 +204,10 @@ def ssim(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, crop_border:
          data_range: float = 1.0, precision: Precision = "float32") -> torch.Tensor:
     """Structural similarity per image, ``(N,)`` float64 (see the module docstring for the convention).
 
-    ``precision="float32"`` (default) agrees with float64 to ~1e-6; images are processed one at a
-    time to stay in cache.
+    ``precision="float32"`` (default) agrees with float64 to ~1e-6. Images go through
+    :func:`ssim_map` a few at a time, folded into the channel axis (every channel is filtered
+    alone), so that a call on small images has ``_SSIM_CHANNELS`` channels for the vectorized
+    depthwise convolution while its maps stay in cache.
 
     Example:
         >>> x = torch.rand(2, 3, 16, 16)
@@ -195,7 +217,13 @@ def ssim(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, crop_border:
     dtype = torch.float64 if precision == "float64" else torch.float32
     x0, y0 = x, y
     x, y = _prepare(x, y, crop_border, y_channel, dtype)
-    out = [ssim_map(xi, yi, data_range).double().mean(dim=(1, 2, 3)) for xi, yi in zip(x.split(1), y.split(1))]
+    n, c, h, w = x.shape
+    # images per call: enough for _SSIM_CHANNELS filtered channels (4 maps x c each), while the
+    # maps of one call stay within _SSIM_ELEMENTS (larger images: one at a time)
+    group = max(1, min(-(-_SSIM_CHANNELS // (4 * c)), _SSIM_ELEMENTS // (4 * c * h * w)))
+    out = [ssim_map(xi.reshape(1, -1, h, w), yi.reshape(1, -1, h, w), data_range)
+           .mean(dim=(2, 3), dtype=torch.float64).view(len(xi), c).mean(1)
+           for xi, yi in zip(x.split(group), y.split(group))]
     return _check_finite(torch.cat(out), x0, y0)
 
 
