@@ -253,3 +253,23 @@ def test_ssim_of_a_batch_equals_one_image_at_a_time(pairs):
         single = torch.cat([ssim(x[i:i + 1], y[i:i + 1], y_channel=yc, crop_border=2) for i in range(5)])
         assert torch.allclose(batch, single, rtol=0, atol=1e-7)
         assert batch.std() > 1e-3  # distinct images: a mix-up between them would show
+
+
+def test_ssim_in_strips_equals_the_whole_map(pairs, monkeypatch):
+    """Strips of 20 output rows (118 = 5 x 20 + 18: a short last strip) against one ssim_map call."""
+    import genrestore.metrics.full_reference as fr
+
+    x, y = pairs[0][:3], pairs[1][:3]
+    whole = fr.ssim_map(x, y).double().mean(dim=(1, 2, 3))
+    monkeypatch.setattr(fr, "_SSIM_MIN_ROWS", 1)
+    monkeypatch.setattr(fr, "_SSIM_ELEMENTS", 4 * 3 * x.shape[-1] * (20 + 10))
+    assert torch.allclose(ssim(x, y), whole, rtol=0, atol=2e-7)
+    xg = x.clone().requires_grad_()
+    loss = ssim(xg, y)
+    loss.sum().backward()
+    xr = x.clone().requires_grad_()
+    fr.ssim_map(xr, y).double().mean(dim=(1, 2, 3)).sum().backward()
+    assert torch.allclose(loss.detach(), whole, rtol=0, atol=2e-7)
+    assert torch.allclose(xg.grad, xr.grad, rtol=0, atol=1e-3 * xr.grad.abs().max().item())
+    with pytest.raises(InputError, match="at least 11x11"):
+        ssim(x[..., :10], y[..., :10])

@@ -44,6 +44,7 @@ _Y_WEIGHTS = (65.481 / 255, 128.553 / 255, 24.966 / 255)
 _BLOCK = 1 << 19  # elements per block in mse() on the CPU: its temporaries stay in cache
 _SSIM_CHANNELS = 16  # ssim() groups small images so that each ssim_map call filters this many channels
 _SSIM_ELEMENTS = 1 << 20  # ... and its maps hold at most this many elements
+_SSIM_MIN_ROWS = 32  # output rows per strip of a large image, at least
 
 
 def _prepare(x: torch.Tensor, y: torch.Tensor, crop_border: int, y_channel: bool = False,
@@ -158,17 +159,19 @@ def _gaussian_window(size: int, sigma: float, device: torch.device, dtype: torch
 
 
 def ssim_map(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, win_size: int = 11,
-             sigma: float = 1.5, k1: float = 0.01, k2: float = 0.03) -> torch.Tensor:
+             sigma: float = 1.5, k1: float = 0.01, k2: float = 0.03, *,
+             shift: torch.Tensor | None = None) -> torch.Tensor:
     """SSIM map over the valid window positions, ``(N, C, H - win + 1, W - win + 1)``, in ``x``'s dtype.
 
     Local moments are computed on images shifted by their per-channel mean (variances and the
     covariance do not change, and float32 keeps ~1e-7 accuracy); the four filtered maps
-    (x, y, x^2 + y^2, xy) go through one depthwise separable convolution.
+    (x, y, x^2 + y^2, xy) go through one depthwise separable convolution. ``shift``, ``(N, C, 1, 1)``,
+    replaces that mean (strips of one image share their image's, so that they equal the whole map).
     """
     if min(x.shape[-2:]) < win_size:
         raise InputError(f"SSIM needs images of at least {win_size}x{win_size} px, got {x.shape[-1]}x{x.shape[-2]}")
     n, c, h, w = x.shape
-    shift = x.mean(dim=(2, 3), keepdim=True)
+    shift = x.mean(dim=(2, 3), keepdim=True) if shift is None else shift
     layout = torch.channels_last if x.device.type == "cpu" and x.dtype == torch.float32 else torch.contiguous_format
     # without gradients the maps go straight into one buffer and the formula runs in place (fewer
     # full-size temporaries); as a loss (gradients wanted) the same formula runs out of place
@@ -204,10 +207,10 @@ def ssim(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, crop_border:
          data_range: float = 1.0, precision: Precision = "float32") -> torch.Tensor:
     """Structural similarity per image, ``(N,)`` float64 (see the module docstring for the convention).
 
-    ``precision="float32"`` (default) agrees with float64 to ~1e-6. Images go through
+    ``precision="float32"`` (default) agrees with float64 to ~1e-6. Small images go through
     :func:`ssim_map` a few at a time, folded into the channel axis (every channel is filtered
-    alone), so that a call on small images has ``_SSIM_CHANNELS`` channels for the vectorized
-    depthwise convolution while its maps stay in cache.
+    alone), so that a call has ``_SSIM_CHANNELS`` channels for the vectorized depthwise
+    convolution; large ones in strips of rows. Either way the maps of a call stay in cache.
 
     Example:
         >>> x = torch.rand(2, 3, 16, 16)
@@ -218,12 +221,22 @@ def ssim(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, crop_border:
     x0, y0 = x, y
     x, y = _prepare(x, y, crop_border, y_channel, dtype)
     n, c, h, w = x.shape
-    # images per call: enough for _SSIM_CHANNELS filtered channels (4 maps x c each), while the
-    # maps of one call stay within _SSIM_ELEMENTS (larger images: one at a time)
+    win = 11
+    if min(h, w) < win:
+        raise InputError(f"SSIM needs images of at least {win}x{win} px, got {w}x{h}")
+    # images per call: enough for _SSIM_CHANNELS filtered channels (4 maps x c each) while the
+    # maps of one call stay within _SSIM_ELEMENTS; larger images go one at a time, in strips of
+    # output rows (each strip reads win - 1 rows more) with the same budget
     group = max(1, min(-(-_SSIM_CHANNELS // (4 * c)), _SSIM_ELEMENTS // (4 * c * h * w)))
-    out = [ssim_map(xi.reshape(1, -1, h, w), yi.reshape(1, -1, h, w), data_range)
-           .mean(dim=(2, 3), dtype=torch.float64).view(len(xi), c).mean(1)
-           for xi, yi in zip(x.split(group), y.split(group))]
+    rows = max(_SSIM_MIN_ROWS, _SSIM_ELEMENTS // (4 * c * group * w) - (win - 1))
+    out = []
+    for xi, yi in zip(x.split(group), y.split(group)):
+        g, xi, yi = len(xi), xi.reshape(1, -1, h, w), yi.reshape(1, -1, h, w)
+        shift = xi.mean(dim=(2, 3), keepdim=True)
+        total = sum(ssim_map(xi[:, :, r:r + rows + win - 1], yi[:, :, r:r + rows + win - 1], data_range, win,
+                             shift=shift).sum(dim=(2, 3), dtype=torch.float64)
+                    for r in range(0, h - win + 1, rows))
+        out.append((total / ((h - win + 1) * (w - win + 1))).view(g, c).mean(1))
     return _check_finite(torch.cat(out), x0, y0)
 
 
