@@ -117,9 +117,10 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for k, s in stats.items():
         rem = add = "-"
-        if k != "original":  # a rate over no regions is undefined: say so, not 'nan %'
-            rem = (f"{100 * changes.removal_rate:.1f} % " if changes.old else "- ") + f"({changes.removed}/{changes.old})"
-            add = (f"{100 * changes.addition_rate:.1f} % " if changes.new else "- ") + f"({changes.added} new)"
+        if k != "original":  # both rates are over the original's regions: undefined without any, so '-'
+            rem, add = ((f"{100 * changes.removal_rate:.1f} % ", f"{100 * changes.addition_rate:.1f} % ")
+                        if changes.old else ("- ", "- "))
+            rem, add = rem + f"({changes.removed}/{changes.old})", add + f"({changes.added} new)"
         lps = f"{s['lpips']:.4f}" if lp else "absent (alexnet weights)"
         print(f"| {k} | {100 * s['fraction']:.2f} % | {s['regions']} | {rem} | {add} | {s['psnr']:.2f} | "
               f"{s['ssim']:.4f} | {lps} |")

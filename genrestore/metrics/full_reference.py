@@ -42,6 +42,7 @@ def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
 Precision = Literal["float32", "float64"]
 _Y_WEIGHTS = (65.481 / 255, 128.553 / 255, 24.966 / 255)
 _BLOCK = 1 << 19  # elements per block in mse() on the CPU: its temporaries stay in cache
+_SSIM_WINDOW = 11  # side of SSIM's Gaussian window, px
 _SSIM_CHANNELS = 16  # ssim() groups small images so that each ssim_map call filters this many channels
 _SSIM_ELEMENTS = 1 << 20  # ... and its maps hold at most this many elements
 _SSIM_MIN_ROWS = 32  # output rows per strip of a large image, at least
@@ -126,8 +127,9 @@ def _sum_squared_difference(x: torch.Tensor, y: torch.Tensor, y_channel: bool) -
     n, c, h, w = x.shape
     rows = h if x.device.type != "cpu" else max(1, min(h, _BLOCK // (n * c * w)))
     diff = torch.empty(n * c * rows * w, dtype=x.dtype, device=x.device)
-    luma = torch.empty(n * rows * w, dtype=x.dtype, device=x.device) if y_channel else None
-    weights = torch.tensor(_Y_WEIGHTS, dtype=x.dtype, device=x.device).view(1, 1, 3).expand(n, 1, 3)
+    if y_channel:
+        luma = torch.empty(n * rows * w, dtype=x.dtype, device=x.device)
+        weights = torch.tensor(_Y_WEIGHTS, dtype=x.dtype, device=x.device).view(1, 1, 3).expand(n, 1, 3)
     total = torch.zeros(n, dtype=torch.float64, device=x.device)
     for r in range(0, h, rows):  # row blocks of the (possibly cropped, strided) views: no full copy
         k = min(rows, h - r)
@@ -158,7 +160,12 @@ def _gaussian_window(size: int, sigma: float, device: torch.device, dtype: torch
     return (g / g.sum()).to(device=device, dtype=dtype)
 
 
-def ssim_map(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, win_size: int = 11,
+def _check_ssim_size(h: int, w: int, win_size: int) -> None:
+    if min(h, w) < win_size:
+        raise InputError(f"SSIM needs images of at least {win_size}x{win_size} px, got {w}x{h}")
+
+
+def ssim_map(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, win_size: int = _SSIM_WINDOW,
              sigma: float = 1.5, k1: float = 0.01, k2: float = 0.03, *,
              shift: torch.Tensor | None = None) -> torch.Tensor:
     """SSIM map over the valid window positions, ``(N, C, H - win + 1, W - win + 1)``, in ``x``'s dtype.
@@ -168,9 +175,8 @@ def ssim_map(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, win_size
     (x, y, x^2 + y^2, xy) go through one depthwise separable convolution. ``shift``, ``(N, C, 1, 1)``,
     replaces that mean (strips of one image share their image's, so that they equal the whole map).
     """
-    if min(x.shape[-2:]) < win_size:
-        raise InputError(f"SSIM needs images of at least {win_size}x{win_size} px, got {x.shape[-1]}x{x.shape[-2]}")
     n, c, h, w = x.shape
+    _check_ssim_size(h, w, win_size)
     shift = x.mean(dim=(2, 3), keepdim=True) if shift is None else shift
     layout = torch.channels_last if x.device.type == "cpu" and x.dtype == torch.float32 else torch.contiguous_format
     # without gradients the maps go straight into one buffer and the formula runs in place (fewer
@@ -221,9 +227,8 @@ def ssim(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, crop_border:
     x0, y0 = x, y
     x, y = _prepare(x, y, crop_border, y_channel, dtype)
     n, c, h, w = x.shape
-    win = 11
-    if min(h, w) < win:
-        raise InputError(f"SSIM needs images of at least {win}x{win} px, got {w}x{h}")
+    win = _SSIM_WINDOW
+    _check_ssim_size(h, w, win)  # before the strips: with none, the sum below would be silently 0
     # images per call: enough for _SSIM_CHANNELS filtered channels (4 maps x c each) while the
     # maps of one call stay within _SSIM_ELEMENTS; larger images go one at a time, in strips of
     # output rows (each strip reads win - 1 rows more) with the same budget
