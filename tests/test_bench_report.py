@@ -102,3 +102,18 @@ def test_chromium_renders(tmp_path):
     assert shot.is_file(), "chromium wrote no screenshot"
     x = read_image(shot, "rgb")
     assert (x != x[..., :1, :1]).any(), "screenshot is a single colour"
+
+
+def test_legend_labels_short_and_distinct():
+    from genrestore.bench.report import _legend_labels, _svg_chart
+
+    names = ["degraded", "sr:realesrgan-x4plus", "sr:runs/desra-paper/realesrgan-x4plus-desra.safetensors",
+             "sr:runs/other/realesrgan-x4plus-desra.safetensors", "idm:" + "x" * 40]
+    labels = _legend_labels(names, limit=28)
+    assert labels[:2] == ["degraded", "sr:realesrgan-x4plus"]  # short names kept as they are
+    # a path becomes its stem; the two stems are equal, so they are numbered
+    assert labels[2:4] == ["sr:realesrgan-x4plus-desra #1", "sr:realesrgan-x4plus-desra #2"]
+    assert labels[4] == "idm:xxxxxxxxx\u2026" + "x" * 14 and len(labels[4]) == 28  # cut in the middle
+    svg = _svg_chart("t", "x", "y", {n: [(0.0, float(i))] for i, n in enumerate(names)})
+    for name, label in zip(names, labels):
+        assert f">{label}<title>{name}</title></text>" in svg  # full name kept as the tooltip

@@ -247,10 +247,42 @@ def _range(values: list[float]) -> tuple[float, float]:
     return lo - pad, hi + pad
 
 
+_LEGEND_CHARS = 28  # longest legend label; the full name is the label's tooltip
+
+
+def _legend_labels(names: list[str], limit: int = _LEGEND_CHARS) -> list[str]:
+    """Short, distinct legend labels: a method's file path shortened to its stem
+    (``sr:runs/a/model-ft.safetensors`` -> ``sr:model-ft``), long labels cut in the middle with an
+    ellipsis, and a ``#k`` suffix where two names still give one label."""
+    labels = []
+    for name in names:
+        kind, sep, rest = name.partition(":")
+        if not sep:
+            kind, rest = "", name
+        if "/" in rest or "\\" in rest or rest.endswith(".safetensors"):
+            rest = Path(rest.replace("\\", "/")).stem
+        label = f"{kind}{sep}{rest}"
+        if len(label) > limit:
+            head = (limit - 1) // 2
+            label = label[:head] + "\u2026" + label[len(label) - (limit - 1 - head):]
+        labels.append(label)
+    seen: dict[str, int] = {}
+    out = []
+    for label in labels:
+        if labels.count(label) > 1:
+            seen[label] = seen.get(label, 0) + 1
+            label = f"{label} #{seen[label]}"
+        out.append(label)
+    return out
+
+
 def _svg_chart(title: str, x_label: str, y_label: str, series: dict[str, list[tuple[float, float]]],
                x_names: list[str] | None = None, lines: bool = True) -> str:
     """An SVG chart: ``series`` maps a name to (x, y) points; ``x_names`` labels integer x."""
-    W, H, L, R, T, B = 460, 300, 60, 120, 30, 45
+    labels = _legend_labels(list(series))
+    L, T, B, H = 60, 30, 45, 300
+    R = max(120, 30 + 7 * max(map(len, labels), default=0))  # legend column fits the longest label
+    W = 340 + R
     pts = [p for s in series.values() for p in s]
     if not pts:
         return ""
@@ -279,7 +311,7 @@ def _svg_chart(title: str, x_label: str, y_label: str, series: dict[str, list[tu
     xt = [(i, name) for i, name in enumerate(x_names)] if x_names else [(v, f"{v:.3g}") for v in _ticks(xlo, xhi)]
     for v, name in xt:
         out.append(f'<text x="{sx(v):.1f}" y="{H - B + 16}" text-anchor="middle">{e(name)}</text>')
-    for k, (name, s) in enumerate(series.items()):
+    for k, ((name, s), label) in enumerate(zip(series.items(), labels)):
         colour = _PALETTE[k % len(_PALETTE)]
         if lines and len(s) > 1:
             path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in s)
@@ -289,7 +321,7 @@ def _svg_chart(title: str, x_label: str, y_label: str, series: dict[str, list[tu
                        f'<title>{e(name)}: ({x:.4g}, {y:.4g})</title></circle>')
         ly = T + 14 * k + 6
         out.append(f'<rect x="{W - R + 8}" y="{ly - 8}" width="10" height="10" fill="{colour}"/>'
-                   f'<text x="{W - R + 22}" y="{ly + 1}">{e(name[:16])}</text>')
+                   f'<text x="{W - R + 22}" y="{ly + 1}">{e(label)}<title>{e(name)}</title></text>')
     out.append("</svg>")
     return "".join(out)
 
