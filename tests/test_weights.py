@@ -37,6 +37,15 @@ def test_missing_weight_error_names_file_places_and_command(store):
     assert "\n" not in msg
 
 
+def test_a_missing_file_is_not_called_an_unknown_weight(store, tmp_path):
+    with pytest.raises(InputError, match=r"^.*nope\.safetensors: no such file \(nor a weight name"):
+        ws.resolve(str(tmp_path / "nope.safetensors"))
+    with pytest.raises(InputError, match=r"^runs/model: no such file"):
+        ws.resolve("runs/model")
+    with pytest.raises(InputError, match=r"^unknown weight 'lpips-alex-v0\.2'"):  # a dotted name stays a name
+        ws.resolve("lpips-alex-v0.2")
+
+
 def test_add_converts_pth_checks_hash_and_is_loadable(store, tmp_path):
     sd = {"features.0.weight": torch.randn(4, 3, 3, 3), "features.0.bias": torch.randn(4)}
     src = _checkpoint(tmp_path, {"state_dict": sd})

@@ -60,9 +60,14 @@ def _load_registry() -> dict[str, WeightSpec]:
 REGISTRY: dict[str, WeightSpec] = _load_registry()
 
 
+_FILE_SUFFIXES = {".safetensors", ".json", ".pth", ".pt", ".pkl", ".ckpt", ".bin", ".onnx"}
+
+
 def spec(name: str) -> WeightSpec:
     """The registry entry of ``name``; :class:`InputError` for an unknown name."""
     if name not in REGISTRY:
+        if "/" in name or os.sep in name or Path(name).suffix in _FILE_SUFFIXES:  # meant as a file
+            raise InputError(f"{name}: no such file (nor a weight name: {', '.join(sorted(REGISTRY))})")
         raise InputError(f"unknown weight {name!r}; known: {', '.join(sorted(REGISTRY))}")
     return REGISTRY[name]
 
