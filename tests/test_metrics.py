@@ -62,6 +62,36 @@ def test_y_channel_of_strided_inputs_equals_contiguous(pairs):
                                   rtol=0, atol=tol)
 
 
+def test_luma_of_each_layout_is_exact_for_equal_and_nearly_equal_images(pairs):
+    """The CPU luma path takes each side's luma in its own layout (float32 rounding ~3e-8 per
+    pixel); equal images must still give inf, and a difference far below that rounding must be
+    measured, not drowned: one pixel moved by 1e-5 in red has luma MSE (65.481/255 1e-5)^2 / HW."""
+    x = pairs[0][:2].contiguous()
+    cl = x.contiguous(memory_format=torch.channels_last)
+    assert torch.isinf(psnr(x, cl, y_channel=True)).all() and (mse(cl, x, y_channel=True, crop_border=2) == 0).all()
+    moved = cl.clone()
+    moved[1, 0, 5, 7] += 1e-5
+    h, w = x.shape[-2:]
+    expected = (65.481 / 255 * (moved[1, 0, 5, 7].double() - x[1, 0, 5, 7].double())) ** 2 / (h * w)
+    got = mse(x, moved, y_channel=True)
+    assert got[0].item() == 0 and got[1].item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_luma_psnr_does_not_depend_on_the_thread_count(pairs):
+    """Rows are split into one strip per thread (3 strips of 128 rows: 42, 43, 43)."""
+    x, y = pairs
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = mse(x, y, y_channel=True, crop_border=1)
+        torch.set_num_threads(3)
+        three = mse(x, y, y_channel=True, crop_border=1)
+    finally:
+        torch.set_num_threads(threads)
+    exact = mse(x, y, y_channel=True, crop_border=1, precision="float64")
+    assert torch.allclose(one, three, rtol=1e-12, atol=0) and torch.allclose(one, exact, rtol=1e-6, atol=0)
+
+
 def test_bt601_luma_hand_values():
     rgb = torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0]]).T.reshape(1, 3, 1, 3)
     y = rgb_to_y(rgb)[0, 0, 0] * 255

@@ -20,6 +20,8 @@ finish in ``compute``; ``merge`` adds another instance's state (shards, ranks).
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Literal
 
@@ -46,6 +48,7 @@ _SSIM_WINDOW = 11  # side of SSIM's Gaussian window, px
 _SSIM_CHANNELS = 16  # ssim() groups small images so that each ssim_map call filters this many channels
 _SSIM_ELEMENTS = 1 << 20  # ... and its maps hold at most this many elements
 _SSIM_MIN_ROWS = 32  # output rows per strip of a large image, at least
+_LUMA_EXACT_BELOW = 1e-10  # a luma MSE below this (PSNR > 100 dB) is recomputed from the difference
 
 
 def _prepare(x: torch.Tensor, y: torch.Tensor, crop_border: int, y_channel: bool = False,
@@ -117,7 +120,74 @@ def mse(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, crop_border: 
 
 
 def _sum_squared_difference(x: torch.Tensor, y: torch.Tensor, y_channel: bool) -> torch.Tensor:
-    """``(N,)`` float64 sums of squared differences (of the luma difference with ``y_channel``).
+    """``(N,)`` float64 sums of squared differences (of the luma difference with ``y_channel``)."""
+    if y_channel and x.device.type == "cpu" and x.dtype == torch.float32 and _opencv_layout(x) and _opencv_layout(y):
+        return _sum_squared_luma_difference_opencv(x, y)
+    return _sum_squared_difference_blocks(x, y, y_channel)
+
+
+def _opencv_layout(t: torch.Tensor) -> bool:
+    """Whether each image of ``(N, 3, H, W)`` is an OpenCV matrix: rows of adjacent pixels, with
+    each pixel's channels adjacent (channels-last, as decoded images are) or in separate planes."""
+    return t.stride(3) == 1 or (t.stride(1) == 1 and t.stride(3) == 3)
+
+
+def _luma_opencv(t: torch.Tensor):
+    """``(3, H, W)`` float32 CPU view in an ``_opencv_layout`` -> ``(H, W)`` numpy BT.601 luma without
+    the offset, one vectorized pass over the image in its own layout (no transposing read)."""
+    import cv2
+
+    wr, wg, wb = _Y_WEIGHTS
+    if t.stride(2) == 1:  # planes
+        planes = t.numpy()
+        luma = cv2.addWeighted(planes[0], wr, planes[1], wg, 0.0)
+        return cv2.scaleAdd(planes[2], wb, luma, dst=luma)
+    return cv2.transform(t.permute(1, 2, 0).numpy(), _luma_matrix())
+
+
+@lru_cache(maxsize=1)
+def _luma_matrix():
+    import numpy as np
+
+    return np.array([_Y_WEIGHTS], dtype=np.float32)
+
+
+def _sum_squared_luma_difference_opencv(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The CPU float32 path for luma: the luma of each side in its own memory layout (a decoded
+    JPEG is channels-last, a tensor planar: their difference would read one of them transposed),
+    then OpenCV's fused squared-difference norm, accumulated in float64. The rows of every image
+    are split into ``torch.get_num_threads()`` strips, summed on that many threads (OpenCV
+    releases the GIL), so one large image uses every core too.
+
+    The luma of each side carries float32 rounding (~3e-8) that the luma of the difference does
+    not: images closer than ``_LUMA_EXACT_BELOW`` in MSE are recomputed from their difference, so
+    equal images give exactly 0.
+    """
+    import cv2
+
+    n, _, h, w = x.shape
+    strips = max(1, min(torch.get_num_threads(), h // 16))
+    bounds = [h * j // strips for j in range(strips + 1)]
+
+    def strip_sums(j: int) -> list[float]:
+        rows = slice(bounds[j], bounds[j + 1])
+        return [cv2.norm(_luma_opencv(x[i, :, rows]), _luma_opencv(y[i, :, rows]), cv2.NORM_L2SQR)
+                for i in range(n)]
+
+    parts = list(_thread_pool().map(strip_sums, range(strips))) if strips > 1 else [strip_sums(0)]
+    total = torch.tensor(parts, dtype=torch.float64).sum(0)
+    for i in (total < _LUMA_EXACT_BELOW * h * w).nonzero().flatten().tolist():
+        total[i] = _sum_squared_difference_blocks(x[i:i + 1], y[i:i + 1], True)[0]
+    return total
+
+
+@lru_cache(maxsize=1)
+def _thread_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="genrestore-metrics")
+
+
+def _sum_squared_difference_blocks(x: torch.Tensor, y: torch.Tensor, y_channel: bool) -> torch.Tensor:
+    """``(N,)`` float64 sums of squared differences (of the luma difference with ``y_channel``), in torch.
 
     On the CPU the images are taken in row blocks of about ``_BLOCK`` elements: the difference is
     written into one reused buffer, squared in place and summed, so no full-size temporary is ever
