@@ -5,7 +5,7 @@ restore with the 3-phase robust inversion (ours) and the two baselines (Adam in 
 Adam in W+), each with the same number of steps (450 x --steps). Reports
 
 * accuracy: LPIPS(prediction, ground truth)   (also PSNR/SSIM, which need no weights)
-* fidelity: LPIPS(true degradation of the prediction, degraded target)
+* fidelity: LPIPS(true degradation of the prediction, degraded target)   (also PSNR)
 * realism: patch-FID of prediction crops vs ground-truth crops (needs Inception weights)
 
 with the degraded input as a reference row, and seconds per image and peak memory. Numbers that
@@ -111,8 +111,8 @@ def main() -> None:
     lp = _lpips_metric()
     print(f"generator {args.generator or 'tiny random'} ({G.resolution} px), {args.images} crops of {args.data}, "
           f"{total_steps} steps per method, loss {distance[1]}, device {device}")
-    print("| task | level | method | accuracy LPIPS | PSNR | SSIM | fidelity LPIPS | pFID | s/img |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| task | level | method | accuracy LPIPS | PSNR | SSIM | fidelity LPIPS | fidelity PSNR | pFID | s/img |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     cells = 0
     wins = {"LPIPS": 0, "PSNR": 0, "SSIM": 0}  # cells where ours is the most accurate of the three inversions
     for name, level in names:
@@ -136,12 +136,14 @@ def main() -> None:
         for method, (pred, secs) in rows.items():
             acc = lp(pred, gt).mean().item() if lp else None
             accs[method] = {"LPIPS": acc, "PSNR": psnr(pred, gt).mean().item(), "SSIM": ssim(pred, gt).mean().item()}
-            fid = lp(task.degrade(pred, generator_for(args.seed, f"{name}:{level}")), y).mean().item() \
-                if lp and method != "degraded input" else None
+            redegraded = task.degrade(pred, generator_for(args.seed, f"{name}:{level}")) \
+                if method != "degraded input" else None
+            fid = lp(redegraded, y).mean().item() if lp and redegraded is not None else None
+            fid_psnr = f"{psnr(redegraded, y).mean().item():.2f}" if redegraded is not None else "-"
             print(f"| {name} | {level} | {method} | {f'{acc:.4f}' if acc is not None else 'absent'} | "
                   f"{accs[method]['PSNR']:.2f} | {accs[method]['SSIM']:.4f} | "
-                  f"{f'{fid:.4f}' if fid is not None else ('absent' if method != 'degraded input' else '-')} | "
-                  f"{_pfid(pred, gt, args.seed)} | {secs:.2f} |")
+                  f"{f'{fid:.4f}' if fid is not None else ('absent' if redegraded is not None else '-')} | "
+                  f"{fid_psnr} | {_pfid(pred, gt, args.seed)} | {secs:.2f} |")
         cells += 1
         baselines = (accs["Adam W"], accs["Adam W+"])
         if lp:
