@@ -49,6 +49,7 @@ _SSIM_CHANNELS = 16  # ssim() groups small images so that each ssim_map call fil
 _SSIM_ELEMENTS = 1 << 20  # ... and its maps hold at most this many elements
 _SSIM_MIN_ROWS = 32  # output rows per strip of a large image, at least
 _LUMA_EXACT_BELOW = 1e-10  # a luma MSE below this (PSNR > 100 dB) is recomputed from the difference
+_STRIP_PIXELS = 1 << 18  # the luma MSE splits an image's rows over threads in strips of at least this many pixels
 
 
 def _prepare(x: torch.Tensor, y: torch.Tensor, crop_border: int, y_channel: bool = False,
@@ -132,17 +133,24 @@ def _opencv_layout(t: torch.Tensor) -> bool:
     return t.stride(3) == 1 or (t.stride(1) == 1 and t.stride(3) == 3)
 
 
-def _luma_opencv(t: torch.Tensor):
-    """``(3, H, W)`` float32 CPU view in an ``_opencv_layout`` -> ``(H, W)`` numpy BT.601 luma without
-    the offset, one vectorized pass over the image in its own layout (no transposing read)."""
+def _as_opencv(t: torch.Tensor):
+    """A numpy view (no copy) of a batch in an ``_opencv_layout`` and whether it is of pixels:
+    ``(N, 3, H, W)`` planes, or ``(N, H, W, 3)`` pixels when the channels are adjacent."""
+    if t.stride(3) == 1:
+        return t.numpy(), False
+    return t.permute(0, 2, 3, 1).numpy(), True
+
+
+def _luma_opencv(image, pixels: bool):
+    """``(h, w, 3)`` pixels or ``(3, h, w)`` planes, float32 numpy -> ``(h, w)`` BT.601 luma
+    without the offset, in a vectorized pass over the image's own layout."""
     import cv2
 
+    if pixels:
+        return cv2.transform(image, _luma_matrix())
     wr, wg, wb = _Y_WEIGHTS
-    if t.stride(2) == 1:  # planes
-        planes = t.numpy()
-        luma = cv2.addWeighted(planes[0], wr, planes[1], wg, 0.0)
-        return cv2.scaleAdd(planes[2], wb, luma, dst=luma)
-    return cv2.transform(t.permute(1, 2, 0).numpy(), _luma_matrix())
+    luma = cv2.addWeighted(image[0], wr, image[1], wg, 0.0)
+    return cv2.scaleAdd(image[2], wb, luma, dst=luma)
 
 
 @lru_cache(maxsize=1)
@@ -155,9 +163,10 @@ def _luma_matrix():
 def _sum_squared_luma_difference_opencv(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The CPU float32 path for luma: the luma of each side in its own memory layout (a decoded
     JPEG is channels-last, a tensor planar: their difference would read one of them transposed),
-    then OpenCV's fused squared-difference norm, accumulated in float64. The rows of every image
-    are split into ``torch.get_num_threads()`` strips, summed on that many threads (OpenCV
-    releases the GIL), so one large image uses every core too.
+    then OpenCV's fused squared-difference norm, accumulated in float64. Images of at least
+    ``_STRIP_PIXELS`` pixels are cut into row strips summed on up to ``torch.get_num_threads()``
+    threads (OpenCV releases the GIL); smaller ones run on one thread, where the calls are too
+    short for threads to pay.
 
     The luma of each side carries float32 rounding (~3e-8) that the luma of the difference does
     not: images closer than ``_LUMA_EXACT_BELOW`` in MSE are recomputed from their difference, so
@@ -166,12 +175,16 @@ def _sum_squared_luma_difference_opencv(x: torch.Tensor, y: torch.Tensor) -> tor
     import cv2
 
     n, _, h, w = x.shape
-    strips = max(1, min(torch.get_num_threads(), h // 16))
+    (xa, x_pixels), (ya, y_pixels) = _as_opencv(x), _as_opencv(y)
+    strips = max(1, min(torch.get_num_threads(), h * w // _STRIP_PIXELS, h))
     bounds = [h * j // strips for j in range(strips + 1)]
+
+    def luma(a, pixels: bool, i: int, rows: slice):
+        return _luma_opencv(a[i, rows] if pixels else a[i, :, rows], pixels)
 
     def strip_sums(j: int) -> list[float]:
         rows = slice(bounds[j], bounds[j + 1])
-        return [cv2.norm(_luma_opencv(x[i, :, rows]), _luma_opencv(y[i, :, rows]), cv2.NORM_L2SQR)
+        return [cv2.norm(luma(xa, x_pixels, i, rows), luma(ya, y_pixels, i, rows), cv2.NORM_L2SQR)
                 for i in range(n)]
 
     parts = list(_thread_pool().map(strip_sums, range(strips))) if strips > 1 else [strip_sums(0)]
