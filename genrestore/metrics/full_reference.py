@@ -43,13 +43,13 @@ def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
 
 Precision = Literal["float32", "float64"]
 _Y_WEIGHTS = (65.481 / 255, 128.553 / 255, 24.966 / 255)
-_BLOCK = 1 << 19  # elements per block in mse() on the CPU: its temporaries stay in cache
+_BLOCK = 1 << 19  # elements (luma: pixels) per row block of mse() on the CPU: its temporaries stay in cache
 _SSIM_WINDOW = 11  # side of SSIM's Gaussian window, px
 _SSIM_CHANNELS = 16  # ssim() groups small images so that each ssim_map call filters this many channels
 _SSIM_ELEMENTS = 1 << 20  # ... and its maps hold at most this many elements
 _SSIM_MIN_ROWS = 32  # output rows per strip of a large image, at least
 _LUMA_EXACT_BELOW = 1e-10  # a luma MSE below this (PSNR > 100 dB) is recomputed from the difference
-_STRIP_PIXELS = 1 << 18  # the luma MSE splits an image's rows over threads in strips of at least this many pixels
+_STRIP_PIXELS = 1 << 18  # the luma MSE sums its row blocks on threads for images of at least this many pixels
 
 
 def _prepare(x: torch.Tensor, y: torch.Tensor, crop_border: int, y_channel: bool = False,
@@ -116,15 +116,11 @@ def mse(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, crop_border: 
         d = x - y
         d = _luma(d, offset=False) if y_channel else d  # the luma of the difference: the offsets cancel
         return _check_finite(d.square().flatten(1).sum(1, dtype=torch.float64) / d[0].numel(), x0, y0)
-    total = _sum_squared_difference(x, y, y_channel)
+    if y_channel and dtype == torch.float32 and x.device.type == "cpu" and _opencv_layout(x0) and _opencv_layout(y0):
+        total = _sum_squared_luma_difference_opencv(x0.to(dtype), y0.to(dtype), crop_border)
+    else:
+        total = _sum_squared_difference_blocks(x, y, y_channel)
     return _check_finite(total / (h * w * (1 if y_channel else c)), x0, y0)
-
-
-def _sum_squared_difference(x: torch.Tensor, y: torch.Tensor, y_channel: bool) -> torch.Tensor:
-    """``(N,)`` float64 sums of squared differences (of the luma difference with ``y_channel``)."""
-    if y_channel and x.device.type == "cpu" and x.dtype == torch.float32 and _opencv_layout(x) and _opencv_layout(y):
-        return _sum_squared_luma_difference_opencv(x, y)
-    return _sum_squared_difference_blocks(x, y, y_channel)
 
 
 def _opencv_layout(t: torch.Tensor) -> bool:
@@ -133,24 +129,23 @@ def _opencv_layout(t: torch.Tensor) -> bool:
     return t.stride(3) == 1 or (t.stride(1) == 1 and t.stride(3) == 3)
 
 
-def _as_opencv(t: torch.Tensor):
-    """A numpy view (no copy) of a batch in an ``_opencv_layout`` and whether it is of pixels:
-    ``(N, 3, H, W)`` planes, or ``(N, H, W, 3)`` pixels when the channels are adjacent."""
-    if t.stride(3) == 1:
-        return t.numpy(), False
-    return t.permute(0, 2, 3, 1).numpy(), True
-
-
-def _luma_opencv(image, pixels: bool):
-    """``(h, w, 3)`` pixels or ``(3, h, w)`` planes, float32 numpy -> ``(h, w)`` BT.601 luma
-    without the offset, in a vectorized pass over the image's own layout."""
+def _luma_rows_opencv(t: torch.Tensor, rows: slice):
+    """Rows ``rows`` of every image of ``(N, 3, H, W)`` float32 CPU, in an ``_opencv_layout`` ->
+    ``(N, k, W)`` numpy BT.601 luma without the offset: one vectorized OpenCV pass over the whole
+    batch in its own layout (``transform`` over channels-last pixels, ``addWeighted`` and
+    ``scaleAdd`` over planes), each image's rows seen as one row of a matrix (a copy only when
+    they are not evenly spaced, e.g. a crop of a wider image)."""
     import cv2
 
-    if pixels:
-        return cv2.transform(image, _luma_matrix())
-    wr, wg, wb = _Y_WEIGHTS
-    luma = cv2.addWeighted(image[0], wr, image[1], wg, 0.0)
-    return cv2.scaleAdd(image[2], wb, luma, dst=luma)
+    n, _, _, w = t.shape
+    if t.stride(3) == 1:  # planes
+        planes = [t[:, c, rows].numpy().reshape(n, -1) for c in range(3)]
+        wr, wg, wb = _Y_WEIGHTS
+        luma = cv2.addWeighted(planes[0], wr, planes[1], wg, 0.0)
+        luma = cv2.scaleAdd(planes[2], wb, luma, dst=luma)
+    else:  # each pixel's channels adjacent
+        luma = cv2.transform(t[:, :, rows].permute(0, 2, 3, 1).numpy().reshape(n, -1, 3), _luma_matrix())
+    return luma.reshape(n, -1, w)
 
 
 @lru_cache(maxsize=1)
@@ -160,13 +155,15 @@ def _luma_matrix():
     return np.array([_Y_WEIGHTS], dtype=np.float32)
 
 
-def _sum_squared_luma_difference_opencv(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """The CPU float32 path for luma: the luma of each side in its own memory layout (a decoded
+def _sum_squared_luma_difference_opencv(x: torch.Tensor, y: torch.Tensor, crop_border: int = 0) -> torch.Tensor:
+    """``(N,)`` float64 sums of squared luma differences inside ``crop_border``, for float32 CPU
+    images in an ``_opencv_layout``: the luma of each side in its own memory layout (a decoded
     JPEG is channels-last, a tensor planar: their difference would read one of them transposed),
-    then OpenCV's fused squared-difference norm, accumulated in float64. Images of at least
-    ``_STRIP_PIXELS`` pixels are cut into row strips summed on up to ``torch.get_num_threads()``
-    threads (OpenCV releases the GIL); smaller ones run on one thread, where the calls are too
-    short for threads to pay.
+    a few OpenCV calls for the whole batch, then OpenCV's fused squared-difference norm of each
+    image's crop, accumulated in float64. The rows go in blocks of about ``_BLOCK`` pixels over
+    the batch, so each block's luma is still in cache for the norm; images of at least
+    ``_STRIP_PIXELS`` pixels have their blocks summed on up to ``torch.get_num_threads()`` threads
+    (OpenCV releases the GIL); on smaller ones threads cost more than they give.
 
     The luma of each side carries float32 rounding (~3e-8) that the luma of the difference does
     not: images closer than ``_LUMA_EXACT_BELOW`` in MSE are recomputed from their difference, so
@@ -175,28 +172,30 @@ def _sum_squared_luma_difference_opencv(x: torch.Tensor, y: torch.Tensor) -> tor
     import cv2
 
     n, _, h, w = x.shape
-    (xa, x_pixels), (ya, y_pixels) = _as_opencv(x), _as_opencv(y)
-    strips = max(1, min(torch.get_num_threads(), h * w // _STRIP_PIXELS, h))
-    bounds = [h * j // strips for j in range(strips + 1)]
-
-    def luma(a, pixels: bool, i: int, rows: slice):
-        return _luma_opencv(a[i, rows] if pixels else a[i, :, rows], pixels)
+    top, bottom, cols = crop_border, h - crop_border, slice(crop_border, w - crop_border)
+    per_strip = max(1, _BLOCK // (n * w))  # rows: the strip's luma stays in cache for the norm
+    bounds = list(range(top, bottom, per_strip)) + [bottom]
+    strips = len(bounds) - 1
+    threads = min(torch.get_num_threads(), strips) if h * w >= _STRIP_PIXELS else 1
 
     def strip_sums(j: int) -> list[float]:
         rows = slice(bounds[j], bounds[j + 1])
-        return [cv2.norm(luma(xa, x_pixels, i, rows), luma(ya, y_pixels, i, rows), cv2.NORM_L2SQR)
-                for i in range(n)]
+        lx, ly = _luma_rows_opencv(x, rows), _luma_rows_opencv(y, rows)
+        return [cv2.norm(lx[i, :, cols], ly[i, :, cols], cv2.NORM_L2SQR) for i in range(n)]
 
-    parts = list(_thread_pool().map(strip_sums, range(strips))) if strips > 1 else [strip_sums(0)]
+    parts = list(_thread_pool(threads).map(strip_sums, range(strips))) if threads > 1 else \
+        [strip_sums(j) for j in range(strips)]
     total = torch.tensor(parts, dtype=torch.float64).sum(0)
-    for i in (total < _LUMA_EXACT_BELOW * h * w).nonzero().flatten().tolist():
-        total[i] = _sum_squared_difference_blocks(x[i:i + 1], y[i:i + 1], True)[0]
+    area = (bottom - top) * (w - 2 * crop_border)
+    for i in (total < _LUMA_EXACT_BELOW * area).nonzero().flatten().tolist():
+        inside = (slice(i, i + 1), slice(None), slice(top, bottom), cols)
+        total[i] = _sum_squared_difference_blocks(x[inside], y[inside], True)[0]
     return total
 
 
-@lru_cache(maxsize=1)
-def _thread_pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="genrestore-metrics")
+@lru_cache(maxsize=4)
+def _thread_pool(workers: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="genrestore-metrics")
 
 
 def _sum_squared_difference_blocks(x: torch.Tensor, y: torch.Tensor, y_channel: bool) -> torch.Tensor:
