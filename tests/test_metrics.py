@@ -78,11 +78,11 @@ def test_luma_of_each_layout_is_exact_for_equal_and_nearly_equal_images(pairs):
 
 
 def test_luma_psnr_does_not_depend_on_the_thread_count(pairs, monkeypatch):
-    """Row strips of 20 rows (126 rows inside the crop: 6 strips and a short one), on 1 or 3 threads."""
+    """Row blocks of 20 rows (126 rows inside the crop: 6 blocks and a short one), on 1 or 3 threads."""
     import genrestore.metrics.full_reference as fr
 
     x, y = pairs
-    monkeypatch.setattr(fr, "_STRIP_PIXELS", 1024)
+    monkeypatch.setattr(fr, "_THREADED_PIXELS", 1024)
     monkeypatch.setattr(fr, "_BLOCK", 20 * x.shape[0] * x.shape[-1])
     threads = torch.get_num_threads()
     try:

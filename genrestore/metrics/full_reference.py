@@ -20,7 +20,6 @@ finish in ``compute``; ``merge`` adds another instance's state (shards, ranks).
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Literal
@@ -49,7 +48,7 @@ _SSIM_CHANNELS = 16  # ssim() groups small images so that each ssim_map call fil
 _SSIM_ELEMENTS = 1 << 20  # ... and its maps hold at most this many elements
 _SSIM_MIN_ROWS = 32  # output rows per strip of a large image, at least
 _LUMA_EXACT_BELOW = 1e-10  # a luma MSE below this (PSNR > 100 dB) is recomputed from the difference
-_STRIP_PIXELS = 1 << 18  # the luma MSE sums its row blocks on threads for images of at least this many pixels
+_THREADED_PIXELS = 1 << 18  # the luma MSE sums its row blocks on threads for images of at least this many pixels
 
 
 def _prepare(x: torch.Tensor, y: torch.Tensor, crop_border: int, y_channel: bool = False,
@@ -162,7 +161,7 @@ def _sum_squared_luma_difference_opencv(x: torch.Tensor, y: torch.Tensor, crop_b
     a few OpenCV calls for the whole batch, then OpenCV's fused squared-difference norm of each
     image's crop, accumulated in float64. The rows go in blocks of about ``_BLOCK`` pixels over
     the batch, so each block's luma is still in cache for the norm; images of at least
-    ``_STRIP_PIXELS`` pixels have their blocks summed on up to ``torch.get_num_threads()`` threads
+    ``_THREADED_PIXELS`` pixels have their blocks summed on up to ``torch.get_num_threads()`` threads
     (OpenCV releases the GIL); on smaller ones threads cost more than they give.
 
     The luma of each side carries float32 rounding (~3e-8) that the luma of the difference does
@@ -173,18 +172,18 @@ def _sum_squared_luma_difference_opencv(x: torch.Tensor, y: torch.Tensor, crop_b
 
     n, _, h, w = x.shape
     top, bottom, cols = crop_border, h - crop_border, slice(crop_border, w - crop_border)
-    per_strip = max(1, _BLOCK // (n * w))  # rows: the strip's luma stays in cache for the norm
-    bounds = list(range(top, bottom, per_strip)) + [bottom]
-    strips = len(bounds) - 1
-    threads = min(torch.get_num_threads(), strips) if h * w >= _STRIP_PIXELS else 1
+    block_rows = max(1, _BLOCK // (n * w))  # each block's luma stays in cache for the norm
+    bounds = list(range(top, bottom, block_rows)) + [bottom]
+    blocks = len(bounds) - 1
+    threads = min(torch.get_num_threads(), blocks) if h * w >= _THREADED_PIXELS else 1
 
-    def strip_sums(j: int) -> list[float]:
+    def block_sums(j: int) -> list[float]:
         rows = slice(bounds[j], bounds[j + 1])
         lx, ly = _luma_rows_opencv(x, rows), _luma_rows_opencv(y, rows)
         return [cv2.norm(lx[i, :, cols], ly[i, :, cols], cv2.NORM_L2SQR) for i in range(n)]
 
-    parts = list(_thread_pool(threads).map(strip_sums, range(strips))) if threads > 1 else \
-        [strip_sums(j) for j in range(strips)]
+    parts = list(_thread_pool(threads).map(block_sums, range(blocks))) if threads > 1 else \
+        [block_sums(j) for j in range(blocks)]
     total = torch.tensor(parts, dtype=torch.float64).sum(0)
     area = (bottom - top) * (w - 2 * crop_border)
     for i in (total < _LUMA_EXACT_BELOW * area).nonzero().flatten().tolist():
