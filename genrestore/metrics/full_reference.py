@@ -55,22 +55,29 @@ def _prepare(x: torch.Tensor, y: torch.Tensor, crop_border: int, y_channel: bool
              dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Checked, cropped pair in ``dtype``; with ``y_channel``, their luma (taken before the crop:
     the two commute, and the whole images are contiguous, which makes the luma one matrix product)."""
+    x, y = _checked(x, y, crop_border, dtype)
+    if y_channel:
+        if x.shape[1] != 3:
+            raise InputError("y_channel=True needs RGB images")
+        x, y = _luma(x), _luma(y)
+    return _crop(x, crop_border), _crop(y, crop_border)
+
+
+def _checked(x: torch.Tensor, y: torch.Tensor, crop_border: int,
+             dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pair, checked (images of one shape that ``crop_border`` leaves something of), in ``dtype``."""
     check_image(x, "first image", channels=(1, 3), check_range=False)
     check_image(y, "second image", channels=(1, 3), check_range=False)
     if x.shape != y.shape:
         raise InputError(f"images differ in shape: {tuple(x.shape)} vs {tuple(y.shape)}")
     if crop_border and 2 * crop_border >= min(x.shape[-2:]):
         raise InputError(f"crop_border={crop_border} leaves nothing of a {x.shape[-1]}x{x.shape[-2]} image")
-    if dtype is not None:
-        x, y = x.to(dtype), y.to(dtype)
-    if y_channel:
-        if x.shape[1] != 3:
-            raise InputError("y_channel=True needs RGB images")
-        x, y = _luma(x), _luma(y)
-    if crop_border:
-        x = x[..., crop_border:-crop_border, crop_border:-crop_border]
-        y = y[..., crop_border:-crop_border, crop_border:-crop_border]
-    return x, y
+    return (x.to(dtype), y.to(dtype)) if dtype is not None else (x, y)
+
+
+def _crop(t: torch.Tensor, border: int) -> torch.Tensor:
+    """``t`` without ``border`` pixels on each side (a view)."""
+    return t[..., border:-border, border:-border] if border else t
 
 
 def _check_finite(values: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -107,7 +114,8 @@ def mse(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, crop_border: 
     """
     dtype = torch.float64 if precision == "float64" else torch.float32
     x0, y0 = x, y
-    x, y = _prepare(x, y, crop_border, dtype=dtype)
+    whole_x, whole_y = _checked(x, y, crop_border, dtype)  # the OpenCV luma path below crops its own luma
+    x, y = _crop(whole_x, crop_border), _crop(whole_y, crop_border)
     n, c, h, w = x.shape
     if y_channel and c != 3:
         raise InputError("y_channel=True needs RGB images")
@@ -115,8 +123,9 @@ def mse(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, crop_border: 
         d = x - y
         d = _luma(d, offset=False) if y_channel else d  # the luma of the difference: the offsets cancel
         return _check_finite(d.square().flatten(1).sum(1, dtype=torch.float64) / d[0].numel(), x0, y0)
-    if y_channel and dtype == torch.float32 and x.device.type == "cpu" and _opencv_layout(x0) and _opencv_layout(y0):
-        total = _sum_squared_luma_difference_opencv(x0.to(dtype), y0.to(dtype), crop_border)
+    if y_channel and dtype == torch.float32 and x.device.type == "cpu" and _opencv_layout(whole_x) \
+            and _opencv_layout(whole_y):
+        total = _sum_squared_luma_difference_opencv(whole_x, whole_y, crop_border)
     else:
         total = _sum_squared_difference_blocks(x, y, y_channel)
     return _check_finite(total / (h * w * (1 if y_channel else c)), x0, y0)
