@@ -268,7 +268,7 @@ def cmd_train_diffgar(args: argparse.Namespace) -> int:
         train_conditional_pairs(model, pairs, *common, meta=meta, progress=not args.quiet, **extra, **_speed(args))
     else:
         train_conditional(model, args.data, diffgar_degrade(level=args.level), *common, meta=meta, **extra,
-                          progress=not args.quiet, **_speed(args))
+                          progress=not args.quiet, **_speed(args, workers=True))
     return report_training(args, "DiffGAR model")
 
 
@@ -295,9 +295,21 @@ def cmd_train_stylegan2(args: argparse.Namespace) -> int:
     return report_training(args, "StyleGAN2 generator")
 
 
-def _speed(args: argparse.Namespace) -> dict:
-    """The trainers' speed options from --channels-last / --compile (they do not change the recipe's result)."""
-    return {"channels_last": args.channels_last, "compile": args.compile}
+def _speed(args: argparse.Namespace, workers: bool = False) -> dict:
+    """The trainers' speed options from --channels-last / --compile, and with ``workers`` (trainers
+    that degrade on the fly) --workers (none changes the recipe's result)."""
+    speed = {"channels_last": args.channels_last, "compile": args.compile}
+    if workers:
+        speed["workers"] = default_workers(args.device) if args.workers is None else args.workers
+    return speed
+
+
+def default_workers(device: str) -> int:
+    """Data worker processes by default: none on the CPU (the network uses every core), and on
+    CUDA one per core but one, at most 8."""
+    from .cli import resolve_device
+
+    return 0 if resolve_device(device).type == "cpu" else max(0, min(8, (os.cpu_count() or 1) - 1))
 
 
 def _unet_recipe(args: argparse.Namespace) -> str:
@@ -354,7 +366,7 @@ def cmd_train_inpaint(args: argparse.Namespace) -> int:
         model = ConditionalUNet(3, cond_channels=COND_CHANNELS, prediction_type="sample", unet=unet)
         train_conditional(model, args.data, inpaint_degrade, args.steps, args.batch_size, args.size, args.lr,
                           args.ema_decay, args.output, args.save_every, args.seed, device, recipe, args.time_limit,
-                          meta={"inpainter": "diffusion"}, progress=not args.quiet, **_speed(args))
+                          meta={"inpainter": "diffusion"}, progress=not args.quiet, **_speed(args, workers=True))
     else:
         recipe += (f" --lr-d {args.lr_d} --r1-gamma {args.r1_gamma} --l1-weight {args.l1_weight} "
                    f"--disc-width {args.disc_width}" + (f" --timesteps {timesteps}" if args.kind == "ddgan" else ""))
@@ -362,7 +374,7 @@ def cmd_train_inpaint(args: argparse.Namespace) -> int:
                                 schedule=diffusion_gan_schedule(timesteps), unet=unet)
         train_inpaint_gan(model, args.data, args.steps, args.batch_size, args.size, args.lr, args.lr_d, args.r1_gamma,
                           args.l1_weight, args.ema_decay, args.disc_width, args.output, args.save_every, args.seed,
-                          device, recipe, args.time_limit, progress=not args.quiet, **_speed(args))
+                          device, recipe, args.time_limit, progress=not args.quiet, **_speed(args, workers=True))
     return report_training(args, f"{args.kind} inpainter")
 
 
@@ -391,7 +403,7 @@ def cmd_train_idm(args: argparse.Namespace) -> int:
     meta = {"restorer": "regression" if args.regression else "idm"}
     train_conditional(model, data, PIPELINES["idm"].degrade, args.steps, args.batch_size, args.size, args.lr,
                       args.ema_decay, args.output, args.save_every, args.seed, device, recipe, args.time_limit,
-                      meta=meta, loss="l1" if args.regression else "mse", progress=not args.quiet, **_speed(args))
+                      meta=meta, loss="l1" if args.regression else "mse", progress=not args.quiet, **_speed(args, workers=True))
     return report_training(args, "regression UNet" if args.regression else "IDM model")
 
 
@@ -415,8 +427,9 @@ def _extrinsic_data(args: argparse.Namespace, device) -> Path:
     return out
 
 
-def _common_train_args(t: argparse.ArgumentParser, data_required: bool = True, unet: bool = True) -> None:
-    from .cli_sr import _positive_int
+def _common_train_args(t: argparse.ArgumentParser, data_required: bool = True, unet: bool = True,
+                       workers: bool = False) -> None:
+    from .cli_sr import _nonneg_int, _positive_int
 
     t.add_argument("--data", required=data_required, help="folder of clean photos")
     t.add_argument("-o", "--output", required=True, metavar="OUT")
@@ -436,6 +449,10 @@ def _common_train_args(t: argparse.ArgumentParser, data_required: bool = True, u
                    "under bf16 on recent GPUs)")
     t.add_argument("--compile", action="store_true", help="torch.compile the network's forward (GPU; the first "
                    "steps are slow while it compiles)")
+    if workers:
+        t.add_argument("--workers", type=_nonneg_int, help="processes that make the next batches (crops, "
+                       "degradations) while the network trains; default 0 on the CPU, min(8, cores - 1) on "
+                       "CUDA; the result does not depend on it")
     t.add_argument("--time-limit", type=float, metavar="SECONDS", help="train at most this long in this call, "
                    "then save the checkpoint and stop; the same command continues")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -449,7 +466,7 @@ def add_train_parser(tsub) -> None:
                         description="Random crops and flips of the photos, degraded on the fly by the IDM pipeline; "
                                     "AdamW, EMA, bf16 on CUDA; resumes from OUT/checkpoint.safetensors. Example: "
                                     "genrestore train idm --data photos/train --size 64 --steps 2000 -o runs/idm")
-    _common_train_args(t)
+    _common_train_args(t, workers=True)
     t.add_argument("--extrinsic-from", metavar="MODEL", help="extrinsic iteration (IDM §3.3): restore --data with "
                    "this model k, then train model k+1 on the restored photos, starting from model k's weights")
     t.add_argument("--extrinsic-steps", type=_positive_int, default=10, help="DDPM steps when restoring the data")
@@ -464,7 +481,7 @@ def add_train_parser(tsub) -> None:
                         description="Each crop gets one of the four benchmark tasks at --level as its class (upsampled "
                                     "back to the crop size); epsilon objective; resumes like train idm. Example: "
                                     "genrestore train diffgar --data photos/train --size 64 --steps 2000 -o runs/dg")
-    _common_train_args(d, data_required=False)
+    _common_train_args(d, data_required=False, workers=True)
     d.add_argument("--level", default="M", choices=("XS", "S", "M", "L", "XL"), help="level of the tasks")
     d.add_argument("--prediction", default="epsilon", choices=("epsilon", "sample", "v_prediction"),
                    help="the network's output: noise (DiffGAR, LDM), x0 (IDM) or v")
@@ -483,7 +500,7 @@ def add_train_parser(tsub) -> None:
                                     "gan: the T = 1 case (pix2pix-style). Resumes from OUT/checkpoint.safetensors. "
                                     "Example: genrestore train inpaint --kind ddgan --data photos/train --size 64 "
                                     "--steps 2000 -o runs/ddgan")
-    _common_train_args(p)
+    _common_train_args(p, workers=True)
     p.set_defaults(size=64, channels=[32, 64, 64, 128], layers_per_block=1, batch_size=16, save_every=250, lr=2e-4,
                    func=cmd_train_inpaint)
     p.add_argument("--kind", required=True, choices=("diffusion", "ddgan", "gan"))

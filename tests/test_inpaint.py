@@ -142,6 +142,13 @@ def test_gan_training_resumes_bit_for_bit(photos, tmp_path, num_steps):
         train_inpaint_gan(tiny_generator(num_steps), photos, 4, out_dir=tmp_path / "a", **{**kw, "seed": 1})
 
 
+def test_gan_training_with_data_workers_equals_without(photos, tmp_path):
+    kw = dict(batch_size=2, crop=32, save_every=2, seed=0, disc_width=8)
+    ref = train_inpaint_gan(tiny_generator(2), photos, 2, out_dir=tmp_path / "a", **kw).state_dict()
+    got = train_inpaint_gan(tiny_generator(2), photos, 2, out_dir=tmp_path / "b", workers=2, **kw).state_dict()
+    assert all(torch.equal(got[k], ref[k]) for k in ref)
+
+
 def test_gan_training_lowers_the_hole_l1(photos, tmp_path):
     """On a flat-coloured photo, 40 steps of the T = 2 generator fill the holes far better than before."""
     gen0 = tiny_generator(2)

@@ -13,6 +13,11 @@ Every random draw of step ``k`` comes from generators seeded by ``(seed, k)`` (c
 per-image degradations, loss noise, ``[MASK]`` dropout), so no random state needs saving: a run
 resumed from ``out_dir/checkpoint.safetensors`` equals an uninterrupted one bit for bit on CPU.
 
+Data: with ``workers > 0`` the batches of the coming steps (crops and degradations, which run on
+the CPU image by image) are made ahead in that many worker processes (a ``DataLoader`` over the
+step numbers), so a GPU does not wait for them; each batch depends on its step alone, so the
+result is the same with any number of workers.
+
 Several processes (GPUs or nodes): the same command under ``accelerate launch`` (or ``torchrun``),
 no code change. :class:`TrainRun` then joins the process group through ``accelerate``; each
 process draws its own crops and noise (process 0 draws what a single process would), gradients
@@ -25,13 +30,16 @@ from __future__ import annotations
 
 import copy
 import json
+import multiprocessing
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.data import Dataset
 
 from .._checks import InputError, check_image
 from .._random import Generator, generator_for, rand, randint
@@ -196,7 +204,8 @@ class TrainRun:
 
     Usage: build it with the model (an EMA copy ``self.ema`` is made), add further modules and
     optimizers, call :meth:`resume`, then ``for step in run.steps(): ...`` (one optimizer step
-    each; EMA and checkpoints follow automatically), and :meth:`finish`.
+    each; EMA and checkpoints follow automatically), or ``for step, batch in run.batches(fn): ...``
+    when each step's data is made by ``fn(step)``, and :meth:`finish`.
 
     Args:
         run: JSON-able run arguments; a checkpoint resumes only if they match (``keys``).
@@ -205,15 +214,20 @@ class TrainRun:
         compile: compile the model's forward with ``torch.compile`` (``True``: the default
             inductor backend; a string: that backend). State dict keys are unchanged, so
             checkpoints load with or without it. The EMA copy is not compiled.
+        workers: processes that make :meth:`batches`' data ahead (0: in this process).
     """
 
     def __init__(self, model: torch.nn.Module, images: Sequence[torch.Tensor] | str | os.PathLike, steps: int,
                  batch_size: int, crop: int, ema_decay: float, out_dir: str | os.PathLike, save_every: int,
                  seed: int, device: str | torch.device, run: dict[str, Any], channels: int = 3,
-                 time_limit: float | None = None, channels_last: bool = False, compile: bool | str = False):
+                 time_limit: float | None = None, channels_last: bool = False, compile: bool | str = False,
+                 workers: int = 0):
         if not isinstance(steps, int) or steps < 1 or batch_size < 1 or save_every < 1:
             raise InputError(f"expected positive steps, batch_size and save_every, got {steps}, {batch_size}, "
                              f"{save_every}")
+        if not isinstance(workers, int) or workers < 0:
+            raise InputError(f"expected workers >= 0, got {workers}")
+        self.workers = workers
         if not 0 <= ema_decay < 1:
             raise InputError(f"expected ema_decay in [0, 1), got {ema_decay}")
         self.images = load_images(images, channels)
@@ -316,6 +330,26 @@ class TrainRun:
                 self.stopped_at = step + 1
                 return
 
+    def batches(self, make_batch: Callable[[int], Any], desc: str = "train", progress: bool = False):
+        """Like :meth:`steps`, yielding ``(step, make_batch(step))``; with ``self.workers > 0`` the
+        batches are made ahead in worker processes (forked, so ``make_batch`` may be a closure over
+        the photos; it must depend on ``step`` alone and run on the CPU)."""
+        todo = range(self.start, self.total)
+        workers = self.workers
+        if workers and "fork" not in multiprocessing.get_all_start_methods():
+            warnings.warn("no fork start method on this platform: batches are made in the training process")
+            workers = 0
+        if workers == 0:
+            made = map(make_batch, todo)
+        else:
+            from torch.utils.data import DataLoader
+
+            made = iter(DataLoader(_StepBatches(make_batch, todo), batch_size=None, num_workers=workers,
+                                   multiprocessing_context="fork", prefetch_factor=4,
+                                   pin_memory=self.device.type == "cuda"))
+        for step, batch in zip(self.steps(desc, progress), made):
+            yield step, batch
+
     def elapsed(self) -> float:
         return self.wall + time.perf_counter() - getattr(self, "_t0", time.perf_counter())
 
@@ -341,6 +375,19 @@ class TrainRun:
         return self.ema
 
 
+class _StepBatches(Dataset):
+    """Item ``i``: ``make_batch(steps[i])``, for a ``DataLoader`` over the steps still to do."""
+
+    def __init__(self, make_batch: Callable[[int], Any], steps: range) -> None:
+        self.make_batch, self.step_numbers = make_batch, steps
+
+    def __len__(self) -> int:
+        return len(self.step_numbers)
+
+    def __getitem__(self, i: int) -> Any:
+        return self.make_batch(self.step_numbers[i])
+
+
 def train_conditional(model: ConditionalUNet, images: Sequence[torch.Tensor] | str | os.PathLike,
                       degrade_fn: Callable[[torch.Tensor, Generator], torch.Tensor | tuple[torch.Tensor, torch.Tensor]],
                       steps: int,
@@ -349,7 +396,7 @@ def train_conditional(model: ConditionalUNet, images: Sequence[torch.Tensor] | s
                       device: str | torch.device = "cpu", recipe: str | None = None, time_limit: float | None = None,
                       meta: dict[str, Any] | None = None, loss: str = "mse", channels_last: bool = False,
                       compile: bool | str = False, encode: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                      progress: bool = False) -> ConditionalUNet:
+                      progress: bool = False, workers: int = 0) -> ConditionalUNet:
     """Train ``model`` to restore ``degrade_fn(x)`` to ``x``; return the EMA model.
 
     Step ``k`` (from 0): crops and flips from ``generator_for(seed, "crop-k")``, image ``i``'s
@@ -384,6 +431,8 @@ def train_conditional(model: ConditionalUNet, images: Sequence[torch.Tensor] | s
         meta: further JSON entries for the final model's sidecar (e.g. ``{"inpainter": "diffusion"}``).
         loss: ``"mse"`` or ``"l1"`` (see :func:`.sampling.training_loss`).
         channels_last, compile: speed options (see :class:`TrainRun`); results agree up to float rounding.
+        workers: processes that make the next batches (crops, ``degrade_fn``) ahead; 0: in this
+            process. The result does not depend on it.
         encode: for a latent model, ``fn(images in [0, 1]) -> latents`` (a frozen encoder, e.g.
             scaled ``VQAutoencoder.encode_latents``); crops must then be multiples of its factor.
         time_limit: seconds this call may train; then it saves the checkpoint and returns the EMA
@@ -400,19 +449,23 @@ def train_conditional(model: ConditionalUNet, images: Sequence[torch.Tensor] | s
     """
     tr = TrainRun(model, images, steps, batch_size, crop, ema_decay, out_dir, save_every, seed, device,
                   {"lr": lr, "config": model.config, **({"loss": loss} if loss != "mse" else {})},
-                  time_limit=time_limit, channels_last=channels_last, compile=compile)
+                  time_limit=time_limit, channels_last=channels_last, compile=compile, workers=workers)
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     tr.optimizers["adamw"] = (opt, model)
     tr.resume(_RUN_KEYS)
     step_fn = _denoising_step(model, opt, tr.device, loss, encode, tr.sync_gradients)
-    for step in tr.steps(progress=progress):
+    expected = (batch_size, model.cond_channels if encode is None else 3, crop, crop)
+
+    def make_batch(step: int):
         x0 = tr.crops(step)
         y = degrade_fn(x0, tr.generators(step))
         y, labels = y if isinstance(y, tuple) else (y, None)
-        expected = (batch_size, model.cond_channels if encode is None else 3, crop, crop)
         if tuple(y.shape) != expected:
             raise InputError(f"degrade_fn turned {tuple(x0.shape)} into {tuple(y.shape)}; expected {expected} "
                              "(resized back to the input size)")
+        return x0, y, labels
+
+    for step, (x0, y, labels) in tr.batches(make_batch, progress=progress):
         step_fn(x0, y, labels, tr.draw(f"loss-{step}"), step)
     return tr.finish(recipe, **(meta or {}))
 

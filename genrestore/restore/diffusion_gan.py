@@ -152,7 +152,7 @@ def train_inpaint_gan(model, images: Sequence[torch.Tensor] | str | os.PathLike,
                       out_dir: str | os.PathLike = "runs/ddgan", save_every: int = 500, seed: int = 0,
                       device: str | torch.device = "cpu", recipe: str | None = None,
                       time_limit: float | None = None, progress: bool = False, channels_last: bool = False,
-                      compile: bool | str = False):
+                      compile: bool | str = False, workers: int = 0):
     """Train a diffusion-GAN (``T > 1``) or conditional GAN (``T = 1``) inpainter; return the EMA generator.
 
     Step ``k``: crops from ``generator_for(seed, "crop-k")``, masks from ``"degrade-k-i"`` (image
@@ -173,6 +173,8 @@ def train_inpaint_gan(model, images: Sequence[torch.Tensor] | str | os.PathLike,
             ``cond_channels=4``, ``prediction_type="sample"`` and a :func:`diffusion_gan_schedule`.
         images: clean photos (tensors in ``[0, 1]`` or a folder).
         crop: crop side (a multiple of the UNet's size multiple and of 8).
+        workers: processes that make the next batches (crops and masks) ahead; the result does not
+            depend on it (see :meth:`~genrestore.diffusion.train.TrainRun.batches`).
 
     Raises:
         InputError: bad arguments or model, images smaller than ``crop``, or a checkpoint of another run.
@@ -189,7 +191,8 @@ def train_inpaint_gan(model, images: Sequence[torch.Tensor] | str | os.PathLike,
     disc = PatchDiscriminator(3 + COND_CHANNELS + (3 if num_t > 1 else 0), num_t, disc_width)
     tr = TrainRun(model, images, steps, batch_size, crop, ema_decay, out_dir, save_every, seed, device,
                   {"lr_g": lr_g, "lr_d": lr_d, "r1_gamma": r1_gamma, "l1_weight": l1_weight, "config": model.config,
-                   "disc": disc.config}, time_limit=time_limit, channels_last=channels_last, compile=compile)
+                   "disc": disc.config}, time_limit=time_limit, channels_last=channels_last, compile=compile,
+                  workers=workers)
     device = tr.device
     disc.to(device)
     opt_g = torch.optim.Adam(model.parameters(), lr=lr_g, betas=(0.5, 0.9))
@@ -204,9 +207,12 @@ def train_inpaint_gan(model, images: Sequence[torch.Tensor] | str | os.PathLike,
         return torch.cat([prev, x_t, cond] if num_t > 1 else [prev, cond], dim=1)
 
     kind = "gan" if num_t == 1 else "ddgan"
-    for step in tr.steps(f"train {kind}", progress):
+
+    def make_batch(step: int):
         x0 = tr.crops(step)
-        cond = inpaint_degrade(x0, tr.generators(step))
+        return x0, inpaint_degrade(x0, tr.generators(step))
+
+    for step, (x0, cond) in tr.batches(make_batch, f"train {kind}", progress):
         hole = (1 - cond[:, 3:]).to(device)
         x0, cond = to_model_range(x0.to(device)), to_model_range(cond.to(device))
         g = tr.draw(f"loss-{step}")
