@@ -344,6 +344,8 @@ def cmd_authenticity(args: argparse.Namespace) -> int:
     rows = []
     for p in tqdm(list_images([args.ref]), desc="authenticity", unit="img", file=sys.stderr, disable=args.quiet):
         fx = read_image(p, "rgb").to(device)
+        if dist is not None and min(fx.shape[-2:]) < 31:  # AlexNet's features need 31 px a side
+            dist, note = None, f"LPIPS: not computed ({p.name} is smaller than 31 px a side)"
         r = authenticity(restorer, fx, args.steps, generator_for(args.seed, p.name), distance=dist)
         row = {"name": p.name, "psnr": float(r["psnr"][0]), **({"lpips": float(r["lpips"][0])} if dist else {})}
         rows.append(row)

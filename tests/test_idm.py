@@ -171,7 +171,9 @@ def test_regression_baseline_is_one_l1_step(tmp_path):
     torch.testing.assert_close(loss.detach(), ref, atol=1e-6, rtol=0)
 
 
-def test_extrinsic_iteration_and_authenticity_cli(tmp_path, capsys):
+def test_extrinsic_iteration_and_authenticity_cli(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("GENRESTORE_WEIGHTS", str(tmp_path / "store"))  # an empty user store: LPIPS absent
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     import json
 
     from genrestore.cli import main

