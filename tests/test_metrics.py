@@ -307,3 +307,31 @@ def test_ssim_in_strips_equals_the_whole_map(pairs, monkeypatch):
     assert torch.allclose(xg.grad, xr.grad, rtol=0, atol=1e-3 * xr.grad.abs().max().item())
     with pytest.raises(InputError, match="at least 11x11"):
         ssim(x[..., :10], y[..., :10])
+
+
+@pytest.mark.parametrize("layout", ["planar", "channels_last"])
+def test_same_layout_opencv_path_equals_float64(pairs, layout, monkeypatch):
+    """The OpenCV path for pairs of one layout (RGB: fused norm per plane; Y: luma of the
+    difference per row block), threaded or not, against float64 torch on the same crop."""
+    import genrestore.metrics.full_reference as fr
+
+    x, y = pairs
+    fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    x, y = x.contiguous(memory_format=fmt), y.contiguous(memory_format=fmt)
+    assert fr._image_layout(x) == fr._image_layout(y) == layout
+    monkeypatch.setattr(fr, "_BLOCK", 7 * 3 * x.shape[-1])  # Y in row blocks of 7 rows
+    for threaded in (1 << 30, 1):
+        monkeypatch.setattr(fr, "_THREADED_PIXELS", threaded)
+        for yc in (False, True):
+            for crop in (0, 3):
+                d = _crop_ref(x.double(), crop) - _crop_ref(y.double(), crop)
+                if yc:
+                    d = (torch.tensor(fr._Y_WEIGHTS, dtype=torch.float64).view(1, 3, 1, 1) * d).sum(1)
+                want = d.square().flatten(1).mean(1)
+                got = mse(x, y, y_channel=yc, crop_border=crop)
+                assert torch.allclose(got, want, rtol=2e-6, atol=0), (layout, threaded, yc, crop)
+    assert (mse(x, x.clone(), y_channel=True, crop_border=2) == 0).all()
+
+
+def _crop_ref(t, b):
+    return t[..., b:t.shape[-2] - b, b:t.shape[-1] - b]

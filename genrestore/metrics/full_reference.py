@@ -48,7 +48,7 @@ _SSIM_CHANNELS = 16  # ssim() groups small images so that each ssim_map call fil
 _SSIM_ELEMENTS = 1 << 20  # ... and its maps hold at most this many elements
 _SSIM_MIN_ROWS = 32  # output rows per strip of a large image, at least
 _LUMA_EXACT_BELOW = 1e-10  # a luma MSE below this (PSNR > 100 dB) is recomputed from the difference
-_THREADED_PIXELS = 1 << 18  # the luma MSE sums its row blocks on threads for images of at least this many pixels
+_THREADED_PIXELS = 1 << 18  # the MSE's OpenCV paths use threads from this many pixels (a batch; the mixed-layout luma: an image)
 
 
 def _prepare(x: torch.Tensor, y: torch.Tensor, crop_border: int, y_channel: bool = False,
@@ -123,12 +123,73 @@ def mse(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, crop_border: 
         d = x - y
         d = _luma(d, offset=False) if y_channel else d  # the luma of the difference: the offsets cancel
         return _check_finite(d.square().flatten(1).sum(1, dtype=torch.float64) / d[0].numel(), x0, y0)
-    if y_channel and dtype == torch.float32 and x.device.type == "cpu" and _opencv_layout(whole_x) \
-            and _opencv_layout(whole_y):
+    cpu32 = dtype == torch.float32 and x.device.type == "cpu"
+    layout = _image_layout(whole_x) if cpu32 else None
+    if layout is not None and layout == _image_layout(whole_y):
+        total = _sum_squared_difference_opencv(x, y, y_channel, layout)
+    elif y_channel and cpu32 and _opencv_layout(whole_x) and _opencv_layout(whole_y):
         total = _sum_squared_luma_difference_opencv(whole_x, whole_y, crop_border)
     else:
         total = _sum_squared_difference_blocks(x, y, y_channel)
     return _check_finite(total / (h * w * (1 if y_channel else c)), x0, y0)
+
+
+def _image_layout(t: torch.Tensor) -> str | None:
+    """``"planar"`` when each image of ``(N, C, H, W)`` is C-contiguous (CHW), ``"channels_last"``
+    when it is HWC-contiguous (decoded images, ``channels_last`` tensors), else ``None``."""
+    _, c, h, w = t.shape
+    if t.stride()[1:] == (h * w, w, 1):
+        return "planar"
+    if t.stride()[1:] == (1, w * c, c):
+        return "channels_last"
+    return None
+
+
+def _sum_squared_difference_opencv(x: torch.Tensor, y: torch.Tensor, y_channel: bool, layout: str) -> torch.Tensor:
+    """``(N,)`` float64 sums of squared differences (of the luma difference with ``y_channel``) of
+    float32 CPU images whose uncropped images share one ``_image_layout``; ``x``, ``y`` are the
+    (cropped) views. OpenCV's fused squared-difference norm (float64 accumulation) reads each
+    image pair once per channel plane (RGB); for Y the difference, its luma and its norm run
+    per row block of about ``_BLOCK`` elements, so the temporaries stay in cache. Work units
+    (image, row block) are spread over up to ``torch.get_num_threads()`` threads when the batch
+    holds at least ``_THREADED_PIXELS`` pixels (OpenCV releases the GIL); each unit's sum does
+    not depend on the thread count.
+    """
+    import cv2
+
+    n, c, h, w = x.shape
+    planar = layout == "planar"
+    xn = x.numpy() if planar else x.permute(0, 2, 3, 1).numpy()  # (N, C, h, w) or (N, h, w, C) views
+    yn = y.numpy() if planar else y.permute(0, 2, 3, 1).numpy()
+    rows = h if not y_channel else max(1, min(h, _BLOCK // (c * w)))
+    units = [(i, r) for i in range(n) for r in range(0, h, rows)]
+    wr, wg, wb = _Y_WEIGHTS
+
+    def unit_sum(unit: tuple[int, int]) -> float:
+        i, r = unit
+        a, b = (xn[i][:, r:r + rows], yn[i][:, r:r + rows]) if planar else (xn[i][r:r + rows], yn[i][r:r + rows])
+        if not y_channel:
+            if planar:
+                return sum(cv2.norm(a[k], b[k], cv2.NORM_L2SQR) for k in range(c))
+            return cv2.norm(a, b, cv2.NORM_L2SQR)
+        if planar:  # the luma of the difference: the 16/255 offsets cancel
+            d = [cv2.subtract(a[k], b[k]) for k in range(3)]
+            luma = cv2.addWeighted(d[0], wr, d[1], wg, 0.0)
+            luma = cv2.scaleAdd(d[2], wb, luma, dst=luma)
+        else:
+            luma = cv2.transform(cv2.subtract(a, b), _luma_matrix())
+        return cv2.norm(luma, cv2.NORM_L2SQR)
+
+    threads = min(torch.get_num_threads(), len(units)) if n * h * w >= _THREADED_PIXELS else 1
+    if threads > 1:
+        per = -(-len(units) // threads)
+        chunks = [units[k:k + per] for k in range(0, len(units), per)]
+        sums = [v for part in _thread_pool(threads).map(lambda ch: [unit_sum(u) for u in ch], chunks) for v in part]
+    else:
+        sums = [unit_sum(u) for u in units]
+    total = torch.zeros(n, dtype=torch.float64)
+    total.index_add_(0, torch.tensor([i for i, _ in units]), torch.tensor(sums, dtype=torch.float64))
+    return total
 
 
 def _opencv_layout(t: torch.Tensor) -> bool:
