@@ -589,10 +589,11 @@ def write_set_metrics(out_dir: Path, names: list[str], extractor=None, baseline:
         if extractor is not None and inception:
             load = lambda rel: read_image(out_dir / rel, "rgb")  # noqa: E731
             f_out, logits = extractor(torch.cat([load(r["images"]["output"]) for r in grows]))
+            no_is = "is: absent (the stored inception-fid has no 1008-logit layer)"
             if "is" in names and logits is not None:
                 entry["is"] = inception_score(logits, splits=1)[0]
-            elif "is" in names and "is: absent (the stored inception-fid has no 1008-logit layer)" not in notes:
-                notes.append("is: absent (the stored inception-fid has no 1008-logit layer)")
+            elif "is" in names and no_is not in notes:
+                notes.append(no_is)
             if "fid" in names or "kid" in names:
                 f_ref, _ = extractor(torch.cat([load(r["images"]["truth"]) for r in grows]))
             if "fid" in names:

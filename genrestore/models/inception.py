@@ -368,7 +368,7 @@ def read_torchscript_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor],
         try:
             with z.open(pkl[0]) as f:
                 root = _TorchScriptDataUnpickler(f, storage).load()
-        except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as e:
+        except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, RuntimeError) as e:  # as_strided
             raise InputError(f"{path}: cannot read its module data ({type(e).__name__}: {str(e)[:200]})") from None
     tensors: dict[str, torch.Tensor] = {}
     attrs: dict[str, object] = {}
