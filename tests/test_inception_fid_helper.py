@@ -389,3 +389,31 @@ def test_real_converted_weight_matches_torchscript(tmp_path, photos):
         want, got = ref(x * 2 - 1), model(x)[0]
     assert want.shape == (2, 2048)
     assert ((got - want).abs().max() / want.abs().max()) < 1e-4
+
+
+def test_reader_tensor_larger_than_its_storage_is_one_line(tmp_path):
+    """A tensor record whose size does not fit its storage (4 floats, size 100): InputError, not RuntimeError."""
+    import io
+    from collections import OrderedDict as OD
+
+    from genrestore._checks import InputError
+
+    class _Storage:
+        pass
+
+    class _Tensor:
+        def __reduce__(self):
+            return (torch._utils._rebuild_tensor_v2, (_Storage(), 0, (100,), (1,), False, OD()))
+
+    class _Pickler(pickle.Pickler):
+        def persistent_id(self, obj):
+            return ("storage", torch.FloatStorage, "0", "cpu", 4) if isinstance(obj, _Storage) else None
+
+    buf = io.BytesIO()
+    _Pickler(buf, protocol=2).dump(_Tensor())
+    path = tmp_path / "bad.pt"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("m/data.pkl", buf.getvalue())
+        z.writestr("m/data/0", bytes(16))
+    with pytest.raises(InputError, match="cannot read its module data"):
+        read_torchscript_tensors(path)
