@@ -78,12 +78,15 @@ def test_luma_of_each_layout_is_exact_for_equal_and_nearly_equal_images(pairs):
 
 
 def test_luma_psnr_does_not_depend_on_the_thread_count(pairs, monkeypatch):
-    """Row blocks of 20 rows (126 rows inside the crop: 6 blocks and a short one), on 1 or 3 threads."""
+    """The mixed-layout luma path (planar photos against channels-last JPEGs) in units of 20 rows
+    (126 rows inside the crop: 6 units and a short one), on 1 or 3 threads; an image's value is
+    the same alone as in the batch."""
     import genrestore.metrics.full_reference as fr
 
     x, y = pairs
+    assert fr._image_layout(x) == "planar" and fr._image_layout(y) == "channels_last"
     monkeypatch.setattr(fr, "_THREADED_PIXELS", 1024)
-    monkeypatch.setattr(fr, "_BLOCK", 20 * x.shape[0] * x.shape[-1])
+    monkeypatch.setattr(fr, "_LUMA_BLOCK", 20 * x.shape[-1])
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
@@ -94,6 +97,8 @@ def test_luma_psnr_does_not_depend_on_the_thread_count(pairs, monkeypatch):
         torch.set_num_threads(threads)
     exact = mse(x, y, y_channel=True, crop_border=1, precision="float64")
     assert torch.allclose(one, three, rtol=1e-12, atol=0) and torch.allclose(one, exact, rtol=1e-6, atol=0)
+    alone = torch.cat([mse(x[i:i + 1], y[i:i + 1], y_channel=True, crop_border=1) for i in range(len(x))])
+    assert torch.equal(alone, three)
 
 
 def test_bt601_luma_hand_values():
