@@ -101,6 +101,46 @@ def test_luma_psnr_does_not_depend_on_the_thread_count(pairs, monkeypatch):
     assert torch.equal(alone, three)
 
 
+@pytest.mark.parametrize("scale", [1e-4, 1e-3, 1e-2])
+def test_mixed_layout_luma_mse_of_close_images_is_within_1e_6_of_float64(photos, scale):
+    """Each side's float32 luma rounding (~3e-8) weighs more as the images get closer: a
+    planar photo against a channels-last copy moved by noise of std ``scale`` (luma MSE ~5e-9 to
+    5e-5) stays within 1e-6 relative of the float64 luma of the difference."""
+    import genrestore.metrics.full_reference as fr
+
+    x = photos[:2].contiguous()
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(3)) * scale
+    y = (x + noise).contiguous(memory_format=torch.channels_last)
+    d = (torch.tensor(fr._Y_WEIGHTS, dtype=torch.float64).view(1, 3, 1, 1) * (x.double() - y.double())).sum(1)
+    want = _crop_ref(d, 2).square().flatten(1).mean(1)
+    assert torch.allclose(mse(x, y, y_channel=True, crop_border=2), want, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 5), (2, 1, 9), (3, 17, 13), (2, 33, 31)])
+def test_mixed_layout_luma_mse_on_views_odd_sizes_and_short_blocks(shape, monkeypatch):
+    """Planar crops of a larger tensor (rows not adjacent) and channels-last crops (padded rows),
+    odd widths, single rows and units of 3 rows, every crop, both argument orders, against the
+    float64 luma of the difference; each image's value alone equals its value in the batch."""
+    import genrestore.metrics.full_reference as fr
+
+    n, h, w = shape
+    g = torch.Generator().manual_seed(h * w)
+    big_x, big_y = (torch.rand(n, 3, h + 6, w + 8, generator=g).mul(255).round().div(255) for _ in range(2))
+    x = big_x[:, :, 2:2 + h, 3:3 + w]
+    y = big_y.contiguous(memory_format=torch.channels_last)[:, :, 2:2 + h, 3:3 + w]
+    assert fr._image_layout(x) is None and fr._image_layout(y) is None  # views: not the same-layout path
+    monkeypatch.setattr(fr, "_LUMA_BLOCK", 3 * w)
+    monkeypatch.setattr(fr, "_THREADED_PIXELS", 1)
+    weights = torch.tensor(fr._Y_WEIGHTS, dtype=torch.float64).view(1, 3, 1, 1)
+    for a, b in ((x, y), (y, x)):
+        for crop in range(0, (min(h, w) + 1) // 2):
+            want = _crop_ref((weights * (a.double() - b.double())).sum(1), crop).square().flatten(1).mean(1)
+            got = mse(a, b, y_channel=True, crop_border=crop)
+            assert torch.allclose(got, want, rtol=1e-6, atol=0), (shape, crop)
+            alone = torch.cat([mse(a[i:i + 1], b[i:i + 1], y_channel=True, crop_border=crop) for i in range(n)])
+            assert torch.equal(alone, got)
+
+
 def test_bt601_luma_hand_values():
     rgb = torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0]]).T.reshape(1, 3, 1, 3)
     y = rgb_to_y(rgb)[0, 0, 0] * 255
