@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import os
+
+import torch
 
 
 class CpuUse:
@@ -33,3 +36,18 @@ class CpuUse:
         idle, total = end[0] - self.start[0], max(1, end[1] - self.start[1])
         own = (end[2] - self.start[2]) * os.sysconf("SC_CLK_TCK")
         return max(0.0, (total - idle - own) / total)
+
+
+def add_gpu_column_argument(parser: argparse.ArgumentParser) -> None:
+    """``--device auto|cpu|cuda``: where "ours" also runs, beside the CPU (a GPU column)."""
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="where ours also runs: auto adds a GPU column when CUDA is available")
+
+
+def gpu_column(parser: argparse.ArgumentParser, device: str) -> torch.device | None:
+    """The CUDA device of the GPU column for ``--device`` (``None``: CPU only); ``cuda`` without
+    CUDA is a usage error (one line, exit 2)."""
+    if device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: CUDA is not available")
+    use_gpu = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    return torch.device("cuda") if use_gpu else None

@@ -57,6 +57,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from _common import add_gpu_column_argument, gpu_column
 from genrestore.degrade.jpeg import jpeg_pillow, jpeg_torch
 from genrestore.degrade.tasks import LEVELS, Deartifact, Denoise, Inpaint, Upsample
 from genrestore.io import quantize, read_image
@@ -326,17 +327,13 @@ def other_cpu_use(seconds: float = 0.5) -> float | None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                        help="where ours also runs: auto adds a GPU column when CUDA is available")
+    add_gpu_column_argument(parser)
     parser.add_argument("--quick", action="store_true", help="level M only, shorter timing")
     parser.add_argument("--min-time", type=float, default=None,
                         help="seconds of timed calls per measurement (default 0.5, 0.2 with --quick)")
     args = parser.parse_args(argv)
 
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: CUDA is not available")
-    use_gpu = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-    gpu = torch.device("cuda") if use_gpu else None
+    gpu = gpu_column(parser, args.device)
     min_time = args.min_time if args.min_time is not None else (0.2 if args.quick else 0.5)
     levels = ("M",) if args.quick else LEVELS
 

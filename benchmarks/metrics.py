@@ -73,7 +73,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _common import CpuUse
+from _common import CpuUse, add_gpu_column_argument, gpu_column
 from genrestore.degrade import jpeg_pillow, resize
 from genrestore.io import quantize, read_image
 from genrestore.metrics.distribution import FeatureStats, frechet_distance
@@ -395,8 +395,7 @@ def frechet_table(d: int, timer: Timer, gpu: torch.device | None) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                        help="where ours also runs: auto adds a GPU column when CUDA is available")
+    add_gpu_column_argument(parser)
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument("--quick", action="store_true",
                        help="256 only, LPIPS alex only, Frechet at d = 512, shorter timing")
@@ -405,10 +404,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="seconds of timed calls per measurement (default 0.5, 0.2 with --quick)")
     args = parser.parse_args(argv)
 
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: CUDA is not available")
-    use_gpu = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-    gpu = torch.device("cuda") if use_gpu else None
+    gpu = gpu_column(parser, args.device)
     min_time = args.min_time if args.min_time is not None else (0.2 if args.quick else 0.5)
     sizes = (256,) if args.quick else (256, 1024)
     fd_dim = 512 if args.quick else 2048
