@@ -160,11 +160,9 @@ def _sum_squared_difference_opencv(x: torch.Tensor, y: torch.Tensor, y_channel: 
 
     n, c, h, w = x.shape
     planar = layout == "planar"
-    xn = x.numpy() if planar else x.permute(0, 2, 3, 1).numpy()  # (N, C, h, w) or (N, h, w, C) views
-    yn = y.numpy() if planar else y.permute(0, 2, 3, 1).numpy()
+    xn, yn = _numpy_images(x, planar), _numpy_images(y, planar)
     rows = h if not y_channel else max(1, min(h, _BLOCK // (c * w)))
     units = [(i, r) for i in range(n) for r in range(0, h, rows)]
-    wr, wg, wb = _Y_WEIGHTS
 
     def unit_sum(unit: tuple[int, int]) -> float:
         i, r = unit
@@ -173,13 +171,9 @@ def _sum_squared_difference_opencv(x: torch.Tensor, y: torch.Tensor, y_channel: 
             if planar:
                 return sum(cv2.norm(a[k], b[k], cv2.NORM_L2SQR) for k in range(c))
             return cv2.norm(a, b, cv2.NORM_L2SQR)
-        if planar:  # the luma of the difference: the 16/255 offsets cancel
-            d = [cv2.subtract(a[k], b[k]) for k in range(3)]
-            luma = cv2.addWeighted(d[0], wr, d[1], wg, 0.0)
-            luma = cv2.scaleAdd(d[2], wb, luma, dst=luma)
-        else:
-            luma = cv2.transform(cv2.subtract(a, b), _luma_matrix())
-        return cv2.norm(luma, cv2.NORM_L2SQR)
+        # the luma of the difference: the 16/255 offsets cancel
+        d = [cv2.subtract(a[k], b[k]) for k in range(3)] if planar else cv2.subtract(a, b)
+        return cv2.norm(_luma_opencv(d, planar), cv2.NORM_L2SQR)
 
     return _sum_units(unit_sum, units, n, threaded=n * h * w >= _THREADED_PIXELS)
 
@@ -190,10 +184,17 @@ def _opencv_layout(t: torch.Tensor) -> bool:
     return t.stride(3) == 1 or (t.stride(1) == 1 and t.stride(3) == 3)
 
 
+def _numpy_images(t: torch.Tensor, planar: bool):
+    """Numpy view of ``(N, 3, H, W)`` float32 CPU images as ``(N, 3, H, W)`` (``planar``: the
+    channel planes) or ``(N, H, W, 3)`` (each pixel's channels adjacent); no copy."""
+    return t.numpy() if planar else t.permute(0, 2, 3, 1).numpy()
+
+
 def _luma_opencv(a, planar: bool):
-    """BT.601 luma without the offset of one image's rows, a float32 numpy view ``(3, k, W)``
-    (``planar``) or ``(k, W, 3)`` (each pixel's channels adjacent) -> ``(k, W)``: ``addWeighted``
-    and ``scaleAdd`` over the planes, or one ``transform`` over the pixels."""
+    """BT.601 luma without the offset of one image's rows, float32 ``(3, k, W)`` (``planar``:
+    the three planes, an array view or a list) or ``(k, W, 3)`` (each pixel's channels adjacent)
+    -> ``(k, W)``: ``addWeighted`` and ``scaleAdd`` over the planes, or one ``transform`` over
+    the pixels."""
     import cv2
 
     if planar:
@@ -231,8 +232,7 @@ def _sum_squared_luma_difference_opencv(x: torch.Tensor, y: torch.Tensor, crop_b
     n, _, h, w = x.shape
     top, bottom, cols = crop_border, h - crop_border, slice(crop_border, w - crop_border)
     planar_x, planar_y = x.stride(3) == 1, y.stride(3) == 1
-    xn = x.numpy() if planar_x else x.permute(0, 2, 3, 1).numpy()  # (N, 3, H, W) or (N, H, W, 3) views
-    yn = y.numpy() if planar_y else y.permute(0, 2, 3, 1).numpy()
+    xn, yn = _numpy_images(x, planar_x), _numpy_images(y, planar_y)
     rows = max(1, _LUMA_BLOCK // w)
     units = [(i, r) for i in range(n) for r in range(top, bottom, rows)]
 
