@@ -2,7 +2,8 @@
 
 For each number of DDPM steps, restores the suite's ground-truth crops degraded by the IDM
 pipeline (the same crops, degradations and per-image seeds as ``genrestore bench idm``) and
-prints PSNR and SSIM (RGB) against the truth, NIQE (no-reference, shipped pristine model; lower is
+prints PSNR, SSIM (RGB) and LPIPS (AlexNet, when ``alexnet-torchvision`` is in the weight store)
+against the truth, NIQE (no-reference, shipped pristine model; lower is
 more natural; crops of at least 192 px) and seconds per image on this machine. The degraded input
 and, when given, a regression UNet (``train idm --regression``: one network call) are reference
 rows. The paper finds 10 steps enough (no gain from 15 or 20).
@@ -18,30 +19,36 @@ import time
 
 import torch
 
+from genrestore import weights as ws
 from genrestore._checks import InputError
 from genrestore._random import generator_for
 from genrestore.bench.harness import ground_truth, load_suite
 from genrestore.degrade import PIPELINES
 from genrestore.metrics import psnr, ssim
+from genrestore.metrics.lpips import lpips
 from genrestore.metrics.niqe import niqe
 from genrestore.restore.idm import IDMRestorer
 
 
-def evaluate(restore, pairs) -> dict[str, float | None]:
-    """Mean PSNR, SSIM, NIQE (``None`` for crops under 192 px) and seconds of ``restore(y, key)``."""
-    p = s = n = seconds = 0.0
+def evaluate(restore, pairs, with_lpips: bool) -> dict[str, float | None]:
+    """Mean PSNR, SSIM, LPIPS (``None`` unless ``with_lpips``), NIQE (``None`` for crops under
+    192 px) and seconds of ``restore(y, key)``."""
+    p = s = d = n = seconds = 0.0
     niqe_ok = True
     for key, x, y in pairs:
         t0 = time.perf_counter()
         out = restore(y, key)
         seconds += time.perf_counter() - t0
         p, s = p + float(psnr(out, x)[0]), s + float(ssim(out, x)[0])
+        if with_lpips:
+            d += float(lpips(out, x, "alex")[0])
         if min(out.shape[-2:]) >= 192:
             n += float(niqe(out)[0])
         else:
             niqe_ok = False
     k = len(pairs)
-    return {"psnr": p / k, "ssim": s / k, "niqe": n / k if niqe_ok else None, "seconds": seconds / k}
+    return {"psnr": p / k, "ssim": s / k, "lpips": d / k if with_lpips else None,
+            "niqe": n / k if niqe_ok else None, "seconds": seconds / k}
 
 
 def main() -> None:
@@ -63,23 +70,28 @@ def main() -> None:
             y, _ = PIPELINES["idm"].degrade_with_params(x, generator_for(suite.seed, key))
             pairs.append((key, x, y))
         model = IDMRestorer.from_file(args.model)
-        rows = [("degraded input", None, evaluate(lambda y, key: y, pairs))]
+        with_lpips = ws.find("alexnet-torchvision") is not None
+        rows = [("degraded input", None, evaluate(lambda y, key: y, pairs, with_lpips))]
         if args.regression:
             reg = IDMRestorer.from_file(args.regression)
             rows.append(("regression UNet", 1, evaluate(lambda y, key: reg.restore(y, 1, [generator_for(suite.seed, key)]),
-                                                        pairs)))
+                                                        pairs, with_lpips)))
         for n in steps:
             rows.append((f"IDM, {n} step{'s' if n > 1 else ''}", n, evaluate(
-                lambda y, key, n=n: model.restore(y, n, [generator_for(suite.seed, key)]), pairs)))
+                lambda y, key, n=n: model.restore(y, n, [generator_for(suite.seed, key)]), pairs, with_lpips)))
     except (InputError, ValueError) as e:
         raise SystemExit(f"idm_steps: error: {e}") from None
     print(f"{suite.count} crops of {suite.crop} px from {suite.images.resolve()} (seed {suite.seed}), IDM degradation; "
           f"model {args.model}; {torch.get_num_threads()} CPU threads")
-    print("| method | network calls | PSNR | SSIM | NIQE | s / image |")
-    print("|---|---:|---:|---:|---:|---:|")
+    if not with_lpips:
+        print("note: lpips: absent (alexnet-torchvision not in the weight store)")
+    print("| method | network calls | PSNR | SSIM | LPIPS | NIQE | s / image |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for name, nfe, r in rows:
+        lpips_cell = "-" if r["lpips"] is None else f"{r['lpips']:.4f}"
         niqe_cell = "-" if r["niqe"] is None else f"{r['niqe']:.2f}"
-        print(f"| {name} | {nfe or '-'} | {r['psnr']:.2f} | {r['ssim']:.4f} | {niqe_cell} | {r['seconds']:.3f} |")
+        print(f"| {name} | {nfe or '-'} | {r['psnr']:.2f} | {r['ssim']:.4f} | {lpips_cell} | {niqe_cell} "
+              f"| {r['seconds']:.3f} |")
 
 
 if __name__ == "__main__":
