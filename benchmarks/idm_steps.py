@@ -19,36 +19,32 @@ import time
 
 import torch
 
-from genrestore import weights as ws
 from genrestore._checks import InputError
 from genrestore._random import generator_for
-from genrestore.bench.harness import ground_truth, load_suite
+from genrestore.bench.harness import ground_truth, load_suite, metric_functions
 from genrestore.degrade import PIPELINES
-from genrestore.metrics import psnr, ssim
-from genrestore.metrics.lpips import lpips
-from genrestore.metrics.niqe import niqe
 from genrestore.restore.idm import IDMRestorer
 
+METRICS = ["psnr", "ssim", "lpips", "niqe"]
 
-def evaluate(restore, pairs, with_lpips: bool) -> dict[str, float | None]:
-    """Mean PSNR, SSIM, LPIPS (``None`` unless ``with_lpips``), NIQE (``None`` for crops under
-    192 px) and seconds of ``restore(y, key)``."""
-    p = s = d = n = seconds = 0.0
-    niqe_ok = True
+
+def evaluate(restore, pairs, fns: dict) -> dict[str, float | None]:
+    """Mean of each metric in ``fns`` (``None`` when it gave ``None`` for any crop: an absent
+    weight, NIQE on crops under 192 px) and mean ``seconds`` of ``restore(y, key)``."""
+    sums, missing, seconds = dict.fromkeys(fns, 0.0), set(), 0.0
     for key, x, y in pairs:
         t0 = time.perf_counter()
         out = restore(y, key)
         seconds += time.perf_counter() - t0
-        p, s = p + float(psnr(out, x)[0]), s + float(ssim(out, x)[0])
-        if with_lpips:
-            d += float(lpips(out, x, "alex")[0])
-        if min(out.shape[-2:]) >= 192:
-            n += float(niqe(out)[0])
-        else:
-            niqe_ok = False
+        for name, f in fns.items():
+            v = f(out, x)
+            if v is None:
+                missing.add(name)
+            else:
+                sums[name] += v
     k = len(pairs)
-    return {"psnr": p / k, "ssim": s / k, "lpips": d / k if with_lpips else None,
-            "niqe": n / k if niqe_ok else None, "seconds": seconds / k}
+    means = {name: None if name in missing else total / k for name, total in sums.items()}
+    return {**means, "seconds": seconds / k}
 
 
 def main() -> None:
@@ -70,21 +66,21 @@ def main() -> None:
             y, _ = PIPELINES["idm"].degrade_with_params(x, generator_for(suite.seed, key))
             pairs.append((key, x, y))
         model = IDMRestorer.from_file(args.model)
-        with_lpips = ws.find("alexnet-torchvision") is not None
-        rows = [("degraded input", None, evaluate(lambda y, key: y, pairs, with_lpips))]
+        fns, notes = metric_functions(METRICS)
+        rows = [("degraded input", None, evaluate(lambda y, key: y, pairs, fns))]
         if args.regression:
             reg = IDMRestorer.from_file(args.regression)
             rows.append(("regression UNet", 1, evaluate(lambda y, key: reg.restore(y, 1, [generator_for(suite.seed, key)]),
-                                                        pairs, with_lpips)))
+                                                        pairs, fns)))
         for n in steps:
             rows.append((f"IDM, {n} step{'s' if n > 1 else ''}", n, evaluate(
-                lambda y, key, n=n: model.restore(y, n, [generator_for(suite.seed, key)]), pairs, with_lpips)))
+                lambda y, key, n=n: model.restore(y, n, [generator_for(suite.seed, key)]), pairs, fns)))
     except (InputError, ValueError) as e:
         raise SystemExit(f"idm_steps: error: {e}") from None
     print(f"{suite.count} crops of {suite.crop} px from {suite.images.resolve()} (seed {suite.seed}), IDM degradation; "
           f"model {args.model}; {torch.get_num_threads()} CPU threads")
-    if not with_lpips:
-        print("note: lpips: absent (alexnet-torchvision not in the weight store)")
+    for note in notes:
+        print("note:", note)
     print("| method | network calls | PSNR | SSIM | LPIPS | NIQE | s / image |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, nfe, r in rows:

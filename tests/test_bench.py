@@ -55,10 +55,10 @@ def test_suite_errors_name_the_key(suite_file, change, words):
 def test_niqe_metric_scores_the_output_alone():
     """The harness's no-reference column is NIQE of the output (the truth is ignored); null when the
     crop has fewer than two 96 px blocks."""
-    from genrestore.bench.harness import METRICS, _metric_fns
+    from genrestore.bench.harness import METRICS, metric_functions
     from genrestore.metrics.niqe import niqe
 
-    fns, notes = _metric_fns(["niqe"])
+    fns, notes = metric_functions(["niqe"])
     x = torch.rand(1, 3, 192, 200, generator=torch.Generator().manual_seed(0))
     assert fns["niqe"](x, torch.zeros_like(x)) == float(niqe(x)[0]) and METRICS["niqe"] is False
     assert fns["niqe"](x[..., :96, :112], x[..., :96, :112]) is None and not notes

@@ -408,7 +408,9 @@ def _network_calls(method: str, cache: dict, task: str = "") -> int | None:
     return None
 
 
-def _metric_fns(names: list[str]) -> tuple[dict, list[str]]:
+def metric_functions(names: list[str]) -> tuple[dict, list[str]]:
+    """Per-image metrics by name, ``{name: f(prediction, truth) -> float | None}`` on ``(1, 3, H, W)``
+    images in [0, 1], and a note for each one whose weight is absent (its ``f`` returns ``None``)."""
     from .. import weights as ws
     from ..metrics import psnr, ssim
 
@@ -470,7 +472,7 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
             except (ValueError, KeyError):
                 continue  # a line cut by an interruption: its row runs again
     truths = ground_truth(suite)
-    fns, notes = _metric_fns(suite.metrics)
+    fns, notes = metric_functions(suite.metrics)
     detector = _Detector(suite.detection) if suite.detection else None
     if detector is not None and {"iou", "precision", "recall"} & set(suite.metrics) and detector.masks is None:
         notes.append("iou, precision, recall: null (no detection.masks folder of labelled artifact masks)")
