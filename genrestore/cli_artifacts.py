@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ._checks import InputError
 
-from .artifacts.synth import KINDS, NEEDS, load_generators
+from .artifacts.synth import KINDS, NEEDS, generator_specs, load_generators
 
 
 def cmd_artifacts(args: argparse.Namespace) -> int:
@@ -29,7 +29,8 @@ def cmd_artifacts(args: argparse.Namespace) -> int:
     out_dir = Path(args.output)
     _plan_outputs(paths, out_dir, ["{stem}.png", "{stem}_clean.png", "{stem}.json"])
     device = resolve_device(args.device)
-    gens = load_generators(args.kind, {k: getattr(args, k) for k in NEEDS[args.kind]}, device, flag="--")
+    specs = generator_specs(args.kind, {k: getattr(args, k) for k in NEEDS[args.kind]}, flag="--")
+    gens = load_generators(args.kind, specs, device)
     for path in tqdm(paths, desc=f"artifacts {args.kind}", unit="img", file=sys.stderr, disable=args.quiet):
         x = read_image(path, "rgb").to(device)
         y, params = synthesize(args.kind, gens, x, args.level, generator_for(args.seed, path.name),
@@ -39,7 +40,7 @@ def cmd_artifacts(args: argparse.Namespace) -> int:
         write_image(out_dir / f"{path.stem}.png", y)
         rec = {"input": str(path), "clean": str(out_dir / f"{path.stem}_clean.png"),
                "artifact": str(out_dir / f"{path.stem}.png"), "seed": args.seed,
-               "models": {k: str(getattr(args, k)) for k in NEEDS[args.kind]}, **params}
+               "models": specs, **params}
         atomic_write_bytes(out_dir / f"{path.stem}.json", (json.dumps(rec, indent=1) + "\n").encode())
     if not args.quiet:
         print(f"{len(paths)} {args.kind} pairs (level {args.level}) -> {out_dir}")
@@ -57,8 +58,10 @@ def add_parser(sub) -> None:
     a.add_argument("--kind", required=True, choices=KINDS)
     a.add_argument("--level", type=float, default=0.5, help="strength in [0, 1] (0.5: the paper's)")
     a.add_argument("--seed", type=int, default=0)
-    a.add_argument("--vq", metavar="MODEL", help="vq-replace, ar-resample: the VQ autoencoder")
-    a.add_argument("--transformer", metavar="MODEL", help="ar-resample: the token transformer")
+    a.add_argument("--vq", metavar="MODEL", help="vq-replace, ar-resample: the VQ autoencoder, a file or weight "
+                   "name (default: vq-default when shipped)")
+    a.add_argument("--transformer", metavar="MODEL", help="ar-resample: the token transformer (default: "
+                   "transformer-default when shipped)")
     a.add_argument("--ddpm", metavar="MODEL", help="ddim-gauss, ddim-scale: the unconditional DDPM")
     a.add_argument("--temperature", type=float, default=18.0, help="ar-resample: sampling temperature (18)")
     a.add_argument("--top-k", type=int, default=500, help="ar-resample: top-k (500)")
@@ -83,12 +86,16 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
     if args.model == "vq":
         from .artifacts.generators import train_vq_autoencoder
 
-        model = VQAutoencoder(args.codebook_size, args.embed_dim, args.channels, norm_num_groups=args.groups)
+        model = VQAutoencoder(args.codebook_size, args.embed_dim, args.channels, norm_num_groups=args.groups,
+                              mid_attention=not args.no_attention)
         disc_start = args.steps // 2 if args.disc_start is None else args.disc_start
         train_vq_autoencoder(model, args.data, args.steps, args.batch_size, args.size, args.lr, args.adv_weight,
                              disc_start, recipe=base + f" --size {args.size} --codebook-size {args.codebook_size} "
                              f"--channels {' '.join(map(str, args.channels))} --groups {args.groups} "
-                             f"--disc-start {disc_start}", eval_images=args.eval_data, **common)
+                             f"--disc-start {disc_start} --restart-every {args.restart_every}"
+                             f"{' --no-attention' if args.no_attention else ''} --ema-decay "
+                             f"{args.ema_decay}", eval_images=args.eval_data, restart_every=args.restart_every,
+                             **common)
     elif args.model == "transformer":
         from .artifacts.generators import train_token_transformer
 
@@ -137,6 +144,11 @@ def add_train_parser(tsub) -> None:
             p.add_argument("--groups", type=_positive_int, default=32, help="GroupNorm groups")
             p.add_argument("--adv-weight", type=float, default=0.1, help="GAN loss weight")
             p.add_argument("--disc-start", type=int, help="first step with the GAN loss (default: half of --steps)")
+            p.add_argument("--no-attention", action="store_true",
+                           help="no self-attention in the middle blocks: fully convolutional, for training on "
+                                "small crops and use on large images")
+            p.add_argument("--restart-every", type=int, default=50,
+                           help="steps between restarts of unused codes from encoder outputs (0: none)")
         if name == "transformer":
             p.add_argument("--vq", help="the trained VQ autoencoder (.safetensors + .json)")
             p.add_argument("--dim", type=_positive_int, default=256)

@@ -40,6 +40,20 @@ def test_tokens_are_the_nearest_codes(vq):
         vq.encode_tokens(torch.rand(1, 3, 10, 12))
 
 
+def test_attention_free_autoencoder_round_trips_its_config(tmp_path):
+    from diffusers.models.attention_processor import Attention
+
+    torch.manual_seed(0)
+    plain = VQAutoencoder(16, 4, (8, 16), norm_num_groups=4, mid_attention=False)
+    assert not any(isinstance(m, Attention) for m in plain.modules())
+    assert any(isinstance(m, Attention) for m in VQAutoencoder(16, 4, (8, 16), norm_num_groups=4).modules())
+    plain.save(tmp_path / "vq.safetensors")
+    back = VQAutoencoder.load(tmp_path / "vq.safetensors")
+    assert back.config["mid_attention"] is False
+    x = torch.rand(1, 3, 24, 16)
+    assert torch.equal(back.encode_tokens(x), plain.eval().encode_tokens(x))
+
+
 def test_replace_tokens_changes_only_the_rectangle():
     tokens = torch.arange(2 * 6 * 7).view(2, 6, 7) % 32
     out, rects = replace_tokens(tokens, 4, 32, gens(2))
@@ -140,8 +154,7 @@ def test_artifacts_cli_writes_pairs_and_refuses_bad_input(vq, gpt, tmp_path, cap
                  *models["vq-replace"]]) == 0
     assert torch.equal(read_image(tmp_path / "again" / "a.png"), read_image(tmp_path / "vq-replace" / "a.png"))
     capsys.readouterr()
-    assert main(["artifacts", str(tmp_path / "in"), "-o", str(tmp_path / "x"), "--kind", "ar-resample",
-                 "--vq", str(tmp_path / "vq.safetensors")]) == 2
-    assert "needs --transformer" in capsys.readouterr().err
+    assert main(["artifacts", str(tmp_path / "in"), "-o", str(tmp_path / "x"), "--kind", "ddim-gauss"]) == 2
+    assert "needs --ddpm" in capsys.readouterr().err  # no DDPM ships
     assert main(["artifacts", str(tmp_path / "in"), "-o", str(tmp_path / "x"), "--kind", "identity", "--level", "2"]) == 2
     assert "[0, 1]" in capsys.readouterr().err

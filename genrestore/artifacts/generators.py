@@ -8,7 +8,8 @@ stops a call early with a checkpoint, to be continued by the same call; ``channe
 * :func:`train_vq_autoencoder`: L1 + the VQ-VAE codebook/commitment loss, + LPIPS-VGG when
   ``vgg16-torchvision`` is in the weight store, + a non-saturating PatchGAN loss (weight
   ``adv_weight``) after ``disc_start`` steps, as VQGAN (Esser et al. 2021) adds them (their
-  adaptive weight is replaced by a fixed one). Quality: reconstruction PSNR on held-out crops.
+  adaptive weight is replaced by a fixed one), with dead codes restarted from encoder outputs
+  (:class:`CodeUsage`). Quality: reconstruction PSNR and codes in use on held-out crops.
 * :func:`train_token_transformer`: next-token cross-entropy on the token grids of crops encoded
   by a trained autoencoder. Quality: bits per token on held-out crops.
 * :func:`train_ddpm`: the epsilon objective (DDPM eq. 14).
@@ -27,6 +28,52 @@ from .._checks import InputError
 from .._random import generator_for, randint, randn
 
 
+class CodeUsage(torch.nn.Module):
+    """Codebook usage over a window of steps, and the random restart of dead codes (Dhariwal et al.
+    2020, Jukebox §2.4): at every ``every``-th step, each code that no token used since the last
+    check is set to a random encoder output of the current batch (plus noise of 1 % of their
+    standard deviation, so that duplicates separate). Step 0 thus initializes the codebook from
+    data; without restarts the codes drawn near zero collapse to a handful in use.
+
+    Its ``count`` buffer is part of the training checkpoint, so resumed runs restart identically.
+    """
+
+    def __init__(self, codebook_size: int, every: int = 50):
+        super().__init__()
+        self.every = every
+        self.register_buffer("count", torch.zeros(codebook_size, dtype=torch.long))
+
+    @torch.no_grad()
+    def update(self, tokens: torch.Tensor, z_e: torch.Tensor, codebook: torch.Tensor, step: int,
+               generator: torch.Generator, world: int = 1) -> int:
+        """Count ``tokens`` ``(N, h, w)``; at a check step restart dead rows of ``codebook``
+        ``(K, d)`` in place from ``z_e`` ``(N, d, h, w)``. Returns how many were restarted.
+
+        With ``world > 1`` the counts are summed over the processes and process 0's codebook is
+        broadcast, so every process keeps the same codes."""
+        used = torch.bincount(tokens.flatten(), minlength=self.count.numel()).to(self.count)
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.all_reduce(used)
+        self.count += used
+        if step % self.every:
+            return 0
+        dead = self.count == 0
+        n = int(dead.sum())
+        if n:
+            vecs = z_e.detach().permute(0, 2, 3, 1).reshape(-1, z_e.shape[1]).float()
+            pick = randint(generator, n, 0, vecs.shape[0], device=vecs.device)
+            noise = randn(generator, (n, vecs.shape[1]), device=vecs.device) * 0.01 * vecs.std()
+            codebook[dead.to(codebook.device)] = (vecs[pick] + noise).to(codebook)
+            if world > 1:
+                import torch.distributed as dist
+
+                dist.broadcast(codebook, 0)
+        self.count.zero_()
+        return n
+
+
 def _held_out(images, crop: int, count: int, seed: int) -> torch.Tensor:
     from ..diffusion.train import load_images, random_crops
 
@@ -38,13 +85,14 @@ def train_vq_autoencoder(model, images: Sequence[torch.Tensor] | str | os.PathLi
                          ema_decay: float = 0.999, out_dir: str | os.PathLike = "runs/vq", save_every: int = 500,
                          seed: int = 0, device: str | torch.device = "cpu", recipe: str | None = None,
                          time_limit: float | None = None, channels_last: bool = False, compile: bool | str = False,
-                         progress: bool = False, eval_images=None):
+                         progress: bool = False, eval_images=None, restart_every: int = 50):
     """Train a :class:`~genrestore.models.vq.VQAutoencoder`; return the EMA model.
 
     Args:
         adv_weight: weight of the generator's GAN loss (0: none).
         disc_start: first step with the GAN loss (default: half of ``steps``).
         eval_images: photos for the held-out PSNR (default: ``images``; 16 crops from a separate seed).
+        restart_every: steps between restarts of dead codes (:class:`CodeUsage`; 0: none).
     """
     from ..diffusion.train import TrainRun
     from ..metrics import psnr
@@ -60,7 +108,7 @@ def train_vq_autoencoder(model, images: Sequence[torch.Tensor] | str | os.PathLi
     disc = PatchDiscriminator(3, 1, 32)
     tr = TrainRun(model, images, steps, batch_size, crop, ema_decay, out_dir, save_every, seed, device,
                   {"lr": lr, "adv_weight": adv_weight, "disc_start": disc_start, "config": model.config,
-                   "perceptual": perceptual is not None}, time_limit=time_limit,
+                   "perceptual": perceptual is not None, "restart_every": restart_every}, time_limit=time_limit,
                   channels_last=channels_last, compile=compile)
     dev = tr.device
     disc.to(dev)
@@ -68,12 +116,14 @@ def train_vq_autoencoder(model, images: Sequence[torch.Tensor] | str | os.PathLi
         perceptual.to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.5, 0.9))
     opt_d = torch.optim.Adam(disc.parameters(), lr=lr, betas=(0.5, 0.9))
-    tr.modules["disc"] = disc
+    usage = CodeUsage(model.codebook_size, restart_every).to(dev)
+    codebook = model.vq.quantize.embedding.weight
+    tr.modules.update({"disc": disc, "usage": usage})
     tr.optimizers.update({"adam": (opt, model), "adam_d": (opt_d, disc)})
     tr.resume(list(tr.run))
     for step in tr.steps("train vq", progress):
         x = tr.crops(step).to(dev)
-        recon, vq_loss = model(x)
+        recon, vq_loss, z_e, tokens = model.autoencode(x)
         loss = F.l1_loss(recon, x) + vq_loss.mean()
         if perceptual is not None:
             loss = loss + perceptual(recon.clamp(0, 1), x).mean()
@@ -91,14 +141,18 @@ def train_vq_autoencoder(model, images: Sequence[torch.Tensor] | str | os.PathLi
             loss_d.backward()
             tr.sync_gradients(disc)
             opt_d.step()
+        if restart_every:
+            usage.update(tokens, z_e, codebook.data, step, tr.draw(f"restart-{step}"), tr.world)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"VQ loss is {loss.item()} at step {step}")
     if tr.stopped_at is not None:  # out of time: the checkpoint is saved, no final model yet
         return tr.finish()
     held = _held_out(eval_images if eval_images is not None else images, crop, 16, seed)
     with torch.no_grad():
-        rec = tr.ema.decode_tokens(tr.ema.encode_tokens(held.to(dev))).cpu()
+        held_tokens = tr.ema.encode_tokens(held.to(dev))
+        rec = tr.ema.decode_tokens(held_tokens).cpu()
     quality = {"reconstruction_psnr_db": round(float(psnr(rec, held).mean()), 3), "held_out_crops": 16,
+               "codes_used_held_out": int(held_tokens.unique().numel()),
                "perceptual": "lpips-vgg" if perceptual is not None else "absent (vgg16-torchvision not in the store)"}
     return tr.finish(recipe, quality=quality)
 

@@ -36,6 +36,9 @@ class VQAutoencoder(nn.Module, SavedModel):
         block_out_channels: encoder widths; ``len - 1`` downsamplings, so ``factor = 2^(len - 1)``.
         layers_per_block: ResNet layers per block.
         norm_num_groups: GroupNorm groups (must divide every width).
+        mid_attention: self-attention in the encoder's and decoder's middle blocks (VQGAN's). Without
+            it the autoencoder is convolutional apart from GroupNorm's per-image statistics: cheaper,
+            and nothing global over the latent grid to learn on small crops.
 
     Example:
         >>> vq = VQAutoencoder(16, 4, (8, 16), norm_num_groups=4)
@@ -47,7 +50,7 @@ class VQAutoencoder(nn.Module, SavedModel):
     arch = VQ_ARCH
 
     def __init__(self, codebook_size: int = 512, embed_dim: int = 4, block_out_channels=(64, 128, 128, 256),
-                 layers_per_block: int = 1, norm_num_groups: int = 32):
+                 layers_per_block: int = 1, norm_num_groups: int = 32, mid_attention: bool = True):
         super().__init__()
         from ..diffusion.schedulers import require_diffusers
 
@@ -56,11 +59,13 @@ class VQAutoencoder(nn.Module, SavedModel):
         self.config: dict[str, Any] = {"arch": VQ_ARCH, "codebook_size": codebook_size, "embed_dim": embed_dim,
                                        "block_out_channels": boc, "layers_per_block": layers_per_block,
                                        "norm_num_groups": norm_num_groups}
+        if not mid_attention:  # kept out of the config when on, so earlier configs load unchanged
+            self.config["mid_attention"] = False
         self.vq = d.VQModel(in_channels=3, out_channels=3, block_out_channels=tuple(boc),
                             down_block_types=("DownEncoderBlock2D",) * len(boc),
                             up_block_types=("UpDecoderBlock2D",) * len(boc), layers_per_block=layers_per_block,
                             latent_channels=embed_dim, num_vq_embeddings=codebook_size, vq_embed_dim=embed_dim,
-                            norm_num_groups=norm_num_groups, sample_size=32)
+                            norm_num_groups=norm_num_groups, sample_size=32, mid_block_add_attention=mid_attention)
         self.factor = 2 ** (len(boc) - 1)
         self.codebook_size = codebook_size
 
@@ -110,12 +115,17 @@ class VQAutoencoder(nn.Module, SavedModel):
         z_q = self.vq.quantize.get_codebook_entry(tokens.reshape(-1), (n, h, w, self.config["embed_dim"]))
         return self.decode_codes(z_q).clamp(0, 1)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(reconstruction, vq_loss)``: the VQ-VAE codebook + commitment loss (beta 0.25, diffusers)."""
+    def autoencode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(reconstruction, vq_loss, z_e, tokens)``: :meth:`forward` with the encoder output
+        ``(N, d, h, w)`` and the ``(N, h, w)`` indices (for codebook-usage tracking in training)."""
         self._check(x)
         z_e = self.vq.encode(x * 2 - 1).latents
-        z_q, vq_loss, _ = self.vq.quantize(z_e)
-        return self.decode_codes(z_q), vq_loss
+        z_q, vq_loss, (_, _, idx) = self.vq.quantize(z_e)
+        return self.decode_codes(z_q), vq_loss, z_e, idx.view(x.shape[0], *z_e.shape[-2:])
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(reconstruction, vq_loss)``: the VQ-VAE codebook + commitment loss (beta 0.25, diffusers)."""
+        return self.autoencode(x)[:2]
 
 
 class TokenTransformer(nn.Module, SavedModel):
