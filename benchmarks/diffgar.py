@@ -56,10 +56,12 @@ def main() -> None:
     ap.add_argument("--suite", default="diffgar")
     ap.add_argument("--methods", help="comma-separated, as `genrestore bench --methods`")
     ap.add_argument("--images")
+    ap.add_argument("--tasks", help="comma-separated artifact kinds replacing the suite's (e.g. vq-replace,ar-resample)")
     args = ap.parse_args()
     try:
         methods = [m for m in args.methods.split(",") if m] if args.methods else None
-        summary = run_suite(load_suite(args.suite, methods, args.images), args.output)
+        tasks = [t for t in args.tasks.split(",") if t] if args.tasks else None
+        summary = run_suite(load_suite(args.suite, methods, args.images, tasks), args.output)
     except InputError as e:
         raise SystemExit(f"diffgar benchmark: error: {e}") from None
     for note in summary["notes"]:

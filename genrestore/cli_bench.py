@@ -14,7 +14,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .cli import _parse_shard
 
     methods = [m for m in args.methods.split(",") if m] if args.methods else None
-    suite = load_suite(args.suite, methods, args.images)
+    tasks = [t for t in args.tasks.split(",") if t] if args.tasks else None
+    suite = load_suite(args.suite, methods, args.images, tasks)
     summary = run_suite(suite, args.output, _parse_shard(args.shard), progress=not args.quiet)
     for note in summary["notes"]:
         print(f"genrestore: note: {note}", file=sys.stderr)
@@ -52,6 +53,7 @@ def add_parsers(sub) -> None:
     b.add_argument("suite", help="a suite file or a built-in suite name")
     b.add_argument("-o", "--output", required=True, metavar="OUT")
     b.add_argument("--methods", help="comma-separated methods replacing the suite's (e.g. degraded,idm:MODEL)")
+    b.add_argument("--tasks", help="comma-separated tasks replacing the suite's (e.g. vq-replace,ar-resample)")
     b.add_argument("--images", metavar="DIR", help="ground-truth image folder replacing the suite's")
     b.add_argument("--shard", metavar="i/n", help="run every n-th row, starting at i")
     b.add_argument("--resume", action="store_true", help="(always on) finished rows are skipped")

@@ -146,9 +146,13 @@ def test_builtin_suites_are_valid(tmp_path, monkeypatch):
     names = sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
     assert {"inpainting", "denoise", "robust-inversion", "robust-inversion-compositions"} <= set(names)
     for name in names:
-        if name == "diffgar":  # its generators are the user's: the suite names where they go
+        if name == "diffgar":  # its generators are the user's (or shipped ones): the suite names them
             with pytest.raises(InputError, match="needs generators.vq"):
                 load_suite(name, images=tmp_path)
+            # --tasks replaces the suite's list, checked the same way
+            assert load_suite(name, images=tmp_path, tasks=["denoise"]).tasks == ["denoise"]
+            with pytest.raises(InputError, match="unknown task 'nope'"):
+                load_suite(name, images=tmp_path, tasks=["nope"])
             continue
         suite = load_suite(name, images=tmp_path)
         assert suite.tasks and suite.methods and suite.metrics

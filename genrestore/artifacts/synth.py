@@ -17,26 +17,42 @@ _WHAT = {"vq": "a VQ autoencoder (VQAutoencoder .safetensors + .json, `genrestor
          "ddpm": "an unconditional epsilon DDPM (DenoisingUNet, `genrestore train ddpm`)"}
 
 
-def load_generators(kind: str, paths: dict[str, str | os.PathLike | None], device: str | torch.device = "cpu",
-                    flag: str = "") -> dict[str, torch.nn.Module]:
-    """The generators ``kind`` needs, loaded from ``paths`` (keys ``vq``, ``transformer``, ``ddpm``).
+# shipped generators used when no path is given (only those in the weight registry count)
+DEFAULTS: dict[str, str] = {"vq": "vq-default", "transformer": "transformer-default"}
+
+
+def generator_specs(kind: str, paths: dict[str, str | os.PathLike | None], flag: str = "") -> dict[str, str]:
+    """``{key: file or weight name}`` for the generators ``kind`` needs: ``paths[key]``, else the
+    shipped generator in :data:`DEFAULTS` when the registry has it.
 
     Raises:
-        InputError: an unknown kind, or a needed generator without a path (named as ``flag + key``).
+        InputError: an unknown kind, or a needed generator with neither (named as ``flag + key``).
     """
-    from ..diffusion import DenoisingUNet
-    from ..models.vq import TokenTransformer, VQAutoencoder
+    from .. import weights as ws
 
     if kind not in KINDS:
         raise InputError(f"unknown artifact kind {kind!r}; known: {', '.join(KINDS)}")
-    loaders = {"vq": VQAutoencoder, "transformer": TokenTransformer, "ddpm": DenoisingUNet}
-    out = {}
+    specs = {}
     for key in NEEDS[kind]:
-        if not paths.get(key):
+        spec = paths.get(key) or (DEFAULTS[key] if DEFAULTS.get(key) in ws.REGISTRY else None)
+        if not spec:
             raise InputError(f"{kind} needs {flag}{key} MODEL: {_WHAT[key]}; none ships yet, so train one or pass "
                              "your own")
-        out[key] = loaders[key].load(paths[key], device)
-    return out
+        specs[key] = str(spec)
+    return specs
+
+
+def load_generators(kind: str, paths: dict[str, str | os.PathLike | None], device: str | torch.device = "cpu",
+                    flag: str = "") -> dict[str, torch.nn.Module]:
+    """The generators ``kind`` needs, loaded from :func:`generator_specs` (keys ``vq``,
+    ``transformer``, ``ddpm``; each a ``.safetensors`` file or a weight name)."""
+    from .. import weights as ws
+    from ..diffusion import DenoisingUNet
+    from ..models.vq import TokenTransformer, VQAutoencoder
+
+    loaders = {"vq": VQAutoencoder, "transformer": TokenTransformer, "ddpm": DenoisingUNet}
+    return {key: loaders[key].load(ws.model_file(spec), device)
+            for key, spec in generator_specs(kind, paths, flag).items()}
 
 
 def synthesize(kind: str, generators: dict, x: torch.Tensor, level: float, generator: _random.Generator = None,

@@ -107,11 +107,13 @@ def _read_toml(path: Path) -> dict:
         raise InputError(f"{path}: not a readable TOML suite ({e})") from None
 
 
-def load_suite(spec: str | Path, methods: list[str] | None = None, images: str | Path | None = None) -> Suite:
+def load_suite(spec: str | Path, methods: list[str] | None = None, images: str | Path | None = None,
+               tasks: list[str] | None = None) -> Suite:
     """A suite by file path or by name (``genrestore/bench/suites/NAME.toml``), checked.
 
     Args:
         methods: replaces the suite's method list (``--methods``).
+        tasks: replaces the suite's task list (``--tasks``); checked like the suite's own.
         images: replaces the suite's image folder (``--images``).
     """
     from ..degrade import COMPOSITIONS, LEVELS, PIPELINES, TASKS
@@ -128,25 +130,32 @@ def load_suite(spec: str | Path, methods: list[str] | None = None, images: str |
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise InputError(f"{path}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+    if tasks:
+        data["tasks"] = list(tasks)
     for key in ("tasks", "levels", "methods", "metrics"):
         if not isinstance(data.get(key), list) or not data[key]:
             raise InputError(f"{path}: '{key}' must be a non-empty list")
-    from ..artifacts.synth import NEEDS
+    from .. import weights as ws
+    from ..artifacts.synth import DEFAULTS, NEEDS
 
     generators = data.get("generators", {})
     if not isinstance(generators, dict):
-        raise InputError(f"{path}: 'generators' must be a table of paths (vq, transformer, ddpm)")
+        raise InputError(f"{path}: 'generators' must be a table of paths or weight names (vq, transformer, ddpm)")
     for t in data["tasks"]:
         if t not in TASKS and t not in COMPOSITIONS and t not in PIPELINES and t not in ARTIFACT_TASKS:
             raise InputError(f"{path}: unknown task {t!r} in 'tasks'; known: {', '.join([*TASKS, *COMPOSITIONS])}, "
                              f"a pipeline: {', '.join(PIPELINES)}, or an artifact: {', '.join(ARTIFACT_TASKS)}")
         for need in NEEDS.get(t, ()) if t in ARTIFACT_TASKS else ():
-            where = generators.get(need)
+            where = generators.get(need) or (DEFAULTS[need] if DEFAULTS.get(need) in ws.REGISTRY else None)
+            if str(where) in ws.REGISTRY:  # a shipped generator: resolved now (a missing file says how to get it)
+                generators[need] = str(ws.model_file(str(where)))
+                continue
             p = Path(str(where)) if where else None
             if p is not None and not p.is_absolute() and (path.parent / p).is_file():
                 p = path.parent / p
             if p is None or not p.is_file():
-                raise InputError(f"{path}: task {t!r} needs generators.{need} (an existing model file); got {where!r}")
+                raise InputError(f"{path}: task {t!r} needs generators.{need} (an existing model file or a "
+                                 f"weight name); got {where!r}")
             generators[need] = str(p)
     for lv in data["levels"]:
         if lv not in LEVELS:
