@@ -7,13 +7,13 @@ import json
 import sys
 from pathlib import Path
 
-
 from ._checks import InputError
 
 from .artifacts.synth import KINDS, NEEDS, generator_specs, load_generators
 
 
 def cmd_artifacts(args: argparse.Namespace) -> int:
+    import torch
     from tqdm import tqdm
 
     from ._random import generator_for
@@ -24,27 +24,55 @@ def cmd_artifacts(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.level <= 1.0:
         raise InputError(f"--level must lie in [0, 1], got {args.level}")
+    if args.batch_size < 1:
+        raise InputError(f"--batch-size must be at least 1, got {args.batch_size}")
     paths = _list_inputs(args.inputs)
-    _validate_inputs(paths, rgb_only="the artifact generators")
+    sizes = _validate_inputs(paths, rgb_only="the artifact generators")
     out_dir = Path(args.output)
     _plan_outputs(paths, out_dir, ["{stem}.png", "{stem}_clean.png", "{stem}.json"])
     device = resolve_device(args.device)
     specs = generator_specs(args.kind, {k: getattr(args, k) for k in NEEDS[args.kind]}, flag="--")
     gens = load_generators(args.kind, specs, device)
-    for path in tqdm(paths, desc=f"artifacts {args.kind}", unit="img", file=sys.stderr, disable=args.quiet):
-        x = read_image(path, "rgb").to(device)
-        y, params = synthesize(args.kind, gens, x, args.level, generator_for(args.seed, path.name),
+    bar = tqdm(total=len(paths), desc=f"artifacts {args.kind}", unit="img", file=sys.stderr, disable=args.quiet)
+    for batch in same_size_batches(sizes, args.batch_size):
+        group = [paths[i] for i in batch]
+        x = torch.cat([read_image(p, "rgb") for p in group]).to(device)
+        y, params = synthesize(args.kind, gens, x, args.level, [generator_for(args.seed, p.name) for p in group],
                                temperature=args.temperature, top_k=args.top_k, region=args.region, t0=args.t0,
                                ddim_steps=args.ddim_steps)
-        write_image(out_dir / f"{path.stem}_clean.png", x)
-        write_image(out_dir / f"{path.stem}.png", y)
-        rec = {"input": str(path), "clean": str(out_dir / f"{path.stem}_clean.png"),
-               "artifact": str(out_dir / f"{path.stem}.png"), "seed": args.seed,
-               "models": specs, **params}
-        atomic_write_bytes(out_dir / f"{path.stem}.json", (json.dumps(rec, indent=1) + "\n").encode())
+        for i, path in enumerate(group):
+            write_image(out_dir / f"{path.stem}_clean.png", x[i:i + 1])
+            write_image(out_dir / f"{path.stem}.png", y[i:i + 1])
+            rec = {"input": str(path), "clean": str(out_dir / f"{path.stem}_clean.png"),
+                   "artifact": str(out_dir / f"{path.stem}.png"), "seed": args.seed,
+                   "models": specs, **image_params(params, i)}
+            atomic_write_bytes(out_dir / f"{path.stem}.json", (json.dumps(rec, indent=1) + "\n").encode())
+        bar.update(len(group))
+    bar.close()
     if not args.quiet:
         print(f"{len(paths)} {args.kind} pairs (level {args.level}) -> {out_dir}")
     return 0
+
+
+def same_size_batches(sizes: list[tuple[int, int]], batch_size: int) -> list[list[int]]:
+    """Indices of consecutive images of one size, at most ``batch_size`` a group, in input order.
+
+    Example:
+        >>> same_size_batches([(8, 8), (8, 8), (8, 8), (4, 8), (8, 8)], 2)
+        [[0, 1], [2], [3], [4]]
+    """
+    groups: list[list[int]] = []
+    for i, hw in enumerate(sizes):
+        if groups and len(groups[-1]) < batch_size and sizes[groups[-1][0]] == hw:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+def image_params(params: dict, i: int) -> dict:
+    """Image ``i``'s record from a batch's parameters (``rects`` holds one entry per image)."""
+    return {k: (v[i] if k == "rects" else v) for k, v in params.items()}
 
 
 def add_parser(sub) -> None:
@@ -59,15 +87,18 @@ def add_parser(sub) -> None:
     a.add_argument("--level", type=float, default=0.5, help="strength in [0, 1] (0.5: the paper's)")
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--vq", metavar="MODEL", help="vq-replace, ar-resample: the VQ autoencoder, a file or weight "
-                   "name (default: vq-default when shipped)")
-    a.add_argument("--transformer", metavar="MODEL", help="ar-resample: the token transformer (default: "
-                   "transformer-default when shipped)")
-    a.add_argument("--ddpm", metavar="MODEL", help="ddim-gauss, ddim-scale: the unconditional DDPM")
+                   "name (default: the shipped vq-default)")
+    a.add_argument("--transformer", metavar="MODEL", help="ar-resample: the token transformer over that autoencoder's "
+                   "tokens (default: the shipped transformer-default, for images of at least 128 px a side)")
+    a.add_argument("--ddpm", metavar="MODEL", help="ddim-gauss, ddim-scale: the unconditional DDPM (default: the "
+                   "shipped ddpm-default)")
     a.add_argument("--temperature", type=float, default=18.0, help="ar-resample: sampling temperature (18)")
     a.add_argument("--top-k", type=int, default=500, help="ar-resample: top-k (500)")
     a.add_argument("--region", default="suffix", choices=("suffix", "rectangle"), help="ar-resample: what to resample")
     a.add_argument("--t0", type=int, default=840, help="ddim kinds: the stopping step T0 (840)")
     a.add_argument("--ddim-steps", type=int, default=48, help="ddim kinds: inversion and decoding steps (48)")
+    a.add_argument("--batch-size", type=int, default=8,
+                   help="images of the same size synthesized together (each keeps its own seed; 8)")
     a.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     a.add_argument("-q", "--quiet", action="store_true")
     a.set_defaults(func=cmd_artifacts)
@@ -86,12 +117,13 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
     if args.model == "vq":
         from .artifacts.generators import train_vq_autoencoder
 
-        model = VQAutoencoder(args.codebook_size, args.embed_dim, args.channels, norm_num_groups=args.groups,
-                              mid_attention=not args.no_attention)
+        model = VQAutoencoder(args.codebook_size, args.embed_dim, args.channels, args.layers_per_block,
+                              norm_num_groups=args.groups, mid_attention=not args.no_attention)
         disc_start = args.steps // 2 if args.disc_start is None else args.disc_start
         train_vq_autoencoder(model, args.data, args.steps, args.batch_size, args.size, args.lr, args.adv_weight,
                              disc_start, recipe=base + f" --size {args.size} --codebook-size {args.codebook_size} "
-                             f"--channels {' '.join(map(str, args.channels))} --groups {args.groups} "
+                             f"--channels {' '.join(map(str, args.channels))} --layers-per-block {args.layers_per_block} "
+                             f"--groups {args.groups} "
                              f"--disc-start {disc_start} --restart-every {args.restart_every}"
                              f"{' --no-attention' if args.no_attention else ''} --ema-decay "
                              f"{args.ema_decay}", eval_images=args.eval_data, restart_every=args.restart_every,
@@ -116,7 +148,8 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
 
         model = DenoisingUNet(3, unet=_unet_config(args))
         train_ddpm(model, args.data, args.steps, args.batch_size, args.size, args.lr,
-                   recipe=base + f" --size {args.size} --channels " + " ".join(map(str, args.channels)), **common)
+                   recipe=base + f" --size {args.size} --channels " + " ".join(map(str, args.channels))
+                   + f" --layers-per-block {args.layers_per_block}", eval_images=args.eval_data, **common)
     from .cli_restore import report_training
 
     return report_training(args, args.model)
@@ -136,7 +169,8 @@ def add_train_parser(tsub) -> None:
                             + (" --vq runs/vq/model.safetensors" if name == "transformer" else ""))
         _common_train_args(p)
         p.set_defaults(size=64, batch_size=16, lr=2e-4, save_every=500, func=cmd_train_generator, model=name,
-                       channels={"vq": [64, 128, 128, 256], "ddpm": [64, 128, 256, 256]}.get(name, [64]))
+                       channels={"vq": [64, 128, 128, 256], "ddpm": [64, 128, 256, 256]}.get(name, [64]),
+                       **({"layers_per_block": 1} if name == "vq" else {}))
         p.add_argument("--eval-data", help="photos for the quality number (default: --data)")
         if name == "vq":
             p.add_argument("--codebook-size", type=_positive_int, default=512)

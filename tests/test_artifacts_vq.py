@@ -118,8 +118,29 @@ def test_ar_resample_keeps_the_prefix(vq, gpt):
     assert art.shape == x.shape and p["first"] == 16 - round(0.1 * 16) and p["tokens_resampled"] == 2
     art_r, p = ar_resample(vq, gpt, x, 1.0, gens(2), region="rectangle")
     assert all(r[2] == r[3] == 2 for r in p["rects"])  # sqrt(0.2 * 16) ~ 2
-    with pytest.raises(InputError, match="train it at this size"):
-        ar_resample(vq, gpt, torch.rand(1, 3, 32, 32), 0.5)
+    big, p = ar_resample(vq, gpt, torch.rand(1, 3, 32, 24), 0.5, gens(1))  # 8x6 tokens: a sliding window
+    assert big.shape == (1, 3, 32, 24) and p["tokens_resampled"] == round(0.1 * 48)
+    with pytest.raises(InputError, match="at least 16 px"):
+        ar_resample(vq, gpt, torch.rand(1, 3, 8, 16), 0.5)  # 2x4 tokens, smaller than the 4x4 grid
+
+
+def test_sliding_window_sampling_conditions_on_the_window_before_the_position(gpt):
+    g = torch.Generator().manual_seed(3)
+    tokens = torch.randint(0, 32, (2, 6, 7), generator=g)
+    keep = torch.ones(6, 7, dtype=torch.bool)
+    keep[5, 1] = False  # window rows 2..5, columns 0..3 (centred, clipped to the grid); local position 3 * 4 + 1
+    out = gpt.sample_grid(tokens, keep, top_k=1)
+    with torch.no_grad():
+        expected = gpt(tokens[:, 2:6, 0:4].reshape(2, -1)[:, :14])[:, 13].argmax(-1)
+    assert torch.equal(out[:, 5, 1], expected) and torch.equal(out[:, keep], tokens[:, keep])
+    outside = tokens.clone()
+    outside[:, 0:2] = (outside[:, 0:2] + 1) % 32  # rows above the window
+    outside[:, 5, 2:] = (outside[:, 5, 2:] + 1) % 32  # after the position in raster order
+    assert torch.equal(gpt.sample_grid(outside, keep, top_k=1)[:, 5, 1], expected)
+    # on the model's own grid it is exactly sample()
+    small, k = tokens[:, :4, :4], torch.rand(2, 4, 4, generator=g) < 0.5
+    g1, g2 = gens(2, 7), gens(2, 7)
+    assert torch.equal(gpt.sample_grid(small, k, 2.0, 5, g1).flatten(1), gpt.sample(small.flatten(1), k.flatten(1), 2.0, 5, g2))
 
 
 def test_artifacts_cli_writes_pairs_and_refuses_bad_input(vq, gpt, tmp_path, capsys):
@@ -149,12 +170,27 @@ def test_artifacts_cli_writes_pairs_and_refuses_bad_input(vq, gpt, tmp_path, cap
         assert read_image(out / "a.png").shape == (1, 3, 16, 16)
         assert torch.equal(read_image(out / "a_clean.png"), read_image(tmp_path / "in" / "a.png"))
         assert rec["kind"] == kind and rec["seed"] == 0
+    # images of one size go through together; each keeps its own seed's artifact
+    write_image(tmp_path / "in3" / "a.png", x)
+    write_image(tmp_path / "in3" / "b.png", torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(1)))
+    write_image(tmp_path / "in3" / "c.png", torch.rand(1, 3, 16, 20, generator=torch.Generator().manual_seed(2)))
+    for kind in ("vq-replace", "ar-resample"):
+        for bs in ("1", "3"):
+            assert main(["artifacts", str(tmp_path / "in3"), "-o", str(tmp_path / f"b{bs}{kind}"), "--kind", kind,
+                         "--batch-size", bs, "--region", "rectangle", "-q", *models[kind]]) == 0
+        for name in "abc":
+            one, three = (read_image(tmp_path / f"b{bs}{kind}" / f"{name}.png") for bs in "13")
+            assert (one - three).abs().max() <= 1 / 255 + 1e-6
+            recs = [json.loads((tmp_path / f"b{bs}{kind}" / f"{name}.json").read_text()) for bs in "13"]
+            assert recs[0]["rects"] == recs[1]["rects"] and len(recs[0]["rects"]) == 4
+    assert torch.equal(read_image(tmp_path / "b1vq-replace" / "a.png"), read_image(tmp_path / "vq-replace" / "a.png"))
     # same seed, same artifact
     assert main(["artifacts", str(tmp_path / "in"), "-o", str(tmp_path / "again"), "--kind", "vq-replace", "-q",
                  *models["vq-replace"]]) == 0
     assert torch.equal(read_image(tmp_path / "again" / "a.png"), read_image(tmp_path / "vq-replace" / "a.png"))
     capsys.readouterr()
-    assert main(["artifacts", str(tmp_path / "in"), "-o", str(tmp_path / "x"), "--kind", "ddim-gauss"]) == 2
-    assert "needs --ddpm" in capsys.readouterr().err  # no DDPM ships
+    assert main(["artifacts", str(tmp_path / "in"), "-o", str(tmp_path / "x"), "--kind", "ddim-gauss", "--ddpm",
+                 str(tmp_path / "nope.safetensors")]) == 2
+    assert "nope.safetensors" in capsys.readouterr().err
     assert main(["artifacts", str(tmp_path / "in"), "-o", str(tmp_path / "x"), "--kind", "identity", "--level", "2"]) == 2
     assert "[0, 1]" in capsys.readouterr().err

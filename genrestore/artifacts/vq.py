@@ -100,7 +100,9 @@ def ar_resample(vq, gpt, x: torch.Tensor, level: float = 0.5, generator: _random
 
     Args:
         vq: the autoencoder whose tokens ``gpt`` models.
-        gpt: a :class:`~genrestore.models.vq.TokenTransformer` with ``length = h w`` of the padded image.
+        gpt: a :class:`~genrestore.models.vq.TokenTransformer` over ``vq``'s tokens; token grids
+            larger than its own are sampled with a sliding window
+            (:meth:`~genrestore.models.vq.TokenTransformer.sample_grid`).
         x: ``(N, 3, H, W)`` clean images in ``[0, 1]``.
         temperature, top_k: sampling settings (DiffGAR: 18 and 500 on FFHQ; top-k is clipped to
             the codebook size).
@@ -118,9 +120,11 @@ def ar_resample(vq, gpt, x: torch.Tensor, level: float = 0.5, generator: _random
         raise InputError(f"expected region 'suffix' or 'rectangle', got {region!r}")
     tokens, hw = _encode(vq, x)
     n, h, w = tokens.shape
-    if gpt.length != h * w or gpt.vocab_size != vq.codebook_size:
-        raise InputError(f"the transformer models {gpt.length} tokens of {gpt.vocab_size} codes; this image has "
-                         f"{h}x{w} = {h * w} tokens of {vq.codebook_size} (train it at this size)")
+    side = gpt.grid
+    if h < side or w < side or gpt.vocab_size != vq.codebook_size:
+        raise InputError(f"the transformer models {side}x{side} tokens of {gpt.vocab_size} codes; this image has "
+                         f"{h}x{w} tokens of {vq.codebook_size} (it needs images of at least {side * vq.factor} px "
+                         "a side, from the same autoencoder)")
     keep = torch.ones(n, h, w, dtype=torch.bool)
     gens = _random.per_image(generator, n)
     params: dict = {"kind": "ar-resample", "level": level, "fraction": frac, "region": region,
@@ -138,6 +142,6 @@ def ar_resample(vq, gpt, x: torch.Tensor, level: float = 0.5, generator: _random
             keep[i, top:top + side, left:left + side] = False
             rects.append([top, left, side, side])
         params["rects"] = rects
-    seq = gpt.sample(tokens.view(n, -1), keep.view(n, -1).to(tokens.device), temperature, top_k, generator)
+    grid = gpt.sample_grid(tokens, keep.to(tokens.device), temperature, top_k, generator)
     params["tokens_resampled"] = int((~keep).sum()) // max(n, 1)
-    return _decode(vq, seq.view(n, h, w), hw), params
+    return _decode(vq, grid, hw), params

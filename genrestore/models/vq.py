@@ -13,6 +13,7 @@ Both save and load as safetensors + JSON (:class:`~genrestore.models.checkpoint.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -206,4 +207,55 @@ class TokenTransformer(nn.Module, SavedModel):
             cdf = F.softmax(top, -1).cumsum(-1)
             pick = torch.searchsorted(cdf, torch.minimum(u[:, i : i + 1], cdf[:, -1:] - 1e-12))  # inverse CDF
             out[:, i] = torch.where(todo, idx.gather(1, pick)[:, 0], out[:, i])
+        return out
+
+    @property
+    def grid(self) -> int:
+        """The side of the square token grid this model was trained on (``sqrt(length)``)."""
+        side = math.isqrt(self.length)
+        if side * side != self.length:
+            raise InputError(f"this transformer models {self.length} tokens, not a square grid")
+        return side
+
+    @torch.inference_mode()
+    def sample_grid(self, tokens: torch.Tensor, keep: torch.Tensor, temperature: float = 1.0,
+                    top_k: int | None = None, generator: Generator = None) -> torch.Tensor:
+        """:meth:`sample` on token grids at least as large as the model's, with a sliding window.
+
+        Each position to resample, in raster order, is drawn given the tokens before it inside the
+        model's ``grid x grid`` window centred on it as far as the grid's edges allow (Taming
+        Transformers' sampling of images larger than the training crops). On a grid of the model's
+        own size the window is the whole grid and this equals :meth:`sample`.
+
+        Args:
+            tokens: ``(N, h, w)`` int64 with ``h, w >= grid``.
+            keep: ``(N, h, w)`` or ``(h, w)`` bool; False where to resample.
+            temperature, top_k, generator: as in :meth:`sample` (one uniform draw per grid position).
+
+        Returns:
+            ``(N, h, w)`` int64.
+        """
+        n, h, w = tokens.shape
+        side = self.grid
+        if h < side or w < side:
+            raise InputError(f"this transformer models {side}x{side} token grids; a {h}x{w} grid is smaller "
+                             f"(use images of at least {side} tokens a side)")
+        if h == side and w == side:
+            keep = keep.expand(n, h, w).reshape(n, -1)
+            return self.sample(tokens.reshape(n, -1), keep, temperature, top_k, generator).view(n, h, w)
+        if temperature <= 0:
+            raise InputError(f"expected temperature > 0, got {temperature}")
+        keep = keep.expand(n, h, w).to(tokens.device)
+        out = tokens.clone()
+        k = self.vocab_size if top_k is None else max(1, min(int(top_k), self.vocab_size))
+        u = rand(generator, (n, h * w), device=out.device, dtype=torch.float64).view(n, h, w)
+        for i, j in (~keep).any(0).nonzero().tolist():  # raster order
+            top, left = min(max(i - side // 2, 0), h - side), min(max(j - side // 2, 0), w - side)
+            local = (i - top) * side + (j - left)
+            window = out[:, top:top + side, left:left + side].reshape(n, -1)[:, : local + 1]
+            logits = self(window)[:, local].double() / temperature
+            top_logits, idx = logits.topk(k, dim=-1)
+            cdf = F.softmax(top_logits, -1).cumsum(-1)
+            pick = torch.searchsorted(cdf, torch.minimum(u[:, i, j, None], cdf[:, -1:] - 1e-12))
+            out[:, i, j] = torch.where(~keep[:, i, j], idx.gather(1, pick)[:, 0], out[:, i, j])
         return out
