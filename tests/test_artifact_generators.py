@@ -7,8 +7,9 @@ import pytest
 import torch
 
 pytest.importorskip("diffusers")
-from genrestore.artifacts.generators import (CodeUsage, train_ddpm, train_token_transformer,  # noqa: E402
-                                             train_vq_autoencoder)
+from genrestore.artifacts import generators  # noqa: E402
+from genrestore.artifacts.generators import (CodeUsage, sample_ddpm, sample_quality, sample_tokens,  # noqa: E402
+                                             train_ddpm, train_token_transformer, train_vq_autoencoder)
 from genrestore.diffusion import DenoisingUNet  # noqa: E402
 from genrestore.models.vq import TokenTransformer, VQAutoencoder  # noqa: E402
 
@@ -69,6 +70,10 @@ def test_transformer_learns_a_constant_token_grid(tmp_path):
     q = json.loads((tmp_path / "model.json").read_text())["quality"]
     assert q["uniform_bits_per_token"] == pytest.approx(math.log2(16))
     assert q["bits_per_token"] < 0.5  # the sequence is deterministic: far below log2(16) = 4 bits
+    assert "samples_temperature_1" in q
+    gpt = TokenTransformer.load(tmp_path / "model.safetensors")
+    drawn = sample_tokens(gpt, 3, torch.Generator().manual_seed(0), temperature=0.05)  # all 16 positions drawn
+    assert torch.equal(drawn, vq.encode_tokens(flat[0][None, :, :8, :8]).flatten(1).expand(3, -1))  # its 8 px crops
     with pytest.raises(Exception, match="square token grid"):
         train_token_transformer(TokenTransformer(16, 15, dim=8, depth=1, heads=2), vq, flat, 1, out_dir=tmp_path)
 
@@ -78,9 +83,10 @@ def test_ddpm_training_runs_and_saves(photos, tmp_path):
     net = DenoisingUNet(3, schedule={"num_train_timesteps": 50}, unet=dict(
         sample_size=16, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
         down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D")))
-    train_ddpm(net, photos, 2, batch_size=2, crop=16, out_dir=tmp_path)
+    train_ddpm(net, photos, 2, batch_size=2, crop=16, out_dir=tmp_path, quality_samples=3, quality_steps=2)
     meta = json.loads((tmp_path / "model.json").read_text())
     assert meta["steps"] == 2 and meta["config"]["arch"] == "denoising-unet"
+    assert meta["quality"]["samples_ddim_2"]["samples"] == 3 and meta["quality"]["samples_ddim_2"]["crop"] == 16
     assert DenoisingUNet.load(tmp_path / "model.safetensors").config == net.config
 
 
@@ -98,3 +104,61 @@ def test_train_vq_then_transformer_cli(tmp_path):
                  "--size", "16", "--dim", "8", "--depth", "1", "--heads", "2", *data]) == 0
     meta = json.loads((tmp_path / "gpt" / "model.json").read_text())
     assert meta["config"]["length"] == 64 and "bits_per_token" in meta["quality"]
+
+
+class OnePointDenoiser(torch.nn.Module):
+    """The exact epsilon of a data set of one point ``c``: ``(x_t - sqrt(a_t) c) / sqrt(1 - a_t)``."""
+
+    def __init__(self, c: torch.Tensor, timesteps: int = 100):
+        super().__init__()
+        from genrestore.diffusion.schedulers import check_schedule, make_scheduler
+
+        self.channels, self.config = c.shape[0], {"schedule": check_schedule({"num_train_timesteps": timesteps})}
+        self.register_buffer("c", c)
+        self.register_buffer("a", make_scheduler("ddpm", self.config["schedule"], "epsilon").alphas_cumprod)
+
+    def forward(self, x_t, t):
+        a = self.a[torch.as_tensor(t).long()].reshape(-1, 1, 1, 1)
+        return (x_t - a.sqrt() * self.c) / (1 - a).sqrt()
+
+
+def test_ddpm_samples_of_a_one_point_data_set_are_that_point():
+    c = torch.tensor([-0.6, 0.2, 0.9]).view(3, 1, 1).expand(3, 4, 4).clone()
+    x = sample_ddpm(OnePointDenoiser(c), 5, 4, steps=7, generator=torch.Generator().manual_seed(0), batch_size=2)
+    assert x.shape == (5, 3, 4, 4)
+    torch.testing.assert_close(x, ((c + 1) / 2).expand(5, -1, -1, -1), atol=1e-5, rtol=0)
+
+
+class MeanColourFeatures:
+    """A stand-in for the Inception: features are the 4x4 average-pooled pixels (48-d), a linear map."""
+
+    def __init__(self, device="cpu"):
+        pass
+
+    def __call__(self, x):
+        return torch.nn.functional.adaptive_avg_pool2d(x.double(), 4).flatten(1), None
+
+
+def test_sample_quality_is_the_frechet_distance_of_the_features(photos, monkeypatch):
+    import numpy as np
+    import scipy.linalg
+
+    import genrestore.metrics.fid as fid
+    from genrestore import weights as ws
+
+    monkeypatch.setattr(ws, "find", lambda name: None)
+    absent = sample_quality(torch.rand(4, 3, 8, 8), photos)
+    assert absent["fid"] is None and "inception-fid" in absent["note"]
+    monkeypatch.setattr(ws, "find", lambda name: "present")
+    monkeypatch.setattr(fid, "InceptionFeatures", MeanColourFeatures)
+    real = generators._held_out(photos, 8, 64, 0 + 1)  # the crops sample_quality draws for seed 0
+    assert sample_quality(real, photos)["fid"] == pytest.approx(0, abs=1e-6)
+    fake = real * 0.5 + 0.25  # features f' = f / 2 + 1/4, covariance / 4
+    f = MeanColourFeatures()(real)[0].numpy()
+    mu, cov = f.mean(0), np.cov(f, rowvar=False, bias=False)
+    g = f * 0.5 + 0.25
+    mu2, cov2 = g.mean(0), np.cov(g, rowvar=False, bias=False)
+    expected = ((mu - mu2) ** 2).sum() + np.trace(cov + cov2 - 2 * scipy.linalg.sqrtm(cov @ cov2).real)
+    q = sample_quality(fake, photos)
+    assert q["fid"] == pytest.approx(expected, rel=1e-3) and q["samples"] == 64 and q["crop"] == 8
+    assert math.isfinite(q["kid"]) and q["kid_std"] >= 0

@@ -13,6 +13,11 @@ stops a call early with a checkpoint, to be continued by the same call; ``channe
 * :func:`train_token_transformer`: next-token cross-entropy on the token grids of crops encoded
   by a trained autoencoder. Quality: bits per token on held-out crops.
 * :func:`train_ddpm`: the epsilon objective (DDPM eq. 14).
+
+The transformer and the DDPM also record FID and KID of their samples (:func:`sample_tokens`
+decoded by the autoencoder; :func:`sample_ddpm`, deterministic DDIM from pure noise) against as
+many random crops of held-out photos (:func:`sample_quality`), when the FID Inception
+(``inception-fid``) is in the weight store.
 """
 
 from __future__ import annotations
@@ -78,6 +83,51 @@ def _held_out(images, crop: int, count: int, seed: int) -> torch.Tensor:
     from ..diffusion.train import load_images, random_crops
 
     return random_crops(load_images(images), count, crop, generator_for(seed, "held-out"))
+
+
+def sample_quality(samples: torch.Tensor, images, seed: int = 0, device: str | torch.device = "cpu") -> dict:
+    """FID and KID of generated ``samples`` ``(N, 3, S, S)`` in ``[0, 1]`` against ``N`` random
+    ``S x S`` crops of ``images`` (a folder or tensors; crops drawn from ``seed``), both resized to
+    299 px by the Inception. With few samples FID is biased upwards (compare runs of equal ``N``
+    only); KID is unbiased. Without ``inception-fid`` in the store, says so instead of a number.
+
+    Returns:
+        ``{"fid", "kid", "kid_std", "samples", "crop"}`` or ``{"fid": None, "note": ...}``.
+    """
+    from .. import weights as ws
+    from ..metrics.fid import InceptionFeatures, SetFeatures, set_metrics
+
+    n, side = samples.shape[0], samples.shape[-1]
+    if ws.find("inception-fid") is None:
+        return {"fid": None, "kid": None, "samples": n, "crop": side,
+                "note": "absent: inception-fid not in the weight store (genrestore weights install inception-fid)"}
+    extractor = InceptionFeatures(device)
+    real, fake = SetFeatures(), SetFeatures()
+    real.add(*extractor(_held_out(images, side, n, seed + 1)))
+    fake.add(*extractor(samples.clamp(0, 1)))
+    m = set_metrics(real, fake, ("fid", "kid"), kid_subset=n, generator=generator_for(seed, "kid"))
+    return {"fid": m["fid"], "kid": m["kid"], "kid_std": m["kid_std"],
+            "samples": n, "crop": side, "reference": "random crops of held-out photos"}
+
+
+def sample_tokens(gpt, count: int, generator=None, temperature: float = 1.0, top_k: int | None = None) -> torch.Tensor:
+    """``(count, L)`` token sequences drawn from the transformer alone (ancestral sampling)."""
+    dev = next(gpt.parameters()).device
+    start = torch.zeros(count, gpt.length, dtype=torch.long, device=dev)
+    return gpt.sample(start, torch.zeros(gpt.length, dtype=torch.bool), temperature, top_k, generator)
+
+
+@torch.no_grad()
+def sample_ddpm(net, count: int, size: int, steps: int = 50, generator=None, batch_size: int = 32) -> torch.Tensor:
+    """``(count, C, size, size)`` samples in ``[0, 1]`` of an unconditional epsilon
+    :class:`~genrestore.diffusion.DenoisingUNet`: deterministic DDIM (eta 0) with ``steps`` steps
+    from pure noise at ``T - 1``."""
+    from ..diffusion.sampling import ddim_decode
+
+    dev = next(iter([*net.parameters(), *net.buffers()]), torch.empty(0)).device
+    noise = randn(generator, (count, net.channels, size, size), device=dev)
+    out = [ddim_decode(net, z, steps, schedule=net.config["schedule"]) for z in noise.split(batch_size)]
+    return ((torch.cat(out) + 1) / 2).clamp(0, 1)
 
 
 def train_vq_autoencoder(model, images: Sequence[torch.Tensor] | str | os.PathLike, steps: int, batch_size: int = 16,
@@ -169,11 +219,14 @@ def train_token_transformer(model, vq, images: Sequence[torch.Tensor] | str | os
                             device: str | torch.device = "cpu", recipe: str | None = None,
                             time_limit: float | None = None, channels_last: bool = False, compile: bool | str = False,
                             progress: bool = False,
-                            eval_images=None):
+                            eval_images=None, quality_samples: int = 64):
     """Train a :class:`~genrestore.models.vq.TokenTransformer` on ``vq``'s tokens of random crops.
 
-    The crop side is ``sqrt(model.length) * vq.factor`` (square token grids). Returns the EMA model.
+    The crop side is ``sqrt(model.length) * vq.factor`` (square token grids). Quality: bits per
+    token on held-out crops, and FID/KID of ``quality_samples`` decoded samples at temperature 1
+    (:func:`sample_quality`; 0: none). Returns the EMA model.
     """
+    images_ = images
     from ..diffusion.train import TrainRun
 
     side = math.isqrt(model.length)
@@ -205,6 +258,12 @@ def train_token_transformer(model, vq, images: Sequence[torch.Tensor] | str | os
         nll = F.cross_entropy(tr.ema(held).flatten(0, 1), held.flatten())
     quality = {"bits_per_token": round(float(nll) / math.log(2), 4),
                "uniform_bits_per_token": round(math.log2(model.vocab_size), 4), "held_out_crops": 16}
+    if quality_samples:
+        tokens = sample_tokens(tr.ema, quality_samples, generator_for(seed, "quality-samples"))
+        with torch.no_grad():
+            images = vq.decode_tokens(tokens.view(-1, side, side)).cpu()
+        quality["samples_temperature_1"] = sample_quality(images, eval_images if eval_images is not None else images_,
+                                                          seed, dev)
     return tr.finish(recipe, quality=quality)
 
 
@@ -212,8 +271,12 @@ def train_ddpm(model, images: Sequence[torch.Tensor] | str | os.PathLike, steps:
                crop: int = 64, lr: float = 2e-4, ema_decay: float = 0.999, out_dir: str | os.PathLike = "runs/ddpm",
                save_every: int = 500, seed: int = 0, device: str | torch.device = "cpu", recipe: str | None = None,
                time_limit: float | None = None, channels_last: bool = False, compile: bool | str = False,
-               progress: bool = False):
-    """Train a :class:`~genrestore.diffusion.DenoisingUNet` with ``E ||eps - eps_theta(x_t, t)||^2``; return the EMA."""
+               progress: bool = False, eval_images=None, quality_samples: int = 64, quality_steps: int = 50):
+    """Train a :class:`~genrestore.diffusion.DenoisingUNet` with ``E ||eps - eps_theta(x_t, t)||^2``; return the EMA.
+
+    Quality: FID/KID of ``quality_samples`` DDIM samples (``quality_steps`` steps) of ``crop`` px
+    against held-out crops (:func:`sample_quality`; 0: none).
+    """
     from ..diffusion.schedulers import make_scheduler
     from ..diffusion.train import TrainRun
 
@@ -239,4 +302,9 @@ def train_ddpm(model, images: Sequence[torch.Tensor] | str | os.PathLike, steps:
         opt.step()
         if not torch.isfinite(loss):
             raise FloatingPointError(f"DDPM loss is {loss.item()} at step {step}")
-    return tr.finish(recipe)
+    if tr.stopped_at is not None or not quality_samples:
+        return tr.finish(recipe)
+    samples = sample_ddpm(tr.ema, quality_samples, crop, quality_steps, generator_for(seed, "quality-samples")).cpu()
+    quality = {f"samples_ddim_{quality_steps}": sample_quality(samples, eval_images if eval_images is not None
+                                                               else images, seed, dev)}
+    return tr.finish(recipe, quality=quality)
