@@ -133,7 +133,9 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
 
         if not args.vq:
             raise InputError("train transformer needs --vq MODEL: the trained VQ autoencoder whose tokens it models")
-        vq = VQAutoencoder.load(args.vq, device)
+        from . import weights as ws
+
+        vq = VQAutoencoder.load(ws.model_file(args.vq), device)
         side = args.size // vq.factor
         if side * vq.factor != args.size:
             raise InputError(f"--size must be a multiple of the autoencoder's factor {vq.factor}, got {args.size}")
@@ -184,7 +186,8 @@ def add_train_parser(tsub) -> None:
             p.add_argument("--restart-every", type=int, default=50,
                            help="steps between restarts of unused codes from encoder outputs (0: none)")
         if name == "transformer":
-            p.add_argument("--vq", help="the trained VQ autoencoder (.safetensors + .json)")
+            p.add_argument("--vq", help="the trained VQ autoencoder (.safetensors + .json) or a weight name "
+                           "(vq-default)")
             p.add_argument("--dim", type=_positive_int, default=256)
             p.add_argument("--depth", type=_positive_int, default=6)
             p.add_argument("--heads", type=_positive_int, default=8)

@@ -112,6 +112,18 @@ def test_sampling_follows_top_k_and_temperature(gpt):
     assert torch.all(greedy[:, 5] == idx[0])
 
 
+def test_incremental_logits_equal_the_full_forward(gpt):
+    tokens = torch.randint(0, 32, (3, 16), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        full = gpt(tokens)
+        cache = []
+        parts = [gpt._cached_logits(gpt._inputs(tokens)[:, :5], cache)]  # a prefill of 5 positions
+        for i in range(5, 16):  # then one position at a time
+            parts.append(gpt._cached_logits(gpt.tok(tokens[:, i - 1:i]) + gpt.pos[:, i:i + 1], cache))
+    torch.testing.assert_close(torch.cat(parts, 1), full, atol=1e-5, rtol=1e-5)
+    assert cache[0][0].shape == (3, 2, 16, 8)  # (N, heads, L, dim / heads) per layer
+
+
 def test_ar_resample_keeps_the_prefix(vq, gpt):
     x = torch.rand(2, 3, 16, 16)
     art, p = ar_resample(vq, gpt, x, 0.5, gens(2), top_k=500)

@@ -165,11 +165,8 @@ class TokenTransformer(nn.Module, SavedModel):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """Next-token logits: ``(N, L)`` int64 tokens -> ``(N, L, K)``, position ``i`` from tokens ``< i``."""
-        n, length = tokens.shape
-        if length > self.length:
-            raise InputError(f"sequence of {length} tokens; this model knows {self.length} positions")
-        start = torch.full((n, 1), self.vocab_size, dtype=torch.long, device=tokens.device)
-        h = self.tok(torch.cat([start, tokens[:, :-1]], 1)) + self.pos[:, :length]
+        length = tokens.shape[1]
+        h = self._inputs(tokens)
         causal = nn.Transformer.generate_square_subsequent_mask(length, device=tokens.device)
         return self.head(self.norm(self.blocks(h, mask=causal, is_causal=True)))
 
@@ -195,19 +192,61 @@ class TokenTransformer(nn.Module, SavedModel):
             raise InputError(f"expected temperature > 0, got {temperature}")
         keep = keep.expand_as(tokens).to(tokens.device)
         out = tokens.clone()
-        k = self.vocab_size if top_k is None else max(1, min(int(top_k), self.vocab_size))
-        first = int((~keep).any(0).nonzero()[0]) if (~keep).any() else tokens.shape[1]
+        length = tokens.shape[1]
+        first = int((~keep).any(0).nonzero()[0]) if (~keep).any() else length
         u = rand(generator, out.shape, device=out.device, dtype=torch.float64)  # one draw per position
-        for i in range(first, tokens.shape[1]):  # sequential by nature: token i needs tokens < i
+        if first == length:
+            return out
+        cache: list = []
+        inputs = self._inputs(out[:, :first + 1])  # positions 0..first: the start token, then tokens < first
+        logits = self._cached_logits(inputs, cache)[:, -1]
+        for i in range(first, length):  # sequential by nature: token i needs tokens < i
+            if i > first:  # one more input: token i - 1, final now; the rest is in the cache
+                logits = self._cached_logits(self.tok(out[:, i - 1:i]) + self.pos[:, i:i + 1], cache)[:, -1]
             todo = ~keep[:, i]
-            if not todo.any():
-                continue
-            logits = self(out[:, : i + 1])[:, i].double() / temperature
-            top, idx = logits.topk(k, dim=-1)
-            cdf = F.softmax(top, -1).cumsum(-1)
-            pick = torch.searchsorted(cdf, torch.minimum(u[:, i : i + 1], cdf[:, -1:] - 1e-12))  # inverse CDF
-            out[:, i] = torch.where(todo, idx.gather(1, pick)[:, 0], out[:, i])
+            if todo.any():
+                out[:, i] = torch.where(todo, self._draw(logits, u[:, i], temperature, top_k), out[:, i])
         return out
+
+    def _draw(self, logits: torch.Tensor, u: torch.Tensor, temperature: float, top_k: int | None) -> torch.Tensor:
+        """``(N,)`` codes from ``(N, K)`` logits: ``softmax(logits / T)`` over the top ``k``, by the inverse
+        CDF at the ``(N,)`` uniforms ``u``."""
+        k = self.vocab_size if top_k is None else max(1, min(int(top_k), self.vocab_size))
+        top, idx = (logits.double() / temperature).topk(k, dim=-1)
+        cdf = F.softmax(top, -1).cumsum(-1)
+        pick = torch.searchsorted(cdf, torch.minimum(u[:, None], cdf[:, -1:] - 1e-12))
+        return idx.gather(1, pick)[:, 0]
+
+    def _inputs(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Embedded inputs ``(N, L, dim)`` for predicting ``(N, L)`` tokens: start token, then tokens shifted by one."""
+        n, length = tokens.shape
+        if length > self.length:
+            raise InputError(f"sequence of {length} tokens; this model knows {self.length} positions")
+        start = torch.full((n, 1), self.vocab_size, dtype=torch.long, device=tokens.device)
+        return self.tok(torch.cat([start, tokens[:, :-1]], 1)) + self.pos[:, :length]
+
+    def _cached_logits(self, h: torch.Tensor, cache: list) -> torch.Tensor:
+        """Logits ``(N, m, K)`` for ``m`` new input positions ``h`` ``(N, m, dim)`` following those whose
+        keys and values are in ``cache`` (one ``(k, v)`` per layer; extended in place). Equal to
+        :meth:`forward` on the whole sequence (the pre-norm layers of ``nn.TransformerEncoderLayer``,
+        evaluated incrementally: each token's keys and values are computed once)."""
+        past = cache[0][0].shape[2] if cache else 0
+        m = h.shape[1]
+        allowed = torch.ones(m, past + m, dtype=torch.bool, device=h.device).tril(past)  # j <= past + i
+        for li, layer in enumerate(self.blocks.layers):
+            attn = layer.self_attn
+            heads = attn.num_heads
+            q, k, v = F.linear(layer.norm1(h), attn.in_proj_weight, attn.in_proj_bias).chunk(3, -1)
+            q, k, v = (t.unflatten(-1, (heads, -1)).transpose(1, 2) for t in (q, k, v))  # (N, heads, m, d)
+            if li < len(cache):
+                k, v = torch.cat([cache[li][0], k], 2), torch.cat([cache[li][1], v], 2)
+                cache[li] = (k, v)
+            else:
+                cache.append((k, v))
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed).transpose(1, 2).flatten(2)
+            h = h + attn.out_proj(o)
+            h = h + layer.linear2(layer.activation(layer.linear1(layer.norm2(h))))
+        return self.head(self.norm(h))
 
     @property
     def grid(self) -> int:
@@ -247,15 +286,11 @@ class TokenTransformer(nn.Module, SavedModel):
             raise InputError(f"expected temperature > 0, got {temperature}")
         keep = keep.expand(n, h, w).to(tokens.device)
         out = tokens.clone()
-        k = self.vocab_size if top_k is None else max(1, min(int(top_k), self.vocab_size))
         u = rand(generator, (n, h * w), device=out.device, dtype=torch.float64).view(n, h, w)
         for i, j in (~keep).any(0).nonzero().tolist():  # raster order
             top, left = min(max(i - side // 2, 0), h - side), min(max(j - side // 2, 0), w - side)
             local = (i - top) * side + (j - left)
             window = out[:, top:top + side, left:left + side].reshape(n, -1)[:, : local + 1]
-            logits = self(window)[:, local].double() / temperature
-            top_logits, idx = logits.topk(k, dim=-1)
-            cdf = F.softmax(top_logits, -1).cumsum(-1)
-            pick = torch.searchsorted(cdf, torch.minimum(u[:, i, j, None], cdf[:, -1:] - 1e-12))
-            out[:, i, j] = torch.where(~keep[:, i, j], idx.gather(1, pick)[:, 0], out[:, i, j])
+            drawn = self._draw(self(window)[:, local], u[:, i, j], temperature, top_k)
+            out[:, i, j] = torch.where(~keep[:, i, j], drawn, out[:, i, j])
         return out
