@@ -142,7 +142,7 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
         model = TokenTransformer(vq.codebook_size, side * side, args.dim, args.depth, args.heads)
         train_token_transformer(model, vq, args.data, args.steps, args.batch_size, args.lr,
                                 recipe=base + f" --vq {args.vq} --size {args.size} --dim {args.dim} --depth "
-                                f"{args.depth}", eval_images=args.eval_data, **common)
+                                f"{args.depth} --heads {args.heads}", eval_images=args.eval_data, **common)
     else:
         from .artifacts.generators import train_ddpm
         from .cli_restore import _unet_config

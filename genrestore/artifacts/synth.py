@@ -18,7 +18,7 @@ _WHAT = {"vq": "a VQ autoencoder (VQAutoencoder .safetensors + .json, `genrestor
 
 
 # shipped generators used when no path is given (only those in the weight registry count)
-DEFAULTS: dict[str, str] = {"vq": "vq-default", "transformer": "transformer-default"}
+DEFAULTS: dict[str, str] = {"vq": "vq-default", "transformer": "transformer-default", "ddpm": "ddpm-default"}
 
 
 def generator_specs(kind: str, paths: dict[str, str | os.PathLike | None], flag: str = "") -> dict[str, str]:
@@ -36,8 +36,8 @@ def generator_specs(kind: str, paths: dict[str, str | os.PathLike | None], flag:
     for key in NEEDS[kind]:
         spec = paths.get(key) or (DEFAULTS[key] if DEFAULTS.get(key) in ws.REGISTRY else None)
         if not spec:
-            raise InputError(f"{kind} needs {flag}{key} MODEL: {_WHAT[key]}; none ships yet, so train one or pass "
-                             "your own")
+            raise InputError(f"{kind} needs {flag}{key} MODEL: {_WHAT[key]}; no shipped default is registered, so "
+                             "train one or pass your own")
         specs[key] = str(spec)
     return specs
 
