@@ -142,7 +142,8 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
         model = TokenTransformer(vq.codebook_size, side * side, args.dim, args.depth, args.heads)
         train_token_transformer(model, vq, args.data, args.steps, args.batch_size, args.lr,
                                 recipe=base + f" --vq {args.vq} --size {args.size} --dim {args.dim} --depth "
-                                f"{args.depth} --heads {args.heads}", eval_images=args.eval_data, **common)
+                                f"{args.depth} --heads {args.heads}", eval_images=args.eval_data,
+                                quality_samples=args.quality_samples, **common)
     else:
         from .artifacts.generators import train_ddpm
         from .cli_restore import _unet_config
@@ -151,7 +152,8 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
         model = DenoisingUNet(3, unet=_unet_config(args))
         train_ddpm(model, args.data, args.steps, args.batch_size, args.size, args.lr,
                    recipe=base + f" --size {args.size} --channels " + " ".join(map(str, args.channels))
-                   + f" --layers-per-block {args.layers_per_block}", eval_images=args.eval_data, **common)
+                   + f" --layers-per-block {args.layers_per_block}", eval_images=args.eval_data,
+                   quality_samples=args.quality_samples, **common)
     from .cli_restore import report_training
 
     return report_training(args, args.model)
@@ -174,6 +176,9 @@ def add_train_parser(tsub) -> None:
                        channels={"vq": [64, 128, 128, 256], "ddpm": [64, 128, 256, 256]}.get(name, [64]),
                        **({"layers_per_block": 1} if name == "vq" else {}))
         p.add_argument("--eval-data", help="photos for the quality number (default: --data)")
+        if name != "vq":
+            p.add_argument("--quality-samples", type=int, default=64,
+                           help="samples for the FID/KID in the model's JSON (0: none)")
         if name == "vq":
             p.add_argument("--codebook-size", type=_positive_int, default=512)
             p.add_argument("--embed-dim", type=_positive_int, default=4)

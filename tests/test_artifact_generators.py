@@ -66,7 +66,8 @@ def test_transformer_learns_a_constant_token_grid(tmp_path):
     flat = [torch.full((3, 16, 16), 0.4)]  # every crop encodes to the same tokens
     torch.manual_seed(1)
     gpt = TokenTransformer(16, 16, dim=16, depth=1, heads=2)
-    train_token_transformer(gpt, vq, flat, 60, batch_size=4, lr=3e-3, ema_decay=0.0, out_dir=tmp_path)
+    train_token_transformer(gpt, vq, flat, 60, batch_size=4, lr=3e-3, ema_decay=0.0, out_dir=tmp_path,
+                            quality_samples=3)
     q = json.loads((tmp_path / "model.json").read_text())["quality"]
     assert q["uniform_bits_per_token"] == pytest.approx(math.log2(16))
     assert q["bits_per_token"] < 0.5  # the sequence is deterministic: far below log2(16) = 4 bits
@@ -101,9 +102,10 @@ def test_train_vq_then_transformer_cli(tmp_path):
     assert main(["train", "vq", "-o", str(tmp_path / "vq"), "--size", "32", "--channels", "8", "16",
                  "--groups", "4", "--codebook-size", "16", *data]) == 0
     assert main(["train", "transformer", "-o", str(tmp_path / "gpt"), "--vq", str(tmp_path / "vq" / "model.safetensors"),
-                 "--size", "16", "--dim", "8", "--depth", "1", "--heads", "2", *data]) == 0
+                 "--size", "16", "--dim", "8", "--depth", "1", "--heads", "2", "--quality-samples", "2", *data]) == 0
     meta = json.loads((tmp_path / "gpt" / "model.json").read_text())
     assert meta["config"]["length"] == 64 and "bits_per_token" in meta["quality"]
+    assert meta["quality"]["samples_temperature_1"]["samples"] == 2
 
 
 class OnePointDenoiser(torch.nn.Module):
