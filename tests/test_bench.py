@@ -146,8 +146,13 @@ def test_builtin_suites_are_valid(tmp_path, monkeypatch):
     names = sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
     assert {"inpainting", "denoise", "robust-inversion", "robust-inversion-compositions"} <= set(names)
     for name in names:
-        if name == "diffgar":  # its generators are the user's (or shipped ones): the suite names them
-            with pytest.raises(InputError, match="needs generators.vq"):
+        if name == "diffgar":  # no generators table: the shipped ones, resolved to their files
+            from genrestore import weights as ws
+
+            gens = load_suite(name, images=tmp_path).generators
+            assert gens == {k: str(ws.model_file(f"{k}-default")) for k in ("vq", "transformer", "ddpm")}
+            with monkeypatch.context() as m, pytest.raises(InputError, match="needs generators.vq"):
+                m.setattr(ws, "REGISTRY", {})  # without them, the suite names what is missing
                 load_suite(name, images=tmp_path)
             # --tasks replaces the suite's list, checked the same way
             assert load_suite(name, images=tmp_path, tasks=["denoise"]).tasks == ["denoise"]
@@ -211,6 +216,9 @@ def test_artifact_tasks_with_diffgar_modes(suite_file, tmp_path):
         "degraded": None, "diffgar-blind": 30, "diffgar-nonblind": 30, "diffgar": 60}
     bad = suite_file.with_name("bad.toml")
     bad.write_text(suite_file.read_text().replace('vq = "', 'vqq = "'))
+    with pytest.raises(InputError, match="unknown generator 'vqq'"):
+        load_suite(bad)
+    bad.write_text(suite_file.read_text().replace(str(tmp_path / "vq.safetensors"), "nope.safetensors"))
     with pytest.raises(InputError, match="needs generators.vq"):
         load_suite(bad)
 

@@ -141,6 +141,9 @@ def load_suite(spec: str | Path, methods: list[str] | None = None, images: str |
     generators = data.get("generators", {})
     if not isinstance(generators, dict):
         raise InputError(f"{path}: 'generators' must be a table of paths or weight names (vq, transformer, ddpm)")
+    unknown = sorted(set(generators) - set(DEFAULTS))
+    if unknown:
+        raise InputError(f"{path}: unknown generator {unknown[0]!r} in 'generators'; known: {', '.join(DEFAULTS)}")
     for t in data["tasks"]:
         if t not in TASKS and t not in COMPOSITIONS and t not in PIPELINES and t not in ARTIFACT_TASKS:
             raise InputError(f"{path}: unknown task {t!r} in 'tasks'; known: {', '.join([*TASKS, *COMPOSITIONS])}, "
