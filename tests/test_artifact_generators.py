@@ -6,6 +6,8 @@ import math
 import pytest
 import torch
 
+from genrestore._checks import InputError
+
 pytest.importorskip("diffusers")
 from genrestore.artifacts import generators  # noqa: E402
 from genrestore.artifacts.generators import (CodeUsage, sample_ddpm, sample_quality, sample_tokens,  # noqa: E402
@@ -88,6 +90,9 @@ def test_ddpm_training_runs_and_saves(photos, tmp_path):
     meta = json.loads((tmp_path / "model.json").read_text())
     assert meta["steps"] == 2 and meta["config"]["arch"] == "denoising-unet"
     assert meta["quality"]["samples_ddim_2"]["samples"] == 3 and meta["quality"]["samples_ddim_2"]["crop"] == 16
+    with pytest.raises(InputError, match="at least 2 samples"):  # refused before any training
+        train_ddpm(net, photos, 2, batch_size=2, crop=16, out_dir=tmp_path / "one", quality_samples=1)
+    assert not (tmp_path / "one").exists()
     assert DenoisingUNet.load(tmp_path / "model.safetensors").config == net.config
 
 
@@ -163,4 +168,6 @@ def test_sample_quality_is_the_frechet_distance_of_the_features(photos, monkeypa
     expected = ((mu - mu2) ** 2).sum() + np.trace(cov + cov2 - 2 * scipy.linalg.sqrtm(cov @ cov2).real)
     q = sample_quality(fake, photos)
     assert q["fid"] == pytest.approx(expected, rel=1e-3) and q["samples"] == 64 and q["crop"] == 8
-    assert math.isfinite(q["kid"]) and q["kid_std"] >= 0
+    assert math.isfinite(q["kid"])
+    with pytest.raises(InputError, match="at least 2 samples"):
+        sample_quality(real[:1], photos)

@@ -110,6 +110,8 @@ def test_sampling_follows_top_k_and_temperature(gpt):
     assert (freq - p).abs().max() < 0.025  # 6000 draws: std <= 0.0065
     greedy = gpt.sample(tokens[:2], keep, temperature=1.0, top_k=1)
     assert torch.all(greedy[:, 5] == idx[0])
+    with pytest.raises(InputError, match="knows 16 positions"):
+        gpt.sample(torch.zeros(1, 20, dtype=torch.long), torch.zeros(20, dtype=torch.bool))
 
 
 def test_incremental_logits_equal_the_full_forward(gpt):

@@ -85,6 +85,11 @@ def _held_out(images, crop: int, count: int, seed: int) -> torch.Tensor:
     return random_crops(load_images(images), count, crop, generator_for(seed, "held-out"))
 
 
+def _check_quality_samples(n: int) -> None:
+    if n < 2:
+        raise InputError(f"FID/KID of samples need at least 2 samples (0 for none), got {n}")
+
+
 def sample_quality(samples: torch.Tensor, images, seed: int = 0, device: str | torch.device = "cpu") -> dict:
     """FID and KID of generated ``samples`` ``(N, 3, S, S)`` in ``[0, 1]`` against ``N`` random
     ``S x S`` crops of ``images`` (a folder or tensors; crops drawn from ``seed``), both resized to
@@ -92,12 +97,16 @@ def sample_quality(samples: torch.Tensor, images, seed: int = 0, device: str | t
     only); KID is unbiased. Without ``inception-fid`` in the store, says so instead of a number.
 
     Returns:
-        ``{"fid", "kid", "kid_std", "samples", "crop"}`` or ``{"fid": None, "note": ...}``.
+        ``{"fid", "kid", "samples", "crop"}`` or ``{"fid": None, "note": ...}``.
+
+    Raises:
+        InputError: fewer than 2 samples.
     """
     from .. import weights as ws
     from ..metrics.fid import InceptionFeatures, SetFeatures, set_metrics
 
     n, side = samples.shape[0], samples.shape[-1]
+    _check_quality_samples(n)
     if ws.find("inception-fid") is None:
         return {"fid": None, "kid": None, "samples": n, "crop": side,
                 "note": "absent: inception-fid not in the weight store (genrestore weights install inception-fid)"}
@@ -106,7 +115,7 @@ def sample_quality(samples: torch.Tensor, images, seed: int = 0, device: str | t
     real.add(*extractor(_held_out(images, side, n, seed + 1)))
     fake.add(*extractor(samples.clamp(0, 1)))
     m = set_metrics(real, fake, ("fid", "kid"), kid_subset=n, generator=generator_for(seed, "kid"))
-    return {"fid": m["fid"], "kid": m["kid"], "kid_std": m["kid_std"],
+    return {"fid": m["fid"], "kid": m["kid"],  # KID over the whole sets: no subset spread to report
             "samples": n, "crop": side, "reference": "random crops of held-out photos"}
 
 
@@ -229,6 +238,8 @@ def train_token_transformer(model, vq, images: Sequence[torch.Tensor] | str | os
     images_ = images
     from ..diffusion.train import TrainRun
 
+    if quality_samples:
+        _check_quality_samples(quality_samples)
     side = math.isqrt(model.length)
     if side * side != model.length or model.vocab_size != vq.codebook_size:
         raise InputError(f"expected a square token grid and {vq.codebook_size} codes; the transformer has "
@@ -280,6 +291,8 @@ def train_ddpm(model, images: Sequence[torch.Tensor] | str | os.PathLike, steps:
     from ..diffusion.schedulers import make_scheduler
     from ..diffusion.train import TrainRun
 
+    if quality_samples:
+        _check_quality_samples(quality_samples)
     tr = TrainRun(model, images, steps, batch_size, crop, ema_decay, out_dir, save_every, seed, device,
                   {"lr": lr, "config": model.config}, time_limit=time_limit,
                   channels_last=channels_last, compile=compile)

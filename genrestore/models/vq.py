@@ -190,17 +190,19 @@ class TokenTransformer(nn.Module, SavedModel):
         """
         if temperature <= 0:
             raise InputError(f"expected temperature > 0, got {temperature}")
+        if tokens.shape[1] > self.length:
+            raise InputError(f"sequence of {tokens.shape[1]} tokens; this model knows {self.length} positions")
         keep = keep.expand_as(tokens).to(tokens.device)
         out = tokens.clone()
-        length = tokens.shape[1]
-        first = int((~keep).any(0).nonzero()[0]) if (~keep).any() else length
+        todo_any = (~keep).any(0).nonzero()[:, 0]
         u = rand(generator, out.shape, device=out.device, dtype=torch.float64)  # one draw per position
-        if first == length:
+        if not len(todo_any):
             return out
+        first, last = int(todo_any[0]), int(todo_any[-1])
         cache: list = []
         inputs = self._inputs(out[:, :first + 1])  # positions 0..first: the start token, then tokens < first
         logits = self._cached_logits(inputs, cache)[:, -1]
-        for i in range(first, length):  # sequential by nature: token i needs tokens < i
+        for i in range(first, last + 1):  # sequential by nature: token i needs tokens < i
             if i > first:  # one more input: token i - 1, final now; the rest is in the cache
                 logits = self._cached_logits(self.tok(out[:, i - 1:i]) + self.pos[:, i:i + 1], cache)[:, -1]
             todo = ~keep[:, i]
