@@ -235,8 +235,7 @@ def train_token_transformer(model, vq, images: Sequence[torch.Tensor] | str | os
     token on held-out crops, and FID/KID of ``quality_samples`` decoded samples at temperature 1
     (:func:`sample_quality`; 0: none). Returns the EMA model.
     """
-    images_ = images
-    from ..diffusion.train import TrainRun
+    from ..diffusion.train import TrainRun, load_images
 
     if quality_samples:
         _check_quality_samples(quality_samples)
@@ -264,7 +263,8 @@ def train_token_transformer(model, vq, images: Sequence[torch.Tensor] | str | os
             raise FloatingPointError(f"transformer loss is {loss.item()} at step {step}")
     if tr.stopped_at is not None:
         return tr.finish()
-    held = encode_crops(vq, _held_out(eval_images if eval_images is not None else images, crop, 16, seed).to(dev))
+    eval_images = load_images(images if eval_images is None else eval_images)  # read once for both numbers
+    held = encode_crops(vq, _held_out(eval_images, crop, 16, seed).to(dev))
     with torch.no_grad():
         nll = F.cross_entropy(tr.ema(held).flatten(0, 1), held.flatten())
     quality = {"bits_per_token": round(float(nll) / math.log(2), 4),
@@ -272,9 +272,8 @@ def train_token_transformer(model, vq, images: Sequence[torch.Tensor] | str | os
     if quality_samples:
         tokens = sample_tokens(tr.ema, quality_samples, generator_for(seed, "quality-samples"))
         with torch.no_grad():
-            images = vq.decode_tokens(tokens.view(-1, side, side)).cpu()
-        quality["samples_temperature_1"] = sample_quality(images, eval_images if eval_images is not None else images_,
-                                                          seed, dev)
+            decoded = vq.decode_tokens(tokens.view(-1, side, side)).cpu()
+        quality["samples_temperature_1"] = sample_quality(decoded, eval_images, seed, dev)
     return tr.finish(recipe, quality=quality)
 
 
@@ -318,6 +317,6 @@ def train_ddpm(model, images: Sequence[torch.Tensor] | str | os.PathLike, steps:
     if tr.stopped_at is not None or not quality_samples:
         return tr.finish(recipe)
     samples = sample_ddpm(tr.ema, quality_samples, crop, quality_steps, generator_for(seed, "quality-samples")).cpu()
-    quality = {f"samples_ddim_{quality_steps}": sample_quality(samples, eval_images if eval_images is not None
-                                                               else images, seed, dev)}
+    eval_images = images if eval_images is None else eval_images
+    quality = {f"samples_ddim_{quality_steps}": sample_quality(samples, eval_images, seed, dev)}
     return tr.finish(recipe, quality=quality)

@@ -190,8 +190,7 @@ class TokenTransformer(nn.Module, SavedModel):
         """
         if temperature <= 0:
             raise InputError(f"expected temperature > 0, got {temperature}")
-        if tokens.shape[1] > self.length:
-            raise InputError(f"sequence of {tokens.shape[1]} tokens; this model knows {self.length} positions")
+        self._check_length(tokens.shape[1])
         keep = keep.expand_as(tokens).to(tokens.device)
         out = tokens.clone()
         todo_any = (~keep).any(0).nonzero()[:, 0]
@@ -219,11 +218,14 @@ class TokenTransformer(nn.Module, SavedModel):
         pick = torch.searchsorted(cdf, torch.minimum(u[:, None], cdf[:, -1:] - 1e-12))
         return idx.gather(1, pick)[:, 0]
 
+    def _check_length(self, length: int) -> None:
+        if length > self.length:
+            raise InputError(f"sequence of {length} tokens; this model knows {self.length} positions")
+
     def _inputs(self, tokens: torch.Tensor) -> torch.Tensor:
         """Embedded inputs ``(N, L, dim)`` for predicting ``(N, L)`` tokens: start token, then tokens shifted by one."""
         n, length = tokens.shape
-        if length > self.length:
-            raise InputError(f"sequence of {length} tokens; this model knows {self.length} positions")
+        self._check_length(length)
         start = torch.full((n, 1), self.vocab_size, dtype=torch.long, device=tokens.device)
         return self.tok(torch.cat([start, tokens[:, :-1]], 1)) + self.pos[:, :length]
 
