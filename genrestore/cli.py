@@ -98,8 +98,11 @@ def _validate_inputs(paths: Sequence[Path], rgb_only: str | None = None) -> list
     return sizes
 
 
-def _plan_outputs(paths: Sequence[Path], out_dir: Path, names: Sequence[str]) -> None:
-    """Refuse runs where two inputs would write the same output file, or an output is an input."""
+def _plan_outputs(paths: Sequence[Path], out_dir: Path, names: Sequence[str],
+                  inputs: Sequence[Path] | None = None) -> None:
+    """Refuse runs where two inputs would write the same output file, or an output is an input.
+
+    ``inputs``: the files read, when ``paths`` only name the outputs (e.g. crops ``STEM-j`` of a photo)."""
     from .io import check_outputs_not_inputs
 
     planned: dict[Path, Path] = {}
@@ -109,7 +112,7 @@ def _plan_outputs(paths: Sequence[Path], out_dir: Path, names: Sequence[str]) ->
             if q in planned:
                 raise InputError(f"{p} and {planned[q]} would both write {q}; rename one of them")
             planned[q] = p
-    check_outputs_not_inputs(list(planned), paths)
+    check_outputs_not_inputs(list(planned), paths if inputs is None else inputs)
 
 
 def resolve_device(name: str) -> torch.device:

@@ -6,6 +6,9 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import NamedTuple
+
+import torch
 
 from ._checks import InputError
 
@@ -13,7 +16,6 @@ from .artifacts.synth import KINDS, NEEDS, generator_specs, load_generators
 
 
 def cmd_artifacts(args: argparse.Namespace) -> int:
-    import torch
     from tqdm import tqdm
 
     from ._random import generator_for
@@ -28,30 +30,80 @@ def cmd_artifacts(args: argparse.Namespace) -> int:
         raise InputError(f"--batch-size must be at least 1, got {args.batch_size}")
     paths = _list_inputs(args.inputs)
     sizes = _validate_inputs(paths, rgb_only="the artifact generators")
+    items = crop_items(paths, sizes, args.crop, args.per_image, args.seed)
     out_dir = Path(args.output)
-    _plan_outputs(paths, out_dir, ["{stem}.png", "{stem}_clean.png", "{stem}.json"])
+    _plan_outputs([it.name for it in items], out_dir, ["{stem}.png", "{stem}_clean.png", "{stem}.json"], paths)
     device = resolve_device(args.device)
     specs = generator_specs(args.kind, {k: getattr(args, k) for k in NEEDS[args.kind]}, flag="--")
     gens = load_generators(args.kind, specs, device)
-    bar = tqdm(total=len(paths), desc=f"artifacts {args.kind}", unit="img", file=sys.stderr, disable=args.quiet)
-    for batch in same_size_batches(sizes, args.batch_size):
-        group = [paths[i] for i in batch]
-        x = torch.cat([read_image(p, "rgb") for p in group]).to(device)
-        y, params = synthesize(args.kind, gens, x, args.level, [generator_for(args.seed, p.name) for p in group],
+    bar = tqdm(total=len(items), desc=f"artifacts {args.kind}", unit="img", file=sys.stderr, disable=args.quiet)
+    last: tuple[Path | None, torch.Tensor | None] = (None, None)  # crops of one photo are consecutive
+
+    def read(it: CropItem) -> torch.Tensor:
+        nonlocal last
+        if last[0] != it.path:
+            last = (it.path, read_image(it.path, "rgb"))
+        if it.box is None:
+            return last[1]
+        x0, y0, side = it.box
+        return last[1][..., y0:y0 + side, x0:x0 + side]
+
+    for batch in same_size_batches([it.size for it in items], args.batch_size):
+        group = [items[i] for i in batch]
+        x = torch.cat([read(it) for it in group]).to(device)
+        y, params = synthesize(args.kind, gens, x, args.level, [generator_for(args.seed, it.name.name) for it in group],
                                temperature=args.temperature, top_k=args.top_k, region=args.region, t0=args.t0,
                                ddim_steps=args.ddim_steps)
-        for i, path in enumerate(group):
-            write_image(out_dir / f"{path.stem}_clean.png", x[i:i + 1])
-            write_image(out_dir / f"{path.stem}.png", y[i:i + 1])
-            rec = {"input": str(path), "clean": str(out_dir / f"{path.stem}_clean.png"),
-                   "artifact": str(out_dir / f"{path.stem}.png"), "seed": args.seed,
+        for i, it in enumerate(group):
+            stem = it.name.stem
+            write_image(out_dir / f"{stem}_clean.png", x[i:i + 1])
+            write_image(out_dir / f"{stem}.png", y[i:i + 1])
+            rec = {"input": str(it.path), **({"crop_xy_size": list(it.box)} if it.box else {}),
+                   "clean": str(out_dir / f"{stem}_clean.png"),
+                   "artifact": str(out_dir / f"{stem}.png"), "seed": args.seed,
                    "models": specs, **image_params(params, i)}
-            atomic_write_bytes(out_dir / f"{path.stem}.json", (json.dumps(rec, indent=1) + "\n").encode())
+            atomic_write_bytes(out_dir / f"{stem}.json", (json.dumps(rec, indent=1) + "\n").encode())
         bar.update(len(group))
     bar.close()
     if not args.quiet:
-        print(f"{len(paths)} {args.kind} pairs (level {args.level}) -> {out_dir}")
+        print(f"{len(items)} {args.kind} pairs (level {args.level}) -> {out_dir}")
     return 0
+
+
+class CropItem(NamedTuple):
+    """One pair to synthesize: ``name`` (its outputs' stem, with the input's suffix), the photo
+    it comes from, the crop ``(x0, y0, side)`` in px (None: the whole photo) and its ``(H, W)``."""
+
+    name: Path
+    path: Path
+    box: tuple[int, int, int] | None
+    size: tuple[int, int]
+
+
+def crop_items(paths: list[Path], sizes: list[tuple[int, int]], crop: int | None, per_image: int, seed: int
+               ) -> list[CropItem]:
+    """The pairs a run makes: each whole photo, or with ``crop`` its ``per_image`` square crops
+    named ``STEM-j``, at positions drawn from ``generator_for(seed, "crop-NAME-j")``.
+
+    Raises:
+        InputError: ``crop`` or ``per_image`` below 1, or a photo smaller than ``crop``.
+    """
+    from ._random import generator_for
+
+    if crop is None:
+        return [CropItem(p, p, None, hw) for p, hw in zip(paths, sizes)]
+    if crop < 1 or per_image < 1:
+        raise InputError(f"--crop and --per-image must be at least 1, got {crop} and {per_image}")
+    items = []
+    for p, (h, w) in zip(paths, sizes):
+        if min(h, w) < crop:
+            raise InputError(f"{p}: {w}x{h} px is smaller than --crop {crop}")
+        for j in range(per_image):
+            g = generator_for(seed, f"crop-{p.name}-{j}")
+            y0 = int(torch.randint(h - crop + 1, (1,), generator=g))
+            x0 = int(torch.randint(w - crop + 1, (1,), generator=g))
+            items.append(CropItem(p.with_name(f"{p.stem}-{j}{p.suffix}"), p, (x0, y0, crop), (crop, crop)))
+    return items
 
 
 def same_size_batches(sizes: list[tuple[int, int]], batch_size: int) -> list[list[int]]:
@@ -97,6 +149,10 @@ def add_parser(sub) -> None:
     a.add_argument("--region", default="suffix", choices=("suffix", "rectangle"), help="ar-resample: what to resample")
     a.add_argument("--t0", type=int, default=840, help="ddim kinds: the stopping step T0 (840)")
     a.add_argument("--ddim-steps", type=int, default=48, help="ddim kinds: inversion and decoding steps (48)")
+    a.add_argument("--crop", type=int, metavar="SIDE", help="make pairs of square crops of this side (px) instead "
+                   "of whole photos (a training set from large photos)")
+    a.add_argument("--per-image", type=int, default=1, help="with --crop: crops per photo, named STEM-0, STEM-1, ...; "
+                   "positions from --seed (1)")
     a.add_argument("--batch-size", type=int, default=8,
                    help="images of the same size synthesized together (each keeps its own seed; 8)")
     a.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))

@@ -208,3 +208,41 @@ def test_artifacts_cli_writes_pairs_and_refuses_bad_input(vq, gpt, tmp_path, cap
     assert "nope.safetensors" in capsys.readouterr().err
     assert main(["artifacts", str(tmp_path / "in"), "-o", str(tmp_path / "x"), "--kind", "identity", "--level", "2"]) == 2
     assert "[0, 1]" in capsys.readouterr().err
+
+
+def test_artifacts_cli_cuts_seeded_crops(tmp_path, capsys):
+    """--crop/--per-image: each pair is the photo's window at the recorded position (drawn from the
+    seed, the same for every kind), named STEM-j; a photo smaller than the crop is refused."""
+    import json
+
+    from genrestore.cli import main
+    from genrestore.cli_artifacts import crop_items
+    from genrestore.io import read_image, write_image
+
+    photo = torch.rand(1, 3, 20, 30, generator=torch.Generator().manual_seed(0))
+    write_image(tmp_path / "in" / "a.png", photo)
+    x = read_image(tmp_path / "in" / "a.png")
+    for out in ("o1", "o2"):
+        assert main(["artifacts", str(tmp_path / "in"), "-o", str(tmp_path / out), "--kind", "identity",
+                     "--crop", "8", "--per-image", "3", "-q"]) == 0
+    boxes = set()
+    for j in range(3):
+        rec = json.loads((tmp_path / "o1" / f"a-{j}.json").read_text())
+        x0, y0, side = rec["crop_xy_size"]
+        assert side == 8 and 0 <= x0 <= 22 and 0 <= y0 <= 12
+        assert torch.equal(read_image(tmp_path / "o1" / f"a-{j}_clean.png"), x[..., y0:y0 + 8, x0:x0 + 8])
+        assert torch.equal(read_image(tmp_path / "o1" / f"a-{j}.png"), x[..., y0:y0 + 8, x0:x0 + 8])  # identity
+        assert rec == {**json.loads((tmp_path / "o2" / f"a-{j}.json").read_text()),
+                       "clean": rec["clean"], "artifact": rec["artifact"]}
+        boxes.add((x0, y0))
+    assert len(boxes) == 3  # 3 draws over 23 x 13 positions: distinct here
+    items = crop_items([tmp_path / "in" / "a.png"], [(20, 30)], 8, 3, seed=1)
+    assert {it.box[:2] for it in items} != boxes  # another seed, other windows
+    assert [it.name.name for it in crop_items([tmp_path / "in" / "a.png"], [(20, 30)], None, 3, 0)] == ["a.png"]
+    capsys.readouterr()
+    assert main(["artifacts", str(tmp_path / "in"), "-o", str(tmp_path / "o3"), "--kind", "identity",
+                 "--crop", "21"]) == 2
+    assert "smaller than --crop 21" in capsys.readouterr().err
+    assert main(["artifacts", str(tmp_path / "in"), "-o", str(tmp_path / "o3"), "--kind", "identity",
+                 "--crop", "8", "--per-image", "0"]) == 2
+    assert not (tmp_path / "o3").exists()
