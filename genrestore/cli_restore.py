@@ -382,17 +382,32 @@ def cmd_train_idm(args: argparse.Namespace) -> int:
     from .cli import resolve_device
     from .degrade import PIPELINES
     from .diffusion import ConditionalUNet
-    from .diffusion.train import train_conditional
+    from .diffusion.train import train_conditional, train_conditional_pairs
+    from .restore.diffgar import load_artifact_pairs
     from .restore.idm import REGRESSION_SCHEDULE
 
+    if bool(args.data) == bool(args.pairs):
+        raise InputError("train idm takes either --data (clean photos, the IDM degradation on the fly) or --pairs "
+                         "(folders from `genrestore artifacts`)")
+    if args.pairs and args.extrinsic_from:
+        raise InputError("--extrinsic-from restores clean --data photos; it does not combine with --pairs")
     unet = _unet_config(args)
     device = resolve_device(args.device)
     schedule = REGRESSION_SCHEDULE if args.regression else None
     torch.manual_seed(args.seed)  # the initial weights, so that the recipe reproduces the model
     model = ConditionalUNet(3, prediction_type="sample", schedule=schedule, unet=unet, residual=args.residual)
-    recipe = (f"genrestore train idm --data {args.data} --size {args.size} --steps {args.steps} "
+    source = f"--pairs {' '.join(args.pairs)}" if args.pairs else f"--data {args.data}"
+    recipe = (f"genrestore train idm {source} --size {args.size} --steps {args.steps} "
               f"--batch-size {args.batch_size} --lr {args.lr} {_unet_recipe(args)} --seed {args.seed}"
               + (" --regression" if args.regression else "") + (" --residual" if args.residual else ""))
+    meta = {"restorer": "regression" if args.regression else "idm"}
+    common = (args.steps, args.batch_size, args.size, args.lr, args.ema_decay, args.output, args.save_every, args.seed,
+              device, recipe, args.time_limit)
+    loss = "l1" if args.regression else "mse"
+    if args.pairs:  # every pair, identity ones included, trains the restorer (it has no classes)
+        train_conditional_pairs(model, load_artifact_pairs(args.pairs), *common, meta=meta, loss=loss,
+                                progress=not args.quiet, **_speed(args))
+        return report_training(args, "regression UNet" if args.regression else "IDM model")
     data = args.data
     if args.extrinsic_from:  # IDM §3.3: restore the training data with model k, train model k+1 on it, from k
         if args.regression:
@@ -400,10 +415,9 @@ def cmd_train_idm(args: argparse.Namespace) -> int:
         data = _extrinsic_data(args, device)
         model = ConditionalUNet.load(args.extrinsic_from, device)
         recipe += f" --extrinsic-from {args.extrinsic_from}"
-    meta = {"restorer": "regression" if args.regression else "idm"}
-    train_conditional(model, data, PIPELINES["idm"].degrade, args.steps, args.batch_size, args.size, args.lr,
-                      args.ema_decay, args.output, args.save_every, args.seed, device, recipe, args.time_limit,
-                      meta=meta, loss="l1" if args.regression else "mse", progress=not args.quiet, **_speed(args, workers=True))
+        common = (*common[:9], recipe, common[10])
+    train_conditional(model, data, PIPELINES["idm"].degrade, *common, meta=meta, loss=loss, progress=not args.quiet,
+                      **_speed(args, workers=True))
     return report_training(args, "regression UNet" if args.regression else "IDM model")
 
 
@@ -466,7 +480,9 @@ def add_train_parser(tsub) -> None:
                         description="Random crops and flips of the photos, degraded on the fly by the IDM pipeline; "
                                     "AdamW, EMA, bf16 on CUDA; resumes from OUT/checkpoint.safetensors. Example: "
                                     "genrestore train idm --data photos/train --size 64 --steps 2000 -o runs/idm")
-    _common_train_args(t, workers=True)
+    _common_train_args(t, data_required=False, workers=True)
+    t.add_argument("--pairs", nargs="+", metavar="DIR", help="instead of --data: (clean, degraded) pair folders from "
+                   "`genrestore artifacts` (e.g. the generative artifacts, for DiffGAR's baselines)")
     t.add_argument("--extrinsic-from", metavar="MODEL", help="extrinsic iteration (IDM §3.3): restore --data with "
                    "this model k, then train model k+1 on the restored photos, starting from model k's weights")
     t.add_argument("--extrinsic-steps", type=_positive_int, default=10, help="DDPM steps when restoring the data")

@@ -342,3 +342,37 @@ def test_train_diffgar_x0_residual_cli(tmp_path):
     assert main(["restore", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--method", "diffgar", "--model",
                  str(run / "model.safetensors"), "--steps", "2", "--artifact", "denoise", "-q"]) == 0
     assert read_image(tmp_path / "out" / "x.png").shape == (1, 3, 16, 16)
+
+
+def test_train_idm_and_regression_on_pairs(tmp_path, capsys):
+    """`train idm --pairs` trains the classless baselines on the same pair folders; the
+    regression UNet's L1 loss is recorded in its checkpoint."""
+    import json
+
+    from safetensors import safe_open
+
+    from genrestore.cli import main
+    from genrestore.io import write_image
+
+    g = torch.Generator().manual_seed(0)
+    for i, kind in enumerate(["vq-replace", "identity"]):
+        clean = torch.rand(1, 3, 24, 24, generator=g)
+        write_image(tmp_path / "pairs" / f"p{i}_clean.png", clean)
+        write_image(tmp_path / "pairs" / f"p{i}.png", 1 - clean)
+        (tmp_path / "pairs" / f"p{i}.json").write_text(json.dumps({"kind": kind}))
+    for flag in ([], ["--regression"]):
+        run = tmp_path / f"run{len(flag)}"
+        assert main(["train", "idm", "--pairs", str(tmp_path / "pairs"), "-o", str(run), "--size", "16",
+                     "--steps", "2", "--batch-size", "2", "--channels", "8", "16", "--device", "cpu", *flag]) == 0
+        meta = json.loads((run / "model.json").read_text())
+        assert "--pairs" in meta["recipe"] and meta["restorer"] == ("regression" if flag else "idm")
+        assert "class_names" not in meta["config"] or not meta["config"]["class_names"]
+        with safe_open(str(run / "checkpoint.safetensors"), "pt") as f:
+            run_meta = json.loads(f.metadata()["run"])
+        assert run_meta["pairs"] == 2 and run_meta.get("loss", "mse") == ("l1" if flag else "mse")
+    capsys.readouterr()
+    assert main(["train", "idm", "-o", str(tmp_path / "x"), "--size", "16"]) == 2
+    assert "either --data" in capsys.readouterr().err
+    assert main(["train", "idm", "--pairs", str(tmp_path / "pairs"), "--extrinsic-from", "m.safetensors",
+                 "-o", str(tmp_path / "x"), "--size", "16"]) == 2
+    assert "does not combine with --pairs" in capsys.readouterr().err

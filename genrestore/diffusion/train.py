@@ -478,13 +478,15 @@ def train_conditional_pairs(model: ConditionalUNet, pairs: Sequence[tuple[torch.
                             time_limit: float | None = None, meta: dict[str, Any] | None = None,
                             channels_last: bool = False, compile: bool | str = False,
                             encode: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                            progress: bool = False) -> ConditionalUNet:
+                            progress: bool = False, loss: str = "mse") -> ConditionalUNet:
     """:func:`train_conditional` on precomputed ``(clean, degraded, label)`` pairs (DiffGAR's
     synthetic artifact dataset): the same crop window and flip cut both images of a pair.
 
     Args:
         pairs: ``(3, H, W)`` clean and degraded images in ``[0, 1]`` of the same size, and the class
-            index in ``[0, num_classes]`` (``num_classes`` = ``[MASK]``, e.g. identity pairs).
+            index in ``[0, num_classes]`` (``num_classes`` = ``[MASK]``, e.g. identity pairs); a
+            model without classes (IDM, the regression UNet) ignores it.
+        loss: ``"mse"`` or ``"l1"``, as in :func:`train_conditional`.
 
     Returns:
         the EMA model (also saved as ``out_dir/model.safetensors``).
@@ -496,13 +498,13 @@ def train_conditional_pairs(model: ConditionalUNet, pairs: Sequence[tuple[torch.
         stacked.append(torch.cat([clean, degraded], 0))
         labels.append(int(label))
     label_of = torch.tensor(labels, dtype=torch.long)
-    tr = TrainRun(model, stacked, steps, batch_size, crop, ema_decay, out_dir, save_every, seed, device,
-                  {"lr": lr, "config": model.config, "pairs": len(stacked)}, channels=6, time_limit=time_limit,
-                  channels_last=channels_last, compile=compile)
+    args = {"lr": lr, "config": model.config, "pairs": len(stacked), **({"loss": loss} if loss != "mse" else {})}
+    tr = TrainRun(model, stacked, steps, batch_size, crop, ema_decay, out_dir, save_every, seed, device, args,
+                  channels=6, time_limit=time_limit, channels_last=channels_last, compile=compile)
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     tr.optimizers["adamw"] = (opt, model)
     tr.resume([*_RUN_KEYS, "pairs"])
-    step_fn = _denoising_step(model, opt, tr.device, encode=encode, sync=tr.sync_gradients)
+    step_fn = _denoising_step(model, opt, tr.device, loss, encode=encode, sync=tr.sync_gradients)
     for step in tr.steps(progress=progress):
         crops, idx = tr.crops(step, return_index=True)
         lab = label_of[idx] if model.num_classes else None
