@@ -8,6 +8,10 @@ over images of ``10^(-PSNR/10)`` (each row's MSE on [0, 1] images), times 1e3.
         --methods degraded,idm:runs/idm/model.safetensors,diffgar-blind:runs/dg/model.safetensors,\
 diffgar-nonblind:runs/dg/model.safetensors,diffgar:runs/dg/model.safetensors
 
+The ablations of Fig. 4 are methods too: ``diffgar-sS`` (guidance scale S, 30 steps) and
+``diffgar-stepsN`` (s = 3, N DDIM steps), e.g. ``--methods diffgar-s1:M,diffgar-s2:M,diffgar-s5:M,\
+diffgar-steps10:M,diffgar-steps20:M,diffgar-steps50:M``.
+
 The artifact generators and the restorers are trained with `genrestore train vq|transformer|ddpm`,
 `genrestore artifacts` and `genrestore train diffgar --pairs` (see the README).
 """
@@ -15,6 +19,7 @@ The artifact generators and the restorers are trained with `genrestore train vq|
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -57,11 +62,18 @@ def main() -> None:
     ap.add_argument("--methods", help="comma-separated, as `genrestore bench --methods`")
     ap.add_argument("--images")
     ap.add_argument("--tasks", help="comma-separated artifact kinds replacing the suite's (e.g. vq-replace,ar-resample)")
+    ap.add_argument("--count", type=int, help="crops replacing the suite's count (FID pools every row of a run "
+                    "folder: use one count per folder)")
     args = ap.parse_args()
     try:
         methods = [m for m in args.methods.split(",") if m] if args.methods else None
         tasks = [t for t in args.tasks.split(",") if t] if args.tasks else None
-        summary = run_suite(load_suite(args.suite, methods, args.images, tasks), args.output)
+        suite = load_suite(args.suite, methods, args.images, tasks)
+        if args.count is not None:
+            if args.count < 1:
+                raise InputError(f"--count must be at least 1, got {args.count}")
+            suite = dataclasses.replace(suite, count=args.count)
+        summary = run_suite(suite, args.output)
     except InputError as e:
         raise SystemExit(f"diffgar benchmark: error: {e}") from None
     for note in summary["notes"]:

@@ -205,15 +205,24 @@ def test_artifact_tasks_with_diffgar_modes(suite_file, tmp_path):
             .replace('levels = ["S", "M"]', 'levels = ["M"]')
             .replace('"degraded", "telea"', f'"degraded", "diffgar-blind:{tmp_path / "dg.safetensors"}", '
                                             f'"diffgar-nonblind:{tmp_path / "dg.safetensors"}", '
-                                            f'"diffgar:{tmp_path / "dg.safetensors"}"')
+                                            f'"diffgar:{tmp_path / "dg.safetensors"}", '
+                                            f'"diffgar-s1:{tmp_path / "dg.safetensors"}", '
+                                            f'"diffgar-s5-steps4:{tmp_path / "dg.safetensors"}"')
             .replace('"lpips"]', '"psnr"]\n\n[generators]\nvq = "' + str(tmp_path / "vq.safetensors") + '"'))
     suite_file.write_text(text.replace('metrics = ["psnr", "ssim", "psnr"]', 'metrics = ["psnr", "ssim"]'))
     run_suite(load_suite(suite_file), tmp_path / "run", progress=False)
     rows = [json.loads(line) for line in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
-    assert len(rows) == 2 * 4 and {r["task"] for r in rows} == {"vq-replace"}
-    # network calls per image: 30 DDIM steps, two passes each when guided (CFG)
+    assert len(rows) == 2 * 6 and {r["task"] for r in rows} == {"vq-replace"}
+    # network calls per image: 30 DDIM steps (or -stepsN), two passes each when guided (CFG) with s != 1
     assert {r["method"].partition(":")[0]: r["nfe"] for r in rows} == {
-        "degraded": None, "diffgar-blind": 30, "diffgar-nonblind": 30, "diffgar": 60}
+        "degraded": None, "diffgar-blind": 30, "diffgar-nonblind": 30, "diffgar": 60, "diffgar-s1": 30,
+        "diffgar-s5-steps4": 8}
+    by = {(r["image"], r["method"].partition(":")[0]): r["metrics"]["psnr"] for r in rows}
+    for image in {r["image"] for r in rows}:  # guidance with s = 1 is the conditional prediction
+        assert by[image, "diffgar-s1"] == by[image, "diffgar-nonblind"] != by[image, "diffgar"]
+    for bad_method in ("diffgar-blind-s2", "diffgar-steps", "diffgar-s0.5", "diffgar-guided"):
+        with pytest.raises(InputError, match="DiffGAR|guidance scale"):
+            load_suite(suite_file, [f"{bad_method}:{tmp_path / 'dg.safetensors'}"])
     bad = suite_file.with_name("bad.toml")
     bad.write_text(suite_file.read_text().replace('vq = "', 'vqq = "'))
     with pytest.raises(InputError, match="unknown generator 'vqq'"):

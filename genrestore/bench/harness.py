@@ -58,6 +58,46 @@ _LEARNED = ("idm", "diffgar", "diffgar-blind", "diffgar-nonblind", "inpaint", "s
 ARTIFACT_TASKS = ("vq-replace", "ar-resample", "ddim-gauss", "ddim-scale")
 ARTIFACT_LEVELS = {"XS": 0.1, "S": 0.3, "M": 0.5, "L": 0.7, "XL": 0.9}  # M = DiffGAR's settings
 _INPAINTING_ONLY = ("telea", "navier-stokes", "inpaint")
+_DIFFGAR_MODES = {"diffgar": "guided", "diffgar-blind": "blind", "diffgar-nonblind": "non-blind"}
+
+
+def diffgar_settings(kind: str) -> tuple[str, float, int] | None:
+    """``(mode, guidance scale, DDIM steps)`` of a DiffGAR method kind, ``None`` for other kinds.
+
+    The kinds are ``diffgar`` (guided, s = 3), ``diffgar-blind`` and ``diffgar-nonblind``, each
+    with DiffGAR's 30 steps; a suffix ``-sS`` (guided only) and/or ``-stepsN`` sets them, for the
+    paper's ablations (Fig. 4).
+
+    Example:
+        >>> diffgar_settings("diffgar-s5-steps10"), diffgar_settings("diffgar-blind")
+        (('guided', 5.0, 10), ('blind', 1.0, 30))
+
+    Raises:
+        InputError: a malformed suffix, a scale below 1 or a scale for a mode without guidance.
+    """
+    import re
+
+    m = re.fullmatch(r"(diffgar(?:-blind|-nonblind)?)(?:-s([0-9]+(?:\.[0-9]+)?))?(?:-steps([0-9]+))?", kind)
+    if m is None:
+        if kind.startswith("diffgar"):
+            raise InputError(f"unknown DiffGAR method {kind!r}: expected diffgar, diffgar-blind or diffgar-nonblind, "
+                             "optionally with -sSCALE (guided) and -stepsN, e.g. diffgar-s5-steps10")
+        return None
+    mode = _DIFFGAR_MODES[m.group(1)]
+    if m.group(2) is not None and mode != "guided":
+        raise InputError(f"{kind}: only guided DiffGAR (diffgar-sSCALE) has a guidance scale")
+    scale = 3.0 if mode == "guided" and m.group(2) is None else float(m.group(2) or 1.0)
+    steps = 30 if m.group(3) is None else int(m.group(3))
+    if scale < 1 or steps < 1:
+        raise InputError(f"{kind}: the guidance scale must be >= 1 and the steps >= 1")
+    return mode, scale, steps
+
+
+def method_kind(method: str) -> str:
+    """The kind of a method spec ``KIND[:ARG]``, with DiffGAR's settings suffixes folded into ``diffgar``
+    (e.g. ``diffgar-s5:m.safetensors`` -> ``diffgar``)."""
+    kind = method.partition(":")[0]
+    return "diffgar" if kind not in METHOD_KINDS and diffgar_settings(kind) is not None else kind
 METRICS = {"psnr": True, "ssim": True, "lpips": False, "identity": True, "niqe": False,  # per image; higher is better?
            "detected": False, "regions": False, "iou": True}
 SET_METRICS = {"is": True, "fid": False, "kid": False,  # per (task, level, method) set of outputs
@@ -167,7 +207,11 @@ def load_suite(spec: str | Path, methods: list[str] | None = None, images: str |
         raise InputError(f"{path}: compositions and pipelines have no levels (M only); use levels = [\"M\"]")
     methods = methods or data["methods"]
     for m in methods:
-        kind, _, arg = m.partition(":")
+        _, _, arg = m.partition(":")
+        try:
+            kind = method_kind(m)
+        except InputError as e:
+            raise InputError(f"{path}: {e}") from None
         if kind not in METHOD_KINDS:
             raise InputError(f"{path}: unknown method {m!r} in 'methods'; known: {', '.join(METHOD_KINDS)}")
         if kind in _LEARNED and not arg:
@@ -343,12 +387,12 @@ def run_method(method: str, task_name: str, task, y: torch.Tensor, params, size:
     if kind.startswith("diffgar"):
         r = load_method(method, cache)
         artifact = task_name if task_name in r.class_names else None
-        mode = {"diffgar": "guided", "diffgar-blind": "blind", "diffgar-nonblind": "non-blind"}[kind]
+        mode, scale, steps = diffgar_settings(kind)
         if artifact is None:
             if mode == "non-blind":
                 raise InputError(f"{method}: the model's classes {list(r.class_names)} do not include {task_name!r}")
             mode = "blind"
-        return r.restore(up, mode, None if mode == "blind" else artifact, 3.0, 30, [generator_for(seed, key)])
+        return r.restore(up, mode, None if mode == "blind" else artifact, scale, steps, [generator_for(seed, key)])
     if kind == "sr":
         return _super_resolve(load_method(method, cache), y, size, method)
     if kind == "stylegan-inversion":
@@ -414,9 +458,10 @@ def _network_calls(method: str, cache: dict, task: str = "") -> int | None:
         return cache[method].default_steps
     if kind == "idm":  # IDM: 10 DDPM steps; a one-step model (the regression baseline): 1
         return min(10, cache[method].model.config["schedule"]["num_train_timesteps"])
-    if kind.startswith("diffgar"):  # 30 DDIM steps; guided: a conditional and an unconditional pass each
-        guided = kind == "diffgar" and task in cache[method].class_names  # else run_method falls back to blind
-        return 60 if guided else 30
+    if kind.startswith("diffgar"):  # DDIM steps (30); guided: a conditional and an unconditional pass each
+        mode, scale, steps = diffgar_settings(kind)
+        guided = mode == "guided" and scale != 1 and task in cache[method].class_names  # else blind (run_method)
+        return 2 * steps if guided else steps
     return None
 
 
