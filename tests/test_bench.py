@@ -64,15 +64,21 @@ def test_niqe_metric_scores_the_output_alone():
     assert fns["niqe"](x[..., :96, :112], x[..., :96, :112]) is None and not notes
 
 
-def test_run_rows_resume_and_shards(suite_file, tmp_path):
+def test_run_rows_resume_and_shards(suite_file, tmp_path, monkeypatch):
+    from genrestore.bench import harness
     from genrestore.degrade import get_task
     from genrestore._random import generator_for
     from genrestore.metrics import psnr
 
     suite = load_suite(suite_file)
     out = tmp_path / "run"
+    calls = []
+    degrade = harness._degrade
+    monkeypatch.setattr(harness, "_degrade", lambda *a: calls.append(a[3]) or degrade(*a))
     s = run_suite(suite, out, progress=False)
+    monkeypatch.undo()
     assert s["rows_run"] == 2 * 1 * 2 * 2 and s["rows_skipped"] == 0
+    assert len(calls) == len(set(calls)) == 2 * 2  # each input is degraded once for both methods
     assert any("lpips: absent" in n for n in s["notes"]) or s["notes"] == []
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     # the 'degraded' row's PSNR is that of the degraded crop, recomputed here
