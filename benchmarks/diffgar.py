@@ -35,7 +35,7 @@ def table(run_dir: Path) -> str:
     summary = summarize(rows, json.loads(set_file.read_text()) if set_file.is_file() else None)
     kinds = [t for t, _ in summary["tables"]]
     methods = list(dict.fromkeys(r["method"] for r in rows))
-    metrics = [m for m in ("fid", "psnr", "ssim", "identity") if m in summary["metrics"]]
+    metrics = [m for m in ("fid", "psnr", "ssim", "lpips", "identity") if m in summary["metrics"]]
     lines = ["| metric | method | " + " | ".join(kinds) + " | ALL |", "|---|---|" + "---:|" * (len(kinds) + 1)]
 
     def cell(kind, method, metric):
