@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from . import __version__
+from ._argtypes import float_in
 from ._checks import InputError
 
 EXAMPLE_IMAGE = "astronaut.png"
@@ -103,8 +104,9 @@ def _plan_outputs(paths: Sequence[Path], out_dir: Path, names: Sequence[str],
     """Refuse runs where two inputs would write the same output file, or an output is an input.
 
     ``inputs``: the files read, when ``paths`` only name the outputs (e.g. crops ``STEM-j`` of a photo)."""
-    from .io import check_outputs_not_inputs
+    from .io import check_output_folder, check_outputs_not_inputs
 
+    check_output_folder(out_dir)
     planned: dict[Path, Path] = {}
     for p in paths:
         for pattern in names:
@@ -610,7 +612,7 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Example: genrestore train niqe --data photos/train -o niqe-mine.safetensors")
     tn.add_argument("--data", nargs="+", required=True, help="pristine images: files, folders or globs")
     tn.add_argument("-o", "--output", required=True, help="output .safetensors (a .json beside it records the recipe)")
-    tn.add_argument("--sharpness", type=float, default=0.75, help="keep blocks at least this sharp, relative to the sharpest")
+    tn.add_argument("--sharpness", type=float_in(0, 1, high_open=True), default=0.75, help="keep blocks at least this sharp, relative to the sharpest")
     tn.add_argument("-q", "--quiet", action="store_true")
     tn.set_defaults(func=cmd_train_niqe)
     from .cli_restore import add_train_parser as add_train_idm

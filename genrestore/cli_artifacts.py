@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 import torch
 
+from ._argtypes import nonneg_float, nonneg_int, positive_float, positive_int, unit_float
 from ._checks import InputError
 
 from .artifacts.synth import KINDS, NEEDS, generator_specs, load_generators
@@ -24,10 +25,6 @@ def cmd_artifacts(args: argparse.Namespace) -> int:
     from .cli_sr import _list_inputs
     from .io import atomic_write_bytes, read_image, write_image
 
-    if not 0.0 <= args.level <= 1.0:
-        raise InputError(f"--level must lie in [0, 1], got {args.level}")
-    if args.batch_size < 1:
-        raise InputError(f"--batch-size must be at least 1, got {args.batch_size}")
     paths = _list_inputs(args.inputs)
     sizes = _validate_inputs(paths, rgb_only="the artifact generators")
     items = crop_items(paths, sizes, args.crop, args.per_image, args.seed)
@@ -136,7 +133,7 @@ def add_parser(sub) -> None:
     a.add_argument("inputs", nargs="+", metavar="INPUT", help="clean RGB images, folders or globs")
     a.add_argument("-o", "--output", required=True, metavar="OUT")
     a.add_argument("--kind", required=True, choices=KINDS)
-    a.add_argument("--level", type=float, default=0.5, help="strength in [0, 1] (0.5: the paper's)")
+    a.add_argument("--level", type=unit_float, default=0.5, help="strength in [0, 1] (0.5: the paper's)")
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--vq", metavar="MODEL", help="vq-replace, ar-resample: the VQ autoencoder, a file or weight "
                    "name (default: the shipped vq-default)")
@@ -144,16 +141,16 @@ def add_parser(sub) -> None:
                    "tokens (default: the shipped transformer-default, for images of at least 128 px a side)")
     a.add_argument("--ddpm", metavar="MODEL", help="ddim-gauss, ddim-scale: the unconditional DDPM (default: the "
                    "shipped ddpm-default)")
-    a.add_argument("--temperature", type=float, default=18.0, help="ar-resample: sampling temperature (18)")
-    a.add_argument("--top-k", type=int, default=500, help="ar-resample: top-k (500)")
+    a.add_argument("--temperature", type=positive_float, default=18.0, help="ar-resample: sampling temperature (18)")
+    a.add_argument("--top-k", type=positive_int, default=500, help="ar-resample: top-k (500)")
     a.add_argument("--region", default="suffix", choices=("suffix", "rectangle"), help="ar-resample: what to resample")
-    a.add_argument("--t0", type=int, default=840, help="ddim kinds: the stopping step T0 (840)")
+    a.add_argument("--t0", type=nonneg_int, default=840, help="ddim kinds: the stopping step T0 (840)")
     a.add_argument("--ddim-steps", type=int, default=48, help="ddim kinds: inversion and decoding steps (48)")
-    a.add_argument("--crop", type=int, metavar="SIDE", help="make pairs of square crops of this side (px) instead "
+    a.add_argument("--crop", type=positive_int, metavar="SIDE", help="make pairs of square crops of this side (px) instead "
                    "of whole photos (a training set from large photos)")
-    a.add_argument("--per-image", type=int, default=1, help="with --crop: crops per photo, named STEM-0, STEM-1, ...; "
+    a.add_argument("--per-image", type=positive_int, default=1, help="with --crop: crops per photo, named STEM-0, STEM-1, ...; "
                    "positions from --seed (1)")
-    a.add_argument("--batch-size", type=int, default=8,
+    a.add_argument("--batch-size", type=positive_int, default=8,
                    help="images of the same size synthesized together (each keeps its own seed; 8)")
     a.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     a.add_argument("-q", "--quiet", action="store_true")
@@ -162,8 +159,10 @@ def add_parser(sub) -> None:
 
 def cmd_train_generator(args: argparse.Namespace) -> int:
     from .cli import resolve_device
+    from .io import check_output_folder
     from .models.vq import TokenTransformer, VQAutoencoder
 
+    check_output_folder(args.output)
     device = resolve_device(args.device)
     base = (f"genrestore train {args.model} --data {args.data} --steps {args.steps} --batch-size {args.batch_size} "
             f"--lr {args.lr} --seed {args.seed}")
@@ -218,7 +217,6 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
 def add_train_parser(tsub) -> None:
     """Register ``train vq``, ``train transformer`` and ``train ddpm`` (the artifact generators)."""
     from .cli_restore import _common_train_args
-    from .cli_sr import _positive_int
 
     help_ = {"vq": "train a VQ autoencoder (VQGAN-style) for token artifacts",
              "transformer": "train an autoregressive transformer over a VQ autoencoder's tokens",
@@ -236,10 +234,10 @@ def add_train_parser(tsub) -> None:
             p.add_argument("--quality-samples", type=int, default=64,
                            help="samples for the FID/KID in the model's JSON (0: none)")
         if name == "vq":
-            p.add_argument("--codebook-size", type=_positive_int, default=512)
-            p.add_argument("--embed-dim", type=_positive_int, default=4)
-            p.add_argument("--groups", type=_positive_int, default=32, help="GroupNorm groups")
-            p.add_argument("--adv-weight", type=float, default=0.1, help="GAN loss weight")
+            p.add_argument("--codebook-size", type=positive_int, default=512)
+            p.add_argument("--embed-dim", type=positive_int, default=4)
+            p.add_argument("--groups", type=positive_int, default=32, help="GroupNorm groups")
+            p.add_argument("--adv-weight", type=nonneg_float, default=0.1, help="GAN loss weight")
             p.add_argument("--disc-start", type=int, help="first step with the GAN loss (default: half of --steps)")
             p.add_argument("--no-attention", action="store_true",
                            help="no self-attention in the middle blocks: fully convolutional, for training on "
@@ -249,6 +247,6 @@ def add_train_parser(tsub) -> None:
         if name == "transformer":
             p.add_argument("--vq", help="the trained VQ autoencoder (.safetensors + .json) or a weight name "
                            "(vq-default)")
-            p.add_argument("--dim", type=_positive_int, default=256)
-            p.add_argument("--depth", type=_positive_int, default=6)
-            p.add_argument("--heads", type=_positive_int, default=8)
+            p.add_argument("--dim", type=positive_int, default=256)
+            p.add_argument("--depth", type=positive_int, default=6)
+            p.add_argument("--heads", type=positive_int, default=8)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from ._argtypes import float_in, nonneg_float, nonneg_int, positive_float, positive_int
 from ._checks import InputError
 
 DEFAULT_IDM = "idm-default"  # the shipped IDM restorer (genrestore/weights/idm-default.*)
@@ -224,8 +225,10 @@ def cmd_train_diffgar(args: argparse.Namespace) -> int:
     from .diffusion import ConditionalUNet
     from .diffusion.train import train_conditional
     from .diffusion.train import train_conditional_pairs
+    from .io import check_output_folder
     from .restore.diffgar import ARTIFACT_CLASSES, DIFFGAR_CLASSES, diffgar_degrade, load_artifact_pairs
 
+    check_output_folder(args.output)
     if bool(args.data) == bool(args.pairs):
         raise InputError("train diffgar takes either --data (clean photos, benchmark tasks as classes) or --pairs "
                          "(folders from `genrestore artifacts`, the artifact kinds as classes)")
@@ -274,9 +277,11 @@ def cmd_train_diffgar(args: argparse.Namespace) -> int:
 
 def cmd_train_stylegan2(args: argparse.Namespace) -> int:
     from .cli import resolve_device
+    from .io import check_output_folder
     from .models.stylegan2 import StyleGAN2Generator
     from .models.stylegan2_train import train_stylegan2
 
+    check_output_folder(args.output)
     r = args.resolution
     if r < 8 or r & (r - 1):
         raise InputError(f"--resolution must be a power of two >= 8, got {r}")
@@ -350,9 +355,11 @@ def cmd_train_inpaint(args: argparse.Namespace) -> int:
     from .cli import resolve_device
     from .diffusion import ConditionalUNet
     from .diffusion.train import train_conditional
+    from .io import check_output_folder
     from .restore.diffusion_gan import diffusion_gan_schedule, train_inpaint_gan
     from .restore.inpaint import COND_CHANNELS, inpaint_degrade
 
+    check_output_folder(args.output)
     timesteps = {"gan": 1, "ddgan": args.timesteps, "diffusion": None}[args.kind]
     if args.kind == "ddgan" and timesteps < 2:
         raise InputError(f"--timesteps for a diffusion GAN is T >= 2 (2 or 4 in DDGAN); got {timesteps}; "
@@ -383,9 +390,11 @@ def cmd_train_idm(args: argparse.Namespace) -> int:
     from .degrade import PIPELINES
     from .diffusion import ConditionalUNet
     from .diffusion.train import train_conditional, train_conditional_pairs
+    from .io import check_output_folder
     from .restore.diffgar import load_artifact_pairs
     from .restore.idm import REGRESSION_SCHEDULE
 
+    check_output_folder(args.output)
     if bool(args.data) == bool(args.pairs):
         raise InputError("train idm takes either --data (clean photos, the IDM degradation on the fly) or --pairs "
                          "(folders from `genrestore artifacts`)")
@@ -443,20 +452,18 @@ def _extrinsic_data(args: argparse.Namespace, device) -> Path:
 
 def _common_train_args(t: argparse.ArgumentParser, data_required: bool = True, unet: bool = True,
                        workers: bool = False) -> None:
-    from .cli_sr import _nonneg_int, _positive_int
-
     t.add_argument("--data", required=data_required, help="folder of clean photos")
     t.add_argument("-o", "--output", required=True, metavar="OUT")
-    t.add_argument("--size", type=_positive_int, default=128, help="crop side, px")
-    t.add_argument("--steps", type=_positive_int, default=10000)
-    t.add_argument("--batch-size", type=_positive_int, default=8)
-    t.add_argument("--lr", type=float, default=1e-4)
-    t.add_argument("--ema-decay", type=float, default=0.999)
+    t.add_argument("--size", type=positive_int, default=128, help="crop side, px")
+    t.add_argument("--steps", type=positive_int, default=10000)
+    t.add_argument("--batch-size", type=positive_int, default=8)
+    t.add_argument("--lr", type=positive_float, default=1e-4)
+    t.add_argument("--ema-decay", type=float_in(0, 1, high_open=True), default=0.999)
     if unet:
-        t.add_argument("--channels", type=_positive_int, nargs="+", default=[64, 128, 256, 256],
+        t.add_argument("--channels", type=positive_int, nargs="+", default=[64, 128, 256, 256],
                        help="UNet block widths (the last block has attention)")
-        t.add_argument("--layers-per-block", type=_positive_int, default=2, help="ResNet layers per UNet block")
-    t.add_argument("--save-every", type=_positive_int, default=1000)
+        t.add_argument("--layers-per-block", type=positive_int, default=2, help="ResNet layers per UNet block")
+    t.add_argument("--save-every", type=positive_int, default=1000)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     t.add_argument("--channels-last", action="store_true", help="channels-last weights (faster convolutions "
@@ -464,18 +471,16 @@ def _common_train_args(t: argparse.ArgumentParser, data_required: bool = True, u
     t.add_argument("--compile", action="store_true", help="torch.compile the network's forward (GPU; the first "
                    "steps are slow while it compiles)")
     if workers:
-        t.add_argument("--workers", type=_nonneg_int, help="processes that make the next batches (crops, "
+        t.add_argument("--workers", type=nonneg_int, help="processes that make the next batches (crops, "
                        "degradations) while the network trains; default 0 on the CPU, min(8, cores - 1) on "
                        "CUDA; the result does not depend on it")
-    t.add_argument("--time-limit", type=float, metavar="SECONDS", help="train at most this long in this call, "
+    t.add_argument("--time-limit", type=positive_float, metavar="SECONDS", help="train at most this long in this call, "
                    "then save the checkpoint and stop; the same command continues")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
 def add_train_parser(tsub) -> None:
     """Register ``train idm``, ``train diffgar``, ``train inpaint`` and ``train stylegan2``."""
-    from .cli_sr import _positive_int
-
     t = tsub.add_parser("idm", help="train an IDM restorer (x0-predicting conditional DDPM) on clean photos",
                         description="Random crops and flips of the photos, degraded on the fly by the IDM pipeline; "
                                     "AdamW, EMA, bf16 on CUDA; resumes from OUT/checkpoint.safetensors. Example: "
@@ -485,8 +490,8 @@ def add_train_parser(tsub) -> None:
                    "`genrestore artifacts` (e.g. the generative artifacts, for DiffGAR's baselines)")
     t.add_argument("--extrinsic-from", metavar="MODEL", help="extrinsic iteration (IDM §3.3): restore --data with "
                    "this model k, then train model k+1 on the restored photos, starting from model k's weights")
-    t.add_argument("--extrinsic-steps", type=_positive_int, default=10, help="DDPM steps when restoring the data")
-    t.add_argument("--extrinsic-tile", type=int, default=0, help="tile side when restoring the data (0: whole)")
+    t.add_argument("--extrinsic-steps", type=positive_int, default=10, help="DDPM steps when restoring the data")
+    t.add_argument("--extrinsic-tile", type=nonneg_int, default=0, help="tile side when restoring the data (0: whole)")
     t.add_argument("--residual", action="store_true", help="x0 = y + UNet(...): the network learns the "
                    "correction, so short (CPU) trainings start from the degraded image")
     t.add_argument("--regression", action="store_true", help="train the baseline instead: the same UNet as a "
@@ -520,11 +525,11 @@ def add_train_parser(tsub) -> None:
     p.set_defaults(size=64, channels=[32, 64, 64, 128], layers_per_block=1, batch_size=16, save_every=250, lr=2e-4,
                    func=cmd_train_inpaint)
     p.add_argument("--kind", required=True, choices=("diffusion", "ddgan", "gan"))
-    p.add_argument("--timesteps", type=int, default=4, help="ddgan: T, the number of large denoising steps (4)")
-    p.add_argument("--lr-d", type=float, default=2e-4, help="gan/ddgan: discriminator learning rate")
-    p.add_argument("--r1-gamma", type=float, default=0.1, help="gan/ddgan: R1 penalty weight gamma")
-    p.add_argument("--l1-weight", type=float, default=100.0, help="gan/ddgan: weight of L1 in the holes")
-    p.add_argument("--disc-width", type=_positive_int, default=32, help="gan/ddgan: PatchGAN first-layer width")
+    p.add_argument("--timesteps", type=positive_int, default=4, help="ddgan: T, the number of large denoising steps (4)")
+    p.add_argument("--lr-d", type=positive_float, default=2e-4, help="gan/ddgan: discriminator learning rate")
+    p.add_argument("--r1-gamma", type=nonneg_float, default=0.1, help="gan/ddgan: R1 penalty weight gamma")
+    p.add_argument("--l1-weight", type=nonneg_float, default=100.0, help="gan/ddgan: weight of L1 in the holes")
+    p.add_argument("--disc-width", type=positive_int, default=32, help="gan/ddgan: PatchGAN first-layer width")
 
     sg = tsub.add_parser("stylegan2", help="train a small StyleGAN2 prior (R1, ADA-style augmentation) on photo crops",
                          description="Crops of --size px resized to --resolution; non-saturating loss, lazy R1, "
@@ -534,13 +539,13 @@ def add_train_parser(tsub) -> None:
                                      "photos/train --resolution 64 --steps 20000 -o runs/sg2")
     _common_train_args(sg, unet=False)
     sg.set_defaults(size=256, batch_size=16, lr=0.0025, save_every=500, func=cmd_train_stylegan2)
-    sg.add_argument("--resolution", type=_positive_int, default=64, help="generator output side, px (power of 2)")
-    sg.add_argument("--z-dim", type=_positive_int, default=256, help="z and w size")
-    sg.add_argument("--mapping-layers", type=_positive_int, default=2, help="mapping depth (ADA's small-data: 2)")
-    sg.add_argument("--channel-base", type=_positive_int, default=8192, help="channels min(base / r, max) at r px")
-    sg.add_argument("--channel-max", type=_positive_int, default=256)
-    sg.add_argument("--r1-gamma", type=float, help="R1 weight (default: ADA's 0.0002 resolution^2 / batch)")
-    sg.add_argument("--ada-kimg", type=float, default=100.0, help="thousands of images for the augmentation "
+    sg.add_argument("--resolution", type=positive_int, default=64, help="generator output side, px (power of 2)")
+    sg.add_argument("--z-dim", type=positive_int, default=256, help="z and w size")
+    sg.add_argument("--mapping-layers", type=positive_int, default=2, help="mapping depth (ADA's small-data: 2)")
+    sg.add_argument("--channel-base", type=positive_int, default=8192, help="channels min(base / r, max) at r px")
+    sg.add_argument("--channel-max", type=positive_int, default=256)
+    sg.add_argument("--r1-gamma", type=nonneg_float, help="R1 weight (default: ADA's 0.0002 resolution^2 / batch)")
+    sg.add_argument("--ada-kimg", type=positive_float, default=100.0, help="thousands of images for the augmentation "
                     "probability to move from 0 to 1 (ADA: 500)")
 
 
@@ -562,7 +567,7 @@ def add_parser(sub) -> None:
     r.add_argument("--mode", default="guided", choices=("blind", "non-blind", "guided"), help="diffgar: [MASK] class, "
                    "the given class, or the class with classifier-free guidance")
     r.add_argument("--artifact", help="diffgar: the degradation class (non-blind and guided modes)")
-    r.add_argument("--guidance-scale", type=float, default=3.0, help="diffgar guided mode: CFG scale (3)")
+    r.add_argument("--guidance-scale", type=nonneg_float, default=3.0, help="diffgar guided mode: CFG scale (3)")
     r.add_argument("--autoencoder", metavar="FILE|NAME", help="latent diffgar: the VQ autoencoder (default: the "
                    "one the model's JSON names, relative to the model's folder)")
     r.add_argument("--upscale", type=int, default=1, help="diffgar: bicubic upscale of the input first (for "

@@ -11,34 +11,11 @@ from pathlib import Path
 
 import torch
 
+from ._argtypes import float_in, nonneg_int, positive_float, positive_int
 from ._checks import InputError
 
 
-def _int_at_least(low: int, what: str):
-    """An argparse type: an integer >= ``low``."""
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            v = None
-        if v is None or v < low:
-            raise argparse.ArgumentTypeError(f"expected a {what} integer, got {text!r}")
-        return v
-    return parse
-
-
-_positive_int = _int_at_least(1, "positive")
-_nonneg_int = _int_at_least(0, "non-negative")
-
-
-def _threshold(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < v <= 10:  # also false for NaN
-        raise argparse.ArgumentTypeError(f"expected a threshold in (0, 10], got {text}")
-    return v
+_threshold = float_in(0, 10, low_open=True)  # D / A_k < threshold; the paper's 0.7
 
 
 def _list_inputs(inputs) -> list[Path]:
@@ -188,14 +165,12 @@ def cmd_detect(args: argparse.Namespace) -> int:
     paths = _list_inputs(args.inputs)
     sizes = _check_rgb(paths)
     device = resolve_device(args.device)
-    if args.segformer and args.segmenter != "segformer":
-        raise InputError("--segformer DIR is used with --segmenter segformer")
+    segmenter = make_segmenter(args.segmenter, args.segformer, device)
     gan, mse = _load_models(args, [args.gan, args.mse], device)
     if gan.scale != mse.scale:
         raise InputError(f"--gan {args.gan} is x{gan.scale} but --mse {args.mse} is x{mse.scale}; "
                          f"their outputs must have the same size")
     _check_memory([gan, mse], paths, sizes, args.tile, device, detect=True)
-    segmenter = make_segmenter(args.segmenter, args.segformer, device)
     out_dir = Path(args.output)
     outputs = ["{stem}_mask.png", "{stem}_overlay.png", "{stem}_dmap.png", "{stem}_regions.json"]
     if args.save_sr:
@@ -277,8 +252,8 @@ def add_parsers(sub) -> None:
 
 
 def _tiling_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tile", type=_nonneg_int, default=0, metavar="PX", help="tile side in input px (0: whole image)")
-    p.add_argument("--tile-pad", type=_nonneg_int, default=16, metavar="PX", help="overlap discarded at tile edges")
+    p.add_argument("--tile", type=nonneg_int, default=0, metavar="PX", help="tile side in input px (0: whole image)")
+    p.add_argument("--tile-pad", type=nonneg_int, default=16, metavar="PX", help="overlap discarded at tile edges")
     p.add_argument("--half", action="store_true", help="bf16/fp16 on CUDA, with a float32 retry on NaN")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
 
@@ -294,18 +269,18 @@ def cmd_train_desra(args: argparse.Namespace) -> int:
     from safetensors.torch import save_file
     from tqdm import tqdm
 
-    from .cli import resolve_device
+    from .cli import _plan_outputs, resolve_device
     from .detect import detect_artifacts, make_segmenter, pseudo_gt
     from .detect.finetune import FinetuneConfig, VGGPerceptualLoss, finetune
-    from .io import atomic_write, atomic_write_bytes, read_image, write_image
+    from .io import atomic_write, atomic_write_bytes, check_output_folder, read_image, write_image
     from .models.discriminator import UNetDiscriminatorSN
     from .models.sr import load_sr, upscale
 
-    from .cli import _plan_outputs
-
+    check_output_folder(args.output)
     paths = _list_inputs([args.lr_images])
     sizes = _check_rgb(paths)
     device = resolve_device(args.device)
+    segmenter = make_segmenter(args.segmenter, args.segformer, device)
     out_dir = Path(args.output)
     gan, mse = load_sr(args.model, device), load_sr(args.mse, device)
     if gan.scale != mse.scale:
@@ -317,7 +292,6 @@ def cmd_train_desra(args: argparse.Namespace) -> int:
         raise InputError(f"{small[0]}: smaller than the {args.hr_patch // gan.scale} px LR patch of --hr-patch {args.hr_patch}")
     _check_memory([gan, mse], paths, sizes, args.tile, device, detect=True)
     _plan_outputs(paths, out_dir / "pseudo_gt", ["{stem}.png", "{stem}_mask.png"])
-    segmenter = make_segmenter(args.segmenter, args.segformer, device)
     settings = {"model": args.model, "mse": args.mse, "segmenter": segmenter.name, "threshold": args.threshold,
                 "tile": args.tile, "tile_pad": args.tile_pad, "lr_images": [str(p) for p in paths]}
     cache_record = out_dir / "pseudo_gt" / "settings.json"
@@ -394,17 +368,17 @@ def add_train_parser(tsub) -> None:
     t.add_argument("--mse", required=True, help="MSE-SR weight name or .safetensors (the reference)")
     t.add_argument("--lr-images", required=True, metavar="DIR", help="LR training images (RGB)")
     t.add_argument("-o", "--output", required=True, metavar="OUT", help="run folder (checkpoints, pseudo-GT, result)")
-    t.add_argument("--iterations", type=_positive_int, default=1000)
-    t.add_argument("--batch-size", type=_positive_int, default=4)
-    t.add_argument("--hr-patch", type=_positive_int, default=256, help="HR patch side, px")
-    t.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
-    t.add_argument("--save-every", type=_positive_int, default=100, help="checkpoint interval, iterations")
+    t.add_argument("--iterations", type=positive_int, default=1000)
+    t.add_argument("--batch-size", type=positive_int, default=4)
+    t.add_argument("--hr-patch", type=positive_int, default=256, help="HR patch side, px")
+    t.add_argument("--lr", type=positive_float, default=1e-4, help="Adam learning rate")
+    t.add_argument("--save-every", type=positive_int, default=100, help="checkpoint interval, iterations")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--segmenter", choices=("texture", "none", "segformer"), default="texture")
     t.add_argument("--segformer", metavar="DIR")
     t.add_argument("--threshold", type=_threshold, default=0.7)
-    t.add_argument("--tile", type=_nonneg_int, default=0, metavar="PX")
-    t.add_argument("--tile-pad", type=_nonneg_int, default=16, metavar="PX")
+    t.add_argument("--tile", type=nonneg_int, default=0, metavar="PX")
+    t.add_argument("--tile-pad", type=nonneg_int, default=16, metavar="PX")
     t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     t.add_argument("-q", "--quiet", action="store_true")
     t.set_defaults(func=cmd_train_desra)

@@ -237,6 +237,18 @@ def list_images(inputs: Iterable[str | os.PathLike]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
+def check_output_folder(folder: str | os.PathLike) -> None:
+    """Raise :class:`InputError` if ``folder`` cannot be made a folder: it, or the nearest of
+    its parents that exists, is a file."""
+    folder = Path(folder)
+    for p in (folder, *folder.parents):
+        if p.exists():
+            if not p.is_dir():
+                where = "" if p == folder else f" ({p} is a file)"
+                raise InputError(f"{folder}: cannot be an output folder{where}; choose another")
+            return
+
+
 def check_outputs_not_inputs(outputs: Iterable[Path], inputs: Sequence[Path]) -> None:
     """Raise :class:`InputError` if writing an output would overwrite an input file."""
     resolved = {p.resolve() for p in inputs}

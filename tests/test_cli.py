@@ -275,3 +275,63 @@ def test_every_help_page_renders():
 
     pages = list(walk(build_parser()))
     assert len(pages) > 15
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "idm", "--lr", "nan"],
+    ["train", "idm", "--lr", "0"],
+    ["train", "idm", "--ema-decay", "1"],
+    ["train", "desra", "--threshold", "0"],
+    ["detect", "--threshold", "10.5"],
+    ["artifacts", "--level", "1.5"],
+    ["artifacts", "--batch-size", "0"],
+    ["train", "niqe", "--sharpness", "inf"],
+])
+def test_numeric_options_refuse_out_of_range_values(tmp_path, capsys, argv):
+    """Each bad value stops argparse (exit 2, one line naming the value) before any file is read."""
+    required = {"idm": ["--data", str(tmp_path), "-o", str(tmp_path / "o")],
+                "desra": ["--lr-images", str(tmp_path), "--mse", "m", "--model", "g", "-o", str(tmp_path / "o")],
+                "detect": [str(tmp_path), "--mse", "m", "--gan", "g", "-o", str(tmp_path / "o")],
+                "niqe": ["--data", str(tmp_path), "-o", str(tmp_path / "p.safetensors")],
+                "artifacts": [str(tmp_path), "-o", str(tmp_path / "o")]}
+    key = argv[1] if argv[0] == "train" else argv[0]
+    with pytest.raises(SystemExit) as e:
+        main(argv + required[key])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("genrestore: error:") and argv[-1] in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_argtypes_interval_ends():
+    import argparse
+
+    from genrestore._argtypes import float_in, int_at_least
+
+    decay = float_in(0, 1, high_open=True)
+    assert decay("0") == 0.0 and decay("0.999") == 0.999
+    for bad in ("1", "-0.1", "nan", "-inf", "x"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            decay(bad)
+    rate = float_in(0, 10, low_open=True)
+    assert rate("10") == 10.0
+    with pytest.raises(argparse.ArgumentTypeError, match=r"\(0, 10\]"):
+        rate("0")
+    assert int_at_least(0, "non-negative")("0") == 0
+    with pytest.raises(argparse.ArgumentTypeError, match="positive"):
+        int_at_least(1, "positive")("2.5")
+
+
+@pytest.mark.parametrize("command", [
+    ["degrade", "IN", "--task", "denoise"],
+    ["train", "idm", "--data", "IN"],
+    ["train", "diffgar", "--data", "IN"],
+])
+def test_an_output_folder_that_is_a_file_is_an_input_error(inputs, tmp_path, capsys, command):
+    blocker = tmp_path / "blocker"
+    blocker.write_bytes(b"keep me")
+    for out in (blocker, blocker / "sub"):
+        argv = [str(inputs) if a == "IN" else a for a in command] + ["-o", str(out), "-q"]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "cannot be an output folder" in err and "Traceback" not in err
+    assert blocker.read_bytes() == b"keep me"

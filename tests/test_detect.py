@@ -218,6 +218,8 @@ def test_ade20k_table_and_segmenter_factory():
         make_segmenter("deeplab")
     with pytest.raises(InputError, match="needs a local model folder"):
         make_segmenter("segformer")
+    with pytest.raises(InputError, match="used only with the segformer segmenter"):
+        make_segmenter("texture", folder="models/segformer")  # a folder given to the wrong segmenter
 
 
 def test_segformer_segmenter_tiny_random(tmp_path):

@@ -514,9 +514,10 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
     """Run (or resume) ``suite`` into ``out_dir``; return a summary (rows done, skipped, notes)."""
     from tqdm import tqdm
 
-    from ..io import write_image
+    from ..io import check_output_folder, write_image
 
     out = Path(out_dir)
+    check_output_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     results = out / "results.jsonl"
     done = set()

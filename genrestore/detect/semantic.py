@@ -173,7 +173,10 @@ def upsampled_argmax(logits: torch.Tensor, size: tuple[int, int], max_bytes: int
 
 def make_segmenter(kind: str = "texture", folder: str | os.PathLike | None = None,
                    device: str | torch.device = "cpu") -> Segmenter:
-    """A segmenter by name: ``none``, ``texture`` or ``segformer`` (needs ``folder``)."""
+    """A segmenter by name: ``none``, ``texture`` or ``segformer`` (needs ``folder``, used by no other)."""
+    if folder is not None and kind != "segformer":
+        raise InputError(f"a SegFormer folder (--segformer {folder}) is used only with the segformer segmenter "
+                         f"(--segmenter segformer), not {kind!r}")
     if kind == "none":
         return NoSegmenter()
     if kind == "texture":
