@@ -60,8 +60,26 @@ def test_w_wplus_wpp_identical():
         c = g.generate(wpp=g.wplus_to_wpp(ws), clamp=False)
     torch.testing.assert_close(a, b, **TOL[torch.float32])
     torch.testing.assert_close(a, c, **TOL[torch.float32])
-    for s_w, s_pp in zip(g.styles_from_w(w), g.styles_from_wpp(g.wplus_to_wpp(ws))):
-        torch.testing.assert_close(s_w, s_pp, **TOL[torch.float32])
+    for s_w, s_pp, o in zip(g.styles_from_w(w), g.styles_from_wpp(g.wplus_to_wpp(ws)), g.filter_counts):
+        assert s_pp.shape == (2, o, s_w.shape[1])  # one style vector per filter
+        torch.testing.assert_close(s_pp, s_w.unsqueeze(1).expand(-1, o, -1), **TOL[torch.float32])
+
+
+@pytest.mark.parametrize("layer_name", ["b8.conv0", "b8.conv1", "b16.torgb"])
+def test_wpp_modulates_each_filter_by_its_own_latent(layer_name):
+    """RobustStyleGAN eq. 7: output channel o of a W++ layer is what the ordinary (W) modulated
+    layer gives for channel o when its style is A(w_o), for every o (checked filter by filter)."""
+    g = tiny()
+    layer = g.synthesis.layers[g.style_names.index(layer_name)]
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(2, layer.in_channels, 8, 8, generator=gen)
+    latents = torch.randn(2, layer.out_channels, 8, generator=gen)  # one w per filter, all different
+    with torch.no_grad():
+        per_filter = layer(x, layer.affine(latents), noise_mode="none")
+        for o in range(layer.out_channels):
+            shared = layer(x, layer.affine(latents[:, o]), noise_mode="none")  # W: one style for all filters
+            torch.testing.assert_close(per_filter[:, o], shared[:, o], **TOL[torch.float32])
+        assert not torch.allclose(per_filter, layer(x, layer.affine(latents[:, 0]), noise_mode="none"))
 
 
 def test_wplus_indices_are_used():

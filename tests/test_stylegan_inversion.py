@@ -64,6 +64,20 @@ def test_multiscale_loss_puts_the_same_noise_in_missing_pixels_on_both_sides():
     assert seen[0] > 0.1  # the holes are no longer black
 
 
+def test_multiscale_loss_draws_fresh_hole_noise_at_every_level():
+    """As the authors' MultiscaleLPIPS: each level gets new (randn + 0.5) / 2 noise (std 0.5) in
+    the holes, not the previous level's noise average-pooled (std 0.25)."""
+    mask = torch.ones(1, 1, 64, 64)
+    mask[..., :, :32] = 0
+    x = torch.zeros(1, 3, 64, 64)
+    holes = []
+    multiscale_loss(x, x.clone(), lambda p, q: holes.append(p[..., :, : p.shape[-1] // 2]) or torch.zeros(1), mask,
+                    generator=torch.Generator().manual_seed(0))
+    assert len(holes) == 2  # 64 and 32 px; 16 px is the L1 level
+    for h in holes:
+        assert abs(h.mean().item() - 0.25) < 0.03 and abs(h.std().item() - 0.5) < 0.03
+
+
 @pytest.mark.parametrize("task", ["denoise", "upsample", "inpaint", "UN"])
 def test_robust_inversion_three_phases_reduce_the_loss(G, task):
     torch.manual_seed(3)
@@ -78,7 +92,7 @@ def test_robust_inversion_three_phases_reduce_the_loss(G, task):
     first, last = res.losses["W"][0], res.losses["W++"][-1]
     assert last < first, (first, last)
     assert res.loss.startswith("1-ssim") or res.loss == "lpips-vgg"
-    assert [tuple(t.shape) for t in res.latents] == [(2, c, 8) for c in G.style_channels]
+    assert [tuple(t.shape) for t in res.latents] == [(2, o, 8) for o in G.filter_counts]  # one w per filter
 
 
 def test_adam_baselines_run_and_improve(G):

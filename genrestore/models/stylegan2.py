@@ -16,7 +16,7 @@ the StyleGAN2-ADA PyTorch layout; written here without custom CUDA ops, so it ru
 
 Modulated conv (StyleGAN2 eq. 1-3): ``w'_{oik} = s_i w_{oik}``, ``w''_{oik} = w'_{oik} /
 sqrt(sum_{ik} w'^2_{oik} + 1e-8)``, computed as one grouped convolution over the batch so each
-image has its own styles.
+image has its own styles. With W++ styles the scale is per output filter too: ``s_{oi}``.
 
 Styles. The modulated layers, in forward order, are ``b4.conv1, b4.torgb, b8.conv0, b8.conv1,
 b8.torgb, ...``; layer ``l`` has ``C_l`` input channels and an affine ``A_l`` (w_dim -> C_l,
@@ -25,9 +25,13 @@ bias initialised to 1). Its style ``s_l`` (N, C_l) can come from
 - W: one ``w`` (N, w_dim): ``s_l = A_l(w)`` (RobustStyleGAN eq. 5);
 - W+: ``ws`` (N, num_ws, w_dim): ``s_l = A_l(ws[:, idx_l])``, with NVIDIA's indices (a
   resolution's torgb shares the index of the next resolution's conv0);
-- W++: per layer a tensor (N, C_l, w_dim), one latent per input channel (filter) ``i``:
-  ``s_l[i] = A_l.weight[i] . w_{l,i} + A_l.bias[i]`` with the equalised-lr gains
-  (RobustStyleGAN eq. 7).
+- W++: per layer a tensor (N, O_l, w_dim), one latent per convolution filter (output channel)
+  ``o`` of the layer's ``O_l``: filter ``o`` is modulated by its own style vector
+  ``s_l[o] = A_l(w_{l,o})`` (C_l,), so the styles are (N, O_l, C_l) and ``w'_{oik} = s_{oi} w_{oik}``
+  (RobustStyleGAN eq. 7, "a different latent code for each convolution filter"; the authors'
+  code keeps one latent per output channel and modulates ``weight[o, i]`` by ``A(w_o)[i]``).
+  Initialised from W+ by repeating each layer's ``w`` over its filters, W++ gives the same
+  image as W+.
 
 State-dict keys are NVIDIA's StyleGAN2-ADA ``G_ema`` names (``mapping.fc0.weight``,
 ``mapping.w_avg``, ``synthesis.b4.const``, ``synthesis.b8.conv0.affine.weight``,
@@ -93,7 +97,8 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
         x: (N, C_in, H, W) features.
         weight: (C_out, C_in, k, k) conv weight (stored without equalised-lr gain: demodulation
             cancels any constant scale).
-        styles: (N, C_in) per-image scales ``s``.
+        styles: (N, C_in) per-image scales ``s_i``, or (N, C_out, C_in) per-filter scales
+            ``s_{oi}`` (W++).
         demodulate: divide each output filter by its norm (StyleGAN2 eq. 3).
         up: upsample x2: transposed conv with stride 2 (weight not flipped), then ``kernel`` with
             gain 4, as NVIDIA's ``conv2d_resample(up=2, flip_weight=False)`` and rosinality's
@@ -105,7 +110,8 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     """
     n, c_in, h, w_ = x.shape
     c_out, _, kh, kw = weight.shape
-    wgt = weight.unsqueeze(0) * styles.reshape(n, 1, c_in, 1, 1)  # eq. 1
+    per_filter = styles.reshape(n, -1, c_in, 1, 1)  # (N, 1 or C_out, C_in, 1, 1)
+    wgt = weight.unsqueeze(0) * per_filter  # eq. 1
     if demodulate:
         wgt = wgt * (wgt.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt().reshape(n, c_out, 1, 1, 1)  # eq. 2-3
     xg = x.reshape(1, n * c_in, h, w_)
@@ -151,11 +157,6 @@ class FullyConnectedLayer(nn.Module):
             return F.linear(x, w, b)
         return bias_lrelu(F.linear(x, w), b)
 
-    def forward_per_channel(self, x: torch.Tensor) -> torch.Tensor:
-        """W++: (N, out, in) one input per output ``i`` -> (N, out), ``y_i = W_i . x_i + b_i``."""
-        w, b = self.effective()
-        return torch.einsum("noi,oi->no", x, w) + b
-
 
 class MappingNetwork(nn.Module):
     """z (N, z_dim) -> w (N, w_dim); holds ``w_avg`` (w_dim,)."""
@@ -184,7 +185,8 @@ class SynthesisLayer(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, up: bool = False,
                  conv_clamp: float | None = None, generator: torch.Generator | None = None) -> None:
         super().__init__()
-        self.in_channels, self.up, self.resolution, self.conv_clamp = in_channels, up, resolution, conv_clamp
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.up, self.resolution, self.conv_clamp = up, resolution, conv_clamp
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1.0, generator=generator)
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, 3, 3, generator=generator))
         self.register_buffer("noise_const", torch.randn(resolution, resolution, generator=generator))
@@ -210,7 +212,7 @@ class ToRGBLayer(nn.Module):
     def __init__(self, in_channels: int, img_channels: int, w_dim: int, conv_clamp: float | None = None,
                  generator: torch.Generator | None = None) -> None:
         super().__init__()
-        self.in_channels, self.conv_clamp = in_channels, conv_clamp
+        self.in_channels, self.out_channels, self.conv_clamp = in_channels, img_channels, conv_clamp
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1.0, generator=generator)
         self.weight = nn.Parameter(torch.randn(img_channels, in_channels, 1, 1, generator=generator))
         self.bias = nn.Parameter(torch.zeros(img_channels))
@@ -279,7 +281,8 @@ class SynthesisNetwork(nn.Module):
 
     def forward(self, styles: list[torch.Tensor], noise_mode: NoiseMode = "const",
                 generator: torch.Generator | None = None) -> torch.Tensor:
-        """Styles (one (N, C_l) per modulated layer) -> image (N, img_channels, H, W) in [-1, 1]."""
+        """Styles (one (N, C_l) or, W++, (N, O_l, C_l) per modulated layer) -> image
+        (N, img_channels, H, W) in [-1, 1]."""
         it = iter(styles)
         x = img = None
         for r in self.block_resolutions:
@@ -341,6 +344,7 @@ class StyleGAN2Generator(nn.Module, SavedModel):
                                           generator)
         self.num_ws = self.synthesis.num_ws
         self.style_channels = [layer.in_channels for layer in self.synthesis.layers]
+        self.filter_counts = [layer.out_channels for layer in self.synthesis.layers]  # O_l, W++ latents per layer
         self.style_w_index = list(self.synthesis.layer_w_index)
         self.style_names = list(self.synthesis.layer_names)
 
@@ -374,10 +378,10 @@ class StyleGAN2Generator(nn.Module, SavedModel):
         return w.unsqueeze(1).repeat(1, self.num_ws, 1)
 
     def wplus_to_wpp(self, ws: torch.Tensor) -> list[torch.Tensor]:
-        """W+ (N, num_ws, w_dim) -> W++: per layer (N, C_l, w_dim), its w repeated over channels
-        (RobustStyleGAN phase III init)."""
+        """W+ (N, num_ws, w_dim) -> W++: per layer (N, O_l, w_dim), the layer's w repeated over its
+        ``O_l`` filters (RobustStyleGAN phase III init; the same image as ``ws``)."""
         self._check_latent(ws, (self.num_ws, self.w_dim), "ws")
-        return [ws[:, i].unsqueeze(1).repeat(1, c, 1) for i, c in zip(self.style_w_index, self.style_channels)]
+        return [ws[:, i].unsqueeze(1).repeat(1, o, 1) for i, o in zip(self.style_w_index, self.filter_counts)]
 
     # -- styles -------------------------------------------------------------------------------
     def styles_from_w(self, w: torch.Tensor) -> list[torch.Tensor]:
@@ -391,14 +395,15 @@ class StyleGAN2Generator(nn.Module, SavedModel):
         return [layer.affine(ws[:, i]) for layer, i in zip(self.synthesis.layers, self.style_w_index)]
 
     def styles_from_wpp(self, wpp: list[torch.Tensor]) -> list[torch.Tensor]:
-        """W++ (RobustStyleGAN eq. 7): per layer (N, C_l, w_dim); ``s_l[i] = A_l.weight[i] . w_{l,i} + b_i``."""
+        """W++ (RobustStyleGAN eq. 7): per layer latents (N, O_l, w_dim) -> styles (N, O_l, C_l),
+        ``s_l[o] = A_l(w_{l,o})``: filter ``o`` of layer ``l`` is modulated by its own latent."""
         if len(wpp) != len(self.synthesis.layers):
             raise InputError(f"expected {len(self.synthesis.layers)} W++ tensors (one per modulated layer), "
                              f"got {len(wpp)}")
         out = []
         for t, layer, name in zip(wpp, self.synthesis.layers, self.style_names):
-            self._check_latent(t, (layer.in_channels, self.w_dim), f"W++ latent of {name}")
-            out.append(layer.affine.forward_per_channel(t))
+            self._check_latent(t, (layer.out_channels, self.w_dim), f"W++ latent of {name}")
+            out.append(layer.affine(t))
         return out
 
     # -- images -------------------------------------------------------------------------------
@@ -407,7 +412,8 @@ class StyleGAN2Generator(nn.Module, SavedModel):
         """Styles -> images (N, 3, H, W): the network's [-1, 1] output mapped by ``(x + 1) / 2``.
 
         Args:
-            styles: one (N, C_l) tensor per modulated layer (``style_channels``), forward order.
+            styles: one tensor per modulated layer, forward order: (N, C_l) (``style_channels``)
+                or, per filter (W++), (N, O_l, C_l) (``filter_counts`` x ``style_channels``).
             noise_mode: ``"const"`` (the stored ``noise_const`` buffers, deterministic),
                 ``"random"`` (fresh N(0, 1) from ``generator``) or ``"none"``.
             generator: random source for ``"random"``.
@@ -421,9 +427,9 @@ class StyleGAN2Generator(nn.Module, SavedModel):
         if len(styles) != len(self.style_channels):
             raise InputError(f"expected {len(self.style_channels)} styles, got {len(styles)}")
         n = styles[0].shape[0] if isinstance(styles[0], torch.Tensor) else 0
-        for s, c, name in zip(styles, self.style_channels, self.style_names):
-            if not isinstance(s, torch.Tensor) or s.shape != (n, c):
-                raise InputError(f"expected style of {name} of shape ({n}, {c}), "
+        for s, c, o, name in zip(styles, self.style_channels, self.filter_counts, self.style_names):
+            if not isinstance(s, torch.Tensor) or s.shape not in ((n, c), (n, o, c)):
+                raise InputError(f"expected style of {name} of shape ({n}, {c}) or ({n}, {o}, {c}), "
                                  f"got {tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__}")
         img = (self.synthesis(styles, noise_mode, generator) + 1) / 2
         return img.clamp(0, 1) if clamp else img

@@ -7,15 +7,15 @@ benchmark task or composition from :mod:`genrestore.degrade`), find latents whos
 * Phase I (W): one ``w`` shared by all layers, initialized to the generator's mean ``w``;
   150 steps at learning rate 0.08.
 * Phase II (W+): one ``w`` per style input, 150 steps at 0.02.
-* Phase III (W++, eq. 7): one latent per input channel ("filter") of every modulated
-  layer, 150 steps at 0.005.
+* Phase III (W++, eq. 7): one latent per convolution filter (output channel) of every
+  modulated layer, each modulating its own filter, 150 steps at 0.005.
 
 The optimizer is normalized gradient descent (eq. 8): each latent row's gradient is divided
 by its norm (0 where the norm is 0), no momentum. The loss (eq. 9) sums LPIPS (VGG) between
 ``f(G(w))`` and ``y`` over resolutions, both sides average-pooled by 2 while ``y`` is larger
 than 16 px, equal weights (at most 6 levels), plus 0.1 x L1 at the coarsest level reached,
-as the authors' ``MultiscaleLPIPS`` does; for inpainting, both sides get the same noise in
-the missing pixels, as theirs do. Images are processed as a batch; each image's loss is
+as the authors' ``MultiscaleLPIPS`` does; for inpainting, both sides get the same fresh noise in
+the missing pixels at every level, as theirs do. Images are processed as a batch; each image's loss is
 summed, so images do not interact (NGD normalizes per latent row).
 
 When the VGG backbone of LPIPS is not in the weight store, the loss falls back to
@@ -101,21 +101,26 @@ def multiscale_loss(pred: torch.Tensor, target: torch.Tensor, distance: LossFn, 
         pred: ``f(G(w))``, the degraded prediction, same shape as ``target``.
         target: the degraded images ``y``.
         distance: per-image distance, e.g. LPIPS.
-        mask: ``(N, 1, H, W)`` keep-mask of an inpainting task; missing pixels get the same noise
-            on both sides, so the distance ignores them.
+        mask: ``(N, 1, H, W)`` keep-mask of an inpainting task (1 = known). At each level, before
+            ``distance``, both sides get the same fresh noise ``(randn + 0.5) / 2`` weighted by the
+            missing fraction ``1 - m`` (``m``: the mask area-resized to the level), so the distance
+            does not reward any particular colour in the holes; the L1 term takes no noise.
+        generator: the source of that noise (CPU).
     """
     if pred.shape != target.shape:
         raise InputError(f"degraded prediction {tuple(pred.shape)} and target {tuple(target.shape)} differ")
     x, y = pred, target
-    if mask is not None:
-        m = F.interpolate(mask.to(x.dtype), size=tuple(y.shape[-2:]), mode="area")
-        noise = (torch.randn(y.shape, generator=generator, device="cpu").to(y) + 0.5) / 2
-        x, y = x + noise * (1 - m), y + noise * (1 - m)
+    m = None if mask is None else F.interpolate(mask.to(x.dtype), size=tuple(y.shape[-2:]), mode="area")
     total = x.new_zeros(x.shape[0])
     for _ in range(levels):
         if y.shape[-1] <= min_res or y.shape[-2] <= min_res:
             break
-        total = total + distance(x, y)
+        if m is None:
+            total = total + distance(x, y)
+        else:
+            hole_noise = (torch.randn(y.shape, generator=generator, device="cpu").to(y) + 0.5) / 2 * (1 - m)
+            total = total + distance(x + hole_noise, y + hole_noise)
+            m = F.avg_pool2d(m, 2)
         x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
     return total + l1_weight * (x - y).abs().mean(dim=(1, 2, 3))
 
