@@ -241,3 +241,28 @@ def test_upsampled_argmax_in_bands_equals_full_interpolation():
     logits = torch.randn(2, 150, 16, 20, generator=torch.Generator().manual_seed(0))
     ref = torch.nn.functional.interpolate(logits, size=(67, 83), mode="bilinear", align_corners=False).argmax(1)
     assert torch.equal(upsampled_argmax(logits, (67, 83), max_bytes=4 * 2 * 150 * 83 * 5), ref)  # 5-row bands
+
+
+def test_eq9_divides_d_by_the_adjustment(monkeypatch):
+    """Eq. 9 flags D / A_k < 0.7: D = 0.6 is flagged where A = 1 (0.6) and not where A = 0.75 (0.8);
+    D * A (0.45) would flag both halves."""
+    import genrestore.detect.pipeline as pipeline
+
+    class Halves:  # hand-built segmenter: left half class 0 (A = 1), right half class 1 (A = 0.75)
+        name = "halves"
+        class_names = ["sensitive", "textured"]
+        weights = torch.tensor([1.0, 0.75])
+
+        def __call__(self, image):
+            labels = torch.zeros(image.shape[0], *image.shape[-2:], dtype=torch.long)
+            labels[..., 20:] = 1
+            return labels
+
+    monkeypatch.setattr(pipeline, "variance_distance", lambda gan, mse, **kw: torch.full((1, 1, 40, 40), 0.6))
+    x = torch.full((1, 3, 40, 40), 0.5)
+    det = detect_artifacts(x, x, segmenter=Halves(), scale=1)  # min area 250 px; each half is 800
+    assert torch.allclose(det.adjusted[0, 0, :, :20], torch.tensor(0.6))
+    assert torch.allclose(det.adjusted[0, 0, :, 20:], torch.tensor(0.8))
+    assert det.candidates[0, 0, :, :20].all() and not det.candidates[0, 0, :, 20:].any()
+    # one 5x5 erosion and three 5x5 dilations grow the left half by 4 columns, no further
+    assert det.mask[0, 0, :, :24].all() and not det.mask[0, 0, :, 24:].any()

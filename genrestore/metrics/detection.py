@@ -139,7 +139,13 @@ class ChangeCounts:
 
     @property
     def addition_rate(self) -> float:
-        """Added new regions / old regions (a fraction of the original artifacts); NaN without old regions."""
+        """Added new regions / old regions (a fraction of the original artifacts); NaN without old regions.
+
+        "Added" follows the issue: a new region that intersects no old region. DeSRA §4.3 words it
+        otherwise: "the condition for judging the introduction of new artifacts is A ∪ B > B"; read
+        with A new and B old, that also counts a new region overlapping an old one but reaching
+        outside it, which this code does not.
+        """
         return self.added / self.old if self.old else float("nan")
 
 
