@@ -127,13 +127,14 @@ def resolve_device(name: str) -> torch.device:
 
 
 def _build_degradation(name: str, level: str | None, backend: str):
-    from .degrade import PIPELINES, get_task
+    from .degrade import COMPOSITIONS, PIPELINES, get_task
 
     if name in PIPELINES:
         if level is not None:
             raise InputError(f"--level applies to the benchmark tasks, not to the {name!r} pipeline")
         return PIPELINES[name]
-    kwargs = {"backend": backend} if name in ("upsample", "U") else {}
+    resizes = name in ("upsample", "U") or (name in COMPOSITIONS and "U" in name)  # --backend is the resizer's
+    kwargs = {"backend": backend} if resizes else {}
     return get_task(name, level or "M", **kwargs)
 
 
@@ -146,8 +147,13 @@ def _degrade_one(deg, x: torch.Tensor, generator: torch.Generator) -> tuple[torc
     if isinstance(params, list):  # the pipelines return one parameter dict per image
         params = params[0]
     if alpha is not None:
-        a = alpha if alpha.shape[-2:] == y.shape[-2:] else resize(alpha, tuple(y.shape[-2:]), "area").clamp(0, 1)
-        y = torch.cat([y, a], 1)
+        if alpha.shape[-2:] != y.shape[-2:]:
+            (big_h, big_w), (h, w) = alpha.shape[-2:], y.shape[-2:]
+            fy, fx = big_h // h, big_w // w
+            if big_h // fy == h and big_w // fx == w:  # an integer downscale (Upsample) drops the remainder
+                alpha = alpha[..., :h * fy, :w * fx]
+            alpha = resize(alpha, (h, w), "area").clamp(0, 1)
+        y = torch.cat([y, alpha], 1)
     mask = None
     if isinstance(params, dict):
         stages = params.get("stages", [params])

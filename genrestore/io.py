@@ -217,8 +217,10 @@ def list_images(inputs: Iterable[str | os.PathLike]) -> list[Path]:
     """Expand files, folders (their images, sorted, not recursive) and globs into image paths.
 
     Raises:
-        InputError: an input matches nothing, or a named file is not an image by its suffix.
+        InputError: an input matches nothing, a named file is not an image by its suffix, or
+            no image is found at all (e.g. only empty folders).
     """
+    inputs = list(inputs)
     found: list[Path] = []
     for item in inputs:
         p = Path(item)
@@ -234,6 +236,11 @@ def list_images(inputs: Iterable[str | os.PathLike]) -> list[Path]:
             if not matches:
                 raise InputError(f"{item}: no such file, folder or matching images")
             found += matches
+    if not inputs:
+        raise InputError("no input images given")
+    if not found:
+        raise InputError(f"no images found in {', '.join(map(str, inputs))} "
+                         f"(expected files ending in {', '.join(IMAGE_SUFFIXES)})")
     return list(dict.fromkeys(found))
 
 

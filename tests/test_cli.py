@@ -335,3 +335,32 @@ def test_an_output_folder_that_is_a_file_is_an_input_error(inputs, tmp_path, cap
         err = capsys.readouterr().err
         assert "cannot be an output folder" in err and "Traceback" not in err
     assert blocker.read_bytes() == b"keep me"
+
+
+def test_an_empty_input_folder_is_an_input_error(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no images here")
+    out = tmp_path / "o"
+    assert main(["degrade", str(tmp_path / "empty"), "-o", str(out), "--task", "denoise", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("genrestore: error:") and err.count("\n") == 1 and "no images found in" in err
+    assert str(tmp_path / "empty") in err and not out.exists()
+    assert main(["metrics", str(tmp_path / "empty"), str(tmp_path / "empty"), "-q"]) == 2
+    assert "no images found in" in capsys.readouterr().err
+
+
+def test_backend_reaches_the_upsampling_stage_of_a_composition(inputs, tmp_path):
+    out = tmp_path / "o"
+    assert main(["degrade", str(inputs / "a.png"), "-o", str(out), "--task", "UN", "--backend", "torch", "-q"]) == 0
+    assert json.loads((out / "a.json").read_text())["degradation"]["stages"][0]["backend"] == "torch"
+
+
+def test_alpha_follows_the_cropped_pixels_of_an_odd_size_upsample(tmp_path):
+    """35 x 37 at x4: RGB and alpha both come from the top-left 32 x 36 (area means of 4 x 4 blocks)."""
+    d = tmp_path / "in"
+    alpha = torch.zeros(1, 1, 35, 37)
+    alpha[..., 32:, :] = 1  # only the rows the x4 downscale drops are opaque
+    write_image(d / "a.png", torch.cat([torch.full((1, 3, 35, 37), 0.5), alpha], 1))
+    assert main(["degrade", str(d), "-o", str(tmp_path / "o"), "--task", "upsample", "--level", "S", "-q"]) == 0
+    out = read_image(tmp_path / "o" / "a.png")
+    assert out.shape == (1, 4, 8, 9) and out[:, 3].max() == 0

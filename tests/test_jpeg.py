@@ -113,3 +113,14 @@ def test_bad_quality_and_shape():
         jpeg_torch(torch.rand(1, 2, 8, 8), 50)
     with pytest.raises(InputError, match=r"\[0, 1\]"):
         jpeg_pillow(torch.full((1, 3, 8, 8), 2.0), 50)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_pillow_jpeg_returns_the_input_dtype(dtype, photos):
+    x = photos[:2, :, :24, :40]
+    ref = jpeg_pillow(x, 50)  # libjpeg's bytes, as float32 levels
+    y = jpeg_pillow(x.to(dtype), 50)
+    assert y.dtype == dtype and y.shape == x.shape
+    if dtype == torch.float64:  # the same bytes, as exact float64 levels k / 255
+        assert torch.equal((y * 255).round(), (ref * 255).round())
+        assert (y * 255 - (y * 255).round()).abs().max() < 1e-9

@@ -51,3 +51,15 @@ def test_second_order_size_and_determinism(photos):
 
 def test_pipeline_registry():
     assert set(PIPELINES) == {"idm", "gfpgan", "realesrgan-x4", "realesrgan-x2"}
+
+
+def test_no_resize_back_batches_at_the_documented_size(photos):
+    from genrestore.degrade import BlurDownNoiseJpeg
+
+    p = BlurDownNoiseJpeg(resize_back=False)
+    g = lambda: [torch.Generator().manual_seed(i) for i in range(2)]  # noqa: E731
+    y, params = p.degrade_with_params(photos[:2], g())
+    assert y.shape == (2, 3, *p.output_size((128, 128))) == (2, 3, 16, 16)
+    assert params[0]["scale"] != params[1]["scale"]
+    assert torch.equal(y * 255, (y * 255).round())
+    assert torch.equal(y[1:], p.degrade(photos[1:2], [torch.Generator().manual_seed(1)]))

@@ -192,3 +192,55 @@ def test_random_box_mask_area_and_determinism():
     assert m.shape == (64, 1, 60, 80) and set(m.unique().tolist()) <= {0.0, 1.0}
     assert hole.min() > 0.07 and hole.max() < 0.24  # rounding of the box sides moves the area a little
     assert torch.equal(m, random_box_mask(torch.Generator().manual_seed(0), 64, (60, 80), area_range=(0.1, 0.2)))
+
+
+def test_upsample_true_and_surrogate_align_on_odd_sizes(photos):
+    """35x37 at x4: the true resize, like average pooling, drops the last H % 4 rows and
+    W % 4 columns, so both see the same 32x36 pixels (the bar of the even-size test)."""
+    x = photos[:4, :, 40:75, 30:67]
+    for backend in ("pil", "torch"):
+        t = Upsample("S", backend=backend)
+        y = t.degrade(x, torch.Generator().manual_seed(0))
+        s = t.surrogate(x)
+        assert y.shape == s.shape == (4, 3, *t.output_size((35, 37))) == (4, 3, 8, 9)
+        assert psnr(s, y).mean() > 30
+        # Pillow on the 32x36 crop, with the same filters
+        assert torch.equal(y, t.degrade(x[..., :32, :36].contiguous(), torch.Generator().manual_seed(0)))
+
+
+@pytest.mark.parametrize("name", ["upsample", "denoise", "deartifact", "inpaint", "UNAP"])
+def test_float64_images_stay_float64(name, photos):
+    """8-bit levels computed in float64: k / 255 to float64 precision, not a float32 value cast up."""
+    x = photos[:2, :, :64, :64].double()
+    task = get_task(name)
+    y, p = task.degrade_with_params(x, [torch.Generator().manual_seed(i) for i in range(2)])
+    assert y.dtype == torch.float64 and (y * 255 - (y * 255).round()).abs().max() < 1e-9
+    s = task.surrogate(x, p, torch.Generator().manual_seed(0))
+    assert s.dtype == torch.float64 and s.shape == y.shape
+
+
+def test_upsample_bfloat16_keeps_dtype(photos):
+    x = photos[:2, :, :32, :32]
+    y = Upsample("XS").degrade(x.bfloat16(), torch.Generator().manual_seed(0))
+    assert y.dtype == torch.bfloat16
+    ref = Upsample("XS").degrade(x, torch.Generator().manual_seed(0))
+    assert (y.float() - ref).abs().max() <= 2 / 255  # bfloat16 keeps 8 significant bits
+
+
+def test_backend_reaches_the_upsampling_stage_of_compositions(photos):
+    for name in ("UN", "UAP", "UNAP"):
+        c = get_task(name, backend="torch")
+        assert c.tasks[0] == Upsample("M", backend="torch")
+        assert c.describe()["stages"][0]["backend"] == "torch"
+        assert get_task(name).tasks[0].backend == "pil"
+    # the composition's true degradation runs the torch resizer: its first stage is Upsample(backend="torch")
+    g = lambda: [torch.Generator().manual_seed(i) for i in range(2)]  # noqa: E731
+    c = get_task("UN", backend="torch")
+    y = c.degrade(photos[:2], g())
+    gens = g()
+    expect = Denoise("M").degrade(Upsample("M", backend="torch").degrade(photos[:2], gens), gens)
+    assert torch.equal(y, expect)
+    with pytest.raises(InputError, match="backend"):
+        get_task("NA", backend="torch")  # no stage resizes
+    with pytest.raises(InputError, match="backend"):
+        get_task("denoise", backend="torch")

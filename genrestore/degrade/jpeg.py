@@ -259,7 +259,7 @@ def jpeg_pillow(x: torch.Tensor, quality: Quality, subsampling: Literal["4:2:0",
         workers: threads (default: the number of CPU cores; 1 runs a plain loop).
 
     Returns:
-        ``(N, C, H, W)`` float32 images on 8-bit levels, on ``x``'s device.
+        ``(N, C, H, W)`` images on 8-bit levels, of ``x``'s dtype and device.
     """
     check_image(x)
     q = _qualities(quality)
@@ -274,5 +274,5 @@ def jpeg_pillow(x: torch.Tensor, quality: Quality, subsampling: Literal["4:2:0",
     else:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             outs = list(pool.map(_pillow_roundtrip, arrs, q.tolist(), [subsampling] * len(arrs)))
-    y = torch.from_numpy(np.stack(outs)).permute(0, 3, 1, 2).float() / 255.0
+    y = torch.from_numpy(np.stack(outs)).permute(0, 3, 1, 2).to(x.dtype) / 255.0
     return y.to(x.device)

@@ -58,7 +58,9 @@ class BlurDownNoiseJpeg:
         noise_range_255: Gaussian noise sigma range on the 0..255 scale.
         jpeg_range: JPEG quality range (integers, inclusive).
         aniso_prob: probability of an anisotropic kernel (random sigmas and angle).
-        resize_back: resize the result back to the input size (as training pairs need).
+        resize_back: resize the result back to the input size (as training pairs need); if
+            ``False``, to :meth:`output_size`, the smallest size ``scale_range`` allows, so that
+            every image of a batch has the same size.
     """
 
     kernel_size: int = 41  # IDM says only "Gaussian blur"; its GFPGAN-based code mixes iso/aniso (see GFPGAN)
@@ -70,7 +72,8 @@ class BlurDownNoiseJpeg:
     resize_back: bool = True
 
     def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
-        """``(H, W)`` of the result: the input size (``resize_back``), else the smallest it can be."""
+        """``(H, W)`` of the result: the input size (``resize_back``), else the size of a downsampling
+        by ``scale_range[1]``, the largest factor."""
         if self.resize_back:
             return size
         return max(1, int(size[0] / self.scale_range[1])), max(1, int(size[1] / self.scale_range[1]))
@@ -102,8 +105,7 @@ class BlurDownNoiseJpeg:
             y = resize(y, size, "bilinear", antialias=False)
             y = gaussian_noise(y, p["noise_sigma_255"] / 255.0, g).clamp(0, 1)
             y = jpeg_pillow(y, p["jpeg_quality"])
-            if self.resize_back:
-                y = resize(y, (h, w), "bilinear", antialias=False)
+            y = resize(y, self.output_size((h, w)), "bilinear", antialias=False)
             outs.append(quantize(y))
             params.append(p)
         return torch.cat(outs), params

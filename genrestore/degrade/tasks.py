@@ -25,7 +25,7 @@ initials: ``UN``, ``UNAP``, ... (11 of them).
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -83,6 +83,10 @@ class _Task:
 class Upsample(_Task):
     """Downsample by an integer factor with a random Pillow filter (bilinear, bicubic or Lanczos).
 
+    Output ``(H // f, W // f)``. Like the average-pooling surrogate, the true degradation first
+    drops the last ``H % f`` rows and ``W % f`` columns, so both see the same pixels at exactly
+    x1/f (a resize of the whole image to ``H // f`` would shrink by ``H / (H // f)`` instead).
+
     ``backend="pil"`` runs Pillow itself on 8-bit images, one by one; ``"torch"`` runs the same
     filters batched, with Pillow's rounding to 8 bits between the horizontal and vertical passes
     (:func:`~genrestore.degrade.resize.resize_8bit`): at most a level away from Pillow's bytes.
@@ -111,6 +115,7 @@ class Upsample(_Task):
         n = x.shape[0]
         choice = _random.randint(generator, n, 0, len(self.TRUE_FILTERS))
         size = self.output_size(tuple(x.shape[-2:]))
+        x = x[..., :size[0] * self.factor, :size[1] * self.factor]  # the pixels avg_pool2d sees
         out = torch.empty(n, x.shape[1], *size, dtype=x.dtype, device=x.device)
         for k, filt in enumerate(self.TRUE_FILTERS):
             idx = (choice == k).nonzero().flatten().to(x.device)
@@ -125,12 +130,12 @@ class Upsample(_Task):
         import numpy as np
 
         pil = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "lanczos": Image.LANCZOS}[filt]
-        arrs = (x.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        arrs = (x.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
         outs = []
         for a in arrs:
             im = Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else a).resize((size[1], size[0]), pil)
             outs.append(np.asarray(im).reshape(size[0], size[1], -1))
-        return (torch.from_numpy(np.stack(outs)).permute(0, 3, 1, 2).float() / 255).to(x.device)
+        return (torch.from_numpy(np.stack(outs)).permute(0, 3, 1, 2).to(x.dtype) / 255).to(x.device)
 
     def surrogate(self, x, params=None, generator=None):
         return F.avg_pool2d(x, self.factor)
@@ -304,6 +309,12 @@ def get_task(name: str, level: str = "M", **options) -> _Task | Composition:
     """A task by name (``upsample``, ``denoise``, ``deartifact``, ``inpaint``), by code
     (``U``, ``N``, ``A``, ``P``) or a composition by initials (``UN`` ... ``UNAP``, level M).
 
+    ``options`` (e.g. ``backend="torch"``) go to every task, or stage of a composition, that
+    has a field of that name.
+
+    Raises:
+        InputError: an unknown name or level, or an option that no task or stage takes.
+
     Example:
         >>> get_task("denoise", "XL").describe()
         {'task': 'denoise', 'code': 'N', 'level': 'XL', 'lambda': 6.0, 'p': 0.64}
@@ -311,13 +322,18 @@ def get_task(name: str, level: str = "M", **options) -> _Task | Composition:
         'UNAP'
     """
     _level_index(level)
-    if name in TASKS:
-        return TASKS[name](level, **options)
-    if name in _BY_CODE:
-        return _BY_CODE[name](level, **options)
-    if name in COMPOSITIONS:
+    if name in TASKS or name in _BY_CODE:
+        classes = [TASKS.get(name) or _BY_CODE[name]]
+    elif name in COMPOSITIONS:
         if level != "M":
             raise InputError(f"compositions are defined at level M only, got {level}")
-        return Composition(tuple(_BY_CODE[c]("M") for c in name))
-    raise InputError(f"unknown task {name!r}; expected one of {', '.join(TASKS)}, "
-                     f"a code {', '.join(_BY_CODE)} or a composition {', '.join(COMPOSITIONS)}")
+        classes = [_BY_CODE[c] for c in name]
+    else:
+        raise InputError(f"unknown task {name!r}; expected one of {', '.join(TASKS)}, "
+                         f"a code {', '.join(_BY_CODE)} or a composition {', '.join(COMPOSITIONS)}")
+    takes = [{f.name for f in fields(cls)} for cls in classes]
+    unused = [k for k in options if not any(k in t for t in takes)]
+    if unused:
+        raise InputError(f"task {name!r} takes no option {', '.join(map(repr, unused))}")
+    tasks = [cls(level, **{k: v for k, v in options.items() if k in t}) for cls, t in zip(classes, takes)]
+    return tasks[0] if len(tasks) == 1 else Composition(tuple(tasks))
