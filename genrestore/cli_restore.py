@@ -474,7 +474,7 @@ def _common_train_args(t: argparse.ArgumentParser, data_required: bool = True, u
         t.add_argument("--workers", type=nonneg_int, help="processes that make the next batches (crops, "
                        "degradations) while the network trains; default 0 on the CPU, min(8, cores - 1) on "
                        "CUDA; the result does not depend on it")
-    t.add_argument("--time-limit", type=positive_float, metavar="SECONDS", help="train at most this long in this call, "
+    t.add_argument("--time-limit", type=nonneg_float, metavar="SECONDS", help="train at most this long in this call, "
                    "then save the checkpoint and stop; the same command continues")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 

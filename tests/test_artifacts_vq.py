@@ -206,8 +206,9 @@ def test_artifacts_cli_writes_pairs_and_refuses_bad_input(vq, gpt, tmp_path, cap
     assert main(["artifacts", str(tmp_path / "in"), "-o", str(tmp_path / "x"), "--kind", "ddim-gauss", "--ddpm",
                  str(tmp_path / "nope.safetensors")]) == 2
     assert "nope.safetensors" in capsys.readouterr().err
-    assert main(["artifacts", str(tmp_path / "in"), "-o", str(tmp_path / "x"), "--kind", "identity", "--level", "2"]) == 2
-    assert "[0, 1]" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # argparse refuses it: a usage error
+        main(["artifacts", str(tmp_path / "in"), "-o", str(tmp_path / "x"), "--kind", "identity", "--level", "2"])
+    assert e.value.code == 2 and "[0, 1]" in capsys.readouterr().err
 
 
 def test_artifacts_cli_cuts_seeded_crops(tmp_path, capsys):
@@ -243,6 +244,8 @@ def test_artifacts_cli_cuts_seeded_crops(tmp_path, capsys):
     assert main(["artifacts", str(tmp_path / "in"), "-o", str(tmp_path / "o3"), "--kind", "identity",
                  "--crop", "21"]) == 2
     assert "smaller than --crop 21" in capsys.readouterr().err
-    assert main(["artifacts", str(tmp_path / "in"), "-o", str(tmp_path / "o3"), "--kind", "identity",
-                 "--crop", "8", "--per-image", "0"]) == 2
+    with pytest.raises(SystemExit) as e:
+        main(["artifacts", str(tmp_path / "in"), "-o", str(tmp_path / "o3"), "--kind", "identity",
+              "--crop", "8", "--per-image", "0"])
+    assert e.value.code == 2
     assert not (tmp_path / "o3").exists()
