@@ -200,7 +200,67 @@ def test_sample_checks_inputs():
         sample(net, y, "ddim", 0)
 
 
+@pytest.mark.parametrize("prediction_type", ["epsilon", "sample", "v_prediction"])
+@pytest.mark.parametrize("eta", [0.0, 0.7])
+def test_ddim_step_equals_diffusers_where_its_stride_is_the_grid(prediction_type, eta):
+    """With n = 10 dividing T = 1000, diffusers' DDIMScheduler.step (to t - T // n) moves between
+    grid points too: ddim_step must give the same samples, noise included."""
+    from genrestore.diffusion.schedulers import ddim_step
+
+    ref = make_scheduler("ddim", prediction_type=prediction_type)
+    ref.set_timesteps(10)
+    grid = ref.timesteps.tolist()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 4, 4, generator=g)
+    for t, t_next in zip(grid, grid[1:] + [-1]):
+        out = torch.randn(2, 3, 4, 4, generator=g)
+        want = ref.step(out, t, x, eta=eta, generator=torch.Generator().manual_seed(t)).prev_sample
+        got = ddim_step(ref, out, x, t, t_next, eta, torch.Generator().manual_seed(t))
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+        x = want
+
+
+@pytest.mark.parametrize("steps", [7, 30])
+def test_ddim_sampling_steps_between_its_own_timesteps(monkeypatch, steps):
+    """An exact x0 predictor: each DDIM step must land on the marginal of the grid's next timestep
+    and the last on x0 itself. diffusers' step goes to t - T // n, which for n not dividing T
+    is off the "trailing" grid and ends at t = 0 (a 1e-2 residue of noise)."""
+    import genrestore.diffusion.sampling as sampling
+
+    net = tiny_net("sample")
+    target = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(3)) * 2 - 1  # model space
+    seen = []
+
+    def exact(model, x, t, *args, **kwargs):
+        seen.append((int(t), x.clone()))
+        return target
+
+    monkeypatch.setattr(sampling, "predict", exact)
+    x_T = torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    out = sample(net, torch.rand(1, 3, 16, 16), "ddim", steps, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out, (target + 1) / 2, rtol=0, atol=1e-6)
+    a = make_scheduler("ddim").alphas_cumprod
+    eps = (seen[0][1] - a[seen[0][0]].sqrt() * target) / (1 - a[seen[0][0]]).sqrt()
+    torch.testing.assert_close(seen[0][1], x_T)
+    for t, x in seen[1:]:  # deterministic DDIM keeps eps: x_t = sqrt(a_t) x0 + sqrt(1 - a_t) eps
+        torch.testing.assert_close(x, a[t].sqrt() * target + (1 - a[t]).sqrt() * eps, rtol=1e-5, atol=1e-5)
+    assert len(seen) == steps and seen[0][0] == 999
+
+
 # ----------------------------------------------------------------------------- DDIM inversion
+
+
+def test_inversion_grid_has_the_steps_and_ends_at_t0():
+    from genrestore.diffusion.sampling import inversion_grid
+
+    for steps, t0 in [(48, 840), (24, 840), (10, 500), (7, 999), (1, 0), (5, 4)]:
+        g = inversion_grid(steps, t0)
+        assert len(g) == steps and g[-1] == t0 and g[0] >= 0
+        assert all(b > a for a, b in zip(g, g[1:]))
+        gaps = [b - a for a, b in zip([-1] + g, g)]
+        assert max(gaps) - min(gaps) <= 1  # as even as integers allow
+    with pytest.raises(InputError, match="steps"):
+        ddim_invert(lambda x, t: x, torch.zeros(1, 1, 2, 2), 6, t0=4)
 
 
 @pytest.mark.parametrize("steps, t0, max_rel", [(50, None, 0.06), (200, None, 0.015), (48, 840, 0.05)])
@@ -208,15 +268,15 @@ def test_ddim_inversion_exact_denoiser(steps, t0, max_rel):
     """Data ~ N(0, 0.25 I) has an exact eps; its DDIM ODE maps x0 to x0 sqrt(a sd^2 + 1 - a) / sd.
 
     Seen (float64, relative RMS): decode(invert(x0)) vs x0: 5.4e-2 at 50 steps, 1.3e-2 at 200,
-    4.8e-2 at 48 steps to t0 = 840 (46 steps, T0 = 827); invert vs the closed form: 3.8e-3, 1.4e-3
-    and 3.6e-3. The error is the first-order DDIM discretization (it shrinks as 1 / steps).
+    4.8e-2 at 48 steps to t0 = 840; invert vs the closed form: 3.8e-3, 1.4e-3 and 3.6e-3. The
+    error is the first-order DDIM discretization (it shrinks as 1 / steps).
     """
     sd = 0.5
     eps, a = gaussian_eps(sd)
     x0 = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * sd
     z = ddim_invert(eps, x0, steps, t0)
     rec = ddim_decode(eps, z, steps, t0)
-    t_end = 999 if t0 is None else 827
+    t_end = 999 if t0 is None else 840  # the grid ends at t0 exactly
     z_exact = x0 * (a[t_end] * sd ** 2 + 1 - a[t_end]).sqrt() / sd
     assert (z - z_exact).norm() / z_exact.norm() < 5e-3
     assert (rec - x0).norm() / x0.norm() < max_rel

@@ -61,7 +61,7 @@ def test_ddpm_default_inverts_and_decodes_the_photo(photo):
     noisy, p = ddim_gaussian(net, x, level=0.5, generator=torch.Generator().manual_seed(0), t0=840, steps=24,
                              schedule=net.config["schedule"])
     round_trip, perturbed = float(psnr(clean, x)), float(psnr(noisy, x))
-    assert round_trip == pytest.approx(34.47, abs=0.1)  # measured when shipped (level 0.5: 9.44 dB)
+    assert round_trip == pytest.approx(34.44, abs=0.1)  # 34.47 when shipped, on the earlier grid ending at 839
     assert perturbed < round_trip - 1 and p["alpha"] == pytest.approx(0.3)
 
 

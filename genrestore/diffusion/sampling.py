@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from .._checks import InputError, check_image
 from .._random import Generator, rand, randint, randn
 from .model import ConditionalUNet
-from .schedulers import DEFAULT_SCHEDULE, PREDICTION_TYPES, PredictionType, make_scheduler
+from .schedulers import DEFAULT_SCHEDULE, PREDICTION_TYPES, PredictionType, ddim_step, make_scheduler
 
 # An eps/x0/v predictor: a ConditionalUNet, or any ``fn(x_t, t) -> output`` (e.g. an unconditional
 # diffusers UNet wrapped as ``lambda x, t: unet(x, t).sample``).
@@ -136,9 +136,7 @@ def sample(model: ConditionalUNet, y: torch.Tensor, scheduler: Literal["ddpm", "
     _check_steps(steps, model.config["schedule"]["num_train_timesteps"])
     sched = make_scheduler(scheduler, model.config["schedule"], model.prediction_type, clip_sample=not latent)
     sched.set_timesteps(steps, device=y.device)
-    step_kwargs: dict[str, Any] = {"generator": _diffusers_generator(generator)}
-    if scheduler == "ddim":
-        step_kwargs["eta"] = eta
+    noise_source = _diffusers_generator(generator)
 
     y = y if latent else to_model_range(y)
     c = model.channels
@@ -150,8 +148,12 @@ def sample(model: ConditionalUNet, y: torch.Tensor, scheduler: Literal["ddpm", "
                            torch.cat([x, y], dim=1), tile=tile, pad=tile_pad, blend=tile_blend)
 
     x = randn(generator, (y.shape[0], c, *y.shape[-2:]), device=y.device, dtype=y.dtype) * sched.init_noise_sigma  # x_T ~ N(0, I)
-    for t in sched.timesteps:
-        x = sched.step(denoise(x, t), t, x, **step_kwargs).prev_sample  # DDPM eq. 6-7 / DDIM eq. 12: x_t -> x_{t-1}
+    grid = sched.timesteps.tolist()
+    for t, t_next in zip(grid, grid[1:] + [-1]):
+        if scheduler == "ddim":  # DDIM eq. 12: x_t -> x at the grid's next timestep (-1: clean)
+            x = ddim_step(sched, denoise(x, t), x, t, t_next, eta, noise_source)
+        else:  # DDPM eq. 6-7; diffusers' DDPM step finds the grid's previous timestep itself
+            x = sched.step(denoise(x, t), t, x, generator=noise_source).prev_sample
     return x if latent else from_model_range(x)
 
 
@@ -195,28 +197,29 @@ def _as_epsilon(fn, alphas_cumprod: torch.Tensor, prediction_type: PredictionTyp
     return eps_fn
 
 
-def _inversion_scheduler(kind: Literal["ddim", "ddim_inverse"], schedule, steps: int, t0: int | None):
-    """``(scheduler, timesteps)``: the grid shared by ``ddim_invert`` and ``ddim_decode``.
+def inversion_grid(steps: int, t0: int) -> list[int]:
+    """The ascending timesteps of DDIM inversion to ``t0`` in ``steps`` steps: ``t_k =
+    round(k (t0 + 1) / steps) - 1`` for ``k = 1..steps``, so the last is ``t0`` exactly and the
+    spacing is as even as integers allow ("trailing" spacing over ``[0, t0]``).
 
-    The grid is ``r - 1, 2 r - 1, ...`` up to ``t0``, with an integer stride ``r = T // n`` equal
-    to the one diffusers steps by (``"leading"`` spacing with ``steps_offset = r - 1``), so that
-    each step starts exactly at the noise level the previous one reached. ``r`` is chosen so
-    that about ``steps`` points lie in ``[0, t0]``.
+    Example:
+        >>> g = inversion_grid(48, 840)   # DiffGAR §3: 48 steps to T0 = 840
+        >>> len(g), g[:3], g[-1]
+        (48, [17, 34, 52], 840)
     """
+    return [round(k * (t0 + 1) / steps) - 1 for k in range(1, steps + 1)]
+
+
+def _inversion_scheduler(schedule, steps: int, t0: int | None):
+    """``(scheduler, grid)``: the forward process and the ascending timesteps shared by
+    ``ddim_invert`` and ``ddim_decode`` (:func:`inversion_grid`)."""
     n_train = (schedule or {}).get("num_train_timesteps", DEFAULT_SCHEDULE["num_train_timesteps"])
     t0 = n_train - 1 if t0 is None else t0
     if not isinstance(t0, int) or not 0 <= t0 < n_train:
         raise InputError(f"expected t0 as an int in [0, {n_train - 1}], got {t0!r}")
-    _check_steps(steps, n_train)
-    n_full = n_train // max(1, round((t0 + 1) / steps))
-    stride = n_train // n_full
-    sched = make_scheduler(kind, schedule, "epsilon", clip_sample=False, timestep_spacing="leading",
-                           steps_offset=stride - 1)
-    sched.set_timesteps(n_full)
-    timesteps = sched.timesteps[sched.timesteps <= t0]
-    if len(timesteps) == 0:
-        raise InputError(f"t0={t0} is below the first DDIM timestep {stride - 1}; raise t0 or steps")
-    return sched, timesteps
+    if not isinstance(steps, int) or not 1 <= steps <= t0 + 1:
+        raise InputError(f"expected steps as an int in [1, t0 + 1 = {t0 + 1}], got {steps!r}")
+    return make_scheduler("ddim", schedule, "epsilon", clip_sample=False), inversion_grid(steps, t0)
 
 
 @torch.inference_mode()
@@ -227,8 +230,9 @@ def ddim_invert(model: Denoiser, x0: torch.Tensor, steps: int, t0: int | None = 
     """Deterministic DDIM inversion of ``x0`` to the latent ``x_{T0}`` (DiffGAR eq. 7).
 
     Each step ``x_s -> x_t = sqrt(a_t) x0_hat + sqrt(1 - a_t) eps`` (``s`` the previous grid
-    point, ``x0_hat = (x_s - sqrt(1 - a_s) eps) / sqrt(a_s)``) is diffusers' ``DDIMInverseScheduler``
-    (no ``x_0`` clipping). Like diffusers, ``eps`` is the model at ``(x_s, t)``, the timestep
+    point, ``-1`` with ``a = 1`` for the first; ``x0_hat = (x_s - sqrt(1 - a_s) eps) / sqrt(a_s)``,
+    no clipping) is :func:`~genrestore.diffusion.schedulers.ddim_step` run upwards. Like
+    diffusers' ``DDIMInverseScheduler``, ``eps`` is the model at ``(x_s, t)``, the timestep
     :func:`ddim_decode` queries on its way back; DiffGAR eq. 7 writes ``eps(x_s, s)``. Both are
     first-order approximations: the round trip is exact only as ``steps`` grows. :func:`ddim_decode`
     with the same ``steps`` and ``t0`` walks back over the same timesteps.
@@ -238,27 +242,27 @@ def ddim_invert(model: Denoiser, x0: torch.Tensor, steps: int, t0: int | None = 
             ``prediction_type`` (default ``"epsilon"``) for the forward process ``schedule``
             (default: :data:`~genrestore.diffusion.schedulers.DEFAULT_SCHEDULE`).
         x0: ``(N, C, H, W)`` clean sample in model space (``[-1, 1]`` pixels or latents).
-        steps: DDIM steps from 0 to ``t0`` (about; see below). DiffGAR: 48 steps to ``t0 = 840``.
+        steps: DDIM steps from the clean end to ``t0``, in ``[1, t0 + 1]``. DiffGAR: 48 steps to
+            ``t0 = 840``.
         t0: stopping timestep ``T0`` in ``[0, T)``; ``None`` for ``T - 1`` (full inversion).
         y, class_labels, guidance_scale: the condition of a :class:`ConditionalUNet` (model space).
         schedule, prediction_type: for a plain callable only.
 
     Returns:
-        ``(N, C, H, W)`` latent ``x_{T0}``, where ``T0`` is the last grid timestep ``<= t0``.
+        ``(N, C, H, W)`` latent ``x_{T0}``.
 
     Raises:
         InputError: bad ``steps`` / ``t0``, or arguments that do not fit the kind of ``model``.
 
     Note:
-        The grid is ``r - 1, 2 r - 1, ..., T0`` with an integer stride ``r`` (about
-        ``(t0 + 1) / steps``): DiffGAR's 48 steps to 840 run 46 steps of 18 to ``T0 = 827``.
+        The grid is :func:`inversion_grid`: exactly ``steps`` steps, the last at ``t0``.
     """
     fn, schedule, prediction_type = _denoiser(model, y, class_labels, guidance_scale, schedule, prediction_type)
-    sched, timesteps = _inversion_scheduler("ddim_inverse", schedule, steps, t0)
+    sched, grid = _inversion_scheduler(schedule, steps, t0)
     fn = _as_epsilon(fn, sched.alphas_cumprod, prediction_type)
     x = x0
-    for t in timesteps:
-        x = sched.step(fn(x, t), t, x).prev_sample  # DiffGAR eq. 7: x_{t-1} -> x_t (noise level up)
+    for s, t in zip([-1] + grid[:-1], grid):
+        x = ddim_step(sched, fn(x, torch.tensor(t)), x, s, t)  # DiffGAR eq. 7: x_s -> x_t (noise level up)
     return x
 
 
@@ -281,11 +285,12 @@ def ddim_decode(model: Denoiser, x_t0: torch.Tensor, steps: int, t0: int | None 
         True
     """
     fn, schedule, prediction_type = _denoiser(model, y, class_labels, guidance_scale, schedule, prediction_type)
-    sched, timesteps = _inversion_scheduler("ddim", schedule, steps, t0)
+    sched, grid = _inversion_scheduler(schedule, steps, t0)
     fn = _as_epsilon(fn, sched.alphas_cumprod, prediction_type)
     x = x_t0
-    for t in timesteps:
-        x = sched.step(fn(x, t), t, x, eta=0.0).prev_sample  # DiffGAR eq. 8: DDIM eq. 12, sigma_t = 0
+    down = grid[::-1]
+    for t, s in zip(down, down[1:] + [-1]):
+        x = ddim_step(sched, fn(x, torch.tensor(t)), x, t, s)  # DiffGAR eq. 8: DDIM eq. 12, sigma_t = 0
     return x
 
 

@@ -5,13 +5,19 @@ with ``a_t = prod_{s <= t} (1 - beta_s)`` (DDPM eq. 4; IDM eq. 5). That process 
 model as a small ``schedule`` dict (the diffusers ``num_train_timesteps`` / ``beta_*`` arguments), and
 every sampler is built from it here, so samplers can be swapped without touching the network.
 
-No schedule arithmetic lives in this package: stepping, ``add_noise`` and ``get_velocity`` are
-diffusers' own (``DDPMScheduler``, ``DDIMScheduler``, ``DDIMInverseScheduler``).
+Schedules, ``add_noise``, ``get_velocity`` and DDPM steps are diffusers' own (``DDPMScheduler``).
+One DDIM step (eq. 12) is written here, :func:`ddim_step`: diffusers' ``DDIMScheduler.step``
+moves from ``t`` to ``t - T // n`` rather than to the next timestep of its grid, which for "trailing"
+grids with ``n`` not dividing ``T`` reads the wrong ``a`` and ends at ``t = 0`` instead of the
+clean sample; :func:`ddim_step` takes both ends explicitly, so every grid (sampling, inversion to
+any ``T0``) steps exactly between its own timesteps.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
+
+import torch
 
 from .._checks import InputError
 
@@ -84,3 +90,54 @@ def make_scheduler(kind: SchedulerKind, schedule: dict[str, Any] | None = None,
     if kind == "ddim_inverse":
         return d.DDIMInverseScheduler(**kwargs, set_alpha_to_one=True)
     raise InputError(f"expected scheduler kind in ('ddpm', 'ddim', 'ddim_inverse'), got {kind!r}")
+
+
+def ddim_step(scheduler, model_output: torch.Tensor, sample: torch.Tensor, timestep: int | torch.Tensor,
+              to_timestep: int | torch.Tensor, eta: float = 0.0, generator=None) -> torch.Tensor:
+    """Move ``sample`` from the noise level of ``timestep`` to that of ``to_timestep`` (DDIM eq. 12).
+
+    ``x0 = (x_t - sqrt(1 - a_t) eps) / sqrt(a_t)`` (or the ``x_0`` / ``v`` the network predicts,
+    ``scheduler.config.prediction_type``), clipped to ``clip_sample_range`` when ``clip_sample``;
+    then ``x' = sqrt(a') x0 + sqrt(1 - a' - sigma^2) eps + sigma z`` with DDIM eq. 16's
+    ``sigma = eta sqrt((1 - a') / (1 - a_t)) sqrt(1 - a_t / a')``. Timestep ``-1`` is the clean end,
+    ``a = 1``. Going up (``to_timestep > timestep``, DDIM inversion) needs ``eta = 0``.
+
+    Args:
+        scheduler: a diffusers DDPM/DDIM scheduler (its ``alphas_cumprod`` and config are read).
+        model_output: the network's output at ``(sample, timestep)``, ``sample``'s shape.
+        sample: ``x_t`` in model space.
+        timestep, to_timestep: ints in ``[-1, T)``.
+        eta: DDIM's noise scale, 0 (deterministic) to 1 (DDPM-like).
+        generator: a ``torch.Generator`` or one per image, for ``eta > 0``.
+
+    Returns:
+        The sample at ``to_timestep``'s noise level, ``sample``'s shape and dtype.
+    """
+    from diffusers.utils.torch_utils import randn_tensor
+
+    t, t_to = int(timestep), int(to_timestep)
+    cum = scheduler.alphas_cumprod
+    a_t = cum[t].to(sample.device, torch.float64) if t >= 0 else torch.ones((), dtype=torch.float64)
+    a_to = cum[t_to].to(sample.device, torch.float64) if t_to >= 0 else torch.ones((), dtype=torch.float64)
+    if eta and t_to > t:
+        raise InputError(f"eta > 0 applies to steps towards the clean end, not from t={t} up to t={t_to}")
+    a_t, a_to = a_t.to(sample.dtype), a_to.to(sample.dtype)
+    kind = scheduler.config.prediction_type
+    if kind == "epsilon":
+        x0, eps = (sample - (1 - a_t).sqrt() * model_output) / a_t.sqrt(), model_output
+    elif kind == "sample":
+        x0, eps = model_output, (sample - a_t.sqrt() * model_output) / (1 - a_t).sqrt()
+    elif kind == "v_prediction":  # Salimans & Ho 2022 §4
+        x0 = a_t.sqrt() * sample - (1 - a_t).sqrt() * model_output
+        eps = a_t.sqrt() * model_output + (1 - a_t).sqrt() * sample
+    else:
+        raise InputError(f"expected prediction_type in {PREDICTION_TYPES}, got {kind!r}")
+    if scheduler.config.clip_sample:
+        limit = scheduler.config.clip_sample_range
+        x0 = x0.clamp(-limit, limit)
+    sigma = eta * ((1 - a_to) / (1 - a_t) * (1 - a_t / a_to)).sqrt() if eta else torch.zeros_like(a_t)
+    out = a_to.sqrt() * x0 + (1 - a_to - sigma**2).clamp_min(0).sqrt() * eps
+    if eta:
+        out = out + sigma * randn_tensor(model_output.shape, generator=generator, device=model_output.device,
+                                         dtype=model_output.dtype)
+    return out
