@@ -141,11 +141,13 @@ def add_parser(sub) -> None:
                    "tokens (default: the shipped transformer-default, for images of at least 128 px a side)")
     a.add_argument("--ddpm", metavar="MODEL", help="ddim-gauss, ddim-scale: the unconditional DDPM (default: the "
                    "shipped ddpm-default)")
-    a.add_argument("--temperature", type=positive_float, default=18.0, help="ar-resample: sampling temperature (18)")
+    a.add_argument("--temperature", type=positive_float, default=18.0, help="ar-resample: sampling temperature (18, "
+                   "DiffGAR's FFHQ test pairs; its training pairs used 21, while the ddim kinds' level 0.5 gives "
+                   "the training values)")
     a.add_argument("--top-k", type=positive_int, default=500, help="ar-resample: top-k (500)")
     a.add_argument("--region", default="suffix", choices=("suffix", "rectangle"), help="ar-resample: what to resample")
     a.add_argument("--t0", type=nonneg_int, default=840, help="ddim kinds: the stopping step T0 (840)")
-    a.add_argument("--ddim-steps", type=int, default=48, help="ddim kinds: inversion and decoding steps (48)")
+    a.add_argument("--ddim-steps", type=positive_int, default=48, help="ddim kinds: inversion and decoding steps (48)")
     a.add_argument("--crop", type=positive_int, metavar="SIDE", help="make pairs of square crops of this side (px) instead "
                    "of whole photos (a training set from large photos)")
     a.add_argument("--per-image", type=positive_int, default=1, help="with --crop: crops per photo, named STEM-0, STEM-1, ...; "

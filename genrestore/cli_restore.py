@@ -386,6 +386,7 @@ def cmd_train_inpaint(args: argparse.Namespace) -> int:
 
 
 def cmd_train_idm(args: argparse.Namespace) -> int:
+    from . import weights as ws
     from .cli import resolve_device
     from .degrade import PIPELINES
     from .diffusion import ConditionalUNet
@@ -400,6 +401,8 @@ def cmd_train_idm(args: argparse.Namespace) -> int:
                          "(folders from `genrestore artifacts`)")
     if args.pairs and args.extrinsic_from:
         raise InputError("--extrinsic-from restores clean --data photos; it does not combine with --pairs")
+    if args.extrinsic_from:
+        ws.model_file(args.extrinsic_from)  # a bad name or a missing weight stops here, before any work
     unet = _unet_config(args)
     device = resolve_device(args.device)
     schedule = REGRESSION_SCHEDULE if args.regression else None
@@ -421,8 +424,9 @@ def cmd_train_idm(args: argparse.Namespace) -> int:
     if args.extrinsic_from:  # IDM §3.3: restore the training data with model k, train model k+1 on it, from k
         if args.regression:
             raise InputError("--extrinsic-from trains an IDM model k+1; it does not combine with --regression")
-        data = _extrinsic_data(args, device)
-        model = ConditionalUNet.load(args.extrinsic_from, device)
+        source = ws.model_file(args.extrinsic_from)  # a file, or a store name such as idm-default
+        data = _extrinsic_data(args, source, device)
+        model = ConditionalUNet.load(source, device)
         recipe += f" --extrinsic-from {args.extrinsic_from}"
         common = (*common[:9], recipe, common[10])
     train_conditional(model, data, PIPELINES["idm"].degrade, *common, meta=meta, loss=loss, progress=not args.quiet,
@@ -430,7 +434,7 @@ def cmd_train_idm(args: argparse.Namespace) -> int:
     return report_training(args, "regression UNet" if args.regression else "IDM model")
 
 
-def _extrinsic_data(args: argparse.Namespace, device) -> Path:
+def _extrinsic_data(args: argparse.Namespace, source: Path, device) -> Path:
     """Eq. 10: ``x' = f_k(x)`` for every training photo, written once to OUT/extrinsic_data (cached)."""
     from tqdm import tqdm
 
@@ -439,7 +443,7 @@ def _extrinsic_data(args: argparse.Namespace, device) -> Path:
     from .io import read_image, write_image
     from .restore.idm import IDMRestorer
 
-    restorer = IDMRestorer.from_file(args.extrinsic_from, device)
+    restorer = IDMRestorer.from_file(source, device)
     out = Path(args.output) / "extrinsic_data"
     for p in tqdm(_list_inputs([args.data]), desc="extrinsic: restore training data", unit="img", file=sys.stderr):
         target = out / f"{p.stem}.png"

@@ -93,6 +93,19 @@ def test_resume_refuses_another_run(images, tmp_path):
                           out_dir=tmp_path, seed=7)
 
 
+def test_resume_refuses_another_loss(images, tmp_path):
+    """An MSE checkpoint (which records no loss: the default) is not continued with L1, nor back."""
+    kw = dict(steps=2, batch_size=2, crop=16, lr=1e-3, ema_decay=0.5, seed=7)
+    run(images, tmp_path / "mse", steps=1)
+    with pytest.raises(InputError, match="'loss': \\('mse', 'l1'\\)"):
+        train_conditional(tiny_net(), images, PIPELINES["idm"].degrade, out_dir=tmp_path / "mse", loss="l1", **kw)
+    train_conditional(tiny_net(), images, PIPELINES["idm"].degrade, out_dir=tmp_path / "l1", loss="l1",
+                      **{**kw, "steps": 1})
+    with pytest.raises(InputError, match="'loss': \\('l1', 'mse'\\)"):
+        train_conditional(tiny_net(), images, PIPELINES["idm"].degrade, out_dir=tmp_path / "l1", **kw)
+    run(images, tmp_path / "mse", steps=2)  # the same loss resumes
+
+
 def test_bad_inputs(images, tmp_path):
     with pytest.raises(InputError, match="smaller than the crop"):
         train_conditional(tiny_net(), images, PIPELINES["idm"].degrade, steps=1, crop=32, out_dir=tmp_path)

@@ -209,6 +209,21 @@ def test_extrinsic_iteration_and_authenticity_cli(tmp_path, capsys, monkeypatch)
     assert "absent" in summary["lpips_note"]
 
 
+def test_extrinsic_from_takes_a_store_name_and_checks_it_first(tmp_path, capsys):
+    """--extrinsic-from idm-default (a shipped weight's name) works end to end; an unknown name
+    stops before any photo is restored."""
+    from genrestore.cli import main
+    from genrestore.io import write_image
+
+    write_image(tmp_path / "photos" / "p0.png", torch.rand(1, 3, 24, 24, generator=torch.Generator().manual_seed(2)))
+    base = ["--data", str(tmp_path / "photos"), "--size", "16", "--steps", "1", "--batch-size", "1", "--device", "cpu",
+            "-q", "--extrinsic-steps", "1"]
+    assert main(["train", "idm", "-o", str(tmp_path / "bad"), *base, "--extrinsic-from", "no-such-model"]) == 2
+    assert "no-such-model" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    assert main(["train", "idm", "-o", str(tmp_path / "k1"), *base, "--extrinsic-from", "idm-default"]) == 0
+    assert (tmp_path / "k1" / "extrinsic_data" / "p0.png").is_file() and (tmp_path / "k1" / "model.safetensors").is_file()
+
+
 def test_unet_config_groups_divide_every_width():
     """GroupNorm's groups must divide every block width: --channels 48 96 once crashed with 32 groups."""
     import argparse

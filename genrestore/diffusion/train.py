@@ -50,7 +50,9 @@ from .schedulers import make_scheduler
 CHECKPOINT = "checkpoint.safetensors"
 FINAL = "model.safetensors"
 # Run arguments that must match for a resume to continue the same run.
-_RUN_KEYS = ("batch_size", "crop", "lr", "ema_decay", "seed", "n_images", "config")
+_RUN_KEYS = ("batch_size", "crop", "lr", "ema_decay", "seed", "n_images", "config", "loss")
+# run values that are left out of the record when they are the default (older checkpoints lack them)
+_RUN_DEFAULTS = {"loss": "mse"}
 
 
 def load_images(images: Sequence[torch.Tensor] | str | os.PathLike, channels: int = 3) -> list[torch.Tensor]:
@@ -124,7 +126,8 @@ def load_checkpoint(path: Path, modules: dict[str, torch.nn.Module],
 
     with safe_open(str(path), "pt") as f:
         meta = json.loads(f.metadata()["run"])
-    mismatch = {k: (meta.get(k), run[k]) for k in keys if meta.get(k) != run[k]}
+    saved_now = {k: (meta.get(k, _RUN_DEFAULTS.get(k)), run.get(k, _RUN_DEFAULTS.get(k))) for k in keys}
+    mismatch = {k: v for k, v in saved_now.items() if v[0] != v[1]}
     if mismatch:
         raise InputError(f"{path}: checkpoint of another run (saved vs now: {mismatch}); "
                          "use another out_dir or delete the checkpoint")
