@@ -22,10 +22,9 @@ def cmd_artifacts(args: argparse.Namespace) -> int:
     from ._random import generator_for
     from .artifacts import synthesize
     from .cli import _plan_outputs, _validate_inputs, resolve_device
-    from .cli_sr import _list_inputs
-    from .io import atomic_write_bytes, read_image, write_image
+    from .io import atomic_write_bytes, list_images, read_image, write_image
 
-    paths = _list_inputs(args.inputs)
+    paths = list_images(args.inputs)
     sizes = _validate_inputs(paths, rgb_only="the artifact generators")
     items = crop_items(paths, sizes, args.crop, args.per_image, args.seed)
     out_dir = Path(args.output)

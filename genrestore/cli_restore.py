@@ -49,10 +49,9 @@ def _restore_each(args: argparse.Namespace, device, restore_one, record: dict, l
 
     from ._random import generator_for
     from .cli import _plan_outputs, _validate_inputs
-    from .cli_sr import _list_inputs
-    from .io import atomic_write_bytes, read_image, write_image
+    from .io import atomic_write_bytes, list_images, read_image, write_image
 
-    paths = _list_inputs(args.inputs)
+    paths = list_images(args.inputs)
     if select is not None:
         paths = select(paths)
     _validate_inputs(paths)
@@ -150,9 +149,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
     from ._random import generator_for
     from .cli import _plan_outputs, _validate_inputs, resolve_device
-    from .cli_sr import _list_inputs
     from .degrade import get_task, resize
-    from .io import atomic_write_bytes, read_image, write_image
+    from .io import atomic_write_bytes, list_images, read_image, write_image
     from .models.stylegan2 import load_stylegan2
     from .restore.stylegan_inversion import InversionConfig, perceptual_loss, robust_invert
 
@@ -173,7 +171,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     scale = 1.0 if args.steps is None else args.steps
     if not math.isfinite(scale) or scale <= 0:
         raise InputError(f"--steps for stylegan-inversion scales the 150 steps per phase; expected > 0, got {scale}")
-    paths = _list_inputs(args.inputs)
+    paths = list_images(args.inputs)
     sizes = _validate_inputs(paths)
     device = resolve_device(args.device)
     task = get_task(args.task, args.level)
@@ -439,13 +437,12 @@ def _extrinsic_data(args: argparse.Namespace, source: Path, device) -> Path:
     from tqdm import tqdm
 
     from ._random import generator_for
-    from .cli_sr import _list_inputs
-    from .io import read_image, write_image
+    from .io import list_images, read_image, write_image
     from .restore.idm import IDMRestorer
 
     restorer = IDMRestorer.from_file(source, device)
     out = Path(args.output) / "extrinsic_data"
-    for p in tqdm(_list_inputs([args.data]), desc="extrinsic: restore training data", unit="img", file=sys.stderr):
+    for p in tqdm(list_images([args.data]), desc="extrinsic: restore training data", unit="img", file=sys.stderr):
         target = out / f"{p.stem}.png"
         if not target.is_file():
             x = read_image(p, "rgb").to(device)

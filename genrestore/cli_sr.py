@@ -13,18 +13,10 @@ import torch
 
 from ._argtypes import float_in, nonneg_int, positive_float, positive_int
 from ._checks import InputError
+from .io import list_images
 
 
 _threshold = float_in(0, 10, low_open=True)  # D / A_k < threshold; the paper's 0.7
-
-
-def _list_inputs(inputs) -> list[Path]:
-    from .io import list_images
-
-    paths = list_images(inputs)
-    if not paths:
-        raise InputError(f"no images found in {', '.join(map(str, inputs))}")
-    return paths
 
 
 def _available_bytes(device: torch.device) -> int:
@@ -95,7 +87,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     from .io import atomic_write_bytes, read_image, write_image
     from .models.sr import upscale
 
-    paths = _list_inputs(args.inputs)
+    paths = list_images(args.inputs)
     sizes = _check_rgb(paths)
     device = resolve_device(args.device)
     names = [args.model] + ([args.reference] if args.reference else [])
@@ -162,7 +154,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from .io import atomic_write_bytes, read_image, write_image
     from .models.sr import upscale
 
-    paths = _list_inputs(args.inputs)
+    paths = list_images(args.inputs)
     sizes = _check_rgb(paths)
     device = resolve_device(args.device)
     segmenter = make_segmenter(args.segmenter, args.segformer, device)
@@ -277,7 +269,7 @@ def cmd_train_desra(args: argparse.Namespace) -> int:
     from .models.sr import load_sr, upscale
 
     check_output_folder(args.output)
-    paths = _list_inputs([args.lr_images])
+    paths = list_images([args.lr_images])
     sizes = _check_rgb(paths)
     device = resolve_device(args.device)
     segmenter = make_segmenter(args.segmenter, args.segformer, device)
