@@ -13,6 +13,7 @@ from genrestore.diffusion.train import train_conditional
 from genrestore.restore.diffusion_gan import (
     PatchDiscriminator,
     diffusion_gan_schedule,
+    discriminator_loss,
     posterior_sample,
     real_pair,
     train_inpaint_gan,
@@ -79,6 +80,42 @@ def test_real_pair_has_the_forward_marginals():
         assert abs(prev.var() - (1 - ab_prev)) < 0.01
         assert abs(x_t.mean() - math.sqrt(ab) * 0.6) < 0.01
         assert abs(x_t.var() - (1 - ab)) < 0.01
+
+
+class _LinearD(torch.nn.Module):
+    """D(input) = <w, input> per image: its gradient in the input is w, whatever the input."""
+
+    def __init__(self, w):
+        super().__init__()
+        self.w = torch.nn.Parameter(w)
+
+    def forward(self, x, t=None):
+        return (x * self.w).flatten(1).sum(1)
+
+
+@pytest.mark.parametrize("num_steps", [1, 4])
+def test_r1_penalises_the_slope_along_x_prev_only(num_steps):
+    """DDGAN's R1 is on the real x_{t-1}; x_t and the condition, shared by real and fake pairs, are not
+    penalised. A D that reads only x_t and c has no R1 term; one that reads x_{t-1} has gamma/2 ||w||^2."""
+    g = torch.Generator().manual_seed(0)
+    real, fake = torch.randn(2, 3, 4, 4, generator=g), torch.randn(2, 3, 4, 4, generator=g)
+    x_t = torch.randn(2, 3, 4, 4, generator=g) if num_steps > 1 else None
+    cond, t = torch.randn(2, 4, 4, 4, generator=g), torch.tensor([0, num_steps - 1])
+    in_ch = 3 + 4 + (3 if num_steps > 1 else 0)
+    w = torch.randn(1, in_ch, 4, 4, generator=g)
+    w_side = w.clone()
+    w_side[:, :3] = 0  # reads x_t and c only
+    d = _LinearD(w_side)
+    torch.testing.assert_close(discriminator_loss(d, real, fake, x_t, cond, t, 10.0),
+                               discriminator_loss(d, real, fake, x_t, cond, t, 0.0))
+    d = _LinearD(w)
+    extra = discriminator_loss(d, real, fake, x_t, cond, t, 10.0) - discriminator_loss(d, real, fake, x_t, cond, t, 0.0)
+    torch.testing.assert_close(extra, 5.0 * w[:, :3].square().sum(), rtol=1e-5, atol=1e-5)
+    # the non-saturating part: softplus(-D(real)) + softplus(D(fake))
+    inp = (lambda p: torch.cat([p, cond] if x_t is None else [p, x_t, cond], 1))  # noqa: E731
+    want = (torch.nn.functional.softplus(-(inp(real) * w).flatten(1).sum(1)).mean()
+            + torch.nn.functional.softplus((inp(fake) * w).flatten(1).sum(1)).mean())
+    torch.testing.assert_close(discriminator_loss(d, real, fake, x_t, cond, t, 0.0), want)
 
 
 def test_patch_discriminator_sees_70_px_and_time():

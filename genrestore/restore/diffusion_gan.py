@@ -6,8 +6,8 @@ generator predicts the clean image ``x_0' = G(x_t, t, c)`` from the noisy one an
 ``c`` (known pixels + mask, see :func:`genrestore.restore.inpaint.inpaint_condition`), and
 ``x_{t-1}`` is drawn from the Gaussian posterior ``q(x_{t-1} | x_t, x_0')``. A time-conditioned
 discriminator ``D(x_{t-1}, x_t, t, c)`` tells real pairs from ``q(x_{t-1}, x_t | x_0)`` from
-generated ones. Losses: non-saturating GAN loss, R1 penalty on real inputs (gamma / 2
-``||grad D||^2``), and an L1 term on ``x_0'`` inside the holes (weight ``l1_weight``; pix2pix's
+generated ones. Losses: non-saturating GAN loss, R1 penalty on the real ``x_{t-1}`` (gamma / 2
+``||grad_{x_{t-1}} D||^2``, as DDGAN; not on ``x_t`` or ``c``, which real and fake pairs share), and an L1 term on ``x_0'`` inside the holes (weight ``l1_weight``; pix2pix's
 reconstruction term, which conditional inpainting needs).
 
 Timestep indices follow diffusers: ``t = 0 .. T-1`` are the noisy states (``alphas_cumprod[t]``)
@@ -140,6 +140,40 @@ class PatchDiscriminator(nn.Module):
         return self.body(F.leaky_relu(h, 0.2))
 
 
+def discriminator_loss(disc: nn.Module, real_prev: torch.Tensor, fake_prev: torch.Tensor, x_t: torch.Tensor | None,
+                       cond: torch.Tensor, t: torch.Tensor, r1_gamma: float) -> torch.Tensor:
+    """``softplus(-D(real)) + softplus(D(fake)) + r1_gamma / 2 E||grad_{x_{t-1}} D(real)||^2``.
+
+    ``D`` sees ``concat(x_{t-1}, x_t, c)`` (``concat(x_{t-1}, c)`` when ``x_t`` is ``None``: the
+    one-step GAN). The R1 gradient is taken with respect to the judged sample ``x_{t-1}`` only, as
+    in DDGAN (Xiao et al. 2022, their R1 on ``x_{t-1}``) and StyleGAN's R1 on the image: ``x_t`` and
+    the condition are the same in real and fake pairs, and penalising ``D``'s slope along them would
+    push ``D`` to ignore whether a sample fits its condition.
+
+    Args:
+        disc: ``D(input, t) -> logits``.
+        real_prev, fake_prev: ``(N, C, H, W)`` real and generated ``x_{t-1}`` (``fake_prev`` is detached here).
+        x_t: ``(N, C, H, W)`` or ``None``.
+        cond: ``(N, C_c, H, W)`` condition.
+        t: ``(N,)`` timesteps.
+        r1_gamma: ``gamma >= 0``.
+
+    Returns:
+        scalar loss.
+    """
+    def d_input(prev):
+        return torch.cat([prev, cond] if x_t is None else [prev, x_t, cond], dim=1)
+
+    real_prev = real_prev.detach().requires_grad_(r1_gamma > 0)
+    d_real = disc(d_input(real_prev), t)
+    d_fake = disc(d_input(fake_prev.detach()), t)
+    loss = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+    if r1_gamma > 0:
+        (grad,) = torch.autograd.grad(d_real.sum(), real_prev, create_graph=True)
+        loss = loss + 0.5 * r1_gamma * grad.square().flatten(1).sum(1).mean()
+    return loss
+
+
 def _model_schedule(model) -> torch.Tensor:
     from ..diffusion.schedulers import make_scheduler
 
@@ -158,7 +192,8 @@ def train_inpaint_gan(model, images: Sequence[torch.Tensor] | str | os.PathLike,
     Step ``k``: crops from ``generator_for(seed, "crop-k")``, masks from ``"degrade-k-i"`` (image
     ``i``; :func:`~genrestore.restore.inpaint.training_masks`), then ``t``, the forward noises and
     the posterior noise from ``"loss-k"``. One Adam step (betas 0.5, 0.9) of the discriminator on
-    ``softplus(-D(real)) + softplus(D(fake)) + r1_gamma / 2 E||grad_real D||^2``, then one of the
+    ``softplus(-D(real)) + softplus(D(fake)) + r1_gamma / 2 E||grad D||^2`` (the gradient with respect to
+    the real ``x_{t-1}``; :func:`discriminator_loss`), then one of the
     generator on ``softplus(-D(fake)) + l1_weight * L1(x_0', x_0 | holes)``. ``T`` is the model's
     ``schedule["num_train_timesteps"]`` (see :func:`diffusion_gan_schedule`).
 
@@ -224,15 +259,9 @@ def train_inpaint_gan(model, images: Sequence[torch.Tensor] | str | os.PathLike,
             fake_x0 = model(x_t, t, cond)
         fake_prev = posterior_sample(abar, fake_x0.float(), x_t, t, n_post)
 
-        # discriminator: non-saturating loss + R1 on the real inputs
+        # discriminator: non-saturating loss + R1 on the real x_{t-1}
         disc.requires_grad_(True)
-        real_in = d_input(real_prev, x_t, cond).requires_grad_(r1_gamma > 0)
-        d_real = disc(real_in, t)
-        d_fake = disc(d_input(fake_prev.detach(), x_t, cond), t)
-        loss_d = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
-        if r1_gamma > 0:
-            (grad,) = torch.autograd.grad(d_real.sum(), real_in, create_graph=True)
-            loss_d = loss_d + 0.5 * r1_gamma * grad.square().flatten(1).sum(1).mean()
+        loss_d = discriminator_loss(disc, real_prev, fake_prev, x_t if num_t > 1 else None, cond, t, r1_gamma)
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         tr.sync_gradients(disc)
@@ -253,4 +282,5 @@ def train_inpaint_gan(model, images: Sequence[torch.Tensor] | str | os.PathLike,
     return tr.finish(recipe, inpainter=kind)
 
 
-__all__ = ["PatchDiscriminator", "diffusion_gan_schedule", "posterior_sample", "real_pair", "train_inpaint_gan"]
+__all__ = ["PatchDiscriminator", "diffusion_gan_schedule", "discriminator_loss", "posterior_sample", "real_pair",
+           "train_inpaint_gan"]
