@@ -18,7 +18,9 @@ from ._checks import InputError
 DEFAULT_IDM = "idm-default"  # the shipped IDM restorer (genrestore/weights/idm-default.*)
 
 
-def _mask_for(path: Path, mask_dir: Path | None, size: tuple[int, int]) -> torch.Tensor:
+def _mask_for(path: Path, mask_dir: Path | None, size: tuple[int, int], binarize: bool = True) -> torch.Tensor:
+    """NAME_mask.png from ``mask_dir`` as a ``(1, 1, H, W)`` keep-mask: thresholded at 1/2, or
+    (``binarize=False``) as written, fractional on antialiased stroke edges."""
     from .io import read_image
 
     if mask_dir is None:
@@ -29,7 +31,7 @@ def _mask_for(path: Path, mask_dir: Path | None, size: tuple[int, int]) -> torch
     mask = read_image(m, "gray")
     if tuple(mask.shape[-2:]) != size:
         raise InputError(f"{m}: mask is {mask.shape[-1]}x{mask.shape[-2]} px, image {size[1]}x{size[0]} px")
-    return (mask > 0.5).float()
+    return (mask > 0.5).float() if binarize else mask
 
 
 def _diffusion_steps(args: argparse.Namespace, default: int, what: str) -> int:
@@ -127,7 +129,8 @@ def cmd_restore_inpaint(args: argparse.Namespace) -> int:
         steps = inpainter.default_steps
 
     def restore_one(y, g, path):
-        mask = _mask_for(path, Path(args.masks), tuple(y.shape[-2:])).to(device)
+        # as written: the inpainter refills every pixel below 1 (an antialiased edge of y = x * m is attenuated)
+        mask = _mask_for(path, Path(args.masks), tuple(y.shape[-2:]), binarize=False).to(device)
         return inpainter.inpaint(y, mask, [g], steps)
 
     def select(paths):  # `genrestore degrade` writes NAME_mask.png beside NAME.png: those are masks, not inputs

@@ -261,7 +261,7 @@ def test_train_degrade_restore_cli(tmp_path, capsys):
                  str(run / "model.safetensors"), "--masks", str(tmp_path / "deg"), "-q"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["x.json", "x.png"]
     y, res = read_image(tmp_path / "deg" / "x.png"), read_image(out / "x.png")
-    known = read_image(tmp_path / "deg" / "x_mask.png", "gray") > 0.5
+    known = read_image(tmp_path / "deg" / "x_mask.png", "gray") == 1  # antialiased edges (< 1) are refilled
     assert res.shape == y.shape and torch.equal(res * known, y * known)
     rec = json.loads((out / "x.json").read_text())
     assert rec["inpainter"] == "ddgan" and rec["steps"] == 2
@@ -322,3 +322,29 @@ def test_fractional_mask_edges_are_refilled_not_kept(tmp_path):
     pred = inp.inpaint(y, torch.zeros_like(mask) + (mask == 1).float(), [torch.Generator().manual_seed(0)])
     torch.testing.assert_close(out, pred)  # the 0.5 columns are treated as holes
     assert torch.equal(out[..., :5], y[..., :5]) and torch.equal(out[..., 11:], y[..., 11:])
+
+
+def test_cli_refills_fractional_mask_edges_like_the_library(tmp_path):
+    """`restore --method inpaint` reads NAME_mask.png as written (fractional on antialiased edges)
+    and hands it to the inpainter, which refills every pixel below 1: an edge pixel of y = x * m
+    is attenuated, so keeping it (as a 0.5 threshold on the mask would) leaves a dark rim."""
+    from genrestore._random import generator_for
+    from genrestore.cli import main
+    from genrestore.io import read_image, write_image
+
+    train_inpaint_gan(tiny_generator(1), [torch.rand(3, 40, 40)], 1, batch_size=2, crop=32, out_dir=tmp_path / "m",
+                      disc_width=8)
+    x = torch.full((1, 3, 16, 16), 0.8)
+    mask = torch.ones(1, 1, 16, 16)
+    mask[..., 6:10] = 0.0
+    mask[..., 5], mask[..., 10] = 0.8, 0.2  # antialiased edges, one above and one below 1/2
+    write_image(tmp_path / "deg" / "x.png", x * mask)
+    write_image(tmp_path / "deg" / "x_mask.png", mask)
+    assert main(["restore", str(tmp_path / "deg" / "x.png"), "-o", str(tmp_path / "out"), "--method", "inpaint",
+                 "--model", str(tmp_path / "m" / "model.safetensors"), "--masks", str(tmp_path / "deg"), "-q"]) == 0
+    y, m = read_image(tmp_path / "deg" / "x.png"), read_image(tmp_path / "deg" / "x_mask.png", "gray")
+    inp = Inpainter.from_file(tmp_path / "m" / "model.safetensors")
+    ref = inp.inpaint(y, m, [generator_for(0, "x.png")])
+    got = read_image(tmp_path / "out" / "x.png")
+    assert (got - ref).abs().max() <= 0.5 / 255 + 1e-6  # the library's result, up to 8-bit rounding
+    assert not torch.equal(got[..., 5], y[..., 5])  # the 0.8 column is refilled, not kept at 0.8 x
