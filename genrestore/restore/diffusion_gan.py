@@ -140,6 +140,11 @@ class PatchDiscriminator(nn.Module):
         return self.body(F.leaky_relu(h, 0.2))
 
 
+def _discriminator_input(prev: torch.Tensor, x_t: torch.Tensor | None, cond: torch.Tensor) -> torch.Tensor:
+    """``concat(x_{t-1}, x_t, c)`` on channels, or ``concat(x_{t-1}, c)`` when ``x_t`` is ``None`` (one-step GAN)."""
+    return torch.cat([prev, cond] if x_t is None else [prev, x_t, cond], dim=1)
+
+
 def discriminator_loss(disc: nn.Module, real_prev: torch.Tensor, fake_prev: torch.Tensor, x_t: torch.Tensor | None,
                        cond: torch.Tensor, t: torch.Tensor, r1_gamma: float) -> torch.Tensor:
     """``softplus(-D(real)) + softplus(D(fake)) + r1_gamma / 2 E||grad_{x_{t-1}} D(real)||^2``.
@@ -161,12 +166,9 @@ def discriminator_loss(disc: nn.Module, real_prev: torch.Tensor, fake_prev: torc
     Returns:
         scalar loss.
     """
-    def d_input(prev):
-        return torch.cat([prev, cond] if x_t is None else [prev, x_t, cond], dim=1)
-
     real_prev = real_prev.detach().requires_grad_(r1_gamma > 0)
-    d_real = disc(d_input(real_prev), t)
-    d_fake = disc(d_input(fake_prev.detach()), t)
+    d_real = disc(_discriminator_input(real_prev, x_t, cond), t)
+    d_fake = disc(_discriminator_input(fake_prev.detach(), x_t, cond), t)
     loss = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
     if r1_gamma > 0:
         (grad,) = torch.autograd.grad(d_real.sum(), real_prev, create_graph=True)
@@ -238,9 +240,6 @@ def train_inpaint_gan(model, images: Sequence[torch.Tensor] | str | os.PathLike,
     abar = _model_schedule(model).to(device)
     autocast = device.type == "cuda"
 
-    def d_input(prev, x_t, cond):
-        return torch.cat([prev, x_t, cond] if num_t > 1 else [prev, cond], dim=1)
-
     kind = "gan" if num_t == 1 else "ddgan"
 
     def make_batch(step: int):
@@ -270,7 +269,7 @@ def train_inpaint_gan(model, images: Sequence[torch.Tensor] | str | os.PathLike,
         # generator: fool the updated discriminator, and L1 to the truth in the holes
         disc.requires_grad_(False)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            loss_adv = F.softplus(-disc(d_input(fake_prev, x_t, cond), t)).mean()
+            loss_adv = F.softplus(-disc(_discriminator_input(fake_prev, x_t if num_t > 1 else None, cond), t)).mean()
         l1 = ((fake_x0.float() - x0).abs() * hole).sum() / (hole.sum() * 3).clamp(min=1)
         loss_g = loss_adv + l1_weight * l1
         if not (torch.isfinite(loss_g) and torch.isfinite(loss_d)):
