@@ -106,6 +106,22 @@ def test_resume_refuses_another_loss(images, tmp_path):
     run(images, tmp_path / "mse", steps=2)  # the same loss resumes
 
 
+def test_resume_refuses_another_process_count(images, tmp_path):
+    """A checkpoint of a two-process run (its metadata records world_size 2) does not resume in one
+    process: the per-process batch and the random streams would change."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+    run(images, tmp_path, steps=1)
+    ckpt = tmp_path / "checkpoint.safetensors"
+    with safe_open(str(ckpt), "pt") as f:
+        meta = json.loads(f.metadata()["run"])
+    save_file(load_file(str(ckpt)), str(ckpt), metadata={"run": json.dumps({**meta, "world_size": 2})})
+    with pytest.raises(InputError, match="'world_size': \\(2, 1\\)"):
+        run(images, tmp_path, steps=2)
+
+
 def test_bad_inputs(images, tmp_path):
     with pytest.raises(InputError, match="smaller than the crop"):
         train_conditional(tiny_net(), images, PIPELINES["idm"].degrade, steps=1, crop=32, out_dir=tmp_path)

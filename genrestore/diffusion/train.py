@@ -52,7 +52,7 @@ FINAL = "model.safetensors"
 # Run arguments that must match for a resume to continue the same run.
 _RUN_KEYS = ("batch_size", "crop", "lr", "ema_decay", "seed", "n_images", "config", "loss")
 # run values that are left out of the record when they are the default (older checkpoints lack them)
-_RUN_DEFAULTS = {"loss": "mse"}
+_RUN_DEFAULTS = {"loss": "mse", "world_size": 1}
 
 
 def load_images(images: Sequence[torch.Tensor] | str | os.PathLike, channels: int = 3) -> list[torch.Tensor]:
@@ -254,11 +254,7 @@ class TrainRun:
         self.run = {"batch_size": batch_size, "crop": crop, "ema_decay": ema_decay, "seed": seed,
                     "n_images": len(self.images), **run}
         self.model = model.to(self.device).train()
-        if self.world > 1:  # every process starts from process 0's weights (a checkpoint, if any, loads later)
-            import torch.distributed as dist
-
-            for t in self.model.state_dict().values():
-                dist.broadcast(t, 0)
+        self.share_weights(self.model)
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.ema = copy.deepcopy(model).eval().requires_grad_(False)
@@ -277,6 +273,8 @@ class TrainRun:
     def resume(self, keys: Sequence[str]) -> None:
         """Load the checkpoint if there is one (after every module and optimizer is registered)."""
         if self.checkpoint.is_file():
+            # the process count sets the per-process batch and random streams: a resume must keep it
+            keys = [*keys, "world_size"] if "world_size" not in keys else keys
             self.start, self.wall = load_checkpoint(self.checkpoint, self.modules, self.optimizers, self.run, keys)
 
     def draw(self, tag: str) -> torch.Generator:
@@ -291,6 +289,15 @@ class TrainRun:
     def generators(self, step: int, tag: str = "degrade") -> list[torch.Generator]:
         """One generator per image of step ``step``: ``draw("tag-step-i")``."""
         return [self.draw(f"{tag}-{step}-{i}") for i in range(self.batch_size)]
+
+    def share_weights(self, module: torch.nn.Module) -> None:
+        """Give every process process 0's weights of ``module`` (before training; a checkpoint, if any, loads later)."""
+        if self.world == 1:
+            return
+        import torch.distributed as dist
+
+        for t in module.state_dict().values():
+            dist.broadcast(t, 0)
 
     def sync_gradients(self, module: torch.nn.Module) -> None:
         """Average ``module``'s gradients over the processes (call between backward and the optimizer step)."""

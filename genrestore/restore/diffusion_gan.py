@@ -232,6 +232,7 @@ def train_inpaint_gan(model, images: Sequence[torch.Tensor] | str | os.PathLike,
                   workers=workers)
     device = tr.device
     disc.to(device)
+    tr.share_weights(disc)  # the generator is shared by the trainer; the discriminator starts alike everywhere too
     opt_g = torch.optim.Adam(model.parameters(), lr=lr_g, betas=(0.5, 0.9))
     opt_d = torch.optim.Adam(disc.parameters(), lr=lr_d, betas=(0.5, 0.9))
     tr.modules["disc"] = disc
