@@ -436,15 +436,32 @@ def cmd_train_idm(args: argparse.Namespace) -> int:
 
 
 def _extrinsic_data(args: argparse.Namespace, source: Path, device) -> Path:
-    """Eq. 10: ``x' = f_k(x)`` for every training photo, written once to OUT/extrinsic_data (cached)."""
+    """Eq. 10: ``x' = f_k(x)`` for every training photo, written once to OUT/extrinsic_data (cached,
+    with the model's hash and the settings in its params.json: another model or setting is refused)."""
     from tqdm import tqdm
 
     from ._random import generator_for
-    from .io import list_images, read_image, write_image
+    from .io import atomic_write_bytes, list_images, read_image, write_image
     from .restore.idm import IDMRestorer
 
-    restorer = IDMRestorer.from_file(source, device)
+    from .weights import sha256_file
+
     out = Path(args.output) / "extrinsic_data"
+    # the cache is reused (a resumed run) only when it was made by the same model and settings
+    params = {"model_sha256": sha256_file(source), "data": str(Path(args.data).resolve()),
+              "steps": args.extrinsic_steps, "tile": args.extrinsic_tile, "seed": args.seed}
+    params_file = out / "params.json"
+    if params_file.is_file():
+        saved = json.loads(params_file.read_text())
+        if saved != params:
+            diff = {k: (saved.get(k), v) for k, v in params.items() if saved.get(k) != v}
+            raise InputError(f"{out} was restored with other settings (saved vs now: {diff}); "
+                             "delete it or use another -o")
+    elif out.is_dir() and any(out.iterdir()):
+        raise InputError(f"{out} holds images of an unknown extrinsic run (no params.json); delete it or use another -o")
+    else:
+        atomic_write_bytes(params_file, (json.dumps(params, indent=1) + "\n").encode())
+    restorer = IDMRestorer.from_file(source, device)
     for p in tqdm(list_images([args.data]), desc="extrinsic: restore training data", unit="img", file=sys.stderr):
         target = out / f"{p.stem}.png"
         if not target.is_file():

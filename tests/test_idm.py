@@ -196,6 +196,16 @@ def test_extrinsic_iteration_and_authenticity_cli(tmp_path, capsys, monkeypatch)
                                                  generator_for(0, "p0.png"))
     assert (restored - expected).abs().max() <= 0.5 / 255 + 1e-6  # eq. 10 data, written as 8-bit PNG
     assert "--extrinsic-from" in json.loads((tmp_path / "k1" / "model.json").read_text())["recipe"]
+    # the cached restorations are reused only with the same model and settings
+    capsys.readouterr()
+    assert main(["train", "idm", "-o", str(tmp_path / "k1"), *base, "--extrinsic-from", str(k0),
+                 "--extrinsic-steps", "3"]) == 2
+    assert "'steps': (2, 3)" in capsys.readouterr().err
+    assert main(["train", "idm", "-o", str(tmp_path / "k1"), *base, "--extrinsic-from",
+                 str(tmp_path / "k1" / "model.safetensors"), "--extrinsic-steps", "2"]) == 2
+    assert "model_sha256" in capsys.readouterr().err
+    assert main(["train", "idm", "-o", str(tmp_path / "k1"), *base, "--extrinsic-from", str(k0),
+                 "--extrinsic-steps", "2", "-q"]) == 0  # the same run resumes (already at its step)
     capsys.readouterr()
     assert main(["metrics", str(tmp_path / "k1" / "extrinsic_data"), "--authenticity", str(k0), "--steps", "2",
                  "--json", "-q"]) == 0
