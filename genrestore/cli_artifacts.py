@@ -165,6 +165,7 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
 
     check_output_folder(args.output)
     device = resolve_device(args.device)
+    torch.manual_seed(args.seed)  # the initial weights (and the VQ's discriminator), so that the recipe reproduces the model
     base = (f"genrestore train {args.model} --data {args.data} --steps {args.steps} --batch-size {args.batch_size} "
             f"--lr {args.lr} --seed {args.seed}")
     common = dict(ema_decay=args.ema_decay, out_dir=args.output, save_every=args.save_every, seed=args.seed,
