@@ -249,3 +249,27 @@ def test_artifacts_cli_cuts_seeded_crops(tmp_path, capsys):
               "--crop", "8", "--per-image", "0"])
     assert e.value.code == 2
     assert not (tmp_path / "o3").exists()
+
+
+def test_ar_resample_changes_only_the_resampled_tokens(vq, gpt, monkeypatch):
+    """The tokens handed to the decoder equal the clean image's outside the recorded region (the
+    suffix from ``first``, or each image's rectangle) and differ inside it."""
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        clean = vq.encode_tokens(x)
+    decoded = []
+    decode = vq.decode_tokens
+    monkeypatch.setattr(vq, "decode_tokens", lambda t: decoded.append(t.clone()) or decode(t))
+    _, p = ar_resample(vq, gpt, x, 1.0, gens(2), temperature=18.0)
+    inside = torch.zeros(2, 16, dtype=torch.bool)
+    inside[:, p["first"]:] = True
+    assert p["first"] == 16 - round(0.2 * 16)
+    out = decoded[-1].view(2, 16)
+    assert torch.equal(out[~inside], clean.view(2, 16)[~inside]) and not torch.equal(out[inside], clean.view(2, 16)[inside])
+    _, p = ar_resample(vq, gpt, x, 1.0, gens(2), temperature=18.0, region="rectangle")
+    for i, (top, left, h, w) in enumerate(p["rects"]):
+        inside = torch.zeros(4, 4, dtype=torch.bool)
+        inside[top:top + h, left:left + w] = True
+        assert inside.sum() == p["tokens_resampled"] == 4
+        assert torch.equal(decoded[-1][i][~inside], clean[i][~inside])
+        assert not torch.equal(decoded[-1][i][inside], clean[i][inside])
