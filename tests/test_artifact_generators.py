@@ -194,3 +194,11 @@ def test_train_generator_cli_initial_weights_come_from_seed(tmp_path, name, extr
     assert models[0].keys() == models[1].keys()
     for k in models[0]:
         assert torch.equal(models[0][k], models[1][k]), k
+
+
+def test_vq_training_refuses_crops_too_small_for_the_discriminator_up_front(photos, tmp_path):
+    """Crops under 24 px leave the PatchDiscriminator no logits: refused before any step (it crashed
+    at disc_start, half-way through by default)."""
+    with pytest.raises(InputError, match="at least 24 px"):
+        train_vq_autoencoder(tiny_vq(), photos, 2, batch_size=1, crop=16, out_dir=tmp_path / "a")
+    assert not (tmp_path / "a").exists()  # without the GAN loss 16 px crops train (test_dead_codes_restart_...)

@@ -150,6 +150,9 @@ def train_vq_autoencoder(model, images: Sequence[torch.Tensor] | str | os.PathLi
     Args:
         adv_weight: weight of the generator's GAN loss (0: none).
         disc_start: first step with the GAN loss (default: half of ``steps``).
+
+    Raises:
+        InputError: crops under 24 px with the GAN loss (the discriminator would fail at ``disc_start``).
         eval_images: photos for the held-out PSNR (default: ``images``; 16 crops from a separate seed).
         restart_every: steps between restarts of dead codes (:class:`CodeUsage`; 0: none).
     """
@@ -159,6 +162,9 @@ def train_vq_autoencoder(model, images: Sequence[torch.Tensor] | str | os.PathLi
     from .. import weights as ws
 
     disc_start = steps // 2 if disc_start is None else disc_start
+    if adv_weight > 0 and disc_start < steps and crop // 8 - 2 < 1:  # PatchDiscriminator: (crop/8 - 2)^2 logits
+        raise InputError(f"the GAN loss's PatchDiscriminator needs crops of at least 24 px, got {crop} "
+                         "(use a larger crop, or adv_weight 0)")
     perceptual = None
     if ws.find("vgg16-torchvision") is not None:
         from ..metrics.lpips import LPIPS
