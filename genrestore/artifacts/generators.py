@@ -150,11 +150,11 @@ def train_vq_autoencoder(model, images: Sequence[torch.Tensor] | str | os.PathLi
     Args:
         adv_weight: weight of the generator's GAN loss (0: none).
         disc_start: first step with the GAN loss (default: half of ``steps``).
+        eval_images: photos for the held-out PSNR (default: ``images``; 16 crops from a separate seed).
+        restart_every: steps between restarts of dead codes (:class:`CodeUsage`; 0: none).
 
     Raises:
         InputError: crops under 24 px with the GAN loss (the discriminator would fail at ``disc_start``).
-        eval_images: photos for the held-out PSNR (default: ``images``; 16 crops from a separate seed).
-        restart_every: steps between restarts of dead codes (:class:`CodeUsage`; 0: none).
     """
     from ..diffusion.train import TrainRun
     from ..metrics import psnr
