@@ -145,7 +145,8 @@ def add_parser(sub) -> None:
                    "the training values)")
     a.add_argument("--top-k", type=positive_int, default=500, help="ar-resample: top-k (500)")
     a.add_argument("--region", default="suffix", choices=("suffix", "rectangle"), help="ar-resample: what to resample")
-    a.add_argument("--t0", type=nonneg_int, default=840, help="ddim kinds: the stopping step T0 (840)")
+    a.add_argument("--t0", type=nonneg_int, default=None,
+                   help="ddim kinds: the stopping step T0 (default 0.84 T: DiffGAR's 840 of 1000 timesteps)")
     a.add_argument("--ddim-steps", type=positive_int, default=48, help="ddim kinds: inversion and decoding steps (48)")
     a.add_argument("--crop", type=positive_int, metavar="SIDE", help="make pairs of square crops of this side (px) instead "
                    "of whole photos (a training set from large photos)")

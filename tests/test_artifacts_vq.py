@@ -184,6 +184,12 @@ def test_artifacts_cli_writes_pairs_and_refuses_bad_input(vq, gpt, tmp_path, cap
         assert read_image(out / "a.png").shape == (1, 3, 16, 16)
         assert torch.equal(read_image(out / "a_clean.png"), read_image(tmp_path / "in" / "a.png"))
         assert rec["kind"] == kind and rec["seed"] == 0
+    # T0 defaults to DiffGAR's 840 of 1000 timesteps scaled to the model's T = 100; past T - 1 is refused
+    assert json.loads((tmp_path / "ddim-gauss" / "a.json").read_text())["t0"] == 84
+    capsys.readouterr()
+    assert main(["artifacts", str(tmp_path / "in"), "-o", str(tmp_path / "t0"), "--kind", "ddim-gauss", "-q", "--t0",
+                 "100", *models["ddim-gauss"]]) == 2
+    assert "t0 100 is past the DDPM's last timestep 99" in capsys.readouterr().err
     # images of one size go through together; each keeps its own seed's artifact
     write_image(tmp_path / "in3" / "a.png", x)
     write_image(tmp_path / "in3" / "b.png", torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(1)))

@@ -8,6 +8,7 @@ import torch
 
 from .. import _random
 from .._checks import InputError
+from .ddim import DDIM_PAPER
 
 KINDS: tuple[str, ...] = ("vq-replace", "ar-resample", "ddim-gauss", "ddim-scale", "identity")
 NEEDS: dict[str, tuple[str, ...]] = {"vq-replace": ("vq",), "ar-resample": ("vq", "transformer"),
@@ -56,7 +57,7 @@ def load_generators(kind: str, paths: dict[str, str | os.PathLike | None], devic
 
 
 def synthesize(kind: str, generators: dict, x: torch.Tensor, level: float, generator: _random.Generator = None,
-               temperature: float = 18.0, top_k: int | None = 500, region: str = "suffix", t0: int = 840,
+               temperature: float = 18.0, top_k: int | None = 500, region: str = "suffix", t0: int | None = None,
                ddim_steps: int = 48) -> tuple[torch.Tensor, dict]:
     """The ``kind`` artifact of ``x`` ``(N, 3, H, W)`` in ``[0, 1]``: ``(artifact, exact parameters)``.
 
@@ -65,7 +66,11 @@ def synthesize(kind: str, generators: dict, x: torch.Tensor, level: float, gener
         level: in ``[0, 1]`` (0.5: DiffGAR's settings).
         generator: a generator, or one per image.
         temperature, top_k, region: ``ar-resample`` settings.
-        t0, ddim_steps: the DDIM kinds' stopping step (clipped to the model's ``T - 1``) and steps.
+        t0, ddim_steps: the DDIM kinds' stopping step and steps. ``t0=None`` is DiffGAR's 840 of
+            ``T = 1000`` scaled to the model's ``T``: ``round(0.84 T)``.
+
+    Raises:
+        InputError: ``t0`` past the model's last timestep ``T - 1``.
     """
     from . import ar_resample, ddim_gaussian, ddim_scale_shift, identity_pair, vq_replace
 
@@ -80,7 +85,11 @@ def synthesize(kind: str, generators: dict, x: torch.Tensor, level: float, gener
         net = generators["ddpm"]
         padded, (h, w) = pad_to_multiple(x, 2 ** (len(net.unet.config.block_out_channels) - 1))
         schedule = net.config["schedule"]
-        t0 = min(t0, schedule["num_train_timesteps"] - 1)
+        num_t = schedule["num_train_timesteps"]
+        if t0 is None:
+            t0 = min(round(DDIM_PAPER["t0"] / 1000 * num_t), num_t - 1)
+        elif not 0 <= t0 < num_t:
+            raise InputError(f"t0 {t0} is past the DDPM's last timestep {num_t - 1} (it has {num_t} timesteps)")
         if kind == "ddim-gauss":
             y, p = ddim_gaussian(net, padded, level, generator, t0=t0, steps=ddim_steps, schedule=schedule)
         else:
