@@ -364,3 +364,29 @@ def test_region_set_metrics_on_hand_drawn_masks(tmp_path):
     # labelled regions: the first is 48/48 covered, the second 0: recall 1/2
     assert new["precision"] == 1.0 and new["recall"] == 0.5
     assert old["removal"] is None and old["precision"] is None  # the baseline; no label for its outputs
+
+
+def test_guided_diffgar_on_a_task_outside_its_classes_runs_blind_and_says_so(tmp_path):
+    """Guided DiffGAR needs the task as a class: on another task it runs blind, with a warning that
+    names the task (non-blind refuses); the blind output equals diffgar-blind's."""
+    pytest.importorskip("diffusers")
+    from genrestore.bench.harness import run_method
+    from genrestore.diffusion import ConditionalUNet
+
+    torch.manual_seed(0)
+    ConditionalUNet(3, class_names=["vq-replace"], unet=dict(
+        sample_size=16, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
+        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"))
+    ).save(tmp_path / "dg.safetensors")
+    y = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    cache: dict = {}
+
+    def run(kind):
+        return run_method(f"{kind}-steps2:{tmp_path / 'dg.safetensors'}", "denoise", None, y, {}, (16, 16), 0, "k",
+                          cache)
+
+    with pytest.warns(UserWarning, match="'denoise' is not among the model's classes.*runs blind"):
+        guided = run("diffgar")
+    assert torch.equal(guided, run("diffgar-blind"))
+    with pytest.raises(InputError, match="do not include 'denoise'"):
+        run("diffgar-nonblind")

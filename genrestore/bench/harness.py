@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -391,6 +392,9 @@ def run_method(method: str, task_name: str, task, y: torch.Tensor, params, size:
         if artifact is None:
             if mode == "non-blind":
                 raise InputError(f"{method}: the model's classes {list(r.class_names)} do not include {task_name!r}")
+            if mode == "guided":
+                warnings.warn(f"{method}: {task_name!r} is not among the model's classes {list(r.class_names)}: "
+                              "guided DiffGAR runs blind on it", stacklevel=2)
             mode = "blind"
         return r.restore(up, mode, None if mode == "blind" else artifact, scale, steps, [generator_for(seed, key)])
     if kind == "sr":
