@@ -352,25 +352,30 @@ def cmd_authenticity(args: argparse.Namespace) -> int:
         from .metrics.lpips import lpips
 
         dist, note = (lambda a, b: lpips(a, b, "alex")), "LPIPS (alex)"
-    rows = []
+    rows, small = [], []
     for p in tqdm(list_images([args.ref]), desc="authenticity", unit="img", file=sys.stderr, disable=args.quiet):
         fx = read_image(p, "rgb").to(device)
-        if dist is not None and min(fx.shape[-2:]) < 31:  # AlexNet's features need 31 px a side
-            dist, note = None, f"LPIPS: not computed ({p.name} is smaller than 31 px a side)"
-        r = authenticity(restorer, fx, args.steps, generator_for(args.seed, p.name), distance=dist)
-        row = {"name": p.name, "psnr": float(r["psnr"][0]), **({"lpips": float(r["lpips"][0])} if dist else {})}
+        fits = dist is not None and min(fx.shape[-2:]) >= 31  # AlexNet's features need 31 px a side
+        if dist is not None and not fits:
+            small.append(p.name)
+        r = authenticity(restorer, fx, args.steps, generator_for(args.seed, p.name), distance=dist if fits else None)
+        row = {"name": p.name, "psnr": float(r["psnr"][0]), **({"lpips": float(r["lpips"][0])} if fits else {})}
         rows.append(row)
         if args.json:
             print(json.dumps(row), flush=True)
+    with_lpips = [r["lpips"] for r in rows if "lpips" in r]
+    if small:
+        note += (f" over {len(with_lpips)} of {len(rows)} images ({len(small)} smaller than 31 px a side, "
+                 f"e.g. {small[0]})")
     summary = {"images": len(rows), "psnr": sum(r["psnr"] for r in rows) / len(rows), "model": args.authenticity,
                "steps": args.steps, "lpips_note": note}
-    if dist:
-        summary["lpips"] = sum(r["lpips"] for r in rows) / len(rows)
+    if with_lpips:
+        summary["lpips"] = sum(with_lpips) / len(with_lpips)
     if args.json:
         print(json.dumps({"summary": summary}))
     else:
         print(f"authenticity of {args.authenticity} on {len(rows)} images: PSNR(f(f(x)), f(x)) {summary['psnr']:.3f} dB"
-              + (f", LPIPS {summary['lpips']:.4f}" if dist else f"; {note}"))
+              + (f", LPIPS {summary['lpips']:.4f} ({note})" if with_lpips else f"; {note}"))
     return 0
 
 

@@ -244,3 +244,29 @@ def test_unet_config_groups_divide_every_width():
         cfg = _unet_config(argparse.Namespace(channels=list(channels), layers_per_block=1, size=16))
         assert cfg["norm_num_groups"] == groups
     ConditionalUNet(3, prediction_type="sample", unet=cfg)  # builds; min(32, gcd) = 32 groups does not divide 40
+
+
+def test_authenticity_cli_lpips_skips_only_images_under_31_px(tmp_path, capsys, monkeypatch):
+    """An image too small for AlexNet gets no LPIPS, and the others keep theirs: the summary is
+    their mean and says over how many (a small image once switched LPIPS off for the rest of the run)."""
+    import json
+
+    import genrestore.metrics.lpips as lpips_module
+    from genrestore import weights as ws
+    from genrestore.cli import main
+    from genrestore.io import write_image
+
+    real_find = ws.find
+    monkeypatch.setattr(ws, "find", lambda name: tmp_path if name == "alexnet-torchvision" else real_find(name))
+    monkeypatch.setattr(lpips_module, "lpips", lambda a, b, net: (a - b).abs().mean(dim=(1, 2, 3)) + 1)
+    tiny_net().save(tmp_path / "m.safetensors")
+    g = torch.Generator().manual_seed(3)
+    for name, side in [("a", 32), ("b", 16), ("c", 32)]:
+        write_image(tmp_path / "fx" / f"{name}.png", torch.rand(1, 3, side, side, generator=g))
+    assert main(["metrics", str(tmp_path / "fx"), "--authenticity", str(tmp_path / "m.safetensors"), "--steps", "1",
+                 "--json", "-q"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    rows, summary = lines[:3], lines[3]["summary"]
+    assert ["lpips" in r for r in rows] == [True, False, True] and all(r["lpips"] >= 1 for r in (rows[0], rows[2]))
+    assert summary["lpips"] == pytest.approx((rows[0]["lpips"] + rows[2]["lpips"]) / 2)
+    assert "over 2 of 3 images" in summary["lpips_note"] and "b.png" in summary["lpips_note"]
