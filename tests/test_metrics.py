@@ -289,6 +289,15 @@ def test_inception_score_hand_values():
     assert inception_score(torch.eye(10).repeat(2, 1) * 50, splits=2)[0] == pytest.approx(10.0, rel=1e-6)
 
 
+def test_inception_score_uses_exactly_the_asked_splits():
+    """12 confident, distinct images: a split of k of them scores k. The reference bounds the 10 parts at
+    i * 12 // 10, sizes 1,1,1,1,2,1,1,1,1,2 (mean 1.2, std 0.4); torch.chunk made 6 parts of 2 (2.0, 0)."""
+    mean, std = inception_score(torch.eye(12) * 100, splits=10)
+    assert mean == pytest.approx(1.2, rel=1e-9) and std == pytest.approx(0.4, rel=1e-9)
+    with pytest.raises(InputError):
+        inception_score(torch.eye(12), splits=0)
+
+
 def test_ssim_in_place_path_equals_the_differentiable_one_and_gradients_check():
     """Without gradients SSIM runs its formula in place; as a loss it runs out of place: same values,
     and the gradient passes torch.autograd.gradcheck (float64, finite differences)."""

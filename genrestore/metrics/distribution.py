@@ -14,7 +14,8 @@ These functions take features or logits; the feature extractor (InceptionV3) is 
   ``k(x, y) = (x.y / d + 1)^3``, averaged over random subsets (clean-fid's defaults: 100
   subsets of 1000).
 * :func:`inception_score` (Salimans et al. 2016): ``exp(E_x KL(p(y|x) || p(y)))`` over
-  ``splits`` equal parts; mean and standard deviation.
+  ``splits`` parts (rows ``i * N // splits`` to ``(i + 1) * N // splits``, as the reference
+  code); mean and (population) standard deviation.
 """
 
 from __future__ import annotations
@@ -175,11 +176,15 @@ def inception_score(logits: torch.Tensor, splits: int = 10) -> tuple[float, floa
         >>> round(inception_score(torch.eye(10) * 100, splits=1)[0], 4)  # 10 confident, distinct classes
         10.0
     """
-    if logits.ndim != 2 or logits.shape[0] < splits:
-        raise InputError(f"expected (N, K) logits with N >= splits={splits}, got {tuple(logits.shape)}")
+    if logits.ndim != 2 or splits < 1 or logits.shape[0] < splits:
+        raise InputError(f"expected (N, K) logits with N >= splits={splits} >= 1, got {tuple(logits.shape)}")
     logp = torch.log_softmax(logits.double(), dim=1)
+    n = logp.shape[0]
     scores = []
-    for part in logp.chunk(splits):
+    # exactly ``splits`` parts, bounded at i * N // splits as the reference code (torch.chunk gives fewer
+    # parts when N is not a multiple: 12 rows in 10 chunks are 6 chunks of 2)
+    for i in range(splits):
+        part = logp[i * n // splits:(i + 1) * n // splits]
         p_y = torch.logsumexp(part, 0) - torch.log(torch.tensor(float(part.shape[0]), dtype=torch.float64))
         kl = (part.exp() * (part - p_y)).sum(1).mean()
         scores.append(kl.exp())
