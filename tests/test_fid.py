@@ -9,7 +9,7 @@ import torch
 from genrestore import _random
 from genrestore.cli import main
 from genrestore.io import write_image
-from genrestore.metrics.fid import InceptionFeatures, collect, random_crops, set_metrics
+from genrestore.metrics.fid import InceptionFeatures, SetFeatures, collect, random_crops, set_metrics
 from genrestore.models.inception import FIDInceptionV3
 
 
@@ -75,6 +75,16 @@ def test_set_metrics_on_features(inception):
     assert abs(same["fid"]) < 1e-3 and abs(same["kid"]) < 1e-3 + 3 * same["kid_std"] and same["is"] >= 1.0
     b = [torch.zeros(1, 3, 40, 40)] * 4
     assert set_metrics(collect(ext, a), collect(ext, b), ["fid"])["fid"] > same["fid"] + 1e-3
+
+
+def test_set_metrics_inception_score_of_a_small_set_is_not_always_one():
+    """4 confident, distinct images: splits of one image each scored exactly 1 whatever the images;
+    2 splits of 2 score 2."""
+    ref, dist = SetFeatures(), SetFeatures()
+    ref.add(torch.rand(4, 8, generator=torch.Generator().manual_seed(0)), None)
+    dist.add(torch.rand(4, 8, generator=torch.Generator().manual_seed(1)), torch.eye(4, 1008) * 100)
+    out = set_metrics(ref, dist, ["is"])
+    assert out["is"] == pytest.approx(2.0, rel=1e-9) and out["is_std"] == pytest.approx(0.0, abs=1e-9)
 
 
 def test_cli_fid_kid_is_pfid_and_ref_stats(inception, tmp_path, capsys, monkeypatch):

@@ -121,7 +121,10 @@ def collect(extractor: InceptionFeatures, images: Iterable[torch.Tensor], patch:
 
 def set_metrics(ref: SetFeatures | FeatureStats, dist: SetFeatures, which: Iterable[str],
                 kid_subset: int = 1000, generator: torch.Generator | None = None) -> dict[str, float]:
-    """FID (``fid``), KID (``kid``, mean and std), IS (``is``, mean and std) of ``dist`` against ``ref``."""
+    """FID (``fid``), KID (``kid``, mean and std), IS (``is``, mean and std) of ``dist`` against ``ref``.
+
+    IS uses 10 splits, or ``N // 2`` (at least 1) for fewer than 20 images.
+    """
     out: dict[str, float] = {}
     which = set(which)
     logits = dist.all_logits() if "is" in which else None  # MissingLogits before any work, features-only weights
@@ -134,6 +137,8 @@ def set_metrics(ref: SetFeatures | FeatureStats, dist: SetFeatures, which: Itera
         out["kid"], out["kid_std"] = kid(ref.all_features(), dist.all_features(), subset_size=kid_subset,
                                          generator=generator)
     if "is" in which:
-        splits = min(10, logits.shape[0])
+        # the usual 10 splits; a smaller set gets fewer, of at least 2 images each (a split of one image
+        # has p(y) = p(y|x), so its score is exactly 1 whatever the images)
+        splits = max(1, min(10, logits.shape[0] // 2))
         out["is"], out["is_std"] = inception_score(logits, splits=splits)
     return out
