@@ -34,6 +34,7 @@ from ..degrade.resize import resize
 from .full_reference import rgb_to_y
 
 BLOCK = 96
+FLAT = 1e-8  # grey levels (0..255): |img - local mean| below this is rounding noise of a flat area
 _SHIFTS = ((0, 1), (1, 0), (1, 1), (1, -1))
 
 
@@ -55,12 +56,18 @@ def _smooth(t: torch.Tensor) -> torch.Tensor:
 def mscn(img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean-subtracted contrast-normalized coefficients of ``(N, 1, H, W)`` float64 images on 0..255.
 
+    Where the image is flat, ``img - mu`` is rounding noise (about 1e-13, of either sign, at both
+    scales): differences under ``FLAT`` grey levels are set to 0, so that a flat block's
+    coefficients are all 0 and it has no AGGD fit (NaN features, left out as the reference
+    leaves them out), and a partly flat block's fit counts only its textured pixels' signs.
+
     Returns:
         ``(mscn, sigma)``, both ``(N, 1, H, W)``.
     """
     mu = _smooth(img)
     sigma = (_smooth(img * img) - mu * mu).abs().sqrt()
-    return (img - mu) / (sigma + 1), sigma
+    diff = img - mu
+    return torch.where(diff.abs() < FLAT, 0.0, diff) / (sigma + 1), sigma
 
 
 @lru_cache(maxsize=2)
@@ -77,12 +84,16 @@ def aggd_fit(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]
         x: ``(B, M)`` samples, one distribution per row.
 
     Returns:
-        ``(alpha, beta_left, beta_right)``, each ``(B,)``: shape and the two scales.
+        ``(alpha, beta_left, beta_right)``, each ``(B,)``: shape and the two scales. As the
+        reference, a row without negative (positive) samples has ``beta_left`` (``beta_right``)
+        NaN and ``alpha`` 0.2, the first entry of the shape table.
     """
     x2 = x * x
     neg, pos = x < 0, x > 0
-    left_std = (torch.where(neg, x2, 0).sum(1) / neg.sum(1).clamp(min=1)).sqrt()
-    right_std = (torch.where(pos, x2, 0).sum(1) / pos.sum(1).clamp(min=1)).sqrt()
+    # a side without samples has no scale: NaN (0 / 0), as the reference's mean of an empty set, so that
+    # the block's features are NaN and the block is left out (a flat block's coefficients are all 0)
+    left_std = (torch.where(neg, x2, 0).sum(1) / neg.sum(1)).sqrt()
+    right_std = (torch.where(pos, x2, 0).sum(1) / pos.sum(1)).sqrt()
     gammahat = left_std / right_std
     rhat = x.abs().mean(1) ** 2 / x2.mean(1)
     rhatnorm = rhat * (gammahat ** 3 + 1) * (gammahat + 1) / (gammahat ** 2 + 1) ** 2
@@ -91,6 +102,7 @@ def aggd_fit(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]
     hi = torch.searchsorted(r_gam, rhatnorm.contiguous()).clamp(1, r_gam.numel() - 1)
     lo = hi - 1
     nearest = torch.where((r_gam[hi] - rhatnorm) ** 2 < (r_gam[lo] - rhatnorm) ** 2, hi, lo)
+    nearest = torch.where(torch.isnan(rhatnorm), 0, nearest)  # the reference's argmin over NaNs: the first entry
     alpha = gam[nearest]
     ratio = torch.exp(0.5 * (torch.lgamma(1 / alpha) - torch.lgamma(3 / alpha)))
     return alpha, left_std * ratio, right_std * ratio
