@@ -67,6 +67,15 @@ def test_random_crops_are_slices():
         assert torch.equal(crops[k], x[k // 3, :, ys[k]:ys[k] + 8, xs[k]:xs[k] + 8])
 
 
+def test_random_crops_do_not_copy_the_images_count_times():
+    """Patch-FID's 1000 crops per image: memory is the crops', not count copies of the image (0.8 MB x 100)."""
+    x = torch.rand(1, 3, 256, 256)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
+        crops = random_crops(x, 16, 100, torch.Generator().manual_seed(0))
+    peak = max(e.cpu_memory_usage for e in prof.key_averages())
+    assert crops.shape == (100, 3, 16, 16) and peak < 4 * crops.numel() * 4 + 2**20, peak
+
+
 def test_set_metrics_on_features(inception):
     ext = InceptionFeatures("cpu", batch_size=4, model=inception)
     g = torch.Generator().manual_seed(2)
