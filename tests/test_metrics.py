@@ -284,6 +284,15 @@ def test_kid_matches_explicit_unbiased_mmd():
     assert abs(mean - ref) < 1e-10 and std < 1e-12  # full-size subsets are all the same set
 
 
+def test_kid_rejects_no_subsets_and_non_finite_features():
+    a, b = torch.randn(10, 4, dtype=torch.float64), torch.randn(10, 4, dtype=torch.float64)
+    with pytest.raises(InputError, match="subset"):
+        kid(a, b, subsets=0)
+    b[0, 0] = float("nan")
+    with pytest.raises(InputError, match="NaN"):  # as FeatureStats.update; it returned (nan, nan)
+        kid(a, b, subsets=2)
+
+
 def test_inception_score_hand_values():
     assert inception_score(torch.zeros(20, 7), splits=2)[0] == pytest.approx(1.0)  # uniform: KL 0
     assert inception_score(torch.eye(10).repeat(2, 1) * 50, splits=2)[0] == pytest.approx(10.0, rel=1e-6)

@@ -150,9 +150,14 @@ def kid(features_a: torch.Tensor, features_b: torch.Tensor, subsets: int = 100, 
     a, b = features_a.double(), features_b.double().to(features_a.device)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
         raise InputError(f"expected (N, d) and (M, d) features, got {tuple(a.shape)} and {tuple(b.shape)}")
+    if subsets < 1:
+        raise InputError(f"KID needs at least 1 subset, got subsets={subsets}")
+    if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
+        raise InputError("KID features contain NaN or infinite values")
     m = min(subset_size, a.shape[0], b.shape[0])
     if m < 2:
-        raise InputError("KID needs at least 2 samples in each set")
+        raise InputError(f"KID needs subsets of at least 2 samples, got {m} (subset_size={subset_size}, "
+                         f"sets of {a.shape[0]} and {b.shape[0]})")
     d = a.shape[1]
     values = []
     for _ in range(subsets):
