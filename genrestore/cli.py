@@ -438,7 +438,11 @@ def cmd_metrics(args: argparse.Namespace) -> int:
             extractor.require_logits()
         weights_used.append(f"{INCEPTION} ({ws_path(INCEPTION)})")
         whole = [m for m in set_names if m != "pfid"]
-        feats = {"ref": SetFeatures(), "dist": SetFeatures(), "ref_p": SetFeatures(), "dist_p": SetFeatures()}
+        # features are kept only for KID, logits only for IS; FID and pFID need the running statistics
+        keep = dict(keep_features="kid" in set_names, keep_logits="is" in set_names)
+        feats = {"ref": SetFeatures(**keep), "dist": SetFeatures(**keep),
+                 "ref_p": SetFeatures(keep_features=False, keep_logits=False),
+                 "dist_p": SetFeatures(keep_features=False, keep_logits=False)}
         ref_stats = None
         if args.ref_stats and Path(args.ref_stats).is_file():
             if "kid" in set_names or "pfid" in set_names:

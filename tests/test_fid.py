@@ -96,6 +96,24 @@ def test_set_metrics_inception_score_of_a_small_set_is_not_always_one():
     assert out["is"] == pytest.approx(2.0, rel=1e-9) and out["is_std"] == pytest.approx(0.0, abs=1e-9)
 
 
+def test_set_features_for_fid_only_keep_no_features_and_give_the_same_fid():
+    """FID needs only the running statistics: a set that keeps no features or logits gives the
+    same FID, holds nothing per image, and says so when KID or IS asks for them."""
+    g = torch.Generator().manual_seed(5)
+    feats = [torch.randn(6, 8, generator=g) for _ in range(4)]
+    kept, lean = (SetFeatures(), SetFeatures()), (SetFeatures(keep_features=False, keep_logits=False),
+                                                   SetFeatures(keep_features=False, keep_logits=False))
+    for i, f in enumerate(feats):
+        for pair in (kept, lean):
+            pair[i % 2].add(f, torch.randn(6, 10, generator=torch.Generator().manual_seed(i)))
+    assert lean[0].features == [] and lean[0].logits == [] and len(kept[0].features) == 2
+    assert set_metrics(*lean, ["fid"])["fid"] == pytest.approx(set_metrics(*kept, ["fid"])["fid"], rel=1e-12)
+    with pytest.raises(ValueError, match="keep_features=False"):
+        set_metrics(*lean, ["kid"])
+    with pytest.raises(ValueError, match="keep_logits=False"):
+        set_metrics(*lean, ["is"])
+
+
 def test_cli_fid_kid_is_pfid_and_ref_stats(inception, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("GENRESTORE_WEIGHTS", str(tmp_path / "store"))
     torch.save(inception.state_dict(), tmp_path / "incep.pth")

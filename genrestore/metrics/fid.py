@@ -84,22 +84,35 @@ class InceptionFeatures:
 
 @dataclass
 class SetFeatures:
-    """Features (and logits) of one image set, accumulated image by image."""
+    """Features (and logits) of one image set, accumulated image by image.
+
+    FID needs only the running statistics: ``keep_features=False`` (no KID) and
+    ``keep_logits=False`` (no IS) keep memory constant in the number of images (patch-FID's
+    1000 crops an image would otherwise hold 8 MB of features per image).
+    """
 
     stats: FeatureStats = field(default_factory=FeatureStats)
     features: list[torch.Tensor] = field(default_factory=list)
     logits: list[torch.Tensor | None] = field(default_factory=list)
+    keep_features: bool = True
+    keep_logits: bool = True
 
     def add(self, f: torch.Tensor, lg: torch.Tensor | None) -> None:
         """``lg`` is ``None`` from features-only weights; :meth:`all_logits` then raises."""
         self.stats.update(f)
-        self.features.append(f)
-        self.logits.append(lg)
+        if self.keep_features:
+            self.features.append(f)
+        if self.keep_logits:
+            self.logits.append(lg)
 
     def all_features(self) -> torch.Tensor:
+        if not self.keep_features:
+            raise ValueError("this SetFeatures was made with keep_features=False: KID needs the features")
         return torch.cat(self.features)
 
     def all_logits(self) -> torch.Tensor:
+        if not self.keep_logits:
+            raise ValueError("this SetFeatures was made with keep_logits=False: IS needs the logits")
         if any(lg is None for lg in self.logits):
             from ..models.inception import MISSING_LOGITS, MissingLogits
 
