@@ -267,6 +267,11 @@ def test_feature_stats_match_numpy_and_npz_roundtrip(tmp_path):
     assert torch.equal(mu, a.mean) and torch.equal(sigma, a.cov)
     with pytest.raises(InputError):
         FeatureStats.load_npz(tmp_path / "missing.npz")
+    sigma_nan = sigma.numpy().copy()
+    sigma_nan[0, 0] = np.nan
+    np.savez(tmp_path / "nan.npz", mu=mu.numpy(), sigma=sigma_nan)
+    with pytest.raises(InputError, match="nan.npz: the feature statistics contain NaN"):
+        FeatureStats.load_npz(tmp_path / "nan.npz")
 
 
 def test_kid_matches_explicit_unbiased_mmd():

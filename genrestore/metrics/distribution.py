@@ -100,9 +100,12 @@ class FeatureStats:
         """``(mu, sigma)`` from an ``.npz`` written by :meth:`save`, pytorch-fid or clean-fid."""
         try:
             with np.load(path, allow_pickle=False) as f:
-                return torch.from_numpy(f["mu"]).double(), torch.from_numpy(f["sigma"]).double()
+                mu, sigma = torch.from_numpy(f["mu"]).double(), torch.from_numpy(f["sigma"]).double()
         except (OSError, KeyError, ValueError) as e:
             raise InputError(f"{path}: not a feature-statistics .npz with 'mu' and 'sigma' ({e})") from None
+        if not (torch.isfinite(mu).all() and torch.isfinite(sigma).all()):
+            raise InputError(f"{path}: the feature statistics contain NaN or infinite values")
+        return mu, sigma
 
 
 def _sqrtm_psd(m: torch.Tensor) -> torch.Tensor:
