@@ -87,13 +87,17 @@ def test_set_metrics_on_features(inception):
 
 
 def test_set_metrics_inception_score_of_a_small_set_is_not_always_one():
-    """4 confident, distinct images: splits of one image each scored exactly 1 whatever the images;
-    2 splits of 2 score 2."""
+    """4 confident, distinct images score 4 in one split (splits of one image each scored exactly 1
+    whatever the images); 200 images of 200 classes get 4 splits of 50, each scoring 50."""
     ref, dist = SetFeatures(), SetFeatures()
     ref.add(torch.rand(4, 8, generator=torch.Generator().manual_seed(0)), None)
     dist.add(torch.rand(4, 8, generator=torch.Generator().manual_seed(1)), torch.eye(4, 1008) * 100)
     out = set_metrics(ref, dist, ["is"])
-    assert out["is"] == pytest.approx(2.0, rel=1e-9) and out["is_std"] == pytest.approx(0.0, abs=1e-9)
+    assert out["is"] == pytest.approx(4.0, rel=1e-9) and out["is_std"] == pytest.approx(0.0, abs=1e-9)
+    ref, dist = SetFeatures(), SetFeatures()
+    dist.add(torch.rand(200, 8), torch.eye(200, 1008) * 100)
+    out = set_metrics(ref, dist, ["is"])
+    assert out["is"] == pytest.approx(50.0, rel=1e-9) and out["is_std"] == pytest.approx(0.0, abs=1e-9)
 
 
 def test_set_features_for_fid_only_keep_no_features_and_give_the_same_fid():

@@ -638,7 +638,7 @@ def write_set_metrics(out_dir: Path, names: list[str], extractor=None, baseline:
     """
     from .. import weights as ws
     from ..io import atomic_write_bytes, read_image
-    from ..metrics.distribution import FeatureStats, fid_from_stats, inception_score, kid
+    from ..metrics.distribution import FeatureStats, fid_from_stats, inception_score, inception_score_splits, kid
 
     rows = [json.loads(line) for line in (out_dir / "results.jsonl").read_text().splitlines() if line.strip()]
     groups: dict[tuple[str, str, str], list[dict]] = {}
@@ -663,7 +663,7 @@ def write_set_metrics(out_dir: Path, names: list[str], extractor=None, baseline:
             f_out, logits = extractor(torch.cat([load(r["images"]["output"]) for r in grows]))
             no_is = "is: absent (the stored inception-fid has no 1008-logit layer)"
             if "is" in names and logits is not None:
-                entry["is"] = inception_score(logits, splits=1)[0]
+                entry["is"] = inception_score(logits, splits=inception_score_splits(logits.shape[0]))[0]
             elif "is" in names and no_is not in notes:
                 notes.append(no_is)
             if "fid" in names or "kid" in names:

@@ -177,6 +177,19 @@ def kid(features_a: torch.Tensor, features_b: torch.Tensor, subsets: int = 100, 
     return float(v.mean()), float(v.std(unbiased=False)) if len(values) > 1 else 0.0
 
 
+def inception_score_splits(n: int, min_split: int = 50) -> int:
+    """The reference's 10 IS splits, fewer for a small set so that each holds ``min_split`` images.
+
+    A split's score is at most its number of images (``exp`` of an entropy over them), so splits of
+    a few images measure their size, not the images: below ``2 min_split`` images, one split.
+
+    Example:
+        >>> [inception_score_splits(n) for n in (4, 99, 100, 499, 500, 50000)]
+        [1, 1, 2, 9, 10, 10]
+    """
+    return max(1, min(10, n // min_split))
+
+
 def inception_score(logits: torch.Tensor, splits: int = 10) -> tuple[float, float]:
     """Inception Score from ``(N, K)`` classifier logits: mean and std over ``splits`` parts.
 

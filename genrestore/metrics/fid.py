@@ -22,7 +22,7 @@ import torch
 
 from .. import _random
 from .._checks import InputError
-from .distribution import FeatureStats, fid_from_stats, inception_score, kid
+from .distribution import FeatureStats, fid_from_stats, inception_score, inception_score_splits, kid
 
 
 def random_crops(x: torch.Tensor, size: int, count: int, generator: _random.Generator = None) -> torch.Tensor:
@@ -137,7 +137,7 @@ def set_metrics(ref: SetFeatures | FeatureStats, dist: SetFeatures, which: Itera
                 kid_subset: int = 1000, generator: torch.Generator | None = None) -> dict[str, float]:
     """FID (``fid``), KID (``kid``, mean and std), IS (``is``, mean and std) of ``dist`` against ``ref``.
 
-    IS uses 10 splits, or ``N // 2`` (at least 1) for fewer than 20 images.
+    IS uses 10 splits, fewer below 500 images (:func:`~genrestore.metrics.distribution.inception_score_splits`).
     """
     out: dict[str, float] = {}
     which = set(which)
@@ -151,8 +151,5 @@ def set_metrics(ref: SetFeatures | FeatureStats, dist: SetFeatures, which: Itera
         out["kid"], out["kid_std"] = kid(ref.all_features(), dist.all_features(), subset_size=kid_subset,
                                          generator=generator)
     if "is" in which:
-        # the usual 10 splits; a smaller set gets fewer, of at least 2 images each (a split of one image
-        # has p(y) = p(y|x), so its score is exactly 1 whatever the images)
-        splits = max(1, min(10, logits.shape[0] // 2))
-        out["is"], out["is_std"] = inception_score(logits, splits=splits)
+        out["is"], out["is_std"] = inception_score(logits, splits=inception_score_splits(logits.shape[0]))
     return out
