@@ -512,7 +512,8 @@ def add_train_parser(tsub) -> None:
     t.add_argument("--extrinsic-from", metavar="MODEL", help="extrinsic iteration (IDM §3.3): restore --data with "
                    "this model k, then train model k+1 on the restored photos, starting from model k's weights")
     t.add_argument("--extrinsic-steps", type=positive_int, default=10, help="DDPM steps when restoring the data")
-    t.add_argument("--extrinsic-tile", type=nonneg_int, default=0, help="tile side when restoring the data (0: whole)")
+    t.add_argument("--extrinsic-tile", type=nonneg_int, default=256,
+                   help="tile side when restoring the data (default 256, as restore --tile; 0: whole)")
     t.add_argument("--residual", action="store_true", help="x0 = y + UNet(...): the network learns the "
                    "correction, so short (CPU) trainings start from the degraded image")
     t.add_argument("--regression", action="store_true", help="train the baseline instead: the same UNet as a "
@@ -591,12 +592,12 @@ def add_parser(sub) -> None:
     r.add_argument("--guidance-scale", type=nonneg_float, default=3.0, help="diffgar guided mode: CFG scale (3)")
     r.add_argument("--autoencoder", metavar="FILE|NAME", help="latent diffgar: the VQ autoencoder (default: the "
                    "one the model's JSON names, relative to the model's folder)")
-    r.add_argument("--upscale", type=int, default=1, help="diffgar: bicubic upscale of the input first (for "
+    r.add_argument("--upscale", type=positive_int, default=1, help="diffgar: bicubic upscale of the input first (for "
                    "upsampling, so the condition has the output size)")
-    r.add_argument("--tile", type=int, default=256, metavar="PX", help="idm / diffgar: tile side of the network "
+    r.add_argument("--tile", type=nonneg_int, default=256, metavar="PX", help="idm / diffgar: tile side of the network "
                    "call (default 256; 0: the whole image at once, which needs memory for attention over all of "
                    "it); the noise is drawn at full size, so tiles leave no seams")
-    r.add_argument("--tile-pad", type=int, default=16, metavar="PX")
+    r.add_argument("--tile-pad", type=nonneg_int, default=16, metavar="PX")
     r.add_argument("--task", help="stylegan-inversion: the degradation to invert: a task (upsample, denoise, "
                    "deartifact, inpaint) or a composition (e.g. UNAP)")
     r.add_argument("--level", default="M", choices=("XS", "S", "M", "L", "XL"))
