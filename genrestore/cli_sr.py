@@ -54,6 +54,7 @@ def _load_models(args: argparse.Namespace, names: list[str], device: torch.devic
     return [load_sr(n, device) for n in names]
 
 
+DETECT_WINDOW = 11  # detect_artifacts' local-variance window (DeSRA, as SSIM)
 DETECT_BYTES_PER_OUTPUT_PX = 400  # D map, moments, masks and the two SR images (measured ~380)
 
 
@@ -162,6 +163,12 @@ def cmd_detect(args: argparse.Namespace) -> int:
     if gan.scale != mse.scale:
         raise InputError(f"--gan {args.gan} is x{gan.scale} but --mse {args.mse} is x{mse.scale}; "
                          f"their outputs must have the same size")
+    s = int(gan.scale)
+    for p, hw in zip(paths, sizes):  # up front, naming the file, before anything is written
+        if min(hw) * s <= DETECT_WINDOW // 2:
+            raise InputError(f"{p}: {hw[1]}x{hw[0]} px gives a {hw[1] * s}x{hw[0] * s} px x{s} output, too small for "
+                             f"DeSRA's {DETECT_WINDOW}x{DETECT_WINDOW} local-variance window "
+                             f"(needs > {DETECT_WINDOW // 2} output px a side)")
     _check_memory([gan, mse], paths, sizes, args.tile, device, detect=True)
     out_dir = Path(args.output)
     outputs = ["{stem}_mask.png", "{stem}_overlay.png", "{stem}_dmap.png", "{stem}_regions.json"]

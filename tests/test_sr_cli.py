@@ -258,3 +258,20 @@ def test_train_desra_refuses_a_folder_made_with_other_settings(models, lr_dir, t
     assert main(base) == 0
     assert main(base + ["--threshold", "0.6"]) == 2
     assert "other settings" in capsys.readouterr().err
+
+
+def test_detect_refuses_too_small_images_up_front_naming_the_file(models, tmp_path, capsys):
+    """A 1x1 LR image gives a 4x4 x4 output, too small for the 11x11 window: before the fix the
+    run wrote a.png's outputs, then failed on b.png with a message that named no file."""
+    gan, mse = models
+    d = tmp_path / "lr"
+    write_image(d / "a.png", torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(0)))
+    write_image(d / "b.png", torch.rand(1, 3, 1, 1, generator=torch.Generator().manual_seed(1)))
+    out = tmp_path / "det"
+    assert main(["detect", str(d), "-o", str(out), "--gan", str(gan), "--mse", str(mse), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("genrestore: error:") and "b.png" in err and len(err.splitlines()) == 1, err
+    assert not out.exists() or not list(out.iterdir())
+    write_image(d / "b.png", torch.rand(1, 3, 2, 2, generator=torch.Generator().manual_seed(1)))  # 8x8 output: fine
+    assert main(["detect", str(d), "-o", str(out), "--gan", str(gan), "--mse", str(mse), "-q"]) == 0
+    assert (out / "b_mask.png").is_file()
