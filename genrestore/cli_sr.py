@@ -73,6 +73,17 @@ def _check_memory(nets, paths, sizes, tile: int, device: torch.device, detect: b
                              f"{avail / 2**30:.1f} GiB available; use --tile 256")
 
 
+def _check_tiling(args: argparse.Namespace) -> None:
+    """Refuse a ``--tile`` too small for ``--tile-pad`` before any image is processed (tiling only
+    starts on images larger than the tile, so it would otherwise fail mid-run)."""
+    from .models.sr import TILE_BLEND
+
+    overlap = 2 * args.tile_pad + TILE_BLEND
+    if args.tile and args.tile <= overlap:
+        raise InputError(f"--tile {args.tile} must be larger than 2 * --tile-pad + {TILE_BLEND} = {overlap} "
+                         f"(tiles overlap by that much); use a larger --tile or a smaller --tile-pad")
+
+
 def _record_ok(path: Path, expect: dict) -> bool:
     try:
         prev = json.loads(path.read_text())
@@ -88,6 +99,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     from .io import atomic_write_bytes, read_image, write_image
     from .models.sr import upscale
 
+    _check_tiling(args)
     paths = list_images(args.inputs)
     sizes = _check_rgb(paths)
     device = resolve_device(args.device)
@@ -155,6 +167,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from .io import atomic_write_bytes, read_image, write_image
     from .models.sr import upscale
 
+    _check_tiling(args)
     paths = list_images(args.inputs)
     sizes = _check_rgb(paths)
     device = resolve_device(args.device)
@@ -275,6 +288,7 @@ def cmd_train_desra(args: argparse.Namespace) -> int:
     from .models.discriminator import UNetDiscriminatorSN
     from .models.sr import load_sr, upscale
 
+    _check_tiling(args)
     check_output_folder(args.output)
     paths = list_images([args.lr_images])
     sizes = _check_rgb(paths)

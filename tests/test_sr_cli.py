@@ -275,3 +275,21 @@ def test_detect_refuses_too_small_images_up_front_naming_the_file(models, tmp_pa
     write_image(d / "b.png", torch.rand(1, 3, 2, 2, generator=torch.Generator().manual_seed(1)))  # 8x8 output: fine
     assert main(["detect", str(d), "-o", str(out), "--gan", str(gan), "--mse", str(mse), "-q"]) == 0
     assert (out / "b_mask.png").is_file()
+
+
+@pytest.mark.parametrize("verb", ["upscale", "detect"])
+def test_tile_smaller_than_its_overlap_is_refused_up_front(models, tmp_path, capsys, verb):
+    """--tile 12 --tile-pad 8 (overlap 2 * 8 + 8 = 24): tiling only starts on images larger than
+    the tile, so before the fix a.png (10x10) was written and b.png (20x20) then failed with
+    'tile (12) must be larger than 2 * pad + blend (24)', naming no option."""
+    gan, mse = models
+    d = tmp_path / "lr"
+    write_image(d / "a.png", torch.rand(1, 3, 10, 10, generator=torch.Generator().manual_seed(0)))
+    write_image(d / "b.png", torch.rand(1, 3, 20, 20, generator=torch.Generator().manual_seed(1)))
+    out = tmp_path / "o"
+    models_args = ["--model", str(gan)] if verb == "upscale" else ["--gan", str(gan), "--mse", str(mse)]
+    assert main([verb, str(d), "-o", str(out), *models_args, "--tile", "12", "--tile-pad", "8", "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("genrestore: error:") and "--tile-pad" in err and len(err.splitlines()) == 1, err
+    assert not out.exists() or not list(out.iterdir())
+    assert main([verb, str(d), "-o", str(out), *models_args, "--tile", "12", "--tile-pad", "1", "-q"]) == 0

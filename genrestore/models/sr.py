@@ -126,6 +126,9 @@ def _run(net: nn.Module, x: torch.Tensor, half: bool) -> torch.Tensor:
     return net(x).float()
 
 
+TILE_BLEND = 8  # input px of cosine cross-fade between tiles, beyond the discarded pads
+
+
 def upscale(net: nn.Module, x: torch.Tensor, tile: int = 0, tile_pad: int = 16, half: bool = False) -> torch.Tensor:
     """Super-resolve a batch.
 
@@ -147,7 +150,7 @@ def upscale(net: nn.Module, x: torch.Tensor, tile: int = 0, tile_pad: int = 16, 
     scale = int(net.scale)
     with torch.no_grad():  # not inference_mode: outputs may become training targets (DeSRA pseudo-GT)
         if tile and (x.shape[-1] > tile or x.shape[-2] > tile):
-            y = tiled_apply(lambda t: _run(net, t, half), x, tile=tile, pad=tile_pad, blend=8, scale=scale)
+            y = tiled_apply(lambda t: _run(net, t, half), x, tile=tile, pad=tile_pad, blend=TILE_BLEND, scale=scale)
         else:
             y = _run(net, x, half)
     return y.clamp_(0, 1)
