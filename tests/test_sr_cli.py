@@ -293,3 +293,33 @@ def test_tile_smaller_than_its_overlap_is_refused_up_front(models, tmp_path, cap
     assert err.startswith("genrestore: error:") and "--tile-pad" in err and len(err.splitlines()) == 1, err
     assert not out.exists() or not list(out.iterdir())
     assert main([verb, str(d), "-o", str(out), *models_args, "--tile", "12", "--tile-pad", "1", "-q"]) == 0
+
+
+def test_resume_redoes_missing_corrupt_or_unrequested_outputs(models, tmp_path, capsys):
+    """Before the fix --resume trusted the JSON record alone: a truncated NAME.png was kept
+    (upscale), and detect skipped images whose PNGs were deleted or whose --save-sr images were
+    never made. Each JSON now lists its outputs' sha256, checked on resume."""
+    gan, mse = models
+    d = tmp_path / "lr"
+    write_image(d / "a.png", torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0)))
+    up = ["upscale", str(d), "-o", str(tmp_path / "sr"), "--model", str(gan), "--reference", str(mse), "-q"]
+    assert main(up) == 0
+    good = (tmp_path / "sr" / "a_ref.png").read_bytes()
+    (tmp_path / "sr" / "a_ref.png").write_bytes(good[:100])  # a partial file
+    capsys.readouterr()
+    assert main(up + ["--resume"]) == 0
+    assert "1 upscaled" in capsys.readouterr().out
+    assert (tmp_path / "sr" / "a_ref.png").read_bytes() == good
+    assert main(up + ["--resume"]) == 0
+    assert "0 upscaled" in capsys.readouterr().out
+
+    det = ["detect", str(d), "-o", str(tmp_path / "det"), "--gan", str(gan), "--mse", str(mse), "-q", "--resume"]
+    assert main(det) == 0
+    assert main(det + ["--save-sr"]) == 0
+    assert (tmp_path / "det" / "a_pseudo_gt.png").is_file() and (tmp_path / "det" / "a_gan.png").is_file()
+    (tmp_path / "det" / "a_mask.png").unlink()
+    capsys.readouterr()
+    assert main(det) == 0
+    assert "1 images" in capsys.readouterr().out and (tmp_path / "det" / "a_mask.png").is_file()
+    assert main(det) == 0
+    assert "0 images" in capsys.readouterr().out
