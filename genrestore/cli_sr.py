@@ -85,6 +85,14 @@ def _check_tiling(args: argparse.Namespace) -> None:
                          f"(tiles overlap by that much); use a larger --tile or a smaller --tile-pad")
 
 
+def _weights_sha256(names: list[str]) -> list[str]:
+    """sha256 of each model's weight file, so that ``--resume`` notices a file replaced under the
+    same name (e.g. a re-run of ``train desra``)."""
+    from .weights import sha256_file
+
+    return [sha256_file(_weight_path(n)) for n in names]
+
+
 def _write_png(path: Path, x: torch.Tensor, hashes: dict[str, str]) -> None:
     """Write ``x`` as ``path`` atomically and note the file's sha256 in ``hashes[path.name]``."""
     from .io import atomic_write_bytes, encode_image
@@ -133,7 +141,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     outputs = ["{stem}.png", "{stem}.json"] + (["{stem}_ref.png"] if args.reference else [])
     _plan_outputs(paths, out_dir, outputs)
     settings = {"model": args.model, "reference": args.reference, "tile": args.tile, "tile_pad": args.tile_pad,
-                "half": args.half}
+                "half": args.half, "weights_sha256": _weights_sha256(names)}
     done = skipped = 0
     for path in tqdm(paths, desc="upscale", unit="img", file=sys.stderr, disable=args.quiet):
         out_json = out_dir / f"{path.stem}.json"
@@ -210,7 +218,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
         outputs += ["{stem}_gan.png", "{stem}_mse.png", "{stem}_pseudo_gt.png"]
     _plan_outputs(paths, out_dir, outputs)
     settings = {"gan": args.gan, "mse": args.mse, "segmenter": segmenter.name, "threshold": args.threshold,
-                "tile": args.tile, "tile_pad": args.tile_pad, "half": args.half}
+                "tile": args.tile, "tile_pad": args.tile_pad, "half": args.half,
+                "weights_sha256": _weights_sha256([args.gan, args.mse])}
     total_regions = total_px = total_mask = skipped = 0
     for path in tqdm(paths, desc="detect", unit="img", file=sys.stderr, disable=args.quiet):
         out_json = out_dir / f"{path.stem}_regions.json"

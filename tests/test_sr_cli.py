@@ -323,3 +323,23 @@ def test_resume_redoes_missing_corrupt_or_unrequested_outputs(models, tmp_path, 
     assert "1 images" in capsys.readouterr().out and (tmp_path / "det" / "a_mask.png").is_file()
     assert main(det) == 0
     assert "0 images" in capsys.readouterr().out
+
+
+def test_resume_redoes_images_made_with_other_weights_under_the_same_name(models, tmp_path, capsys):
+    """Before the fix the record held only the model's name: after the file at that path was
+    replaced (e.g. train desra run again), --resume kept the old model's outputs silently."""
+    gan, mse = models
+    d = tmp_path / "lr"
+    write_image(d / "a.png", torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0)))
+    model = tmp_path / "m.safetensors"
+    _save_model(model, TINY_VGG, 1)
+    up = ["upscale", str(d), "-o", str(tmp_path / "sr"), "--model", str(model), "-q", "--resume"]
+    det = ["detect", str(d), "-o", str(tmp_path / "det"), "--gan", str(gan), "--mse", str(model), "-q", "--resume"]
+    assert main(up) == 0 and main(det) == 0
+    before = (tmp_path / "sr" / "a.png").read_bytes()
+    _save_model(model, TINY_VGG, 2)  # other weights, same file
+    capsys.readouterr()
+    assert main(up) == 0 and main(det) == 0
+    out = capsys.readouterr().out
+    assert "1 upscaled" in out and "1 images" in out
+    assert (tmp_path / "sr" / "a.png").read_bytes() != before
