@@ -85,6 +85,13 @@ def _check_tiling(args: argparse.Namespace) -> None:
                          f"(tiles overlap by that much); use a larger --tile or a smaller --tile-pad")
 
 
+def _model_files(names: list[str]) -> list[Path]:
+    """The weight files and their ``.json`` configs, which outputs must not overwrite either
+    (``upscale gan.jpg -o . --model gan.safetensors`` would write gan.json)."""
+    files = [_weight_path(n) for n in names]
+    return files + [f.with_suffix(".json") for f in files]
+
+
 def _weights_sha256(names: list[str]) -> list[str]:
     """sha256 of each model's weight file, so that ``--resume`` notices a file replaced under the
     same name (e.g. a re-run of ``train desra``)."""
@@ -139,7 +146,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     _check_memory(nets, paths, sizes, args.tile, device)
     out_dir = Path(args.output)
     outputs = ["{stem}.png", "{stem}.json"] + (["{stem}_ref.png"] if args.reference else [])
-    _plan_outputs(paths, out_dir, outputs)
+    _plan_outputs(paths, out_dir, outputs, inputs=[*paths, *_model_files(names)])
     settings = {"model": args.model, "reference": args.reference, "tile": args.tile, "tile_pad": args.tile_pad,
                 "half": args.half, "weights_sha256": _weights_sha256(names)}
     done = skipped = 0
@@ -216,7 +223,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     outputs = ["{stem}_mask.png", "{stem}_overlay.png", "{stem}_dmap.png", "{stem}_regions.json"]
     if args.save_sr:
         outputs += ["{stem}_gan.png", "{stem}_mse.png", "{stem}_pseudo_gt.png"]
-    _plan_outputs(paths, out_dir, outputs)
+    _plan_outputs(paths, out_dir, outputs, inputs=[*paths, *_model_files([args.gan, args.mse])])
     settings = {"gan": args.gan, "mse": args.mse, "segmenter": segmenter.name, "threshold": args.threshold,
                 "tile": args.tile, "tile_pad": args.tile_pad, "half": args.half,
                 "weights_sha256": _weights_sha256([args.gan, args.mse])}

@@ -343,3 +343,25 @@ def test_resume_redoes_images_made_with_other_weights_under_the_same_name(models
     out = capsys.readouterr().out
     assert "1 upscaled" in out and "1 images" in out
     assert (tmp_path / "sr" / "a.png").read_bytes() != before
+
+
+def test_outputs_never_overwrite_the_model_files(tmp_path, capsys, monkeypatch):
+    """Before the fix ``upscale m.jpg -o . --model m.safetensors`` wrote ./m.json over the model's
+    config (and detect of d.jpg wrote d_regions.json over a model d_regions.safetensors' config),
+    and the next run failed with 'no architecture config'."""
+    from PIL import Image
+
+    monkeypatch.chdir(tmp_path)
+    _save_model(tmp_path / "m.safetensors", TINY_VGG)
+    _save_model(tmp_path / "d_regions.safetensors", TINY_VGG)
+    config = (tmp_path / "m.json").read_text()
+    for name in ("m.jpg", "d.jpg"):
+        Image.new("RGB", (8, 8), (10, 200, 30)).save(tmp_path / name)
+    for argv, clobbered in ((["upscale", "m.jpg", "-o", ".", "--model", "m.safetensors"], "m.json"),
+                            (["detect", "d.jpg", "-o", ".", "--gan", "m.safetensors", "--mse", "d_regions.safetensors"],
+                             "d_regions.json")):
+        assert main(argv + ["-q"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("genrestore: error:") and clobbered in err and len(err.splitlines()) == 1, err
+        assert (tmp_path / clobbered).read_text() == config
+    assert main(["upscale", "m.jpg", "-o", "sr", "--model", "m.safetensors", "-q"]) == 0
