@@ -187,9 +187,13 @@ def heat_map(d: torch.Tensor) -> torch.Tensor:
 
 def overlay(image: torch.Tensor, mask: torch.Tensor, color=(1.0, 0.1, 0.1), width: int = 2) -> torch.Tensor:
     """Draw the outline of ``mask`` (``(1, 1, H, W)`` bool) on ``image`` (``(1, 3, H, W)``), ``width`` px."""
+    import torch.nn.functional as F
+
     from .detect import dilate, erode
 
-    edge = mask & ~erode(mask, 3)
+    # pixels outside the image count as background, so that regions touching the border are closed
+    inside = erode(F.pad(mask, (1, 1, 1, 1), value=False), 3)[..., 1:-1, 1:-1]
+    edge = mask & ~inside
     edge = dilate(edge, 3, width - 1) if width > 1 else edge
     c = torch.tensor(color, device=image.device).view(1, 3, 1, 1)
     return torch.where(edge.to(image.device), c, image)

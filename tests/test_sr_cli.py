@@ -365,3 +365,23 @@ def test_outputs_never_overwrite_the_model_files(tmp_path, capsys, monkeypatch):
         assert err.startswith("genrestore: error:") and clobbered in err and len(err.splitlines()) == 1, err
         assert (tmp_path / clobbered).read_text() == config
     assert main(["upscale", "m.jpg", "-o", "sr", "--model", "m.safetensors", "-q"]) == 0
+
+
+def test_overlay_outlines_regions_that_touch_the_image_border():
+    """Before the fix pixels outside the image counted as mask, so a region's side along the
+    border had no outline, and a mask covering the whole image gave an overlay with no outline."""
+    from genrestore.cli_sr import overlay
+
+    image = torch.full((1, 3, 12, 16), 0.5)
+    red = torch.tensor([1.0, 0.1, 0.1]).view(1, 3, 1, 1)
+    full = overlay(image, torch.ones(1, 1, 12, 16, dtype=torch.bool), width=1)
+    on_edge = (full == red).all(1)[0]
+    ring = torch.ones(12, 16, dtype=torch.bool)
+    ring[1:-1, 1:-1] = False
+    assert torch.equal(on_edge, ring)
+    box = torch.zeros(1, 1, 12, 16, dtype=torch.bool)
+    box[..., 3:8, 0:5] = True  # touches the left border
+    on_edge = (overlay(image, box, width=1) == red).all(1)[0]
+    expected = box[0, 0].clone()
+    expected[4:7, 1:4] = False  # the interior; column 0, on the border, is outline
+    assert torch.equal(on_edge, expected)
