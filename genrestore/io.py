@@ -7,10 +7,13 @@ C = 1 (grey), 3 (RGB) or 4 (RGBA, alpha last, straight not premultiplied). Quant
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import math
 import os
+import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Literal
@@ -55,6 +58,35 @@ def _pillow_header(path: Path) -> tuple[int, bool | None]:
         Image.MAX_IMAGE_PIXELS = limit
 
 
+@contextlib.contextmanager
+def _native_stderr():
+    """Capture what native code (libpng, libjpeg, libtiff inside OpenCV) writes to file descriptor 2,
+    e.g. ``libpng error: PNG input buffer is incomplete``, which would otherwise appear beside the
+    CLI's one-line error. Yields a bytearray that holds the text once the block ends.
+
+    Only the main thread redirects (file descriptors are process-wide, and redirections from two
+    threads could interleave); elsewhere this does nothing."""
+    captured = bytearray()
+    if threading.current_thread() is not threading.main_thread():
+        yield captured
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, AttributeError, ValueError):  # no usable stderr: nothing to capture
+        yield captured
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            captured += tmp.read()
+
+
 def read_image(path: str | os.PathLike, mode: Literal["keep", "rgb", "gray", "rgba"] = "keep"
                ) -> torch.Tensor:
     """Read PNG (8/16-bit), JPEG, WebP, TIFF or BMP into a ``(1, C, H, W)`` float32 tensor in [0, 1].
@@ -74,9 +106,15 @@ def read_image(path: str | os.PathLike, mode: Literal["keep", "rgb", "gray", "rg
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     data = np.fromfile(path, dtype=np.uint8)
-    arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None
+    arr, native = None, ""
+    if data.size:
+        with _native_stderr() as captured:
+            arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+        native = " ".join(captured.decode(errors="replace").split())
+        if arr is not None and captured:
+            os.write(2, captured)  # decoder warnings of a good file are not ours to hide
     if arr is None:
-        raise InputError(f"{path}: cannot decode as an image")
+        raise InputError(f"{path}: cannot decode as an image" + (f" ({native})" if native else ""))
     if arr.dtype == np.uint8:
         scale = 255.0
     elif arr.dtype == np.uint16:

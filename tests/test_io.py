@@ -185,3 +185,39 @@ def test_float_tiff_outside_unit_range_is_refused(tmp_path):
         read_image(tmp_path / "f.tif")
     cv2.imwrite(str(tmp_path / "ok.tif"), np.full((4, 4), 0.25, np.float32))
     assert torch.equal(read_image(tmp_path / "ok.tif"), torch.full((1, 1, 4, 4), 0.25))
+
+
+def test_truncated_png_error_carries_the_decoder_message_and_nothing_else_reaches_stderr(tmp_path, capfd):
+    """Before the fix OpenCV's libpng printed 'libpng error: PNG input buffer is incomplete' on
+    file descriptor 2 beside the CLI's one-line error; now that text is part of the InputError."""
+    write_image(tmp_path / "a.png", torch.rand(1, 3, 100, 100, generator=torch.Generator().manual_seed(0)))
+    data = (tmp_path / "a.png").read_bytes()
+    (tmp_path / "t.png").write_bytes(data[: len(data) // 2])
+    capfd.readouterr()
+    with pytest.raises(InputError, match=r"t\.png: cannot decode as an image \(libpng error: .*\)"):
+        read_image(tmp_path / "t.png")
+    assert torch.equal(read_image(tmp_path / "a.png"), read_image(tmp_path / "a.png"))
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+
+
+def test_reads_from_threads_leave_stderr_alone(tmp_path):
+    """The decoder-message capture of read_image runs in the main thread only: concurrent
+    redirections of file descriptor 2 could leave it pointing at a deleted file."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    write_image(tmp_path / "a.png", torch.rand(1, 3, 8, 8))
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(40))
+    before = os.fstat(2)
+
+    def read(p):
+        try:
+            return read_image(p).shape
+        except InputError:
+            return None
+
+    with ThreadPoolExecutor(4) as pool:
+        shapes = list(pool.map(read, [tmp_path / "a.png", tmp_path / "bad.png"] * 20))
+    assert shapes[0] == (1, 3, 8, 8) and shapes[1] is None
+    after = os.fstat(2)
+    assert (before.st_dev, before.st_ino) == (after.st_dev, after.st_ino)
