@@ -187,7 +187,7 @@ def cmd_degrade(args: argparse.Namespace) -> int:
 
     from ._random import generator_for, seed_for
     from .degrade import PIPELINES
-    from .io import atomic_write_bytes, list_images, read_image, write_image
+    from .io import atomic_write_bytes, list_images, outputs_recorded, read_image, write_image, write_image_hashed
 
     if not args.task and not args.grid:
         raise InputError("nothing to do: give --task NAME and/or --grid")
@@ -222,23 +222,22 @@ def cmd_degrade(args: argparse.Namespace) -> int:
             continue
         out_png, out_json = out_dir / f"{path.stem}.png", out_dir / f"{path.stem}.json"
         describe = {"task": args.task, **deg.describe()} if args.task in PIPELINES else deg.describe()
-        if args.resume and out_png.exists() and out_json.exists():
-            try:
-                prev = json.loads(out_json.read_text())
-            except (OSError, ValueError):
-                prev = {}
-            if prev.get("seed") == args.seed and prev.get("degradation") == _jsonable(describe):
+        out_mask = out_dir / f"{path.stem}_mask.png"
+        if args.resume:  # the record lists the mask too when the task made one
+            expect = {"seed": args.seed, "degradation": _jsonable(describe)}
+            if outputs_recorded(out_json, expect, [out_png]):
                 skipped += 1
                 continue
         y, params, mask = _degrade_one(deg, x, generator_for(args.seed, key))
         record = {"input": str(path), "output": str(out_png), "seed": args.seed, "image_seed": image_seed,
                   "input_size": list(x.shape[-2:]), "output_size": list(y.shape[-2:]),
                   "degradation": _jsonable(describe), "params": _jsonable(_one_image_params(params, 0))}
+        hashes: dict[str, str] = {}
         if mask is not None:
-            out_mask = out_dir / f"{path.stem}_mask.png"
-            write_image(out_mask, mask[0])
+            write_image_hashed(out_mask, mask[0], hashes)
             record["mask"] = str(out_mask)
-        write_image(out_png, y)
+        write_image_hashed(out_png, y, hashes)
+        record["sha256"] = hashes
         atomic_write_bytes(out_json, (json.dumps(record, indent=1) + "\n").encode())
         done += 1
         if args.json:

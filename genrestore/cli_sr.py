@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -100,38 +99,11 @@ def _weights_sha256(names: list[str]) -> list[str]:
     return [sha256_file(_weight_path(n)) for n in names]
 
 
-def _write_png(path: Path, x: torch.Tensor, hashes: dict[str, str]) -> None:
-    """Write ``x`` as ``path`` atomically and note the file's sha256 in ``hashes[path.name]``."""
-    from .io import atomic_write_bytes, encode_image
-
-    data = encode_image(x, ".png")
-    atomic_write_bytes(path, data)
-    hashes[path.name] = hashlib.sha256(data).hexdigest()
-
-
-def _already_done(record: Path, expect: dict, outputs: list[Path]) -> bool:
-    """``--resume``: ``record`` (the image's JSON, written last) holds ``expect``, and each of
-    ``outputs`` is there with the sha256 the record lists. A missing, truncated or replaced
-    output, or a record without hashes, means the image is done again."""
-    from .weights import sha256_file
-
-    try:
-        prev = json.loads(record.read_text())
-    except (OSError, ValueError):
-        return False
-    if not isinstance(prev, dict) or any(prev.get(k) != v for k, v in expect.items()):
-        return False
-    hashes = prev.get("sha256")
-    if not isinstance(hashes, dict) or not all(q.name in hashes for q in outputs):
-        return False
-    return all(q.is_file() and sha256_file(q) == hashes[q.name] for q in outputs)
-
-
 def cmd_upscale(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .cli import _plan_outputs, resolve_device
-    from .io import atomic_write_bytes, read_image
+    from .io import atomic_write_bytes, outputs_recorded, read_image, write_image_hashed
     from .models.sr import upscale
 
     _check_tiling(args)
@@ -153,7 +125,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     for path in tqdm(paths, desc="upscale", unit="img", file=sys.stderr, disable=args.quiet):
         out_json = out_dir / f"{path.stem}.json"
         out_pngs = [out_dir / f"{path.stem}.png"] + ([out_dir / f"{path.stem}_ref.png"] if args.reference else [])
-        if args.resume and _already_done(out_json, {**settings, "input": str(path)}, out_pngs):
+        if args.resume and outputs_recorded(out_json, {**settings, "input": str(path)}, out_pngs):
             skipped += 1
             continue
         x = read_image(path, "rgb").to(device)
@@ -162,7 +134,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         seconds = time.perf_counter() - start
         hashes: dict[str, str] = {}
         for q, y in zip(out_pngs, ys):
-            _write_png(q, y, hashes)
+            write_image_hashed(q, y, hashes)
         record = {"input": str(path), "output": str(out_dir / f"{path.stem}.png"), **settings,
                   "scale": int(nets[0].scale), "input_size": list(x.shape[-2:]), "output_size": list(ys[0].shape[-2:]),
                   "seconds": round(seconds, 3), "device": str(device), "sha256": hashes}
@@ -204,7 +176,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
     from .cli import _plan_outputs, resolve_device
     from .detect import detect_artifacts, make_segmenter, pseudo_gt
-    from .io import atomic_write_bytes, read_image
+    from .io import atomic_write_bytes, outputs_recorded, read_image, write_image_hashed
     from .models.sr import upscale
 
     _check_tiling(args)
@@ -236,7 +208,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
         out_json = out_dir / f"{path.stem}_regions.json"
         names = ["mask", "overlay", "dmap"] + (["gan", "mse", "pseudo_gt"] if args.save_sr else [])
         out_pngs = {k: out_dir / f"{path.stem}_{k}.png" for k in names}
-        if args.resume and _already_done(out_json, {**settings, "input": str(path)}, list(out_pngs.values())):
+        if args.resume and outputs_recorded(out_json, {**settings, "input": str(path)}, list(out_pngs.values())):
             skipped += 1
             continue
         x = read_image(path, "rgb").to(device)
@@ -248,13 +220,13 @@ def cmd_detect(args: argparse.Namespace) -> int:
         det_s = time.perf_counter() - start - sr_s
         mask = det.mask
         hashes: dict[str, str] = {}
-        _write_png(out_pngs["mask"], mask.float(), hashes)
-        _write_png(out_pngs["overlay"], overlay(y_gan, mask), hashes)
-        _write_png(out_pngs["dmap"], heat_map(det.d_map), hashes)
+        write_image_hashed(out_pngs["mask"], mask.float(), hashes)
+        write_image_hashed(out_pngs["overlay"], overlay(y_gan, mask), hashes)
+        write_image_hashed(out_pngs["dmap"], heat_map(det.d_map), hashes)
         if args.save_sr:
-            _write_png(out_pngs["gan"], y_gan, hashes)
-            _write_png(out_pngs["mse"], y_mse, hashes)
-            _write_png(out_pngs["pseudo_gt"], pseudo_gt(y_gan, y_mse, mask), hashes)
+            write_image_hashed(out_pngs["gan"], y_gan, hashes)
+            write_image_hashed(out_pngs["mse"], y_mse, hashes)
+            write_image_hashed(out_pngs["pseudo_gt"], pseudo_gt(y_gan, y_mse, mask), hashes)
         frac = float(det.fraction()[0])
         record = {"input": str(path), **settings, "scale": int(gan.scale), "output_size": list(y_gan.shape[-2:]),
                   "fraction": round(frac, 6), "regions": [r.as_dict() for r in det.regions[0]],

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
+import json
 import math
 import os
 import sys
@@ -249,6 +251,34 @@ def write_image(path: str | os.PathLike, x: torch.Tensor, bits: Literal[8, 16] =
     """Write one image atomically; the format follows the suffix (see :func:`encode_image`)."""
     path = Path(path)
     atomic_write_bytes(path, encode_image(x, path.suffix or ".png", bits, jpeg_quality))
+
+
+def write_image_hashed(path: str | os.PathLike, x: torch.Tensor, hashes: dict[str, str]) -> None:
+    """Write ``x`` as the PNG ``path`` atomically and note its bytes' sha256 in ``hashes[name]``
+    (for the JSON record that :func:`outputs_recorded` checks on resume)."""
+    path = Path(path)
+    data = encode_image(x, ".png")
+    atomic_write_bytes(path, data)
+    hashes[path.name] = hashlib.sha256(data).hexdigest()
+
+
+def outputs_recorded(record: str | os.PathLike, expect: dict, outputs: Sequence[str | os.PathLike]) -> bool:
+    """Resume test: ``record`` (an image's JSON, written after its outputs) holds every key of
+    ``expect`` with the same value, its ``"sha256"`` lists each of ``outputs`` by file name, and
+    every file it lists (beside the record) is there with that sha256. A missing, truncated or
+    replaced output, a record of other settings or one without hashes means the image is done again."""
+    record = Path(record)
+    try:
+        prev = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(prev, dict) or any(prev.get(k) != v for k, v in expect.items()):
+        return False
+    hashes = prev.get("sha256")
+    if not isinstance(hashes, dict) or not all(Path(q).name in hashes for q in outputs):
+        return False
+    files = [(record.parent / Path(name).name, h) for name, h in hashes.items()]
+    return all(q.is_file() and hashlib.sha256(q.read_bytes()).hexdigest() == h for q, h in files)
 
 
 def list_images(inputs: Iterable[str | os.PathLike]) -> list[Path]:

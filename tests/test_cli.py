@@ -69,6 +69,21 @@ def test_resume_skips_done_images(inputs, tmp_path, capsys):
     assert (out / "a.png").stat().st_mtime_ns == mtime
 
 
+def test_resume_redoes_an_image_whose_output_or_mask_is_damaged(inputs, tmp_path, capsys):
+    """A truncated output or a deleted inpainting mask is not "done": each is checked against the
+    sha256 its JSON records (a resume used to trust any NAME.png beside a matching JSON)."""
+    out = tmp_path / "o"
+    args = ["degrade", str(inputs), "-o", str(out), "--task", "inpaint", "-q"]
+    assert main(args) == 0
+    good = (out / "a.png").read_bytes()
+    (out / "a.png").write_bytes(good[:100])
+    (out / "b_mask.png").unlink()
+    capsys.readouterr()
+    assert main(args + ["--resume"]) == 0
+    assert "2 degraded, 1 already done" in capsys.readouterr().out
+    assert (out / "a.png").read_bytes() == good and (out / "b_mask.png").is_file()
+
+
 def test_shards_together_equal_one_run(inputs, tmp_path):
     full, sharded = tmp_path / "full", tmp_path / "sharded"
     assert main(["degrade", str(inputs), "-o", str(full), "--task", "inpaint", "-q"]) == 0
