@@ -51,24 +51,42 @@ def _restore_each(args: argparse.Namespace, device, restore_one, record: dict, l
 
     from ._random import generator_for
     from .cli import _plan_outputs, _validate_inputs
-    from .io import atomic_write_bytes, list_images, read_image, write_image
+    from .io import atomic_write_bytes, outputs_recorded, read_image, write_image_hashed
+    from .weights import model_file, sha256_file
 
-    paths = list_images(args.inputs)
+    paths = _shard_inputs(args)
     if select is not None:
         paths = select(paths)
     _validate_inputs(paths)
     out_dir = Path(args.output)
     _plan_outputs(paths, out_dir, ["{stem}.png", "{stem}.json"])
+    record = {**record, "model_sha256": sha256_file(model_file(record["model"])), "seed": args.seed}
+    skipped = 0
     for path in tqdm(paths, desc="restore", unit="img", file=sys.stderr, disable=args.quiet):
+        out_png, out_json = out_dir / f"{path.stem}.png", out_dir / f"{path.stem}.json"
+        if args.resume and outputs_recorded(out_json, {"input": str(path), **record}, [out_png]):
+            skipped += 1
+            continue
         x = restore_one(read_image(path, "rgb").to(device), generator_for(args.seed, path.name), path)
-        write_image(out_dir / f"{path.stem}.png", x)
-        rec = {"input": str(path), "output": str(out_dir / f"{path.stem}.png"), **record, "seed": args.seed}
-        atomic_write_bytes(out_dir / f"{path.stem}.json", (json.dumps(rec, indent=1) + "\n").encode())
+        hashes: dict[str, str] = {}
+        write_image_hashed(out_png, x, hashes)
+        rec = {"input": str(path), "output": str(out_png), **record, "sha256": hashes}
+        atomic_write_bytes(out_json, (json.dumps(rec, indent=1) + "\n").encode())
         if args.json:
             print(json.dumps(rec), flush=True)
     if not args.json:
-        print(f"{len(paths)} restored by {label} -> {out_dir}")
+        print(f"{len(paths) - skipped} restored by {label}, {skipped} already done -> {out_dir}")
     return 0
+
+
+def _shard_inputs(args: argparse.Namespace) -> list[Path]:
+    """The inputs, every n-th from i with ``--shard i/n`` (per-image seeds come from file names,
+    so shards together equal one run)."""
+    from .cli import _parse_shard
+    from .io import list_images
+
+    i, n = _parse_shard(args.shard)
+    return list_images(args.inputs)[i::n]
 
 
 def cmd_restore_idm(args: argparse.Namespace) -> int:
@@ -80,7 +98,8 @@ def cmd_restore_idm(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     restorer = IDMRestorer.from_file(args.model, device)
     return _restore_each(args, device, lambda y, g, _: restorer.restore(y, steps, g, args.tile, args.tile_pad),
-                         {"method": "idm", "model": str(args.model), "steps": steps, "tile": args.tile},
+                         {"method": "idm", "model": str(args.model), "steps": steps, "tile": args.tile,
+                          "tile_pad": args.tile_pad},
                          f"IDM ({steps} steps)")
 
 
@@ -105,7 +124,8 @@ def cmd_restore_diffgar(args: argparse.Namespace) -> int:
     scale = args.guidance_scale if args.mode == "guided" else 1.0
     return _restore_each(args, device, restore_one, {"method": "diffgar", "model": str(args.model), "mode": args.mode,
                                              "artifact": args.artifact, "guidance_scale": scale, "steps": steps,
-                                             "tile": args.tile},
+                                             "tile": args.tile, "tile_pad": args.tile_pad, "upscale": args.upscale,
+                                             "autoencoder": args.autoencoder},
                          f"DiffGAR ({args.mode}, {steps} DDIM steps)")
 
 
@@ -153,9 +173,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from ._random import generator_for
     from .cli import _plan_outputs, _validate_inputs, resolve_device
     from .degrade import get_task, resize
-    from .io import atomic_write_bytes, list_images, read_image, write_image
+    from .io import atomic_write_bytes, outputs_recorded, read_image, write_image_hashed
     from .models.stylegan2 import load_stylegan2
     from .restore.stylegan_inversion import InversionConfig, perceptual_loss, robust_invert
+    from .weights import model_file, sha256_file
 
     if args.example:
         from .cli import example_path
@@ -174,7 +195,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     scale = 1.0 if args.steps is None else args.steps
     if not math.isfinite(scale) or scale <= 0:
         raise InputError(f"--steps for stylegan-inversion scales the 150 steps per phase; expected > 0, got {scale}")
-    paths = list_images(args.inputs)
+    paths = _shard_inputs(args)
     sizes = _validate_inputs(paths)
     device = resolve_device(args.device)
     task = get_task(args.task, args.level)
@@ -190,7 +211,15 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
     stages = task.tasks if isinstance(task, Composition) else (task,)
     inpaint = any(isinstance(t, Inpaint) for t in stages)  # last in a composition (order U, N, A, P)
+    settings = {"method": args.method, "task": args.task, "level": args.level, "generator": str(args.generator),
+                "generator_sha256": sha256_file(model_file(args.generator)), "loss": distance[1],
+                "steps": cfg.phase_steps(), "lrs": list(cfg.lrs), "seed": args.seed}
+    skipped = 0
     for path, hw in tqdm(list(zip(paths, sizes)), desc="restore", unit="img", file=sys.stderr, disable=args.quiet):
+        out_png, out_json = out_dir / f"{path.stem}.png", out_dir / f"{path.stem}.json"
+        if args.resume and outputs_recorded(out_json, {"input": str(path), **settings}, [out_png]):
+            skipped += 1
+            continue
         if abs(hw[0] / hw[1] - expected[0] / expected[1]) > 1e-6:
             raise InputError(f"{path}: {hw[1]}x{hw[0]} px has another aspect than the {expected[1]}x{expected[0]} px "
                              f"that task {args.task} makes from the generator's {G.resolution} px images")
@@ -208,16 +237,16 @@ def cmd_restore(args: argparse.Namespace) -> int:
                 params = {"stages": [None] * (len(stages) - 1) + [params]}
         gen = generator_for(args.seed, path.name)
         res = robust_invert(G, y, task, params, cfg, distance, gen, progress=not args.quiet)
-        write_image(out_dir / f"{path.stem}.png", res.final.clamp(0, 1))
-        record = {"input": str(path), "output": str(out_dir / f"{path.stem}.png"), "method": args.method,
-                  "task": args.task, "level": args.level, "generator": str(args.generator), "loss": res.loss,
-                  "steps": cfg.phase_steps(), "lrs": list(cfg.lrs), "seed": args.seed,
-                  "final_loss": {k: v[-1] for k, v in res.losses.items()}}
-        atomic_write_bytes(out_dir / f"{path.stem}.json", (json.dumps(record, indent=1) + "\n").encode())
+        hashes: dict[str, str] = {}
+        write_image_hashed(out_png, res.final.clamp(0, 1), hashes)
+        record = {"input": str(path), "output": str(out_png), **settings, "loss": res.loss,
+                  "final_loss": {k: v[-1] for k, v in res.losses.items()}, "sha256": hashes}
+        atomic_write_bytes(out_json, (json.dumps(record, indent=1) + "\n").encode())
         if args.json:
             print(json.dumps(record), flush=True)
     if not args.json:
-        print(f"{len(paths)} restored by {args.method} ({args.task} {args.level}, loss {distance[1]}) -> {out_dir}")
+        print(f"{len(paths) - skipped} restored by {args.method} ({args.task} {args.level}, loss {distance[1]}), "
+              f"{skipped} already done -> {out_dir}")
     return 0
 
 
@@ -598,6 +627,9 @@ def add_parser(sub) -> None:
                    "call (default 256; 0: the whole image at once, which needs memory for attention over all of "
                    "it); the noise is drawn at full size, so tiles leave no seams")
     r.add_argument("--tile-pad", type=nonneg_int, default=16, metavar="PX")
+    r.add_argument("--resume", action="store_true", help="skip images whose output and JSON are there, made with the "
+                   "same settings and model file (checked by sha256)")
+    r.add_argument("--shard", metavar="i/n", help="process only every n-th image, starting at i")
     r.add_argument("--task", help="stylegan-inversion: the degradation to invert: a task (upsample, denoise, "
                    "deartifact, inpaint) or a composition (e.g. UNAP)")
     r.add_argument("--level", default="M", choices=("XS", "S", "M", "L", "XL"))

@@ -270,3 +270,28 @@ def test_authenticity_cli_lpips_skips_only_images_under_31_px(tmp_path, capsys, 
     assert ["lpips" in r for r in rows] == [True, False, True] and all(r["lpips"] >= 1 for r in (rows[0], rows[2]))
     assert summary["lpips"] == pytest.approx((rows[0]["lpips"] + rows[2]["lpips"]) / 2)
     assert "over 2 of 3 images" in summary["lpips_note"] and "b.png" in summary["lpips_note"]
+
+
+def test_restore_cli_resume_and_shards(tmp_path, capsys):
+    """restore --resume redoes only images whose output is missing or damaged, or that were made
+    with other settings; --shard i/n together equal one run (seeds come from file names)."""
+    from genrestore.cli import main
+    from genrestore.io import write_image
+
+    tiny_net().save(tmp_path / "m.safetensors")
+    g = torch.Generator().manual_seed(4)
+    for name in "abc":
+        write_image(tmp_path / "in" / f"{name}.png", torch.rand(1, 3, 16, 16, generator=g))
+    base = ["restore", str(tmp_path / "in"), "--model", str(tmp_path / "m.safetensors"), "--steps", "2", "-q"]
+    assert main([*base, "-o", str(tmp_path / "full")]) == 0
+    full = {n: (tmp_path / "full" / f"{n}.png").read_bytes() for n in "abc"}
+    (tmp_path / "full" / "b.png").write_bytes(full["b"][:50])
+    capsys.readouterr()
+    assert main([*base, "-o", str(tmp_path / "full"), "--resume"]) == 0
+    assert "1 restored by IDM (2 steps), 2 already done" in capsys.readouterr().out
+    assert (tmp_path / "full" / "b.png").read_bytes() == full["b"]
+    assert main([*base[:-2], "3", "-q", "-o", str(tmp_path / "full"), "--resume"]) == 0
+    assert "3 restored by IDM (3 steps), 0 already done" in capsys.readouterr().out
+    for i in range(2):
+        assert main([*base, "-o", str(tmp_path / "shards"), "--shard", f"{i}/2"]) == 0
+    assert {n: (tmp_path / "shards" / f"{n}.png").read_bytes() for n in "abc"} == full
