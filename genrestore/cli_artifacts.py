@@ -22,16 +22,30 @@ def cmd_artifacts(args: argparse.Namespace) -> int:
     from ._random import generator_for
     from .artifacts import synthesize
     from .cli import _plan_outputs, _validate_inputs, resolve_device
-    from .io import atomic_write_bytes, list_images, read_image, write_image
+    from .cli import _parse_shard
+    from .io import atomic_write_bytes, list_images, outputs_recorded, read_image, write_image_hashed
+    from .weights import model_file, sha256_file
 
     paths = list_images(args.inputs)
     sizes = _validate_inputs(paths, rgb_only="the artifact generators")
-    items = crop_items(paths, sizes, args.crop, args.per_image, args.seed)
+    shard_i, shard_n = _parse_shard(args.shard)
+    items = crop_items(paths, sizes, args.crop, args.per_image, args.seed)[shard_i::shard_n]
     out_dir = Path(args.output)
     _plan_outputs([it.name for it in items], out_dir, ["{stem}.png", "{stem}_clean.png", "{stem}.json"], paths)
     device = resolve_device(args.device)
     specs = generator_specs(args.kind, {k: getattr(args, k) for k in NEEDS[args.kind]}, flag="--")
-    gens = load_generators(args.kind, specs, device)
+    gens = load_generators(args.kind, specs, device)  # a missing or bad model file stops here, with its name
+    # what a pair depends on besides its photo and crop: a resumed run reuses only pairs made with all of it
+    settings = {"kind": args.kind, "level": args.level, "seed": args.seed, "models": specs,
+                "models_sha256": {k: sha256_file(model_file(v)) for k, v in specs.items()},
+                "options": {"temperature": args.temperature, "top_k": args.top_k, "region": args.region,
+                            "t0": args.t0, "ddim_steps": args.ddim_steps}}
+    total = len(items)
+    if args.resume:
+        items = [it for it in items if not outputs_recorded(
+            out_dir / f"{it.name.stem}.json",
+            {"input": str(it.path), "crop_xy_size": list(it.box) if it.box else None, "settings": settings},
+            [out_dir / f"{it.name.stem}.png", out_dir / f"{it.name.stem}_clean.png"])]
     bar = tqdm(total=len(items), desc=f"artifacts {args.kind}", unit="img", file=sys.stderr, disable=args.quiet)
     last: tuple[Path | None, torch.Tensor | None] = (None, None)  # crops of one photo are consecutive
 
@@ -52,17 +66,18 @@ def cmd_artifacts(args: argparse.Namespace) -> int:
                                ddim_steps=args.ddim_steps)
         for i, it in enumerate(group):
             stem = it.name.stem
-            write_image(out_dir / f"{stem}_clean.png", x[i:i + 1])
-            write_image(out_dir / f"{stem}.png", y[i:i + 1])
-            rec = {"input": str(it.path), **({"crop_xy_size": list(it.box)} if it.box else {}),
+            hashes: dict[str, str] = {}
+            write_image_hashed(out_dir / f"{stem}_clean.png", x[i:i + 1], hashes)
+            write_image_hashed(out_dir / f"{stem}.png", y[i:i + 1], hashes)
+            rec = {"input": str(it.path), "crop_xy_size": list(it.box) if it.box else None,
                    "clean": str(out_dir / f"{stem}_clean.png"),
                    "artifact": str(out_dir / f"{stem}.png"), "seed": args.seed,
-                   "models": specs, **image_params(params, i)}
+                   "models": specs, **image_params(params, i), "settings": settings, "sha256": hashes}
             atomic_write_bytes(out_dir / f"{stem}.json", (json.dumps(rec, indent=1) + "\n").encode())
         bar.update(len(group))
     bar.close()
     if not args.quiet:
-        print(f"{len(items)} {args.kind} pairs (level {args.level}) -> {out_dir}")
+        print(f"{len(items)} {args.kind} pairs (level {args.level}), {total - len(items)} already done -> {out_dir}")
     return 0
 
 
@@ -152,6 +167,9 @@ def add_parser(sub) -> None:
                    "of whole photos (a training set from large photos)")
     a.add_argument("--per-image", type=positive_int, default=1, help="with --crop: crops per photo, named STEM-0, STEM-1, ...; "
                    "positions from --seed (1)")
+    a.add_argument("--resume", action="store_true", help="skip pairs whose PNGs and JSON are there, made with the "
+                   "same settings and model files (checked by sha256)")
+    a.add_argument("--shard", metavar="i/n", help="make only every n-th pair, starting at i")
     a.add_argument("--batch-size", type=positive_int, default=8,
                    help="images of the same size synthesized together (each keeps its own seed; 8)")
     a.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))

@@ -257,6 +257,31 @@ def test_artifacts_cli_cuts_seeded_crops(tmp_path, capsys):
     assert not (tmp_path / "o3").exists()
 
 
+def test_artifacts_cli_resume_and_shards(vq, tmp_path, capsys):
+    """--resume remakes only pairs that are missing, damaged or of other settings (here another
+    --level); --shard i/n together equal one run."""
+    from genrestore.cli import main
+    from genrestore.io import write_image
+
+    vq.save(tmp_path / "vq.safetensors")
+    write_image(tmp_path / "in" / "a.png", torch.rand(1, 3, 24, 24, generator=torch.Generator().manual_seed(0)))
+    base = ["artifacts", str(tmp_path / "in"), "--kind", "vq-replace", "--vq", str(tmp_path / "vq.safetensors"),
+            "--crop", "16", "--per-image", "3"]
+    assert main([*base, "-o", str(tmp_path / "full"), "-q"]) == 0
+    names = [f"a-{j}{s}.png" for j in range(3) for s in ("", "_clean")]
+    full = {n: (tmp_path / "full" / n).read_bytes() for n in names}
+    (tmp_path / "full" / "a-1_clean.png").write_bytes(b"")
+    capsys.readouterr()
+    assert main([*base, "-o", str(tmp_path / "full"), "--resume"]) == 0
+    assert "1 vq-replace pairs (level 0.5), 2 already done" in capsys.readouterr().out
+    assert {n: (tmp_path / "full" / n).read_bytes() for n in names} == full
+    assert main([*base, "-o", str(tmp_path / "full"), "--resume", "--level", "0.75"]) == 0
+    assert "3 vq-replace pairs (level 0.75), 0 already done" in capsys.readouterr().out
+    for i in range(2):
+        assert main([*base, "-o", str(tmp_path / "shards"), "--shard", f"{i}/2", "-q"]) == 0
+    assert {n: (tmp_path / "shards" / n).read_bytes() for n in names} == full
+
+
 def test_ar_resample_changes_only_the_resampled_tokens(vq, gpt, monkeypatch):
     """The tokens handed to the decoder equal the clean image's outside the recorded region (the
     suffix from ``first``, or each image's rectangle) and differ inside it."""
