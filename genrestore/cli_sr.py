@@ -73,6 +73,14 @@ def _check_memory(nets, paths, sizes, tile: int, device: torch.device, detect: b
                              f"{avail / 2**30:.1f} GiB available; use --tile 256")
 
 
+def _shard(args: argparse.Namespace, paths: list[Path]) -> list[Path]:
+    """Every n-th of ``paths`` from i with ``--shard i/n``."""
+    from .cli import _parse_shard
+
+    i, n = _parse_shard(args.shard)
+    return paths[i::n]
+
+
 def _check_tiling(args: argparse.Namespace) -> None:
     """Refuse a ``--tile`` too small for ``--tile-pad`` before any image is processed (tiling only
     starts on images larger than the tile, so it would otherwise fail mid-run)."""
@@ -107,7 +115,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     from .models.sr import upscale
 
     _check_tiling(args)
-    paths = list_images(args.inputs)
+    paths = _shard(args, list_images(args.inputs))
     sizes = _check_rgb(paths)
     device = resolve_device(args.device)
     names = [args.model] + ([args.reference] if args.reference else [])
@@ -180,7 +188,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from .models.sr import upscale
 
     _check_tiling(args)
-    paths = list_images(args.inputs)
+    paths = _shard(args, list_images(args.inputs))
     sizes = _check_rgb(paths)
     device = resolve_device(args.device)
     segmenter = make_segmenter(args.segmenter, args.segformer, device)
@@ -256,6 +264,7 @@ def add_parsers(sub) -> None:
                    "pair) and write OUT/NAME_ref.png")
     _tiling_args(u)
     u.add_argument("--resume", action="store_true", help="skip images already done with the same settings")
+    u.add_argument("--shard", metavar="i/n", help="process only every n-th image, starting at i")
     u.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
     u.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     u.set_defaults(func=cmd_upscale)
@@ -275,6 +284,7 @@ def add_parsers(sub) -> None:
     d.add_argument("--save-sr", action="store_true", help="also write NAME_gan.png, NAME_mse.png, NAME_pseudo_gt.png")
     _tiling_args(d)
     d.add_argument("--resume", action="store_true", help="skip images already done with the same settings")
+    d.add_argument("--shard", metavar="i/n", help="process only every n-th image, starting at i")
     d.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
     d.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=cmd_detect)

@@ -99,6 +99,13 @@ def test_upscale_cli_outputs_resume_and_reference(models, lr_dir, tmp_path, caps
     assert main(["upscale", str(lr_dir), "-o", str(out), "--model", str(gan), "--reference", str(mse), "-q",
                  "--resume"]) == 0
     assert "0 upscaled" in capsys.readouterr().out
+    for i in range(2):  # shards together make the same files as one run
+        assert main(["upscale", str(lr_dir), "-o", str(tmp_path / "shards"), "--model", str(gan), "-q",
+                     "--shard", f"{i}/2"]) == 0
+    names = sorted(p.name for p in lr_dir.iterdir())
+    assert len(names) >= 2 and sorted(p.name for p in (tmp_path / "shards").glob("*.png")) == names
+    for n in names:
+        assert (tmp_path / "shards" / n).read_bytes() == (out / n).read_bytes()
 
 
 @pytest.mark.parametrize("mode,kind", [("L", "grey"), ("RGBA", "RGBA")])
