@@ -390,3 +390,21 @@ def test_guided_diffgar_on_a_task_outside_its_classes_runs_blind_and_says_so(tmp
     assert torch.equal(guided, run("diffgar-blind"))
     with pytest.raises(InputError, match="do not include 'denoise'"):
         run("diffgar-nonblind")
+
+
+def test_resume_after_a_cut_last_line(suite_file, tmp_path):
+    """An interrupted run can leave results.jsonl ending in half a row, with no newline: the rerun
+    drops it and runs that row again; the new rows are not glued onto it (the CSV and the report
+    read every line)."""
+    from genrestore.bench.report import load_rows
+
+    suite = load_suite(suite_file)
+    out = tmp_path / "run"
+    run_suite(suite, out, progress=False)
+    lines = (out / "results.jsonl").read_text().splitlines(keepends=True)
+    (out / "results.jsonl").write_text("".join(lines[:5]) + lines[5][:40])  # cut inside the sixth row
+    s = run_suite(suite, out, progress=False)
+    assert s["rows_run"] == 3 and s["rows_skipped"] == 5
+    rows = load_rows(out)
+    assert len(rows) == 8 and len({(r["image"], r["level"], r["method"]) for r in rows}) == 8
+    assert len((out / "results.csv").read_text().splitlines()) == 1 + 8

@@ -526,11 +526,19 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
     results = out / "results.jsonl"
     done = set()
     if results.is_file():
-        for line in results.read_text().splitlines():
+        from ..io import atomic_write_bytes
+
+        text = results.read_text()
+        kept = []
+        for line in text.splitlines():
             try:
                 done.add(_row_key(json.loads(line)))
-            except (ValueError, KeyError):
+                kept.append(line)
+            except (ValueError, KeyError, TypeError):
                 continue  # a line cut by an interruption: its row runs again
+        if len(kept) != len(text.splitlines()) or (text and not text.endswith("\n")):
+            # drop the cut line, so that new rows do not go onto it (every reader parses each line)
+            atomic_write_bytes(results, "".join(line + "\n" for line in kept).encode())
     truths = ground_truth(suite)
     fns, notes = metric_functions(suite.metrics)
     detector = _Detector(suite.detection) if suite.detection else None
