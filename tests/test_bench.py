@@ -288,7 +288,7 @@ def test_desra_suite_matches_direct_detection(desra_suite, tmp_path):
     truths = ground_truth(suite)
     label = np.zeros((128, 128), bool)
     label[:, :64] = True  # the "artifact" a user labelled on the first image's gan1 output
-    write_image(tmp_path / "labels" / f"{truths[0][0]}_realesrgan-x4_M_sr_gan1.safetensors.png",
+    write_image(tmp_path / "labels" / f"{truths[0][0]}_s0_realesrgan-x4_M_sr_gan1.safetensors.png",
                 torch.from_numpy(label).float()[None, None])
     summary = run_suite(suite, tmp_path / "run", progress=False)
     rows = [json.loads(line) for line in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
@@ -408,3 +408,27 @@ def test_resume_after_a_cut_last_line(suite_file, tmp_path):
     rows = load_rows(out)
     assert len(rows) == 8 and len({(r["image"], r["level"], r["method"]) for r in rows}) == 8
     assert len((out / "results.csv").read_text().splitlines()) == 1 + 8
+
+
+def test_two_seeds_in_one_folder_keep_their_own_images(suite_file, tmp_path):
+    """Rows of seed 0 and seed 1 share an output folder (the seed is part of a row's key): each row's
+    truth, input and output files are its own seed's (crop positions and degradations differ)."""
+    import dataclasses
+
+    from genrestore.bench.report import load_rows
+    from genrestore.io import read_image
+
+    suite = load_suite(suite_file)
+    out = tmp_path / "run"
+    truths = {}
+    for seed in (0, 1):
+        s = dataclasses.replace(suite, seed=seed)
+        truths.update({(img, seed): x for img, x in ground_truth(s)})
+        run_suite(s, out, progress=False)
+    rows = load_rows(out)
+    assert len(rows) == 16 and len({r["images"]["output"] for r in rows}) == 16
+    for r in rows:
+        x = truths[r["image"], r["seed"]]
+        assert (read_image(out / r["images"]["truth"]) - x).abs().max() <= 0.5 / 255 + 1e-6
+        if r["method"] == "degraded":  # the output is the input itself
+            assert torch.equal(read_image(out / r["images"]["output"]), read_image(out / r["images"]["input"]))

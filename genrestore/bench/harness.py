@@ -566,8 +566,9 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
             pred = run_method(m, t, task, y, params, tuple(x.shape[-2:]), suite.seed, key, cache)
             seconds = time.perf_counter() - start
             safe = m.replace(":", "_").replace("/", "_")
-            rel = {"truth": f"images/{img}_truth.png", "input": f"images/{img}_{t}_{lv}_input.png",
-                   "output": f"images/{img}_{t}_{lv}_{safe}.png"}
+            stem = f"images/{img}_s{suite.seed}"  # crops and degradations differ by seed: one file set each
+            rel = {"truth": f"{stem}_truth.png", "input": f"{stem}_{t}_{lv}_input.png",
+                   "output": f"{stem}_{t}_{lv}_{safe}.png"}
             if not (out / rel["truth"]).is_file():
                 write_image(out / rel["truth"], x)
             if not (out / rel["input"]).is_file():
