@@ -432,3 +432,52 @@ def test_two_seeds_in_one_folder_keep_their_own_images(suite_file, tmp_path):
         assert (read_image(out / r["images"]["truth"]) - x).abs().max() <= 0.5 / 255 + 1e-6
         if r["method"] == "degraded":  # the output is the input itself
             assert torch.equal(read_image(out / r["images"]["output"]), read_image(out / r["images"]["input"]))
+
+
+def test_resume_reruns_rows_of_other_settings(suite_file, tmp_path):
+    """A finished row is skipped only when it was made from the same ground truth (images, crop,
+    seed) and per-image metrics; rows of other settings run again and replace the old ones, and
+    their truth and input files are rewritten."""
+    import shutil
+
+    from genrestore.bench.report import load_rows
+    from genrestore.io import read_image
+
+    out = tmp_path / "run"
+    run_suite(load_suite(suite_file), out, progress=False)
+    suite_file.write_text(suite_file.read_text().replace("crop = 32", "crop = 24"))
+    s = run_suite(load_suite(suite_file), out, progress=False)
+    assert s["rows_run"] == 8 and s["rows_skipped"] == 0
+    rows = load_rows(out)
+    assert len(rows) == 8 and all(read_image(out / r["images"][k]).shape[-1] == 24 for r in rows
+                                  for k in ("truth", "input", "output"))
+    assert run_suite(load_suite(suite_file), out, progress=False)["rows_skipped"] == 8
+    # other photos under the same names (--images): other crops, so every row runs again
+    other = tmp_path / "other"
+    shutil.copytree(tmp_path / "photos", other)
+    for p in other.iterdir():
+        write_image(p, 1 - read_image(p))
+    assert run_suite(load_suite(suite_file, images=other), out, progress=False)["rows_run"] == 8
+    # another per-image metric: the rows lack it, so they run again
+    suite_file.write_text(suite_file.read_text().replace('"lpips"]', '"lpips", "niqe"]'))
+    assert run_suite(load_suite(suite_file, images=other), out, progress=False)["rows_run"] == 8
+    rows = load_rows(out)
+    assert len(rows) == 8 and all("niqe" in r["metrics"] for r in rows)
+
+
+def test_resume_reruns_rows_of_changed_weights(desra_suite, tmp_path):
+    """Retrained weights under the same file name: that method's rows run again, the others are kept."""
+    from test_sr_cli import TINY_RRDB, _save_model
+
+    from genrestore.bench.report import load_rows
+
+    desra_suite.write_text(desra_suite.read_text().replace(', "iou", "precision", "recall"', ""))
+    out = tmp_path / "run"
+    run_suite(load_suite(desra_suite), out, progress=False)
+    before = {(r["image"], r["method"]): r["metrics"]["psnr"] for r in load_rows(out)}
+    _save_model(tmp_path / "gan1.safetensors", TINY_RRDB, 7)
+    s = run_suite(load_suite(desra_suite), out, progress=False)
+    assert s["rows_run"] == 2 and s["rows_skipped"] == 4
+    after = {(r["image"], r["method"]): r["metrics"]["psnr"] for r in load_rows(out)}
+    assert len(load_rows(out)) == 6 and after.keys() == before.keys()
+    assert all((after[k] != before[k]) == (k[1] == "sr:gan1.safetensors") for k in after)

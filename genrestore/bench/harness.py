@@ -37,12 +37,15 @@ one record ``null``. Everything in a suite is checked before any work starts; th
 is named.
 
 Rows go to ``OUT/results.jsonl`` (appended as they finish) and ``OUT/results.csv``; ground
-truth, inputs and outputs to ``OUT/images/``. A rerun skips rows already there (resume), and
+truth, inputs and outputs to ``OUT/images/``. A rerun skips rows already there (resume) when they
+were made with the same settings (a row's ``config``: a digest of its ground-truth crop, method
+weights, generators, per-image metrics and detection settings; other rows run again), and
 ``shard=(i, n)`` runs every n-th row, so machines can split a suite.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import warnings
@@ -514,6 +517,52 @@ def _row_key(row: dict) -> tuple:
     return (row["image"], row["task"], row["level"], row["method"], row["seed"])
 
 
+def _row_files(img: str, t: str, lv: str, m: str, seed: int) -> dict:
+    """The image files of a row, relative to the output folder."""
+    safe = m.replace(":", "_").replace("/", "_")
+    stem = f"images/{img}_s{seed}"  # crops and degradations differ by seed: one file set each
+    return {"truth": f"{stem}_truth.png", "input": f"{stem}_{t}_{lv}_input.png", "output": f"{stem}_{t}_{lv}_{safe}.png"}
+
+
+def _file_digest(path: str | Path | None, digests: dict) -> str | None:
+    """sha256 of a file and of its ``.json`` config beside it (once per run), ``None`` for no file."""
+    if path is None or not Path(path).is_file():
+        return None
+    path = Path(path)
+    if path not in digests:
+        from ..weights import sha256_file
+
+        config = path.with_suffix(".json")
+        digests[path] = sha256_file(path) + (sha256_file(config) if config.is_file() else "")
+    return digests[path]
+
+
+def _row_config(suite: Suite, truth_digest: str, t: str, m: str, output_name: str, digests: dict) -> str:
+    """A digest of everything besides the row's key that its values depend on: the ground-truth crop
+    (images, crop size, seed), the method's weights, the artifact generators, the per-image metrics
+    and the detection settings (the MSE-SR, and the labelled mask of this output). A resume trusts a
+    finished row only when it matches."""
+    from ..weights import model_file
+
+    kind, _, arg = m.partition(":")
+    weights = None
+    if method_kind(m) in _LEARNED:
+        weights = _file_digest(Path(arg) if kind == "stylegan-inversion" else model_file(arg), digests)
+    if t in ARTIFACT_TASKS:
+        from ..artifacts.synth import NEEDS
+
+        gens = {k: _file_digest(suite.generators.get(k), digests) for k in NEEDS.get(t, ())}
+    else:
+        gens = {}
+    det = dict(suite.detection)
+    if det:
+        det["mse"] = _file_digest(model_file(det["mse"]), digests)
+        det["masks"] = _file_digest(Path(det["masks"]) / output_name, digests) if "masks" in det else None
+    record = {"truth": truth_digest, "method": m, "weights": weights, "generators": gens, "detection": det,
+              "metrics": sorted(n for n in suite.metrics if n in METRICS)}
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1), progress: bool = True) -> dict:
     """Run (or resume) ``suite`` into ``out_dir``; return a summary (rows done, skipped, notes)."""
     from tqdm import tqdm
@@ -524,6 +573,16 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
     check_output_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     results = out / "results.jsonl"
+    truths = ground_truth(suite)
+    fns, notes = metric_functions(suite.metrics)
+    jobs = [(img, t, lv, m) for img, _ in truths for t in suite.tasks for lv in suite.levels for m in suite.methods]
+    jobs = jobs[shard[0]::shard[1]]
+    digests: dict = {}
+    truth_digest = {img: hashlib.sha256(x.contiguous().numpy().tobytes()).hexdigest() for img, x in truths}
+    config = {(img, t, lv, m, suite.seed): _row_config(suite, truth_digest[img], t, m,
+                                                       Path(_row_files(img, t, lv, m, suite.seed)["output"]).name,
+                                                       digests)
+              for img, t, lv, m in jobs}
     done = set()
     if results.is_file():
         from ..io import atomic_write_bytes
@@ -532,21 +591,23 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
         kept = []
         for line in text.splitlines():
             try:
-                done.add(_row_key(json.loads(line)))
-                kept.append(line)
+                row = json.loads(line)
+                key = _row_key(row)
             except (ValueError, KeyError, TypeError):
                 continue  # a line cut by an interruption: its row runs again
+            if key in config and (row.get("config") != config[key] or key in done):
+                continue  # made with other settings, weights or images (or a duplicate): it runs again
+            done.add(key)
+            kept.append(line)
         if len(kept) != len(text.splitlines()) or (text and not text.endswith("\n")):
-            # drop the cut line, so that new rows do not go onto it (every reader parses each line)
+            # drop the cut line and the stale rows, so that new rows do not go onto the one or sit beside
+            # the others (every reader parses each line, and the report averages every row)
             atomic_write_bytes(results, "".join(line + "\n" for line in kept).encode())
-    truths = ground_truth(suite)
-    fns, notes = metric_functions(suite.metrics)
     detector = _Detector(suite.detection) if suite.detection else None
     if detector is not None and {"iou", "precision", "recall"} & set(suite.metrics) and detector.masks is None:
         notes.append("iou, precision, recall: null (no detection.masks folder of labelled artifact masks)")
-    jobs = [(img, t, lv, m) for img, _ in truths for t in suite.tasks for lv in suite.levels for m in suite.methods]
-    jobs = jobs[shard[0]::shard[1]]
     truth_of = dict(truths)
+    written: set[str] = set()
     cache: dict = {}
     last_input: tuple = (None,)  # (key, task, degraded image, its parameters)
     ran = skipped = 0
@@ -565,14 +626,11 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
             start = time.perf_counter()
             pred = run_method(m, t, task, y, params, tuple(x.shape[-2:]), suite.seed, key, cache)
             seconds = time.perf_counter() - start
-            safe = m.replace(":", "_").replace("/", "_")
-            stem = f"images/{img}_s{suite.seed}"  # crops and degradations differ by seed: one file set each
-            rel = {"truth": f"{stem}_truth.png", "input": f"{stem}_{t}_{lv}_input.png",
-                   "output": f"{stem}_{t}_{lv}_{safe}.png"}
-            if not (out / rel["truth"]).is_file():
-                write_image(out / rel["truth"], x)
-            if not (out / rel["input"]).is_file():
-                write_image(out / rel["input"], y)
+            rel = _row_files(img, t, lv, m, suite.seed)
+            for name, image in (("truth", x), ("input", y)):  # once a run: a file there may be another setting's
+                if rel[name] not in written:
+                    write_image(out / rel[name], image)
+                    written.add(rel[name])
             write_image(out / rel["output"], pred)
             metrics = {n: f(pred, x) for n, f in fns.items()}
             higher = {n: METRICS[n] for n in fns}
@@ -582,7 +640,7 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
                 higher.update({n: METRICS[n] for n in ("detected", "regions", "iou") if n in metrics})
             row = {"suite": suite.name, "image": img, "task": t, "level": lv, "method": m, "seed": suite.seed,
                    "seconds": round(seconds, 4), "nfe": _network_calls(m, cache, t), "metrics": metrics,
-                   "higher_is_better": higher, "images": rel}
+                   "higher_is_better": higher, "images": rel, "config": config[row_key]}
             log.write(json.dumps(row) + "\n")
             log.flush()
             ran += 1
