@@ -42,6 +42,11 @@ def suite_file(tmp_path):
     (("seed = 0", "seed = 0\ncolour = 1"), "unknown key(s) colour"),
     (("tasks = [\"inpaint\"]", "tasks = [\"denoise\"]"), "only restores inpainting"),
     (("images = \"photos\"", "images = \"nowhere\""), "not found"),
+    (("count = 2", "count = \"six\""), "'count' must be an integer >= 1, got 'six'"),
+    (("count = 2", "count = 0"), "'count' must be an integer >= 1, got 0"),
+    (("crop = 32", "crop = -5"), "'crop' must be an integer >= 1, got -5"),
+    (("seed = 0", "seed = 1.5"), "'seed' must be an integer >= 0, got 1.5"),
+    (("images = \"photos\"", "images = 5"), "'images' must be a string, got 5"),
 ])
 def test_suite_errors_name_the_key(suite_file, change, words):
     bad = suite_file.with_name("bad.toml")

@@ -174,6 +174,13 @@ def load_suite(spec: str | Path, methods: list[str] | None = None, images: str |
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise InputError(f"{path}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+    for key, least in (("count", 1), ("crop", 1), ("seed", 0)):
+        v = data.get(key, 0 if key == "seed" else least)
+        if isinstance(v, bool) or not isinstance(v, int) or v < least:
+            raise InputError(f"{path}: '{key}' must be an integer >= {least}, got {v!r}")
+    for key in ("name", "images"):
+        if key in data and not isinstance(data[key], str):
+            raise InputError(f"{path}: '{key}' must be a string, got {data[key]!r}")
     if tasks:
         data["tasks"] = list(tasks)
     for key in ("tasks", "levels", "methods", "metrics"):
