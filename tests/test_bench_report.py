@@ -117,3 +117,22 @@ def test_legend_labels_short_and_distinct():
     svg = _svg_chart("t", "x", "y", {n: [(0.0, float(i))] for i, n in enumerate(names)})
     for name, label in zip(names, labels):
         assert f">{label}<title>{name}</title></text>" in svg  # full name kept as the tooltip
+
+
+def test_nan_set_metric_is_absent_and_never_hides_the_best(tmp_path):
+    """A NaN set metric (e.g. FID of a degenerate group) is shown as absent and does not decide the
+    best mark, whichever row comes first."""
+    from genrestore.bench.report import render_markdown, summarize
+
+    run = _make_run(tmp_path)
+    rows = [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
+    groups = [{"task": "denoise", "level": "M", "method": "alpha", "fid": float("nan")},
+              {"task": "denoise", "level": "M", "method": EVIL, "fid": 12.5}]
+    record = {"metrics": ["fid"], "higher_is_better": {"fid": False}, "notes": [], "groups": groups}
+    (run / "set_metrics.json").write_text(json.dumps(record))  # json writes NaN as NaN
+    summary = summarize(rows, json.loads((run / "set_metrics.json").read_text()))
+    assert summary["tables"][("denoise", "M")]["alpha"]["fid"] is None
+    md = render_markdown(rows, summary, "today")
+    m_part = md[md.index("## denoise / M"):]
+    assert "| alpha | 21.0000 | **0.6000** | absent | **1.0000** |" in m_part
+    assert r"| \<b\>x\</b\> | **25.5000** | absent | **12.5000** | 3.0000 |" in m_part

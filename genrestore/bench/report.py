@@ -85,6 +85,10 @@ def _mean(values: list) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
+def _finite(v) -> float | None:
+    return None if v is None or not math.isfinite(float(v)) else v
+
+
 def summarize(rows: list[dict], set_metrics: dict | None = None) -> dict:
     """Mean of each metric (and of seconds) per (task, level) and method, and the set metrics.
 
@@ -122,8 +126,8 @@ def summarize(rows: list[dict], set_metrics: dict | None = None) -> dict:
             cell.update({n: None for n in names})
         for g in set_metrics.get("groups", []):
             cell = tables.get((g.get("task"), g.get("level")), {}).get(g.get("method"))
-            if cell is not None:
-                cell.update({n: g.get(n) for n in names})
+            if cell is not None:  # NaN or inf: absent, like a null (NaN would also break the best mark)
+                cell.update({n: _finite(g.get(n)) for n in names})
     return {"metrics": metrics, "higher": higher, "tables": tables, "notes": notes}
 
 
