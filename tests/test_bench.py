@@ -486,3 +486,29 @@ def test_resume_reruns_rows_of_changed_weights(desra_suite, tmp_path):
     after = {(r["image"], r["method"]): r["metrics"]["psnr"] for r in load_rows(out)}
     assert len(load_rows(out)) == 6 and after.keys() == before.keys()
     assert all((after[k] != before[k]) == (k[1] == "sr:gan1.safetensors") for k in after)
+
+
+def test_shard_started_beside_a_running_one_loses_no_rows(suite_file, tmp_path, monkeypatch):
+    """Two shards in one folder: the second starts while the first runs and rewrites results.jsonl
+    (dropping its stale rows); the first shard's later rows still land in the file."""
+    from genrestore.bench import harness
+    from genrestore.bench.report import load_rows
+
+    out = tmp_path / "run"
+    run_suite(load_suite(suite_file), out, progress=False)
+    suite_file.write_text(suite_file.read_text().replace("crop = 32", "crop = 24"))  # every row is stale
+    suite = load_suite(suite_file)
+    run_method = harness.run_method
+    started = []
+
+    def run_and_start_the_other_shard(*a):
+        if not started:
+            started.append(None)
+            started[0] = run_suite(suite, out, shard=(1, 2), progress=False)
+        return run_method(*a)
+
+    monkeypatch.setattr(harness, "run_method", run_and_start_the_other_shard)
+    first = run_suite(suite, out, shard=(0, 2), progress=False)
+    assert first["rows_run"] == 4 and started[0]["rows_run"] == 4
+    rows = load_rows(out)
+    assert len(rows) == 8 and all(r["config"] for r in rows)

@@ -618,39 +618,38 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
     cache: dict = {}
     last_input: tuple = (None,)  # (key, task, degraded image, its parameters)
     ran = skipped = 0
-    with results.open("a") as log:
-        for img, t, lv, m in tqdm(jobs, desc=f"bench {suite.name}", unit="row", disable=not progress):
-            row_key = (img, t, lv, m, suite.seed)
-            if row_key in done:
-                skipped += 1
-                continue
-            x = truth_of[img]
-            key = f"{img}:{t}:{lv}"
-            if last_input[0] != key:  # the methods of one input are consecutive rows: degrade it once
-                last_input = (key, *_degrade(t, lv, x, key, suite, cache))
-            _, task, y, params = last_input
-            load_method(m, cache)  # outside the timing
-            start = time.perf_counter()
-            pred = run_method(m, t, task, y, params, tuple(x.shape[-2:]), suite.seed, key, cache)
-            seconds = time.perf_counter() - start
-            rel = _row_files(img, t, lv, m, suite.seed)
-            for name, image in (("truth", x), ("input", y)):  # once a run: a file there may be another setting's
-                if rel[name] not in written:
-                    write_image(out / rel[name], image)
-                    written.add(rel[name])
-            write_image(out / rel["output"], pred)
-            metrics = {n: f(pred, x) for n, f in fns.items()}
-            higher = {n: METRICS[n] for n in fns}
-            if detector is not None:
-                rel["mask"] = rel["output"][:-4] + "_mask.png"
-                metrics.update(_detection_metrics(detector, pred, y, key, out, rel, suite.metrics))
-                higher.update({n: METRICS[n] for n in ("detected", "regions", "iou") if n in metrics})
-            row = {"suite": suite.name, "image": img, "task": t, "level": lv, "method": m, "seed": suite.seed,
-                   "seconds": round(seconds, 4), "nfe": _network_calls(m, cache, t), "metrics": metrics,
-                   "higher_is_better": higher, "images": rel, "config": config[row_key]}
+    for img, t, lv, m in tqdm(jobs, desc=f"bench {suite.name}", unit="row", disable=not progress):
+        row_key = (img, t, lv, m, suite.seed)
+        if row_key in done:
+            skipped += 1
+            continue
+        x = truth_of[img]
+        key = f"{img}:{t}:{lv}"
+        if last_input[0] != key:  # the methods of one input are consecutive rows: degrade it once
+            last_input = (key, *_degrade(t, lv, x, key, suite, cache))
+        _, task, y, params = last_input
+        load_method(m, cache)  # outside the timing
+        start = time.perf_counter()
+        pred = run_method(m, t, task, y, params, tuple(x.shape[-2:]), suite.seed, key, cache)
+        seconds = time.perf_counter() - start
+        rel = _row_files(img, t, lv, m, suite.seed)
+        for name, image in (("truth", x), ("input", y)):  # once a run: a file there may be another setting's
+            if rel[name] not in written:
+                write_image(out / rel[name], image)
+                written.add(rel[name])
+        write_image(out / rel["output"], pred)
+        metrics = {n: f(pred, x) for n, f in fns.items()}
+        higher = {n: METRICS[n] for n in fns}
+        if detector is not None:
+            rel["mask"] = rel["output"][:-4] + "_mask.png"
+            metrics.update(_detection_metrics(detector, pred, y, key, out, rel, suite.metrics))
+            higher.update({n: METRICS[n] for n in ("detected", "regions", "iou") if n in metrics})
+        row = {"suite": suite.name, "image": img, "task": t, "level": lv, "method": m, "seed": suite.seed,
+               "seconds": round(seconds, 4), "nfe": _network_calls(m, cache, t), "metrics": metrics,
+               "higher_is_better": higher, "images": rel, "config": config[row_key]}
+        with results.open("a") as log:  # opened a row at a time: a shard beside this one may rewrite the file
             log.write(json.dumps(row) + "\n")
-            log.flush()
-            ran += 1
+        ran += 1
     write_csv(out)
     if any(n in SET_METRICS for n in suite.metrics):
         notes += write_set_metrics(out, [n for n in suite.metrics if n in SET_METRICS], baseline=suite.baseline_sr,
