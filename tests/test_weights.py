@@ -121,3 +121,28 @@ def test_restore_without_a_model_uses_the_shipped_idm(tmp_path):
     assert record["model"] == "idm-default" and record["steps"] == 2
     out = read_image(tmp_path / "out" / "x.png")
     assert out.shape == (1, 3, 24, 20) and not torch.equal(out, read_image(tmp_path / "in" / "x.png"))
+
+
+def test_add_of_a_tfjs_manifest_checks_its_shards_too(store, tmp_path, monkeypatch):
+    """The registry's source hash covers only the manifest; a swapped shard must not slip through."""
+    import numpy as np
+
+    src = tmp_path / "src"
+    src.mkdir()
+    codes = np.arange(6, dtype=np.uint8)
+    (src / "w.bin").write_bytes(codes.tobytes())
+    manifest = [{"paths": ["w.bin"], "weights": [{"name": "fc", "shape": [2, 3], "dtype": "float32",
+                                                  "quantization": {"dtype": "uint8", "scale": 0.5, "min": -1.0}}]}]
+    (src / "m.json").write_text(json.dumps(manifest))
+    digest = hashlib.sha256((src / "m.json").read_bytes()).hexdigest()
+    genuine = ws.add("face-descriptor-faceapi", src / "m.json", dest_dir=tmp_path / "ref", force=True)
+    monkeypatch.setitem(ws.REGISTRY, "face-descriptor-faceapi",
+                        ws.WeightSpec(**{**vars(ws.spec("face-descriptor-faceapi")), "source_sha256_prefix": digest[:8],
+                                         "sha256": ws.sha256_file(genuine)}))
+    assert ws.sha256_file(ws.add("face-descriptor-faceapi", src / "m.json")) == ws.sha256_file(genuine)
+    (store / "face-descriptor-faceapi.safetensors").unlink()
+    (src / "w.bin").write_bytes((codes[::-1]).tobytes())  # same manifest, other weights
+    with pytest.raises(InputError, match="not the registry's"):
+        ws.add("face-descriptor-faceapi", src / "m.json")
+    assert not (store / "face-descriptor-faceapi.safetensors").exists()  # nothing stored on refusal
+    assert ws.add("face-descriptor-faceapi", src / "m.json", force=True).is_file()

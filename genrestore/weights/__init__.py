@@ -189,7 +189,9 @@ def add(name: str, file: str | os.PathLike, dest_dir: str | os.PathLike | None =
     """Check ``file`` against the registry and store it as ``NAME.safetensors`` + ``NAME.json``.
 
     A PyTorch checkpoint is converted (``torch.load(weights_only=True)``); a safetensors file is
-    copied. The source's sha256 must match the registry's (full or prefix) unless ``force``.
+    copied. The source's sha256 must match the registry's (full or prefix) unless ``force``;
+    where the registry also has the stored file's sha256, the result must have it (this covers
+    the shards of a TF.js manifest, which the source hash does not).
     Writes are atomic; the source is never modified.
 
     Returns:
@@ -210,7 +212,17 @@ def add(name: str, file: str | os.PathLike, dest_dir: str | os.PathLike | None =
     out = dest / s.file
     if out.resolve() == src.resolve():
         raise InputError(f"{src}: already in the store")
-    atomic_write(out, lambda tmp: save_file(tensors, tmp, metadata={"genrestore_weight": name}))
+
+    def write(tmp: str) -> None:
+        save_file(tensors, tmp, metadata={"genrestore_weight": name})
+        # the source hash covers one file only (a TF.js manifest, not its shards): when the registry
+        # also pins the stored file, the conversion must reproduce it exactly
+        stored = sha256_file(tmp)
+        if s.source_sha256_prefix and s.sha256 and stored != s.sha256 and not force:
+            raise InputError(f"{src}: converts to sha256 {stored[:16]}..., not the registry's {s.sha256[:16]}... for "
+                             f"{name} (a changed weight shard?); pass --force to store it anyway")
+
+    atomic_write(out, write)
     meta = {**asdict(s), "sha256": sha256_file(out), "source_sha256": digest, "source_path": str(src),
             "tensors": len(tensors), "parameters": int(sum(t.numel() for t in tensors.values()))}
     atomic_write_bytes(out.with_suffix(".json"), (json.dumps(meta, indent=1) + "\n").encode())
