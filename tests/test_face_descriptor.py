@@ -86,3 +86,17 @@ def test_live_against_node_when_available(reference, tmp_path):
                     str(tmp_path / "d.f32")], cwd=root, check=True, capture_output=True)
     live = torch.from_numpy(np.fromfile(tmp_path / "d.f32", np.float32).reshape(4, 128))
     assert (face_descriptor(faces) - live).abs().max() < 1e-5
+
+
+def test_tfjs_shard_paths_stay_beside_the_manifest(tmp_path):
+    """A manifest names its shards relative to itself; '..' or an absolute path would read any file."""
+    from genrestore._checks import InputError
+
+    (tmp_path / "secret").write_bytes(bytes(range(8)))
+    (tmp_path / "m").mkdir()
+    for bad in ["../secret", str(tmp_path / "secret")]:
+        manifest = [{"paths": [bad], "weights": [{"name": "a", "shape": [8], "dtype": "float32",
+                                                 "quantization": {"dtype": "uint8", "scale": 1.0, "min": 0.0}}]}]
+        (tmp_path / "m" / "model.json").write_text(json.dumps(manifest))
+        with pytest.raises(InputError, match="outside"):
+            read_tfjs_quantized(tmp_path / "m" / "model.json")

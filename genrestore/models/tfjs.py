@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -58,6 +58,10 @@ def read_tfjs_quantized(manifest: str | os.PathLike) -> dict[str, TfjsWeight]:
     path = Path(manifest)
     out: dict[str, TfjsWeight] = {}
     for group in _manifest(path):
+        for p in group["paths"]:  # tfjs fetches shards relative to the manifest: stay in its folder
+            if not isinstance(p, str) or PurePosixPath(p).is_absolute() or Path(p).is_absolute() \
+                    or ".." in PurePosixPath(p.replace("\\", "/")).parts:
+                raise InputError(f"{path}: shard path {p!r} points outside the manifest's folder")
         try:
             blob = b"".join((path.parent / p).read_bytes() for p in group["paths"])
         except OSError as e:
