@@ -146,3 +146,24 @@ def test_add_of_a_tfjs_manifest_checks_its_shards_too(store, tmp_path, monkeypat
         ws.add("face-descriptor-faceapi", src / "m.json")
     assert not (store / "face-descriptor-faceapi.safetensors").exists()  # nothing stored on refusal
     assert ws.add("face-descriptor-faceapi", src / "m.json", force=True).is_file()
+
+
+def test_saved_model_save_leaves_other_files_alone(tmp_path):
+    """SavedModel.save writes through a unique temporary file, not NAME.tmp (a user's file, or another writer's)."""
+    from torch import nn
+
+    from genrestore.models.checkpoint import SavedModel
+
+    class Tiny(nn.Module, SavedModel):
+        arch = "tiny"
+
+        def __init__(self, n: int = 2) -> None:
+            super().__init__()
+            self.config = {"arch": self.arch, "n": n}
+            self.w = nn.Parameter(torch.arange(float(n)))
+
+    (tmp_path / "m.tmp").write_bytes(b"user data")
+    Tiny(3).save(tmp_path / "m.safetensors", note="x")
+    assert (tmp_path / "m.tmp").read_bytes() == b"user data"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.safetensors", "m.tmp"]
+    assert torch.equal(Tiny.load(tmp_path / "m.safetensors").w, torch.arange(3.0))

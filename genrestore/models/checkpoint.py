@@ -63,7 +63,7 @@ class SavedModel:
         """
         from safetensors.torch import save_file
 
-        from ..io import atomic_write_bytes
+        from ..io import atomic_write, atomic_write_bytes
 
         path = Path(path)
         if path.suffix != ".safetensors":
@@ -71,9 +71,7 @@ class SavedModel:
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}  # type: ignore[attr-defined]
         if half:
             state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-        tmp = path.with_suffix(".tmp")
-        save_file(state, str(tmp))
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: save_file(state, tmp))  # a unique temporary file, removed on failure
         atomic_write_bytes(path.with_suffix(".json"), (json.dumps({"config": self.config, **meta}, indent=2) + "\n")
                            .encode())
 
