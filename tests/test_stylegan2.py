@@ -238,6 +238,25 @@ def test_rosinality_without_latent_avg_and_bad_keys():
         rosinality_to_stylegan2(bad)
 
 
+def test_rosinality_malformed_checkpoints_are_input_errors(tmp_path, capsys):
+    """A missing key or a file that holds no dict is bad input: one line, exit 2 (not a KeyError)."""
+    from genrestore.cli import main
+
+    r = to_rosinality(tiny())
+    cases = {"no_bias": {k: v for k, v in r.items() if k != "style.1.bias"},
+             "no_modulation": {k: v for k, v in r.items() if k != "conv1.conv.modulation.weight"},
+             "no_noise_weight": {k: v for k, v in r.items() if k != "convs.0.noise.weight"},
+             "a_tensor": torch.zeros(3), "a_list": [1, 2]}
+    for name, payload in cases.items():
+        torch.save(payload, tmp_path / f"{name}.pt")
+        with pytest.raises(InputError, match="rosinality"):
+            convert_stylegan2(tmp_path / f"{name}.pt", tmp_path / f"{name}.safetensors")
+        assert main(["weights", "convert", str(tmp_path / f"{name}.pt"), str(tmp_path / "o.safetensors")]) == 2, name
+        err = capsys.readouterr().err
+        assert err.startswith("genrestore: error: ") and err.count("\n") == 1, err
+        assert not (tmp_path / "o.safetensors").exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # NVIDIA StyleGAN2-ADA pickles, written here with stand-ins of NVIDIA's classes
 # ---------------------------------------------------------------------------------------------

@@ -120,6 +120,13 @@ def _ros_layer(src: Mapping[str, torch.Tensor], s: str, d: str, out: dict, used:
             _check_fir(key, src[key], 4.0)
 
 
+class _RosinalityKeys(dict):
+    """The source state dict; a missing key is an :class:`InputError` naming it, not a ``KeyError``."""
+
+    def __missing__(self, key: str) -> Any:
+        raise InputError(f"the rosinality stylegan2-pytorch state dict lacks {key!r}")
+
+
 def rosinality_to_stylegan2(state: Mapping[str, Any], lr_multiplier: float = 0.01,
                             w_avg_samples: int = 10000) -> tuple[dict[str, torch.Tensor], dict, dict]:
     """Map a rosinality ``stylegan2-pytorch`` generator state dict to ours (table in the module doc).
@@ -136,8 +143,12 @@ def rosinality_to_stylegan2(state: Mapping[str, Any], lr_multiplier: float = 0.0
     Raises:
         InputError: missing, unexpected or mis-shaped keys.
     """
+    if not isinstance(state, Mapping):
+        raise InputError(f"expected a rosinality stylegan2-pytorch checkpoint (a dict), got {type(state).__name__}")
     latent_avg = state.get("latent_avg")
-    src = state["g_ema"] if isinstance(state.get("g_ema"), Mapping) else state
+    src = _RosinalityKeys(state["g_ema"] if isinstance(state.get("g_ema"), Mapping) else state)
+    if odd := [k for k, v in src.items() if not isinstance(v, torch.Tensor)]:
+        raise InputError(f"expected a rosinality stylegan2-pytorch state dict of tensors, got {odd[:3]} that are not")
     if "input.input" not in src or "style.1.weight" not in src:
         raise InputError("expected a rosinality stylegan2-pytorch generator (keys input.input, style.1.weight, ...), "
                          f"got keys {sorted(src)[:8]}")
@@ -424,7 +435,13 @@ def convert_stylegan2(source: str | os.PathLike, dest: str | os.PathLike, name: 
         except Exception as e:
             raise InputError(f"{src}: not loadable with weights_only=True ({type(e).__name__}: "
                              f"{str(e).splitlines()[0][:200]})") from None
-        state, config, notes = rosinality_to_stylegan2(ckpt, w_avg_samples=w_avg_samples)
+        try:
+            state, config, notes = rosinality_to_stylegan2(ckpt, w_avg_samples=w_avg_samples)
+        except InputError as e:
+            raise InputError(f"{src}: {e}") from None
+        except (RuntimeError, IndexError, ValueError, TypeError, AttributeError) as e:  # mis-shaped tensors
+            raise InputError(f"{src}: not a rosinality stylegan2-pytorch checkpoint ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0][:200]})") from None
     else:
         raise InputError(f"expected fmt in ('auto', 'ada', 'rosinality'), got {fmt!r}")
     atomic_write(out, lambda tmp: save_file(state, tmp, metadata={"genrestore_weight": name or out.stem}))
