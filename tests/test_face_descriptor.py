@@ -100,3 +100,20 @@ def test_tfjs_shard_paths_stay_beside_the_manifest(tmp_path):
         (tmp_path / "m" / "model.json").write_text(json.dumps(manifest))
         with pytest.raises(InputError, match="outside"):
             read_tfjs_quantized(tmp_path / "m" / "model.json")
+
+
+@pytest.mark.parametrize("entry", [
+    {"name": "a", "shape": [2], "dtype": "string"},  # a dtype we do not read
+    {"name": "a", "dtype": "float32"},  # no shape
+    {"shape": [2], "dtype": "float32"},  # no name
+    {"name": "a", "shape": [2], "dtype": "float32", "quantization": {"dtype": "uint8", "min": 0.0}},  # no scale
+    {"name": "a", "shape": [-2], "dtype": "float32"},
+    {"name": "a", "shape": "2", "dtype": "float32"},
+])
+def test_tfjs_malformed_weight_entries_are_input_errors(tmp_path, entry):
+    from genrestore._checks import InputError
+
+    (tmp_path / "w.bin").write_bytes(bytes(8))
+    (tmp_path / "m.json").write_text(json.dumps([{"paths": ["w.bin"], "weights": [entry]}]))
+    with pytest.raises(InputError, match="m.json"):
+        read_tfjs_quantized(tmp_path / "m.json")

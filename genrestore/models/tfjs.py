@@ -68,19 +68,22 @@ def read_tfjs_quantized(manifest: str | os.PathLike) -> dict[str, TfjsWeight]:
             raise InputError(f"{path}: missing weight shard ({e})") from None
         offset = 0
         for spec in group["weights"]:
-            shape = tuple(int(d) for d in spec["shape"])
-            q = spec.get("quantization")
-            dtype = _DTYPES[q["dtype"] if q else spec["dtype"]]
+            try:
+                name, shape, q = str(spec["name"]), tuple(int(d) for d in spec["shape"]), spec.get("quantization")
+                dtype = _DTYPES[q["dtype"] if q else spec["dtype"]]
+                quant = (float(q["scale"]), float(q["min"])) if q and q["dtype"] in ("uint8", "uint16") else (None, None)
+                if not isinstance(spec["shape"], list) or min(shape, default=0) < 0:
+                    raise ValueError(f"shape {spec['shape']!r}")
+            except (KeyError, TypeError, ValueError, AttributeError) as e:
+                raise InputError(f"{path}: malformed weight entry {json.dumps(spec)[:120]} "
+                                 f"({type(e).__name__}: {e})") from None
             count = int(np.prod(shape)) if shape else 1
             nbytes = count * np.dtype(dtype).itemsize
             if offset + nbytes > len(blob):
-                raise InputError(f"{path}: shards end before weight {spec['name']!r}")
+                raise InputError(f"{path}: shards end before weight {name!r}")
             codes = np.frombuffer(blob, dtype=dtype, count=count, offset=offset).copy()
             offset += nbytes
-            if q and q["dtype"] in ("uint8", "uint16"):
-                out[spec["name"]] = TfjsWeight(spec["name"], shape, codes, float(q["scale"]), float(q["min"]))
-            else:
-                out[spec["name"]] = TfjsWeight(spec["name"], shape, codes)
+            out[name] = TfjsWeight(name, shape, codes, *quant)
         if offset != len(blob):
             raise InputError(f"{path}: {len(blob) - offset} bytes left over in a weight group")
     return out
