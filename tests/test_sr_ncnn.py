@@ -37,10 +37,11 @@ NCNN_ATOL = 1e-3
 
 
 class TinyNcnn:
-    """Layers in the vocabulary of the Real-ESRGAN .param files; float16-tagged conv weights."""
+    """Layers in the vocabulary of the Real-ESRGAN .param files; float16-tagged conv weights
+    (``fp32``: float32-tagged, with values float16 cannot hold)."""
 
-    def __init__(self, gen: torch.Generator) -> None:
-        self.gen, self.layers, self.bin, self.n = gen, [], bytearray(), 0
+    def __init__(self, gen: torch.Generator, fp32: bool = False) -> None:
+        self.gen, self.layers, self.bin, self.n, self.fp32 = gen, [], bytearray(), 0, fp32
 
     def _add(self, kind: str, bottoms: list[str], params: str = "", top: str | None = None) -> str:
         top = top or f"b{self.n}"
@@ -57,8 +58,12 @@ class TinyNcnn:
 
     def conv(self, x: str, c_in: int, c_out: int, leaky: bool = False) -> tuple[str, torch.Tensor, torch.Tensor]:
         w, b = self._fp16(c_out, c_in, 3, 3, scale=0.3), self._fp16(c_out, scale=0.1)
-        payload = w.half().numpy().tobytes()
-        self.bin += TAG_FLOAT16.to_bytes(4, "little") + payload + b"\0" * (-len(payload) % 4)
+        if self.fp32:
+            w = w + torch.full_like(w, 1e-5)  # not float16 values any more
+            self.bin += (0).to_bytes(4, "little") + w.numpy().astype("<f4").tobytes()
+        else:
+            payload = w.half().numpy().tobytes()
+            self.bin += TAG_FLOAT16.to_bytes(4, "little") + payload + b"\0" * (-len(payload) % 4)
         self.bin += b.numpy().astype("<f4").tobytes()
         act = " 9=2 -23310=1,2.000000e-01" if leaky else ""
         return self._add("Convolution", [x], f"0={c_out} 1=3 4=1 5=1 6={w.numel()}{act}"), w, b
@@ -100,9 +105,9 @@ def _bump(counter: dict[str, int], key: str) -> int:
 
 
 def write_tiny_srvgg(folder: Path, gen: torch.Generator, num_feat: int = 4, num_conv: int = 2, up: int = 2,
-                     resize: float | None = None) -> tuple[Path, Path, list, list]:
+                     resize: float | None = None, fp32: bool = False) -> tuple[Path, Path, list, list]:
     """The graph of realesr-animevideov3-x4.param (x2/x3 when ``resize`` adds the bicubic Interp)."""
-    g = TinyNcnn(gen)
+    g = TinyNcnn(gen, fp32)
     inp = g.input()
     convs, slopes, x, c_in = [], [], inp, 3
     for _ in range(num_conv + 1):
@@ -249,6 +254,15 @@ def test_tiny_srvgg_converts_exactly(tmp_path, gen):
     x = torch.rand(2, 3, 12, 12, generator=gen(4))
     with torch.inference_mode():
         torch.testing.assert_close(model(x), srvgg_by_hand(x, convs, slopes, 2), **TOL[torch.float32])
+
+
+def test_float32_stored_weights_are_not_rounded_to_float16(tmp_path, gen):
+    param, weights, convs, _ = write_tiny_srvgg(tmp_path, gen(3), fp32=True)
+    assert {la.weight_dtype for la in read_ncnn(param, weights) if la.type == "Convolution"} == {"float32"}
+    state, _ = convert_ncnn(param, weights)
+    assert state["body.0.weight"].dtype == torch.float32 and torch.equal(state["body.0.weight"], convs[0][0])
+    assert torch.equal(load_ncnn_model(param, weights).body[0].weight.detach(), convs[0][0])
+    assert convert_ncnn(param, weights, dtype=torch.float16)[0]["body.0.weight"].dtype == torch.float16  # on request
 
 
 @pytest.mark.parametrize("resize,scale", [(None, 2), (0.5, 2), (0.75, 3)])

