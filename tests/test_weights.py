@@ -167,3 +167,16 @@ def test_saved_model_save_leaves_other_files_alone(tmp_path):
     assert (tmp_path / "m.tmp").read_bytes() == b"user data"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.safetensors", "m.tmp"]
     assert torch.equal(Tiny.load(tmp_path / "m.safetensors").w, torch.arange(3.0))
+
+
+def test_add_refuses_a_tfjs_manifest_for_a_weight_that_needs_converting(store, tmp_path):
+    """rdn-x2 comes from a Keras model.json through `weights convert`; `add` would store the raw Keras
+    names and codes, and that unloadable file would shadow the shipped rdn-x2."""
+    (tmp_path / "w.bin").write_bytes(bytes(4))
+    manifest = {"weightsManifest": [{"paths": ["w.bin"], "weights": [
+        {"name": "F_m1/bias", "shape": [4], "dtype": "float32",
+         "quantization": {"dtype": "uint8", "scale": 1.0, "min": 0.0}}]}]}
+    (tmp_path / "model.json").write_text(json.dumps(manifest))
+    with pytest.raises(InputError, match="genrestore weights convert rdn-x2"):
+        ws.add("rdn-x2", tmp_path / "model.json", force=True)
+    assert not store.exists() and ws.find("rdn-x2") == ws.PACKAGE_DIR / "rdn-x2.safetensors"

@@ -203,6 +203,10 @@ def add(name: str, file: str | os.PathLike, dest_dir: str | os.PathLike | None =
     src = Path(file)
     if not src.is_file():
         raise InputError(f"{src}: no such file")
+    if src.suffix == ".json" and s.format != "tfjs":  # a TF.js manifest is stored as is only for tfjs entries
+        how = (f"convert it with `genrestore weights convert {name} FILE|FOLDER`" if s.package
+               else f"{name} is not stored from a TF.js model")
+        raise InputError(f"{src}: a TF.js manifest would be stored with its own names and codes; {how}")
     digest = sha256_file(src)
     if s.source_sha256_prefix and not digest.startswith(s.source_sha256_prefix) and not force:
         raise InputError(f"{src}: sha256 {digest[:16]}... does not start with {s.source_sha256_prefix}, "
