@@ -180,3 +180,29 @@ def test_add_refuses_a_tfjs_manifest_for_a_weight_that_needs_converting(store, t
     with pytest.raises(InputError, match="genrestore weights convert rdn-x2"):
         ws.add("rdn-x2", tmp_path / "model.json", force=True)
     assert not store.exists() and ws.find("rdn-x2") == ws.PACKAGE_DIR / "rdn-x2.safetensors"
+
+
+def test_torchscript_reader_refuses_cyclic_or_odd_module_records(tmp_path, monkeypatch):
+    """A crafted data.pkl whose module record contains itself (or a non-string attribute name) is an
+    InputError, not a RecursionError or TypeError."""
+    import pickle
+    import sys
+    import types
+    import zipfile
+
+    from genrestore.weights.torchscript import read_torchscript_tensors
+
+    fake = types.ModuleType("__torch__")
+    M = type("M", (), {"__module__": "__torch__"})
+    fake.M = M
+    monkeypatch.setitem(sys.modules, "__torch__", fake)
+    cyclic = M()
+    cyclic.me = cyclic
+    odd = M()
+    odd.__dict__[3] = 1
+    for name, obj in (("cyclic", cyclic), ("odd", odd)):
+        path = tmp_path / f"{name}.pt"
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("archive/data.pkl", pickle.dumps(obj, protocol=2))
+        with pytest.raises(InputError, match=f"{name}.pt"):
+            read_torchscript_tensors(path)

@@ -104,16 +104,23 @@ def read_torchscript_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor],
             raise InputError(f"{path}: cannot read its module data ({type(e).__name__}: {str(e)[:200]})") from None
     tensors: dict[str, torch.Tensor] = {}
     attrs: dict[str, object] = {}
+    open_records: set[int] = set()  # the records on the path from the root: a module tree has no cycles
 
     def walk(obj, prefix: str) -> None:
+        if id(obj) in open_records:
+            raise InputError(f"{path}: module record {prefix.rstrip('.')!r} contains itself")
+        open_records.add(id(obj))
         attrs[prefix + "__type__"] = obj._type
         for k, v in vars(obj).items():
+            if not isinstance(k, str):
+                raise InputError(f"{path}: module record {prefix.rstrip('.') or '(root)'!r} has attribute name {k!r}")
             if isinstance(v, torch.Tensor):
                 tensors[prefix + k] = v
             elif isinstance(v, _ScriptRecord):
                 walk(v, f"{prefix}{k}.")
             elif isinstance(v, (bool, int, float, list)):
                 attrs[prefix + k] = v
+        open_records.discard(id(obj))
 
     if not isinstance(root, _ScriptRecord):
         raise InputError(f"{path}: its data.pkl holds a {type(root).__name__}, not a module")
