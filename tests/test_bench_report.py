@@ -84,8 +84,12 @@ def test_main(tmp_path, capsys):
     run = _make_run(tmp_path)
     assert main([str(run)]) == 0
     assert capsys.readouterr().out.split() == [str(run / "report.html"), str(run / "report.md")]
-    assert main([str(tmp_path / "nope")]) == 1
+    assert main([str(tmp_path / "nope")]) == 2
     assert capsys.readouterr().err.startswith("genrestore: error:")
+    (tmp_path / "bare").mkdir()
+    (tmp_path / "bare" / "results.jsonl").write_text("3\n")  # a bare number: one line, exit 2 (a TypeError once)
+    assert main([str(tmp_path / "bare")]) == 2
+    assert "results.jsonl:1: expected an object" in capsys.readouterr().err
 
 
 def test_chromium_renders(tmp_path):

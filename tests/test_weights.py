@@ -28,6 +28,24 @@ def test_search_order(store, tmp_path):
     assert dirs[0] == store and dirs[1] == tmp_path / "cache" / "genrestore" / "weights" and dirs[2] == ws.PACKAGE_DIR
 
 
+def test_search_dirs_expand_home_and_ignore_a_relative_xdg_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("GENRESTORE_WEIGHTS", "~/w")
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")
+    dirs = ws.search_dirs()
+    assert dirs[0] == tmp_path / "home" / "w" and dirs[1] == tmp_path / "home" / ".cache" / "genrestore" / "weights"
+
+
+def test_a_malformed_sidecar_json_is_an_input_error(store):
+    from genrestore._checks import InputError
+
+    store.mkdir(parents=True, exist_ok=True)
+    (store / "idm-default.safetensors").write_bytes(b"x")
+    (store / "idm-default.json").write_text("{not json")
+    with pytest.raises(InputError, match="idm-default.json: not valid JSON"):
+        ws.load_metadata("idm-default")
+
+
 def test_missing_weight_error_names_file_places_and_command(store):
     with pytest.raises(ws.WeightNotFound) as e:
         ws.resolve("inception-fid")

@@ -64,7 +64,7 @@ def load_rows(run_dir: str | os.PathLike) -> list[dict]:
             row = json.loads(line)
         except json.JSONDecodeError as e:
             raise InputError(f"{path}:{n}: not JSON ({e.msg})") from None
-        missing = [k for k in ("task", "level", "method", "image") if k not in row]
+        missing = [k for k in ("task", "level", "method", "image") if k not in row] if isinstance(row, dict) else []
         if not isinstance(row, dict) or missing:
             raise InputError(f"{path}:{n}: expected an object with task, level, method, image; "
                              f"missing {missing}")
@@ -439,7 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         paths = write_report(args.run_dir, args.html, args.md, max_images=args.max_images)
     except (InputError, OSError) as e:
         print(f"genrestore: error: {e}", file=sys.stderr)
-        return 1
+        return 2
     for path in paths:
         print(path)
     return 0

@@ -76,8 +76,9 @@ def search_dirs() -> list[Path]:
     """Folders searched for weight files, in order."""
     dirs = []
     if os.environ.get("GENRESTORE_WEIGHTS"):
-        dirs.append(Path(os.environ["GENRESTORE_WEIGHTS"]))
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        dirs.append(Path(os.environ["GENRESTORE_WEIGHTS"]).expanduser())
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    cache = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"  # XDG: a relative value is ignored
     dirs.append(cache / "genrestore" / "weights")
     dirs.append(PACKAGE_DIR)
     return dirs
@@ -157,7 +158,12 @@ def load_metadata(name: str) -> dict[str, Any]:
     """The JSON sidecar of ``name`` (registry entry, stored sha256, provenance); ``{}`` if absent."""
     path = resolve(name)
     sidecar = path.with_suffix(".json")
-    return json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+    if not sidecar.is_file():
+        return {}
+    try:
+        return json.loads(sidecar.read_text())
+    except ValueError as e:
+        raise InputError(f"{sidecar}: not valid JSON ({e})") from None
 
 
 def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
