@@ -156,3 +156,22 @@ def test_cli_trains_a_generator_for_inversion(tmp_path):
     assert "train stylegan2" in meta["recipe"] and meta["config"]["resolution"] == 8
     assert load_stylegan2(run / "model.safetensors").resolution == 8
     assert sgt.r1_gamma_auto(8, 2) == pytest.approx(0.0002 * 64 / 2)
+
+
+def test_lazy_r1_scales_the_discriminators_adam(photos, tmp_path, monkeypatch):
+    """StyleGAN2 App. B (NVIDIA's training loop): R1 every 16 steps means lr * c and betas ** c for
+    D's Adam, c = 16 / 17; G (no regulariser here) keeps lr and betas (0, 0.99)."""
+    made = []
+
+    class Recording(torch.optim.Adam):
+        def __init__(self, params, **kw):
+            made.append(kw)
+            super().__init__(params, **kw)
+
+    monkeypatch.setattr(torch.optim, "Adam", Recording)
+    train_stylegan2(tiny_g(), photos, steps=1, batch_size=2, crop=16, lr=0.002, out_dir=tmp_path)
+    c = 16 / 17
+    g_kw, d_kw = made  # G's optimizer, then D's
+    assert g_kw["lr"] == 0.002 and g_kw["betas"] == (0.0, 0.99)
+    assert d_kw["lr"] == pytest.approx(0.002 * c)
+    assert d_kw["betas"][0] == 0.0 and d_kw["betas"][1] == pytest.approx(0.99 ** c)

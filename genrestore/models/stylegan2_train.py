@@ -14,8 +14,9 @@ Data") at small scale, in plain PyTorch:
   every 4 steps ``r_t = E[sign(D(real))]`` moves ``p`` towards keeping ``r_t`` at 0.6, by
   ``batch * 4 / (ada_kimg * 1000)`` per adjustment.
 * :func:`train_stylegan2`: non-saturating logistic loss, lazy R1 on reals every 16 steps (weight
-  ``gamma / 2 * 16``), style mixing with probability 0.9, Adam (lr 0.0025, betas (0, 0.99)), an
-  EMA generator, on crops of the photos resized to the generator's resolution (antialiased).
+  ``gamma / 2 * 16``), style mixing with probability 0.9, Adam (lr 0.0025, betas (0, 0.99); D's
+  lr and betas scaled by ``c = 16 / 17``, ``lr * c``, ``beta ** c``, StyleGAN2 App. B), an EMA
+  generator, on crops of the photos resized to the generator's resolution (antialiased).
   The path-length regulariser is left out (ADA's small-data configs keep it; it matters for
   latent-space smoothness at large scale). Resumes and stops on a time limit like every
   :class:`~genrestore.diffusion.train.TrainRun`.
@@ -232,7 +233,10 @@ def train_stylegan2(generator: StyleGAN2Generator, images: Sequence[torch.Tensor
     holder.register_buffer("p", torch.zeros((), dtype=torch.float64))
     holder.register_buffer("signs", torch.zeros(2, dtype=torch.float64))  # sum of sign D(real), count
     opt_g = torch.optim.Adam(generator.parameters(), lr=lr, betas=(0.0, 0.99))
-    opt_d = torch.optim.Adam(disc.parameters(), lr=lr, betas=(0.0, 0.99))
+    # lazy regularisation (StyleGAN2 App. B, NVIDIA's training loop): D's Adam takes lr * c and
+    # betas ** c, c = interval / (interval + 1); G has no regulariser here and keeps lr and betas
+    mb_ratio = R1_INTERVAL / (R1_INTERVAL + 1)
+    opt_d = torch.optim.Adam(disc.parameters(), lr=lr * mb_ratio, betas=(0.0 ** mb_ratio, 0.99 ** mb_ratio))
     tr.modules.update({"disc": disc, "ada": holder})
     tr.optimizers.update({"adam_g": (opt_g, generator), "adam_d": (opt_d, disc)})
     tr.resume(list(tr.run))
