@@ -321,8 +321,8 @@ def cmd_train_stylegan2(args: argparse.Namespace) -> int:
     recipe = (f"genrestore train stylegan2 --data {args.data} --resolution {r} --size {args.size} --steps {args.steps} "
               f"--batch-size {args.batch_size} --lr {args.lr} --z-dim {args.z_dim} --mapping-layers "
               f"{args.mapping_layers} --channel-base {args.channel_base} --channel-max {args.channel_max} "
-              f"--ada-kimg {args.ada_kimg} --seed {args.seed}" + (f" --r1-gamma {args.r1_gamma}" if args.r1_gamma
-                                                                   is not None else ""))
+              f"--ada-kimg {args.ada_kimg} --ema-decay {args.ema_decay} --seed {args.seed}"
+              + (f" --r1-gamma {args.r1_gamma}" if args.r1_gamma is not None else ""))
     train_stylegan2(model, args.data, args.steps, args.batch_size, args.size, args.lr, args.r1_gamma, args.ada_kimg,
                     ema_decay=args.ema_decay, out_dir=args.output, save_every=args.save_every, seed=args.seed,
                     device=resolve_device(args.device), recipe=recipe, time_limit=args.time_limit,

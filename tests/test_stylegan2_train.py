@@ -175,3 +175,17 @@ def test_lazy_r1_scales_the_discriminators_adam(photos, tmp_path, monkeypatch):
     assert g_kw["lr"] == 0.002 and g_kw["betas"] == (0.0, 0.99)
     assert d_kw["lr"] == pytest.approx(0.002 * c)
     assert d_kw["betas"][0] == 0.0 and d_kw["betas"][1] == pytest.approx(0.99 ** c)
+
+
+def test_cli_recipe_records_the_ema_decay(tmp_path):
+    """The model JSON's recipe reproduces the model: a non-default --ema-decay (which sets the
+    returned EMA weights) is in it."""
+    from genrestore.cli import main
+    from genrestore.io import write_image
+
+    write_image(tmp_path / "photos" / "p.png", torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)))
+    run = tmp_path / "run"
+    assert main(["train", "stylegan2", "--data", str(tmp_path / "photos"), "-o", str(run), "--resolution", "8",
+                 "--size", "16", "--steps", "1", "--batch-size", "2", "--z-dim", "8", "--mapping-layers", "1",
+                 "--channel-base", "64", "--channel-max", "8", "--ema-decay", "0.5", "--device", "cpu", "-q"]) == 0
+    assert "--ema-decay 0.5" in json.loads((run / "model.json").read_text())["recipe"]
