@@ -264,7 +264,7 @@ def cmd_train_diffgar(args: argparse.Namespace) -> int:
                          "(folders from `genrestore artifacts`, the artifact kinds as classes)")
     source = f"--pairs {' '.join(args.pairs)}" if args.pairs else f"--data {args.data} --level {args.level}"
     recipe = (f"genrestore train diffgar {source} --size {args.size} --steps {args.steps} "
-              f"--batch-size {args.batch_size} --lr {args.lr} {_unet_recipe(args)} --seed {args.seed}"
+              f"--batch-size {args.batch_size} --lr {args.lr} --ema-decay {args.ema_decay} {_unet_recipe(args)} --seed {args.seed}"
               + (f" --prediction {args.prediction}" if args.prediction != "epsilon" else "")
               + (" --residual" if args.residual else ""))
     classes = ARTIFACT_CLASSES if args.pairs else DIFFGAR_CLASSES
@@ -398,7 +398,7 @@ def cmd_train_inpaint(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     torch.manual_seed(args.seed)  # the initial weights (generator and discriminator), so the recipe reproduces them
     recipe = (f"genrestore train inpaint --kind {args.kind} --data {args.data} --size {args.size} --steps {args.steps} "
-              f"--batch-size {args.batch_size} --lr {args.lr} {_unet_recipe(args)} --seed {args.seed}")
+              f"--batch-size {args.batch_size} --lr {args.lr} --ema-decay {args.ema_decay} {_unet_recipe(args)} --seed {args.seed}")
     if args.kind == "diffusion":
         model = ConditionalUNet(3, cond_channels=COND_CHANNELS, prediction_type="sample", unet=unet)
         train_conditional(model, args.data, inpaint_degrade, args.steps, args.batch_size, args.size, args.lr,
@@ -440,7 +440,7 @@ def cmd_train_idm(args: argparse.Namespace) -> int:
     model = ConditionalUNet(3, prediction_type="sample", schedule=schedule, unet=unet, residual=args.residual)
     source = f"--pairs {' '.join(args.pairs)}" if args.pairs else f"--data {args.data}"
     recipe = (f"genrestore train idm {source} --size {args.size} --steps {args.steps} "
-              f"--batch-size {args.batch_size} --lr {args.lr} {_unet_recipe(args)} --seed {args.seed}"
+              f"--batch-size {args.batch_size} --lr {args.lr} --ema-decay {args.ema_decay} {_unet_recipe(args)} --seed {args.seed}"
               + (" --regression" if args.regression else "") + (" --residual" if args.residual else ""))
     meta = {"restorer": "regression" if args.regression else "idm"}
     common = (args.steps, args.batch_size, args.size, args.lr, args.ema_decay, args.output, args.save_every, args.seed,

@@ -195,7 +195,8 @@ def test_extrinsic_iteration_and_authenticity_cli(tmp_path, capsys, monkeypatch)
     expected = IDMRestorer.from_file(k0).restore(read_image(tmp_path / "photos" / "p0.png"), 2,
                                                  generator_for(0, "p0.png"))
     assert (restored - expected).abs().max() <= 0.5 / 255 + 1e-6  # eq. 10 data, written as 8-bit PNG
-    assert "--extrinsic-from" in json.loads((tmp_path / "k1" / "model.json").read_text())["recipe"]
+    recipe = json.loads((tmp_path / "k1" / "model.json").read_text())["recipe"]
+    assert "--extrinsic-from" in recipe and "--ema-decay 0.999" in recipe
     # the cached restorations are reused only with the same model and settings
     capsys.readouterr()
     assert main(["train", "idm", "-o", str(tmp_path / "k1"), *base, "--extrinsic-from", str(k0),

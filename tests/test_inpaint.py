@@ -253,7 +253,7 @@ def test_train_degrade_restore_cli(tmp_path, capsys):
                  "-o", str(run), "--size", "32", "--steps", "2", "--batch-size", "2", "--channels", "8", "16",
                  "--disc-width", "8", "--device", "cpu", "-q"]) == 0
     meta = json.loads((run / "model.json").read_text())
-    assert meta["inpainter"] == "ddgan" and "--timesteps 2" in meta["recipe"]
+    assert meta["inpainter"] == "ddgan" and "--timesteps 2" in meta["recipe"] and "--ema-decay" in meta["recipe"]
     assert main(["degrade", str(tmp_path / "clean"), "-o", str(tmp_path / "deg"), "--task", "inpaint",
                  "--level", "M", "--seed", "0"]) == 0
     out = tmp_path / "out"

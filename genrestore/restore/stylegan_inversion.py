@@ -207,7 +207,7 @@ def robust_invert(G, target: torch.Tensor, task, params=None, config: InversionC
     render = lambda: G.synthesis_from_styles(G.styles_from_wplus(ws))  # noqa: E731
     losses["W+"] = _optimize(render, [ws], s2, lambda: ngd_step([ws], lr2), loss_fn, "phase II (W+)", progress)
     images["W+"] = render().detach()
-    # Phase III: one latent per input channel of every modulated layer
+    # Phase III: one latent per convolution filter (output channel) of every modulated layer (eq. 7)
     wpp = [t.detach().clone().requires_grad_(True) for t in G.wplus_to_wpp(ws.detach())]
     render = lambda: G.synthesis_from_styles(G.styles_from_wpp(wpp))  # noqa: E731
     losses["W++"] = _optimize(render, wpp, s3, lambda: ngd_step(wpp, lr3), loss_fn, "phase III (W++)", progress)
