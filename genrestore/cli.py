@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from . import __version__
-from ._argtypes import float_in
+from ._argtypes import float_in, nonneg_int
 from ._checks import InputError
 
 EXAMPLE_IMAGE = "astronaut.png"
@@ -594,7 +594,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--metrics", default="psnr,ssim", help=f"comma-separated, from {', '.join(METRICS_AVAILABLE)}")
     m.add_argument("--y", action="store_true", help="compare BT.601 luma (Y), as the SR papers do")
     m.add_argument("--gray", action="store_true", help="compare as grey images (for grey inputs)")
-    m.add_argument("--crop-border", type=int, default=0, metavar="N", help="drop N pixels on each side first")
+    m.add_argument("--crop-border", type=nonneg_int, default=0, metavar="N", help="drop N pixels on each side first")
     m.add_argument("--ref-stats", metavar="FILE.npz", help="FID: load the reference statistics from FILE if it "
                    "exists, else compute them and save them there")
     m.add_argument("--pfid-size", type=int, default=128, help="patch-FID crop size, px (robust StyleGAN: 128)")

@@ -198,6 +198,14 @@ def test_metrics_command_bad_input(tmp_path, capsys):
     assert "differs from its reference" in capsys.readouterr().err
     assert main(["metrics", str(ref), str(dist), "--metrics", "bogus"]) == 2
     assert "unknown metric" in capsys.readouterr().err
+    (dist / "a.png").unlink()
+    write_image(dist / "a.png", torch.rand(1, 3, 16, 16))
+    for bad in ("-1", "x"):  # before the fix -1 exited 1 with "ValueError: range() arg 3 must not be zero"
+        with pytest.raises(SystemExit) as e:
+            main(["metrics", str(ref), str(dist), "--crop-border", bad, "-q"])
+        assert e.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert "--crop-border" in err and "non-negative integer" in err and len(err.splitlines()) == 1, err
 
 
 def test_metrics_lpips_reports_weights(tmp_path, capsys, monkeypatch):

@@ -180,6 +180,16 @@ def test_bad_inputs():
         PSNR().compute()
 
 
+def test_negative_crop_border_is_an_input_error():
+    """Before the fix crop_border=-1 sliced [-1:1] (an empty crop): psnr raised a bare ValueError
+    from range(), ssim blamed a 0x0 image."""
+    x, y = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
+    for f in (mse, psnr, ssim):
+        for yc in (False, True):
+            with pytest.raises(InputError, match="non-negative crop_border"):
+                f(x, y, y_channel=yc, crop_border=-1)
+
+
 # ---------------------------------------------------------------------------- detection (hand-drawn masks)
 
 def _masks():

@@ -71,6 +71,8 @@ def _checked(x: torch.Tensor, y: torch.Tensor, crop_border: int,
     check_image(y, "second image", channels=(1, 3), check_range=False)
     if x.shape != y.shape:
         raise InputError(f"images differ in shape: {tuple(x.shape)} vs {tuple(y.shape)}")
+    if crop_border < 0:
+        raise InputError(f"expected a non-negative crop_border, got {crop_border}")
     if crop_border and 2 * crop_border >= min(x.shape[-2:]):
         raise InputError(f"crop_border={crop_border} leaves nothing of a {x.shape[-1]}x{x.shape[-2]} image")
     return (x.to(dtype), y.to(dtype)) if dtype is not None else (x, y)
