@@ -216,3 +216,19 @@ def test_too_small_images_are_a_clear_error():
     with pytest.raises(InputError, match="at least 31 px"):
         LPIPS("alex")(torch.rand(1, 3, 30, 40), torch.rand(1, 3, 30, 40))
     assert LPIPS("alex")(torch.rand(1, 3, 31, 31), torch.rand(1, 3, 31, 31)).shape == (1,)
+
+
+def test_second_image_is_checked_and_nan_is_an_input_error():
+    """Before the fix only the first image was checked: a uint8 second image was scored as floats
+    in 0..255 and a NaN pixel in either image gave a NaN distance without a word."""
+    from genrestore._checks import InputError
+
+    model = LPIPS("alex").eval()
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(InputError, match="second image as a float tensor"):
+        model(x, (x * 255).to(torch.uint8))
+    bad = x.clone()
+    bad[1, 0, 5, 5] = float("nan")
+    for a, b, which in ((bad, x, "first"), (x, bad, "second")):
+        with pytest.raises(InputError, match=f"{which} image has NaN"):
+            model(a, b)

@@ -72,6 +72,7 @@ class LPIPS(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         check_image(x, "first image", channels=(3,), check_range=False)
+        check_image(y, "second image", channels=(3,), check_range=False)
         if x.shape != y.shape:
             raise InputError(f"images differ in shape: {tuple(x.shape)} vs {tuple(y.shape)}")
         if min(x.shape[-2:]) < MIN_SIZE[self.net_name]:
@@ -82,6 +83,10 @@ class LPIPS(nn.Module):
             fx = fx / (fx.square().sum(1, keepdim=True).sqrt() + 1e-10)
             fy = fy / (fy.square().sum(1, keepdim=True).sqrt() + 1e-10)
             total = total + head((fx - fy).square()).mean(dim=(1, 2, 3))
+        if not torch.isfinite(total).all():  # NaN/inf in an input reach the distance: check it there
+            for t, name in ((x, "first"), (y, "second")):
+                if not torch.isfinite(t).all():
+                    raise InputError(f"{name} image has NaN or infinite values")
         return total
 
 
