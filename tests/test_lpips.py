@@ -232,3 +232,15 @@ def test_second_image_is_checked_and_nan_is_an_input_error():
     for a, b, which in ((bad, x, "first"), (x, bad, "second")):
         with pytest.raises(InputError, match=f"{which} image has NaN"):
             model(a, b)
+
+
+def test_float64_and_half_images_give_the_float32_distance():
+    """Before the fix float64 images raised RuntimeError 'Input type (double) and bias type (float)
+    should be the same' (psnr and ssim take them)."""
+    model = LPIPS("alex").eval()
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(2, 3, 32, 32, generator=g), torch.rand(2, 3, 32, 32, generator=g)
+    with torch.no_grad():
+        want = model(x, y)
+        assert torch.allclose(model(x.double(), y.double()).float(), want, rtol=0, atol=1e-6)
+        assert torch.allclose(model(x.half(), y.half()), model(x.half().float(), y.half().float()), rtol=0, atol=1e-6)

@@ -68,6 +68,7 @@ class LPIPS(nn.Module):
         return model.eval()
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = x.to(self.shift.dtype)  # the model's dtype: float64 images must not meet float32 convolutions
         return self.backbone((2 * x - 1 - self.shift) / self.scale)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
