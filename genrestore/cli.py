@@ -321,12 +321,20 @@ def _pair_by_name(ref: str, dist: str) -> list[tuple[Path, Path]]:
     refs, dists = list_images([ref]), list_images([dist])
     if Path(ref).is_file() and Path(dist).is_file():
         return [(refs[0], dists[0])]
-    by_stem = {p.stem: p for p in refs}
+    by_name, by_stem = {p.name: p for p in refs}, {}
+    for p in refs:
+        by_stem.setdefault(p.stem, []).append(p)
     missing = [p.name for p in dists if p.stem not in by_stem]
     if missing:
         raise InputError(f"{len(missing)} image(s) in {dist} have no reference of the same name in {ref}: "
                          f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
-    return [(by_stem[p.stem], p) for p in dists]
+    pairs = []
+    for p in dists:  # the reference of the same file name, else the only one of the same stem
+        if p.name not in by_name and len(by_stem[p.stem]) > 1:
+            raise InputError(f"{p.name} in {dist}: several references in {ref} share its name "
+                             f"({', '.join(q.name for q in by_stem[p.stem])}); keep one")
+        pairs.append((by_name.get(p.name, by_stem[p.stem][0]), p))
+    return pairs
 
 
 METRICS_AVAILABLE = ("psnr", "ssim", "mse", "lpips", "lpips-vgg", "niqe", "identity", "fid", "kid", "is", "pfid")

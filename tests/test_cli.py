@@ -186,6 +186,24 @@ def test_metrics_command_pairs_by_name(tmp_path, capsys):
     assert (tmp_path / "m.csv").read_text().splitlines()[0] == "name,reference,psnr,ssim"
 
 
+def test_metrics_pairs_the_same_file_name_before_the_same_stem(tmp_path, capsys):
+    """ref/a.jpg and ref/a.png: before the fix both dist/a.jpg and dist/a.png were paired with
+    ref/a.png (the last of the sorted stems), so a.jpg got PSNR against the wrong reference."""
+    ref, dist = tmp_path / "ref", tmp_path / "dist"
+    g = torch.Generator().manual_seed(0)
+    jpg_ref = torch.rand(1, 3, 16, 16, generator=g)
+    write_image(ref / "a.jpg", jpg_ref)
+    write_image(ref / "a.png", torch.rand(1, 3, 16, 16, generator=g))
+    write_image(dist / "a.jpg", read_image(ref / "a.jpg"))  # a second JPEG round trip: close to ref/a.jpg
+    assert main(["metrics", str(ref), str(dist), "--metrics", "mse", "--json", "-q"]) == 0
+    row = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert row["reference"] == str(ref / "a.jpg") and row["mse"] < 0.01  # against a.png: ~0.17
+    write_image(dist / "a.bmp", torch.rand(1, 3, 16, 16, generator=g))  # a stem with two references: ambiguous
+    assert main(["metrics", str(ref), str(dist), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "a.bmp" in err and "a.jpg, a.png" in err and len(err.splitlines()) == 1, err
+
+
 def test_metrics_command_bad_input(tmp_path, capsys):
     ref, dist = tmp_path / "ref", tmp_path / "dist"
     write_image(ref / "a.png", torch.rand(1, 3, 16, 16))
