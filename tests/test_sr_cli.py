@@ -216,6 +216,39 @@ def test_discriminator_and_perceptual_loss():
     assert n == 20_024_384  # torchvision vgg19().features, conv1_1 .. conv5_4
 
 
+def test_perceptual_loss_equals_real_esrgans_recipe_written_out():
+    """Real-ESRGAN (BasicSR PerceptualLoss, use_input_norm=True, range_norm=False, L1): VGG19
+    convolutions conv1_2, conv2_2, conv3_4, conv4_4, conv5_4 before their ReLU, weights 0.1, 0.1,
+    1, 1, 1, on ImageNet-normalized [0, 1] images; here from the same random state with plain
+    F.conv2d. The test above only checks loss(x, x) == 0, which no wrong tap or weight fails."""
+    import torch.nn.functional as F
+
+    from genrestore.detect.finetune import VGGPerceptualLoss
+
+    torch.manual_seed(0)
+    loss = VGGPerceptualLoss()
+    sd = loss.taps.features.state_dict()
+    convs = sorted({int(k.split(".")[0]) for k in sd})
+    names = [f"{b}_{i}" for b, n in zip(range(1, 6), (2, 2, 4, 4, 4)) for i in range(1, n + 1)]
+    weights = {"1_2": 0.1, "2_2": 0.1, "3_4": 1.0, "4_4": 1.0, "5_4": 1.0}
+    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+    def features(t):
+        t, out = (t - mean) / std, {}
+        for c, name in zip(convs, names):
+            t = out[name] = F.conv2d(t, sd[f"{c}.weight"], sd[f"{c}.bias"], padding=1)
+            t = F.relu(t)
+            if name in ("1_2", "2_2", "3_4", "4_4"):
+                t = F.max_pool2d(t, 2)
+        return out
+
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.rand(2, 3, 32, 32, generator=g), torch.rand(2, 3, 32, 32, generator=g)
+    fx, fy = features(x), features(y)
+    expected = sum(w * (fx[k] - fy[k]).abs().mean() for k, w in weights.items())
+    assert abs(float(loss(x, y)) - float(expected)) <= 1e-6 * float(expected)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_half_on_cuda_close_to_float32_and_nan_guard(models):
