@@ -512,3 +512,15 @@ def test_shard_started_beside_a_running_one_loses_no_rows(suite_file, tmp_path, 
     assert first["rows_run"] == 4 and started[0]["rows_run"] == 4
     rows = load_rows(out)
     assert len(rows) == 8 and all(r["config"] for r in rows)
+
+
+def test_row_files_of_methods_given_by_paths_never_collide():
+    """sr:a/b.safetensors and sr:a_b.safetensors wrote one PNG; a long path made a name past 255 bytes."""
+    from genrestore.bench.harness import _row_files
+
+    names = {_row_files("im", "t", "M", m, 0)["output"] for m in
+             ("sr:a/b.safetensors", "sr:a_b.safetensors", "sr:c/a/b.safetensors", "degraded", "sr:realesrgan-x4plus")}
+    assert len(names) == 5
+    assert _row_files("im", "t", "M", "sr:realesrgan-x4plus", 0)["output"] == "images/im_s0_t_M_sr_realesrgan-x4plus.png"
+    long = _row_files("im", "t", "M", "idm:/" + "d" * 300 + "/model.safetensors", 0)["output"]
+    assert len(long.split("/")[-1]) < 80 and "model.safetensors-" in long

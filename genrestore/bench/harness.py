@@ -525,8 +525,14 @@ def _row_key(row: dict) -> tuple:
 
 
 def _row_files(img: str, t: str, lv: str, m: str, seed: int) -> dict:
-    """The image files of a row, relative to the output folder."""
-    safe = m.replace(":", "_").replace("/", "_")
+    """The image files of a row, relative to the output folder. A method given by a path
+    (``sr:runs/x/model.safetensors``) is named by its file name and a digest of the whole method,
+    so that two paths never share a file (``a/b`` vs ``a_b``) and names stay short."""
+    if "/" in m or "\\" in m:
+        kind, _, arg = m.partition(":")
+        safe = f"{kind}_{Path(arg).name}-{hashlib.sha256(m.encode()).hexdigest()[:8]}"
+    else:
+        safe = m.replace(":", "_")
     stem = f"images/{img}_s{seed}"  # crops and degradations differ by seed: one file set each
     return {"truth": f"{stem}_truth.png", "input": f"{stem}_{t}_{lv}_input.png", "output": f"{stem}_{t}_{lv}_{safe}.png"}
 
