@@ -524,3 +524,20 @@ def test_row_files_of_methods_given_by_paths_never_collide():
     assert _row_files("im", "t", "M", "sr:realesrgan-x4plus", 0)["output"] == "images/im_s0_t_M_sr_realesrgan-x4plus.png"
     long = _row_files("im", "t", "M", "idm:/" + "d" * 300 + "/model.safetensors", 0)["output"]
     assert len(long.split("/")[-1]) < 80 and "model.safetensors-" in long
+
+
+def test_resume_reruns_rows_scored_while_a_metric_weight_was_absent(suite_file, tmp_path, monkeypatch):
+    """Rows scored without LPIPS (weights absent) run again once the weights are in the store."""
+    import genrestore.metrics.lpips as lpips_module
+    from genrestore import weights as ws
+
+    real_find = ws.find
+    monkeypatch.setattr(ws, "find", lambda name: None if name == "alexnet-torchvision" else real_find(name))
+    out = tmp_path / "run"
+    assert run_suite(load_suite(suite_file), out, progress=False)["rows_run"] == 8
+    assert run_suite(load_suite(suite_file), out, progress=False)["rows_skipped"] == 8
+    monkeypatch.setattr(ws, "find", lambda name: tmp_path if name == "alexnet-torchvision" else real_find(name))
+    monkeypatch.setattr(lpips_module, "lpips", lambda a, b, net: (a - b).abs().mean(dim=(1, 2, 3)))
+    assert run_suite(load_suite(suite_file), out, progress=False)["rows_run"] == 8
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == 8 and all(r["metrics"]["lpips"] is not None for r in rows)

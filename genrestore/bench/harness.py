@@ -550,11 +550,13 @@ def _file_digest(path: str | Path | None, digests: dict) -> str | None:
     return digests[path]
 
 
-def _row_config(suite: Suite, truth_digest: str, t: str, m: str, output_name: str, digests: dict) -> str:
+def _row_config(suite: Suite, truth_digest: str, t: str, m: str, output_name: str, digests: dict,
+                absent: tuple[str, ...] | list[str] = ()) -> str:
     """A digest of everything besides the row's key that its values depend on: the ground-truth crop
     (images, crop size, seed), the method's weights, the artifact generators, the per-image metrics
-    and the detection settings (the MSE-SR, and the labelled mask of this output). A resume trusts a
-    finished row only when it matches."""
+    and the detection settings (the MSE-SR, and the labelled mask of this output), and which metric
+    weights were ``absent`` (a row scored without LPIPS runs again once its weights are added). A
+    resume trusts a finished row only when it matches."""
     from ..weights import model_file
 
     kind, _, arg = m.partition(":")
@@ -572,7 +574,7 @@ def _row_config(suite: Suite, truth_digest: str, t: str, m: str, output_name: st
         det["mse"] = _file_digest(model_file(det["mse"]), digests)
         det["masks"] = _file_digest(Path(det["masks"]) / output_name, digests) if "masks" in det else None
     record = {"truth": truth_digest, "method": m, "weights": weights, "generators": gens, "detection": det,
-              "metrics": sorted(n for n in suite.metrics if n in METRICS)}
+              "metrics": sorted(n for n in suite.metrics if n in METRICS), "absent": sorted(absent)}
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -594,7 +596,7 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
     truth_digest = {img: hashlib.sha256(x.contiguous().numpy().tobytes()).hexdigest() for img, x in truths}
     config = {(img, t, lv, m, suite.seed): _row_config(suite, truth_digest[img], t, m,
                                                        Path(_row_files(img, t, lv, m, suite.seed)["output"]).name,
-                                                       digests)
+                                                       digests, notes)
               for img, t, lv, m in jobs}
     done = set()
     if results.is_file():
