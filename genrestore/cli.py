@@ -64,6 +64,13 @@ def _parse_shard(text: str | None) -> tuple[int, int]:
     return i, n
 
 
+def _shard(items: list, text: str | None) -> list:
+    """Every n-th of ``items`` from i with ``--shard i/n`` (all of them without one). Per-image seeds
+    come from file names, so the shards together equal one run."""
+    i, n = _parse_shard(text)
+    return items[i::n]
+
+
 # Pillow modes that decode to grey, RGB or RGBA (palettes and CMYK are converted).
 _SUPPORTED_MODES = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr",
                     "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
@@ -197,8 +204,7 @@ def cmd_degrade(args: argparse.Namespace) -> int:
     if not inputs:
         raise InputError("no input images: give files, folders or globs, or --example")
     paths = list_images(inputs)
-    shard_i, shard_n = _parse_shard(args.shard)
-    paths = paths[shard_i::shard_n]
+    paths = _shard(paths, args.shard)
     device = resolve_device(args.device)
     deg = _build_degradation(args.task, args.level, args.backend) if args.task else None
     sizes = _validate_inputs(paths)
@@ -211,27 +217,31 @@ def cmd_degrade(args: argparse.Namespace) -> int:
         (["grid_{stem}.png"] if args.grid else [])
     _plan_outputs(paths, out_dir, outputs)
 
+    if deg is not None:
+        describe = {"task": args.task, **deg.describe()} if args.task in PIPELINES else deg.describe()
+        expect = {"seed": args.seed, "degradation": _jsonable(describe)}  # what a resumed image must match
     done = skipped = 0
     for path in tqdm(paths, desc="degrade", unit="img", file=sys.stderr, disable=args.quiet):
         key = path.name
         image_seed = seed_for(args.seed, key)
-        x = read_image(path).to(device)
+        x = None
         if args.grid:
+            x = read_image(path).to(device)
             write_image(out_dir / f"grid_{path.stem}.png", _grid(x, args.seed, args.backend))
         if deg is None:
             continue
         out_png, out_json = out_dir / f"{path.stem}.png", out_dir / f"{path.stem}.json"
-        describe = {"task": args.task, **deg.describe()} if args.task in PIPELINES else deg.describe()
         out_mask = out_dir / f"{path.stem}_mask.png"
-        if args.resume:  # the record lists the mask too when the task made one
-            expect = {"seed": args.seed, "degradation": _jsonable(describe)}
-            if outputs_recorded(out_json, expect, [out_png]):
-                skipped += 1
-                continue
+        # the record lists the mask too when the task made one; a finished image is not decoded again
+        if args.resume and outputs_recorded(out_json, expect, [out_png]):
+            skipped += 1
+            continue
+        if x is None:
+            x = read_image(path).to(device)
         y, params, mask = _degrade_one(deg, x, generator_for(args.seed, key))
         record = {"input": str(path), "output": str(out_png), "seed": args.seed, "image_seed": image_seed,
                   "input_size": list(x.shape[-2:]), "output_size": list(y.shape[-2:]),
-                  "degradation": _jsonable(describe), "params": _jsonable(_one_image_params(params, 0))}
+                  "degradation": expect["degradation"], "params": _jsonable(_one_image_params(params, 0))}
         hashes: dict[str, str] = {}
         if mask is not None:
             write_image_hashed(out_mask, mask[0], hashes)

@@ -21,15 +21,13 @@ def cmd_artifacts(args: argparse.Namespace) -> int:
 
     from ._random import generator_for
     from .artifacts import synthesize
-    from .cli import _plan_outputs, _validate_inputs, resolve_device
-    from .cli import _parse_shard
+    from .cli import _plan_outputs, _shard, _validate_inputs, resolve_device
     from .io import atomic_write_bytes, list_images, outputs_recorded, read_image, write_image_hashed
     from .weights import model_file, sha256_file
 
     paths = list_images(args.inputs)
     sizes = _validate_inputs(paths, rgb_only="the artifact generators")
-    shard_i, shard_n = _parse_shard(args.shard)
-    items = crop_items(paths, sizes, args.crop, args.per_image, args.seed)[shard_i::shard_n]
+    items = _shard(crop_items(paths, sizes, args.crop, args.per_image, args.seed), args.shard)
     out_dir = Path(args.output)
     _plan_outputs([it.name for it in items], out_dir, ["{stem}.png", "{stem}_clean.png", "{stem}.json"], paths)
     device = resolve_device(args.device)

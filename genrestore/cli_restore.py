@@ -50,11 +50,11 @@ def _restore_each(args: argparse.Namespace, device, restore_one, record: dict, l
     from tqdm import tqdm
 
     from ._random import generator_for
-    from .cli import _plan_outputs, _validate_inputs
-    from .io import atomic_write_bytes, outputs_recorded, read_image, write_image_hashed
+    from .cli import _plan_outputs, _shard, _validate_inputs
+    from .io import atomic_write_bytes, list_images, outputs_recorded, read_image, write_image_hashed
     from .weights import model_file, sha256_file
 
-    paths = _shard_inputs(args)
+    paths = _shard(list_images(args.inputs), args.shard)
     if select is not None:
         paths = select(paths)
     _validate_inputs(paths)
@@ -77,16 +77,6 @@ def _restore_each(args: argparse.Namespace, device, restore_one, record: dict, l
     if not args.json:
         print(f"{len(paths) - skipped} restored by {label}, {skipped} already done -> {out_dir}")
     return 0
-
-
-def _shard_inputs(args: argparse.Namespace) -> list[Path]:
-    """The inputs, every n-th from i with ``--shard i/n`` (per-image seeds come from file names,
-    so shards together equal one run)."""
-    from .cli import _parse_shard
-    from .io import list_images
-
-    i, n = _parse_shard(args.shard)
-    return list_images(args.inputs)[i::n]
 
 
 def cmd_restore_idm(args: argparse.Namespace) -> int:
@@ -171,9 +161,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ._random import generator_for
-    from .cli import _plan_outputs, _validate_inputs, resolve_device
+    from .cli import _plan_outputs, _shard, _validate_inputs, resolve_device
     from .degrade import get_task, resize
-    from .io import atomic_write_bytes, outputs_recorded, read_image, write_image_hashed
+    from .io import atomic_write_bytes, list_images, outputs_recorded, read_image, write_image_hashed
     from .models.stylegan2 import load_stylegan2
     from .restore.stylegan_inversion import InversionConfig, perceptual_loss, robust_invert
     from .weights import model_file, sha256_file
@@ -195,7 +185,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     scale = 1.0 if args.steps is None else args.steps
     if not math.isfinite(scale) or scale <= 0:
         raise InputError(f"--steps for stylegan-inversion scales the 150 steps per phase; expected > 0, got {scale}")
-    paths = _shard_inputs(args)
+    paths = _shard(list_images(args.inputs), args.shard)
     sizes = _validate_inputs(paths)
     device = resolve_device(args.device)
     task = get_task(args.task, args.level)

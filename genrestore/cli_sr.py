@@ -73,14 +73,6 @@ def _check_memory(nets, paths, sizes, tile: int, device: torch.device, detect: b
                              f"{avail / 2**30:.1f} GiB available; use --tile 256")
 
 
-def _shard(args: argparse.Namespace, paths: list[Path]) -> list[Path]:
-    """Every n-th of ``paths`` from i with ``--shard i/n``."""
-    from .cli import _parse_shard
-
-    i, n = _parse_shard(args.shard)
-    return paths[i::n]
-
-
 def _check_tiling(args: argparse.Namespace) -> None:
     """Refuse a ``--tile`` too small for ``--tile-pad`` before any image is processed (tiling only
     starts on images larger than the tile, so it would otherwise fail mid-run)."""
@@ -110,12 +102,12 @@ def _weights_sha256(names: list[str]) -> list[str]:
 def cmd_upscale(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .cli import _plan_outputs, resolve_device
+    from .cli import _plan_outputs, _shard, resolve_device
     from .io import atomic_write_bytes, outputs_recorded, read_image, write_image_hashed
     from .models.sr import upscale
 
     _check_tiling(args)
-    paths = _shard(args, list_images(args.inputs))
+    paths = _shard(list_images(args.inputs), args.shard)
     sizes = _check_rgb(paths)
     device = resolve_device(args.device)
     names = [args.model] + ([args.reference] if args.reference else [])
@@ -182,13 +174,13 @@ def overlay(image: torch.Tensor, mask: torch.Tensor, color=(1.0, 0.1, 0.1), widt
 def cmd_detect(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .cli import _plan_outputs, resolve_device
+    from .cli import _plan_outputs, _shard, resolve_device
     from .detect import detect_artifacts, make_segmenter, pseudo_gt
     from .io import atomic_write_bytes, outputs_recorded, read_image, write_image_hashed
     from .models.sr import upscale
 
     _check_tiling(args)
-    paths = _shard(args, list_images(args.inputs))
+    paths = _shard(list_images(args.inputs), args.shard)
     sizes = _check_rgb(paths)
     device = resolve_device(args.device)
     segmenter = make_segmenter(args.segmenter, args.segformer, device)
