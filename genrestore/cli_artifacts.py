@@ -139,7 +139,7 @@ def image_params(params: dict, i: int) -> dict:
 def add_parser(sub) -> None:
     a = sub.add_parser("artifacts", help="synthesize generative artifacts (DiffGAR §3): (clean, artifact) pairs",
                        description="Writes OUT/NAME.png (artifact), OUT/NAME_clean.png and OUT/NAME.json (exact "
-                                   "parameters). Level 0.5 = DiffGAR's settings (4x4 token rectangle; 10 %% of tokens "
+                                   "parameters). Level 0.5 = DiffGAR's settings (4x4 token rectangle; 10 % of tokens "
                                    "resampled; alpha 0.3; gamma 1.015, beta 0.01). Example: genrestore artifacts "
                                    "photos/ -o pairs/ --kind vq-replace --level 0.5 --vq vq.safetensors")
     a.add_argument("inputs", nargs="+", metavar="INPUT", help="clean RGB images, folders or globs")
