@@ -2,7 +2,8 @@
 
 Library errors print as one line, ``genrestore: error: ...``, on stderr: exit 2 for bad
 input or usage, 1 for other failures (``--verbose`` shows the traceback). Results go to
-stdout (``--json``: one object per line); progress goes to stderr.
+stdout (``--json``: one object per line, strict JSON: inf and NaN as the strings "inf", "nan");
+progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -194,7 +195,8 @@ def cmd_degrade(args: argparse.Namespace) -> int:
 
     from ._random import generator_for, seed_for
     from .degrade import PIPELINES
-    from .io import atomic_write_bytes, list_images, outputs_recorded, read_image, write_image, write_image_hashed
+    from .io import (atomic_write_bytes, json_line, list_images, outputs_recorded, read_image, write_image,
+                     write_image_hashed)
 
     if not args.task and not args.grid:
         raise InputError("nothing to do: give --task NAME and/or --grid")
@@ -251,7 +253,7 @@ def cmd_degrade(args: argparse.Namespace) -> int:
         atomic_write_bytes(out_json, (json.dumps(record, indent=1) + "\n").encode())
         done += 1
         if args.json:
-            print(json.dumps(record), flush=True)
+            print(json_line(record), flush=True)
     if not args.json:
         what = f"{done} degraded, {skipped} already done" if deg is not None else f"{len(paths)} grids"
         print(f"{what} -> {out_dir}")
@@ -357,7 +359,7 @@ def cmd_authenticity(args: argparse.Namespace) -> int:
 
     from . import weights as ws
     from ._random import generator_for
-    from .io import list_images, read_image
+    from .io import json_line, list_images, read_image
     from .restore.idm import IDMRestorer, authenticity
 
     if args.dist:
@@ -379,7 +381,7 @@ def cmd_authenticity(args: argparse.Namespace) -> int:
         row = {"name": p.name, "psnr": float(r["psnr"][0]), **({"lpips": float(r["lpips"][0])} if fits else {})}
         rows.append(row)
         if args.json:
-            print(json.dumps(row), flush=True)
+            print(json_line(row), flush=True)
     with_lpips = [r["lpips"] for r in rows if "lpips" in r]
     if small:
         note += (f" over {len(with_lpips)} of {len(rows)} images ({len(small)} smaller than 31 px a side, "
@@ -389,7 +391,7 @@ def cmd_authenticity(args: argparse.Namespace) -> int:
     if with_lpips:
         summary["lpips"] = sum(with_lpips) / len(with_lpips)
     if args.json:
-        print(json.dumps({"summary": summary}))
+        print(json_line({"summary": summary}))
     else:
         print(f"authenticity of {args.authenticity} on {len(rows)} images: PSNR(f(f(x)), f(x)) {summary['psnr']:.3f} dB"
               + (f", LPIPS {summary['lpips']:.4f} ({note})" if with_lpips else f"; {note}"))
@@ -403,7 +405,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from . import metrics as M
-    from .io import atomic_write_bytes, read_image
+    from .io import atomic_write_bytes, json_line, read_image
 
     if args.authenticity:
         return cmd_authenticity(args)
@@ -486,7 +488,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
                 feats["dist_p"].add(*extractor(random_crops(y, *crop, generator_for(args.seed, "dist:" + dist_path.name))))
         rows.append(row)
         if args.json:
-            print(json.dumps(row), flush=True)
+            print(json_line(row), flush=True)
     summary = {"images": len(rows), **{m: sum(r[m] for r in rows) / len(rows) for m in names},
                "y_channel": args.y, "crop_border": args.crop_border, "weights_used": weights_used}
     if set_names:
@@ -513,7 +515,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         writer.writerows(rows)
         atomic_write_bytes(args.csv, buf.getvalue().encode())
     if args.json:
-        print(json.dumps({"summary": summary}))
+        print(json_line({"summary": summary}))
     else:
         print(f"{'metric':<9} {'mean':>12}   ({len(rows)} image pairs, {'Y' if args.y else 'RGB'}, "
               f"crop {args.crop_border} px; weights used: {', '.join(weights_used) or 'none'})")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from ._checks import InputError
@@ -12,6 +11,7 @@ from ._checks import InputError
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench.harness import load_suite, run_suite
     from .cli import _parse_shard
+    from .io import json_line
 
     methods = [m for m in args.methods.split(",") if m] if args.methods else None
     tasks = [t for t in args.tasks.split(",") if t] if args.tasks else None
@@ -20,7 +20,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for note in summary["notes"]:
         print(f"genrestore: note: {note}", file=sys.stderr)
     if args.json:
-        print(json.dumps(summary))
+        print(json_line(summary))
     else:
         print(f"suite {suite.name}: {summary['rows_run']} rows run, {summary['rows_skipped']} already done "
               f"-> {summary['results']}")

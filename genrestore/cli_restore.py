@@ -51,7 +51,7 @@ def _restore_each(args: argparse.Namespace, device, restore_one, record: dict, l
 
     from ._random import generator_for
     from .cli import _plan_outputs, _shard, _validate_inputs
-    from .io import atomic_write_bytes, list_images, outputs_recorded, read_image, write_image_hashed
+    from .io import atomic_write_bytes, json_line, list_images, outputs_recorded, read_image, write_image_hashed
     from .weights import model_file, sha256_file
 
     paths = _shard(list_images(args.inputs), args.shard)
@@ -73,7 +73,7 @@ def _restore_each(args: argparse.Namespace, device, restore_one, record: dict, l
         rec = {"input": str(path), "output": str(out_png), **record, "sha256": hashes}
         atomic_write_bytes(out_json, (json.dumps(rec, indent=1) + "\n").encode())
         if args.json:
-            print(json.dumps(rec), flush=True)
+            print(json_line(rec), flush=True)
     if not args.json:
         print(f"{len(paths) - skipped} restored by {label}, {skipped} already done -> {out_dir}")
     return 0
@@ -163,7 +163,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from ._random import generator_for
     from .cli import _plan_outputs, _shard, _validate_inputs, resolve_device
     from .degrade import get_task, resize
-    from .io import atomic_write_bytes, list_images, outputs_recorded, read_image, write_image_hashed
+    from .io import atomic_write_bytes, json_line, list_images, outputs_recorded, read_image, write_image_hashed
     from .models.stylegan2 import load_stylegan2
     from .restore.stylegan_inversion import InversionConfig, perceptual_loss, robust_invert
     from .weights import model_file, sha256_file
@@ -233,7 +233,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
                   "final_loss": {k: v[-1] for k, v in res.losses.items()}, "sha256": hashes}
         atomic_write_bytes(out_json, (json.dumps(record, indent=1) + "\n").encode())
         if args.json:
-            print(json.dumps(record), flush=True)
+            print(json_line(record), flush=True)
     if not args.json:
         print(f"{len(paths) - skipped} restored by {args.method} ({args.task} {args.level}, loss {distance[1]}), "
               f"{skipped} already done -> {out_dir}")

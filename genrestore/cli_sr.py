@@ -103,7 +103,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .cli import _plan_outputs, _shard, resolve_device
-    from .io import atomic_write_bytes, outputs_recorded, read_image, write_image_hashed
+    from .io import atomic_write_bytes, json_line, outputs_recorded, read_image, write_image_hashed
     from .models.sr import upscale
 
     _check_tiling(args)
@@ -141,7 +141,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         atomic_write_bytes(out_json, (json.dumps(record, indent=1) + "\n").encode())
         done += 1
         if args.json:
-            print(json.dumps(record), flush=True)
+            print(json_line(record), flush=True)
     if not args.json:
         print(f"{done} upscaled x{nets[0].scale} with {args.model}, {skipped} already done -> {out_dir}")
     return 0
@@ -176,7 +176,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
     from .cli import _plan_outputs, _shard, resolve_device
     from .detect import detect_artifacts, make_segmenter, pseudo_gt
-    from .io import atomic_write_bytes, outputs_recorded, read_image, write_image_hashed
+    from .io import atomic_write_bytes, json_line, outputs_recorded, read_image, write_image_hashed
     from .models.sr import upscale
 
     _check_tiling(args)
@@ -237,7 +237,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
         total_mask += int(mask.sum())
         total_px += mask.numel()
         if args.json:
-            print(json.dumps(record), flush=True)
+            print(json_line(record), flush=True)
     if not args.json:
         frac = total_mask / total_px if total_px else 0.0
         print(f"{len(paths) - skipped} images: {total_regions} artifact regions, {100 * frac:.2f} % of pixels "

@@ -202,6 +202,27 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
+def json_line(obj) -> str:
+    """``obj`` as one line of strict JSON (RFC 8259 has no inf or NaN): a non-finite float (the
+    PSNR of identical images, an absent set metric) becomes the string ``"inf"``, ``"-inf"`` or
+    ``"nan"``, which Python's ``float()`` reads back.
+
+    Example:
+        >>> json_line({"psnr": float("inf"), "ssim": [1.0, float("nan")]})
+        '{"psnr": "inf", "ssim": [1.0, "nan"]}'
+    """
+    def strict(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return str(v)
+        if isinstance(v, dict):
+            return {k: strict(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [strict(x) for x in v]
+        return v
+
+    return json.dumps(strict(obj), allow_nan=False)
+
+
 def encode_image(x: torch.Tensor, suffix: str = ".png", bits: Literal[8, 16] = 8,
                  jpeg_quality: int = 95) -> bytes:
     """Encode one ``(1, C, H, W)`` or ``(C, H, W)`` image in [0, 1] as file bytes.

@@ -1,4 +1,5 @@
 import json
+import math
 
 import numpy as np
 import pytest
@@ -184,6 +185,23 @@ def test_metrics_command_pairs_by_name(tmp_path, capsys):
     assert abs(lines[0]["psnr"] - peak_signal_noise_ratio(a, b, data_range=1)) < 1e-5
     assert lines[-1]["summary"]["images"] == 2 and lines[-1]["summary"]["weights_used"] == []
     assert (tmp_path / "m.csv").read_text().splitlines()[0] == "name,reference,psnr,ssim"
+
+
+def test_metrics_json_is_strict_for_identical_images(tmp_path, capsys):
+    """PSNR of identical images is inf: --json writes it as the string "inf" (RFC 8259 has no
+    Infinity; before, the lines held a bare Infinity that strict parsers refuse)."""
+    ref, dist = tmp_path / "ref", tmp_path / "dist"
+    x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    write_image(ref / "a.png", x)
+    write_image(dist / "a.png", x)
+    assert main(["metrics", str(ref), str(dist), "--metrics", "psnr,mse", "--json", "-q"]) == 0
+
+    def refuse(constant):
+        raise ValueError(constant)
+
+    row, summary = [json.loads(s, parse_constant=refuse) for s in capsys.readouterr().out.splitlines()]
+    assert row["psnr"] == "inf" and float(row["psnr"]) == math.inf and row["mse"] == 0.0
+    assert summary["summary"]["psnr"] == "inf"
 
 
 def test_metrics_pairs_the_same_file_name_before_the_same_stem(tmp_path, capsys):
