@@ -266,3 +266,19 @@ def test_eq9_divides_d_by_the_adjustment(monkeypatch):
     assert det.candidates[0, 0, :, :20].all() and not det.candidates[0, 0, :, 20:].any()
     # one 5x5 erosion and three 5x5 dilations grow the left half by 4 columns, no further
     assert det.mask[0, 0, :, :24].all() and not det.mask[0, 0, :, 24:].any()
+
+
+@pytest.mark.parametrize("kernel", [2, 3, 4, 6])
+def test_erode_dilate_other_kernels_keep_size_and_match_opencv(kernel):
+    """An even square keeps the image size and OpenCV's anchor (kernel // 2), as cv2.erode / cv2.dilate do."""
+    masks = _random_masks(8, n=2, size=20)
+    k = np.ones((kernel, kernel), np.uint8)
+    for it in (1, 2, 3):
+        e, d = erode(masks, kernel, it), dilate(masks, kernel, it)
+        assert e.shape == d.shape == masks.shape, (e.shape, d.shape)
+        for i, m in enumerate(masks[:, 0].numpy().astype(np.uint8)):
+            assert np.array_equal(e[i, 0].numpy(), cv2.erode(m, k, iterations=it).astype(bool)), (kernel, it)
+            assert np.array_equal(d[i, 0].numpy(), cv2.dilate(m, k, iterations=it).astype(bool)), (kernel, it)
+    assert refine_mask(masks, scale=1, kernel=kernel).shape == masks.shape
+    with pytest.raises(InputError, match="kernel"):
+        erode(masks, 0)

@@ -28,21 +28,32 @@ from .._checks import InputError
 MIN_AREA_X4 = 4000
 
 
+def _box_max(x: torch.Tensor, kernel: int, iterations: int) -> torch.Tensor:
+    """Max of ``(N, 1, H, W)`` {0, 1} maps over ``iterations`` repeats of a ``kernel`` square anchored at
+    ``kernel // 2`` (OpenCV's default anchor), pixels outside the image left out; same size out.
+
+    k x k squares compose: n passes equal one (n (k - 1) + 1)-square whose anchor is n times as far in
+    (OpenCV does the same). Padding with 0 leaves the outside out, as every window holds its own pixel.
+    """
+    if kernel < 1:
+        raise InputError(f"morphology kernel must be at least 1 px, got {kernel}")
+    a = kernel // 2
+    lo, hi = iterations * a, iterations * (kernel - 1 - a)
+    return F.max_pool2d(F.pad(x, (lo, hi, lo, hi), value=0.0), lo + hi + 1, stride=1)
+
+
 def erode(mask: torch.Tensor, kernel: int = 5, iterations: int = 1) -> torch.Tensor:
     """Binary erosion by a ``kernel`` x ``kernel`` square; ``(N, 1, H, W)`` bool in and out."""
     if iterations <= 0:
         return mask
-    k = iterations * (kernel - 1) + 1  # k x k squares compose: n erosions by 5x5 = one by (4n+1)
-    inv = (~mask).to(torch.float32)
-    return ~(F.max_pool2d(inv, k, stride=1, padding=k // 2) > 0)
+    return ~(_box_max((~mask).to(torch.float32), kernel, iterations) > 0)
 
 
 def dilate(mask: torch.Tensor, kernel: int = 5, iterations: int = 1) -> torch.Tensor:
     """Binary dilation by a ``kernel`` x ``kernel`` square; ``(N, 1, H, W)`` bool in and out."""
     if iterations <= 0:
         return mask
-    k = iterations * (kernel - 1) + 1
-    return F.max_pool2d(mask.to(torch.float32), k, stride=1, padding=k // 2) > 0
+    return _box_max(mask.to(torch.float32), kernel, iterations) > 0
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
