@@ -282,3 +282,19 @@ def test_erode_dilate_other_kernels_keep_size_and_match_opencv(kernel):
     assert refine_mask(masks, scale=1, kernel=kernel).shape == masks.shape
     with pytest.raises(InputError, match="kernel"):
         erode(masks, 0)
+
+
+def test_adjustment_fit_rejects_mismatched_shapes():
+    """A D map without its channel axis, or labels of another batch or size, must not be silently broadcast:
+    a (1, 4, 4) D map read as (N, 1, H, W) took row 0 for every row and fitted both classes to 0.001."""
+    d = torch.zeros(1, 4, 4)
+    d[:, 2:] = 1.0
+    labels = torch.zeros(1, 4, 4, dtype=torch.long)
+    labels[:, 2:] = 1
+    fit = AdjustmentFit(num_classes=2)
+    for bad_d, bad_labels in [(d, labels), (d[:, None].expand(2, 1, 4, 4), labels), (d[:, None], labels[:, :3])]:
+        with pytest.raises(InputError, match="shape"):
+            fit.update(bad_d, bad_labels)
+    assert fit.counts.sum() == 0
+    fit.update(d[:, None], labels)
+    assert torch.allclose(fit.compute(), torch.tensor([0.001, 1.0]))  # class 0: all D = 0 (first bin's upper edge); class 1: D = 1

@@ -214,6 +214,9 @@ class AdjustmentFit:
 
     def update(self, d: torch.Tensor, labels: torch.Tensor) -> None:
         """Fold a D map ``(N, 1, H, W)`` and its labels ``(N, H, W)`` into the histograms."""
+        if d.ndim != 4 or d.shape[1] != 1 or tuple(labels.shape) != (d.shape[0], *d.shape[2:]):
+            raise InputError(f"expected a D map of shape (N, 1, H, W) and labels (N, H, W), got D "
+                             f"{tuple(d.shape)} and labels {tuple(labels.shape)}")
         if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.k):
             raise InputError(f"labels outside 0..{self.k - 1}")
         if not torch.isfinite(d).all():
