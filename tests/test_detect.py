@@ -298,3 +298,20 @@ def test_adjustment_fit_rejects_mismatched_shapes():
     assert fit.counts.sum() == 0
     fit.update(d[:, None], labels)
     assert torch.allclose(fit.compute(), torch.tensor([0.001, 1.0]))  # class 0: all D = 0 (first bin's upper edge); class 1: D = 1
+
+
+def test_detect_artifacts_rejects_labels_of_another_shape():
+    """A segmenter must give (N, H, W) labels; one (1, H, W) map for a batch of 2 was broadcast to both images
+    (ArtifactDetection.labels then had 1 image for 2 masks)."""
+    class OneMap:
+        name = "one-map"
+        class_names = ["a", "b"]
+        weights = torch.tensor([1.0, 0.5])
+
+        def __call__(self, image):
+            return torch.zeros(1, *image.shape[-2:], dtype=torch.long)
+
+    x = torch.rand(2, 3, 40, 40, generator=torch.Generator().manual_seed(9))
+    with pytest.raises(InputError, match="one-map"):
+        detect_artifacts(x, x.flip(-1), OneMap(), scale=1)
+    assert detect_artifacts(x[:1], x[:1].flip(-1), OneMap(), scale=1).labels.shape == (1, 40, 40)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .._checks import InputError
 from .distance import variance_distance
 from .mask import MIN_AREA_X4, Region, refine_mask, regions
 from .semantic import Segmenter, TextureSegmenter, adjustment_map
@@ -59,6 +60,9 @@ def detect_artifacts(gan_sr: torch.Tensor, mse_sr: torch.Tensor, segmenter: Segm
     segmenter = segmenter or TextureSegmenter()
     d = variance_distance(gan_sr, mse_sr, numerator_constant=numerator_constant)
     labels = segmenter(mse_sr).to(d.device)
+    if tuple(labels.shape) != (d.shape[0], *d.shape[2:]):
+        raise InputError(f"segmenter {segmenter.name!r} gave labels of shape {tuple(labels.shape)} for "
+                         f"{d.shape[0]} images of {d.shape[-1]}x{d.shape[-2]} px; expected {(d.shape[0], *d.shape[2:])}")
     adjusted = d / adjustment_map(labels, segmenter.weights).to(d.dtype)
     candidates = adjusted < threshold
     mask = refine_mask(candidates, scale=scale, min_area_x4=min_area_x4)
