@@ -62,3 +62,16 @@ def test_same_seed_same_bytes_and_batch_independence():
     assert torch.equal(a, poisson_noise(x, 12.0, gens()))
     alone = poisson_noise(x[1:2], 12.0, [torch.Generator().manual_seed(11)])
     assert torch.equal(alone, a[1:2])
+
+
+def test_poisson_scaled_gray_is_one_field_on_every_channel():
+    """Real-ESRGAN's gray Poisson noise (generate_poisson_noise_pt, gray_noise): one field,
+    Poisson(levels * luma) / levels - luma, expanded to the three channels; colour noise
+    is drawn per channel. Reference variance of the gray field: luma / levels."""
+    x = torch.rand(2, 3, 200, 200, generator=torch.Generator().manual_seed(0))
+    y = poisson_noise_scaled(x, 1.0, torch.Generator().manual_seed(1), gray=torch.tensor([True, False]))
+    n = y - x
+    assert torch.allclose(n[0, 0], n[0, 1], atol=1e-6) and torch.allclose(n[0, 1], n[0, 2], atol=1e-6)
+    assert not torch.allclose(n[1, 0], n[1, 1], atol=1e-6)  # colour noise: independent channels
+    luma = 0.299 * x[0, 0] + 0.587 * x[0, 1] + 0.114 * x[0, 2]
+    assert abs(n[0, 0].var().item() / (luma.mean().item() / 256) - 1) < 0.05

@@ -74,6 +74,9 @@ def poisson_noise_scaled(x: torch.Tensor, scale: Param, generator: _random.Gener
         luma = (x * torch.tensor([0.299, 0.587, 0.114], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)).sum(1, keepdim=True)
         src = torch.where(g, luma.expand_as(x), x)
     noise = _random.poisson(src * levels, generator) / levels - src
+    # gray: one field (channel 0, drawn from the luma) on every channel; the draw keeps the
+    # colour shape so the random stream does not depend on which images are gray
+    noise = torch.where(g, noise[:, :1].expand_as(noise), noise)
     return x + _per_image(scale, x) * noise
 
 
