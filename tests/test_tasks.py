@@ -244,3 +244,11 @@ def test_backend_reaches_the_upsampling_stage_of_compositions(photos):
         get_task("NA", backend="torch")  # no stage resizes
     with pytest.raises(InputError, match="backend"):
         get_task("denoise", backend="torch")
+
+
+def test_unknown_upsample_backend_is_refused():
+    """Only "pil" and "torch" exist; a misspelt backend used to run Pillow silently."""
+    with pytest.raises(InputError, match="backend"):
+        Upsample("M", backend="Torch")
+    with pytest.raises(InputError, match="backend"):
+        get_task("UNAP", backend="cuda")

@@ -98,6 +98,11 @@ class Upsample(_Task):
     FACTORS: ClassVar[tuple[int, ...]] = (2, 4, 8, 16, 32)
     TRUE_FILTERS: ClassVar[tuple[str, ...]] = ("bilinear", "bicubic", "lanczos")
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.backend not in ("pil", "torch"):
+            raise InputError(f"unknown upsampling backend {self.backend!r}; expected pil or torch")
+
     @property
     def factor(self) -> int:
         return self.FACTORS[_level_index(self.level)]
