@@ -252,3 +252,15 @@ def test_unknown_upsample_backend_is_refused():
         Upsample("M", backend="Torch")
     with pytest.raises(InputError, match="backend"):
         get_task("UNAP", backend="cuda")
+
+
+def test_thin_stroke_coverage_sums_to_its_width():
+    """A stroke narrower than a pixel (0.05 x 10 px = 0.5 px) through pixel centres: the
+    pixel on the line is half covered (box area 0.5 by hand), its neighbours not at all."""
+    m = stroke_mask((10, 10), torch.tensor([[[[0.0, 0.55], [1.0, 0.55]]]]), width_frac=0.05)
+    col = (1 - m[0, 0, :, 5])
+    assert math.isclose(col[5].item(), 0.5, abs_tol=1e-6) and math.isclose(col.sum().item(), 0.5, abs_tol=1e-6)
+    # off-centre by 0.3 px: the 0.5 px band [0.05, 0.55] around the centre lies in pixel 5 except 0.05 px
+    m = stroke_mask((10, 10), torch.tensor([[[[0.0, 0.58], [1.0, 0.58]]]]), width_frac=0.05)
+    col = (1 - m[0, 0, :, 5])
+    assert math.isclose(col[5].item(), 0.45, abs_tol=1e-5) and math.isclose(col[6].item(), 0.05, abs_tol=1e-5)

@@ -30,7 +30,8 @@ def stroke_mask(size: tuple[int, int], endpoints: torch.Tensor, width_frac: floa
     (``width = width_frac * min(H, W)`` px). Edges are antialiased from the distance field:
     a pixel whose centre lies at distance ``d`` from the nearest stroke is covered by
     ``clamp(r + 1/2 - d, 0, 1)``, the exact area of a one-pixel box cut by a straight edge in
-    the direction of the distance. Along any column crossing a straight stroke the coverage
+    the direction of the distance (``min(d + 1/2, r) - max(d - 1/2, -r)`` for strokes narrower
+    than a pixel, which both edges can cut). Along any column crossing a straight stroke the coverage
     sums to the stroke's width.
 
     Args:
@@ -63,7 +64,11 @@ def stroke_mask(size: tuple[int, int], endpoints: torch.Tensor, width_frac: floa
         px, py = xs - ax, ys - ay
         t = ((px * bx + py * by) / (bx * bx + by * by).clamp(min=1e-12)).clamp(0, 1)
         torch.minimum(dist2, (px - t * bx) ** 2 + (py - t * by) ** 2, out=dist2)
-    coverage = (radius + 0.5 - dist2.sqrt()).clamp(0, 1)
+    d = dist2.sqrt()
+    if radius >= 0.5:
+        coverage = (radius + 0.5 - d).clamp(0, 1)
+    else:  # narrower than a pixel: the box [d - 1/2, d + 1/2] can be cut by both edges
+        coverage = (torch.clamp(d + 0.5, max=radius) - torch.clamp(d - 0.5, min=-radius)).clamp(0, 1)
     return (1.0 - coverage)[:, None]
 
 
