@@ -124,3 +124,13 @@ def test_pillow_jpeg_returns_the_input_dtype(dtype, photos):
     if dtype == torch.float64:  # the same bytes, as exact float64 levels k / 255
         assert torch.equal((y * 255).round(), (ref * 255).round())
         assert (y * 255 - (y * 255).round()).abs().max() < 1e-9
+
+
+def test_empty_batch_passes_through():
+    """Like the other benchmark tasks, an empty batch gives an empty batch (it raised
+    numpy's 'need at least one array to stack')."""
+    from genrestore.degrade import get_task
+
+    x = torch.rand(0, 3, 32, 32)
+    assert jpeg_pillow(x, 12).shape == (0, 3, 32, 32)
+    assert get_task("UNAP").degrade(x, torch.Generator().manual_seed(0)).shape == (0, 3, 4, 4)

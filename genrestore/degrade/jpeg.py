@@ -267,6 +267,8 @@ def jpeg_pillow(x: torch.Tensor, quality: Quality, subsampling: Literal["4:2:0",
         q = q.expand(x.shape[0])
     if q.numel() != x.shape[0]:
         raise InputError(f"expected 1 or {x.shape[0]} qualities, got {q.numel()}")
+    if x.shape[0] == 0:
+        return x.detach().clone()
     arrs = (x.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     workers = min(workers or os.cpu_count() or 1, len(arrs))
     if workers <= 1:
