@@ -47,11 +47,11 @@ def _draw(fn, generator: Generator, shape: Sequence[int], device, dtype) -> torc
     """Call ``fn(shape, generator=g)`` for the batch, or once per image for a list of generators."""
     n = shape[0]
     _check_count(generator, n)
-    if isinstance(generator, Sequence):
-        out = torch.stack([fn(tuple(shape[1:]), generator=g, dtype=dtype) for g in generator]) if n else \
-            torch.empty(tuple(shape), dtype=dtype)
+    if isinstance(generator, Sequence):  # drawn on each generator's device (a CUDA one draws on CUDA)
+        out = torch.stack([fn(tuple(shape[1:]), generator=g, dtype=dtype, device=g.device) for g in generator]) \
+            if n else torch.empty(tuple(shape), dtype=dtype)
     else:
-        out = fn(tuple(shape), generator=generator, dtype=dtype)
+        out = fn(tuple(shape), generator=generator, dtype=dtype, device=getattr(generator, "device", "cpu"))
     return out.to(device)
 
 
