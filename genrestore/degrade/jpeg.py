@@ -87,7 +87,7 @@ def quantization_tables(quality: Quality) -> torch.Tensor:
     """
     q = _qualities(quality)
     scale = torch.where(q < 50, 5000 // q, 200 - 2 * q)
-    base = torch.tensor([LUMA_TABLE, CHROMA_TABLE], dtype=torch.long).view(1, 2, 8, 8)
+    base = torch.tensor([LUMA_TABLE, CHROMA_TABLE], dtype=torch.long, device=q.device).view(1, 2, 8, 8)
     table = (base * scale.view(-1, 1, 1, 1) + 50) // 100
     return table.clamp(1, 255).float()
 
