@@ -219,9 +219,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
             y = resize(y, expected, "area" if hw[0] > expected[0] else "bicubic").clamp(0, 1)
         params = None
         if inpaint:
-            mask = _mask_for(path, Path(args.masks) if args.masks else None, tuple(hw))
+            # as written (fractional on antialiased edges): the surrogate is the true y = x * m (f_hat = f)
+            mask = _mask_for(path, Path(args.masks) if args.masks else None, tuple(hw), binarize=False)
             if tuple(mask.shape[-2:]) != expected:
-                mask = (resize(mask, expected, "area") > 0.5).float()
+                mask = resize(mask, expected, "area").clamp(0, 1)
             params = {"mask": mask.to(device)}
             if isinstance(task, Composition):
                 params = {"stages": [None] * (len(stages) - 1) + [params]}

@@ -172,3 +172,39 @@ def test_restore_and_convert_bad_input_exit_2(G, tmp_path, capsys):
         assert main(args) == 2, args
         err = capsys.readouterr().err.strip()
         assert err.startswith("genrestore: error:") and len(err.splitlines()) == 1, err
+
+
+def test_restore_cli_inverts_the_mask_as_written_not_thresholded(G, tmp_path, monkeypatch):
+    """Paper §5.1, inpainting: f_hat = f, the known mask. The true degradation is y = x * m with
+    antialiased (fractional) stroke edges, which `genrestore degrade` writes as NAME_mask.png;
+    the CLI must hand that m to the inversion (as the library and the bench do), not m > 1/2."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from genrestore.cli import main
+    from genrestore.io import write_image
+    from genrestore.restore import stylegan_inversion as inv
+
+    gfile = tmp_path / "G.safetensors"
+    save_file({k: v.contiguous() for k, v in G.state_dict().items()}, str(gfile))
+    gfile.with_suffix(".json").write_text(json.dumps({"config": G.config}))
+    with torch.no_grad():
+        truth = G.generate(z=torch.randn(1, 8, generator=torch.Generator().manual_seed(12)))
+    t = get_task("inpaint", "L")
+    y, params = t.degrade_with_params(truth, torch.Generator().manual_seed(13))
+    m = params["mask"]
+    assert ((m > 0.05) & (m < 0.95)).any()  # antialiased edges exist
+    write_image(tmp_path / "in" / "im0.png", y)
+    write_image(tmp_path / "masks" / "im0_mask.png", m.float())
+    seen = {}
+
+    def fake_invert(G_, y_, task, params_, *a, **k):
+        seen["mask"] = params_["mask"].cpu()
+        return inv.InversionResult({"W++": y_.clone()}, None, {"W++": [0.0]}, "1-ssim")
+
+    monkeypatch.setattr(inv, "robust_invert", fake_invert)
+    assert main(["restore", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--method", "stylegan-inversion",
+                 "--task", "inpaint", "--level", "L", "--generator", str(gfile), "--masks", str(tmp_path / "masks"),
+                 "-q"]) == 0
+    assert (seen["mask"] - m).abs().max().item() <= 0.5 / 255 + 1e-6  # 8-bit PNG rounding only
