@@ -377,7 +377,8 @@ def cmd_authenticity(args: argparse.Namespace) -> int:
         fits = dist is not None and min(fx.shape[-2:]) >= 31  # AlexNet's features need 31 px a side
         if dist is not None and not fits:
             small.append(p.name)
-        r = authenticity(restorer, fx, args.steps, generator_for(args.seed, p.name), distance=dist if fits else None)
+        r = authenticity(restorer, fx, args.steps, generator_for(args.seed, p.name), args.tile, args.tile_pad,
+                         distance=dist if fits else None)
         row = {"name": p.name, "psnr": float(r["psnr"][0]), **({"lpips": float(r["lpips"][0])} if fits else {})}
         rows.append(row)
         if args.json:
@@ -387,7 +388,7 @@ def cmd_authenticity(args: argparse.Namespace) -> int:
         note += (f" over {len(with_lpips)} of {len(rows)} images ({len(small)} smaller than 31 px a side, "
                  f"e.g. {small[0]})")
     summary = {"images": len(rows), "psnr": sum(r["psnr"] for r in rows) / len(rows), "model": args.authenticity,
-               "steps": args.steps, "lpips_note": note}
+               "steps": args.steps, "tile": args.tile, "tile_pad": args.tile_pad, "lpips_note": note}
     if with_lpips:
         summary["lpips"] = sum(with_lpips) / len(with_lpips)
     if args.json:
@@ -611,6 +612,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "images f(x); MODEL (an IDM .safetensors) restores them again; reports PSNR (and LPIPS) of "
                    "f(f(x)) against f(x)")
     m.add_argument("--steps", type=int, default=10, help="--authenticity: DDPM steps")
+    m.add_argument("--tile", type=nonneg_int, default=256, metavar="PX", help="--authenticity: tile side of the "
+                   "network call, as `genrestore restore --tile` (default 256, restore's; 0: whole image), so that "
+                   "f(f(x)) is made by the same f as f(x)")
+    m.add_argument("--tile-pad", type=nonneg_int, default=16, metavar="PX", help="--authenticity: as restore --tile-pad")
     m.add_argument("--metrics", default="psnr,ssim", help=f"comma-separated, from {', '.join(METRICS_AVAILABLE)}")
     m.add_argument("--y", action="store_true", help="compare BT.601 luma (Y), as the SR papers do")
     m.add_argument("--gray", action="store_true", help="compare as grey images (for grey inputs)")

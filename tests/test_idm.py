@@ -296,3 +296,24 @@ def test_restore_cli_resume_and_shards(tmp_path, capsys):
     for i in range(2):
         assert main([*base, "-o", str(tmp_path / "shards"), "--shard", f"{i}/2"]) == 0
     assert {n: (tmp_path / "shards" / f"{n}.png").read_bytes() for n in "abc"} == full
+
+
+def test_authenticity_cli_restores_with_restore_tiling(tmp_path, capsys):
+    """f(f(x)) must come from the same f as f(x): `restore` tiles by default (256 px), so the
+    authenticity test takes --tile/--tile-pad too (it used to run f untiled whatever made f(x))."""
+    import json
+
+    from genrestore.cli import main
+    from genrestore.io import read_image, write_image
+    from genrestore.restore.idm import authenticity
+
+    tiny_net().save(tmp_path / "m.safetensors")
+    write_image(tmp_path / "fx" / "a.png", torch.rand(1, 3, 48, 48, generator=torch.Generator().manual_seed(5)))
+    assert main(["metrics", str(tmp_path / "fx"), "--authenticity", str(tmp_path / "m.safetensors"), "--steps", "1",
+                 "--tile", "32", "--tile-pad", "4", "--json", "-q"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["summary"]
+    restorer, fx = IDMRestorer.from_file(tmp_path / "m.safetensors"), read_image(tmp_path / "fx" / "a.png")
+    tiled, whole = (float(authenticity(restorer, fx, 1, generator_for(0, "a.png"), tile, 4)["psnr"][0])
+                    for tile in (32, 0))
+    assert abs(tiled - whole) > 1e-3  # the tiny UNet sees the whole image: tiling changes f
+    assert summary["psnr"] == pytest.approx(tiled, abs=1e-6) and summary["tile"] == 32
