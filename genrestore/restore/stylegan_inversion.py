@@ -34,6 +34,7 @@ from typing import Callable, Literal
 import torch
 import torch.nn.functional as F
 
+from .. import _random
 from .._checks import InputError, check_image
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (N, 3, h, w) x2 in [0, 1] -> (N,)
@@ -93,7 +94,7 @@ def perceptual_loss(net: Literal["vgg", "alex"] = "vgg", device: torch.device | 
 
 def multiscale_loss(pred: torch.Tensor, target: torch.Tensor, distance: LossFn, mask: torch.Tensor | None = None,
                     min_res: int = 16, levels: int = 6, l1_weight: float = 0.1,
-                    generator: torch.Generator | None = None) -> torch.Tensor:
+                    generator: _random.Generator = None) -> torch.Tensor:
     """Eq. 9 per image, ``(N,)``: ``distance`` at each resolution while ``target`` is larger than
     ``min_res`` px (average-pooled by 2 between levels), plus ``l1_weight`` x L1 at the last one.
 
@@ -105,7 +106,8 @@ def multiscale_loss(pred: torch.Tensor, target: torch.Tensor, distance: LossFn, 
             ``distance``, both sides get the same fresh noise ``(randn + 0.5) / 2`` weighted by the
             missing fraction ``1 - m`` (``m``: the mask area-resized to the level), so the distance
             does not reward any particular colour in the holes; the L1 term takes no noise.
-        generator: the source of that noise (CPU).
+        generator: the source of that noise (drawn on the generator's device): one
+            ``torch.Generator``, or one per image so that an image's noise does not depend on its batch.
     """
     if pred.shape != target.shape:
         raise InputError(f"degraded prediction {tuple(pred.shape)} and target {tuple(target.shape)} differ")
@@ -118,7 +120,7 @@ def multiscale_loss(pred: torch.Tensor, target: torch.Tensor, distance: LossFn, 
         if m is None:
             total = total + distance(x, y)
         else:
-            hole_noise = (torch.randn(y.shape, generator=generator, device="cpu").to(y) + 0.5) / 2 * (1 - m)
+            hole_noise = (_random.randn(generator, tuple(y.shape)).to(y) + 0.5) / 2 * (1 - m)
             total = total + distance(x + hole_noise, y + hole_noise)
             m = F.avg_pool2d(m, 2)
         x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
@@ -169,7 +171,7 @@ def _optimize(render: Callable[[], torch.Tensor], latents: list[torch.Tensor], s
 
 
 def robust_invert(G, target: torch.Tensor, task, params=None, config: InversionConfig | None = None,
-                  distance: tuple[LossFn, str] | None = None, generator: torch.Generator | None = None,
+                  distance: tuple[LossFn, str] | None = None, generator: _random.Generator = None,
                   progress: bool = True) -> InversionResult:
     """Restore ``target`` by the 3-phase robust inversion of ``G`` (see the module docstring).
 
@@ -183,7 +185,8 @@ def robust_invert(G, target: torch.Tensor, task, params=None, config: InversionC
         params: the task parameters the surrogate needs (inpainting: the known mask).
         config: step counts and learning rates (Alg. 1).
         distance: per-image perceptual distance and its name (default :func:`perceptual_loss`).
-        generator: randomness of stochastic surrogates and of the inpainting noise.
+        generator: randomness of stochastic surrogates and of the inpainting noise; a list of
+            one generator per image makes each image's result independent of its batch.
 
     Returns:
         :class:`InversionResult` with the image after each phase ("W", "W+", "W++").
@@ -217,7 +220,7 @@ def robust_invert(G, target: torch.Tensor, task, params=None, config: InversionC
 
 def adam_invert(G, target: torch.Tensor, task, params=None, space: Literal["w", "w+"] = "w", steps: int = 450,
                 lr: float = 0.1, config: InversionConfig | None = None, distance: tuple[LossFn, str] | None = None,
-                generator: torch.Generator | None = None, progress: bool = True) -> InversionResult:
+                generator: _random.Generator = None, progress: bool = True) -> InversionResult:
     """Baselines: Adam in W (PULSE-style, one latent for all layers) or in W+ (the inversion the
     paper criticizes), on the same loss, from the mean w, for ``steps`` steps."""
     check_image(target, "degraded image", channels=(3,))
