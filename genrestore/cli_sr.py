@@ -107,7 +107,8 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     from .models.sr import upscale
 
     _check_tiling(args)
-    paths = _shard(list_images(args.inputs), args.shard)
+    all_paths = list_images(args.inputs)  # outputs are planned on all of them: shards together are one run
+    paths = _shard(all_paths, args.shard)
     sizes = _check_rgb(paths)
     device = resolve_device(args.device)
     names = [args.model] + ([args.reference] if args.reference else [])
@@ -118,7 +119,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     _check_memory(nets, paths, sizes, args.tile, device)
     out_dir = Path(args.output)
     outputs = ["{stem}.png", "{stem}.json"] + (["{stem}_ref.png"] if args.reference else [])
-    _plan_outputs(paths, out_dir, outputs, inputs=[*paths, *_model_files(names)])
+    _plan_outputs(all_paths, out_dir, outputs, inputs=[*all_paths, *_model_files(names)])
     settings = {"model": args.model, "reference": args.reference, "tile": args.tile, "tile_pad": args.tile_pad,
                 "half": args.half, "weights_sha256": _weights_sha256(names)}
     done = skipped = 0
@@ -180,7 +181,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from .models.sr import upscale
 
     _check_tiling(args)
-    paths = _shard(list_images(args.inputs), args.shard)
+    all_paths = list_images(args.inputs)  # outputs are planned on all of them: shards together are one run
+    paths = _shard(all_paths, args.shard)
     sizes = _check_rgb(paths)
     device = resolve_device(args.device)
     segmenter = make_segmenter(args.segmenter, args.segformer, device)
@@ -199,7 +201,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     outputs = ["{stem}_mask.png", "{stem}_overlay.png", "{stem}_dmap.png", "{stem}_regions.json"]
     if args.save_sr:
         outputs += ["{stem}_gan.png", "{stem}_mse.png", "{stem}_pseudo_gt.png"]
-    _plan_outputs(paths, out_dir, outputs, inputs=[*paths, *_model_files([args.gan, args.mse])])
+    _plan_outputs(all_paths, out_dir, outputs, inputs=[*all_paths, *_model_files([args.gan, args.mse])])
     settings = {"gan": args.gan, "mse": args.mse, "segmenter": segmenter.name, "threshold": args.threshold,
                 "tile": args.tile, "tile_pad": args.tile_pad, "half": args.half,
                 "weights_sha256": _weights_sha256([args.gan, args.mse])}

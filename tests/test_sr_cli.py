@@ -425,3 +425,24 @@ def test_overlay_outlines_regions_that_touch_the_image_border():
     expected = box[0, 0].clone()
     expected[4:7, 1:4] = False  # the interior; column 0, on the border, is outline
     assert torch.equal(on_edge, expected)
+
+
+@pytest.mark.parametrize("verb", ["upscale", "detect"])
+def test_shards_refuse_what_one_run_refuses(models, tmp_path, capsys, verb):
+    """One run of a/x.png and b/x.png refuses (both would write OUT/x.png); before the fix the
+    outputs were planned on the shard's images only, so with --shard 0/2 and 1/2 each shard
+    passed the check and the second silently overwrote the first's x.png and x.json. Shards
+    together must behave as one run: each refuses, naming both inputs, before writing anything."""
+    gan, mse = models
+    for folder, seed in (("a", 0), ("b", 1)):
+        write_image(tmp_path / folder / "x.png", torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(seed)))
+    out = tmp_path / "o"
+    models_args = ["--model", str(gan)] if verb == "upscale" else ["--gan", str(gan), "--mse", str(mse)]
+    base = [verb, str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(out), *models_args, "-q"]
+    assert main(base) == 2
+    capsys.readouterr()
+    for i in range(2):
+        assert main(base + ["--shard", f"{i}/2"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("genrestore: error:") and "would both write" in err and len(err.splitlines()) == 1, err
+    assert not out.exists() or not list(out.iterdir())
