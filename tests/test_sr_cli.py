@@ -446,3 +446,41 @@ def test_shards_refuse_what_one_run_refuses(models, tmp_path, capsys, verb):
         err = capsys.readouterr().err.strip()
         assert err.startswith("genrestore: error:") and "would both write" in err and len(err.splitlines()) == 1, err
     assert not out.exists() or not list(out.iterdir())
+
+
+@pytest.mark.parametrize("capability,expected", [((7, 5), torch.float16), ((7, 0), torch.float16),
+                                                 ((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16)])
+def test_half_uses_bf16_only_where_the_gpu_has_it_natively(monkeypatch, capability, expected):
+    """--half is "bf16, fp16 without bf16". Before the fix the choice was torch.cuda.is_bf16_supported(),
+    which (including_emulation=True by default) also says True on pre-Ampere GPUs (T4 = 7.5, V100 = 7.0)
+    where bf16 is only emulated, without tensor cores, so those ran emulated bf16 instead of fp16.
+    Native bf16 needs compute capability 8.0 (Ampere). The CUDA device is faked as torch sees a T4/V100/A100/H100."""
+    from types import SimpleNamespace
+    from unittest import mock
+
+    import genrestore.models.sr as sr
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda *a: SimpleNamespace(major=capability[0], minor=capability[1]))
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: capability)
+    monkeypatch.setattr(torch.cuda, "_check_bf16_tensor_supported", lambda *a: True, raising=False)
+    monkeypatch.setattr(torch.version, "hip", None)
+    used = []
+
+    class Recorder:  # stands in for torch.autocast("cuda", dtype=...) on this CPU-only machine
+        def __init__(self, device_type, dtype):
+            used.append(dtype)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(torch, "autocast", Recorder)
+    x = mock.MagicMock()
+    x.device = torch.device("cuda", 0)
+    y = sr._run(lambda t: torch.zeros(1, 3, 4, 4), x, half=True)
+    assert used == [expected] and torch.equal(y, torch.zeros(1, 3, 4, 4))

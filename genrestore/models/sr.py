@@ -115,9 +115,19 @@ def load_sr(name: str | os.PathLike, device: str | torch.device = "cpu") -> nn.M
     return net.to(device).eval()
 
 
+def _half_dtype(device: torch.device) -> torch.dtype:
+    """bf16 where the GPU computes it natively (compute capability 8.0+, ROCm), else fp16.
+
+    Not ``torch.cuda.is_bf16_supported()``: it also says True on pre-Ampere GPUs (T4, V100),
+    which only emulate bf16, without tensor cores."""
+    if torch.version.hip or torch.cuda.get_device_capability(device)[0] >= 8:
+        return torch.bfloat16
+    return torch.float16
+
+
 def _run(net: nn.Module, x: torch.Tensor, half: bool) -> torch.Tensor:
     if half and x.device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        dtype = _half_dtype(x.device)
         with torch.autocast("cuda", dtype=dtype):
             y = net(x.contiguous(memory_format=torch.channels_last)).float()
         if torch.isfinite(y).all():
