@@ -61,7 +61,8 @@ DETECT_BYTES_PER_OUTPUT_PX = 400  # D map, moments, masks and the two SR images 
 def _check_memory(nets, paths, sizes, tile: int, device: torch.device, detect: bool = False) -> None:
     avail = _available_bytes(device)
     for p, hw in zip(paths, sizes):
-        need = 0 if tile else max(_estimate_bytes(n, hw) for n in nets)
+        run_hw = (min(hw[0], tile), min(hw[1], tile)) if tile else hw  # a tile as large as the image: whole image
+        need = max(_estimate_bytes(n, run_hw) for n in nets)
         if detect:  # detection always runs on the whole output image
             s = int(nets[0].scale)
             det = hw[0] * hw[1] * s * s * DETECT_BYTES_PER_OUTPUT_PX
@@ -69,8 +70,10 @@ def _check_memory(nets, paths, sizes, tile: int, device: torch.device, detect: b
                 raise InputError(f"{p}: detection on its {hw[1] * s}x{hw[0] * s} px output needs ~{det / 2**30:.1f} GiB, "
                                  f"{avail / 2**30:.1f} GiB available; crop the LR image first")
         if need > 0.8 * avail:
-            raise InputError(f"{p}: {hw[1]}x{hw[0]} px needs ~{need / 2**30:.1f} GiB for whole-image inference, "
-                             f"{avail / 2**30:.1f} GiB available; use --tile 256")
+            what = f"{run_hw[1]}x{run_hw[0]} px tiles" if run_hw != hw else "whole-image inference"
+            advice = "use a smaller --tile" if tile and tile <= 256 else "use --tile 256"
+            raise InputError(f"{p}: {hw[1]}x{hw[0]} px needs ~{need / 2**30:.1f} GiB for {what}, "
+                             f"{avail / 2**30:.1f} GiB available; {advice}")
 
 
 def _check_tiling(args: argparse.Namespace) -> None:

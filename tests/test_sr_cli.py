@@ -484,3 +484,20 @@ def test_half_uses_bf16_only_where_the_gpu_has_it_natively(monkeypatch, capabili
     x.device = torch.device("cuda", 0)
     y = sr._run(lambda t: torch.zeros(1, 3, 4, 4), x, half=True)
     assert used == [expected] and torch.equal(y, torch.zeros(1, 3, 4, 4))
+
+
+def test_memory_check_applies_when_the_tile_covers_the_image(models, lr_dir, tmp_path, capsys, monkeypatch):
+    """upscale only tiles images larger than --tile, so --tile 64 on these 32x32 images is
+    whole-image inference. Before the fix any --tile skipped the memory check, and such a run
+    started on memory too small for it; now a tile is checked at the size it runs at
+    (min(tile, H) x min(tile, W)), and the error is one line naming --tile."""
+    import genrestore.cli_sr as cli_sr
+
+    monkeypatch.setattr(cli_sr, "_available_bytes", lambda device: 1 << 20)
+    out = tmp_path / "o"
+    assert main(["upscale", str(lr_dir), "-o", str(out), "--model", str(models[0]), "--tile", "64", "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("genrestore: error:") and "--tile" in err and len(err.splitlines()) == 1, err
+    assert not out.exists() or not list(out.iterdir())
+    assert main(["upscale", str(lr_dir), "-o", str(out), "--model", str(models[0]), "--tile", "24", "--tile-pad", "4",
+                 "-q"]) == 0
