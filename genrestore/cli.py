@@ -205,8 +205,8 @@ def cmd_degrade(args: argparse.Namespace) -> int:
         inputs.append(str(example_path()))
     if not inputs:
         raise InputError("no input images: give files, folders or globs, or --example")
-    paths = list_images(inputs)
-    paths = _shard(paths, args.shard)
+    all_paths = list_images(inputs)  # outputs are planned on all of them: shards together are one run
+    paths = _shard(all_paths, args.shard)
     device = resolve_device(args.device)
     deg = _build_degradation(args.task, args.level, args.backend) if args.task else None
     sizes = _validate_inputs(paths)
@@ -217,7 +217,7 @@ def cmd_degrade(args: argparse.Namespace) -> int:
     out_dir = Path(args.output)
     outputs = (["{stem}.png", "{stem}.json", "{stem}_mask.png"] if deg is not None else []) + \
         (["grid_{stem}.png"] if args.grid else [])
-    _plan_outputs(paths, out_dir, outputs)
+    _plan_outputs(all_paths, out_dir, outputs)
 
     if deg is not None:
         describe = {"task": args.task, **deg.describe()} if args.task in PIPELINES else deg.describe()

@@ -27,9 +27,10 @@ def cmd_artifacts(args: argparse.Namespace) -> int:
 
     paths = list_images(args.inputs)
     sizes = _validate_inputs(paths, rgb_only="the artifact generators")
-    items = _shard(crop_items(paths, sizes, args.crop, args.per_image, args.seed), args.shard)
-    out_dir = Path(args.output)
-    _plan_outputs([it.name for it in items], out_dir, ["{stem}.png", "{stem}_clean.png", "{stem}.json"], paths)
+    all_items = crop_items(paths, sizes, args.crop, args.per_image, args.seed)
+    items = _shard(all_items, args.shard)
+    out_dir = Path(args.output)  # outputs are planned on all the items: shards together are one run
+    _plan_outputs([it.name for it in all_items], out_dir, ["{stem}.png", "{stem}_clean.png", "{stem}.json"], paths)
     device = resolve_device(args.device)
     specs = generator_specs(args.kind, {k: getattr(args, k) for k in NEEDS[args.kind]}, flag="--")
     gens = load_generators(args.kind, specs, device)  # a missing or bad model file stops here, with its name

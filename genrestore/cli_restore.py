@@ -54,12 +54,13 @@ def _restore_each(args: argparse.Namespace, device, restore_one, record: dict, l
     from .io import atomic_write_bytes, json_line, list_images, outputs_recorded, read_image, write_image_hashed
     from .weights import model_file, sha256_file
 
-    paths = _shard(list_images(args.inputs), args.shard)
+    all_paths = list_images(args.inputs)  # outputs are planned on all of them: shards together are one run
+    paths = _shard(all_paths, args.shard)
     if select is not None:
         paths = select(paths)
     _validate_inputs(paths)
     out_dir = Path(args.output)
-    _plan_outputs(paths, out_dir, ["{stem}.png", "{stem}.json"])
+    _plan_outputs(all_paths, out_dir, ["{stem}.png", "{stem}.json"])
     record = {**record, "model_sha256": sha256_file(model_file(record["model"])), "seed": args.seed}
     skipped = 0
     for path in tqdm(paths, desc="restore", unit="img", file=sys.stderr, disable=args.quiet):
@@ -185,14 +186,15 @@ def cmd_restore(args: argparse.Namespace) -> int:
     scale = 1.0 if args.steps is None else args.steps
     if not math.isfinite(scale) or scale <= 0:
         raise InputError(f"--steps for stylegan-inversion scales the 150 steps per phase; expected > 0, got {scale}")
-    paths = _shard(list_images(args.inputs), args.shard)
+    all_paths = list_images(args.inputs)  # outputs are planned on all of them: shards together are one run
+    paths = _shard(all_paths, args.shard)
     sizes = _validate_inputs(paths)
     device = resolve_device(args.device)
     task = get_task(args.task, args.level)
     G = load_stylegan2(args.generator, device)
     expected = tuple(task.output_size((G.resolution, G.resolution)))
     out_dir = Path(args.output)
-    _plan_outputs(paths, out_dir, ["{stem}.png", "{stem}.json"])
+    _plan_outputs(all_paths, out_dir, ["{stem}.png", "{stem}.json"])
     distance = perceptual_loss("vgg", device)
     if not distance[1].startswith("lpips"):
         print(f"genrestore: note: loss {distance[1]}", file=sys.stderr)

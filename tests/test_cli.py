@@ -424,3 +424,23 @@ def test_alpha_follows_the_cropped_pixels_of_an_odd_size_upsample(tmp_path):
     assert main(["degrade", str(d), "-o", str(tmp_path / "o"), "--task", "upsample", "--level", "S", "-q"]) == 0
     out = read_image(tmp_path / "o" / "a.png")
     assert out.shape == (1, 4, 8, 9) and out[:, 3].max() == 0
+
+
+@pytest.mark.parametrize("verb", ["degrade", "restore", "artifacts"])
+def test_shards_refuse_two_inputs_of_one_stem_like_one_run(tmp_path, capsys, verb):
+    """a/x.png and b/x.png would both write OUT/x.png: one run refuses, and so must each shard
+    (outputs were planned on the shard's own images, so shards 0/2 and 1/2 each passed and the
+    second overwrote the first's outputs)."""
+    for folder, seed in (("a", 0), ("b", 1)):
+        write_image(tmp_path / folder / "x.png", torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(seed)))
+    out = tmp_path / "o"
+    extra = {"degrade": ["--task", "denoise"], "restore": ["--steps", "1"],
+             "artifacts": ["--kind", "identity"]}[verb]
+    base = [verb, str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(out), *extra, "-q"]
+    assert main(base) == 2
+    capsys.readouterr()
+    for i in range(2):
+        assert main(base + ["--shard", f"{i}/2"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "would both write" in err and len(err.splitlines()) == 1, err
+    assert not out.exists() or not list(out.iterdir())
