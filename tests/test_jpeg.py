@@ -134,3 +134,18 @@ def test_empty_batch_passes_through():
     x = torch.rand(0, 3, 32, 32)
     assert jpeg_pillow(x, 12).shape == (0, 3, 32, 32)
     assert get_task("UNAP").degrade(x, torch.Generator().manual_seed(0)).shape == (0, 3, 4, 4)
+
+
+def test_420_chroma_bottom_padding_follows_libjpeg(photos):
+    """libjpeg (jcprepct.c) pads an even-height image's *subsampled* chroma to whole blocks by
+    repeating its last chroma row (the 2x2 mean of rows H-2 and H-1); replicating the full-size
+    last row before averaging (the old code) put row H-1's colour alone in the padding, and
+    the bottom chroma blocks' DCT differed from libjpeg's. Reference: Pillow (libjpeg)."""
+    x = photos[:2, :, :40, :48].clone()  # H = 40: even, not a multiple of the 16 px MCU
+    x[:, :, -2] = torch.tensor([0.0, 0.0, 1.0]).view(3, 1)  # blue row H-2
+    x[:, :, -1] = torch.tensor([1.0, 0.0, 0.0]).view(3, 1)  # red row H-1
+    ours = jpeg_torch(x, 50, rounding="exact")
+    ref = jpeg_pillow(x, 50)
+    p = psnr(ours[..., -16:, :], ref[..., -16:, :])  # the last MCU row
+    print(f"bottom MCU row PSNR(torch JPEG, libjpeg): {p.tolist()}")
+    assert p.min() >= 40

@@ -6,6 +6,8 @@ output is close to Pillow's decode of Pillow's encode:
 1. RGB -> YCbCr (JFIF, ITU-R BT.601 full range), on 0..255 intensities;
 2. the image is padded to whole MCUs by replicating its last row and column (16 px for
    4:2:0, 8 px for grey), and Cb/Cr are averaged over 2x2 (libjpeg ``h2v2_downsample``);
+   for 4:2:0, as libjpeg, the rows are first padded only to an even count and the averaged
+   chroma is then padded to whole blocks by repeating its last row;
 3. 8x8 orthonormal DCT-II of each block after a level shift of 128;
 4. quantization ``round(F / Q)`` with the IJG tables (ITU-T T.81 Annex K) scaled by quality
    exactly as ``jpeg_set_quality(..., force_baseline=TRUE)`` does, then dequantization;
@@ -219,14 +221,19 @@ def jpeg_torch(x: torch.Tensor, quality: Quality, rounding: Literal["surrogate",
 
     ycc = _color_convert(v, _RGB_TO_YCC, _YCC_OFFSET)
     mcu = 16 if subsampling == "4:2:0" else 8
-    ycc = F.pad(ycc, (0, -w % mcu, 0, -h % mcu), mode="replicate")
-    luma = _blocks_codec(ycc[:, :1] - 128.0, tables[:, 0], rounding, k) + 128.0
+    luma = F.pad(ycc[:, :1], (0, -w % mcu, 0, -h % mcu), mode="replicate")
+    luma = _blocks_codec(luma - 128.0, tables[:, 0], rounding, k) + 128.0
     if subsampling == "4:2:0":
-        chroma = F.avg_pool2d(ycc[:, 1:], 2)
+        # libjpeg (jcprepct.c, h2v2_downsample): full-size rows are replicated only to an even
+        # count and columns to the MCU width, then 2x2-averaged; the subsampled chroma is then
+        # padded to whole blocks by replicating its own last row
+        chroma = F.avg_pool2d(F.pad(ycc[:, 1:], (0, -w % mcu, 0, h % 2), mode="replicate"), 2)
+        chroma = F.pad(chroma, (0, 0, 0, -chroma.shape[-2] % 8), mode="replicate")
         chroma = _blocks_codec(chroma - 128.0, tables[:, 1], rounding, k) + 128.0
         chroma = _fancy_upsample(chroma[:, :, :math.ceil(h / 2), :math.ceil(w / 2)])
     else:
-        chroma = _blocks_codec(ycc[:, 1:] - 128.0, tables[:, 1], rounding, k) + 128.0
+        chroma = F.pad(ycc[:, 1:], (0, -w % mcu, 0, -h % mcu), mode="replicate")
+        chroma = _blocks_codec(chroma - 128.0, tables[:, 1], rounding, k) + 128.0
     ycc = torch.cat([luma[:, :, :h, :w], chroma[:, :, :h, :w]], 1)
     inverse = torch.linalg.inv(_RGB_TO_YCC)
     rgb = _color_convert(ycc, inverse / 255.0, -(inverse @ _YCC_OFFSET) / 255.0)
