@@ -63,3 +63,16 @@ def test_no_resize_back_batches_at_the_documented_size(photos):
     assert params[0]["scale"] != params[1]["scale"]
     assert torch.equal(y * 255, (y * 255).round())
     assert torch.equal(y[1:], p.degrade(photos[1:2], [torch.Generator().manual_seed(1)]))
+
+
+def test_empty_batch_passes_through():
+    """Like the benchmark tasks and jpeg_pillow, an empty batch gives an empty batch of the
+    output size (torch.cat of no images raised)."""
+    from genrestore.degrade import BlurDownNoiseJpeg
+
+    x = torch.rand(0, 3, 32, 32)
+    g = torch.Generator().manual_seed(0)
+    assert IDM.degrade(x, g).shape == (0, 3, 32, 32)
+    assert BlurDownNoiseJpeg(resize_back=False).degrade(x, []).shape == (0, 3, 4, 4)
+    y, params = SecondOrder(scale=4).degrade_with_params(x, g)
+    assert y.shape == (0, 3, 8, 8) and params == []

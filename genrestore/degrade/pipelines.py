@@ -108,6 +108,8 @@ class BlurDownNoiseJpeg:
             y = resize(y, self.output_size((h, w)), "bilinear", antialias=False)
             outs.append(quantize(y))
             params.append(p)
+        if not outs:  # an empty batch gives an empty batch of the output size
+            return x.new_empty(x.shape[0], x.shape[1], *self.output_size(tuple(x.shape[-2:]))), params
         return torch.cat(outs), params
 
     def degrade(self, x: torch.Tensor, generator: _random.Generator = None) -> torch.Tensor:
@@ -229,6 +231,8 @@ class SecondOrder:
                 y = jpeg_pillow(resize_sinc(y).clamp(0, 1), q)
             outs.append(quantize(y))
             params.append(p)
+        if not outs:  # an empty batch gives an empty batch of the output size
+            return x.new_empty(x.shape[0], x.shape[1], *lr), params
         return torch.cat(outs), params
 
     def degrade(self, x: torch.Tensor, generator: _random.Generator = None) -> torch.Tensor:
