@@ -116,3 +116,16 @@ def test_kernel_errors():
         gaussian_kernel(5, 0.0)
     with pytest.raises(InputError):
         sinc_kernel(5, 4.0)
+
+
+def test_random_mixed_kernels_refuses_probs_not_matching_types():
+    """One probability per kernel type: types=("iso", "aniso") with the six default
+    probabilities drew aniso with probability 0.55 (0.25 + the other four, clamped to the
+    last type) instead of refusing."""
+    g = torch.Generator().manual_seed(0)
+    with pytest.raises(InputError, match="probabilit"):
+        random_mixed_kernels(g, 2, 7, types=("iso", "aniso"))
+    with pytest.raises(InputError, match="probabilit"):
+        random_mixed_kernels(g, 2, 7, types=("iso", "aniso"), probs=(1.0, -0.5))
+    k, p = random_mixed_kernels(g, 2, 7, types=("iso", "aniso"), probs=(0.0, 1.0))
+    assert [q["type"] for q in p] == ["aniso", "aniso"]

@@ -172,6 +172,9 @@ def random_mixed_kernels(generator: _random.Generator, n: int, size: int,
     unknown = set(types) - set(KERNEL_TYPES)
     if unknown:
         raise InputError(f"unknown kernel types {sorted(unknown)}; expected some of {KERNEL_TYPES}")
+    if len(probs) != len(types) or any(p < 0 for p in probs) or sum(probs) <= 0:
+        raise InputError(f"expected one non-negative probability per kernel type ({len(types)} types), "
+                         f"not all zero; got {list(probs)}")
     gens = _random.per_image(generator, n)
     kernels, params = [], []
     cum = torch.tensor(probs, dtype=torch.float64).cumsum(0)
