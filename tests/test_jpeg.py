@@ -67,7 +67,11 @@ def test_round_surrogate_forward_and_gradient():
 
 
 def test_pipeline_gradient_equals_autograd_of_the_lerp_formula(photos, monkeypatch):
-    """Backward through jpeg_torch equals autograd through lerp(x, r + (x - r)^3, 0.8), r = round(x) held fixed."""
+    """Backward through jpeg_torch equals autograd through lerp(x, r + (x - r)^3, 0.8), r = round(x) held fixed.
+
+    The range limit is the identity here: its forward would clamp the two runs' (different) decoded
+    samples at different places, and its gradient is the identity anyway (tested below)."""
+    monkeypatch.setattr(jpeg_mod, "_range_limit", lambda v: v)
     x = photos[:1, :, :24, :40].double().requires_grad_()
     y = jpeg_torch(x, 12)
     upstream = torch.randn(y.shape, dtype=y.dtype, generator=torch.Generator().manual_seed(0))
@@ -149,3 +153,19 @@ def test_420_chroma_bottom_padding_follows_libjpeg(photos):
     p = psnr(ours[..., -16:, :], ref[..., -16:, :])  # the last MCU row
     print(f"bottom MCU row PSNR(torch JPEG, libjpeg): {p.tolist()}")
     assert p.min() >= 40
+
+
+def test_decoded_samples_are_range_limited_before_colour_conversion():
+    """libjpeg limits every decoded Y, Cb, Cr sample to 0..255 after the inverse DCT (chroma at
+    its subsampled size, before upsampling); without that, saturated colours decoded far from
+    Pillow's (q 10: 32.5 dB). The limit is straight-through: the surrogate's gradient is the one
+    of the unlimited samples."""
+    g = torch.Generator().manual_seed(0)
+    blocks = (torch.rand(1, 3, 8, 8, generator=g) > 0.5).float()  # pure primaries, white, black
+    x = torch.nn.functional.interpolate(blocks, scale_factor=8, mode="nearest")
+    for q, floor in ((10, 40.0), (30, 35.0)):
+        assert psnr(jpeg_torch(x, q, rounding="exact"), jpeg_pillow(x, q)).item() >= floor, q
+    v = torch.tensor([-20.0, 10.0, 300.0], requires_grad=True)
+    limited = jpeg_mod._range_limit(v)
+    limited.sum().backward()
+    assert limited.tolist() == [0.0, 10.0, 255.0] and v.grad.tolist() == [1.0, 1.0, 1.0]

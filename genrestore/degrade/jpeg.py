@@ -183,6 +183,13 @@ def _fancy_upsample(x: torch.Tensor) -> torch.Tensor:
     return along(along(x, 2), 3)
 
 
+def _range_limit(v: torch.Tensor) -> torch.Tensor:
+    """libjpeg's range limit of decoded samples to 0..255 (after the inverse DCT, before colour
+    conversion) in the forward pass; the gradient passes through unchanged (straight-through), so
+    saturated chroma does not cut the surrogate's gradient."""
+    return v + (v.clamp(0.0, 255.0) - v).detach()
+
+
 def jpeg_torch(x: torch.Tensor, quality: Quality, rounding: Literal["surrogate", "exact"] = "surrogate",
                k: float = 0.8, subsampling: Literal["4:2:0", "4:4:4"] = "4:2:0") -> torch.Tensor:
     """Differentiable JPEG compression and decompression of a batch, in torch.
@@ -222,18 +229,18 @@ def jpeg_torch(x: torch.Tensor, quality: Quality, rounding: Literal["surrogate",
     ycc = _color_convert(v, _RGB_TO_YCC, _YCC_OFFSET)
     mcu = 16 if subsampling == "4:2:0" else 8
     luma = F.pad(ycc[:, :1], (0, -w % mcu, 0, -h % mcu), mode="replicate")
-    luma = _blocks_codec(luma - 128.0, tables[:, 0], rounding, k) + 128.0
+    luma = _range_limit(_blocks_codec(luma - 128.0, tables[:, 0], rounding, k) + 128.0)
     if subsampling == "4:2:0":
         # libjpeg (jcprepct.c, h2v2_downsample): full-size rows are replicated only to an even
         # count and columns to the MCU width, then 2x2-averaged; the subsampled chroma is then
         # padded to whole blocks by replicating its own last row
         chroma = F.avg_pool2d(F.pad(ycc[:, 1:], (0, -w % mcu, 0, h % 2), mode="replicate"), 2)
         chroma = F.pad(chroma, (0, 0, 0, -chroma.shape[-2] % 8), mode="replicate")
-        chroma = _blocks_codec(chroma - 128.0, tables[:, 1], rounding, k) + 128.0
+        chroma = _range_limit(_blocks_codec(chroma - 128.0, tables[:, 1], rounding, k) + 128.0)
         chroma = _fancy_upsample(chroma[:, :, :math.ceil(h / 2), :math.ceil(w / 2)])
     else:
         chroma = F.pad(ycc[:, 1:], (0, -w % mcu, 0, -h % mcu), mode="replicate")
-        chroma = _blocks_codec(chroma - 128.0, tables[:, 1], rounding, k) + 128.0
+        chroma = _range_limit(_blocks_codec(chroma - 128.0, tables[:, 1], rounding, k) + 128.0)
     ycc = torch.cat([luma[:, :, :h, :w], chroma[:, :, :h, :w]], 1)
     inverse = torch.linalg.inv(_RGB_TO_YCC)
     rgb = _color_convert(ycc, inverse / 255.0, -(inverse @ _YCC_OFFSET) / 255.0)
