@@ -406,7 +406,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from . import metrics as M
-    from .io import atomic_write_bytes, json_line, read_image
+    from .io import atomic_write_bytes, check_output_file, json_line, read_image
 
     if args.authenticity:
         return cmd_authenticity(args)
@@ -420,6 +420,9 @@ def cmd_metrics(args: argparse.Namespace) -> int:
                          f"{', '.join(METRICS_AVAILABLE)}")
     funcs = {"psnr": M.psnr, "ssim": M.ssim, "mse": M.mse}
     pairs = _pair_by_name(args.ref, args.dist)
+    inputs = [p for pair in pairs for p in pair]
+    if args.csv:  # refused before any work, as an input never overwritten
+        check_output_file(args.csv, inputs, "--csv")
     device = resolve_device(args.device)
     weights_used = []
     for m in names:
@@ -464,6 +467,8 @@ def cmd_metrics(args: argparse.Namespace) -> int:
                  "ref_p": SetFeatures(keep_features=False, keep_logits=False),
                  "dist_p": SetFeatures(keep_features=False, keep_logits=False)}
         ref_stats = None
+        if args.ref_stats and not Path(args.ref_stats).is_file():  # saved there after the run
+            check_output_file(args.ref_stats, inputs, "--ref-stats")
         if args.ref_stats and Path(args.ref_stats).is_file():
             if "kid" in set_names or "pfid" in set_names:
                 raise InputError("--ref-stats holds FID statistics of whole images; KID and pFID need the images")
@@ -531,12 +536,14 @@ def cmd_train_niqe(args: argparse.Namespace) -> int:
     from safetensors.torch import save_file
     from tqdm import tqdm
 
-    from .io import atomic_write, atomic_write_bytes, list_images, read_image
+    from .io import atomic_write, atomic_write_bytes, check_output_file, list_images, read_image
     from .metrics.niqe import fit_pristine
 
     paths = list_images(args.data)
     if not str(args.output).endswith(".safetensors"):
         raise InputError(f"{args.output}: the pristine model is written as .safetensors")
+    for out in (Path(args.output), Path(args.output).with_suffix(".json")):  # before the fit
+        check_output_file(out, paths)
     start = time.time()
     images = [read_image(p, "rgb") for p in tqdm(paths, desc="read", unit="img", file=sys.stderr, disable=args.quiet)]
     mu, cov, blocks = fit_pristine(images, sharpness_threshold=args.sharpness)

@@ -345,6 +345,23 @@ def check_output_folder(folder: str | os.PathLike) -> None:
             return
 
 
+def check_output_file(path: str | os.PathLike, inputs: Iterable[str | os.PathLike] = (), what: str = "") -> None:
+    """Raise :class:`InputError` if ``path`` cannot be written as a file: it is a folder, the
+    nearest of its parents that exists is a file, or it is one of ``inputs``. ``what`` names the
+    option in the message (e.g. ``"--csv"``)."""
+    path = Path(path)
+    label = f"{what} {path}" if what else str(path)
+    if path.is_dir():
+        raise InputError(f"{label}: is a folder; give a file name")
+    for p in path.parents:
+        if p.exists():
+            if not p.is_dir():
+                raise InputError(f"{label}: cannot be written ({p} is a file); choose another")
+            break
+    if path.resolve() in {Path(p).resolve() for p in inputs}:
+        raise InputError(f"{label}: would overwrite an input; choose another")
+
+
 def check_outputs_not_inputs(outputs: Iterable[Path], inputs: Sequence[Path]) -> None:
     """Raise :class:`InputError` if writing an output would overwrite an input file."""
     resolved = {p.resolve() for p in inputs}

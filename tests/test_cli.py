@@ -444,3 +444,35 @@ def test_shards_refuse_two_inputs_of_one_stem_like_one_run(tmp_path, capsys, ver
         err = capsys.readouterr().err.strip()
         assert "would both write" in err and len(err.splitlines()) == 1, err
     assert not out.exists() or not list(out.iterdir())
+
+
+def test_metrics_csv_refuses_an_input_a_folder_or_a_path_under_a_file(tmp_path, capsys):
+    """--csv equal to an input overwrote it with the CSV (exit 0); a folder or a path under a file
+    failed after all the work with exit 1 ("IsADirectoryError: ...", "FileExistsError: ...")."""
+    g = torch.Generator().manual_seed(0)
+    ref, dist = tmp_path / "ref", tmp_path / "dist"
+    write_image(ref / "a.png", torch.rand(1, 3, 16, 16, generator=g))
+    write_image(dist / "a.png", torch.rand(1, 3, 16, 16, generator=g))
+    before = {p: p.read_bytes() for p in (ref / "a.png", dist / "a.png")}
+    blocker = tmp_path / "blocker"
+    blocker.write_bytes(b"keep me")
+    for csv, why in ((dist / "a.png", "would overwrite an input"), (ref / "a.png", "would overwrite an input"),
+                     (ref, "is a folder"), (blocker / "x.csv", "is a file")):
+        assert main(["metrics", str(ref), str(dist), "--csv", str(csv), "-q"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("genrestore: error: --csv ") and err.count("\n") == 1 and why in err, err
+    assert {p: p.read_bytes() for p in before} == before and blocker.read_bytes() == b"keep me"
+
+
+def test_train_niqe_output_under_a_file_is_refused_up_front(tmp_path, capsys):
+    """-o under a file exited 1 with "FileExistsError: [Errno 17] File exists" after the fit."""
+    write_image(tmp_path / "data" / "a.png", torch.rand(1, 3, 96, 96, generator=torch.Generator().manual_seed(0)))
+    blocker = tmp_path / "blocker"
+    blocker.write_bytes(b"keep me")
+    for out in (blocker / "m.safetensors", tmp_path / "data" / "dir.safetensors"):
+        if out.parent != blocker:
+            out.mkdir()
+        assert main(["train", "niqe", "--data", str(tmp_path / "data"), "-o", str(out), "-q"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"genrestore: error: {out}") and err.count("\n") == 1, err
+    assert blocker.read_bytes() == b"keep me"
