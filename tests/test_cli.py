@@ -476,3 +476,37 @@ def test_train_niqe_output_under_a_file_is_refused_up_front(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith(f"genrestore: error: {out}") and err.count("\n") == 1, err
     assert blocker.read_bytes() == b"keep me"
+
+
+@pytest.mark.parametrize("row,what", [
+    ({"metrics": 5}, "metrics"),
+    ({"metrics": {"psnr": "abc"}}, "metrics"),
+    ({"metrics": {"psnr": True}}, "metrics"),
+    ({"seconds": "fast"}, "seconds"),
+    ({"higher_is_better": [1]}, "higher_is_better"),
+    ({"images": "x.png"}, "images"),
+    ({"seed": "a"}, "seed"),
+    ({"task": ["denoise"]}, "task"),
+])
+def test_report_of_a_malformed_results_row_is_an_input_error(tmp_path, capsys, row, what):
+    """Rows of the wrong shape exited 1 with e.g. "genrestore: error: TypeError: 'int' object is not
+    iterable" or "ValueError: could not convert string to float: 'abc'", naming neither file nor line."""
+    run = tmp_path / "run"
+    run.mkdir()
+    good = {"task": "denoise", "level": "M", "method": "m", "image": "a", "seed": 0, "seconds": 1.0,
+            "metrics": {"psnr": 20.0}, "higher_is_better": {"psnr": True}, "images": {"output": None}}
+    (run / "results.jsonl").write_text(json.dumps(good) + "\n" + json.dumps({**good, **row}) + "\n")
+    assert main(["report", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"genrestore: error: {run / 'results.jsonl'}:2: ") and what in err, err
+    assert err.count("\n") == 1 and sorted(p.name for p in run.iterdir()) == ["results.jsonl"]
+
+
+def test_report_of_a_line_that_is_not_an_object_says_so(tmp_path, capsys):
+    """A JSON line that is not an object said "missing []"."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.jsonl").write_text("[1, 2]\n")
+    assert main(["report", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "results.jsonl:1: expected an object" in err and "missing []" not in err and "got a list" in err, err

@@ -64,12 +64,44 @@ def load_rows(run_dir: str | os.PathLike) -> list[dict]:
             row = json.loads(line)
         except json.JSONDecodeError as e:
             raise InputError(f"{path}:{n}: not JSON ({e.msg})") from None
-        missing = [k for k in ("task", "level", "method", "image") if k not in row] if isinstance(row, dict) else []
-        if not isinstance(row, dict) or missing:
+        if not isinstance(row, dict):
+            raise InputError(f"{path}:{n}: expected an object with task, level, method, image; "
+                             f"got a {type(row).__name__}")
+        missing = [k for k in ("task", "level", "method", "image") if k not in row]
+        if missing:
             raise InputError(f"{path}:{n}: expected an object with task, level, method, image; "
                              f"missing {missing}")
+        bad = _malformed(row)
+        if bad:
+            raise InputError(f"{path}:{n}: not a harness row: {bad}")
         rows.append(row)
     return rows
+
+
+def _is_number(v) -> bool:
+    """A JSON number, or the strict-JSON spelling of a non-finite one (``"inf"``, ``"-inf"``, ``"nan"``)."""
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)) or v in ("inf", "-inf", "nan")
+
+
+_ROW_OBJECTS = {"metrics": ("numbers or null", lambda v: v is None or _is_number(v)),
+                "higher_is_better": ("booleans", lambda v: isinstance(v, bool)),
+                "images": ("paths or null", lambda v: v is None or isinstance(v, str))}
+
+
+def _malformed(row: dict) -> str | None:
+    """What in ``row`` has not the harness's shape (see the module docstring), or ``None``."""
+    for k in ("task", "level", "method", "image"):
+        if not isinstance(row[k], str):
+            return f"{k} should be a string, got {json.dumps(row[k])}"
+    for k, (what, is_value) in _ROW_OBJECTS.items():
+        d = row.get(k)
+        if d is not None and not (isinstance(d, dict) and all(is_value(v) for v in d.values())):
+            return f"{k} should be an object of {what}, got {json.dumps(d)}"
+    if row.get("seconds") is not None and not _is_number(row["seconds"]):
+        return f"seconds should be a number or null, got {json.dumps(row['seconds'])}"
+    if "seed" in row and not (isinstance(row["seed"], int) and not isinstance(row["seed"], bool)):
+        return f"seed should be an integer, got {json.dumps(row['seed'])}"
+    return None
 
 
 def _level_key(level: str) -> tuple[int, str]:
