@@ -510,3 +510,15 @@ def test_report_of_a_line_that_is_not_an_object_says_so(tmp_path, capsys):
     assert main(["report", str(run)]) == 2
     err = capsys.readouterr().err
     assert "results.jsonl:1: expected an object" in err and "missing []" not in err and "got a list" in err, err
+
+
+def test_metrics_niqe_model_that_is_not_safetensors_is_an_input_error(tmp_path, capsys):
+    """--niqe-model FAKE.safetensors exited 1 with 'genrestore: error: SafetensorError: Error while
+    deserializing header: header too large', naming no file (a bad .npz was already exit 2)."""
+    write_image(tmp_path / "a.png", torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)))
+    fake = tmp_path / "fake.safetensors"
+    fake.write_text("not a safetensors file")
+    a = str(tmp_path / "a.png")
+    assert main(["metrics", a, a, "--metrics", "niqe", "--niqe-model", str(fake), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"genrestore: error: {fake}: not a NIQE pristine model") and err.count("\n") == 1, err

@@ -224,3 +224,14 @@ def test_torchscript_reader_refuses_cyclic_or_odd_module_records(tmp_path, monke
             z.writestr("archive/data.pkl", pickle.dumps(obj, protocol=2))
         with pytest.raises(InputError, match=f"{name}.pt"):
             read_torchscript_tensors(path)
+
+
+def test_add_of_a_file_named_safetensors_that_is_not_one_is_an_input_error(store, tmp_path, capsys):
+    """exited 1 with 'genrestore: error: SafetensorError: Error while deserializing header: header
+    too large', naming no file."""
+    src = tmp_path / "fake.safetensors"
+    src.write_text("not a safetensors file")
+    assert main(["weights", "add", "vgg16-torchvision", str(src), "--force"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"genrestore: error: {src}: not a readable safetensors file") and err.count("\n") == 1, err
+    assert not store.exists() or not list(store.iterdir())

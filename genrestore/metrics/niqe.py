@@ -174,8 +174,12 @@ def load_pristine(pristine: str | os.PathLike | None = None) -> tuple[torch.Tens
     if path.endswith(".safetensors"):
         from safetensors.torch import load_file
 
-        sd = load_file(path)
-        return sd["mu"].double(), sd["cov"].double()
+        try:
+            sd = load_file(path)
+            return sd["mu"].double(), sd["cov"].double()
+        except Exception as e:  # safetensors raises its own types for damaged files
+            raise InputError(f"{path}: not a NIQE pristine model (a .safetensors with mu and cov): "
+                             f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
     try:
         with np.load(path, allow_pickle=False) as f:
             mu = f["mu_pris_param"] if "mu_pris_param" in f else f["mu"]
