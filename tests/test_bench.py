@@ -541,3 +541,30 @@ def test_resume_reruns_rows_scored_while_a_metric_weight_was_absent(suite_file, 
     assert run_suite(load_suite(suite_file), out, progress=False)["rows_run"] == 8
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert len(rows) == 8 and all(r["metrics"]["lpips"] is not None for r in rows)
+
+
+@pytest.mark.parametrize("method", ["stylegan-inversion:FAKE", "idm:RDN"])
+def test_a_bad_method_model_is_refused_before_any_row_is_written(suite_file, tmp_path, capsys, method):
+    """The models were loaded row by row: the 'degraded' rows were written (results.jsonl, images)
+    before a bad model of the next method stopped the run with exit 2."""
+    from genrestore.cli import main
+    from genrestore.weights import resolve
+
+    fake = tmp_path / "fake.safetensors"
+    fake.write_text("not a model")
+    method = method.replace("FAKE", str(fake)).replace("RDN", str(resolve("rdn-x2")))
+    out = tmp_path / "run"
+    assert main(["bench", str(suite_file), "-o", str(out), "--methods", f"degraded,{method}", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("genrestore: error:") and err.count("\n") == 1, err
+    assert not out.exists()
+
+
+def test_refused_images_leave_no_output_folder(suite_file, tmp_path, capsys):
+    """A bad --images folder was refused (exit 2) after OUT had been created."""
+    from genrestore.cli import main
+
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "run"
+    assert main(["bench", str(suite_file), "-o", str(out), "--images", str(tmp_path / "empty"), "-q"]) == 2
+    assert "no images found" in capsys.readouterr().err and not out.exists()

@@ -585,8 +585,7 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
     from ..io import check_output_folder, write_image
 
     out = Path(out_dir)
-    check_output_folder(out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_output_folder(out)  # the folder is made once the images and models have loaded
     results = out / "results.jsonl"
     truths = ground_truth(suite)
     fns, notes = metric_functions(suite.metrics)
@@ -624,6 +623,14 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
     truth_of = dict(truths)
     written: set[str] = set()
     cache: dict = {}
+    pending = [(img, t, lv, m) for img, t, lv, m in jobs if (img, t, lv, m, suite.seed) not in done]
+    for m in dict.fromkeys(m for _, _, _, m in pending):  # a bad model stops the run before any row is written
+        load_method(m, cache)
+    for t in dict.fromkeys(t for _, t, _, _ in pending if t in ARTIFACT_TASKS):
+        from ..artifacts import load_generators
+
+        cache[f"generators:{t}"] = load_generators(t, suite.generators, flag="generators.")
+    out.mkdir(parents=True, exist_ok=True)
     last_input: tuple = (None,)  # (key, task, degraded image, its parameters)
     ran = skipped = 0
     for img, t, lv, m in tqdm(jobs, desc=f"bench {suite.name}", unit="row", disable=not progress):
