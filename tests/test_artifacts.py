@@ -68,3 +68,20 @@ def test_with_a_tiny_diffusers_unet():
     x = torch.rand(1, 3, 8, 8)
     y, p = ddim_gaussian(as_eps_fn(unet), x, 0.5, torch.Generator().manual_seed(0), steps=6)
     assert y.shape == x.shape and 0 <= float(y.min()) and float(y.max()) <= 1 and p["kind"] == "ddim-gauss"
+
+
+def test_ar_resample_refuses_a_too_small_image_up_front_naming_it(tmp_path, capsys):
+    """The transformer's size check ran inside the synthesis, batch by batch: the message named no
+    file ("the transformer models 32x32 tokens ..."), and pairs of the images before it were written."""
+    from genrestore.cli import main
+    from genrestore.io import write_image
+
+    g = torch.Generator().manual_seed(0)
+    write_image(tmp_path / "in" / "a_small.png", torch.rand(1, 3, 16, 16, generator=g))
+    write_image(tmp_path / "in" / "b_big.png", torch.rand(1, 3, 128, 128, generator=g))
+    out = tmp_path / "o"
+    assert main(["artifacts", str(tmp_path / "in"), "-o", str(out), "--kind", "ar-resample", "--device", "cpu",
+                 "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"genrestore: error: {tmp_path / 'in' / 'a_small.png'}: ") and "128 px" in err, err
+    assert err.count("\n") == 1 and not out.exists()
