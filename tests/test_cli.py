@@ -522,3 +522,16 @@ def test_metrics_niqe_model_that_is_not_safetensors_is_an_input_error(tmp_path, 
     assert main(["metrics", a, a, "--metrics", "niqe", "--niqe-model", str(fake), "-q"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"genrestore: error: {fake}: not a NIQE pristine model") and err.count("\n") == 1, err
+
+
+def test_a_model_of_another_architecture_names_its_file(tmp_path, capsys):
+    """restore --model rdn-x2 said only "expected a config with arch 'conditional-unet', got 'rdn'"."""
+    from genrestore.weights import resolve
+
+    write_image(tmp_path / "a.png", torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)))
+    out = tmp_path / "o"
+    assert main(["restore", str(tmp_path / "a.png"), "-o", str(out), "--model", "rdn-x2", "--steps", "1",
+                 "--device", "cpu", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"genrestore: error: {resolve('rdn-x2')}: expected a config with arch 'conditional-unet'")
+    assert err.count("\n") == 1 and not out.exists()

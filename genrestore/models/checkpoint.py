@@ -85,7 +85,10 @@ class SavedModel:
         """
         from safetensors.torch import load_file
 
-        net = cls.from_config(read_sidecar(path)["config"])
+        try:
+            net = cls.from_config(read_sidecar(path)["config"])
+        except InputError as e:  # name the file whose config is of another arch or bad
+            raise InputError(str(e) if str(e).startswith(f"{path}") else f"{path}: {e}") from None
         try:
             state = load_file(str(path))
         except Exception as e:  # safetensors raises its own types for damaged files
