@@ -535,3 +535,14 @@ def test_a_model_of_another_architecture_names_its_file(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"genrestore: error: {resolve('rdn-x2')}: expected a config with arch 'conditional-unet'")
     assert err.count("\n") == 1 and not out.exists()
+
+
+def test_train_names_the_image_smaller_than_the_crop(tmp_path, capsys):
+    """said "images [0] are smaller than the crop size 16": an index, not the file."""
+    write_image(tmp_path / "data" / "tiny.png", torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0)))
+    out = tmp_path / "o"
+    assert main(["train", "idm", "--data", str(tmp_path / "data"), "-o", str(out), "--size", "16", "--steps", "1",
+                 "--batch-size", "1", "--channels", "8", "8", "--device", "cpu", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "data" / "tiny.png") in err and "8x8" in err and err.count("\n") == 1, err
+    assert not out.exists()

@@ -236,6 +236,13 @@ class TrainRun:
         self.images = load_images(images, channels)
         small = [i for i, im in enumerate(self.images) if min(im.shape[-2:]) < crop]
         if small:
+            if isinstance(images, (str, os.PathLike)):  # name the files (in load_images' order)
+                from ..io import list_images
+
+                paths = list_images([images])
+                names = [f"{paths[i]} ({self.images[i].shape[-1]}x{self.images[i].shape[-2]} px)" for i in small]
+                raise InputError(f"images {', '.join(names[:5])}{' ...' if len(names) > 5 else ''} "
+                                 f"are smaller than the crop size {crop}")
             raise InputError(f"images {small[:5]} are smaller than the crop size {crop}")
         self.device = torch.device(device)
         self.world, self.rank = 1, 0
