@@ -482,7 +482,10 @@ def cmd_metrics(args: argparse.Namespace) -> int:
                              f"{ref_path} ({x.shape[-1]}x{x.shape[-2]})")
         row = {"name": dist_path.name, "reference": str(ref_path)}
         for m in names:
-            row[m] = float(funcs[m](x, y, y_channel=args.y, crop_border=args.crop_border)[0])
+            try:
+                row[m] = float(funcs[m](x, y, y_channel=args.y, crop_border=args.crop_border)[0])
+            except InputError as e:  # e.g. an image too small for SSIM or NIQE: say which
+                raise InputError(f"{dist_path}: {e}") from None
         if set_names:
             if whole:
                 if ref_stats is None:

@@ -546,3 +546,20 @@ def test_train_names_the_image_smaller_than_the_crop(tmp_path, capsys):
     err = capsys.readouterr().err
     assert str(tmp_path / "data" / "tiny.png") in err and "8x8" in err and err.count("\n") == 1, err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("extra,words", [
+    ([], "SSIM needs images of at least 11x11 px, got 3x2"),
+    (["--metrics", "psnr", "--crop-border", "1"], "leaves nothing of a 3x2 image"),
+])
+def test_metrics_errors_of_one_pair_name_its_file(tmp_path, capsys, extra, words):
+    """said e.g. "SSIM needs images of at least 11x11 px, got 3x2" without the image's name."""
+    g = torch.Generator().manual_seed(0)
+    write_image(tmp_path / "ref" / "ok.png", torch.rand(1, 3, 16, 16, generator=g))
+    write_image(tmp_path / "ref" / "small.png", torch.rand(1, 3, 2, 3, generator=g))
+    write_image(tmp_path / "dist" / "ok.png", torch.rand(1, 3, 16, 16, generator=g))
+    write_image(tmp_path / "dist" / "small.png", torch.rand(1, 3, 2, 3, generator=g))
+    assert main(["metrics", str(tmp_path / "ref"), str(tmp_path / "dist"), *extra, "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"genrestore: error: {tmp_path / 'dist' / 'small.png'}: ") and words in err, err
+    assert err.count("\n") == 1
