@@ -121,6 +121,9 @@ def _plan_outputs(paths: Sequence[Path], out_dir: Path, names: Sequence[str],
             q = out_dir / pattern.format(stem=p.stem)
             if q in planned:
                 raise InputError(f"{p} and {planned[q]} would both write {q}; rename one of them")
+            if q.is_dir():
+                raise InputError(f"{q}: is a folder where this output file goes; move it or choose another "
+                                 "output folder")
             planned[q] = p
     check_outputs_not_inputs(list(planned), paths if inputs is None else inputs)
 

@@ -563,3 +563,19 @@ def test_metrics_errors_of_one_pair_name_its_file(tmp_path, capsys, extra, words
     err = capsys.readouterr().err
     assert err.startswith(f"genrestore: error: {tmp_path / 'dist' / 'small.png'}: ") and words in err, err
     assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("verb,blocked", [("degrade", "x.json"), ("restore", "x.png"), ("artifacts", "x.png")])
+def test_an_output_path_that_is_a_folder_is_refused_up_front(tmp_path, capsys, verb, blocked):
+    """OUT/x.png (or x.json) being a folder failed after the work with exit 1, "genrestore: error:
+    IsADirectoryError: [Errno 21] Is a directory: ...", leaving the outputs written before it
+    (degrade: x.png; artifacts: x_clean.png)."""
+    write_image(tmp_path / "in" / "x.png", torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)))
+    out = tmp_path / "o"
+    (out / blocked).mkdir(parents=True)
+    extra = {"degrade": ["--task", "denoise"], "restore": ["--steps", "1", "--device", "cpu"],
+             "artifacts": ["--kind", "identity"]}[verb]
+    assert main([verb, str(tmp_path / "in"), "-o", str(out), *extra, "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"genrestore: error: {out / blocked}: ") and "folder" in err and err.count("\n") == 1, err
+    assert sorted(p.name for p in out.iterdir()) == [blocked]
