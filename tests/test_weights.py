@@ -235,3 +235,21 @@ def test_add_of_a_file_named_safetensors_that_is_not_one_is_an_input_error(store
     err = capsys.readouterr().err
     assert err.startswith(f"genrestore: error: {src}: not a readable safetensors file") and err.count("\n") == 1, err
     assert not store.exists() or not list(store.iterdir())
+
+
+def test_add_into_a_store_that_cannot_take_the_file_is_an_input_error(tmp_path, monkeypatch, capsys):
+    """A store path that is a file, or a folder where NAME.safetensors goes, exited 1 with
+    'genrestore: error: FileExistsError: [Errno 17] File exists: ...' / 'IsADirectoryError: ...'."""
+    src = _checkpoint(tmp_path, {"w": torch.zeros(3)})
+    blocker = tmp_path / "blocker"
+    blocker.write_bytes(b"keep me")
+    (tmp_path / "store" / "vgg16-torchvision.safetensors").mkdir(parents=True)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    for store in (blocker, tmp_path / "store"):
+        monkeypatch.setenv("GENRESTORE_WEIGHTS", str(store))
+        assert main(["weights", "add", "vgg16-torchvision", str(src), "--force"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("genrestore: error: ") and "vgg16-torchvision.safetensors" in err, err
+        assert err.count("\n") == 1
+    assert blocker.read_bytes() == b"keep me" and [p.name for p in (tmp_path / "store").iterdir()] == [
+        "vgg16-torchvision.safetensors"]

@@ -225,6 +225,10 @@ def add(name: str, file: str | os.PathLike, dest_dir: str | os.PathLike | None =
     out = dest / s.file
     if out.resolve() == src.resolve():
         raise InputError(f"{src}: already in the store")
+    from ..io import check_output_file
+
+    for path in (out, out.with_suffix(".json")):  # a store that is a file, or a folder in the file's place
+        check_output_file(path, [src])
 
     def write(tmp: str) -> None:
         save_file(tensors, tmp, metadata={"genrestore_weight": name})
