@@ -579,3 +579,32 @@ def test_an_output_path_that_is_a_folder_is_refused_up_front(tmp_path, capsys, v
     err = capsys.readouterr().err
     assert err.startswith(f"genrestore: error: {out / blocked}: ") and "folder" in err and err.count("\n") == 1, err
     assert sorted(p.name for p in out.iterdir()) == [blocked]
+
+
+@pytest.mark.parametrize("set_metrics", ["[1]", '{"groups": 5, "metrics": ["fid"]}', '{"metrics": 5}',
+                                         '{"metrics": ["fid"], "groups": [{"fid": "x"}]}'])
+def test_report_of_a_malformed_set_metrics_file_is_an_input_error(tmp_path, capsys, set_metrics):
+    """exited 1 with "AttributeError: 'list' object has no attribute 'get'" or "TypeError: 'int'
+    object is not iterable", naming no file."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.jsonl").write_text(json.dumps({"task": "denoise", "level": "M", "method": "m", "image": "a",
+                                                   "metrics": {"psnr": 20.0}}) + "\n")
+    (run / "set_metrics.json").write_text(set_metrics)
+    assert main(["report", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"genrestore: error: {run / 'set_metrics.json'}: ") and err.count("\n") == 1, err
+    assert not (run / "report.html").exists()
+
+
+def test_report_whose_output_is_a_folder_writes_nothing(tmp_path, capsys):
+    """report.md being a folder exited 1 ("IsADirectoryError: ...") after writing report.html."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.jsonl").write_text(json.dumps({"task": "denoise", "level": "M", "method": "m", "image": "a"})
+                                       + "\n")
+    (run / "report.md").mkdir()
+    assert main(["report", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"genrestore: error: {run / 'report.md'}: is a folder") and err.count("\n") == 1, err
+    assert sorted(p.name for p in run.iterdir()) == ["report.md", "results.jsonl"]

@@ -104,6 +104,22 @@ def _malformed(row: dict) -> str | None:
     return None
 
 
+def _malformed_set_metrics(data) -> str | None:
+    """What in a ``set_metrics.json`` has not the harness's shape, or ``None``."""
+    if not isinstance(data, dict):
+        return f"expected an object, got a {type(data).__name__}"
+    for k, kind in (("metrics", list), ("notes", list), ("groups", list), ("higher_is_better", dict)):
+        if k in data and not isinstance(data[k], kind):
+            return f"{k} should be a{'n object' if kind is dict else ' list'}, got {json.dumps(data[k])}"
+    names = data.get("metrics", [])
+    if not all(isinstance(n, str) for n in names):
+        return f"metrics should be names, got {json.dumps(names)}"
+    for g in data.get("groups", []):
+        if not isinstance(g, dict) or not all(g.get(n) is None or _is_number(g[n]) for n in names):
+            return f"a group should be an object with numbers or null for {', '.join(names)}, got {json.dumps(g)}"
+    return None
+
+
 def _level_key(level: str) -> tuple[int, str]:
     return (LEVEL_ORDER.index(level), "") if level in LEVEL_ORDER else (len(LEVEL_ORDER), level)
 
@@ -449,10 +465,17 @@ def write_report(run_dir: str | os.PathLike, out_html: str | os.PathLike | None 
         set_metrics = json.loads(set_file.read_text()) if set_file.is_file() else None
     except ValueError:
         raise InputError(f"{set_file}: not JSON") from None
+    bad = None if set_metrics is None else _malformed_set_metrics(set_metrics)
+    if bad:
+        raise InputError(f"{set_file}: not the harness's set metrics: {bad}")
     summary = summarize(rows, set_metrics)
     date = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z").strip()
     html_path = Path(out_html) if out_html is not None else run_dir / "report.html"
     md_path = Path(out_md) if out_md is not None else run_dir / "report.md"
+    from ..io import check_output_file
+
+    for path in (html_path, md_path):  # both or neither are written
+        check_output_file(path)
     atomic_write_bytes(html_path, render_html(run_dir, rows, summary, date, max_images, zoom).encode("utf-8"))
     atomic_write_bytes(md_path, render_markdown(rows, summary, date).encode("utf-8"))
     return html_path, md_path
