@@ -309,6 +309,9 @@ def cmd_weights(args: argparse.Namespace) -> int:
         if len(args.names) != 2 or not args.names[1].endswith(".safetensors"):
             raise InputError("usage: genrestore weights convert G.pkl|G.pt OUT.safetensors")
         print(f"{name} -> {convert_stylegan2(name, args.names[1])}")
+    elif args.action == "convert" and name not in ws.REGISTRY and Path(name).is_file():
+        raise InputError(f"{name}: weights convert takes a StyleGAN2 checkpoint (G.pkl|G.pt OUT.safetensors) or a "
+                         f"weight NAME and its FILE|FOLDER; a {Path(name).suffix or 'suffix-less'} file is neither")
     elif args.action == "convert":
         from .weights.convert import convert
 

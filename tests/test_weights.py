@@ -253,3 +253,13 @@ def test_add_into_a_store_that_cannot_take_the_file_is_an_input_error(tmp_path, 
         assert err.count("\n") == 1
     assert blocker.read_bytes() == b"keep me" and [p.name for p in (tmp_path / "store").iterdir()] == [
         "vgg16-torchvision.safetensors"]
+
+
+def test_convert_of_an_existing_file_of_another_suffix_is_not_called_missing(store, tmp_path, capsys):
+    """weights convert G.pth OUT.safetensors said "G.pth: no such file (nor a weight name: ...)"
+    although G.pth exists (only .pkl and .pt are StyleGAN2 checkpoints)."""
+    src = _checkpoint(tmp_path, {"w": torch.zeros(3)})  # ckpt.pth
+    assert main(["weights", "convert", str(src), str(tmp_path / "G.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"genrestore: error: {src}: ") and "no such file" not in err and ".pkl" in err, err
+    assert err.count("\n") == 1 and not (tmp_path / "G.safetensors").exists()
