@@ -555,6 +555,9 @@ def cmd_train_niqe(args: argparse.Namespace) -> int:
         check_output_file(out, paths)
     start = time.time()
     images = [read_image(p, "rgb") for p in tqdm(paths, desc="read", unit="img", file=sys.stderr, disable=args.quiet)]
+    for p, im in zip(paths, images):  # name the image fit_pristine would refuse
+        if min(im.shape[-2:]) < 96:
+            raise InputError(f"{p}: NIQE needs images of at least 96x96 px, got {im.shape[-1]}x{im.shape[-2]}")
     mu, cov, blocks = fit_pristine(images, sharpness_threshold=args.sharpness)
     out = Path(args.output)
     atomic_write(out, lambda tmp: save_file({"mu": mu.contiguous(), "cov": cov.contiguous()}, tmp))

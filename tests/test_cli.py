@@ -478,6 +478,16 @@ def test_train_niqe_output_under_a_file_is_refused_up_front(tmp_path, capsys):
     assert blocker.read_bytes() == b"keep me"
 
 
+def test_train_niqe_names_an_image_too_small_for_its_blocks(tmp_path, capsys):
+    """NIQE's 96 px blocks: the refusal names the file (it said only 'got 16x16')."""
+    write_image(tmp_path / "data" / "a.png", torch.rand(1, 3, 96, 96, generator=torch.Generator().manual_seed(0)))
+    write_image(tmp_path / "data" / "tiny.png", torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(1)))
+    assert main(["train", "niqe", "--data", str(tmp_path / "data"), "-o", str(tmp_path / "m.safetensors"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"genrestore: error: {tmp_path / 'data' / 'tiny.png'}: ") and "16x16" in err, err
+    assert not (tmp_path / "m.safetensors").exists()
+
+
 @pytest.mark.parametrize("row,what", [
     ({"metrics": 5}, "metrics"),
     ({"metrics": {"psnr": "abc"}}, "metrics"),
