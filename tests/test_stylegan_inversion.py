@@ -3,6 +3,8 @@ loss against hand-computed values, the three phases end to end, and the Adam bas
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -19,6 +21,15 @@ def G():
     g = StyleGAN2Generator(z_dim=8, w_dim=8, resolution=32, channel_base=64, channel_max=16, n_mapping_layers=2)
     g.estimate_w_avg(256, generator=torch.Generator().manual_seed(1))
     return g.eval()
+
+
+def _save_generator(G, path):
+    """``G`` as a safetensors file with its JSON config beside it (what --generator reads)."""
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in G.state_dict().items()}, str(path))
+    path.with_suffix(".json").write_text(json.dumps({"config": G.config}))
+    return path
 
 
 def test_ngd_normalizes_each_row_and_skips_zero_gradients():
@@ -116,16 +127,10 @@ def test_perceptual_loss_names_its_fallback(monkeypatch, tmp_path):
 
 
 def test_restore_cli_on_a_tiny_converted_generator(G, tmp_path, capsys):
-    import json
-
-    from safetensors.torch import save_file
-
     from genrestore.cli import main
     from genrestore.io import write_image
 
-    gfile = tmp_path / "G.safetensors"
-    save_file({k: v.contiguous() for k, v in G.state_dict().items()}, str(gfile))
-    gfile.with_suffix(".json").write_text(json.dumps({"config": G.config}))
+    gfile = _save_generator(G, tmp_path / "G.safetensors")
     with torch.no_grad():
         truth = G.generate(z=torch.randn(2, 8, generator=torch.Generator().manual_seed(10)))
     t = get_task("UP", "M")
@@ -143,16 +148,10 @@ def test_restore_cli_on_a_tiny_converted_generator(G, tmp_path, capsys):
 
 
 def test_restore_and_convert_bad_input_exit_2(G, tmp_path, capsys):
-    import json
-
-    from safetensors.torch import save_file
-
     from genrestore.cli import main
     from genrestore.io import write_image
 
-    gfile = tmp_path / "G.safetensors"
-    save_file({k: v.contiguous() for k, v in G.state_dict().items()}, str(gfile))
-    gfile.with_suffix(".json").write_text(json.dumps({"config": G.config}))
+    gfile = _save_generator(G, tmp_path / "G.safetensors")
     write_image(tmp_path / "x.png", torch.rand(1, 3, 32, 32))
     (tmp_path / "bad.pkl").write_bytes(b"\x80\x04garbage")
     (tmp_path / "bad.safetensors").write_bytes(b"garbage")
@@ -178,17 +177,11 @@ def test_restore_cli_inverts_the_mask_as_written_not_thresholded(G, tmp_path, mo
     """Paper §5.1, inpainting: f_hat = f, the known mask. The true degradation is y = x * m with
     antialiased (fractional) stroke edges, which `genrestore degrade` writes as NAME_mask.png;
     the CLI must hand that m to the inversion (as the library and the bench do), not m > 1/2."""
-    import json
-
-    from safetensors.torch import save_file
-
     from genrestore.cli import main
     from genrestore.io import write_image
     from genrestore.restore import stylegan_inversion as inv
 
-    gfile = tmp_path / "G.safetensors"
-    save_file({k: v.contiguous() for k, v in G.state_dict().items()}, str(gfile))
-    gfile.with_suffix(".json").write_text(json.dumps({"config": G.config}))
+    gfile = _save_generator(G, tmp_path / "G.safetensors")
     with torch.no_grad():
         truth = G.generate(z=torch.randn(1, 8, generator=torch.Generator().manual_seed(12)))
     t = get_task("inpaint", "L")
