@@ -146,7 +146,12 @@ def _build_degradation(name: str, level: str | None, backend: str):
         return PIPELINES[name]
     resizes = name in ("upsample", "U") or (name in COMPOSITIONS and "U" in name)  # --backend is the resizer's
     kwargs = {"backend": backend} if resizes else {}
-    return get_task(name, level or "M", **kwargs)
+    try:
+        return get_task(name, level or "M", **kwargs)
+    except InputError as e:  # degrade --task also takes the pipelines: say so
+        if str(e).startswith("unknown task"):
+            raise InputError(f"{e}, or a degradation pipeline: {', '.join(PIPELINES)}") from None
+        raise
 
 
 def _degrade_one(deg, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, Any, torch.Tensor | None]:

@@ -618,3 +618,10 @@ def test_report_whose_output_is_a_folder_writes_nothing(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"genrestore: error: {run / 'report.md'}: is a folder") and err.count("\n") == 1, err
     assert sorted(p.name for p in run.iterdir()) == ["report.md", "results.jsonl"]
+
+
+def test_degrade_unknown_task_lists_the_pipelines_too(capsys):
+    """degrade --task takes the pipelines as well as the benchmark tasks; the error said only the latter."""
+    assert main(["degrade", "--example", "-o", "unused-out", "--task", "nosuch"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "'nosuch'" in err and "UNAP" in err and "realesrgan-x4" in err and len(err.splitlines()) == 1, err
