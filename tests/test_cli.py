@@ -620,8 +620,8 @@ def test_report_whose_output_is_a_folder_writes_nothing(tmp_path, capsys):
     assert sorted(p.name for p in run.iterdir()) == ["report.md", "results.jsonl"]
 
 
-def test_degrade_unknown_task_lists_the_pipelines_too(capsys):
+def test_degrade_unknown_task_lists_the_pipelines_too(tmp_path, capsys):
     """degrade --task takes the pipelines as well as the benchmark tasks; the error said only the latter."""
-    assert main(["degrade", "--example", "-o", "unused-out", "--task", "nosuch"]) == 2
+    assert main(["degrade", "--example", "-o", str(tmp_path / "o"), "--task", "nosuch"]) == 2
     err = capsys.readouterr().err.strip()
     assert "'nosuch'" in err and "UNAP" in err and "realesrgan-x4" in err and len(err.splitlines()) == 1, err
