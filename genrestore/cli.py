@@ -112,7 +112,7 @@ def _plan_outputs(paths: Sequence[Path], out_dir: Path, names: Sequence[str],
     """Refuse runs where two inputs would write the same output file, or an output is an input.
 
     ``inputs``: the files read, when ``paths`` only name the outputs (e.g. crops ``STEM-j`` of a photo)."""
-    from .io import check_output_folder, check_outputs_not_inputs
+    from .io import check_output_file, check_output_folder, check_outputs_not_inputs
 
     check_output_folder(out_dir)
     planned: dict[Path, Path] = {}
@@ -121,9 +121,7 @@ def _plan_outputs(paths: Sequence[Path], out_dir: Path, names: Sequence[str],
             q = out_dir / pattern.format(stem=p.stem)
             if q in planned:
                 raise InputError(f"{p} and {planned[q]} would both write {q}; rename one of them")
-            if q.is_dir():
-                raise InputError(f"{q}: is a folder where this output file goes; move it or choose another "
-                                 "output folder")
+            check_output_file(q)  # e.g. a folder where the file goes
             planned[q] = p
     check_outputs_not_inputs(list(planned), paths if inputs is None else inputs)
 
@@ -478,12 +476,12 @@ def cmd_metrics(args: argparse.Namespace) -> int:
                  "ref_p": SetFeatures(keep_features=False, keep_logits=False),
                  "dist_p": SetFeatures(keep_features=False, keep_logits=False)}
         ref_stats = None
-        if args.ref_stats and not Path(args.ref_stats).is_file():  # saved there after the run
-            check_output_file(args.ref_stats, inputs, "--ref-stats")
         if args.ref_stats and Path(args.ref_stats).is_file():
             if "kid" in set_names or "pfid" in set_names:
                 raise InputError("--ref-stats holds FID statistics of whole images; KID and pFID need the images")
             ref_stats = FeatureStats.load_npz(args.ref_stats)
+        elif args.ref_stats:  # saved there after the run
+            check_output_file(args.ref_stats, inputs, "--ref-stats")
     rows = []
     for ref_path, dist_path in tqdm(pairs, desc="metrics", unit="img", file=sys.stderr, disable=args.quiet):
         x = read_image(ref_path, "rgb" if not args.gray else "gray").to(device)

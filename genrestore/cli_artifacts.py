@@ -35,13 +35,13 @@ def cmd_artifacts(args: argparse.Namespace) -> int:
     specs = generator_specs(args.kind, {k: getattr(args, k) for k in NEEDS[args.kind]}, flag="--")
     gens = load_generators(args.kind, specs, device)  # a missing or bad model file stops here, with its name
     if args.kind == "ar-resample":  # the transformer needs its whole token grid: refuse a small image up front
-        factor, grid = gens["vq"].factor, gens["transformer"].grid
+        from .artifacts.vq import check_ar_resample_size
+
         for it in all_items:
-            h, w = it.size
-            if min(-(-h // factor), -(-w // factor)) < grid:
-                raise InputError(f"{it.path}: {w}x{h} px{' crop' if it.box else ''} is too small for "
-                                 f"ar-resample: its transformer models {grid}x{grid} tokens of {factor} px, so it "
-                                 f"needs images of at least {grid * factor} px a side")
+            try:
+                check_ar_resample_size(gens["vq"], gens["transformer"], it.size)
+            except InputError as e:
+                raise InputError(f"{it.path}: {it.size[1]}x{it.size[0]} px{' crop' if it.box else ''}: {e}") from None
     # what a pair depends on besides its photo and crop: a resumed run reuses only pairs made with all of it
     settings = {"kind": args.kind, "level": args.level, "seed": args.seed, "models": specs,
                 "models_sha256": {k: sha256_file(model_file(v)) for k, v in specs.items()},

@@ -35,6 +35,17 @@ def _encode(vq, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         return vq.encode_tokens(padded), hw
 
 
+def check_ar_resample_size(vq, gpt, hw: tuple[int, int]) -> None:
+    """Raise :class:`InputError` unless an image of ``hw = (H, W)`` px gives ``vq`` a token grid
+    (padded to the factor) that ``gpt`` models: at least its grid a side, with the same codebook."""
+    h, w = (-(-s // vq.factor) for s in hw)
+    side = gpt.grid
+    if h < side or w < side or gpt.vocab_size != vq.codebook_size:
+        raise InputError(f"the transformer models {side}x{side} tokens of {gpt.vocab_size} codes; this image has "
+                         f"{h}x{w} tokens of {vq.codebook_size} (it needs images of at least {side * vq.factor} px "
+                         "a side, from the same autoencoder)")
+
+
 def _decode(vq, tokens: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
     with torch.no_grad():
         return vq.decode_tokens(tokens)[..., : hw[0], : hw[1]]
@@ -119,12 +130,8 @@ def ar_resample(vq, gpt, x: torch.Tensor, level: float = 0.5, generator: _random
     if region not in ("suffix", "rectangle"):
         raise InputError(f"expected region 'suffix' or 'rectangle', got {region!r}")
     tokens, hw = _encode(vq, x)
+    check_ar_resample_size(vq, gpt, hw)
     n, h, w = tokens.shape
-    side = gpt.grid
-    if h < side or w < side or gpt.vocab_size != vq.codebook_size:
-        raise InputError(f"the transformer models {side}x{side} tokens of {gpt.vocab_size} codes; this image has "
-                         f"{h}x{w} tokens of {vq.codebook_size} (it needs images of at least {side * vq.factor} px "
-                         "a side, from the same autoencoder)")
     keep = torch.ones(n, h, w, dtype=torch.bool)
     gens = _random.per_image(generator, n)
     params: dict = {"kind": "ar-resample", "level": level, "fraction": frac, "region": region,
