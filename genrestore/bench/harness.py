@@ -627,9 +627,7 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
     for m in dict.fromkeys(m for _, _, _, m in pending):  # a bad model stops the run before any row is written
         load_method(m, cache)
     for t in dict.fromkeys(t for _, t, _, _ in pending if t in ARTIFACT_TASKS):
-        from ..artifacts import load_generators
-
-        cache[f"generators:{t}"] = load_generators(t, suite.generators, flag="generators.")
+        _generators(t, suite, cache)
     out.mkdir(parents=True, exist_ok=True)
     last_input: tuple = (None,)  # (key, task, degraded image, its parameters)
     ran = skipped = 0
@@ -672,6 +670,15 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
     return {"rows_run": ran, "rows_skipped": skipped, "notes": notes, "results": str(results)}
 
 
+def _generators(t: str, suite: Suite, cache: dict) -> dict:
+    """The artifact generators of kind ``t``, loaded from the suite's files once per run into ``cache``."""
+    if f"generators:{t}" not in cache:
+        from ..artifacts import load_generators
+
+        cache[f"generators:{t}"] = load_generators(t, suite.generators, flag="generators.")
+    return cache[f"generators:{t}"]
+
+
 def _degrade(t: str, lv: str, x: torch.Tensor, key: str, suite: Suite, cache: dict):
     """``(task, y, params)``: the ground truth ``x`` degraded by task or artifact kind ``t`` at level
     ``lv``, from ``generator_for(suite.seed, key)`` (``task`` is ``None`` for artifact kinds)."""
@@ -679,11 +686,9 @@ def _degrade(t: str, lv: str, x: torch.Tensor, key: str, suite: Suite, cache: di
     from ..degrade import PIPELINES, get_task
 
     if t in ARTIFACT_TASKS:
-        from ..artifacts import load_generators, synthesize
+        from ..artifacts import synthesize
 
-        if f"generators:{t}" not in cache:  # load once per run
-            cache[f"generators:{t}"] = load_generators(t, suite.generators, flag="generators.")
-        y, params = synthesize(t, cache[f"generators:{t}"], x, ARTIFACT_LEVELS[lv], [generator_for(suite.seed, key)])
+        y, params = synthesize(t, _generators(t, suite, cache), x, ARTIFACT_LEVELS[lv], [generator_for(suite.seed, key)])
         return None, y, params
     task = PIPELINES[t] if t in PIPELINES else get_task(t, lv)
     return (task, *task.degrade_with_params(x, generator_for(suite.seed, key)))
