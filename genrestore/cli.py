@@ -549,7 +549,7 @@ def cmd_train_niqe(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .io import atomic_write, atomic_write_bytes, check_output_file, list_images, read_image
-    from .metrics.niqe import fit_pristine
+    from .metrics.niqe import BLOCK as NIQE_BLOCK, fit_pristine
 
     paths = list_images(args.data)
     if not str(args.output).endswith(".safetensors"):
@@ -559,15 +559,16 @@ def cmd_train_niqe(args: argparse.Namespace) -> int:
     start = time.time()
     images = [read_image(p, "rgb") for p in tqdm(paths, desc="read", unit="img", file=sys.stderr, disable=args.quiet)]
     for p, im in zip(paths, images):  # name the image fit_pristine would refuse
-        if min(im.shape[-2:]) < 96:
-            raise InputError(f"{p}: NIQE needs images of at least 96x96 px, got {im.shape[-1]}x{im.shape[-2]}")
+        if min(im.shape[-2:]) < NIQE_BLOCK:
+            raise InputError(f"{p}: NIQE needs images of at least {NIQE_BLOCK}x{NIQE_BLOCK} px, "
+                             f"got {im.shape[-1]}x{im.shape[-2]}")
     mu, cov, blocks = fit_pristine(images, sharpness_threshold=args.sharpness)
     out = Path(args.output)
     atomic_write(out, lambda tmp: save_file({"mu": mu.contiguous(), "cov": cov.contiguous()}, tmp))
     from .weights import sha256_file
 
     meta = {"name": out.stem, "kind": "niqe-pristine", "images": [str(p) for p in paths], "blocks": blocks,
-            "block_size": 96, "sharpness_threshold": args.sharpness, "grid_offsets": [[0, 0], [0, 48], [48, 0], [48, 48]],
+            "block_size": NIQE_BLOCK, "sharpness_threshold": args.sharpness, "grid_offsets": [[0, 0], [0, 48], [48, 0], [48, 48]],
             "wall_time_s": round(time.time() - start, 1), "command": "genrestore train niqe", "sha256": sha256_file(out)}
     atomic_write_bytes(out.with_suffix(".json"), (json.dumps(meta, indent=1) + "\n").encode())
     print(f"NIQE pristine model from {len(paths)} images, {blocks} blocks -> {out}")
