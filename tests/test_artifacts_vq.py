@@ -114,6 +114,24 @@ def test_sampling_follows_top_k_and_temperature(gpt):
         gpt.sample(torch.zeros(1, 20, dtype=torch.long), torch.zeros(20, dtype=torch.bool))
 
 
+def test_draw_runs_the_inverse_cdf_in_code_order(gpt):
+    # top 2 of [0, 2, 1, 3] at T = 1: codes 1 and 3 with p = e^2 / (e^2 + e^3) = 0.2689 and 0.7311,
+    # laid out in code order, so u < 0.2689 picks code 1 and u above it code 3
+    logits = torch.tensor([[0.0, 2.0, 1.0, 3.0]]).expand(5, 4)
+    u = torch.tensor([0.0, 0.2, 0.268, 0.27, 0.999], dtype=torch.float64)
+    assert gpt._draw(logits, u, 1.0, 2).tolist() == [1, 1, 1, 3, 3]
+    # near-ties whose order flips under rounding-sized changes (as with another thread count)
+    # give the same codes: the draw does not depend on the order of the likelihoods
+    base = torch.linspace(0, 1e-3, 32, dtype=torch.float64)[torch.randperm(32, generator=torch.Generator().manual_seed(0))]
+    nudged = base + 1e-4 * torch.randn(32, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    assert not torch.equal(base.argsort(), nudged.argsort())
+    u = torch.rand(200, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    a = gpt._draw(base.float().expand(200, 32), u, 18.0, 32)
+    b = gpt._draw(nudged.float().expand(200, 32), u, 18.0, 32)
+    assert (a == b).float().mean() > 0.95  # only draws within ~1e-5 of a CDF step may differ
+    assert len(a.unique()) > 20
+
+
 def test_incremental_logits_equal_the_full_forward(gpt):
     tokens = torch.randint(0, 32, (3, 16), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

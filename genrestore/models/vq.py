@@ -210,13 +210,19 @@ class TokenTransformer(nn.Module, SavedModel):
         return out
 
     def _draw(self, logits: torch.Tensor, u: torch.Tensor, temperature: float, top_k: int | None) -> torch.Tensor:
-        """``(N,)`` codes from ``(N, K)`` logits: ``softmax(logits / T)`` over the top ``k``, by the inverse
-        CDF at the ``(N,)`` uniforms ``u``."""
+        """``(N,)`` codes from ``(N, K)`` logits: ``softmax(logits / T)`` over the top ``k`` (codes tied with
+        the ``k``-th are kept too), by the inverse CDF at the ``(N,)`` uniforms ``u`` in ``[0, 1)``.
+
+        The CDF runs over the codes in index order, not in order of likelihood: at a high temperature
+        the top codes are nearly equally likely, and rounding that differs with the thread count would
+        reorder them and so change the draw."""
         k = self.vocab_size if top_k is None else max(1, min(int(top_k), self.vocab_size))
-        top, idx = (logits.double() / temperature).topk(k, dim=-1)
-        cdf = F.softmax(top, -1).cumsum(-1)
-        pick = torch.searchsorted(cdf, torch.minimum(u[:, None], cdf[:, -1:] - 1e-12))
-        return idx.gather(1, pick)[:, 0]
+        scaled = logits.double() / temperature
+        kth = scaled.topk(k, dim=-1).values[:, -1:]
+        cdf = F.softmax(scaled.masked_fill(scaled < kth, float("-inf")), -1).cumsum(-1)
+        # u > 0 so that a code left out (flat CDF) is never the first to reach it; < the total for rounding
+        target = u[:, None].clamp(min=1e-300).minimum(cdf[:, -1:] - 1e-12)
+        return torch.searchsorted(cdf, target)[:, 0]
 
     def _check_length(self, length: int) -> None:
         if length > self.length:
