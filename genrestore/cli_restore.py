@@ -484,7 +484,8 @@ def _extrinsic_data(args: argparse.Namespace, source: Path, device) -> Path:
     else:
         atomic_write_bytes(params_file, (json.dumps(params, indent=1) + "\n").encode())
     restorer = IDMRestorer.from_file(source, device)
-    for p in tqdm(list_images([args.data]), desc="extrinsic: restore training data", unit="img", file=sys.stderr):
+    for p in tqdm(list_images([args.data]), desc="extrinsic: restore training data", unit="img", file=sys.stderr,
+                  disable=args.quiet):
         target = out / f"{p.stem}.png"
         if not target.is_file():
             x = read_image(p, "rgb").to(device)

@@ -207,7 +207,7 @@ def test_extrinsic_iteration_and_authenticity_cli(tmp_path, capsys, monkeypatch)
     assert "model_sha256" in capsys.readouterr().err
     assert main(["train", "idm", "-o", str(tmp_path / "k1"), *base, "--extrinsic-from", str(k0),
                  "--extrinsic-steps", "2", "-q"]) == 0  # the same run resumes (already at its step)
-    capsys.readouterr()
+    assert capsys.readouterr().err == ""  # -q: no progress bars, the extrinsic one included
     assert main(["metrics", str(tmp_path / "k1" / "extrinsic_data"), "--authenticity", str(k0), "--steps", "2",
                  "--json", "-q"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["summary"]
