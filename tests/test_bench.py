@@ -45,6 +45,7 @@ def suite_file(tmp_path):
     (("count = 2", "count = \"six\""), "'count' must be an integer >= 1, got 'six'"),
     (("count = 2", "count = 0"), "'count' must be an integer >= 1, got 0"),
     (("crop = 32", "crop = -5"), "'crop' must be an integer >= 1, got -5"),
+    (("crop = 32", "crop = 24"), "'lpips' (AlexNet) needs crops of at least 31 px a side; the suite crops 24"),
     (("seed = 0", "seed = 1.5"), "'seed' must be an integer >= 0, got 1.5"),
     (("images = \"photos\"", "images = 5"), "'images' must be a string, got 5"),
 ])

@@ -245,6 +245,12 @@ def load_suite(spec: str | Path, methods: list[str] | None = None, images: str |
         if name not in METRICS and name not in SET_METRICS:
             raise InputError(f"{path}: unknown metric {name!r} in 'metrics'; known: "
                              f"{', '.join([*METRICS, *SET_METRICS])}")
+    if "lpips" in data["metrics"]:
+        from ..metrics.lpips import MIN_SIZE
+
+        if int(data.get("crop", 128)) < MIN_SIZE["alex"]:
+            raise InputError(f"{path}: metric 'lpips' (AlexNet) needs crops of at least {MIN_SIZE['alex']} px a "
+                             f"side; the suite crops {data.get('crop')} px")
     detection = _check_detection(path, data, methods)
     if images is not None:
         data["images"] = str(images)
