@@ -90,6 +90,10 @@ def test_main(tmp_path, capsys):
     (tmp_path / "bare" / "results.jsonl").write_text("3\n")  # a bare number: one line, exit 2 (a TypeError once)
     assert main([str(tmp_path / "bare")]) == 2
     assert "results.jsonl:1: expected an object" in capsys.readouterr().err
+    (tmp_path / "bare" / "results.jsonl").write_text("\n")  # no rows: an error, not an empty report
+    assert main([str(tmp_path / "bare")]) == 2
+    assert "results.jsonl: no rows yet" in capsys.readouterr().err
+    assert not (tmp_path / "bare" / "report.md").exists()
 
 
 def test_chromium_renders(tmp_path):

@@ -454,12 +454,14 @@ def write_report(run_dir: str | os.PathLike, out_html: str | os.PathLike | None 
         ``(html_path, md_path)``, both written atomically.
 
     Raises:
-        InputError: ``results.jsonl`` is missing or malformed, or ``max_images``/``zoom`` < 1.
+        InputError: ``results.jsonl`` is missing, malformed or empty, or ``max_images``/``zoom`` < 1.
     """
     if max_images < 0 or zoom < 1:
         raise InputError(f"expected max_images >= 0 and zoom >= 1, got {max_images} and {zoom}")
     run_dir = Path(run_dir)
     rows = load_rows(run_dir)
+    if not rows:
+        raise InputError(f"{run_dir / 'results.jsonl'}: no rows yet (run `genrestore bench SUITE -o {run_dir}` first)")
     set_file = run_dir / "set_metrics.json"
     try:
         set_metrics = json.loads(set_file.read_text()) if set_file.is_file() else None
