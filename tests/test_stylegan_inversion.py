@@ -117,6 +117,19 @@ def test_adam_baselines_run_and_improve(G):
         assert len(h) == 20 and h[-1] < h[0]
 
 
+def test_inversions_leave_the_generators_gradient_flags_as_they_were():
+    g = StyleGAN2Generator(z_dim=8, w_dim=8, resolution=32, channel_base=64, channel_max=16, n_mapping_layers=2)
+    g.mapping.requires_grad_(False)  # e.g. a caller training the synthesis network alone
+    flags = {k: p.requires_grad for k, p in g.named_parameters()}
+    assert any(flags.values()) and not all(flags.values())
+    t = get_task("denoise", "M")
+    y = t.degrade(torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)), torch.Generator().manual_seed(1))
+    robust_invert(g, y, t, config=InversionConfig(step_scale=0.01), progress=False)
+    adam_invert(g, y, t, steps=2, progress=False)
+    assert {k: p.requires_grad for k, p in g.named_parameters()} == flags
+    assert all(p.grad is None for p in g.parameters())  # frozen while inverting
+
+
 def test_perceptual_loss_names_its_fallback(monkeypatch, tmp_path):
     monkeypatch.setenv("GENRESTORE_WEIGHTS", str(tmp_path))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))

@@ -27,6 +27,7 @@ the same loss for the same total number of steps.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Literal
@@ -170,6 +171,19 @@ def _optimize(render: Callable[[], torch.Tensor], latents: list[torch.Tensor], s
     return history
 
 
+@contextlib.contextmanager
+def _frozen(G):
+    """``G``'s parameters without gradients for the block, each flag restored afterwards (the
+    caller's generator may be in training)."""
+    flags = [p.requires_grad for p in G.parameters()]
+    G.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(G.parameters(), flags):
+            p.requires_grad_(flag)
+
+
 def robust_invert(G, target: torch.Tensor, task, params=None, config: InversionConfig | None = None,
                   distance: tuple[LossFn, str] | None = None, generator: _random.Generator = None,
                   progress: bool = True) -> InversionResult:
@@ -195,7 +209,12 @@ def robust_invert(G, target: torch.Tensor, task, params=None, config: InversionC
     config = config or InversionConfig()
     dist, dist_name = distance or perceptual_loss("vgg", target.device)
     loss_fn = _image_loss(task, params, target, dist, config, generator)
-    G.requires_grad_(False)
+    with _frozen(G):
+        return _robust_invert(G, target, config, loss_fn, dist_name, progress)
+
+
+def _robust_invert(G, target: torch.Tensor, config: InversionConfig, loss_fn, dist_name: str,
+                   progress: bool) -> InversionResult:
     n = target.shape[0]
     images, losses = {}, {}
     s1, s2, s3 = config.phase_steps()
@@ -227,7 +246,6 @@ def adam_invert(G, target: torch.Tensor, task, params=None, space: Literal["w", 
     config = config or InversionConfig()
     dist, dist_name = distance or perceptual_loss("vgg", target.device)
     loss_fn = _image_loss(task, params, target, dist, config, generator)
-    G.requires_grad_(False)
     n = target.shape[0]
     w = G.mapping.w_avg.detach().to(target.device).reshape(1, -1).repeat(n, 1)
     if space == "w+":
@@ -237,7 +255,8 @@ def adam_invert(G, target: torch.Tensor, task, params=None, space: Literal["w", 
     render = lambda: G.synthesis_from_styles(styles(w))  # noqa: E731
     opt = torch.optim.Adam([w], lr=lr)
     steps = max(1, round(steps * config.step_scale))
-    hist = _optimize(render, [w], steps, opt.step, loss_fn, f"Adam ({space})", progress)
+    with _frozen(G):
+        hist = _optimize(render, [w], steps, opt.step, loss_fn, f"Adam ({space})", progress)
     return InversionResult({space.upper(): render().detach()}, w.detach(), {space.upper(): hist}, dist_name)
 
 
