@@ -94,6 +94,25 @@ def test_transformer_is_causal(gpt):
     assert not torch.allclose(la[0, 10:], lb[0, 10:])
 
 
+def test_nearest_codes_are_exact_at_near_ties():
+    # codes far from the origin and close together: float32 distances by |z|^2 - 2 z.e + |e|^2
+    # (torch.cdist's path for many rows, which diffusers' quantizer takes) lose the difference
+    vq = VQAutoencoder(32, 4, (8, 16, 16), norm_num_groups=4).eval()
+    g = torch.Generator().manual_seed(0)
+    codes = 100 + 0.05 * torch.randn(32, 4, generator=g)
+    vq.vq.quantize.embedding.weight.data.copy_(codes)
+    a, b = torch.randint(0, 32, (2, 400), generator=g)
+    t = 0.5 + 0.02 * torch.rand(400, generator=g)  # just past the midpoint, towards code b
+    z = ((1 - t)[:, None] * codes[a] + t[:, None] * codes[b]).T.reshape(1, 4, 20, 20)
+    flat = z.permute(0, 2, 3, 1).reshape(-1, 4)
+    truth = ((flat.double()[:, None] - codes.double()) ** 2).sum(-1).argmin(1)  # brute force in float64
+    z_q, tokens = vq.nearest_codes(z)
+    assert torch.equal(tokens.view(-1), truth)
+    assert torch.equal(z_q.permute(0, 2, 3, 1).reshape(-1, 4), codes[truth])
+    assert not torch.equal(torch.cdist(flat, codes).argmin(1), truth)  # float32 gets some of these wrong
+    assert vq.nearest_codes(z[:, :, :0])[1].shape == (1, 0, 20)
+
+
 def test_sampling_follows_top_k_and_temperature(gpt):
     n = 6000
     tokens = torch.randint(0, 32, (1, 16), generator=torch.Generator().manual_seed(2)).expand(n, 16).clone()

@@ -79,12 +79,30 @@ class VQAutoencoder(nn.Module, SavedModel):
             raise InputError(f"expected sides that are multiples of {self.factor}, got {tuple(x.shape[-2:])} "
                              "(pad first: genrestore.restore.idm.pad_to_multiple)")
 
+    def nearest_codes(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(z_q, tokens)`` for latents ``z`` ``(N, d, h, w)``: the nearest codebook entries
+        (straight-through) and their ``(N, h, w)`` indices.
+
+        Distances are taken in float64. diffusers' quantizer takes them in float32 through
+        ``torch.cdist``, whose rounding picks a code that is not the nearest at near-ties and differs
+        with the thread count (6 of 49,152 tokens of 48 crops between 1 and 2 threads); in float64
+        the encoder's own rounding (~4e-7) no longer moves any of them."""
+        codebook = self.vq.quantize.embedding.weight
+        e = codebook.detach().double()
+        flat = z.detach().permute(0, 2, 3, 1).reshape(-1, z.shape[1]).double()
+        half_norms = 0.5 * (e * e).sum(1)
+        idx = torch.cat([(half_norms - c @ e.t()).argmin(1)  # |c - e|^2 / 2 less the row's constant |c|^2 / 2
+                         for c in flat.split(1 << 14)]) if flat.numel() else flat.new_zeros(0, dtype=torch.long)
+        tokens = idx.view(z.shape[0], *z.shape[-2:])
+        z_q = F.embedding(tokens, codebook).permute(0, 3, 1, 2).to(z.dtype)
+        return z + (z_q - z).detach(), tokens
+
     def quantize(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(z_e, z_q, tokens)``: encoder output, its nearest codes (straight-through), ``(N, h, w)`` indices."""
         self._check(x)
         z_e = self.vq.encode(x * 2 - 1).latents
-        z_q, _, (_, _, idx) = self.vq.quantize(z_e)
-        return z_e, z_q, idx.view(x.shape[0], *z_e.shape[-2:])
+        z_q, tokens = self.nearest_codes(z_e)
+        return z_e, z_q, tokens
 
     def encode_latents(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, 3, H, W)`` in ``[0, 1]`` -> ``(N, d, H/f, W/f)`` encoder output ``z_e`` before
@@ -95,8 +113,7 @@ class VQAutoencoder(nn.Module, SavedModel):
     def decode_latents(self, z: torch.Tensor) -> torch.Tensor:
         """Latents ``(N, d, h, w)`` -> ``(N, 3, h f, w f)`` images in ``[0, 1]``: quantized to the
         nearest codes, then decoded (the VQ layer absorbed into the decoder, as in LDM)."""
-        z_q, _, _ = self.vq.quantize(z)
-        return self.decode_codes(z_q).clamp(0, 1)
+        return self.decode_codes(self.nearest_codes(z)[0]).clamp(0, 1)
 
     def encode_tokens(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, 3, H, W)`` in ``[0, 1]`` -> ``(N, H/f, W/f)`` int64 codebook indices."""
