@@ -453,4 +453,4 @@ def tiled_apply(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, til
             sl = (slice(None), slice(None), slice(y0 * scale, (y0 + th) * scale), slice(x0 * scale, (x0 + tw) * scale))
             acc[sl] += out.to(out_device, torch.float64) * weight
             wsum[sl] += weight
-    return (acc / wsum).to(out_dtype)
+    return acc.div_(wsum).to(out_dtype)  # in place: the float64 sums are the largest buffer
