@@ -34,11 +34,24 @@ def _available_bytes(device: torch.device) -> int:
         return 8 << 30
 
 
-def _estimate_bytes(net: torch.nn.Module, hw: tuple[int, int]) -> int:
-    """Rough peak activation memory of whole-image float32 inference (feature maps at input and output size)."""
-    feats = max((m.out_channels for m in net.modules() if isinstance(m, torch.nn.Conv2d)), default=64)
-    s = int(net.scale)
-    return int(hw[0] * hw[1] * 4 * feats * (6 + 2 * s * s))
+WORKING_MEMORY = 2.0  # peak resident memory / live tensors: 1.05-1.73 at 256 px (benchmarks/sr_memory.py)
+TILED_BYTES_PER_OUTPUT_PX = 3 * 8 + 8 + 3 * 4  # tiled_apply's float64 sums and weights, the float32 result
+
+
+def _estimate_bytes(net: torch.nn.Module, hw: tuple[int, int], image_hw: tuple[int, int] | None = None,
+                    bytes_per_px: float | None = None) -> int:
+    """Peak memory of float32 inference on ``hw = (H, W)`` px: the network's live tensors
+    (:func:`~genrestore.models.sr.peak_activation_bytes`; ``bytes_per_px`` per input pixel when
+    already measured) times :data:`WORKING_MEMORY`; with ``image_hw`` (a tiled run), plus the
+    whole output's blending buffers."""
+    from .models.sr import peak_activation_bytes
+
+    if bytes_per_px is None:
+        bytes_per_px = peak_activation_bytes(net, (1, 1))
+    need = WORKING_MEMORY * bytes_per_px * hw[0] * hw[1]
+    if image_hw is not None and tuple(image_hw) != tuple(hw):
+        need += TILED_BYTES_PER_OUTPUT_PX * image_hw[0] * image_hw[1] * int(net.scale) ** 2
+    return int(need)
 
 
 def _check_rgb(paths: list[Path]) -> list[tuple[int, int]]:
@@ -59,10 +72,13 @@ DETECT_BYTES_PER_OUTPUT_PX = 400  # D map, moments, masks and the two SR images 
 
 
 def _check_memory(nets, paths, sizes, tile: int, device: torch.device, detect: bool = False) -> None:
+    from .models.sr import peak_activation_bytes
+
     avail = _available_bytes(device)
+    rates = [peak_activation_bytes(n, (1, 1)) for n in nets]  # bytes per input px: one probe pass per network
     for p, hw in zip(paths, sizes):
         run_hw = (min(hw[0], tile), min(hw[1], tile)) if tile else hw  # a tile as large as the image: whole image
-        need = max(_estimate_bytes(n, run_hw) for n in nets)
+        need = max(_estimate_bytes(n, run_hw, hw, r) for n, r in zip(nets, rates))
         if detect:  # detection always runs on the whole output image
             s = int(nets[0].scale)
             det = hw[0] * hw[1] * s * s * DETECT_BYTES_PER_OUTPUT_PX

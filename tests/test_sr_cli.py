@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 from genrestore.cli import main
 from genrestore.io import read_image, write_image
 from genrestore._checks import InputError
-from genrestore.models.sr import build_sr, load_sr, sr_scale, upscale
+from genrestore.models.sr import build_sr, load_sr, peak_activation_bytes, sr_scale, upscale
 
 
 def _save_model(path, config, seed=0):
@@ -24,6 +24,27 @@ def _save_model(path, config, seed=0):
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
     path.with_suffix(".json").write_text(json.dumps({"config": config}))
     return net.eval()
+
+
+def _memory_between_whole_and_tiled(monkeypatch, config, tile):
+    """Patch the available memory so that 32x32 LR images fit in tiles of ``tile`` px but not whole."""
+    import genrestore.cli_sr as cli_sr
+
+    net = build_sr(config).eval()
+    whole, tiled = cli_sr._estimate_bytes(net, (32, 32)), cli_sr._estimate_bytes(net, (tile, tile), (32, 32))
+    assert tiled < whole
+    monkeypatch.setattr(cli_sr, "_available_bytes", lambda device: (whole + tiled) / 2 / 0.8)
+
+
+def test_peak_activation_bytes_by_hand():
+    # (10, 20) px: input 3 + conv 8 channels of float32 alive, then conv 3 (the in-place ReLU adds none)
+    inplace = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(inplace=True),
+                                  torch.nn.Conv2d(8, 3, 3, padding=1))
+    assert peak_activation_bytes(inplace, (10, 20)) == (3 + 8 + 3) * 4 * 200
+    # an out-of-place ReLU: input, conv output and ReLU output are alive together
+    copying = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
+                                  torch.nn.Conv2d(8, 3, 3, padding=1))
+    assert peak_activation_bytes(copying, (10, 20)) == (3 + 8 + 8) * 4 * 200
 
 
 TINY_RRDB = {"arch": "rrdbnet", "num_feat": 8, "num_block": 1, "num_grow_ch": 4, "scale": 4}
@@ -131,9 +152,7 @@ def test_upscale_errors_missing_weight_scale_mismatch_and_memory(models, lr_dir,
     assert "same scale" in capsys.readouterr().err
     assert main(["detect", str(lr_dir), "-o", str(tmp_path / "o"), "--gan", str(models[0]), "--mse", str(x2)]) == 2
     assert "same size" in capsys.readouterr().err
-    import genrestore.cli_sr as cli_sr
-
-    monkeypatch.setattr(cli_sr, "_available_bytes", lambda device: 1 << 20)
+    _memory_between_whole_and_tiled(monkeypatch, TINY_RRDB, 24)
     assert main(["upscale", str(lr_dir), "-o", str(tmp_path / "o"), "--model", str(models[0])]) == 2
     assert "--tile" in capsys.readouterr().err
     assert main(["upscale", str(lr_dir), "-o", str(tmp_path / "o2"), "--model", str(models[0]), "--tile", "24", "--tile-pad", "4",
@@ -491,9 +510,7 @@ def test_memory_check_applies_when_the_tile_covers_the_image(models, lr_dir, tmp
     whole-image inference. Before the fix any --tile skipped the memory check, and such a run
     started on memory too small for it; now a tile is checked at the size it runs at
     (min(tile, H) x min(tile, W)), and the error is one line naming --tile."""
-    import genrestore.cli_sr as cli_sr
-
-    monkeypatch.setattr(cli_sr, "_available_bytes", lambda device: 1 << 20)
+    _memory_between_whole_and_tiled(monkeypatch, TINY_RRDB, 24)
     out = tmp_path / "o"
     assert main(["upscale", str(lr_dir), "-o", str(out), "--model", str(models[0]), "--tile", "64", "-q"]) == 2
     err = capsys.readouterr().err.strip()

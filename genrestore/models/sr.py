@@ -136,6 +136,43 @@ def _run(net: nn.Module, x: torch.Tensor, half: bool) -> torch.Tensor:
     return net(x).float()
 
 
+def peak_activation_bytes(net: nn.Module, hw: tuple[int, int], probe: int = 32) -> float:
+    """Peak bytes of the tensors alive at once in a forward pass of ``net`` on one ``(1, 3, H, W)``
+    image (the input included, the weights not), in the network's dtype.
+
+    Measured on a ``probe`` px square input (one forward pass on the network's device, every
+    tensor an operator returns counted until it is freed) and scaled by the pixel count, as a
+    convolutional network's feature maps are. ``benchmarks/sr_memory.py`` sets it beside the
+    resident memory that whole images take."""
+    import weakref
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+
+    class LiveBytes(TorchDispatchMode):
+        live = peak = 0
+
+        def free(self, n: int) -> None:
+            self.live -= n
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            given = {id(t) for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)}
+            for t in tree_leaves(out):  # new storages only: in-place results and views share one
+                if isinstance(t, torch.Tensor) and id(t) not in given and not t._is_view():
+                    n = t.untyped_storage().nbytes()
+                    self.live += n
+                    self.peak = max(self.peak, self.live)
+                    weakref.finalize(t, self.free, n)
+            return out
+
+    p = next(net.parameters())
+    x = torch.rand(1, 3, probe, probe, device=p.device, dtype=p.dtype)
+    with torch.no_grad(), LiveBytes() as track:
+        net(x)
+    return (track.peak + x.nbytes) * hw[0] * hw[1] / probe ** 2
+
+
 TILE_BLEND = 8  # input px of cosine cross-fade between tiles, beyond the discarded pads
 
 
