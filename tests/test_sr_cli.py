@@ -106,6 +106,23 @@ def test_tiled_equals_untiled_when_pad_covers_receptive_field(models):
     assert (whole - tiled).abs().max() < 1 / 255
 
 
+@pytest.mark.parametrize("scale,multiple", [(2, 2), (1, 4)])
+def test_rrdb_x2_x1_take_any_size_by_reflect_padding(scale, multiple):
+    import numpy as np
+
+    torch.manual_seed(0)
+    net = build_sr({**TINY_RRDB, "scale": scale}).eval()
+    x = torch.rand(1, 3, 33, 38, generator=torch.Generator().manual_seed(1))
+    y = upscale(net, x)
+    assert y.shape[-2:] == (33 * scale, 38 * scale)
+    pad = ((0, 0), (0, 0), (0, -33 % multiple), (0, -38 % multiple))
+    padded = torch.from_numpy(np.pad(x.numpy(), pad, mode="reflect"))  # Real-ESRGAN's mod_pad, by NumPy
+    with torch.no_grad():
+        expected = net(padded)[..., :33 * scale, :38 * scale].clamp(0, 1)
+    torch.testing.assert_close(y, expected, atol=1e-6, rtol=0)
+    assert upscale(net, x, tile=27, tile_pad=4).shape == y.shape  # tiles rounded down to the multiple
+
+
 def test_upscale_cli_outputs_resume_and_reference(models, lr_dir, tmp_path, capsys):
     gan, mse = models
     out = tmp_path / "sr"

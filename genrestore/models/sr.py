@@ -24,6 +24,7 @@ import warnings
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .._checks import InputError, check_image
@@ -189,15 +190,21 @@ def upscale(net: nn.Module, x: torch.Tensor, tile: int = 0, tile_pad: int = 16, 
             has NaN/inf; ignored on CPU.
 
     Returns:
-        ``(N, 3, H * scale, W * scale)`` float32 in [0, 1].
+        ``(N, 3, H * scale, W * scale)`` float32 in [0, 1]. Sides that a network cannot take
+        (RRDBNet x2 / x1: multiples of 2 / 4) are reflect-padded, and the output cropped back.
     """
     from ..io import tiled_apply
 
     check_image(x, "low-resolution image", channels=(3,))
     scale = int(net.scale)
+    h, w = x.shape[-2:]
+    m = int(getattr(net, "unshuffle", 1))  # RRDBNet x2 / x1 pixel-unshuffle their input by 2 / 4
+    if h % m or w % m:  # reflect-pad the bottom and right to the multiple, crop the output back (as Real-ESRGAN)
+        x = F.pad(x, (0, -w % m, 0, -h % m), mode="reflect" if min(h, w) > m else "replicate")
+        tile = tile - tile % m
     with torch.no_grad():  # not inference_mode: outputs may become training targets (DeSRA pseudo-GT)
         if tile and (x.shape[-1] > tile or x.shape[-2] > tile):
             y = tiled_apply(lambda t: _run(net, t, half), x, tile=tile, pad=tile_pad, blend=TILE_BLEND, scale=scale)
         else:
             y = _run(net, x, half)
-    return y.clamp_(0, 1)
+    return y[..., :h * scale, :w * scale].clamp_(0, 1)
