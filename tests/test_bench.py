@@ -451,11 +451,11 @@ def test_resume_reruns_rows_of_other_settings(suite_file, tmp_path):
 
     out = tmp_path / "run"
     run_suite(load_suite(suite_file), out, progress=False)
-    suite_file.write_text(suite_file.read_text().replace("crop = 32", "crop = 24"))
+    suite_file.write_text(suite_file.read_text().replace("crop = 32", "crop = 36"))
     s = run_suite(load_suite(suite_file), out, progress=False)
     assert s["rows_run"] == 8 and s["rows_skipped"] == 0
     rows = load_rows(out)
-    assert len(rows) == 8 and all(read_image(out / r["images"][k]).shape[-1] == 24 for r in rows
+    assert len(rows) == 8 and all(read_image(out / r["images"][k]).shape[-1] == 36 for r in rows
                                   for k in ("truth", "input", "output"))
     assert run_suite(load_suite(suite_file), out, progress=False)["rows_skipped"] == 8
     # other photos under the same names (--images): other crops, so every row runs again
@@ -497,7 +497,7 @@ def test_shard_started_beside_a_running_one_loses_no_rows(suite_file, tmp_path, 
 
     out = tmp_path / "run"
     run_suite(load_suite(suite_file), out, progress=False)
-    suite_file.write_text(suite_file.read_text().replace("crop = 32", "crop = 24"))  # every row is stale
+    suite_file.write_text(suite_file.read_text().replace("crop = 32", "crop = 36"))  # every row is stale
     suite = load_suite(suite_file)
     run_method = harness.run_method
     started = []
