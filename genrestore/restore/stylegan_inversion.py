@@ -257,7 +257,8 @@ def adam_invert(G, target: torch.Tensor, task, params=None, space: Literal["w", 
     steps = max(1, round(steps * config.step_scale))
     with _frozen(G):
         hist = _optimize(render, [w], steps, opt.step, loss_fn, f"Adam ({space})", progress)
-    return InversionResult({space.upper(): render().detach()}, w.detach(), {space.upper(): hist}, dist_name)
+        final = render().detach()
+    return InversionResult({space.upper(): final}, w.detach(), {space.upper(): hist}, dist_name)
 
 
 def check_generator_size(G, image_hw: tuple[int, int]) -> tuple[int, int]:
