@@ -121,6 +121,8 @@ def test_rrdb_x2_x1_take_any_size_by_reflect_padding(scale, multiple):
         expected = net(padded)[..., :33 * scale, :38 * scale].clamp(0, 1)
     torch.testing.assert_close(y, expected, atol=1e-6, rtol=0)
     assert upscale(net, x, tile=27, tile_pad=4).shape == y.shape  # tiles rounded down to the multiple
+    even = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))  # no padding, odd tile
+    assert upscale(net, even, tile=27, tile_pad=4).shape[-2:] == (64 * scale, 64 * scale)
 
 
 def test_upscale_cli_outputs_resume_and_reference(models, lr_dir, tmp_path, capsys):

@@ -201,7 +201,7 @@ def upscale(net: nn.Module, x: torch.Tensor, tile: int = 0, tile_pad: int = 16, 
     m = int(getattr(net, "unshuffle", 1))  # RRDBNet x2 / x1 pixel-unshuffle their input by 2 / 4
     if h % m or w % m:  # reflect-pad the bottom and right to the multiple, crop the output back (as Real-ESRGAN)
         x = F.pad(x, (0, -w % m, 0, -h % m), mode="reflect" if min(h, w) > m else "replicate")
-        tile = tile - tile % m
+    tile -= tile % m  # every tile, like the padded image, a multiple of m
     with torch.no_grad():  # not inference_mode: outputs may become training targets (DeSRA pseudo-GT)
         if tile and (x.shape[-1] > tile or x.shape[-2] > tile):
             y = tiled_apply(lambda t: _run(net, t, half), x, tile=tile, pad=tile_pad, blend=TILE_BLEND, scale=scale)
