@@ -333,6 +333,19 @@ def list_images(inputs: Iterable[str | os.PathLike]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
+def load_safetensors(path: str | os.PathLike, device: str = "cpu") -> dict[str, torch.Tensor]:
+    """The tensors of a ``.safetensors`` file; :class:`InputError` naming it when it cannot be read
+    (safetensors raises its own error types for damaged or foreign files)."""
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device=device)
+    except Exception as e:
+        detail = str(e).splitlines()[0][:120] if str(e) else ""
+        raise InputError(f"{path}: not a readable safetensors file ({type(e).__name__}{': ' + detail if detail else ''})"
+                         ) from None
+
+
 def check_output_folder(folder: str | os.PathLike) -> None:
     """Raise :class:`InputError` if ``folder`` cannot be made a folder: it, or the nearest of
     its parents that exists, is a file."""

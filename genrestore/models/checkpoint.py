@@ -83,16 +83,13 @@ class SavedModel:
             InputError: a missing file or sidecar, a config of another arch, or weights that do not
                 fit the config.
         """
-        from safetensors.torch import load_file
+        from ..io import load_safetensors
 
         try:
             net = cls.from_config(read_sidecar(path)["config"])
         except InputError as e:  # name the file whose config is of another arch or bad
             raise InputError(str(e) if str(e).startswith(f"{path}") else f"{path}: {e}") from None
-        try:
-            state = load_file(str(path))
-        except Exception as e:  # safetensors raises its own types for damaged files
-            raise InputError(f"{path}: not a readable safetensors file ({type(e).__name__})") from None
+        state = load_safetensors(path)
         try:
             net.load_state_dict(state, strict=True)  # type: ignore[attr-defined]
         except RuntimeError as e:

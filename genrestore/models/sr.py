@@ -97,15 +97,11 @@ def load_sr(name: str | os.PathLike, device: str | torch.device = "cpu") -> nn.M
         WeightNotFound: when a named weight is absent (the message says how to install it).
         InputError: unknown name, or a file without an architecture config.
     """
-    from safetensors.torch import load_file
-
+    from ..io import load_safetensors
     from .tfjs import dequantize_state
 
     path, config = _locate(name)
-    try:
-        state = load_file(str(path))
-    except Exception as e:  # safetensors raises its own error types for damaged files
-        raise InputError(f"{path}: not a readable safetensors file ({type(e).__name__}: {str(e)[:120]})") from None
+    state = load_safetensors(path)
     if any("::scale" in k for k in state):
         state = dequantize_state(state)
     net = build_sr(config)

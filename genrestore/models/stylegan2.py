@@ -494,7 +494,7 @@ def load_stylegan2(path: str | os.PathLike, device: str | torch.device = "cpu") 
     import json
     from pathlib import Path
 
-    from safetensors.torch import load_file
+    from ..io import load_safetensors
 
     p = Path(path)
     if not p.is_file():
@@ -510,10 +510,7 @@ def load_stylegan2(path: str | os.PathLike, device: str | torch.device = "cpu") 
         net = build_stylegan2(config)
     except (ValueError, KeyError, TypeError) as e:
         raise InputError(f"{sidecar}: not a generator sidecar with a valid 'config' ({type(e).__name__}: {e})") from None
-    try:
-        state = load_file(str(p))
-    except Exception as e:  # safetensors raises its own types for damaged files
-        raise InputError(f"{p}: not a readable safetensors file ({type(e).__name__})") from None
+    state = load_safetensors(p)
     try:
         net.load_state_dict(state)
     except RuntimeError as e:

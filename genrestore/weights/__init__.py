@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from .._checks import InputError
-from ..io import atomic_write, atomic_write_bytes
+from ..io import atomic_write, atomic_write_bytes, load_safetensors
 
 PACKAGE_DIR = Path(str(resources.files("genrestore") / "weights"))
 
@@ -174,12 +174,7 @@ def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
 
         return quantized_state(read_tfjs_quantized(path))
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path))
-        except Exception as e:  # safetensors raises its own types for damaged files
-            raise InputError(f"{path}: not a readable safetensors file ({type(e).__name__})") from None
+        return load_safetensors(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # unpickling refused or not a checkpoint
