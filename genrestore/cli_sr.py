@@ -34,7 +34,7 @@ def _available_bytes(device: torch.device) -> int:
         return 8 << 30
 
 
-WORKING_MEMORY = 2.0  # peak resident memory / live tensors: 1.05-1.73 at 256 px (benchmarks/sr_memory.py)
+WORKING_MEMORY = 2.0  # peak resident memory / live tensors: 1.02-1.72 at 256 px (benchmarks/sr_memory.py, README)
 TILED_BYTES_PER_OUTPUT_PX = 3 * 8 + 8 + 3 * 4  # tiled_apply's float64 sums and weights, the float32 result
 
 

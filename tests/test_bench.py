@@ -569,3 +569,29 @@ def test_refused_images_leave_no_output_folder(suite_file, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["bench", str(suite_file), "-o", str(out), "--images", str(tmp_path / "empty"), "-q"]) == 2
     assert "no images found" in capsys.readouterr().err and not out.exists()
+
+
+def test_resume_reruns_rows_whose_images_are_missing_or_changed(suite_file, tmp_path):
+    """A finished row is skipped only when its image files are there with the sha256 it recorded:
+    a deleted output, a truncated one and a changed truth each run their rows again, and the
+    files come back equal to the first run's."""
+    from genrestore.weights import sha256_file
+
+    suite = load_suite(suite_file)
+    out = tmp_path / "run"
+    run_suite(suite, out, progress=False)
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert all(r["sha256"][k] == sha256_file(out / p) for r in rows for k, p in r["images"].items())
+    first, second = rows[0]["images"]["output"], rows[1]["images"]["output"]
+    before = {p: (out / p).read_bytes() for p in (first, second)}
+    (out / first).unlink()
+    (out / second).write_bytes(before[second][:100])  # cut, as by an interruption
+    s = run_suite(suite, out, progress=False)
+    assert s["rows_run"] == 2 and s["rows_skipped"] == 6
+    assert all((out / p).read_bytes() == b for p, b in before.items())
+    truth = rows[-1]["images"]["truth"]
+    sharing = sum(r["images"]["truth"] == truth for r in rows)
+    (out / truth).write_bytes(b"not a png")
+    s = run_suite(suite, out, progress=False)
+    assert s["rows_run"] == sharing and 0 < sharing < 8
+    assert run_suite(suite, out, progress=False)["rows_run"] == 0

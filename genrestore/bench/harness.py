@@ -39,7 +39,9 @@ is named.
 Rows go to ``OUT/results.jsonl`` (appended as they finish) and ``OUT/results.csv``; ground
 truth, inputs and outputs to ``OUT/images/``. A rerun skips rows already there (resume) when they
 were made with the same settings (a row's ``config``: a digest of its ground-truth crop, method
-weights, generators, per-image metrics and detection settings; other rows run again), and
+weights, generators, per-image metrics and detection settings; other rows run again) and their
+image files are there unchanged (each row records their sha256; a missing or changed file runs
+its row again), and
 ``shard=(i, n)`` runs every n-th row, so machines can split a suite.
 """
 
@@ -604,6 +606,7 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
                                                        digests, notes)
               for img, t, lv, m in jobs}
     done = set()
+    file_sha: dict[str, str | None] = {}  # sha256 of the files under OUT, by relative path, once a run
     if results.is_file():
         from ..io import atomic_write_bytes
 
@@ -617,6 +620,8 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
                 continue  # a line cut by an interruption: its row runs again
             if key in config and (row.get("config") != config[key] or key in done):
                 continue  # made with other settings, weights or images (or a duplicate): it runs again
+            if key in config and not _files_intact(out, row, file_sha):
+                continue  # an image of the row is missing, truncated or replaced: it runs again
             done.add(key)
             kept.append(line)
         if len(kept) != len(text.splitlines()) or (text and not text.endswith("\n")):
@@ -656,6 +661,7 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
             if rel[name] not in written:
                 write_image(out / rel[name], image)
                 written.add(rel[name])
+                file_sha.pop(rel[name], None)
         write_image(out / rel["output"], pred)
         metrics = {n: f(pred, x) for n, f in fns.items()}
         higher = {n: METRICS[n] for n in fns}
@@ -663,9 +669,12 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
             rel["mask"] = rel["output"][:-4] + "_mask.png"
             metrics.update(_detection_metrics(detector, pred, y, key, out, rel, suite.metrics))
             higher.update({n: METRICS[n] for n in ("detected", "regions", "iou") if n in metrics})
+        for name in ("output", "mask"):  # written just now
+            file_sha.pop(rel.get(name), None)
         row = {"suite": suite.name, "image": img, "task": t, "level": lv, "method": m, "seed": suite.seed,
                "seconds": round(seconds, 4), "nfe": _network_calls(m, cache, t), "metrics": metrics,
-               "higher_is_better": higher, "images": rel, "config": config[row_key]}
+               "higher_is_better": higher, "images": rel, "config": config[row_key],
+               "sha256": {name: _cached_sha256(out / path, path, file_sha) for name, path in rel.items()}}
         with results.open("a") as log:  # opened a row at a time: a shard beside this one may rewrite the file
             log.write(json.dumps(row) + "\n")
         ran += 1
@@ -674,6 +683,26 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
         notes += write_set_metrics(out, [n for n in suite.metrics if n in SET_METRICS], baseline=suite.baseline_sr,
                                    truth_masks=detector.masks if detector else None)
     return {"rows_run": ran, "rows_skipped": skipped, "notes": notes, "results": str(results)}
+
+
+def _cached_sha256(path: Path, rel: str, cache: dict) -> str | None:
+    """sha256 of the file ``path`` (``rel`` under the output folder), ``None`` when it is missing;
+    computed once per run and kept in ``cache`` by ``rel``."""
+    if rel not in cache:
+        from ..weights import sha256_file
+
+        cache[rel] = sha256_file(path) if path.is_file() else None
+    return cache[rel]
+
+
+def _files_intact(out: Path, row: dict, cache: dict) -> bool:
+    """Whether every image file of a finished ``row`` is under ``out`` with the sha256 the row
+    recorded (rows written before 2026-12-06 record none: they run once more)."""
+    recorded = row.get("sha256")
+    if not isinstance(recorded, dict) or set(recorded) != set(row.get("images", {})):
+        return False
+    return all(_cached_sha256(out / row["images"][name], row["images"][name], cache) == digest
+               for name, digest in recorded.items() if digest is not None)
 
 
 def _generators(t: str, suite: Suite, cache: dict) -> dict:
