@@ -625,3 +625,39 @@ def test_degrade_unknown_task_lists_the_pipelines_too(tmp_path, capsys):
     assert main(["degrade", "--example", "-o", str(tmp_path / "o"), "--task", "nosuch"]) == 2
     err = capsys.readouterr().err.strip()
     assert "'nosuch'" in err and "UNAP" in err and "realesrgan-x4" in err and len(err.splitlines()) == 1, err
+
+
+def _truncated_png(path):
+    write_image(path, torch.rand(1, 3, 40, 40, generator=torch.Generator().manual_seed(5)))
+    path.write_bytes(path.read_bytes()[:60])
+
+
+@pytest.mark.parametrize("case,extra,words", [
+    ("size", [], "differs from its reference"),
+    ("damaged", [], "cannot"),
+    ("ssim", [], "SSIM needs images of at least 11x11 px"),
+    ("crop", ["--metrics", "psnr", "--crop-border", "10"], "--crop-border 10 leaves nothing of a 16x16 image"),
+    ("niqe", ["--metrics", "niqe"], "NIQE needs"),
+])
+def test_metrics_checks_every_pair_before_the_first_row(tmp_path, capsys, case, extra, words):
+    """A bad pair late in the folder (z.png) failed only when the loop reached it, after the rows of
+    the pairs before it were printed; every pair is now checked before the progress bar starts."""
+    g = torch.Generator().manual_seed(0)
+    ref, dist = tmp_path / "ref", tmp_path / "dist"
+    a = torch.rand(1, 3, 96, 192, generator=g)  # two NIQE blocks
+    write_image(ref / "a.png", a)
+    write_image(dist / "a.png", a.flip(-1))
+    side = {"ssim": 8, "niqe": 96}.get(case, 16)
+    z = torch.rand(1, 3, side, side, generator=g)
+    write_image(ref / "z.png", z)
+    if case == "size":
+        write_image(dist / "z.png", torch.rand(1, 3, 16, 17, generator=g))
+    elif case == "damaged":
+        _truncated_png(dist / "z.png")
+    else:
+        write_image(dist / "z.png", z.flip(-2))
+    assert main(["metrics", str(ref), str(dist), "--json", *extra]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "", captured.out  # no row: nothing was measured
+    err = captured.err
+    assert err.startswith("genrestore: error:") and "z.png" in err and words in err and err.count("\n") == 1, err
