@@ -373,6 +373,30 @@ def test_tile_smaller_than_its_overlap_is_refused_up_front(models, tmp_path, cap
     assert main([verb, str(d), "-o", str(out), *models_args, "--tile", "12", "--tile-pad", "1", "-q"]) == 0
 
 
+@pytest.mark.parametrize("verb", ["upscale", "detect", "train desra"])
+def test_tile_that_rounds_down_to_its_overlap_is_refused_up_front(tmp_path, capsys, verb):
+    """RRDBNet x2 takes tiles of even sides, so --tile 25 --tile-pad 8 runs tiles of 24 px, no larger
+    than their 2 * 8 + 8 = 24 px overlap: a.png (10x10, untiled) was written, then b.png (30x30)
+    failed with 'tile (24) must be larger than 2 * pad + blend (24)', naming no option."""
+    gan, mse = tmp_path / "gan2.safetensors", tmp_path / "mse2.safetensors"
+    _save_model(gan, {**TINY_RRDB, "scale": 2}, 0)
+    _save_model(mse, {**TINY_VGG, "upscale": 2}, 1)
+    d = tmp_path / "lr"
+    write_image(d / "a.png", torch.rand(1, 3, 10, 10, generator=torch.Generator().manual_seed(0)))
+    write_image(d / "b.png", torch.rand(1, 3, 30, 30, generator=torch.Generator().manual_seed(1)))
+    out = tmp_path / "o"
+    argv = {"upscale": ["upscale", str(d), "--model", str(gan)],
+            "detect": ["detect", str(d), "--gan", str(gan), "--mse", str(mse)],
+            "train desra": ["train", "desra", "--model", str(gan), "--mse", str(mse), "--lr-images", str(d),
+                            "--iterations", "1", "--batch-size", "1", "--hr-patch", "16"]}[verb]
+    assert main([*argv, "-o", str(out), "--tile", "25", "--tile-pad", "8", "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("genrestore: error: --tile 25 rounds down to 24") and "--tile-pad" in err, err
+    assert len(err.splitlines()) == 1, err
+    assert not out.exists() or not [p for p in out.rglob("*") if p.is_file()]
+    assert main([*argv, "-o", str(out), "--tile", "26", "--tile-pad", "8", "-q"]) == 0
+
+
 def test_resume_redoes_missing_corrupt_or_unrequested_outputs(models, tmp_path, capsys):
     """Before the fix --resume trusted the JSON record alone: a truncated NAME.png was kept
     (upscale), and detect skipped images whose PNGs were deleted or whose --save-sr images were
