@@ -148,10 +148,9 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 def load_state_dict(name: str, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """Load ``name``'s tensors (safetensors only), as float32 unless stored otherwise."""
-    from safetensors.torch import load_file
-
-    return load_file(str(resolve(name)), device=str(device))
+    """Load ``name``'s tensors (safetensors only), as float32 unless stored otherwise; a damaged
+    file is an :class:`InputError` naming it."""
+    return load_safetensors(resolve(name), device=str(device))
 
 
 def load_metadata(name: str) -> dict[str, Any]:
