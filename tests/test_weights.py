@@ -280,3 +280,19 @@ def test_a_damaged_stored_weight_names_its_file(store, tmp_path, capsys):
     assert main(["metrics", str(image), str(image), "--metrics", "niqe", "-q"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"genrestore: error: {damaged}: not a readable safetensors file") and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("sidecar", ["{not json", "[1, 2]"])
+def test_verify_reports_a_malformed_sidecar_and_goes_on(store, tmp_path, capsys, sidecar):
+    """A NAME.json that is not JSON stopped `weights verify` at that weight with "JSONDecodeError:
+    ..." (a list: "AttributeError: ..."), naming no file and leaving the other weights unchecked."""
+    src = _checkpoint(tmp_path, {"w": torch.zeros(3)})
+    for name in ("alexnet-torchvision", "vgg16-torchvision"):
+        assert main(["weights", "add", name, str(src), "--force"]) == 0
+    bad = store / "alexnet-torchvision.json"
+    bad.write_text(sidecar)
+    capsys.readouterr()
+    assert main(["weights", "verify", "alexnet-torchvision", "vgg16-torchvision"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"alexnet-torchvision: {bad}: ") and "JSON" in out[0], out
+    assert out[1:] == ["vgg16-torchvision: ok"], out
