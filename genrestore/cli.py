@@ -403,6 +403,7 @@ def cmd_authenticity(args: argparse.Namespace) -> int:
 
     from . import weights as ws
     from ._random import generator_for
+    from .cli_restore import check_restorer_tiling
     from .io import json_line, list_images, read_image
     from .restore.idm import IDMRestorer, authenticity
 
@@ -410,6 +411,7 @@ def cmd_authenticity(args: argparse.Namespace) -> int:
         raise InputError("--authenticity takes one folder of restored images f(x), not a REF/DIST pair")
     device = resolve_device(args.device)
     restorer = IDMRestorer.from_file(args.authenticity, device)
+    check_restorer_tiling(args, restorer)
     dist, note = None, "LPIPS: absent (alexnet-torchvision not in the weight store)"
     if ws.find("alexnet-torchvision") is not None:
         from .metrics.lpips import lpips

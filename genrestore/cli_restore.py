@@ -41,6 +41,20 @@ def _diffusion_steps(args: argparse.Namespace, default: int, what: str) -> int:
     return int(steps)
 
 
+def check_restorer_tiling(args: argparse.Namespace, restorer) -> None:
+    """Refuse ``--tile`` / ``--tile-pad`` that ``restorer`` (IDM, DiffGAR) would refuse at its first
+    image, right after it is loaded, naming the options."""
+    from .restore.idm import TILE_BLEND, check_tile
+
+    try:
+        check_tile(args.tile, args.tile_pad, TILE_BLEND, restorer.multiple)
+    except InputError:
+        overlap = 2 * args.tile_pad + TILE_BLEND
+        raise InputError(f"--tile {args.tile} must be 0 or a multiple of {restorer.multiple} (the model's size "
+                         f"multiple) larger than 2 * --tile-pad + {TILE_BLEND} = {overlap} (tiles overlap by that "
+                         f"much)") from None
+
+
 def _restore_each(args: argparse.Namespace, device, restore_one, record: dict, label: str,
                   select=None) -> int:
     """The loop shared by the diffusion restorers: check all inputs, plan outputs, restore each
@@ -88,6 +102,7 @@ def cmd_restore_idm(args: argparse.Namespace) -> int:
     steps = _diffusion_steps(args, 10, "IDM (DDPM)")
     device = resolve_device(args.device)
     restorer = IDMRestorer.from_file(args.model, device)
+    check_restorer_tiling(args, restorer)
     return _restore_each(args, device, lambda y, g, _: restorer.restore(y, steps, g, args.tile, args.tile_pad),
                          {"method": "idm", "model": str(args.model), "steps": steps, "tile": args.tile,
                           "tile_pad": args.tile_pad},
@@ -106,6 +121,7 @@ def cmd_restore_diffgar(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     restorer = DiffGARRestorer.from_file(args.model, device, autoencoder=args.autoencoder)
     restorer.sampling_args(args.mode, args.artifact, args.guidance_scale, 1, device)  # checks mode up front
+    check_restorer_tiling(args, restorer)
 
     def restore_one(y, g, _path):
         if args.upscale > 1:  # DiffGAR conditions on images at the output size (upsampling: bicubic first)
