@@ -209,16 +209,22 @@ def cmd_restore(args: argparse.Namespace) -> int:
     task = get_task(args.task, args.level)
     G = load_stylegan2(args.generator, device)
     expected = tuple(task.output_size((G.resolution, G.resolution)))
+    from .degrade.tasks import Composition, Inpaint
+
+    stages = task.tasks if isinstance(task, Composition) else (task,)
+    inpaint = any(isinstance(t, Inpaint) for t in stages)  # last in a composition (order U, N, A, P)
+    for path, hw in zip(paths, sizes):  # every image and mask before the first inversion
+        if abs(hw[0] / hw[1] - expected[0] / expected[1]) > 1e-6:
+            raise InputError(f"{path}: {hw[1]}x{hw[0]} px has another aspect than the {expected[1]}x{expected[0]} px "
+                             f"that task {args.task} makes from the generator's {G.resolution} px images")
+        if inpaint:
+            _mask_for(path, Path(args.masks) if args.masks else None, tuple(hw))
     out_dir = Path(args.output)
     _plan_outputs(all_paths, out_dir, ["{stem}.png", "{stem}.json"])
     distance = perceptual_loss("vgg", device)
     if not distance[1].startswith("lpips"):
         print(f"genrestore: note: loss {distance[1]}", file=sys.stderr)
     cfg = InversionConfig(step_scale=scale)
-    from .degrade.tasks import Composition, Inpaint
-
-    stages = task.tasks if isinstance(task, Composition) else (task,)
-    inpaint = any(isinstance(t, Inpaint) for t in stages)  # last in a composition (order U, N, A, P)
     settings = {"method": args.method, "task": args.task, "level": args.level, "generator": str(args.generator),
                 "generator_sha256": sha256_file(model_file(args.generator)), "loss": distance[1],
                 "steps": cfg.phase_steps(), "lrs": list(cfg.lrs), "seed": args.seed}
@@ -228,9 +234,6 @@ def cmd_restore(args: argparse.Namespace) -> int:
         if args.resume and outputs_recorded(out_json, {"input": str(path), **settings}, [out_png]):
             skipped += 1
             continue
-        if abs(hw[0] / hw[1] - expected[0] / expected[1]) > 1e-6:
-            raise InputError(f"{path}: {hw[1]}x{hw[0]} px has another aspect than the {expected[1]}x{expected[0]} px "
-                             f"that task {args.task} makes from the generator's {G.resolution} px images")
         y = read_image(path, "rgb").to(device)
         if tuple(y.shape[-2:]) != expected:
             warnings.warn(f"{path}: resized from {hw[1]}x{hw[0]} to {expected[1]}x{expected[0]} px for the generator")
