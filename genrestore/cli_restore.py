@@ -56,11 +56,12 @@ def check_restorer_tiling(args: argparse.Namespace, restorer) -> None:
 
 
 def _restore_each(args: argparse.Namespace, device, restore_one, record: dict, label: str,
-                  select=None) -> int:
+                  select=None, check=None) -> int:
     """The loop shared by the diffusion restorers: check all inputs, plan outputs, restore each
     image with ``restore_one(y, generator, path)`` (per-image seed from the file name), write PNG + JSON.
 
-    ``select(paths) -> paths`` picks and checks the inputs first (e.g. drops inpainting masks)."""
+    ``select(paths) -> paths`` picks and checks the inputs first (e.g. drops inpainting masks);
+    ``check(paths, sizes)`` then checks what each image needs, by its ``(H, W)`` (e.g. its mask)."""
     from tqdm import tqdm
 
     from ._random import generator_for
@@ -72,7 +73,9 @@ def _restore_each(args: argparse.Namespace, device, restore_one, record: dict, l
     paths = _shard(all_paths, args.shard)
     if select is not None:
         paths = select(paths)
-    _validate_inputs(paths)
+    sizes = _validate_inputs(paths)
+    if check is not None:
+        check(paths, sizes)
     out_dir = Path(args.output)
     _plan_outputs(all_paths, out_dir, ["{stem}.png", "{stem}.json"])
     record = {**record, "model_sha256": sha256_file(model_file(record["model"])), "seed": args.seed}
@@ -169,9 +172,13 @@ def cmd_restore_inpaint(args: argparse.Namespace) -> int:
                              + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
         return paths
 
+    def check(paths, sizes):  # every mask decodes and has its image's size, before the first image
+        for p, hw in zip(paths, sizes):
+            _mask_for(p, Path(args.masks), tuple(hw))
+
     return _restore_each(args, device, restore_one, {"method": "inpaint", "model": str(args.model),
                                                      "inpainter": inpainter.kind, "steps": steps},
-                         f"the {inpainter.kind} inpainter ({steps} network calls each)", select)
+                         f"the {inpainter.kind} inpainter ({steps} network calls each)", select, check)
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
