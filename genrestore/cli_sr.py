@@ -329,7 +329,7 @@ def cmd_train_desra(args: argparse.Namespace) -> int:
 
     from .cli import _plan_outputs, resolve_device
     from .detect import detect_artifacts, make_segmenter, pseudo_gt
-    from .detect.finetune import FinetuneConfig, VGGPerceptualLoss, finetune
+    from .detect.finetune import FinetuneConfig, VGGPerceptualLoss, checkpoint_record, finetune
     from .io import atomic_write, atomic_write_bytes, check_output_folder, read_image, write_image
     from .models.discriminator import UNetDiscriminatorSN
     from .models.sr import load_sr, upscale
@@ -351,6 +351,8 @@ def cmd_train_desra(args: argparse.Namespace) -> int:
     if small:
         raise InputError(f"{small[0]}: smaller than the {args.hr_patch // gan.scale} px LR patch of --hr-patch {args.hr_patch}")
     _check_memory([gan, mse], paths, sizes, args.tile, device, detect=True)
+    if (out_dir / "checkpoint.safetensors").is_file():  # a damaged one stops the run before the pseudo-GT
+        checkpoint_record(out_dir / "checkpoint.safetensors")
     _plan_outputs(paths, out_dir / "pseudo_gt", ["{stem}.png", "{stem}_mask.png"])
     settings = {"model": args.model, "mse": args.mse, "segmenter": segmenter.name, "threshold": args.threshold,
                 "tile": args.tile, "tile_pad": args.tile_pad, "lr_images": [str(p) for p in paths]}

@@ -333,6 +333,11 @@ def list_images(inputs: Iterable[str | os.PathLike]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
+def _unreadable_safetensors(path: str | os.PathLike, e: Exception) -> InputError:
+    detail = str(e).splitlines()[0][:120] if str(e) else ""
+    return InputError(f"{path}: not a readable safetensors file ({type(e).__name__}{': ' + detail if detail else ''})")
+
+
 def load_safetensors(path: str | os.PathLike, device: str = "cpu") -> dict[str, torch.Tensor]:
     """The tensors of a ``.safetensors`` file; :class:`InputError` naming it when it cannot be read
     (safetensors raises its own error types for damaged or foreign files)."""
@@ -341,9 +346,20 @@ def load_safetensors(path: str | os.PathLike, device: str = "cpu") -> dict[str, 
     try:
         return load_file(str(path), device=device)
     except Exception as e:
-        detail = str(e).splitlines()[0][:120] if str(e) else ""
-        raise InputError(f"{path}: not a readable safetensors file ({type(e).__name__}{': ' + detail if detail else ''})"
-                         ) from None
+        raise _unreadable_safetensors(path, e) from None
+
+
+def safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The string metadata of a ``.safetensors`` file's header (``{}`` if it has none), read without
+    its tensors; :class:`InputError` naming the file when it cannot be read, as :func:`load_safetensors`.
+    The header check covers a truncated file."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            return dict(f.metadata() or {})
+    except Exception as e:
+        raise _unreadable_safetensors(path, e) from None
 
 
 def check_output_folder(folder: str | os.PathLike) -> None:

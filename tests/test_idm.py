@@ -338,3 +338,28 @@ def test_restore_and_authenticity_check_the_tile_against_the_model_up_front(tmp_
     assert err.startswith(f"genrestore: error: --tile {tiling[1]} must be 0 or a multiple of 4") and "--tile-pad" in err
     assert err.count("\n") == 1, err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("case", ["damaged", "no run record"])
+def test_train_idm_refuses_a_damaged_checkpoint_in_one_line(tmp_path, capsys, case):
+    """Resuming from a damaged OUT/checkpoint.safetensors exited 1 with 'SafetensorError: ...' (one
+    without the run record: 'TypeError: 'NoneType' object is not subscriptable'), naming no file."""
+    from safetensors.torch import save_file
+
+    from genrestore.cli import main
+    from genrestore.io import write_image
+
+    g = torch.Generator().manual_seed(0)
+    write_image(tmp_path / "photos" / "p0.png", torch.rand(1, 3, 24, 24, generator=g))
+    run = tmp_path / "run"
+    run.mkdir()
+    ckpt = run / "checkpoint.safetensors"
+    if case == "damaged":
+        ckpt.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{\"a\": 1}garbage")
+    else:
+        save_file({"model.x": torch.zeros(2)}, str(ckpt))
+    assert main(["train", "idm", "--data", str(tmp_path / "photos"), "-o", str(run), "--size", "16", "--steps", "1",
+                 "--batch-size", "1", "--channels", "8", "16", "--device", "cpu", "-q"]) == 2
+    err = capsys.readouterr().err
+    words = "not a readable safetensors file" if case == "damaged" else "not a training checkpoint"
+    assert err.startswith(f"genrestore: error: {ckpt}: {words}") and err.count("\n") == 1, err

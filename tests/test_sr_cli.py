@@ -338,6 +338,27 @@ def test_train_desra_refuses_a_folder_made_with_other_settings(models, lr_dir, t
     assert "other settings" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("case,words", [("damaged", "not a readable safetensors file"),
+                                        ("no run record", "not a DeSRA fine-tuning checkpoint")])
+def test_train_desra_refuses_a_damaged_checkpoint_before_the_pseudo_gt(models, lr_dir, tmp_path, capsys, case, words):
+    """A damaged OUT/checkpoint.safetensors was read only after the pseudo-GT of every image was
+    made, and then exited 1 with 'SafetensorError: ...', naming no file (one without the run
+    record: 'KeyError: 'iteration'' or a list of 'other settings')."""
+    gan, mse = models
+    out = tmp_path / "run"
+    out.mkdir()
+    ckpt = out / "checkpoint.safetensors"
+    if case == "damaged":
+        ckpt.write_bytes(b"not a safetensors file")
+    else:
+        save_file({"g.x": torch.zeros(2)}, str(ckpt))
+    assert main(["train", "desra", "--model", str(gan), "--mse", str(mse), "--lr-images", str(lr_dir), "-o",
+                 str(out), "--iterations", "1", "--batch-size", "1", "--hr-patch", "32", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"genrestore: error: {ckpt}: {words}") and err.count("\n") == 1, err
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.safetensors"]  # no pseudo-GT made
+
+
 def test_detect_refuses_too_small_images_up_front_naming_the_file(models, tmp_path, capsys):
     """A 1x1 LR image gives a 4x4 x4 output, too small for the 11x11 window: before the fix the
     run wrote a.png's outputs, then failed on b.png with a message that named no file."""
