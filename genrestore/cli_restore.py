@@ -378,10 +378,9 @@ def report_training(args: argparse.Namespace, what: str) -> int:
     if meta.get("steps") == args.steps:
         print(f"{what} after {args.steps} steps -> {out / 'model.safetensors'}")
     else:
-        from safetensors import safe_open
+        from .diffusion.train import CHECKPOINT, checkpoint_run
 
-        with safe_open(str(out / "checkpoint.safetensors"), "pt") as f:
-            step = json.loads(f.metadata()["run"])["step"]
+        step = checkpoint_run(out / CHECKPOINT)["step"]
         print(f"{what}: stopped at step {step} of {args.steps} (--time-limit); run the same command to continue")
     return 0
 

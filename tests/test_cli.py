@@ -661,3 +661,23 @@ def test_metrics_checks_every_pair_before_the_first_row(tmp_path, capsys, case, 
     assert captured.out == "", captured.out  # no row: nothing was measured
     err = captured.err
     assert err.startswith("genrestore: error:") and "z.png" in err and words in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("content", [b"not a safetensors file", None])
+def test_training_report_of_a_damaged_checkpoint_is_an_input_error(tmp_path, content):
+    """The report after a --time-limit stop read the checkpoint with a bare safe_open: a damaged one
+    raised 'SafetensorError: ...' (one without its run record: 'TypeError: ...'), naming no file."""
+    import argparse
+
+    from safetensors.torch import save_file
+
+    from genrestore._checks import InputError
+    from genrestore.cli_restore import report_training
+
+    ckpt = tmp_path / "checkpoint.safetensors"
+    if content is None:
+        save_file({"model.x": torch.zeros(2)}, str(ckpt))
+    else:
+        ckpt.write_bytes(content)
+    with pytest.raises(InputError, match=f"^{ckpt}: not a"):
+        report_training(argparse.Namespace(output=str(tmp_path), steps=5), "IDM model")
