@@ -362,31 +362,39 @@ def safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
         raise _unreadable_safetensors(path, e) from None
 
 
-def check_output_folder(folder: str | os.PathLike) -> None:
-    """Raise :class:`InputError` if ``folder`` cannot be made a folder: it, or the nearest of
-    its parents that exists, is a file."""
-    folder = Path(folder)
-    for p in (folder, *folder.parents):
+def _unwritable(path: Path) -> str:
+    """Why nothing can be created at ``path`` ("" if something can): the nearest of it and its
+    parents that exists is a file, or a folder this process cannot write (read-only, /proc)."""
+    for p in (path, *path.parents):
         if p.exists():
             if not p.is_dir():
-                where = "" if p == folder else f" ({p} is a file)"
-                raise InputError(f"{folder}: cannot be an output folder{where}; choose another")
-            return
+                return f"{p} is a file"
+            if not os.access(p, os.W_OK | os.X_OK):
+                return f"{p} is not writable"
+            return ""
+    return ""
+
+
+def check_output_folder(folder: str | os.PathLike) -> None:
+    """Raise :class:`InputError` if ``folder`` cannot be made a folder and written: it, or the
+    nearest of its parents that exists, is a file or cannot be written."""
+    folder = Path(folder)
+    why = _unwritable(folder)
+    if why:
+        raise InputError(f"{folder}: cannot be an output folder ({why}); choose another")
 
 
 def check_output_file(path: str | os.PathLike, inputs: Iterable[str | os.PathLike] = (), what: str = "") -> None:
     """Raise :class:`InputError` if ``path`` cannot be written as a file: it is a folder, the
-    nearest of its parents that exists is a file, or it is one of ``inputs``. ``what`` names the
-    option in the message (e.g. ``"--csv"``)."""
+    nearest of its parents that exists is a file or cannot be written, or it is one of ``inputs``.
+    ``what`` names the option in the message (e.g. ``"--csv"``)."""
     path = Path(path)
     label = f"{what} {path}" if what else str(path)
     if path.is_dir():
         raise InputError(f"{label}: is a folder; give a file name")
-    for p in path.parents:
-        if p.exists():
-            if not p.is_dir():
-                raise InputError(f"{label}: cannot be written ({p} is a file); choose another")
-            break
+    why = _unwritable(path.parent)
+    if why:
+        raise InputError(f"{label}: cannot be written ({why}); choose another")
     if path.resolve() in {Path(p).resolve() for p in inputs}:
         raise InputError(f"{label}: would overwrite an input; choose another")
 

@@ -681,3 +681,40 @@ def test_training_report_of_a_damaged_checkpoint_is_an_input_error(tmp_path, con
         ckpt.write_bytes(content)
     with pytest.raises(InputError, match=f"^{ckpt}: not a"):
         report_training(argparse.Namespace(output=str(tmp_path), steps=5), "IDM model")
+
+
+@pytest.fixture
+def unwritable(tmp_path):
+    """A folder this process cannot create files in: a read-only one (root writes there anyway, so
+    for root /proc/self, which nobody can)."""
+    import os
+    from pathlib import Path
+
+    folder = Path("/proc/self") if os.geteuid() == 0 else tmp_path / "read-only"
+    if folder != Path("/proc/self"):
+        folder.mkdir()
+        folder.chmod(0o555)
+    if os.access(folder, os.W_OK):
+        pytest.skip(f"{folder} is writable here")
+    yield folder
+    if folder != Path("/proc/self"):
+        folder.chmod(0o755)
+
+
+@pytest.mark.parametrize("verb", ["degrade", "metrics --csv", "train idm", "train niqe", "weights convert"])
+def test_an_unwritable_output_location_is_refused_up_front(inputs, tmp_path, capsys, unwritable, verb):
+    """An output in a folder that cannot be written failed after the work, with exit 1 and e.g.
+    "FileNotFoundError: [Errno 2] No such file or directory: '/proc/self/.m.csv.mp1qdv0_.tmp'"."""
+    (tmp_path / "G.pkl").write_bytes(b"\x80\x04garbage")
+    a = str(inputs / "a.png")
+    target = unwritable / "out"
+    argv = {"degrade": ["degrade", a, "-o", str(target), "--task", "denoise", "-q"],
+            "metrics --csv": ["metrics", a, a, "--csv", str(target / "m.csv"), "-q"],
+            "train idm": ["train", "idm", "--data", str(inputs), "-o", str(target), "--size", "16", "--steps", "1",
+                          "--batch-size", "1", "--channels", "8", "8", "--device", "cpu", "-q"],
+            "train niqe": ["train", "niqe", "--data", str(inputs), "-o", str(target / "n.safetensors"), "-q"],
+            "weights convert": ["weights", "convert", str(tmp_path / "G.pkl"), str(target / "G.safetensors")]}[verb]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"genrestore: error: ") and f"({unwritable} is not writable)" in err, err
+    assert err.count("\n") == 1, err
