@@ -358,6 +358,41 @@ def _pair_by_name(ref: str, dist: str) -> list[tuple[Path, Path]]:
     return pairs
 
 
+def _check_pairs(pairs: list[tuple[Path, Path]], names: Sequence[str], set_names: Sequence[str],
+                 args: argparse.Namespace) -> None:
+    """Decode every pair and check its sizes against each metric before any is measured, so that
+    a bad pair late in a folder stops the run up front, named by its distorted image."""
+    from .metrics.full_reference import _SSIM_WINDOW
+    from .metrics.lpips import MIN_SIZE as LPIPS_MIN
+    from .metrics.niqe import BLOCK as NIQE_BLOCK
+
+    files = list(dict.fromkeys(p for pair in pairs for p in pair))
+    size = dict(zip(files, _validate_inputs(files)))
+    cb = args.crop_border
+    for ref, dist in pairs:
+        (h, w), (rh, rw) = size[dist], size[ref]
+        if (h, w) != (rh, rw):
+            raise InputError(f"{dist}: size {w}x{h} differs from its reference {ref} ({rw}x{rh})")
+        if names and cb and 2 * cb >= min(h, w):
+            raise InputError(f"{dist}: --crop-border {cb} leaves nothing of a {w}x{h} image")
+        ch, cw = h - 2 * cb, w - 2 * cb  # what the per-pair metrics see
+        after = f" after --crop-border {cb}" if cb else ""
+        if "ssim" in names and min(ch, cw) < _SSIM_WINDOW:
+            raise InputError(f"{dist}: SSIM needs images of at least {_SSIM_WINDOW}x{_SSIM_WINDOW} px, "
+                             f"got {cw}x{ch}{after}")
+        for m in ("lpips", "lpips-vgg"):
+            net = "vgg" if m == "lpips-vgg" else "alex"
+            if m in names and min(ch, cw) < LPIPS_MIN[net]:
+                raise InputError(f"{dist}: LPIPS {net} needs images of at least {LPIPS_MIN[net]} px a side, "
+                                 f"got {cw}x{ch}{after}")
+        if "niqe" in names and (ch // NIQE_BLOCK) * (cw // NIQE_BLOCK) < 2:
+            raise InputError(f"{dist}: NIQE needs at least two {NIQE_BLOCK}x{NIQE_BLOCK} px blocks (e.g. "
+                             f"{NIQE_BLOCK}x{2 * NIQE_BLOCK} px), got {cw}x{ch}{after}")
+        if "pfid" in set_names and min(h, w) < args.pfid_size:
+            raise InputError(f"{dist}: patch-FID crops of {args.pfid_size} px (--pfid-size) need images at least "
+                             f"that large, got {w}x{h}")
+
+
 METRICS_AVAILABLE = ("psnr", "ssim", "mse", "lpips", "lpips-vgg", "niqe", "identity", "fid", "kid", "is", "pfid")
 SET_METRICS = ("fid", "kid", "is", "pfid")
 
@@ -368,6 +403,7 @@ def cmd_authenticity(args: argparse.Namespace) -> int:
 
     from . import weights as ws
     from ._random import generator_for
+    from .cli_restore import check_restorer_tiling
     from .io import json_line, list_images, read_image
     from .restore.idm import IDMRestorer, authenticity
 
@@ -375,6 +411,7 @@ def cmd_authenticity(args: argparse.Namespace) -> int:
         raise InputError("--authenticity takes one folder of restored images f(x), not a REF/DIST pair")
     device = resolve_device(args.device)
     restorer = IDMRestorer.from_file(args.authenticity, device)
+    check_restorer_tiling(args, restorer)
     dist, note = None, "LPIPS: absent (alexnet-torchvision not in the weight store)"
     if ws.find("alexnet-torchvision") is not None:
         from .metrics.lpips import lpips
@@ -459,6 +496,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
             funcs[m] = lambda x, y, y_channel, crop_border, p=pristine: niqe(y, p, crop_border)
     set_names = [m for m in names if m in SET_METRICS]
     names = [m for m in names if m not in SET_METRICS]
+    _check_pairs(pairs, names, set_names, args)
     if set_names:
         from ._random import generator_for
         from .metrics.distribution import FeatureStats
@@ -486,14 +524,11 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     for ref_path, dist_path in tqdm(pairs, desc="metrics", unit="img", file=sys.stderr, disable=args.quiet):
         x = read_image(ref_path, "rgb" if not args.gray else "gray").to(device)
         y = read_image(dist_path, "rgb" if not args.gray else "gray").to(device)
-        if x.shape != y.shape:
-            raise InputError(f"{dist_path}: size {y.shape[-1]}x{y.shape[-2]} differs from its reference "
-                             f"{ref_path} ({x.shape[-1]}x{x.shape[-2]})")
         row = {"name": dist_path.name, "reference": str(ref_path)}
         for m in names:
             try:
                 row[m] = float(funcs[m](x, y, y_channel=args.y, crop_border=args.crop_border)[0])
-            except InputError as e:  # e.g. an image too small for SSIM or NIQE: say which
+            except InputError as e:  # e.g. an image too flat for NIQE: say which
                 raise InputError(f"{dist_path}: {e}") from None
         if set_names:
             if whole:

@@ -41,12 +41,27 @@ def _diffusion_steps(args: argparse.Namespace, default: int, what: str) -> int:
     return int(steps)
 
 
+def check_restorer_tiling(args: argparse.Namespace, restorer) -> None:
+    """Refuse ``--tile`` / ``--tile-pad`` that ``restorer`` (IDM, DiffGAR) would refuse at its first
+    image, right after it is loaded, naming the options."""
+    from .restore.idm import TILE_BLEND, check_tile
+
+    try:
+        check_tile(args.tile, args.tile_pad, TILE_BLEND, restorer.multiple)
+    except InputError:
+        overlap = 2 * args.tile_pad + TILE_BLEND
+        raise InputError(f"--tile {args.tile} must be 0 or a multiple of {restorer.multiple} (the model's size "
+                         f"multiple) larger than 2 * --tile-pad + {TILE_BLEND} = {overlap} (tiles overlap by that "
+                         f"much)") from None
+
+
 def _restore_each(args: argparse.Namespace, device, restore_one, record: dict, label: str,
-                  select=None) -> int:
+                  select=None, check=None) -> int:
     """The loop shared by the diffusion restorers: check all inputs, plan outputs, restore each
     image with ``restore_one(y, generator, path)`` (per-image seed from the file name), write PNG + JSON.
 
-    ``select(paths) -> paths`` picks and checks the inputs first (e.g. drops inpainting masks)."""
+    ``select(paths) -> paths`` picks and checks the inputs first (e.g. drops inpainting masks);
+    ``check(paths, sizes)`` then checks what each image needs, by its ``(H, W)`` (e.g. its mask)."""
     from tqdm import tqdm
 
     from ._random import generator_for
@@ -58,7 +73,9 @@ def _restore_each(args: argparse.Namespace, device, restore_one, record: dict, l
     paths = _shard(all_paths, args.shard)
     if select is not None:
         paths = select(paths)
-    _validate_inputs(paths)
+    sizes = _validate_inputs(paths)
+    if check is not None:
+        check(paths, sizes)
     out_dir = Path(args.output)
     _plan_outputs(all_paths, out_dir, ["{stem}.png", "{stem}.json"])
     record = {**record, "model_sha256": sha256_file(model_file(record["model"])), "seed": args.seed}
@@ -88,6 +105,7 @@ def cmd_restore_idm(args: argparse.Namespace) -> int:
     steps = _diffusion_steps(args, 10, "IDM (DDPM)")
     device = resolve_device(args.device)
     restorer = IDMRestorer.from_file(args.model, device)
+    check_restorer_tiling(args, restorer)
     return _restore_each(args, device, lambda y, g, _: restorer.restore(y, steps, g, args.tile, args.tile_pad),
                          {"method": "idm", "model": str(args.model), "steps": steps, "tile": args.tile,
                           "tile_pad": args.tile_pad},
@@ -106,6 +124,7 @@ def cmd_restore_diffgar(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     restorer = DiffGARRestorer.from_file(args.model, device, autoencoder=args.autoencoder)
     restorer.sampling_args(args.mode, args.artifact, args.guidance_scale, 1, device)  # checks mode up front
+    check_restorer_tiling(args, restorer)
 
     def restore_one(y, g, _path):
         if args.upscale > 1:  # DiffGAR conditions on images at the output size (upsampling: bicubic first)
@@ -153,9 +172,13 @@ def cmd_restore_inpaint(args: argparse.Namespace) -> int:
                              + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
         return paths
 
+    def check(paths, sizes):  # every mask decodes and has its image's size, before the first image
+        for p, hw in zip(paths, sizes):
+            _mask_for(p, Path(args.masks), tuple(hw))
+
     return _restore_each(args, device, restore_one, {"method": "inpaint", "model": str(args.model),
                                                      "inpainter": inpainter.kind, "steps": steps},
-                         f"the {inpainter.kind} inpainter ({steps} network calls each)", select)
+                         f"the {inpainter.kind} inpainter ({steps} network calls each)", select, check)
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
@@ -193,16 +216,22 @@ def cmd_restore(args: argparse.Namespace) -> int:
     task = get_task(args.task, args.level)
     G = load_stylegan2(args.generator, device)
     expected = tuple(task.output_size((G.resolution, G.resolution)))
+    from .degrade.tasks import Composition, Inpaint
+
+    stages = task.tasks if isinstance(task, Composition) else (task,)
+    inpaint = any(isinstance(t, Inpaint) for t in stages)  # last in a composition (order U, N, A, P)
+    for path, hw in zip(paths, sizes):  # every image and mask before the first inversion
+        if abs(hw[0] / hw[1] - expected[0] / expected[1]) > 1e-6:
+            raise InputError(f"{path}: {hw[1]}x{hw[0]} px has another aspect than the {expected[1]}x{expected[0]} px "
+                             f"that task {args.task} makes from the generator's {G.resolution} px images")
+        if inpaint:
+            _mask_for(path, Path(args.masks) if args.masks else None, tuple(hw))
     out_dir = Path(args.output)
     _plan_outputs(all_paths, out_dir, ["{stem}.png", "{stem}.json"])
     distance = perceptual_loss("vgg", device)
     if not distance[1].startswith("lpips"):
         print(f"genrestore: note: loss {distance[1]}", file=sys.stderr)
     cfg = InversionConfig(step_scale=scale)
-    from .degrade.tasks import Composition, Inpaint
-
-    stages = task.tasks if isinstance(task, Composition) else (task,)
-    inpaint = any(isinstance(t, Inpaint) for t in stages)  # last in a composition (order U, N, A, P)
     settings = {"method": args.method, "task": args.task, "level": args.level, "generator": str(args.generator),
                 "generator_sha256": sha256_file(model_file(args.generator)), "loss": distance[1],
                 "steps": cfg.phase_steps(), "lrs": list(cfg.lrs), "seed": args.seed}
@@ -212,9 +241,6 @@ def cmd_restore(args: argparse.Namespace) -> int:
         if args.resume and outputs_recorded(out_json, {"input": str(path), **settings}, [out_png]):
             skipped += 1
             continue
-        if abs(hw[0] / hw[1] - expected[0] / expected[1]) > 1e-6:
-            raise InputError(f"{path}: {hw[1]}x{hw[0]} px has another aspect than the {expected[1]}x{expected[0]} px "
-                             f"that task {args.task} makes from the generator's {G.resolution} px images")
         y = read_image(path, "rgb").to(device)
         if tuple(y.shape[-2:]) != expected:
             warnings.warn(f"{path}: resized from {hw[1]}x{hw[0]} to {expected[1]}x{expected[0]} px for the generator")
@@ -352,10 +378,9 @@ def report_training(args: argparse.Namespace, what: str) -> int:
     if meta.get("steps") == args.steps:
         print(f"{what} after {args.steps} steps -> {out / 'model.safetensors'}")
     else:
-        from safetensors import safe_open
+        from .diffusion.train import CHECKPOINT, checkpoint_run
 
-        with safe_open(str(out / "checkpoint.safetensors"), "pt") as f:
-            step = json.loads(f.metadata()["run"])["step"]
+        step = checkpoint_run(out / CHECKPOINT)["step"]
         print(f"{what}: stopped at step {step} of {args.steps} (--time-limit); run the same command to continue")
     return 0
 

@@ -92,14 +92,18 @@ def _check_memory(nets, paths, sizes, tile: int, device: torch.device, detect: b
                              f"{avail / 2**30:.1f} GiB available; {advice}")
 
 
-def _check_tiling(args: argparse.Namespace) -> None:
+def _check_tiling(args: argparse.Namespace, nets: list[torch.nn.Module] = ()) -> None:
     """Refuse a ``--tile`` too small for ``--tile-pad`` before any image is processed (tiling only
-    starts on images larger than the tile, so it would otherwise fail mid-run)."""
-    from .models.sr import TILE_BLEND
+    starts on images larger than the tile, so it would otherwise fail mid-run). With ``nets``, the
+    tile is checked as :func:`~genrestore.models.sr.upscale` runs it, rounded down to their input multiple."""
+    from .models.sr import TILE_BLEND, input_multiple
 
     overlap = 2 * args.tile_pad + TILE_BLEND
-    if args.tile and args.tile <= overlap:
-        raise InputError(f"--tile {args.tile} must be larger than 2 * --tile-pad + {TILE_BLEND} = {overlap} "
+    m = max((input_multiple(n) for n in nets), default=1)
+    tile = args.tile - args.tile % m
+    if args.tile and tile <= overlap:
+        rounded = f" rounds down to {tile} (the model takes multiples of {m}), which" if tile != args.tile else ""
+        raise InputError(f"--tile {args.tile}{rounded} must be larger than 2 * --tile-pad + {TILE_BLEND} = {overlap} "
                          f"(tiles overlap by that much); use a larger --tile or a smaller --tile-pad")
 
 
@@ -132,6 +136,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     names = [args.model] + ([args.reference] if args.reference else [])
     nets = _load_models(args, names, device)
+    _check_tiling(args, nets)
     if args.reference and nets[0].scale != nets[1].scale:
         raise InputError(f"--model {args.model} is x{nets[0].scale} but --reference {args.reference} is "
                          f"x{nets[1].scale}; a pair needs the same scale")
@@ -206,6 +211,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     segmenter = make_segmenter(args.segmenter, args.segformer, device)
     gan, mse = _load_models(args, [args.gan, args.mse], device)
+    _check_tiling(args, [gan, mse])
     if gan.scale != mse.scale:
         raise InputError(f"--gan {args.gan} is x{gan.scale} but --mse {args.mse} is x{mse.scale}; "
                          f"their outputs must have the same size")
@@ -323,7 +329,7 @@ def cmd_train_desra(args: argparse.Namespace) -> int:
 
     from .cli import _plan_outputs, resolve_device
     from .detect import detect_artifacts, make_segmenter, pseudo_gt
-    from .detect.finetune import FinetuneConfig, VGGPerceptualLoss, finetune
+    from .detect.finetune import FinetuneConfig, VGGPerceptualLoss, checkpoint_record, finetune
     from .io import atomic_write, atomic_write_bytes, check_output_folder, read_image, write_image
     from .models.discriminator import UNetDiscriminatorSN
     from .models.sr import load_sr, upscale
@@ -336,6 +342,7 @@ def cmd_train_desra(args: argparse.Namespace) -> int:
     segmenter = make_segmenter(args.segmenter, args.segformer, device)
     out_dir = Path(args.output)
     gan, mse = load_sr(args.model, device), load_sr(args.mse, device)
+    _check_tiling(args, [gan, mse])
     if gan.scale != mse.scale:
         raise InputError(f"--model {args.model} is x{gan.scale} but --mse {args.mse} is x{mse.scale}")
     if args.hr_patch % gan.scale or args.hr_patch // gan.scale < 4:
@@ -344,6 +351,8 @@ def cmd_train_desra(args: argparse.Namespace) -> int:
     if small:
         raise InputError(f"{small[0]}: smaller than the {args.hr_patch // gan.scale} px LR patch of --hr-patch {args.hr_patch}")
     _check_memory([gan, mse], paths, sizes, args.tile, device, detect=True)
+    if (out_dir / "checkpoint.safetensors").is_file():  # a damaged one stops the run before the pseudo-GT
+        checkpoint_record(out_dir / "checkpoint.safetensors")
     _plan_outputs(paths, out_dir / "pseudo_gt", ["{stem}.png", "{stem}_mask.png"])
     settings = {"model": args.model, "mse": args.mse, "segmenter": segmenter.name, "threshold": args.threshold,
                 "tile": args.tile, "tile_pad": args.tile_pad, "lr_images": [str(p) for p in paths]}

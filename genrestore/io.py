@@ -333,6 +333,11 @@ def list_images(inputs: Iterable[str | os.PathLike]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
+def _unreadable_safetensors(path: str | os.PathLike, e: Exception) -> InputError:
+    detail = str(e).splitlines()[0][:120] if str(e) else ""
+    return InputError(f"{path}: not a readable safetensors file ({type(e).__name__}{': ' + detail if detail else ''})")
+
+
 def load_safetensors(path: str | os.PathLike, device: str = "cpu") -> dict[str, torch.Tensor]:
     """The tensors of a ``.safetensors`` file; :class:`InputError` naming it when it cannot be read
     (safetensors raises its own error types for damaged or foreign files)."""
@@ -341,36 +346,55 @@ def load_safetensors(path: str | os.PathLike, device: str = "cpu") -> dict[str, 
     try:
         return load_file(str(path), device=device)
     except Exception as e:
-        detail = str(e).splitlines()[0][:120] if str(e) else ""
-        raise InputError(f"{path}: not a readable safetensors file ({type(e).__name__}{': ' + detail if detail else ''})"
-                         ) from None
+        raise _unreadable_safetensors(path, e) from None
+
+
+def safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The string metadata of a ``.safetensors`` file's header (``{}`` if it has none), read without
+    its tensors; :class:`InputError` naming the file when it cannot be read, as :func:`load_safetensors`.
+    The header check covers a truncated file."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            return dict(f.metadata() or {})
+    except Exception as e:
+        raise _unreadable_safetensors(path, e) from None
+
+
+def _unwritable(path: Path) -> str:
+    """Why nothing can be created at ``path`` ("" if something can): the nearest of it and its
+    parents that exists is a file, or a folder this process cannot write (read-only, /proc)."""
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                return f"{p} is a file"
+            if not os.access(p, os.W_OK | os.X_OK):
+                return f"{p} is not writable"
+            return ""
+    return ""
 
 
 def check_output_folder(folder: str | os.PathLike) -> None:
-    """Raise :class:`InputError` if ``folder`` cannot be made a folder: it, or the nearest of
-    its parents that exists, is a file."""
+    """Raise :class:`InputError` if ``folder`` cannot be made a folder and written: it, or the
+    nearest of its parents that exists, is a file or cannot be written."""
     folder = Path(folder)
-    for p in (folder, *folder.parents):
-        if p.exists():
-            if not p.is_dir():
-                where = "" if p == folder else f" ({p} is a file)"
-                raise InputError(f"{folder}: cannot be an output folder{where}; choose another")
-            return
+    why = _unwritable(folder)
+    if why:
+        raise InputError(f"{folder}: cannot be an output folder ({why}); choose another")
 
 
 def check_output_file(path: str | os.PathLike, inputs: Iterable[str | os.PathLike] = (), what: str = "") -> None:
     """Raise :class:`InputError` if ``path`` cannot be written as a file: it is a folder, the
-    nearest of its parents that exists is a file, or it is one of ``inputs``. ``what`` names the
-    option in the message (e.g. ``"--csv"``)."""
+    nearest of its parents that exists is a file or cannot be written, or it is one of ``inputs``.
+    ``what`` names the option in the message (e.g. ``"--csv"``)."""
     path = Path(path)
     label = f"{what} {path}" if what else str(path)
     if path.is_dir():
         raise InputError(f"{label}: is a folder; give a file name")
-    for p in path.parents:
-        if p.exists():
-            if not p.is_dir():
-                raise InputError(f"{label}: cannot be written ({p} is a file); choose another")
-            break
+    why = _unwritable(path.parent)
+    if why:
+        raise InputError(f"{label}: cannot be written ({why}); choose another")
     if path.resolve() in {Path(p).resolve() for p in inputs}:
         raise InputError(f"{label}: would overwrite an input; choose another")
 

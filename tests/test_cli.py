@@ -625,3 +625,96 @@ def test_degrade_unknown_task_lists_the_pipelines_too(tmp_path, capsys):
     assert main(["degrade", "--example", "-o", str(tmp_path / "o"), "--task", "nosuch"]) == 2
     err = capsys.readouterr().err.strip()
     assert "'nosuch'" in err and "UNAP" in err and "realesrgan-x4" in err and len(err.splitlines()) == 1, err
+
+
+def _truncated_png(path):
+    write_image(path, torch.rand(1, 3, 40, 40, generator=torch.Generator().manual_seed(5)))
+    path.write_bytes(path.read_bytes()[:60])
+
+
+@pytest.mark.parametrize("case,extra,words", [
+    ("size", [], "differs from its reference"),
+    ("damaged", [], "cannot"),
+    ("ssim", [], "SSIM needs images of at least 11x11 px"),
+    ("crop", ["--metrics", "psnr", "--crop-border", "10"], "--crop-border 10 leaves nothing of a 16x16 image"),
+    ("niqe", ["--metrics", "niqe"], "NIQE needs"),
+])
+def test_metrics_checks_every_pair_before_the_first_row(tmp_path, capsys, case, extra, words):
+    """A bad pair late in the folder (z.png) failed only when the loop reached it, after the rows of
+    the pairs before it were printed; every pair is now checked before the progress bar starts."""
+    g = torch.Generator().manual_seed(0)
+    ref, dist = tmp_path / "ref", tmp_path / "dist"
+    a = torch.rand(1, 3, 96, 192, generator=g)  # two NIQE blocks
+    write_image(ref / "a.png", a)
+    write_image(dist / "a.png", a.flip(-1))
+    side = {"ssim": 8, "niqe": 96}.get(case, 16)
+    z = torch.rand(1, 3, side, side, generator=g)
+    write_image(ref / "z.png", z)
+    if case == "size":
+        write_image(dist / "z.png", torch.rand(1, 3, 16, 17, generator=g))
+    elif case == "damaged":
+        _truncated_png(dist / "z.png")
+    else:
+        write_image(dist / "z.png", z.flip(-2))
+    assert main(["metrics", str(ref), str(dist), "--json", *extra]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "", captured.out  # no row: nothing was measured
+    err = captured.err
+    assert err.startswith("genrestore: error:") and "z.png" in err and words in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("content", [b"not a safetensors file", None])
+def test_training_report_of_a_damaged_checkpoint_is_an_input_error(tmp_path, content):
+    """The report after a --time-limit stop read the checkpoint with a bare safe_open: a damaged one
+    raised 'SafetensorError: ...' (one without its run record: 'TypeError: ...'), naming no file."""
+    import argparse
+
+    from safetensors.torch import save_file
+
+    from genrestore._checks import InputError
+    from genrestore.cli_restore import report_training
+
+    ckpt = tmp_path / "checkpoint.safetensors"
+    if content is None:
+        save_file({"model.x": torch.zeros(2)}, str(ckpt))
+    else:
+        ckpt.write_bytes(content)
+    with pytest.raises(InputError, match=f"^{ckpt}: not a"):
+        report_training(argparse.Namespace(output=str(tmp_path), steps=5), "IDM model")
+
+
+@pytest.fixture
+def unwritable(tmp_path):
+    """A folder this process cannot create files in: a read-only one (root writes there anyway, so
+    for root /proc/self, which nobody can)."""
+    import os
+    from pathlib import Path
+
+    folder = Path("/proc/self") if os.geteuid() == 0 else tmp_path / "read-only"
+    if folder != Path("/proc/self"):
+        folder.mkdir()
+        folder.chmod(0o555)
+    if os.access(folder, os.W_OK):
+        pytest.skip(f"{folder} is writable here")
+    yield folder
+    if folder != Path("/proc/self"):
+        folder.chmod(0o755)
+
+
+@pytest.mark.parametrize("verb", ["degrade", "metrics --csv", "train idm", "train niqe", "weights convert"])
+def test_an_unwritable_output_location_is_refused_up_front(inputs, tmp_path, capsys, unwritable, verb):
+    """An output in a folder that cannot be written failed after the work, with exit 1 and e.g.
+    "FileNotFoundError: [Errno 2] No such file or directory: '/proc/self/.m.csv.mp1qdv0_.tmp'"."""
+    (tmp_path / "G.pkl").write_bytes(b"\x80\x04garbage")
+    a = str(inputs / "a.png")
+    target = unwritable / "out"
+    argv = {"degrade": ["degrade", a, "-o", str(target), "--task", "denoise", "-q"],
+            "metrics --csv": ["metrics", a, a, "--csv", str(target / "m.csv"), "-q"],
+            "train idm": ["train", "idm", "--data", str(inputs), "-o", str(target), "--size", "16", "--steps", "1",
+                          "--batch-size", "1", "--channels", "8", "8", "--device", "cpu", "-q"],
+            "train niqe": ["train", "niqe", "--data", str(inputs), "-o", str(target / "n.safetensors"), "-q"],
+            "weights convert": ["weights", "convert", str(tmp_path / "G.pkl"), str(target / "G.safetensors")]}[verb]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"genrestore: error: ") and f"({unwritable} is not writable)" in err, err
+    assert err.count("\n") == 1, err

@@ -376,3 +376,20 @@ def test_train_idm_and_regression_on_pairs(tmp_path, capsys):
     assert main(["train", "idm", "--pairs", str(tmp_path / "pairs"), "--extrinsic-from", "m.safetensors",
                  "-o", str(tmp_path / "x"), "--size", "16"]) == 2
     assert "does not combine with --pairs" in capsys.readouterr().err
+
+
+def test_restore_diffgar_checks_the_tile_against_the_model_up_front(tmp_path, capsys):
+    """--tile 33 (not a multiple of the UNet's 2) failed at the first image, after the progress bar
+    had started, with 'expected tile = 0 or a multiple of 2 ...', naming no option."""
+    from genrestore.cli import main
+    from genrestore.io import write_image
+
+    tiny_net().save(tmp_path / "m.safetensors")
+    write_image(tmp_path / "in" / "a.png", torch.rand(1, 3, 8, 8, generator=g(0)))
+    out = tmp_path / "o"
+    assert main(["restore", str(tmp_path / "in"), "-o", str(out), "--method", "diffgar", "--model",
+                 str(tmp_path / "m.safetensors"), "--mode", "blind", "--steps", "1", "--tile", "33"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("genrestore: error: --tile 33 must be 0 or a multiple of 2") and "--tile-pad" in err
+    assert err.count("\n") == 1, err
+    assert not out.exists()

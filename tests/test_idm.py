@@ -317,3 +317,49 @@ def test_authenticity_cli_restores_with_restore_tiling(tmp_path, capsys):
                     for tile in (32, 0))
     assert abs(tiled - whole) > 1e-3  # the tiny UNet sees the whole image: tiling changes f
     assert summary["psnr"] == pytest.approx(tiled, abs=1e-6) and summary["tile"] == 32
+
+
+@pytest.mark.parametrize("verb", ["restore", "authenticity"])
+@pytest.mark.parametrize("tiling", [["--tile", "30"], ["--tile", "40", "--tile-pad", "12"]])
+def test_restore_and_authenticity_check_the_tile_against_the_model_up_front(tmp_path, capsys, verb, tiling):
+    """--tile 30 (not a multiple of the UNet's 4) or 40 (not above 2 * 12 + 16) failed at the first
+    image, after the progress bar had started, with 'expected tile = 0 or a multiple of 4 larger
+    than 2 * tile_pad + tile_blend ...', naming no option."""
+    from genrestore.cli import main
+    from genrestore.io import write_image
+
+    tiny_net().save(tmp_path / "m.safetensors")
+    write_image(tmp_path / "in" / "a.png", torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)))
+    out = tmp_path / "o"
+    argv = {"restore": ["restore", str(tmp_path / "in"), "-o", str(out), "--model", str(tmp_path / "m.safetensors")],
+            "authenticity": ["metrics", str(tmp_path / "in"), "--authenticity", str(tmp_path / "m.safetensors")]}[verb]
+    assert main([*argv, "--steps", "1", *tiling]) == 2  # no -q: a started progress bar would show on stderr
+    err = capsys.readouterr().err
+    assert err.startswith(f"genrestore: error: --tile {tiling[1]} must be 0 or a multiple of 4") and "--tile-pad" in err
+    assert err.count("\n") == 1, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("case", ["damaged", "no run record"])
+def test_train_idm_refuses_a_damaged_checkpoint_in_one_line(tmp_path, capsys, case):
+    """Resuming from a damaged OUT/checkpoint.safetensors exited 1 with 'SafetensorError: ...' (one
+    without the run record: 'TypeError: 'NoneType' object is not subscriptable'), naming no file."""
+    from safetensors.torch import save_file
+
+    from genrestore.cli import main
+    from genrestore.io import write_image
+
+    g = torch.Generator().manual_seed(0)
+    write_image(tmp_path / "photos" / "p0.png", torch.rand(1, 3, 24, 24, generator=g))
+    run = tmp_path / "run"
+    run.mkdir()
+    ckpt = run / "checkpoint.safetensors"
+    if case == "damaged":
+        ckpt.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{\"a\": 1}garbage")
+    else:
+        save_file({"model.x": torch.zeros(2)}, str(ckpt))
+    assert main(["train", "idm", "--data", str(tmp_path / "photos"), "-o", str(run), "--size", "16", "--steps", "1",
+                 "--batch-size", "1", "--channels", "8", "16", "--device", "cpu", "-q"]) == 2
+    err = capsys.readouterr().err
+    words = "not a readable safetensors file" if case == "damaged" else "not a training checkpoint"
+    assert err.startswith(f"genrestore: error: {ckpt}: {words}") and err.count("\n") == 1, err

@@ -348,3 +348,28 @@ def test_cli_refills_fractional_mask_edges_like_the_library(tmp_path):
     got = read_image(tmp_path / "out" / "x.png")
     assert (got - ref).abs().max() <= 0.5 / 255 + 1e-6  # the library's result, up to 8-bit rounding
     assert not torch.equal(got[..., 5], y[..., 5])  # the 0.8 column is refilled, not kept at 0.8 x
+
+
+@pytest.mark.parametrize("case", ["mask size", "damaged mask"])
+def test_restore_inpaint_checks_every_mask_before_the_first_image(tmp_path, capsys, case):
+    """Only the masks' presence was checked up front: b's mask of another size (or a damaged one)
+    failed when the loop reached it, after a.png had been inpainted and written."""
+    from genrestore.cli import main
+    from genrestore.io import write_image
+
+    tiny_generator(1).save(tmp_path / "gan.safetensors", inpainter="gan")
+    g = torch.Generator().manual_seed(0)
+    for name in "ab":
+        write_image(tmp_path / "in" / f"{name}.png", torch.rand(1, 3, 16, 16, generator=g))
+        write_image(tmp_path / "masks" / f"{name}_mask.png", torch.ones(1, 1, 16, 16))
+    bad = tmp_path / "masks" / "b_mask.png"
+    if case == "mask size":
+        write_image(bad, torch.ones(1, 1, 16, 12))
+    else:
+        bad.write_bytes(bad.read_bytes()[:30])
+    out = tmp_path / "out"
+    assert main(["restore", str(tmp_path / "in"), "-o", str(out), "--method", "inpaint", "--model",
+                 str(tmp_path / "gan.safetensors"), "--masks", str(tmp_path / "masks")]) == 2  # no -q: no bar either
+    err = capsys.readouterr().err
+    assert err.startswith(f"genrestore: error: {bad}: ") and err.count("\n") == 1, err
+    assert not out.exists() or not list(out.iterdir())

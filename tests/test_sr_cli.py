@@ -338,6 +338,27 @@ def test_train_desra_refuses_a_folder_made_with_other_settings(models, lr_dir, t
     assert "other settings" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("case,words", [("damaged", "not a readable safetensors file"),
+                                        ("no run record", "not a DeSRA fine-tuning checkpoint")])
+def test_train_desra_refuses_a_damaged_checkpoint_before_the_pseudo_gt(models, lr_dir, tmp_path, capsys, case, words):
+    """A damaged OUT/checkpoint.safetensors was read only after the pseudo-GT of every image was
+    made, and then exited 1 with 'SafetensorError: ...', naming no file (one without the run
+    record: 'KeyError: 'iteration'' or a list of 'other settings')."""
+    gan, mse = models
+    out = tmp_path / "run"
+    out.mkdir()
+    ckpt = out / "checkpoint.safetensors"
+    if case == "damaged":
+        ckpt.write_bytes(b"not a safetensors file")
+    else:
+        save_file({"g.x": torch.zeros(2)}, str(ckpt))
+    assert main(["train", "desra", "--model", str(gan), "--mse", str(mse), "--lr-images", str(lr_dir), "-o",
+                 str(out), "--iterations", "1", "--batch-size", "1", "--hr-patch", "32", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"genrestore: error: {ckpt}: {words}") and err.count("\n") == 1, err
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.safetensors"]  # no pseudo-GT made
+
+
 def test_detect_refuses_too_small_images_up_front_naming_the_file(models, tmp_path, capsys):
     """A 1x1 LR image gives a 4x4 x4 output, too small for the 11x11 window: before the fix the
     run wrote a.png's outputs, then failed on b.png with a message that named no file."""
@@ -371,6 +392,30 @@ def test_tile_smaller_than_its_overlap_is_refused_up_front(models, tmp_path, cap
     assert err.startswith("genrestore: error:") and "--tile-pad" in err and len(err.splitlines()) == 1, err
     assert not out.exists() or not list(out.iterdir())
     assert main([verb, str(d), "-o", str(out), *models_args, "--tile", "12", "--tile-pad", "1", "-q"]) == 0
+
+
+@pytest.mark.parametrize("verb", ["upscale", "detect", "train desra"])
+def test_tile_that_rounds_down_to_its_overlap_is_refused_up_front(tmp_path, capsys, verb):
+    """RRDBNet x2 takes tiles of even sides, so --tile 25 --tile-pad 8 runs tiles of 24 px, no larger
+    than their 2 * 8 + 8 = 24 px overlap: a.png (10x10, untiled) was written, then b.png (30x30)
+    failed with 'tile (24) must be larger than 2 * pad + blend (24)', naming no option."""
+    gan, mse = tmp_path / "gan2.safetensors", tmp_path / "mse2.safetensors"
+    _save_model(gan, {**TINY_RRDB, "scale": 2}, 0)
+    _save_model(mse, {**TINY_VGG, "upscale": 2}, 1)
+    d = tmp_path / "lr"
+    write_image(d / "a.png", torch.rand(1, 3, 10, 10, generator=torch.Generator().manual_seed(0)))
+    write_image(d / "b.png", torch.rand(1, 3, 30, 30, generator=torch.Generator().manual_seed(1)))
+    out = tmp_path / "o"
+    argv = {"upscale": ["upscale", str(d), "--model", str(gan)],
+            "detect": ["detect", str(d), "--gan", str(gan), "--mse", str(mse)],
+            "train desra": ["train", "desra", "--model", str(gan), "--mse", str(mse), "--lr-images", str(d),
+                            "--iterations", "1", "--batch-size", "1", "--hr-patch", "16"]}[verb]
+    assert main([*argv, "-o", str(out), "--tile", "25", "--tile-pad", "8", "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("genrestore: error: --tile 25 rounds down to 24") and "--tile-pad" in err, err
+    assert len(err.splitlines()) == 1, err
+    assert not out.exists() or not [p for p in out.rglob("*") if p.is_file()]
+    assert main([*argv, "-o", str(out), "--tile", "26", "--tile-pad", "8", "-q"]) == 0
 
 
 def test_resume_redoes_missing_corrupt_or_unrequested_outputs(models, tmp_path, capsys):

@@ -230,3 +230,37 @@ def test_robust_inversion_with_per_image_generators_is_batch_independent(G, task
     one_params = {k: v[1:] for k, v in params.items()} if isinstance(params, dict) else params
     one = robust_invert(G, y[1:], t, one_params, cfg, generator=gens(20)[1:], progress=False).final
     torch.testing.assert_close(one, both[1:], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("case", ["aspect", "mask size", "no mask", "damaged mask"])
+def test_restore_cli_checks_every_image_and_mask_before_the_first_inversion(G, tmp_path, capsys, monkeypatch, case):
+    """b.png's aspect and mask were checked only when the loop reached it, after a.png had been
+    inverted and written; every image (and with inpainting, its mask) is now checked first."""
+    from genrestore.cli import main
+    from genrestore.io import write_image
+    from genrestore.restore import stylegan_inversion as inv
+
+    def fake_invert(G_, y_, task, params_, *a, **k):
+        return inv.InversionResult({"W++": y_.clone()}, None, {"W++": [0.0]}, "1-ssim")
+
+    monkeypatch.setattr(inv, "robust_invert", fake_invert)
+    gfile = _save_generator(G, tmp_path / "G.safetensors")
+    g = torch.Generator().manual_seed(0)
+    b_hw = (32, 16) if case == "aspect" else (32, 32)
+    for name, hw in (("a", (32, 32)), ("b", b_hw)):
+        write_image(tmp_path / "in" / f"{name}.png", torch.rand(1, 3, *hw, generator=g))
+        write_image(tmp_path / "masks" / f"{name}_mask.png", torch.ones(1, 1, *hw))
+    bad_mask = tmp_path / "masks" / "b_mask.png"
+    if case == "mask size":
+        write_image(bad_mask, torch.ones(1, 1, 16, 16))
+    elif case == "no mask":
+        bad_mask.unlink()
+    elif case == "damaged mask":
+        bad_mask.write_bytes(bad_mask.read_bytes()[:30])
+    out = tmp_path / "out"
+    assert main(["restore", str(tmp_path / "in"), "-o", str(out), "--method", "stylegan-inversion", "--task",
+                 "inpaint", "--generator", str(gfile), "--masks", str(tmp_path / "masks"), "-q"]) == 2
+    err = capsys.readouterr().err
+    named = tmp_path / "in" / "b.png" if case in ("aspect", "no mask") else bad_mask
+    assert err.startswith(f"genrestore: error: {named}: ") and err.count("\n") == 1, err
+    assert not out.exists() or not list(out.iterdir())

@@ -263,3 +263,36 @@ def test_convert_of_an_existing_file_of_another_suffix_is_not_called_missing(sto
     err = capsys.readouterr().err
     assert err.startswith(f"genrestore: error: {src}: ") and "no such file" not in err and ".pkl" in err, err
     assert err.count("\n") == 1 and not (tmp_path / "G.safetensors").exists()
+
+
+def test_a_damaged_stored_weight_names_its_file(store, tmp_path, capsys):
+    """load_state_dict read the file with safetensors directly: a damaged weight exited 1 with
+    "SafetensorError: Error while deserializing header: ...", naming no file."""
+    from genrestore.io import write_image
+
+    damaged = store / ws.spec("niqe-pristine-photos").file
+    damaged.parent.mkdir(parents=True)
+    damaged.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
+    with pytest.raises(InputError, match="not a readable safetensors file"):
+        ws.load_state_dict("niqe-pristine-photos")
+    image = tmp_path / "a.png"
+    write_image(image, torch.rand(1, 3, 96, 192, generator=torch.Generator().manual_seed(0)))
+    assert main(["metrics", str(image), str(image), "--metrics", "niqe", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"genrestore: error: {damaged}: not a readable safetensors file") and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("sidecar", ["{not json", "[1, 2]"])
+def test_verify_reports_a_malformed_sidecar_and_goes_on(store, tmp_path, capsys, sidecar):
+    """A NAME.json that is not JSON stopped `weights verify` at that weight with "JSONDecodeError:
+    ..." (a list: "AttributeError: ..."), naming no file and leaving the other weights unchecked."""
+    src = _checkpoint(tmp_path, {"w": torch.zeros(3)})
+    for name in ("alexnet-torchvision", "vgg16-torchvision"):
+        assert main(["weights", "add", name, str(src), "--force"]) == 0
+    bad = store / "alexnet-torchvision.json"
+    bad.write_text(sidecar)
+    capsys.readouterr()
+    assert main(["weights", "verify", "alexnet-torchvision", "vgg16-torchvision"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"alexnet-torchvision: {bad}: ") and "JSON" in out[0], out
+    assert out[1:] == ["vgg16-torchvision: ok"], out

@@ -134,6 +134,22 @@ def save_checkpoint(path: Path, it: int, g: nn.Module, opt_g, d: nn.Module | Non
     atomic_write_bytes(path.with_suffix(".json"), (record + "\n").encode())
 
 
+def checkpoint_record(path: Path) -> dict:
+    """The run record inside a :func:`save_checkpoint` file; :class:`InputError` naming the file
+    when it is damaged or not such a checkpoint."""
+    from ..io import safetensors_metadata
+
+    text = safetensors_metadata(path).get("genrestore_run", "")
+    try:
+        record = json.loads(text)
+    except ValueError:
+        record = None
+    if not isinstance(record, dict) or "iteration" not in record:
+        raise InputError(f"{path}: not a DeSRA fine-tuning checkpoint (no run record in its metadata); "
+                         f"use a new output folder or delete it")
+    return record
+
+
 def finetune(g: nn.Module, pairs: list[tuple[torch.Tensor, torch.Tensor]], cfg: FinetuneConfig, out_dir: Path,
              perceptual: nn.Module | None = None, discriminator: nn.Module | None = None,
              device: torch.device | str = "cpu", progress: bool = True, meta: dict | None = None) -> dict:
@@ -142,7 +158,6 @@ def finetune(g: nn.Module, pairs: list[tuple[torch.Tensor, torch.Tensor]], cfg: 
     Returns:
         The run log: iterations done, mean losses per ``save_every`` window, losses used, wall time.
     """
-    from safetensors.torch import load_file
     from tqdm import tqdm
 
     device = torch.device(device)
@@ -157,11 +172,10 @@ def finetune(g: nn.Module, pairs: list[tuple[torch.Tensor, torch.Tensor]], cfg: 
     cfg.losses = ["l1"] + (["perceptual"] if perceptual is not None else []) + (["gan"] if d is not None else [])
     start_it, log = 0, {"windows": []}
     if ckpt.is_file():
-        from safetensors import safe_open
+        from ..io import load_safetensors
 
-        state = load_file(str(ckpt))
-        with safe_open(str(ckpt), "pt") as f:
-            prev = json.loads((f.metadata() or {}).get("genrestore_run", "{}"))
+        prev = checkpoint_record(ckpt)
+        state = load_safetensors(ckpt)
         free = {"iterations", "save_every"}
         old = {k: v for k, v in prev.get("config", {}).items() if k not in free}
         new = {k: v for k, v in json.loads(json.dumps(asdict(cfg))).items() if k not in free}

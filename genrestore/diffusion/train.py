@@ -113,25 +113,41 @@ def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], run: dict[str,
     os.replace(tmp, path)
 
 
+def checkpoint_run(path: str | os.PathLike) -> dict[str, Any]:
+    """The run record that :func:`save_checkpoint` put in ``path``'s metadata (``step``,
+    ``wall_time_s`` and the run arguments); :class:`InputError` naming the file when it is damaged
+    or has no such record."""
+    from ..io import safetensors_metadata
+
+    record = safetensors_metadata(path).get("run", "")
+    try:
+        meta = json.loads(record)
+    except ValueError:
+        meta = None
+    if not isinstance(meta, dict) or "step" not in meta or "wall_time_s" not in meta:
+        raise InputError(f"{path}: not a training checkpoint (no run record in its metadata); "
+                         "use another out_dir or delete the checkpoint")
+    return meta
+
+
 def load_checkpoint(path: Path, modules: dict[str, torch.nn.Module],
                     optimizers: dict[str, tuple[torch.optim.Optimizer, torch.nn.Module]], run: dict[str, Any],
                     keys: Sequence[str] = _RUN_KEYS) -> tuple[int, float]:
     """Load a :func:`state_tensors` checkpoint in place; return ``(step, wall_time_s)``.
 
     Raises:
-        InputError: the checkpoint's run differs from ``run`` in one of ``keys``.
+        InputError: the checkpoint cannot be read, has no run record, or its run differs from
+            ``run`` in one of ``keys``.
     """
-    from safetensors import safe_open
-    from safetensors.torch import load_file
+    from ..io import load_safetensors
 
-    with safe_open(str(path), "pt") as f:
-        meta = json.loads(f.metadata()["run"])
+    meta = checkpoint_run(path)
     saved_now = {k: (meta.get(k, _RUN_DEFAULTS.get(k)), run.get(k, _RUN_DEFAULTS.get(k))) for k in keys}
     mismatch = {k: v for k, v in saved_now.items() if v[0] != v[1]}
     if mismatch:
         raise InputError(f"{path}: checkpoint of another run (saved vs now: {mismatch}); "
                          "use another out_dir or delete the checkpoint")
-    tensors = load_file(str(path))
+    tensors = load_safetensors(path)
     for name, m in modules.items():
         m.load_state_dict({k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(f"{name}.")})
     for opt_name, (opt, module) in optimizers.items():

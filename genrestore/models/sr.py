@@ -173,6 +173,11 @@ def peak_activation_bytes(net: nn.Module, hw: tuple[int, int], probe: int = 32) 
 TILE_BLEND = 8  # input px of cosine cross-fade between tiles, beyond the discarded pads
 
 
+def input_multiple(net: nn.Module) -> int:
+    """The multiple the network's input sides must be (RRDBNet x2 / x1 pixel-unshuffle by 2 / 4; else 1)."""
+    return int(getattr(net, "unshuffle", 1))
+
+
 def upscale(net: nn.Module, x: torch.Tensor, tile: int = 0, tile_pad: int = 16, half: bool = False) -> torch.Tensor:
     """Super-resolve a batch.
 
@@ -194,7 +199,7 @@ def upscale(net: nn.Module, x: torch.Tensor, tile: int = 0, tile_pad: int = 16, 
     check_image(x, "low-resolution image", channels=(3,))
     scale = int(net.scale)
     h, w = x.shape[-2:]
-    m = int(getattr(net, "unshuffle", 1))  # RRDBNet x2 / x1 pixel-unshuffle their input by 2 / 4
+    m = input_multiple(net)
     if h % m or w % m:  # reflect-pad the bottom and right to the multiple, crop the output back (as Real-ESRGAN)
         x = F.pad(x, (0, -w % m, 0, -h % m), mode="reflect" if min(h, w) > m else "replicate")
     tile -= tile % m  # every tile, like the padded image, a multiple of m

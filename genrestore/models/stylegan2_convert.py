@@ -412,7 +412,7 @@ def convert_stylegan2(source: str | os.PathLike, dest: str | os.PathLike, name: 
 
     from safetensors.torch import save_file
 
-    from ..io import atomic_write, atomic_write_bytes
+    from ..io import atomic_write, atomic_write_bytes, check_output_file
     from ..weights import sha256_file
 
     src, out = Path(source), Path(dest)
@@ -420,6 +420,8 @@ def convert_stylegan2(source: str | os.PathLike, dest: str | os.PathLike, name: 
         raise InputError(f"{src}: no such file")
     if out.suffix != ".safetensors":
         raise InputError(f"expected a .safetensors destination, got {out}")
+    for path in (out, out.with_suffix(".json")):  # before the conversion
+        check_output_file(path, [src])
     kind = fmt if fmt != "auto" else ("ada" if src.suffix == ".pkl" else "rosinality")
     if kind == "ada":
         try:

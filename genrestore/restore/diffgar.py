@@ -29,7 +29,7 @@ from .._checks import InputError, check_image
 from .._random import Generator
 from ..diffusion.model import ConditionalUNet
 from ..diffusion.sampling import sample
-from .idm import check_tile, pad_to_multiple, size_multiple
+from .idm import TILE_BLEND, check_tile, pad_to_multiple, size_multiple
 
 DIFFGAR_CLASSES: tuple[str, ...] = ("upsample", "denoise", "deartifact", "inpaint")
 # DiffGAR's own classes (§3): the artifact kinds of `genrestore artifacts`; "identity" pairs train [MASK].
@@ -256,7 +256,7 @@ class DiffGARRestorer:
     @torch.inference_mode()
     def restore(self, y: torch.Tensor, mode: Mode = "guided", artifact: str | None = None,
                 guidance_scale: float = 3.0, steps: int = 30, generator: Generator = None, tile: int = 0,
-                tile_pad: int = 16, tile_blend: int = 16) -> torch.Tensor:
+                tile_pad: int = 16, tile_blend: int = TILE_BLEND) -> torch.Tensor:
         """Restore ``y`` by ``steps`` DDIM steps (``eta = 0``) from ``x_T ~ N(0, I)`` (DiffGAR §4).
 
         Images are padded (bottom/right, reflect) to the UNet's size multiple and cropped back;

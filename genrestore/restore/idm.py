@@ -40,6 +40,9 @@ def size_multiple(model: ConditionalUNet) -> int:
     return 2 ** (n_blocks - 1)
 
 
+TILE_BLEND = 16  # px of cosine cross-fade between tiles: the restorers' default, which the CLI keeps
+
+
 def check_tile(tile: int, tile_pad: int, tile_blend: int, multiple: int) -> None:
     """Raise :class:`InputError` unless ``tile`` is 0 or a multiple of ``multiple`` larger than ``2 tile_pad + tile_blend``."""
     if not isinstance(tile, int) or tile and (tile < 0 or tile % multiple or tile <= 2 * tile_pad + tile_blend):
@@ -106,7 +109,7 @@ class IDMRestorer:
 
     @torch.inference_mode()
     def restore(self, y: torch.Tensor, steps: int = 10, generator: Generator = None, tile: int = 0,
-                tile_pad: int = 16, tile_blend: int = 16) -> torch.Tensor:
+                tile_pad: int = 16, tile_blend: int = TILE_BLEND) -> torch.Tensor:
         """Restore ``y`` by ``steps`` DDPM steps from ``x_T ~ N(0, I)`` (IDM §4).
 
         Images are mapped to ``[-1, 1]`` for the model and back, padded (bottom/right) to the

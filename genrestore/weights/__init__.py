@@ -148,10 +148,9 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 def load_state_dict(name: str, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """Load ``name``'s tensors (safetensors only), as float32 unless stored otherwise."""
-    from safetensors.torch import load_file
-
-    return load_file(str(resolve(name)), device=str(device))
+    """Load ``name``'s tensors (safetensors only), as float32 unless stored otherwise; a damaged
+    file is an :class:`InputError` naming it."""
+    return load_safetensors(resolve(name), device=str(device))
 
 
 def load_metadata(name: str) -> dict[str, Any]:
@@ -161,9 +160,12 @@ def load_metadata(name: str) -> dict[str, Any]:
     if not sidecar.is_file():
         return {}
     try:
-        return json.loads(sidecar.read_text())
+        meta = json.loads(sidecar.read_text())
     except ValueError as e:
         raise InputError(f"{sidecar}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise InputError(f"{sidecar}: expected a JSON object, got a {type(meta).__name__}")
+    return meta
 
 
 def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
@@ -242,14 +244,17 @@ def add(name: str, file: str | os.PathLike, dest_dir: str | os.PathLike | None =
 
 
 def verify(name: str) -> tuple[bool, str]:
-    """Check a stored weight's sha256 against its sidecar (or the registry for shipped weights)."""
+    """Check a stored weight's sha256 against its sidecar (or the registry for shipped weights);
+    a malformed sidecar is a failed check that names it."""
     path = find(name)
     if path is None:
         return False, "absent"
     expected = spec(name).sha256
-    sidecar = path.with_suffix(".json")
-    if not expected and sidecar.is_file():
-        expected = json.loads(sidecar.read_text()).get("sha256", "")
+    if not expected:
+        try:
+            expected = load_metadata(name).get("sha256", "")
+        except InputError as e:
+            return False, str(e)
     if not expected:
         return False, "no recorded sha256"
     actual = sha256_file(path)

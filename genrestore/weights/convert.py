@@ -21,7 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .._checks import InputError
-from ..io import atomic_write, atomic_write_bytes
+from ..io import atomic_write, atomic_write_bytes, check_output_file
 from . import WeightSpec, sha256_file, spec, user_dir
 
 
@@ -124,6 +124,9 @@ def convert(name: str, source: str | Path, dest_dir: str | Path | None = None, f
     src = Path(source)
     if not src.exists():
         raise InputError(f"{src}: no such file or folder")
+    out = Path(dest_dir or user_dir()) / s.file
+    for path in (out, out.with_suffix(".json")):  # before the conversion
+        check_output_file(path, [src])
     digest = sha256_file(src) if src.is_file() else ""
     if digest and digest != pkg["sha256"] and not force:
         raise InputError(f"{src}: sha256 {digest[:16]}... is not that of {pkg['spec']} ({pkg['sha256'][:16]}...); "
@@ -137,7 +140,6 @@ def convert(name: str, source: str | Path, dest_dir: str | Path | None = None, f
                                  f"pass --force to convert it anyway")
         state, config = _run_converter(pkg, root)
     tensors = {k: v.contiguous() for k, v in state.items()}
-    out = Path(dest_dir or user_dir()) / s.file
     atomic_write(out, lambda p: save_file(tensors, p, metadata={"genrestore_weight": name}))
     meta = {**asdict(s), "config": config, "sha256": sha256_file(out), "source_sha256": digest or None,
             "source_path": str(src), "parameters": int(sum(t.numel() for k, t in tensors.items() if "::" not in k))}
