@@ -417,8 +417,10 @@ def cmd_authenticity(args: argparse.Namespace) -> int:
         from .metrics.lpips import lpips
 
         dist, note = (lambda a, b: lpips(a, b, "alex")), "LPIPS (alex)"
+    paths = list_images([args.ref])
+    _validate_inputs(paths)  # a bad image late in the folder stops the run before the first restoration
     rows, small = [], []
-    for p in tqdm(list_images([args.ref]), desc="authenticity", unit="img", file=sys.stderr, disable=args.quiet):
+    for p in tqdm(paths, desc="authenticity", unit="img", file=sys.stderr, disable=args.quiet):
         fx = read_image(p, "rgb").to(device)
         fits = dist is not None and min(fx.shape[-2:]) >= 31  # AlexNet's features need 31 px a side
         if dist is not None and not fits:

@@ -363,3 +363,22 @@ def test_train_idm_refuses_a_damaged_checkpoint_in_one_line(tmp_path, capsys, ca
     err = capsys.readouterr().err
     words = "not a readable safetensors file" if case == "damaged" else "not a training checkpoint"
     assert err.startswith(f"genrestore: error: {ckpt}: {words}") and err.count("\n") == 1, err
+
+
+def test_authenticity_cli_checks_every_image_before_the_first(tmp_path, capsys, monkeypatch):
+    """A damaged file late in the folder is one line naming it, exit 2, before any image is restored
+    (it used to fail when the loop reached it, after the rows before it were printed)."""
+    from genrestore import cli
+    from genrestore.io import write_image
+    from genrestore.restore import idm
+
+    tiny_net().save(tmp_path / "m.safetensors")
+    write_image(tmp_path / "fx" / "a.png", torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(6)))
+    (tmp_path / "fx" / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    calls = []
+    monkeypatch.setattr(idm, "authenticity", lambda *a, **k: calls.append(a) or {"psnr": torch.zeros(1)})
+    assert cli.main(["metrics", str(tmp_path / "fx"), "--authenticity", str(tmp_path / "m.safetensors"),
+                     "--steps", "1", "--json", "-q"]) == 2
+    captured = capsys.readouterr()
+    assert calls == [] and captured.out == ""
+    assert "b.png" in captured.err and len(captured.err.strip().splitlines()) == 1
