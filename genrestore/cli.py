@@ -411,7 +411,7 @@ def cmd_authenticity(args: argparse.Namespace) -> int:
         raise InputError("--authenticity takes one folder of restored images f(x), not a REF/DIST pair")
     device = resolve_device(args.device)
     restorer = IDMRestorer.from_file(args.authenticity, device)
-    check_restorer_tiling(args, restorer)
+    check_restorer_tiling(restorer, args.tile, args.tile_pad)
     dist, note = None, "LPIPS: absent (alexnet-torchvision not in the weight store)"
     if ws.find("alexnet-torchvision") is not None:
         from .metrics.lpips import lpips

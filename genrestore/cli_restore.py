@@ -41,17 +41,20 @@ def _diffusion_steps(args: argparse.Namespace, default: int, what: str) -> int:
     return int(steps)
 
 
-def check_restorer_tiling(args: argparse.Namespace, restorer) -> None:
-    """Refuse ``--tile`` / ``--tile-pad`` that ``restorer`` (IDM, DiffGAR) would refuse at its first
-    image, right after it is loaded, naming the options."""
+EXTRINSIC_TILE_PAD = 16  # px: train idm --extrinsic-from restores the data with restore's default --tile-pad
+
+
+def check_restorer_tiling(restorer, tile: int, tile_pad: int, options: tuple[str, str] = ("--tile", "--tile-pad")) -> None:
+    """Refuse a ``tile`` / ``tile_pad`` that ``restorer`` (IDM, DiffGAR) would refuse at its first
+    image, right after it is loaded, naming the ``options`` that set them."""
     from .restore.idm import TILE_BLEND, check_tile
 
     try:
-        check_tile(args.tile, args.tile_pad, TILE_BLEND, restorer.multiple)
+        check_tile(tile, tile_pad, TILE_BLEND, restorer.multiple)
     except InputError:
-        overlap = 2 * args.tile_pad + TILE_BLEND
-        raise InputError(f"--tile {args.tile} must be 0 or a multiple of {restorer.multiple} (the model's size "
-                         f"multiple) larger than 2 * --tile-pad + {TILE_BLEND} = {overlap} (tiles overlap by that "
+        overlap = 2 * tile_pad + TILE_BLEND
+        raise InputError(f"{options[0]} {tile} must be 0 or a multiple of {restorer.multiple} (the model's size "
+                         f"multiple) larger than 2 * {options[1]} + {TILE_BLEND} = {overlap} (tiles overlap by that "
                          f"much)") from None
 
 
@@ -105,7 +108,7 @@ def cmd_restore_idm(args: argparse.Namespace) -> int:
     steps = _diffusion_steps(args, 10, "IDM (DDPM)")
     device = resolve_device(args.device)
     restorer = IDMRestorer.from_file(args.model, device)
-    check_restorer_tiling(args, restorer)
+    check_restorer_tiling(restorer, args.tile, args.tile_pad)
     return _restore_each(args, device, lambda y, g, _: restorer.restore(y, steps, g, args.tile, args.tile_pad),
                          {"method": "idm", "model": str(args.model), "steps": steps, "tile": args.tile,
                           "tile_pad": args.tile_pad},
@@ -124,7 +127,7 @@ def cmd_restore_diffgar(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     restorer = DiffGARRestorer.from_file(args.model, device, autoencoder=args.autoencoder)
     restorer.sampling_args(args.mode, args.artifact, args.guidance_scale, 1, device)  # checks mode up front
-    check_restorer_tiling(args, restorer)
+    check_restorer_tiling(restorer, args.tile, args.tile_pad)
 
     def restore_one(y, g, _path):
         if args.upscale > 1:  # DiffGAR conditions on images at the output size (upsampling: bicubic first)
@@ -493,6 +496,8 @@ def _extrinsic_data(args: argparse.Namespace, source: Path, device) -> Path:
 
     from .weights import sha256_file
 
+    restorer = IDMRestorer.from_file(source, device)
+    check_restorer_tiling(restorer, args.extrinsic_tile, EXTRINSIC_TILE_PAD, ("--extrinsic-tile", f"its pad ({EXTRINSIC_TILE_PAD} px)"))
     out = Path(args.output) / "extrinsic_data"
     # the cache is reused (a resumed run) only when it was made by the same model and settings
     params = {"model_sha256": sha256_file(source), "data": str(Path(args.data).resolve()),
@@ -508,14 +513,13 @@ def _extrinsic_data(args: argparse.Namespace, source: Path, device) -> Path:
         raise InputError(f"{out} holds images of an unknown extrinsic run (no params.json); delete it or use another -o")
     else:
         atomic_write_bytes(params_file, (json.dumps(params, indent=1) + "\n").encode())
-    restorer = IDMRestorer.from_file(source, device)
     for p in tqdm(list_images([args.data]), desc="extrinsic: restore training data", unit="img", file=sys.stderr,
                   disable=args.quiet):
         target = out / f"{p.stem}.png"
         if not target.is_file():
             x = read_image(p, "rgb").to(device)
             write_image(target, restorer.restore(x, args.extrinsic_steps, generator_for(args.seed, p.name),
-                                                 tile=args.extrinsic_tile))
+                                                 tile=args.extrinsic_tile, tile_pad=EXTRINSIC_TILE_PAD))
     return out
 
 

@@ -382,3 +382,20 @@ def test_authenticity_cli_checks_every_image_before_the_first(tmp_path, capsys, 
     captured = capsys.readouterr()
     assert calls == [] and captured.out == ""
     assert "b.png" in captured.err and len(captured.err.strip().splitlines()) == 1
+
+
+def test_extrinsic_tile_is_checked_before_anything_is_written(tmp_path, capsys):
+    """--extrinsic-tile 30 (not a multiple of the UNet's 4) is one line naming the option, exit 2,
+    before params.json or any restored photo is written (it failed at the first photo, after
+    params.json, with the library's argument names)."""
+    from genrestore.cli import main
+    from genrestore.io import write_image
+
+    tiny_net().save(tmp_path / "k0.safetensors")
+    write_image(tmp_path / "photos" / "p0.png", torch.rand(1, 3, 24, 24, generator=torch.Generator().manual_seed(7)))
+    assert main(["train", "idm", "-o", str(tmp_path / "k1"), "--data", str(tmp_path / "photos"), "--size", "16",
+                 "--steps", "1", "--batch-size", "1", "--extrinsic-from", str(tmp_path / "k0.safetensors"),
+                 "--extrinsic-tile", "30", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "--extrinsic-tile 30" in err and "tile_pad" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "k1" / "extrinsic_data").exists()
