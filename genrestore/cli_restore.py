@@ -14,6 +14,7 @@ import torch
 
 from ._argtypes import float_in, nonneg_float, nonneg_int, positive_float, positive_int
 from ._checks import InputError
+from .io import read_json_object
 
 DEFAULT_IDM = "idm-default"  # the shipped IDM restorer (genrestore/weights/idm-default.*)
 
@@ -377,7 +378,7 @@ def _unet_recipe(args: argparse.Namespace) -> str:
 def report_training(args: argparse.Namespace, what: str) -> int:
     """Print where a training call ended: the final model, or the step a --time-limit stopped at."""
     out = Path(args.output)
-    meta = json.loads((out / "model.json").read_text()) if (out / "model.json").is_file() else {}
+    meta = read_json_object(out / "model.json", "a model sidecar (JSON object)") if (out / "model.json").is_file() else {}
     if meta.get("steps") == args.steps:
         print(f"{what} after {args.steps} steps -> {out / 'model.safetensors'}")
     else:
@@ -504,7 +505,7 @@ def _extrinsic_data(args: argparse.Namespace, source: Path, device) -> Path:
               "steps": args.extrinsic_steps, "tile": args.extrinsic_tile, "seed": args.seed}
     params_file = out / "params.json"
     if params_file.is_file():
-        saved = json.loads(params_file.read_text())
+        saved = read_json_object(params_file, "the settings of an extrinsic run (JSON object)")
         if saved != params:
             diff = {k: (saved.get(k), v) for k, v in params.items() if saved.get(k) != v}
             raise InputError(f"{out} was restored with other settings (saved vs now: {diff}); "

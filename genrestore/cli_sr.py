@@ -13,7 +13,7 @@ import torch
 
 from ._argtypes import float_in, nonneg_int, positive_float, positive_int
 from ._checks import InputError
-from .io import list_images
+from .io import list_images, read_json_object
 
 
 _threshold = float_in(0, 10, low_open=True)  # D / A_k < threshold; the paper's 0.7
@@ -357,7 +357,7 @@ def cmd_train_desra(args: argparse.Namespace) -> int:
     settings = {"model": args.model, "mse": args.mse, "segmenter": segmenter.name, "threshold": args.threshold,
                 "tile": args.tile, "tile_pad": args.tile_pad, "lr_images": [str(p) for p in paths]}
     cache_record = out_dir / "pseudo_gt" / "settings.json"
-    if cache_record.is_file() and json.loads(cache_record.read_text()) != settings:
+    if cache_record.is_file() and read_json_object(cache_record, "the pseudo-GT's settings (JSON object)") != settings:
         raise InputError(f"{out_dir}: holds pseudo-GT made with other settings or images; use a new output folder")
     # 1. pseudo-GT (eq. 10) from the original models, cached in OUT/pseudo_gt
     pairs, fractions = [], []
@@ -398,8 +398,8 @@ def cmd_train_desra(args: argparse.Namespace) -> int:
     meta = {**settings, "mask_fraction_mean": round(sum(fractions) / len(fractions), 6)}
     log = finetune(gan, pairs, cfg, out_dir, perceptual, disc, device, progress=not args.quiet, meta=meta)
     # 3. the fine-tuned generator, loadable by `upscale --model FILE`
-    base_cfg = json.loads(Path(str(_weight_path(args.model))).with_suffix(".json").read_text()).get("config") \
-        if Path(str(_weight_path(args.model))).with_suffix(".json").is_file() else None
+    base_sidecar = Path(str(_weight_path(args.model))).with_suffix(".json")
+    base_cfg = read_json_object(base_sidecar, "a model sidecar (JSON object)").get("config") if base_sidecar.is_file() else None
     final = out_dir / f"{Path(args.model).stem}-desra.safetensors"
     state = {k: v.detach().cpu().contiguous() for k, v in gan.state_dict().items()}
     atomic_write(final, lambda p: save_file(state, p))

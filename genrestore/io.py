@@ -333,6 +333,18 @@ def list_images(inputs: Iterable[str | os.PathLike]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
+def read_json_object(path: str | os.PathLike, what: str = "a JSON object") -> dict:
+    """The JSON object in ``path``; a file that is not one (damaged, cut, a list) is one
+    :class:`InputError` naming it and ``what`` it should hold."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: not {what} ({type(e).__name__})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: not {what} (a JSON {type(data).__name__})")
+    return data
+
+
 def _unreadable_safetensors(path: str | os.PathLike, e: Exception) -> InputError:
     detail = str(e).splitlines()[0][:120] if str(e) else ""
     return InputError(f"{path}: not a readable safetensors file ({type(e).__name__}{': ' + detail if detail else ''})")

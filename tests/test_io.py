@@ -221,3 +221,19 @@ def test_reads_from_threads_leave_stderr_alone(tmp_path):
     assert shapes[0] == (1, 3, 8, 8) and shapes[1] is None
     after = os.fstat(2)
     assert (before.st_dev, before.st_ino) == (after.st_dev, after.st_ino)
+
+
+def test_read_json_object_names_the_file_for_each_way_it_can_be_wrong(tmp_path):
+    from genrestore.io import read_json_object
+
+    good = tmp_path / "good.json"
+    good.write_text('{"a": [1, 2]}')
+    assert read_json_object(good) == {"a": [1, 2]}
+    for name, text, kind in (("cut.json", '{"a": [1,', "JSONDecodeError"), ("list.json", "[1]", "a JSON list"),
+                             ("bytes.json", b"\xff\xfe", "UnicodeDecodeError")):
+        path = tmp_path / name
+        path.write_bytes(text if isinstance(text, bytes) else text.encode())
+        with pytest.raises(InputError, match=f"{name}: not a sidecar \\({kind}\\)"):
+            read_json_object(path, "a sidecar")
+    with pytest.raises(InputError, match="missing.json: not a sidecar \\(FileNotFoundError\\)"):
+        read_json_object(tmp_path / "missing.json", "a sidecar")

@@ -582,3 +582,20 @@ def test_memory_check_applies_when_the_tile_covers_the_image(models, lr_dir, tmp
     assert not out.exists() or not list(out.iterdir())
     assert main(["upscale", str(lr_dir), "-o", str(out), "--model", str(models[0]), "--tile", "24", "--tile-pad", "4",
                  "-q"]) == 0
+
+
+def test_a_damaged_model_sidecar_is_one_line_naming_it(tmp_path, capsys):
+    """upscale --model FILE whose FILE.json is cut (or not an object) stops with one line naming the
+    sidecar, exit 2 (it was 'JSONDecodeError: ...', exit 1)."""
+    from genrestore.cli import main
+    from genrestore.io import write_image
+
+    model = tmp_path / "m.safetensors"
+    _save_model(model, TINY_RRDB)
+    write_image(tmp_path / "lr" / "a.png", torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0)))
+    for text in ('{"config": {"arch": "rrdb', "[1, 2]"):
+        model.with_suffix(".json").write_text(text)
+        assert main(["upscale", str(tmp_path / "lr"), "-o", str(tmp_path / "sr"), "--model", str(model), "-q"]) == 2
+        err = capsys.readouterr().err
+        assert "m.json: not a model sidecar" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "sr").exists()

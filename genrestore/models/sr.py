@@ -18,7 +18,6 @@ Every network maps ``(N, 3, H, W)`` RGB in [0, 1] to ``(N, 3, sH, sW)`` (not cla
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import warnings
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._checks import InputError, check_image
+from ..io import read_json_object
 
 # arch name -> (module, class)
 ARCHS = {
@@ -54,7 +54,7 @@ def build_sr(config: dict) -> nn.Module:
 def _stored_config(path: Path, fallback: dict) -> dict:
     sidecar = path.with_suffix(".json")
     if sidecar.is_file():
-        meta = json.loads(sidecar.read_text())
+        meta = read_json_object(sidecar, "a model sidecar (JSON object)")
         if meta.get("config", {}).get("arch"):
             return meta["config"]
     if fallback.get("arch"):

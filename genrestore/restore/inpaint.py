@@ -25,7 +25,6 @@ Masks are ``(N, 1, H, W)`` keep-masks, 1 = known, 0 = missing (as in :mod:`genre
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from typing import Literal
@@ -33,6 +32,7 @@ from typing import Literal
 import torch
 
 from .._checks import InputError, check_image
+from ..io import read_json_object
 from .._random import Generator, rand, randint
 from ..degrade.masks import random_box_mask, random_stroke_mask
 
@@ -141,7 +141,7 @@ class Inpainter:
         path = ws.model_file(path)
         sidecar = path.with_suffix(".json")
         net = ConditionalUNet.load(path, device)
-        kind = json.loads(sidecar.read_text()).get("inpainter")
+        kind = read_json_object(sidecar, "an inpainter sidecar (JSON object)").get("inpainter")
         if kind not in KINDS:
             raise InputError(f"{sidecar}: expected 'inpainter' in {KINDS} (a model from `genrestore train "
                              f"inpaint`), got {kind!r}")
