@@ -383,6 +383,13 @@ def _unwritable(path: Path) -> str:
                 return f"{p} is a file"
             if not os.access(p, os.W_OK | os.X_OK):
                 return f"{p} is not writable"
+            try:  # as the atomic writes will: a temporary file beside the output (os.access says yes
+                # to root on read-only mounts and on /proc, which refuses new files)
+                fd, probe = tempfile.mkstemp(dir=p, prefix=".genrestore-probe-")
+            except OSError as e:
+                return f"{p} is not writable: {e.strerror or type(e).__name__}"
+            os.close(fd)
+            os.unlink(probe)
             return ""
     return ""
 

@@ -716,5 +716,20 @@ def test_an_unwritable_output_location_is_refused_up_front(inputs, tmp_path, cap
             "weights convert": ["weights", "convert", str(tmp_path / "G.pkl"), str(target / "G.safetensors")]}[verb]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"genrestore: error: ") and f"({unwritable} is not writable)" in err, err
+    assert err.startswith(f"genrestore: error: ") and f"({unwritable} is not writable" in err, err
     assert err.count("\n") == 1, err
+
+
+def test_a_folder_that_refuses_new_files_is_refused_though_os_access_allows_it(inputs, tmp_path, capsys):
+    """/proc passes os.access(W_OK) for root but creates no files: metrics --csv /proc/m.csv ran the
+    metrics, then exited 1 with 'FileNotFoundError: ... /proc/.m.csv....tmp'."""
+    import os
+    from pathlib import Path
+
+    if not Path("/proc").is_dir() or not os.access("/proc", os.W_OK):
+        pytest.skip("needs a /proc that os.access calls writable (Linux, as root)")
+    a = str(inputs / "a.png")
+    assert main(["metrics", a, a, "--csv", "/proc/m.csv", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("genrestore: error: --csv /proc/m.csv: cannot be written (/proc is not writable"), err
+    assert err.count("\n") == 1 and not Path("/proc/m.csv").exists()
