@@ -77,10 +77,13 @@ _SUPPORTED_MODES = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGB
                     "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
 
-def _validate_inputs(paths: Sequence[Path], rgb_only: str | None = None) -> list[tuple[int, int]]:
-    """Decode every input once before anything is written, so that a bad file fails the whole
-    run up front with its name. Returns each image's ``(H, W)`` after EXIF orientation.
+def _validate_inputs(paths: Sequence[Path], rgb_only: str | None = None, decode: bool = True) -> list[tuple[int, int]]:
+    """Check every input before anything is written, so that a bad file fails the whole run up
+    front with its name. Returns each image's ``(H, W)`` after EXIF orientation.
 
+    ``decode``: decode each file once (catches truncated data too); ``False`` reads the headers
+    only (sizes and modes), for commands whose work is little more than decoding (``metrics``).
+    Files Pillow cannot parse (e.g. float32 RGB TIFF, which OpenCV reads) are decoded either way.
     ``rgb_only``: refuse grey and RGBA images, naming this as what needs RGB (e.g. "the SR models")."""
     from PIL import Image, UnidentifiedImageError
 
@@ -92,11 +95,15 @@ def _validate_inputs(paths: Sequence[Path], rgb_only: str | None = None) -> list
         for p in paths:
             try:
                 with Image.open(p) as im:
-                    mode = im.mode
-            except (UnidentifiedImageError, OSError, SyntaxError) as e:
-                raise InputError(f"{p}: cannot read as an image ({type(e).__name__})") from None
-            if mode not in _SUPPORTED_MODES:
+                    mode, (w, h) = im.mode, im.size
+                    turned = int(im.getexif().get(0x0112, 1)) in (5, 6, 7, 8)  # EXIF orientations that swap H, W
+            except (UnidentifiedImageError, OSError, SyntaxError):
+                mode = None  # not for Pillow: read_image (OpenCV) decides, and names the file if it cannot
+            if mode is not None and mode not in _SUPPORTED_MODES:
                 raise InputError(f"{p}: unsupported image mode {mode!r} (expected grey, RGB or RGBA)")
+            if mode is not None and not decode and not rgb_only:
+                sizes.append((w, h) if turned else (h, w))
+                continue
             shape = read_image(p).shape
             if rgb_only and shape[1] != 3:
                 kind = {1: "grey", 2: "grey+alpha", 4: "RGBA"}.get(shape[1], f"{shape[1]}-channel")
@@ -360,20 +367,21 @@ def _pair_by_name(ref: str, dist: str) -> list[tuple[Path, Path]]:
 
 def _check_pairs(pairs: list[tuple[Path, Path]], names: Sequence[str], set_names: Sequence[str],
                  args: argparse.Namespace) -> None:
-    """Decode every pair and check its sizes against each metric before any is measured, so that
-    a bad pair late in a folder stops the run up front, named by its distorted image."""
+    """Check every pair (headers: readable, sizes) against each metric before any is measured, so
+    that a bad pair late in a folder stops the run up front, named by its distorted image (data
+    cut short inside a file shows only when it is decoded, and is named then)."""
     from .metrics.full_reference import _SSIM_WINDOW
     from .metrics.lpips import MIN_SIZE as LPIPS_MIN
     from .metrics.niqe import BLOCK as NIQE_BLOCK
 
     files = list(dict.fromkeys(p for pair in pairs for p in pair))
-    size = dict(zip(files, _validate_inputs(files)))
+    size = dict(zip(files, _validate_inputs(files, decode=False)))  # decoding is most of the metrics' work
     cb = args.crop_border
     for ref, dist in pairs:
         (h, w), (rh, rw) = size[dist], size[ref]
         if (h, w) != (rh, rw):
             raise InputError(f"{dist}: size {w}x{h} differs from its reference {ref} ({rw}x{rh})")
-        if names and cb and 2 * cb >= min(h, w):
+        if cb and 2 * cb >= min(h, w) and any(m != "identity" for m in names):  # identity ignores the crop
             raise InputError(f"{dist}: --crop-border {cb} leaves nothing of a {w}x{h} image")
         ch, cw = h - 2 * cb, w - 2 * cb  # what the per-pair metrics see
         after = f" after --crop-border {cb}" if cb else ""

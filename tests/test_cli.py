@@ -733,3 +733,47 @@ def test_a_folder_that_refuses_new_files_is_refused_though_os_access_allows_it(i
     err = capsys.readouterr().err
     assert err.startswith("genrestore: error: --csv /proc/m.csv: cannot be written (/proc is not writable"), err
     assert err.count("\n") == 1 and not Path("/proc/m.csv").exists()
+
+
+def test_metrics_reads_float32_rgb_tiff_that_pillow_cannot_parse(tmp_path, capsys):
+    """Pillow does not parse float32 RGB TIFF, which read_image (OpenCV) reads: the up-front check
+    falls back to it instead of refusing the file ('cannot read as an image', exit 2)."""
+    import json
+
+    import cv2
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    rng = np.random.default_rng(0)
+    ref = rng.random((20, 24, 3), dtype=np.float32)
+    dist = np.clip(ref + rng.normal(0, 0.05, ref.shape).astype(np.float32), 0, 1)
+    for name, arr in (("ref", ref), ("dist", dist)):
+        (tmp_path / name).mkdir()
+        assert cv2.imwrite(str(tmp_path / name / "a.tif"), arr[..., ::-1])
+    with pytest.raises(UnidentifiedImageError):  # the case this test is about
+        Image.open(tmp_path / "ref" / "a.tif")
+    assert main(["metrics", str(tmp_path / "ref"), str(tmp_path / "dist"), "--metrics", "psnr", "--json", "-q"]) == 0
+    row = json.loads(capsys.readouterr().out.splitlines()[0])
+    expected = 10 * np.log10(1 / np.mean((ref.astype(np.float64) - dist) ** 2))
+    assert row["psnr"] == pytest.approx(expected, abs=1e-4)
+
+
+def test_metrics_reads_headers_up_front_and_decodes_each_image_once(inputs, tmp_path, monkeypatch):
+    """Decoding is most of what PSNR costs: the check before the loop reads headers only."""
+    from genrestore import io
+
+    decoded = []
+    real = io.read_image
+    monkeypatch.setattr(io, "read_image", lambda p, *a, **k: decoded.append(str(p)) or real(p, *a, **k))
+    assert main(["metrics", str(inputs), str(inputs), "--metrics", "psnr", "-q"]) == 0
+    assert sorted(decoded) == sorted(str(p) for p in io.list_images([inputs]) for _ in range(2))
+
+
+def test_metrics_crop_border_is_checked_only_for_metrics_that_crop(inputs, capsys):
+    """Identity similarity ignores --crop-border: a border too large for the image is refused for
+    psnr (one line, exit 2) but not for identity alone."""
+    a = str(inputs / "a.png")  # 48x40
+    assert main(["metrics", a, a, "--metrics", "psnr", "--crop-border", "20", "-q"]) == 2
+    assert "--crop-border 20 leaves nothing" in capsys.readouterr().err
+    assert main(["metrics", a, a, "--metrics", "identity", "--crop-border", "20", "--json", "-q"]) == 0
+    assert '"identity": 1.0' in capsys.readouterr().out
