@@ -477,6 +477,10 @@ def cmd_train_idm(args: argparse.Namespace) -> int:
         if args.regression:
             raise InputError("--extrinsic-from trains an IDM model k+1; it does not combine with --regression")
         source = ws.model_file(args.extrinsic_from)  # a file, or a store name such as idm-default
+        from .diffusion.train import CHECKPOINT, checkpoint_run
+
+        if (Path(args.output) / CHECKPOINT).is_file():  # a damaged one stops the run before the data is restored
+            checkpoint_run(Path(args.output) / CHECKPOINT)
         data = _extrinsic_data(args, source, device)
         model = ConditionalUNet.load(source, device)
         recipe += f" --extrinsic-from {args.extrinsic_from}"

@@ -399,3 +399,21 @@ def test_extrinsic_tile_is_checked_before_anything_is_written(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--extrinsic-tile 30" in err and "tile_pad" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "k1" / "extrinsic_data").exists()
+
+
+def test_extrinsic_run_checks_a_damaged_checkpoint_before_restoring_the_data(tmp_path, capsys):
+    """train idm --extrinsic-from restores every training photo first: a damaged OUT/checkpoint was
+    found only after that (by the trainer's resume)."""
+    from genrestore.cli import main
+    from genrestore.io import write_image
+
+    tiny_net().save(tmp_path / "k0.safetensors")
+    write_image(tmp_path / "photos" / "p0.png", torch.rand(1, 3, 24, 24, generator=torch.Generator().manual_seed(8)))
+    (tmp_path / "k1").mkdir()
+    ckpt = tmp_path / "k1" / "checkpoint.safetensors"
+    ckpt.write_bytes(b"not a safetensors file")
+    assert main(["train", "idm", "-o", str(tmp_path / "k1"), "--data", str(tmp_path / "photos"), "--size", "16",
+                 "--steps", "1", "--batch-size", "1", "--extrinsic-from", str(tmp_path / "k0.safetensors"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"genrestore: error: {ckpt}: not a readable safetensors file") and err.count("\n") == 1
+    assert not (tmp_path / "k1" / "extrinsic_data").exists()
