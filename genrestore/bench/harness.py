@@ -590,7 +590,7 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
     """Run (or resume) ``suite`` into ``out_dir``; return a summary (rows done, skipped, notes)."""
     from tqdm import tqdm
 
-    from ..io import check_output_folder, write_image
+    from ..io import check_output_folder
 
     out = Path(out_dir)
     check_output_folder(out)  # the folder is made once the images and models have loaded
@@ -607,6 +607,7 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
               for img, t, lv, m in jobs}
     done = set()
     file_sha: dict[str, str | None] = {}  # sha256 of the files under OUT, by relative path, once a run
+    kept_files: set[str] = set()  # the files of the rows kept: found intact, they are not rewritten
     if results.is_file():
         from ..io import atomic_write_bytes
 
@@ -620,7 +621,7 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
                 continue  # a line cut by an interruption: its row runs again
             if key in config and (row.get("config") != config[key] or key in done):
                 continue  # made with other settings, weights or images (or a duplicate): it runs again
-            if key in config and not _files_intact(out, row, file_sha):
+            if key in config and not _files_intact(out, row, file_sha, kept_files):
                 continue  # an image of the row is missing, truncated or replaced: it runs again
             done.add(key)
             kept.append(line)
@@ -657,20 +658,18 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
         pred = run_method(m, t, task, y, params, tuple(x.shape[-2:]), suite.seed, key, cache)
         seconds = time.perf_counter() - start
         rel = _row_files(img, t, lv, m, suite.seed)
-        for name, image in (("truth", x), ("input", y)):  # once a run: a file there may be another setting's
-            if rel[name] not in written:
-                write_image(out / rel[name], image)
+        for name, image in (("truth", x), ("input", y)):  # once a run: a file there may be another setting's,
+            if rel[name] not in written and rel[name] not in kept_files:  # but not one a kept row found intact
+                _write_hashed(out, rel[name], image, file_sha)
                 written.add(rel[name])
-                file_sha.pop(rel[name], None)
-        write_image(out / rel["output"], pred)
+        _write_hashed(out, rel["output"], pred, file_sha)
         metrics = {n: f(pred, x) for n, f in fns.items()}
         higher = {n: METRICS[n] for n in fns}
         if detector is not None:
             rel["mask"] = rel["output"][:-4] + "_mask.png"
             metrics.update(_detection_metrics(detector, pred, y, key, out, rel, suite.metrics))
             higher.update({n: METRICS[n] for n in ("detected", "regions", "iou") if n in metrics})
-        for name in ("output", "mask"):  # written just now
-            file_sha.pop(rel.get(name), None)
+        file_sha.pop(rel.get("mask"), None)  # written just now (hashed below)
         row = {"suite": suite.name, "image": img, "task": t, "level": lv, "method": m, "seed": suite.seed,
                "seconds": round(seconds, 4), "nfe": _network_calls(m, cache, t), "metrics": metrics,
                "higher_is_better": higher, "images": rel, "config": config[row_key],
@@ -695,14 +694,27 @@ def _cached_sha256(path: Path, rel: str, cache: dict) -> str | None:
     return cache[rel]
 
 
-def _files_intact(out: Path, row: dict, cache: dict) -> bool:
+def _write_hashed(out: Path, rel: str, image: torch.Tensor, file_sha: dict) -> None:
+    """Write ``image`` as the PNG ``out / rel`` atomically; note its sha256 in ``file_sha[rel]``."""
+    from ..io import write_image_hashed
+
+    hashes: dict[str, str] = {}
+    write_image_hashed(out / rel, image, hashes)
+    file_sha[rel] = hashes[Path(rel).name]
+
+
+def _files_intact(out: Path, row: dict, cache: dict, intact: set) -> bool:
     """Whether every image file of a finished ``row`` is under ``out`` with the sha256 the row
-    recorded (rows written before 2026-12-06 record none: they run once more)."""
+    recorded (rows written before 2026-12-06 record none: they run once more); if so, its files
+    are added to ``intact``."""
     recorded = row.get("sha256")
     if not isinstance(recorded, dict) or set(recorded) != set(row.get("images", {})):
         return False
-    return all(_cached_sha256(out / row["images"][name], row["images"][name], cache) == digest
-               for name, digest in recorded.items() if digest is not None)
+    if not all(_cached_sha256(out / row["images"][name], row["images"][name], cache) == digest
+               for name, digest in recorded.items()):
+        return False
+    intact.update(row["images"].values())
+    return True
 
 
 def _generators(t: str, suite: Suite, cache: dict) -> dict:
