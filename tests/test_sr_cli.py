@@ -593,9 +593,10 @@ def test_a_damaged_model_sidecar_is_one_line_naming_it(tmp_path, capsys):
     model = tmp_path / "m.safetensors"
     _save_model(model, TINY_RRDB)
     write_image(tmp_path / "lr" / "a.png", torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0)))
-    for text in ('{"config": {"arch": "rrdb', "[1, 2]"):
+    for text in ('{"config": {"arch": "rrdb', "[1, 2]", '{"config": null}'):
         model.with_suffix(".json").write_text(text)
         assert main(["upscale", str(tmp_path / "lr"), "-o", str(tmp_path / "sr"), "--model", str(model), "-q"]) == 2
         err = capsys.readouterr().err
-        assert "m.json: not a model sidecar" in err and len(err.strip().splitlines()) == 1
+        assert ("m.json: not a model sidecar" in err or "m.json with a 'config' entry" in err), err
+        assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "sr").exists()

@@ -54,9 +54,9 @@ def build_sr(config: dict) -> nn.Module:
 def _stored_config(path: Path, fallback: dict) -> dict:
     sidecar = path.with_suffix(".json")
     if sidecar.is_file():
-        meta = read_json_object(sidecar, "a model sidecar (JSON object)")
-        if meta.get("config", {}).get("arch"):
-            return meta["config"]
+        config = read_json_object(sidecar, "a model sidecar (JSON object)").get("config")
+        if isinstance(config, dict) and config.get("arch"):
+            return config
     if fallback.get("arch"):
         return fallback
     raise InputError(f"{path}: no architecture config (expected {sidecar.name} with a 'config' entry)")
