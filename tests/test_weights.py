@@ -42,7 +42,7 @@ def test_a_malformed_sidecar_json_is_an_input_error(store):
     store.mkdir(parents=True, exist_ok=True)
     (store / "idm-default.safetensors").write_bytes(b"x")
     (store / "idm-default.json").write_text("{not json")
-    with pytest.raises(InputError, match="idm-default.json: not valid JSON"):
+    with pytest.raises(InputError, match=r"idm-default.json: not a weight sidecar \(JSON object\) \(JSONDecodeError\)"):
         ws.load_metadata("idm-default")
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from .._checks import InputError
-from ..io import atomic_write, atomic_write_bytes, load_safetensors
+from ..io import atomic_write, atomic_write_bytes, load_safetensors, read_json_object
 
 PACKAGE_DIR = Path(str(resources.files("genrestore") / "weights"))
 
@@ -159,13 +159,7 @@ def load_metadata(name: str) -> dict[str, Any]:
     sidecar = path.with_suffix(".json")
     if not sidecar.is_file():
         return {}
-    try:
-        meta = json.loads(sidecar.read_text())
-    except ValueError as e:
-        raise InputError(f"{sidecar}: not valid JSON ({e})") from None
-    if not isinstance(meta, dict):
-        raise InputError(f"{sidecar}: expected a JSON object, got a {type(meta).__name__}")
-    return meta
+    return read_json_object(sidecar, "a weight sidecar (JSON object)")
 
 
 def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
