@@ -374,6 +374,21 @@ def safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
         raise _unreadable_safetensors(path, e) from None
 
 
+def safetensors_record(path: str | os.PathLike, key: str, required: Sequence[str], what: str) -> dict:
+    """The JSON object stored under ``key`` in a ``.safetensors`` file's metadata (a checkpoint's
+    run record), holding every ``required`` entry; :class:`InputError` naming the file when it is
+    damaged or is not ``what`` (no such record)."""
+    text = safetensors_metadata(path).get(key, "")  # a damaged file: its own error (InputError is a ValueError)
+    try:
+        record = json.loads(text)
+    except ValueError:
+        record = None
+    if not isinstance(record, dict) or any(k not in record for k in required):
+        raise InputError(f"{path}: not {what} (no run record in its metadata); "
+                         "use another output folder or delete the checkpoint")
+    return record
+
+
 def _unwritable(path: Path) -> str:
     """Why nothing can be created at ``path`` ("" if something can): the nearest of it and its
     parents that exists is a file, or a folder this process cannot write (read-only, /proc)."""

@@ -137,17 +137,9 @@ def save_checkpoint(path: Path, it: int, g: nn.Module, opt_g, d: nn.Module | Non
 def checkpoint_record(path: Path) -> dict:
     """The run record inside a :func:`save_checkpoint` file; :class:`InputError` naming the file
     when it is damaged or not such a checkpoint."""
-    from ..io import safetensors_metadata
+    from ..io import safetensors_record
 
-    text = safetensors_metadata(path).get("genrestore_run", "")
-    try:
-        record = json.loads(text)
-    except ValueError:
-        record = None
-    if not isinstance(record, dict) or "iteration" not in record:
-        raise InputError(f"{path}: not a DeSRA fine-tuning checkpoint (no run record in its metadata); "
-                         f"use a new output folder or delete it")
-    return record
+    return safetensors_record(path, "genrestore_run", ("iteration",), "a DeSRA fine-tuning checkpoint")
 
 
 def finetune(g: nn.Module, pairs: list[tuple[torch.Tensor, torch.Tensor]], cfg: FinetuneConfig, out_dir: Path,

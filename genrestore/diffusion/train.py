@@ -117,17 +117,9 @@ def checkpoint_run(path: str | os.PathLike) -> dict[str, Any]:
     """The run record that :func:`save_checkpoint` put in ``path``'s metadata (``step``,
     ``wall_time_s`` and the run arguments); :class:`InputError` naming the file when it is damaged
     or has no such record."""
-    from ..io import safetensors_metadata
+    from ..io import safetensors_record
 
-    record = safetensors_metadata(path).get("run", "")
-    try:
-        meta = json.loads(record)
-    except ValueError:
-        meta = None
-    if not isinstance(meta, dict) or "step" not in meta or "wall_time_s" not in meta:
-        raise InputError(f"{path}: not a training checkpoint (no run record in its metadata); "
-                         "use another out_dir or delete the checkpoint")
-    return meta
+    return safetensors_record(path, "run", ("step", "wall_time_s"), "a training checkpoint")
 
 
 def load_checkpoint(path: Path, modules: dict[str, torch.nn.Module],
