@@ -716,7 +716,7 @@ def test_an_unwritable_output_location_is_refused_up_front(inputs, tmp_path, cap
             "weights convert": ["weights", "convert", str(tmp_path / "G.pkl"), str(target / "G.safetensors")]}[verb]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"genrestore: error: ") and f"({unwritable} is not writable" in err, err
+    assert err.startswith("genrestore: error: ") and f"({unwritable} is not writable" in err, err
     assert err.count("\n") == 1, err
 
 
