@@ -370,10 +370,14 @@ def _check_pairs(pairs: list[tuple[Path, Path]], names: Sequence[str], set_names
     """Check every pair (headers: readable, sizes) against each metric before any is measured, so
     that a bad pair late in a folder stops the run up front, named by its distorted image (data
     cut short inside a file shows only when it is decoded, and is named then)."""
-    from .metrics.full_reference import _SSIM_WINDOW
-    from .metrics.lpips import MIN_SIZE as LPIPS_MIN
+    from functools import partial
+
+    from .metrics.full_reference import check_ssim_size
+    from .metrics.lpips import check_lpips_size
     from .metrics.niqe import BLOCK as NIQE_BLOCK
 
+    size_checks = ([check_ssim_size] if "ssim" in names else []) + [  # the metrics' own checks, on the cropped size
+        partial(check_lpips_size, net=net) for m, net in (("lpips", "alex"), ("lpips-vgg", "vgg")) if m in names]
     files = list(dict.fromkeys(p for pair in pairs for p in pair))
     size = dict(zip(files, _validate_inputs(files, decode=False)))  # decoding is most of the metrics' work
     cb = args.crop_border
@@ -385,14 +389,11 @@ def _check_pairs(pairs: list[tuple[Path, Path]], names: Sequence[str], set_names
             raise InputError(f"{dist}: --crop-border {cb} leaves nothing of a {w}x{h} image")
         ch, cw = h - 2 * cb, w - 2 * cb  # what the per-pair metrics see
         after = f" after --crop-border {cb}" if cb else ""
-        if "ssim" in names and min(ch, cw) < _SSIM_WINDOW:
-            raise InputError(f"{dist}: SSIM needs images of at least {_SSIM_WINDOW}x{_SSIM_WINDOW} px, "
-                             f"got {cw}x{ch}{after}")
-        for m in ("lpips", "lpips-vgg"):
-            net = "vgg" if m == "lpips-vgg" else "alex"
-            if m in names and min(ch, cw) < LPIPS_MIN[net]:
-                raise InputError(f"{dist}: LPIPS {net} needs images of at least {LPIPS_MIN[net]} px a side, "
-                                 f"got {cw}x{ch}{after}")
+        for check in size_checks:
+            try:
+                check(ch, cw)
+            except InputError as e:
+                raise InputError(f"{dist}: {e}{after}") from None
         if "niqe" in names and (ch // NIQE_BLOCK) * (cw // NIQE_BLOCK) < 2:
             raise InputError(f"{dist}: NIQE needs at least two {NIQE_BLOCK}x{NIQE_BLOCK} px blocks (e.g. "
                              f"{NIQE_BLOCK}x{2 * NIQE_BLOCK} px), got {cw}x{ch}{after}")

@@ -318,7 +318,8 @@ def _gaussian_window(size: int, sigma: float, device: torch.device, dtype: torch
     return (g / g.sum()).to(device=device, dtype=dtype)
 
 
-def _check_ssim_size(h: int, w: int, win_size: int) -> None:
+def check_ssim_size(h: int, w: int, win_size: int = _SSIM_WINDOW) -> None:
+    """Raise :class:`InputError` unless an ``h`` x ``w`` image holds one SSIM window."""
     if min(h, w) < win_size:
         raise InputError(f"SSIM needs images of at least {win_size}x{win_size} px, got {w}x{h}")
 
@@ -334,7 +335,7 @@ def ssim_map(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, win_size
     replaces that mean (strips of one image share their image's, so that they equal the whole map).
     """
     n, c, h, w = x.shape
-    _check_ssim_size(h, w, win_size)
+    check_ssim_size(h, w, win_size)
     shift = x.mean(dim=(2, 3), keepdim=True) if shift is None else shift
     layout = torch.channels_last if x.device.type == "cpu" and x.dtype == torch.float32 else torch.contiguous_format
     # without gradients the maps go straight into one buffer and the formula runs in place (fewer
@@ -386,7 +387,7 @@ def ssim(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, crop_border:
     x, y = _prepare(x, y, crop_border, y_channel, dtype)
     n, c, h, w = x.shape
     win = _SSIM_WINDOW
-    _check_ssim_size(h, w, win)  # before the strips: with none, the sum below would be silently 0
+    check_ssim_size(h, w, win)  # before the strips: with none, the sum below would be silently 0
     # images per call: enough for _SSIM_CHANNELS filtered channels (4 maps x c each) while the
     # maps of one call stay within _SSIM_ELEMENTS; larger images go one at a time, in strips of
     # output rows (each strip reads win - 1 rows more) with the same budget

@@ -26,6 +26,12 @@ Net = Literal["alex", "vgg"]
 _CHANNELS = {"alex": (64, 192, 384, 256, 256), "vgg": (64, 128, 256, 512, 512)}
 BACKBONE_WEIGHT = {"alex": "alexnet-torchvision", "vgg": "vgg16-torchvision"}
 MIN_SIZE = {"alex": 31, "vgg": 16}  # the smallest side, px, whose features reach the last tap
+
+
+def check_lpips_size(h: int, w: int, net: str) -> None:
+    """Raise :class:`InputError` unless an ``h`` x ``w`` image reaches ``net``'s last feature tap."""
+    if min(h, w) < MIN_SIZE[net]:
+        raise InputError(f"LPIPS {net} needs images of at least {MIN_SIZE[net]} px a side, got {w}x{h}")
 HEADS_WEIGHT = {"alex": "lpips-alex-v0.1", "vgg": "lpips-vgg-v0.1"}
 
 
@@ -76,9 +82,7 @@ class LPIPS(nn.Module):
         check_image(y, "second image", channels=(3,), check_range=False)
         if x.shape != y.shape:
             raise InputError(f"images differ in shape: {tuple(x.shape)} vs {tuple(y.shape)}")
-        if min(x.shape[-2:]) < MIN_SIZE[self.net_name]:
-            raise InputError(f"LPIPS {self.net_name} needs images of at least {MIN_SIZE[self.net_name]} px a side, "
-                             f"got {x.shape[-1]}x{x.shape[-2]}")
+        check_lpips_size(*x.shape[-2:], self.net_name)
         total = x.new_zeros(x.shape[0])
         for head, fx, fy in zip(self.heads, self.features(x), self.features(y)):
             fx = fx / (fx.square().sum(1, keepdim=True).sqrt() + 1e-10)
