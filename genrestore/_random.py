@@ -81,6 +81,22 @@ def poisson(rates: torch.Tensor, generator: Generator) -> torch.Tensor:
     return out.to(device=rates.device, dtype=rates.dtype)
 
 
+def fork(generator: Generator) -> Generator:
+    """A new generator (or one per image, for a list) seeded by one draw from ``generator``.
+
+    For draws whose count depends on the data (CPU ``torch.poisson`` uses a variable number of
+    uniforms per sample): made on a fork, they leave ``generator`` in a state that depends only
+    on its seed, so whatever is drawn from it afterwards is the same for any image.
+    ``None`` gives ``None`` (torch's global generator).
+    """
+    if generator is None:
+        return None
+    gens = list(generator) if isinstance(generator, Sequence) else [generator]
+    forks = [torch.Generator(g.device).manual_seed(
+        int(torch.randint(1 << 62, (1,), generator=g, device=g.device))) for g in gens]
+    return forks if isinstance(generator, Sequence) else forks[0]
+
+
 def per_image(generator: Generator, n: int) -> list[torch.Generator | None]:
     """One generator (or ``None``) per image, for code that loops over images.
 

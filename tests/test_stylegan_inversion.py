@@ -229,7 +229,9 @@ def test_robust_inversion_with_per_image_generators_is_batch_independent(G, task
     both = robust_invert(G, y, t, params, cfg, generator=gens(20), progress=False).final
     one_params = {k: v[1:] for k, v in params.items()} if isinstance(params, dict) else params
     one = robust_invert(G, y[1:], t, one_params, cfg, generator=gens(20)[1:], progress=False).final
-    torch.testing.assert_close(one, both[1:], atol=1e-5, rtol=0)
+    # float32 convolutions of a batch of 1 and of 2 round differently (~1e-5 after 9 steps); a
+    # draw shared with the batch-mate would differ by the noise itself (~0.1)
+    torch.testing.assert_close(one, both[1:], atol=1e-4, rtol=0)
 
 
 @pytest.mark.parametrize("case", ["aspect", "mask size", "no mask", "damaged mask"])

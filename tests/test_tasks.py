@@ -264,3 +264,24 @@ def test_thin_stroke_coverage_sums_to_its_width():
     m = stroke_mask((10, 10), torch.tensor([[[[0.0, 0.58], [1.0, 0.58]]]]), width_frac=0.05)
     col = (1 - m[0, 0, :, 5])
     assert math.isclose(col[5].item(), 0.45, abs_tol=1e-5) and math.isclose(col[6].item(), 0.05, abs_tol=1e-5)
+
+
+@pytest.mark.parametrize("batch_generator", [False, True])
+def test_a_seed_gives_the_same_dead_pixels_and_strokes_whatever_the_image(batch_generator):
+    """Re-degrading a different image (a restorer's prediction) with the target's seed must
+    reuse the dead pixels and, in NP, the strokes drawn after the noise: fidelity (robust
+    StyleGAN §6.1) compares like with like. At lambda = 96 a live pixel of x >= 0.25 is never 0."""
+    def seeded():
+        return [torch.Generator().manual_seed(i) for i in range(2)] if batch_generator \
+            else torch.Generator().manual_seed(3)
+
+    a = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 0.75 + 0.25
+    b = torch.full_like(a, 0.9)
+    task = Denoise("XS")
+    ya, yb = task.degrade(a, seeded()), task.degrade(b, seeded())
+    dead_a, dead_b = ya.amax(1) == 0, yb.amax(1) == 0
+    assert 0.02 < dead_a.float().mean() < 0.06  # p = 0.04
+    assert torch.equal(dead_a, dead_b)
+    _, pa = get_task("NP").degrade_with_params(a, seeded())
+    _, pb = get_task("NP").degrade_with_params(b, seeded())
+    assert torch.equal(pa["stages"][1]["mask"], pb["stages"][1]["mask"])

@@ -36,7 +36,7 @@ from .._checks import InputError, check_image, check_min_size
 from ..io import quantize
 from .jpeg import jpeg_pillow, jpeg_torch
 from .masks import random_stroke_mask, stroke_mask
-from .noise import bernoulli_mask, clamp_surrogate, dead_pixels, poisson_noise
+from .noise import bernoulli_mask, clamp_surrogate, poisson_noise
 from .resize import resize_8bit
 
 LEVELS: tuple[str, ...] = ("XS", "S", "M", "L", "XL")
@@ -173,8 +173,11 @@ class Denoise(_Task):
 
     def degrade_with_params(self, x, generator=None):
         check_image(x)
-        y = poisson_noise(x, self.photons, generator)
-        y = dead_pixels(y, self.dead_prob, generator)
+        # the dead-pixel mask first and the Poisson draws on a fork of the generator (their count
+        # depends on the image): a seed then gives the same mask, and leaves the generator in the
+        # same state for later stages, whatever the image (the fidelity re-degradation needs that)
+        alive = bernoulli_mask(tuple(x.shape), self.dead_prob, generator, x.device).to(x.dtype)
+        y = poisson_noise(x, self.photons, _random.fork(generator)) * alive
         return quantize(y), {}
 
     def surrogate(self, x, params=None, generator=None):
