@@ -5,7 +5,10 @@ restore with the 3-phase robust inversion (ours) and the two baselines (Adam in 
 Adam in W+), each with the same number of steps (450 x --steps). Reports
 
 * accuracy: LPIPS(prediction, ground truth)   (also PSNR/SSIM, which need no weights)
-* fidelity: LPIPS(true degradation of the prediction, degraded target)   (also PSNR)
+* fidelity: LPIPS(true degradation of the prediction, degraded target)   (also PSNR); the
+  prediction is degraded with the target's seed, so it gets the same filter, dead pixels and
+  strokes (the Poisson noise itself depends on the image and differs); LPIPS alex needs 31 px,
+  so degraded targets smaller than that (upsampling at 64 px) report PSNR only
 * realism: patch-FID of prediction crops vs ground-truth crops (needs Inception weights)
 
 with the degraded input as a reference row, and seconds per image and peak memory. Numbers that
@@ -57,6 +60,21 @@ def _lpips_metric():
     if ws.find(BACKBONE_WEIGHT["alex"]) is None:
         return None
     return lambda a, b: lpips(a, b, "alex")
+
+
+def _lpips_fits(y: torch.Tensor) -> bool:
+    """Whether LPIPS alex takes degraded images of ``y``'s size (upsampling at 64 px goes to 8 px)."""
+    from genrestore.metrics.lpips import MIN_SIZE
+
+    return min(y.shape[-2:]) >= MIN_SIZE["alex"]
+
+
+def _fidelity_lpips(value: float | None, redegraded: torch.Tensor | None, y: torch.Tensor, lp) -> str:
+    if redegraded is None:
+        return "-"
+    if value is not None:
+        return f"{value:.4f}"
+    return "absent" if lp is None else f"too small ({y.shape[-1]} px)"
 
 
 def _pfid(pred: torch.Tensor, gt: torch.Tensor, seed: int) -> str:
@@ -138,11 +156,11 @@ def main() -> None:
             accs[method] = {"LPIPS": acc, "PSNR": psnr(pred, gt).mean().item(), "SSIM": ssim(pred, gt).mean().item()}
             redegraded = task.degrade(pred, generator_for(args.seed, f"{name}:{level}")) \
                 if method != "degraded input" else None
-            fid = lp(redegraded, y).mean().item() if lp and redegraded is not None else None
+            fid = lp(redegraded, y).mean().item() if lp and redegraded is not None and _lpips_fits(y) else None
             fid_psnr = f"{psnr(redegraded, y).mean().item():.2f}" if redegraded is not None else "-"
             print(f"| {name} | {level} | {method} | {f'{acc:.4f}' if acc is not None else 'absent'} | "
                   f"{accs[method]['PSNR']:.2f} | {accs[method]['SSIM']:.4f} | "
-                  f"{f'{fid:.4f}' if fid is not None else ('absent' if redegraded is not None else '-')} | "
+                  f"{_fidelity_lpips(fid, redegraded, y, lp)} | "
                   f"{fid_psnr} | {_pfid(pred, gt, args.seed)} | {secs:.2f} |")
         cells += 1
         baselines = (accs["Adam W"], accs["Adam W+"])

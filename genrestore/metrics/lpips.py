@@ -32,6 +32,8 @@ def check_lpips_size(h: int, w: int, net: str) -> None:
     """Raise :class:`InputError` unless an ``h`` x ``w`` image reaches ``net``'s last feature tap."""
     if min(h, w) < MIN_SIZE[net]:
         raise InputError(f"LPIPS {net} needs images of at least {MIN_SIZE[net]} px a side, got {w}x{h}")
+
+
 HEADS_WEIGHT = {"alex": "lpips-alex-v0.1", "vgg": "lpips-vgg-v0.1"}
 
 
