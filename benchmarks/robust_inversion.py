@@ -29,10 +29,12 @@ from pathlib import Path
 import torch
 
 from genrestore import weights as ws
+from genrestore._checks import InputError
 from genrestore._random import generator_for
 from genrestore.degrade import COMPOSITIONS, LEVELS, TASKS, get_task, resize
 from genrestore.io import list_images, read_image
 from genrestore.metrics import psnr, ssim
+from genrestore.metrics.lpips import check_lpips_size
 from genrestore.restore.stylegan_inversion import InversionConfig, adam_invert, perceptual_loss, robust_invert
 
 VAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos" / "val"
@@ -62,19 +64,19 @@ def _lpips_metric():
     return lambda a, b: lpips(a, b, "alex")
 
 
-def _lpips_fits(y: torch.Tensor) -> bool:
-    """Whether LPIPS alex takes degraded images of ``y``'s size (upsampling at 64 px goes to 8 px)."""
-    from genrestore.metrics.lpips import MIN_SIZE
-
-    return min(y.shape[-2:]) >= MIN_SIZE["alex"]
-
-
-def _fidelity_lpips(value: float | None, redegraded: torch.Tensor | None, y: torch.Tensor, lp) -> str:
+def _fidelity_lpips(lp, redegraded: torch.Tensor | None, y: torch.Tensor) -> str:
+    """The fidelity LPIPS cell: "-" for the input's row, "absent" without the AlexNet weights, and
+    "too small" where the degraded target fails LPIPS alex's own size check (upsampling at 64 px
+    goes to 8 px)."""
     if redegraded is None:
         return "-"
-    if value is not None:
-        return f"{value:.4f}"
-    return "absent" if lp is None else f"too small ({y.shape[-1]} px)"
+    if lp is None:
+        return "absent"
+    try:
+        check_lpips_size(*y.shape[-2:], "alex")
+    except InputError:
+        return f"too small ({y.shape[-1]} px)"
+    return f"{lp(redegraded, y).mean().item():.4f}"
 
 
 def _pfid(pred: torch.Tensor, gt: torch.Tensor, seed: int) -> str:
@@ -156,11 +158,10 @@ def main() -> None:
             accs[method] = {"LPIPS": acc, "PSNR": psnr(pred, gt).mean().item(), "SSIM": ssim(pred, gt).mean().item()}
             redegraded = task.degrade(pred, generator_for(args.seed, f"{name}:{level}")) \
                 if method != "degraded input" else None
-            fid = lp(redegraded, y).mean().item() if lp and redegraded is not None and _lpips_fits(y) else None
             fid_psnr = f"{psnr(redegraded, y).mean().item():.2f}" if redegraded is not None else "-"
             print(f"| {name} | {level} | {method} | {f'{acc:.4f}' if acc is not None else 'absent'} | "
                   f"{accs[method]['PSNR']:.2f} | {accs[method]['SSIM']:.4f} | "
-                  f"{_fidelity_lpips(fid, redegraded, y, lp)} | "
+                  f"{_fidelity_lpips(lp, redegraded, y)} | "
                   f"{fid_psnr} | {_pfid(pred, gt, args.seed)} | {secs:.2f} |")
         cells += 1
         baselines = (accs["Adam W"], accs["Adam W+"])
