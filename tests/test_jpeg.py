@@ -69,9 +69,9 @@ def test_round_surrogate_forward_and_gradient():
 def test_pipeline_gradient_equals_autograd_of_the_lerp_formula(photos, monkeypatch):
     """Backward through jpeg_torch equals autograd through lerp(x, r + (x - r)^3, 0.8), r = round(x) held fixed.
 
-    The range limit is the identity here: its forward would clamp the two runs' (different) decoded
-    samples at different places, and its gradient is the identity anyway (tested below)."""
-    monkeypatch.setattr(jpeg_mod, "_range_limit", lambda v: v)
+    The range limits are the identity here: their forward would clamp the two runs' (different)
+    decoded samples at different places, and their gradient is the identity anyway (tested below)."""
+    monkeypatch.setattr(jpeg_mod, "_range_limit", lambda v, top=255.0: v)
     x = photos[:1, :, :24, :40].double().requires_grad_()
     y = jpeg_torch(x, 12)
     upstream = torch.randn(y.shape, dtype=y.dtype, generator=torch.Generator().manual_seed(0))
@@ -169,3 +169,29 @@ def test_decoded_samples_are_range_limited_before_colour_conversion():
     limited = jpeg_mod._range_limit(v)
     limited.sum().backward()
     assert limited.tolist() == [0.0, 10.0, 255.0] and v.grad.tolist() == [1.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_saturated_output_pixels_keep_the_surrogate_gradient(channels, monkeypatch):
+    """The final clamp to [0, 1] is libjpeg's, so the forward pass keeps it, but pixels that ring past
+    0 or 1 must still pass gradient (the authors' DiffJPEG has no clamp at all): the backward pass
+    equals the one with every range limit removed, while a hard clamp zeroes those pixels."""
+    g = torch.Generator().manual_seed(0)
+    blocks = (torch.rand(1, channels, 4, 4, generator=g) > 0.5).double()  # black, white, primaries
+    x = torch.nn.functional.interpolate(blocks, scale_factor=8, mode="nearest").requires_grad_()
+    upstream = torch.randn(1, channels, 32, 32, dtype=torch.float64, generator=g)
+    y = jpeg_torch(x, 10)
+    y.backward(upstream)
+    assert y.min() >= 0 and y.max() <= 1
+
+    monkeypatch.setattr(jpeg_mod, "_range_limit", lambda v, top=255.0: v)
+    x_free = x.detach().clone().requires_grad_()
+    y_free = jpeg_torch(x_free, 10)
+    y_free.backward(upstream)
+    outside = (y_free < 0) | (y_free > 1)
+    assert outside.sum() > 20  # q 10 rings past black and white
+    torch.testing.assert_close(x.grad, x_free.grad, rtol=0, atol=1e-12)
+
+    x_hard = x.detach().clone().requires_grad_()
+    jpeg_torch(x_hard, 10).clamp(0, 1).backward(upstream)  # a hard final clamp
+    assert (x_hard.grad - x.grad).abs().max() > 1e-3

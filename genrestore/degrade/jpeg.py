@@ -13,7 +13,8 @@ output is close to Pillow's decode of Pillow's encode:
    exactly as ``jpeg_set_quality(..., force_baseline=TRUE)`` does, then dequantization;
 5. inverse DCT, and chroma upsampling with libjpeg's "fancy" triangle filter (weights 3/4,
    1/4 along each axis, edges replicated at the real chroma size);
-6. YCbCr -> RGB and clamping to [0, 1].
+6. YCbCr -> RGB and clamping to [0, 1]. libjpeg's range limits (decoded samples to 0..255
+   after the inverse DCT, RGB to [0, 1]) are straight-through in the backward pass.
 
 Rounding (step 4) is the only non-differentiable step. Its forward pass is always exact;
 with ``rounding="surrogate"`` the backward pass uses the derivative of
@@ -183,11 +184,12 @@ def _fancy_upsample(x: torch.Tensor) -> torch.Tensor:
     return along(along(x, 2), 3)
 
 
-def _range_limit(v: torch.Tensor) -> torch.Tensor:
-    """libjpeg's range limit of decoded samples to 0..255 (after the inverse DCT, before colour
-    conversion) in the forward pass; the gradient passes through unchanged (straight-through), so
-    saturated chroma does not cut the surrogate's gradient."""
-    return v + (v.clamp(0.0, 255.0) - v).detach()
+def _range_limit(v: torch.Tensor, top: float = 255.0) -> torch.Tensor:
+    """libjpeg's range limit to ``0..top`` in the forward pass: of decoded samples (0..255, after
+    the inverse DCT, before colour conversion) and of the RGB output (0..1). The gradient passes
+    through unchanged (straight-through), as in the unclamped DiffJPEG that the robust StyleGAN
+    authors invert, so saturated samples and pixels do not cut the surrogate's gradient."""
+    return v + (v.clamp(0.0, top) - v).detach()
 
 
 def jpeg_torch(x: torch.Tensor, quality: Quality, rounding: Literal["surrogate", "exact"] = "surrogate",
@@ -224,7 +226,7 @@ def jpeg_torch(x: torch.Tensor, quality: Quality, rounding: Literal["surrogate",
         pad_h, pad_w = -h % 8, -w % 8
         y = F.pad(v, (0, pad_w, 0, pad_h), mode="replicate")
         y = _blocks_codec(y - 128.0, tables[:, 0], rounding, k) + 128.0
-        return (y[:, :, :h, :w] / 255.0).clamp(0, 1)
+        return _range_limit(y[:, :, :h, :w] / 255.0, 1.0)
 
     ycc = _color_convert(v, _RGB_TO_YCC, _YCC_OFFSET)
     mcu = 16 if subsampling == "4:2:0" else 8
@@ -244,7 +246,7 @@ def jpeg_torch(x: torch.Tensor, quality: Quality, rounding: Literal["surrogate",
     ycc = torch.cat([luma[:, :, :h, :w], chroma[:, :, :h, :w]], 1)
     inverse = torch.linalg.inv(_RGB_TO_YCC)
     rgb = _color_convert(ycc, inverse / 255.0, -(inverse @ _YCC_OFFSET) / 255.0)
-    return rgb.clamp(0, 1)
+    return _range_limit(rgb, 1.0)
 
 
 def _pillow_roundtrip(arr: np.ndarray, quality: int, subsampling: str) -> np.ndarray:
