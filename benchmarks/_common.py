@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 import torch
+
+from genrestore.io import read_image
+
+VAL_PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos" / "val"
 
 
 class CpuUse:
@@ -51,3 +56,17 @@ def gpu_column(parser: argparse.ArgumentParser, device: str) -> torch.device | N
         parser.error("--device cuda: CUDA is not available")
     use_gpu = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     return torch.device("cuda") if use_gpu else None
+
+
+def load_photos(folder: Path = VAL_PHOTOS) -> tuple[list[torch.Tensor], str]:
+    """The PNGs of ``folder`` as ``(1, 3, H, W)`` RGB in [0, 1], or, when it has none, four
+    ``skimage.data`` photos (astronaut, chelsea, coffee, rocket); and a line naming the source."""
+    files = sorted(folder.glob("*.png")) if folder.is_dir() else []
+    if files:
+        return [read_image(f, mode="rgb") for f in files], f"{len(files)} PNGs in {folder}"
+    from skimage import data
+
+    names = ("astronaut", "chelsea", "coffee", "rocket")
+    imgs = [torch.from_numpy(getattr(data, n)()[:, :, :3].copy()).permute(2, 0, 1)[None].float() / 255
+            for n in names]
+    return imgs, "skimage.data " + ", ".join(names)

@@ -50,21 +50,19 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 from PIL import Image
 
-from _common import add_gpu_column_argument, gpu_column
+from _common import add_gpu_column_argument, gpu_column, load_photos
 from genrestore.degrade.jpeg import jpeg_pillow, jpeg_torch
 from genrestore.degrade.tasks import LEVELS, Deartifact, Denoise, Inpaint, Upsample
-from genrestore.io import quantize, read_image
+from genrestore.io import quantize
 
 BATCH = 16
 SIZE = 256
-PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos" / "val"
 CROPS = ("center", "top-left", "bottom-right")
 
 
@@ -80,21 +78,9 @@ def _crop(img: torch.Tensor, where: str) -> torch.Tensor:
     return img[:, :, top:top + SIZE, left:left + SIZE]
 
 
-def _load_photos() -> tuple[list[torch.Tensor], str]:
-    files = sorted(PHOTOS.glob("*.png")) if PHOTOS.is_dir() else []
-    if files:
-        return [read_image(f, mode="rgb") for f in files], f"{len(files)} PNGs in {PHOTOS}"
-    from skimage import data
-
-    names = ("astronaut", "chelsea", "coffee", "rocket")
-    imgs = [torch.from_numpy(getattr(data, n)()[:, :, :3].copy()).permute(2, 0, 1)[None].float() / 255
-            for n in names]
-    return imgs, "skimage.data " + ", ".join(names)
-
-
 def photo_batch() -> tuple[torch.Tensor, str]:
     """``(16, 3, 256, 256)`` 8-bit-quantized crops, cycling through the photos, then the crop positions."""
-    imgs, source = _load_photos()
+    imgs, source = load_photos()
     crops = [_crop(imgs[i % len(imgs)], CROPS[(i // len(imgs)) % len(CROPS)]) for i in range(BATCH)]
     return quantize(torch.cat(crops).contiguous()), source
 

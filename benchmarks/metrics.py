@@ -71,19 +71,17 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from _common import CpuUse, add_gpu_column_argument, gpu_column
+from _common import CpuUse, add_gpu_column_argument, gpu_column, load_photos
 from genrestore.degrade import jpeg_pillow, resize
-from genrestore.io import quantize, read_image
+from genrestore.io import quantize
 from genrestore.metrics.distribution import FeatureStats, frechet_distance
 from genrestore.metrics.full_reference import psnr, rgb_to_y, ssim
 from genrestore.metrics.lpips import BACKBONE_WEIGHT, HEADS_WEIGHT, LPIPS
 
-PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos" / "val"
 CROPS = ("center", "top-left", "bottom-right")
 BATCH = {256: 16, 1024: 4}
 JPEG_QUALITY = 20
@@ -94,18 +92,6 @@ SSIM_KW = dict(gaussian_weights=True, sigma=1.5, use_sample_covariance=False, da
 
 # --------------------------------------------------------------------------------------------
 # Data
-
-
-def _load_photos() -> tuple[list[torch.Tensor], str]:
-    files = sorted(PHOTOS.glob("*.png")) if PHOTOS.is_dir() else []
-    if files:
-        return [read_image(f, mode="rgb") for f in files], f"{len(files)} PNGs in {PHOTOS}"
-    from skimage import data
-
-    names = ("astronaut", "chelsea", "coffee", "rocket")
-    imgs = [torch.from_numpy(getattr(data, n)()[:, :, :3].copy()).permute(2, 0, 1)[None].float() / 255
-            for n in names]
-    return imgs, "skimage.data " + ", ".join(names)
 
 
 def _crop(img: torch.Tensor, size: int, where: str) -> torch.Tensor:
@@ -438,7 +424,7 @@ def main(argv: list[str] | None = None) -> None:
     except ImportError:
         tm_version, has_tm = "not installed", False
 
-    imgs, source = _load_photos()
+    imgs, source = load_photos()
     batches = {}
     for size in sizes:
         x = photo_batch(imgs, size)
