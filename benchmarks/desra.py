@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from _common import VAL_PHOTOS
 from genrestore._random import generator_for
 from genrestore.degrade import PIPELINES
 from genrestore.detect import detect_artifacts, make_segmenter
@@ -28,7 +29,6 @@ from genrestore.metrics.detection import ChangeCounts
 from genrestore.models.sr import load_sr, upscale
 from genrestore.viz import contact_sheet
 
-VAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos" / "val"
 
 
 def make_lr(hr_paths: list[Path], crop: int, seed: int, degradation: str = "realesrgan-x4"
@@ -65,7 +65,7 @@ def main() -> None:
     ap.add_argument("--gan", default="realesrgan-x4plus")
     ap.add_argument("--mse", default="rdn-x4")
     ap.add_argument("--finetuned", help="fine-tuned GAN-SR .safetensors (from genrestore train desra)")
-    ap.add_argument("--hr", default=str(VAL), help="HR photos (default: the shared validation photos)")
+    ap.add_argument("--hr", default=str(VAL_PHOTOS), help="HR photos (default: the shared validation photos)")
     ap.add_argument("--crop", type=int, default=512, help="HR crop side, px (LR is a quarter of it)")
     ap.add_argument("--degradation", choices=("realesrgan-x4", "bicubic"), default="realesrgan-x4")
     ap.add_argument("--tile", type=int, default=0)

@@ -39,10 +39,10 @@ from pathlib import Path
 
 import torch
 
+from _common import VAL_PHOTOS
 from genrestore import weights as ws
 from genrestore.io import atomic_write, list_images, read_image
 
-VAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos" / "val"
 
 
 class Report:
@@ -370,7 +370,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-o", "--out", required=True, help="folder for gpu_checks.md and gpu_checks.json")
     ap.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
-    ap.add_argument("--data", default=str(Path("data/val") if Path("data/val").is_dir() else VAL),
+    ap.add_argument("--data", default=str(Path("data/val") if Path("data/val").is_dir() else VAL_PHOTOS),
                     help="validation photos (default: data/val of the checkout, else ../shared/data/photos/val)")
     ap.add_argument("--checks", default=",".join(CHECKS), help=f"comma-separated subset of {','.join(CHECKS)}")
     ap.add_argument("--idm-model", default="idm-default")

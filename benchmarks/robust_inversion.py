@@ -24,10 +24,10 @@ from __future__ import annotations
 import argparse
 import resource
 import time
-from pathlib import Path
 
 import torch
 
+from _common import VAL_PHOTOS
 from genrestore import weights as ws
 from genrestore._checks import InputError
 from genrestore._random import generator_for
@@ -37,7 +37,6 @@ from genrestore.metrics import psnr, ssim
 from genrestore.metrics.lpips import check_lpips_size
 from genrestore.restore.stylegan_inversion import InversionConfig, adam_invert, perceptual_loss, robust_invert
 
-VAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos" / "val"
 
 
 def ground_truth(data: str, resolution: int, count: int, seed: int) -> torch.Tensor:
@@ -95,7 +94,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--generator", help="StyleGAN2 .safetensors (+ .json)")
     ap.add_argument("--tiny-random", action="store_true", help="a tiny random generator (smoke test of the script)")
-    ap.add_argument("--data", default=str(VAL))
+    ap.add_argument("--data", default=str(VAL_PHOTOS))
     ap.add_argument("--images", type=int, default=8)
     ap.add_argument("--tasks", default="upsample,denoise,deartifact,inpaint,compositions")
     ap.add_argument("--levels", default=",".join(LEVELS))
