@@ -1,5 +1,6 @@
 """DeSRA (``../shared/seeds/001``): detect where a GAN-SR model invented artifacts, from its
-output and an MSE-SR reference, and build the pseudo-GT that fine-tuning learns from.
+output and an MSE-SR reference, and build the pseudo-GT that fine-tuning learns from; plus the
+detectors DeSRA compares with (LDL*, a sliding-window NIQE map: :mod:`.baselines`).
 
 >>> import torch
 >>> from genrestore.detect import detect_artifacts
@@ -9,6 +10,7 @@ output and an MSE-SR reference, and build the pseudo-GT that fine-tuning learns 
 (torch.Size([1, 1, 64, 64]), 'texture')
 """
 
+from .baselines import ldl_artifact_map, ldl_detect, niqe_detect, niqe_map, niqe_window_scores
 from .distance import C_DESRA, local_variance, variance_distance
 from .mask import Region, dilate, erode, fill_holes, min_area_for_scale, pseudo_gt, refine_mask, regions, remove_small_regions
 from .pipeline import ArtifactDetection, detect_artifacts
@@ -21,4 +23,5 @@ __all__ = [
     "remove_small_regions", "ArtifactDetection", "detect_artifacts",
     "AdjustmentFit", "NoSegmenter", "SegFormerSegmenter", "Segmenter", "TextureSegmenter", "adjustment_map",
     "ade20k_adjustment", "make_segmenter",
+    "ldl_artifact_map", "ldl_detect", "niqe_detect", "niqe_map", "niqe_window_scores",
 ]

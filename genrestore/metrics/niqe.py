@@ -108,16 +108,17 @@ def aggd_fit(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]
     return alpha, left_std * ratio, right_std * ratio
 
 
-def _block_features(coef: torch.Tensor, block: int) -> torch.Tensor:
-    """18 features for each ``block x block`` tile of ``(1, 1, H, W)`` MSCN coefficients -> ``(B, 18)``."""
-    def tiles(t: torch.Tensor) -> torch.Tensor:
-        return F.unfold(t, block, stride=block).transpose(1, 2).reshape(-1, block * block)
+def _block_features(coef: torch.Tensor, block: int, stride: int | None = None) -> torch.Tensor:
+    """18 features for each ``block x block`` window of ``(1, 1, H, W)`` MSCN coefficients -> ``(B, 18)``.
 
+    The windows are NIQE's tiles (``stride`` = ``block``, the default) or, with a smaller
+    ``stride``, overlapping windows in row-major order (the local NIQE map of ``detect.baselines``).
+    """
+    blocks = F.unfold(coef, block, stride=stride or block).transpose(1, 2).reshape(-1, block, block)
     feats = []
-    a, bl, br = aggd_fit(tiles(coef))
+    a, bl, br = aggd_fit(blocks.reshape(blocks.shape[0], -1))
     feats += [a, (bl + br) / 2]
     # neighbour products are taken inside each block (circular shift within the block, as the reference)
-    blocks = F.unfold(coef, block, stride=block).transpose(1, 2).reshape(-1, block, block)
     for dy, dx in _SHIFTS:
         prod = (blocks * torch.roll(blocks, shifts=(dy, dx), dims=(1, 2))).reshape(blocks.shape[0], -1)
         a, bl, br = aggd_fit(prod)
