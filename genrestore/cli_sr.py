@@ -17,6 +17,9 @@ from .io import list_images, read_json_object
 
 
 _threshold = float_in(0, 10, low_open=True)  # D / A_k < threshold; the paper's 0.7
+# detect --method: the default threshold of each detector (DeSRA eq. 9; the middle of the three LDL*
+# thresholds of DeSRA Table 1); the NIQE baseline has no published threshold
+DETECT_THRESHOLDS = {"desra": 0.7, "ldl": 0.005, "niqe": None}
 
 
 def _available_bytes(device: torch.device) -> int:
@@ -172,12 +175,16 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     return 0
 
 
-def heat_map(d: torch.Tensor) -> torch.Tensor:
-    """``(1, 1, H, W)`` D in [0, 1] -> ``(1, 3, H, W)`` RGB heat map, bright where D is low (artifact-like)."""
+def heat_map(d: torch.Tensor, artifact_high: bool = False) -> torch.Tensor:
+    """``(1, 1, H, W)`` D in [0, 1] -> ``(1, 3, H, W)`` RGB heat map, bright where D is low (artifact-like).
+
+    With ``artifact_high``, the input is an artifact score in [0, 1] (bright where high) instead.
+    """
     import cv2
     import numpy as np
 
-    u8 = ((1 - d[0, 0].clamp(0, 1)) * 255).round().to(torch.uint8).cpu().numpy()
+    level = d[0, 0].clamp(0, 1) if artifact_high else 1 - d[0, 0].clamp(0, 1)
+    u8 = (level * 255).round().to(torch.uint8).cpu().numpy()
     rgb = cv2.applyColorMap(u8, cv2.COLORMAP_INFERNO)[..., ::-1]
     return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float() / 255
 
@@ -200,67 +207,97 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .cli import _plan_outputs, _shard, resolve_device
-    from .detect import detect_artifacts, make_segmenter, pseudo_gt
+    from .detect import detect_artifacts, ldl_artifact_map, make_segmenter, niqe_map, pseudo_gt, regions
     from .io import atomic_write_bytes, json_line, outputs_recorded, read_image, write_image_hashed
     from .models.sr import upscale
 
+    method = args.method
+    threshold = args.threshold if args.threshold is not None else DETECT_THRESHOLDS[method]
+    if threshold is None:
+        raise InputError("--method niqe needs --threshold: DeSRA gives none for its NIQE baseline (it chose the best "
+                         "on labelled masks); the map's values are NIQE distances, typically 5-30")
+    if method == "desra" and threshold > 10:
+        raise InputError(f"--threshold {threshold:g}: DeSRA compares D / A_k with it, which lies in [0, 1.4]; "
+                         f"expected a value in (0, 10] (the paper's 0.7)")
+    if method != "desra" and (args.segmenter or args.segformer):
+        raise InputError(f"--segmenter and --segformer belong to --method desra's semantic adjustment; "
+                         f"--method {method} uses no classes")
+    if args.mse is None and method != "niqe":
+        raise InputError(f"--method {method} compares the GAN-SR output with an MSE-SR one: give --mse "
+                         f"(only --method niqe works without)")
     _check_tiling(args)
     all_paths = list_images(args.inputs)  # outputs are planned on all of them: shards together are one run
     paths = _shard(all_paths, args.shard)
     sizes = _check_rgb(paths)
     device = resolve_device(args.device)
-    segmenter = make_segmenter(args.segmenter, args.segformer, device)
-    gan, mse = _load_models(args, [args.gan, args.mse], device)
-    _check_tiling(args, [gan, mse])
-    if gan.scale != mse.scale:
+    segmenter = make_segmenter(args.segmenter or "texture", args.segformer, device) if method == "desra" else None
+    names = [args.gan] + ([args.mse] if args.mse is not None else [])
+    nets = _load_models(args, names, device)
+    gan, mse = nets[0], (nets[1] if len(nets) > 1 else None)
+    _check_tiling(args, nets)
+    if mse is not None and gan.scale != mse.scale:
         raise InputError(f"--gan {args.gan} is x{gan.scale} but --mse {args.mse} is x{mse.scale}; "
                          f"their outputs must have the same size")
     s = int(gan.scale)
+    need, what = {"desra": (DETECT_WINDOW // 2 + 1, f"DeSRA's {DETECT_WINDOW}x{DETECT_WINDOW} local-variance window"),
+                  "ldl": (4, "LDL's 7x7 local-variance window"),
+                  "niqe": (96, "NIQE's 96x96 window")}[method]
     for p, hw in zip(paths, sizes):  # up front, naming the file, before anything is written
-        if min(hw) * s <= DETECT_WINDOW // 2:
+        if min(hw) * s < need:
             raise InputError(f"{p}: {hw[1]}x{hw[0]} px gives a {hw[1] * s}x{hw[0] * s} px x{s} output, too small for "
-                             f"DeSRA's {DETECT_WINDOW}x{DETECT_WINDOW} local-variance window "
-                             f"(needs > {DETECT_WINDOW // 2} output px a side)")
-    _check_memory([gan, mse], paths, sizes, args.tile, device, detect=True)
+                             f"{what} (needs >= {need} output px a side)")
+    _check_memory(nets, paths, sizes, args.tile, device, detect=True)
     out_dir = Path(args.output)
     outputs = ["{stem}_mask.png", "{stem}_overlay.png", "{stem}_dmap.png", "{stem}_regions.json"]
     if args.save_sr:
-        outputs += ["{stem}_gan.png", "{stem}_mse.png", "{stem}_pseudo_gt.png"]
-    _plan_outputs(all_paths, out_dir, outputs, inputs=[*all_paths, *_model_files([args.gan, args.mse])])
-    settings = {"gan": args.gan, "mse": args.mse, "segmenter": segmenter.name, "threshold": args.threshold,
+        outputs += ["{stem}_gan.png"] + (["{stem}_mse.png", "{stem}_pseudo_gt.png"] if mse is not None else [])
+    _plan_outputs(all_paths, out_dir, outputs, inputs=[*all_paths, *_model_files(names)])
+    settings = {"gan": args.gan, "mse": args.mse, "method": method,
+                "segmenter": segmenter.name if segmenter is not None else None, "threshold": threshold,
                 "tile": args.tile, "tile_pad": args.tile_pad, "half": args.half,
-                "weights_sha256": _weights_sha256([args.gan, args.mse])}
+                "weights_sha256": _weights_sha256(names)}
+    map_name = {"desra": "d", "ldl": "ldl_map", "niqe": "niqe"}[method]
     total_regions = total_px = total_mask = skipped = 0
     for path in tqdm(paths, desc="detect", unit="img", file=sys.stderr, disable=args.quiet):
         out_json = out_dir / f"{path.stem}_regions.json"
-        names = ["mask", "overlay", "dmap"] + (["gan", "mse", "pseudo_gt"] if args.save_sr else [])
-        out_pngs = {k: out_dir / f"{path.stem}_{k}.png" for k in names}
+        kinds = ["mask", "overlay", "dmap"] + (["gan"] if args.save_sr else []) + (
+            ["mse", "pseudo_gt"] if args.save_sr and mse is not None else [])
+        out_pngs = {k: out_dir / f"{path.stem}_{k}.png" for k in kinds}
         if args.resume and outputs_recorded(out_json, {**settings, "input": str(path)}, list(out_pngs.values())):
             skipped += 1
             continue
         x = read_image(path, "rgb").to(device)
         start = time.perf_counter()
         y_gan = upscale(gan, x, args.tile, args.tile_pad, args.half)
-        y_mse = upscale(mse, x, args.tile, args.tile_pad, args.half)
+        y_mse = upscale(mse, x, args.tile, args.tile_pad, args.half) if mse is not None else None
         sr_s = time.perf_counter() - start
-        det = detect_artifacts(y_gan, y_mse, segmenter, threshold=args.threshold, scale=gan.scale)
+        if method == "desra":
+            det = detect_artifacts(y_gan, y_mse, segmenter, threshold=threshold, scale=gan.scale)
+            mask, score, shown, found = det.mask, det.d_map, heat_map(det.d_map), det.regions[0]
+        else:  # DeSRA's comparison detectors (Table 1): the map against the threshold, no morphology
+            score = ldl_artifact_map(y_gan, y_mse) if method == "ldl" else niqe_map(y_gan)
+            mask = score > threshold
+            shown = heat_map(score / (2 * threshold), artifact_high=True)  # the threshold is mid-scale
+            found = regions(mask[0, 0], score[0, 0])
         det_s = time.perf_counter() - start - sr_s
-        mask = det.mask
         hashes: dict[str, str] = {}
         write_image_hashed(out_pngs["mask"], mask.float(), hashes)
         write_image_hashed(out_pngs["overlay"], overlay(y_gan, mask), hashes)
-        write_image_hashed(out_pngs["dmap"], heat_map(det.d_map), hashes)
+        write_image_hashed(out_pngs["dmap"], shown, hashes)
         if args.save_sr:
             write_image_hashed(out_pngs["gan"], y_gan, hashes)
-            write_image_hashed(out_pngs["mse"], y_mse, hashes)
-            write_image_hashed(out_pngs["pseudo_gt"], pseudo_gt(y_gan, y_mse, mask), hashes)
-        frac = float(det.fraction()[0])
+            if mse is not None:
+                write_image_hashed(out_pngs["mse"], y_mse, hashes)
+                write_image_hashed(out_pngs["pseudo_gt"], pseudo_gt(y_gan, y_mse, mask), hashes)
+        frac = float(mask.float().mean())
+        region_dicts = [{("mean_" + map_name if k == "mean_d" else k): v for k, v in r.as_dict().items()}
+                        for r in found]
         record = {"input": str(path), **settings, "scale": int(gan.scale), "output_size": list(y_gan.shape[-2:]),
-                  "fraction": round(frac, 6), "regions": [r.as_dict() for r in det.regions[0]],
+                  "fraction": round(frac, 6), "regions": region_dicts,
                   "sr_seconds": round(sr_s, 3), "detect_seconds": round(det_s, 3), "device": str(device),
                   "sha256": hashes}
         atomic_write_bytes(out_json, (json.dumps(record, indent=1) + "\n").encode())
-        total_regions += len(det.regions[0])
+        total_regions += len(found)
         total_mask += int(mask.sum())
         total_px += mask.numel()
         if args.json:
@@ -268,7 +305,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
     if not args.json:
         frac = total_mask / total_px if total_px else 0.0
         print(f"{len(paths) - skipped} images: {total_regions} artifact regions, {100 * frac:.2f} % of pixels "
-              f"(segmenter {segmenter.name}), {skipped} already done -> {out_dir}")
+              f"({f'segmenter {segmenter.name}' if segmenter is not None else f'method {method}'}), "
+              f"{skipped} already done -> {out_dir}")
     return 0
 
 
@@ -290,16 +328,23 @@ def add_parsers(sub) -> None:
 
     d = sub.add_parser("detect", help="DeSRA: detect GAN-SR artifacts against an MSE-SR reference",
                        description="Writes OUT/NAME_mask.png (white = artifact), NAME_overlay.png, NAME_dmap.png "
-                                   "(bright = low D) and NAME_regions.json. Example: genrestore detect lr/ -o det/ "
+                                   "(bright = low D; for ldl and niqe, bright = high score, the threshold at mid "
+                                   "scale) and NAME_regions.json. Example: genrestore detect lr/ -o det/ "
                                    "--gan realesrgan-x4plus --mse rdn-x4")
     d.add_argument("inputs", nargs="+", metavar="LR", help="low-resolution RGB images, folders or globs")
     d.add_argument("-o", "--output", required=True, metavar="OUT")
     d.add_argument("--gan", required=True, help="GAN-SR weight name or .safetensors (e.g. realesrgan-x4plus)")
-    d.add_argument("--mse", required=True, help="MSE-SR weight name or .safetensors of the same scale (e.g. rdn-x4)")
-    d.add_argument("--segmenter", choices=("texture", "none", "segformer"), default="texture",
-                   help="classes for the semantic adjustment (default texture: no weights needed)")
+    d.add_argument("--mse", help="MSE-SR weight name or .safetensors of the same scale (e.g. rdn-x4); "
+                   "required but for --method niqe")
+    d.add_argument("--method", choices=("desra", "ldl", "niqe"), default="desra",
+                   help="desra (default, §3.2), or a detector DeSRA compares with (Table 1): ldl (LDL's artifact map "
+                        "with the MSE-SR as ground truth) or niqe (sliding-window NIQE of the GAN-SR image alone)")
+    d.add_argument("--segmenter", choices=("texture", "none", "segformer"), default=None,
+                   help="classes for --method desra's semantic adjustment (default texture: no weights needed)")
     d.add_argument("--segformer", metavar="DIR", help="local SegFormer (ADE20K) folder for --segmenter segformer")
-    d.add_argument("--threshold", type=_threshold, default=0.7, help="artifact where D / A_k < threshold (0.7)")
+    d.add_argument("--threshold", type=positive_float, default=None,
+                   help="desra: artifact where D / A_k < threshold (0.7); ldl: where the map > threshold (0.005; "
+                        "DeSRA reports 0.01, 0.005, 0.001); niqe: where the NIQE map > threshold (required)")
     d.add_argument("--save-sr", action="store_true", help="also write NAME_gan.png, NAME_mse.png, NAME_pseudo_gt.png")
     _tiling_args(d)
     d.add_argument("--resume", action="store_true", help="skip images already done with the same settings")

@@ -194,6 +194,48 @@ def test_detect_cli_writes_mask_overlay_dmap_regions(models, lr_dir, tmp_path):
     assert torch.equal(p, torch.where(mask.bool(), m, g))  # eq. 10 on the written 8-bit images
 
 
+@pytest.mark.parametrize("method", ["ldl", "niqe"])
+def test_detect_cli_comparison_methods_equal_the_library(method, models, lr_dir, tmp_path):
+    """--method ldl / niqe (DeSRA Table 1's detectors): the mask is the library's map against the
+    threshold on the same SR outputs; niqe needs no MSE-SR."""
+    from genrestore.detect import ldl_artifact_map, niqe_map
+
+    gan, mse = models
+    if method == "niqe":  # the tiny random RRDB's output is flat at 8 bits, where NIQE has no windows
+        gan = mse
+    out = tmp_path / method
+    x = read_image(lr_dir / "im1.png", "rgb")
+    y_gan = upscale(load_sr(gan), x)
+    score = ldl_artifact_map(y_gan, upscale(load_sr(mse), x)) if method == "ldl" else niqe_map(y_gan)
+    threshold = f"{float(score[score > 0].quantile(0.8)):.6g}"  # some pixels above it, most below
+    expect = score > float(threshold)
+    extra = ["--mse", str(mse)] if method == "ldl" else []
+    assert main(["detect", str(lr_dir), "-o", str(out), "--gan", str(gan), *extra, "--method", method,
+                 "--threshold", threshold, "--save-sr", "-q"]) == 0
+    mask = read_image(out / "im1_mask.png") > 0.5
+    assert torch.equal(mask, expect) and 0 < float(expect.float().mean()) < 1
+    rec = json.loads((out / "im1_regions.json").read_text())
+    assert rec["method"] == method and rec["segmenter"] is None and rec["threshold"] == float(threshold)
+    key = "mean_ldl_map" if method == "ldl" else "mean_niqe"
+    assert rec["regions"] and all(key in r for r in rec["regions"])
+    assert sum(r["area"] for r in rec["regions"]) == int(expect.sum())
+    assert (out / "im1_mse.png").is_file() == (method == "ldl")
+
+
+def test_detect_cli_method_argument_errors(models, lr_dir, tmp_path, capsys):
+    gan, mse = models
+    base = ["detect", str(lr_dir), "-o", str(tmp_path / "o"), "--gan", str(gan)]
+    cases = [([*base, "--method", "niqe"], "needs --threshold"),
+             ([*base, "--method", "ldl"], "give --mse"),
+             ([*base, "--mse", str(mse), "--method", "ldl", "--segmenter", "none"], "uses no classes"),
+             ([*base, "--mse", str(mse), "--threshold", "12"], "(0, 10]")]
+    for args, words in cases:
+        assert main(args) == 2, args
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("genrestore: error:") and words in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "o").exists()
+
+
 def test_finetune_resume_equals_straight_run(tmp_path):
     """4 iterations straight == 2 iterations, stop, resume to 4; both from the same initial weights."""
     from genrestore.detect.finetune import FinetuneConfig, finetune
