@@ -416,6 +416,28 @@ def test_resume_after_a_cut_last_line(suite_file, tmp_path):
     assert len((out / "results.csv").read_text().splitlines()) == 1 + 8
 
 
+def test_foreign_lines_in_results_are_moved_aside_with_a_note(suite_file, tmp_path):
+    """A line that is not a row anywhere but last (edited by hand, or two shards' lines run
+    together) was dropped silently before the fix; now it goes to results.jsonl.dropped and the
+    run says so. A cut last line is still dropped quietly (test above)."""
+    suite = load_suite(suite_file)
+    out = tmp_path / "run"
+    run_suite(suite, out, progress=False)
+    lines = (out / "results.jsonl").read_text().splitlines(keepends=True)
+    (out / "results.jsonl").write_text("garbage\n" + "".join(lines[:3]) + lines[3][:30] + lines[4] + "".join(lines[5:]))
+    s = run_suite(suite, out, progress=False)
+    assert s["rows_run"] == 2 and s["rows_skipped"] == 6  # the glued row and the one glued onto it
+    assert (out / "results.jsonl.dropped").read_text() == "garbage\n" + lines[3][:30] + lines[4]
+    assert any("2 line(s)" in n and "results.jsonl.dropped" in n for n in s["notes"])
+    assert len((out / "results.jsonl").read_text().splitlines()) == 8
+
+
+def test_bench_refuses_the_image_folder_as_output(suite_file, tmp_path):
+    with pytest.raises(InputError, match="the suite's image folder"):
+        run_suite(load_suite(suite_file), tmp_path / "photos", progress=False)
+    assert not (tmp_path / "photos" / "results.jsonl").exists()
+
+
 def test_two_seeds_in_one_folder_keep_their_own_images(suite_file, tmp_path):
     """Rows of seed 0 and seed 1 share an output folder (the seed is part of a row's key): each row's
     truth, input and output files are its own seed's (crop positions and degradations differ)."""
@@ -603,3 +625,43 @@ def test_resume_reruns_rows_whose_images_are_missing_or_changed(suite_file, tmp_
     s = run_suite(suite, out, progress=False)
     assert s["rows_run"] == sharing and 0 < sharing < 8
     assert run_suite(suite, out, progress=False)["rows_run"] == 0
+
+
+def test_sr_same_size_method_is_the_model_then_lanczos_back(suite_file, tmp_path, monkeypatch):
+    """``sr-same-size:MODEL`` (DiffGAR Table 1's Real-ESRGAN baseline): with every weight of an
+    SRVGG x4 zero, the network is nearest-neighbour x4 upsampling, and OpenCV's Lanczos back to the
+    input size returns each pixel as a Lanczos sum over its nearest-upsampled copies; on this
+    smooth ramp that stays within 2/255 of the input. A suite row runs it on the degraded crop."""
+    import cv2
+    import numpy as np
+    from safetensors.torch import save_file
+
+    from genrestore.bench.harness import sr_same_size
+    from genrestore.models.sr import build_sr, load_sr
+    from test_sr_cli import TINY_VGG
+
+    net = build_sr(TINY_VGG)
+    save_file({k: torch.zeros_like(v).contiguous() for k, v in net.state_dict().items()}, str(tmp_path / "nn.safetensors"))
+    (tmp_path / "nn.json").write_text(json.dumps({"config": TINY_VGG}))
+    net = load_sr(tmp_path / "nn.safetensors")
+    ramp = torch.linspace(0.1, 0.9, 24).view(1, 1, 1, 24) * torch.linspace(0.5, 1, 20).view(1, 1, 20, 1)
+    x = ramp.expand(1, 3, 20, 24).contiguous()
+    big = torch.nn.functional.interpolate(x, scale_factor=4, mode="nearest")[0].permute(1, 2, 0).numpy()
+    expect = cv2.resize(np.ascontiguousarray(big), (24, 20), interpolation=cv2.INTER_LANCZOS4)
+    out = sr_same_size(net, x)
+    assert out.shape == x.shape
+    np.testing.assert_allclose(out[0].permute(1, 2, 0).numpy(), expect.clip(0, 1), atol=1e-6)
+    assert float((out - x)[..., 2:-2, 2:-2].abs().max()) < 2 / 255
+    monkeypatch.chdir(tmp_path)
+    suite = suite_file.read_text().replace('"telea"]', '"sr-same-size:nn.safetensors"]').replace(
+        '["inpaint"]', '["denoise"]').replace('"lpips"]', '"ssim"]')
+    suite_file.write_text(suite)
+    run_suite(load_suite(suite_file), tmp_path / "out", progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    same = [r for r in rows if r["method"] == "sr-same-size:nn.safetensors"]
+    assert len(same) == len(rows) / 2 == 4
+    from genrestore.io import read_image
+
+    for r in same:  # the row's output is the method run on the row's (8-bit) input
+        inp, got = (read_image(tmp_path / "out" / r["images"][k], "rgb") for k in ("input", "output"))
+        assert float((got - sr_same_size(net, inp)).abs().max()) <= 0.5 / 255 + 1e-6

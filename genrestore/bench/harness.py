@@ -19,7 +19,10 @@ means), ``jpeg-deblock`` (re-application of JPEG at the task's quality, deartifa
 (a GAN, diffusion or diffusion-GAN inpainter from ``genrestore train inpaint``; its default number
 of network calls, recorded as ``nfe``), ``stylegan-inversion:GENERATOR`` and ``sr:MODEL`` (a
 super-resolution network by weight name or file, e.g. ``sr:realesrgan-x4plus`` or a model from
-``genrestore train desra``, on the task's low-resolution output). Metrics: ``psnr``, ``ssim`` (RGB), ``lpips`` (AlexNet; a row
+``genrestore train desra``, on the task's low-resolution output), ``sr-same-size:MODEL`` (an SR
+network used as a same-size restorer, as DiffGAR's Table 1 uses Real-ESRGAN without saying how:
+the model on the degraded image, then OpenCV's Lanczos back to its size, what Real-ESRGAN's
+inference script does with ``--outscale 1``). Metrics: ``psnr``, ``ssim`` (RGB), ``lpips`` (AlexNet; a row
 records ``null`` and the run notes it when the backbone is absent), ``identity`` (face descriptor)
 and ``niqe`` (no-reference naturalness of the output, lower is better; ``null`` for crops with
 fewer than two 96 px blocks).
@@ -59,8 +62,9 @@ import torch
 from .._checks import InputError
 
 METHOD_KINDS = ("degraded", "telea", "navier-stokes", "nlmeans", "jpeg-deblock", "idm", "diffgar", "diffgar-blind", "diffgar-nonblind",
-                "inpaint", "stylegan-inversion", "sr")
-_LEARNED = ("idm", "diffgar", "diffgar-blind", "diffgar-nonblind", "inpaint", "stylegan-inversion", "sr")  # name their weights
+                "inpaint", "stylegan-inversion", "sr", "sr-same-size")
+_LEARNED = ("idm", "diffgar", "diffgar-blind", "diffgar-nonblind", "inpaint", "stylegan-inversion", "sr",
+            "sr-same-size")  # name their weights
 ARTIFACT_TASKS = ("vq-replace", "ar-resample", "ddim-gauss", "ddim-scale")
 ARTIFACT_LEVELS = {"XS": 0.1, "S": 0.3, "M": 0.5, "L": 0.7, "XL": 0.9}  # M = DiffGAR's settings
 _INPAINTING_ONLY = ("telea", "navier-stokes", "inpaint")
@@ -363,7 +367,7 @@ def load_method(method: str, cache: dict):
             from ..models.stylegan2 import load_stylegan2
 
             cache[method] = load_stylegan2(arg)
-        elif kind == "sr":
+        elif kind in ("sr", "sr-same-size"):
             from ..models.sr import load_sr
 
             cache[method] = load_sr(arg)
@@ -417,6 +421,8 @@ def run_method(method: str, task_name: str, task, y: torch.Tensor, params, size:
         return r.restore(up, mode, None if mode == "blind" else artifact, scale, steps, [generator_for(seed, key)])
     if kind == "sr":
         return _super_resolve(load_method(method, cache), y, size, method)
+    if kind == "sr-same-size":
+        return sr_same_size(load_method(method, cache), up)
     if kind == "stylegan-inversion":
         from ..restore.stylegan_inversion import robust_invert
 
@@ -436,6 +442,21 @@ def _super_resolve(net, y: torch.Tensor, size: tuple[int, int], what: str) -> to
         raise InputError(f"{what}: a x{scale} model turns the task's {y.shape[-1]}x{y.shape[-2]} px input into "
                          f"{y.shape[-1] * scale}x{y.shape[-2] * scale}, not the ground truth's {size[1]}x{size[0]}")
     return upscale(net, y)
+
+
+def sr_same_size(net, x: torch.Tensor) -> torch.Tensor:
+    """An SR network as a restorer of ``(1, 3, H, W)`` images in [0, 1]: its output resized back to
+    ``H x W`` with OpenCV's Lanczos (``INTER_LANCZOS4``) and clamped, as Real-ESRGAN's
+    ``inference_realesrgan.py --outscale 1`` does (on float32 here, not 8 bits)."""
+    import cv2
+    import numpy as np
+
+    from ..models.sr import upscale
+
+    h, w = x.shape[-2:]
+    big = upscale(net, x)[0].permute(1, 2, 0).float().cpu().numpy()
+    small = cv2.resize(np.ascontiguousarray(big), (w, h), interpolation=cv2.INTER_LANCZOS4)
+    return torch.from_numpy(small).permute(2, 0, 1)[None].clamp(0, 1).to(x.device)
 
 
 def _read_mask(path: Path) -> torch.Tensor:
@@ -594,6 +615,9 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
 
     out = Path(out_dir)
     check_output_folder(out)  # the folder is made once the images and models have loaded
+    if out.resolve() == suite.images.resolve():
+        raise InputError(f"{out}: is the suite's image folder; results and images/ would be written among the "
+                         f"photos; choose another output folder")
     results = out / "results.jsonl"
     truths = ground_truth(suite)
     fns, notes = metric_functions(suite.metrics)
@@ -612,12 +636,15 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
         from ..io import atomic_write_bytes
 
         text = results.read_text()
-        kept = []
-        for line in text.splitlines():
+        lines = text.splitlines()
+        kept, foreign = [], []
+        for i, line in enumerate(lines):
             try:
                 row = json.loads(line)
                 key = _row_key(row)
             except (ValueError, KeyError, TypeError):
+                if i < len(lines) - 1 and line.strip():
+                    foreign.append(line)  # not a row cut by an interruption (only the last line can be): keep it
                 continue  # a line cut by an interruption: its row runs again
             if key in config and (row.get("config") != config[key] or key in done):
                 continue  # made with other settings, weights or images (or a duplicate): it runs again
@@ -628,6 +655,12 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
         if len(kept) != len(text.splitlines()) or (text and not text.endswith("\n")):
             # drop the cut line and the stale rows, so that new rows do not go onto the one or sit beside
             # the others (every reader parses each line, and the report averages every row)
+            if foreign:  # e.g. a line edited by hand, or two shards' lines run together when one was killed
+                dropped = out / "results.jsonl.dropped"
+                previous = dropped.read_bytes() if dropped.is_file() else b""
+                atomic_write_bytes(dropped, previous + "".join(line + "\n" for line in foreign).encode())
+                notes.append(f"{len(foreign)} line(s) of {results} were not result rows; they are moved to {dropped} "
+                             f"and their rows, if any, run again")
             atomic_write_bytes(results, "".join(line + "\n" for line in kept).encode())
     detector = _Detector(suite.detection) if suite.detection else None
     if detector is not None and {"iou", "precision", "recall"} & set(suite.metrics) and detector.masks is None:
