@@ -31,7 +31,9 @@ def float_in(low: float = -math.inf, high: float = math.inf, *, low_open: bool =
     ``low_open`` / ``high_open`` exclude the end point. Example: ``float_in(0, low_open=True)``
     takes learning rates (> 0); ``float_in(0, 1, high_open=True)`` takes EMA decays ([0, 1)).
     """
-    lo_bracket, hi_bracket = "(" if low_open else "[", ")" if high_open else "]"
+    # an infinite end is never included (the value must be finite), so its bracket is open
+    lo_bracket = "(" if low_open or math.isinf(low) else "["
+    hi_bracket = ")" if high_open or math.isinf(high) else "]"
     interval = f"{lo_bracket}{low:g}, {high:g}{hi_bracket}"
 
     def parse(text: str) -> float:

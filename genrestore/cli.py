@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from . import __version__
-from ._argtypes import float_in, nonneg_int
+from ._argtypes import float_in, nonneg_int, positive_int
 from ._checks import InputError
 
 EXAMPLE_IMAGE = "astronaut.png"
@@ -277,6 +277,9 @@ def cmd_weights(args: argparse.Namespace) -> int:
     from . import weights as ws
 
     if args.action == "list":
+        if args.names:
+            raise InputError(f"weights list takes no names, got {' '.join(args.names)}; "
+                             f"`genrestore weights info NAME` describes one")
         rows = []
         for name, s in sorted(ws.REGISTRY.items()):
             path = ws.find(name)
@@ -469,6 +472,8 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         return cmd_authenticity(args)
     if not args.dist:
         raise InputError("metrics needs REF and DIST (or --authenticity MODEL with one folder)")
+    if args.gray and args.y:
+        raise InputError("--y (compare the luma of RGB images) and --gray (compare grey images) exclude each other")
 
     names = [m.strip().lower() for m in args.metrics.split(",") if m.strip()]
     unknown = [m for m in names if m not in METRICS_AVAILABLE]
@@ -680,7 +685,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--authenticity", metavar="MODEL", help="IDM's authenticity test: REF is a folder of restored "
                    "images f(x); MODEL (an IDM .safetensors) restores them again; reports PSNR (and LPIPS) of "
                    "f(f(x)) against f(x)")
-    m.add_argument("--steps", type=int, default=10, help="--authenticity: DDPM steps")
+    m.add_argument("--steps", type=positive_int, default=10, help="--authenticity: DDPM steps")
     m.add_argument("--tile", type=nonneg_int, default=256, metavar="PX", help="--authenticity: tile side of the "
                    "network call, as `genrestore restore --tile` (default 256, restore's; 0: whole image), so that "
                    "f(f(x)) is made by the same f as f(x)")
@@ -691,9 +696,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--crop-border", type=nonneg_int, default=0, metavar="N", help="drop N pixels on each side first")
     m.add_argument("--ref-stats", metavar="FILE.npz", help="FID: load the reference statistics from FILE if it "
                    "exists, else compute them and save them there")
-    m.add_argument("--pfid-size", type=int, default=128, help="patch-FID crop size, px (robust StyleGAN: 128)")
-    m.add_argument("--pfid-crops", type=int, default=1000, help="patch-FID crops per image (robust StyleGAN: 1000)")
-    m.add_argument("--batch-size", type=int, default=32, help="Inception batch size")
+    m.add_argument("--pfid-size", type=positive_int, default=128, help="patch-FID crop size, px (robust StyleGAN: 128)")
+    m.add_argument("--pfid-crops", type=positive_int, default=1000, help="patch-FID crops per image (robust StyleGAN: 1000)")
+    m.add_argument("--batch-size", type=positive_int, default=32, help="Inception batch size")
     m.add_argument("--autocast", action="store_true", help="Inception in bfloat16 on GPU")
     m.add_argument("--seed", type=int, default=0, help="seed of the patch-FID crops and KID subsets")
     m.add_argument("--niqe-model", metavar="FILE", help="NIQE pristine model (.npz with mu_pris_param/cov_pris_param, "

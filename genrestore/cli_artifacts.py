@@ -25,6 +25,9 @@ def cmd_artifacts(args: argparse.Namespace) -> int:
     from .io import atomic_write_bytes, list_images, outputs_recorded, read_image, write_image_hashed
     from .weights import model_file, sha256_file
 
+    if args.t0 is not None and args.ddim_steps > args.t0 + 1:
+        raise InputError(f"--ddim-steps {args.ddim_steps} is more than the {args.t0 + 1} timesteps from 0 to --t0 "
+                         f"{args.t0}; give at most {args.t0 + 1} steps or a larger --t0")
     paths = list_images(args.inputs)
     sizes = _validate_inputs(paths, rgb_only="the artifact generators")
     all_items = crop_items(paths, sizes, args.crop, args.per_image, args.seed)
@@ -187,6 +190,7 @@ def add_parser(sub) -> None:
 def cmd_train_generator(args: argparse.Namespace) -> int:
     from .cli import resolve_device
     from .io import check_output_folder
+    from .models.checkpoint import config_errors
     from .models.vq import TokenTransformer, VQAutoencoder
 
     check_output_folder(args.output)
@@ -200,8 +204,9 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
     if args.model == "vq":
         from .artifacts.generators import train_vq_autoencoder
 
-        model = VQAutoencoder(args.codebook_size, args.embed_dim, args.channels, args.layers_per_block,
-                              norm_num_groups=args.groups, mid_attention=not args.no_attention)
+        with config_errors("--channels, --groups, ... do not build a VQ autoencoder"):
+            model = VQAutoencoder(args.codebook_size, args.embed_dim, args.channels, args.layers_per_block,
+                                  norm_num_groups=args.groups, mid_attention=not args.no_attention)
         disc_start = args.steps // 2 if args.disc_start is None else args.disc_start
         train_vq_autoencoder(model, args.data, args.steps, args.batch_size, args.size, args.lr, args.adv_weight,
                              disc_start, recipe=base + f" --size {args.size} --codebook-size {args.codebook_size} "
@@ -222,7 +227,8 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
         side = args.size // vq.factor
         if side * vq.factor != args.size:
             raise InputError(f"--size must be a multiple of the autoencoder's factor {vq.factor}, got {args.size}")
-        model = TokenTransformer(vq.codebook_size, side * side, args.dim, args.depth, args.heads)
+        with config_errors("--dim, --depth, --heads do not build a transformer"):
+            model = TokenTransformer(vq.codebook_size, side * side, args.dim, args.depth, args.heads)
         train_token_transformer(model, vq, args.data, args.steps, args.batch_size, args.lr,
                                 recipe=base + f" --vq {args.vq} --size {args.size} --dim {args.dim} --depth "
                                 f"{args.depth} --heads {args.heads}", eval_images=args.eval_data,
@@ -259,18 +265,18 @@ def add_train_parser(tsub) -> None:
                        **({"layers_per_block": 1} if name == "vq" else {}))
         p.add_argument("--eval-data", help="photos for the quality number (default: --data)")
         if name != "vq":
-            p.add_argument("--quality-samples", type=int, default=64,
+            p.add_argument("--quality-samples", type=nonneg_int, default=64,
                            help="samples for the FID/KID in the model's JSON (0: none)")
         if name == "vq":
             p.add_argument("--codebook-size", type=positive_int, default=512)
             p.add_argument("--embed-dim", type=positive_int, default=4)
             p.add_argument("--groups", type=positive_int, default=32, help="GroupNorm groups")
             p.add_argument("--adv-weight", type=nonneg_float, default=0.1, help="GAN loss weight")
-            p.add_argument("--disc-start", type=int, help="first step with the GAN loss (default: half of --steps)")
+            p.add_argument("--disc-start", type=nonneg_int, help="first step with the GAN loss (default: half of --steps)")
             p.add_argument("--no-attention", action="store_true",
                            help="no self-attention in the middle blocks: fully convolutional, for training on "
                                 "small crops and use on large images")
-            p.add_argument("--restart-every", type=int, default=50,
+            p.add_argument("--restart-every", type=nonneg_int, default=50,
                            help="steps between restarts of unused codes from encoder outputs (0: none)")
         if name == "transformer":
             p.add_argument("--vq", help="the trained VQ autoencoder (.safetensors + .json) or a weight name "

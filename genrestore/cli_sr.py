@@ -227,6 +227,11 @@ def cmd_detect(args: argparse.Namespace) -> int:
                          f"(only --method niqe works without)")
     _check_tiling(args)
     all_paths = list_images(args.inputs)  # outputs are planned on all of them: shards together are one run
+    out_dir = Path(args.output)
+    for given in args.inputs:
+        if Path(given).is_dir() and Path(given).resolve() == out_dir.resolve():
+            raise InputError(f"{out_dir}: is the input folder {given}; the masks and overlays written there would be "
+                             f"read as LR images by the next run; choose another output folder")
     paths = _shard(all_paths, args.shard)
     sizes = _check_rgb(paths)
     device = resolve_device(args.device)
@@ -247,7 +252,6 @@ def cmd_detect(args: argparse.Namespace) -> int:
             raise InputError(f"{p}: {hw[1]}x{hw[0]} px gives a {hw[1] * s}x{hw[0] * s} px x{s} output, too small for "
                              f"{what} (needs >= {need} output px a side)")
     _check_memory(nets, paths, sizes, args.tile, device, detect=True)
-    out_dir = Path(args.output)
     outputs = ["{stem}_mask.png", "{stem}_overlay.png", "{stem}_dmap.png", "{stem}_regions.json"]
     if args.save_sr:
         outputs += ["{stem}_gan.png"] + (["{stem}_mse.png", "{stem}_pseudo_gt.png"] if mse is not None else [])

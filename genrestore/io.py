@@ -350,6 +350,23 @@ def _unreadable_safetensors(path: str | os.PathLike, e: Exception) -> InputError
     return InputError(f"{path}: not a readable safetensors file ({type(e).__name__}{': ' + detail if detail else ''})")
 
 
+def open_npz(path: str | os.PathLike, what: str):
+    """``np.load`` of an ``.npz`` archive with pickles refused, after checking that the file is one
+    (a zip archive): other files get an :class:`InputError` naming ``path`` and ``what`` it should
+    hold, instead of numpy's advice to unpickle them."""
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as e:
+        raise InputError(f"{path}: cannot be read ({e.strerror or e})") from None
+    if magic != b"PK\x03\x04":
+        raise InputError(f"{path}: not an .npz archive ({what})")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: a damaged .npz archive ({what}): {e}") from None
+
+
 def load_safetensors(path: str | os.PathLike, device: str = "cpu") -> dict[str, torch.Tensor]:
     """The tensors of a ``.safetensors`` file; :class:`InputError` naming it when it cannot be read
     (safetensors raises its own error types for damaged or foreign files)."""

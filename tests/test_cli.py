@@ -342,10 +342,13 @@ def test_every_help_page_renders():
     ["train", "idm", "--lr", "0"],
     ["train", "idm", "--ema-decay", "1"],
     ["train", "desra", "--threshold", "0"],
-    ["detect", "--threshold", "10.5"],
+    ["detect", "--threshold", "-0.5"],  # > 10 for --method desra: test_detect_cli_method_argument_errors
     ["artifacts", "--level", "1.5"],
     ["artifacts", "--batch-size", "0"],
     ["train", "niqe", "--sharpness", "inf"],
+    ["metrics", "--pfid-size", "0"],
+    ["metrics", "--batch-size", "0"],
+    ["metrics", "--steps", "0"],
 ])
 def test_numeric_options_refuse_out_of_range_values(tmp_path, capsys, argv):
     """Each bad value stops argparse (exit 2, one line naming the value) before any file is read."""
@@ -353,7 +356,8 @@ def test_numeric_options_refuse_out_of_range_values(tmp_path, capsys, argv):
                 "desra": ["--lr-images", str(tmp_path), "--mse", "m", "--model", "g", "-o", str(tmp_path / "o")],
                 "detect": [str(tmp_path), "--mse", "m", "--gan", "g", "-o", str(tmp_path / "o")],
                 "niqe": ["--data", str(tmp_path), "-o", str(tmp_path / "p.safetensors")],
-                "artifacts": [str(tmp_path), "-o", str(tmp_path / "o")]}
+                "artifacts": [str(tmp_path), "-o", str(tmp_path / "o")],
+                "metrics": [str(tmp_path), str(tmp_path)]}
     key = argv[1] if argv[0] == "train" else argv[0]
     with pytest.raises(SystemExit) as e:
         main(argv + required[key])
@@ -376,6 +380,9 @@ def test_argtypes_interval_ends():
     assert rate("10") == 10.0
     with pytest.raises(argparse.ArgumentTypeError, match=r"\(0, 10\]"):
         rate("0")
+    lr = float_in(0, low_open=True)  # an infinite end is never included: its bracket says so
+    with pytest.raises(argparse.ArgumentTypeError, match=r"in \(0, inf\), got inf"):
+        lr("inf")
     assert int_at_least(0, "non-negative")("0") == 0
     with pytest.raises(argparse.ArgumentTypeError, match="positive"):
         int_at_least(1, "positive")("2.5")
@@ -778,3 +785,95 @@ def test_metrics_crop_border_is_checked_only_for_metrics_that_crop(inputs, capsy
     assert main(["metrics", a, a, "--metrics", "identity", "--crop-border", "20", "--json", "-q"]) == 0
     row = json.loads(capsys.readouterr().out.splitlines()[0])
     assert row["identity"] == pytest.approx(1.0, abs=1e-6)  # an image against itself (float32 cosine)
+
+
+def _rgb_folder(tmp_path):
+    d = tmp_path / "rgb"
+    if not d.is_dir():
+        g = torch.Generator().manual_seed(1)
+        for name in ("a", "b"):
+            write_image(d / f"{name}.png", torch.rand(1, 3, 32, 32, generator=g))
+    return d
+
+
+def _one_line_error(capsys, argv, *words):
+    try:
+        code = main(argv)
+    except SystemExit as e:
+        code = e.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("genrestore: error:") and len(err.splitlines()) == 1, err
+    for w in words:
+        assert w in err, err
+    assert "Traceback" not in err
+    return err
+
+
+def test_model_options_that_build_no_network_are_one_line_errors(tmp_path, capsys):
+    """Before the fix these exited 1 with the constructor's raw exception (GroupNorm groups that do
+    not divide the width, attention heads that do not divide the embedding, no attention heads at
+    all at 7 channels), and train ddpm left an empty output folder."""
+    common = ["--data", str(_rgb_folder(tmp_path)), "--steps", "1", "--batch-size", "1", "--size", "16", "-q"]
+    _one_line_error(capsys, ["train", "vq", "-o", str(tmp_path / "t6"), *common, "--groups", "7"],
+                    "--groups", "divisible")
+    _one_line_error(capsys, ["train", "transformer", "-o", str(tmp_path / "t7"), *common, "--vq", "vq-default",
+                             "--dim", "64", "--heads", "3"], "--heads", "divisible")
+    for model in ("ddpm", "idm"):
+        _one_line_error(capsys, ["train", model, "-o", str(tmp_path / "t8"), *common, "--channels", "7"],
+                        "--channels", "at least 8")
+    assert not any((tmp_path / t).exists() for t in ("t6", "t7", "t8"))
+
+
+def test_sidecar_configs_that_build_no_network_name_the_file(tmp_path, capsys):
+    """A JSON sidecar whose config the constructor rejects: one line naming the file (was exit 1)."""
+    from safetensors.torch import save_file
+
+    cases = {"sr": ({"arch": "rdn", "scale": "x", "D": -1}, ["upscale", str(_rgb_folder(tmp_path)), "-o", str(tmp_path / "u"),
+                                                              "--model"]),
+             "g": ({"arch": "stylegan2", "z_dim": -1, "resolution": 33},
+                   ["restore", str(_rgb_folder(tmp_path)), "-o", str(tmp_path / "r"), "--method", "stylegan-inversion", "--task",
+                    "denoise", "--generator"]),
+             "u": ({"arch": "conditional-unet", "channels": 3, "unet": {"block_out_channels": [7]}},
+                   ["restore", str(_rgb_folder(tmp_path)), "-o", str(tmp_path / "r2"), "--steps", "1", "--model"])}
+    for name, (config, argv) in cases.items():
+        save_file({"w": torch.zeros(3, 3)}, str(tmp_path / f"{name}.safetensors"))
+        (tmp_path / f"{name}.json").write_text(json.dumps({"config": config}))
+        _one_line_error(capsys, [*argv, str(tmp_path / f"{name}.safetensors"), "-q"], f"{name}.")
+
+
+def test_state_dict_mismatch_names_the_keys(tmp_path, capsys):
+    """The first line of torch's load_state_dict error names only the class; the message goes on."""
+    from safetensors.torch import save_file
+
+    import genrestore.weights as ws
+
+    save_file({"w": torch.zeros(3, 3)}, str(tmp_path / "vw.safetensors"))
+    (tmp_path / "vw.json").write_text(ws.resolve("rdn-x4").with_suffix(".json").read_text())
+    err = _one_line_error(capsys, ["upscale", str(_rgb_folder(tmp_path)), "-o", str(tmp_path / "u"), "--model",
+                                   str(tmp_path / "vw.safetensors"), "-q"], "vw.safetensors", "Missing key(s)")
+    assert not err.endswith(":")
+
+
+def test_metrics_refuses_gray_with_y_and_foreign_npz_files(tmp_path, capsys):
+    _one_line_error(capsys, ["metrics", str(_rgb_folder(tmp_path)), str(_rgb_folder(tmp_path)), "--gray", "--y"], "--y", "--gray")
+    (tmp_path / "bad.json").write_text('{"not": "what you expect"')
+    big = tmp_path / "big"
+    write_image(big / "a.png", torch.rand(1, 3, 100, 100, generator=torch.Generator().manual_seed(2)))
+    err = _one_line_error(capsys, ["metrics", str(big), str(big), "--metrics", "niqe", "--niqe-model",
+                                   str(tmp_path / "bad.json")], "bad.json: not an .npz archive")
+    assert "pickle" not in err  # numpy's advice for a non-archive was to unpickle it
+    from genrestore._checks import InputError
+    from genrestore.metrics.distribution import FeatureStats
+
+    with pytest.raises(InputError, match=r"bad.json: not an .npz archive \(feature statistics"):
+        FeatureStats.load_npz(tmp_path / "bad.json")
+
+
+def test_weights_list_takes_no_names(capsys):
+    _one_line_error(capsys, ["weights", "list", "extra"], "takes no names")
+
+
+def test_artifacts_names_ddim_steps_beyond_t0(tmp_path, capsys):
+    _one_line_error(capsys, ["artifacts", str(_rgb_folder(tmp_path)), "-o", str(tmp_path / "a"), "--kind", "ddim-gauss",
+                             "--t0", "2", "-q"], "--ddim-steps 48", "--t0 2")
+    assert not (tmp_path / "a").exists()

@@ -93,6 +93,22 @@ def test_fit_pristine_gives_a_valid_gaussian():
     assert n > 36 and mu.shape == (36,) and torch.linalg.eigvalsh(cov).min() > -1e-9
 
 
+def test_fit_pristine_on_images_under_one_and_a_half_blocks():
+    """Images of 96-143 px a side have no whole block on the grids shifted by half a block: those
+    grids are skipped (before the fix the shifted crop was refused as smaller than 96 px)."""
+    import skimage.data
+
+    crops = []
+    for a in (skimage.data.astronaut(), skimage.data.coffee(), skimage.data.chelsea(), skimage.data.rocket()):
+        t = torch.from_numpy(a).permute(2, 0, 1)[None].float() / 255
+        crops += [t[..., y:y + 120, x:x + 130] for y in (0, 90, 170) for x in (0, 100, 200, 300)]
+    mu, cov, n = fit_pristine(crops)
+    mu0, cov0, n0 = fit_pristine(crops, offsets=((0, 0),))
+    assert n == n0 == 48 and torch.equal(mu, mu0) and torch.equal(cov, cov0)
+    with pytest.raises(InputError, match="image 0: NIQE needs images of at least 96x96 px, got 130x90"):
+        fit_pristine([crops[0][..., :90, :]] + crops)
+
+
 @pytest.mark.skipif(not __import__("os").environ.get("GENRESTORE_BASICSR_SRC"),
                     reason="set GENRESTORE_BASICSR_SRC to an extracted basicsr-1.4.2 source (see benchmarks/niqe_reference.py)")
 def test_matches_basicsr_with_standard_parameters():

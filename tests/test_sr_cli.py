@@ -236,6 +236,16 @@ def test_detect_cli_method_argument_errors(models, lr_dir, tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+def test_detect_refuses_the_input_folder_as_output(models, lr_dir, capsys):
+    """Its masks and overlays there would be read as LR images by the next run (was accepted)."""
+    gan, mse = models
+    before = sorted(p.name for p in lr_dir.iterdir())
+    assert main(["detect", str(lr_dir), "-o", str(lr_dir), "--gan", str(gan), "--mse", str(mse), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is the input folder" in err and len(err.splitlines()) == 1
+    assert sorted(p.name for p in lr_dir.iterdir()) == before
+
+
 def test_finetune_resume_equals_straight_run(tmp_path):
     """4 iterations straight == 2 iterations, stop, resume to 4; both from the same initial weights."""
     from genrestore.detect.finetune import FinetuneConfig, finetune

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .._checks import InputError
-from ..models.checkpoint import SavedModel
+from ..models.checkpoint import SavedModel, config_errors
 from .schedulers import PREDICTION_TYPES, PredictionType, check_schedule, require_diffusers
 
 ARCH = "conditional-unet"
@@ -106,12 +106,13 @@ class ConditionalUNet(nn.Module, SavedModel):
         self.mask_label = self.num_classes
         self.prediction_type = prediction_type
         d = require_diffusers()
-        self.unet = d.UNet2DModel(
-            in_channels=channels + cond_channels, out_channels=channels,
-            # class_embed_type None + num_class_embeds: an nn.Embedding added to the time embedding
-            # (DiffGAR appendix: "these two embeddings will be added together")
-            class_embed_type=None, num_class_embeds=self.num_classes + 1 if self.num_classes else None,
-            **unet)
+        with config_errors(f"the unet arguments {unet} do not build a diffusers UNet2DModel"):
+            self.unet = d.UNet2DModel(
+                in_channels=channels + cond_channels, out_channels=channels,
+                # class_embed_type None + num_class_embeds: an nn.Embedding added to the time embedding
+                # (DiffGAR appendix: "these two embeddings will be added together")
+                class_embed_type=None, num_class_embeds=self.num_classes + 1 if self.num_classes else None,
+                **unet)
 
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor | int, y: torch.Tensor,
@@ -183,7 +184,8 @@ class DenoisingUNet(nn.Module, SavedModel):
         self.config: dict[str, Any] = {"arch": UNCOND_ARCH, "channels": channels,
                                        "schedule": check_schedule(schedule or {}), "unet": unet}
         self.channels = channels
-        self.unet = require_diffusers().UNet2DModel(in_channels=channels, out_channels=channels, **unet)
+        with config_errors(f"the unet arguments {unet} do not build a diffusers UNet2DModel"):
+            self.unet = require_diffusers().UNet2DModel(in_channels=channels, out_channels=channels, **unet)
 
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:

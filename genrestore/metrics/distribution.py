@@ -98,9 +98,14 @@ class FeatureStats:
     @staticmethod
     def load_npz(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor]:
         """``(mu, sigma)`` from an ``.npz`` written by :meth:`save`, pytorch-fid or clean-fid."""
+        from ..io import open_npz
+
+        what = "feature statistics with 'mu' and 'sigma'"
         try:
-            with np.load(path, allow_pickle=False) as f:
+            with open_npz(path, what) as f:
                 mu, sigma = torch.from_numpy(f["mu"]).double(), torch.from_numpy(f["sigma"]).double()
+        except InputError:  # open_npz names the file and what it should hold
+            raise
         except (OSError, KeyError, ValueError) as e:
             raise InputError(f"{path}: not a feature-statistics .npz with 'mu' and 'sigma' ({e})") from None
         if not (torch.isfinite(mu).all() and torch.isfinite(sigma).all()):

@@ -181,11 +181,15 @@ def load_pristine(pristine: str | os.PathLike | None = None) -> tuple[torch.Tens
         except Exception as e:  # safetensors raises its own types for damaged files
             raise InputError(f"{path}: not a NIQE pristine model (a .safetensors with mu and cov): "
                              f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+    from ..io import open_npz
+
     try:
-        with np.load(path, allow_pickle=False) as f:
+        with open_npz(path, "a NIQE pristine model: mu_pris_param/cov_pris_param or mu/cov") as f:
             mu = f["mu_pris_param"] if "mu_pris_param" in f else f["mu"]
             cov = f["cov_pris_param"] if "cov_pris_param" in f else f["cov"]
             return torch.from_numpy(np.asarray(mu, np.float64)).flatten(), torch.from_numpy(np.asarray(cov, np.float64))
+    except InputError:  # open_npz names the file and what it should hold
+        raise
     except (OSError, KeyError, ValueError) as e:
         raise InputError(f"{path}: not a NIQE pristine model (mu_pris_param/cov_pris_param or mu/cov): {e}") from None
 
@@ -220,15 +224,21 @@ def fit_pristine(images: list[torch.Tensor], sharpness_threshold: float = 0.75,
     As the original, a block is kept when its mean local deviation is at least
     ``sharpness_threshold`` times the sharpest block of its image. Unlike the original (125
     large photos), we also read blocks on grids shifted by half a block (``offsets``), to get
-    about four times as many blocks from a small set.
+    about four times as many blocks from a small set (a shifted grid that leaves less than one
+    block of an image is skipped).
 
     Returns:
         ``(mu (36,), cov (36, 36), blocks used)``.
     """
     feats = []
-    for x in images:
+    for i, x in enumerate(images):
         img = _luma_255(x, 0)
+        h, w = img.shape[-2:]
+        if min(h, w) < BLOCK:
+            raise InputError(f"image {i}: NIQE needs images of at least {BLOCK}x{BLOCK} px, got {w}x{h}")
         for oy, ox in offsets:
+            if h - oy < BLOCK or w - ox < BLOCK:
+                continue  # a shifted grid with no whole block on this image
             f, sharp = image_features(img[..., oy:, ox:])
             keep = sharp > sharpness_threshold * sharp.max()
             feats.append(f[keep & torch.isfinite(f).all(1)])

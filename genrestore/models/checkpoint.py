@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,6 +20,30 @@ import torch
 from .._checks import InputError
 
 M = TypeVar("M", bound="SavedModel")
+
+# what a network's constructor raises for a config it cannot build (a width that GroupNorm or the
+# attention heads do not divide, a negative size, lists of different lengths, ...)
+BUILD_ERRORS = (TypeError, ValueError, AssertionError, ZeroDivisionError, RuntimeError, IndexError, KeyError)
+
+
+@contextmanager
+def config_errors(what: str) -> Iterator[None]:
+    """Turn a constructor's error on a bad config into one :class:`InputError` line that begins
+    with ``what`` (e.g. ``"FILE.json: bad rdn config {...}"``)."""
+    try:
+        yield
+    except InputError:
+        raise
+    except BUILD_ERRORS as e:
+        detail = " ".join(str(e).split())[:300]
+        raise InputError(f"{what}: {type(e).__name__}: {detail}" if detail else f"{what}: {type(e).__name__}") from None
+
+
+def state_dict_mismatch(e: RuntimeError, limit: int = 300) -> str:
+    """One line from ``load_state_dict``'s error: its first line names only the class, and the
+    missing, unexpected or mis-shaped keys follow on the next lines."""
+    text = " ".join(str(e).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
@@ -49,10 +75,8 @@ class SavedModel:
         arch = config.pop("arch", None)
         if arch != cls.arch:
             raise InputError(f"expected a config with arch {cls.arch!r}, got {arch!r}")
-        try:
+        with config_errors(f"bad {cls.arch} config {config}"):
             return cls(**config)
-        except TypeError as e:
-            raise InputError(f"bad {cls.arch} config {config}: {e}") from None
 
     def save(self, path: str | os.PathLike, half: bool = False, **meta: Any) -> None:
         """Write ``path`` (``.safetensors``) and ``path.json`` with ``{"config": ..., **meta}``, atomically.
@@ -93,5 +117,5 @@ class SavedModel:
         try:
             net.load_state_dict(state, strict=True)  # type: ignore[attr-defined]
         except RuntimeError as e:
-            raise InputError(f"{path}: weights do not fit {net.config}: {str(e).splitlines()[0]}") from None
+            raise InputError(f"{path}: weights do not fit {net.config}: {state_dict_mismatch(e)}") from None
         return net.to(device).eval()  # type: ignore[attr-defined]

@@ -28,6 +28,7 @@ from torch import nn
 
 from .._checks import InputError, check_image
 from ..io import read_json_object
+from .checkpoint import config_errors, state_dict_mismatch
 
 # arch name -> (module, class)
 ARCHS = {
@@ -45,10 +46,8 @@ def build_sr(config: dict) -> nn.Module:
     if arch not in ARCHS:
         raise InputError(f"unknown SR architecture {arch!r}; known: {', '.join(ARCHS)}")
     module, cls = ARCHS[arch]
-    try:
+    with config_errors(f"bad {arch} config {config}"):
         return getattr(importlib.import_module(module), cls)(**config)
-    except TypeError as e:
-        raise InputError(f"bad {arch} config {config}: {e}") from None
 
 
 def _stored_config(path: Path, fallback: dict) -> dict:
@@ -104,11 +103,14 @@ def load_sr(name: str | os.PathLike, device: str | torch.device = "cpu") -> nn.M
     state = load_safetensors(path)
     if any("::scale" in k for k in state):
         state = dequantize_state(state)
-    net = build_sr(config)
+    try:
+        net = build_sr(config)
+    except InputError as e:  # name the file whose config it is
+        raise InputError(f"{path}: {e}") from None
     try:
         net.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
     except RuntimeError as e:
-        raise InputError(f"{path}: weights do not fit a {config['arch']} with {config}: {str(e).splitlines()[0]}") from None
+        raise InputError(f"{path}: weights do not fit a {config['arch']} with {config}: {state_dict_mismatch(e)}") from None
     return net.to(device).eval()
 
 
