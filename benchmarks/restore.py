@@ -12,7 +12,8 @@ Methods: ``degraded`` (the input; bicubic for upsampling), ``nlmeans`` (OpenCV n
 denoising and the IDM degradation), ``jpeg-deblock`` (re-application of JPEG; deartifacting),
 ``telea`` (OpenCV; inpainting), ``regression`` (``train idm --regression``: the same UNet trained
 with L1 on the same data and steps), ``idm`` (10 DDPM steps) and ``diffgar`` (guided, CFG 3, 30
-DDIM steps) when given.
+DDIM steps) and ``--sr`` (an SR model as a same-size restorer, e.g. ``realesrgan-x4plus``: the
+model, then Lanczos back to the input size) when given.
 
     python benchmarks/restore.py -o runs/bench-restore --idm idm-default \\
         --regression genrestore/weights/... (or runs/idm-reg/model.safetensors) [--diffgar RUN/model.safetensors]
@@ -130,12 +131,16 @@ def main() -> None:
     ap.add_argument("--idm", help="IDM model: a file or weight name (e.g. idm-default)")
     ap.add_argument("--regression", help="regression UNet from `genrestore train idm --regression`")
     ap.add_argument("--diffgar", help="DiffGAR model (classes: the benchmark tasks)")
+    ap.add_argument("--sr", help="an SR model as a same-size restorer (e.g. realesrgan-x4plus: the model, then "
+                    "Lanczos back, as Real-ESRGAN's --outscale 1)")
     ap.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated subset of {','.join(TASKS)}")
     ap.add_argument("--throughput", action="store_true", help="also time IDM sampling: batch 32, 256 px, 10 steps")
     args = ap.parse_args()
     learned = {name: (kind, path) for name, kind, path in (("regression", "idm", args.regression),
                                                             ("idm", "idm", args.idm),
-                                                            ("diffgar", "diffgar", args.diffgar)) if path}
+                                                            ("diffgar", "diffgar", args.diffgar),
+                                                            (f"{args.sr} (same size)", "sr-same-size", args.sr))
+               if path}
     out = Path(args.output)
     tasks = [t for t in args.tasks.split(",") if t]
     try:
