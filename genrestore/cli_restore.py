@@ -397,9 +397,9 @@ def _unet_config(args: argparse.Namespace, attention: bool = True) -> dict:
         raise InputError(f"--size must be a multiple of {multiple} (2^(blocks - 1)) and at least {2 * multiple}, "
                          f"got {args.size}")
     n = len(args.channels)
-    if attention and args.channels[-1] < 8:
-        raise InputError(f"--channels: the last block attends with diffusers' 8-channel heads, so it needs at least "
-                         f"8 channels, got {args.channels[-1]}")
+    if args.channels[-1] < 8:  # the middle block attends too, with or without attending down/up blocks
+        raise InputError(f"--channels: the deepest blocks attend with diffusers' 8-channel heads, so the last width "
+                         f"needs at least 8 channels, got {args.channels[-1]}")
     return {"sample_size": args.size, "block_out_channels": list(args.channels), "layers_per_block": args.layers_per_block,
             "norm_num_groups": max(d for d in range(1, 33) if math.gcd(*args.channels) % d == 0),
             "down_block_types": ["DownBlock2D"] * (n - 1) + ["AttnDownBlock2D" if attention else "DownBlock2D"],

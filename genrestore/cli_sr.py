@@ -256,10 +256,12 @@ def cmd_detect(args: argparse.Namespace) -> int:
     if args.save_sr:
         outputs += ["{stem}_gan.png"] + (["{stem}_mse.png", "{stem}_pseudo_gt.png"] if mse is not None else [])
     _plan_outputs(all_paths, out_dir, outputs, inputs=[*all_paths, *_model_files(names)])
-    settings = {"gan": args.gan, "mse": args.mse, "method": method,
+    settings = {"gan": args.gan, "mse": args.mse,
                 "segmenter": segmenter.name if segmenter is not None else None, "threshold": threshold,
                 "tile": args.tile, "tile_pad": args.tile_pad, "half": args.half,
                 "weights_sha256": _weights_sha256(names)}
+    if method != "desra":  # records of DeSRA runs keep their keys, so that --resume still finds them
+        settings["method"] = method
     map_name = {"desra": "d", "ldl": "ldl_map", "niqe": "niqe"}[method]
     total_regions = total_px = total_mask = skipped = 0
     for path in tqdm(paths, desc="detect", unit="img", file=sys.stderr, disable=args.quiet):

@@ -430,12 +430,22 @@ def test_foreign_lines_in_results_are_moved_aside_with_a_note(suite_file, tmp_pa
     assert (out / "results.jsonl.dropped").read_text() == "garbage\n" + lines[3][:30] + lines[4]
     assert any("2 line(s)" in n and "results.jsonl.dropped" in n for n in s["notes"])
     assert len((out / "results.jsonl").read_text().splitlines()) == 8
+    # a whole last line (it ends in a newline) that is not a row was not cut by an interruption either
+    with open(out / "results.jsonl", "a") as f:
+        f.write("a note by hand\n")
+    s = run_suite(suite, out, progress=False)
+    assert s["rows_run"] == 0 and any("1 line(s)" in n for n in s["notes"])
+    assert (out / "results.jsonl.dropped").read_text().endswith("a note by hand\n")
 
 
 def test_bench_refuses_the_image_folder_as_output(suite_file, tmp_path):
-    with pytest.raises(InputError, match="the suite's image folder"):
+    with pytest.raises(InputError, match="among the suite's photos"):
         run_suite(load_suite(suite_file), tmp_path / "photos", progress=False)
     assert not (tmp_path / "photos" / "results.jsonl").exists()
+    (tmp_path / "photos").rename(tmp_path / "images")  # OUT/images/ would be the photo folder
+    suite_file.write_text(suite_file.read_text().replace('images = "photos"', 'images = "images"'))
+    with pytest.raises(InputError, match="among the suite's photos"):
+        run_suite(load_suite(suite_file), tmp_path, progress=False)
 
 
 def test_two_seeds_in_one_folder_keep_their_own_images(suite_file, tmp_path):

@@ -818,8 +818,8 @@ def test_model_options_that_build_no_network_are_one_line_errors(tmp_path, capsy
                     "--groups", "divisible")
     _one_line_error(capsys, ["train", "transformer", "-o", str(tmp_path / "t7"), *common, "--vq", "vq-default",
                              "--dim", "64", "--heads", "3"], "--heads", "divisible")
-    for model in ("ddpm", "idm"):
-        _one_line_error(capsys, ["train", model, "-o", str(tmp_path / "t8"), *common, "--channels", "7"],
+    for model in (["ddpm"], ["idm"], ["inpaint", "--kind", "diffusion"]):  # inpaint: no attending blocks but the middle
+        _one_line_error(capsys, ["train", *model, "-o", str(tmp_path / "t8"), *common, "--channels", "7"],
                         "--channels", "at least 8")
     assert not any((tmp_path / t).exists() for t in ("t6", "t7", "t8"))
 

@@ -615,9 +615,9 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
 
     out = Path(out_dir)
     check_output_folder(out)  # the folder is made once the images and models have loaded
-    if out.resolve() == suite.images.resolve():
-        raise InputError(f"{out}: is the suite's image folder; results and images/ would be written among the "
-                         f"photos; choose another output folder")
+    if suite.images.resolve() in (out.resolve(), (out / "images").resolve()):
+        raise InputError(f"{out}: the results or the row images (OUT/images/) would be written among the suite's "
+                         f"photos in {suite.images}; choose another output folder")
     results = out / "results.jsonl"
     truths = ground_truth(suite)
     fns, notes = metric_functions(suite.metrics)
@@ -643,8 +643,9 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
                 row = json.loads(line)
                 key = _row_key(row)
             except (ValueError, KeyError, TypeError):
-                if i < len(lines) - 1 and line.strip():
-                    foreign.append(line)  # not a row cut by an interruption (only the last line can be): keep it
+                cut = i == len(lines) - 1 and not text.endswith("\n")  # an interrupted append: no newline yet
+                if line.strip() and not cut:
+                    foreign.append(line)  # not a row cut by an interruption: keep it
                 continue  # a line cut by an interruption: its row runs again
             if key in config and (row.get("config") != config[key] or key in done):
                 continue  # made with other settings, weights or images (or a duplicate): it runs again
