@@ -29,13 +29,17 @@ def check_image(x: torch.Tensor, name: str = "image", channels: tuple[int, ...] 
     if not isinstance(x, torch.Tensor):
         raise InputError(f"expected {name} as a torch.Tensor, got {type(x).__name__}")
     if x.ndim != 4 or x.shape[1] not in channels:
+        accepted = (f"{channels[0]}..{channels[-1]}" if len(channels) > 3 and list(channels) == list(
+            range(channels[0], channels[-1] + 1)) else str(channels))
         raise InputError(
-            f"expected {name} of shape (N, C, H, W) with C in {channels}, got {tuple(x.shape)}")
+            f"expected {name} of shape (N, C, H, W) with C in {accepted}, got {tuple(x.shape)}")
     if not x.is_floating_point():
         raise InputError(f"expected {name} as a float tensor in [0, 1], got dtype {x.dtype}")
     if check_range and x.numel():
         lo, hi = torch.aminmax(x.detach())
         if not (lo >= 0 and hi <= 1):  # also false for NaN
+            if torch.isnan(lo) or torch.isnan(hi):
+                raise InputError(f"expected {name} in [0, 1], got NaN values")
             raise InputError(f"expected {name} in [0, 1], got values in [{lo.item():.4g}, {hi.item():.4g}]")
 
 

@@ -19,6 +19,8 @@ from typing import Union
 
 import torch
 
+from ._checks import InputError
+
 Generator = Union[torch.Generator, Sequence[torch.Generator], None]
 
 
@@ -38,9 +40,21 @@ def generator_for(seed: int, key: str = "") -> torch.Generator:
     return torch.Generator().manual_seed(seed_for(seed, key))
 
 
+def check_generator(generator: Generator) -> None:
+    """Raise :class:`InputError` unless ``generator`` is ``None``, a ``torch.Generator`` or a
+    sequence of them (a seed or a string is not a generator: ``generator_for(seed)`` makes one)."""
+    ok = generator is None or isinstance(generator, torch.Generator) or (
+        isinstance(generator, Sequence) and not isinstance(generator, (str, bytes))
+        and all(g is None or isinstance(g, torch.Generator) for g in generator))
+    if not ok:
+        raise InputError(f"expected generator as a torch.Generator, a list of them (one per image) or None, got "
+                         f"{type(generator).__name__}; genrestore._random.generator_for(seed) makes one from a seed")
+
+
 def _check_count(generator: Generator, n: int) -> None:
+    check_generator(generator)
     if isinstance(generator, Sequence) and len(generator) != n:
-        raise ValueError(f"expected {n} generators (one per image), got {len(generator)}")
+        raise InputError(f"expected {n} generators (one per image), got {len(generator)}")
 
 
 def _draw(fn, generator: Generator, shape: Sequence[int], device, dtype) -> torch.Tensor:
@@ -89,6 +103,7 @@ def fork(generator: Generator) -> Generator:
     on its seed, so whatever is drawn from it afterwards is the same for any image.
     ``None`` gives ``None`` (torch's global generator).
     """
+    check_generator(generator)
     if generator is None:
         return None
     gens = list(generator) if isinstance(generator, Sequence) else [generator]

@@ -23,7 +23,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from ._checks import InputError
+from ._checks import InputError, check_image
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -149,6 +149,9 @@ def read_image(path: str | os.PathLike, mode: Literal["keep", "rgb", "gray", "rg
 
 def convert_channels(x: torch.Tensor, mode: Literal["keep", "rgb", "gray", "rgba"]) -> torch.Tensor:
     """Convert ``(N, C, H, W)`` between grey, RGB and RGBA (grey uses ITU-R BT.601 luma)."""
+    if mode not in ("keep", "rgb", "gray", "rgba"):
+        raise InputError(f"unknown channel mode {mode!r}; expected keep, rgb, gray or rgba")
+    check_image(x, "image", channels=(1, 3, 4), check_range=False)
     c = x.shape[1]
     if mode == "keep":
         return x
@@ -176,6 +179,8 @@ def quantize(x: torch.Tensor, bits: int = 8) -> torch.Tensor:
         >>> quantize(torch.tensor([0.0, 0.5, 1.0, 0.0019])).mul(255).tolist()
         [0.0, 128.0, 255.0, 0.0]
     """
+    if not isinstance(bits, int) or not 1 <= bits <= 16:
+        raise InputError(f"expected bits as an int in 1..16, got {bits!r}")
     levels = float(2 ** bits - 1)
     return x.clamp(0, 1).mul(levels).round().div(levels)
 

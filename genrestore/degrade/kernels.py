@@ -27,14 +27,16 @@ def _as_batch(*params: Param) -> list[torch.Tensor]:
 
 
 def _check_size(size: int) -> None:
-    if size < 1 or size % 2 == 0:
-        raise InputError(f"kernel size must be odd and positive, got {size}")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1 or size % 2 == 0:
+        raise InputError(f"kernel size must be an odd positive int, got {size!r}")
 
 
 def _mahalanobis(size: int, sigma_x: Param, sigma_y: Param | None, theta: Param) -> torch.Tensor:
     """``(N, k, k)`` squared Mahalanobis distance ``[x y] Sigma^-1 [x y]^T`` on the kernel grid."""
     _check_size(size)
     sx, sy, th = _as_batch(sigma_x, sigma_x if sigma_y is None else sigma_y, theta)
+    if not (torch.isfinite(sx).all() and torch.isfinite(sy).all() and torch.isfinite(th).all()):
+        raise InputError("blur sigmas and angle must be finite")
     if (sx <= 0).any() or (sy <= 0).any():
         raise InputError("blur sigmas must be positive")
     r = torch.arange(size, dtype=torch.float64) - size // 2

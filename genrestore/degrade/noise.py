@@ -7,19 +7,28 @@ Per-image parameters broadcast as ``(N,)`` tensors.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .. import _random
-from .._checks import check_image
+from .._checks import InputError, check_image
 
 Param = float | torch.Tensor
 
 
-def _per_image(p: Param, x: torch.Tensor) -> torch.Tensor:
-    """A scalar or ``(N,)`` parameter as an ``(N, 1, 1, 1)`` tensor on ``x``'s device."""
+def _per_image(p: Param, x: torch.Tensor, name: str = "the parameter", low: float = 0.0, high: float = math.inf,
+               low_open: bool = False) -> torch.Tensor:
+    """A scalar or ``(N,)`` parameter as an ``(N, 1, 1, 1)`` tensor on ``x``'s device, checked to be
+    finite and in ``[low, high]`` (``(low, high]`` with ``low_open``)."""
     t = torch.as_tensor(p, dtype=x.dtype, device=x.device).reshape(-1)
     if t.numel() not in (1, x.shape[0]):
-        raise ValueError(f"expected a scalar or {x.shape[0]} per-image values, got {t.numel()}")
+        raise InputError(f"expected a scalar or {x.shape[0]} per-image values, got {t.numel()}")
+    bad = ~torch.isfinite(t) | (t <= low if low_open else t < low) | (t > high)
+    if bool(bad.any()):
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if math.isinf(high) else ']'}"
+        got = ", ".join(f"{v:.4g}" for v in t.tolist()[:8]) + (", ..." if t.numel() > 8 else "")
+        raise InputError(f"expected {name} as finite values in {interval}, got {got}")
     return t.view(-1, 1, 1, 1)
 
 
@@ -41,7 +50,7 @@ def gaussian_noise(x: torch.Tensor, sigma: Param, generator: _random.Generator =
     noise = _random.randn(generator, (n, c, h, w), x.device, x.dtype)
     g = torch.as_tensor(gray, device=x.device).reshape(-1, 1, 1, 1)
     noise = torch.where(g, noise[:, :1].expand_as(noise), noise)
-    return x + _per_image(sigma, x) * noise
+    return x + _per_image(sigma, x, "sigma") * noise
 
 
 def poisson_noise(x: torch.Tensor, photons: Param, generator: _random.Generator = None) -> torch.Tensor:
@@ -55,7 +64,7 @@ def poisson_noise(x: torch.Tensor, photons: Param, generator: _random.Generator 
         Noisy images with mean ``x`` and variance ``x / photons``; not clamped, not differentiable.
     """
     check_image(x, channels=tuple(range(1, 65)))
-    lam = _per_image(photons, x)
+    lam = _per_image(photons, x, "photons", low_open=True)
     return _random.poisson(lam * x, generator) / lam
 
 
@@ -68,6 +77,9 @@ def poisson_noise_scaled(x: torch.Tensor, scale: Param, generator: _random.Gener
     ``gray``, one noise field computed from the luma is added to every channel.
     """
     check_image(x, channels=tuple(range(1, 65)))
+    scale = _per_image(scale, x, "scale")
+    if not (math.isfinite(levels) and levels > 0):
+        raise InputError(f"expected levels as a finite number > 0, got {levels}")
     src = x
     g = torch.as_tensor(gray, device=x.device).reshape(-1, 1, 1, 1)
     if x.shape[1] == 3:
@@ -77,7 +89,7 @@ def poisson_noise_scaled(x: torch.Tensor, scale: Param, generator: _random.Gener
     # gray: one field (channel 0, drawn from the luma) on every channel; the draw keeps the
     # colour shape so the random stream does not depend on which images are gray
     noise = torch.where(g, noise[:, :1].expand_as(noise), noise)
-    return x + _per_image(scale, x) * noise
+    return x + scale * noise
 
 
 def bernoulli_mask(shape: tuple[int, int, int, int], p: Param, generator: _random.Generator = None,
@@ -85,7 +97,7 @@ def bernoulli_mask(shape: tuple[int, int, int, int], p: Param, generator: _rando
     """``(N, 1, H, W)`` float mask: 0 (dead pixel) with probability ``p``, else 1; one per pixel for all channels."""
     n, _, h, w = shape
     u = _random.rand(generator, (n, 1, h, w), device)
-    p = torch.as_tensor(p, dtype=u.dtype, device=u.device).reshape(-1, 1, 1, 1)
+    p = _per_image(p, u, "p (the probability of a dead pixel)", 0.0, 1.0)
     return (u >= p).to(u.dtype)
 
 

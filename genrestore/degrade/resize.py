@@ -13,6 +13,8 @@ With ``antialias=False`` the filters are not stretched, which is what OpenCV's
 
 from __future__ import annotations
 
+import operator
+
 from functools import lru_cache
 from typing import Literal
 
@@ -71,7 +73,16 @@ def _weights(in_size: int, out_size: int, filter: str, antialias: bool) -> torch
 
 def _check_size(x: torch.Tensor, size: tuple[int, int]) -> tuple[int, int]:
     check_image(x, "image", channels=tuple(range(1, 65)), check_range=False)
-    h, w = int(size[0]), int(size[1])
+    def whole(v) -> int | None:
+        try:
+            return operator.index(v)  # int, NumPy and 0-d torch integers
+        except TypeError:
+            return int(v) if isinstance(v, float) and v.is_integer() else None
+
+    hw = [whole(v) for v in size] if isinstance(size, (tuple, list)) and len(size) == 2 else [None]
+    if None in hw:
+        raise InputError(f"expected size as (height, width) in whole pixels, got {size!r}")
+    h, w = hw
     if h < 1 or w < 1:
         raise InputError(f"resize target must be at least 1x1 px, got {w}x{h}")
     return h, w
@@ -126,6 +137,7 @@ def resize_8bit(x: torch.Tensor, size: tuple[int, int], filter: Filter = "bicubi
         ``(N, C, h, w)`` images on 8-bit levels (not differentiable in any useful way).
     """
     h, w = _check_size(x, size)
+    check_image(x, "image", channels=tuple(range(1, 65)))  # 8-bit levels of [0, 1]: 0..255 input would be clipped
     if filter not in FILTERS:
         raise InputError(f"unknown resize filter {filter!r}; expected one of {', '.join(FILTERS)}")
     q = lambda t: t.mul(255).add(0.5).floor().clamp(0, 255).div(255)  # noqa: E731  Pillow rounds halves up
@@ -143,6 +155,8 @@ def resize_adjoint(y: torch.Tensor, in_size: tuple[int, int], filter: Filter = "
     ``<resize(x), y> == <x, resize_adjoint(y)>`` to float precision.
     """
     h, w = _check_size(y, in_size)
+    if filter not in FILTERS:
+        raise InputError(f"unknown resize filter {filter!r}; expected one of {', '.join(FILTERS)}")
     wy = _weights(h, y.shape[-2], filter, True).to(device=y.device, dtype=y.dtype)
     wx = _weights(w, y.shape[-1], filter, True).to(device=y.device, dtype=y.dtype)
     return wy.T @ y @ wx

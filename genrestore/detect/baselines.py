@@ -67,7 +67,7 @@ def ldl_artifact_map(gan_sr: torch.Tensor, mse_sr: torch.Tensor, window: int = L
         (True, 0.0)
     """
     _check_pair(gan_sr, mse_sr)
-    if window % 2 != 1 or window < 3:
+    if not isinstance(window, int) or window % 2 != 1 or window < 3:
         raise InputError(f"window must be an odd size >= 3, got {window}")
     r = window // 2
     if min(gan_sr.shape[-2:]) <= r:
@@ -108,6 +108,9 @@ def niqe_window_scores(image: torch.Tensor, window: int = NIQE_WINDOW, stride: i
     from ..degrade.resize import resize
     from ..metrics.niqe import _block_features, _luma_255, load_pristine, mscn
 
+    check_image(image, "image", channels=(1, 3))
+    if not (isinstance(rows_per_chunk, int) and rows_per_chunk >= 1):
+        raise InputError(f"expected rows_per_chunk as a positive int, got {rows_per_chunk!r}")
     if window < 8 or window % 2 or stride < 2 or stride % 2 or window % stride:
         raise InputError(f"the NIQE map needs an even window >= 8 px and an even stride that divides it; "
                          f"got window {window}, stride {stride}")

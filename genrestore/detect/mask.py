@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._checks import InputError
+from .._checks import InputError, check_image
 
 MIN_AREA_X4 = 4000
 
@@ -152,9 +152,16 @@ def pseudo_gt(gan_sr: torch.Tensor, mse_sr: torch.Tensor, mask: torch.Tensor) ->
         >>> pseudo_gt(g, m, mask)[0, 0, 0].tolist()
         [1.0, 1.0, 0.0, 0.0]
     """
+    check_image(gan_sr, "GAN-SR image")
+    check_image(mse_sr, "MSE-SR image")
+    if not isinstance(mask, torch.Tensor) or not (mask.dtype == torch.bool or mask.is_floating_point()):
+        raise InputError(f"expected the mask as a bool or float tensor, got "
+                         f"{mask.dtype if isinstance(mask, torch.Tensor) else type(mask).__name__}")
     if gan_sr.shape != mse_sr.shape:
         raise InputError(f"GAN-SR and MSE-SR images differ in shape: {tuple(gan_sr.shape)} vs {tuple(mse_sr.shape)}")
     if mask.shape[0] != gan_sr.shape[0] or mask.shape[1] != 1 or mask.shape[-2:] != gan_sr.shape[-2:]:
         raise InputError(f"expected a mask of shape {(gan_sr.shape[0], 1, *gan_sr.shape[-2:])}, got {tuple(mask.shape)}")
     m = mask.to(gan_sr.dtype)
+    if mask.is_floating_point():
+        check_image(m, "mask", channels=(1,))  # a soft mask blends: in [0, 1]
     return m * mse_sr + (1 - m) * gan_sr

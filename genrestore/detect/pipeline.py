@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -57,6 +58,14 @@ def detect_artifacts(gan_sr: torch.Tensor, mse_sr: torch.Tensor, segmenter: Segm
     Returns:
         An :class:`ArtifactDetection`.
     """
+    if not callable(segmenter) and segmenter is not None:
+        raise InputError(f"expected segmenter as a Segmenter (e.g. make_segmenter({segmenter!r})), "
+                         f"got {type(segmenter).__name__}")
+    for v, what, zero_ok in ((threshold, "threshold", False), (scale, "scale", False), (min_area_x4, "min_area_x4", True)):
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and (v >= 0 if zero_ok else v > 0)):
+            raise InputError(f"expected {what} as a finite number {'>= 0' if zero_ok else '> 0'}, got {v!r}")
+    if isinstance(gan_sr, torch.Tensor) and gan_sr.ndim == 4 and gan_sr.shape[0] == 0:
+        raise InputError("expected at least one GAN-SR / MSE-SR pair, got an empty batch")
     segmenter = segmenter or TextureSegmenter()
     d = variance_distance(gan_sr, mse_sr, numerator_constant=numerator_constant)
     labels = segmenter(mse_sr).to(d.device)

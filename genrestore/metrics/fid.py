@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .. import _random
-from .._checks import InputError
+from .._checks import InputError, check_image
 from .distribution import FeatureStats, fid_from_stats, inception_score, inception_score_splits, kid
 
 
@@ -68,6 +68,7 @@ class InceptionFeatures:
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        check_image(x, "images", channels=(3,))  # 0..255 or uint8 images would give features without complaint
         feats, logits = [], []
         for chunk in x.split(self.batch_size):
             chunk = chunk.to(self.device, torch.float32)

@@ -20,6 +20,7 @@ finish in ``compute``; ``merge`` adds another instance's state (shards, ranks).
 
 from __future__ import annotations
 
+import math
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Literal
@@ -37,6 +38,7 @@ def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
         >>> rgb_to_y(torch.ones(1, 3, 1, 1)).mul(255).round().item()
         235.0
     """
+    check_image(x, "image", channels=(3,), check_range=False)  # a uint8 image would meet uint8 weights (all 0)
     return _luma(x)
 
 
@@ -62,6 +64,17 @@ def _prepare(x: torch.Tensor, y: torch.Tensor, crop_border: int, y_channel: bool
             raise InputError("y_channel=True needs RGB images")
         x, y = _luma(x), _luma(y)
     return _crop(x, crop_border), _crop(y, crop_border)
+
+
+def _check_precision(precision: str) -> torch.dtype:
+    if precision not in ("float32", "float64"):
+        raise InputError(f"expected precision 'float32' or 'float64', got {precision!r}")
+    return torch.float64 if precision == "float64" else torch.float32
+
+
+def _check_data_range(data_range: float) -> None:
+    if not (isinstance(data_range, (int, float)) and math.isfinite(data_range) and data_range > 0):
+        raise InputError(f"expected data_range as a finite number > 0 (1 for images in [0, 1]), got {data_range!r}")
 
 
 def _checked(x: torch.Tensor, y: torch.Tensor, crop_border: int,
@@ -115,7 +128,7 @@ def mse(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, crop_border: 
     ``"float64"`` does everything in float64 (several times slower on CPU; the two agree to ~1e-7
     relative, ~1e-6 for the luma of a pair in two memory layouts, which takes each side's luma).
     """
-    dtype = torch.float64 if precision == "float64" else torch.float32
+    dtype = _check_precision(precision)
     x0, y0 = x, y
     whole_x, whole_y = _checked(x, y, crop_border, dtype)  # the OpenCV luma path below crops its own luma
     x, y = _crop(whole_x, crop_border), _crop(whole_y, crop_border)
@@ -265,7 +278,7 @@ def _sum_units(unit_sum, units: list[tuple[int, int]], n: int, threaded: bool) -
     else:
         sums = [unit_sum(u) for u in units]
     total = torch.zeros(n, dtype=torch.float64)
-    total.index_add_(0, torch.tensor([i for i, _ in units]), torch.tensor(sums, dtype=torch.float64))
+    total.index_add_(0, torch.tensor([i for i, _ in units], dtype=torch.long), torch.tensor(sums, dtype=torch.float64))
     return total
 
 
@@ -307,7 +320,11 @@ def psnr(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, crop_border:
         >>> round(psnr(x, y).item(), 5)
         20.0
     """
+    _check_data_range(data_range)
     m = mse(x, y, y_channel, crop_border, precision)
+    if bool((m > data_range ** 2).any()):  # no extra pass over the images: two images in range cannot differ so much
+        raise InputError(f"an image pair has MSE {float(m.max()):.4g}, above data_range^2 = {data_range ** 2:g}: the "
+                         f"images are not in [0, {data_range:g}] (for images in 0..255 pass data_range=255)")
     return 10.0 * torch.log10(data_range ** 2 / m)
 
 
@@ -334,6 +351,16 @@ def ssim_map(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, win_size
     (x, y, x^2 + y^2, xy) go through one depthwise separable convolution. ``shift``, ``(N, C, 1, 1)``,
     replaces that mean (strips of one image share their image's, so that they equal the whole map).
     """
+    for t, name in ((x, "first"), (y, "second")):  # any channel count: ssim() folds images into channels
+        if not (isinstance(t, torch.Tensor) and t.ndim == 4 and t.is_floating_point()):
+            raise InputError(f"expected the {name} image as a float (N, C, H, W) tensor, got "
+                             f"{tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}"
+                             f"{f' of {t.dtype}' if isinstance(t, torch.Tensor) else ''}")
+    if x.shape != y.shape:
+        raise InputError(f"images differ in shape: {tuple(x.shape)} vs {tuple(y.shape)}")
+    if not (isinstance(win_size, int) and win_size >= 3 and win_size % 2) or not sigma > 0:
+        raise InputError(f"expected an odd win_size >= 3 and sigma > 0, got {win_size!r} and {sigma!r}")
+    _check_data_range(data_range)
     n, c, h, w = x.shape
     check_ssim_size(h, w, win_size)
     shift = x.mean(dim=(2, 3), keepdim=True) if shift is None else shift
@@ -382,8 +409,15 @@ def ssim(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, crop_border:
         >>> [round(v, 6) for v in ssim(x, x).tolist()]
         [1.0, 1.0]
     """
-    dtype = torch.float64 if precision == "float64" else torch.float32
+    dtype = _check_precision(precision)
+    _check_data_range(data_range)
     x0, y0 = x, y
+    for t, name in ((x, "first"), (y, "second")):  # SSIM's constants assume [0, data_range]; a cheap pass beside its filtering
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and t.numel():
+            lo, hi = torch.aminmax(t.detach())
+            if lo < 0 or hi > data_range:  # NaN is reported below, from the result
+                raise InputError(f"expected the {name} image in [0, {data_range:g}], got values in "
+                                 f"[{lo.item():.4g}, {hi.item():.4g}] (for images in 0..255 pass data_range=255)")
     x, y = _prepare(x, y, crop_border, y_channel, dtype)
     n, c, h, w = x.shape
     win = _SSIM_WINDOW

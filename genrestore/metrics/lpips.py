@@ -110,6 +110,11 @@ def lpips(x: torch.Tensor, y: torch.Tensor, net: Net = "alex") -> torch.Tensor:
     """
     from .. import weights as ws
 
+    if net not in BACKBONE_WEIGHT:
+        raise InputError(f"unknown LPIPS net {net!r}; expected one of {', '.join(BACKBONE_WEIGHT)}")
+    # the metric takes images in [0, 1] (the module, also a loss, leaves the range to its caller)
+    check_image(x, "first image", channels=(3,))
+    check_image(y, "second image", channels=(3,))
     paths = (ws.resolve(BACKBONE_WEIGHT[net]), ws.resolve(HEADS_WEIGHT[net]))
     key = tuple((str(p), p.stat().st_mtime_ns) for p in paths)
     with torch.inference_mode():

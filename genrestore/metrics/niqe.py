@@ -129,6 +129,8 @@ def _block_features(coef: torch.Tensor, block: int, stride: int | None = None) -
 
 def _luma_255(x: torch.Tensor, crop_border: int) -> torch.Tensor:
     check_image(x, "image", channels=(1, 3))
+    if not isinstance(crop_border, int) or crop_border < 0:
+        raise InputError(f"expected crop_border as a non-negative int, got {crop_border!r}")
     if crop_border:
         x = x[..., crop_border:-crop_border, crop_border:-crop_border]
     y = rgb_to_y(x.double()) if x.shape[1] == 3 else x.double()
@@ -159,7 +161,8 @@ def image_features(img255: torch.Tensor, block: int = BLOCK) -> tuple[torch.Tens
 def _nan_cov(f: torch.Tensor) -> torch.Tensor:
     f = f[torch.isfinite(f).all(1)]
     if f.shape[0] < 2:
-        raise InputError("NIQE needs at least 2 usable blocks (the image is too small or flat)")
+        raise InputError(f"NIQE needs at least 2 usable (not flat) {BLOCK}x{BLOCK} blocks, e.g. an image of "
+                         f"{2 * BLOCK}x{BLOCK} px; got {f.shape[0]} (the image is too small or flat)")
     c = f - f.mean(0)
     return c.T @ c / (f.shape[0] - 1)
 
@@ -199,21 +202,22 @@ def niqe(x: torch.Tensor, pristine: str | os.PathLike | tuple[torch.Tensor, torc
     """NIQE score per image (lower is more natural), ``(N,)`` float64.
 
     Args:
-        x: ``(N, C, H, W)`` in [0, 1], C = 1 or 3, at least 96x96 px.
+        x: ``(N, C, H, W)`` in [0, 1], C = 1 or 3, with at least two 96x96 blocks (e.g. 96x192 px)
+            that are not flat.
         pristine: ``None`` for the shipped model, a file, or ``(mu, cov)``.
         crop_border: pixels dropped on each side first.
     """
     mu_p, cov_p = pristine if isinstance(pristine, tuple) else load_pristine(pristine)
     img = _luma_255(x, crop_border)
-    scores = []
+    scores = [torch.empty(0, dtype=torch.float64, device=img.device)]  # an empty batch gives no scores
     for i in range(img.shape[0]):
         f, _ = image_features(img[i:i + 1])
         mu_d = torch.nanmean(f, 0)
         cov_d = _nan_cov(f)
         d = (mu_p.to(f) - mu_d)
         inv = torch.linalg.pinv((cov_p.to(f) + cov_d) / 2)
-        scores.append(torch.sqrt(d @ inv @ d))
-    return torch.stack(scores)
+        scores.append(torch.sqrt(d @ inv @ d).reshape(1))
+    return torch.cat(scores)
 
 
 def fit_pristine(images: list[torch.Tensor], sharpness_threshold: float = 0.75,

@@ -13,6 +13,8 @@ directly where they are used (:mod:`genrestore.bench.harness`).
 
 from __future__ import annotations
 
+import operator
+
 import torch
 import torch.nn.functional as F
 
@@ -42,8 +44,13 @@ def jpeg_reapply_deblock(y: torch.Tensor, quality: int, shifts: int = 8) -> torc
         torch.Size([1, 3, 16, 16])
     """
     check_image(y, "y", channels=(3,))
-    if not isinstance(quality, int) or not 1 <= quality <= 100:
-        raise InputError(f"expected a JPEG quality in 1..100, got {quality!r}")
+    given = quality
+    try:
+        quality = None if isinstance(quality, bool) else operator.index(quality)  # int or a NumPy integer
+    except TypeError:
+        quality = None
+    if quality is None or not 1 <= quality <= 100:
+        raise InputError(f"expected a JPEG quality as an int in 1..100, got {given!r}")
     if not isinstance(shifts, int) or not 1 <= shifts <= 16:
         raise InputError(f"expected shifts in 1..16, got {shifts!r}")
     h, w = y.shape[-2:]

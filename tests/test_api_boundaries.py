@@ -1,0 +1,115 @@
+"""Bad input at the public Python API gives an InputError that says what was expected.
+
+Each case was found by a fuzz of the API (helper-31, 2026-12-07): before its fix it raised an
+error from deep inside torch, NumPy or OpenCV, or returned garbage (NaN, a clamped image, a
+constant) without complaint.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from genrestore._checks import InputError, check_image
+
+X = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+Y = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+G = torch.Generator().manual_seed(2)
+
+
+def _cases():
+    from genrestore.degrade import (dead_pixels, gaussian_kernel, gaussian_noise, poisson_noise, poisson_noise_scaled,
+                                    resize, resize_8bit)
+    from genrestore.degrade.resize import resize_adjoint
+    from genrestore.detect import detect_artifacts, niqe_window_scores, pseudo_gt
+    from genrestore.io import convert_channels, quantize
+    from genrestore.metrics import psnr, ssim
+    from genrestore.metrics.fid import InceptionFeatures
+    from genrestore.metrics.full_reference import rgb_to_y, ssim_map
+    from genrestore.metrics.lpips import lpips
+    from genrestore.metrics.niqe import niqe
+    from genrestore.restore.baselines import jpeg_reapply_deblock
+
+    big = torch.rand(1, 3, 32, 32)
+    return {
+        "psnr of 0..255 images": (lambda: psnr(X * 255, Y), "pass data_range=255"),
+        "ssim of 0..255 images": (lambda: ssim(X * 255, Y), "pass data_range=255"),
+        "psnr precision": (lambda: psnr(X, Y, precision="float16"), "precision"),
+        "ssim data_range 0": (lambda: ssim(X, Y, data_range=0), "data_range"),
+        "ssim_map of a 3-D tensor": (lambda: ssim_map(X[0], Y[0]), "(N, C, H, W)"),
+        "ssim_map even window": (lambda: ssim_map(X, Y, win_size=4), "odd win_size"),
+        "rgb_to_y of uint8": (lambda: rgb_to_y((X * 255).to(torch.uint8)), "float tensor"),
+        "lpips of 0..255 images": (lambda: lpips(big * 255, big), "in [0, 1]"),
+        "lpips unknown net": (lambda: lpips(big, big, net="squeeze"), "unknown LPIPS net"),
+        "Inception of uint8": (lambda: InceptionFeatures(model=torch.nn.Identity())((X * 255).to(torch.uint8)),
+                               "float tensor"),
+        "negative noise sigma": (lambda: gaussian_noise(X, -0.1, G), "sigma"),
+        "NaN noise sigma": (lambda: gaussian_noise(X, math.nan, G), "sigma"),
+        "dead-pixel probability 1.5": (lambda: dead_pixels(X, 1.5, G), "probability"),
+        "no photons": (lambda: poisson_noise(X, 0.0, G), "photons"),
+        "infinite photons": (lambda: poisson_noise(X, math.inf, G), "photons"),
+        "Poisson levels 0": (lambda: poisson_noise_scaled(X, 1.0, G, levels=0), "levels"),
+        "a seed as generator": (lambda: gaussian_noise(X, 0.1, 0), "generator_for(seed)"),
+        "a string as generator": (lambda: gaussian_noise(X, 0.1, "seed"), "torch.Generator"),
+        "too few generators": (lambda: gaussian_noise(X, 0.1, [G]), "expected 2 generators"),
+        "too many per-image values": (lambda: gaussian_noise(X, torch.tensor([0.1, 0.2, 0.3]), G), "per-image"),
+        "fractional resize size": (lambda: resize(X, (8.7, 8)), "whole pixels"),
+        "resize size not a pair": (lambda: resize(X, 8), "whole pixels"),
+        "resize_8bit of 0..255": (lambda: resize_8bit(X * 255, (8, 8)), "in [0, 1]"),
+        "resize_adjoint filter": (lambda: resize_adjoint(X, (32, 32), "box"), "unknown resize filter"),
+        "fractional kernel size": (lambda: gaussian_kernel(5.5, 1.0), "odd positive int"),
+        "NaN kernel sigma": (lambda: gaussian_kernel(5, math.nan), "finite"),
+        "detection scale 0": (lambda: detect_artifacts(big, big, scale=0), "scale"),
+        "detection threshold NaN": (lambda: detect_artifacts(big, big, threshold=math.nan), "threshold"),
+        "segmenter by name": (lambda: detect_artifacts(big, big, segmenter="texture"), "make_segmenter"),
+        "empty detection batch": (lambda: detect_artifacts(big[:0], big[:0]), "empty batch"),
+        "pseudo-GT of 0..255": (lambda: pseudo_gt(big * 255, big, torch.ones(1, 1, 32, 32, dtype=torch.bool)),
+                                "in [0, 1]"),
+        "pseudo-GT soft mask of 0..255": (lambda: pseudo_gt(big, big, torch.full((1, 1, 32, 32), 255.0)), "mask"),
+        "NIQE-map chunks -1": (lambda: niqe_window_scores(big, 16, 8, rows_per_chunk=-1), "rows_per_chunk"),
+        "NIQE crop_border -1": (lambda: niqe(torch.rand(1, 3, 96, 200), crop_border=-1), "crop_border"),
+        "NIQE with one block": (lambda: niqe(torch.rand(1, 3, 96, 96)), "2 usable"),
+        "convert_channels of uint8": (lambda: convert_channels((X * 255).to(torch.uint8), "gray"), "float tensor"),
+        "convert_channels mode": (lambda: convert_channels(X, "grey"), "unknown channel mode"),
+        "quantize to 0 bits": (lambda: quantize(X, 0), "bits"),
+        "JPEG quality True": (lambda: jpeg_reapply_deblock(X, True), "JPEG quality"),
+    }
+
+
+CASES = _cases()
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_is_an_input_error_naming_it(case):
+    call, words = CASES[case]
+    with pytest.raises(InputError) as e:
+        call()
+    assert words in str(e.value), str(e.value)
+
+
+def test_what_the_checks_still_accept():
+    """The fixes refuse bad input only: data_range=255 images, empty batches, NumPy integers,
+    whole float sizes and 0-d integer tensors as sizes, and per-image parameters still work."""
+    from genrestore.degrade import gaussian_noise, resize
+    from genrestore.metrics import psnr, ssim
+    from genrestore.metrics.niqe import niqe
+    from genrestore.restore.baselines import jpeg_reapply_deblock
+
+    torch.testing.assert_close(psnr(X * 255, Y * 255, data_range=255), psnr(X, Y))
+    torch.testing.assert_close(ssim(X * 255, Y * 255, data_range=255), ssim(X, Y), rtol=1e-5, atol=1e-6)
+    assert psnr(X[:0], Y[:0]).shape == (0,) and niqe(torch.rand(0, 3, 96, 96)).shape == (0,)
+    assert resize(X, (np.int64(8), 8.0)).shape == resize(X, (torch.tensor(8), 8)).shape == (2, 3, 8, 8)
+    assert jpeg_reapply_deblock(X, np.int64(20), shifts=1).shape == X.shape
+    sigma = torch.tensor([0.0, 0.1])
+    out = gaussian_noise(X, sigma, [torch.Generator().manual_seed(3), torch.Generator().manual_seed(4)])
+    assert torch.equal(out[0], X[0]) and not torch.equal(out[1], X[1])
+
+
+def test_check_image_messages():
+    with pytest.raises(InputError, match=r"got NaN values"):
+        check_image(torch.full((1, 3, 2, 2), math.nan))
+    with pytest.raises(InputError, match=r"with C in 1\.\.64, got \(1, 70, 2, 2\)"):
+        check_image(torch.rand(1, 70, 2, 2), channels=tuple(range(1, 65)))
