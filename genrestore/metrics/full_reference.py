@@ -412,13 +412,16 @@ def ssim(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, crop_border:
     dtype = _check_precision(precision)
     _check_data_range(data_range)
     x0, y0 = x, y
-    for t, name in ((x, "first"), (y, "second")):  # SSIM's constants assume [0, data_range]; a cheap pass beside its filtering
-        if isinstance(t, torch.Tensor) and t.is_floating_point() and t.numel():
-            lo, hi = torch.aminmax(t.detach())
-            if lo < 0 or hi > data_range:  # NaN is reported below, from the result
-                raise InputError(f"expected the {name} image in [0, {data_range:g}], got values in "
-                                 f"[{lo.item():.4g}, {hi.item():.4g}] (for images in 0..255 pass data_range=255)")
     x, y = _prepare(x, y, crop_border, y_channel, dtype)
+    # SSIM's constants assume [0, data_range]: one pass beside its filtering, over what it filters (with
+    # y_channel the luma, a third of the RGB, in cache); NaN is reported below, from the result
+    for t, name in ((x, "first"), (y, "second")):
+        if t.numel():
+            lo, hi = torch.aminmax(t.detach())
+            if lo < 0 or hi > data_range:
+                raise InputError(f"expected the {name} image in [0, {data_range:g}], got values in "
+                                 f"[{lo.item():.4g}, {hi.item():.4g}]{' (luma)' if y_channel else ''} "
+                                 f"(for images in 0..255 pass data_range=255)")
     n, c, h, w = x.shape
     win = _SSIM_WINDOW
     check_ssim_size(h, w, win)  # before the strips: with none, the sum below would be silently 0
