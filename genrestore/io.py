@@ -244,8 +244,15 @@ def encode_image(x: torch.Tensor, suffix: str = ".png", bits: Literal[8, 16] = 8
         if x.shape[0] != 1:
             raise InputError(f"encode_image takes one image, got a batch of {x.shape[0]}")
         x = x[0]
-    if x.ndim != 3 or x.shape[0] not in (1, 3, 4):
-        raise InputError(f"expected (C, H, W) with C in (1, 3, 4), got {tuple(x.shape)}")
+    if x.ndim != 3 or x.shape[0] not in (1, 3, 4) or not x.shape[1] or not x.shape[2]:
+        raise InputError(f"expected (C, H, W) with C in (1, 3, 4) and H, W >= 1, got {tuple(x.shape)}")
+    if not (x.is_floating_point() or x.dtype == torch.bool):  # a bool mask writes as black and white
+        raise InputError(f"expected a float image in [0, 1] (or a bool mask) to write, got dtype {x.dtype}")
+    if bits not in (8, 16):
+        raise InputError(f"expected bits 8 or 16, got {bits!r}")
+    if not (isinstance(jpeg_quality, int) and 1 <= jpeg_quality <= 100):
+        raise InputError(f"expected jpeg_quality as an int in 1..100, got {jpeg_quality!r}")
+    x = x.float() if x.dtype == torch.bool else x
     lo, hi = float(x.min()), float(x.max())
     if not (lo >= -1e-6 and hi <= 1 + 1e-6):
         raise InputError(f"expected an image in [0, 1] to write, got values in [{lo:.4g}, {hi:.4g}]")
@@ -518,6 +525,12 @@ def tiled_apply(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, til
         >>> torch.equal(y, x * 2)
         True
     """
+    if not (isinstance(x, torch.Tensor) and x.ndim == 4):
+        raise InputError(f"expected (N, C, H, W) images to tile, got "
+                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (tile, pad, blend, scale)) or scale < 1:
+        raise InputError(f"expected tile, pad, blend as ints and scale as an int >= 1, got tile={tile!r}, pad={pad!r}, "
+                         f"blend={blend!r}, scale={scale!r}")
     if blend < 1 or pad < 0:
         raise InputError(f"tiling needs blend >= 1 and pad >= 0, got blend={blend}, pad={pad}")
     overlap = 2 * pad + blend

@@ -33,8 +33,39 @@ def _cases():
     from genrestore.metrics.niqe import niqe
     from genrestore.restore.baselines import jpeg_reapply_deblock
 
+    from genrestore.artifacts.ddim import ddim_gaussian
+    from genrestore.artifacts.vq import ar_resample, replace_tokens
+    from genrestore.degrade.masks import random_box_mask, stroke_mask
+    from genrestore.degrade.pipelines import BlurDownNoiseJpeg, SecondOrder
+    from genrestore.diffusion import ConditionalUNet, sample
+    from genrestore.io import encode_image, tiled_apply
+    from genrestore.metrics.distribution import inception_score_splits
+
     big = torch.rand(1, 3, 32, 32)
+    unet = ConditionalUNet(3, unet=dict(sample_size=16, block_out_channels=(16, 32), layers_per_block=1,
+                                        norm_num_groups=8, down_block_types=("DownBlock2D", "DownBlock2D"),
+                                        up_block_types=("UpBlock2D", "UpBlock2D"))).eval()
     return {
+        "SecondOrder scale 0": (lambda: SecondOrder(scale=0), "scale"),
+        "BlurDownNoiseJpeg scale 0": (lambda: BlurDownNoiseJpeg(scale_range=(0.0, 0.0)), "scale_range"),
+        "negative noise range": (lambda: BlurDownNoiseJpeg(noise_range_255=(-1.0, 2.0)), "noise_range_255"),
+        "NaN stroke endpoints": (lambda: stroke_mask((8, 8), torch.full((1, 1, 2, 2), math.nan)), "finite"),
+        "NaN stroke width": (lambda: stroke_mask((8, 8), torch.rand(1, 1, 2, 2), math.nan), "width_frac"),
+        "box hole larger than the image": (lambda: random_box_mask(G, 1, (8, 8), (2.0, 3.0)), "area_range"),
+        "NaN GPT temperature": (lambda: ar_resample(None, None, X, temperature=math.nan), "temperature"),
+        "top-k 0": (lambda: ar_resample(None, None, X, top_k=0), "top_k"),
+        "float tokens": (lambda: replace_tokens(torch.rand(1, 4, 4), 2, 16), "integer"),
+        "no codebook": (lambda: replace_tokens(torch.zeros(1, 4, 4, dtype=torch.long), 2, 0), "codebook_size"),
+        "NaN DDIM alpha": (lambda: ddim_gaussian(lambda x, t: x, X, alpha=math.nan), "alpha"),
+        "uint8 DDIM input": (lambda: ddim_gaussian(lambda x, t: x, (X * 255).to(torch.uint8)), "float tensor"),
+        "NaN DDIM eta": (lambda: sample(unet, X, "ddim", steps=2, eta=math.nan), "eta"),
+        "side not a UNet multiple": (lambda: sample(unet, torch.rand(1, 3, 17, 17), steps=1), "multiples of 2"),
+        "12-bit PNG": (lambda: encode_image(X[:1], bits=12), "bits"),
+        "JPEG quality 0": (lambda: encode_image(X[:1], ".jpg", jpeg_quality=0), "jpeg_quality"),
+        "uint8 image to write": (lambda: encode_image((X[:1] * 255).to(torch.uint8)), "float image"),
+        "tiling a 3-D tensor": (lambda: tiled_apply(lambda t: t, X[0]), "(N, C, H, W)"),
+        "tiling scale 0": (lambda: tiled_apply(lambda t: t, X, scale=0), "scale"),
+        "IS split of 0 images": (lambda: inception_score_splits(100, 0), "min_split"),
         "psnr of 0..255 images": (lambda: psnr(X * 255, Y), "pass data_range=255"),
         "ssim of 0..255 images": (lambda: ssim(X * 255, Y), "pass data_range=255"),
         "psnr precision": (lambda: psnr(X, Y, precision="float16"), "precision"),
@@ -90,10 +121,12 @@ def test_bad_input_is_an_input_error_naming_it(case):
     assert words in str(e.value), str(e.value)
 
 
-def test_what_the_checks_still_accept():
+def test_what_the_checks_still_accept(tmp_path):
     """The fixes refuse bad input only: data_range=255 images, empty batches, NumPy integers,
-    whole float sizes and 0-d integer tensors as sizes, and per-image parameters still work."""
+    whole float sizes and 0-d integer tensors as sizes, per-image parameters and bool masks to
+    write still work."""
     from genrestore.degrade import gaussian_noise, resize
+    from genrestore.io import read_image, write_image
     from genrestore.metrics import psnr, ssim
     from genrestore.metrics.niqe import niqe
     from genrestore.restore.baselines import jpeg_reapply_deblock
@@ -106,6 +139,9 @@ def test_what_the_checks_still_accept():
     sigma = torch.tensor([0.0, 0.1])
     out = gaussian_noise(X, sigma, [torch.Generator().manual_seed(3), torch.Generator().manual_seed(4)])
     assert torch.equal(out[0], X[0]) and not torch.equal(out[1], X[1])
+    mask = torch.rand(1, 1, 8, 8) > 0.5
+    write_image(tmp_path / "mask.png", mask)
+    assert torch.equal(read_image(tmp_path / "mask.png", "gray"), mask.float())
 
 
 def test_check_image_messages():

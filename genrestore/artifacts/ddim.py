@@ -17,6 +17,7 @@ noise schedule it was trained with (default: linear 1e-4..0.02 over 1000 steps).
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import torch
@@ -35,9 +36,15 @@ def as_eps_fn(unet) -> EpsFn:
 
 
 def _check_level(level: float) -> float:
-    if not 0.0 <= level <= 1.0:
+    if not 0.0 <= level <= 1.0:  # also refuses NaN
         raise InputError(f"expected a level in [0, 1], got {level}")
     return float(level)
+
+
+def _check_finite(**values: float | None) -> None:
+    for name, v in values.items():
+        if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v)):
+            raise InputError(f"expected {name} as a finite number, got {v!r}")
 
 
 def _roundtrip(model: EpsFn, x: torch.Tensor, perturb: Callable[[torch.Tensor], torch.Tensor], t0: int, steps: int,
@@ -67,6 +74,8 @@ def ddim_gaussian(model: EpsFn, x: torch.Tensor, level: float = 0.5, generator: 
         >>> bool((y - 0.5).abs().max() < 1e-5), p["alpha"]
         (True, 0.0)
     """
+    check_image(x, "clean image", channels=(1, 3))  # before the noise is drawn in its dtype
+    _check_finite(alpha=alpha)
     a = 0.6 * _check_level(level) if alpha is None else float(alpha)
     noise = _random.randn(generator, tuple(x.shape), x.device, x.dtype)
     y = _roundtrip(model, x, lambda z: z + a * noise, t0, steps, schedule)
@@ -81,6 +90,7 @@ def ddim_scale_shift(model: EpsFn, x: torch.Tensor, level: float = 0.5, gamma: f
     ``gamma = 1 + 0.03 level`` and ``beta = 0.02 level`` unless given.
     """
     lv = _check_level(level)
+    _check_finite(gamma=gamma, beta=beta)
     g = 1.0 + 0.03 * lv if gamma is None else float(gamma)
     b = 0.02 * lv if beta is None else float(beta)
     y = _roundtrip(model, x, lambda z: g * z + b, t0, steps, schedule)

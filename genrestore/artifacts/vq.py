@@ -60,6 +60,11 @@ def replace_tokens(tokens: torch.Tensor, side: int, codebook_size: int, generato
     Returns:
         ``(tokens (N, h, w), rects)``, ``rects[i] = [top, left, height, width]`` (clipped to the grid).
     """
+    if not (isinstance(tokens, torch.Tensor) and tokens.ndim == 3 and not tokens.is_floating_point()):
+        raise InputError(f"expected tokens as an integer (N, h, w) tensor, got "
+                         f"{tuple(tokens.shape) + (tokens.dtype,) if isinstance(tokens, torch.Tensor) else type(tokens)}")
+    if not (isinstance(side, int) and side >= 0 and isinstance(codebook_size, int) and codebook_size >= 1):
+        raise InputError(f"expected side >= 0 and codebook_size >= 1 as ints, got {side!r} and {codebook_size!r}")
     n, h, w = tokens.shape
     rh, rw = max(0, min(side, h)), max(0, min(side, w))
     rects = []
@@ -92,7 +97,9 @@ def vq_replace(vq, x: torch.Tensor, level: float = 0.5, generator: _random.Gener
         ``[top, left, height, width]`` in tokens.
     """
     level = _check_level(level)
-    r = round(8 * level) if rect_tokens is None else int(rect_tokens)
+    if rect_tokens is not None and not (isinstance(rect_tokens, int) and rect_tokens >= 0):
+        raise InputError(f"expected rect_tokens as an int >= 0, got {rect_tokens!r}")
+    r = round(8 * level) if rect_tokens is None else rect_tokens
     tokens, hw = _encode(vq, x)
     out, rects = replace_tokens(tokens, r, vq.codebook_size, generator)
     params = {"kind": "vq-replace", "level": level, "rect_tokens": r, "rects": rects, "factor": vq.factor,
@@ -127,6 +134,10 @@ def ar_resample(vq, gpt, x: torch.Tensor, level: float = 0.5, generator: _random
     frac = 0.2 * level if fraction is None else float(fraction)
     if not 0 <= frac <= 1:
         raise InputError(f"expected a fraction in [0, 1], got {frac}")
+    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
+        raise InputError(f"expected temperature as a finite number > 0, got {temperature!r}")
+    if top_k is not None and not (isinstance(top_k, int) and top_k >= 1):
+        raise InputError(f"expected top_k as a positive int or None, got {top_k!r}")
     if region not in ("suffix", "rectangle"):
         raise InputError(f"expected region 'suffix' or 'rectangle', got {region!r}")
     tokens, hw = _encode(vq, x)

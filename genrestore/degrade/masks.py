@@ -6,6 +6,8 @@ fractional on antialiased edges.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .. import _random
@@ -18,6 +20,9 @@ def sample_stroke_endpoints(generator: _random.Generator, n: int, strokes: int) 
     Each coordinate lies in the outer thirds of the image: ``[0, 1/3]`` or ``[2/3, 1]``,
     each with probability 1/2.
     """
+    for v, name in ((n, "n (images)"), (strokes, "strokes")):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise InputError(f"expected {name} as a non-negative int, got {v!r}")
     u = _random.rand(generator, (n, strokes, 2, 2, 2), dtype=torch.float64)
     return torch.where(u[..., 0] < 0.5, u[..., 1] / 3, 2 / 3 + u[..., 1] / 3)
 
@@ -51,6 +56,13 @@ def stroke_mask(size: tuple[int, int], endpoints: torch.Tensor, width_frac: floa
     h, w = size
     if h < 1 or w < 1:
         raise InputError(f"mask size must be positive, got {w}x{h}")
+    if not (isinstance(width_frac, (int, float)) and math.isfinite(width_frac) and width_frac >= 0):
+        raise InputError(f"expected width_frac as a finite fraction >= 0, got {width_frac!r}")
+    if not (isinstance(endpoints, torch.Tensor) and endpoints.ndim == 4 and endpoints.shape[2:] == (2, 2)):
+        raise InputError(f"expected endpoints of shape (N, S, 2, 2), got "
+                         f"{tuple(endpoints.shape) if isinstance(endpoints, torch.Tensor) else type(endpoints).__name__}")
+    if not torch.isfinite(endpoints).all():
+        raise InputError("stroke endpoints must be finite")
     n, s = endpoints.shape[:2]
     radius = 0.5 * width_frac * min(h, w)
     ys = (torch.arange(h, dtype=torch.float32, device=device) + 0.5).view(1, h, 1)
@@ -87,6 +99,10 @@ def random_box_mask(generator: _random.Generator, n: int, size: tuple[int, int],
     log-uniform in [1/2, 2].
     """
     h, w = size
+    if h < 1 or w < 1:
+        raise InputError(f"mask size must be positive, got {w}x{h}")
+    if not (len(area_range) == 2 and 0 <= area_range[0] <= area_range[1] <= 1):
+        raise InputError(f"expected area_range as (low, high) fractions with 0 <= low <= high <= 1, got {area_range!r}")
     u = _random.rand(generator, (n, 4), dtype=torch.float64)
     area = area_range[0] + (area_range[1] - area_range[0]) * u[:, 0]
     aspect = torch.exp((u[:, 1] * 2 - 1) * torch.log(torch.tensor(2.0, dtype=torch.float64)))

@@ -47,6 +47,21 @@ def _choice(g, options, probs=None):
     return options[-1]
 
 
+def _check_interval(owner: str, name: str, r, low: float, high: float = math.inf, low_open: bool = False) -> None:
+    """``r`` is ``(lo, hi)`` with ``low <= lo <= hi <= high`` (``low < lo`` with ``low_open``), finite."""
+    ok = (isinstance(r, (tuple, list)) and len(r) == 2 and all(isinstance(v, (int, float)) and math.isfinite(v)
+                                                                for v in r)
+          and (r[0] > low if low_open else r[0] >= low) and r[0] <= r[1] <= high)
+    if not ok:
+        bound = f"{'>' if low_open else '>='} {low:g}" + ("" if math.isinf(high) else f", <= {high:g}")
+        raise InputError(f"{owner}: expected {name} as (low, high), finite, low <= high, {bound}; got {r!r}")
+
+
+def _check_probability(owner: str, name: str, p) -> None:
+    if not (isinstance(p, (int, float)) and 0 <= p <= 1):
+        raise InputError(f"{owner}: expected {name} as a probability in [0, 1], got {p!r}")
+
+
 @dataclass(frozen=True)
 class BlurDownNoiseJpeg:
     """Blur, downsample, add Gaussian noise, JPEG, resize back (IDM eq. 11).
@@ -70,6 +85,16 @@ class BlurDownNoiseJpeg:
     jpeg_range: tuple[int, int] = (50, 100)
     aniso_prob: float = 0.0
     resize_back: bool = True
+
+    def __post_init__(self) -> None:
+        me = type(self).__name__
+        if not (isinstance(self.kernel_size, int) and self.kernel_size >= 1 and self.kernel_size % 2):
+            raise InputError(f"{me}: expected kernel_size as an odd positive int, got {self.kernel_size!r}")
+        _check_interval(me, "sigma_range", self.sigma_range, 0.0, low_open=True)
+        _check_interval(me, "scale_range", self.scale_range, 0.0, low_open=True)
+        _check_interval(me, "noise_range_255", self.noise_range_255, 0.0)
+        _check_interval(me, "jpeg_range", self.jpeg_range, 1, 100)
+        _check_probability(me, "aniso_prob", self.aniso_prob)
 
     def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
         """``(H, W)`` of the result: the input size (``resize_back``), else the size of a downsampling
@@ -148,6 +173,28 @@ class SecondOrder:
     poisson_scale_range2: tuple[float, float] = (0.05, 2.5)
     jpeg_range2: tuple[int, int] = (30, 95)
     final_sinc_prob: float = 0.8
+
+    def __post_init__(self) -> None:
+        me = type(self).__name__
+        if not (isinstance(self.scale, int) and self.scale >= 1):
+            raise InputError(f"{me}: expected scale as a positive int, got {self.scale!r}")
+        if not (self.kernel_range and all(isinstance(k, int) and k >= 1 and k % 2 for k in self.kernel_range)):
+            raise InputError(f"{me}: expected kernel_range as odd positive ints, got {self.kernel_range!r}")
+        for name in ("blur_sigma", "blur_sigma2"):
+            _check_interval(me, name, getattr(self, name), 0.0, low_open=True)
+        for name in ("resize_range", "resize_range2"):
+            _check_interval(me, name, getattr(self, name), 0.0, low_open=True)
+        for name in ("noise_range_255", "noise_range2_255", "poisson_scale_range", "poisson_scale_range2"):
+            _check_interval(me, name, getattr(self, name), 0.0)
+        for name in ("jpeg_range", "jpeg_range2"):
+            _check_interval(me, name, getattr(self, name), 1, 100)
+        for name in ("sinc_prob", "gaussian_noise_prob", "gray_noise_prob", "second_blur_prob", "sinc_prob2",
+                     "final_sinc_prob"):
+            _check_probability(me, name, getattr(self, name))
+        for name in ("resize_prob", "resize_prob2"):
+            p = getattr(self, name)
+            if not (len(p) == 3 and all(isinstance(v, (int, float)) and v >= 0 for v in p) and abs(sum(p) - 1) < 1e-6):
+                raise InputError(f"{me}: expected {name} as three probabilities (up, down, keep) summing to 1, got {p!r}")
 
     def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
         """``(H // scale, W // scale)``."""

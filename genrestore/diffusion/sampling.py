@@ -15,6 +15,8 @@ space, ``[-1, 1]`` for pixel models (:func:`to_model_range`) or autoencoder late
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, Union
 
@@ -133,6 +135,12 @@ def sample(model: ConditionalUNet, y: torch.Tensor, scheduler: Literal["ddpm", "
         raise InputError(f"expected scheduler 'ddpm' or 'ddim', got {scheduler!r}")
     if scheduler == "ddpm" and eta != 0.0:
         raise InputError(f"eta applies to the 'ddim' scheduler only, got eta={eta} with 'ddpm'")
+    if not (isinstance(eta, (int, float)) and math.isfinite(eta) and eta >= 0):
+        raise InputError(f"expected eta as a finite number >= 0, got {eta!r}")
+    multiple = 2 ** (len(model.unet.config.block_out_channels) - 1)
+    if y.shape[-2] % multiple or y.shape[-1] % multiple:  # the restorers pad; here the caller must
+        raise InputError(f"the UNet takes sides that are multiples of {multiple}, got {y.shape[-1]}x{y.shape[-2]}; "
+                         f"pad first (genrestore.restore.idm.pad_to_multiple)")
     _check_steps(steps, model.config["schedule"]["num_train_timesteps"])
     sched = make_scheduler(scheduler, model.config["schedule"], model.prediction_type, clip_sample=not latent)
     sched.set_timesteps(steps, device=y.device)

@@ -192,6 +192,8 @@ def inception_score_splits(n: int, min_split: int = 50) -> int:
         >>> [inception_score_splits(n) for n in (4, 99, 100, 499, 500, 50000)]
         [1, 1, 2, 9, 10, 10]
     """
+    if not (isinstance(min_split, int) and min_split >= 1):
+        raise InputError(f"expected min_split as a positive int, got {min_split!r}")
     return max(1, min(10, n // min_split))
 
 
