@@ -35,6 +35,7 @@ def _cases():
 
     from genrestore.artifacts.ddim import ddim_gaussian
     from genrestore.artifacts.vq import ar_resample, replace_tokens
+    from genrestore.degrade import get_task
     from genrestore.degrade.masks import random_box_mask, stroke_mask
     from genrestore.degrade.pipelines import BlurDownNoiseJpeg, SecondOrder
     from genrestore.diffusion import ConditionalUNet, sample
@@ -46,6 +47,9 @@ def _cases():
                                         norm_num_groups=8, down_block_types=("DownBlock2D", "DownBlock2D"),
                                         up_block_types=("UpBlock2D", "UpBlock2D"))).eval()
     return {
+        "upsample surrogate of a 3-D tensor": (lambda: get_task("upsample").surrogate(X[0]), "surrogate's input"),
+        "JPEG surrogate of a 3-D tensor": (lambda: get_task("deartifact").surrogate(X[0]), "surrogate's input"),
+        "x32 surrogate of 16 px": (lambda: get_task("upsample", "XL").surrogate(X), "x32 average pooling"),
         "SecondOrder scale 0": (lambda: SecondOrder(scale=0), "scale"),
         "BlurDownNoiseJpeg scale 0": (lambda: BlurDownNoiseJpeg(scale_range=(0.0, 0.0)), "scale_range"),
         "negative noise range": (lambda: BlurDownNoiseJpeg(noise_range_255=(-1.0, 2.0)), "noise_range_255"),

@@ -50,6 +50,12 @@ def _level_index(level: str) -> int:
     return LEVELS.index(level)
 
 
+def _check_surrogate_input(x: torch.Tensor, task: str) -> None:
+    """Shape and dtype only: a surrogate runs inside optimization loops, on images that may stray
+    outside [0, 1] (its clamps handle them), so its range is not checked (that would sync the device)."""
+    check_image(x, f"the {task} surrogate's input", channels=tuple(range(1, 65)), check_range=False)
+
+
 @dataclass(frozen=True)
 class _Task:
     level: str = "M"
@@ -143,6 +149,8 @@ class Upsample(_Task):
         return (torch.from_numpy(np.stack(outs)).permute(0, 3, 1, 2).to(x.dtype) / 255).to(x.device)
 
     def surrogate(self, x, params=None, generator=None):
+        _check_surrogate_input(x, self.name)
+        check_min_size(x, self.factor, f"the x{self.factor} average pooling of {self.name} at level {self.level}")
         return F.avg_pool2d(x, self.factor)
 
 
@@ -181,6 +189,7 @@ class Denoise(_Task):
         return quantize(y), {}
 
     def surrogate(self, x, params=None, generator=None):
+        _check_surrogate_input(x, self.name)
         x = clamp_surrogate(x)
         lam = x * self.photons
         n = _random.randn(generator, tuple(x.shape), x.device, x.dtype)
@@ -216,6 +225,7 @@ class Deartifact(_Task):
         return jpeg_pillow(x, self.quality), {}
 
     def surrogate(self, x, params=None, generator=None):
+        _check_surrogate_input(x, self.name)
         return jpeg_torch(clamp_surrogate(x), self.quality, rounding="surrogate", k=0.8)
 
 
@@ -247,6 +257,7 @@ class Inpaint(_Task):
         return quantize(x * mask.to(x.dtype)), {"mask": mask, "endpoints": ends}
 
     def surrogate(self, x, params=None, generator=None):
+        _check_surrogate_input(x, self.name)
         if not params or ("mask" not in params and "endpoints" not in params):
             raise InputError("the inpainting surrogate needs the known mask: pass params from degrade_with_params")
         mask = params.get("mask")
