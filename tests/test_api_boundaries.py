@@ -67,6 +67,7 @@ def _cases():
         "12-bit PNG": (lambda: encode_image(X[:1], bits=12), "bits"),
         "JPEG quality 0": (lambda: encode_image(X[:1], ".jpg", jpeg_quality=0), "jpeg_quality"),
         "uint8 image to write": (lambda: encode_image((X[:1] * 255).to(torch.uint8)), "float image"),
+        "an inpainter given NumPy": (lambda: _inpainter().inpaint(X.numpy(), torch.ones(2, 1, 16, 16)), "torch.Tensor"),
         "tiling a 3-D tensor": (lambda: tiled_apply(lambda t: t, X[0]), "(N, C, H, W)"),
         "tiling scale 0": (lambda: tiled_apply(lambda t: t, X, scale=0), "scale"),
         "IS split of 0 images": (lambda: inception_score_splits(100, 0), "min_split"),
@@ -114,6 +115,12 @@ def _cases():
     }
 
 
+def _inpainter():
+    from genrestore.restore.inpaint import Inpainter
+
+    return Inpainter.from_file("inpaint-gan")
+
+
 CASES = _cases()
 
 
@@ -127,8 +134,8 @@ def test_bad_input_is_an_input_error_naming_it(case):
 
 def test_what_the_checks_still_accept(tmp_path):
     """The fixes refuse bad input only: data_range=255 images, empty batches, NumPy integers,
-    whole float sizes and 0-d integer tensors as sizes, per-image parameters and bool masks to
-    write still work."""
+    whole float sizes and 0-d integer tensors as sizes, per-image parameters, bool masks to
+    write and float64 images given to networks work."""
     from genrestore.degrade import gaussian_noise, resize
     from genrestore.io import read_image, write_image
     from genrestore.metrics import psnr, ssim
@@ -143,6 +150,15 @@ def test_what_the_checks_still_accept(tmp_path):
     sigma = torch.tensor([0.0, 0.1])
     out = gaussian_noise(X, sigma, [torch.Generator().manual_seed(3), torch.Generator().manual_seed(4)])
     assert torch.equal(out[0], X[0]) and not torch.equal(out[1], X[1])
+    # float64 images run through the float32 networks (they raised a dtype error from a convolution)
+    from genrestore.models.sr import load_sr, upscale
+    from genrestore.restore.idm import IDMRestorer
+
+    net = load_sr("rdn-small-x2")
+    torch.testing.assert_close(upscale(net, X.double()), upscale(net, X))
+    idm = IDMRestorer.from_file("idm-default")
+    gens = lambda: [torch.Generator().manual_seed(5), torch.Generator().manual_seed(6)]  # noqa: E731
+    torch.testing.assert_close(idm.restore(X.double(), 1, gens()), idm.restore(X, 1, gens()))
     mask = torch.rand(1, 1, 8, 8) > 0.5
     write_image(tmp_path / "mask.png", mask)
     assert torch.equal(read_image(tmp_path / "mask.png", "gray"), mask.float())

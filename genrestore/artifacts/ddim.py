@@ -50,6 +50,7 @@ def _check_finite(**values: float | None) -> None:
 def _roundtrip(model: EpsFn, x: torch.Tensor, perturb: Callable[[torch.Tensor], torch.Tensor], t0: int, steps: int,
                schedule: dict[str, Any] | None) -> torch.Tensor:
     check_image(x, "clean image", channels=(1, 3))
+    x = x.float()  # the models run in float32 (float64 images too)
     with torch.no_grad():
         z = ddim_invert(model, x * 2 - 1, steps, t0=t0, schedule=schedule)      # DiffGAR eq. 7
         out = ddim_decode(model, perturb(z), steps, t0=t0, schedule=schedule)    # DiffGAR eq. 8
@@ -75,6 +76,7 @@ def ddim_gaussian(model: EpsFn, x: torch.Tensor, level: float = 0.5, generator: 
         (True, 0.0)
     """
     check_image(x, "clean image", channels=(1, 3))  # before the noise is drawn in its dtype
+    x = x.float()  # the models run in float32 (float64 images too)
     _check_finite(alpha=alpha)
     a = 0.6 * _check_level(level) if alpha is None else float(alpha)
     noise = _random.randn(generator, tuple(x.shape), x.device, x.dtype)

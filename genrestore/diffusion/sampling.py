@@ -146,6 +146,7 @@ def sample(model: ConditionalUNet, y: torch.Tensor, scheduler: Literal["ddpm", "
     sched.set_timesteps(steps, device=y.device)
     noise_source = _diffusers_generator(generator)
 
+    y = y.to(next(model.parameters()).dtype)  # e.g. float64 images: the network's dtype
     y = y if latent else to_model_range(y)
     c = model.channels
 

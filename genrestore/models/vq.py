@@ -71,13 +71,15 @@ class VQAutoencoder(nn.Module, SavedModel):
         self.codebook_size = codebook_size
 
 
-    def _check(self, x: torch.Tensor) -> None:
+    def _check(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` checked, in the network's dtype (e.g. float64 images are encoded in float32)."""
         from .._checks import check_image
 
         check_image(x, "x", channels=(3,))
         if x.shape[-2] % self.factor or x.shape[-1] % self.factor:
             raise InputError(f"expected sides that are multiples of {self.factor}, got {tuple(x.shape[-2:])} "
                              "(pad first: genrestore.restore.idm.pad_to_multiple)")
+        return x.to(next(self.parameters()).dtype)
 
     def nearest_codes(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(z_q, tokens)`` for latents ``z`` ``(N, d, h, w)``: the nearest codebook entries
@@ -99,7 +101,7 @@ class VQAutoencoder(nn.Module, SavedModel):
 
     def quantize(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(z_e, z_q, tokens)``: encoder output, its nearest codes (straight-through), ``(N, h, w)`` indices."""
-        self._check(x)
+        x = self._check(x)
         z_e = self.vq.encode(x * 2 - 1).latents
         z_q, tokens = self.nearest_codes(z_e)
         return z_e, z_q, tokens
@@ -107,7 +109,7 @@ class VQAutoencoder(nn.Module, SavedModel):
     def encode_latents(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, 3, H, W)`` in ``[0, 1]`` -> ``(N, d, H/f, W/f)`` encoder output ``z_e`` before
         quantization (the space latent diffusion works in; LDM §3)."""
-        self._check(x)
+        x = self._check(x)
         return self.vq.encode(x * 2 - 1).latents
 
     def decode_latents(self, z: torch.Tensor) -> torch.Tensor:
@@ -136,7 +138,7 @@ class VQAutoencoder(nn.Module, SavedModel):
     def autoencode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(reconstruction, vq_loss, z_e, tokens)``: :meth:`forward` with the encoder output
         ``(N, d, h, w)`` and the ``(N, h, w)`` indices (for codebook-usage tracking in training)."""
-        self._check(x)
+        x = self._check(x)
         z_e = self.vq.encode(x * 2 - 1).latents
         z_q, vq_loss, (_, _, idx) = self.vq.quantize(z_e)
         return self.decode_codes(z_q), vq_loss, z_e, idx.view(x.shape[0], *z_e.shape[-2:])

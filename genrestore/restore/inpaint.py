@@ -167,6 +167,7 @@ class Inpainter:
         Returns:
             ``(N, 3, H, W)`` in ``[0, 1]``, equal to ``y`` where ``mask`` is 1.
         """
+        check_image(y, "y", channels=(3,))
         check_image(mask, "mask", channels=(1,))
         mask = (mask >= 1 - 1e-6).to(y.dtype)  # known = exactly 1 (see the module docstring)
         if self.kind != "diffusion" and steps not in (None, self.default_steps):
