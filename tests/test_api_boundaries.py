@@ -35,7 +35,11 @@ def _cases():
 
     from genrestore.artifacts.ddim import ddim_gaussian
     from genrestore.artifacts.vq import ar_resample, replace_tokens
+    from genrestore.artifacts import synthesize
     from genrestore.degrade import get_task
+    from genrestore.detect import erode, fill_holes, local_variance, regions, variance_distance
+    from genrestore.metrics.detection import iou, region_counts
+    from genrestore.metrics.distribution import frechet_distance
     from genrestore.degrade.masks import random_box_mask, stroke_mask
     from genrestore.degrade.pipelines import BlurDownNoiseJpeg, SecondOrder
     from genrestore.diffusion import ConditionalUNet, sample
@@ -50,6 +54,22 @@ def _cases():
         "upsample surrogate of a 3-D tensor": (lambda: get_task("upsample").surrogate(X[0]), "surrogate's input"),
         "JPEG surrogate of a 3-D tensor": (lambda: get_task("deartifact").surrogate(X[0]), "surrogate's input"),
         "x32 surrogate of 16 px": (lambda: get_task("upsample", "XL").surrogate(X), "x32 average pooling"),
+        "synthesize without its generators": (lambda: synthesize("vq-replace", {}, X, 0.5), "load_generators"),
+        "NaN Frechet statistics": (lambda: frechet_distance(torch.full((3,), math.nan), torch.eye(3), torch.zeros(3),
+                                                            torch.eye(3)), "NaN"),
+        "NumPy Frechet statistics": (lambda: frechet_distance(np.zeros(3), np.eye(3), np.zeros(3), np.eye(3)),
+                                     "torch tensors"),
+        "NaN detection mask": (lambda: iou(np.full((4, 4), np.nan), np.zeros((4, 4), bool)), "NaN"),
+        "overlap threshold 2": (lambda: region_counts(np.zeros((4, 4), bool), np.zeros((4, 4), bool), p=2), "p"),
+        "local variance of a 3-D tensor": (lambda: local_variance(X[0]), "(N, C, H, W)"),
+        "D map with sigma 0": (lambda: variance_distance(X, Y, sigma=0), "sigma"),
+        "erosion of a float mask": (lambda: erode(torch.rand(1, 1, 8, 8)), "bool mask"),
+        "fill_holes of a tensor": (lambda: fill_holes(torch.zeros(8, 8, dtype=torch.bool)), "NumPy bool"),
+        "regions of a map of another size": (lambda: regions(torch.zeros(8, 8, dtype=torch.bool), torch.zeros(4, 4)),
+                                             "of its size"),
+        "level as a string": (lambda: ddim_gaussian(lambda x, t: x, X, "Q"), "level"),
+        "NIQE pristine of 10 features": (lambda: niqe(torch.rand(1, 3, 96, 200), pristine=(torch.zeros(10), torch.eye(10))),
+                                         "36 features"),
         "SecondOrder scale 0": (lambda: SecondOrder(scale=0), "scale"),
         "BlurDownNoiseJpeg scale 0": (lambda: BlurDownNoiseJpeg(scale_range=(0.0, 0.0)), "scale_range"),
         "negative noise range": (lambda: BlurDownNoiseJpeg(noise_range_255=(-1.0, 2.0)), "noise_range_255"),

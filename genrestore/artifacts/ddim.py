@@ -36,7 +36,7 @@ def as_eps_fn(unet) -> EpsFn:
 
 
 def _check_level(level: float) -> float:
-    if not 0.0 <= level <= 1.0:  # also refuses NaN
+    if not (isinstance(level, (int, float)) and 0.0 <= level <= 1.0):  # also refuses NaN
         raise InputError(f"expected a level in [0, 1], got {level}")
     return float(level)
 

@@ -74,6 +74,10 @@ def synthesize(kind: str, generators: dict, x: torch.Tensor, level: float, gener
     """
     from . import ar_resample, ddim_gaussian, ddim_scale_shift, identity_pair, vq_replace
 
+    missing = [k for k in NEEDS.get(kind, ()) if k not in generators]
+    if missing:
+        raise InputError(f"the {kind} artifact needs the generators {list(NEEDS[kind])}; {missing} are not in "
+                         f"generators (load_generators({kind!r}, ...) gives them)")
     if kind == "vq-replace":
         return vq_replace(generators["vq"], x, level, generator)
     if kind == "ar-resample":

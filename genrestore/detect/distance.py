@@ -58,8 +58,13 @@ def local_variance(x: torch.Tensor, window: int = 11, sigma: float = 1.5) -> tor
         >>> float(v.abs().max()) < 1e-6
         True
     """
-    if window % 2 != 1 or window < 3:
+    if not (isinstance(x, torch.Tensor) and x.ndim == 4 and x.is_floating_point()):
+        raise InputError(f"expected a float (N, C, H, W) tensor, got "
+                         f"{(tuple(x.shape), x.dtype) if isinstance(x, torch.Tensor) else type(x).__name__}")
+    if not isinstance(window, int) or window % 2 != 1 or window < 3:
         raise InputError(f"window must be an odd size >= 3, got {window}")
+    if not sigma > 0:
+        raise InputError(f"expected sigma > 0, got {sigma!r}")
     if min(x.shape[-2:]) <= window // 2:
         raise InputError(f"image of {x.shape[-1]}x{x.shape[-2]} px is too small for an {window}x{window} window")
     shift = x.mean(dim=(2, 3), keepdim=True)  # variances do not change; keeps float32 accurate
@@ -101,6 +106,10 @@ def variance_distance(gan_sr: torch.Tensor, mse_sr: torch.Tensor, window: int = 
     check_image(mse_sr, "MSE-SR image")
     if gan_sr.shape != mse_sr.shape:
         raise InputError(f"GAN-SR and MSE-SR images differ in shape: {tuple(gan_sr.shape)} vs {tuple(mse_sr.shape)}")
+    if precision not in ("float32", "float64"):
+        raise InputError(f"expected precision 'float32' or 'float64', got {precision!r}")
+    if not (sigma > 0 and c > 0):  # also refuses NaN
+        raise InputError(f"expected sigma > 0 and c > 0, got {sigma!r} and {c!r}")
     dtype = torch.float64 if precision == "float64" else torch.float32
     n, ch = gan_sr.shape[:2]
     both = torch.cat([gan_sr, mse_sr], 1).to(dtype) * 255.0

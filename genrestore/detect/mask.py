@@ -28,6 +28,13 @@ from .._checks import InputError, check_image
 MIN_AREA_X4 = 4000
 
 
+def _check_mask(mask: torch.Tensor) -> None:
+    if not (isinstance(mask, torch.Tensor) and mask.dtype == torch.bool and mask.ndim == 4):
+        raise InputError(f"expected an (N, 1, H, W) bool mask, got "
+                         f"{(tuple(mask.shape), mask.dtype) if isinstance(mask, torch.Tensor) else type(mask).__name__}"
+                         f" (threshold a float mask first, e.g. mask > 0.5)")
+
+
 def _box_max(x: torch.Tensor, kernel: int, iterations: int) -> torch.Tensor:
     """Max of ``(N, 1, H, W)`` {0, 1} maps over ``iterations`` repeats of a ``kernel`` square anchored at
     ``kernel // 2`` (OpenCV's default anchor), pixels outside the image left out; same size out.
@@ -35,8 +42,8 @@ def _box_max(x: torch.Tensor, kernel: int, iterations: int) -> torch.Tensor:
     k x k squares compose: n passes equal one (n (k - 1) + 1)-square whose anchor is n times as far in
     (OpenCV does the same). Padding with 0 leaves the outside out, as every window holds its own pixel.
     """
-    if kernel < 1:
-        raise InputError(f"morphology kernel must be at least 1 px, got {kernel}")
+    if not isinstance(kernel, int) or kernel < 1:
+        raise InputError(f"morphology kernel must be an int of at least 1 px, got {kernel!r}")
     a = kernel // 2
     lo, hi = iterations * a, iterations * (kernel - 1 - a)
     return F.max_pool2d(F.pad(x, (lo, hi, lo, hi), value=0.0), lo + hi + 1, stride=1)
@@ -44,6 +51,7 @@ def _box_max(x: torch.Tensor, kernel: int, iterations: int) -> torch.Tensor:
 
 def erode(mask: torch.Tensor, kernel: int = 5, iterations: int = 1) -> torch.Tensor:
     """Binary erosion by a ``kernel`` x ``kernel`` square; ``(N, 1, H, W)`` bool in and out."""
+    _check_mask(mask)
     if iterations <= 0:
         return mask
     return ~(_box_max((~mask).to(torch.float32), kernel, iterations) > 0)
@@ -51,6 +59,7 @@ def erode(mask: torch.Tensor, kernel: int = 5, iterations: int = 1) -> torch.Ten
 
 def dilate(mask: torch.Tensor, kernel: int = 5, iterations: int = 1) -> torch.Tensor:
     """Binary dilation by a ``kernel`` x ``kernel`` square; ``(N, 1, H, W)`` bool in and out."""
+    _check_mask(mask)
     if iterations <= 0:
         return mask
     return _box_max(mask.to(torch.float32), kernel, iterations) > 0
@@ -63,6 +72,9 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     """
     import cv2
 
+    if not (isinstance(mask, np.ndarray) and mask.dtype == bool and mask.ndim == 2):
+        raise InputError(f"expected an (H, W) NumPy bool mask, got "
+                         f"{(mask.shape, mask.dtype) if hasattr(mask, 'dtype') else type(mask).__name__}")
     background = (~mask).astype(np.uint8)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(background, connectivity=8)
     x, y, w, h = stats[:, 0], stats[:, 1], stats[:, 2], stats[:, 3]
@@ -127,6 +139,8 @@ def regions(mask: torch.Tensor | np.ndarray, d_map: torch.Tensor | np.ndarray) -
 
     m = np.asarray(mask.cpu() if isinstance(mask, torch.Tensor) else mask).squeeze().astype(np.uint8)
     d = np.asarray(d_map.cpu() if isinstance(d_map, torch.Tensor) else d_map, dtype=np.float64).squeeze()
+    if m.ndim != 2 or m.shape != d.shape:
+        raise InputError(f"expected one (H, W) mask and a map of its size, got {m.shape} and {d.shape}")
     n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
     if n <= 1:
         return []

@@ -35,6 +35,8 @@ def _as_bool(mask: Mask, name: str) -> np.ndarray:
     a = np.squeeze(a)
     if a.ndim != 2:
         raise InputError(f"expected {name} as an (H, W) mask, got shape {np.shape(mask)}")
+    if a.dtype.kind == "f" and not np.isfinite(a).all():
+        raise InputError(f"{name} has NaN or infinite values")
     return a.astype(bool)
 
 
@@ -111,6 +113,8 @@ def region_counts(detected: Mask, truth: Mask, p: float = 0.5) -> DetectionCount
         >>> (c.correct, c.detected, c.found, c.truth, c.precision, c.recall)
         (1, 2, 1, 1, 0.5, 1.0)
     """
+    if not (isinstance(p, (int, float)) and 0 <= p < 1):
+        raise InputError(f"expected the overlap threshold p in [0, 1), got {p!r}")
     a, b = _pair(detected, truth)
     det_labels, n_det = label_regions(a)
     gt_labels, n_gt = label_regions(b)

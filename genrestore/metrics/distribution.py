@@ -126,11 +126,15 @@ def frechet_distance(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor,
         >>> frechet_distance(mu, s, mu + 1, s)  # |mu1 - mu2|^2 = 3
         3.0
     """
+    if not all(isinstance(t, torch.Tensor) for t in (mu1, sigma1, mu2, sigma2)):
+        raise InputError("expected the means and covariances as torch tensors (torch.from_numpy for NumPy arrays)")
     mu1, mu2 = mu1.double(), mu2.double().to(mu1.device)
     s1, s2 = sigma1.double().to(mu1.device), sigma2.double().to(mu1.device)
     if mu1.shape != mu2.shape or s1.shape != s2.shape or s1.shape != (mu1.numel(), mu1.numel()):
         raise InputError(f"mismatched statistics: mu {tuple(mu1.shape)} / {tuple(mu2.shape)}, "
                          f"sigma {tuple(s1.shape)} / {tuple(s2.shape)}")
+    if not all(torch.isfinite(t).all() for t in (mu1, mu2, s1, s2)):
+        raise InputError("the feature statistics contain NaN or infinite values")
     s1 = (s1 + s1.T) / 2
     s2 = (s2 + s2.T) / 2
     root1 = _sqrtm_psd(s1)
