@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -48,3 +50,31 @@ def check_min_size(x: torch.Tensor, min_hw: int, why: str) -> None:
     h, w = x.shape[-2:]
     if h < min_hw or w < min_hw:
         raise InputError(f"image of {w}x{h} px is smaller than {min_hw} px, the minimum for {why}")
+
+
+def real_number(v) -> float | None:
+    """``v`` as a float when it is a real number (Python, NumPy, or a one-element torch tensor),
+    else ``None``. Bools are not numbers here."""
+    import numbers
+
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, numbers.Real):
+        return float(v)
+    if isinstance(v, torch.Tensor) and v.numel() == 1 and v.dtype != torch.bool and not v.is_complex():
+        return float(v)
+    return None
+
+
+def whole_number(v) -> int | None:
+    """``v`` as an int when it is an integer (Python, NumPy, a one-element integer tensor, or a
+    float with no fraction), else ``None``. Bools are not numbers here."""
+    import operator
+
+    if isinstance(v, bool):
+        return None
+    try:
+        return operator.index(v)
+    except TypeError:
+        f = real_number(v)
+        return int(f) if f is not None and math.isfinite(f) and f.is_integer() else None

@@ -23,7 +23,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from ._checks import InputError, check_image
+from ._checks import InputError, check_image, whole_number
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -179,9 +179,9 @@ def quantize(x: torch.Tensor, bits: int = 8) -> torch.Tensor:
         >>> quantize(torch.tensor([0.0, 0.5, 1.0, 0.0019])).mul(255).tolist()
         [0.0, 128.0, 255.0, 0.0]
     """
-    if not isinstance(bits, int) or not 1 <= bits <= 16:
+    if whole_number(bits) is None or not 1 <= whole_number(bits) <= 16:
         raise InputError(f"expected bits as an int in 1..16, got {bits!r}")
-    levels = float(2 ** bits - 1)
+    levels = float(2 ** whole_number(bits) - 1)
     return x.clamp(0, 1).mul(levels).round().div(levels)
 
 
@@ -246,13 +246,15 @@ def encode_image(x: torch.Tensor, suffix: str = ".png", bits: Literal[8, 16] = 8
         x = x[0]
     if x.ndim != 3 or x.shape[0] not in (1, 3, 4) or not x.shape[1] or not x.shape[2]:
         raise InputError(f"expected (C, H, W) with C in (1, 3, 4) and H, W >= 1, got {tuple(x.shape)}")
-    if not (x.is_floating_point() or x.dtype == torch.bool):  # a bool mask writes as black and white
-        raise InputError(f"expected a float image in [0, 1] (or a bool mask) to write, got dtype {x.dtype}")
-    if bits not in (8, 16):
+    if x.is_complex():
+        raise InputError(f"expected a real image in [0, 1] to write, got dtype {x.dtype}")
+    if whole_number(bits) not in (8, 16):
         raise InputError(f"expected bits 8 or 16, got {bits!r}")
-    if not (isinstance(jpeg_quality, int) and 1 <= jpeg_quality <= 100):
+    if whole_number(jpeg_quality) is None or not 1 <= whole_number(jpeg_quality) <= 100:
         raise InputError(f"expected jpeg_quality as an int in 1..100, got {jpeg_quality!r}")
-    x = x.float() if x.dtype == torch.bool else x
+    bits, jpeg_quality = whole_number(bits), whole_number(jpeg_quality)
+    # bool and integer masks of 0 and 1 write as black and white; 0..255 integers fail the range check below
+    x = x if x.is_floating_point() else x.float()
     lo, hi = float(x.min()), float(x.max())
     if not (lo >= -1e-6 and hi <= 1 + 1e-6):
         raise InputError(f"expected an image in [0, 1] to write, got values in [{lo:.4g}, {hi:.4g}]")
@@ -528,9 +530,11 @@ def tiled_apply(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, til
     if not (isinstance(x, torch.Tensor) and x.ndim == 4):
         raise InputError(f"expected (N, C, H, W) images to tile, got "
                          f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (tile, pad, blend, scale)) or scale < 1:
+    ints = [whole_number(v) for v in (tile, pad, blend, scale)]
+    if None in ints or ints[3] < 1:
         raise InputError(f"expected tile, pad, blend as ints and scale as an int >= 1, got tile={tile!r}, pad={pad!r}, "
                          f"blend={blend!r}, scale={scale!r}")
+    tile, pad, blend, scale = ints
     if blend < 1 or pad < 0:
         raise InputError(f"tiling needs blend >= 1 and pad >= 0, got blend={blend}, pad={pad}")
     overlap = 2 * pad + blend

@@ -63,7 +63,7 @@ def _cases():
         "overlap threshold 2": (lambda: region_counts(np.zeros((4, 4), bool), np.zeros((4, 4), bool), p=2), "p"),
         "local variance of a 3-D tensor": (lambda: local_variance(X[0]), "(N, C, H, W)"),
         "D map with sigma 0": (lambda: variance_distance(X, Y, sigma=0), "sigma"),
-        "erosion of a float mask": (lambda: erode(torch.rand(1, 1, 8, 8)), "bool mask"),
+        "erosion of a NumPy mask": (lambda: erode(np.zeros((1, 1, 8, 8), bool)), "mask tensor"),
         "fill_holes of a tensor": (lambda: fill_holes(torch.zeros(8, 8, dtype=torch.bool)), "NumPy bool"),
         "regions of a map of another size": (lambda: regions(torch.zeros(8, 8, dtype=torch.bool), torch.zeros(4, 4)),
                                              "of its size"),
@@ -86,7 +86,7 @@ def _cases():
         "side not a UNet multiple": (lambda: sample(unet, torch.rand(1, 3, 17, 17), steps=1), "multiples of 2"),
         "12-bit PNG": (lambda: encode_image(X[:1], bits=12), "bits"),
         "JPEG quality 0": (lambda: encode_image(X[:1], ".jpg", jpeg_quality=0), "jpeg_quality"),
-        "uint8 image to write": (lambda: encode_image((X[:1] * 255).to(torch.uint8)), "float image"),
+        "uint8 0..255 image to write": (lambda: encode_image((X[:1] * 255).to(torch.uint8)), "in [0, 1]"),
         "an inpainter given NumPy": (lambda: _inpainter().inpaint(X.numpy(), torch.ones(2, 1, 16, 16)), "torch.Tensor"),
         "tiling a 3-D tensor": (lambda: tiled_apply(lambda t: t, X[0]), "(N, C, H, W)"),
         "tiling scale 0": (lambda: tiled_apply(lambda t: t, X, scale=0), "scale"),
@@ -181,7 +181,53 @@ def test_what_the_checks_still_accept(tmp_path):
     torch.testing.assert_close(idm.restore(X.double(), 1, gens()), idm.restore(X, 1, gens()))
     mask = torch.rand(1, 1, 8, 8) > 0.5
     write_image(tmp_path / "mask.png", mask)
+    write_image(tmp_path / "mask8.png", mask.to(torch.uint8))
     assert torch.equal(read_image(tmp_path / "mask.png", "gray"), mask.float())
+    assert torch.equal(read_image(tmp_path / "mask8.png", "gray"), mask.float())
+
+
+def test_numbers_of_any_kind_are_numbers(tmp_path):
+    """NumPy scalars and one-element tensors pass where Python numbers do (helper-33's review of the
+    checks above: ``data_range=img.max()`` is common), and the checks leave valid edge cases alone."""
+    from genrestore.degrade import gaussian_kernel, resize_8bit
+    from genrestore.degrade.pipelines import SecondOrder
+    from genrestore.detect import detect_artifacts, erode
+    from genrestore.metrics import psnr, ssim
+    from genrestore.metrics.detection import region_counts
+    from genrestore.metrics.niqe import load_pristine, niqe
+    from genrestore.models.sr import upscale
+
+    ref = psnr(X, Y)
+    torch.testing.assert_close(psnr(X, Y, data_range=np.float32(1)), ref)
+    torch.testing.assert_close(psnr(X, Y, data_range=torch.tensor(1.0)), ref)
+    big = torch.rand(1, 3, 32, 32)
+    torch.testing.assert_close(detect_artifacts(big, big, threshold=np.float32(0.7)).mask,
+                               detect_artifacts(big, big).mask)
+    assert region_counts(np.ones((4, 4), bool), np.ones((4, 4), bool), p=np.float32(0.5)).correct == 1
+    torch.testing.assert_close(gaussian_kernel(np.int64(5), 1.0), gaussian_kernel(5, 1.0))
+    assert SecondOrder(scale=np.int64(4), kernel_range=tuple(np.arange(7, 23, 2))).scale == 4
+    # black against white at data_range 255 in float32 block sums: MSE rounds a hair above 255^2
+    b, w = torch.zeros(1, 3, 1088, 1928), torch.full((1, 3, 1088, 1928), 255.0)
+    assert abs(float(psnr(b[..., 4:-4, 4:-4], w[..., 4:-4, 4:-4], data_range=255))) < 1e-4
+    # SSIM on Y of 0..255 images: the luma's offset is 16, not 16/255 (helper-33: 0.95982 against 0.96003)
+    torch.testing.assert_close(ssim(X * 255, Y * 255, True, data_range=255), ssim(X, Y, True), rtol=1e-5, atol=1e-6)
+    # unclamped outputs that overshoot a little, and [-1, 1] images with data_range=2
+    assert torch.isfinite(ssim((X * 1.002 - 0.001), Y)).all()
+    assert torch.isfinite(ssim(X * 2 - 1, Y * 2 - 1, data_range=2)).all()  # its luminance term sees the shift
+    assert resize_8bit(X * 1.02, (8, 8)).max() <= 1  # a filter's overshoot is clipped as Pillow's 8 bits are
+    mask = torch.rand(1, 1, 8, 8)
+    assert torch.equal(erode(mask, 3), erode(mask > 0.5, 3))
+    mu, cov = load_pristine()
+    img = torch.rand(1, 3, 96, 200)
+    assert niqe(img, (mu[None], cov)).item() == pytest.approx(niqe(img).item())  # mu as MATLAB's (1, 36)
+
+    class Bicubic(torch.nn.Module):  # an SR "network" with no parameters
+        scale = 2
+
+        def forward(self, t):
+            return torch.nn.functional.interpolate(t, scale_factor=2, mode="bicubic")
+
+    assert upscale(Bicubic(), torch.rand(1, 3, 8, 8)).shape == (1, 3, 16, 16)
 
 
 def test_check_image_messages():

@@ -23,7 +23,7 @@ from typing import Any, Callable
 import torch
 
 from .. import _random
-from .._checks import InputError, check_image
+from .._checks import InputError, check_image, real_number
 from ..diffusion.sampling import ddim_decode, ddim_invert
 
 DDIM_PAPER = {"t0": 840, "steps": 48, "alpha": 0.3, "gamma": 1.015, "beta": 0.01}
@@ -35,22 +35,30 @@ def as_eps_fn(unet) -> EpsFn:
     return lambda x, t: unet(x, t).sample
 
 
+def _model_dtype(model: EpsFn, x: torch.Tensor) -> torch.Tensor:
+    """``x`` in the dtype of ``model``'s weights when it is a module (e.g. float64 images for a
+    float32 network); a plain function gets ``x`` as it is."""
+    weight = next(model.parameters(), None) if isinstance(model, torch.nn.Module) else None
+    return x.to(weight.dtype) if weight is not None and weight.is_floating_point() else x
+
+
 def _check_level(level: float) -> float:
-    if not (isinstance(level, (int, float)) and 0.0 <= level <= 1.0):  # also refuses NaN
-        raise InputError(f"expected a level in [0, 1], got {level}")
-    return float(level)
+    v = real_number(level)
+    if v is None or not 0.0 <= v <= 1.0:  # also refuses NaN
+        raise InputError(f"expected a level in [0, 1], got {level!r}")
+    return v
 
 
 def _check_finite(**values: float | None) -> None:
     for name, v in values.items():
-        if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v)):
+        if v is not None and not (real_number(v) is not None and math.isfinite(real_number(v))):
             raise InputError(f"expected {name} as a finite number, got {v!r}")
 
 
 def _roundtrip(model: EpsFn, x: torch.Tensor, perturb: Callable[[torch.Tensor], torch.Tensor], t0: int, steps: int,
                schedule: dict[str, Any] | None) -> torch.Tensor:
-    check_image(x, "clean image", channels=(1, 3))
-    x = x.float()  # the models run in float32 (float64 images too)
+    """``x`` (checked by the caller) inverted to ``t0``, perturbed and decoded."""
+    x = _model_dtype(model, x)
     with torch.no_grad():
         z = ddim_invert(model, x * 2 - 1, steps, t0=t0, schedule=schedule)      # DiffGAR eq. 7
         out = ddim_decode(model, perturb(z), steps, t0=t0, schedule=schedule)    # DiffGAR eq. 8
@@ -76,7 +84,7 @@ def ddim_gaussian(model: EpsFn, x: torch.Tensor, level: float = 0.5, generator: 
         (True, 0.0)
     """
     check_image(x, "clean image", channels=(1, 3))  # before the noise is drawn in its dtype
-    x = x.float()  # the models run in float32 (float64 images too)
+    x = _model_dtype(model, x)
     _check_finite(alpha=alpha)
     a = 0.6 * _check_level(level) if alpha is None else float(alpha)
     noise = _random.randn(generator, tuple(x.shape), x.device, x.dtype)
@@ -91,6 +99,7 @@ def ddim_scale_shift(model: EpsFn, x: torch.Tensor, level: float = 0.5, gamma: f
 
     ``gamma = 1 + 0.03 level`` and ``beta = 0.02 level`` unless given.
     """
+    check_image(x, "clean image", channels=(1, 3))
     lv = _check_level(level)
     _check_finite(gamma=gamma, beta=beta)
     g = 1.0 + 0.03 * lv if gamma is None else float(gamma)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _random
-from .._checks import InputError, check_image
+from .._checks import InputError, check_image, whole_number
 
 Param = float | torch.Tensor
 
@@ -26,14 +26,16 @@ def _as_batch(*params: Param) -> list[torch.Tensor]:
     return [t.expand(n) if t.numel() == 1 else t for t in ts]
 
 
-def _check_size(size: int) -> None:
-    if not isinstance(size, int) or isinstance(size, bool) or size < 1 or size % 2 == 0:
+def _check_size(size: int) -> int:
+    k = whole_number(size)
+    if k is None or k < 1 or k % 2 == 0:
         raise InputError(f"kernel size must be an odd positive int, got {size!r}")
+    return k
 
 
 def _mahalanobis(size: int, sigma_x: Param, sigma_y: Param | None, theta: Param) -> torch.Tensor:
     """``(N, k, k)`` squared Mahalanobis distance ``[x y] Sigma^-1 [x y]^T`` on the kernel grid."""
-    _check_size(size)
+    size = _check_size(size)
     sx, sy, th = _as_batch(sigma_x, sigma_x if sigma_y is None else sigma_y, theta)
     if not (torch.isfinite(sx).all() and torch.isfinite(sy).all() and torch.isfinite(th).all()):
         raise InputError("blur sigmas and angle must be finite")
@@ -107,7 +109,7 @@ def sinc_kernel(size: int, cutoff: Param) -> torch.Tensor:
     Returns:
         ``(N, k, k)`` float32 kernels that sum to 1.
     """
-    _check_size(size)
+    size = _check_size(size)
     (wc,) = _as_batch(cutoff)
     if (wc <= 0).any() or (wc > math.pi + 1e-6).any():
         raise InputError("sinc cutoff must lie in (0, pi]")

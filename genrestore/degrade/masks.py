@@ -11,7 +11,7 @@ import math
 import torch
 
 from .. import _random
-from .._checks import InputError
+from .._checks import InputError, real_number, whole_number
 
 
 def sample_stroke_endpoints(generator: _random.Generator, n: int, strokes: int) -> torch.Tensor:
@@ -21,8 +21,9 @@ def sample_stroke_endpoints(generator: _random.Generator, n: int, strokes: int) 
     each with probability 1/2.
     """
     for v, name in ((n, "n (images)"), (strokes, "strokes")):
-        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+        if whole_number(v) is None or whole_number(v) < 0:
             raise InputError(f"expected {name} as a non-negative int, got {v!r}")
+    n, strokes = whole_number(n), whole_number(strokes)
     u = _random.rand(generator, (n, strokes, 2, 2, 2), dtype=torch.float64)
     return torch.where(u[..., 0] < 0.5, u[..., 1] / 3, 2 / 3 + u[..., 1] / 3)
 
@@ -56,8 +57,9 @@ def stroke_mask(size: tuple[int, int], endpoints: torch.Tensor, width_frac: floa
     h, w = size
     if h < 1 or w < 1:
         raise InputError(f"mask size must be positive, got {w}x{h}")
-    if not (isinstance(width_frac, (int, float)) and math.isfinite(width_frac) and width_frac >= 0):
+    if real_number(width_frac) is None or not (math.isfinite(real_number(width_frac)) and real_number(width_frac) >= 0):
         raise InputError(f"expected width_frac as a finite fraction >= 0, got {width_frac!r}")
+    width_frac = real_number(width_frac)
     if not (isinstance(endpoints, torch.Tensor) and endpoints.ndim == 4 and endpoints.shape[2:] == (2, 2)):
         raise InputError(f"expected endpoints of shape (N, S, 2, 2), got "
                          f"{tuple(endpoints.shape) if isinstance(endpoints, torch.Tensor) else type(endpoints).__name__}")

@@ -24,10 +24,14 @@ def _per_image(p: Param, x: torch.Tensor, name: str = "the parameter", low: floa
     t = torch.as_tensor(p, dtype=x.dtype, device=x.device).reshape(-1)
     if t.numel() not in (1, x.shape[0]):
         raise InputError(f"expected a scalar or {x.shape[0]} per-image values, got {t.numel()}")
-    bad = ~torch.isfinite(t) | (t <= low if low_open else t < low) | (t > high)
-    if bool(bad.any()):
+    # checked where that needs no device sync: Python numbers and CPU tensors (the task surrogates
+    # call this on every step of an inversion, with their own, valid, parameters)
+    c = torch.as_tensor(p, dtype=torch.float64).reshape(-1) if not isinstance(p, torch.Tensor) else (
+        p.reshape(-1) if p.device.type == "cpu" else None)
+    bad = None if c is None else ~torch.isfinite(c) | (c <= low if low_open else c < low) | (c > high)
+    if bad is not None and bool(bad.any()):
         interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if math.isinf(high) else ']'}"
-        got = ", ".join(f"{v:.4g}" for v in t.tolist()[:8]) + (", ..." if t.numel() > 8 else "")
+        got = ", ".join(f"{v:.4g}" for v in c.tolist()[:8]) + (", ..." if c.numel() > 8 else "")
         raise InputError(f"expected {name} as finite values in {interval}, got {got}")
     return t.view(-1, 1, 1, 1)
 

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from .. import _random
-from .._checks import InputError, check_image
+from .._checks import InputError, check_image, real_number, whole_number
 from ..io import quantize
 from .jpeg import jpeg_pillow
 from .kernels import blur, gaussian_kernel, pad_kernel, random_mixed_kernels, sinc_kernel
@@ -49,16 +49,16 @@ def _choice(g, options, probs=None):
 
 def _check_interval(owner: str, name: str, r, low: float, high: float = math.inf, low_open: bool = False) -> None:
     """``r`` is ``(lo, hi)`` with ``low <= lo <= hi <= high`` (``low < lo`` with ``low_open``), finite."""
-    ok = (isinstance(r, (tuple, list)) and len(r) == 2 and all(isinstance(v, (int, float)) and math.isfinite(v)
-                                                                for v in r)
-          and (r[0] > low if low_open else r[0] >= low) and r[0] <= r[1] <= high)
+    v = [real_number(e) for e in r] if hasattr(r, "__len__") and len(r) == 2 else [None]
+    ok = (None not in v and all(math.isfinite(e) for e in v)
+          and (v[0] > low if low_open else v[0] >= low) and v[0] <= v[1] <= high)
     if not ok:
         bound = f"{'>' if low_open else '>='} {low:g}" + ("" if math.isinf(high) else f", <= {high:g}")
         raise InputError(f"{owner}: expected {name} as (low, high), finite, low <= high, {bound}; got {r!r}")
 
 
 def _check_probability(owner: str, name: str, p) -> None:
-    if not (isinstance(p, (int, float)) and 0 <= p <= 1):
+    if real_number(p) is None or not 0 <= real_number(p) <= 1:
         raise InputError(f"{owner}: expected {name} as a probability in [0, 1], got {p!r}")
 
 
@@ -88,7 +88,8 @@ class BlurDownNoiseJpeg:
 
     def __post_init__(self) -> None:
         me = type(self).__name__
-        if not (isinstance(self.kernel_size, int) and self.kernel_size >= 1 and self.kernel_size % 2):
+        k = whole_number(self.kernel_size)
+        if k is None or k < 1 or not k % 2:
             raise InputError(f"{me}: expected kernel_size as an odd positive int, got {self.kernel_size!r}")
         _check_interval(me, "sigma_range", self.sigma_range, 0.0, low_open=True)
         _check_interval(me, "scale_range", self.scale_range, 0.0, low_open=True)
@@ -176,9 +177,10 @@ class SecondOrder:
 
     def __post_init__(self) -> None:
         me = type(self).__name__
-        if not (isinstance(self.scale, int) and self.scale >= 1):
+        if whole_number(self.scale) is None or whole_number(self.scale) < 1:
             raise InputError(f"{me}: expected scale as a positive int, got {self.scale!r}")
-        if not (self.kernel_range and all(isinstance(k, int) and k >= 1 and k % 2 for k in self.kernel_range)):
+        ks = [whole_number(k) for k in self.kernel_range]
+        if not ks or None in ks or any(k < 1 or not k % 2 for k in ks):
             raise InputError(f"{me}: expected kernel_range as odd positive ints, got {self.kernel_range!r}")
         for name in ("blur_sigma", "blur_sigma2"):
             _check_interval(me, name, getattr(self, name), 0.0, low_open=True)
@@ -193,7 +195,8 @@ class SecondOrder:
             _check_probability(me, name, getattr(self, name))
         for name in ("resize_prob", "resize_prob2"):
             p = getattr(self, name)
-            if not (len(p) == 3 and all(isinstance(v, (int, float)) and v >= 0 for v in p) and abs(sum(p) - 1) < 1e-6):
+            v = [real_number(e) for e in p] if len(p) == 3 else [None]
+            if None in v or any(e < 0 for e in v) or abs(sum(v) - 1) > 1e-6:
                 raise InputError(f"{me}: expected {name} as three probabilities (up, down, keep) summing to 1, got {p!r}")
 
     def output_size(self, size: tuple[int, int]) -> tuple[int, int]:

@@ -137,7 +137,11 @@ def resize_8bit(x: torch.Tensor, size: tuple[int, int], filter: Filter = "bicubi
         ``(N, C, h, w)`` images on 8-bit levels (not differentiable in any useful way).
     """
     h, w = _check_size(x, size)
-    check_image(x, "image", channels=tuple(range(1, 65)))  # 8-bit levels of [0, 1]: 0..255 input would be clipped
+    # 8-bit levels of [0, 1]: values are clipped as Pillow's 8-bit images are (a filter's small overshoot
+    # is fine), but 0..255 input would be clipped to white
+    lo, hi = (float(v) for v in torch.aminmax(x.detach())) if x.numel() else (0.0, 1.0)
+    if not (lo >= -0.5 and hi <= 1.5):  # also false for NaN
+        raise InputError(f"expected an image in [0, 1], got values in [{lo:.4g}, {hi:.4g}]")
     if filter not in FILTERS:
         raise InputError(f"unknown resize filter {filter!r}; expected one of {', '.join(FILTERS)}")
     q = lambda t: t.mul(255).add(0.5).floor().clamp(0, 255).div(255)  # noqa: E731  Pillow rounds halves up

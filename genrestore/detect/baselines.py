@@ -118,7 +118,7 @@ def niqe_window_scores(image: torch.Tensor, window: int = NIQE_WINDOW, stride: i
     if min(h, w) < window:
         raise InputError(f"the NIQE map needs images of at least {window}x{window} px, got {w}x{h}")
     mu_p, cov_p = pristine if isinstance(pristine, tuple) else load_pristine(pristine)
-    check_pristine(mu_p, cov_p)
+    mu_p, cov_p = check_pristine(mu_p, cov_p)
     img = _luma_255(image, 0)
     inv = torch.linalg.pinv(cov_p.to(img) / 2)  # NIQE's ((S_p + S_d) / 2)^+ with S_d = 0: one block
     mu_p = mu_p.to(img)

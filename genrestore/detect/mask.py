@@ -28,11 +28,15 @@ from .._checks import InputError, check_image
 MIN_AREA_X4 = 4000
 
 
-def _check_mask(mask: torch.Tensor) -> None:
-    if not (isinstance(mask, torch.Tensor) and mask.dtype == torch.bool and mask.ndim == 4):
-        raise InputError(f"expected an (N, 1, H, W) bool mask, got "
-                         f"{(tuple(mask.shape), mask.dtype) if isinstance(mask, torch.Tensor) else type(mask).__name__}"
-                         f" (threshold a float mask first, e.g. mask > 0.5)")
+def _as_mask(mask: torch.Tensor) -> torch.Tensor:
+    """An ``(N, 1, H, W)`` (or ``(N, H, W)``) mask as bool: float masks are true above 0.5, integer
+    ones where non-zero."""
+    if not (isinstance(mask, torch.Tensor) and mask.ndim in (3, 4) and not mask.is_complex()):
+        raise InputError(f"expected an (N, 1, H, W) mask tensor, got "
+                         f"{tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__}")
+    if mask.dtype == torch.bool:
+        return mask
+    return mask > 0.5 if mask.is_floating_point() else mask != 0
 
 
 def _box_max(x: torch.Tensor, kernel: int, iterations: int) -> torch.Tensor:
@@ -50,16 +54,18 @@ def _box_max(x: torch.Tensor, kernel: int, iterations: int) -> torch.Tensor:
 
 
 def erode(mask: torch.Tensor, kernel: int = 5, iterations: int = 1) -> torch.Tensor:
-    """Binary erosion by a ``kernel`` x ``kernel`` square; ``(N, 1, H, W)`` bool in and out."""
-    _check_mask(mask)
+    """Binary erosion by a ``kernel`` x ``kernel`` square; ``(N, 1, H, W)`` bool out (float masks in:
+    true above 0.5)."""
+    mask = _as_mask(mask)
     if iterations <= 0:
         return mask
     return ~(_box_max((~mask).to(torch.float32), kernel, iterations) > 0)
 
 
 def dilate(mask: torch.Tensor, kernel: int = 5, iterations: int = 1) -> torch.Tensor:
-    """Binary dilation by a ``kernel`` x ``kernel`` square; ``(N, 1, H, W)`` bool in and out."""
-    _check_mask(mask)
+    """Binary dilation by a ``kernel`` x ``kernel`` square; ``(N, 1, H, W)`` bool out (float masks in:
+    true above 0.5)."""
+    mask = _as_mask(mask)
     if iterations <= 0:
         return mask
     return _box_max(mask.to(torch.float32), kernel, iterations) > 0

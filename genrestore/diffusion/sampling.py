@@ -23,7 +23,7 @@ from typing import Any, Literal, Union
 import torch
 import torch.nn.functional as F
 
-from .._checks import InputError, check_image
+from .._checks import InputError, check_image, real_number
 from .._random import Generator, rand, randint, randn
 from .model import ConditionalUNet
 from .schedulers import DEFAULT_SCHEDULE, PREDICTION_TYPES, PredictionType, ddim_step, make_scheduler
@@ -135,7 +135,7 @@ def sample(model: ConditionalUNet, y: torch.Tensor, scheduler: Literal["ddpm", "
         raise InputError(f"expected scheduler 'ddpm' or 'ddim', got {scheduler!r}")
     if scheduler == "ddpm" and eta != 0.0:
         raise InputError(f"eta applies to the 'ddim' scheduler only, got eta={eta} with 'ddpm'")
-    if not (isinstance(eta, (int, float)) and math.isfinite(eta) and eta >= 0):
+    if real_number(eta) is None or not (math.isfinite(real_number(eta)) and real_number(eta) >= 0):
         raise InputError(f"expected eta as a finite number >= 0, got {eta!r}")
     multiple = 2 ** (len(model.unet.config.block_out_channels) - 1)
     if y.shape[-2] % multiple or y.shape[-1] % multiple:  # the restorers pad; here the caller must
@@ -146,7 +146,8 @@ def sample(model: ConditionalUNet, y: torch.Tensor, scheduler: Literal["ddpm", "
     sched.set_timesteps(steps, device=y.device)
     noise_source = _diffusers_generator(generator)
 
-    y = y.to(next(model.parameters()).dtype)  # e.g. float64 images: the network's dtype
+    weight = next(model.parameters(), None)  # e.g. float64 images run in the network's dtype
+    y = y.to(weight.dtype) if weight is not None and weight.is_floating_point() else y
     y = y if latent else to_model_range(y)
     c = model.channels
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .._checks import InputError
+from .._checks import InputError, real_number
 
 Mask = np.ndarray | torch.Tensor
 
@@ -113,7 +113,7 @@ def region_counts(detected: Mask, truth: Mask, p: float = 0.5) -> DetectionCount
         >>> (c.correct, c.detected, c.found, c.truth, c.precision, c.recall)
         (1, 2, 1, 1, 0.5, 1.0)
     """
-    if not (isinstance(p, (int, float)) and 0 <= p < 1):
+    if real_number(p) is None or not 0 <= real_number(p) < 1:
         raise InputError(f"expected the overlap threshold p in [0, 1), got {p!r}")
     a, b = _pair(detected, truth)
     det_labels, n_det = label_regions(a)

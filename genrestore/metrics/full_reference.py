@@ -28,7 +28,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from .._checks import InputError, check_image
+from .._checks import InputError, check_image, real_number
 
 
 def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
@@ -55,14 +55,19 @@ _LUMA_BLOCK = 1 << 16  # pixels per work unit of the mixed-layout luma MSE: both
 
 
 def _prepare(x: torch.Tensor, y: torch.Tensor, crop_border: int, y_channel: bool = False,
-             dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+             dtype: torch.dtype | None = None, data_range: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Checked, cropped pair in ``dtype``; with ``y_channel``, their luma (taken before the crop:
-    the two commute, and the whole images are contiguous, which makes the luma one matrix product)."""
+    the two commute, and the whole images are contiguous, which makes the luma one matrix product),
+    whose offset 16/255 of the range is ``16 data_range / 255`` (16 for images in 0..255)."""
     x, y = _checked(x, y, crop_border, dtype)
     if y_channel:
         if x.shape[1] != 3:
             raise InputError("y_channel=True needs RGB images")
-        x, y = _luma(x), _luma(y)
+        if data_range == 1.0:
+            x, y = _luma(x), _luma(y)
+        else:
+            offset = 16.0 / 255.0 * data_range
+            x, y = _luma(x, offset=False) + offset, _luma(y, offset=False) + offset
     return _crop(x, crop_border), _crop(y, crop_border)
 
 
@@ -72,9 +77,12 @@ def _check_precision(precision: str) -> torch.dtype:
     return torch.float64 if precision == "float64" else torch.float32
 
 
-def _check_data_range(data_range: float) -> None:
-    if not (isinstance(data_range, (int, float)) and math.isfinite(data_range) and data_range > 0):
+def _check_data_range(data_range: float) -> float:
+    """``data_range`` as a float (Python, NumPy or one-element tensor numbers), checked finite and > 0."""
+    v = real_number(data_range)
+    if v is None or not (math.isfinite(v) and v > 0):
         raise InputError(f"expected data_range as a finite number > 0 (1 for images in [0, 1]), got {data_range!r}")
+    return v
 
 
 def _checked(x: torch.Tensor, y: torch.Tensor, crop_border: int,
@@ -320,9 +328,11 @@ def psnr(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, crop_border:
         >>> round(psnr(x, y).item(), 5)
         20.0
     """
-    _check_data_range(data_range)
+    data_range = _check_data_range(data_range)
     m = mse(x, y, y_channel, crop_border, precision)
-    if bool((m > data_range ** 2).any()):  # no extra pass over the images: two images in range cannot differ so much
+    # no extra pass over the images: two in [0, data_range] cannot differ by more (the slack: float32
+    # block sums of squares of a black-white pair at data_range 255 round a little above it)
+    if bool((m > data_range ** 2 * (1 + 1e-4)).any()):
         raise InputError(f"an image pair has MSE {float(m.max()):.4g}, above data_range^2 = {data_range ** 2:g}: the "
                          f"images are not in [0, {data_range:g}] (for images in 0..255 pass data_range=255)")
     return 10.0 * torch.log10(data_range ** 2 / m)
@@ -360,7 +370,7 @@ def ssim_map(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, win_size
         raise InputError(f"images differ in shape: {tuple(x.shape)} vs {tuple(y.shape)}")
     if not (isinstance(win_size, int) and win_size >= 3 and win_size % 2) or not sigma > 0:
         raise InputError(f"expected an odd win_size >= 3 and sigma > 0, got {win_size!r} and {sigma!r}")
-    _check_data_range(data_range)
+    data_range = _check_data_range(data_range)
     n, c, h, w = x.shape
     check_ssim_size(h, w, win_size)
     shift = x.mean(dim=(2, 3), keepdim=True) if shift is None else shift
@@ -410,17 +420,19 @@ def ssim(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, crop_border:
         [1.0, 1.0]
     """
     dtype = _check_precision(precision)
-    _check_data_range(data_range)
+    data_range = _check_data_range(data_range)
     x0, y0 = x, y
-    x, y = _prepare(x, y, crop_border, y_channel, dtype)
-    # SSIM's constants assume [0, data_range]: one pass beside its filtering, over what it filters (with
-    # y_channel the luma, a third of the RGB, in cache); NaN is reported below, from the result
+    x, y = _prepare(x, y, crop_border, y_channel, dtype, data_range)
+    # SSIM's constants assume values that span at most data_range: one pass beside its filtering, over
+    # what it filters (with y_channel the luma, a third of the RGB, in cache). Only the span is checked
+    # (with 1 % slack), so unclamped outputs that overshoot a little and [-1, 1] images with
+    # data_range=2 pass, as in scikit-image; NaN is reported below, from the result
     for t, name in ((x, "first"), (y, "second")):
         if t.numel():
             lo, hi = torch.aminmax(t.detach())
-            if lo < 0 or hi > data_range:
-                raise InputError(f"expected the {name} image in [0, {data_range:g}], got values in "
-                                 f"[{lo.item():.4g}, {hi.item():.4g}]{' (luma)' if y_channel else ''} "
+            if hi - lo > 1.01 * data_range:
+                raise InputError(f"the {name} image's values span [{lo.item():.4g}, {hi.item():.4g}]"
+                                 f"{' (luma)' if y_channel else ''}, wider than data_range = {data_range:g} "
                                  f"(for images in 0..255 pass data_range=255)")
     n, c, h, w = x.shape
     win = _SSIM_WINDOW

@@ -167,16 +167,18 @@ def _nan_cov(f: torch.Tensor) -> torch.Tensor:
     return c.T @ c / (f.shape[0] - 1)
 
 
-def check_pristine(mu: torch.Tensor, cov: torch.Tensor) -> None:
-    """Raise :class:`InputError` unless ``(mu, cov)`` is a finite pristine model: ``(36,)`` and ``(36, 36)``."""
+def check_pristine(mu: torch.Tensor, cov: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mu (36,), cov (36, 36))`` of a finite pristine model (``mu`` may come as ``(1, 36)``, the
+    MATLAB layout); :class:`InputError` otherwise."""
     if not (isinstance(mu, torch.Tensor) and isinstance(cov, torch.Tensor)):
         raise InputError(f"expected the pristine model as torch tensors (mu, cov), got "
                          f"({type(mu).__name__}, {type(cov).__name__})")
-    if tuple(mu.shape) != (36,) or tuple(cov.shape) != (36, 36):
+    if mu.numel() != 36 or tuple(cov.shape) != (36, 36):
         raise InputError(f"expected a pristine model of 36 features: mu (36,) and cov (36, 36), got "
                          f"{tuple(mu.shape)} and {tuple(cov.shape)}")
     if not (torch.isfinite(mu).all() and torch.isfinite(cov).all()):
         raise InputError("the pristine model has NaN or infinite values")
+    return mu.reshape(36), cov
 
 
 def load_pristine(pristine: str | os.PathLike | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -220,7 +222,7 @@ def niqe(x: torch.Tensor, pristine: str | os.PathLike | tuple[torch.Tensor, torc
         crop_border: pixels dropped on each side first.
     """
     mu_p, cov_p = pristine if isinstance(pristine, tuple) else load_pristine(pristine)
-    check_pristine(mu_p, cov_p)
+    mu_p, cov_p = check_pristine(mu_p, cov_p)
     img = _luma_255(x, crop_border)
     scores = [torch.empty(0, dtype=torch.float64, device=img.device)]  # an empty batch gives no scores
     for i in range(img.shape[0]):

@@ -199,7 +199,9 @@ def upscale(net: nn.Module, x: torch.Tensor, tile: int = 0, tile_pad: int = 16, 
     from ..io import tiled_apply
 
     check_image(x, "low-resolution image", channels=(3,))
-    x = x.to(next(net.parameters()).dtype)  # e.g. float64 images: the network's float32 (the output is float32)
+    weight = next(net.parameters(), None)  # e.g. float64 images run in the network's float32
+    if weight is not None and weight.is_floating_point() and x.dtype != weight.dtype:
+        x = x.to(weight.dtype)
     scale = int(net.scale)
     h, w = x.shape[-2:]
     m = input_multiple(net)
