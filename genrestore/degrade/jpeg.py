@@ -193,7 +193,8 @@ def _range_limit(v: torch.Tensor, top: float = 255.0) -> torch.Tensor:
 
 
 def jpeg_torch(x: torch.Tensor, quality: Quality, rounding: Literal["surrogate", "exact"] = "surrogate",
-               k: float = 0.8, subsampling: Literal["4:2:0", "4:4:4"] = "4:2:0") -> torch.Tensor:
+               k: float = 0.8, subsampling: Literal["4:2:0", "4:4:4"] = "4:2:0",
+               check_range: bool = True) -> torch.Tensor:
     """Differentiable JPEG compression and decompression of a batch, in torch.
 
     Args:
@@ -203,6 +204,8 @@ def jpeg_torch(x: torch.Tensor, quality: Quality, rounding: Literal["surrogate",
         rounding: ``surrogate`` (exact forward, cubic-lerp gradient) or ``exact`` (zero gradient).
         k: surrogate interpolation weight; 0 is a straight-through estimator.
         subsampling: chroma subsampling; ``4:2:0`` is Pillow's default.
+        check_range: check that ``x`` lies in [0, 1] (a device sync); ``False`` for callers whose
+            input is in range by construction and that run in loops (the deartifact surrogate).
 
     Returns:
         ``(N, C, H, W)`` decoded images in [0, 1] (float, not quantized to 8 bits).
@@ -212,7 +215,7 @@ def jpeg_torch(x: torch.Tensor, quality: Quality, rounding: Literal["surrogate",
         >>> jpeg_torch(x, torch.tensor([10, 90])).shape
         torch.Size([2, 3, 20, 30])
     """
-    check_image(x)
+    check_image(x, check_range=check_range)
     if rounding not in ("surrogate", "exact"):
         raise InputError(f"unknown rounding {rounding!r}; expected surrogate or exact")
     if subsampling not in ("4:2:0", "4:4:4"):

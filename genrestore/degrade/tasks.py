@@ -226,7 +226,8 @@ class Deartifact(_Task):
 
     def surrogate(self, x, params=None, generator=None):
         _check_surrogate_input(x, self.name)
-        return jpeg_torch(clamp_surrogate(x), self.quality, rounding="surrogate", k=0.8)
+        return jpeg_torch(clamp_surrogate(x), self.quality, rounding="surrogate", k=0.8,
+                          check_range=False)  # in [0, 1] by the clamp: no device sync on every inversion step
 
 
 @dataclass(frozen=True)
