@@ -20,8 +20,9 @@
   windows cover gets 0. Higher is less natural; a pixel is an artifact where its value exceeds
   the threshold.
 
-PAL4Inpainting, the third baseline of Table 1, needs its authors' trained network, which no
-package carries; it is not here.
+PAL4Inpainting, the third baseline of Table 1, is a trained segmentation network that its
+authors publish only as TorchScript checkpoints from their own server (``owenzlz/PAL4Inpaint``),
+not in a package registry; it is not here.
 """
 
 from __future__ import annotations
