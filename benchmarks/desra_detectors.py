@@ -33,9 +33,10 @@ from _common import VAL_PHOTOS
 from desra import make_lr
 from genrestore.detect import detect_artifacts, ldl_artifact_map, make_segmenter, niqe_map
 from genrestore.detect.baselines import LDL_THRESHOLDS
-from genrestore.io import list_images, read_image
+from genrestore.io import list_images, read_image, write_image
 from genrestore.metrics.detection import DetectionCounts, iou, label_regions, region_counts
 from genrestore.models.sr import load_sr, upscale
+from genrestore.viz import contact_sheet
 
 NIQE_THRESHOLDS = (10.0, 15.0, 20.0, 25.0, 30.0)
 
@@ -61,6 +62,7 @@ def main() -> None:
     ap.add_argument("--niqe-thresholds", type=float, nargs="+", default=list(NIQE_THRESHOLDS))
     ap.add_argument("--tile", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--grid-images", type=int, default=3, help="images in OUT/grid.png (masks outlined on the GAN-SR)")
     ap.add_argument("-o", "--output", default="bench_out/desra-detectors")
     args = ap.parse_args()
     out = Path(args.output)
@@ -75,7 +77,7 @@ def main() -> None:
                + [f"NIQE (threshold={t:g})" for t in args.niqe_thresholds])
     masks: dict[str, list[torch.Tensor]] = {m: [] for m in methods}
     seconds = {"DeSRA-det": 0.0, "LDL*": 0.0, "NIQE": 0.0, "SR": 0.0}
-    truths = []
+    truths, grid_rows = [], []
     for stem, lr in data:
         t0 = time.perf_counter()
         with torch.inference_mode():
@@ -95,6 +97,13 @@ def main() -> None:
             seconds[k] += dt
         if args.truth:
             truths.append(_truth_for(Path(args.truth), stem, tuple(y_gan.shape[-2:])))
+        if len(grid_rows) < args.grid_images:  # the default thresholds of `genrestore detect --method`
+            from genrestore.cli_sr import overlay
+
+            shown = [masks["DeSRA-det"][-1], masks["LDL* (threshold=0.005)"][-1],
+                     masks[f"NIQE (threshold={args.niqe_thresholds[len(args.niqe_thresholds) // 2]:g})"][-1]]
+            grid_rows.append([y_gan, *(overlay(y_gan, m[None, None], width=3) for m in shown)]
+                             + ([overlay(y_gan, truths[-1][None, None], width=3)] if args.truth else []))
         print(f"  {stem}: {tuple(y_gan.shape[-2:])} px, SR {t1 - t0:.1f} s, DeSRA {t2 - t1:.2f} s, "
               f"LDL* {t3 - t2:.2f} s, NIQE {t4 - t3:.2f} s", flush=True)
     n = len(data)
@@ -133,6 +142,11 @@ def main() -> None:
     per = {k: round(v / n, 3) for k, v in seconds.items()}
     print(f"\nseconds per image (CPU threads: {torch.get_num_threads()}): SR (both models) {per['SR']}, "
           f"DeSRA-det {per['DeSRA-det']}, LDL* map {per['LDL*']}, NIQE map {per['NIQE']}")
+    if grid_rows:
+        mid = args.niqe_thresholds[len(args.niqe_thresholds) // 2]
+        cols = ["GAN-SR", "DeSRA-det", "LDL* 0.005", f"NIQE {mid:g}"] + (["labelled"] if args.truth else [])
+        write_image(out / "grid.png", contact_sheet(grid_rows, [s for s, _ in data[:len(grid_rows)]], cols, cell=256))
+        print(f"grid: {out / 'grid.png'} (outlines of each mask on the GAN-SR output)")
     record = {"images": [s for s, _ in data], "gan": args.gan, "mse": args.mse, "truth": args.truth,
               "rows": rows, "seconds_per_image": per}
     (out / "detectors.json").write_text(json.dumps(record, indent=1) + "\n")
