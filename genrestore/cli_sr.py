@@ -130,12 +130,16 @@ def cmd_upscale(args: argparse.Namespace) -> int:
 
     from .cli import _plan_outputs, _shard, resolve_device
     from .io import atomic_write_bytes, json_line, outputs_recorded, read_image, write_image_hashed
-    from .models.sr import upscale
+    from .models.sr import resize_output, upscale
 
     _check_tiling(args)
     all_paths = list_images(args.inputs)  # outputs are planned on all of them: shards together are one run
     paths = _shard(all_paths, args.shard)
     sizes = _check_rgb(paths)
+    if args.outscale is not None:
+        for p, hw in zip(paths, sizes):  # up front, naming the file
+            if int(hw[0] * args.outscale) < 1 or int(hw[1] * args.outscale) < 1:
+                raise InputError(f"{p}: {hw[1]}x{hw[0]} px at --outscale {args.outscale:g} gives an empty image")
     device = resolve_device(args.device)
     names = [args.model] + ([args.reference] if args.reference else [])
     nets = _load_models(args, names, device)
@@ -149,6 +153,8 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     _plan_outputs(all_paths, out_dir, outputs, inputs=[*all_paths, *_model_files(names)])
     settings = {"model": args.model, "reference": args.reference, "tile": args.tile, "tile_pad": args.tile_pad,
                 "half": args.half, "weights_sha256": _weights_sha256(names)}
+    if args.outscale is not None:  # absent otherwise, so that records made before the option still resume
+        settings["outscale"] = args.outscale
     done = skipped = 0
     for path in tqdm(paths, desc="upscale", unit="img", file=sys.stderr, disable=args.quiet):
         out_json = out_dir / f"{path.stem}.json"
@@ -159,6 +165,8 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         x = read_image(path, "rgb").to(device)
         start = time.perf_counter()
         ys = [upscale(n, x, args.tile, args.tile_pad, args.half) for n in nets]
+        if args.outscale is not None:  # Real-ESRGAN's --outscale: the model's output, then Lanczos to this scale
+            ys = [resize_output(y, (int(x.shape[-2] * args.outscale), int(x.shape[-1] * args.outscale))) for y in ys]
         seconds = time.perf_counter() - start
         hashes: dict[str, str] = {}
         for q, y in zip(out_pngs, ys):
@@ -171,7 +179,8 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         if args.json:
             print(json_line(record), flush=True)
     if not args.json:
-        print(f"{done} upscaled x{nets[0].scale} with {args.model}, {skipped} already done -> {out_dir}")
+        how = f"x{nets[0].scale}" + (f" then Lanczos to x{args.outscale:g}" if args.outscale is not None else "")
+        print(f"{done} upscaled {how} with {args.model}, {skipped} already done -> {out_dir}")
     return 0
 
 
@@ -325,6 +334,9 @@ def add_parsers(sub) -> None:
     u.add_argument("--model", required=True, help="SR weight name (genrestore weights list) or a .safetensors file")
     u.add_argument("--reference", metavar="NAME", help="also run this model (e.g. the MSE-SR of a GAN-SR/MSE-SR "
                    "pair) and write OUT/NAME_ref.png")
+    u.add_argument("--outscale", type=positive_float, metavar="S", help="final scale of the output against the "
+                   "input: the model's output resized with Lanczos, as Real-ESRGAN's --outscale (1: a same-size "
+                   "restoration; default: the model's own scale)")
     _tiling_args(u)
     u.add_argument("--resume", action="store_true", help="skip images already done with the same settings")
     u.add_argument("--shard", metavar="i/n", help="process only every n-th image, starting at i")

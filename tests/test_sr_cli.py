@@ -247,6 +247,29 @@ def test_detect_refuses_the_input_folder_as_output(models, lr_dir, capsys):
     assert sorted(p.name for p in lr_dir.iterdir()) == before
 
 
+def test_upscale_outscale_is_the_output_resized_with_opencv_lanczos(models, lr_dir, tmp_path):
+    """--outscale S (Real-ESRGAN's): the x4 output resized to S times the input with OpenCV's
+    INTER_LANCZOS4, computed here with OpenCV directly; S = the model's scale changes nothing."""
+    import cv2
+    import numpy as np
+
+    gan, _ = models
+    for s, side in ((1, 32), (2.5, 80), (4, 128)):
+        out = tmp_path / f"o{s}"
+        assert main(["upscale", str(lr_dir), "-o", str(out), "--model", str(gan), "--outscale", str(s), "-q"]) == 0
+        y = upscale(load_sr(gan), read_image(lr_dir / "im0.png", "rgb"))
+        big = np.ascontiguousarray(y[0].permute(1, 2, 0).numpy())
+        ref = big if side == 128 else cv2.resize(big, (side, side), interpolation=cv2.INTER_LANCZOS4)
+        got = read_image(out / "im0.png", "rgb")[0].permute(1, 2, 0).numpy()
+        assert got.shape == (side, side, 3)
+        assert np.abs(got - np.clip(ref, 0, 1)).max() <= 0.5 / 255 + 1e-6
+        assert json.loads((out / "im0.json").read_text())["outscale"] == s
+    plain = tmp_path / "plain"
+    assert main(["upscale", str(lr_dir), "-o", str(plain), "--model", str(gan), "-q"]) == 0
+    assert (plain / "im0.png").read_bytes() == (tmp_path / "o4" / "im0.png").read_bytes()
+    assert "outscale" not in json.loads((plain / "im0.json").read_text())  # earlier records still resume
+
+
 def test_finetune_resume_equals_straight_run(tmp_path):
     """4 iterations straight == 2 iterations, stop, resume to 4; both from the same initial weights."""
     from genrestore.detect.finetune import FinetuneConfig, finetune

@@ -448,15 +448,9 @@ def sr_same_size(net, x: torch.Tensor) -> torch.Tensor:
     """An SR network as a restorer of ``(1, 3, H, W)`` images in [0, 1]: its output resized back to
     ``H x W`` with OpenCV's Lanczos (``INTER_LANCZOS4``) and clamped, as Real-ESRGAN's
     ``inference_realesrgan.py --outscale 1`` does (on float32 here, not 8 bits)."""
-    import cv2
-    import numpy as np
+    from ..models.sr import resize_output, upscale
 
-    from ..models.sr import upscale
-
-    h, w = x.shape[-2:]
-    big = upscale(net, x)[0].permute(1, 2, 0).float().cpu().numpy()
-    small = cv2.resize(np.ascontiguousarray(big), (w, h), interpolation=cv2.INTER_LANCZOS4)
-    return torch.from_numpy(small).permute(2, 0, 1)[None].clamp(0, 1).to(x.device)
+    return resize_output(upscale(net, x), tuple(x.shape[-2:]))
 
 
 def _read_mask(path: Path) -> torch.Tensor:

@@ -180,6 +180,26 @@ def input_multiple(net: nn.Module) -> int:
     return int(getattr(net, "unshuffle", 1))
 
 
+def resize_output(y: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """SR outputs ``(N, C, H, W)`` in [0, 1] resized to ``size = (h, w)`` with OpenCV's Lanczos
+    (``INTER_LANCZOS4``) and clamped, as Real-ESRGAN's ``inference_realesrgan.py --outscale`` does
+    (on float32 here, not 8 bits). Returns ``y`` itself when it already has that size."""
+    import cv2
+    import numpy as np
+
+    check_image(y, "SR output", channels=(1, 3), check_range=False)
+    h, w = (int(v) for v in size)
+    if h < 1 or w < 1:
+        raise InputError(f"output size must be at least 1x1 px, got {w}x{h}")
+    if tuple(y.shape[-2:]) == (h, w):
+        return y
+    out = []
+    for img in y.detach().float().cpu().permute(0, 2, 3, 1).numpy():
+        r = cv2.resize(np.ascontiguousarray(img), (w, h), interpolation=cv2.INTER_LANCZOS4)
+        out.append(torch.from_numpy(r.reshape(h, w, -1)).permute(2, 0, 1))
+    return torch.stack(out).clamp_(0, 1).to(device=y.device, dtype=y.dtype)
+
+
 def upscale(net: nn.Module, x: torch.Tensor, tile: int = 0, tile_pad: int = 16, half: bool = False) -> torch.Tensor:
     """Super-resolve a batch.
 
