@@ -311,6 +311,10 @@ def cmd_detect(args: argparse.Namespace) -> int:
                   "fraction": round(frac, 6), "regions": region_dicts,
                   "sr_seconds": round(sr_s, 3), "detect_seconds": round(det_s, 3), "device": str(device),
                   "sha256": hashes}
+        if method != "desra":  # where the map lies, to choose a --threshold (DeSRA picked its baselines' on labels)
+            q = torch.quantile(score.flatten().double().cpu()[::max(1, score.numel() // 1_000_000)],
+                               torch.tensor([0.5, 0.9, 0.99], dtype=torch.float64))
+            record["score_quantiles"] = {k: round(float(v), 6) for k, v in zip(("p50", "p90", "p99"), q)}
         atomic_write_bytes(out_json, (json.dumps(record, indent=1) + "\n").encode())
         total_regions += len(found)
         total_mask += int(mask.sum())

@@ -221,6 +221,8 @@ def test_detect_cli_comparison_methods_equal_the_library(method, models, lr_dir,
     assert rec["regions"] and all(key in r for r in rec["regions"])
     assert sum(r["area"] for r in rec["regions"]) == int(expect.sum())
     assert (out / "im1_mse.png").is_file() == (method == "ldl")
+    q = rec["score_quantiles"]  # the map's quantiles, to choose a threshold
+    assert q["p50"] <= q["p90"] <= q["p99"] and q["p90"] == pytest.approx(float(score.double().quantile(0.9)), rel=1e-5)
 
 
 def test_detect_cli_method_argument_errors(models, lr_dir, tmp_path, capsys):
