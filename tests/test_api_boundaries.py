@@ -42,7 +42,9 @@ def _cases():
     from genrestore.metrics.distribution import frechet_distance
     from genrestore.degrade.masks import random_box_mask, stroke_mask
     from genrestore.degrade.pipelines import BlurDownNoiseJpeg, SecondOrder
-    from genrestore.diffusion import ConditionalUNet, sample
+    from genrestore.diffusion import ConditionalUNet, make_scheduler, sample, training_loss
+    from genrestore.metrics.fid import random_crops
+    from genrestore.restore.inpaint import composite
     from genrestore.io import encode_image, tiled_apply
     from genrestore.metrics.distribution import inception_score_splits
 
@@ -70,6 +72,12 @@ def _cases():
         "level as a string": (lambda: ddim_gaussian(lambda x, t: x, X, "Q"), "level"),
         "NIQE pristine of 10 features": (lambda: niqe(torch.rand(1, 3, 96, 200), pristine=(torch.zeros(10), torch.eye(10))),
                                          "36 features"),
+        "no timesteps": (lambda: make_scheduler("ddpm", {"num_train_timesteps": 0}), "num_train_timesteps"),
+        "a negative beta": (lambda: make_scheduler("ddpm", {"beta_start": -0.1}), "betas"),
+        "[MASK] probability 2": (lambda: training_loss(unet, X * 2 - 1, X * 2 - 1, G, mask_prob=2), "mask_prob"),
+        "patch-FID crops of 0 px": (lambda: random_crops(X, 0, 4), "crop size"),
+        "patch-FID crops of a 3-D tensor": (lambda: random_crops(X[0], 8, 4), "(N, C, H, W)"),
+        "composite of mismatched shapes": (lambda: composite(X, torch.ones(2, 1, 8, 8), X), "mask (N, 1, H, W)"),
         "SecondOrder scale 0": (lambda: SecondOrder(scale=0), "scale"),
         "BlurDownNoiseJpeg scale 0": (lambda: BlurDownNoiseJpeg(scale_range=(0.0, 0.0)), "scale_range"),
         "negative noise range": (lambda: BlurDownNoiseJpeg(noise_range_255=(-1.0, 2.0)), "noise_range_255"),

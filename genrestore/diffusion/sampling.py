@@ -373,6 +373,8 @@ def training_loss(model: ConditionalUNet, x0: torch.Tensor, y: torch.Tensor,
     Raises:
         InputError: mismatched shapes, or a scheduler with another prediction type.
     """
+    if not 0 <= mask_prob <= 1:  # also refuses NaN
+        raise InputError(f"expected mask_prob as a probability in [0, 1], got {mask_prob!r}")
     if scheduler is None:
         scheduler = make_scheduler("ddpm", model.config["schedule"], model.prediction_type)
     if scheduler.config.prediction_type != model.prediction_type:

@@ -48,7 +48,17 @@ def check_schedule(schedule: dict[str, Any]) -> dict[str, Any]:
     unknown = set(schedule) - set(_SCHEDULE_KEYS)
     if unknown:
         raise InputError(f"expected schedule keys in {_SCHEDULE_KEYS}, got unknown {sorted(unknown)}")
-    return {**DEFAULT_SCHEDULE, **schedule}
+    out = {**DEFAULT_SCHEDULE, **schedule}
+    t = out["num_train_timesteps"]
+    if not isinstance(t, int) or isinstance(t, bool) or t < 1:
+        raise InputError(f"expected num_train_timesteps as a positive int, got {t!r}")
+    betas = out.get("trained_betas")
+    ends = [out[k] for k in ("beta_start", "beta_end")] if betas is None else list(betas)
+    if betas is not None and len(betas) != t:
+        raise InputError(f"expected {t} trained_betas (one per timestep), got {len(betas)}")
+    if not all(isinstance(b, (int, float)) and 0 < b <= 1 for b in ends):  # 1: pure noise (the regression UNet's T = 1)
+        raise InputError(f"expected betas in (0, 1], got {ends if len(ends) <= 4 else [min(ends), max(ends)]}")
+    return out
 
 
 def make_scheduler(kind: SchedulerKind, schedule: dict[str, Any] | None = None,

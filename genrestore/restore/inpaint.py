@@ -106,7 +106,16 @@ def inpaint_degrade(x: torch.Tensor, generators: list[torch.Generator | None]) -
 
 
 def composite(y: torch.Tensor, mask: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
-    """``mask * y + (1 - mask) * pred``: the known pixels of ``y``, the prediction in the holes."""
+    """``mask * y + (1 - mask) * pred``: the known pixels of ``y``, the prediction in the holes.
+
+    ``y`` and ``pred`` ``(N, C, H, W)``, ``mask`` ``(N, 1, H, W)`` (shapes only are checked: it runs
+    in training loops, where a range check would sync the device)."""
+    check_image(y, "y", channels=(1, 3), check_range=False)
+    check_image(pred, "pred", channels=(y.shape[1],), check_range=False)
+    if not isinstance(mask, torch.Tensor) or y.shape != pred.shape or mask.shape != (y.shape[0], 1, *y.shape[-2:]):
+        raise InputError(f"expected y and pred of one shape and a mask (N, 1, H, W) of their size, got "
+                         f"{tuple(y.shape)}, {tuple(pred.shape)} and "
+                         f"{tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__}")
     mask = mask.to(pred)
     return mask * y.to(pred) + (1 - mask) * pred
 
