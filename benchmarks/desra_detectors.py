@@ -97,7 +97,7 @@ def main() -> None:
             seconds[k] += dt
         if args.truth:
             truths.append(_truth_for(Path(args.truth), stem, tuple(y_gan.shape[-2:])))
-        if len(grid_rows) < args.grid_images:  # the default thresholds of `genrestore detect --method`
+        if len(grid_rows) < args.grid_images:  # LDL* at detect's default, NIQE at the middle of --niqe-thresholds
             from genrestore.cli_sr import overlay
 
             shown = [masks["DeSRA-det"][-1], masks["LDL* (threshold=0.005)"][-1],

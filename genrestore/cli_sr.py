@@ -136,11 +136,16 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     all_paths = list_images(args.inputs)  # outputs are planned on all of them: shards together are one run
     paths = _shard(all_paths, args.shard)
     sizes = _check_rgb(paths)
-    if args.outscale is not None:
-        for p, hw in zip(paths, sizes):  # up front, naming the file
-            if int(hw[0] * args.outscale) < 1 or int(hw[1] * args.outscale) < 1:
-                raise InputError(f"{p}: {hw[1]}x{hw[0]} px at --outscale {args.outscale:g} gives an empty image")
     device = resolve_device(args.device)
+    if args.outscale is not None:
+        avail = _available_bytes(device)
+        for p, hw in zip(paths, sizes):  # up front, naming the file
+            oh, ow = int(hw[0] * args.outscale), int(hw[1] * args.outscale)
+            if oh < 1 or ow < 1:
+                raise InputError(f"{p}: {hw[1]}x{hw[0]} px at --outscale {args.outscale:g} gives an empty image")
+            if oh * ow * 3 * 4 * 3 > 0.8 * avail:  # OpenCV's float32 output, its tensor and the 8-bit file
+                raise InputError(f"{p}: a {ow}x{oh} px output at --outscale {args.outscale:g} needs more memory than "
+                                 f"the {avail / 2**30:.1f} GiB available; use a smaller --outscale")
     names = [args.model] + ([args.reference] if args.reference else [])
     nets = _load_models(args, names, device)
     _check_tiling(args, nets)
@@ -153,8 +158,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     _plan_outputs(all_paths, out_dir, outputs, inputs=[*all_paths, *_model_files(names)])
     settings = {"model": args.model, "reference": args.reference, "tile": args.tile, "tile_pad": args.tile_pad,
                 "half": args.half, "weights_sha256": _weights_sha256(names)}
-    if args.outscale is not None:  # absent otherwise, so that records made before the option still resume
-        settings["outscale"] = args.outscale
+    settings["outscale"] = args.outscale  # None without it: records made before the option (no key) still match
     done = skipped = 0
     for path in tqdm(paths, desc="upscale", unit="img", file=sys.stderr, disable=args.quiet):
         out_json = out_dir / f"{path.stem}.json"
@@ -312,7 +316,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
                   "sr_seconds": round(sr_s, 3), "detect_seconds": round(det_s, 3), "device": str(device),
                   "sha256": hashes}
         if method != "desra":  # where the map lies, to choose a --threshold (DeSRA picked its baselines' on labels)
-            q = torch.quantile(score.flatten().double().cpu()[::max(1, score.numel() // 1_000_000)],
+            q = torch.quantile(score.flatten()[::max(1, score.numel() // 1_000_000)].double().cpu(),  # >= 1M values
                                torch.tensor([0.5, 0.9, 0.99], dtype=torch.float64))
             record["score_quantiles"] = {k: round(float(v), 6) for k, v in zip(("p50", "p90", "p99"), q)}
         atomic_write_bytes(out_json, (json.dumps(record, indent=1) + "\n").encode())

@@ -236,6 +236,18 @@ def test_numbers_of_any_kind_are_numbers(tmp_path):
             return torch.nn.functional.interpolate(t, scale_factor=2, mode="bicubic")
 
     assert upscale(Bicubic(), torch.rand(1, 3, 8, 8)).shape == (1, 3, 16, 16)
+    # schedules of NumPy numbers and tensors (helper-35)
+    from genrestore.diffusion import make_scheduler
+
+    make_scheduler("ddpm", {"num_train_timesteps": np.int64(10), "beta_start": np.float32(1e-4)})
+    make_scheduler("ddpm", {"num_train_timesteps": 4, "trained_betas": np.linspace(0.1, 0.5, 4, dtype=np.float32)})
+    with pytest.raises(InputError, match="sequence of 4"):
+        make_scheduler("ddpm", {"num_train_timesteps": 4, "trained_betas": 0.5})
+    from genrestore.models.sr import resize_output
+
+    with pytest.raises(InputError, match="whole pixels"):
+        resize_output(torch.rand(1, 3, 8, 8), (5.7, 6.2))
+    assert resize_output(torch.rand(0, 3, 8, 8), (4, 4)).shape == (0, 3, 4, 4)
 
 
 def test_check_image_messages():

@@ -269,7 +269,10 @@ def test_upscale_outscale_is_the_output_resized_with_opencv_lanczos(models, lr_d
     plain = tmp_path / "plain"
     assert main(["upscale", str(lr_dir), "-o", str(plain), "--model", str(gan), "-q"]) == 0
     assert (plain / "im0.png").read_bytes() == (tmp_path / "o4" / "im0.png").read_bytes()
-    assert "outscale" not in json.loads((plain / "im0.json").read_text())  # earlier records still resume
+    assert json.loads((plain / "im0.json").read_text())["outscale"] is None  # records without the key still resume
+    # dropping --outscale on a resumed run redoes the image (its record says another outscale)
+    assert main(["upscale", str(lr_dir), "-o", str(tmp_path / "o1"), "--model", str(gan), "--resume", "-q"]) == 0
+    assert read_image(tmp_path / "o1" / "im0.png").shape[-1] == 128
 
 
 def test_finetune_resume_equals_straight_run(tmp_path):

@@ -285,4 +285,3 @@ def test_a_seed_gives_the_same_dead_pixels_and_strokes_whatever_the_image(batch_
     _, pa = get_task("NP").degrade_with_params(a, seeded())
     _, pb = get_task("NP").degrade_with_params(b, seeded())
     assert torch.equal(pa["stages"][1]["mask"], pb["stages"][1]["mask"])
-

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import torch
 
-from .._checks import InputError
+from .._checks import InputError, real_number, whole_number
 
 PredictionType = Literal["epsilon", "sample", "v_prediction"]
 SchedulerKind = Literal["ddpm", "ddim", "ddim_inverse"]
@@ -49,15 +49,19 @@ def check_schedule(schedule: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise InputError(f"expected schedule keys in {_SCHEDULE_KEYS}, got unknown {sorted(unknown)}")
     out = {**DEFAULT_SCHEDULE, **schedule}
-    t = out["num_train_timesteps"]
-    if not isinstance(t, int) or isinstance(t, bool) or t < 1:
-        raise InputError(f"expected num_train_timesteps as a positive int, got {t!r}")
+    t = whole_number(out["num_train_timesteps"])
+    if t is None or t < 1:
+        raise InputError(f"expected num_train_timesteps as a positive int, got {out['num_train_timesteps']!r}")
     betas = out.get("trained_betas")
+    if betas is not None and not hasattr(betas, "__len__"):
+        raise InputError(f"expected trained_betas as a sequence of {t} numbers, got {betas!r}")
     ends = [out[k] for k in ("beta_start", "beta_end")] if betas is None else list(betas)
-    if betas is not None and len(betas) != t:
-        raise InputError(f"expected {t} trained_betas (one per timestep), got {len(betas)}")
-    if not all(isinstance(b, (int, float)) and 0 < b <= 1 for b in ends):  # 1: pure noise (the regression UNet's T = 1)
-        raise InputError(f"expected betas in (0, 1], got {ends if len(ends) <= 4 else [min(ends), max(ends)]}")
+    if betas is not None and len(ends) != t:
+        raise InputError(f"expected {t} trained_betas (one per timestep), got {len(ends)}")
+    values = [real_number(b) for b in ends]  # Python, NumPy or tensor numbers
+    if None in values or not all(0 < b <= 1 for b in values):  # 1: pure noise (the regression UNet's T = 1)
+        shown = ends if len(ends) <= 4 else f"{len(ends)} values"
+        raise InputError(f"expected betas as numbers in (0, 1], got {shown}")
     return out
 
 

@@ -188,9 +188,14 @@ def resize_output(y: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     import numpy as np
 
     check_image(y, "SR output", channels=(1, 3), check_range=False)
-    h, w = (int(v) for v in size)
-    if h < 1 or w < 1:
-        raise InputError(f"output size must be at least 1x1 px, got {w}x{h}")
+    from .._checks import whole_number
+
+    hw = [whole_number(v) for v in size] if len(size) == 2 else [None]
+    if None in hw or min(hw) < 1:
+        raise InputError(f"expected the output size as (height, width) in whole pixels >= 1, got {size!r}")
+    h, w = hw
+    if y.shape[0] == 0:
+        return y.new_empty(0, y.shape[1], h, w)
     if tuple(y.shape[-2:]) == (h, w):
         return y
     out = []

@@ -108,8 +108,8 @@ def inpaint_degrade(x: torch.Tensor, generators: list[torch.Generator | None]) -
 def composite(y: torch.Tensor, mask: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
     """``mask * y + (1 - mask) * pred``: the known pixels of ``y``, the prediction in the holes.
 
-    ``y`` and ``pred`` ``(N, C, H, W)``, ``mask`` ``(N, 1, H, W)`` (shapes only are checked: it runs
-    in training loops, where a range check would sync the device)."""
+    ``y`` and ``pred`` ``(N, C, H, W)``, ``mask`` ``(N, 1, H, W)`` (shapes only are checked: a range
+    check would read the images back from the device)."""
     check_image(y, "y", channels=(1, 3), check_range=False)
     check_image(pred, "pred", channels=(y.shape[1],), check_range=False)
     if not isinstance(mask, torch.Tensor) or y.shape != pred.shape or mask.shape != (y.shape[0], 1, *y.shape[-2:]):

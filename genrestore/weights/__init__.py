@@ -174,8 +174,9 @@ def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # unpickling refused or not a checkpoint
-        raise InputError(f"{path}: not a loadable PyTorch checkpoint with weights_only=True ({type(e).__name__}: "
-                         f"{str(e).splitlines()[0][:200]})") from None
+        detail = (str(e).splitlines() or [""])[0][:200]  # an empty file gives an EOFError without a message
+        raise InputError(f"{path}: not a loadable PyTorch checkpoint with weights_only=True ({type(e).__name__}"
+                         f"{': ' + detail if detail else ''})") from None
     for key in ("state_dict", "model", "params_ema", "params"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
