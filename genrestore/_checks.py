@@ -78,3 +78,22 @@ def whole_number(v) -> int | None:
     except TypeError:
         f = real_number(v)
         return int(f) if f is not None and math.isfinite(f) and f.is_integer() else None
+
+
+def finite_number(v, name: str, low: float = -math.inf, *, low_open: bool = False) -> float:
+    """``v`` as a float (see :func:`real_number`), checked finite and ``>= low`` (``> low`` with
+    ``low_open``); :class:`InputError` naming ``name`` otherwise."""
+    f = real_number(v)
+    if f is None or not math.isfinite(f) or (f <= low if low_open else f < low):
+        bound = "" if math.isinf(low) else f" {'>' if low_open else '>='} {low:g}"
+        raise InputError(f"expected {name} as a finite number{bound}, got {v!r}")
+    return f
+
+
+def whole_number_at_least(v, name: str, low: int) -> int:
+    """``v`` as an int (see :func:`whole_number`), checked ``>= low``; :class:`InputError` naming
+    ``name`` otherwise."""
+    k = whole_number(v)
+    if k is None or k < low:
+        raise InputError(f"expected {name} as an int >= {low}, got {v!r}")
+    return k

@@ -17,14 +17,14 @@ noise schedule it was trained with (default: linear 1e-4..0.02 over 1000 steps).
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable
 
 import torch
 
 from .. import _random
-from .._checks import InputError, check_image, real_number
+from .._checks import InputError, check_image, finite_number, real_number
 from ..diffusion.sampling import ddim_decode, ddim_invert
+from ..models.checkpoint import in_module_dtype
 
 DDIM_PAPER = {"t0": 840, "steps": 48, "alpha": 0.3, "gamma": 1.015, "beta": 0.01}
 EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -33,13 +33,6 @@ EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 def as_eps_fn(unet) -> EpsFn:
     """Wrap a diffusers ``UNet2DModel`` (epsilon-predicting) as ``fn(x_t, t) -> eps``."""
     return lambda x, t: unet(x, t).sample
-
-
-def _model_dtype(model: EpsFn, x: torch.Tensor) -> torch.Tensor:
-    """``x`` in the dtype of ``model``'s weights when it is a module (e.g. float64 images for a
-    float32 network); a plain function gets ``x`` as it is."""
-    weight = next(model.parameters(), None) if isinstance(model, torch.nn.Module) else None
-    return x.to(weight.dtype) if weight is not None and weight.is_floating_point() else x
 
 
 def _check_level(level: float) -> float:
@@ -51,14 +44,14 @@ def _check_level(level: float) -> float:
 
 def _check_finite(**values: float | None) -> None:
     for name, v in values.items():
-        if v is not None and not (real_number(v) is not None and math.isfinite(real_number(v))):
-            raise InputError(f"expected {name} as a finite number, got {v!r}")
+        if v is not None:
+            finite_number(v, name)
 
 
 def _roundtrip(model: EpsFn, x: torch.Tensor, perturb: Callable[[torch.Tensor], torch.Tensor], t0: int, steps: int,
                schedule: dict[str, Any] | None) -> torch.Tensor:
     """``x`` (checked by the caller) inverted to ``t0``, perturbed and decoded."""
-    x = _model_dtype(model, x)
+    x = in_module_dtype(model, x)
     with torch.no_grad():
         z = ddim_invert(model, x * 2 - 1, steps, t0=t0, schedule=schedule)      # DiffGAR eq. 7
         out = ddim_decode(model, perturb(z), steps, t0=t0, schedule=schedule)    # DiffGAR eq. 8
@@ -84,7 +77,7 @@ def ddim_gaussian(model: EpsFn, x: torch.Tensor, level: float = 0.5, generator: 
         (True, 0.0)
     """
     check_image(x, "clean image", channels=(1, 3))  # before the noise is drawn in its dtype
-    x = _model_dtype(model, x)
+    x = in_module_dtype(model, x)
     _check_finite(alpha=alpha)
     a = 0.6 * _check_level(level) if alpha is None else float(alpha)
     noise = _random.randn(generator, tuple(x.shape), x.device, x.dtype)

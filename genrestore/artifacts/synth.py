@@ -84,10 +84,11 @@ def synthesize(kind: str, generators: dict, x: torch.Tensor, level: float, gener
         return ar_resample(generators["vq"], generators["transformer"], x, level, generator, temperature, top_k,
                            region)
     if kind in ("ddim-gauss", "ddim-scale"):
+        from ..diffusion.model import size_multiple
         from ..restore.idm import pad_to_multiple
 
         net = generators["ddpm"]
-        padded, (h, w) = pad_to_multiple(x, 2 ** (len(net.unet.config.block_out_channels) - 1))
+        padded, (h, w) = pad_to_multiple(x, size_multiple(net))
         schedule = net.config["schedule"]
         num_t = schedule["num_train_timesteps"]
         if t0 is None:

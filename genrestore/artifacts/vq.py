@@ -20,7 +20,7 @@ from typing import Literal
 import torch
 
 from .. import _random
-from .._checks import InputError, check_image, real_number, whole_number
+from .._checks import InputError, check_image, finite_number, whole_number_at_least
 from .ddim import _check_level
 
 VQ_PAPER = {"rect_tokens": 4, "resample_fraction": 0.10, "top_k": 500, "temperature": 18.0}  # 18: test pairs (training: 21)
@@ -63,10 +63,8 @@ def replace_tokens(tokens: torch.Tensor, side: int, codebook_size: int, generato
     if not (isinstance(tokens, torch.Tensor) and tokens.ndim == 3 and not tokens.is_floating_point()):
         raise InputError(f"expected tokens as an integer (N, h, w) tensor, got "
                          f"{tuple(tokens.shape) + (tokens.dtype,) if isinstance(tokens, torch.Tensor) else type(tokens)}")
-    if not ((whole_number(side) or 0) >= 0 and whole_number(side) is not None
-            and whole_number(codebook_size) is not None and whole_number(codebook_size) >= 1):
-        raise InputError(f"expected side >= 0 and codebook_size >= 1 as ints, got {side!r} and {codebook_size!r}")
-    side, codebook_size = whole_number(side), whole_number(codebook_size)
+    side = whole_number_at_least(side, "side", 0)
+    codebook_size = whole_number_at_least(codebook_size, "codebook_size", 1)
     n, h, w = tokens.shape
     rh, rw = max(0, min(side, h)), max(0, min(side, w))
     rects = []
@@ -99,9 +97,7 @@ def vq_replace(vq, x: torch.Tensor, level: float = 0.5, generator: _random.Gener
         ``[top, left, height, width]`` in tokens.
     """
     level = _check_level(level)
-    if rect_tokens is not None and not (whole_number(rect_tokens) is not None and whole_number(rect_tokens) >= 0):
-        raise InputError(f"expected rect_tokens as an int >= 0, got {rect_tokens!r}")
-    r = round(8 * level) if rect_tokens is None else whole_number(rect_tokens)
+    r = round(8 * level) if rect_tokens is None else whole_number_at_least(rect_tokens, "rect_tokens", 0)
     tokens, hw = _encode(vq, x)
     out, rects = replace_tokens(tokens, r, vq.codebook_size, generator)
     params = {"kind": "vq-replace", "level": level, "rect_tokens": r, "rects": rects, "factor": vq.factor,
@@ -136,12 +132,8 @@ def ar_resample(vq, gpt, x: torch.Tensor, level: float = 0.5, generator: _random
     frac = 0.2 * level if fraction is None else float(fraction)
     if not 0 <= frac <= 1:
         raise InputError(f"expected a fraction in [0, 1], got {frac}")
-    if not (real_number(temperature) is not None and math.isfinite(real_number(temperature))
-            and real_number(temperature) > 0):
-        raise InputError(f"expected temperature as a finite number > 0, got {temperature!r}")
-    if top_k is not None and not (whole_number(top_k) is not None and whole_number(top_k) >= 1):
-        raise InputError(f"expected top_k as a positive int or None, got {top_k!r}")
-    temperature, top_k = float(real_number(temperature)), (None if top_k is None else whole_number(top_k))
+    temperature = finite_number(temperature, "temperature", 0, low_open=True)
+    top_k = None if top_k is None else whole_number_at_least(top_k, "top_k (or None)", 1)
     if region not in ("suffix", "rectangle"):
         raise InputError(f"expected region 'suffix' or 'rectangle', got {region!r}")
     tokens, hw = _encode(vq, x)

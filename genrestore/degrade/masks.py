@@ -6,12 +6,10 @@ fractional on antialiased edges.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from .. import _random
-from .._checks import InputError, real_number, whole_number
+from .._checks import InputError, finite_number, whole_number_at_least
 
 
 def sample_stroke_endpoints(generator: _random.Generator, n: int, strokes: int) -> torch.Tensor:
@@ -20,10 +18,7 @@ def sample_stroke_endpoints(generator: _random.Generator, n: int, strokes: int) 
     Each coordinate lies in the outer thirds of the image: ``[0, 1/3]`` or ``[2/3, 1]``,
     each with probability 1/2.
     """
-    for v, name in ((n, "n (images)"), (strokes, "strokes")):
-        if whole_number(v) is None or whole_number(v) < 0:
-            raise InputError(f"expected {name} as a non-negative int, got {v!r}")
-    n, strokes = whole_number(n), whole_number(strokes)
+    n, strokes = whole_number_at_least(n, "n (images)", 0), whole_number_at_least(strokes, "strokes", 0)
     u = _random.rand(generator, (n, strokes, 2, 2, 2), dtype=torch.float64)
     return torch.where(u[..., 0] < 0.5, u[..., 1] / 3, 2 / 3 + u[..., 1] / 3)
 
@@ -57,9 +52,7 @@ def stroke_mask(size: tuple[int, int], endpoints: torch.Tensor, width_frac: floa
     h, w = size
     if h < 1 or w < 1:
         raise InputError(f"mask size must be positive, got {w}x{h}")
-    if real_number(width_frac) is None or not (math.isfinite(real_number(width_frac)) and real_number(width_frac) >= 0):
-        raise InputError(f"expected width_frac as a finite fraction >= 0, got {width_frac!r}")
-    width_frac = real_number(width_frac)
+    width_frac = finite_number(width_frac, "width_frac (a fraction of the shorter side)", 0)
     if not (isinstance(endpoints, torch.Tensor) and endpoints.ndim == 4 and endpoints.shape[2:] == (2, 2)):
         raise InputError(f"expected endpoints of shape (N, S, 2, 2), got "
                          f"{tuple(endpoints.shape) if isinstance(endpoints, torch.Tensor) else type(endpoints).__name__}")

@@ -36,6 +36,11 @@ def _jsonable(v: Any) -> Any:
     return list(v) if isinstance(v, tuple) else v
 
 
+def size_multiple(model: nn.Module) -> int:
+    """The factor ``2 ** (len(block_out_channels) - 1)`` a diffusion UNet's input sides must be multiples of."""
+    return 2 ** (len(model.unet.config.block_out_channels) - 1)
+
+
 class ConditionalUNet(nn.Module, SavedModel):
     """A diffusers ``UNet2DModel`` conditioned on a degraded image and, optionally, a class.
 

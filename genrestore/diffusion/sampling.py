@@ -15,17 +15,16 @@ space, ``[-1, 1]`` for pixel models (:func:`to_model_range`) or autoencoder late
 
 from __future__ import annotations
 
-import math
-
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, Union
 
 import torch
 import torch.nn.functional as F
 
-from .._checks import InputError, check_image, real_number
+from .._checks import InputError, check_image, finite_number
 from .._random import Generator, rand, randint, randn
-from .model import ConditionalUNet
+from .model import ConditionalUNet, size_multiple
+from ..models.checkpoint import in_module_dtype
 from .schedulers import DEFAULT_SCHEDULE, PREDICTION_TYPES, PredictionType, ddim_step, make_scheduler
 
 # An eps/x0/v predictor: a ConditionalUNet, or any ``fn(x_t, t) -> output`` (e.g. an unconditional
@@ -135,9 +134,8 @@ def sample(model: ConditionalUNet, y: torch.Tensor, scheduler: Literal["ddpm", "
         raise InputError(f"expected scheduler 'ddpm' or 'ddim', got {scheduler!r}")
     if scheduler == "ddpm" and eta != 0.0:
         raise InputError(f"eta applies to the 'ddim' scheduler only, got eta={eta} with 'ddpm'")
-    if real_number(eta) is None or not (math.isfinite(real_number(eta)) and real_number(eta) >= 0):
-        raise InputError(f"expected eta as a finite number >= 0, got {eta!r}")
-    multiple = 2 ** (len(model.unet.config.block_out_channels) - 1)
+    finite_number(eta, "eta", 0)
+    multiple = size_multiple(model)
     if y.shape[-2] % multiple or y.shape[-1] % multiple:  # the restorers pad; here the caller must
         raise InputError(f"the UNet takes sides that are multiples of {multiple}, got {y.shape[-1]}x{y.shape[-2]}; "
                          f"pad first (genrestore.restore.idm.pad_to_multiple)")
@@ -146,8 +144,7 @@ def sample(model: ConditionalUNet, y: torch.Tensor, scheduler: Literal["ddpm", "
     sched.set_timesteps(steps, device=y.device)
     noise_source = _diffusers_generator(generator)
 
-    weight = next(model.parameters(), None)  # e.g. float64 images run in the network's dtype
-    y = y.to(weight.dtype) if weight is not None and weight.is_floating_point() else y
+    y = in_module_dtype(model, y)  # e.g. float64 images run in the network's dtype
     y = y if latent else to_model_range(y)
     c = model.channels
 

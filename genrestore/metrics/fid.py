@@ -21,16 +21,15 @@ from dataclasses import dataclass, field
 import torch
 
 from .. import _random
-from .._checks import InputError, check_image, whole_number
+from .._checks import InputError, check_image, whole_number_at_least
 from .distribution import FeatureStats, fid_from_stats, inception_score, inception_score_splits, kid
 
 
 def random_crops(x: torch.Tensor, size: int, count: int, generator: _random.Generator = None) -> torch.Tensor:
     """``count`` random ``size x size`` crops of each image: ``(N * count, C, size, size)``."""
     check_image(x, "images", channels=(1, 3), check_range=False)
-    if whole_number(size) is None or whole_number(size) < 1 or whole_number(count) is None or whole_number(count) < 1:
-        raise InputError(f"expected the crop size and count as positive ints, got {size!r} and {count!r}")
-    size, count = whole_number(size), whole_number(count)
+    size = whole_number_at_least(size, "the crop size", 1)
+    count = whole_number_at_least(count, "the crop count", 1)
     n, c, h, w = x.shape
     if h < size or w < size:
         raise InputError(f"patch-FID crops of {size} px need images at least that large, got {w}x{h}")

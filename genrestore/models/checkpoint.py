@@ -39,6 +39,13 @@ def config_errors(what: str) -> Iterator[None]:
         raise InputError(f"{what}: {type(e).__name__}: {detail}" if detail else f"{what}: {type(e).__name__}") from None
 
 
+def in_module_dtype(module: object, x: torch.Tensor) -> torch.Tensor:
+    """``x`` in the floating dtype of ``module``'s weights (e.g. float64 images for a float32 network);
+    ``x`` itself for a module without floating weights or a plain function."""
+    weight = next(module.parameters(), None) if isinstance(module, torch.nn.Module) else None
+    return x.to(weight.dtype) if weight is not None and weight.is_floating_point() else x
+
+
 def state_dict_mismatch(e: RuntimeError, limit: int = 300) -> str:
     """One line from ``load_state_dict``'s error: its first line names only the class, and the
     missing, unexpected or mis-shaped keys follow on the next lines."""

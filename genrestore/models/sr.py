@@ -28,7 +28,7 @@ from torch import nn
 
 from .._checks import InputError, check_image
 from ..io import read_json_object
-from .checkpoint import config_errors, state_dict_mismatch
+from .checkpoint import config_errors, in_module_dtype, state_dict_mismatch
 
 # arch name -> (module, class)
 ARCHS = {
@@ -224,9 +224,7 @@ def upscale(net: nn.Module, x: torch.Tensor, tile: int = 0, tile_pad: int = 16, 
     from ..io import tiled_apply
 
     check_image(x, "low-resolution image", channels=(3,))
-    weight = next(net.parameters(), None)  # e.g. float64 images run in the network's float32
-    if weight is not None and weight.is_floating_point() and x.dtype != weight.dtype:
-        x = x.to(weight.dtype)
+    x = in_module_dtype(net, x)
     scale = int(net.scale)
     h, w = x.shape[-2:]
     m = input_multiple(net)

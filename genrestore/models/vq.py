@@ -22,7 +22,7 @@ from torch import nn
 
 from .._checks import InputError
 from .._random import Generator, rand
-from .checkpoint import SavedModel
+from .checkpoint import SavedModel, in_module_dtype
 
 VQ_ARCH = "vq-autoencoder"
 GPT_ARCH = "token-transformer"
@@ -79,7 +79,7 @@ class VQAutoencoder(nn.Module, SavedModel):
         if x.shape[-2] % self.factor or x.shape[-1] % self.factor:
             raise InputError(f"expected sides that are multiples of {self.factor}, got {tuple(x.shape[-2:])} "
                              "(pad first: genrestore.restore.idm.pad_to_multiple)")
-        return x.to(next(self.parameters()).dtype)
+        return in_module_dtype(self, x)
 
     def nearest_codes(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(z_q, tokens)`` for latents ``z`` ``(N, d, h, w)``: the nearest codebook entries

@@ -25,19 +25,13 @@ import torch.nn.functional as F
 
 from .._checks import InputError, check_image
 from .._random import Generator
-from ..diffusion.model import ConditionalUNet
+from ..diffusion.model import ConditionalUNet, size_multiple
 from ..diffusion.sampling import _check_steps, sample
 
 
 # The regression baseline (IDM benchmark, issue 6): one "diffusion" step whose x_1 is pure noise
 # (alpha_bar_1 = 0), so the x0-predicting UNet is a plain regressor of y; trained with L1.
 REGRESSION_SCHEDULE: dict[str, Any] = {"num_train_timesteps": 1, "trained_betas": [1.0]}
-
-
-def size_multiple(model: ConditionalUNet) -> int:
-    """The factor ``2 ** (len(block_out_channels) - 1)`` the UNet's input sides must be multiples of."""
-    n_blocks = len(model.unet.config.block_out_channels)
-    return 2 ** (n_blocks - 1)
 
 
 TILE_BLEND = 16  # px of cosine cross-fade between tiles: the restorers' default, which the CLI keeps
