@@ -13,15 +13,13 @@ With ``antialias=False`` the filters are not stretched, which is what OpenCV's
 
 from __future__ import annotations
 
-import operator
-
 from functools import lru_cache
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
-from .._checks import InputError, check_image
+from .._checks import InputError, check_image, whole_number
 
 Filter = Literal["nearest", "area", "bilinear", "bicubic", "lanczos"]
 FILTERS: tuple[str, ...] = ("nearest", "area", "bilinear", "bicubic", "lanczos")
@@ -73,13 +71,7 @@ def _weights(in_size: int, out_size: int, filter: str, antialias: bool) -> torch
 
 def _check_size(x: torch.Tensor, size: tuple[int, int]) -> tuple[int, int]:
     check_image(x, "image", channels=tuple(range(1, 65)), check_range=False)
-    def whole(v) -> int | None:
-        try:
-            return operator.index(v)  # int, NumPy and 0-d torch integers
-        except TypeError:
-            return int(v) if isinstance(v, float) and v.is_integer() else None
-
-    hw = [whole(v) for v in size] if isinstance(size, (tuple, list)) and len(size) == 2 else [None]
+    hw = [whole_number(v) for v in size] if isinstance(size, (tuple, list)) and len(size) == 2 else [None]
     if None in hw:
         raise InputError(f"expected size as (height, width) in whole pixels, got {size!r}")
     h, w = hw

@@ -107,7 +107,7 @@ def niqe_window_scores(image: torch.Tensor, window: int = NIQE_WINDOW, stride: i
         ``(N, rows, cols)`` float64, ``rows = (H - window) // stride + 1``; NaN for flat windows.
     """
     from ..degrade.resize import resize
-    from ..metrics.niqe import _block_features, _luma_255, check_pristine, load_pristine, mscn
+    from ..metrics.niqe import _block_features, _luma_255, load_pristine, mscn
 
     check_image(image, "image", channels=(1, 3))
     if not (isinstance(rows_per_chunk, int) and rows_per_chunk >= 1):
@@ -118,8 +118,7 @@ def niqe_window_scores(image: torch.Tensor, window: int = NIQE_WINDOW, stride: i
     h, w = image.shape[-2:]
     if min(h, w) < window:
         raise InputError(f"the NIQE map needs images of at least {window}x{window} px, got {w}x{h}")
-    mu_p, cov_p = pristine if isinstance(pristine, tuple) else load_pristine(pristine)
-    mu_p, cov_p = check_pristine(mu_p, cov_p)
+    mu_p, cov_p = load_pristine(pristine)
     img = _luma_255(image, 0)
     inv = torch.linalg.pinv(cov_p.to(img) / 2)  # NIQE's ((S_p + S_d) / 2)^+ with S_d = 0: one block
     mu_p = mu_p.to(img)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from .._checks import InputError, check_image
-from ..metrics.full_reference import _gaussian_window
+from ..metrics.full_reference import _check_precision, _gaussian_window
 
 C_DESRA = (0.03 * 255.0) ** 2
 
@@ -106,11 +106,9 @@ def variance_distance(gan_sr: torch.Tensor, mse_sr: torch.Tensor, window: int = 
     check_image(mse_sr, "MSE-SR image")
     if gan_sr.shape != mse_sr.shape:
         raise InputError(f"GAN-SR and MSE-SR images differ in shape: {tuple(gan_sr.shape)} vs {tuple(mse_sr.shape)}")
-    if precision not in ("float32", "float64"):
-        raise InputError(f"expected precision 'float32' or 'float64', got {precision!r}")
+    dtype = _check_precision(precision)
     if not (sigma > 0 and c > 0):  # also refuses NaN
         raise InputError(f"expected sigma > 0 and c > 0, got {sigma!r} and {c!r}")
-    dtype = torch.float64 if precision == "float64" else torch.float32
     n, ch = gan_sr.shape[:2]
     both = torch.cat([gan_sr, mse_sr], 1).to(dtype) * 255.0
     var = local_variance(both, window, sigma)

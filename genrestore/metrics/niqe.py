@@ -181,8 +181,16 @@ def check_pristine(mu: torch.Tensor, cov: torch.Tensor) -> tuple[torch.Tensor, t
     return mu.reshape(36), cov
 
 
-def load_pristine(pristine: str | os.PathLike | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(mu (36,), cov (36, 36))`` float64: the shipped model, or a ``.npz``/``.safetensors`` file."""
+def load_pristine(pristine: str | os.PathLike | tuple[torch.Tensor, torch.Tensor] | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mu (36,), cov (36, 36))`` float64, checked (:func:`check_pristine`): the shipped model,
+    a ``.npz``/``.safetensors`` file, or a ``(mu, cov)`` pair given as it is."""
+    if isinstance(pristine, tuple):
+        return check_pristine(*pristine)
+    return check_pristine(*_read_pristine(pristine))
+
+
+def _read_pristine(pristine: str | os.PathLike | None) -> tuple[torch.Tensor, torch.Tensor]:
     if pristine is None:
         from .. import weights as ws
 
@@ -221,8 +229,7 @@ def niqe(x: torch.Tensor, pristine: str | os.PathLike | tuple[torch.Tensor, torc
         pristine: ``None`` for the shipped model, a file, or ``(mu, cov)``.
         crop_border: pixels dropped on each side first.
     """
-    mu_p, cov_p = pristine if isinstance(pristine, tuple) else load_pristine(pristine)
-    mu_p, cov_p = check_pristine(mu_p, cov_p)
+    mu_p, cov_p = load_pristine(pristine)
     img = _luma_255(x, crop_border)
     scores = [torch.empty(0, dtype=torch.float64, device=img.device)]  # an empty batch gives no scores
     for i in range(img.shape[0]):
