@@ -97,3 +97,10 @@ def whole_number_at_least(v, name: str, low: int) -> int:
     if k is None or k < low:
         raise InputError(f"expected {name} as an int >= {low}, got {v!r}")
     return k
+
+
+def error_summary(e: BaseException, limit: int = 200) -> str:
+    """``"TypeName: first line of the message"`` (cut to ``limit`` characters), or ``"TypeName"``
+    for an exception without a message (``torch.load`` of an empty file raises ``EOFError('')``)."""
+    lines = str(e).splitlines()
+    return f"{type(e).__name__}: {lines[0][:limit]}" if lines and lines[0] else type(e).__name__

@@ -23,7 +23,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from ._checks import InputError, check_image, whole_number
+from ._checks import InputError, check_image, error_summary, whole_number
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -360,8 +360,7 @@ def read_json_object(path: str | os.PathLike, what: str = "a JSON object") -> di
 
 
 def _unreadable_safetensors(path: str | os.PathLike, e: Exception) -> InputError:
-    detail = str(e).splitlines()[0][:120] if str(e) else ""
-    return InputError(f"{path}: not a readable safetensors file ({type(e).__name__}{': ' + detail if detail else ''})")
+    return InputError(f"{path}: not a readable safetensors file ({error_summary(e, 120)})")
 
 
 def open_npz(path: str | os.PathLike, what: str):

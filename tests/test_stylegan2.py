@@ -375,3 +375,14 @@ def test_modulated_conv2d_gradcheck(up):
     s = torch.randn(2, 3, dtype=torch.float64, generator=gen, requires_grad=True)
     k = fir_kernel().double()
     assert torch.autograd.gradcheck(lambda x, w, s: modulated_conv2d(x, w, s, up=up, kernel=k), (x, w, s))
+
+
+def test_converting_an_empty_checkpoint_is_one_input_error(tmp_path):
+    """torch.load of an empty file raises EOFError('') without a message; the converter read its
+    first line and failed with an IndexError before the fix."""
+    from genrestore._checks import InputError
+    from genrestore.models.stylegan2_convert import convert_stylegan2
+
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(InputError, match=r"empty\.pt: not loadable with weights_only=True \(EOFError\)"):
+        convert_stylegan2(tmp_path / "empty.pt", tmp_path / "g.safetensors", fmt="rosinality")

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._checks import InputError, check_image
+from .._checks import InputError, check_image, error_summary
 from ..degrade.resize import resize
 from .full_reference import rgb_to_y
 
@@ -205,7 +205,7 @@ def _read_pristine(pristine: str | os.PathLike | None) -> tuple[torch.Tensor, to
             return sd["mu"].double(), sd["cov"].double()
         except Exception as e:  # safetensors raises its own types for damaged files
             raise InputError(f"{path}: not a NIQE pristine model (a .safetensors with mu and cov): "
-                             f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+                             f"{error_summary(e)}") from None
     from ..io import open_npz
 
     try:

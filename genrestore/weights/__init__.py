@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from .._checks import InputError
+from .._checks import InputError, error_summary
 from ..io import atomic_write, atomic_write_bytes, load_safetensors, read_json_object
 
 PACKAGE_DIR = Path(str(resources.files("genrestore") / "weights"))
@@ -174,9 +174,7 @@ def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # unpickling refused or not a checkpoint
-        detail = (str(e).splitlines() or [""])[0][:200]  # an empty file gives an EOFError without a message
-        raise InputError(f"{path}: not a loadable PyTorch checkpoint with weights_only=True ({type(e).__name__}"
-                         f"{': ' + detail if detail else ''})") from None
+        raise InputError(f"{path}: not a loadable PyTorch checkpoint with weights_only=True ({error_summary(e)})") from None
     for key in ("state_dict", "model", "params_ema", "params"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
