@@ -31,6 +31,7 @@ import torch
 
 from _common import VAL_PHOTOS
 from desra import make_lr
+from genrestore.cli_sr import overlay
 from genrestore.detect import detect_artifacts, ldl_artifact_map, make_segmenter, niqe_map
 from genrestore.detect.baselines import LDL_THRESHOLDS
 from genrestore.io import list_images, read_image, write_image
@@ -98,8 +99,6 @@ def main() -> None:
         if args.truth:
             truths.append(_truth_for(Path(args.truth), stem, tuple(y_gan.shape[-2:])))
         if len(grid_rows) < args.grid_images:  # LDL* at detect's default, NIQE at the middle of --niqe-thresholds
-            from genrestore.cli_sr import overlay
-
             shown = [masks["DeSRA-det"][-1], masks["LDL* (threshold=0.005)"][-1],
                      masks[f"NIQE (threshold={args.niqe_thresholds[len(args.niqe_thresholds) // 2]:g})"][-1]]
             grid_rows.append([y_gan, *(overlay(y_gan, m[None, None], width=3) for m in shown)]
