@@ -237,3 +237,38 @@ def test_read_json_object_names_the_file_for_each_way_it_can_be_wrong(tmp_path):
             read_json_object(path, "a sidecar")
     with pytest.raises(InputError, match="missing.json: not a sidecar \\(FileNotFoundError\\)"):
         read_json_object(tmp_path / "missing.json", "a sidecar")
+
+
+def test_tile_grid_fewest_smallest_tiles_that_cover_with_overlap():
+    from genrestore.io import _tile_grid
+
+    assert _tile_grid(512, 256, 48, 8) == ([0, 152, 304], 208)  # 3 tiles of 208 px, not of 256
+    assert _tile_grid(200, 256, 48) == ([0], 200)
+    for size in range(1, 300):
+        for tile, overlap, multiple in ((64, 20, 8), (40, 9, 1), (33, 32, 1), (96, 48, 16)):
+            starts, side = _tile_grid(size, tile, overlap, multiple)
+            if size <= tile:
+                assert (starts, side) == ([0], size)
+                continue
+            # as many tiles as full-size tiles at stride tile - overlap would need
+            assert len(starts) == -(-(size - tile) // (tile - overlap)) + 1
+            assert side <= tile and side % multiple == 0 and side < size
+            assert starts[0] == 0 and starts[-1] + side == size  # covers the axis exactly
+            assert all(b - a <= side - overlap for a, b in zip(starts, starts[1:]))  # enough overlap
+            # no smaller multiple would do with this many tiles
+            assert (side - multiple) * len(starts) - (len(starts) - 1) * overlap < size
+
+
+def test_tiled_uneven_tiles_match_untiled_conv_and_count_fewer_pixels():
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(1, 3, 100, 81, generator=g)
+    w = torch.randn(2, 3, 5, 5, generator=g)
+    seen = []
+
+    def conv(t):
+        seen.append(t.shape[-2:])
+        return torch.nn.functional.conv2d(t, w, padding=2)
+
+    y = tiled_apply(conv, x, tile=48, pad=2, blend=4, multiple=8)
+    assert (y - torch.nn.functional.conv2d(x, w, padding=2)).abs().max() <= 1e-5
+    assert set(seen) == {(40, 48)} and len(seen) == 6  # 3 x 2 tiles, 40 px high instead of 48

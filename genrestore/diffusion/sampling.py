@@ -152,7 +152,7 @@ def sample(model: ConditionalUNet, y: torch.Tensor, scheduler: Literal["ddpm", "
         if not tile:
             return predict(model, x, t, y, class_labels, guidance_scale)
         return tiled_apply(lambda xy: predict(model, xy[:, :c], t, xy[:, c:], class_labels, guidance_scale),
-                           torch.cat([x, y], dim=1), tile=tile, pad=tile_pad, blend=tile_blend)
+                           torch.cat([x, y], dim=1), tile=tile, pad=tile_pad, blend=tile_blend, multiple=multiple)
 
     x = randn(generator, (y.shape[0], c, *y.shape[-2:]), device=y.device, dtype=y.dtype) * sched.init_noise_sigma  # x_T ~ N(0, I)
     grid = sched.timesteps.tolist()

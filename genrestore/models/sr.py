@@ -233,7 +233,8 @@ def upscale(net: nn.Module, x: torch.Tensor, tile: int = 0, tile_pad: int = 16, 
     tile -= tile % m  # every tile, like the padded image, a multiple of m
     with torch.no_grad():  # not inference_mode: outputs may become training targets (DeSRA pseudo-GT)
         if tile and (x.shape[-1] > tile or x.shape[-2] > tile):
-            y = tiled_apply(lambda t: _run(net, t, half), x, tile=tile, pad=tile_pad, blend=TILE_BLEND, scale=scale)
+            y = tiled_apply(lambda t: _run(net, t, half), x, tile=tile, pad=tile_pad, blend=TILE_BLEND, scale=scale,
+                            multiple=m)
         else:
             y = _run(net, x, half)
     return y[..., :h * scale, :w * scale].clamp_(0, 1)
