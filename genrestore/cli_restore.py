@@ -71,6 +71,7 @@ def _restore_each(args: argparse.Namespace, device, restore_one, record: dict, l
     from ._random import generator_for
     from .cli import _plan_outputs, _shard, _validate_inputs
     from .io import atomic_write_bytes, json_line, list_images, outputs_recorded, read_image, write_image_hashed
+    from .models.precision import half_name
     from .weights import model_file, sha256_file
 
     all_paths = list_images(args.inputs)  # outputs are planned on all of them: shards together are one run
@@ -82,7 +83,10 @@ def _restore_each(args: argparse.Namespace, device, restore_one, record: dict, l
         check(paths, sizes)
     out_dir = Path(args.output)
     _plan_outputs(all_paths, out_dir, ["{stem}.png", "{stem}.json"])
-    record = {**record, "model_sha256": sha256_file(model_file(record["model"])), "seed": args.seed}
+    # the 16-bit dtype, or None (float32): records made before --half (no key) still match on --resume
+    half = half_name(device, args.half)
+    record = {**record, "model_sha256": sha256_file(model_file(record["model"])), "seed": args.seed, "half": half}
+    label = f"{label} in {half}" if half else label
     skipped = 0
     for path in tqdm(paths, desc="restore", unit="img", file=sys.stderr, disable=args.quiet):
         out_png, out_json = out_dir / f"{path.stem}.png", out_dir / f"{path.stem}.json"
@@ -110,7 +114,8 @@ def cmd_restore_idm(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     restorer = IDMRestorer.from_file(args.model, device)
     check_restorer_tiling(restorer, args.tile, args.tile_pad)
-    return _restore_each(args, device, lambda y, g, _: restorer.restore(y, steps, g, args.tile, args.tile_pad),
+    return _restore_each(args, device, lambda y, g, _: restorer.restore(y, steps, g, args.tile, args.tile_pad,
+                                                                        half=args.half),
                          {"method": "idm", "model": str(args.model), "steps": steps, "tile": args.tile,
                           "tile_pad": args.tile_pad},
                          f"IDM ({steps} steps)")
@@ -133,7 +138,8 @@ def cmd_restore_diffgar(args: argparse.Namespace) -> int:
     def restore_one(y, g, _path):
         if args.upscale > 1:  # DiffGAR conditions on images at the output size (upsampling: bicubic first)
             y = resize(y, (y.shape[-2] * args.upscale, y.shape[-1] * args.upscale), "bicubic").clamp(0, 1)
-        return restorer.restore(y, args.mode, args.artifact, args.guidance_scale, steps, [g], args.tile, args.tile_pad)
+        return restorer.restore(y, args.mode, args.artifact, args.guidance_scale, steps, [g], args.tile, args.tile_pad,
+                                half=args.half)
 
     scale = args.guidance_scale if args.mode == "guided" else 1.0
     return _restore_each(args, device, restore_one, {"method": "diffgar", "model": str(args.model), "mode": args.mode,
@@ -165,7 +171,7 @@ def cmd_restore_inpaint(args: argparse.Namespace) -> int:
     def restore_one(y, g, path):
         # as written: the inpainter refills every pixel below 1 (an antialiased edge of y = x * m is attenuated)
         mask = _mask_for(path, Path(args.masks), tuple(y.shape[-2:]), binarize=False).to(device)
-        return inpainter.inpaint(y, mask, [g], steps)
+        return inpainter.inpaint(y, mask, [g], steps, half=args.half)
 
     def select(paths):  # `genrestore degrade` writes NAME_mask.png beside NAME.png: those are masks, not inputs
         names = {p.name for p in paths}
@@ -210,6 +216,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
         return cmd_restore_inpaint(args)
     if not args.task or not args.generator:
         raise InputError("stylegan-inversion needs --task and --generator")
+    if args.half:
+        raise InputError("--half applies to idm, diffgar and inpaint; stylegan-inversion optimizes in float32")
     scale = 1.0 if args.steps is None else args.steps
     if not math.isfinite(scale) or scale <= 0:
         raise InputError(f"--steps for stylegan-inversion scales the 150 steps per phase; expected > 0, got {scale}")
@@ -658,6 +666,10 @@ def add_parser(sub) -> None:
                    "call (default 256; 0: the whole image at once, which needs memory for attention over all of "
                    "it); the noise is drawn at full size, so tiles leave no seams")
     r.add_argument("--tile-pad", type=nonneg_int, default=16, metavar="PX")
+    r.add_argument("--half", action="store_true", help="idm / diffgar / inpaint: the network in 16-bit where the "
+                   "device computes it natively (bf16 on CPUs with AVX512-BF16 or AMX and on recent GPUs, fp16 on "
+                   "older GPUs; float32 elsewhere), with a float32 retry of a non-finite step; the JSON records "
+                   "the precision")
     r.add_argument("--resume", action="store_true", help="skip images whose output and JSON are there, made with the "
                    "same settings and model file (checked by sha256)")
     r.add_argument("--shard", metavar="i/n", help="process only every n-th image, starting at i")

@@ -117,6 +117,14 @@ def _model_files(names: list[str]) -> list[Path]:
     return files + [f.with_suffix(".json") for f in files]
 
 
+def _half(device, half: bool) -> str | bool:
+    """The record's ``"half"``: the 16-bit dtype that ran, or False (float32, as before --half ran
+    on CPUs: a float32 run resumes from those records, a 16-bit one does not)."""
+    from .models.precision import half_name
+
+    return half_name(device, half) or False
+
+
 def _weights_sha256(names: list[str]) -> list[str]:
     """sha256 of each model's weight file, so that ``--resume`` notices a file replaced under the
     same name (e.g. a re-run of ``train desra``)."""
@@ -157,7 +165,8 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     outputs = ["{stem}.png", "{stem}.json"] + (["{stem}_ref.png"] if args.reference else [])
     _plan_outputs(all_paths, out_dir, outputs, inputs=[*all_paths, *_model_files(names)])
     settings = {"model": args.model, "reference": args.reference, "tile": args.tile, "tile_pad": args.tile_pad,
-                "half": args.half, "weights_sha256": _weights_sha256(names)}
+                "half": _half(device, args.half),
+                "weights_sha256": _weights_sha256(names)}
     settings["outscale"] = args.outscale  # None without it: records made before the option (no key) still match
     done = skipped = 0
     for path in tqdm(paths, desc="upscale", unit="img", file=sys.stderr, disable=args.quiet):
@@ -271,7 +280,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     _plan_outputs(all_paths, out_dir, outputs, inputs=[*all_paths, *_model_files(names)])
     settings = {"gan": args.gan, "mse": args.mse,
                 "segmenter": segmenter.name if segmenter is not None else None, "threshold": threshold,
-                "tile": args.tile, "tile_pad": args.tile_pad, "half": args.half,
+                "tile": args.tile, "tile_pad": args.tile_pad, "half": _half(device, args.half),
                 "weights_sha256": _weights_sha256(names)}
     if method != "desra":  # records of DeSRA runs keep their keys, so that --resume still finds them
         settings["method"] = method
@@ -383,7 +392,9 @@ def add_parsers(sub) -> None:
 def _tiling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tile", type=nonneg_int, default=0, metavar="PX", help="tile side in input px (0: whole image)")
     p.add_argument("--tile-pad", type=nonneg_int, default=16, metavar="PX", help="overlap discarded at tile edges")
-    p.add_argument("--half", action="store_true", help="bf16/fp16 on CUDA, with a float32 retry on NaN")
+    p.add_argument("--half", action="store_true", help="16-bit where the device computes it natively (bf16 on CPUs "
+                   "with AVX512-BF16 or AMX and on recent GPUs, fp16 on older GPUs; float32 elsewhere), with a "
+                   "float32 retry of a non-finite tile")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
 
 

@@ -215,7 +215,7 @@ def test_extrinsic_iteration_and_authenticity_cli(tmp_path, capsys, monkeypatch)
 
     expected_psnr = [float(authenticity(IDMRestorer.from_file(k0),
                                         read_image(tmp_path / "k1" / "extrinsic_data" / f"p{i}.png"), 2,
-                                        generator_for(0, f"p{i}.png"))["psnr"][0]) for i in range(2)]
+                                        generator_for(0, f"p{i}.png"), 256, 16)["psnr"][0]) for i in range(2)]
     assert summary["images"] == 2 and abs(summary["psnr"] - sum(expected_psnr) / 2) < 1e-6
     assert "absent" in summary["lpips_note"]
 
@@ -296,6 +296,49 @@ def test_restore_cli_resume_and_shards(tmp_path, capsys):
     for i in range(2):
         assert main([*base, "-o", str(tmp_path / "shards"), "--shard", f"{i}/2"]) == 0
     assert {n: (tmp_path / "shards" / f"{n}.png").read_bytes() for n in "abc"} == full
+
+
+@pytest.mark.parametrize("native_bf16", [True, False], ids=["native-bf16", "no-bf16"])
+def test_restore_cli_half_records_its_precision_and_resume_tells_it_apart(tmp_path, capsys, monkeypatch, native_bf16):
+    """--half runs bf16 on a CPU that computes it natively (faked here: bf16 runs on any CPU) and
+    says so in the JSON ("half": "bfloat16"; null for float32, which records made before --half,
+    without the key, match on --resume); a --half run does not reuse float32 outputs, nor the
+    reverse, where they differ."""
+    import json
+
+    import genrestore.models.precision as precision
+    from genrestore.cli import main
+    from genrestore.io import write_image
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native_bf16)
+    tiny_net().save(tmp_path / "m.safetensors")
+    write_image(tmp_path / "in" / "a.png", torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(6)))
+    base = ["restore", str(tmp_path / "in"), "--model", str(tmp_path / "m.safetensors"), "--steps", "2", "-q",
+            "-o", str(tmp_path / "o"), "--device", "cpu"]
+    assert main(base) == 0
+    record = json.loads((tmp_path / "o" / "a.json").read_text())
+    assert record["half"] is None
+    del record["half"]  # as written before --half
+    (tmp_path / "o" / "a.json").write_text(json.dumps(record))
+    capsys.readouterr()
+    assert main([*base, "--resume"]) == 0
+    assert "0 restored by IDM (2 steps), 1 already done" in capsys.readouterr().out
+    full = (tmp_path / "o" / "a.png").read_bytes()
+    capsys.readouterr()
+    assert main([*base, "--half", "--resume"]) == 0
+    out = capsys.readouterr().out
+    record = json.loads((tmp_path / "o" / "a.json").read_text())
+    if native_bf16:
+        assert "1 restored by IDM (2 steps) in bfloat16, 0 already done" in out and record["half"] == "bfloat16"
+        assert (tmp_path / "o" / "a.png").read_bytes() != full  # bf16 ran
+        assert main([*base, "--resume"]) == 0
+        assert "1 restored" in capsys.readouterr().out
+    else:  # no 16-bit here: --half is float32, the same outputs
+        assert "0 restored by IDM (2 steps), 1 already done" in out and "half" not in record
+    assert (tmp_path / "o" / "a.png").read_bytes() == full
+    assert main(["restore", str(tmp_path / "in"), "-o", str(tmp_path / "s"), "--method", "stylegan-inversion",
+                 "--task", "denoise", "--generator", str(tmp_path / "m.safetensors"), "--half"]) == 2
+    assert "--half applies to idm, diffgar and inpaint" in capsys.readouterr().err
 
 
 def test_authenticity_cli_restores_with_restore_tiling(tmp_path, capsys):

@@ -381,7 +381,7 @@ def test_half_on_cuda_close_to_float32_and_nan_guard(models):
         def forward(self, t):
             return t * 0 + (torch.inf if torch.is_autocast_enabled() else 0.5)
 
-    with pytest.warns(UserWarning, match="recomputed this tile in float32"):
+    with pytest.warns(UserWarning, match="recomputed in float32"):
         y = upscale(Overflows(), x, half=True)
     assert torch.isfinite(y).all() and float(y.max()) == 0.5
 
@@ -681,3 +681,24 @@ def test_a_damaged_model_sidecar_is_one_line_naming_it(tmp_path, capsys):
         assert ("m.json: not a model sidecar" in err or "m.json with a 'config' entry" in err), err
         assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "sr").exists()
+
+
+@pytest.mark.parametrize("native_bf16", [True, False], ids=["native-bf16", "no-bf16"])
+def test_upscale_half_on_the_cpu_records_the_dtype_that_ran(models, lr_dir, tmp_path, capsys, monkeypatch,
+                                                             native_bf16):
+    """--half ran float32 on CPUs before (recorded "half": true); now it runs bf16 where the CPU
+    computes it natively and records "half": "bfloat16", else float32 recorded as false, the value
+    float32 runs have always written, so their records still resume."""
+    import genrestore.models.precision as precision
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native_bf16)
+    out = tmp_path / "o"
+    base = ["upscale", str(lr_dir), "-o", str(out), "--model", str(models[0]), "--device", "cpu", "-q"]
+    assert main(base) == 0
+    plain = (out / "im0.png").read_bytes()
+    assert json.loads((out / "im0.json").read_text())["half"] is False
+    capsys.readouterr()
+    assert main([*base, "--half", "--resume"]) == 0
+    assert json.loads((out / "im0.json").read_text())["half"] == ("bfloat16" if native_bf16 else False)
+    if not native_bf16:  # float32 again: resumed, nothing redone
+        assert (out / "im0.png").read_bytes() == plain

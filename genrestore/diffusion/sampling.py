@@ -25,6 +25,7 @@ from .._checks import InputError, check_image, finite_number
 from .._random import Generator, rand, randint, randn
 from .model import ConditionalUNet, size_multiple
 from ..models.checkpoint import in_module_dtype
+from ..models.precision import run_network
 from .schedulers import DEFAULT_SCHEDULE, PREDICTION_TYPES, PredictionType, ddim_step, make_scheduler
 
 # An eps/x0/v predictor: a ConditionalUNet, or any ``fn(x_t, t) -> output`` (e.g. an unconditional
@@ -88,7 +89,7 @@ def predict(model: ConditionalUNet, x_t: torch.Tensor, t: torch.Tensor | int, y:
 def sample(model: ConditionalUNet, y: torch.Tensor, scheduler: Literal["ddpm", "ddim"] = "ddpm",
            steps: int = 10, class_labels: torch.Tensor | None = None, guidance_scale: float = 1.0,
            eta: float = 0.0, generator: Generator = None, tile: int = 0, tile_pad: int = 16,
-           tile_blend: int = 16, latent: bool = False) -> torch.Tensor:
+           tile_blend: int = 16, latent: bool = False, half: bool = False) -> torch.Tensor:
     """Restore ``y`` by ancestral (DDPM) or DDIM sampling from ``x_T ~ N(0, I)``.
 
     The images are mapped to ``[-1, 1]`` for the model and back. Timesteps are spaced "trailing"
@@ -116,6 +117,10 @@ def sample(model: ConditionalUNet, y: torch.Tensor, scheduler: Literal["ddpm", "
         tile_pad, tile_blend: see :func:`genrestore.io.tiled_apply`.
         latent: ``y`` and the result are autoencoder latents (no range mapping, no clipping of
             the predicted ``x_0``).
+        half: run the network in 16-bit (:func:`genrestore.models.precision.half_dtype`: bf16 on
+            recent GPUs and on CPUs with native bf16, where it is about 1.6x faster; float32
+            elsewhere); the scheduler's arithmetic stays float32, and a step whose prediction is
+            not finite is recomputed in float32. The network always runs channels-last.
 
     Returns:
         ``(N, C, H, W)`` restored images in ``[0, 1]`` (with ``latent``: latents).
@@ -148,11 +153,15 @@ def sample(model: ConditionalUNet, y: torch.Tensor, scheduler: Literal["ddpm", "
     y = y if latent else to_model_range(y)
     c = model.channels
 
+    def network(x_t: torch.Tensor, cond: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return run_network(lambda a, b: predict(model, a, t, b, class_labels, guidance_scale), x_t, cond,
+                           half=half, what="diffusion")
+
     def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if not tile:
-            return predict(model, x, t, y, class_labels, guidance_scale)
-        return tiled_apply(lambda xy: predict(model, xy[:, :c], t, xy[:, c:], class_labels, guidance_scale),
-                           torch.cat([x, y], dim=1), tile=tile, pad=tile_pad, blend=tile_blend, multiple=multiple)
+            return network(x, y, t)
+        return tiled_apply(lambda xy: network(xy[:, :c], xy[:, c:], t), torch.cat([x, y], dim=1), tile=tile,
+                           pad=tile_pad, blend=tile_blend, multiple=multiple)
 
     x = randn(generator, (y.shape[0], c, *y.shape[-2:]), device=y.device, dtype=y.dtype) * sched.init_noise_sigma  # x_T ~ N(0, I)
     grid = sched.timesteps.tolist()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import warnings
 from pathlib import Path
 
 import torch
@@ -29,6 +28,7 @@ from torch import nn
 from .._checks import InputError, check_image
 from ..io import read_json_object
 from .checkpoint import config_errors, in_module_dtype, state_dict_mismatch
+from .precision import run_network
 
 # arch name -> (module, class)
 ARCHS = {
@@ -114,25 +114,8 @@ def load_sr(name: str | os.PathLike, device: str | torch.device = "cpu") -> nn.M
     return net.to(device).eval()
 
 
-def _half_dtype(device: torch.device) -> torch.dtype:
-    """bf16 where the GPU computes it natively (compute capability 8.0+, ROCm), else fp16.
-
-    Not ``torch.cuda.is_bf16_supported()``: it also says True on pre-Ampere GPUs (T4, V100),
-    which only emulate bf16, without tensor cores."""
-    if torch.version.hip or torch.cuda.get_device_capability(device)[0] >= 8:
-        return torch.bfloat16
-    return torch.float16
-
-
 def _run(net: nn.Module, x: torch.Tensor, half: bool) -> torch.Tensor:
-    if half and x.device.type == "cuda":
-        dtype = _half_dtype(x.device)
-        with torch.autocast("cuda", dtype=dtype):
-            y = net(x.contiguous(memory_format=torch.channels_last)).float()
-        if torch.isfinite(y).all():
-            return y
-        warnings.warn(f"non-finite values in {dtype} SR output; recomputed this tile in float32")
-    return net(x).float()
+    return run_network(net, x, half=half, what="SR").float()
 
 
 def peak_activation_bytes(net: nn.Module, hw: tuple[int, int], probe: int = 32) -> float:
@@ -214,8 +197,9 @@ def upscale(net: nn.Module, x: torch.Tensor, tile: int = 0, tile_pad: int = 16, 
         tile: tile side in input pixels (0: whole image). Tiles overlap by ``2 * tile_pad + 8``.
         tile_pad: input pixels discarded at interior tile edges; when it covers the network's
             receptive field the tiled output equals the untiled one.
-        half: bf16 (fp16 without bf16) autocast on CUDA, with a float32 retry of any tile that
-            has NaN/inf; ignored on CPU.
+        half: autocast to :func:`~genrestore.models.precision.half_dtype` (bf16 on GPUs and on
+            CPUs that compute it natively, fp16 on older GPUs; float32 where neither), with a
+            float32 retry of any tile that has NaN/inf.
 
     Returns:
         ``(N, 3, H * scale, W * scale)`` float32 in [0, 1]. Sides that a network cannot take

@@ -256,7 +256,7 @@ class DiffGARRestorer:
     @torch.inference_mode()
     def restore(self, y: torch.Tensor, mode: Mode = "guided", artifact: str | None = None,
                 guidance_scale: float = 3.0, steps: int = 30, generator: Generator = None, tile: int = 0,
-                tile_pad: int = 16, tile_blend: int = TILE_BLEND) -> torch.Tensor:
+                tile_pad: int = 16, tile_blend: int = TILE_BLEND, half: bool = False) -> torch.Tensor:
         """Restore ``y`` by ``steps`` DDIM steps (``eta = 0``) from ``x_T ~ N(0, I)`` (DiffGAR §4).
 
         Images are padded (bottom/right, reflect) to the UNet's size multiple and cropped back;
@@ -275,6 +275,8 @@ class DiffGARRestorer:
                 at its padded size, from ``generator[i]`` only).
             tile, tile_pad, tile_blend: tile the network call (see :func:`~genrestore.diffusion.sample`),
                 in image pixels (for a latent model, divided by the autoencoder's factor).
+            half: the diffusion network in 16-bit where the device computes it natively (see
+                :func:`~genrestore.diffusion.sample`); the autoencoder stays float32.
 
         Returns:
             ``(N, C, H, W)`` restored images in ``[0, 1]``.
@@ -291,7 +293,7 @@ class DiffGARRestorer:
         f = self.factor
         x = sample(model, self.encode(y_pad.to(device)), scheduler="ddim", steps=steps, class_labels=labels,
                    guidance_scale=s, eta=0.0, generator=generator, tile=tile // f, tile_pad=tile_pad // f,
-                   tile_blend=max(1, tile_blend // f), latent=self.autoencoder is not None)
+                   tile_blend=max(1, tile_blend // f), latent=self.autoencoder is not None, half=half)
         if self.autoencoder is not None:
             x = self.autoencoder.decode_latents(x / self.latent_scale)
         return x[..., :h, :w].to(y.device)

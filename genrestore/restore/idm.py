@@ -103,7 +103,7 @@ class IDMRestorer:
 
     @torch.inference_mode()
     def restore(self, y: torch.Tensor, steps: int = 10, generator: Generator = None, tile: int = 0,
-                tile_pad: int = 16, tile_blend: int = TILE_BLEND) -> torch.Tensor:
+                tile_pad: int = 16, tile_blend: int = TILE_BLEND, half: bool = False) -> torch.Tensor:
         """Restore ``y`` by ``steps`` DDPM steps from ``x_T ~ N(0, I)`` (IDM §4).
 
         Images are mapped to ``[-1, 1]`` for the model and back, padded (bottom/right) to the
@@ -119,6 +119,8 @@ class IDMRestorer:
                 tiles (a multiple of the size multiple, larger than ``2 tile_pad + tile_blend``).
             tile_pad: pixels dropped at interior tile edges (see :func:`~genrestore.io.tiled_apply`).
             tile_blend: width of the cosine cross-fade between tiles, in pixels.
+            half: the network in 16-bit where the device computes it natively (see
+                :func:`~genrestore.diffusion.sample`).
 
         Returns:
             ``(N, C, H, W)`` restored images in ``[0, 1]`` (``C``: the model's output channels).
@@ -135,7 +137,7 @@ class IDMRestorer:
         y_pad, (h, w) = pad_to_multiple(y, self.multiple)
         device = next(model.parameters()).device
         x = sample(model, y_pad.to(device), "ddpm", steps, generator=generator, tile=tile, tile_pad=tile_pad,
-                   tile_blend=tile_blend)  # DDPM eq. 6-7 with x0 from IDM eq. 7
+                   tile_blend=tile_blend, half=half)  # DDPM eq. 6-7 with x0 from IDM eq. 7
         return x[..., :h, :w].to(y.device)
 
 

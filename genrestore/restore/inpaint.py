@@ -164,7 +164,7 @@ class Inpainter:
 
     @torch.inference_mode()
     def inpaint(self, y: torch.Tensor, mask: torch.Tensor, generator: Generator = None,
-                steps: int | None = None) -> torch.Tensor:
+                steps: int | None = None, half: bool = False) -> torch.Tensor:
         """Fill the holes of ``y``.
 
         Args:
@@ -172,6 +172,8 @@ class Inpainter:
             mask: ``(N, 1, H, W)`` keep-mask (1 = known); pixels below 1 are filled.
             generator: a generator or one per image (the initial noise and each step's noise).
             steps: DDPM steps for ``"diffusion"`` (default 50); the GANs always run their ``T`` steps.
+            half: the network in 16-bit where the device computes it natively (see
+                :func:`~genrestore.diffusion.sample`).
 
         Returns:
             ``(N, 3, H, W)`` in ``[0, 1]``, equal to ``y`` where ``mask`` is 1.
@@ -185,5 +187,6 @@ class Inpainter:
 
         # one sampler for the three kinds: DDPM steps of an x0-predicting model (for the GANs, its T
         # steps are the diffusion GAN's posterior sampling; T = 1 is one call from pure noise)
-        pred = IDMRestorer(self.model).restore(inpaint_condition(y, mask), steps or self.default_steps, generator)
+        pred = IDMRestorer(self.model).restore(inpaint_condition(y, mask), steps or self.default_steps, generator,
+                                               half=half)
         return composite(y, mask, pred).clamp(0, 1)
