@@ -238,17 +238,18 @@ def check_sr(ctx) -> tuple[list[str], dict]:
             return self.conv(t).float() * 0 + 0.5
 
     if dev.type == "cuda":
-        bf16 = torch.cuda.is_bf16_supported
-        torch.cuda.is_bf16_supported = lambda *a, **k: False  # force the fp16 path
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                net = OverflowsInHalf().to(dev)
-                with torch.autocast("cuda", dtype=torch.float16):
-                    raw = net(x)
-                y = srm.upscale(net, x, half=True)
-        finally:
-            torch.cuda.is_bf16_supported = bf16
+        from unittest import mock
+
+        from genrestore.models import precision
+
+        # force the fp16 path (an H100 gets bf16, which does not overflow here)
+        with mock.patch.object(precision, "half_dtype", lambda device: torch.float16), \
+                warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            net = OverflowsInHalf().to(dev)
+            with torch.autocast("cuda", dtype=torch.float16):
+                raw = net(x)
+            y = srm.upscale(net, x, half=True)
         ok = bool(torch.isfinite(y).all()) and float(y.max()) == 0.5 and not bool(torch.isfinite(raw).all())
         data["nan_guard_fp16"] = {"raw_half_finite": bool(torch.isfinite(raw).all()), "retried": len(caught),
                                   "guarded_output_ok": ok}
