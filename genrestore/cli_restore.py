@@ -326,13 +326,15 @@ def cmd_train_diffgar(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)  # the initial weights, so that the recipe reproduces the model
     model = ConditionalUNet(channels, cond_channels=channels, class_names=classes, prediction_type=args.prediction,
                             unet=unet, residual=args.residual)
+    recipe += " --half" if args.half else ""
     common = (args.steps, args.batch_size, args.size, args.lr, args.ema_decay, args.output, args.save_every, args.seed,
               device, recipe, args.time_limit)
     if pairs:
-        train_conditional_pairs(model, pairs, *common, meta=meta, progress=not args.quiet, **extra, **_speed(args))
+        train_conditional_pairs(model, pairs, *common, meta=meta, progress=not args.quiet, half=args.half, **extra,
+                                **_speed(args))
     else:
         train_conditional(model, args.data, diffgar_degrade(level=args.level), *common, meta=meta, **extra,
-                          progress=not args.quiet, **_speed(args, workers=True))
+                          progress=not args.quiet, half=args.half, **_speed(args, workers=True))
     return report_training(args, "DiffGAR model")
 
 
@@ -466,6 +468,8 @@ def cmd_train_idm(args: argparse.Namespace) -> int:
         raise InputError("--extrinsic-from restores clean --data photos; it does not combine with --pairs")
     if args.extrinsic_from:
         ws.model_file(args.extrinsic_from)  # a bad name or a missing weight stops here, before any work
+    if args.init and args.extrinsic_from:
+        raise InputError("--extrinsic-from already starts from model k's weights; drop --init")
     unet = _unet_config(args)
     device = resolve_device(args.device)
     schedule = REGRESSION_SCHEDULE if args.regression else None
@@ -474,14 +478,18 @@ def cmd_train_idm(args: argparse.Namespace) -> int:
     source = f"--pairs {' '.join(args.pairs)}" if args.pairs else f"--data {args.data}"
     recipe = (f"genrestore train idm {source} --size {args.size} --steps {args.steps} "
               f"--batch-size {args.batch_size} --lr {args.lr} --ema-decay {args.ema_decay} {_unet_recipe(args)} --seed {args.seed}"
-              + (" --regression" if args.regression else "") + (" --residual" if args.residual else ""))
+              + (" --regression" if args.regression else "") + (" --residual" if args.residual else "")
+              + (" --half" if args.half else ""))
+    if args.init:
+        model = _init_model(model, args.init, device)
+        recipe += f" --init {args.init}"
     meta = {"restorer": "regression" if args.regression else "idm"}
     common = (args.steps, args.batch_size, args.size, args.lr, args.ema_decay, args.output, args.save_every, args.seed,
               device, recipe, args.time_limit)
     loss = "l1" if args.regression else "mse"
     if args.pairs:  # every pair, identity ones included, trains the restorer (it has no classes)
         train_conditional_pairs(model, load_artifact_pairs(args.pairs), *common, meta=meta, loss=loss,
-                                progress=not args.quiet, **_speed(args))
+                                progress=not args.quiet, half=args.half, **_speed(args))
         return report_training(args, "regression UNet" if args.regression else "IDM model")
     data = args.data
     if args.extrinsic_from:  # IDM §3.3: restore the training data with model k, train model k+1 on it, from k
@@ -497,8 +505,24 @@ def cmd_train_idm(args: argparse.Namespace) -> int:
         recipe += f" --extrinsic-from {args.extrinsic_from}"
         common = (*common[:9], recipe, common[10])
     train_conditional(model, data, PIPELINES["idm"].degrade, *common, meta=meta, loss=loss, progress=not args.quiet,
-                      **_speed(args, workers=True))
+                      half=args.half, **_speed(args, workers=True))
     return report_training(args, "regression UNet" if args.regression else "IDM model")
+
+
+def _init_model(model, init: str, device):
+    """``model`` (built from the command's options) with the weights of the model file or store
+    name ``init``, which must have the same configuration (``--init`` fine-tunes; a checkpoint
+    in OUT, when there is one, still wins: the run resumes)."""
+    from . import weights as ws
+    from .diffusion import ConditionalUNet
+
+    start = ConditionalUNet.load(ws.model_file(init), device)
+    if start.config != model.config:
+        diff = {k: (start.config.get(k), model.config.get(k)) for k in {*start.config, *model.config}
+                if start.config.get(k) != model.config.get(k)}
+        raise InputError(f"--init {init} has another configuration than these options build "
+                         f"(--init vs options: {diff}); give the options it was trained with (its JSON's recipe)")
+    return start.to(device)
 
 
 def _extrinsic_data(args: argparse.Namespace, source: Path, device) -> Path:
@@ -540,7 +564,7 @@ def _extrinsic_data(args: argparse.Namespace, source: Path, device) -> Path:
 
 
 def _common_train_args(t: argparse.ArgumentParser, data_required: bool = True, unet: bool = True,
-                       workers: bool = False) -> None:
+                       workers: bool = False, half: bool = False) -> None:
     t.add_argument("--data", required=data_required, help="folder of clean photos")
     t.add_argument("-o", "--output", required=True, metavar="OUT")
     t.add_argument("--size", type=positive_int, default=128, help="crop side, px")
@@ -559,6 +583,10 @@ def _common_train_args(t: argparse.ArgumentParser, data_required: bool = True, u
                    "under bf16 on recent GPUs)")
     t.add_argument("--compile", action="store_true", help="torch.compile the network's forward (GPU; the first "
                    "steps are slow while it compiles)")
+    if half:
+        t.add_argument("--half", action="store_true", help="bf16 autocast on a CPU that computes bf16 natively "
+                       "(AVX512-BF16 or AMX; about 1.5x faster; part of the recipe); on CUDA training is always "
+                       "bf16; elsewhere float32")
     if workers:
         t.add_argument("--workers", type=nonneg_int, help="processes that make the next batches (crops, "
                        "degradations) while the network trains; default 0 on the CPU, min(8, cores - 1) on "
@@ -574,9 +602,11 @@ def add_train_parser(tsub) -> None:
                         description="Random crops and flips of the photos, degraded on the fly by the IDM pipeline; "
                                     "AdamW, EMA, bf16 on CUDA; resumes from OUT/checkpoint.safetensors. Example: "
                                     "genrestore train idm --data photos/train --size 64 --steps 2000 -o runs/idm")
-    _common_train_args(t, data_required=False, workers=True)
+    _common_train_args(t, data_required=False, workers=True, half=True)
     t.add_argument("--pairs", nargs="+", metavar="DIR", help="instead of --data: (clean, degraded) pair folders from "
                    "`genrestore artifacts` (e.g. the generative artifacts, for DiffGAR's baselines)")
+    t.add_argument("--init", metavar="MODEL", help="start from this model's weights (a file or a store name such as "
+                   "idm-default; the same options it was trained with): fine-tuning")
     t.add_argument("--extrinsic-from", metavar="MODEL", help="extrinsic iteration (IDM §3.3): restore --data with "
                    "this model k, then train model k+1 on the restored photos, starting from model k's weights")
     t.add_argument("--extrinsic-steps", type=positive_int, default=10, help="DDPM steps when restoring the data")
@@ -592,7 +622,7 @@ def add_train_parser(tsub) -> None:
                         description="Each crop gets one of the four benchmark tasks at --level as its class (upsampled "
                                     "back to the crop size); epsilon objective; resumes like train idm. Example: "
                                     "genrestore train diffgar --data photos/train --size 64 --steps 2000 -o runs/dg")
-    _common_train_args(d, data_required=False, workers=True)
+    _common_train_args(d, data_required=False, workers=True, half=True)
     d.add_argument("--level", default="M", choices=("XS", "S", "M", "L", "XL"), help="level of the tasks")
     d.add_argument("--prediction", default="epsilon", choices=("epsilon", "sample", "v_prediction"),
                    help="the network's output: noise (DiffGAR, LDM), x0 (IDM) or v")

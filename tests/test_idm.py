@@ -460,3 +460,64 @@ def test_extrinsic_run_checks_a_damaged_checkpoint_before_restoring_the_data(tmp
     err = capsys.readouterr().err
     assert err.startswith(f"genrestore: error: {ckpt}: not a readable safetensors file") and err.count("\n") == 1
     assert not (tmp_path / "k1" / "extrinsic_data").exists()
+
+
+def _train_photos(tmp_path):
+    from genrestore.io import write_image
+
+    g = torch.Generator().manual_seed(7)
+    for i in range(2):
+        write_image(tmp_path / "photos" / f"p{i}.png", torch.rand(1, 3, 24, 24, generator=g))
+    return ["--data", str(tmp_path / "photos"), "--size", "16", "--batch-size", "2", "--channels", "8", "16",
+            "--layers-per-block", "1", "--device", "cpu", "-q"]
+
+
+def test_train_half_on_a_cpu_with_native_bf16_changes_the_run_and_is_part_of_it(tmp_path, capsys, monkeypatch):
+    """train idm --half trains under bf16 autocast where the CPU computes bf16 natively (faked: it
+    runs on any CPU), which changes the weights, so it is in the recipe and a checkpoint made with it
+    does not resume without it; without native bf16 it is float32, the plain run's weights."""
+    import json
+
+    import genrestore.models.precision as precision
+    from genrestore.cli import main
+    from genrestore.diffusion import ConditionalUNet
+
+    base = ["train", "idm", *_train_photos(tmp_path), "--steps", "2"]
+    weights = {}
+    for name, native, half in (("plain", True, False), ("bf16", True, True), ("emulated", False, True)):
+        monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda native=native: native)
+        assert main([*base, "-o", str(tmp_path / name)] + (["--half"] if half else [])) == 0
+        weights[name] = ConditionalUNet.load(tmp_path / name / "model.safetensors").state_dict()
+    assert all(torch.equal(weights["plain"][k], weights["emulated"][k]) for k in weights["plain"])
+    assert max(float((weights["plain"][k] - weights["bf16"][k]).abs().max()) for k in weights["plain"]) > 1e-6
+    assert json.loads((tmp_path / "bf16" / "model.json").read_text())["recipe"].endswith(" --half")
+    capsys.readouterr()
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    assert main([*base[:-2], "--steps", "3", "-o", str(tmp_path / "bf16")]) == 2  # resume without --half
+    assert "half" in capsys.readouterr().err
+
+
+def test_train_init_starts_from_a_model_with_the_same_options(tmp_path, capsys):
+    from genrestore.cli import main
+    from genrestore.diffusion import ConditionalUNet
+
+    opts = _train_photos(tmp_path)
+    assert main(["train", "idm", *opts, "--steps", "2", "--lr", "0.01", "-o", str(tmp_path / "k")]) == 0
+    start = ConditionalUNet.load(tmp_path / "k" / "model.safetensors").state_dict()
+    # a learning rate of 1e-12: the fine-tuned model is its start, whatever a fresh model would be
+    assert main(["train", "idm", *opts, "--steps", "1", "--lr", "1e-12", "--init", str(tmp_path / "k" / "model.safetensors"),
+                 "-o", str(tmp_path / "ft")]) == 0
+    tuned = ConditionalUNet.load(tmp_path / "ft" / "model.safetensors").state_dict()
+    assert max(float((start[k] - tuned[k]).abs().max()) for k in start) < 1e-6
+    torch.manual_seed(0)
+    fresh = ConditionalUNet(3, prediction_type="sample", unet=ConditionalUNet.load(
+        tmp_path / "k" / "model.safetensors").config["unet"]).state_dict()
+    assert max(float((fresh[k] - tuned[k]).abs().max()) for k in start) > 1e-3
+    capsys.readouterr()
+    assert main(["train", "idm", *opts, "--steps", "1", "--residual", "--init", str(tmp_path / "k" / "model.safetensors"),
+                 "-o", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err
+    assert "another configuration" in err and "residual" in err and len(err.strip().splitlines()) == 1
+    assert main(["train", "idm", *opts, "--steps", "1", "--init", "idm-default", "--extrinsic-from", "idm-default",
+                 "-o", str(tmp_path / "bad2")]) == 2
+    assert "drop --init" in capsys.readouterr().err
