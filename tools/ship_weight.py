@@ -21,8 +21,8 @@ from safetensors.torch import load_file, save_file
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "genrestore" / "weights"
 LICENSE = ("weights trained by genrestore (its own code and recipe) on the project's training photographs, which "
-           "are CC0-1.0, CC-BY-4.0, CC-BY-SA-4.0 and GPL-2+ (authors and licenses in the shared data's SOURCES.md; "
-           "file names in this sidecar); redistribute with that attribution")
+           "are CC0-1.0, CC-BY-4.0, CC-BY-SA-4.0 and GPL-2+ (authors and licenses in LICENSE.training-photos.md "
+           "beside this file; file names in this sidecar); redistribute with that attribution")
 
 
 def main(argv=None) -> int:
@@ -31,6 +31,8 @@ def main(argv=None) -> int:
     ap.add_argument("name")
     ap.add_argument("--description", required=True)
     ap.add_argument("--data", help="the training photos folder (their names go in the sidecar)")
+    ap.add_argument("--how-to-get", help="the retraining instructions, when the model's recipe alone does not "
+                    "reproduce it (e.g. a fine-tune whose --init names a weight that this one replaces)")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     from genrestore.weights import sha256_file
@@ -41,7 +43,8 @@ def main(argv=None) -> int:
     out = WEIGHTS / f"{args.name}.safetensors"
     save_file(state, str(out))
     entry = {"file": out.name, "description": args.description, "license": LICENSE,
-             "how_to_get": f"shipped with genrestore; to retrain: {meta.get('recipe', '(see the sidecar)')}",
+             "how_to_get": "shipped with genrestore; to retrain: "
+                           + (args.how_to_get or meta.get("recipe", "(see the sidecar)")),
              "format": "safetensors", "sha256": sha256_file(out)}
     photos = sorted(p.name for p in Path(args.data).iterdir()) if args.data else []
     sidecar = {"name": args.name, **entry, **meta, "parameters": sum(v.numel() for v in state.values()),
