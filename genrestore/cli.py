@@ -417,6 +417,7 @@ def cmd_authenticity(args: argparse.Namespace) -> int:
     from ._random import generator_for
     from .cli_restore import check_restorer_tiling
     from .io import json_line, list_images, read_image
+    from .models.precision import half_name
     from .restore.idm import IDMRestorer, authenticity
 
     if args.dist:
@@ -438,7 +439,7 @@ def cmd_authenticity(args: argparse.Namespace) -> int:
         if dist is not None and not fits:
             small.append(p.name)
         r = authenticity(restorer, fx, args.steps, generator_for(args.seed, p.name), args.tile, args.tile_pad,
-                         distance=dist if fits else None)
+                         distance=dist if fits else None, half=args.half)
         row = {"name": p.name, "psnr": float(r["psnr"][0]), **({"lpips": float(r["lpips"][0])} if fits else {})}
         rows.append(row)
         if args.json:
@@ -448,7 +449,8 @@ def cmd_authenticity(args: argparse.Namespace) -> int:
         note += (f" over {len(with_lpips)} of {len(rows)} images ({len(small)} smaller than 31 px a side, "
                  f"e.g. {small[0]})")
     summary = {"images": len(rows), "psnr": sum(r["psnr"] for r in rows) / len(rows), "model": args.authenticity,
-               "steps": args.steps, "tile": args.tile, "tile_pad": args.tile_pad, "lpips_note": note}
+               "steps": args.steps, "tile": args.tile, "tile_pad": args.tile_pad, "half": half_name(device, args.half),
+               "lpips_note": note}
     if with_lpips:
         summary["lpips"] = sum(with_lpips) / len(with_lpips)
     if args.json:
@@ -472,6 +474,8 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         return cmd_authenticity(args)
     if not args.dist:
         raise InputError("metrics needs REF and DIST (or --authenticity MODEL with one folder)")
+    if args.half:
+        raise InputError("--half applies to --authenticity's restorations; the metrics run in float32")
     if args.gray and args.y:
         raise InputError("--y (compare the luma of RGB images) and --gray (compare grey images) exclude each other")
 
@@ -690,6 +694,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "network call, as `genrestore restore --tile` (default 256, restore's; 0: whole image), so that "
                    "f(f(x)) is made by the same f as f(x)")
     m.add_argument("--tile-pad", type=nonneg_int, default=16, metavar="PX", help="--authenticity: as restore --tile-pad")
+    m.add_argument("--half", action="store_true", help="--authenticity: as restore --half (give it when f(x) was "
+                   "made with it, so that both passes are the same f)")
     m.add_argument("--metrics", default="psnr,ssim", help=f"comma-separated, from {', '.join(METRICS_AVAILABLE)}")
     m.add_argument("--y", action="store_true", help="compare BT.601 luma (Y), as the SR papers do")
     m.add_argument("--gray", action="store_true", help="compare as grey images (for grey inputs)")

@@ -480,8 +480,9 @@ def cmd_train_idm(args: argparse.Namespace) -> int:
               f"--batch-size {args.batch_size} --lr {args.lr} --ema-decay {args.ema_decay} {_unet_recipe(args)} --seed {args.seed}"
               + (" --regression" if args.regression else "") + (" --residual" if args.residual else "")
               + (" --half" if args.half else ""))
+    init = {}
     if args.init:
-        model = _init_model(model, args.init, device)
+        init["init_sha256"] = _init_model(model, args.init)
         recipe += f" --init {args.init}"
     meta = {"restorer": "regression" if args.regression else "idm"}
     common = (args.steps, args.batch_size, args.size, args.lr, args.ema_decay, args.output, args.save_every, args.seed,
@@ -489,7 +490,7 @@ def cmd_train_idm(args: argparse.Namespace) -> int:
     loss = "l1" if args.regression else "mse"
     if args.pairs:  # every pair, identity ones included, trains the restorer (it has no classes)
         train_conditional_pairs(model, load_artifact_pairs(args.pairs), *common, meta=meta, loss=loss,
-                                progress=not args.quiet, half=args.half, **_speed(args))
+                                progress=not args.quiet, half=args.half, **init, **_speed(args))
         return report_training(args, "regression UNet" if args.regression else "IDM model")
     data = args.data
     if args.extrinsic_from:  # IDM §3.3: restore the training data with model k, train model k+1 on it, from k
@@ -505,24 +506,32 @@ def cmd_train_idm(args: argparse.Namespace) -> int:
         recipe += f" --extrinsic-from {args.extrinsic_from}"
         common = (*common[:9], recipe, common[10])
     train_conditional(model, data, PIPELINES["idm"].degrade, *common, meta=meta, loss=loss, progress=not args.quiet,
-                      half=args.half, **_speed(args, workers=True))
+                      half=args.half, **init, **_speed(args, workers=True))
     return report_training(args, "regression UNet" if args.regression else "IDM model")
 
 
-def _init_model(model, init: str, device):
-    """``model`` (built from the command's options) with the weights of the model file or store
-    name ``init``, which must have the same configuration (``--init`` fine-tunes; a checkpoint
-    in OUT, when there is one, still wins: the run resumes)."""
+def _init_model(model, init: str) -> str:
+    """Load into ``model`` (built from the command's options) the weights of the model file or
+    store name ``init``, which must have the same configuration but for the crop size
+    (``sample_size``, which no weight depends on); return their file's sha256 (``--init``
+    fine-tunes; when OUT holds a checkpoint, its weights replace these: the run resumes, if it
+    started from the same file)."""
     from . import weights as ws
     from .diffusion import ConditionalUNet
 
-    start = ConditionalUNet.load(ws.model_file(init), device)
-    if start.config != model.config:
-        diff = {k: (start.config.get(k), model.config.get(k)) for k in {*start.config, *model.config}
-                if start.config.get(k) != model.config.get(k)}
+    path = ws.model_file(init)
+    start = ConditionalUNet.load(path)
+
+    def comparable(config: dict) -> dict:
+        return {**config, "unet": {k: v for k, v in config.get("unet", {}).items() if k != "sample_size"}}
+
+    a, b = comparable(start.config), comparable(model.config)
+    if a != b:
+        diff = {k: (a.get(k), b.get(k)) for k in {*a, *b} if a.get(k) != b.get(k)}
         raise InputError(f"--init {init} has another configuration than these options build "
                          f"(--init vs options: {diff}); give the options it was trained with (its JSON's recipe)")
-    return start.to(device)
+    model.load_state_dict(start.state_dict())
+    return ws.sha256_file(path)
 
 
 def _extrinsic_data(args: argparse.Namespace, source: Path, device) -> Path:

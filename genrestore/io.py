@@ -477,11 +477,18 @@ def check_outputs_not_inputs(outputs: Iterable[Path], inputs: Sequence[Path]) ->
 
 def _tile_grid(size: int, tile: int, overlap: int, multiple: int = 1) -> tuple[list[int], int]:
     """Starts and side of the tiles along one axis of ``size`` px: the fewest tiles of at most
-    ``tile`` px that overlap by at least ``overlap``, each as small as that count allows (rounded
-    up to ``multiple``, at most ``tile``), spread evenly. Equal-sided tiles of the largest size
-    would compute up to ``(tile / side)^2`` times more (1.5x for 512 px in 256 px tiles)."""
+    ``tile`` px that overlap by at least ``overlap``, each as small as that count allows, spread
+    evenly. Equal-sided tiles of the largest size would compute up to ``(tile / side)^2`` times
+    more (1.5x for 512 px in 256 px tiles). With ``multiple`` (``tile`` one of its multiples) the
+    grid is laid out in units of it when ``size`` is one too (and ``tile`` exceeds ``overlap``
+    rounded up to it): sides and starts are multiples, so a network that folds ``multiple`` pixels
+    into channels (pixel-unshuffle) sees every tile at the whole image's phase; otherwise only the
+    sides are."""
     if size <= tile:
         return [0], size
+    if multiple > 1 and size % multiple == 0 and tile // multiple > -(-overlap // multiple):
+        starts, side = _tile_grid(size // multiple, tile // multiple, -(-overlap // multiple))
+        return [s * multiple for s in starts], side * multiple
     n = math.ceil((size - tile) / (tile - overlap)) + 1
     side = min(tile, -(-math.ceil((size + (n - 1) * overlap) / n) // multiple) * multiple)
     # consecutive starts differ by at most ceil((size - side) / (n - 1)) <= side - overlap
@@ -505,7 +512,7 @@ def tiled_apply(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, til
                 out_device: torch.device | str | None = None) -> torch.Tensor:
     """Apply ``fn`` to overlapping tiles of ``x`` and blend the results smoothly.
 
-    Neighbouring tiles overlap by ``2 * pad + blend`` input pixels. Output pixels within
+    Neighbouring tiles overlap by at least ``2 * pad + blend`` input pixels. Output pixels within
     ``pad`` of a tile's interior edge get zero weight, so an operator whose receptive field
     radius is at most ``pad`` gives the untiled result; the next ``blend`` pixels fade in with a
     cosine ramp, which hides seams for operators with wider context. An axis longer than ``tile``
@@ -521,8 +528,9 @@ def tiled_apply(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, til
         pad: pixels discarded at interior tile edges (the operator's receptive-field radius).
         blend: width of the cosine cross-fade, in input pixels (>= 1).
         scale: integer output/input size ratio of ``fn`` (4 for a x4 super-resolver).
-        multiple: tile sides are multiples of it (a UNet's size multiple), or the whole axis;
-            ``tile`` should be one too.
+        multiple: tile sides (and, on axes that are its multiples, tile starts) are multiples
+            of it (a UNet's size multiple, an SR network's pixel-unshuffle factor), or the whole
+            axis; ``tile`` must be one too.
         out_device: where the output is assembled (default: ``x.device``).
 
     Returns:
@@ -544,6 +552,8 @@ def tiled_apply(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, til
     tile, pad, blend, scale, multiple = ints
     if blend < 1 or pad < 0:
         raise InputError(f"tiling needs blend >= 1 and pad >= 0, got blend={blend}, pad={pad}")
+    if tile % multiple:
+        raise InputError(f"tile ({tile}) must be a multiple of {multiple}")
     overlap = 2 * pad + blend
     if tile <= overlap:
         raise InputError(f"tile ({tile}) must be larger than 2 * pad + blend ({overlap})")

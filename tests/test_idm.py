@@ -362,6 +362,35 @@ def test_authenticity_cli_restores_with_restore_tiling(tmp_path, capsys):
     assert summary["psnr"] == pytest.approx(tiled, abs=1e-6) and summary["tile"] == 32
 
 
+def test_authenticity_cli_half_restores_as_restore_half(tmp_path, capsys, monkeypatch):
+    """f(x) made by restore --half is restored again in the same precision by metrics --authenticity
+    --half (bf16 on a CPU with native bf16, faked here), as the library call with half=True."""
+    import json
+
+    import genrestore.models.precision as precision
+    from genrestore.cli import main
+    from genrestore.io import read_image, write_image
+    from genrestore.restore.idm import authenticity
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    tiny_net().save(tmp_path / "m.safetensors")
+    write_image(tmp_path / "fx" / "a.png", torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(8)))
+    base = ["metrics", str(tmp_path / "fx"), "--authenticity", str(tmp_path / "m.safetensors"), "--steps", "2",
+            "--json", "-q", "--device", "cpu"]
+    psnrs = {}
+    for half in (False, True):
+        assert main(base + (["--half"] if half else [])) == 0
+        summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["summary"]
+        assert summary["half"] == ("bfloat16" if half else None)
+        psnrs[half] = summary["psnr"]
+    fx = read_image(tmp_path / "fx" / "a.png")
+    expected = float(authenticity(IDMRestorer.from_file(tmp_path / "m.safetensors"), fx, 2, generator_for(0, "a.png"),
+                                  256, 16, half=True)["psnr"][0])
+    assert psnrs[True] == pytest.approx(expected, abs=1e-6) and abs(psnrs[True] - psnrs[False]) > 1e-4
+    assert main(["metrics", str(tmp_path / "fx"), str(tmp_path / "fx"), "--half"]) == 2
+    assert "--half applies to --authenticity" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("verb", ["restore", "authenticity"])
 @pytest.mark.parametrize("tiling", [["--tile", "30"], ["--tile", "40", "--tile-pad", "12"]])
 def test_restore_and_authenticity_check_the_tile_against_the_model_up_front(tmp_path, capsys, verb, tiling):
@@ -513,7 +542,17 @@ def test_train_init_starts_from_a_model_with_the_same_options(tmp_path, capsys):
     fresh = ConditionalUNet(3, prediction_type="sample", unet=ConditionalUNet.load(
         tmp_path / "k" / "model.safetensors").config["unet"]).state_dict()
     assert max(float((fresh[k] - tuned[k]).abs().max()) for k in start) > 1e-3
+    # the crop size is no part of the weights: another --size fine-tunes too
+    at = opts.index("--size") + 1
+    sized = [*opts[:at], "20", *opts[at + 1:]]
+    assert main(["train", "idm", *sized, "--steps", "1", "--init", str(tmp_path / "k" / "model.safetensors"),
+                 "-o", str(tmp_path / "ft20")]) == 0
+    # the start is part of the run: its checkpoint does not resume from another model, nor from none
+    assert main(["train", "idm", *opts, "--steps", "2", "--lr", "0.01", "--seed", "5", "-o", str(tmp_path / "k2")]) == 0
     capsys.readouterr()
+    for other in (["--init", str(tmp_path / "k2" / "model.safetensors")], []):
+        assert main(["train", "idm", *opts, "--steps", "2", "--lr", "1e-12", *other, "-o", str(tmp_path / "ft")]) == 2
+        assert "init_sha256" in capsys.readouterr().err
     assert main(["train", "idm", *opts, "--steps", "1", "--residual", "--init", str(tmp_path / "k" / "model.safetensors"),
                  "-o", str(tmp_path / "bad")]) == 2
     err = capsys.readouterr().err

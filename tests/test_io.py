@@ -245,18 +245,23 @@ def test_tile_grid_fewest_smallest_tiles_that_cover_with_overlap():
     assert _tile_grid(512, 256, 48, 8) == ([0, 152, 304], 208)  # 3 tiles of 208 px, not of 256
     assert _tile_grid(200, 256, 48) == ([0], 200)
     for size in range(1, 300):
-        for tile, overlap, multiple in ((64, 20, 8), (40, 9, 1), (33, 32, 1), (96, 48, 16)):
+        for tile, overlap, multiple in ((64, 20, 8), (40, 9, 1), (33, 32, 1), (96, 48, 16), (64, 48, 2), (56, 49, 8)):
             starts, side = _tile_grid(size, tile, overlap, multiple)
             if size <= tile:
                 assert (starts, side) == ([0], size)
                 continue
-            # as many tiles as full-size tiles at stride tile - overlap would need
-            assert len(starts) == -(-(size - tile) // (tile - overlap)) + 1
             assert side <= tile and side % multiple == 0 and side < size
             assert starts[0] == 0 and starts[-1] + side == size  # covers the axis exactly
             assert all(b - a <= side - overlap for a, b in zip(starts, starts[1:]))  # enough overlap
+            aligned = size % multiple == 0 and tile // multiple > -(-overlap // multiple)
+            # the overlap the grid is laid out with: rounded up to the multiple when aligned
+            ov = -(-overlap // multiple) * multiple if aligned else overlap
+            if aligned:  # at the whole image's phase (pixel-unshuffle)
+                assert all(s % multiple == 0 for s in starts)
+            # as many tiles as full-size tiles at stride tile - ov would need
+            assert len(starts) == -(-(size - tile) // (tile - ov)) + 1
             # no smaller multiple would do with this many tiles
-            assert (side - multiple) * len(starts) - (len(starts) - 1) * overlap < size
+            assert (side - multiple) * len(starts) - (len(starts) - 1) * ov < size
 
 
 def test_tiled_uneven_tiles_match_untiled_conv_and_count_fewer_pixels():

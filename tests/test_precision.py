@@ -23,10 +23,6 @@ def test_half_dtype_on_the_cpu_is_bf16_only_where_native(native_bf16):
     assert half_dtype("cpu") == (torch.bfloat16 if native_bf16 else None)
 
 
-def test_cpu_probe_answers_a_bool():
-    assert precision.cpu_has_native_bf16.__wrapped__() in (True, False)
-
-
 def tiny_sr():
     torch.manual_seed(0)  # test-only: weight init
     return build_sr({"arch": "rrdbnet", "num_feat": 8, "num_block": 1, "num_grow_ch": 4, "scale": 4}).eval()
@@ -87,3 +83,29 @@ def test_sampler_half_close_to_float32_and_same_noise(native_bf16):
     else:
         assert diff == 0
     assert torch.isfinite(tiled).all() and tiled.shape == full.shape
+
+
+class OverflowingDenoiser(ConditionalUNet):
+    """An x0-predictor that is finite in float32 and inf under autocast."""
+
+    def forward(self, x_t, t, y, class_labels=None):
+        return y * 0 + (torch.inf if torch.is_autocast_enabled(y.device.type) else 0.25)
+
+
+def test_sampler_recomputes_a_non_finite_half_step_in_float32(monkeypatch):
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    net = OverflowingDenoiser(3, prediction_type="sample", unet=TINY_UNET).eval()
+    y = torch.rand(1, 3, 16, 16)
+    with pytest.warns(UserWarning, match="bfloat16 diffusion output; recomputed in float32"):
+        out = sample(net, y, "ddpm", 2, generator=torch.Generator().manual_seed(0), half=True)
+    assert torch.isfinite(out).all()
+    assert torch.equal(out, sample(net, y, "ddpm", 2, generator=torch.Generator().manual_seed(0)))
+
+
+def test_float64_network_is_left_in_float64_by_half(monkeypatch):
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    net = tiny_sr().double()
+    x = torch.rand(1, 3, 12, 12, dtype=torch.float64)
+    with torch.no_grad():
+        out = run_network(net, x, half=True)
+        assert out.dtype == torch.float64 and torch.allclose(out, net(x), rtol=0, atol=1e-12)

@@ -51,9 +51,9 @@ from .schedulers import make_scheduler
 CHECKPOINT = "checkpoint.safetensors"
 FINAL = "model.safetensors"
 # Run arguments that must match for a resume to continue the same run.
-_RUN_KEYS = ("batch_size", "crop", "lr", "ema_decay", "seed", "n_images", "config", "loss", "half")
+_RUN_KEYS = ("batch_size", "crop", "lr", "ema_decay", "seed", "n_images", "config", "loss", "half", "init_sha256")
 # run values that are left out of the record when they are the default (older checkpoints lack them)
-_RUN_DEFAULTS = {"loss": "mse", "world_size": 1, "half": False}
+_RUN_DEFAULTS = {"loss": "mse", "world_size": 1, "half": False, "init_sha256": None}
 
 
 def load_images(images: Sequence[torch.Tensor] | str | os.PathLike, channels: int = 3) -> list[torch.Tensor]:
@@ -179,15 +179,22 @@ def _check_labels(labels: torch.Tensor, n: int, num_classes: int) -> torch.Tenso
     return labels
 
 
+def cpu_bf16(half: bool, device: str | torch.device) -> bool:
+    """Whether ``--half`` trains under bf16 autocast on ``device``: on a CPU that computes bf16
+    natively. (On CUDA training is bf16 anyway; elsewhere it stays float32.) Runs record this,
+    not the flag, so a checkpoint resumes only where the same arithmetic runs."""
+    return half and torch.device(device).type == "cpu" and half_dtype("cpu") == torch.bfloat16
+
+
 def _denoising_step(model: ConditionalUNet, opt: torch.optim.Optimizer, device: torch.device, loss: str = "mse",
                     encode: Callable[[torch.Tensor], torch.Tensor] | None = None,
                     sync: Callable[[torch.nn.Module], None] | None = None, half: bool = False):
     """``fn(x0, y, labels, generator, step)``: one optimizer step on :func:`.sampling.training_loss`
     (inputs in ``[0, 1]`` on any device; bf16 autocast on CUDA, and with ``half`` on a CPU that
-    computes bf16 natively). ``encode`` maps images to the model's latent space (default: pixels in
-    ``[-1, 1]``)."""
+    computes bf16 natively, :func:`cpu_bf16`). ``encode`` maps images to the model's latent space
+    (default: pixels in ``[-1, 1]``)."""
     sched = make_scheduler("ddpm", model.config["schedule"], model.prediction_type)
-    autocast = device.type == "cuda" or (half and device.type == "cpu" and half_dtype(device) == torch.bfloat16)
+    autocast = device.type == "cuda" or cpu_bf16(half, device)
 
     def step_fn(x0, y, labels, generator, step):
         if labels is not None:
@@ -423,7 +430,8 @@ def train_conditional(model: ConditionalUNet, images: Sequence[torch.Tensor] | s
                       device: str | torch.device = "cpu", recipe: str | None = None, time_limit: float | None = None,
                       meta: dict[str, Any] | None = None, loss: str = "mse", channels_last: bool = False,
                       compile: bool | str = False, encode: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                      progress: bool = False, workers: int = 0, half: bool = False) -> ConditionalUNet:
+                      progress: bool = False, workers: int = 0, half: bool = False,
+                      init_sha256: str | None = None) -> ConditionalUNet:
     """Train ``model`` to restore ``degrade_fn(x)`` to ``x``; return the EMA model.
 
     Step ``k`` (from 0): crops and flips from ``generator_for(seed, "crop-k")``, image ``i``'s
@@ -467,8 +475,11 @@ def train_conditional(model: ConditionalUNet, images: Sequence[torch.Tensor] | s
         time_limit: seconds this call may train; then it saves the checkpoint and returns the EMA
             model without writing the final one (rerun to continue; for machines lent by the hour).
         progress: show a progress bar (tqdm, on stderr).
-        half: bf16 autocast on a CPU with native bf16 (:func:`genrestore.models.precision.half_dtype`);
-            without one, float32 as before (the run records ``half`` either way).
+        half: bf16 autocast on a CPU with native bf16 (:func:`cpu_bf16`); elsewhere no change.
+            The run's arguments record ``half`` only where it changed the arithmetic.
+        init_sha256: the sha256 of the weights ``model`` starts from, when they are a trained
+            model's (fine-tuning): part of the run's arguments, so a checkpoint resumes only
+            from the same start.
 
     Returns:
         the EMA :class:`ConditionalUNet`, in ``eval()`` mode.
@@ -480,7 +491,8 @@ def train_conditional(model: ConditionalUNet, images: Sequence[torch.Tensor] | s
     """
     tr = TrainRun(model, images, steps, batch_size, crop, ema_decay, out_dir, save_every, seed, device,
                   {"lr": lr, "config": model.config, **({"loss": loss} if loss != "mse" else {}),
-                   **({"half": True} if half else {})},
+                   **({"half": True} if cpu_bf16(half, device) else {}),
+                   **({"init_sha256": init_sha256} if init_sha256 else {})},
                   time_limit=time_limit, channels_last=channels_last, compile=compile, workers=workers)
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     tr.optimizers["adamw"] = (opt, model)
@@ -510,7 +522,8 @@ def train_conditional_pairs(model: ConditionalUNet, pairs: Sequence[tuple[torch.
                             time_limit: float | None = None, meta: dict[str, Any] | None = None,
                             channels_last: bool = False, compile: bool | str = False,
                             encode: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                            progress: bool = False, loss: str = "mse", half: bool = False) -> ConditionalUNet:
+                            progress: bool = False, loss: str = "mse", half: bool = False,
+                            init_sha256: str | None = None) -> ConditionalUNet:
     """:func:`train_conditional` on precomputed ``(clean, degraded, label)`` pairs (DiffGAR's
     synthetic artifact dataset): the same crop window and flip cut both images of a pair.
 
@@ -518,7 +531,7 @@ def train_conditional_pairs(model: ConditionalUNet, pairs: Sequence[tuple[torch.
         pairs: ``(3, H, W)`` clean and degraded images in ``[0, 1]`` of the same size, and the class
             index in ``[0, num_classes]`` (``num_classes`` = ``[MASK]``, e.g. identity pairs); a
             model without classes (IDM, the regression UNet) ignores it.
-        loss, half: as in :func:`train_conditional`.
+        loss, half, init_sha256: as in :func:`train_conditional`.
 
     Returns:
         the EMA model (also saved as ``out_dir/model.safetensors``).
@@ -531,7 +544,8 @@ def train_conditional_pairs(model: ConditionalUNet, pairs: Sequence[tuple[torch.
         labels.append(int(label))
     label_of = torch.tensor(labels, dtype=torch.long)
     args = {"lr": lr, "config": model.config, "pairs": len(stacked), **({"loss": loss} if loss != "mse" else {}),
-            **({"half": True} if half else {})}
+            **({"half": True} if cpu_bf16(half, device) else {}),
+            **({"init_sha256": init_sha256} if init_sha256 else {})}
     tr = TrainRun(model, stacked, steps, batch_size, crop, ema_decay, out_dir, save_every, seed, device, args,
                   channels=6, time_limit=time_limit, channels_last=channels_last, compile=compile)
     opt = torch.optim.AdamW(model.parameters(), lr=lr)

@@ -58,13 +58,14 @@ def run_network(fn: Callable[..., torch.Tensor], *inputs: torch.Tensor, half: bo
                 what: str = "network") -> torch.Tensor:
     """``fn(*inputs)``, its ``(N, C, H, W)`` inputs made channels-last.
 
-    With ``half`` and a :func:`half_dtype` for the inputs' device, ``fn`` runs under autocast to
-    that dtype and its output is returned as float32; a result with NaN or inf (fp16 overflow) is
+    With ``half``, float32 inputs and a :func:`half_dtype` for their device, ``fn`` runs under
+    autocast to that dtype and its output is returned as float32; a result with NaN or inf (fp16 overflow) is
     recomputed without autocast, with a warning naming ``what``. Without autocast the values are
     the plain call's up to float rounding, in ``fn``'s output dtype.
     """
     inputs = tuple(channels_last(t) if t.ndim == 4 else t for t in inputs)
-    dtype = half_dtype(inputs[0].device) if half else None
+    # autocast leaves float64 alone: a float64 network stays float64 (and is not rounded to float32)
+    dtype = half_dtype(inputs[0].device) if half and inputs[0].dtype == torch.float32 else None
     if dtype is not None:
         with torch.autocast(inputs[0].device.type, dtype=dtype):
             out = fn(*inputs).float()

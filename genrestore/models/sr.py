@@ -194,7 +194,7 @@ def upscale(net: nn.Module, x: torch.Tensor, tile: int = 0, tile_pad: int = 16, 
     Args:
         net: an SR network with an integer ``scale`` attribute.
         x: ``(N, 3, H, W)`` RGB in [0, 1], on the network's device.
-        tile: tile side in input pixels (0: whole image). Tiles overlap by ``2 * tile_pad + 8``.
+        tile: tile side in input pixels (0: whole image). Tiles overlap by at least ``2 * tile_pad + 8``.
         tile_pad: input pixels discarded at interior tile edges; when it covers the network's
             receptive field the tiled output equals the untiled one.
         half: autocast to :func:`~genrestore.models.precision.half_dtype` (bf16 on GPUs and on

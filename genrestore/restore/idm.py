@@ -142,14 +142,14 @@ class IDMRestorer:
 
 
 def authenticity(restorer: IDMRestorer, restored: torch.Tensor, steps: int = 10, generator: Generator = None,
-                 tile: int = 0, tile_pad: int = 16, distance=None) -> dict[str, torch.Tensor]:
+                 tile: int = 0, tile_pad: int = 16, distance=None, half: bool = False) -> dict[str, torch.Tensor]:
     """IDM's authenticity test (eq. 2): restore the restored images again and compare, ``f(f(x)) ~ f(x)``.
 
     Args:
         restorer: the model ``f``.
         restored: ``(N, 3, H, W)`` images ``f(x)`` in [0, 1].
-        steps, generator, tile, tile_pad: as :meth:`IDMRestorer.restore`; give the values that made
-            ``f(x)``, so that both passes are the same function.
+        steps, generator, tile, tile_pad, half: as :meth:`IDMRestorer.restore`; give the values
+            that made ``f(x)``, so that both passes are the same function.
         distance: optional extra per-image distance ``(a, b) -> (N,)`` (e.g. LPIPS), reported as ``"lpips"``.
 
     Returns:
@@ -157,7 +157,7 @@ def authenticity(restorer: IDMRestorer, restored: torch.Tensor, steps: int = 10,
     """
     from ..metrics import psnr
 
-    twice = restorer.restore(restored, steps, generator, tile, tile_pad)
+    twice = restorer.restore(restored, steps, generator, tile, tile_pad, half=half)
     out = {"psnr": psnr(twice, restored), "twice": twice}
     if distance is not None:
         out["lpips"] = distance(twice, restored)
