@@ -645,7 +645,7 @@ def test_half_uses_bf16_only_where_the_gpu_has_it_natively(monkeypatch, capabili
 
     monkeypatch.setattr(torch, "autocast", Recorder)
     x = mock.MagicMock()
-    x.device = torch.device("cuda", 0)
+    x.device, x.dtype = torch.device("cuda", 0), torch.float32
     y = sr._run(lambda t: torch.zeros(1, 3, 4, 4), x, half=True)
     assert used == [expected] and torch.equal(y, torch.zeros(1, 3, 4, 4))
 
