@@ -12,7 +12,7 @@ import math
 import torch
 
 from .. import _random
-from .._checks import InputError, check_image
+from .._checks import InputError, check_image, finite_number
 
 Param = float | torch.Tensor
 
@@ -82,8 +82,7 @@ def poisson_noise_scaled(x: torch.Tensor, scale: Param, generator: _random.Gener
     """
     check_image(x, channels=tuple(range(1, 65)))
     scale = _per_image(scale, x, "scale")
-    if not (math.isfinite(levels) and levels > 0):
-        raise InputError(f"expected levels as a finite number > 0, got {levels}")
+    levels = finite_number(levels, "levels", 0, low_open=True)
     src = x
     g = torch.as_tensor(gray, device=x.device).reshape(-1, 1, 1, 1)
     if x.shape[1] == 3:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
 
-from .._checks import InputError, real_number
+from .._checks import InputError, finite_number
 from .distance import variance_distance
 from .mask import MIN_AREA_X4, Region, refine_mask, regions
 from .semantic import Segmenter, TextureSegmenter, adjustment_map
@@ -61,10 +60,9 @@ def detect_artifacts(gan_sr: torch.Tensor, mse_sr: torch.Tensor, segmenter: Segm
     if not callable(segmenter) and segmenter is not None:
         raise InputError(f"expected segmenter as a Segmenter (e.g. make_segmenter({segmenter!r})), "
                          f"got {type(segmenter).__name__}")
-    for v, what, zero_ok in ((threshold, "threshold", False), (scale, "scale", False), (min_area_x4, "min_area_x4", True)):
-        f = real_number(v)
-        if f is None or not (math.isfinite(f) and (f >= 0 if zero_ok else f > 0)):
-            raise InputError(f"expected {what} as a finite number {'>= 0' if zero_ok else '> 0'}, got {v!r}")
+    finite_number(threshold, "threshold", 0, low_open=True)
+    finite_number(scale, "scale", 0, low_open=True)
+    finite_number(min_area_x4, "min_area_x4", 0)
     if isinstance(gan_sr, torch.Tensor) and gan_sr.ndim == 4 and gan_sr.shape[0] == 0:
         raise InputError("expected at least one GAN-SR / MSE-SR pair, got an empty batch")
     segmenter = segmenter or TextureSegmenter()

@@ -20,7 +20,6 @@ finish in ``compute``; ``merge`` adds another instance's state (shards, ranks).
 
 from __future__ import annotations
 
-import math
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Literal
@@ -28,7 +27,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from .._checks import InputError, check_image, real_number
+from .._checks import InputError, check_image, finite_number
 
 
 def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
@@ -79,10 +78,7 @@ def _check_precision(precision: str) -> torch.dtype:
 
 def _check_data_range(data_range: float) -> float:
     """``data_range`` as a float (Python, NumPy or one-element tensor numbers), checked finite and > 0."""
-    v = real_number(data_range)
-    if v is None or not (math.isfinite(v) and v > 0):
-        raise InputError(f"expected data_range as a finite number > 0 (1 for images in [0, 1]), got {data_range!r}")
-    return v
+    return finite_number(data_range, "data_range (1 for images in [0, 1])", 0, low_open=True)
 
 
 def _checked(x: torch.Tensor, y: torch.Tensor, crop_border: int,
