@@ -117,6 +117,11 @@ def _model_files(names: list[str]) -> list[Path]:
     return files + [f.with_suffix(".json") for f in files]
 
 
+def _outscaled(hw, outscale: float) -> tuple[int, int]:
+    """``(H, W)`` of an input of ``hw`` px at ``--outscale`` (truncated, as Real-ESRGAN's script)."""
+    return int(hw[0] * outscale), int(hw[1] * outscale)
+
+
 def _half(device, half: bool) -> str | bool:
     """The record's ``"half"``: the 16-bit dtype that ran, or False (float32, as before --half ran
     on CPUs: a float32 run resumes from those records, a 16-bit one does not)."""
@@ -148,7 +153,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     if args.outscale is not None:
         avail = _available_bytes(device)
         for p, hw in zip(paths, sizes):  # up front, naming the file
-            oh, ow = int(hw[0] * args.outscale), int(hw[1] * args.outscale)
+            oh, ow = _outscaled(hw, args.outscale)
             if oh < 1 or ow < 1:
                 raise InputError(f"{p}: {hw[1]}x{hw[0]} px at --outscale {args.outscale:g} gives an empty image")
             if oh * ow * 3 * 4 * 3 > 0.8 * avail:  # OpenCV's float32 output, its tensor and the 8-bit file
@@ -179,7 +184,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         ys = [upscale(n, x, args.tile, args.tile_pad, args.half) for n in nets]
         if args.outscale is not None:  # Real-ESRGAN's --outscale: the model's output, then Lanczos to this scale
-            ys = [resize_output(y, (int(x.shape[-2] * args.outscale), int(x.shape[-1] * args.outscale))) for y in ys]
+            ys = [resize_output(y, _outscaled(x.shape[-2:], args.outscale)) for y in ys]
         seconds = time.perf_counter() - start
         hashes: dict[str, str] = {}
         for q, y in zip(out_pngs, ys):

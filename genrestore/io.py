@@ -179,9 +179,10 @@ def quantize(x: torch.Tensor, bits: int = 8) -> torch.Tensor:
         >>> quantize(torch.tensor([0.0, 0.5, 1.0, 0.0019])).mul(255).tolist()
         [0.0, 128.0, 255.0, 0.0]
     """
-    if whole_number(bits) is None or not 1 <= whole_number(bits) <= 16:
+    b = whole_number(bits)
+    if b is None or not 1 <= b <= 16:
         raise InputError(f"expected bits as an int in 1..16, got {bits!r}")
-    levels = float(2 ** whole_number(bits) - 1)
+    levels = float(2 ** b - 1)
     return x.clamp(0, 1).mul(levels).round().div(levels)
 
 
@@ -248,11 +249,12 @@ def encode_image(x: torch.Tensor, suffix: str = ".png", bits: Literal[8, 16] = 8
         raise InputError(f"expected (C, H, W) with C in (1, 3, 4) and H, W >= 1, got {tuple(x.shape)}")
     if x.is_complex():
         raise InputError(f"expected a real image in [0, 1] to write, got dtype {x.dtype}")
-    if whole_number(bits) not in (8, 16):
-        raise InputError(f"expected bits 8 or 16, got {bits!r}")
-    if whole_number(jpeg_quality) is None or not 1 <= whole_number(jpeg_quality) <= 100:
-        raise InputError(f"expected jpeg_quality as an int in 1..100, got {jpeg_quality!r}")
+    given_bits, given_quality = bits, jpeg_quality
     bits, jpeg_quality = whole_number(bits), whole_number(jpeg_quality)
+    if bits not in (8, 16):
+        raise InputError(f"expected bits 8 or 16, got {given_bits!r}")
+    if jpeg_quality is None or not 1 <= jpeg_quality <= 100:
+        raise InputError(f"expected jpeg_quality as an int in 1..100, got {given_quality!r}")
     # bool and integer masks of 0 and 1 write as black and white; 0..255 integers fail the range check below
     x = x if x.is_floating_point() else x.float()
     lo, hi = float(x.min()), float(x.max())

@@ -647,7 +647,7 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
                 continue  # an image of the row is missing, truncated or replaced: it runs again
             done.add(key)
             kept.append(line)
-        if len(kept) != len(text.splitlines()) or (text and not text.endswith("\n")):
+        if len(kept) != len(lines) or (text and not text.endswith("\n")):
             # drop the cut line and the stale rows, so that new rows do not go onto the one or sit beside
             # the others (every reader parses each line, and the report averages every row)
             if foreign:  # e.g. a line edited by hand, or two shards' lines run together when one was killed

@@ -186,6 +186,13 @@ def cpu_bf16(half: bool, device: str | torch.device) -> bool:
     return half and torch.device(device).type == "cpu" and half_dtype("cpu") == torch.bfloat16
 
 
+def _optional_run_args(loss: str, half: bool, device: str | torch.device, init_sha256: str | None) -> dict:
+    """The run arguments that are recorded only when not their default (:data:`_RUN_DEFAULTS`), so
+    that checkpoints made before they existed still resume."""
+    return {**({"loss": loss} if loss != "mse" else {}), **({"half": True} if cpu_bf16(half, device) else {}),
+            **({"init_sha256": init_sha256} if init_sha256 else {})}
+
+
 def _denoising_step(model: ConditionalUNet, opt: torch.optim.Optimizer, device: torch.device, loss: str = "mse",
                     encode: Callable[[torch.Tensor], torch.Tensor] | None = None,
                     sync: Callable[[torch.nn.Module], None] | None = None, half: bool = False):
@@ -490,9 +497,7 @@ def train_conditional(model: ConditionalUNet, images: Sequence[torch.Tensor] | s
             checkpoint in ``out_dir`` from a run with other arguments.
     """
     tr = TrainRun(model, images, steps, batch_size, crop, ema_decay, out_dir, save_every, seed, device,
-                  {"lr": lr, "config": model.config, **({"loss": loss} if loss != "mse" else {}),
-                   **({"half": True} if cpu_bf16(half, device) else {}),
-                   **({"init_sha256": init_sha256} if init_sha256 else {})},
+                  {"lr": lr, "config": model.config, **_optional_run_args(loss, half, device, init_sha256)},
                   time_limit=time_limit, channels_last=channels_last, compile=compile, workers=workers)
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     tr.optimizers["adamw"] = (opt, model)
@@ -543,9 +548,8 @@ def train_conditional_pairs(model: ConditionalUNet, pairs: Sequence[tuple[torch.
         stacked.append(torch.cat([clean, degraded], 0))
         labels.append(int(label))
     label_of = torch.tensor(labels, dtype=torch.long)
-    args = {"lr": lr, "config": model.config, "pairs": len(stacked), **({"loss": loss} if loss != "mse" else {}),
-            **({"half": True} if cpu_bf16(half, device) else {}),
-            **({"init_sha256": init_sha256} if init_sha256 else {})}
+    args = {"lr": lr, "config": model.config, "pairs": len(stacked),
+            **_optional_run_args(loss, half, device, init_sha256)}
     tr = TrainRun(model, stacked, steps, batch_size, crop, ema_decay, out_dir, save_every, seed, device, args,
                   channels=6, time_limit=time_limit, channels_last=channels_last, compile=compile)
     opt = torch.optim.AdamW(model.parameters(), lr=lr)

@@ -187,7 +187,8 @@ def vgg19_conv_indices() -> list[int]:
     """Indices of the 16 convolutions in :func:`vgg19_features` (torchvision's ``features.{i}``)."""
     out, i = [], 0
     for v in VGG19_CONFIG:
-        out.append(i) if v != "M" else None
+        if v != "M":
+            out.append(i)  # the convolution; its ReLU follows at i + 1
         i += 1 if v == "M" else 2
     return out
 

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import InputError, check_image
+from .._checks import InputError, check_image, whole_number
 from ..io import read_json_object
 from .checkpoint import config_errors, in_module_dtype, state_dict_mismatch
 from .precision import run_network
@@ -171,8 +171,6 @@ def resize_output(y: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     import numpy as np
 
     check_image(y, "SR output", channels=(1, 3), check_range=False)
-    from .._checks import whole_number
-
     hw = [whole_number(v) for v in size] if len(size) == 2 else [None]
     if None in hw or min(hw) < 1:
         raise InputError(f"expected the output size as (height, width) in whole pixels >= 1, got {size!r}")
