@@ -35,8 +35,14 @@ def config_errors(what: str) -> Iterator[None]:
     except InputError:
         raise
     except BUILD_ERRORS as e:
-        detail = " ".join(str(e).split())[:300]
-        raise InputError(f"{what}: {type(e).__name__}: {detail}" if detail else f"{what}: {type(e).__name__}") from None
+        raise InputError(f"{what}: {build_error_summary(e)}") from None
+
+
+def build_error_summary(e: BaseException, limit: int = 300) -> str:
+    """``"TypeName: message"`` of a constructor's error, its whitespace folded onto one line and cut
+    to ``limit`` characters (``"TypeName"`` alone for an error without a message)."""
+    detail = " ".join(str(e).split())[:limit]
+    return f"{type(e).__name__}: {detail}" if detail else type(e).__name__
 
 
 def in_module_dtype(module: object, x: torch.Tensor) -> torch.Tensor:

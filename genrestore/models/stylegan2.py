@@ -505,14 +505,13 @@ def load_stylegan2(path: str | os.PathLike, device: str | torch.device = "cpu") 
     if not sidecar.is_file():
         raise InputError(f"{p}: no {sidecar.name} beside it with the generator's config; convert with "
                          f"genrestore.models.stylegan2_convert.convert_stylegan2")
-    from .checkpoint import BUILD_ERRORS, state_dict_mismatch
+    from .checkpoint import BUILD_ERRORS, build_error_summary, state_dict_mismatch
 
     try:
         config = json.loads(sidecar.read_text())["config"]
         net = build_stylegan2(config)
     except BUILD_ERRORS as e:
-        detail = " ".join(str(e).split())[:300]
-        raise InputError(f"{sidecar}: not a generator sidecar with a valid 'config' ({type(e).__name__}: {detail})") from None
+        raise InputError(f"{sidecar}: not a generator sidecar with a valid 'config' ({build_error_summary(e)})") from None
     state = load_safetensors(p)
     try:
         net.load_state_dict(state)
