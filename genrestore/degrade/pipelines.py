@@ -58,7 +58,8 @@ def _check_interval(owner: str, name: str, r, low: float, high: float = math.inf
 
 
 def _check_probability(owner: str, name: str, p) -> None:
-    if real_number(p) is None or not 0 <= real_number(p) <= 1:
+    v = real_number(p)
+    if v is None or not 0 <= v <= 1:
         raise InputError(f"{owner}: expected {name} as a probability in [0, 1], got {p!r}")
 
 
@@ -177,7 +178,8 @@ class SecondOrder:
 
     def __post_init__(self) -> None:
         me = type(self).__name__
-        if whole_number(self.scale) is None or whole_number(self.scale) < 1:
+        scale = whole_number(self.scale)
+        if scale is None or scale < 1:
             raise InputError(f"{me}: expected scale as a positive int, got {self.scale!r}")
         ks = [whole_number(k) for k in self.kernel_range]
         if not ks or None in ks or any(k < 1 or not k % 2 for k in ks):
