@@ -15,6 +15,7 @@ import torch
 from ._argtypes import float_in, nonneg_float, nonneg_int, positive_float, positive_int
 from ._checks import InputError
 from .io import read_json_object
+from .models.precision import HALF_RULE
 
 DEFAULT_IDM = "idm-default"  # the shipped IDM restorer (genrestore/weights/idm-default.*)
 
@@ -706,9 +707,8 @@ def add_parser(sub) -> None:
                    "it); the noise is drawn at full size, so tiles leave no seams")
     r.add_argument("--tile-pad", type=nonneg_int, default=16, metavar="PX")
     r.add_argument("--half", action="store_true", help="idm / diffgar / inpaint: the network in 16-bit where the "
-                   "device computes it natively (bf16 on CPUs with AVX512-BF16 or AMX and on recent GPUs, fp16 on "
-                   "older GPUs; float32 elsewhere), with a float32 retry of a non-finite step; the JSON records "
-                   "the precision")
+                   f"device computes it natively ({HALF_RULE}), with a float32 retry of a non-finite step; the "
+                   "JSON records the precision")
     r.add_argument("--resume", action="store_true", help="skip images whose output and JSON are there, made with the "
                    "same settings and model file (checked by sha256)")
     r.add_argument("--shard", metavar="i/n", help="process only every n-th image, starting at i")

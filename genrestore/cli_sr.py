@@ -14,6 +14,7 @@ import torch
 from ._argtypes import float_in, nonneg_int, positive_float, positive_int
 from ._checks import InputError
 from .io import list_images, read_json_object
+from .models.precision import HALF_RULE
 
 
 _threshold = float_in(0, 10, low_open=True)  # D / A_k < threshold; the paper's 0.7
@@ -397,9 +398,8 @@ def add_parsers(sub) -> None:
 def _tiling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tile", type=nonneg_int, default=0, metavar="PX", help="tile side in input px (0: whole image)")
     p.add_argument("--tile-pad", type=nonneg_int, default=16, metavar="PX", help="overlap discarded at tile edges")
-    p.add_argument("--half", action="store_true", help="16-bit where the device computes it natively (bf16 on CPUs "
-                   "with AVX512-BF16 or AMX and on recent GPUs, fp16 on older GPUs; float32 elsewhere), with a "
-                   "float32 retry of a non-finite tile")
+    p.add_argument("--half", action="store_true", help=f"16-bit where the device computes it natively ({HALF_RULE}), "
+                   "with a float32 retry of a non-finite tile")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
 
 

@@ -38,3 +38,17 @@ def test_bad_arguments(photo):
         jpeg_reapply_deblock(photo, 0)
     with pytest.raises(InputError, match="shifts"):
         jpeg_reapply_deblock(photo, 10, shifts=17)
+    for bad in (True, 10.5, "10"):
+        with pytest.raises(InputError, match="quality"):
+            jpeg_reapply_deblock(photo, bad)
+        with pytest.raises(InputError, match="shifts"):
+            jpeg_reapply_deblock(photo, 10, shifts=bad)
+
+
+def test_whole_number_arguments_are_taken_as_ints():
+    """Qualities and shifts given as NumPy integers or integral floats give the same result as ints."""
+    import numpy as np
+
+    y = jpeg_pillow(torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)), 20)
+    want = jpeg_reapply_deblock(y, 20, shifts=2)
+    assert torch.equal(jpeg_reapply_deblock(y, np.int64(20), shifts=2.0), want)

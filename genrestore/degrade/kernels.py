@@ -26,9 +26,15 @@ def _as_batch(*params: Param) -> list[torch.Tensor]:
     return [t.expand(n) if t.numel() == 1 else t for t in ts]
 
 
+def odd_side(v) -> int | None:
+    """``v`` as an int when it is an odd positive whole number (a kernel side), else ``None``."""
+    k = whole_number(v)
+    return k if k is not None and k >= 1 and k % 2 else None
+
+
 def _check_size(size: int) -> int:
-    k = whole_number(size)
-    if k is None or k < 1 or k % 2 == 0:
+    k = odd_side(size)
+    if k is None:
         raise InputError(f"kernel size must be an odd positive int, got {size!r}")
     return k
 

@@ -26,7 +26,7 @@ from .. import _random
 from .._checks import InputError, check_image, real_number, whole_number
 from ..io import quantize
 from .jpeg import jpeg_pillow
-from .kernels import blur, gaussian_kernel, pad_kernel, random_mixed_kernels, sinc_kernel
+from .kernels import blur, gaussian_kernel, odd_side, pad_kernel, random_mixed_kernels, sinc_kernel
 from .noise import gaussian_noise, poisson_noise_scaled
 from .resize import resize
 
@@ -89,8 +89,7 @@ class BlurDownNoiseJpeg:
 
     def __post_init__(self) -> None:
         me = type(self).__name__
-        k = whole_number(self.kernel_size)
-        if k is None or k < 1 or not k % 2:
+        if odd_side(self.kernel_size) is None:
             raise InputError(f"{me}: expected kernel_size as an odd positive int, got {self.kernel_size!r}")
         _check_interval(me, "sigma_range", self.sigma_range, 0.0, low_open=True)
         _check_interval(me, "scale_range", self.scale_range, 0.0, low_open=True)
@@ -181,8 +180,7 @@ class SecondOrder:
         scale = whole_number(self.scale)
         if scale is None or scale < 1:
             raise InputError(f"{me}: expected scale as a positive int, got {self.scale!r}")
-        ks = [whole_number(k) for k in self.kernel_range]
-        if not ks or None in ks or any(k < 1 or not k % 2 for k in ks):
+        if not self.kernel_range or any(odd_side(k) is None for k in self.kernel_range):
             raise InputError(f"{me}: expected kernel_range as odd positive ints, got {self.kernel_range!r}")
         for name in ("blur_sigma", "blur_sigma2"):
             _check_interval(me, name, getattr(self, name), 0.0, low_open=True)

@@ -15,6 +15,11 @@ from functools import lru_cache
 import torch
 
 
+#: What :func:`half_dtype` picks, in words (for the commands' ``--half`` help).
+HALF_RULE = ("bf16 on CPUs with AVX512-BF16 or AMX and on recent GPUs, fp16 on older GPUs; float32 "
+             "elsewhere")
+
+
 @lru_cache(maxsize=None)
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bf16 in hardware (x86 AVX512-BF16 or AMX), as oneDNN uses it.

@@ -13,12 +13,10 @@ directly where they are used (:mod:`genrestore.bench.harness`).
 
 from __future__ import annotations
 
-import operator
-
 import torch
 import torch.nn.functional as F
 
-from .._checks import InputError, check_image
+from .._checks import InputError, check_image, whole_number
 from ..degrade.jpeg import jpeg_pillow
 
 
@@ -44,15 +42,12 @@ def jpeg_reapply_deblock(y: torch.Tensor, quality: int, shifts: int = 8) -> torc
         torch.Size([1, 3, 16, 16])
     """
     check_image(y, "y", channels=(3,))
-    given = quality
-    try:
-        quality = None if isinstance(quality, bool) else operator.index(quality)  # int or a NumPy integer
-    except TypeError:
-        quality = None
-    if quality is None or not 1 <= quality <= 100:
-        raise InputError(f"expected a JPEG quality as an int in 1..100, got {given!r}")
-    if not isinstance(shifts, int) or not 1 <= shifts <= 16:
-        raise InputError(f"expected shifts in 1..16, got {shifts!r}")
+    q, k = whole_number(quality), whole_number(shifts)
+    if q is None or not 1 <= q <= 100:
+        raise InputError(f"expected a JPEG quality as an int in 1..100, got {quality!r}")
+    if k is None or not 1 <= k <= 16:
+        raise InputError(f"expected shifts as an int in 1..16, got {shifts!r}")
+    quality, shifts = q, k
     h, w = y.shape[-2:]
     pad = 16  # a multiple of the MCU, so that shift 0 is the original grid
     mode = "reflect" if pad < min(h, w) else "replicate"
