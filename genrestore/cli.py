@@ -159,6 +159,13 @@ def _build_degradation(name: str, level: str | None, backend: str):
         raise
 
 
+def _makes_mask(deg) -> bool:
+    """Whether a degradation writes ``{stem}_mask.png``: inpainting, alone or last in a composition."""
+    from .degrade.tasks import Composition, Inpaint
+
+    return any(isinstance(t, Inpaint) for t in (deg.tasks if isinstance(deg, Composition) else (deg,)))
+
+
 def _degrade_one(deg, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, Any, torch.Tensor | None]:
     """Degrade one ``(1, C, H, W)`` image; alpha is kept (resized with the image if needed)."""
     from .degrade import resize
@@ -228,8 +235,8 @@ def cmd_degrade(args: argparse.Namespace) -> int:
             if min(deg.output_size(hw)) < 1:
                 raise InputError(f"{p}: image of {hw[1]}x{hw[0]} px is smaller than the factor of task {args.task}")
     out_dir = Path(args.output)
-    outputs = (["{stem}.png", "{stem}.json", "{stem}_mask.png"] if deg is not None else []) + \
-        (["grid_{stem}.png"] if args.grid else [])
+    outputs = (["{stem}.png", "{stem}.json"] + (["{stem}_mask.png"] if _makes_mask(deg) else [])
+               if deg is not None else []) + (["grid_{stem}.png"] if args.grid else [])
     _plan_outputs(all_paths, out_dir, outputs)
 
     if deg is not None:
@@ -461,6 +468,18 @@ def cmd_authenticity(args: argparse.Namespace) -> int:
     return 0
 
 
+# the options of a REF/DIST comparison, which --authenticity does not take
+_PAIR_OPTIONS = ("metrics", "y", "gray", "crop_border", "ref_stats", "pfid_size", "pfid_crops", "batch_size",
+                 "autocast", "niqe_model", "csv")
+
+
+def _refuse_given(args: argparse.Namespace, dests: Sequence[str], why: str) -> None:
+    """Refuse options of ``args._parser`` given away from their defaults where they do not apply."""
+    given = [f"--{d.replace('_', '-')}" for d in dests if getattr(args, d) != args._parser.get_default(d)]
+    if given:
+        raise InputError(f"{', '.join(given)}: {why}")
+
+
 def cmd_metrics(args: argparse.Namespace) -> int:
     import csv
     import io as _io
@@ -471,11 +490,14 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     from .io import atomic_write_bytes, check_output_file, json_line, read_image
 
     if args.authenticity:
+        _refuse_given(args, _PAIR_OPTIONS, "only for a REF/DIST comparison; --authenticity reports PSNR and "
+                      "LPIPS of f(f(x)) against f(x)")
         return cmd_authenticity(args)
     if not args.dist:
         raise InputError("metrics needs REF and DIST (or --authenticity MODEL with one folder)")
     if args.half:
         raise InputError("--half applies to --authenticity's restorations; the metrics run in float32")
+    _refuse_given(args, ("steps", "tile", "tile_pad"), "only for --authenticity's restorations")
     if args.gray and args.y:
         raise InputError("--y (compare the luma of RGB images) and --gray (compare grey images) exclude each other")
 
@@ -484,6 +506,10 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     if unknown or not names:
         raise InputError(f"unknown metric(s) {', '.join(unknown) or '(none given)'}; available: "
                          f"{', '.join(METRICS_AVAILABLE)}")
+    for dests, needs in ((("ref_stats",), ("fid",)), (("pfid_size", "pfid_crops"), ("pfid",)),
+                         (("niqe_model",), ("niqe",)), (("batch_size", "autocast"), SET_METRICS)):
+        if not set(needs) & set(names):
+            _refuse_given(args, dests, f"only with {' or '.join(needs)} in --metrics")
     funcs = {"psnr": M.psnr, "ssim": M.ssim, "mse": M.mse}
     pairs = _pair_by_name(args.ref, args.dist)
     inputs = [p for pair in pairs for p in pair]
@@ -590,7 +616,8 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     if args.json:
         print(json_line({"summary": summary}))
     else:
-        print(f"{'metric':<9} {'mean':>12}   ({len(rows)} image pairs, {'Y' if args.y else 'RGB'}, "
+        space = "Y" if args.y else "grey" if args.gray else "RGB"
+        print(f"{'metric':<9} {'mean':>12}   ({len(rows)} image pairs, {space}, "
               f"crop {args.crop_border} px; weights used: {', '.join(weights_used) or 'none'})")
         for m in names:
             print(f"{m:<9} {summary[m]:>12.6f}")
@@ -713,7 +740,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     m.add_argument("--json", action="store_true", help="one JSON object per image, then a summary object")
     m.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    m.set_defaults(func=cmd_metrics)
+    m.set_defaults(func=cmd_metrics, _parser=m)
 
     from .cli_artifacts import add_parser as add_artifacts
     from .cli_bench import add_parsers as add_bench

@@ -7,7 +7,6 @@ import json
 import math
 import os
 import sys
-import warnings
 from pathlib import Path
 
 import torch
@@ -65,8 +64,9 @@ def _restore_each(args: argparse.Namespace, device, restore_one, record: dict, l
     """The loop shared by the diffusion restorers: check all inputs, plan outputs, restore each
     image with ``restore_one(y, generator, path)`` (per-image seed from the file name), write PNG + JSON.
 
-    ``select(paths) -> paths`` picks and checks the inputs first (e.g. drops inpainting masks);
-    ``check(paths, sizes)`` then checks what each image needs, by its ``(H, W)`` (e.g. its mask)."""
+    ``select(paths) -> paths`` picks the inputs among all listed files, before sharding (e.g. drops
+    inpainting masks); ``check(paths, sizes)`` then checks what each image of this shard needs, by
+    its ``(H, W)`` (e.g. its mask)."""
     from tqdm import tqdm
 
     from ._random import generator_for
@@ -76,9 +76,9 @@ def _restore_each(args: argparse.Namespace, device, restore_one, record: dict, l
     from .weights import model_file, sha256_file
 
     all_paths = list_images(args.inputs)  # outputs are planned on all of them: shards together are one run
-    paths = _shard(all_paths, args.shard)
     if select is not None:
-        paths = select(paths)
+        all_paths = select(all_paths)
+    paths = _shard(all_paths, args.shard)
     sizes = _validate_inputs(paths)
     if check is not None:
         check(paths, sizes)
@@ -142,12 +142,22 @@ def cmd_restore_diffgar(args: argparse.Namespace) -> int:
         return restorer.restore(y, args.mode, args.artifact, args.guidance_scale, steps, [g], args.tile, args.tile_pad,
                                 half=args.half)
 
+    def check(paths, sizes):  # the upscaled images fit in memory, before the first one is sampled
+        from .cli_sr import _available_bytes
+
+        avail = _available_bytes(device)
+        for p, (h, w) in zip(paths, sizes):
+            oh, ow = h * args.upscale, w * args.upscale
+            if oh * ow * 3 * 4 * 8 > 0.8 * avail:  # float32 condition, sample, output and tile blending buffers
+                raise InputError(f"{p}: a {ow}x{oh} px image at --upscale {args.upscale} needs more memory than the "
+                                 f"{avail / 2**30:.1f} GiB available; use a smaller --upscale")
+
     scale = args.guidance_scale if args.mode == "guided" else 1.0
     return _restore_each(args, device, restore_one, {"method": "diffgar", "model": str(args.model), "mode": args.mode,
                                              "artifact": args.artifact, "guidance_scale": scale, "steps": steps,
                                              "tile": args.tile, "tile_pad": args.tile_pad, "upscale": args.upscale,
                                              "autoencoder": args.autoencoder},
-                         f"DiffGAR ({args.mode}, {steps} DDIM steps)")
+                         f"DiffGAR ({args.mode}, {steps} DDIM steps)", check=check)
 
 
 def cmd_restore_inpaint(args: argparse.Namespace) -> int:
@@ -174,29 +184,47 @@ def cmd_restore_inpaint(args: argparse.Namespace) -> int:
         mask = _mask_for(path, Path(args.masks), tuple(y.shape[-2:]), binarize=False).to(device)
         return inpainter.inpaint(y, mask, [g], steps, half=args.half)
 
-    def select(paths):  # `genrestore degrade` writes NAME_mask.png beside NAME.png: those are masks, not inputs
-        names = {p.name for p in paths}
-        paths = [p for p in paths if not (p.stem.endswith("_mask") and f"{p.stem[:-5]}{p.suffix}" in names)]
-        missing = [p for p in paths if not (Path(args.masks) / f"{p.stem}_mask.png").is_file()]
-        if missing:
-            raise InputError(f"{missing[0]}: no mask {Path(args.masks) / (missing[0].stem + '_mask.png')}"
-                             + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
-        return paths
-
-    def check(paths, sizes):  # every mask decodes and has its image's size, before the first image
-        for p, hw in zip(paths, sizes):
-            _mask_for(p, Path(args.masks), tuple(hw))
+    def check(paths, sizes):  # every mask is there, decodes and has its image's size, before the first image
+        _check_masks(paths, sizes, Path(args.masks))
 
     return _restore_each(args, device, restore_one, {"method": "inpaint", "model": str(args.model),
                                                      "inpainter": inpainter.kind, "steps": steps},
-                         f"the {inpainter.kind} inpainter ({steps} network calls each)", select, check)
+                         f"the {inpainter.kind} inpainter ({steps} network calls each)", _without_masks, check)
+
+
+def _without_masks(paths: list[Path]) -> list[Path]:
+    """``paths`` less the masks among them: `genrestore degrade` writes ``NAME_mask.png`` beside
+    ``NAME.png``, and an inpainter reads the folder of the one as the masks of the other."""
+    names = {p.name for p in paths}
+    return [p for p in paths if not (p.stem.endswith("_mask") and f"{p.stem[:-5]}{p.suffix}" in names)]
+
+
+def _check_masks(paths: list[Path], sizes: list, masks: Path | None) -> None:
+    """Every image's mask ``masks/STEM_mask.png`` is there (all missing ones counted in one
+    message), decodes and has its image's size."""
+    if masks is not None:
+        missing = [p for p in paths if not (masks / f"{p.stem}_mask.png").is_file()]
+        if missing:
+            raise InputError(f"{missing[0]}: no mask {masks / (missing[0].stem + '_mask.png')}"
+                             + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    for p, hw in zip(paths, sizes):
+        _mask_for(p, masks, tuple(hw))  # without --masks: the message that asks for it
+
+
+# the options only some restore methods take (the others: every method)
+_METHOD_OPTIONS = {
+    "idm": {"model", "tile", "tile_pad", "half"},
+    "diffgar": {"model", "mode", "artifact", "guidance_scale", "autoencoder", "upscale", "tile", "tile_pad", "half"},
+    "inpaint": {"model", "masks", "half"},
+    "stylegan-inversion": {"task", "level", "generator", "masks"},
+}
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ._random import generator_for
-    from .cli import _plan_outputs, _shard, _validate_inputs, resolve_device
+    from .cli import _plan_outputs, _refuse_given, _shard, _validate_inputs, resolve_device
     from .degrade import get_task, resize
     from .io import atomic_write_bytes, json_line, list_images, outputs_recorded, read_image, write_image_hashed
     from .models.stylegan2 import load_stylegan2
@@ -209,6 +237,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
         args.inputs = [*args.inputs, str(example_path(degraded=True))]
     if not args.inputs:
         raise InputError("no input images: give files, folders or globs, or --example")
+    others = sorted(set().union(*_METHOD_OPTIONS.values()) - _METHOD_OPTIONS[args.method])
+    _refuse_given(args, others, f"does not apply to --method {args.method}")
+    if args.method == "diffgar" and args.mode != "guided":
+        _refuse_given(args, ["guidance_scale"], f"only in --mode guided (got --mode {args.mode})")
     if args.method == "idm":
         return cmd_restore_idm(args)
     if args.method == "diffgar":
@@ -217,28 +249,31 @@ def cmd_restore(args: argparse.Namespace) -> int:
         return cmd_restore_inpaint(args)
     if not args.task or not args.generator:
         raise InputError("stylegan-inversion needs --task and --generator")
-    if args.half:
-        raise InputError("--half applies to idm, diffgar and inpaint; stylegan-inversion optimizes in float32")
+    from .restore.stylegan_inversion import MAX_STEP_SCALE
+
     scale = 1.0 if args.steps is None else args.steps
-    if not math.isfinite(scale) or scale <= 0:
-        raise InputError(f"--steps for stylegan-inversion scales the 150 steps per phase; expected > 0, got {scale}")
+    if not math.isfinite(scale) or not 0 < scale <= MAX_STEP_SCALE:
+        raise InputError(f"--steps for stylegan-inversion scales the 150 steps per phase; expected a number in "
+                         f"(0, {MAX_STEP_SCALE:g}], got {scale}")
+    from .degrade.tasks import Composition, Inpaint
+
+    task = get_task(args.task, args.level)
+    stages = task.tasks if isinstance(task, Composition) else (task,)
+    inpaint = any(isinstance(t, Inpaint) for t in stages)  # last in a composition (order U, N, A, P)
     all_paths = list_images(args.inputs)  # outputs are planned on all of them: shards together are one run
+    if inpaint:
+        all_paths = _without_masks(all_paths)
     paths = _shard(all_paths, args.shard)
     sizes = _validate_inputs(paths)
     device = resolve_device(args.device)
-    task = get_task(args.task, args.level)
     G = load_stylegan2(args.generator, device)
     expected = tuple(task.output_size((G.resolution, G.resolution)))
-    from .degrade.tasks import Composition, Inpaint
-
-    stages = task.tasks if isinstance(task, Composition) else (task,)
-    inpaint = any(isinstance(t, Inpaint) for t in stages)  # last in a composition (order U, N, A, P)
     for path, hw in zip(paths, sizes):  # every image and mask before the first inversion
         if abs(hw[0] / hw[1] - expected[0] / expected[1]) > 1e-6:
             raise InputError(f"{path}: {hw[1]}x{hw[0]} px has another aspect than the {expected[1]}x{expected[0]} px "
                              f"that task {args.task} makes from the generator's {G.resolution} px images")
-        if inpaint:
-            _mask_for(path, Path(args.masks) if args.masks else None, tuple(hw))
+    if inpaint:
+        _check_masks(paths, sizes, Path(args.masks) if args.masks else None)
     out_dir = Path(args.output)
     _plan_outputs(all_paths, out_dir, ["{stem}.png", "{stem}.json"])
     distance = perceptual_loss("vgg", device)
@@ -256,7 +291,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
             continue
         y = read_image(path, "rgb").to(device)
         if tuple(y.shape[-2:]) != expected:
-            warnings.warn(f"{path}: resized from {hw[1]}x{hw[0]} to {expected[1]}x{expected[0]} px for the generator")
+            print(f"genrestore: note: {path}: resized from {hw[1]}x{hw[0]} to {expected[1]}x{expected[0]} px for the "
+                  "generator", file=sys.stderr)
             y = resize(y, expected, "area" if hw[0] > expected[0] else "bicubic").clamp(0, 1)
         params = None
         if inpaint:
@@ -697,7 +733,8 @@ def add_parser(sub) -> None:
     r.add_argument("--mode", default="guided", choices=("blind", "non-blind", "guided"), help="diffgar: [MASK] class, "
                    "the given class, or the class with classifier-free guidance")
     r.add_argument("--artifact", help="diffgar: the degradation class (non-blind and guided modes)")
-    r.add_argument("--guidance-scale", type=nonneg_float, default=3.0, help="diffgar guided mode: CFG scale (3)")
+    r.add_argument("--guidance-scale", type=float_in(0, 100), default=3.0,
+                   help="diffgar guided mode: CFG scale, 0..100 (3)")
     r.add_argument("--autoencoder", metavar="FILE|NAME", help="latent diffgar: the VQ autoencoder (default: the "
                    "one the model's JSON names, relative to the model's folder)")
     r.add_argument("--upscale", type=positive_int, default=1, help="diffgar: bicubic upscale of the input first (for "
@@ -725,4 +762,4 @@ def add_parser(sub) -> None:
     r.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     r.add_argument("--json", action="store_true")
     r.add_argument("-q", "--quiet", action="store_true")
-    r.set_defaults(func=cmd_restore)
+    r.set_defaults(func=cmd_restore, _parser=r)

@@ -191,7 +191,9 @@ def atomic_write(path: str | os.PathLike, writer: Callable[[str], None]) -> None
     which is then renamed over ``path`` (readers never see a partial file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # ".NAME.XXXXXXXX.tmp": NAME cut to 200 bytes, so that a legal 255-byte name stays legal here
+    stem = path.name.encode()[:200].decode(errors="ignore")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{stem}.", suffix=".tmp")
     os.close(fd)
     try:
         writer(tmp)

@@ -48,6 +48,9 @@ def suite_file(tmp_path):
     (("crop = 32", "crop = 24"), "'lpips' (AlexNet) needs crops of at least 31 px a side; the suite crops 24"),
     (("seed = 0", "seed = 1.5"), "'seed' must be an integer >= 0, got 1.5"),
     (("images = \"photos\"", "images = 5"), "'images' must be a string, got 5"),
+    (("tasks = [\"inpaint\"]", "tasks = [[\"inpaint\"]]"), "'tasks' must be a non-empty list of strings"),
+    (("\"telea\"]", "1]"), "'methods' must be a non-empty list of strings"),
+    (("\"lpips\"]", "[\"psnr\"]]"), "'metrics' must be a non-empty list of strings"),
 ])
 def test_suite_errors_name_the_key(suite_file, change, words):
     bad = suite_file.with_name("bad.toml")
@@ -446,6 +449,15 @@ def test_bench_refuses_the_image_folder_as_output(suite_file, tmp_path):
     suite_file.write_text(suite_file.read_text().replace('images = "photos"', 'images = "images"'))
     with pytest.raises(InputError, match="among the suite's photos"):
         run_suite(load_suite(suite_file), tmp_path, progress=False)
+
+
+@pytest.mark.parametrize("name", ["results.csv", "results.jsonl"])
+def test_bench_refuses_a_folder_where_a_results_file_goes(suite_file, tmp_path, name):
+    """A folder named results.csv failed after every row had run ('IsADirectoryError', exit 1)."""
+    (tmp_path / "out" / name).mkdir(parents=True)
+    with pytest.raises(InputError, match=f"{name}: is a folder"):
+        run_suite(load_suite(suite_file), tmp_path / "out", progress=False)
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [name]
 
 
 def test_two_seeds_in_one_folder_keep_their_own_images(suite_file, tmp_path):

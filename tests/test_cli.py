@@ -59,6 +59,21 @@ def test_upsample_inpaint_composition_outputs(inputs, tmp_path):
     assert 50 <= rec["params"]["jpeg_quality"] <= 100 and rec["output_size"] == [40, 48]
 
 
+def test_only_tasks_that_make_masks_reserve_their_names(tmp_path, capsys):
+    """a.png and a_mask.png in one folder (as `degrade --task inpaint` leaves them) degrade side by
+    side under a task without masks; a task with masks refuses them (both would write a_mask.png)."""
+    src = tmp_path / "src"
+    write_image(src / "a.png", torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)))
+    write_image(src / "a_mask.png", torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(1)))
+    assert main(["degrade", str(src), "-o", str(tmp_path / "o"), "--task", "denoise", "-q"]) == 0
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["a.json", "a.png", "a_mask.json", "a_mask.png"]
+    assert json.loads((tmp_path / "o" / "a_mask.json").read_text())["input"] == str(src / "a_mask.png")
+    for task in ("inpaint", "NP"):
+        capsys.readouterr()
+        assert main(["degrade", str(src), "-o", str(tmp_path / task), "--task", task, "-q"]) == 2
+        assert "would both write" in capsys.readouterr().err
+
+
 def test_resume_skips_done_images(inputs, tmp_path, capsys):
     out = tmp_path / "o"
     args = ["degrade", str(inputs), "-o", str(out), "--task", "deartifact", "-q"]

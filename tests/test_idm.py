@@ -338,7 +338,7 @@ def test_restore_cli_half_records_its_precision_and_resume_tells_it_apart(tmp_pa
     assert (tmp_path / "o" / "a.png").read_bytes() == full
     assert main(["restore", str(tmp_path / "in"), "-o", str(tmp_path / "s"), "--method", "stylegan-inversion",
                  "--task", "denoise", "--generator", str(tmp_path / "m.safetensors"), "--half"]) == 2
-    assert "--half applies to idm, diffgar and inpaint" in capsys.readouterr().err
+    assert "--half: does not apply to --method stylegan-inversion" in capsys.readouterr().err
 
 
 def test_authenticity_cli_restores_with_restore_tiling(tmp_path, capsys):

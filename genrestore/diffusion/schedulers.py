@@ -30,6 +30,9 @@ PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
 DEFAULT_SCHEDULE: dict[str, Any] = {
     "num_train_timesteps": 1000, "beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02}
 
+# the beta schedules that diffusers' DDPM, DDIM and inverse DDIM schedulers all build
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
+
 _SCHEDULE_KEYS = ("num_train_timesteps", "beta_schedule", "beta_start", "beta_end", "rescale_betas_zero_snr",
                   "trained_betas")
 
@@ -45,10 +48,14 @@ def require_diffusers():
 
 def check_schedule(schedule: dict[str, Any]) -> dict[str, Any]:
     """A copy of ``schedule`` with defaults filled in; raise :class:`InputError` on unknown keys."""
+    if not isinstance(schedule, dict):
+        raise InputError(f"expected the schedule as a mapping, got {type(schedule).__name__}")
     unknown = set(schedule) - set(_SCHEDULE_KEYS)
     if unknown:
         raise InputError(f"expected schedule keys in {_SCHEDULE_KEYS}, got unknown {sorted(unknown)}")
     out = {**DEFAULT_SCHEDULE, **schedule}
+    if out["beta_schedule"] not in BETA_SCHEDULES:
+        raise InputError(f"expected beta_schedule in {BETA_SCHEDULES}, got {out['beta_schedule']!r}")
     t = whole_number(out["num_train_timesteps"])
     if t is None or t < 1:
         raise InputError(f"expected num_train_timesteps as a positive int, got {out['num_train_timesteps']!r}")

@@ -22,8 +22,10 @@ from .._checks import InputError
 M = TypeVar("M", bound="SavedModel")
 
 # what a network's constructor raises for a config it cannot build (a width that GroupNorm or the
-# attention heads do not divide, a negative size, lists of different lengths, ...)
-BUILD_ERRORS = (TypeError, ValueError, AssertionError, ZeroDivisionError, RuntimeError, IndexError, KeyError)
+# attention heads do not divide, a negative size, lists of different lengths, a number where a
+# mapping belongs, an infinite size, ...)
+BUILD_ERRORS = (TypeError, ValueError, AssertionError, ArithmeticError, RuntimeError, IndexError, KeyError,
+                AttributeError)
 
 
 @contextmanager
@@ -69,9 +71,12 @@ def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
         raise InputError(f"{path}: no architecture config (expected {sidecar.name} beside it)")
     try:
         data = json.loads(sidecar.read_text())
-        data["config"]
-    except (ValueError, KeyError, TypeError) as e:
+    except (ValueError, OSError) as e:
         raise InputError(f"{sidecar}: not a model sidecar with a 'config' entry ({type(e).__name__})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
+        got = (f"a JSON {type(data).__name__}" if not isinstance(data, dict) else "no 'config'" if "config" not in data
+               else f"a 'config' of type {type(data['config']).__name__}")
+        raise InputError(f"{sidecar}: not a model sidecar with a 'config' object (got {got})")
     return data
 
 

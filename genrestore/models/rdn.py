@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import InputError, check_image
+from .._checks import InputError, check_image, finite_number, whole_number_at_least
 from .tfjs import TfjsWeight, dequantize_state, quantized_state, read_tfjs_quantized
 
 _KNOWN_LAYERS = ("InputLayer", "Conv2D", "Activation", "Concatenate", "Add", "UpSampling2D",
@@ -103,6 +103,11 @@ class _DenseBlock(nn.Module):
         return self.lff(feats)
 
 
+def _positive_ints(what: str, **sizes: Any) -> list[int]:
+    """The sizes of a config as ints, each checked to be a whole number >= 1."""
+    return [whole_number_at_least(v, f"{what} {name}", 1) for name, v in sizes.items()]
+
+
 class RDN(nn.Module):
     """idealo's RDN: ``(N, 3, H, W)`` RGB in [0, 1] to ``(N, 3, sH, sW)``, about [0, 1], not clamped.
 
@@ -123,9 +128,9 @@ class RDN(nn.Module):
 
     def __init__(self, C: int = 3, D: int = 10, G: int = 64, G0: int = 64, scale: int = 2) -> None:
         super().__init__()
-        self.scale = int(scale)
-        self.config: dict[str, Any] = {"arch": "rdn", "C": int(C), "D": int(D), "G": int(G), "G0": int(G0),
-                                       "scale": self.scale}
+        C, D, G, G0, scale = _positive_ints("RDN", C=C, D=D, G=G, G0=G0, scale=scale)
+        self.scale = scale
+        self.config: dict[str, Any] = {"arch": "rdn", "C": C, "D": D, "G": G, "G0": G0, "scale": scale}
         self.sfe1 = _conv(3, G0, 3)  # F_m1
         self.sfe2 = _conv(G0, G0, 3)  # F_0
         self.rdbs = nn.ModuleList(_DenseBlock(C, G, G0, 1) for _ in range(D))
@@ -171,10 +176,11 @@ class RRDN(nn.Module):
     def __init__(self, C: int = 4, D: int = 3, T: int = 10, G: int = 32, G0: int = 32, beta: float = 0.2,
                  scale: int = 4) -> None:
         super().__init__()
-        self.scale = int(scale)
-        self.beta = float(beta)
-        self.config: dict[str, Any] = {"arch": "rrdn", "C": int(C), "D": int(D), "T": int(T), "G": int(G),
-                                       "G0": int(G0), "beta": self.beta, "scale": self.scale}
+        C, D, T, G, G0, scale = _positive_ints("RRDN", C=C, D=D, T=T, G=G, G0=G0, scale=scale)
+        self.scale = scale
+        self.beta = finite_number(beta, "RRDN beta")
+        self.config: dict[str, Any] = {"arch": "rrdn", "C": C, "D": D, "T": T, "G": G, "G0": G0,
+                                       "beta": self.beta, "scale": scale}
         self.pre = _conv(3, G0, 3)  # Pre_blocks_conv
         self.rrdbs = nn.ModuleList(nn.ModuleList(_DenseBlock(C, G, G0, 3) for _ in range(D)) for _ in range(T))
         self.post = _conv(G0, G0, 3)  # post_blocks_conv

@@ -43,7 +43,7 @@ def build_sr(config: dict) -> nn.Module:
     """An untrained network from its JSON config (``{"arch": ..., **constructor kwargs}``)."""
     config = dict(config)
     arch = config.pop("arch", None)
-    if arch not in ARCHS:
+    if not isinstance(arch, str) or arch not in ARCHS:
         raise InputError(f"unknown SR architecture {arch!r}; known: {', '.join(ARCHS)}")
     module, cls = ARCHS[arch]
     with config_errors(f"bad {arch} config {config}"):

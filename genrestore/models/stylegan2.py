@@ -54,7 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import InputError
+from .._checks import InputError, finite_number
 from .checkpoint import SavedModel
 
 NoiseMode = Literal["const", "random", "none"]
@@ -334,6 +334,9 @@ class StyleGAN2Generator(nn.Module, SavedModel):
                  lr_multiplier: float = 0.01, conv_clamp: float | None = None,
                  generator: torch.Generator | None = None) -> None:
         super().__init__()
+        finite_number(lr_multiplier, "lr_multiplier", 0.0, low_open=True)  # checked; kept as given in the config
+        if conv_clamp is not None:
+            finite_number(conv_clamp, "conv_clamp (or None)", 0.0, low_open=True)
         self.z_dim, self.w_dim, self.resolution, self.img_channels = z_dim, w_dim, resolution, img_channels
         self.config = {"arch": "stylegan2", "z_dim": z_dim, "w_dim": w_dim, "resolution": resolution,
                        "img_channels": img_channels, "channel_base": channel_base, "channel_max": channel_max,

@@ -48,8 +48,9 @@ def _manifest(path: Path) -> list[dict]:
         raise InputError(f"{path}: not a TF.js weights manifest ({e})") from None
     if isinstance(data, dict) and "weightsManifest" in data:  # a layers/graph model.json
         data = data["weightsManifest"]
-    if not isinstance(data, list) or not all("paths" in g and "weights" in g for g in data):
-        raise InputError(f"{path}: expected a list of weight groups with 'paths' and 'weights'")
+    if not isinstance(data, list) or not all(isinstance(g, dict) and isinstance(g.get("paths"), list)
+                                             and isinstance(g.get("weights"), list) for g in data):
+        raise InputError(f"{path}: expected a list of weight groups with 'paths' and 'weights' lists")
     return data
 
 

@@ -25,7 +25,7 @@ from typing import Callable, Literal
 import torch
 
 from .. import _random
-from .._checks import InputError, check_image
+from .._checks import InputError, check_image, real_number
 from .._random import Generator
 from ..diffusion.model import ConditionalUNet
 from ..diffusion.sampling import sample
@@ -36,6 +36,9 @@ DIFFGAR_CLASSES: tuple[str, ...] = ("upsample", "denoise", "deartifact", "inpain
 ARTIFACT_CLASSES: tuple[str, ...] = ("vq-replace", "ar-resample", "ddim-gauss", "ddim-scale")
 Mode = Literal["blind", "non-blind", "guided"]
 MODES: tuple[str, ...] = ("blind", "non-blind", "guided")
+# classifier-free guidance scales in use are 1 to about 20 (DiffGAR: 3); far larger ones overflow
+# the guided prediction (s * (cond - uncond)) into NaN
+MAX_GUIDANCE_SCALE = 100.0
 
 
 def load_artifact_pairs(folders: Sequence[str | os.PathLike], class_names: Sequence[str] = ARTIFACT_CLASSES
@@ -239,7 +242,8 @@ class DiffGARRestorer:
         ``"guided"``: ``(c, guidance_scale)``, with ``c`` the ``(n,)`` int64 label of ``artifact``.
 
         Raises:
-            InputError: an unknown mode or artifact, an artifact in blind mode, none otherwise.
+            InputError: an unknown mode or artifact, an artifact in blind mode, none otherwise, or a
+                guidance scale outside ``[0, MAX_GUIDANCE_SCALE]``.
         """
         if mode not in MODES:
             raise InputError(f"expected mode in {list(MODES)}, got {mode!r}")
@@ -251,7 +255,12 @@ class DiffGARRestorer:
         if artifact is None:
             raise InputError(f"mode {mode!r} needs the artifact class, one of {self.class_names}")
         labels = torch.full((n,), self.class_label(artifact), dtype=torch.long, device=device)
-        return labels, (float(guidance_scale) if mode == "guided" else 1.0)
+        if mode != "guided":
+            return labels, 1.0
+        s = real_number(guidance_scale)
+        if s is None or not 0 <= s <= MAX_GUIDANCE_SCALE:
+            raise InputError(f"expected guidance_scale in [0, {MAX_GUIDANCE_SCALE:g}], got {guidance_scale!r}")
+        return labels, s
 
     @torch.inference_mode()
     def restore(self, y: torch.Tensor, mode: Mode = "guided", artifact: str | None = None,

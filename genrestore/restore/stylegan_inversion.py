@@ -41,6 +41,9 @@ from .._checks import InputError, check_image
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (N, 3, h, w) x2 in [0, 1] -> (N,)
 
 
+MAX_STEP_SCALE = 1e6  # 150 million steps a phase: beyond any real run, and the step counts stay ints
+
+
 @dataclass
 class InversionConfig:
     """Alg. 1's hyperparameters, the same for every task."""
@@ -53,8 +56,8 @@ class InversionConfig:
     step_scale: float = 1.0  # multiplies every phase's step count (quick runs)
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.step_scale) and self.step_scale > 0):
-            raise InputError(f"step_scale must be a positive number, got {self.step_scale}")
+        if not (math.isfinite(self.step_scale) and 0 < self.step_scale <= MAX_STEP_SCALE):
+            raise InputError(f"step_scale must be a positive number <= {MAX_STEP_SCALE:g}, got {self.step_scale}")
 
     def phase_steps(self) -> list[int]:
         return [max(1, round(s * self.step_scale)) for s in self.steps]

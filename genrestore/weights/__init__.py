@@ -250,5 +250,7 @@ def verify(name: str) -> tuple[bool, str]:
             return False, str(e)
     if not expected:
         return False, "no recorded sha256"
+    if not isinstance(expected, str):
+        return False, f"malformed sidecar: sha256 {expected!r} is not a string"
     actual = sha256_file(path)
     return (actual == expected, "ok" if actual == expected else f"sha256 mismatch: {actual[:16]}... != {expected[:16]}...")
