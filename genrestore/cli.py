@@ -311,6 +311,8 @@ def cmd_weights(args: argparse.Namespace) -> int:
     if not args.names:
         raise InputError(f"weights {args.action} needs a weight NAME")
     name = args.names[0]
+    if args.action in ("info", "path") and len(args.names) > 1:
+        raise InputError(f"usage: genrestore weights {args.action} NAME (one name; got {' '.join(args.names)})")
     if args.action == "info":
         info = {**vars(ws.spec(name)), "path": str(ws.find(name) or "")}
         if ws.find(name):
@@ -386,6 +388,10 @@ def _check_pairs(pairs: list[tuple[Path, Path]], names: Sequence[str], set_names
     from .metrics.lpips import check_lpips_size
     from .metrics.niqe import BLOCK as NIQE_BLOCK
 
+    whole_set = [m.upper() for m in set_names if m in ("fid", "kid")]  # statistics over whole images
+    if whole_set and len(pairs) < 2:
+        raise InputError(f"{' and '.join(whole_set)} compare sets of images and need at least 2 pairs, got "
+                         f"{len(pairs)} (patch-FID, pfid, takes many crops of one image)")
     size_checks = ([check_ssim_size] if "ssim" in names else []) + [  # the metrics' own checks, on the cropped size
         partial(check_lpips_size, net=net) for m, net in (("lpips", "alex"), ("lpips-vgg", "vgg")) if m in names]
     files = list(dict.fromkeys(p for pair in pairs for p in pair))

@@ -107,11 +107,14 @@ def crop_items(paths: list[Path], sizes: list[tuple[int, int]], crop: int | None
     named ``STEM-j``, at positions drawn from ``generator_for(seed, "crop-NAME-j")``.
 
     Raises:
-        InputError: ``crop`` or ``per_image`` below 1, or a photo smaller than ``crop``.
+        InputError: ``crop`` or ``per_image`` below 1, ``per_image`` other than 1 without ``crop``,
+            or a photo smaller than ``crop``.
     """
     from ._random import generator_for
 
     if crop is None:
+        if per_image != 1:
+            raise InputError(f"--per-image {per_image} needs --crop (a whole photo is one pair)")
         return [CropItem(p, p, None, hw) for p, hw in zip(paths, sizes)]
     if crop < 1 or per_image < 1:
         raise InputError(f"--crop and --per-image must be at least 1, got {crop} and {per_image}")

@@ -282,7 +282,9 @@ def test_artifacts_cli_cuts_seeded_crops(tmp_path, capsys):
     assert len(boxes) == 3  # 3 draws over 23 x 13 positions: distinct here
     items = crop_items([tmp_path / "in" / "a.png"], [(20, 30)], 8, 3, seed=1)
     assert {it.box[:2] for it in items} != boxes  # another seed, other windows
-    assert [it.name.name for it in crop_items([tmp_path / "in" / "a.png"], [(20, 30)], None, 3, 0)] == ["a.png"]
+    assert [it.name.name for it in crop_items([tmp_path / "in" / "a.png"], [(20, 30)], None, 1, 0)] == ["a.png"]
+    with pytest.raises(InputError, match="--per-image 3 needs --crop"):  # was ignored
+        crop_items([tmp_path / "in" / "a.png"], [(20, 30)], None, 3, 0)
     capsys.readouterr()
     assert main(["artifacts", str(tmp_path / "in"), "-o", str(tmp_path / "o3"), "--kind", "identity",
                  "--crop", "21"]) == 2

@@ -210,6 +210,10 @@ def test_train_diffgar_on_artifact_pairs(tmp_path, capsys):
     (tmp_path / "pairs" / "p0.json").write_text(json.dumps({"kind": "jpeg"}))
     with pytest.raises(InputError, match="not one of the classes"):
         load_artifact_pairs([tmp_path / "pairs"])
+    (tmp_path / "pairs" / "p0.json").write_text(json.dumps({"kind": "vq-replace"}))
+    write_image(tmp_path / "pairs" / "p1.png", torch.rand(1, 3, 24, 20, generator=g))  # named, not "pair 1"
+    with pytest.raises(InputError, match=r"p1\.png: 20x24 px, but p1_clean\.png beside it is 24x24 px"):
+        load_artifact_pairs([tmp_path / "pairs"])
 
 
 class LocalClassDenoiser(ConditionalUNet):

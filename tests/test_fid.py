@@ -150,7 +150,22 @@ def test_cli_fid_kid_is_pfid_and_ref_stats(inception, tmp_path, capsys, monkeypa
 def test_cli_fid_without_weights_names_them(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("GENRESTORE_WEIGHTS", str(tmp_path / "empty"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    write_image(tmp_path / "r" / "a.png", torch.rand(1, 3, 16, 16))
-    write_image(tmp_path / "d" / "a.png", torch.rand(1, 3, 16, 16))
+    for name in ("a.png", "b.png"):
+        write_image(tmp_path / "r" / name, torch.rand(1, 3, 16, 16))
+        write_image(tmp_path / "d" / name, torch.rand(1, 3, 16, 16))
     assert main(["metrics", str(tmp_path / "r"), str(tmp_path / "d"), "--metrics", "fid"]) == 2
     assert "inception-fid" in capsys.readouterr().err
+
+
+def test_cli_fid_and_kid_of_one_pair_are_refused_before_inception_runs(tmp_path, capsys, monkeypatch):
+    """One pair failed only after Inception had read it ("feature statistics need at least 2
+    samples"); it is refused up front now, also without the weights. Patch-FID takes one image."""
+    monkeypatch.setenv("GENRESTORE_WEIGHTS", str(tmp_path / "empty"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    write_image(tmp_path / "r" / "a.png", torch.rand(1, 3, 16, 16))
+    write_image(tmp_path / "d" / "a.png", torch.rand(1, 3, 16, 16))
+    for metrics, words in (("fid", "FID compare"), ("psnr,kid,fid", "KID and FID compare")):
+        assert main(["metrics", str(tmp_path / "r"), str(tmp_path / "d"), "--metrics", metrics]) == 2
+        assert f"{words} sets of images and need at least 2 pairs, got 1" in capsys.readouterr().err
+    assert main(["metrics", str(tmp_path / "r"), str(tmp_path / "d"), "--metrics", "pfid", "--pfid-size", "8"]) == 2
+    assert "inception-fid" in capsys.readouterr().err  # past the count check, at the weights

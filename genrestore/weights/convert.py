@@ -142,7 +142,10 @@ def convert(name: str, source: str | Path, dest_dir: str | Path | None = None, f
             if got != want and not force:
                 raise InputError(f"{src}: {rel} has sha256 {got[:16]}..., not that of {pkg['spec']} ({want[:16]}...); "
                                  f"pass --force to convert it anyway")
-        state, config = _run_converter(pkg, root)
+        try:
+            state, config = _run_converter(pkg, root)
+        except InputError as e:  # name the user's file or folder, not the temporary copy (gone by now)
+            raise InputError(str(e).replace(str(root), str(src))) from None
     tensors = {k: v.contiguous() for k, v in state.items()}
     atomic_write(out, lambda p: save_file(tensors, p, metadata={"genrestore_weight": name}))
     meta = {**asdict(s), "config": config, "sha256": sha256_file(out), "source_sha256": digest or None,
