@@ -778,6 +778,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(e: BaseException) -> str:
+    """An error's message on one line: line breaks (from a file name, or a library's multi-line
+    message) written as ``\\n``."""
+    return str(e).replace("\r", "\\r").replace("\n", "\\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -789,7 +795,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as e:
         if args.verbose:
             raise
-        print(f"genrestore: error: {e}", file=sys.stderr)
+        print(f"genrestore: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("genrestore: interrupted", file=sys.stderr)
@@ -800,7 +806,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # a failure, not bad input: still one line unless --verbose
         if args.verbose:
             raise
-        print(f"genrestore: error: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"genrestore: error: {type(e).__name__}: {_one_line(e)}", file=sys.stderr)
         return 1
 
 

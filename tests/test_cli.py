@@ -892,3 +892,11 @@ def test_artifacts_names_ddim_steps_beyond_t0(tmp_path, capsys):
     _one_line_error(capsys, ["artifacts", str(_rgb_folder(tmp_path)), "-o", str(tmp_path / "a"), "--kind", "ddim-gauss",
                              "--t0", "2", "-q"], "--ddim-steps 48", "--t0 2")
     assert not (tmp_path / "a").exists()
+
+
+def test_an_error_naming_a_file_with_a_line_break_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "two\nlines.png"
+    bad.write_bytes(b"not an image")
+    assert main(["degrade", str(bad), "-o", str(tmp_path / "o"), "--task", "denoise"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "two\\nlines.png" in err, err
