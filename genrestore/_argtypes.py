@@ -44,7 +44,7 @@ def float_in(low: float = -math.inf, high: float = math.inf, *, low_open: bool =
         above = v > low if low_open else v >= low
         below = v < high if high_open else v <= high
         if not (math.isfinite(v) and above and below):  # NaN fails every comparison
-            raise argparse.ArgumentTypeError(f"expected a finite number in {interval}, got {text}")
+            raise argparse.ArgumentTypeError(f"expected a finite number in {interval}, got {text!r}")
         return v
     return parse
 

@@ -390,8 +390,9 @@ def _check_pairs(pairs: list[tuple[Path, Path]], names: Sequence[str], set_names
 
     whole_set = [m.upper() for m in set_names if m in ("fid", "kid")]  # statistics over whole images
     if whole_set and len(pairs) < 2:
-        raise InputError(f"{' and '.join(whole_set)} compare sets of images and need at least 2 pairs, got "
-                         f"{len(pairs)} (patch-FID, pfid, takes many crops of one image)")
+        verbs = "compare sets of images and need" if len(whole_set) > 1 else "compares sets of images and needs"
+        raise InputError(f"{' and '.join(whole_set)} {verbs} at least 2 pairs, got {len(pairs)} (patch-FID, pfid, "
+                         "takes many crops of one image)")
     size_checks = ([check_ssim_size] if "ssim" in names else []) + [  # the metrics' own checks, on the cropped size
         partial(check_lpips_size, net=net) for m, net in (("lpips", "alex"), ("lpips-vgg", "vgg")) if m in names]
     files = list(dict.fromkeys(p for pair in pairs for p in pair))
@@ -480,8 +481,16 @@ _PAIR_OPTIONS = ("metrics", "y", "gray", "crop_border", "ref_stats", "pfid_size"
 
 
 def _refuse_given(args: argparse.Namespace, dests: Sequence[str], why: str) -> None:
-    """Refuse options of ``args._parser`` given away from their defaults where they do not apply."""
-    given = [f"--{d.replace('_', '-')}" for d in dests if getattr(args, d) != args._parser.get_default(d)]
+    """Refuse options of ``args._parser`` that were given where they do not apply: named on the
+    command line (``args._argv``, even with their default value), or set away from their default."""
+    options = {a.dest: a.option_strings for a in args._parser._actions}
+    argv = getattr(args, "_argv", ())
+
+    def named(dest: str) -> bool:
+        return any(t == o or t.startswith(o + "=") for t in argv for o in options[dest])
+
+    given = [f"--{d.replace('_', '-')}" for d in dests
+             if named(d) or getattr(args, d) != args._parser.get_default(d)]
     if given:
         raise InputError(f"{', '.join(given)}: {why}")
 
@@ -515,7 +524,8 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     for dests, needs in ((("ref_stats",), ("fid",)), (("pfid_size", "pfid_crops"), ("pfid",)),
                          (("niqe_model",), ("niqe",)), (("batch_size", "autocast"), SET_METRICS)):
         if not set(needs) & set(names):
-            _refuse_given(args, dests, f"only with {' or '.join(needs)} in --metrics")
+            _refuse_given(args, dests, f"only with {needs[0] if len(needs) == 1 else 'one of ' + ', '.join(needs)} "
+                          "in --metrics")
     funcs = {"psnr": M.psnr, "ssim": M.ssim, "mse": M.mse}
     pairs = _pair_by_name(args.ref, args.dist)
     inputs = [p for pair in pairs for p in pair]
@@ -667,7 +677,7 @@ class _Parser(argparse.ArgumentParser):
     """Usage errors as one line on stderr, exit code 2 (subcommand parsers inherit this class)."""
 
     def error(self, message: str):
-        self.exit(2, f"genrestore: error: {message} (see `{self.prog} --help`)\n")
+        self.exit(2, f"genrestore: error: {_one_line(message)} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -778,15 +788,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _one_line(e: BaseException) -> str:
-    """An error's message on one line: line breaks (from a file name, or a library's multi-line
-    message) written as ``\\n``."""
-    return str(e).replace("\r", "\\r").replace("\n", "\\n")
+def _one_line(message: object) -> str:
+    """A message (an error, a string) on one line: line breaks (from a file name, an argument, or a
+    library's multi-line message) written as ``\\n``."""
+    return str(message).replace("\r", "\\r").replace("\n", "\\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args._argv = list(sys.argv[1:] if argv is None else argv)  # which options were named (_refuse_given)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2

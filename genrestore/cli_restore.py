@@ -142,15 +142,14 @@ def cmd_restore_diffgar(args: argparse.Namespace) -> int:
         return restorer.restore(y, args.mode, args.artifact, args.guidance_scale, steps, [g], args.tile, args.tile_pad,
                                 half=args.half)
 
-    def check(paths, sizes):  # the upscaled images fit in memory, before the first one is sampled
-        from .cli_sr import _available_bytes
+    def check(paths, sizes):  # the (upscaled) images fit in memory, before the first one is sampled
+        from .cli_sr import _available_bytes, check_output_memory
 
         avail = _available_bytes(device)
-        for p, (h, w) in zip(paths, sizes):
-            oh, ow = h * args.upscale, w * args.upscale
-            if oh * ow * 3 * 4 * 8 > 0.8 * avail:  # float32 condition, sample, output and tile blending buffers
-                raise InputError(f"{p}: a {ow}x{oh} px image at --upscale {args.upscale} needs more memory than the "
-                                 f"{avail / 2**30:.1f} GiB available; use a smaller --upscale")
+        at = f"at --upscale {args.upscale}" if args.upscale > 1 else "of DiffGAR"
+        advice = "use a smaller --upscale" if args.upscale > 1 else "restore crops of the image"
+        for p, (h, w) in zip(paths, sizes):  # float32 condition, noise, sample, output and tile blending buffers
+            check_output_memory(p, (h * args.upscale, w * args.upscale), 8, avail, at, advice)
 
     scale = args.guidance_scale if args.mode == "guided" else 1.0
     return _restore_each(args, device, restore_one, {"method": "diffgar", "model": str(args.model), "mode": args.mode,
@@ -224,7 +223,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ._random import generator_for
-    from .cli import _plan_outputs, _refuse_given, _shard, _validate_inputs, resolve_device
+    from .cli import _makes_mask, _one_line, _plan_outputs, _refuse_given, _shard, _validate_inputs, resolve_device
     from .degrade import get_task, resize
     from .io import atomic_write_bytes, json_line, list_images, outputs_recorded, read_image, write_image_hashed
     from .models.stylegan2 import load_stylegan2
@@ -255,11 +254,11 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if not math.isfinite(scale) or not 0 < scale <= MAX_STEP_SCALE:
         raise InputError(f"--steps for stylegan-inversion scales the 150 steps per phase; expected a number in "
                          f"(0, {MAX_STEP_SCALE:g}], got {scale}")
-    from .degrade.tasks import Composition, Inpaint
+    from .degrade.tasks import Composition
 
     task = get_task(args.task, args.level)
     stages = task.tasks if isinstance(task, Composition) else (task,)
-    inpaint = any(isinstance(t, Inpaint) for t in stages)  # last in a composition (order U, N, A, P)
+    inpaint = _makes_mask(task)  # inpainting, last in a composition (order U, N, A, P)
     all_paths = list_images(args.inputs)  # outputs are planned on all of them: shards together are one run
     if inpaint:
         all_paths = _without_masks(all_paths)
@@ -291,8 +290,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
             continue
         y = read_image(path, "rgb").to(device)
         if tuple(y.shape[-2:]) != expected:
-            print(f"genrestore: note: {path}: resized from {hw[1]}x{hw[0]} to {expected[1]}x{expected[0]} px for the "
-                  "generator", file=sys.stderr)
+            print(f"genrestore: note: {_one_line(path)}: resized from {hw[1]}x{hw[0]} to {expected[1]}x{expected[0]} "
+                  "px for the generator", file=sys.stderr)
             y = resize(y, expected, "area" if hw[0] > expected[0] else "bicubic").clamp(0, 1)
         params = None
         if inpaint:
@@ -733,8 +732,7 @@ def add_parser(sub) -> None:
     r.add_argument("--mode", default="guided", choices=("blind", "non-blind", "guided"), help="diffgar: [MASK] class, "
                    "the given class, or the class with classifier-free guidance")
     r.add_argument("--artifact", help="diffgar: the degradation class (non-blind and guided modes)")
-    r.add_argument("--guidance-scale", type=float_in(0, 100), default=3.0,
-                   help="diffgar guided mode: CFG scale, 0..100 (3)")
+    r.add_argument("--guidance-scale", type=nonneg_float, default=3.0, help="diffgar guided mode: CFG scale (3)")
     r.add_argument("--autoencoder", metavar="FILE|NAME", help="latent diffgar: the VQ autoencoder (default: the "
                    "one the model's JSON names, relative to the model's folder)")
     r.add_argument("--upscale", type=positive_int, default=1, help="diffgar: bicubic upscale of the input first (for "

@@ -38,6 +38,16 @@ def _available_bytes(device: torch.device) -> int:
         return 8 << 30
 
 
+def check_output_memory(path, out_hw: tuple[int, int], copies: int, available: int, at: str, advice: str) -> None:
+    """Refuse, naming ``path``, an output of ``out_hw`` px whose ``copies`` float32 RGB buffers
+    would need more than 80 % of ``available`` bytes; ``at`` says what made it that large
+    (e.g. ``"at --outscale 8"``), ``advice`` what to do."""
+    need = out_hw[0] * out_hw[1] * 3 * 4 * copies
+    if need > 0.8 * available:
+        raise InputError(f"{path}: a {out_hw[1]}x{out_hw[0]} px output {at} needs about {need / 2**30:.1f} GiB, more "
+                         f"than the {available / 2**30:.1f} GiB available; {advice}")
+
+
 WORKING_MEMORY = 2.0  # peak resident memory / live tensors: 1.02-1.72 at 256 px (benchmarks/sr_memory.py, README)
 TILED_BYTES_PER_OUTPUT_PX = 3 * 8 + 8 + 3 * 4  # tiled_apply's float64 sums and weights, the float32 result
 
@@ -157,9 +167,8 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             oh, ow = _outscaled(hw, args.outscale)
             if oh < 1 or ow < 1:
                 raise InputError(f"{p}: {hw[1]}x{hw[0]} px at --outscale {args.outscale:g} gives an empty image")
-            if oh * ow * 3 * 4 * 3 > 0.8 * avail:  # OpenCV's float32 output, its tensor and the 8-bit file
-                raise InputError(f"{p}: a {ow}x{oh} px output at --outscale {args.outscale:g} needs more memory than "
-                                 f"the {avail / 2**30:.1f} GiB available; use a smaller --outscale")
+            # OpenCV's float32 output, its tensor and the 8-bit file
+            check_output_memory(p, (oh, ow), 3, avail, f"at --outscale {args.outscale:g}", "use a smaller --outscale")
     names = [args.model] + ([args.reference] if args.reference else [])
     nets = _load_models(args, names, device)
     _check_tiling(args, nets)

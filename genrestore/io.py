@@ -192,7 +192,7 @@ def atomic_write(path: str | os.PathLike, writer: Callable[[str], None]) -> None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # ".NAME.XXXXXXXX.tmp": NAME cut to 200 bytes, so that a legal 255-byte name stays legal here
-    stem = path.name.encode()[:200].decode(errors="ignore")
+    stem = os.fsdecode(os.fsencode(path.name)[:200])  # bytes as the file system has them (any encoding)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{stem}.", suffix=".tmp")
     os.close(fd)
     try:

@@ -396,7 +396,7 @@ def test_argtypes_interval_ends():
     with pytest.raises(argparse.ArgumentTypeError, match=r"\(0, 10\]"):
         rate("0")
     lr = float_in(0, low_open=True)  # an infinite end is never included: its bracket says so
-    with pytest.raises(argparse.ArgumentTypeError, match=r"in \(0, inf\), got inf"):
+    with pytest.raises(argparse.ArgumentTypeError, match=r"in \(0, inf\), got 'inf'"):
         lr("inf")
     assert int_at_least(0, "non-negative")("0") == 0
     with pytest.raises(argparse.ArgumentTypeError, match="positive"):

@@ -50,7 +50,8 @@ def test_a_sidecar_without_config_or_not_an_object(tmp_path):
     ({"arch": "rdn", "C": 1, "D": 1, "G": 2, "G0": 4, "scale": -2}, "RDN scale as an int >= 1"),
     ({"arch": "rdn", "C": 0, "D": 1, "G": 2, "G0": 4, "scale": 2}, "RDN C"),
     ({"arch": "rrdn", "C": 1, "D": 1, "T": 1, "G": 2, "G0": 4, "beta": math.nan, "scale": 2}, "RRDN beta"),
-    ({"arch": "srvgg", "upscale": 1e400}, "OverflowError"),
+    ({"arch": "srvgg", "upscale": 1e400}, "SRVGGNetCompact upscale"),
+    ({"arch": "srvgg", "upscale": 2, "out_scale": 0.5}, "SRVGGNetCompact out_scale"),
 ])
 def test_bad_sr_configs(config, match):
     from genrestore.models.sr import build_sr
@@ -73,8 +74,11 @@ def test_bad_diffusion_configs():
 
     with pytest.raises(InputError, match="beta_schedule"):
         make_scheduler("ddpm", {"beta_schedule": "bogus"})
-    with pytest.raises(InputError, match="schedule as a mapping"):
-        make_scheduler("ddim", 5)
+    for bad in (5, [], ""):  # a falsy non-mapping was taken for the default schedule
+        with pytest.raises(InputError, match="schedule as a mapping"):
+            make_scheduler("ddim", bad)
+        with pytest.raises(InputError, match="schedule as a mapping"):
+            ConditionalUNet(3, schedule=bad, unet=TINY_UNET)
     with pytest.raises(InputError, match="unet arguments as a mapping"):
         ConditionalUNet(3, unet=5)
     for name in BETA_SCHEDULES:  # every accepted schedule builds all three schedulers
@@ -122,7 +126,7 @@ def _one_image(tmp_path, name="a.png", size=16):
     (["--metrics", "psnr", "--ref-stats", "s.npz"], "--ref-stats: only with fid in --metrics"),
     (["--metrics", "fid", "--pfid-size", "64"], "--pfid-size: only with pfid in --metrics"),
     (["--metrics", "psnr", "--niqe-model", "m.npz"], "--niqe-model: only with niqe in --metrics"),
-    (["--metrics", "psnr,ssim", "--batch-size", "4", "--autocast"], "--batch-size, --autocast: only with fid or kid"),
+    (["--metrics", "psnr,ssim", "--batch-size", "4", "--autocast"], "--batch-size, --autocast: only with one of fid, kid, is, pfid in --metrics"),
     (["--steps", "3", "--tile", "0"], "--steps, --tile: only for --authenticity's restorations"),
 ])
 def test_metrics_refuses_options_it_would_ignore(tmp_path, capsys, extra, words):
@@ -151,6 +155,8 @@ def test_authenticity_refuses_the_comparison_options(tmp_path, capsys):
     (["--method", "inpaint", "--tile", "0"], "--tile: does not apply to --method inpaint"),
     (["--method", "stylegan-inversion", "--model", "idm-default"], "--model: does not apply"),
     (["--method", "diffgar", "--mode", "blind", "--guidance-scale", "5"], "--guidance-scale: only in --mode guided"),
+    (["--method", "stylegan-inversion", "--tile", "256"], "--tile: does not apply"),  # named, at its default
+    (["--method", "stylegan-inversion", "--tile-pad=16"], "--tile-pad: does not apply"),
 ])
 def test_restore_refuses_options_of_other_methods(tmp_path, capsys, extra, words):
     """They were silently ignored (e.g. --task with the IDM restorer)."""
@@ -168,12 +174,14 @@ def test_guidance_scale_is_bounded(tmp_path, capsys):
     from genrestore.cli import main
     from genrestore.restore.diffgar import MAX_GUIDANCE_SCALE, DiffGARRestorer
 
-    with pytest.raises(SystemExit) as e:
-        main(["restore", str(_one_image(tmp_path)), "-o", str(tmp_path / "o"), "--method", "diffgar",
-              "--guidance-scale", "1e308"])
-    assert e.value.code == 2 and "--guidance-scale" in capsys.readouterr().err
     from genrestore.diffusion.model import ConditionalUNet
 
+    model = tmp_path / "m.safetensors"
+    ConditionalUNet(3, class_names=["denoise"], unet=TINY_UNET).save(model)
+    assert main(["restore", str(_one_image(tmp_path)), "-o", str(tmp_path / "o"), "--method", "diffgar",
+                 "--model", str(model), "--artifact", "denoise", "--guidance-scale", "1e308"]) == 2
+    assert "expected guidance_scale in [0, 100], got 1e+308" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
     r = DiffGARRestorer(ConditionalUNet(3, class_names=["denoise"], unet=TINY_UNET))
     assert r.sampling_args("guided", "denoise", MAX_GUIDANCE_SCALE, 1)[1] == MAX_GUIDANCE_SCALE
     assert r.sampling_args("non-blind", "denoise", 1e308, 1)[1] == 1.0  # not used there
@@ -196,10 +204,10 @@ def test_diffgar_upscale_checks_memory_before_sampling(tmp_path, capsys, monkeyp
             "--mode", "blind", "--steps", "1", "-q"]
     assert main([*base, "--upscale", "1000000"]) == 2
     err = capsys.readouterr().err
-    assert f"{d / 'a.png'}: a 8000000x8000000 px image at --upscale 1000000 needs more memory" in err, err
+    assert f"{d / 'a.png'}: a 8000000x8000000 px output at --upscale 1000000 needs about 5722045.9 GiB" in err, err
     monkeypatch.setattr(cli_sr, "_available_bytes", lambda device: 16 * 16 * 3 * 4 * 8 / 0.8 + 1)
     assert main([*base, "--upscale", "3"]) == 2  # 24 px: over the faked memory
-    assert "--upscale 3 needs more memory" in capsys.readouterr().err
+    assert "output at --upscale 3 needs about" in capsys.readouterr().err
     assert main([*base, "--upscale", "2"]) == 0  # 16 px: fits
     from genrestore.io import read_image
 

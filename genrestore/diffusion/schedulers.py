@@ -102,7 +102,8 @@ def make_scheduler(kind: SchedulerKind, schedule: dict[str, Any] | None = None,
     if prediction_type not in PREDICTION_TYPES:
         raise InputError(f"expected prediction_type in {PREDICTION_TYPES}, got {prediction_type!r}")
     d = require_diffusers()
-    kwargs = dict(check_schedule(schedule or {}), prediction_type=prediction_type, clip_sample=clip_sample,
+    schedule = check_schedule({} if schedule is None else schedule)
+    kwargs = dict(schedule, prediction_type=prediction_type, clip_sample=clip_sample,
                   timestep_spacing=timestep_spacing, steps_offset=steps_offset)
     if kind == "ddpm":
         return d.DDPMScheduler(**kwargs)

@@ -22,10 +22,8 @@ from .._checks import InputError
 M = TypeVar("M", bound="SavedModel")
 
 # what a network's constructor raises for a config it cannot build (a width that GroupNorm or the
-# attention heads do not divide, a negative size, lists of different lengths, a number where a
-# mapping belongs, an infinite size, ...)
-BUILD_ERRORS = (TypeError, ValueError, AssertionError, ArithmeticError, RuntimeError, IndexError, KeyError,
-                AttributeError)
+# attention heads do not divide, a negative size, lists of different lengths, an infinite size, ...)
+BUILD_ERRORS = (TypeError, ValueError, AssertionError, ArithmeticError, RuntimeError, IndexError, KeyError)
 
 
 @contextmanager

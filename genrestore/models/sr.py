@@ -45,9 +45,10 @@ def build_sr(config: dict) -> nn.Module:
     arch = config.pop("arch", None)
     if not isinstance(arch, str) or arch not in ARCHS:
         raise InputError(f"unknown SR architecture {arch!r}; known: {', '.join(ARCHS)}")
-    module, cls = ARCHS[arch]
+    module, name = ARCHS[arch]
+    cls = getattr(importlib.import_module(module), name)  # outside: an import error is ours, not the config's
     with config_errors(f"bad {arch} config {config}"):
-        return getattr(importlib.import_module(module), cls)(**config)
+        return cls(**config)
 
 
 def _stored_config(path: Path, fallback: dict) -> dict:

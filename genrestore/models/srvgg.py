@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import InputError, check_image
+from .._checks import InputError, check_image, whole_number_at_least
 
 
 class SRVGGNetCompact(nn.Module):
@@ -65,10 +65,11 @@ class SRVGGNetCompact(nn.Module):
                              f"got {num_out_ch} and {num_in_ch}")
         if act_type not in ("relu", "prelu", "leakyrelu"):
             raise InputError(f"expected act_type in ('relu', 'prelu', 'leakyrelu'), got {act_type!r}")
-        if upscale < 1 or (out_scale is not None and out_scale < 1):
-            raise InputError(f"expected positive upscale and out_scale, got {upscale} and {out_scale}")
-        self.upscale = int(upscale)
-        self.scale = int(out_scale or upscale)
+        upscale = whole_number_at_least(upscale, "SRVGGNetCompact upscale", 1)
+        if out_scale is not None:
+            out_scale = whole_number_at_least(out_scale, "SRVGGNetCompact out_scale", 1)
+        self.upscale = upscale
+        self.scale = out_scale or upscale
         self.num_in_ch = num_in_ch
         self.config = {"arch": "srvgg", "num_in_ch": num_in_ch, "num_out_ch": num_out_ch, "num_feat": num_feat,
                        "num_conv": num_conv, "upscale": self.upscale, "act_type": act_type}

