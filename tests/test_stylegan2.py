@@ -225,6 +225,25 @@ def test_rosinality_round_trip(tmp_path):
                                    rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("sidecar, says", [
+    ("[1, 2]", "got a JSON list"),
+    ('{"config": "stylegan2"}', "a 'config' of type str"),
+    ("{not json", "with a 'config' entry (JSONDecodeError)"),
+    ('{"config": {"z_dim": -8}}', "not a generator sidecar with a valid 'config'"),
+])
+def test_load_stylegan2_damaged_sidecar(tmp_path, sidecar, says):
+    g = tiny()
+    torch.save({"g_ema": to_rosinality(g), "latent_avg": g.mapping.w_avg.clone()}, tmp_path / "g.pt")
+    out = convert_stylegan2(tmp_path / "g.pt", tmp_path / "g.safetensors")
+    out.with_suffix(".json").write_text(sidecar)
+    with pytest.raises(InputError, match="g.json") as e:
+        load_stylegan2(out)
+    assert says in str(e.value) and "\n" not in str(e.value)
+    out.with_suffix(".json").unlink()
+    with pytest.raises(InputError, match="no g.json beside it .*convert_stylegan2"):
+        load_stylegan2(out)
+
+
 def test_rosinality_without_latent_avg_and_bad_keys():
     g = tiny()
     r = to_rosinality(g)

@@ -495,10 +495,10 @@ def load_stylegan2(path: str | os.PathLike, device: str | torch.device = "cpu") 
     Raises:
         InputError: no sidecar config, or the tensors do not fit the config.
     """
-    import json
     from pathlib import Path
 
     from ..io import load_safetensors
+    from .checkpoint import BUILD_ERRORS, build_error_summary, read_sidecar, state_dict_mismatch
 
     p = Path(path)
     if not p.is_file():
@@ -509,10 +509,8 @@ def load_stylegan2(path: str | os.PathLike, device: str | torch.device = "cpu") 
     if not sidecar.is_file():
         raise InputError(f"{p}: no {sidecar.name} beside it with the generator's config; convert with "
                          f"genrestore.models.stylegan2_convert.convert_stylegan2")
-    from .checkpoint import BUILD_ERRORS, build_error_summary, state_dict_mismatch
-
+    config = read_sidecar(p)["config"]
     try:
-        config = json.loads(sidecar.read_text())["config"]
         net = build_stylegan2(config)
     except BUILD_ERRORS as e:
         raise InputError(f"{sidecar}: not a generator sidecar with a valid 'config' ({build_error_summary(e)})") from None
