@@ -10,6 +10,8 @@ import argparse
 import math
 from collections.abc import Callable
 
+DEVICE_HELP = "auto (default): CUDA when a GPU is visible, else the CPU; cpu; cuda (refused without a GPU)"
+
 
 def int_at_least(low: int, what: str) -> Callable[[str], int]:
     """An argparse type: an integer >= ``low``; ``what`` names it in the message ("positive")."""

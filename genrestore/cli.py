@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from . import __version__
-from ._argtypes import float_in, nonneg_int, positive_int
+from ._argtypes import DEVICE_HELP, float_in, nonneg_int, positive_int
 from ._checks import InputError
 
 EXAMPLE_IMAGE = "astronaut.png"
@@ -753,7 +753,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--niqe-model", metavar="FILE", help="NIQE pristine model (.npz with mu_pris_param/cov_pris_param, "
                    "or .safetensors); default: the shipped niqe-pristine-photos")
     m.add_argument("--csv", metavar="FILE", help="write the per-image values as CSV")
-    m.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    m.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help=DEVICE_HELP)
     m.add_argument("--json", action="store_true", help="one JSON object per image, then a summary object")
     m.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     m.set_defaults(func=cmd_metrics, _parser=m)
@@ -775,7 +775,7 @@ def build_parser() -> argparse.ArgumentParser:
     tn.add_argument("--data", nargs="+", required=True, help="pristine images: files, folders or globs")
     tn.add_argument("-o", "--output", required=True, help="output .safetensors (a .json beside it records the recipe)")
     tn.add_argument("--sharpness", type=float_in(0, 1, high_open=True), default=0.75, help="keep blocks at least this sharp, relative to the sharpest")
-    tn.add_argument("-q", "--quiet", action="store_true")
+    tn.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     tn.set_defaults(func=cmd_train_niqe)
     from .cli_restore import add_train_parser as add_train_idm
     from .cli_sr import add_train_parser

@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import torch
 
-from ._argtypes import nonneg_float, nonneg_int, positive_float, positive_int, unit_float
+from ._argtypes import DEVICE_HELP, nonneg_float, nonneg_int, positive_float, positive_int, unit_float
 from ._checks import InputError
 
 from .artifacts.synth import KINDS, NEEDS, generator_specs, load_generators
@@ -158,10 +158,12 @@ def add_parser(sub) -> None:
                                    "resampled; alpha 0.3; gamma 1.015, beta 0.01). Example: genrestore artifacts "
                                    "photos/ -o pairs/ --kind vq-replace --level 0.5 --vq vq.safetensors")
     a.add_argument("inputs", nargs="+", metavar="INPUT", help="clean RGB images, folders or globs")
-    a.add_argument("-o", "--output", required=True, metavar="OUT")
-    a.add_argument("--kind", required=True, choices=KINDS)
+    a.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
+    a.add_argument("--kind", required=True, choices=KINDS, help="artifact kind: VQ token replacement, "
+                   "autoregressive resampling, DDIM-latent noise or DDIM-latent scale/shift")
     a.add_argument("--level", type=unit_float, default=0.5, help="strength in [0, 1] (0.5: the paper's)")
-    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--seed", type=int, default=0, help="base seed; each pair's seed derives from it and its file "
+                   "name")
     a.add_argument("--vq", metavar="MODEL", help="vq-replace, ar-resample: the VQ autoencoder, a file or weight "
                    "name (default: the shipped vq-default)")
     a.add_argument("--transformer", metavar="MODEL", help="ar-resample: the token transformer over that autoencoder's "
@@ -185,8 +187,8 @@ def add_parser(sub) -> None:
     a.add_argument("--shard", metavar="i/n", help="make only every n-th pair, starting at i")
     a.add_argument("--batch-size", type=positive_int, default=8,
                    help="images of the same size synthesized together (each keeps its own seed; 8)")
-    a.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    a.add_argument("-q", "--quiet", action="store_true")
+    a.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help=DEVICE_HELP)
+    a.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     a.set_defaults(func=cmd_artifacts)
 
 
@@ -271,8 +273,9 @@ def add_train_parser(tsub) -> None:
             p.add_argument("--quality-samples", type=nonneg_int, default=64,
                            help="samples for the FID/KID in the model's JSON (0: none)")
         if name == "vq":
-            p.add_argument("--codebook-size", type=positive_int, default=512)
-            p.add_argument("--embed-dim", type=positive_int, default=4)
+            p.add_argument("--codebook-size", type=positive_int, default=512, help="codes in the codebook (default 512)")
+            p.add_argument("--embed-dim", type=positive_int, default=4, help="channels of the latent and of each "
+                           "code (default 4)")
             p.add_argument("--groups", type=positive_int, default=32, help="GroupNorm groups")
             p.add_argument("--adv-weight", type=nonneg_float, default=0.1, help="GAN loss weight")
             p.add_argument("--disc-start", type=nonneg_int, help="first step with the GAN loss (default: half of --steps)")
@@ -284,6 +287,6 @@ def add_train_parser(tsub) -> None:
         if name == "transformer":
             p.add_argument("--vq", help="the trained VQ autoencoder (.safetensors + .json) or a weight name "
                            "(vq-default)")
-            p.add_argument("--dim", type=positive_int, default=256)
-            p.add_argument("--depth", type=positive_int, default=6)
-            p.add_argument("--heads", type=positive_int, default=8)
+            p.add_argument("--dim", type=positive_int, default=256, help="token embedding width (default 256)")
+            p.add_argument("--depth", type=positive_int, default=6, help="transformer blocks (default 6)")
+            p.add_argument("--heads", type=positive_int, default=8, help="attention heads; must divide --dim (default 8)")

@@ -51,14 +51,15 @@ def add_parsers(sub) -> None:
                                    "OUT/results.jsonl and results.csv; reruns resume. Example: genrestore bench "
                                    "inpainting -o runs/bench-inpaint --methods degraded,telea")
     b.add_argument("suite", help="a suite file or a built-in suite name")
-    b.add_argument("-o", "--output", required=True, metavar="OUT")
+    b.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (results.jsonl, results.csv and the rows' "
+                   "outputs)")
     b.add_argument("--methods", help="comma-separated methods replacing the suite's (e.g. degraded,idm:MODEL)")
     b.add_argument("--tasks", help="comma-separated tasks replacing the suite's (e.g. vq-replace,ar-resample)")
     b.add_argument("--images", metavar="DIR", help="ground-truth image folder replacing the suite's")
     b.add_argument("--shard", metavar="i/n", help="run every n-th row, starting at i")
     b.add_argument("--resume", action="store_true", help="(always on) finished rows are skipped")
-    b.add_argument("--json", action="store_true")
-    b.add_argument("-q", "--quiet", action="store_true")
+    b.add_argument("--json", action="store_true", help="print the run's summary as one JSON object")
+    b.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=cmd_bench)
 
     r = sub.add_parser("report", help="write report.html and report.md of a bench run",

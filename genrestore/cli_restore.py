@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from ._argtypes import float_in, nonneg_float, nonneg_int, positive_float, positive_int
+from ._argtypes import DEVICE_HELP, float_in, nonneg_float, nonneg_int, positive_float, positive_int
 from ._checks import InputError
 from .io import read_json_object
 from .models.precision import HALF_RULE
@@ -611,19 +611,23 @@ def _extrinsic_data(args: argparse.Namespace, source: Path, device) -> Path:
 def _common_train_args(t: argparse.ArgumentParser, data_required: bool = True, unet: bool = True,
                        workers: bool = False, half: bool = False) -> None:
     t.add_argument("--data", required=data_required, help="folder of clean photos")
-    t.add_argument("-o", "--output", required=True, metavar="OUT")
-    t.add_argument("--size", type=positive_int, default=128, help="crop side, px")
-    t.add_argument("--steps", type=positive_int, default=10000)
-    t.add_argument("--batch-size", type=positive_int, default=8)
-    t.add_argument("--lr", type=positive_float, default=1e-4)
-    t.add_argument("--ema-decay", type=float_in(0, 1, high_open=True), default=0.999)
+    t.add_argument("-o", "--output", required=True, metavar="OUT", help="run folder: checkpoint.safetensors while "
+                   "training, model.safetensors + .json at the end; rerunning the command resumes")
+    t.add_argument("--size", type=positive_int, default=128, help="crop side, px (default %(default)s)")
+    t.add_argument("--steps", type=positive_int, default=10000, help="training steps in all (default %(default)s); "
+                   "a larger value on rerun trains on")
+    t.add_argument("--batch-size", type=positive_int, default=8, help="crops per step (default %(default)s)")
+    t.add_argument("--lr", type=positive_float, default=1e-4, help="learning rate (default %(default)s)")
+    t.add_argument("--ema-decay", type=float_in(0, 1, high_open=True), default=0.999,
+                   help="decay of the weights' exponential moving average, in [0, 1) (default %(default)s)")
     if unet:
         t.add_argument("--channels", type=positive_int, nargs="+", default=[64, 128, 256, 256],
                        help="UNet block widths (the last block has attention)")
         t.add_argument("--layers-per-block", type=positive_int, default=2, help="ResNet layers per UNet block")
-    t.add_argument("--save-every", type=positive_int, default=1000)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    t.add_argument("--save-every", type=positive_int, default=1000, help="checkpoint interval, steps "
+                   "(default %(default)s)")
+    t.add_argument("--seed", type=int, default=0, help="seed of the initialization, crops and noise (default 0)")
+    t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help=DEVICE_HELP)
     t.add_argument("--channels-last", action="store_true", help="channels-last weights (faster convolutions "
                    "under bf16 on recent GPUs)")
     t.add_argument("--compile", action="store_true", help="torch.compile the network's forward (GPU; the first "
@@ -689,7 +693,8 @@ def add_train_parser(tsub) -> None:
     _common_train_args(p, workers=True)
     p.set_defaults(size=64, channels=[32, 64, 64, 128], layers_per_block=1, batch_size=16, save_every=250, lr=2e-4,
                    func=cmd_train_inpaint)
-    p.add_argument("--kind", required=True, choices=("diffusion", "ddgan", "gan"))
+    p.add_argument("--kind", required=True, choices=("diffusion", "ddgan", "gan"), help="conditional diffusion, "
+                   "denoising diffusion GAN or one-step GAN")
     p.add_argument("--timesteps", type=positive_int, default=4, help="ddgan: T, the number of large denoising steps (4)")
     p.add_argument("--lr-d", type=positive_float, default=2e-4, help="gan/ddgan: discriminator learning rate")
     p.add_argument("--r1-gamma", type=nonneg_float, default=0.1, help="gan/ddgan: R1 penalty weight gamma")
@@ -708,7 +713,7 @@ def add_train_parser(tsub) -> None:
     sg.add_argument("--z-dim", type=positive_int, default=256, help="z and w size")
     sg.add_argument("--mapping-layers", type=positive_int, default=2, help="mapping depth (ADA's small-data: 2)")
     sg.add_argument("--channel-base", type=positive_int, default=8192, help="channels min(base / r, max) at r px")
-    sg.add_argument("--channel-max", type=positive_int, default=256)
+    sg.add_argument("--channel-max", type=positive_int, default=256, help="largest channel count (default 256)")
     sg.add_argument("--r1-gamma", type=nonneg_float, help="R1 weight (default: ADA's 0.0002 resolution^2 / batch)")
     sg.add_argument("--ada-kimg", type=positive_float, default=100.0, help="thousands of images for the augmentation "
                     "probability to move from 0 to 1 (ADA: 500)")
@@ -724,8 +729,9 @@ def add_parser(sub) -> None:
     r.add_argument("inputs", nargs="*", metavar="INPUT", help="degraded RGB images, folders or globs")
     r.add_argument("--example", action="store_true", help="add the bundled degraded example (512x512, IDM "
                    "degradation) to the inputs")
-    r.add_argument("-o", "--output", required=True, metavar="OUT")
-    r.add_argument("--method", default="idm", choices=("idm", "diffgar", "inpaint", "stylegan-inversion"))
+    r.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (OUT/NAME.png + NAME.json)")
+    r.add_argument("--method", default="idm", choices=("idm", "diffgar", "inpaint", "stylegan-inversion"),
+                   help="restorer (default idm)")
     r.add_argument("--model", metavar="FILE|NAME", help="idm / diffgar / inpaint: a ConditionalUNet .safetensors "
                    "(+ .json) from `train idm` / `train diffgar` / `train inpaint`, or a shipped weight's name (idm: "
                    f"default {DEFAULT_IDM}; inpaint: inpaint-gan, inpaint-ddgan, inpaint-diffusion)")
@@ -740,7 +746,8 @@ def add_parser(sub) -> None:
     r.add_argument("--tile", type=nonneg_int, default=256, metavar="PX", help="idm / diffgar: tile side of the network "
                    "call (default 256; 0: the whole image at once, which needs memory for attention over all of "
                    "it); the noise is drawn at full size, so tiles leave no seams")
-    r.add_argument("--tile-pad", type=nonneg_int, default=16, metavar="PX")
+    r.add_argument("--tile-pad", type=nonneg_int, default=16, metavar="PX", help="idm / diffgar: pixels dropped at "
+                   "interior tile edges before the cross-fade (default 16)")
     r.add_argument("--half", action="store_true", help="idm / diffgar / inpaint: the network in 16-bit where the "
                    f"device computes it natively ({HALF_RULE}), with a float32 retry of a non-finite step; the "
                    "JSON records the precision")
@@ -749,15 +756,17 @@ def add_parser(sub) -> None:
     r.add_argument("--shard", metavar="i/n", help="process only every n-th image, starting at i")
     r.add_argument("--task", help="stylegan-inversion: the degradation to invert: a task (upsample, denoise, "
                    "deartifact, inpaint) or a composition (e.g. UNAP)")
-    r.add_argument("--level", default="M", choices=("XS", "S", "M", "L", "XL"))
+    r.add_argument("--level", default="M", choices=("XS", "S", "M", "L", "XL"), help="stylegan-inversion: the "
+                   "task's level (default M)")
     r.add_argument("--generator", help="stylegan-inversion: StyleGAN2 .safetensors (+ .json), e.g. from "
                    "`genrestore weights convert network-snapshot.pkl G.safetensors`")
     r.add_argument("--masks", metavar="DIR", help="inpainting: folder with NAME_mask.png (1 = kept)")
     r.add_argument("--steps", type=float, default=None, help="idm: DDPM steps (default 10); diffgar: DDIM steps "
                    "(default 30); inpaint: DDPM steps of a diffusion inpainter (default 50); stylegan-inversion: "
                    "scale of the 150 steps per phase (default 1; 0.1 for a quick run)")
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    r.add_argument("--json", action="store_true")
-    r.add_argument("-q", "--quiet", action="store_true")
+    r.add_argument("--seed", type=int, default=0, help="base seed; each image's seed derives from it and its "
+                   "file name")
+    r.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help=DEVICE_HELP)
+    r.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_restore, _parser=r)

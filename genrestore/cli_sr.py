@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from ._argtypes import float_in, nonneg_int, positive_float, positive_int
+from ._argtypes import DEVICE_HELP, float_in, nonneg_int, positive_float, positive_int
 from ._checks import InputError
 from .io import list_images, read_json_object
 from .models.precision import HALF_RULE
@@ -382,7 +382,7 @@ def add_parsers(sub) -> None:
                                    "scale) and NAME_regions.json. Example: genrestore detect lr/ -o det/ "
                                    "--gan realesrgan-x4plus --mse rdn-x4")
     d.add_argument("inputs", nargs="+", metavar="LR", help="low-resolution RGB images, folders or globs")
-    d.add_argument("-o", "--output", required=True, metavar="OUT")
+    d.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
     d.add_argument("--gan", required=True, help="GAN-SR weight name or .safetensors (e.g. realesrgan-x4plus)")
     d.add_argument("--mse", help="MSE-SR weight name or .safetensors of the same scale (e.g. rdn-x4); "
                    "required but for --method niqe")
@@ -409,7 +409,7 @@ def _tiling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tile-pad", type=nonneg_int, default=16, metavar="PX", help="overlap discarded at tile edges")
     p.add_argument("--half", action="store_true", help=f"16-bit where the device computes it natively ({HALF_RULE}), "
                    "with a float32 retry of a non-finite tile")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help=DEVICE_HELP)
 
 
 def _optional_weights(name: str):
@@ -526,17 +526,22 @@ def add_train_parser(tsub) -> None:
     t.add_argument("--mse", required=True, help="MSE-SR weight name or .safetensors (the reference)")
     t.add_argument("--lr-images", required=True, metavar="DIR", help="LR training images (RGB)")
     t.add_argument("-o", "--output", required=True, metavar="OUT", help="run folder (checkpoints, pseudo-GT, result)")
-    t.add_argument("--iterations", type=positive_int, default=1000)
-    t.add_argument("--batch-size", type=positive_int, default=4)
+    t.add_argument("--iterations", type=positive_int, default=1000, help="fine-tuning iterations (default 1000, "
+                   "the paper's)")
+    t.add_argument("--batch-size", type=positive_int, default=4, help="HR patches per iteration (default 4; the "
+                   "paper's 48 was on 4 GPUs)")
     t.add_argument("--hr-patch", type=positive_int, default=256, help="HR patch side, px")
     t.add_argument("--lr", type=positive_float, default=1e-4, help="Adam learning rate")
     t.add_argument("--save-every", type=positive_int, default=100, help="checkpoint interval, iterations")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--segmenter", choices=("texture", "none", "segformer"), default="texture")
-    t.add_argument("--segformer", metavar="DIR")
-    t.add_argument("--threshold", type=_threshold, default=0.7)
-    t.add_argument("--tile", type=nonneg_int, default=0, metavar="PX")
-    t.add_argument("--tile-pad", type=nonneg_int, default=16, metavar="PX")
-    t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    t.add_argument("-q", "--quiet", action="store_true")
+    t.add_argument("--seed", type=int, default=0, help="seed of the patch draws (default 0)")
+    t.add_argument("--segmenter", choices=("texture", "none", "segformer"), default="texture",
+                   help="classes of the detection's semantic adjustment, as detect --segmenter (default texture)")
+    t.add_argument("--segformer", metavar="DIR", help="local SegFormer (ADE20K) folder for --segmenter segformer")
+    t.add_argument("--threshold", type=_threshold, default=0.7, help="artifact where D / A_k < threshold "
+                   "(default 0.7, eq. 9)")
+    t.add_argument("--tile", type=nonneg_int, default=0, metavar="PX", help="tile side in input px of the SR runs "
+                   "that build the pseudo-GT (0: whole image)")
+    t.add_argument("--tile-pad", type=nonneg_int, default=16, metavar="PX", help="overlap discarded at tile edges")
+    t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help=DEVICE_HELP)
+    t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train_desra)

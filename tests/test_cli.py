@@ -900,3 +900,24 @@ def test_an_error_naming_a_file_with_a_line_break_is_one_line(tmp_path, capsys):
     assert main(["degrade", str(bad), "-o", str(tmp_path / "o"), "--task", "denoise"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "two\\nlines.png" in err, err
+
+
+def test_every_option_has_help():
+    """Each option of each (sub)command says what it does in --help, and every help renders."""
+    import argparse
+
+    from genrestore.cli import build_parser
+
+    missing = []
+
+    def walk(parser, path):
+        parser.format_help()  # a stray % in a help string raises here
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, f"{path} {name}")
+            elif action.option_strings and not action.help:
+                missing.append(f"{path} {'/'.join(action.option_strings)}")
+
+    walk(build_parser(), "genrestore")
+    assert not missing, missing
