@@ -794,9 +794,36 @@ def _one_line(message: object) -> str:
     return str(message).replace("\r", "\\r").replace("\n", "\\n")
 
 
+def _leaf_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The (sub)command parser that ``args`` came through (``genrestore train idm``'s for ``train idm``)."""
+    while parser._subparsers is not None:
+        action = next(a for a in parser._subparsers._group_actions if isinstance(a, argparse._SubParsersAction))
+        chosen = getattr(args, action.dest, None)
+        if chosen not in action.choices:
+            break
+        parser = action.choices[chosen]
+    return parser
+
+
+def _intermixed_positionals(args: argparse.Namespace, extra: list[str]) -> list[str]:
+    """Give back to their positional the words argparse leaves over when an option stands between
+    positionals (``weights convert --force FILE OUT``, ``metrics REF --y DIST``); return the rest."""
+    if not extra or any(w.startswith("-") and w != "-" for w in extra):
+        return extra
+    if args.verb == "weights":
+        args.names = [*args.names, *extra]
+        return []
+    if args.verb == "metrics" and args.dist is None and len(extra) == 1:
+        args.dist = extra[0]
+        return []
+    return extra
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if _intermixed_positionals(args, extra):
+        _leaf_parser(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
     args._argv = list(sys.argv[1:] if argv is None else argv)  # which options were named (_refuse_given)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)

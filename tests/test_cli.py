@@ -921,3 +921,25 @@ def test_every_option_has_help():
 
     walk(build_parser(), "genrestore")
     assert not missing, missing
+
+
+def test_options_between_positionals(tmp_path, capsys):
+    """argparse leaves the words after an option that stands between positionals over; they go back to
+    their positional, and a real unknown option is reported against the subcommand's own help."""
+    ref, dist = tmp_path / "ref", tmp_path / "dist"
+    write_image(ref / "a.png", torch.full((1, 3, 16, 16), 0.5))
+    write_image(dist / "a.png", torch.full((1, 3, 16, 16), 0.6))
+    assert main(["metrics", str(ref), "--metrics", "mse", "--json", str(dist), "-q"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert rows[0]["mse"] == pytest.approx((25 / 255) ** 2, rel=1e-6)  # 8-bit 128 against 153
+    assert main(["weights", "info", "--json", "lpips-alex-v0.1"]) == 0
+    assert json.loads(capsys.readouterr().out)["name"] == "lpips-alex-v0.1"
+    for argv, prog in ((["metrics", str(ref), str(dist), str(dist)], "genrestore metrics"),
+                       (["degrade", str(ref), "-o", str(tmp_path / "o"), "--tile-size", "3"], "genrestore degrade"),
+                       (["train", "niqe", "--data", str(ref), "-o", str(tmp_path / "n.safetensors"), "--nope"],
+                        "genrestore train niqe")):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and "unrecognized arguments" in err and f"see `{prog} --help`" in err, err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "n.safetensors").exists()

@@ -179,6 +179,20 @@ def test_gan_training_resumes_bit_for_bit(photos, tmp_path, num_steps):
         train_inpaint_gan(tiny_generator(num_steps), photos, 4, out_dir=tmp_path / "a", **{**kw, "seed": 1})
 
 
+def test_gan_training_refuses_crops_the_discriminator_cannot_score(photos, tmp_path):
+    """PatchDiscriminator: four 4x4 convolutions of stride 2, 2, 2, 1 and a last one of stride 1 (padding 1)
+    leave side // 8 - 2 logits for sides that are multiples of 8: none below 24 px."""
+    from genrestore.restore.diffusion_gan import PatchDiscriminator
+
+    assert PatchDiscriminator.min_side() == 24
+    assert PatchDiscriminator(3, 1, 8)(torch.zeros(1, 3, 24, 24)).shape == (1, 1, 1, 1)
+    with pytest.raises(RuntimeError):
+        PatchDiscriminator(3, 1, 8)(torch.zeros(1, 3, 23, 23))
+    with pytest.raises(InputError, match="at least 24 px, got 16"):
+        train_inpaint_gan(tiny_generator(1), photos, 1, batch_size=2, crop=16, out_dir=tmp_path / "a", disc_width=8)
+    assert not (tmp_path / "a").exists()
+
+
 def test_gan_training_with_data_workers_equals_without(photos, tmp_path):
     kw = dict(batch_size=2, crop=32, save_every=2, seed=0, disc_width=8)
     ref = train_inpaint_gan(tiny_generator(2), photos, 2, out_dir=tmp_path / "a", **kw).state_dict()

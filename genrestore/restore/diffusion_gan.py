@@ -133,6 +133,19 @@ class PatchDiscriminator(nn.Module):
         blocks.append(nn.Conv2d(ch, 1, 4, 1, 1))
         self.body = nn.Sequential(*blocks)
 
+    @staticmethod
+    def min_side(layers: int = 3) -> int:
+        """The smallest input side, px, that leaves at least one logit (24 for ``layers = 3``)."""
+        def logits(side: int) -> int:  # the 4x4 convolutions' output side: strides 2 (layers of them), then 1, 1
+            for stride in (2,) * layers + (1, 1):
+                side = (side + 2 - 4) // stride + 1
+            return side
+
+        side = 1
+        while logits(side) < 1:
+            side += 1
+        return side
+
     def forward(self, x: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
         h = self.first(x)
         if self.time is not None:
@@ -224,6 +237,9 @@ def train_inpaint_gan(model, images: Sequence[torch.Tensor] | str | os.PathLike,
         raise InputError("expected a ConditionalUNet(3, cond_channels=4, prediction_type='sample')")
     if r1_gamma < 0 or l1_weight < 0:
         raise InputError(f"expected non-negative r1_gamma and l1_weight, got {r1_gamma}, {l1_weight}")
+    if crop < PatchDiscriminator.min_side():
+        raise InputError(f"the PatchGAN discriminator needs crops of at least {PatchDiscriminator.min_side()} px, "
+                         f"got {crop} (--size)")
     num_t = model.config["schedule"]["num_train_timesteps"]
     disc = PatchDiscriminator(3 + COND_CHANNELS + (3 if num_t > 1 else 0), num_t, disc_width)
     tr = TrainRun(model, images, steps, batch_size, crop, ema_decay, out_dir, save_every, seed, device,
