@@ -421,6 +421,14 @@ def _check_pairs(pairs: list[tuple[Path, Path]], names: Sequence[str], set_names
 
 METRICS_AVAILABLE = ("psnr", "ssim", "mse", "lpips", "lpips-vgg", "niqe", "identity", "fid", "kid", "is", "pfid")
 SET_METRICS = ("fid", "kid", "is", "pfid")
+_RGB_METRICS = ("lpips", "lpips-vgg", "identity", *SET_METRICS)  # networks of RGB images: no --y or --gray
+
+
+def _without_border(x: torch.Tensor, y: torch.Tensor, border: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x, y)`` without ``border`` px on each side (views); what metrics --crop-border does to every metric."""
+    if 2 * border >= min(x.shape[-2:]):
+        raise InputError(f"--crop-border {border} leaves nothing of a {x.shape[-1]}x{x.shape[-2]} image")
+    return tuple(t[..., border:t.shape[-2] - border, border:t.shape[-1] - border] for t in (x, y))
 
 
 def cmd_authenticity(args: argparse.Namespace) -> int:
@@ -540,22 +548,22 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
             net = "vgg" if m == "lpips-vgg" else "alex"
             weights_used += [f"{w} ({ws.resolve(w)})" for w in (BACKBONE_WEIGHT[net], HEADS_WEIGHT[net])]
-            funcs[m] = lambda x, y, y_channel, crop_border, net=net: lpips(
-                *(t[..., crop_border:t.shape[-2] - crop_border, crop_border:t.shape[-1] - crop_border]
-                  for t in (x, y)), net=net)
-            if args.y or args.gray:
-                raise InputError("LPIPS compares RGB images; drop --y / --gray for it")
+            funcs[m] = lambda x, y, y_channel, crop_border, net=net: lpips(*_without_border(x, y, crop_border), net=net)
         if m == "identity":  # cosine of 128-d face descriptors; the images are face crops
             from .models.face_descriptor import WEIGHT_NAME, identity_similarity
 
             weights_used.append(f"{WEIGHT_NAME} ({ws_path(WEIGHT_NAME)})")
-            funcs[m] = lambda x, y, y_channel, crop_border: identity_similarity(x, y)
+            funcs[m] = lambda x, y, y_channel, crop_border: identity_similarity(*_without_border(x, y, crop_border))
         if m == "niqe":  # no-reference: scores the evaluated image alone
             from .metrics.niqe import load_pristine, niqe
 
             pristine = load_pristine(args.niqe_model)
             weights_used.append(f"NIQE pristine model ({args.niqe_model or ws_path('niqe-pristine-photos')})")
             funcs[m] = lambda x, y, y_channel, crop_border, p=pristine: niqe(y, p, crop_border)
+    rgb_only = [m for m in names if m in _RGB_METRICS]
+    if rgb_only and (args.y or args.gray):
+        raise InputError(f"{', '.join(rgb_only)} compare{'s' if len(rgb_only) == 1 else ''} RGB images; drop "
+                         f"{'--y' if args.y else '--gray'} or run {'it' if len(rgb_only) == 1 else 'them'} separately")
     set_names = [m for m in names if m in SET_METRICS]
     names = [m for m in names if m not in SET_METRICS]
     _check_pairs(pairs, names, set_names, args)
@@ -593,6 +601,10 @@ def cmd_metrics(args: argparse.Namespace) -> int:
             except InputError as e:  # e.g. an image too flat for NIQE: say which
                 raise InputError(f"{dist_path}: {e}") from None
         if set_names:
+            try:
+                x, y = _without_border(x, y, args.crop_border)
+            except InputError as e:
+                raise InputError(f"{dist_path}: {e}") from None
             if whole:
                 if ref_stats is None:
                     feats["ref"].add(*extractor(x))

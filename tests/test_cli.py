@@ -791,15 +791,22 @@ def test_metrics_reads_headers_up_front_and_decodes_each_image_once(inputs, tmp_
     assert sorted(decoded) == sorted(str(p) for p in io.list_images([inputs]) for _ in range(2))
 
 
-def test_metrics_crop_border_is_checked_only_for_metrics_that_crop(inputs, capsys):
-    """Identity similarity ignores --crop-border: a border too large for the image is refused for
-    psnr (one line, exit 2) but not for identity alone."""
-    a = str(inputs / "a.png")  # 48x40
-    assert main(["metrics", a, a, "--metrics", "psnr", "--crop-border", "20", "-q"]) == 2
-    assert "--crop-border 20 leaves nothing" in capsys.readouterr().err
-    assert main(["metrics", a, a, "--metrics", "identity", "--crop-border", "20", "--json", "-q"]) == 0
+def test_metrics_crop_border_applies_to_every_metric(inputs, tmp_path, capsys):
+    """--crop-border crops for every metric (the header says so): identity here, compared with the
+    library on the cropped images; a border that leaves nothing is one line naming the file, exit 2."""
+    from genrestore.models.face_descriptor import identity_similarity
+
+    a = inputs / "a.png"  # 48x40
+    b = tmp_path / "b.png"
+    write_image(b, read_image(a, "rgb").flip(-1))
+    for metrics in ("psnr", "identity"):
+        assert main(["metrics", str(a), str(a), "--metrics", metrics, "--crop-border", "20", "-q"]) == 2
+        assert "a.png: --crop-border 20 leaves nothing" in capsys.readouterr().err
+    assert main(["metrics", str(a), str(b), "--metrics", "identity", "--crop-border", "6", "--json", "-q"]) == 0
     row = json.loads(capsys.readouterr().out.splitlines()[0])
-    assert row["identity"] == pytest.approx(1.0, abs=1e-6)  # an image against itself (float32 cosine)
+    x, y = read_image(a, "rgb"), read_image(b, "rgb")
+    want = float(identity_similarity(x[..., 6:-6, 6:-6], y[..., 6:-6, 6:-6])[0])
+    assert row["identity"] == pytest.approx(want, abs=1e-6) and abs(want - float(identity_similarity(x, y)[0])) > 1e-4
 
 
 def _rgb_folder(tmp_path):

@@ -8,7 +8,7 @@ import torch
 
 from genrestore import _random
 from genrestore.cli import main
-from genrestore.io import write_image
+from genrestore.io import read_image, write_image
 from genrestore.metrics.fid import InceptionFeatures, SetFeatures, collect, random_crops, set_metrics
 from genrestore.models.inception import FIDInceptionV3
 
@@ -145,6 +145,20 @@ def test_cli_fid_kid_is_pfid_and_ref_stats(inception, tmp_path, capsys, monkeypa
                  "--ref-stats", str(stats), "--json", "-q"]) == 0
     second = json.loads(capsys.readouterr().out.splitlines()[-1])["summary"]
     assert second["ref_stats"].startswith("loaded") and abs(second["fid"] - first["fid"]) < 1e-6 * max(1, first["fid"])
+    # --crop-border applies to the set metrics too: images equal but for an 8 px frame have FID 0 without it
+    for name in ("a", "b", "c"):
+        x = read_image(tmp_path / "ref" / f"{name}.png", "rgb")
+        x[..., :8, :] = x[..., -8:, :] = x[..., :, :8] = x[..., :, -8:] = 0
+        write_image(tmp_path / "framed" / f"{name}.png", x)
+    fids = []
+    for crop in ("0", "8"):
+        assert main(["metrics", str(tmp_path / "ref"), str(tmp_path / "framed"), "--metrics", "fid",
+                     "--crop-border", crop, "--json", "-q"]) == 0
+        fids.append(json.loads(capsys.readouterr().out.splitlines()[-1])["summary"]["fid"])
+    assert fids[0] > 1e-3 and abs(fids[1]) < 1e-3, fids
+    for option in ("--y", "--gray"):  # Inception takes RGB: refused, not ignored
+        assert main(["metrics", str(tmp_path / "ref"), str(tmp_path / "same"), "--metrics", "psnr,fid", option]) == 2
+        assert f"fid compares RGB images; drop {option}" in capsys.readouterr().err
 
 
 def test_cli_fid_without_weights_names_them(tmp_path, capsys, monkeypatch):
