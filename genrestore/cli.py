@@ -645,7 +645,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         print(json_line({"summary": summary}))
     else:
         space = "Y" if args.y else "grey" if args.gray else "RGB"
-        print(f"{'metric':<9} {'mean':>12}   ({len(rows)} image pairs, {space}, "
+        print(f"{'metric':<9} {'mean':>12}   ({counted(len(rows), 'image pair')}, {space}, "
               f"crop {args.crop_border} px; weights used: {', '.join(weights_used) or 'none'})")
         for m in names:
             print(f"{m:<9} {summary[m]:>12.6f}")
@@ -731,7 +731,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "alexnet-owt-7be5be79.pth; genrestore weights install realesrgan-x4plus")
     w.add_argument("action", choices=("list", "info", "add", "verify", "path", "convert", "install"))
     w.add_argument("names", nargs="*", metavar="ARG", help="NAME (and FILE for add, FILE or FOLDER for convert)")
-    w.add_argument("--force", action="store_true", help="add: store even if the file's sha256 differs")
+    w.add_argument("--force", action="store_true", help="add, convert: store even if the file's sha256 "
+                   "differs from the registry's")
     w.add_argument("--json", action="store_true", help="list: one JSON object per weight")
     w.set_defaults(func=cmd_weights)
 
@@ -798,6 +799,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_idm(tsub)
     add_train_generators(tsub)
     return parser
+
+
+def counted(n: int, noun: str) -> str:
+    """``"1 step"``, ``"3 steps"``: ``n`` and the noun, plural (with an s) unless ``n`` is 1."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _one_line(message: object) -> str:

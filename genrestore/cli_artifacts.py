@@ -86,8 +86,7 @@ def cmd_artifacts(args: argparse.Namespace) -> int:
             atomic_write_bytes(out_dir / f"{stem}.json", (json.dumps(rec, indent=1) + "\n").encode())
         bar.update(len(group))
     bar.close()
-    if not args.quiet:
-        print(f"{len(items)} {args.kind} pairs (level {args.level}), {total - len(items)} already done -> {out_dir}")
+    print(f"{len(items)} {args.kind} pairs (level {args.level}), {total - len(items)} already done -> {out_dir}")
     return 0
 
 
@@ -202,7 +201,7 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     torch.manual_seed(args.seed)  # the initial weights (and the VQ's discriminator), so that the recipe reproduces the model
     base = (f"genrestore train {args.model} --data {args.data} --steps {args.steps} --batch-size {args.batch_size} "
-            f"--lr {args.lr} --seed {args.seed}")
+            f"--lr {args.lr} --ema-decay {args.ema_decay} --seed {args.seed}")
     common = dict(ema_decay=args.ema_decay, out_dir=args.output, save_every=args.save_every, seed=args.seed,
                   device=device, progress=not args.quiet, time_limit=args.time_limit, channels_last=args.channels_last,
                   compile=args.compile)
@@ -215,11 +214,11 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
         disc_start = args.steps // 2 if args.disc_start is None else args.disc_start
         train_vq_autoencoder(model, args.data, args.steps, args.batch_size, args.size, args.lr, args.adv_weight,
                              disc_start, recipe=base + f" --size {args.size} --codebook-size {args.codebook_size} "
+                             f"--embed-dim {args.embed_dim} --adv-weight {args.adv_weight} "
                              f"--channels {' '.join(map(str, args.channels))} --layers-per-block {args.layers_per_block} "
                              f"--groups {args.groups} "
                              f"--disc-start {disc_start} --restart-every {args.restart_every}"
-                             f"{' --no-attention' if args.no_attention else ''} --ema-decay "
-                             f"{args.ema_decay}", eval_images=args.eval_data, restart_every=args.restart_every,
+                             f"{' --no-attention' if args.no_attention else ''}", eval_images=args.eval_data, restart_every=args.restart_every,
                              **common)
     elif args.model == "transformer":
         from .artifacts.generators import train_token_transformer

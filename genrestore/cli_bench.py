@@ -22,7 +22,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.json:
         print(json_line(summary))
     else:
-        print(f"suite {suite.name}: {summary['rows_run']} rows run, {summary['rows_skipped']} already done "
+        from .cli import counted
+
+        print(f"suite {suite.name}: {counted(summary['rows_run'], 'row')} run, {summary['rows_skipped']} already done "
               f"-> {summary['results']}")
     return 0
 

@@ -107,7 +107,7 @@ def _restore_each(args: argparse.Namespace, device, restore_one, record: dict, l
 
 
 def cmd_restore_idm(args: argparse.Namespace) -> int:
-    from .cli import resolve_device
+    from .cli import counted, resolve_device
     from .restore.idm import IDMRestorer
 
     args.model = args.model or DEFAULT_IDM
@@ -119,11 +119,11 @@ def cmd_restore_idm(args: argparse.Namespace) -> int:
                                                                         half=args.half),
                          {"method": "idm", "model": str(args.model), "steps": steps, "tile": args.tile,
                           "tile_pad": args.tile_pad},
-                         f"IDM ({steps} steps)")
+                         f"IDM ({counted(steps, 'step')})")
 
 
 def cmd_restore_diffgar(args: argparse.Namespace) -> int:
-    from .cli import resolve_device
+    from .cli import counted, resolve_device
     from .degrade import resize
     from .restore.diffgar import DiffGARRestorer
 
@@ -133,7 +133,12 @@ def cmd_restore_diffgar(args: argparse.Namespace) -> int:
     steps = _diffusion_steps(args, 30, "DiffGAR (DDIM)")
     device = resolve_device(args.device)
     restorer = DiffGARRestorer.from_file(args.model, device, autoencoder=args.autoencoder)
-    restorer.sampling_args(args.mode, args.artifact, args.guidance_scale, 1, device)  # checks mode up front
+    if args.mode == "blind" and args.artifact is not None:
+        raise InputError(f"--mode blind restores without a class; drop --artifact {args.artifact}, or use --mode "
+                         "non-blind or guided")
+    if args.mode != "blind" and args.artifact is None:
+        raise InputError(f"--mode {args.mode} needs --artifact, one of {restorer.class_names}")
+    restorer.sampling_args(args.mode, args.artifact, args.guidance_scale, 1, device)  # checks the class up front
     check_restorer_tiling(restorer, args.tile, args.tile_pad)
 
     def restore_one(y, g, _path):
@@ -156,11 +161,11 @@ def cmd_restore_diffgar(args: argparse.Namespace) -> int:
                                              "artifact": args.artifact, "guidance_scale": scale, "steps": steps,
                                              "tile": args.tile, "tile_pad": args.tile_pad, "upscale": args.upscale,
                                              "autoencoder": args.autoencoder},
-                         f"DiffGAR ({args.mode}, {steps} DDIM steps)", check=check)
+                         f"DiffGAR ({args.mode}, {counted(steps, 'DDIM step')})", check=check)
 
 
 def cmd_restore_inpaint(args: argparse.Namespace) -> int:
-    from .cli import resolve_device
+    from .cli import counted, resolve_device
     from .restore.inpaint import Inpainter
 
     if not args.model:
@@ -188,7 +193,7 @@ def cmd_restore_inpaint(args: argparse.Namespace) -> int:
 
     return _restore_each(args, device, restore_one, {"method": "inpaint", "model": str(args.model),
                                                      "inpainter": inpainter.kind, "steps": steps},
-                         f"the {inpainter.kind} inpainter ({steps} network calls each)", _without_masks, check)
+                         f"the {inpainter.kind} inpainter ({counted(steps, 'network call')} each)", _without_masks, check)
 
 
 def _without_masks(paths: list[Path]) -> list[Path]:
@@ -356,7 +361,7 @@ def cmd_train_diffgar(args: argparse.Namespace) -> int:
             where = os.path.relpath(Path(args.autoencoder).resolve(), Path(args.output).resolve())
         meta = {"autoencoder": where, "latent_scale": scale}
         recipe += f" --autoencoder {args.autoencoder}"
-        unet = _unet_config(argparse.Namespace(**{**vars(args), "size": args.size // ae.factor}))
+        unet = _unet_config(args, factor=ae.factor)
     else:
         unet = _unet_config(args)
     torch.manual_seed(args.seed)  # the initial weights, so that the recipe reproduces the model
@@ -423,10 +428,12 @@ def _unet_recipe(args: argparse.Namespace) -> str:
 
 def report_training(args: argparse.Namespace, what: str) -> int:
     """Print where a training call ended: the final model, or the step a --time-limit stopped at."""
+    from .cli import counted
+
     out = Path(args.output)
     meta = read_json_object(out / "model.json", "a model sidecar (JSON object)") if (out / "model.json").is_file() else {}
     if meta.get("steps") == args.steps:
-        print(f"{what} after {args.steps} steps -> {out / 'model.safetensors'}")
+        print(f"{what} after {counted(args.steps, 'step')} -> {out / 'model.safetensors'}")
     else:
         from .diffusion.train import CHECKPOINT, checkpoint_run
 
@@ -435,18 +442,20 @@ def report_training(args: argparse.Namespace, what: str) -> int:
     return 0
 
 
-def _unet_config(args: argparse.Namespace, attention: bool = True) -> dict:
-    """UNet2DModel arguments from --channels, --layers-per-block and --size; with ``attention`` the
-    deepest block attends. GroupNorm takes the most groups (<= 32) that divide every width."""
-    multiple = 2 ** (len(args.channels) - 1)
+def _unet_config(args: argparse.Namespace, attention: bool = True, factor: int = 1) -> dict:
+    """UNet2DModel arguments from --channels, --layers-per-block and --size (over ``factor``: the UNet of
+    a latent model sees the autoencoder's latents); with ``attention`` the deepest block attends.
+    GroupNorm takes the most groups (<= 32) that divide every width."""
+    multiple = 2 ** (len(args.channels) - 1) * factor
     if args.size % multiple or args.size // multiple < 2:
-        raise InputError(f"--size must be a multiple of {multiple} (2^(blocks - 1)) and at least {2 * multiple}, "
+        why = "2^(blocks - 1)" + (f" x the autoencoder's factor {factor}" if factor > 1 else "")
+        raise InputError(f"--size must be a multiple of {multiple} ({why}) and at least {2 * multiple}, "
                          f"got {args.size}")
     n = len(args.channels)
     if args.channels[-1] < 8:  # the middle block attends too, with or without attending down/up blocks
         raise InputError(f"--channels: the deepest blocks attend with diffusers' 8-channel heads, so the last width "
                          f"needs at least 8 channels, got {args.channels[-1]}")
-    return {"sample_size": args.size, "block_out_channels": list(args.channels), "layers_per_block": args.layers_per_block,
+    return {"sample_size": args.size // factor, "block_out_channels": list(args.channels), "layers_per_block": args.layers_per_block,
             "norm_num_groups": max(d for d in range(1, 33) if math.gcd(*args.channels) % d == 0),
             "down_block_types": ["DownBlock2D"] * (n - 1) + ["AttnDownBlock2D" if attention else "DownBlock2D"],
             "up_block_types": ["AttnUpBlock2D" if attention else "UpBlock2D"] + ["UpBlock2D"] * (n - 1)}
@@ -539,7 +548,8 @@ def cmd_train_idm(args: argparse.Namespace) -> int:
             checkpoint_run(Path(args.output) / CHECKPOINT)
         data = _extrinsic_data(args, source, device)
         model = ConditionalUNet.load(source, device)
-        recipe += f" --extrinsic-from {args.extrinsic_from}"
+        recipe += (f" --extrinsic-from {args.extrinsic_from} --extrinsic-steps {args.extrinsic_steps} "
+                   f"--extrinsic-tile {args.extrinsic_tile}")
         common = (*common[:9], recipe, common[10])
     train_conditional(model, data, PIPELINES["idm"].degrade, *common, meta=meta, loss=loss, progress=not args.quiet,
                       half=args.half, **init, **_speed(args, workers=True))

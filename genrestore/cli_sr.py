@@ -504,7 +504,9 @@ def cmd_train_desra(args: argparse.Namespace) -> int:
     record = {"name": final.stem, "config": base_cfg or {}, **meta, "recipe": {**vars(cfg)}, "log": log,
               "command": "genrestore train desra", "sha256": sha256_file(final)}
     atomic_write_bytes(final.with_suffix(".json"), (json.dumps(record, indent=1) + "\n").encode())
-    print(f"fine-tuned {args.model} for {cfg.iterations} iterations (losses: {', '.join(cfg.losses)}; "
+    from .cli import counted
+
+    print(f"fine-tuned {args.model} for {counted(cfg.iterations, 'iteration')} (losses: {', '.join(cfg.losses)}; "
           f"{log['wall_time_s']} s) -> {final}")
     return 0
 

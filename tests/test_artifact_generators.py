@@ -174,8 +174,9 @@ def test_sample_quality_is_the_frechet_distance_of_the_features(photos, monkeypa
 
 
 @pytest.mark.parametrize("name, extra", [
-    ("vq", ["--size", "32", "--channels", "8", "16", "--groups", "4", "--codebook-size", "16", "--no-attention"]),
-    ("ddpm", ["--size", "16", "--channels", "8", "16", "--quality-samples", "0"])])
+    ("vq", ["--size", "32", "--channels", "8", "16", "--groups", "4", "--codebook-size", "16", "--no-attention",
+            "--embed-dim", "2", "--adv-weight", "0.05", "--ema-decay", "0.05"]),  # below the EMA warm-up 1/10
+    ("ddpm", ["--size", "16", "--channels", "8", "16", "--quality-samples", "0", "--ema-decay", "0.05"])])
 def test_train_generator_cli_initial_weights_come_from_seed(tmp_path, name, extra):
     """The recipe in the JSON reproduces the model: the same --seed gives the same initial weights
     (the VQ's discriminator too), whatever torch's global generator holds before the command."""
@@ -191,9 +192,15 @@ def test_train_generator_cli_initial_weights_come_from_seed(tmp_path, name, extr
         assert main(["train", name, "--data", str(tmp_path / "photos"), "-o", str(tmp_path / run), "--steps", "1",
                      "--batch-size", "1", "--device", "cpu", "--seed", "0", "-q", *extra]) == 0
         models.append(load_file(str(tmp_path / run / "model.safetensors")))
-    assert models[0].keys() == models[1].keys()
-    for k in models[0]:
-        assert torch.equal(models[0][k], models[1][k]), k
+    # and the recipe names every option that shapes the model: rerun as written, it gives the same weights
+    recipe = json.loads((tmp_path / "a" / "model.json").read_text())["recipe"].split()
+    assert recipe[:3] == ["genrestore", "train", name]
+    assert main([*recipe[1:], "-o", str(tmp_path / "c"), "--device", "cpu", "-q"]) == 0
+    models.append(load_file(str(tmp_path / "c" / "model.safetensors")))
+    for other in models[1:]:
+        assert models[0].keys() == other.keys()
+        for k in models[0]:
+            assert torch.equal(models[0][k], other[k]), k
 
 
 def test_vq_training_refuses_crops_too_small_for_the_discriminator_up_front(photos, tmp_path):

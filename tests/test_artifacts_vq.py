@@ -269,6 +269,8 @@ def test_artifacts_cli_cuts_seeded_crops(tmp_path, capsys):
     for out in ("o1", "o2"):
         assert main(["artifacts", str(tmp_path / "in"), "-o", str(tmp_path / out), "--kind", "identity",
                      "--crop", "8", "--per-image", "3", "-q"]) == 0
+        # -q hides the progress bar only: the summary is printed as by every command
+        assert f"3 identity pairs (level 0.5), 0 already done -> {tmp_path / out}" in capsys.readouterr().out
     boxes = set()
     for j in range(3):
         rec = json.loads((tmp_path / "o1" / f"a-{j}.json").read_text())

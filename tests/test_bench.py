@@ -57,8 +57,22 @@ def test_suite_errors_name_the_key(suite_file, change, words):
     bad.write_text(suite_file.read_text().replace(*change))
     with pytest.raises(InputError, match=words.replace("(", r"\(").replace(")", r"\)")):
         load_suite(bad)
-    with pytest.raises(InputError, match="needs its weights"):
+    with pytest.raises(InputError, match="^--methods: method 'idm' needs its weights"):
         load_suite(suite_file, ["idm"])
+
+
+def test_command_line_lists_are_blamed_not_the_suite(suite_file, tmp_path):
+    """A bad entry of --methods, --tasks or --images is the command line's, not the suite file's."""
+    with pytest.raises(InputError, match="^--methods: unknown method 'bogus'; known: degraded"):
+        load_suite(suite_file, ["degraded", "bogus"])
+    with pytest.raises(InputError, match="^--tasks: unknown task 'nosuch'; known"):
+        load_suite(suite_file, tasks=["nosuch"])
+    with pytest.raises(InputError, match="^--images: no folder"):
+        load_suite(suite_file, images=tmp_path / "nosuch")
+    bad = suite_file.with_name("bad.toml")
+    bad.write_text(suite_file.read_text().replace('"telea"]', '"bogus"]'))
+    with pytest.raises(InputError, match=r"bad.toml: unknown method 'bogus' in 'methods'"):
+        load_suite(bad)
 
 
 def test_niqe_metric_scores_the_output_alone():

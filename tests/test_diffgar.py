@@ -177,6 +177,10 @@ def test_train_diffgar_then_restore_cli(tmp_path, capsys):
     capsys.readouterr()
     assert main(args + ["--mode", "guided", "--artifact", "nosuch"]) == 2
     assert "denoise" in capsys.readouterr().err  # the message lists the classes
+    assert main(args + ["--mode", "blind", "--artifact", "denoise"]) == 2
+    assert "--mode blind restores without a class; drop --artifact denoise" in capsys.readouterr().err
+    assert main(args + ["--mode", "non-blind"]) == 2
+    assert "--mode non-blind needs --artifact, one of" in capsys.readouterr().err
 
 
 def test_train_diffgar_on_artifact_pairs(tmp_path, capsys):
@@ -274,7 +278,7 @@ def test_latent_diffgar_samples_in_the_scaled_latent_space_and_decodes():
         DiffGARRestorer(tiny_net(), ae)
 
 
-def test_train_latent_diffgar_cli(tmp_path):
+def test_train_latent_diffgar_cli(tmp_path, capsys):
     """`train diffgar --autoencoder` trains on scaled latents (unit std on the step-0 crops); the
     model's JSON names the autoencoder relative to the model's folder, so both folders can move,
     even when both files are called model.safetensors (as `train vq` and `train diffgar` write them)."""
@@ -299,6 +303,12 @@ def test_train_latent_diffgar_cli(tmp_path):
                  "--autoencoder", str(tmp_path / "runs" / "vq" / "model.safetensors")]) == 0
     meta = json.loads((run / "model.json").read_text())
     assert meta["autoencoder"] == "../vq/model.safetensors"
+    capsys.readouterr()  # a size whose latents are too small for the UNet names both factors
+    assert main(["train", "diffgar", "--data", str(tmp_path / "photos"), "-o", str(tmp_path / "small"), "--size", "4",
+                 "--steps", "2", "--channels", "8", "16", "--device", "cpu",
+                 "--autoencoder", str(tmp_path / "runs" / "vq" / "model.safetensors")]) == 2
+    assert ("--size must be a multiple of 4 (2^(blocks - 1) x the autoencoder's factor 2) and at least 8, got 4"
+            in capsys.readouterr().err)
     shutil.move(tmp_path / "runs", tmp_path / "moved")  # the pair moves together
     run = tmp_path / "moved" / "dg"
     assert meta["config"]["channels"] == 4 and meta["config"]["unet"]["sample_size"] == 8

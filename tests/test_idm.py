@@ -197,6 +197,7 @@ def test_extrinsic_iteration_and_authenticity_cli(tmp_path, capsys, monkeypatch)
     assert (restored - expected).abs().max() <= 0.5 / 255 + 1e-6  # eq. 10 data, written as 8-bit PNG
     recipe = json.loads((tmp_path / "k1" / "model.json").read_text())["recipe"]
     assert "--extrinsic-from" in recipe and "--ema-decay 0.999" in recipe
+    assert "--extrinsic-steps 2 --extrinsic-tile 256" in recipe  # what restored the data is part of the recipe
     # the cached restorations are reused only with the same model and settings
     capsys.readouterr()
     assert main(["train", "idm", "-o", str(tmp_path / "k1"), *base, "--extrinsic-from", str(k0),

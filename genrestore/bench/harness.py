@@ -168,6 +168,9 @@ def load_suite(spec: str | Path, methods: list[str] | None = None, images: str |
     """
     from ..degrade import COMPOSITIONS, LEVELS, PIPELINES, TASKS
 
+    def in_list(key: str, origin: str) -> str:  # where in the suite file a bad entry stands
+        return "" if origin.startswith("--") else f" in '{key}'"
+
     path = Path(spec)
     if not path.is_file():
         path = SUITES_DIR / f"{spec}.toml"
@@ -203,7 +206,8 @@ def load_suite(spec: str | Path, methods: list[str] | None = None, images: str |
         raise InputError(f"{path}: unknown generator {unknown[0]!r} in 'generators'; known: {', '.join(DEFAULTS)}")
     for t in data["tasks"]:
         if t not in TASKS and t not in COMPOSITIONS and t not in PIPELINES and t not in ARTIFACT_TASKS:
-            raise InputError(f"{path}: unknown task {t!r} in 'tasks'; known: {', '.join([*TASKS, *COMPOSITIONS])}, "
+            origin = "--tasks" if tasks else str(path)
+            raise InputError(f"{origin}: unknown task {t!r}{in_list('tasks', origin)}; known: {', '.join([*TASKS, *COMPOSITIONS])}, "
                              f"a pipeline: {', '.join(PIPELINES)}, or an artifact: {', '.join(ARTIFACT_TASKS)}")
         for need in NEEDS.get(t, ()) if t in ARTIFACT_TASKS else ():
             where = generators.get(need) or (DEFAULTS[need] if DEFAULTS.get(need) in ws.REGISTRY else None)
@@ -222,30 +226,32 @@ def load_suite(spec: str | Path, methods: list[str] | None = None, images: str |
             raise InputError(f"{path}: unknown level {lv!r} in 'levels'; known: {', '.join(LEVELS)}")
     if any(t in COMPOSITIONS or t in PIPELINES for t in data["tasks"]) and data["levels"] != ["M"]:
         raise InputError(f"{path}: compositions and pipelines have no levels (M only); use levels = [\"M\"]")
+    origin = "--methods" if methods else str(path)  # where a bad method was written
     methods = methods or data["methods"]
     for m in methods:
         _, _, arg = m.partition(":")
         try:
             kind = method_kind(m)
         except InputError as e:
-            raise InputError(f"{path}: {e}") from None
+            raise InputError(f"{origin}: {e}") from None
         if kind not in METHOD_KINDS:
-            raise InputError(f"{path}: unknown method {m!r} in 'methods'; known: {', '.join(METHOD_KINDS)}")
+            raise InputError(f"{origin}: unknown method {m!r}{in_list('methods', origin)}; known: "
+                             f"{', '.join(METHOD_KINDS)}")
         if kind in _LEARNED and not arg:
-            raise InputError(f"{path}: method {kind!r} needs its weights: '{kind}:PATH.safetensors'")
+            raise InputError(f"{origin}: method {kind!r} needs its weights: '{kind}:PATH.safetensors'")
         if kind == "stylegan-inversion" and any(t in ARTIFACT_TASKS for t in data["tasks"]):
-            raise InputError(f"{path}: {m!r} inverts a known degradation; artifact tasks have none")
+            raise InputError(f"{origin}: {m!r} inverts a known degradation; artifact tasks have none")
         if kind in _LEARNED:
             from ..weights import model_file
 
             found = Path(arg) if kind == "stylegan-inversion" else model_file(arg)
             if not found.is_file():
-                raise InputError(f"{path}: method {m!r}: no file {arg} (paths are relative to the working folder)")
+                raise InputError(f"{origin}: method {m!r}: no file {arg} (paths are relative to the working folder)")
         if kind in _INPAINTING_ONLY and any(t not in ("inpaint", "P") for t in data["tasks"]):
-            raise InputError(f"{path}: method {m!r} only restores inpainting; the suite also has "
+            raise InputError(f"{origin}: method {m!r} only restores inpainting; the suite also has "
                              f"{[t for t in data['tasks'] if t not in ('inpaint', 'P')]}")
         if kind == "jpeg-deblock" and any(t != "deartifact" for t in data["tasks"]):
-            raise InputError(f"{path}: method {m!r} needs the JPEG quality of the deartifact task; the suite also "
+            raise InputError(f"{origin}: method {m!r} needs the JPEG quality of the deartifact task; the suite also "
                              f"has {[t for t in data['tasks'] if t != 'deartifact']}")
     for name in data["metrics"]:
         if name not in METRICS and name not in SET_METRICS:
@@ -258,15 +264,18 @@ def load_suite(spec: str | Path, methods: list[str] | None = None, images: str |
             raise InputError(f"{path}: metric 'lpips' (AlexNet) needs crops of at least {MIN_SIZE['alex']} px a "
                              f"side; the suite crops {data.get('crop')} px")
     detection = _check_detection(path, data, methods)
-    if images is not None:
-        data["images"] = str(images)
-    images = Path(data.get("images", ""))
-    for base in (path.parent, Path.cwd()):
-        if (base / images).is_dir():
-            images = base / images
-            break
+    if images is not None:  # --images: a folder, relative to the working folder
+        if not Path(images).is_dir():
+            raise InputError(f"--images: no folder {str(images)!r}")
+        images = Path(images)
     else:
-        raise InputError(f"{path}: 'images' folder {data.get('images')!r} not found")
+        images = Path(data.get("images", ""))
+        for base in (path.parent, Path.cwd()):
+            if (base / images).is_dir():
+                images = base / images
+                break
+        else:
+            raise InputError(f"{path}: 'images' folder {data.get('images')!r} not found")
     return Suite(data.get("name", path.stem), images, data["tasks"], data["levels"], methods, data["metrics"],
                  int(data.get("count", 4)), int(data.get("crop", 128)), int(data.get("seed", 0)), path,
                  generators=generators, detection=detection)

@@ -139,7 +139,7 @@ def load_checkpoint(path: Path, modules: dict[str, torch.nn.Module],
     mismatch = {k: v for k, v in saved_now.items() if v[0] != v[1]}
     if mismatch:
         raise InputError(f"{path}: checkpoint of another run (saved vs now: {mismatch}); "
-                         "use another out_dir or delete the checkpoint")
+                         "use another output folder or delete the checkpoint")
     tensors = load_safetensors(path)
     for name, m in modules.items():
         m.load_state_dict({k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(f"{name}.")})
