@@ -492,10 +492,19 @@ def _refuse_given(args: argparse.Namespace, dests: Sequence[str], why: str) -> N
     """Refuse options of ``args._parser`` that were given where they do not apply: named on the
     command line (``args._argv``, even with their default value), or set away from their default."""
     options = {a.dest: a.option_strings for a in args._parser._actions}
-    argv = getattr(args, "_argv", ())
+    every = [o for strings in options.values() for o in strings]
+
+    def spelled(token: str) -> str | None:  # the option a token names, as argparse reads it (unique prefixes too)
+        word = token.split("=", 1)[0]
+        if word in every or not word.startswith("--"):
+            return word
+        matches = [o for o in every if o.startswith(word)]
+        return matches[0] if len(matches) == 1 else None
+
+    named_now = {spelled(t) for t in getattr(args, "_argv", ()) if t.startswith("-")}
 
     def named(dest: str) -> bool:
-        return any(t == o or t.startswith(o + "=") for t in argv for o in options[dest])
+        return any(o in named_now for o in options[dest])
 
     given = [f"--{d.replace('_', '-')}" for d in dests
              if named(d) or getattr(args, d) != args._parser.get_default(d)]

@@ -157,6 +157,8 @@ def test_authenticity_refuses_the_comparison_options(tmp_path, capsys):
     (["--method", "diffgar", "--mode", "blind", "--guidance-scale", "5"], "--guidance-scale: only in --mode guided"),
     (["--method", "stylegan-inversion", "--tile", "256"], "--tile: does not apply"),  # named, at its default
     (["--method", "stylegan-inversion", "--tile-pad=16"], "--tile-pad: does not apply"),
+    (["--method", "idm", "--lev", "M"], "--level: does not apply"),  # an abbreviation, as argparse takes it
+    (["--method", "idm", "--gen=G.safetensors"], "--generator: does not apply"),
 ])
 def test_restore_refuses_options_of_other_methods(tmp_path, capsys, extra, words):
     """They were silently ignored (e.g. --task with the IDM restorer)."""
