@@ -16,15 +16,27 @@ from ._checks import InputError
 from .artifacts.synth import KINDS, NEEDS, generator_specs, load_generators
 
 
+# the options each kind reads; any other of them given is refused (it was ignored, yet part of the resume settings)
+_KIND_OPTIONS = {
+    "vq-replace": {"vq"},
+    "ar-resample": {"vq", "transformer", "temperature", "top_k", "region"},
+    "ddim-gauss": {"ddpm", "t0", "ddim_steps"},
+    "ddim-scale": {"ddpm", "t0", "ddim_steps"},
+    "identity": set(),
+}
+
+
 def cmd_artifacts(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ._random import generator_for
     from .artifacts import synthesize
-    from .cli import _plan_outputs, _shard, _validate_inputs, resolve_device
+    from .cli import _plan_outputs, _refuse_given, _shard, _validate_inputs, resolve_device
     from .io import atomic_write_bytes, list_images, outputs_recorded, read_image, write_image_hashed
     from .weights import model_file, sha256_file
 
+    others = sorted(set().union(*_KIND_OPTIONS.values()) - _KIND_OPTIONS[args.kind])
+    _refuse_given(args, others, f"does not apply to --kind {args.kind}")
     if args.t0 is not None and args.ddim_steps > args.t0 + 1:
         raise InputError(f"--ddim-steps {args.ddim_steps} is more than the {args.t0 + 1} timesteps from 0 to --t0 "
                          f"{args.t0}; give at most {args.t0 + 1} steps or a larger --t0")
@@ -188,7 +200,7 @@ def add_parser(sub) -> None:
                    help="images of the same size synthesized together (each keeps its own seed; 8)")
     a.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help=DEVICE_HELP)
     a.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    a.set_defaults(func=cmd_artifacts)
+    a.set_defaults(func=cmd_artifacts, _parser=a)
 
 
 def cmd_train_generator(args: argparse.Namespace) -> int:
@@ -263,10 +275,11 @@ def add_train_parser(tsub) -> None:
         p = tsub.add_parser(name, help=text, description=f"{text}; resumes from OUT/checkpoint.safetensors. "
                             f"Example: genrestore train {name} --data photos/train -o runs/{name}"
                             + (" --vq runs/vq/model.safetensors" if name == "transformer" else ""))
-        _common_train_args(p)
-        p.set_defaults(size=64, batch_size=16, lr=2e-4, save_every=500, func=cmd_train_generator, model=name,
-                       channels={"vq": [64, 128, 128, 256], "ddpm": [64, 128, 256, 256]}.get(name, [64]),
-                       **({"layers_per_block": 1} if name == "vq" else {}))
+        widths = "encoder block widths, the decoder's mirrored; 2^(blocks - 1) is the latent's factor"
+        _common_train_args(p, unet=name != "transformer", **({"widths": widths} if name == "vq" else {}))
+        unet = {"vq": {"channels": [64, 128, 128, 256], "layers_per_block": 1},
+                "ddpm": {"channels": [64, 128, 256, 256]}}.get(name, {})
+        p.set_defaults(size=64, batch_size=16, lr=2e-4, save_every=500, func=cmd_train_generator, model=name, **unet)
         p.add_argument("--eval-data", help="photos for the quality number (default: --data)")
         if name != "vq":
             p.add_argument("--quality-samples", type=nonneg_int, default=64,

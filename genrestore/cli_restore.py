@@ -7,6 +7,7 @@ import json
 import math
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -334,6 +335,7 @@ def cmd_train_diffgar(args: argparse.Namespace) -> int:
     if bool(args.data) == bool(args.pairs):
         raise InputError("train diffgar takes either --data (clean photos, benchmark tasks as classes) or --pairs "
                          "(folders from `genrestore artifacts`, the artifact kinds as classes)")
+    _refuse_pair_options(args, ["level"])
     source = f"--pairs {' '.join(args.pairs)}" if args.pairs else f"--data {args.data} --level {args.level}"
     recipe = (f"genrestore train diffgar {source} --size {args.size} --steps {args.steps} "
               f"--batch-size {args.batch_size} --lr {args.lr} --ema-decay {args.ema_decay} {_unet_recipe(args)} --seed {args.seed}"
@@ -404,6 +406,16 @@ def cmd_train_stylegan2(args: argparse.Namespace) -> int:
     return report_training(args, "StyleGAN2 generator")
 
 
+def _refuse_pair_options(args: argparse.Namespace, data_only: Sequence[str] = ()) -> None:
+    """With --pairs, refuse --workers (the pairs are read as they are: no batches are made ahead)
+    and the ``data_only`` options of on-the-fly degradations."""
+    if args.pairs:
+        from .cli import _refuse_given
+
+        _refuse_given(args, ["workers", *data_only], "only with --data (degradations made on the fly); --pairs are "
+                      "read as they are")
+
+
 def _speed(args: argparse.Namespace, workers: bool = False) -> dict:
     """The trainers' speed options from --channels-last / --compile, and with ``workers`` (trainers
     that degrade on the fly) --workers (none changes the recipe's result)."""
@@ -469,7 +481,13 @@ def cmd_train_inpaint(args: argparse.Namespace) -> int:
     from .restore.diffusion_gan import diffusion_gan_schedule, train_inpaint_gan
     from .restore.inpaint import COND_CHANNELS, inpaint_degrade
 
+    from .cli import _refuse_given
+
     check_output_folder(args.output)
+    if args.kind != "ddgan":
+        _refuse_given(args, ["timesteps"], "only for --kind ddgan")
+    if args.kind == "diffusion":
+        _refuse_given(args, ["lr_d", "r1_gamma", "l1_weight", "disc_width"], "only for --kind gan and ddgan")
     timesteps = {"gan": 1, "ddgan": args.timesteps, "diffusion": None}[args.kind]
     if args.kind == "ddgan" and timesteps < 2:
         raise InputError(f"--timesteps for a diffusion GAN is T >= 2 (2 or 4 in DDGAN); got {timesteps}; "
@@ -509,6 +527,7 @@ def cmd_train_idm(args: argparse.Namespace) -> int:
     if bool(args.data) == bool(args.pairs):
         raise InputError("train idm takes either --data (clean photos, the IDM degradation on the fly) or --pairs "
                          "(folders from `genrestore artifacts`)")
+    _refuse_pair_options(args)
     if args.pairs and args.extrinsic_from:
         raise InputError("--extrinsic-from restores clean --data photos; it does not combine with --pairs")
     if args.extrinsic_from:
@@ -618,8 +637,11 @@ def _extrinsic_data(args: argparse.Namespace, source: Path, device) -> Path:
     return out
 
 
+UNET_WIDTHS = "UNet block widths (the last block has attention)"
+
+
 def _common_train_args(t: argparse.ArgumentParser, data_required: bool = True, unet: bool = True,
-                       workers: bool = False, half: bool = False) -> None:
+                       workers: bool = False, half: bool = False, widths: str = UNET_WIDTHS) -> None:
     t.add_argument("--data", required=data_required, help="folder of clean photos")
     t.add_argument("-o", "--output", required=True, metavar="OUT", help="run folder: checkpoint.safetensors while "
                    "training, model.safetensors + .json at the end; rerunning the command resumes")
@@ -631,9 +653,8 @@ def _common_train_args(t: argparse.ArgumentParser, data_required: bool = True, u
     t.add_argument("--ema-decay", type=float_in(0, 1, high_open=True), default=0.999,
                    help="decay of the weights' exponential moving average, in [0, 1) (default %(default)s)")
     if unet:
-        t.add_argument("--channels", type=positive_int, nargs="+", default=[64, 128, 256, 256],
-                       help="UNet block widths (the last block has attention)")
-        t.add_argument("--layers-per-block", type=positive_int, default=2, help="ResNet layers per UNet block")
+        t.add_argument("--channels", type=positive_int, nargs="+", default=[64, 128, 256, 256], help=widths)
+        t.add_argument("--layers-per-block", type=positive_int, default=2, help="ResNet layers per block")
     t.add_argument("--save-every", type=positive_int, default=1000, help="checkpoint interval, steps "
                    "(default %(default)s)")
     t.add_argument("--seed", type=int, default=0, help="seed of the initialization, crops and noise (default 0)")
@@ -653,6 +674,7 @@ def _common_train_args(t: argparse.ArgumentParser, data_required: bool = True, u
     t.add_argument("--time-limit", type=nonneg_float, metavar="SECONDS", help="train at most this long in this call, "
                    "then save the checkpoint and stop; the same command continues")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(_parser=t)  # for _refuse_given
 
 
 def add_train_parser(tsub) -> None:
@@ -700,7 +722,7 @@ def add_train_parser(tsub) -> None:
                                     "gan: the T = 1 case (pix2pix-style). Resumes from OUT/checkpoint.safetensors. "
                                     "Example: genrestore train inpaint --kind ddgan --data photos/train --size 64 "
                                     "--steps 2000 -o runs/ddgan")
-    _common_train_args(p, workers=True)
+    _common_train_args(p, workers=True, widths="UNet block widths (no attention)")
     p.set_defaults(size=64, channels=[32, 64, 64, 128], layers_per_block=1, batch_size=16, save_every=250, lr=2e-4,
                    func=cmd_train_inpaint)
     p.add_argument("--kind", required=True, choices=("diffusion", "ddgan", "gan"), help="conditional diffusion, "

@@ -214,3 +214,34 @@ def test_diffgar_upscale_checks_memory_before_sampling(tmp_path, capsys, monkeyp
     from genrestore.io import read_image
 
     assert read_image(tmp_path / "o" / "a.png").shape == (1, 3, 16, 16)
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["train", "inpaint", "--kind", "gan", "--timesteps", "4"], "--timesteps: only for --kind ddgan"),
+    (["train", "inpaint", "--kind", "diffusion", "--r1-gamma", "1"], "--r1-gamma: only for --kind gan and ddgan"),
+    (["train", "idm", "--pairs", "IN", "--workers", "0"], "--workers: only with --data"),
+    (["train", "diffgar", "--pairs", "IN", "--level", "M"], "--level: only with --data"),  # named at its default
+    (["artifacts", "IN", "--kind", "identity", "--t0", "2"], "--t0: does not apply to --kind identity"),
+    (["artifacts", "IN", "--kind", "vq-replace", "--temperature", "2", "--ddpm", "x"],
+     "--ddpm, --temperature: does not apply to --kind vq-replace"),
+])
+def test_options_a_command_would_ignore_are_refused(tmp_path, capsys, argv, words):
+    """They were accepted and ignored (helper-41's review); artifacts even recorded them in the
+    resume settings. Refused before anything is written."""
+    from genrestore.cli import main
+
+    d = _one_image(tmp_path)
+    argv = [str(d) if a == "IN" else a for a in argv]
+    if argv[0] == "train" and "--pairs" not in argv:
+        argv += ["--data", str(d)]
+    assert main([*argv, "-o", str(tmp_path / "o"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_train_transformer_has_no_unet_options():
+    from genrestore.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "transformer", "--data", "d", "-o", "o", "--layers-per-block", "2"])
