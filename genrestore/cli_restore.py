@@ -690,7 +690,7 @@ def add_train_parser(tsub) -> None:
                    "idm-default; the same options it was trained with): fine-tuning")
     t.add_argument("--extrinsic-from", metavar="MODEL", help="extrinsic iteration (IDM §3.3): restore --data with "
                    "this model k, then train model k+1 on the restored photos, starting from model k's weights")
-    t.add_argument("--extrinsic-steps", type=positive_int, default=10, help="DDPM steps when restoring the data")
+    t.add_argument("--extrinsic-steps", type=positive_int, default=10, help="DDPM steps when restoring the data (default 10)")
     t.add_argument("--extrinsic-tile", type=nonneg_int, default=256,
                    help="tile side when restoring the data (default 256, as restore --tile; 0: whole)")
     t.add_argument("--residual", action="store_true", help="x0 = y + UNet(...): the network learns the "
@@ -701,7 +701,7 @@ def add_train_parser(tsub) -> None:
 
     d = tsub.add_parser("diffgar", help="train a DiffGAR restorer (class-conditional, [MASK] for 50 %% of samples)",
                         description="Each crop gets one of the four benchmark tasks at --level as its class (upsampled "
-                                    "back to the crop size); epsilon objective; resumes like train idm. Example: "
+                                    "back to the crop size); the epsilon objective unless --prediction; resumes like train idm. Example: "
                                     "genrestore train diffgar --data photos/train --size 64 --steps 2000 -o runs/dg")
     _common_train_args(d, data_required=False, workers=True, half=True)
     d.add_argument("--level", default="M", choices=("XS", "S", "M", "L", "XL"), help="level of the tasks")
@@ -752,8 +752,10 @@ def add_train_parser(tsub) -> None:
 
 
 def add_parser(sub) -> None:
-    r = sub.add_parser("restore", help="restore degraded images (IDM diffusion, robust StyleGAN2 inversion)",
-                       description="idm: a conditional x0-predicting DDPM (--model, --steps 10, --tile). "
+    r = sub.add_parser("restore", help="restore degraded images (IDM, DiffGAR, inpainting, robust StyleGAN2 inversion)",
+                       description="idm: a conditional x0-predicting DDPM (--model, --steps 10, --tile). diffgar: a "
+                                   "class-conditional DDIM restorer (--mode, --artifact, --guidance-scale). inpaint: "
+                                   "a learned inpainter with --masks. "
                                    "stylegan-inversion: inverts the task's differentiable surrogate through a StyleGAN2 "
                                    "generator in 3 phases (W, W+, W++) with normalized gradient descent. Example: "
                                    "genrestore restore noisy/ -o out/ --method stylegan-inversion --task denoise "

@@ -524,15 +524,16 @@ def add_train_parser(tsub) -> None:
                                     "the GAN-SR generator (L1 + perceptual + GAN when their weights are present). "
                                     "Resumes from OUT/checkpoint.safetensors. Example: genrestore train desra "
                                     "--model realesrgan-x4plus --mse rdn-x4 --lr-images lr/ -o runs/desra")
-    t.add_argument("--model", required=True, help="GAN-SR weight name or .safetensors to fine-tune")
+    t.add_argument("--model", "--gan", required=True, help="GAN-SR weight name or .safetensors to fine-tune (--gan "
+                   "as in detect)")
     t.add_argument("--mse", required=True, help="MSE-SR weight name or .safetensors (the reference)")
     t.add_argument("--lr-images", required=True, metavar="DIR", help="LR training images (RGB)")
     t.add_argument("-o", "--output", required=True, metavar="OUT", help="run folder (checkpoints, pseudo-GT, result)")
-    t.add_argument("--iterations", type=positive_int, default=1000, help="fine-tuning iterations (default 1000, "
-                   "the paper's)")
+    t.add_argument("--iterations", "--steps", type=positive_int, default=1000, help="fine-tuning iterations (default "
+                   "1000, the paper's; --steps as in the other trainers)")
     t.add_argument("--batch-size", type=positive_int, default=4, help="HR patches per iteration (default 4; the "
                    "paper's 48 was on 4 GPUs)")
-    t.add_argument("--hr-patch", type=positive_int, default=256, help="HR patch side, px")
+    t.add_argument("--hr-patch", type=positive_int, default=256, help="HR patch side, px (default 256, the paper's)")
     t.add_argument("--lr", type=positive_float, default=1e-4, help="Adam learning rate")
     t.add_argument("--save-every", type=positive_int, default=100, help="checkpoint interval, iterations")
     t.add_argument("--seed", type=int, default=0, help="seed of the patch draws (default 0)")

@@ -950,3 +950,17 @@ def test_options_between_positionals(tmp_path, capsys):
         err = capsys.readouterr().err
         assert e.value.code == 2 and "unrecognized arguments" in err and f"see `{prog} --help`" in err, err
     assert not (tmp_path / "o").exists() and not (tmp_path / "n.safetensors").exists()
+
+
+def test_verbose_after_the_verb_and_train_desra_aliases():
+    """--verbose may follow the verb (before it, it is not undone by the subcommand's default);
+    train desra takes --gan and --steps, the spellings of detect and the other trainers."""
+    from genrestore.cli import build_parser
+
+    p = build_parser()
+    base = ["degrade", "x.png", "-o", "out"]
+    assert p.parse_args(base + ["--verbose"]).verbose and p.parse_args(["--verbose"] + base).verbose
+    assert not p.parse_args(base).verbose
+    args = p.parse_args(["train", "desra", "--gan", "g", "--mse", "m", "--lr-images", "lr", "-o", "o",
+                         "--steps", "5"])
+    assert (args.model, args.iterations) == ("g", 5)
