@@ -39,7 +39,7 @@ def _mask_for(path: Path, mask_dir: Path | None, size: tuple[int, int], binarize
 def _diffusion_steps(args: argparse.Namespace, default: int, what: str) -> int:
     steps = default if args.steps is None else args.steps
     if not math.isfinite(steps) or steps != int(steps) or not 1 <= steps <= 1000:
-        raise InputError(f"--steps for {what} is the number of sampling steps, 1..1000; got {steps}")
+        raise InputError(f"--steps for {what} is the number of sampling steps, 1..1000; got {steps:g}")
     return int(steps)
 
 
