@@ -251,6 +251,9 @@ def cmd_degrade(args: argparse.Namespace) -> int:
             x = read_image(path).to(device)
             write_image(out_dir / f"grid_{path.stem}.png", _grid(x, args.seed, args.backend))
         if deg is None:
+            if args.json:  # --grid alone: a line per contact sheet
+                print(json_line({"input": str(path), "grid": str(out_dir / f"grid_{path.stem}.png"), "seed": args.seed}),
+                      flush=True)
             continue
         out_png, out_json = out_dir / f"{path.stem}.png", out_dir / f"{path.stem}.json"
         out_mask = out_dir / f"{path.stem}_mask.png"

@@ -109,11 +109,13 @@ def test_shards_together_equal_one_run(inputs, tmp_path):
         assert (full / name).read_bytes() == (sharded / name).read_bytes()
 
 
-def test_grid_on_bundled_example(tmp_path):
+def test_grid_on_bundled_example(tmp_path, capsys):
     assert example_path().is_file()
-    assert main(["degrade", "--example", "-o", str(tmp_path), "--grid", "-q"]) == 0
+    assert main(["degrade", "--example", "-o", str(tmp_path), "--grid", "-q", "--json"]) == 0
     grid = read_image(tmp_path / "grid_astronaut.png")
     assert grid.shape[1] == 3 and grid.shape[-1] > 6 * 160 and grid.shape[-2] > 4 * 160
+    line = json.loads(capsys.readouterr().out)  # --json: one line per contact sheet (it printed nothing)
+    assert line == {"input": str(example_path()), "grid": str(tmp_path / "grid_astronaut.png"), "seed": 0}
 
 
 @pytest.mark.parametrize("argv,message", [
