@@ -481,7 +481,7 @@ def cmd_authenticity(args: argparse.Namespace) -> int:
     if args.json:
         print(json_line({"summary": summary}))
     else:
-        print(f"authenticity of {args.authenticity} on {len(rows)} images: PSNR(f(f(x)), f(x)) {summary['psnr']:.3f} dB"
+        print(f"authenticity of {args.authenticity} on {counted(len(rows), 'image')}: PSNR(f(f(x)), f(x)) {summary['psnr']:.3f} dB"
               + (f", LPIPS {summary['lpips']:.4f} ({note})" if with_lpips else f"; {note}"))
     return 0
 
@@ -693,7 +693,7 @@ def cmd_train_niqe(args: argparse.Namespace) -> int:
             "block_size": NIQE_BLOCK, "sharpness_threshold": args.sharpness, "grid_offsets": [[0, 0], [0, 48], [48, 0], [48, 48]],
             "wall_time_s": round(time.time() - start, 1), "command": "genrestore train niqe", "sha256": sha256_file(out)}
     atomic_write_bytes(out.with_suffix(".json"), (json.dumps(meta, indent=1) + "\n").encode())
-    print(f"NIQE pristine model from {len(paths)} images, {blocks} blocks -> {out}")
+    print(f"NIQE pristine model from {counted(len(paths), 'image')}, {counted(blocks, 'block')} -> {out}")
     return 0
 
 

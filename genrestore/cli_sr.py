@@ -351,7 +351,9 @@ def cmd_detect(args: argparse.Namespace) -> int:
             print(json_line(record), flush=True)
     if not args.json:
         frac = total_mask / total_px if total_px else 0.0
-        print(f"{len(paths) - skipped} images: {total_regions} artifact regions, {100 * frac:.2f} % of pixels "
+        from .cli import counted
+
+        print(f"{counted(len(paths) - skipped, 'image')}: {counted(total_regions, 'artifact region')}, {100 * frac:.2f} % of pixels "
               f"({f'segmenter {segmenter.name}' if segmenter is not None else f'method {method}'}), "
               f"{skipped} already done -> {out_dir}")
     return 0
