@@ -524,7 +524,7 @@ def test_resume_redoes_missing_corrupt_or_unrequested_outputs(models, tmp_path, 
     (tmp_path / "det" / "a_mask.png").unlink()
     capsys.readouterr()
     assert main(det) == 0
-    assert "1 images" in capsys.readouterr().out and (tmp_path / "det" / "a_mask.png").is_file()
+    assert "1 image:" in capsys.readouterr().out and (tmp_path / "det" / "a_mask.png").is_file()
     assert main(det) == 0
     assert "0 images" in capsys.readouterr().out
 
@@ -545,7 +545,7 @@ def test_resume_redoes_images_made_with_other_weights_under_the_same_name(models
     capsys.readouterr()
     assert main(up) == 0 and main(det) == 0
     out = capsys.readouterr().out
-    assert "1 upscaled" in out and "1 images" in out
+    assert "1 upscaled" in out and "1 image:" in out
     assert (tmp_path / "sr" / "a.png").read_bytes() != before
 
 
