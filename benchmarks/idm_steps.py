@@ -10,6 +10,10 @@ rows. The paper finds 10 steps enough (no gain from 15 or 20).
 
     python benchmarks/idm_steps.py --model idm-default --regression runs/regression-cpu/model.safetensors
     python benchmarks/idm_steps.py --model idm-default --steps 1,5,10,20 --crop 256
+    python benchmarks/idm_steps.py --model idm-default --steps 5,10,20 --crop 256 --sampler ddim --eta 0
+
+``--sampler ddim`` samples the IDM rows with DDIM (``genrestore.diffusion.sample(..., "ddim",
+eta=ETA)``) instead of IDM's DDPM, from the same noise seeds.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from genrestore._checks import InputError
 from genrestore._random import generator_for
 from genrestore.bench.harness import ground_truth, load_suite, metric_functions
 from genrestore.degrade import PIPELINES
-from genrestore.restore.idm import IDMRestorer
+from genrestore.diffusion.sampling import sample
+from genrestore.restore.idm import IDMRestorer, pad_to_multiple
 
 METRICS = ["psnr", "ssim", "lpips", "niqe"]
 
@@ -55,6 +60,8 @@ def main() -> None:
     ap.add_argument("--images", help="folder of photos (default: the idm suite's)")
     ap.add_argument("--count", type=int, help="crops (default: the suite's 6)")
     ap.add_argument("--crop", type=int, help="crop side, px (default: the suite's 128)")
+    ap.add_argument("--sampler", default="ddpm", choices=("ddpm", "ddim"), help="the IDM rows' sampler (IDM: ddpm)")
+    ap.add_argument("--eta", type=float, default=0.0, help="--sampler ddim: eta (0: deterministic)")
     args = ap.parse_args()
     try:
         steps = [int(s) for s in args.steps.split(",") if s]
@@ -72,9 +79,16 @@ def main() -> None:
             reg = IDMRestorer.from_file(args.regression)
             rows.append(("regression UNet", 1, evaluate(lambda y, key: reg.restore(y, 1, [generator_for(suite.seed, key)]),
                                                         pairs, fns)))
+        def ddim(y, n, key):
+            padded, (h, w) = pad_to_multiple(y, model.multiple)
+            return sample(model.model, padded, "ddim", n, eta=args.eta,
+                          generator=[generator_for(suite.seed, key)])[..., :h, :w]
+
+        how = "" if args.sampler == "ddpm" else f" (DDIM, eta {args.eta:g})"
         for n in steps:
-            rows.append((f"IDM, {n} step{'s' if n > 1 else ''}", n, evaluate(
-                lambda y, key, n=n: model.restore(y, n, [generator_for(suite.seed, key)]), pairs, fns)))
+            restore = ((lambda y, key, n=n: model.restore(y, n, [generator_for(suite.seed, key)]))
+                       if args.sampler == "ddpm" else (lambda y, key, n=n: ddim(y, n, key)))
+            rows.append((f"IDM{how}, {n} step{'s' if n > 1 else ''}", n, evaluate(restore, pairs, fns)))
     except (InputError, ValueError) as e:
         raise SystemExit(f"idm_steps: error: {e}") from None
     print(f"{suite.count} crops of {suite.crop} px from {suite.images.resolve()} (seed {suite.seed}), IDM degradation; "
