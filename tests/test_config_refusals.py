@@ -158,7 +158,7 @@ def test_authenticity_refuses_the_comparison_options(tmp_path, capsys):
     (["--method", "stylegan-inversion", "--tile", "256"], "--tile: does not apply"),  # named, at its default
     (["--method", "stylegan-inversion", "--tile-pad=16"], "--tile-pad: does not apply"),
     (["--method", "idm", "--lev", "M"], "--level: does not apply"),  # an abbreviation, as argparse takes it
-    (["--method", "idm", "--gen=G.safetensors"], "--generator: does not apply"),
+    (["--method", "stylegan-inversion", "--tile-p=16"], "--tile-pad: does not apply"),  # abbreviated, at its default
 ])
 def test_restore_refuses_options_of_other_methods(tmp_path, capsys, extra, words):
     """They were silently ignored (e.g. --task with the IDM restorer)."""
@@ -240,8 +240,12 @@ def test_options_a_command_would_ignore_are_refused(tmp_path, capsys, argv, word
     assert not (tmp_path / "o").exists()
 
 
-def test_train_transformer_has_no_unet_options():
-    from genrestore.cli import build_parser
+def test_train_transformer_has_no_unet_options(tmp_path, capsys):
+    """It took --channels and --layers-per-block and ignored them; a bare --channels must not be
+    read as an abbreviation of --channels-last either."""
+    from genrestore.cli import main
 
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["train", "transformer", "--data", "d", "-o", "o", "--layers-per-block", "2"])
+    for extra in (["--layers-per-block", "2"], ["--channels", "64", "128"], ["--channels"]):
+        with pytest.raises(SystemExit):
+            main(["train", "transformer", "--data", "d", "--vq", "v", "-o", str(tmp_path / "o"), *extra])
+        assert f"unrecognized arguments: {' '.join(extra)}" in capsys.readouterr().err

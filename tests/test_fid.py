@@ -156,6 +156,15 @@ def test_cli_fid_kid_is_pfid_and_ref_stats(inception, tmp_path, capsys, monkeypa
                      "--crop-border", crop, "--json", "-q"]) == 0
         fids.append(json.loads(capsys.readouterr().out.splitlines()[-1])["summary"]["fid"])
     assert fids[0] > 1e-3 and abs(fids[1]) < 1e-3, fids
+    # reference statistics remember their crop: another --crop-border is refused, the same one reused
+    assert main(["metrics", str(tmp_path / "ref"), str(tmp_path / "framed"), "--metrics", "fid",
+                 "--ref-stats", str(stats), "--crop-border", "8"]) == 2
+    assert "cropped by 0 px, asked for --crop-border 8" in capsys.readouterr().err
+    cropped = tmp_path / "ref8.npz"
+    for _ in range(2):  # saved, then loaded
+        assert main(["metrics", str(tmp_path / "ref"), str(tmp_path / "same"), "--metrics", "fid", "--crop-border",
+                     "8", "--ref-stats", str(cropped), "--json", "-q"]) == 0
+        assert abs(json.loads(capsys.readouterr().out.splitlines()[-1])["summary"]["fid"]) < 1e-3
     for option in ("--y", "--gray"):  # Inception takes RGB: refused, not ignored
         assert main(["metrics", str(tmp_path / "ref"), str(tmp_path / "same"), "--metrics", "psnr,fid", option]) == 2
         assert f"fid compares RGB images; drop {option}" in capsys.readouterr().err
@@ -184,3 +193,12 @@ def test_cli_fid_and_kid_of_one_pair_are_refused_before_inception_runs(tmp_path,
         assert f"{words} at least 2 pairs, got 1" in capsys.readouterr().err
     assert main(["metrics", str(tmp_path / "r"), str(tmp_path / "d"), "--metrics", "pfid", "--pfid-size", "8"]) == 2
     assert "inception-fid" in capsys.readouterr().err  # past the count check, at the weights
+    # the crop is checked before the weights too: 8 px patches of a 16 px image cropped by 5 px do not fit
+    assert main(["metrics", str(tmp_path / "r"), str(tmp_path / "d"), "--metrics", "pfid", "--pfid-size", "8",
+                 "--crop-border", "5"]) == 2
+    assert "a.png: patch-FID crops of 8 px (--pfid-size) need images at least that large, got 6x6 after " \
+           "--crop-border 5" in capsys.readouterr().err
+    for metrics in ("pfid", "identity"):
+        assert main(["metrics", str(tmp_path / "r"), str(tmp_path / "d"), "--metrics", metrics, "--crop-border",
+                     "8"]) == 2
+        assert "a.png: --crop-border 8 leaves nothing of a 16x16 image" in capsys.readouterr().err

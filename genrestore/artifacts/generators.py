@@ -164,7 +164,7 @@ def train_vq_autoencoder(model, images: Sequence[torch.Tensor] | str | os.PathLi
     disc_start = steps // 2 if disc_start is None else disc_start
     if adv_weight > 0 and disc_start < steps and crop < PatchDiscriminator.min_side():
         raise InputError(f"the GAN loss's PatchDiscriminator needs crops of at least {PatchDiscriminator.min_side()} "
-                         f"px, got {crop} (use a larger --size, or --adv-weight 0)")
+                         f"px, got {crop} (use larger crops, --size, or no GAN loss, --adv-weight 0)")
     perceptual = None
     if ws.find("vgg16-torchvision") is not None:
         from ..metrics.lpips import LPIPS

@@ -85,15 +85,26 @@ class FeatureStats:
         if self.count < n:
             raise InputError(f"feature statistics need at least {n} samples, got {self.count}")
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write ``mu`` and ``sigma`` (float64) and ``count`` to an ``.npz`` file, atomically."""
+    def save(self, path: str | os.PathLike, crop_border: int = 0) -> None:
+        """Write ``mu`` and ``sigma`` (float64), ``count`` and the ``crop_border`` (px, dropped on
+        each side of the images before the features) to an ``.npz`` file, atomically."""
         import io
 
         from ..io import atomic_write_bytes
 
         buf = io.BytesIO()
-        np.savez(buf, mu=self.mean.cpu().numpy(), sigma=self.cov.cpu().numpy(), count=np.int64(self.count))
+        np.savez(buf, mu=self.mean.cpu().numpy(), sigma=self.cov.cpu().numpy(), count=np.int64(self.count),
+                 crop_border=np.int64(crop_border))
         atomic_write_bytes(path, buf.getvalue())
+
+    @staticmethod
+    def npz_crop_border(path: str | os.PathLike) -> int:
+        """The ``crop_border`` an ``.npz`` of :meth:`save` records; 0 for files without one (pytorch-fid's,
+        clean-fid's, ours before it was recorded: all of whole images)."""
+        from ..io import open_npz
+
+        with open_npz(path, "feature statistics") as f:
+            return int(f["crop_border"]) if "crop_border" in f.files else 0
 
     @staticmethod
     def load_npz(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor]:

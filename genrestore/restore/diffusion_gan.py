@@ -239,7 +239,7 @@ def train_inpaint_gan(model, images: Sequence[torch.Tensor] | str | os.PathLike,
         raise InputError(f"expected non-negative r1_gamma and l1_weight, got {r1_gamma}, {l1_weight}")
     if crop < PatchDiscriminator.min_side():
         raise InputError(f"the PatchGAN discriminator needs crops of at least {PatchDiscriminator.min_side()} px, "
-                         f"got {crop} (--size)")
+                         f"got {crop} (crop, --size)")
     num_t = model.config["schedule"]["num_train_timesteps"]
     disc = PatchDiscriminator(3 + COND_CHANNELS + (3 if num_t > 1 else 0), num_t, disc_width)
     tr = TrainRun(model, images, steps, batch_size, crop, ema_decay, out_dir, save_every, seed, device,
