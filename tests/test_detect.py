@@ -315,3 +315,35 @@ def test_detect_artifacts_rejects_labels_of_another_shape():
     with pytest.raises(InputError, match="one-map"):
         detect_artifacts(x, x.flip(-1), OneMap(), scale=1)
     assert detect_artifacts(x[:1], x[:1].flip(-1), OneMap(), scale=1).labels.shape == (1, 40, 40)
+
+
+# --- boundaries and defaults that only hand-made cases pin (found by mutating the code, helper-43) ---
+
+
+def test_float_mask_of_one_half_is_false():
+    from genrestore.detect import dilate, erode
+
+    m = torch.full((1, 1, 6, 6), 0.5)
+    assert not dilate(m, 3, 1).any() and not erode(m, 1, 1).any()
+
+
+def test_regions_come_largest_first():
+    from genrestore.detect.mask import regions
+
+    m = torch.zeros(10, 10, dtype=torch.bool)
+    m[0, 0] = True
+    m[5:8, 5:8] = True
+    assert [r.area for r in regions(m, torch.ones(10, 10))] == [9, 1]
+
+
+def test_eq9_threshold_is_strict_and_defaults_to_0_7(monkeypatch):
+    """Candidates where D / A_k < threshold (eq. 9), 0.7 by default: with a constant D map and one
+    class, D = threshold flags nothing, 0.72 nothing at the default, 0.68 everything."""
+    import genrestore.detect.pipeline as pipeline
+    from genrestore.detect import NoSegmenter, detect_artifacts
+
+    x = torch.full((1, 3, 40, 40), 0.5)
+    for d, kw, flagged in ((0.5, {"threshold": 0.5}, False), (0.72, {}, False), (0.68, {}, True)):
+        monkeypatch.setattr(pipeline, "variance_distance", lambda gan, mse, d=d, **_: torch.full((1, 1, 40, 40), d))
+        candidates = detect_artifacts(x, x, segmenter=NoSegmenter(), scale=1, **kw).candidates
+        assert (candidates.all() if flagged else not candidates.any()), d

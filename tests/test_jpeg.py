@@ -195,3 +195,42 @@ def test_saturated_output_pixels_keep_the_surrogate_gradient(channels, monkeypat
     x_hard = x.detach().clone().requires_grad_()
     jpeg_torch(x_hard, 10).clamp(0, 1).backward(upstream)  # a hard final clamp
     assert (x_hard.grad - x.grad).abs().max() > 1e-3
+
+
+# --- boundaries and defaults that only hand-made cases pin (found by mutating the code, helper-43) ---
+
+
+def test_jfif_colour_constants():
+    """JFIF's RGB -> YCbCr: white is (255, 128, 128) exactly, red has Y = 0.299 * 255 (a 0.3 weight
+    moved PSNR against Pillow by under 1 dB, which the photo tests did not see)."""
+    from genrestore.degrade import jpeg as J
+
+    rgb = torch.tensor([[255.0, 0, 0], [255, 255, 255]]).T.reshape(1, 3, 1, 2)
+    ycc = J._color_convert(rgb, J._RGB_TO_YCC, J._YCC_OFFSET)[0, :, 0]
+    torch.testing.assert_close(ycc[:, 1], torch.tensor([255.0, 128.0, 128.0]))
+    assert abs(ycc[0, 0].item() - 0.299 * 255) < 1e-4
+
+
+def test_jpeg_pillow_rounds_to_8_bit_and_honours_subsampling():
+    """Values between 8-bit levels are rounded (100.6 -> 101, not truncated), and 4:4:4 keeps 1 px
+    chroma detail (52.9 dB here; subsampled, 7.6 dB)."""
+    from genrestore.degrade import jpeg_pillow
+
+    flat = torch.full((1, 3, 16, 16), 100.6 / 255)
+    assert ((jpeg_pillow(flat, 100, "4:4:4") * 255).round() == 101).all()
+    cols = torch.zeros(1, 3, 16, 16)
+    cols[:, 0, :, 0::2] = 1
+    cols[:, 2, :, 1::2] = 1
+    assert (jpeg_pillow(cols, 100, "4:4:4") - cols).abs().max().item() < 8 / 255
+
+
+def test_fancy_upsampling_sees_the_real_chroma_size(monkeypatch):
+    """4:2:0 chroma of a 38x46 image is ceil(38/2) x ceil(46/2) = 19 x 23 before upsampling (a
+    wrong slice moved only edge pixels, which a PSNR against Pillow does not see)."""
+    from genrestore.degrade import jpeg as J
+
+    seen = []
+    original = J._fancy_upsample
+    monkeypatch.setattr(J, "_fancy_upsample", lambda t: seen.append(tuple(t.shape[-2:])) or original(t))
+    J.jpeg_torch(torch.rand(1, 3, 38, 46), 50)
+    assert seen == [(19, 23)]

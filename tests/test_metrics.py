@@ -413,3 +413,53 @@ def test_same_layout_opencv_path_equals_float64(pairs, layout, monkeypatch):
 
 def _crop_ref(t, b):
     return t[..., b:t.shape[-2] - b, b:t.shape[-1] - b]
+
+
+# --- boundaries and defaults that only hand-made cases pin (found by mutating the code, helper-43) ---
+
+
+def test_region_counts_overlap_of_exactly_p_is_not_enough():
+    """DeSRA counts a region when more than p = 0.5 of it overlaps: exactly half does not."""
+    det = np.zeros((4, 4), bool)
+    det[0:2, 0:2] = True
+    gt = np.zeros((4, 4), bool)
+    gt[0:2, 0:1] = True
+    c = region_counts(det, gt)  # the detected region is 2/4 inside the truth; the truth is wholly covered
+    assert (c.correct, c.detected, c.found, c.truth) == (0, 1, 1, 1)
+    c = region_counts(gt, det)  # roles swapped: the truth region is half covered
+    assert (c.correct, c.detected, c.found, c.truth) == (1, 1, 0, 1)
+
+
+def test_region_counts_default_p_is_one_half():
+    det = np.zeros((4, 6), bool)
+    det[0, 0:5] = det[2, 0:4] = True
+    gt = np.zeros((4, 6), bool)
+    gt[0, 0:3] = gt[2, 0:1] = True
+    c = region_counts(det, gt)  # the detected regions are 3/5 = 0.6 (correct) and 1/4 (not) inside the truth
+    assert (c.correct, c.detected, c.found, c.truth) == (1, 2, 2, 2)
+
+
+def test_precision_without_detections_is_nan_and_p_one_is_refused():
+    gt = np.zeros((4, 4), bool)
+    gt[0, 0] = True
+    c = region_counts(np.zeros((4, 4), bool), gt)
+    assert np.isnan(c.precision) and c.recall == 0.0
+    with pytest.raises(InputError):
+        region_counts(gt, gt, p=1)  # no overlap fraction exceeds 1
+
+
+def test_crop_that_leaves_nothing_is_refused():
+    x = torch.rand(1, 3, 16, 16)
+    with pytest.raises(InputError, match="leaves nothing"):
+        mse(x, x, crop_border=8)
+    with pytest.raises(InputError, match="leaves nothing"):
+        mse(torch.rand(1, 1, 2, 3), torch.rand(1, 1, 2, 3), crop_border=1)
+
+
+def test_ssim_span_check_and_mse_direction():
+    from genrestore.metrics.full_reference import MSE
+
+    x = torch.linspace(0, 1.2, 16 * 16).view(1, 1, 16, 16)
+    with pytest.raises(InputError, match="wider than data_range"):
+        ssim(x, x.clamp(0, 1))
+    assert MSE.higher_is_better is False

@@ -75,3 +75,39 @@ def test_poisson_scaled_gray_is_one_field_on_every_channel():
     assert not torch.allclose(n[1, 0], n[1, 1], atol=1e-6)  # colour noise: independent channels
     luma = 0.299 * x[0, 0] + 0.587 * x[0, 1] + 0.114 * x[0, 2]
     assert abs(n[0, 0].var().item() / (luma.mean().item() / 256) - 1) < 0.05
+
+
+# --- boundaries and defaults that only hand-made cases pin (found by mutating the code, helper-43) ---
+
+
+def test_poisson_scaled_gray_uses_bt601_luma():
+    """Grey Poisson noise of pure red at scale 1 draws Poisson(0.299 * 256) counts: every value of
+    (y - x) * 256 + 0.299 * 256 is a whole number (other luma weights would not give one)."""
+    from genrestore.degrade import poisson_noise_scaled
+
+    x = torch.zeros(1, 3, 32, 32)
+    x[:, 0] = 1.0
+    y = poisson_noise_scaled(x, 1.0, torch.Generator().manual_seed(0), gray=True)
+    counts = (y - x)[:, 0] * 256 + 0.299 * 256
+    assert torch.allclose(counts, counts.round(), atol=1e-3)
+
+
+def test_poisson_scaled_levels_and_colour_source():
+    """Colour Poisson noise is drawn per channel from that channel on 256 levels: a black channel
+    gets none (Poisson(0) = 0), the others whole counts around 128."""
+    from genrestore.degrade import poisson_noise_scaled
+
+    x = torch.full((1, 3, 32, 32), 0.5)
+    x[:, 0] = 0.0
+    n = poisson_noise_scaled(x, 1.0, torch.Generator().manual_seed(0)) - x
+    assert torch.equal(n[:, 0], torch.zeros_like(n[:, 0]))
+    k = n[:, 1:] * 256 + 128
+    assert torch.allclose(k, k.round(), atol=1e-3) and n[:, 1:].abs().sum() > 0
+
+
+def test_poisson_non_integer_photons():
+    """Photon counts need not be whole: y * photons is a Poisson count for photons = 2.5 too."""
+    from genrestore.degrade import poisson_noise
+
+    y = poisson_noise(torch.full((1, 1, 64, 64), 0.4), 2.5, torch.Generator().manual_seed(0))
+    assert torch.allclose(y * 2.5, (y * 2.5).round(), atol=1e-4)
