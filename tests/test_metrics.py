@@ -463,3 +463,15 @@ def test_ssim_span_check_and_mse_direction():
     with pytest.raises(InputError, match="wider than data_range"):
         ssim(x, x.clamp(0, 1))
     assert MSE.higher_is_better is False
+
+
+def test_float_masks_read_as_genrestore_detect_reads_them():
+    """A float mask is true above 0.5 (it was any non-zero value here, and above 0.5 in detect):
+    a soft map of 0.3 is no detection, 0.7 is."""
+    gt = np.zeros((4, 4), bool)
+    gt[1:3, 1:3] = True
+    assert iou(np.full((4, 4), 0.3, np.float32), np.zeros((4, 4), bool)) == 1.0  # both empty
+    soft = np.where(gt, 0.7, 0.3).astype(np.float32)
+    assert iou(soft, gt) == 1.0 and iou(torch.from_numpy(soft), gt) == 1.0
+    c = region_counts(soft, gt)
+    assert (c.correct, c.detected, c.found, c.truth) == (1, 1, 1, 1)

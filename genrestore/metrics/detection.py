@@ -1,6 +1,7 @@
 """Artifact-detection metrics of DeSRA (§4.2 eqs. 11-13 and §4.3).
 
-Masks are boolean (or {0, 1}) ``(H, W)`` arrays or tensors, True where an artifact is.
+Masks are boolean (or {0, 1}) ``(H, W)`` arrays or tensors, True where an artifact is; as in
+:mod:`genrestore.detect`, a float mask is true above 0.5 and an integer one where it is non-zero.
 Regions are 8-connected components.
 
 * IoU (eq. 11): ``|A & B| / |A | B|`` per image, where A is the detected mask and B the
@@ -35,8 +36,10 @@ def _as_bool(mask: Mask, name: str) -> np.ndarray:
     a = np.squeeze(a)
     if a.ndim != 2:
         raise InputError(f"expected {name} as an (H, W) mask, got shape {np.shape(mask)}")
-    if a.dtype.kind == "f" and not np.isfinite(a).all():
-        raise InputError(f"{name} has NaN or infinite values")
+    if a.dtype.kind == "f":
+        if not np.isfinite(a).all():
+            raise InputError(f"{name} has NaN or infinite values")
+        return a > 0.5  # as genrestore.detect reads float masks
     return a.astype(bool)
 
 
