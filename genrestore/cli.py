@@ -428,10 +428,11 @@ _RGB_METRICS = ("lpips", "lpips-vgg", "identity", *SET_METRICS)  # networks of R
 
 
 def _without_border(x: torch.Tensor, y: torch.Tensor, border: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(x, y)`` without ``border`` px on each side (views); what metrics --crop-border does to every metric."""
-    if 2 * border >= min(x.shape[-2:]):
-        raise InputError(f"--crop-border {border} leaves nothing of a {x.shape[-1]}x{x.shape[-2]} image")
-    return tuple(t[..., border:t.shape[-2] - border, border:t.shape[-1] - border] for t in (x, y))
+    """``(x, y)`` without ``border`` px on each side (views): what metrics --crop-border does to every
+    metric (``_check_pairs`` has refused a border that leaves nothing)."""
+    from .metrics.full_reference import _crop
+
+    return _crop(x, border), _crop(y, border)
 
 
 def cmd_authenticity(args: argparse.Namespace) -> int:
@@ -599,11 +600,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         if args.ref_stats and Path(args.ref_stats).is_file():
             if "kid" in set_names or "pfid" in set_names:
                 raise InputError("--ref-stats holds FID statistics of whole images; KID and pFID need the images")
-            ref_stats = FeatureStats.load_npz(args.ref_stats)
-            saved_crop = FeatureStats.npz_crop_border(args.ref_stats)
-            if saved_crop != args.crop_border:
-                raise InputError(f"{args.ref_stats}: statistics of images cropped by {saved_crop} px, asked for "
-                                 f"--crop-border {args.crop_border}; give the same crop, or another --ref-stats file")
+            ref_stats = FeatureStats.load_npz(args.ref_stats, crop_border=args.crop_border)
         elif args.ref_stats:  # saved there after the run
             check_output_file(args.ref_stats, inputs, "--ref-stats")
     rows = []
@@ -617,10 +614,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
             except InputError as e:  # e.g. an image too flat for NIQE: say which
                 raise InputError(f"{dist_path}: {e}") from None
         if set_names:
-            try:
-                x, y = _without_border(x, y, args.crop_border)
-            except InputError as e:
-                raise InputError(f"{dist_path}: {e}") from None
+            x, y = _without_border(x, y, args.crop_border)
             if whole:
                 if ref_stats is None:
                     feats["ref"].add(*extractor(x))

@@ -98,29 +98,28 @@ class FeatureStats:
         atomic_write_bytes(path, buf.getvalue())
 
     @staticmethod
-    def npz_crop_border(path: str | os.PathLike) -> int:
-        """The ``crop_border`` an ``.npz`` of :meth:`save` records; 0 for files without one (pytorch-fid's,
-        clean-fid's, ours before it was recorded: all of whole images)."""
-        from ..io import open_npz
+    def load_npz(path: str | os.PathLike, crop_border: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mu, sigma)`` from an ``.npz`` written by :meth:`save`, pytorch-fid or clean-fid.
 
-        with open_npz(path, "feature statistics") as f:
-            return int(f["crop_border"]) if "crop_border" in f.files else 0
-
-    @staticmethod
-    def load_npz(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(mu, sigma)`` from an ``.npz`` written by :meth:`save`, pytorch-fid or clean-fid."""
+        With ``crop_border``, the file must record that crop (files without one, pytorch-fid's,
+        clean-fid's and ours before it was recorded, are of whole images: crop 0).
+        """
         from ..io import open_npz
 
         what = "feature statistics with 'mu' and 'sigma'"
         try:
             with open_npz(path, what) as f:
                 mu, sigma = torch.from_numpy(f["mu"]).double(), torch.from_numpy(f["sigma"]).double()
+                saved_crop = int(f["crop_border"]) if "crop_border" in f.files else 0
         except InputError:  # open_npz names the file and what it should hold
             raise
         except (OSError, KeyError, ValueError) as e:
             raise InputError(f"{path}: not a feature-statistics .npz with 'mu' and 'sigma' ({e})") from None
         if not (torch.isfinite(mu).all() and torch.isfinite(sigma).all()):
             raise InputError(f"{path}: the feature statistics contain NaN or infinite values")
+        if crop_border is not None and saved_crop != crop_border:
+            raise InputError(f"{path}: statistics of images cropped by {saved_crop} px, asked for --crop-border "
+                             f"{crop_border}; give the same crop, or another --ref-stats file")
         return mu, sigma
 
 
