@@ -16,14 +16,15 @@ from ._checks import InputError
 from .artifacts.synth import KINDS, NEEDS, generator_specs, load_generators
 
 
-# the options each kind reads; any other of them given is refused (it was ignored, yet part of the resume settings)
-_KIND_OPTIONS = {
-    "vq-replace": {"vq"},
-    "ar-resample": {"vq", "transformer", "temperature", "top_k", "region"},
-    "ddim-gauss": {"ddpm", "t0", "ddim_steps"},
-    "ddim-scale": {"ddpm", "t0", "ddim_steps"},
-    "identity": set(),
-}
+# the settings each kind reads besides its generators (NEEDS); an option of another kind given is refused
+# (it was ignored, yet part of the resume settings)
+_KIND_SETTINGS = {"ar-resample": {"temperature", "top_k", "region"}, "ddim-gauss": {"t0", "ddim_steps"},
+                  "ddim-scale": {"t0", "ddim_steps"}}
+
+
+def _kind_options(kind: str) -> set[str]:
+    """The options of ``genrestore artifacts`` that ``--kind kind`` reads."""
+    return set(NEEDS[kind]) | _KIND_SETTINGS.get(kind, set())
 
 
 def cmd_artifacts(args: argparse.Namespace) -> int:
@@ -35,7 +36,7 @@ def cmd_artifacts(args: argparse.Namespace) -> int:
     from .io import atomic_write_bytes, list_images, outputs_recorded, read_image, write_image_hashed
     from .weights import model_file, sha256_file
 
-    others = sorted(set().union(*_KIND_OPTIONS.values()) - _KIND_OPTIONS[args.kind])
+    others = sorted(set().union(*map(_kind_options, KINDS)) - _kind_options(args.kind))
     _refuse_given(args, others, f"does not apply to --kind {args.kind}")
     if args.t0 is not None and args.ddim_steps > args.t0 + 1:
         raise InputError(f"--ddim-steps {args.ddim_steps} is more than the {args.t0 + 1} timesteps from 0 to --t0 "

@@ -474,14 +474,12 @@ def _unet_config(args: argparse.Namespace, attention: bool = True, factor: int =
 
 
 def cmd_train_inpaint(args: argparse.Namespace) -> int:
-    from .cli import resolve_device
+    from .cli import _refuse_given, resolve_device
     from .diffusion import ConditionalUNet
     from .diffusion.train import train_conditional
     from .io import check_output_folder
     from .restore.diffusion_gan import diffusion_gan_schedule, train_inpaint_gan
     from .restore.inpaint import COND_CHANNELS, inpaint_degrade
-
-    from .cli import _refuse_given
 
     check_output_folder(args.output)
     if args.kind != "ddgan":
