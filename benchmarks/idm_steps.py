@@ -12,7 +12,7 @@ rows. The paper finds 10 steps enough (no gain from 15 or 20).
     python benchmarks/idm_steps.py --model idm-default --steps 1,5,10,20 --crop 256
     python benchmarks/idm_steps.py --model idm-default --steps 5,10,20 --crop 256 --sampler ddim --eta 0
 
-``--sampler ddim`` samples the IDM rows with DDIM (``genrestore.diffusion.sample(..., "ddim",
+``--sampler ddim`` samples the IDM rows with DDIM (``IDMRestorer.restore(..., sampler="ddim",
 eta=ETA)``) instead of IDM's DDPM, from the same noise seeds.
 """
 
@@ -27,8 +27,7 @@ from genrestore._checks import InputError
 from genrestore._random import generator_for
 from genrestore.bench.harness import ground_truth, load_suite, metric_functions
 from genrestore.degrade import PIPELINES
-from genrestore.diffusion.sampling import sample
-from genrestore.restore.idm import IDMRestorer, pad_to_multiple
+from genrestore.restore.idm import IDMRestorer
 
 METRICS = ["psnr", "ssim", "lpips", "niqe"]
 
@@ -79,15 +78,10 @@ def main() -> None:
             reg = IDMRestorer.from_file(args.regression)
             rows.append(("regression UNet", 1, evaluate(lambda y, key: reg.restore(y, 1, [generator_for(suite.seed, key)]),
                                                         pairs, fns)))
-        def ddim(y, n, key):
-            padded, (h, w) = pad_to_multiple(y, model.multiple)
-            return sample(model.model, padded, "ddim", n, eta=args.eta,
-                          generator=[generator_for(suite.seed, key)])[..., :h, :w]
-
         how = "" if args.sampler == "ddpm" else f" (DDIM, eta {args.eta:g})"
         for n in steps:
-            restore = ((lambda y, key, n=n: model.restore(y, n, [generator_for(suite.seed, key)]))
-                       if args.sampler == "ddpm" else (lambda y, key, n=n: ddim(y, n, key)))
+            restore = lambda y, key, n=n: model.restore(y, n, [generator_for(suite.seed, key)], sampler=args.sampler,
+                                                        eta=args.eta)
             rows.append((f"IDM{how}, {n} step{'s' if n > 1 else ''}", n, evaluate(restore, pairs, fns)))
     except (InputError, ValueError) as e:
         raise SystemExit(f"idm_steps: error: {e}") from None

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from . import __version__
-from ._argtypes import DEVICE_HELP, float_in, nonneg_int, positive_int
+from ._argtypes import DEVICE_HELP, float_in, nonneg_float, nonneg_int, positive_int
 from ._checks import InputError
 
 EXAMPLE_IMAGE = "astronaut.png"
@@ -465,7 +465,7 @@ def cmd_authenticity(args: argparse.Namespace) -> int:
         if dist is not None and not fits:
             small.append(p.name)
         r = authenticity(restorer, fx, args.steps, generator_for(args.seed, p.name), args.tile, args.tile_pad,
-                         distance=dist if fits else None, half=args.half)
+                         distance=dist if fits else None, half=args.half, sampler=args.sampler, eta=args.eta)
         row = {"name": p.name, "psnr": float(r["psnr"][0]), **({"lpips": float(r["lpips"][0])} if fits else {})}
         rows.append(row)
         if args.json:
@@ -475,7 +475,8 @@ def cmd_authenticity(args: argparse.Namespace) -> int:
         note += (f" over {len(with_lpips)} of {len(rows)} images ({len(small)} smaller than 31 px a side, "
                  f"e.g. {small[0]})")
     summary = {"images": len(rows), "psnr": sum(r["psnr"] for r in rows) / len(rows), "model": args.authenticity,
-               "steps": args.steps, "tile": args.tile, "tile_pad": args.tile_pad, "half": half_name(device, args.half),
+               "steps": args.steps, "sampler": args.sampler, **({"eta": args.eta} if args.sampler == "ddim" else {}),
+               "tile": args.tile, "tile_pad": args.tile_pad, "half": half_name(device, args.half),
                "lpips_note": note}
     if with_lpips:
         summary["lpips"] = sum(with_lpips) / len(with_lpips)
@@ -526,6 +527,8 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     from .io import atomic_write_bytes, check_output_file, json_line, read_image
 
     if args.authenticity:
+        if args.sampler != "ddim":
+            _refuse_given(args, ["eta"], "only with --sampler ddim")
         _refuse_given(args, _PAIR_OPTIONS, "only for a REF/DIST comparison; --authenticity reports PSNR and "
                       "LPIPS of f(f(x)) against f(x)")
         return cmd_authenticity(args)
@@ -533,7 +536,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         raise InputError("metrics needs REF and DIST (or --authenticity MODEL with one folder)")
     if args.half:
         raise InputError("--half applies to --authenticity's restorations; the metrics run in float32")
-    _refuse_given(args, ("steps", "tile", "tile_pad"), "only for --authenticity's restorations")
+    _refuse_given(args, ("steps", "sampler", "eta", "tile", "tile_pad"), "only for --authenticity's restorations")
     if args.gray and args.y:
         raise InputError("--y (compare the luma of RGB images) and --gray (compare grey images) exclude each other")
 
@@ -760,7 +763,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--authenticity", metavar="MODEL", help="IDM's authenticity test: REF is a folder of restored "
                    "images f(x); MODEL (an IDM .safetensors) restores them again; reports PSNR (and LPIPS) of "
                    "f(f(x)) against f(x)")
-    m.add_argument("--steps", type=positive_int, default=10, help="--authenticity: DDPM steps (default 10)")
+    m.add_argument("--steps", type=positive_int, default=10, help="--authenticity: sampling steps (default 10)")
+    m.add_argument("--sampler", default="ddpm", choices=("ddpm", "ddim"), help="--authenticity: as restore --sampler "
+                   "(default ddpm)")
+    m.add_argument("--eta", type=nonneg_float, default=0.0, help="--authenticity --sampler ddim: as restore --eta")
     m.add_argument("--tile", type=nonneg_int, default=256, metavar="PX", help="--authenticity: tile side of the "
                    "network call, as `genrestore restore --tile` (default 256, restore's; 0: whole image), so that "
                    "f(f(x)) is made by the same f as f(x)")

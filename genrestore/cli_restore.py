@@ -116,11 +116,14 @@ def cmd_restore_idm(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     restorer = IDMRestorer.from_file(args.model, device)
     check_restorer_tiling(restorer, args.tile, args.tile_pad)
+    ddim = {"eta": args.eta} if args.sampler == "ddim" else {}
     return _restore_each(args, device, lambda y, g, _: restorer.restore(y, steps, g, args.tile, args.tile_pad,
-                                                                        half=args.half),
-                         {"method": "idm", "model": str(args.model), "steps": steps, "tile": args.tile,
-                          "tile_pad": args.tile_pad},
-                         f"IDM ({counted(steps, 'step')})")
+                                                                        half=args.half, sampler=args.sampler,
+                                                                        eta=args.eta),
+                         {"method": "idm", "model": str(args.model), "steps": steps, "sampler": args.sampler, **ddim,
+                          "tile": args.tile, "tile_pad": args.tile_pad},
+                         f"IDM ({counted(steps, 'DDIM step')}, eta {args.eta:g})" if ddim
+                         else f"IDM ({counted(steps, 'step')})")
 
 
 def cmd_restore_diffgar(args: argparse.Namespace) -> int:
@@ -218,7 +221,7 @@ def _check_masks(paths: list[Path], sizes: list, masks: Path | None) -> None:
 
 # the options only some restore methods take (the others: every method)
 _METHOD_OPTIONS = {
-    "idm": {"model", "tile", "tile_pad", "half"},
+    "idm": {"model", "sampler", "eta", "tile", "tile_pad", "half"},
     "diffgar": {"model", "mode", "artifact", "guidance_scale", "autoencoder", "upscale", "tile", "tile_pad", "half"},
     "inpaint": {"model", "masks", "half"},
     "stylegan-inversion": {"task", "level", "generator", "masks"},
@@ -247,6 +250,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if args.method == "diffgar" and args.mode != "guided":
         _refuse_given(args, ["guidance_scale"], f"only in --mode guided (got --mode {args.mode})")
     if args.method == "idm":
+        if args.sampler != "ddim":
+            _refuse_given(args, ["eta"], "only with --sampler ddim")
         return cmd_restore_idm(args)
     if args.method == "diffgar":
         return cmd_restore_diffgar(args)
@@ -793,7 +798,11 @@ def add_parser(sub) -> None:
     r.add_argument("--generator", help="stylegan-inversion: StyleGAN2 .safetensors (+ .json), e.g. from "
                    "`genrestore weights convert network-snapshot.pkl G.safetensors`")
     r.add_argument("--masks", metavar="DIR", help="inpainting: folder with NAME_mask.png (1 = kept)")
-    r.add_argument("--steps", type=float, default=None, help="idm: DDPM steps (default 10); diffgar: DDIM steps "
+    r.add_argument("--sampler", default="ddpm", choices=("ddpm", "ddim"), help="idm: the sampler of the same model: "
+                   "ddpm (IDM's ancestral steps, default) or ddim (DDIM's update, noise --eta)")
+    r.add_argument("--eta", type=nonneg_float, default=0.0, help="idm --sampler ddim: DDIM's noise scale (default 0: "
+                   "deterministic; 1: DDPM-like)")
+    r.add_argument("--steps", type=float, default=None, help="idm: sampling steps (default 10); diffgar: DDIM steps "
                    "(default 30); inpaint: DDPM steps of a diffusion inpainter (default 50); stylegan-inversion: "
                    "scale of the 150 steps per phase (default 1; 0.1 for a quick run)")
     r.add_argument("--seed", type=int, default=0, help="base seed; each image's seed derives from it and its "

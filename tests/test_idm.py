@@ -133,6 +133,32 @@ def test_train_idm_then_restore_cli(tmp_path, capsys):
     assert "--example" in capsys.readouterr().err
 
 
+def test_ddim_sampler_is_diffusion_sample_on_the_padded_image():
+    """restore(sampler="ddim", eta) is genrestore.diffusion.sample's DDIM (tested against
+    diffusers) on the image padded to the UNet's multiple, cropped back; eta reaches it, and eta
+    without DDIM is refused."""
+    from genrestore.diffusion.sampling import sample
+
+    net, y = tiny_net(), torch.rand(2, 3, 7, 9, generator=torch.Generator().manual_seed(1))
+    restorer = IDMRestorer(net)
+
+    def gens():
+        return [torch.Generator().manual_seed(s) for s in (3, 4)]
+
+    for eta in (0.0, 0.7):
+        got = restorer.restore(y, 3, gens(), sampler="ddim", eta=eta)
+        with torch.no_grad():
+            ref = sample(net, pad_to_multiple(y, 4)[0], "ddim", 3, eta=eta, generator=gens())[..., :7, :9]
+        torch.testing.assert_close(got, ref, atol=0, rtol=0)
+    assert not torch.equal(restorer.restore(y, 3, gens(), sampler="ddim", eta=0.7),
+                           restorer.restore(y, 3, gens(), sampler="ddim"))
+    assert not torch.equal(restorer.restore(y, 3, gens(), sampler="ddim"), restorer.restore(y, 3, gens()))
+    with pytest.raises(InputError, match="eta applies to the 'ddim' scheduler only"):
+        restorer.restore(y, 3, sampler="ddpm", eta=0.5)
+    with pytest.raises(InputError, match="scheduler 'ddpm' or 'ddim'"):
+        restorer.restore(y, 3, sampler="euler")
+
+
 def test_regression_baseline_is_one_l1_step(tmp_path):
     """`train idm --regression`: a T = 1 model whose x_1 is pure noise, trained with L1; the
     restorer takes its one step whatever --steps says, and returns the network's x0 directly."""
@@ -158,6 +184,8 @@ def test_regression_baseline_is_one_l1_step(tmp_path):
     with torch.no_grad():
         direct = r.model(noise, torch.zeros(1, dtype=torch.long), y * 2 - 1)
     torch.testing.assert_close(out, ((direct.clamp(-1, 1) + 1) / 2), atol=1e-6, rtol=0)
+    ddim = r.restore(y, steps=10, generator=torch.Generator().manual_seed(3), sampler="ddim", eta=0.5)
+    torch.testing.assert_close(ddim, out, atol=1e-6, rtol=0)  # DDIM's one step to alpha_bar = 1 is the x0 too
     # the L1 loss on the one-step schedule is |f(noise, 0, y) - x0|: the regression loss
     net = ConditionalUNet(3, prediction_type="sample", schedule=REGRESSION_SCHEDULE, unet=TINY_UNET)
     x0, yy = torch.rand(2, 3, 16, 16, generator=g) * 2 - 1, torch.rand(2, 3, 16, 16, generator=g) * 2 - 1
@@ -390,6 +418,56 @@ def test_authenticity_cli_half_restores_as_restore_half(tmp_path, capsys, monkey
     assert psnrs[True] == pytest.approx(expected, abs=1e-6) and abs(psnrs[True] - psnrs[False]) > 1e-4
     assert main(["metrics", str(tmp_path / "fx"), str(tmp_path / "fx"), "--half"]) == 2
     assert "--half applies to --authenticity" in capsys.readouterr().err
+
+
+def test_restore_and_authenticity_cli_sampler_ddim(tmp_path, capsys):
+    """restore --sampler ddim --eta E writes what IDMRestorer.restore(sampler="ddim", eta=E) gives
+    and records both; --resume does not take DDPM outputs for DDIM ones; metrics --authenticity
+    restores f(x) again with the same sampler; --eta without --sampler ddim, and --sampler outside
+    IDM and --authenticity, are refused in one line with exit 2."""
+    import json
+
+    from genrestore.cli import main
+    from genrestore.io import read_image, write_image
+    from genrestore.restore.idm import authenticity
+
+    tiny_net().save(tmp_path / "m.safetensors")
+    write_image(tmp_path / "in" / "a.png", torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(2)))
+    base = ["restore", str(tmp_path / "in"), "--model", str(tmp_path / "m.safetensors"), "--steps", "3",
+            "--tile", "0", "-o", str(tmp_path / "o"), "--device", "cpu"]
+    assert main([*base, "-q"]) == 0
+    ddpm_png = (tmp_path / "o" / "a.png").read_bytes()
+    record = json.loads((tmp_path / "o" / "a.json").read_text())
+    assert record["sampler"] == "ddpm" and "eta" not in record
+    capsys.readouterr()
+    assert main([*base, "-q", "--resume", "--sampler", "ddim", "--eta", "0.5"]) == 0
+    assert "1 restored by IDM (3 DDIM steps, eta 0.5), 0 already done" in capsys.readouterr().out
+    record = json.loads((tmp_path / "o" / "a.json").read_text())
+    assert record["sampler"] == "ddim" and record["eta"] == 0.5
+    restorer, y = IDMRestorer.from_file(tmp_path / "m.safetensors"), read_image(tmp_path / "in" / "a.png")
+    ref = restorer.restore(y, 3, generator_for(0, "a.png"), sampler="ddim", eta=0.5)
+    assert (read_image(tmp_path / "o" / "a.png") - ref).abs().max() <= 0.5 / 255 + 1e-6  # 8-bit PNG
+    assert (tmp_path / "o" / "a.png").read_bytes() != ddpm_png
+    assert main([*base, "-q", "--resume", "--sampler", "ddim", "--eta", "0.5"]) == 0
+    assert "0 restored by IDM (3 DDIM steps, eta 0.5), 1 already done" in capsys.readouterr().out
+
+    auth = ["metrics", str(tmp_path / "o"), "--authenticity", str(tmp_path / "m.safetensors"), "--steps", "3",
+            "--tile", "0", "--json", "-q", "--sampler", "ddim", "--eta", "0.5"]
+    assert main(auth) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["summary"]
+    fx = read_image(tmp_path / "o" / "a.png")
+    expected = float(authenticity(restorer, fx, 3, generator_for(0, "a.png"), 0, 16, sampler="ddim", eta=0.5)["psnr"][0])
+    assert summary["psnr"] == pytest.approx(expected, abs=1e-6) and (summary["sampler"], summary["eta"]) == ("ddim", 0.5)
+
+    refusals = [([*base, "--eta", "0.5"], "--eta: only with --sampler ddim"),
+                ([*base, "--method", "inpaint", "--sampler", "ddim"], "--sampler, --tile: does not apply to --method inpaint"),
+                ([*auth[:-4], "--eta", "0.5"], "--eta: only with --sampler ddim"),
+                (["metrics", str(tmp_path / "o"), str(tmp_path / "o"), "--sampler", "ddim"],
+                 "--sampler: only for --authenticity's restorations")]
+    for argv, message in refusals:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
 
 
 @pytest.mark.parametrize("verb", ["restore", "authenticity"])

@@ -18,7 +18,7 @@ diffusers' (``DDPMScheduler`` via :func:`~genrestore.diffusion.schedulers.make_s
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -103,8 +103,9 @@ class IDMRestorer:
 
     @torch.inference_mode()
     def restore(self, y: torch.Tensor, steps: int = 10, generator: Generator = None, tile: int = 0,
-                tile_pad: int = 16, tile_blend: int = TILE_BLEND, half: bool = False) -> torch.Tensor:
-        """Restore ``y`` by ``steps`` DDPM steps from ``x_T ~ N(0, I)`` (IDM §4).
+                tile_pad: int = 16, tile_blend: int = TILE_BLEND, half: bool = False,
+                sampler: Literal["ddpm", "ddim"] = "ddpm", eta: float = 0.0) -> torch.Tensor:
+        """Restore ``y`` by ``steps`` DDPM steps from ``x_T ~ N(0, I)`` (IDM §4), or DDIM steps.
 
         Images are mapped to ``[-1, 1]`` for the model and back, padded (bottom/right) to the
         UNet's size multiple and cropped back.
@@ -121,12 +122,15 @@ class IDMRestorer:
             tile_blend: width of the cosine cross-fade between tiles, in pixels.
             half: the network in 16-bit where the device computes it natively (see
                 :func:`~genrestore.diffusion.sample`).
+            sampler: ``"ddpm"`` (IDM's ancestral sampling) or ``"ddim"`` (the same trained model,
+                DDIM's update with noise ``eta``; on our idm-default no better, see the README).
+            eta: DDIM's noise scale, ``>= 0`` (0: deterministic); only with ``sampler="ddim"``.
 
         Returns:
             ``(N, C, H, W)`` restored images in ``[0, 1]`` (``C``: the model's output channels).
 
         Raises:
-            InputError: bad ``y``, ``steps`` or tiling arguments.
+            InputError: bad ``y``, ``steps``, ``sampler``, ``eta`` or tiling arguments.
         """
         model = self.model
         check_image(y, "y", channels=(model.cond_channels,))
@@ -136,19 +140,20 @@ class IDMRestorer:
         check_tile(tile, tile_pad, tile_blend, self.multiple)
         y_pad, (h, w) = pad_to_multiple(y, self.multiple)
         device = next(model.parameters()).device
-        x = sample(model, y_pad.to(device), "ddpm", steps, generator=generator, tile=tile, tile_pad=tile_pad,
+        x = sample(model, y_pad.to(device), sampler, steps, eta=eta, generator=generator, tile=tile, tile_pad=tile_pad,
                    tile_blend=tile_blend, half=half)  # DDPM eq. 6-7 with x0 from IDM eq. 7
         return x[..., :h, :w].to(y.device)
 
 
 def authenticity(restorer: IDMRestorer, restored: torch.Tensor, steps: int = 10, generator: Generator = None,
-                 tile: int = 0, tile_pad: int = 16, distance=None, half: bool = False) -> dict[str, torch.Tensor]:
+                 tile: int = 0, tile_pad: int = 16, distance=None, half: bool = False,
+                 sampler: Literal["ddpm", "ddim"] = "ddpm", eta: float = 0.0) -> dict[str, torch.Tensor]:
     """IDM's authenticity test (eq. 2): restore the restored images again and compare, ``f(f(x)) ~ f(x)``.
 
     Args:
         restorer: the model ``f``.
         restored: ``(N, 3, H, W)`` images ``f(x)`` in [0, 1].
-        steps, generator, tile, tile_pad, half: as :meth:`IDMRestorer.restore`; give the values
+        steps, generator, tile, tile_pad, half, sampler, eta: as :meth:`IDMRestorer.restore`; give the values
             that made ``f(x)``, so that both passes are the same function.
         distance: optional extra per-image distance ``(a, b) -> (N,)`` (e.g. LPIPS), reported as ``"lpips"``.
 
@@ -157,7 +162,7 @@ def authenticity(restorer: IDMRestorer, restored: torch.Tensor, steps: int = 10,
     """
     from ..metrics import psnr
 
-    twice = restorer.restore(restored, steps, generator, tile, tile_pad, half=half)
+    twice = restorer.restore(restored, steps, generator, tile, tile_pad, half=half, sampler=sampler, eta=eta)
     out = {"psnr": psnr(twice, restored), "twice": twice}
     if distance is not None:
         out["lpips"] = distance(twice, restored)
