@@ -154,6 +154,20 @@ def test_hand_computed_psnr_and_identical_images():
     assert psnr(x, x).item() == float("inf") and ssim(x + 0.3, x + 0.3).item() == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("shape", [(2, 3, 64, 64), (1, 3, 300, 280), (3, 1, 16, 16)], ids=["group", "strips", "gray"])
+def test_ssim_of_identical_images_is_exactly_one(shape):
+    """SSIM(x, x) = 1 by its formula; float32 rounding gave 1.0000000044 when the numerator and
+    denominator of a term were rounded differently (scikit-image gives 1.0 exactly)."""
+    from genrestore.metrics.full_reference import ssim_map
+
+    x = torch.rand(*shape, generator=torch.Generator().manual_seed(0))
+    for y_channel in {False, shape[1] == 3}:
+        assert ssim(x, x, y_channel).tolist() == [1.0] * shape[0]
+        assert ssim(x.double(), x.double(), y_channel, precision="float64").tolist() == [1.0] * shape[0]
+    leaf = x.clone().requires_grad_(True)  # the out-of-place path of a loss
+    assert ssim_map(leaf, x).detach().eq(1).all()
+
+
 def test_metric_classes_stream_and_merge(pairs):
     x, y = pairs
     whole = PSNR()

@@ -385,19 +385,19 @@ def ssim_map(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, win_size
         xc, yc = x - shift, y - shift
         maps = torch.cat([xc, yc, xc * xc + yc * yc, xc * yc], 1).contiguous(memory_format=layout)
     T = torch.Tensor
-    add, sub, mul, div, addcmul = ((T.add_, T.sub_, T.mul_, T.div_, T.addcmul_) if inplace else
-                                   (torch.add, torch.sub, torch.mul, torch.div, torch.addcmul))
+    add, sub, mul, div = (T.add_, T.sub_, T.mul_, T.div_) if inplace else (torch.add, torch.sub, torch.mul, torch.div)
     g = _gaussian_window(win_size, sigma, x.device, x.dtype)
     k = 4 * c
     f = F.conv2d(F.conv2d(maps, g.view(1, 1, 1, -1).expand(k, 1, 1, -1), groups=k), g.view(1, 1, -1, 1).expand(k, 1, -1, 1),
                  groups=k)
     mu_x, mu_y, sq, xy = f[:, :c], f[:, c:2 * c], f[:, 2 * c:3 * c], f[:, 3 * c:]
     c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
-    contrast_den = add(sub(sq - mu_x * mu_x, mu_y * mu_y), c2)        # sigma_x^2 + sigma_y^2 + c2
+    # both terms are written so that for x == y, numerator and denominator round alike (SSIM = 1 exactly)
+    contrast_den = add(sub(sq, add(mu_x * mu_x, mu_y * mu_y)), c2)    # sigma_x^2 + sigma_y^2 + c2
     contrast_num = add(mul(xy - mu_x * mu_y, 2), c2)                  # 2 sigma_xy + c2
     mu_x, mu_y = mu_x + shift, mu_y + shift                          # absolute means for the luminance term
     luminance_num = add(mul(mu_x * mu_y, 2), c1)
-    luminance_den = add(addcmul(mu_x * mu_x, mu_y, mu_y), c1)
+    luminance_den = add(add(mu_x * mu_x, mu_y * mu_y), c1)
     return div(mul(luminance_num, contrast_num), mul(luminance_den, contrast_den))
 
 
