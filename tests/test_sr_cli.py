@@ -368,6 +368,71 @@ def test_perceptual_loss_equals_real_esrgans_recipe_written_out():
     assert abs(float(loss(x, y)) - float(expected)) <= 1e-6 * float(expected)
 
 
+def test_caffe_perceptual_loss_is_the_original_vgg19_input_convention_written_out():
+    """convention="caffe" (vgg19-caffe, the original VGG19): the same taps and layer weights on BGR
+    images on 0..255 minus the mean pixel (103.939, 116.779, 123.68), the loss divided by
+    255 x 0.226 (the mean ImageNet std), so that it is on the torchvision convention's scale."""
+    import torch.nn.functional as F
+
+    from genrestore.detect.finetune import VGGPerceptualLoss
+
+    torch.manual_seed(0)
+    state = {f"features.{k}": v for k, v in VGGPerceptualLoss().taps.features.state_dict().items()}
+    loss = VGGPerceptualLoss(state, "caffe")
+    assert loss.network == "vgg19-caffe" and VGGPerceptualLoss(state).network == "vgg19-torchvision"
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.rand(2, 3, 32, 32, generator=g), torch.rand(2, 3, 32, 32, generator=g)
+    convs = sorted({int(k.split(".")[1]) for k in state})
+    taps = {1: 0.1, 3: 0.1, 7: 1.0, 11: 1.0, 15: 1.0}  # conv1_2, conv2_2, conv3_4, conv4_4, conv5_4 (0-based order)
+    pools_after = {1, 3, 7, 11}
+
+    def features(t):
+        t = t[:, [2, 1, 0]] * 255 - torch.tensor([103.939, 116.779, 123.68]).view(1, 3, 1, 1)
+        out = {}
+        for j, c in enumerate(convs):
+            t = out[j] = F.conv2d(t, state[f"features.{c}.weight"], state[f"features.{c}.bias"], padding=1)
+            t = F.max_pool2d(F.relu(t), 2) if j in pools_after else F.relu(t)
+        return out
+
+    fx, fy = features(x), features(y)
+    expected = sum(w * (fx[j] - fy[j]).abs().mean() for j, w in taps.items()) / (255 * 0.226)
+    assert abs(float(loss(x, y)) - float(expected)) <= 1e-5 * float(expected)
+    with pytest.raises(InputError, match="convention"):
+        VGGPerceptualLoss(state, "keras")
+
+
+def test_train_desra_perceptual_vgg19_caffe(models, lr_dir, tmp_path, capsys, monkeypatch):
+    """--perceptual vgg19-caffe trains with the Caffe VGG19 from the store and records it; absent,
+    it stops before the pseudo-GT with the weight's name and how to install it; a run folder
+    trained with one perceptual network does not resume with another."""
+    from safetensors.torch import save_file
+
+    from genrestore.detect.finetune import VGGPerceptualLoss
+
+    gan, mse = models
+    store = tmp_path / "store"
+    monkeypatch.setenv("GENRESTORE_WEIGHTS", str(store))
+    base = ["train", "desra", "--model", str(gan), "--mse", str(mse), "--lr-images", str(lr_dir), "--iterations", "1",
+            "--batch-size", "1", "--hr-patch", "32", "-q", "--perceptual", "vgg19-caffe"]
+    assert main([*base, "-o", str(tmp_path / "absent")]) == 2
+    err = capsys.readouterr().err
+    assert "weight 'vgg19-caffe' not found" in err and "genrestore weights install vgg19-caffe" in err
+    assert err.count("\n") == 1 and not (tmp_path / "absent" / "pseudo_gt").exists()
+    torch.manual_seed(0)
+    store.mkdir()
+    save_file({f"features.{k}": v.contiguous() for k, v in VGGPerceptualLoss().taps.features.state_dict().items()},
+              str(store / "vgg19-caffe.safetensors"))
+    assert main([*base, "-o", str(tmp_path / "run")]) == 0
+    err = capsys.readouterr().err
+    assert "vgg19" not in err and "without realesrgan-x4plus-netd" in err
+    recipe = json.loads((tmp_path / "run" / "gan-desra.json").read_text())["recipe"]
+    assert recipe["losses"] == ["l1", "perceptual"] and recipe["perceptual_network"] == "vgg19-caffe"
+    log = json.loads((tmp_path / "run" / "gan-desra.json").read_text())["log"]
+    assert log["windows"][0]["perceptual"] > 0
+    assert main([*base[:-2], "--perceptual", "none", "--iterations", "2", "-o", str(tmp_path / "run")]) == 2
+    assert "other settings (losses, perceptual_network)" in capsys.readouterr().err
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_half_on_cuda_close_to_float32_and_nan_guard(models):

