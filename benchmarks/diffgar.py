@@ -29,8 +29,10 @@ from genrestore.bench.harness import load_suite, run_suite
 from genrestore.bench.report import summarize
 
 
-def table(run_dir: Path) -> str:
+def table(run_dir: Path, level: str = "M") -> str:
+    """The Table 1 layout of the run's rows at ``level`` (the paper's: one level, M)."""
     rows = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if r["level"] == level]
     set_file = run_dir / "set_metrics.json"
     summary = summarize(rows, json.loads(set_file.read_text()) if set_file.is_file() else None)
     kinds = [t for t, _ in summary["tables"]]
@@ -43,7 +45,7 @@ def table(run_dir: Path) -> str:
             mses = [10 ** (-r["metrics"]["psnr"] / 10) for r in rows if r["task"] == kind and r["method"] == method
                     and r["metrics"].get("psnr") is not None]
             return 1e3 * sum(mses) / len(mses) if mses else None
-        return summary["tables"][(kind, "M")].get(method, {}).get(metric)
+        return summary["tables"][(kind, level)].get(method, {}).get(metric)
 
     for metric in [*metrics[:1], "mse", *metrics[1:], "seconds"] if "psnr" in metrics else [*metrics, "seconds"]:
         for method in methods:
@@ -73,12 +75,14 @@ def main() -> None:
             if args.count < 1:
                 raise InputError(f"--count must be at least 1, got {args.count}")
             suite = dataclasses.replace(suite, count=args.count)
+        if len(suite.levels) != 1:  # Table 1 has one column per artifact kind, at one level
+            raise InputError(f"{args.suite}: Table 1 is at one level; the suite has levels {suite.levels}")
         summary = run_suite(suite, args.output)
     except InputError as e:
         raise SystemExit(f"diffgar benchmark: error: {e}") from None
     for note in summary["notes"]:
         print("note:", note)
-    print(table(Path(args.output)))
+    print(table(Path(args.output), suite.levels[0]))
 
 
 if __name__ == "__main__":

@@ -701,3 +701,123 @@ def test_sr_same_size_method_is_the_model_then_lanczos_back(suite_file, tmp_path
     for r in same:  # the row's output is the method run on the row's (8-bit) input
         inp, got = (read_image(tmp_path / "out" / r["images"][k], "rgb") for k in ("input", "output"))
         assert float((got - sr_same_size(net, inp)).abs().max()) <= 0.5 / 255 + 1e-6
+
+
+def test_rows_kept_from_another_setting_keep_their_files_and_the_report_says_so(suite_file, tmp_path):
+    """A run with another crop and fewer methods keeps the other methods' rows (they are not in
+    its list), but used to rewrite the truth and input files those rows share (named by image,
+    seed, task and level only): their FID then compared 32 px outputs with 36 px crops. Now those
+    files are named by their crop, the kept rows' files stay intact, and the report notes that
+    the methods of a table were scored on different crops."""
+    import hashlib
+
+    from genrestore.bench.report import load_rows, summarize
+
+    out = tmp_path / "run"
+    run_suite(load_suite(suite_file), out, progress=False)
+    before = {r["images"]["output"]: r for r in load_rows(out) if r["method"] == "telea"}
+    suite_file.write_text(suite_file.read_text().replace("crop = 32", "crop = 36"))
+    assert run_suite(load_suite(suite_file, methods=["degraded"]), out, progress=False)["rows_run"] == 4
+    rows = load_rows(out)
+    assert len(rows) == 8
+    for r in (r for r in rows if r["method"] == "telea"):
+        assert r == before[r["images"]["output"]]
+        for name, rel in r["images"].items():  # every file of the kept row is the one it recorded
+            assert hashlib.sha256((out / rel).read_bytes()).hexdigest() == r["sha256"][name]
+    notes = summarize(rows)["notes"]
+    assert any("inpaint M: the methods were scored on different ground-truth crops (telea: 2; degraded: 2 crops)" in n
+               for n in notes), notes
+    assert not summarize([r for r in rows if r["method"] == "telea"])["notes"]
+
+
+def test_rows_of_crops_the_suite_no_longer_has_are_dropped(suite_file, tmp_path):
+    """count 2 -> 1: the rows of the second crop belong to this suite's tasks, levels and methods
+    but to no crop of it now; they were kept and pooled into the tables (2 images reported)."""
+    from genrestore.bench.report import load_rows
+
+    out = tmp_path / "run"
+    run_suite(load_suite(suite_file), out, progress=False)
+    assert len({r["image"] for r in load_rows(out)}) == 2
+    suite_file.write_text(suite_file.read_text().replace("count = 2", "count = 1"))
+    s = run_suite(load_suite(suite_file), out, progress=False)
+    assert s["rows_run"] == 0 and s["rows_skipped"] == 4
+    assert len(load_rows(out)) == 4 and len({r["image"] for r in load_rows(out)}) == 1
+
+
+def test_set_metrics_of_other_rows_are_not_shown(suite_file, tmp_path):
+    """set_metrics.json records which rows each group was computed on; the report leaves out a group
+    whose rows changed since (e.g. an interrupted run, or joined shards), and a run that asks for no
+    set metric removes an earlier run's file instead of leaving it to be shown beside new rows."""
+    from genrestore.bench.harness import write_set_metrics
+    from genrestore.bench.report import load_rows, summarize
+
+    out = tmp_path / "run"
+    run_suite(load_suite(suite_file), out, progress=False)
+    write_set_metrics(out, ["fid"], lambda x: (x.mean((2, 3)).double() * 10, None))
+    record = json.loads((out / "set_metrics.json").read_text())
+    rows = load_rows(out)
+    assert summarize(rows, record)["tables"][("inpaint", "M")]["telea"]["fid"] is not None
+    changed = [dict(r, sha256={**r["sha256"], "output": "0" * 64}) if r["method"] == "telea" and r["level"] == "M"
+               else r for r in rows]
+    summary = summarize(changed, record)
+    assert summary["tables"][("inpaint", "M")]["telea"]["fid"] is None
+    assert summary["tables"][("inpaint", "M")]["degraded"]["fid"] is not None
+    assert any("left out for inpaint M telea" in n for n in summary["notes"])
+    run_suite(load_suite(suite_file), out, progress=False)  # psnr, ssim, lpips only
+    assert not (out / "set_metrics.json").exists()
+
+
+def test_fid_and_kid_need_two_crops(suite_file, tmp_path):
+    """count = 1 with fid or kid ran every row, then failed ('feature statistics need at least 2
+    samples'); now it is refused first, and a group of one row (a shard's folder) gets null."""
+    from genrestore.bench.harness import write_set_metrics
+
+    suite_file.write_text(suite_file.read_text().replace("count = 2", "count = 1").replace('"lpips"]', '"kid"]'))
+    with pytest.raises(InputError, match=r"kid compare sets of images: the suite needs count >= 2 crops \(got 1\)"):
+        run_suite(load_suite(suite_file), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+    suite_file.write_text(suite_file.read_text().replace('"kid"]', '"psnr"]'))
+    run_suite(load_suite(suite_file), tmp_path / "run", progress=False)
+    notes = write_set_metrics(tmp_path / "run", ["fid", "kid"], lambda x: (x.mean((2, 3)).double(), None))
+    record = json.loads((tmp_path / "run" / "set_metrics.json").read_text())
+    assert all(g["fid"] is None and g["kid"] is None and g["count"] == 1 for g in record["groups"])
+    assert any(n.startswith("fid, kid: null for groups of one crop") for n in notes)
+
+
+def test_a_latent_diffgar_rows_config_covers_its_autoencoder(suite_file, tmp_path):
+    """A latent DiffGAR model names its VQ autoencoder, a second file; the row config hashed only the
+    model, so retraining the autoencoder at the same path reused the old rows."""
+    from genrestore.bench.harness import _row_config
+
+    suite = load_suite(suite_file)
+    (tmp_path / "dg").mkdir()
+    (tmp_path / "dg" / "m.safetensors").write_bytes(b"model")
+    (tmp_path / "dg" / "m.json").write_text(json.dumps({"config": {}, "autoencoder": "../vq/ae.safetensors"}))
+    (tmp_path / "vq").mkdir()
+    ae = tmp_path / "vq" / "ae.safetensors"
+    configs = []
+    for content in (b"first", b"second"):
+        ae.write_bytes(content)
+        configs.append(_row_config(suite, "t", "inpaint", f"diffgar-blind:{tmp_path / 'dg' / 'm.safetensors'}",
+                                   "o.png", {}))
+    assert configs[0] != configs[1]
+
+
+def test_diffgar_table_reads_one_level(tmp_path):
+    """benchmarks/diffgar.py's Table 1 read level M whatever the rows' levels: a folder with rows at
+    S and M printed one column per (kind, level), each with M's value, and MSE pooled both levels."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("diffgar_table", Path(__file__).parents[1] / "benchmarks" / "diffgar.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rows = [{"image": "a", "task": "vq-replace", "level": lv, "method": "degraded", "seed": 0, "seconds": 0.0,
+             "metrics": {"psnr": psnr}, "higher_is_better": {"psnr": True}, "sha256": {}}
+            for lv, psnr in (("S", 30.0), ("M", 20.0))]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for level, psnr in (("M", 20.0), ("S", 30.0)):
+        lines = module.table(tmp_path, level).splitlines()
+        assert lines[0] == "| metric | method | vq-replace | ALL |"
+        assert f"| psnr | degraded | {psnr:.4f} | {psnr:.4f} |" in lines
+        assert f"| mse | degraded | {1e3 * 10 ** (-psnr / 10):.4f} | {1e3 * 10 ** (-psnr / 10):.4f} |" in lines

@@ -556,17 +556,25 @@ def _row_key(row: dict) -> tuple:
     return (row["image"], row["task"], row["level"], row["method"], row["seed"])
 
 
-def _row_files(img: str, t: str, lv: str, m: str, seed: int) -> dict:
+def _row_files(img: str, t: str, lv: str, m: str, seed: int, truth: str = "", inputs: str = "") -> dict:
     """The image files of a row, relative to the output folder. A method given by a path
     (``sr:runs/x/model.safetensors``) is named by its file name and a digest of the whole method,
-    so that two paths never share a file (``a/b`` vs ``a_b``) and names stay short."""
+    so that two paths never share a file (``a/b`` vs ``a_b``) and names stay short.
+
+    ``truth`` (the ground-truth crop's digest) and ``inputs`` (one of what else makes the degraded
+    input: the artifact generators) go into the names of the files that rows share, so that a run
+    with another crop size, other photos or other generators never rewrites the truth or input of
+    rows it keeps from an earlier run (e.g. of other methods). The output is one row's own."""
     if "/" in m or "\\" in m:
         kind, _, arg = m.partition(":")
         safe = f"{kind}_{Path(arg).name}-{hashlib.sha256(m.encode()).hexdigest()[:8]}"
     else:
         safe = m.replace(":", "_")
     stem = f"images/{img}_s{seed}"  # crops and degradations differ by seed: one file set each
-    return {"truth": f"{stem}_truth.png", "input": f"{stem}_{t}_{lv}_input.png", "output": f"{stem}_{t}_{lv}_{safe}.png"}
+    crop = stem + (f"_{truth[:8]}" if truth else "")  # and the shared files one per crop
+    made = f"_{inputs[:8]}" if inputs else ""
+    return {"truth": f"{crop}_truth.png", "input": f"{crop}_{t}_{lv}{made}_input.png",
+            "output": f"{stem}_{t}_{lv}_{safe}.png"}  # one row's own (labelled masks are named like it)
 
 
 def _file_digest(path: str | Path | None, digests: dict) -> str | None:
@@ -582,6 +590,30 @@ def _file_digest(path: str | Path | None, digests: dict) -> str | None:
     return digests[path]
 
 
+def _generator_digests(suite: Suite, t: str, digests: dict) -> dict[str, str | None]:
+    """Digests of the artifact generators that make task ``t``'s inputs (none for other tasks)."""
+    if t not in ARTIFACT_TASKS:
+        return {}
+    from ..artifacts.synth import NEEDS
+
+    return {k: _file_digest(suite.generators.get(k), digests) for k in NEEDS.get(t, ())}
+
+
+def _autoencoder_file(model: Path) -> Path | None:
+    """The VQ autoencoder file a latent DiffGAR model's sidecar names, found as
+    :meth:`~genrestore.restore.diffgar.DiffGARRestorer.from_file` finds it; ``None`` for a
+    pixel-space model (or one whose autoencoder cannot be found: loading it then says so)."""
+    from .. import weights as ws
+    from ..models.checkpoint import read_sidecar
+
+    spec = read_sidecar(model).get("autoencoder")
+    if not spec:
+        return None
+    if str(spec) in ws.REGISTRY:
+        return ws.find(str(spec))
+    return next((c for c in (model.parent / spec, Path(spec)) if c.is_file()), None)
+
+
 def _row_config(suite: Suite, truth_digest: str, t: str, m: str, output_name: str, digests: dict,
                 absent: tuple[str, ...] | list[str] = ()) -> str:
     """A digest of everything besides the row's key that its values depend on: the ground-truth crop
@@ -595,12 +627,10 @@ def _row_config(suite: Suite, truth_digest: str, t: str, m: str, output_name: st
     weights = None
     if method_kind(m) in _LEARNED:
         weights = _file_digest(Path(arg) if kind == "stylegan-inversion" else model_file(arg), digests)
-    if t in ARTIFACT_TASKS:
-        from ..artifacts.synth import NEEDS
-
-        gens = {k: _file_digest(suite.generators.get(k), digests) for k in NEEDS.get(t, ())}
-    else:
-        gens = {}
+        ae = _autoencoder_file(model_file(arg)) if method_kind(m).startswith("diffgar") else None
+        if ae is not None:  # a latent model: its autoencoder is another file
+            weights = f"{weights}+{_file_digest(ae, digests)}"
+    gens = _generator_digests(suite, t, digests)
     det = dict(suite.detection)
     if det:
         det["mse"] = _file_digest(model_file(det["mse"]), digests)
@@ -626,14 +656,24 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
     results = out / "results.jsonl"
     truths = ground_truth(suite)
     fns, notes = metric_functions(suite.metrics)
-    jobs = [(img, t, lv, m) for img, _ in truths for t in suite.tasks for lv in suite.levels for m in suite.methods]
-    jobs = jobs[shard[0]::shard[1]]
+    if suite.count < 2 and {"fid", "kid"} & set(suite.metrics):
+        raise InputError(f"{', '.join(n for n in ('fid', 'kid') if n in suite.metrics)} compare sets of images: "
+                         f"the suite needs count >= 2 crops (got {suite.count})")
+    every = [(img, t, lv, m) for img, _ in truths for t in suite.tasks for lv in suite.levels for m in suite.methods]
+    jobs = every[shard[0]::shard[1]]
     digests: dict = {}
     truth_digest = {img: hashlib.sha256(x.contiguous().numpy().tobytes()).hexdigest() for img, x in truths}
+    gen_digest = {t: hashlib.sha256(json.dumps(_generator_digests(suite, t, digests), sort_keys=True).encode()).hexdigest()
+                  for t in suite.tasks if t in ARTIFACT_TASKS}
+
+    def files(img: str, t: str, lv: str, m: str) -> dict:
+        return _row_files(img, t, lv, m, suite.seed, truth_digest[img], gen_digest.get(t, ""))
+
+    # every shard's rows are checked (a shard run drops the other shards' stale rows too)
     config = {(img, t, lv, m, suite.seed): _row_config(suite, truth_digest[img], t, m,
-                                                       Path(_row_files(img, t, lv, m, suite.seed)["output"]).name,
-                                                       digests, notes)
-              for img, t, lv, m in jobs}
+                                                       Path(files(img, t, lv, m)["output"]).name, digests, notes)
+              for img, t, lv, m in every}
+    combos = {key[1:] for key in config}  # (task, level, method, seed) of this suite
     done = set()
     file_sha: dict[str, str | None] = {}  # sha256 of the files under OUT, by relative path, once a run
     kept_files: set[str] = set()  # the files of the rows kept: found intact, they are not rewritten
@@ -654,6 +694,8 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
                 continue  # a line cut by an interruption: its row runs again
             if key in config and (row.get("config") != config[key] or key in done):
                 continue  # made with other settings, weights or images (or a duplicate): it runs again
+            if key not in config and key[1:] in combos:
+                continue  # a crop this suite no longer has (other photos, a smaller count): dropped
             if key in config and not _files_intact(out, row, file_sha, kept_files):
                 continue  # an image of the row is missing, truncated or replaced: it runs again
             done.add(key)
@@ -696,7 +738,7 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
         start = time.perf_counter()
         pred = run_method(m, t, task, y, params, tuple(x.shape[-2:]), suite.seed, key, cache)
         seconds = time.perf_counter() - start
-        rel = _row_files(img, t, lv, m, suite.seed)
+        rel = files(img, t, lv, m)
         for name, image in (("truth", x), ("input", y)):  # once a run: a file there may be another setting's,
             if rel[name] not in written and rel[name] not in kept_files:  # but not one a kept row found intact
                 _write_hashed(out, rel[name], image, file_sha)
@@ -720,6 +762,8 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
     if any(n in SET_METRICS for n in suite.metrics):
         notes += write_set_metrics(out, [n for n in suite.metrics if n in SET_METRICS], baseline=suite.baseline_sr,
                                    truth_masks=detector.masks if detector else None)
+    elif (out / SET_METRICS_FILE).is_file():  # an earlier run's, of rows that may have changed since
+        (out / SET_METRICS_FILE).unlink()
     return {"rows_run": ran, "rows_skipped": skipped, "notes": notes, "results": str(results)}
 
 
@@ -831,9 +875,11 @@ def write_set_metrics(out_dir: Path, names: list[str], extractor=None, baseline:
         from ..metrics.fid import InceptionFeatures
 
         extractor = InceptionFeatures()
-    out = []
+    from .report import rows_digest
+
+    out, singles = [], []
     for (task, level, method), grows in groups.items():
-        entry: dict = {"task": task, "level": level, "method": method, "count": len(grows)}
+        entry: dict = {"task": task, "level": level, "method": method, "count": len(grows), "rows": rows_digest(grows)}
         entry.update({n: None for n in names})
         entry.update(_region_set_metrics(out_dir, grows, groups.get((task, level, baseline), []), names,
                                          method.startswith("sr:") and method != baseline, truth_masks))
@@ -845,16 +891,23 @@ def write_set_metrics(out_dir: Path, names: list[str], extractor=None, baseline:
                 entry["is"] = inception_score(logits, splits=inception_score_splits(logits.shape[0]))[0]
             elif "is" in names and no_is not in notes:
                 notes.append(no_is)
-            if "fid" in names or "kid" in names:
+            if ("fid" in names or "kid" in names) and len(grows) < 2:  # e.g. a shard's folder
+                singles.append(f"{task} {level} {method}")
+                names_here = [n for n in names if n not in ("fid", "kid")]
+            else:
+                names_here = names
+            if "fid" in names_here or "kid" in names_here:
                 f_ref, _ = extractor(torch.cat([load(r["images"]["truth"]) for r in grows]))
-            if "fid" in names:
+            if "fid" in names_here:
                 a, b = FeatureStats(), FeatureStats()
                 a.update(f_ref)
                 b.update(f_out)
                 entry["fid"] = fid_from_stats(a, b)
-            if "kid" in names:
+            if "kid" in names_here:
                 entry["kid"] = kid(f_ref, f_out, subsets=1, subset_size=len(grows))[0]
         out.append(entry)
+    if singles:
+        notes.append(f"fid, kid: null for groups of one crop ({'; '.join(singles)}): they compare sets of images")
     record = {"metrics": names, "higher_is_better": {n: SET_METRICS[n] for n in names}, "notes": notes,
               "groups": out}
     atomic_write_bytes(out_dir / SET_METRICS_FILE, (json.dumps(record, indent=1) + "\n").encode())

@@ -137,11 +137,23 @@ def _finite(v) -> float | None:
     return None if v is None or not math.isfinite(float(v)) else v
 
 
+def rows_digest(rows: list[dict]) -> str:
+    """A digest of which images a group of rows holds (each row's output and ground-truth sha256),
+    whatever their order: set metrics record it, so that values computed on other rows are not shown."""
+    import hashlib
+
+    pairs = sorted(json.dumps([(r.get("sha256") or {}).get(k) for k in ("output", "truth")]) for r in rows)
+    return hashlib.sha256("\n".join(pairs).encode()).hexdigest()[:16]
+
+
 def summarize(rows: list[dict], set_metrics: dict | None = None) -> dict:
     """Mean of each metric (and of seconds) per (task, level) and method, and the set metrics.
 
     Null metric values are left out of the mean; a metric with no value at all is ``None``.
-    ``set_metrics`` is the harness's ``set_metrics.json`` (IS, FID per group), added as columns.
+    ``set_metrics`` is the harness's ``set_metrics.json`` (IS, FID per group), added as columns; a
+    group whose recorded rows are not the rows there now (an earlier or interrupted run) is left
+    out, with a note. A note also says when the methods of one table were scored on different
+    ground-truth crops (rows kept from a run with other settings).
 
     Returns:
         ``{"metrics": [names], "higher": {name: bool}, "tables": {(task, level): {method:
@@ -154,28 +166,45 @@ def summarize(rows: list[dict], set_metrics: dict | None = None) -> dict:
         higher.update({k: bool(v) for k, v in (r.get("higher_is_better") or {}).items()})
     tasks = _unique(r["task"] for r in rows)
     tables: dict[tuple[str, str], dict[str, dict]] = {}
+    mixed: list[str] = []
     for task in tasks:
         trows = [r for r in rows if r["task"] == task]
         for level in sorted(_unique(r["level"] for r in trows), key=_level_key):
             lrows = [r for r in trows if r["level"] == level]
             table = {}
+            truths: dict[str, frozenset] = {}
             for method in _unique(r["method"] for r in lrows):
                 mrows = [r for r in lrows if r["method"] == method]
+                truths[method] = frozenset((r.get("sha256") or {}).get("truth") for r in mrows)
                 cell = {m: _mean([(r.get("metrics") or {}).get(m) for r in mrows]) for m in metrics}
                 cell["seconds"] = _mean([r.get("seconds") for r in mrows])
                 table[method] = cell
             tables[(task, level)] = table
-    notes = list((set_metrics or {}).get("notes", []))
+            crop_sets = _unique(truths.values())
+            if len(crop_sets) > 1:
+                by_set = [[m for m, t in truths.items() if t == c] for c in crop_sets]
+                mixed.append(f"{task} {level}: the methods were scored on different ground-truth crops ("
+                             + "; ".join(f"{', '.join(ms)}: {len(c)}" for ms, c in zip(by_set, crop_sets))
+                             + " crops): rows of a run with other settings are in the folder; run them again")
+    notes = list((set_metrics or {}).get("notes", [])) + mixed
     if set_metrics:
         names = list(set_metrics.get("metrics", []))
         metrics += [n for n in names if n not in metrics]
         higher.update({k: bool(v) for k, v in set_metrics.get("higher_is_better", {}).items()})
         for cell in (c for t in tables.values() for c in t.values()):
             cell.update({n: None for n in names})
+        stale = []
         for g in set_metrics.get("groups", []):
-            cell = tables.get((g.get("task"), g.get("level")), {}).get(g.get("method"))
-            if cell is not None:  # NaN or inf: absent, like a null (NaN would also break the best mark)
+            key = (g.get("task"), g.get("level"), g.get("method"))
+            cell = tables.get(key[:2], {}).get(key[2])
+            grows = [r for r in rows if (r["task"], r["level"], r["method"]) == key]
+            if cell is not None and "rows" in g and g["rows"] != rows_digest(grows):
+                stale.append(" ".join(map(str, key)))  # computed on other rows than those there now
+            elif cell is not None:  # NaN or inf: absent, like a null (NaN would also break the best mark)
                 cell.update({n: _finite(g.get(n)) for n in names})
+        if stale:
+            notes.append(f"{', '.join(names)}: left out for {'; '.join(stale)} (set_metrics.json was computed on "
+                         "other rows; run bench again to update it)")
     return {"metrics": metrics, "higher": higher, "tables": tables, "notes": notes}
 
 
