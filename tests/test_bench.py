@@ -821,3 +821,31 @@ def test_diffgar_table_reads_one_level(tmp_path):
         assert lines[0] == "| metric | method | vq-replace | ALL |"
         assert f"| psnr | degraded | {psnr:.4f} | {psnr:.4f} |" in lines
         assert f"| mse | degraded | {1e3 * 10 ** (-psnr / 10):.4f} | {1e3 * 10 ** (-psnr / 10):.4f} |" in lines
+
+
+def test_report_means_keep_infinite_psnr_and_mark_ties_as_printed():
+    """A method scoring PSNR [inf, 30] was reported as 30 (inf left out), so another method's 45
+    took the bold; and two means that print alike (45.00004, 45.00001) got only one bold."""
+    from genrestore.bench.report import _best, summarize
+
+    def row(method, img, psnr):
+        return {"image": img, "task": "denoise", "level": "M", "method": method, "seed": 0, "seconds": 1.0,
+                "metrics": {"psnr": psnr}, "higher_is_better": {"psnr": True}, "sha256": {"truth": img}}
+
+    rows = [row("exact", "a", float("inf")), row("exact", "b", 30.0), row("other", "a", 45.0), row("other", "b", 45.0)]
+    table = summarize(rows)["tables"][("denoise", "M")]
+    assert table["exact"]["psnr"] == float("inf") and table["other"]["psnr"] == 45.0
+    assert _best(table, "psnr", {"psnr": True}) == {"exact"}
+    close = {"a": {"psnr": 45.00004}, "b": {"psnr": 45.00001}, "c": {"psnr": 44.9}}
+    assert _best(close, "psnr", {"psnr": True}) == {"a", "b"}
+
+
+@pytest.mark.parametrize("change,words", [
+    (('"telea"]', '"telea:x.safetensors"]'), "method 'telea' takes no argument, got 'telea:x.safetensors'"),
+    (('images = "photos"\n', ""), "no 'images' folder (give it in the suite, or --images)"),
+])
+def test_suite_refuses_an_argument_to_a_classical_method_and_a_missing_images_key(suite_file, change, words):
+    bad = suite_file.with_name("bad.toml")
+    bad.write_text(suite_file.read_text().replace(*change))
+    with pytest.raises(InputError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        load_suite(bad)

@@ -237,6 +237,8 @@ def load_suite(spec: str | Path, methods: list[str] | None = None, images: str |
         if kind not in METHOD_KINDS:
             raise InputError(f"{origin}: unknown method {m!r}{in_list('methods', origin)}; known: "
                              f"{', '.join(METHOD_KINDS)}")
+        if kind not in _LEARNED and arg:
+            raise InputError(f"{origin}: method {kind!r} takes no argument, got {m!r}")
         if kind in _LEARNED and not arg:
             raise InputError(f"{origin}: method {kind!r} needs its weights: '{kind}:PATH.safetensors'")
         if kind == "stylegan-inversion" and any(t in ARTIFACT_TASKS for t in data["tasks"]):
@@ -269,7 +271,9 @@ def load_suite(spec: str | Path, methods: list[str] | None = None, images: str |
             raise InputError(f"--images: no folder {str(images)!r}")
         images = Path(images)
     else:
-        images = Path(data.get("images", ""))
+        if "images" not in data:
+            raise InputError(f"{path}: no 'images' folder (give it in the suite, or --images)")
+        images = Path(data["images"])
         for base in (path.parent, Path.cwd()):
             if (base / images).is_dir():
                 images = base / images

@@ -129,8 +129,11 @@ def _unique(values) -> list:
 
 
 def _mean(values: list) -> float | None:
-    vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-    return sum(vals) / len(vals) if vals else None
+    """Mean of the values that are not null or NaN; an infinite value (PSNR of an exact output)
+    makes the mean infinite, as in BasicSR's averages, rather than being left out."""
+    vals = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    mean = sum(vals) / len(vals) if vals else None
+    return None if mean is None or math.isnan(mean) else mean  # inf - inf: no mean
 
 
 def _finite(v) -> float | None:
@@ -218,8 +221,8 @@ def _best(table: dict[str, dict], column: str, higher: dict[str, bool]) -> set[s
     if not vals:
         return set()
     pick = max if (column != "seconds" and higher.get(column, True)) else min
-    target = pick(vals.values())
-    return {meth for meth, v in vals.items() if v == target}
+    target = _fmt(pick(vals.values()))
+    return {meth for meth, v in vals.items() if _fmt(v) == target}  # ties as printed (4 decimals)
 
 
 def _fmt(v: float | None) -> str:
@@ -417,13 +420,13 @@ def _render_plots(summary: dict) -> str:
         metrics = [m for m in summary["metrics"] if any(c[m] is not None for tab in tables for c in tab.values())]
         svgs = []
         for metric in metrics:
-            series = {meth: [(i, tab[meth][metric]) for i, tab in enumerate(tables)
-                             if meth in tab and tab[meth][metric] is not None] for meth in methods}
+            series = {meth: [(i, tab[meth][metric]) for i, tab in enumerate(tables)  # inf (PSNR): off the chart
+                             if meth in tab and _finite(tab[meth][metric]) is not None] for meth in methods}
             svgs.append(_svg_chart(f"{task}: {metric} vs level", "level", metric, series, x_names=levels))
         if metrics:
             q = metrics[0]
             series = {meth: [(tab[meth]["seconds"], tab[meth][q]) for tab in tables
-                             if meth in tab and tab[meth][q] is not None and tab[meth]["seconds"] is not None]
+                             if meth in tab and _finite(tab[meth][q]) is not None and tab[meth]["seconds"] is not None]
                       for meth in methods}
             svgs.append(_svg_chart(f"{task}: {q} vs seconds (all levels)", "seconds / image", q,
                                    series, lines=False))
