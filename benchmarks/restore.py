@@ -34,7 +34,7 @@ import torch
 
 from genrestore._checks import InputError
 from genrestore.bench.harness import SET_METRICS_FILE, Suite, run_suite, write_set_metrics
-from genrestore.bench.report import load_rows, summarize
+from genrestore.bench.report import load_rows, one_crop, summarize
 
 TASKS = ("idm", "upsample", "denoise", "deartifact", "inpaint")
 CLASSICAL = {"idm": ["nlmeans"], "upsample": [], "denoise": ["nlmeans"], "deartifact": ["jpeg-deblock"],
@@ -85,7 +85,7 @@ def grid(out: Path, learned: dict[str, str], crops: int = 2) -> Path:
     sheet, labels = [], []
     for task in dict.fromkeys(r["task"] for r in rows):
         for img in images:
-            trows = {r["method"]: r for r in rows if r["task"] == task and r["image"] == img}
+            trows = {r["method"]: r for r in one_crop([r for r in rows if r["task"] == task and r["image"] == img])}
             if not trows:
                 continue
             any_row = next(iter(trows.values()))

@@ -144,3 +144,24 @@ def test_nan_set_metric_is_absent_and_never_hides_the_best(tmp_path):
     m_part = md[md.index("## denoise / M"):]
     assert "| alpha | 21.0000 | **0.6000** | absent | **1.0000** |" in m_part
     assert r"| \<b\>x\</b\> | **25.5000** | absent | **12.5000** | 3.0000 |" in m_part
+
+
+def test_grid_line_shows_one_crop(tmp_path, monkeypatch):
+    """The grid took the input and truth of an image from its lowest seed overall, but each method's
+    output from that method's lowest seed: with several seeds (or crops) in a folder, an output sat
+    beside another crop's input. Now a line holds one seed and one ground truth."""
+    import genrestore.bench.report as report
+
+    monkeypatch.setattr(report, "_image_cell", lambda run_dir, rel, zoom: f"<td>{rel}</td>")
+
+    def row(method, seed, truth):
+        return {"image": "a", "task": "denoise", "level": "M", "method": method, "seed": seed,
+                "sha256": {"truth": truth}, "images": {"input": f"in-{seed}-{truth}", "truth": f"gt-{seed}-{truth}",
+                                                       "output": f"{method}-{seed}-{truth}"}}
+
+    rows = [row("m1", 0, "x"), row("m1", 1, "x"), row("m2", 1, "x"), row("m3", 0, "y"), row("m2", 0, "y"),
+            row("m4", 0, "y")]
+    html = report._render_grid(tmp_path, rows, "denoise", "M", ["m1", "m2", "m3", "m4"], 4, 2)
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", html)
+    # seed 0 has two crops: y (3 methods) is the line's, x's m1 is left out
+    assert cells == ["a", "in-0-y", "absent", "m2-0-y", "m3-0-y", "m4-0-y", "gt-0-y"]

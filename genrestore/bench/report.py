@@ -290,6 +290,16 @@ def _image_cell(run_dir: Path, rel: str | None, zoom: int) -> str:
             f'<img src="{crop_uri}" alt="centre crop x{zoom}" title="centre crop x{zoom}"></td>')
 
 
+def one_crop(rows: list[dict]) -> list[dict]:
+    """The rows of one image (one task and level) that share one crop, to be shown side by side:
+    the lowest seed's, and of its ground truths (rows kept from a run with another crop size) the
+    one most rows share, so that every output sits beside its own input and truth."""
+    crops: dict[tuple, list[dict]] = {}
+    for r in rows:
+        crops.setdefault((r.get("seed", 0), (r.get("sha256") or {}).get("truth")), []).append(r)
+    return crops[min(crops, key=lambda k: (k[0], -len(crops[k])))] if crops else []
+
+
 def _render_grid(run_dir: Path, rows: list[dict], task: str, level: str, methods: list[str],
                  max_images: int, zoom: int) -> str:
     lrows = [r for r in rows if r["task"] == task and r["level"] == level]
@@ -299,7 +309,7 @@ def _render_grid(run_dir: Path, rows: list[dict], task: str, level: str, methods
     head = "".join(f"<th>{html.escape(h)}</th>" for h in ["image", "input", *methods, "truth"])
     body = []
     for image in images:
-        irows = sorted((r for r in lrows if r["image"] == image), key=lambda r: r.get("seed", 0))
+        irows = one_crop([r for r in lrows if r["image"] == image])
         by_method = {}
         for r in irows:
             by_method.setdefault(r["method"], r)
