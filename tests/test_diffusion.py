@@ -316,6 +316,44 @@ def test_inversion_argument_errors():
         ddim_invert(lambda x, t: x, x0, 10, y=y)
 
 
+@pytest.mark.parametrize("prediction_type", ["sample", "v_prediction"])
+def test_ddim_inversion_of_exact_x0_and_v_predictors_equals_the_eps_one(prediction_type):
+    """Data ~ N(0, sd^2 I): the exact x0 predictor is sqrt(a) sd^2 x / (a sd^2 + 1 - a) and the
+    exact v is sqrt(a) eps - sqrt(1 - a) x0 (Salimans & Ho 2022 §4), both written out here from
+    the exact eps. Read back as eps, they must invert (and decode) exactly as the eps predictor."""
+    sd = 0.5
+    eps, a = gaussian_eps(sd)
+
+    def x0_hat(x, t):
+        return a[t].sqrt() * sd ** 2 * x / (a[t] * sd ** 2 + 1 - a[t])
+
+    def v_hat(x, t):
+        return a[t].sqrt() * eps(x, t) - (1 - a[t]).sqrt() * x0_hat(x, t)
+
+    fn = x0_hat if prediction_type == "sample" else v_hat
+    x0 = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * sd
+    z_eps = ddim_invert(eps, x0, 20, 840)
+    z = ddim_invert(fn, x0, 20, 840, prediction_type=prediction_type)
+    assert (z - z_eps).abs().max() < 1e-9 * z_eps.abs().max()
+    back = ddim_decode(fn, z_eps, 20, 840, prediction_type=prediction_type)
+    assert (back - ddim_decode(eps, z_eps, 20, 840)).abs().max() < 1e-9
+
+
+@pytest.mark.parametrize("scheduler", ["ddpm", "ddim"])
+def test_latent_sampling_does_not_clip_the_predicted_x0(monkeypatch, scheduler):
+    """Latents are not in [-1, 1]: with latent=True an oracle that predicts x0 = 3 everywhere
+    must get 3 back (pixel sampling clips x0 to [-1, 1] and maps to [0, 1], giving 1)."""
+    import genrestore.diffusion.sampling as sampling
+
+    net = tiny_net("sample", classes=())
+    monkeypatch.setattr(sampling, "predict", lambda model, x, t, *a, **k: torch.full_like(x, 3.0))
+    y = torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    out = sample(net, y, scheduler, 5, generator=torch.Generator().manual_seed(0), latent=True)
+    torch.testing.assert_close(out, torch.full_like(out, 3.0), rtol=0, atol=1e-4)
+    pixels = sample(net, y.sigmoid(), scheduler, 5, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(pixels, torch.ones_like(pixels), rtol=0, atol=1e-6)
+
+
 # ----------------------------------------------------------------------------- training
 
 
@@ -366,3 +404,36 @@ def test_mask_rate():
     assert (mask_class_labels(labels, 2, 1.0) == 2).all()
     with pytest.raises(InputError, match="mask_prob"):
         mask_class_labels(labels, 2, 1.5)
+
+
+# ----------------------------------------------------------------------------- schedules
+
+
+def test_default_schedule_is_ddpm_linear_1e4_to_002():
+    """DDPM §4: T = 1000, betas linear from 1e-4 to 0.02, so a_999 = prod(1 - beta) = 4.04e-5
+    (numpy, float64); beta_end 0.012 would leave a_999 = 2.4e-3."""
+    import numpy as np
+
+    betas = np.linspace(1e-4, 0.02, 1000)
+    want = np.prod(1 - betas)
+    assert abs(want - 4.04e-5) < 1e-7
+    for kind in ("ddpm", "ddim", "ddim_inverse"):
+        s = make_scheduler(kind)
+        np.testing.assert_allclose(s.betas.double().numpy(), betas, rtol=1e-6, atol=1e-9)
+        assert abs(float(s.alphas_cumprod[-1]) / want - 1) < 1e-3
+
+
+def test_ddim_step_refuses_noise_on_the_way_up():
+    """DDIM inversion is deterministic: eta > 0 from t = 10 up to t = 20 is refused; eta = 0 up,
+    and eta > 0 down, are allowed."""
+    from genrestore.diffusion.schedulers import ddim_step
+
+    s = make_scheduler("ddim", clip_sample=False)
+    x = torch.randn(1, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    out = torch.randn(1, 3, 4, 4, generator=torch.Generator().manual_seed(1))
+    with pytest.raises(InputError, match="eta"):
+        ddim_step(s, out, x, 10, 20, eta=0.5, generator=torch.Generator().manual_seed(2))
+    a, b = s.alphas_cumprod[10], s.alphas_cumprod[20]
+    up = ddim_step(s, out, x, 10, 20)
+    torch.testing.assert_close(up, b.sqrt() * (x - (1 - a).sqrt() * out) / a.sqrt() + (1 - b).sqrt() * out)
+    assert torch.isfinite(ddim_step(s, out, x, 20, 10, eta=0.5, generator=torch.Generator().manual_seed(2))).all()

@@ -639,3 +639,22 @@ def test_train_init_starts_from_a_model_with_the_same_options(tmp_path, capsys):
     assert main(["train", "idm", *opts, "--steps", "1", "--init", "idm-default", "--extrinsic-from", "idm-default",
                  "-o", str(tmp_path / "bad2")]) == 2
     assert "drop --init" in capsys.readouterr().err
+
+
+def test_authenticity_compares_the_second_restoration_with_the_first():
+    """IDM eq. 2: distance(f(f(x)), f(x)). With a mean-absolute-difference distance the reported
+    "lpips" is that of "twice" against "restored" (not of an image with itself, always 0), and
+    "psnr" is 10 log10(1 / MSE) of the same pair; "twice" is the restorer run on "restored"."""
+    from genrestore.restore.idm import authenticity
+
+    r = IDMRestorer(local_denoiser())
+    restored = torch.rand(2, 3, 12, 16, generator=torch.Generator().manual_seed(0)) * 0.5 + 0.25
+    dist = lambda a, b: (a - b).abs().flatten(1).mean(1)  # noqa: E731
+    out = authenticity(r, restored, 3, [generator_for(0, "a"), generator_for(0, "b")], distance=dist)
+    twice = r.restore(restored, 3, [generator_for(0, "a"), generator_for(0, "b")])
+    assert torch.equal(out["twice"], twice)
+    want = (twice - restored).abs().flatten(1).mean(1)
+    assert (want > 0.01).all()
+    torch.testing.assert_close(out["lpips"], want, rtol=0, atol=1e-7)
+    mse = ((twice.double() - restored.double()) ** 2).flatten(1).mean(1)
+    torch.testing.assert_close(out["psnr"].double(), 10 * torch.log10(1 / mse), rtol=0, atol=1e-4)

@@ -287,3 +287,114 @@ def test_tiled_uneven_tiles_match_untiled_conv_and_count_fewer_pixels():
     y = tiled_apply(conv, x, tile=48, pad=2, blend=4, multiple=8)
     assert (y - torch.nn.functional.conv2d(x, w, padding=2)).abs().max() <= 1e-5
     assert set(seen) == {(40, 48)} and len(seen) == 6  # 3 x 2 tiles, 40 px high instead of 48
+
+
+def test_tiled_with_scale_drops_pad_times_scale_output_pixels():
+    """A x4 operator whose receptive field is one input pixel (nearest x4, then a 9x9 conv: 4
+    output px = 1 input px) with pad=1: every interior tile edge must lose pad * scale = 4 output
+    rows and columns, and the tiled result equals the untiled one."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 2, 37, 29, generator=g)
+    w = torch.randn(3, 2, 9, 9, generator=g)
+
+    def fn(t):
+        return torch.nn.functional.conv2d(torch.nn.functional.interpolate(t, scale_factor=4, mode="nearest"),
+                                          w, padding=4)
+
+    ref = fn(x)
+    y = tiled_apply(fn, x, tile=16, pad=1, blend=3, scale=4)
+    assert y.shape == ref.shape == (1, 3, 148, 116)
+    assert (y - ref).abs().max() <= 1e-5
+    # the margin matters: without it the tile borders differ
+    assert (tiled_apply(fn, x, tile=16, pad=0, blend=3, scale=4) - ref).abs().max() > 1e-2
+
+
+def test_8bit_write_rounds_to_nearest_like_pillow(tmp_path):
+    """(k + 0.6) / 255 is written as k + 1 and (k + 0.4) / 255 as k, the bytes Pillow writes
+    for np.round of the same values."""
+    k = np.arange(0, 255, dtype=np.float64).reshape(15, 17)
+    vals = np.stack([(k + 0.6) / 255, (k + 0.4) / 255, np.minimum(k + 0.5001, 255) / 255])  # (3, 15, 17)
+    write_image(tmp_path / "a.png", torch.from_numpy(vals).float()[None])
+    ref = np.round(vals * 255).astype(np.uint8).transpose(1, 2, 0)
+    Image.fromarray(ref).save(tmp_path / "ref.png")
+    with Image.open(tmp_path / "a.png") as im:
+        ours = np.asarray(im)
+    np.testing.assert_array_equal(ours, ref)
+    np.testing.assert_array_equal(ours[:, :, 0], k.astype(np.uint8) + 1)
+    y = read_image(tmp_path / "a.png")
+    assert torch.equal(y, read_image(tmp_path / "ref.png"))
+
+
+def test_atomic_write_removes_its_temp_file_when_the_writer_fails(tmp_path):
+    """A writer that raises (after writing part of its file) leaves nothing behind, and the
+    error reaches the caller."""
+    from genrestore.io import atomic_write
+
+    def writer(tmp):
+        with open(tmp, "wb") as f:
+            f.write(b"partial")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        atomic_write(tmp_path / "out" / "x.png", writer)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_grey_alpha_png_reads_as_rgba_with_its_alpha(tmp_path):
+    """A Pillow "LA" PNG: the reader's contract has no 2-channel images, so it returns RGBA,
+    the grey in R, G and B and the file's own alpha last (Pillow's convert("RGBA") does the same)."""
+    la = np.random.default_rng(5).integers(0, 256, (6, 7, 2), dtype=np.uint8)
+    Image.fromarray(la, "LA").save(tmp_path / "la.png")
+    with Image.open(tmp_path / "la.png") as im:
+        assert im.mode == "LA"
+        ref = np.asarray(im.convert("RGBA"))
+    y = read_image(tmp_path / "la.png")
+    assert y.shape == (1, 4, 6, 7)
+    got = (y[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    np.testing.assert_array_equal(got, ref)
+    np.testing.assert_array_equal(got[:, :, 3], la[:, :, 1])
+
+
+def test_16bit_read_divides_by_65535_exactly(tmp_path):
+    """Every 16-bit level k, written by Pillow, reads back as k / 65535: times 65535 it is k
+    exactly in float32 (k / 65536 would be up to 1 level off, within allclose's rtol=1e-5)."""
+    levels = np.arange(65536, dtype=np.uint16).reshape(256, 256)
+    Image.fromarray(levels).save(tmp_path / "a.png")
+    y = read_image(tmp_path / "a.png")
+    assert y.shape == (1, 1, 256, 256) and y.dtype == torch.float32
+    np.testing.assert_array_equal(y[0, 0].numpy() * np.float32(65535), levels.astype(np.float32))
+    assert y.max() == 1.0
+
+
+def test_outputs_recorded_refuses_an_output_with_a_changed_byte(tmp_path):
+    """The resume test checks each output's sha256: a file with one byte replaced (same size,
+    same name, still present) means the image is done again."""
+    import json
+
+    from genrestore.io import outputs_recorded, write_image_hashed
+
+    hashes = {}
+    outs = [tmp_path / "a.png", tmp_path / "b.png"]
+    for i, p in enumerate(outs):
+        write_image_hashed(p, torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(i)), hashes)
+    record = tmp_path / "img.json"
+    record.write_text(json.dumps({"steps": 3, "sha256": hashes}))
+    assert outputs_recorded(record, {"steps": 3}, outs)
+    assert not outputs_recorded(record, {"steps": 4}, outs)
+    data = bytearray(outs[1].read_bytes())
+    data[len(data) // 2] ^= 0x01
+    outs[1].write_bytes(bytes(data))
+    assert not outputs_recorded(record, {"steps": 3}, outs)
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".png"])
+def test_grey_alpha_tiff_keeps_its_alpha_like_png(tmp_path, suffix):
+    """OpenCV decodes a grey+alpha TIFF as plain grey: its alpha was dropped without a word (a PNG
+    of the same pixels read as RGBA). Both now read as RGBA with the file's alpha (Pillow's)."""
+    la = np.random.default_rng(6).integers(0, 256, (5, 9, 2), dtype=np.uint8)
+    Image.fromarray(la, "LA").save(tmp_path / f"la{suffix}")
+    y = read_image(tmp_path / f"la{suffix}")
+    assert y.shape == (1, 4, 5, 9)
+    got = (y[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    np.testing.assert_array_equal(got, la[:, :, [0, 0, 0, 1]])
+    assert read_image(tmp_path / f"la{suffix}", "rgb").shape == (1, 3, 5, 9)

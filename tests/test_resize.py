@@ -77,3 +77,17 @@ def test_errors():
         resize(torch.rand(3, 4, 4), (2, 2))
     with pytest.raises(InputError):
         resize(torch.rand(1, 3, 4, 4), (0, 2))
+
+
+def test_resize_8bit_refuses_0_to_255_input():
+    """resize_8bit clips to 8-bit levels of [0, 1], so 0..255 input would come out all white:
+    it is refused (NaN too); a filter's small overshoot around [0, 1] is accepted."""
+    x = torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(InputError, match=r"\[0, 1\]"):
+        resize_8bit(x * 255, (6, 6), "bicubic")
+    bad = x.clone()
+    bad[0, 0, 0, 0] = float("nan")
+    with pytest.raises(InputError, match=r"\[0, 1\]"):
+        resize_8bit(bad, (6, 6), "bicubic")
+    y = resize_8bit(x * 1.2 - 0.1, (6, 6), "bicubic")  # overshoot is clipped as Pillow's 8-bit images are
+    assert y.min() >= 0 and y.max() <= 1 and torch.equal(y, (y * 255).round() / 255)

@@ -285,3 +285,57 @@ def test_a_seed_gives_the_same_dead_pixels_and_strokes_whatever_the_image(batch_
     _, pa = get_task("NP").degrade_with_params(a, seeded())
     _, pb = get_task("NP").degrade_with_params(b, seeded())
     assert torch.equal(pa["stages"][1]["mask"], pb["stages"][1]["mask"])
+
+
+def test_denoise_surrogate_centres_poisson_at_lambda_x_minus_half():
+    """Robust StyleGAN eq. 11: the surrogate's mean is (lambda x - 1/2) / lambda. On flat 0.5 at
+    XS (lambda = 96; clamps 7 sigma away) the live pixels average 0.5 - 0.5 / 96 = 0.49479
+    (standard error 2e-4); a bias of +1/2 would give 0.5052, inside the 1/lambda bar above."""
+    t = Denoise("XS")
+    x = torch.full((1, 3, 256, 256), 0.5)
+    s = t.surrogate(x, None, torch.Generator().manual_seed(0))
+    live = s[(s.sum(1, keepdim=True) > 0).expand_as(s)]
+    assert abs(live.mean().item() - (0.5 - 0.5 / 96)) < 0.002
+
+
+def test_denoise_surrogate_clamps_its_input_first():
+    """The surrogate sees clamp(x): an input that strays outside [0, 1] (as inversion's may) gives
+    the output of the clamped input with the same seed, finite (sqrt(lambda x) of x < 0 is NaN)."""
+    x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 1.6 - 0.3  # [-0.3, 1.3]
+    x[..., :4, :] = -0.3
+    for level in ("XS", "XL"):
+        t = Denoise(level)
+        s = t.surrogate(x, None, torch.Generator().manual_seed(1))
+        assert torch.isfinite(s).all()
+        assert torch.equal(s, t.surrogate(x.clamp(0, 1), None, torch.Generator().manual_seed(1)))
+        assert torch.equal(t.surrogate(torch.full((1, 3, 8, 8), -0.3), None, torch.Generator().manual_seed(2)),
+                           t.surrogate(torch.zeros(1, 3, 8, 8), None, torch.Generator().manual_seed(2)))
+
+
+def test_deartifact_surrogate_gradient_is_the_k08_cubic_lerp(photos):
+    """The docstring's surrogate: jpeg_torch(clamp_surrogate(x), q, rounding="surrogate", k=0.8).
+    The forward pass does not depend on k; the gradient does (k = 0.5 gives another one)."""
+    from genrestore.degrade.noise import clamp_surrogate
+
+    x = photos[:2, :, :32, :32].clone()
+
+    def grad(f):
+        xr = x.clone().requires_grad_()
+        f(xr).mul(torch.linspace(-1, 1, 3 * 32 * 32).view(1, 3, 32, 32)).sum().backward()
+        return xr.grad
+
+    got = grad(lambda t: Deartifact("M").surrogate(t))
+    ref = grad(lambda t: jpeg_torch(clamp_surrogate(t), 12, rounding="surrogate", k=0.8))
+    other = grad(lambda t: jpeg_torch(clamp_surrogate(t), 12, rounding="surrogate", k=0.5))
+    assert torch.allclose(got, ref, atol=1e-6, rtol=1e-5)
+    assert (other - ref).abs().max() > 1e-3  # k matters: the check above can fail
+
+
+def test_inpaint_surrogate_draws_endpoints_at_its_own_width():
+    """Given only the endpoints, the surrogate draws the mask at the task's width_frac."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 40, 50, generator=g)
+    ends = sample_stroke_endpoints(g, 2, 3)
+    s = Inpaint("S", width_frac=0.2).surrogate(x, {"endpoints": ends})
+    assert torch.equal(s, x * stroke_mask((40, 50), ends, 0.2))
+    assert not torch.equal(s, x * stroke_mask((40, 50), ends, 0.08))  # the width matters here
