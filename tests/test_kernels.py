@@ -129,3 +129,108 @@ def test_random_mixed_kernels_refuses_probs_not_matching_types():
         random_mixed_kernels(g, 2, 7, types=("iso", "aniso"), probs=(1.0, -0.5))
     k, p = random_mixed_kernels(g, 2, 7, types=("iso", "aniso"), probs=(0.0, 1.0))
     assert [q["type"] for q in p] == ["aniso", "aniso"]
+
+
+def _closed_form(p):
+    """Real-ESRGAN's kernel families written out in numpy from one logged parameter dict."""
+    yy, xx = _grid(p["size"])
+    c, s = math.cos(p["theta"]), math.sin(p["theta"])
+    rot = np.array([[c, -s], [s, c]])
+    inv = np.linalg.inv(rot @ np.diag([p["sigma_x"] ** 2, p["sigma_y"] ** 2]) @ rot.T)
+    pts = np.stack([xx, yy], -1)
+    q = np.einsum("...i,ij,...j->...", pts, inv, pts)
+    if p["type"].startswith("generalized"):
+        k = np.exp(-0.5 * q ** p["beta"])
+    elif p["type"].startswith("plateau"):
+        k = 1 / (1 + q ** p["beta"])
+    else:
+        k = np.exp(-0.5 * q)
+    return k / k.sum()
+
+
+def test_random_mixed_kernels_equal_the_closed_form_of_their_logged_params():
+    """Each sampled kernel is the family's formula at the parameters it reports (BasicSR's
+    random_mixed_kernels), so a logged pair can be rebuilt; iso kinds have sigma_y = sigma_x, theta 0."""
+    k, params = random_mixed_kernels(torch.Generator().manual_seed(11), 60, 13,
+                                     probs=(1, 1, 1, 1, 1, 1))
+    assert {p["type"] for p in params} == {"iso", "aniso", "generalized_iso", "generalized_aniso",
+                                           "plateau_iso", "plateau_aniso"}
+    for ki, p in zip(k, params):
+        assert np.allclose(ki.numpy(), _closed_form(p), atol=1e-6), p
+        if not p["type"].endswith("aniso"):
+            assert p["sigma_y"] == p["sigma_x"] and p["theta"] == 0.0
+
+
+@pytest.mark.parametrize("kind", ["aniso", "generalized_aniso", "plateau_aniso"])
+def test_random_anisotropic_kernels_span_their_ranges(kind):
+    """Anisotropic kinds draw sigma_x and sigma_y independently in sigma_range and theta
+    uniformly in (-pi, pi) (BasicSR random_bivariate_*): over 300 draws theta reaches below
+    -2 and above 2, no sigma leaves the range, the two sigmas differ, and the kernels are not
+    mirror-symmetric about the diagonal as an isotropic kernel is."""
+    lo, hi = 1.0, 3.0
+    k, params = random_mixed_kernels(torch.Generator().manual_seed(2), 300, 7, types=(kind,), probs=(1.0,),
+                                     sigma_range=(lo, hi))
+    theta = np.array([p["theta"] for p in params])
+    sx = np.array([p["sigma_x"] for p in params])
+    sy = np.array([p["sigma_y"] for p in params])
+    assert theta.min() < -2 and theta.max() > 2 and (np.abs(theta) <= math.pi).all()
+    for s in (sx, sy):
+        assert s.min() >= lo and s.max() <= hi
+        assert s.min() < lo + 0.1 and s.max() > hi - 0.1  # uniform: both ends are reached
+    assert (sx != sy).all() and abs(np.corrcoef(sx, sy)[0, 1]) < 0.2
+    asym = (k - k.transpose(-1, -2)).abs().amax((-2, -1))
+    assert (asym > 1e-4).float().mean() > 0.8
+
+
+@pytest.mark.parametrize("kind, beta_range", [("generalized_iso", (0.5, 4.0)), ("plateau_iso", (1.0, 2.0))])
+def test_random_kernel_betas_split_at_one_within_their_range(kind, beta_range):
+    """BasicSR draws beta half the time uniformly in [lo, 1) and half in [1, hi): over 300
+    draws every beta lies in the range, about half are below 1 (for the generalized Gaussian) and
+    the upper half spans [1, hi]."""
+    lo, hi = beta_range
+    _, params = random_mixed_kernels(torch.Generator().manual_seed(4), 300, 7, types=(kind,), probs=(1.0,),
+                                     beta_gaussian_range=beta_range if kind.startswith("gen") else (0.5, 4.0),
+                                     beta_plateau_range=beta_range if kind.startswith("plat") else (1.0, 2.0))
+    beta = np.array([p["beta"] for p in params])
+    assert beta.min() >= lo and beta.max() <= hi
+    upper = beta[beta > 1]
+    assert upper.min() < 1 + 0.05 * (hi - 1) and upper.max() > hi - 0.05 * (hi - 1)
+    if lo < 1:
+        assert 0.4 < (beta < 1).mean() < 0.6
+        assert beta.min() < lo + 0.05
+
+
+def test_random_mixed_kernels_normalise_the_probabilities():
+    """Probabilities are relative weights: (1, 1) draws both kinds about equally, (3, 1) about 3:1."""
+    g = torch.Generator().manual_seed(6)
+    _, p = random_mixed_kernels(g, 300, 5, types=("iso", "aniso"), probs=(1, 1))
+    assert 0.4 < np.mean([q["type"] == "aniso" for q in p]) < 0.6
+    _, p = random_mixed_kernels(g, 300, 5, types=("iso", "aniso"), probs=(3, 1))
+    assert 0.17 < np.mean([q["type"] == "aniso" for q in p]) < 0.33
+
+
+def test_pad_kernel_is_numpy_zero_padding_around_the_centre():
+    """Padding keeps the kernel centred (a shift would move the blurred image): pad_kernel equals
+    np.pad with the same margin on every side, for an asymmetric kernel too."""
+    k = torch.rand(2, 7, 7, generator=torch.Generator().manual_seed(8))
+    ref = np.pad(k.numpy(), ((0, 0), (3, 3), (3, 3)))
+    assert np.array_equal(pad_kernel(k, 13).numpy(), ref)
+    assert np.array_equal(pad_kernel(k, 7).numpy(), k.numpy())
+    with pytest.raises(InputError):
+        pad_kernel(k, 5)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3, 8), (1, 1, 8, 3), (1, 2, 2, 2)])
+def test_reflect_blur_falls_back_to_replicate_when_the_image_is_no_wider_than_the_pad(shape):
+    """Reflect padding needs a side longer than the pad (torch refuses pad >= side); a 7x7
+    kernel (pad 3) on a 3 px side uses replicate, as scipy.ndimage mode "nearest"."""
+    x = torch.rand(*shape, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    k = gaussian_kernel(7, 1.5, 0.8, 0.4).double()
+    y = blur(x, k)
+    for c in range(shape[1]):
+        ref = scipy.ndimage.correlate(x[0, c].numpy(), k[0].numpy(), mode="nearest")
+        assert np.allclose(y[0, c].numpy(), ref, atol=1e-7)
+    # one pixel wider than the pad: true reflection (scipy "mirror")
+    x = torch.rand(1, 1, 4, 8, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    ref = scipy.ndimage.correlate(x[0, 0].numpy(), k[0].numpy(), mode="mirror")
+    assert np.allclose(blur(x, k)[0, 0].numpy(), ref, atol=1e-7)
