@@ -849,3 +849,21 @@ def test_suite_refuses_an_argument_to_a_classical_method_and_a_missing_images_ke
     bad.write_text(suite_file.read_text().replace(*change))
     with pytest.raises(InputError, match=words.replace("(", r"\(").replace(")", r"\)")):
         load_suite(bad)
+
+
+def test_an_sr_method_whose_scale_does_not_fit_the_task_is_refused_before_any_row(suite_file, tmp_path, capsys):
+    """sr:rdn-x2 on a same-size task (inpaint) was found out at its first row, after the 'degraded'
+    rows had been written; the x2 model on a x2 upsample task runs."""
+    from genrestore.cli import main
+    from genrestore.weights import resolve
+
+    out = tmp_path / "run"
+    rdn = resolve("rdn-x2")
+    assert main(["bench", str(suite_file), "-o", str(out), "--methods", f"degraded,sr:{rdn}", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert f"sr:{rdn} on inpaint S: a x2 model turns the task's 32x32 px input into 64x64, not the ground truth's " \
+           "32x32" in err and err.count("\n") == 1, err
+    assert not out.exists()
+    suite_file.write_text(suite_file.read_text().replace('tasks = ["inpaint"]', 'tasks = ["upsample"]')
+                          .replace('levels = ["S", "M"]', 'levels = ["XS"]').replace('"telea"]', '"nlmeans"]'))
+    assert main(["bench", str(suite_file), "-o", str(out), "--methods", f"sr:{rdn}", "-q"]) == 0

@@ -450,11 +450,15 @@ def _super_resolve(net, y: torch.Tensor, size: tuple[int, int], what: str) -> to
     """``net`` on the low-resolution ``y``, which must be ``size`` divided by the network's scale."""
     from ..models.sr import upscale
 
-    scale = int(net.scale)
-    if (y.shape[-2] * scale, y.shape[-1] * scale) != tuple(size):
-        raise InputError(f"{what}: a x{scale} model turns the task's {y.shape[-1]}x{y.shape[-2]} px input into "
-                         f"{y.shape[-1] * scale}x{y.shape[-2] * scale}, not the ground truth's {size[1]}x{size[0]}")
+    _check_sr_size(int(net.scale), tuple(y.shape[-2:]), size, what)
     return upscale(net, y)
+
+
+def _check_sr_size(scale: int, low: tuple[int, int], size: tuple[int, int], what: str) -> None:
+    """Refuse a x``scale`` model whose output for the task's ``low`` ``(H, W)`` input is not ``size``."""
+    if (low[0] * scale, low[1] * scale) != tuple(size):
+        raise InputError(f"{what}: a x{scale} model turns the task's {low[1]}x{low[0]} px input into "
+                         f"{low[1] * scale}x{low[0] * scale}, not the ground truth's {size[1]}x{size[0]}")
 
 
 def sr_same_size(net, x: torch.Tensor) -> torch.Tensor:
@@ -723,6 +727,7 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
     pending = [(img, t, lv, m) for img, t, lv, m in jobs if (img, t, lv, m, suite.seed) not in done]
     for m in dict.fromkeys(m for _, _, _, m in pending):  # a bad model stops the run before any row is written
         load_method(m, cache)
+    _check_sr_sizes(pending, suite, cache)
     for t in dict.fromkeys(t for _, t, _, _ in pending if t in ARTIFACT_TASKS):
         _generators(t, suite, cache)
     out.mkdir(parents=True, exist_ok=True)
@@ -811,6 +816,21 @@ def _generators(t: str, suite: Suite, cache: dict) -> dict:
 
         cache[f"generators:{t}"] = load_generators(t, suite.generators, flag="generators.")
     return cache[f"generators:{t}"]
+
+
+def _check_sr_sizes(jobs: list[tuple[str, str, str, str]], suite: Suite, cache: dict) -> None:
+    """Before any row runs: each ``sr:`` method's scale turns its tasks' inputs (a crop degraded
+    once, on zeros; artifact kinds keep the crop's size) back into the crop's size."""
+    from .._random import generator_for
+    from ..degrade import PIPELINES, get_task
+
+    crop = (suite.crop, suite.crop)
+    for t, lv, m in dict.fromkeys((t, lv, m) for _, t, lv, m in jobs if method_kind(m) == "sr"):
+        low = crop
+        if t not in ARTIFACT_TASKS:
+            task = PIPELINES[t] if t in PIPELINES else get_task(t, lv)
+            low = tuple(task.degrade_with_params(torch.zeros(1, 3, *crop), generator_for(0, "size"))[0].shape[-2:])
+        _check_sr_size(int(load_method(m, cache).scale), low, crop, f"{m} on {t} {lv}")
 
 
 def _degrade(t: str, lv: str, x: torch.Tensor, key: str, suite: Suite, cache: dict):
