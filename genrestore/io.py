@@ -132,7 +132,8 @@ def read_image(path: str | os.PathLike, mode: Literal["keep", "rgb", "gray", "rg
     if scale == 1.0 and not (np.isfinite(arr).all() and arr.min() >= 0 and arr.max() <= 1):
         raise InputError(f"{path}: floating-point image with values outside [0, 1] or not finite")
     orientation, has_alpha = _pillow_header(path)
-    oriented = path.suffix.lower() in (".tif", ".tiff")  # OpenCV's TIFF decoder applies the orientation tag
+    # OpenCV's TIFF decoder applies the orientation tag itself, even with IMREAD_IGNORE_ORIENTATION
+    oriented = path.suffix.lower() in (".tif", ".tiff")
     if arr.shape[2] == 4 and has_alpha is False:  # e.g. CMYK, which OpenCV decodes to BGRA
         arr = arr[:, :, :3]
     elif arr.shape[2] == 1 and has_alpha and arr.dtype == np.uint8:  # e.g. a grey+alpha TIFF: OpenCV drops the alpha
@@ -146,7 +147,6 @@ def read_image(path: str | os.PathLike, mode: Literal["keep", "rgb", "gray", "rg
         arr = arr[:, :, [2, 1, 0, 3]]  # BGRA -> RGBA
     elif arr.shape[2] == 2:  # grey + alpha
         arr = arr[:, :, [0, 0, 0, 1]]
-    # OpenCV's TIFF decoder applies the orientation tag itself, even with IMREAD_IGNORE_ORIENTATION
     if orientation in _EXIF_TRANSFORMS and not oriented:
         arr = _EXIF_TRANSFORMS[orientation](arr)
     x = torch.from_numpy(np.ascontiguousarray(arr).astype(np.float32) / scale).permute(2, 0, 1)[None]

@@ -607,21 +607,6 @@ def _generator_digests(suite: Suite, t: str, digests: dict) -> dict[str, str | N
     return {k: _file_digest(suite.generators.get(k), digests) for k in NEEDS.get(t, ())}
 
 
-def _autoencoder_file(model: Path) -> Path | None:
-    """The VQ autoencoder file a latent DiffGAR model's sidecar names, found as
-    :meth:`~genrestore.restore.diffgar.DiffGARRestorer.from_file` finds it; ``None`` for a
-    pixel-space model (or one whose autoencoder cannot be found: loading it then says so)."""
-    from .. import weights as ws
-    from ..models.checkpoint import read_sidecar
-
-    spec = read_sidecar(model).get("autoencoder")
-    if not spec:
-        return None
-    if str(spec) in ws.REGISTRY:
-        return ws.find(str(spec))
-    return next((c for c in (model.parent / spec, Path(spec)) if c.is_file()), None)
-
-
 def _row_config(suite: Suite, truth_digest: str, t: str, m: str, output_name: str, digests: dict,
                 absent: tuple[str, ...] | list[str] = ()) -> str:
     """A digest of everything besides the row's key that its values depend on: the ground-truth crop
@@ -635,9 +620,13 @@ def _row_config(suite: Suite, truth_digest: str, t: str, m: str, output_name: st
     weights = None
     if method_kind(m) in _LEARNED:
         weights = _file_digest(Path(arg) if kind == "stylegan-inversion" else model_file(arg), digests)
-        ae = _autoencoder_file(model_file(arg)) if method_kind(m).startswith("diffgar") else None
-        if ae is not None:  # a latent model: its autoencoder is another file
-            weights = f"{weights}+{_file_digest(ae, digests)}"
+        if method_kind(m).startswith("diffgar"):  # a latent model's autoencoder is another file
+            from ..models.checkpoint import read_sidecar
+            from ..restore.diffgar import autoencoder_file
+
+            spec = read_sidecar(model_file(arg)).get("autoencoder")
+            if spec:
+                weights = f"{weights}+{_file_digest(autoencoder_file(model_file(arg), spec), digests)}"
     gens = _generator_digests(suite, t, digests)
     det = dict(suite.detection)
     if det:
@@ -825,12 +814,13 @@ def _check_sr_sizes(jobs: list[tuple[str, str, str, str]], suite: Suite, cache: 
     from ..degrade import PIPELINES, get_task
 
     crop = (suite.crop, suite.crop)
+    low: dict[tuple[str, str], tuple[int, int]] = {}  # each task's input size, found once
     for t, lv, m in dict.fromkeys((t, lv, m) for _, t, lv, m in jobs if method_kind(m) == "sr"):
-        low = crop
-        if t not in ARTIFACT_TASKS:
-            task = PIPELINES[t] if t in PIPELINES else get_task(t, lv)
-            low = tuple(task.degrade_with_params(torch.zeros(1, 3, *crop), generator_for(0, "size"))[0].shape[-2:])
-        _check_sr_size(int(load_method(m, cache).scale), low, crop, f"{m} on {t} {lv}")
+        if (t, lv) not in low:
+            task = None if t in ARTIFACT_TASKS else PIPELINES[t] if t in PIPELINES else get_task(t, lv)
+            low[t, lv] = crop if task is None else tuple(
+                task.degrade_with_params(torch.zeros(1, 3, *crop), generator_for(0, "size"))[0].shape[-2:])
+        _check_sr_size(int(load_method(m, cache).scale), low[t, lv], crop, f"{m} on {t} {lv}")
 
 
 def _degrade(t: str, lv: str, x: torch.Tensor, key: str, suite: Suite, cache: dict):
@@ -915,19 +905,18 @@ def write_set_metrics(out_dir: Path, names: list[str], extractor=None, baseline:
                 entry["is"] = inception_score(logits, splits=inception_score_splits(logits.shape[0]))[0]
             elif "is" in names and no_is not in notes:
                 notes.append(no_is)
-            if ("fid" in names or "kid" in names) and len(grows) < 2:  # e.g. a shard's folder
+            compared = [n for n in ("fid", "kid") if n in names]  # outputs against their truths
+            if compared and len(grows) < 2:  # e.g. a shard's folder: no set to compare
                 singles.append(f"{task} {level} {method}")
-                names_here = [n for n in names if n not in ("fid", "kid")]
-            else:
-                names_here = names
-            if "fid" in names_here or "kid" in names_here:
+                compared = []
+            if compared:
                 f_ref, _ = extractor(torch.cat([load(r["images"]["truth"]) for r in grows]))
-            if "fid" in names_here:
+            if "fid" in compared:
                 a, b = FeatureStats(), FeatureStats()
                 a.update(f_ref)
                 b.update(f_out)
                 entry["fid"] = fid_from_stats(a, b)
-            if "kid" in names_here:
+            if "kid" in compared:
                 entry["kid"] = kid(f_ref, f_out, subsets=1, subset_size=len(grows))[0]
         out.append(entry)
     if singles:

@@ -200,8 +200,8 @@ def summarize(rows: list[dict], set_metrics: dict | None = None) -> dict:
         for g in set_metrics.get("groups", []):
             key = (g.get("task"), g.get("level"), g.get("method"))
             cell = tables.get(key[:2], {}).get(key[2])
-            grows = [r for r in rows if (r["task"], r["level"], r["method"]) == key]
-            if cell is not None and "rows" in g and g["rows"] != rows_digest(grows):
+            if cell is not None and "rows" in g and g["rows"] != rows_digest(  # files written before: no "rows"
+                    [r for r in rows if (r["task"], r["level"], r["method"]) == key]):
                 stale.append(" ".join(map(str, key)))  # computed on other rows than those there now
             elif cell is not None:  # NaN or inf: absent, like a null (NaN would also break the best mark)
                 cell.update({n: _finite(g.get(n)) for n in names})

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Callable, Literal
 
 import torch
@@ -53,7 +54,6 @@ def load_artifact_pairs(folders: Sequence[str | os.PathLike], class_names: Seque
             of two sizes.
     """
     import json
-    from pathlib import Path
 
     from ..io import read_image
 
@@ -152,6 +152,17 @@ def latent_scale(autoencoder, images, batch_size: int, crop: int, seed: int = 0)
     return float(1 / z.float().std().clamp(min=1e-6))
 
 
+def autoencoder_file(model: str | os.PathLike, spec: str) -> Path | None:
+    """The VQ autoencoder file that a latent model's sidecar names as ``spec``: a weight name (its
+    file in the store), or a path relative to the model's folder (as ``train diffgar`` writes it,
+    so the two folders can move together), then as given; ``None`` when no such file is found."""
+    from .. import weights as ws
+
+    if str(spec) in ws.REGISTRY:
+        return ws.find(str(spec))
+    return next((c for c in (Path(model).parent / spec, Path(spec)) if c.is_file()), None)
+
+
 class DiffGARRestorer:
     """Restore degraded images with a class-conditional :class:`ConditionalUNet` (DiffGAR).
 
@@ -203,8 +214,6 @@ class DiffGARRestorer:
             InputError: the model or its autoencoder cannot be found, or the autoencoder is the
                 model file itself.
         """
-        from pathlib import Path
-
         from .. import weights as ws
         from ..models.checkpoint import read_sidecar
         from ..models.vq import VQAutoencoder
@@ -217,7 +226,7 @@ class DiffGARRestorer:
             if autoencoder is not None or str(spec) in ws.REGISTRY:  # the caller's file or name, as given
                 ae_path = ws.model_file(spec)
             else:
-                ae_path = next((c for c in (path.parent / spec, Path(spec)) if c.is_file()), None)
+                ae_path = autoencoder_file(path, spec)
                 if ae_path is None:
                     raise InputError(f"{path}: its autoencoder {str(spec)!r} is neither beside it nor at that path; "
                                      "pass the VQ autoencoder's file (restore --autoencoder FILE)")

@@ -141,7 +141,7 @@ class IDMRestorer:
         y_pad, (h, w) = pad_to_multiple(y, self.multiple)
         device = next(model.parameters()).device
         x = sample(model, y_pad.to(device), sampler, steps, eta=eta, generator=generator, tile=tile, tile_pad=tile_pad,
-                   tile_blend=tile_blend, half=half)  # DDPM eq. 6-7 with x0 from IDM eq. 7
+                   tile_blend=tile_blend, half=half)  # DDPM eq. 6-7 (or DDIM) with x0 from IDM eq. 7
         return x[..., :h, :w].to(y.device)
 
 
