@@ -858,3 +858,81 @@ def test_an_sr_method_whose_scale_does_not_fit_the_task_is_refused_before_any_ro
     suite_file.write_text(suite_file.read_text().replace('tasks = ["inpaint"]', 'tasks = ["upsample"]')
                           .replace('levels = ["S", "M"]', 'levels = ["XS"]').replace('"telea"]', '"nlmeans"]'))
     assert main(["bench", str(suite_file), "-o", str(out), "--methods", f"sr:{rdn}", "-q"]) == 0
+
+
+def test_results_lock_keeps_readers_off_a_half_written_row(tmp_path):
+    """A shard appending a row holds the lock from its first byte to its newline: a reader (or a
+    starting shard's rewrite) waits, then sees the whole row, never a cut line."""
+    import threading
+    import time
+
+    from genrestore.bench.harness import _results_lock, read_results
+
+    (tmp_path / "results.jsonl").write_text('{"n": 1}\n')
+    holding, seen = threading.Event(), []
+
+    def append_slowly():
+        with _results_lock(tmp_path), (tmp_path / "results.jsonl").open("a") as log:
+            holding.set()
+            log.write('{"n": ')
+            log.flush()
+            time.sleep(0.3)
+            log.write('2}\n')
+
+    writer = threading.Thread(target=append_slowly)
+    writer.start()
+    holding.wait()
+    seen.extend(read_results(tmp_path))  # blocks until the row is whole (without the lock: a JSON error)
+    writer.join()
+    assert seen == [{"n": 1}, {"n": 2}]
+
+
+def test_ground_truth_reads_each_photo_once_and_keeps_only_crops(suite_file, monkeypatch):
+    """count = 5 crops round-robin over 2 photos: 2 reads; each crop owns just its pixels (a view
+    would keep the whole photo alive for the run); the crops equal the photos' pixels there."""
+    from genrestore import io as gio
+
+    suite_file.write_text(suite_file.read_text().replace("count = 2", "count = 5"))
+    reads = []
+    real = gio.read_image
+    monkeypatch.setattr(gio, "read_image", lambda p, *a, **k: reads.append(p) or real(p, *a, **k))
+    truths = ground_truth(load_suite(suite_file))
+    assert len(truths) == 5 and sorted(p.name for p in reads) == ["p0.png", "p1.png"]
+    for name, x in truths:
+        assert x.shape == (1, 3, 32, 32) and x.untyped_storage().nbytes() == x.numel() * x.element_size()
+        photo = real(suite_file.parent / "photos" / f"{name.rsplit('-', 1)[0]}.png", "rgb")
+        hits = [(y, x0) for y in range(40 - 32 + 1) for x0 in range(48 - 32 + 1)
+                if torch.equal(photo[..., y:y + 32, x0:x0 + 32], x)]
+        assert len(hits) == 1
+
+
+def test_shard_starting_during_an_append_waits_for_the_row(suite_file, tmp_path):
+    """A shard that starts while another is halfway through appending a row keeps that row
+    (without the lock it read the cut line as an interrupted append, dropped it and ran it again)."""
+    import threading
+    import time
+
+    from genrestore.bench.harness import _results_lock
+
+    out = tmp_path / "run"
+    assert run_suite(load_suite(suite_file), out, progress=False)["rows_run"] == 8
+    results = out / "results.jsonl"
+    *first, last = results.read_text().splitlines(keepends=True)
+    results.write_text("".join(first))
+    holding = threading.Event()
+
+    def append_slowly():
+        with _results_lock(out), results.open("a") as log:
+            holding.set()
+            log.write(last[:20])
+            log.flush()
+            time.sleep(0.3)
+            log.write(last[20:])
+
+    writer = threading.Thread(target=append_slowly)
+    writer.start()
+    holding.wait()
+    summary = run_suite(load_suite(suite_file), out, progress=False)
+    writer.join()
+    assert (summary["rows_run"], summary["rows_skipped"]) == (0, 8)
+    assert len(results.read_text().splitlines()) == 8

@@ -45,11 +45,16 @@ were made with the same settings (a row's ``config``: a digest of its ground-tru
 weights, generators, per-image metrics and detection settings; other rows run again) and their
 image files are there unchanged (each row records their sha256; a missing or changed file runs
 its row again), and
-``shard=(i, n)`` runs every n-th row, so machines can split a suite.
+``shard=(i, n)`` runs every n-th row, so machines can split a suite. Shards may share one output
+folder: every read, rewrite and append of ``results.jsonl`` holds an exclusive lock on
+``OUT/.results.jsonl.lock`` (``fcntl.flock``; on systems without it, give each shard its own
+folder), so a shard that starts while another appends cannot rewrite the file without the
+other's newest row, and no reader sees half a line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -337,17 +342,20 @@ def ground_truth(suite: Suite) -> list[tuple[str, torch.Tensor]]:
     from ..io import list_images, read_image
 
     paths = list_images([suite.images])
+    photos: dict[Path, torch.Tensor] = {}  # each photo is read once; only its crops are kept
     out = []
     for i in range(suite.count):
         p = paths[i % len(paths)]
-        x = read_image(p, "rgb")
+        if p not in photos:
+            photos[p] = read_image(p, "rgb")
+        x = photos[p]
         h, w = x.shape[-2:]
         if min(h, w) < suite.crop:
             raise InputError(f"{p}: {w}x{h} px is smaller than the suite's {suite.crop} px crops")
         g = generator_for(suite.seed, f"{p.name}:{i}")
         y0 = int(torch.randint(h - suite.crop + 1, (1,), generator=g))
         x0 = int(torch.randint(w - suite.crop + 1, (1,), generator=g))
-        out.append((f"{p.stem}-{i}", x[..., y0:y0 + suite.crop, x0:x0 + suite.crop]))
+        out.append((f"{p.stem}-{i}", x[..., y0:y0 + suite.crop, x0:x0 + suite.crop].clone()))
     return out
 
 
@@ -675,38 +683,8 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
     file_sha: dict[str, str | None] = {}  # sha256 of the files under OUT, by relative path, once a run
     kept_files: set[str] = set()  # the files of the rows kept: found intact, they are not rewritten
     if results.is_file():
-        from ..io import atomic_write_bytes
-
-        text = results.read_text()
-        lines = text.splitlines()
-        kept, foreign = [], []
-        for i, line in enumerate(lines):
-            try:
-                row = json.loads(line)
-                key = _row_key(row)
-            except (ValueError, KeyError, TypeError):
-                cut = i == len(lines) - 1 and not text.endswith("\n")  # an interrupted append: no newline yet
-                if line.strip() and not cut:
-                    foreign.append(line)  # not a row cut by an interruption: keep it
-                continue  # a line cut by an interruption: its row runs again
-            if key in config and (row.get("config") != config[key] or key in done):
-                continue  # made with other settings, weights or images (or a duplicate): it runs again
-            if key not in config and key[1:] in combos:
-                continue  # a crop this suite no longer has (other photos, a smaller count): dropped
-            if key in config and not _files_intact(out, row, file_sha, kept_files):
-                continue  # an image of the row is missing, truncated or replaced: it runs again
-            done.add(key)
-            kept.append(line)
-        if len(kept) != len(lines) or (text and not text.endswith("\n")):
-            # drop the cut line and the stale rows, so that new rows do not go onto the one or sit beside
-            # the others (every reader parses each line, and the report averages every row)
-            if foreign:  # e.g. a line edited by hand, or two shards' lines run together when one was killed
-                dropped = out / "results.jsonl.dropped"
-                previous = dropped.read_bytes() if dropped.is_file() else b""
-                atomic_write_bytes(dropped, previous + "".join(line + "\n" for line in foreign).encode())
-                notes.append(f"{len(foreign)} line(s) of {results} were not result rows; they are moved to {dropped} "
-                             f"and their rows, if any, run again")
-            atomic_write_bytes(results, "".join(line + "\n" for line in kept).encode())
+        with _results_lock(out):  # a shard beside this one may be appending
+            notes += _keep_finished_rows(results, config, combos, done, file_sha, kept_files)
     detector = _Detector(suite.detection) if suite.detection else None
     if detector is not None and {"iou", "precision", "recall"} & set(suite.metrics) and detector.masks is None:
         notes.append("iou, precision, recall: null (no detection.masks folder of labelled artifact masks)")
@@ -753,7 +731,7 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
                "seconds": round(seconds, 4), "nfe": _network_calls(m, cache, t), "metrics": metrics,
                "higher_is_better": higher, "images": rel, "config": config[row_key],
                "sha256": {name: _cached_sha256(out / path, path, file_sha) for name, path in rel.items()}}
-        with results.open("a") as log:  # opened a row at a time: a shard beside this one may rewrite the file
+        with _results_lock(out), results.open("a") as log:  # opened a row at a time: another shard may rewrite it
             log.write(json.dumps(row) + "\n")
         ran += 1
     write_csv(out)
@@ -763,6 +741,75 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
     elif (out / SET_METRICS_FILE).is_file():  # an earlier run's, of rows that may have changed since
         (out / SET_METRICS_FILE).unlink()
     return {"rows_run": ran, "rows_skipped": skipped, "notes": notes, "results": str(results)}
+
+
+def _keep_finished_rows(results: Path, config: dict, combos: set, done: set, file_sha: dict,
+                        kept_files: set) -> list[str]:
+    """Keep the rows of ``results`` that are finished, made with this suite's ``config`` and
+    whose files are intact (their keys go to ``done``); rewrite the file without the others.
+    Lines that are not rows move to ``results.jsonl.dropped``. Returns notes. Call it holding
+    :func:`_results_lock`."""
+    from ..io import atomic_write_bytes
+
+    out = results.parent
+    notes = []
+    text = results.read_text()
+    lines = text.splitlines()
+    kept, foreign = [], []
+    for i, line in enumerate(lines):
+        try:
+            row = json.loads(line)
+            key = _row_key(row)
+        except (ValueError, KeyError, TypeError):
+            cut = i == len(lines) - 1 and not text.endswith("\n")  # an interrupted append: no newline yet
+            if line.strip() and not cut:
+                foreign.append(line)  # not a row cut by an interruption: keep it
+            continue  # a line cut by an interruption: its row runs again
+        if key in config and (row.get("config") != config[key] or key in done):
+            continue  # made with other settings, weights or images (or a duplicate): it runs again
+        if key not in config and key[1:] in combos:
+            continue  # a crop this suite no longer has (other photos, a smaller count): dropped
+        if key in config and not _files_intact(out, row, file_sha, kept_files):
+            continue  # an image of the row is missing, truncated or replaced: it runs again
+        done.add(key)
+        kept.append(line)
+    if len(kept) != len(lines) or (text and not text.endswith("\n")):
+        # drop the cut line and the stale rows, so that new rows do not go onto the one or sit beside
+        # the others (every reader parses each line, and the report averages every row)
+        if foreign:  # e.g. a line edited by hand, or two shards' lines run together when one was killed
+            dropped = out / "results.jsonl.dropped"
+            previous = dropped.read_bytes() if dropped.is_file() else b""
+            atomic_write_bytes(dropped, previous + "".join(line + "\n" for line in foreign).encode())
+            notes.append(f"{len(foreign)} line(s) of {results} were not result rows; they are moved to {dropped} "
+                         f"and their rows, if any, run again")
+        atomic_write_bytes(results, "".join(line + "\n" for line in kept).encode())
+    return notes
+
+
+@contextlib.contextmanager
+def _results_lock(out: Path):
+    """Hold an exclusive lock on ``out/.results.jsonl.lock`` while the block runs (shards sharing
+    ``out`` take turns reading, rewriting and appending ``results.jsonl``). Without ``fcntl``
+    (Windows) it does nothing."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    with open(out / ".results.jsonl.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def read_results(out_dir: str | Path) -> list[dict]:
+    """The rows of ``out_dir/results.jsonl`` (blank lines skipped), read under the shards' lock."""
+    out_dir = Path(out_dir)
+    with _results_lock(out_dir):
+        text = (out_dir / "results.jsonl").read_text()
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def _cached_sha256(path: Path, rel: str, cache: dict) -> str | None:
@@ -877,7 +924,7 @@ def write_set_metrics(out_dir: Path, names: list[str], extractor=None, baseline:
     from ..io import atomic_write_bytes, read_image
     from ..metrics.distribution import FeatureStats, fid_from_stats, inception_score, inception_score_splits, kid
 
-    rows = [json.loads(line) for line in (out_dir / "results.jsonl").read_text().splitlines() if line.strip()]
+    rows = read_results(out_dir)
     groups: dict[tuple[str, str, str], list[dict]] = {}
     for r in rows:
         groups.setdefault((r["task"], r["level"], r["method"]), []).append(r)
@@ -966,7 +1013,7 @@ def write_csv(out_dir: Path) -> Path:
 
     from ..io import atomic_write_bytes
 
-    rows = [json.loads(line) for line in (out_dir / "results.jsonl").read_text().splitlines() if line.strip()]
+    rows = read_results(out_dir)
     metrics = sorted({k for r in rows for k in r["metrics"]})
     buf = _io.StringIO()
     w = csv.writer(buf)
