@@ -216,25 +216,33 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
+def json_safe(obj):
+    """``obj`` with each non-finite float (the PSNR of identical images, an absent set metric)
+    replaced by the string ``"inf"``, ``"-inf"`` or ``"nan"``, which Python's ``float()`` reads
+    back: what strict JSON (RFC 8259 has no inf or NaN) can hold. Dicts, lists and tuples are
+    copied; other values are returned as they are.
+
+    Example:
+        >>> json_safe({"psnr": float("inf"), "ssim": (1.0, float("nan"))})
+        {'psnr': 'inf', 'ssim': [1.0, 'nan']}
+    """
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
 def json_line(obj) -> str:
-    """``obj`` as one line of strict JSON (RFC 8259 has no inf or NaN): a non-finite float (the
-    PSNR of identical images, an absent set metric) becomes the string ``"inf"``, ``"-inf"`` or
-    ``"nan"``, which Python's ``float()`` reads back.
+    """``obj`` as one line of strict JSON, non-finite floats spelled as :func:`json_safe` does.
 
     Example:
         >>> json_line({"psnr": float("inf"), "ssim": [1.0, float("nan")]})
         '{"psnr": "inf", "ssim": [1.0, "nan"]}'
     """
-    def strict(v):
-        if isinstance(v, float) and not math.isfinite(v):
-            return str(v)
-        if isinstance(v, dict):
-            return {k: strict(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [strict(x) for x in v]
-        return v
-
-    return json.dumps(strict(obj), allow_nan=False)
+    return json.dumps(json_safe(obj), allow_nan=False)
 
 
 def encode_image(x: torch.Tensor, suffix: str = ".png", bits: Literal[8, 16] = 8,

@@ -936,3 +936,36 @@ def test_shard_starting_during_an_append_waits_for_the_row(suite_file, tmp_path)
     writer.join()
     assert (summary["rows_run"], summary["rows_skipped"]) == (0, 8)
     assert len(results.read_text().splitlines()) == 8
+
+
+def test_results_are_strict_json_and_an_exact_output_reads_back_as_inf(suite_file, tmp_path, monkeypatch):
+    """A method whose output equals the crop has PSNR inf: results.jsonl spells it "inf" (strict
+    JSON, RFC 8259, which jq and JavaScript read; json.dumps wrote the bare word Infinity), and the
+    report's mean of that method is inf."""
+    from genrestore.bench import harness
+    from genrestore.bench.report import load_rows, summarize
+
+    run_method = harness.run_method
+    monkeypatch.setattr(harness, "run_method", lambda m, t, task, y, params, size, seed, key, cache: (
+        cache["truth"] if m == "telea" else run_method(m, t, task, y, params, size, seed, key, cache)))
+    truth_of = dict(ground_truth(load_suite(suite_file)))
+    real_degrade = harness._degrade
+
+    def degrade_and_note_the_truth(t, lv, x, key, suite, cache):
+        cache["truth"] = truth_of[key.split(":")[0]]
+        return real_degrade(t, lv, x, key, suite, cache)
+
+    monkeypatch.setattr(harness, "_degrade", degrade_and_note_the_truth)
+    out = tmp_path / "run"
+    run_suite(load_suite(suite_file), out, progress=False)
+
+    def no_constants(word):
+        raise AssertionError(f"non-standard JSON constant {word}")
+
+    lines = (out / "results.jsonl").read_text().splitlines()
+    rows = [json.loads(line, parse_constant=no_constants) for line in lines]
+    assert {r["metrics"]["psnr"] for r in rows if r["method"] == "telea"} == {"inf"}
+    assert all(isinstance(r["metrics"]["psnr"], float) for r in rows if r["method"] == "degraded")
+    table = summarize(load_rows(out))["tables"][("inpaint", "S")]
+    assert table["telea"]["psnr"] == float("inf") and table["telea"]["ssim"] == pytest.approx(1.0)
+    assert 5 < table["degraded"]["psnr"] < 60

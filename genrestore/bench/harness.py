@@ -649,7 +649,7 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
     """Run (or resume) ``suite`` into ``out_dir``; return a summary (rows done, skipped, notes)."""
     from tqdm import tqdm
 
-    from ..io import check_output_file, check_output_folder
+    from ..io import check_output_file, check_output_folder, json_line
 
     out = Path(out_dir)
     check_output_folder(out)  # the folder is made once the images and models have loaded
@@ -732,7 +732,7 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
                "higher_is_better": higher, "images": rel, "config": config[row_key],
                "sha256": {name: _cached_sha256(out / path, path, file_sha) for name, path in rel.items()}}
         with _results_lock(out), results.open("a") as log:  # opened a row at a time: another shard may rewrite it
-            log.write(json.dumps(row) + "\n")
+            log.write(json_line(row) + "\n")
         ran += 1
     write_csv(out)
     if any(n in SET_METRICS for n in suite.metrics):
@@ -921,7 +921,7 @@ def write_set_metrics(out_dir: Path, names: list[str], extractor=None, baseline:
         truth_masks: folder of labelled artifact masks named like the outputs.
     """
     from .. import weights as ws
-    from ..io import atomic_write_bytes, read_image
+    from ..io import atomic_write_bytes, json_safe, read_image
     from ..metrics.distribution import FeatureStats, fid_from_stats, inception_score, inception_score_splits, kid
 
     rows = read_results(out_dir)
@@ -970,7 +970,7 @@ def write_set_metrics(out_dir: Path, names: list[str], extractor=None, baseline:
         notes.append(f"fid, kid: null for groups of one crop ({'; '.join(singles)}): they compare sets of images")
     record = {"metrics": names, "higher_is_better": {n: SET_METRICS[n] for n in names}, "notes": notes,
               "groups": out}
-    atomic_write_bytes(out_dir / SET_METRICS_FILE, (json.dumps(record, indent=1) + "\n").encode())
+    atomic_write_bytes(out_dir / SET_METRICS_FILE, (json.dumps(json_safe(record), indent=1, allow_nan=False) + "\n").encode())
     return notes
 
 
