@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
 import torch
 
@@ -104,3 +106,20 @@ def error_summary(e: BaseException, limit: int = 200) -> str:
     for an exception without a message (``torch.load`` of an empty file raises ``EOFError('')``)."""
     lines = str(e).splitlines()
     return f"{type(e).__name__}: {lines[0][:limit]}" if lines and lines[0] else type(e).__name__
+
+
+def available_bytes(device: torch.device) -> int:
+    """Bytes free for tensors on ``device``: the GPU's free memory, else the host's available
+    memory (``MemAvailable``, which counts reclaimable page cache; 8 GiB when it cannot be read)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:  # MemAvailable counts reclaimable page cache, unlike MemFree
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from . import __version__
-from ._argtypes import DEVICE_HELP, float_in, nonneg_float, nonneg_int, positive_int
+from ._argtypes import DEVICE_HELP, float_in, nonneg_int, positive_int, unit_float
 from ._checks import InputError
 
 EXAMPLE_IMAGE = "astronaut.png"
@@ -766,7 +766,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--steps", type=positive_int, default=10, help="--authenticity: sampling steps (default 10)")
     m.add_argument("--sampler", default="ddpm", choices=("ddpm", "ddim"), help="--authenticity: as restore --sampler "
                    "(default ddpm)")
-    m.add_argument("--eta", type=nonneg_float, default=0.0, help="--authenticity --sampler ddim: as restore --eta")
+    m.add_argument("--eta", type=unit_float, default=0.0, help="--authenticity --sampler ddim: as restore --eta")
     m.add_argument("--tile", type=nonneg_int, default=256, metavar="PX", help="--authenticity: tile side of the "
                    "network call, as `genrestore restore --tile` (default 256, restore's; 0: whole image), so that "
                    "f(f(x)) is made by the same f as f(x)")

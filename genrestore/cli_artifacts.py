@@ -50,6 +50,13 @@ def cmd_artifacts(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     specs = generator_specs(args.kind, {k: getattr(args, k) for k in NEEDS[args.kind]}, flag="--")
     gens = load_generators(args.kind, specs, device)  # a missing or bad model file stops here, with its name
+    if "ddpm" in gens:  # --t0 and --ddim-steps against the model's timesteps, before any work
+        from .artifacts.synth import ddim_t0
+
+        t0 = ddim_t0(gens["ddpm"], args.t0, "--t0")
+        if args.ddim_steps > t0 + 1:
+            raise InputError(f"--ddim-steps {args.ddim_steps} is more than the {t0 + 1} timesteps from 0 to --t0 {t0}"
+                             f"{'' if args.t0 is not None else ' (the default)'}; give at most {t0 + 1} steps")
     if args.kind == "ar-resample":  # the transformer needs its whole token grid: refuse a small image up front
         from .artifacts.vq import check_ar_resample_size
 
@@ -120,7 +127,7 @@ def crop_items(paths: list[Path], sizes: list[tuple[int, int]], crop: int | None
 
     Raises:
         InputError: ``crop`` or ``per_image`` below 1, ``per_image`` other than 1 without ``crop``,
-            or a photo smaller than ``crop``.
+            a photo smaller than ``crop``, or ``per_image`` above its number of distinct crops.
     """
     from ._random import generator_for
 
@@ -134,6 +141,10 @@ def crop_items(paths: list[Path], sizes: list[tuple[int, int]], crop: int | None
     for p, (h, w) in zip(paths, sizes):
         if min(h, w) < crop:
             raise InputError(f"{p}: {w}x{h} px is smaller than --crop {crop}")
+        positions = (h - crop + 1) * (w - crop + 1)
+        if per_image > positions:  # more would repeat crops (and a huge count never ends)
+            raise InputError(f"{p}: --per-image {per_image} is more than the {positions} distinct {crop} px crops of "
+                             f"a {w}x{h} px photo")
         for j in range(per_image):
             g = generator_for(seed, f"crop-{p.name}-{j}")
             y0 = int(torch.randint(h - crop + 1, (1,), generator=g))

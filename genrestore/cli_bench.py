@@ -15,6 +15,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     methods = [m for m in args.methods.split(",") if m] if args.methods else None
     tasks = [t for t in args.tasks.split(",") if t] if args.tasks else None
+    for option, given, items in (("--methods", args.methods, methods), ("--tasks", args.tasks, tasks)):
+        if given is not None and not items:  # e.g. --methods , (not the suite's list, silently)
+            raise InputError(f"{option}: no names given ({given!r}); give a comma-separated list or leave it out")
     suite = load_suite(args.suite, methods, args.images, tasks)
     summary = run_suite(suite, args.output, _parse_shard(args.shard), progress=not args.quiet)
     for note in summary["notes"]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ._argtypes import DEVICE_HELP, float_in, nonneg_float, nonneg_int, positive_float, positive_int
+from ._argtypes import DEVICE_HELP, float_in, nonneg_float, nonneg_int, positive_float, positive_int, unit_float
 from ._checks import InputError
 from .io import read_json_object
 from .models.precision import HALF_RULE
@@ -152,9 +152,9 @@ def cmd_restore_diffgar(args: argparse.Namespace) -> int:
                                 half=args.half)
 
     def check(paths, sizes):  # the (upscaled) images fit in memory, before the first one is sampled
-        from .cli_sr import _available_bytes, check_output_memory
+        from .cli_sr import available_bytes, check_output_memory
 
-        avail = _available_bytes(device)
+        avail = available_bytes(device)
         at = f"at --upscale {args.upscale}" if args.upscale > 1 else "of DiffGAR"
         advice = "use a smaller --upscale" if args.upscale > 1 else "restore crops of the image"
         for p, (h, w) in zip(paths, sizes):  # float32 condition, noise, sample, output and tile blending buffers
@@ -211,6 +211,8 @@ def _check_masks(paths: list[Path], sizes: list, masks: Path | None) -> None:
     """Every image's mask ``masks/STEM_mask.png`` is there (all missing ones counted in one
     message), decodes and has its image's size."""
     if masks is not None:
+        if not masks.is_dir():
+            raise InputError(f"--masks {masks}: no such folder (it holds NAME_mask.png for each image)")
         missing = [p for p in paths if not (masks / f"{p.stem}_mask.png").is_file()]
         if missing:
             raise InputError(f"{missing[0]}: no mask {masks / (missing[0].stem + '_mask.png')}"
@@ -800,7 +802,7 @@ def add_parser(sub) -> None:
     r.add_argument("--masks", metavar="DIR", help="inpainting: folder with NAME_mask.png (1 = kept)")
     r.add_argument("--sampler", default="ddpm", choices=("ddpm", "ddim"), help="idm: the sampler of the same model: "
                    "ddpm (IDM's ancestral steps, default) or ddim (DDIM's update, noise --eta)")
-    r.add_argument("--eta", type=nonneg_float, default=0.0, help="idm --sampler ddim: DDIM's noise scale (default 0: "
+    r.add_argument("--eta", type=unit_float, default=0.0, help="idm --sampler ddim: DDIM's noise scale (default 0: "
                    "deterministic; 1: DDPM-like)")
     r.add_argument("--steps", type=float, default=None, help="idm: sampling steps (default 10); diffgar: DDIM steps "
                    "(default 30); inpaint: DDPM steps of a diffusion inpainter (default 50); stylegan-inversion: "

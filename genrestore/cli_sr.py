@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import torch
 
 from ._argtypes import DEVICE_HELP, float_in, nonneg_int, positive_float, positive_int
-from ._checks import InputError
+from ._checks import InputError, available_bytes
 from .io import list_images, read_json_object
 from .models.precision import HALF_RULE
 
@@ -21,21 +20,6 @@ _threshold = float_in(0, 10, low_open=True)  # D / A_k < threshold; the paper's 
 # detect --method: the default threshold of each detector (DeSRA eq. 9; the middle of the three LDL*
 # thresholds of DeSRA Table 1); the NIQE baseline has no published threshold
 DETECT_THRESHOLDS = {"desra": 0.7, "ldl": 0.005, "niqe": None}
-
-
-def _available_bytes(device: torch.device) -> int:
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    try:  # MemAvailable counts reclaimable page cache, unlike MemFree
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 8 << 30
 
 
 def check_output_memory(path, out_hw: tuple[int, int], copies: int, available: int, at: str, advice: str) -> None:
@@ -88,7 +72,7 @@ DETECT_BYTES_PER_OUTPUT_PX = 400  # D map, moments, masks and the two SR images 
 def _check_memory(nets, paths, sizes, tile: int, device: torch.device, detect: bool = False) -> None:
     from .models.sr import peak_activation_bytes
 
-    avail = _available_bytes(device)
+    avail = available_bytes(device)
     rates = [peak_activation_bytes(n, (1, 1)) for n in nets]  # bytes per input px: one probe pass per network
     for p, hw in zip(paths, sizes):
         run_hw = (min(hw[0], tile), min(hw[1], tile)) if tile else hw  # a tile as large as the image: whole image
@@ -162,7 +146,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     sizes = _check_rgb(paths)
     device = resolve_device(args.device)
     if args.outscale is not None:
-        avail = _available_bytes(device)
+        avail = available_bytes(device)
         for p, hw in zip(paths, sizes):  # up front, naming the file
             oh, ow = _outscaled(hw, args.outscale)
             if oh < 1 or ow < 1:

@@ -971,3 +971,100 @@ def test_verbose_after_the_verb_and_train_desra_aliases():
     args = p.parse_args(["train", "desra", "--gan", "g", "--mse", "m", "--lr-images", "lr", "-o", "o",
                          "--steps", "5"])
     assert (args.model, args.iterations) == ("g", 5)
+
+
+# Regressions of the bad-input sweep (helper-49): each case exits 2 with one line, before any work.
+
+def test_weights_add_refuses_a_file_unlike_a_pinned_weight(tmp_path, monkeypatch, capsys):
+    """A weight pinned only by its stored sha256 (the shipped ones) took any file without --force,
+    which then shadowed the shipped weight (exit 0; `weights verify` said mismatch); a folder was
+    reported as 'no such file'."""
+    from safetensors.torch import save_file
+
+    from genrestore import weights as ws
+
+    store = tmp_path / "store"
+    monkeypatch.setenv("GENRESTORE_WEIGHTS", str(store))
+    save_file({"x": torch.zeros(2)}, tmp_path / "other.safetensors")
+    assert main(["weights", "add", "niqe-pristine-photos", str(tmp_path / "other.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert "not the registry's" in err and "--force" in err and err.count("\n") == 1, err
+    assert not (store / "niqe-pristine-photos.safetensors").exists()
+    assert main(["weights", "add", "niqe-pristine-photos", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path}: is a folder; weights add takes one file" in err and err.count("\n") == 1, err
+    genuine = ws.PACKAGE_DIR / "niqe-pristine-photos.safetensors"
+    assert main(["weights", "add", "niqe-pristine-photos", str(genuine)]) == 0  # the shipped file itself
+    assert ws.verify("niqe-pristine-photos") == (True, "ok")
+    assert main(["weights", "add", "niqe-pristine-photos", str(tmp_path / "other.safetensors"), "--force"]) == 0
+
+
+def _ddpm_t100(path):
+    from genrestore.diffusion import DenoisingUNet
+
+    torch.manual_seed(0)
+    DenoisingUNet(3, schedule={"num_train_timesteps": 100}, unet=dict(
+        sample_size=8, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
+        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"))).save(path)
+
+
+def test_artifacts_checks_t0_and_ddim_steps_against_the_model_up_front(tmp_path, capsys):
+    """Without --t0 (0.84 T) a --ddim-steps past it, and a --t0 past the model's T - 1, were refused
+    only inside the first batch, after the progress bar, as 'expected steps as an int in [1, t0 + 1
+    = ...]' / 't0 ...' without the option names."""
+    _ddpm_t100(tmp_path / "ddpm.safetensors")
+    write_image(tmp_path / "in" / "a.png", torch.rand(1, 3, 16, 16))
+    base = ["artifacts", str(tmp_path / "in"), "-o", str(tmp_path / "o"), "--ddpm", str(tmp_path / "ddpm.safetensors")]
+    for extra, message in ((["--kind", "ddim-gauss", "--ddim-steps", "86"],
+                            "--ddim-steps 86 is more than the 85 timesteps from 0 to --t0 84 (the default)"),
+                           (["--kind", "ddim-scale", "--t0", "100", "--ddim-steps", "4"],
+                            "--t0 100 is past the DDPM's last timestep 99")):
+        assert main([*base, *extra]) == 2  # no -q: the progress bar has not started
+        err = capsys.readouterr().err
+        assert err.startswith(f"genrestore: error: {message}") and err.count("\n") == 1, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_artifacts_refuses_more_crops_per_photo_than_it_has(tmp_path, capsys):
+    """--per-image 100000000 ran for ever (and would fill the memory) planning crops of a small photo."""
+    write_image(tmp_path / "in" / "a.png", torch.rand(1, 3, 10, 11))
+    base = ["artifacts", str(tmp_path / "in"), "--kind", "identity", "--crop", "9", "-q"]
+    assert main([*base, "-o", str(tmp_path / "o"), "--per-image", "100000000"]) == 2
+    err = capsys.readouterr().err
+    assert "--per-image 100000000 is more than the 6 distinct 9 px crops of a 11x10 px photo" in err
+    assert err.count("\n") == 1 and not (tmp_path / "o").exists()
+    assert main([*base, "-o", str(tmp_path / "ok"), "--per-image", "6"]) == 0  # 2 x 3 positions
+
+
+def test_bench_refuses_a_count_beyond_memory_and_empty_lists(tmp_path, capsys):
+    """count = 10**12 crops ran for ever filling the memory; --methods , ran the suite's methods."""
+    write_image(tmp_path / "photos" / "p.png", torch.rand(1, 3, 32, 32))
+    text = ('name = "t"\nimages = "photos"\ncount = {}\ncrop = 16\ntasks = ["denoise"]\nlevels = ["XS"]\n'
+            'methods = ["degraded"]\nmetrics = ["psnr"]\n')
+    (tmp_path / "huge.toml").write_text(text.format(10**12))
+    (tmp_path / "ok.toml").write_text(text.format(1))
+    assert main(["bench", str(tmp_path / "huge.toml"), "-o", str(tmp_path / "o"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "count 1000000000000 crops of 16 px need about" in err and "lower 'count' or 'crop'" in err
+    assert err.count("\n") == 1 and not (tmp_path / "o").exists()
+    for option in ("--methods", "--tasks"):
+        assert main(["bench", str(tmp_path / "ok.toml"), "-o", str(tmp_path / "o"), option, ","]) == 2
+        err = capsys.readouterr().err
+        assert f"{option}: no names given" in err and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_eta_above_one_and_masks_not_a_folder_refused(tmp_path, capsys):
+    """--eta 1e9 ran (DDIM's eta is in [0, 1]) and gave noise; --masks FILE said 'no mask FILE/NAME_mask.png'."""
+    write_image(tmp_path / "in" / "a.png", torch.rand(1, 3, 16, 16))
+    for argv in (["restore", str(tmp_path / "in"), "-o", str(tmp_path / "o"), "--sampler", "ddim", "--eta", "1e9"],
+                 ["metrics", str(tmp_path / "in"), "--authenticity", "idm-default", "--sampler", "ddim", "--eta", "2"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and "--eta: expected a finite number in [0, 1]" in err and err.count("\n") == 1
+    assert main(["restore", str(tmp_path / "in"), "-o", str(tmp_path / "o"), "--method", "inpaint", "--model",
+                 "inpaint-gan", "--masks", str(tmp_path / "in" / "a.png"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert f"--masks {tmp_path / 'in' / 'a.png'}: no such folder" in err and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()

@@ -207,7 +207,7 @@ def test_diffgar_upscale_checks_memory_before_sampling(tmp_path, capsys, monkeyp
     assert main([*base, "--upscale", "1000000"]) == 2
     err = capsys.readouterr().err
     assert f"{d / 'a.png'}: a 8000000x8000000 px output at --upscale 1000000 needs about 5722045.9 GiB" in err, err
-    monkeypatch.setattr(cli_sr, "_available_bytes", lambda device: 16 * 16 * 3 * 4 * 8 / 0.8 + 1)
+    monkeypatch.setattr(cli_sr, "available_bytes", lambda device: 16 * 16 * 3 * 4 * 8 / 0.8 + 1)
     assert main([*base, "--upscale", "3"]) == 2  # 24 px: over the faked memory
     assert "output at --upscale 3 needs about" in capsys.readouterr().err
     assert main([*base, "--upscale", "2"]) == 0  # 16 px: fits

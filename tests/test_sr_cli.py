@@ -33,7 +33,7 @@ def _memory_between_whole_and_tiled(monkeypatch, config, tile):
     net = build_sr(config).eval()
     whole, tiled = cli_sr._estimate_bytes(net, (32, 32)), cli_sr._estimate_bytes(net, (tile, tile), (32, 32))
     assert tiled < whole
-    monkeypatch.setattr(cli_sr, "_available_bytes", lambda device: (whole + tiled) / 2 / 0.8)
+    monkeypatch.setattr(cli_sr, "available_bytes", lambda device: (whole + tiled) / 2 / 0.8)
 
 
 def test_peak_activation_bytes_by_hand():

@@ -56,6 +56,18 @@ def load_generators(kind: str, paths: dict[str, str | os.PathLike | None], devic
             for key, spec in generator_specs(kind, paths, flag).items()}
 
 
+def ddim_t0(net, t0: int | None, what: str = "t0") -> int:
+    """The DDIM kinds' stopping step for the DDPM ``net``: ``t0``, or with ``None`` DiffGAR's 840 of
+    ``T = 1000`` scaled to the model's ``T``; :class:`InputError` when ``t0`` is past ``T - 1``
+    (``what`` names it in the message, e.g. ``"--t0"``)."""
+    num_t = net.config["schedule"]["num_train_timesteps"]
+    if t0 is None:
+        return min(round(DDIM_PAPER["t0"] / 1000 * num_t), num_t - 1)
+    if not 0 <= t0 < num_t:
+        raise InputError(f"{what} {t0} is past the DDPM's last timestep {num_t - 1} (it has {num_t} timesteps)")
+    return t0
+
+
 def synthesize(kind: str, generators: dict, x: torch.Tensor, level: float, generator: _random.Generator = None,
                temperature: float = 18.0, top_k: int | None = 500, region: str = "suffix", t0: int | None = None,
                ddim_steps: int = 48) -> tuple[torch.Tensor, dict]:
@@ -90,11 +102,7 @@ def synthesize(kind: str, generators: dict, x: torch.Tensor, level: float, gener
         net = generators["ddpm"]
         padded, (h, w) = pad_to_multiple(x, size_multiple(net))
         schedule = net.config["schedule"]
-        num_t = schedule["num_train_timesteps"]
-        if t0 is None:
-            t0 = min(round(DDIM_PAPER["t0"] / 1000 * num_t), num_t - 1)
-        elif not 0 <= t0 < num_t:
-            raise InputError(f"t0 {t0} is past the DDPM's last timestep {num_t - 1} (it has {num_t} timesteps)")
+        t0 = ddim_t0(net, t0)
         if kind == "ddim-gauss":
             y, p = ddim_gaussian(net, padded, level, generator, t0=t0, steps=ddim_steps, schedule=schedule)
         else:

