@@ -183,7 +183,7 @@ def cmd_restore_inpaint(args: argparse.Namespace) -> int:
         steps = _diffusion_steps(args, inpainter.default_steps, "the diffusion inpainter (DDPM)")
     elif args.steps not in (None, inpainter.default_steps):
         raise InputError(f"a {inpainter.kind} inpainter always runs its {inpainter.default_steps} step(s); "
-                         f"drop --steps (got {args.steps})")
+                         f"drop --steps (got {args.steps:g})")
     else:
         steps = inpainter.default_steps
 

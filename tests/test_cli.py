@@ -1068,3 +1068,14 @@ def test_eta_above_one_and_masks_not_a_folder_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"--masks {tmp_path / 'in' / 'a.png'}: no such folder" in err and err.count("\n") == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_steps_given_to_a_one_step_inpainter_is_refused_as_typed(tmp_path, capsys):
+    """The GAN inpainter runs its one step: --steps 3 is refused, quoting 3 (it printed '3.0')."""
+    write_image(tmp_path / "in" / "a.png", torch.rand(1, 3, 16, 16))
+    write_image(tmp_path / "m" / "a_mask.png", torch.ones(1, 1, 16, 16))
+    assert main(["restore", str(tmp_path / "in"), "-o", str(tmp_path / "o"), "--method", "inpaint", "--model",
+                 "inpaint-gan", "--masks", str(tmp_path / "m"), "--steps", "3", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.endswith("a gan inpainter always runs its 1 step(s); drop --steps (got 3)\n") and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()
