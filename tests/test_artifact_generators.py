@@ -136,6 +136,14 @@ def test_ddpm_samples_of_a_one_point_data_set_are_that_point():
     torch.testing.assert_close(x, ((c + 1) / 2).expand(5, -1, -1, -1), atol=1e-5, rtol=0)
 
 
+def test_ddpm_samples_are_clamped_to_the_image_range():
+    """A one-point data set outside [-1, 1] decodes to that point; the samples are images in [0, 1]:
+    ((c + 1) / 2) clamped, by hand [0, 0.6, 1]."""
+    c = torch.tensor([-1.5, 0.2, 1.4]).view(3, 1, 1).expand(3, 4, 4).clone()
+    x = sample_ddpm(OnePointDenoiser(c), 2, 4, steps=7, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(x, torch.tensor([0.0, 0.6, 1.0]).view(1, 3, 1, 1).expand(2, 3, 4, 4), atol=1e-5, rtol=0)
+
+
 class MeanColourFeatures:
     """A stand-in for the Inception: features are the 4x4 average-pooled pixels (48-d), a linear map."""
 
@@ -171,6 +179,29 @@ def test_sample_quality_is_the_frechet_distance_of_the_features(photos, monkeypa
     assert math.isfinite(q["kid"])
     with pytest.raises(InputError, match="at least 2 samples"):
         sample_quality(real[:1], photos)
+
+
+def test_sample_quality_kid_is_the_unbiased_mmd_of_the_whole_sets_and_samples_are_clamped(photos, monkeypatch):
+    """KID "over the whole sets": with 16 samples, the unbiased MMD^2 (cubic kernel, NumPy) of all 16
+    feature vectors against all 16 of the held-out crops; samples outside [0, 1] count as clamped."""
+    import numpy as np
+
+    import genrestore.metrics.fid as fid
+    from genrestore import weights as ws
+
+    monkeypatch.setattr(ws, "find", lambda name: "present")
+    monkeypatch.setattr(fid, "InceptionFeatures", MeanColourFeatures)
+    real = generators._held_out(photos, 8, 16, 0 + 1)
+    fake = real * 1.6 - 0.3  # partly outside [0, 1]
+    x = MeanColourFeatures()(fake.clamp(0, 1))[0].numpy()
+    y = MeanColourFeatures()(real)[0].numpy()
+    k = lambda a, b: (a @ b.T / a.shape[1] + 1) ** 3  # noqa: E731
+    m = 16
+    ref = ((k(x, x).sum() - np.trace(k(x, x)) + k(y, y).sum() - np.trace(k(y, y))) / (m * (m - 1))
+           - 2 * k(x, y).mean())
+    q = sample_quality(fake, photos)
+    assert q["kid"] == pytest.approx(ref, rel=1e-9, abs=1e-12)
+    assert q["fid"] == pytest.approx(sample_quality(fake.clamp(0, 1), photos)["fid"], rel=1e-12)
 
 
 @pytest.mark.parametrize("name, extra", [

@@ -85,3 +85,52 @@ def test_ar_resample_refuses_a_too_small_image_up_front_naming_it(tmp_path, caps
     err = capsys.readouterr().err
     assert err.startswith(f"genrestore: error: {tmp_path / 'in' / 'a_small.png'}: ") and "128 px" in err, err
     assert err.count("\n") == 1 and not out.exists()
+
+
+def test_level_half_is_the_papers_training_setting_and_bad_gamma_beta_are_refused():
+    """Module docstring: level 0.5 gives DiffGAR's training values (gamma 1.015, beta 0.01, alpha 0.3),
+    reaching the image by the closed form; NaN / infinite gamma or beta are InputErrors."""
+    from genrestore.artifacts import DDIM_PAPER
+
+    eps = lambda x, t: torch.zeros_like(x)  # noqa: E731
+    x = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(4)) * 0.6 + 0.2
+    y, p = ddim_scale_shift(eps, x, level=0.5)
+    assert p["gamma"] == pytest.approx(DDIM_PAPER["gamma"]) and p["beta"] == pytest.approx(DDIM_PAPER["beta"])
+    expected = (((1.015 * (x * 2 - 1) + 0.01 / _a_t0() ** 0.5) + 1) / 2).clamp(0, 1)
+    assert (expected - y).abs().max() < 1e-4
+    for bad in ({"gamma": float("nan")}, {"beta": float("inf")}):
+        with pytest.raises(InputError, match=next(iter(bad))):
+            ddim_scale_shift(eps, x, **bad)
+
+
+def _zero_eps_unet(timesteps):
+    """A tiny DenoisingUNet whose output convolution is zero: it predicts eps = 0 at every step."""
+    from genrestore.diffusion import DenoisingUNet
+
+    torch.manual_seed(0)
+    net = DenoisingUNet(3, schedule={"num_train_timesteps": timesteps}, unet=dict(
+        sample_size=8, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
+        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"))).eval()
+    for p in net.unet.conv_out.parameters():
+        p.data.zero_()
+    return net
+
+
+def test_synthesize_ddim_scale_uses_the_models_schedule_level_and_size():
+    """synthesize('ddim-scale') on a 9 x 11 image (padded to the UNet's multiple of 2, cropped back) with a
+    zero-eps DDPM of T = 100: the closed form x0' = gamma x0 + beta / sqrt(a_T0) with gamma = 1 + 0.03 level,
+    beta = 0.02 level, T0 = round(0.84 T) = 84 and a_T0 the product of (1 - beta_t) of the linear
+    1e-4..0.02 schedule over 100 steps, by hand. For T = 3, round(0.84 T) = 3 is past the last step: T0 = 2."""
+    import numpy as np
+
+    from genrestore.artifacts import synthesize
+
+    x = torch.rand(1, 3, 9, 11, generator=torch.Generator().manual_seed(0)) * 0.6 + 0.2
+    y, p = synthesize("ddim-scale", {"ddpm": _zero_eps_unet(100)}, x, 0.25, ddim_steps=4)
+    assert y.shape == x.shape and p["t0"] == 84
+    assert p["gamma"] == pytest.approx(1.0075) and p["beta"] == pytest.approx(0.005)
+    a = float(np.cumprod(1 - np.linspace(1e-4, 0.02, 100))[84])
+    expected = ((1.0075 * (x.double() * 2 - 1) + 0.005 / a ** 0.5 + 1) / 2).clamp(0, 1)
+    assert (y - expected).abs().max() < 1e-5
+    y, p = synthesize("ddim-scale", {"ddpm": _zero_eps_unet(3)}, x, 0.0, ddim_steps=2)
+    assert p["t0"] == 2 and (y - x).abs().max() < 1e-5

@@ -346,3 +346,31 @@ def test_ar_resample_changes_only_the_resampled_tokens(vq, gpt, monkeypatch):
         assert inside.sum() == p["tokens_resampled"] == 4
         assert torch.equal(decoded[-1][i][~inside], clean[i][~inside])
         assert not torch.equal(decoded[-1][i][inside], clean[i][inside])
+
+
+def test_rectangle_side_rounds_and_positions_and_codes_are_uniform(vq):
+    """r = round(8 level) (module docstring): 6 tokens at level 0.7, 2 at 0.2. A 2 x 2 rectangle in a 3 x 3
+    grid takes each of its 4 positions, and its codes each of the 3 codes of the book, over 64 images
+    (each has probability 1/4 or 1/3 per image: missing one is a chance of about 1e-8)."""
+    x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    assert vq_replace(vq, x, 0.7, gens(1))[1]["rect_tokens"] == 6
+    assert vq_replace(vq, x, 0.2, gens(1))[1]["rect_tokens"] == 2
+    out, rects = replace_tokens(torch.zeros(64, 3, 3, dtype=torch.long), 2, 3, gens(64))
+    assert {(top, left) for top, left, _, _ in rects} == {(0, 0), (0, 1), (1, 0), (1, 1)}
+    codes = torch.cat([out[i, top:top + 2, left:left + 2].flatten() for i, (top, left, _, _) in enumerate(rects)])
+    assert set(codes.tolist()) == {0, 1, 2}
+
+
+def test_ar_resample_rectangle_fits_the_grid_and_bad_settings_are_refused(vq, gpt):
+    """fraction 1 on an 8 x 6 token grid: sqrt(48) ~ 7 is clipped to the grid's short side, a 6 x 6 square
+    (36 tokens); a fraction past 1 and a transformer over another codebook are InputErrors."""
+    x = torch.rand(1, 3, 32, 24, generator=torch.Generator().manual_seed(5))
+    _, p = ar_resample(vq, gpt, x, 0.5, gens(1), region="rectangle", fraction=1.0)
+    (top, left, h, w), = p["rects"]
+    assert (h, w, left) == (6, 6, 0) and 0 <= top <= 2 and p["tokens_resampled"] == 36
+    with pytest.raises(InputError, match="fraction"):
+        ar_resample(vq, gpt, x, 0.5, gens(1), fraction=1.5)
+    torch.manual_seed(2)
+    other = TokenTransformer(16, 16, dim=16, depth=1, heads=2).eval()  # 16 codes, the autoencoder has 32
+    with pytest.raises(InputError, match="of 16 codes"):
+        ar_resample(vq, other, x, 0.5, gens(1))

@@ -336,6 +336,112 @@ def test_inception_score_uses_exactly_the_asked_splits():
         inception_score(torch.eye(12), splits=0)
 
 
+def _mmd_unbiased(x, y):
+    """Unbiased MMD^2 (Bińkowski et al. 2018, eq. 3) with k(x, y) = (x.y / d + 1)^3, in NumPy."""
+    m, d = x.shape
+    k = lambda a, b: (a @ b.T / d + 1) ** 3  # noqa: E731
+    kxx, kyy = k(x, x), k(y, y)
+    return ((kxx.sum() - np.trace(kxx)) + (kyy.sum() - np.trace(kyy))) / (m * (m - 1)) - 2 * k(x, y).mean()
+
+
+def test_kid_subsets_are_clipped_to_the_smaller_set_and_its_std_is_the_population_one():
+    """3 and 2 features, subset_size 10: subsets are clipped to 2 samples (the smaller set, whole), so a
+    subset's MMD^2 is one of 3 values, one per pair of rows of the larger set. Two subsets give the mean
+    and the population std (torch-fidelity's np.std of the subset values) of two of them."""
+    import itertools
+
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(3, 4)), rng.normal(0.5, 1, size=(2, 4))
+    u = [_mmd_unbiased(a[list(p)], b) for p in itertools.combinations(range(3), 2)]
+    mean, std = kid(torch.from_numpy(a), torch.from_numpy(b), subsets=2, subset_size=10,
+                    generator=torch.Generator().manual_seed(1))
+    assert std > 0  # this seed draws two different subsets
+    assert any(abs(mean - (ui + uj) / 2) < 1e-9 and abs(std - abs(ui - uj) / 2) < 1e-9
+               for ui, uj in itertools.combinations(u, 2)), (mean, std, u)
+
+
+def test_kid_draws_the_subsets_of_the_two_sets_independently():
+    """KID of a set of 3 against itself with subsets of 2: each side's subset is drawn independently, so
+    over 1000 subsets the mean and std are those of MMD^2 over all 3 x 3 pairs of subsets (the same rows on
+    both sides would average the 3 diagonal pairs only, 1.35 standard deviations away)."""
+    import itertools
+
+    a = np.random.default_rng(167).normal(size=(3, 2))
+    subs = [list(p) for p in itertools.combinations(range(3), 2)]
+    vals = np.array([[_mmd_unbiased(a[i], a[j]) for j in subs] for i in subs])
+    k = 1000
+    mean, std = kid(torch.from_numpy(a), torch.from_numpy(a.copy()), subsets=k, subset_size=2,
+                    generator=torch.Generator().manual_seed(0))
+    assert abs(vals.mean() - np.diag(vals).mean()) > 20 * vals.std() / k ** 0.5
+    assert abs(mean - vals.mean()) < 4 * vals.std() / k ** 0.5
+    assert abs(std - vals.std()) < 0.1 * vals.std()
+
+
+def test_kid_and_inception_score_refuse_too_few_samples():
+    """A KID subset of 1 sample has no pair for the unbiased terms (0 / 0); IS needs a sample per split."""
+    a = torch.randn(5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(InputError, match="at least 2 samples"):
+        kid(a, a, subsets=2, subset_size=1)
+    with pytest.raises(InputError, match="at least 2 samples"):
+        kid(a, a[:1], subsets=2)
+    with pytest.raises(InputError, match="N >= splits"):
+        inception_score(torch.eye(5), splits=6)
+
+
+def test_frechet_distance_of_rank_deficient_covariances_is_exact():
+    """4 samples in 8 dimensions: the covariance has rank 3 and eigenvalues of about +-1e-16, which must
+    not become NaN square roots. By hand: FID(mu, S, mu + t, S) = |t|^2, so 0 for the same statistics."""
+    f = torch.from_numpy(np.random.default_rng(4).normal(size=(4, 8)))
+    mu, s = f.mean(0), torch.from_numpy(np.cov(f.numpy(), rowvar=False))
+    assert torch.linalg.eigvalsh(s).min() < 0  # rounding makes some eigenvalues negative
+    assert abs(frechet_distance(mu, s, mu, s)) < 1e-6  # square roots of eigenvalues ~1e-16: ~1e-8 each
+    t = torch.full((8,), 0.5, dtype=torch.float64)
+    assert frechet_distance(mu, s, mu + t, s) == pytest.approx(8 * 0.25, abs=1e-6)
+
+
+def test_frechet_distance_uses_the_symmetric_part_and_checks_shapes():
+    """A covariance with rounding asymmetry (as float32 sums give) counts by its symmetric part: the
+    scipy reference on (S + S^T) / 2, whichever triangle holds the error; mismatched shapes are refused."""
+    rng = np.random.default_rng(5)
+    fa, fb = rng.normal(size=(50, 6)), rng.normal(0.2, 1.1, size=(60, 6))
+    mu1, s1, mu2, s2 = fa.mean(0), np.cov(fa, rowvar=False), fb.mean(0), np.cov(fb, rowvar=False)
+    skew = np.triu(rng.normal(scale=0.05, size=(6, 6)), 1)
+    ref = _scipy_fid(mu1, s1, mu2, s2)
+    for s1_noisy in (s1 + skew, s1 + skew.T):  # the symmetric part of both is s1 + (skew + skew.T) / 2
+        sym = (s1_noisy + s1_noisy.T) / 2
+        ours = frechet_distance(*(torch.from_numpy(v) for v in (mu1, s1_noisy, mu2, s2)))
+        assert ours == pytest.approx(_scipy_fid(mu1, sym, mu2, s2), rel=1e-9) and ours != pytest.approx(ref, rel=1e-6)
+    with pytest.raises(InputError, match="mismatched statistics"):
+        frechet_distance(torch.zeros(3), torch.eye(4), torch.zeros(3), torch.eye(4))
+
+
+def test_feature_stats_refuse_a_changed_size_and_non_finite_features():
+    s = FeatureStats()
+    s.update(torch.zeros(3, 4))
+    with pytest.raises(InputError, match="feature size changed from 4 to 5"):
+        s.update(torch.zeros(3, 5))
+    with pytest.raises(InputError, match="NaN or infinite"):
+        s.update(torch.tensor([[0.0, 1.0, float("inf"), 0.0]]))
+    assert s.count == 3 and torch.equal(s.total, torch.zeros(4, dtype=torch.float64))  # refused batches leave no trace
+
+
+def test_feature_stats_npz_remembers_its_crop_border(tmp_path):
+    """A saved crop must match the asked one; files without the key (pytorch-fid's) are of whole images."""
+    s = FeatureStats()
+    s.update(torch.from_numpy(np.random.default_rng(6).normal(size=(10, 3))))
+    s.save(tmp_path / "c8.npz", crop_border=8)
+    assert int(np.load(tmp_path / "c8.npz")["crop_border"]) == 8
+    mu, sigma = FeatureStats.load_npz(tmp_path / "c8.npz", crop_border=8)
+    assert torch.equal(mu, s.mean) and torch.equal(sigma, s.cov)
+    FeatureStats.load_npz(tmp_path / "c8.npz")  # no crop asked: no check
+    with pytest.raises(InputError, match="cropped by 8 px, asked for --crop-border 0"):
+        FeatureStats.load_npz(tmp_path / "c8.npz", crop_border=0)
+    np.savez(tmp_path / "pytorch_fid.npz", mu=mu.numpy(), sigma=sigma.numpy())
+    FeatureStats.load_npz(tmp_path / "pytorch_fid.npz", crop_border=0)
+    with pytest.raises(InputError, match="cropped by 0 px, asked for --crop-border 8"):
+        FeatureStats.load_npz(tmp_path / "pytorch_fid.npz", crop_border=8)
+
+
 def test_ssim_in_place_path_equals_the_differentiable_one_and_gradients_check():
     """Without gradients SSIM runs its formula in place; as a loss it runs out of place: same values,
     and the gradient passes torch.autograd.gradcheck (float64, finite differences)."""

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import scipy.ndimage
+import scipy.special
 import scipy.stats
 import torch
 
@@ -131,3 +132,130 @@ def test_matches_basicsr_with_standard_parameters():
         x = torch.from_numpy(a).permute(2, 0, 1)[None].float() / 255
         ref = calculate_niqe(a[:, :, ::-1].astype(np.float64), crop_border=0, input_order="HWC", convert_to="y")
         assert abs(niqe(x, standard).item() - ref) < 0.02, ref
+
+
+# ---------------------------------------------------------------------------- a NumPy reference
+# BasicSR's NIQE (basicsr/metrics/niqe.py, after the MATLAB code of Mittal et al.) in NumPy/SciPy,
+# with this module's two documented choices: differences under FLAT grey levels are 0 (flat blocks
+# have NaN features), and the half-scale image is genrestore's antialiased bicubic resize.
+
+def _ref_mscn(img):
+    r = np.arange(7) - 3
+    g = np.exp(-r ** 2 / (2 * (7 / 6) ** 2))
+    win = np.outer(g, g) / np.outer(g, g).sum()
+    mu = scipy.ndimage.correlate(img, win, mode="nearest")
+    sigma = np.sqrt(np.abs(scipy.ndimage.correlate(img * img, win, mode="nearest") - mu * mu))
+    diff = img - mu
+    diff[np.abs(diff) < 1e-8] = 0
+    return diff / (sigma + 1), sigma
+
+
+_GAM = np.arange(0.2, 10.001, 0.001)
+_R_GAM = scipy.special.gamma(2 / _GAM) ** 2 / (scipy.special.gamma(1 / _GAM) * scipy.special.gamma(3 / _GAM))
+
+
+def _ref_aggd(x):
+    """BasicSR's estimate_aggd_param: moment matching, alpha the argmin over the 0.001 table."""
+    x = x.ravel()
+    left = np.sqrt(np.mean(x[x < 0] ** 2)) if (x < 0).any() else np.nan  # mean of an empty set: NaN
+    right = np.sqrt(np.mean(x[x > 0] ** 2)) if (x > 0).any() else np.nan
+    gammahat = left / right
+    rhat = np.mean(np.abs(x)) ** 2 / np.mean(x ** 2) if x.any() else np.nan
+    rhatnorm = rhat * (gammahat ** 3 + 1) * (gammahat + 1) / (gammahat ** 2 + 1) ** 2
+    alpha = _GAM[np.argmin((_R_GAM - rhatnorm) ** 2)]  # NaN: argmin is the first entry
+    ratio = np.sqrt(scipy.special.gamma(1 / alpha) / scipy.special.gamma(3 / alpha))
+    return alpha, left * ratio, right * ratio
+
+
+def _ref_block_features(block):
+    a, bl, br = _ref_aggd(block)
+    feat = [a, (bl + br) / 2]
+    for shift in ((0, 1), (1, 0), (1, 1), (1, -1)):
+        a, bl, br = _ref_aggd(block * np.roll(block, shift, axis=(0, 1)))
+        feat += [a, (br - bl) * scipy.special.gamma(2 / a) / scipy.special.gamma(1 / a), bl, br]
+    return feat
+
+
+def _ref_features(img):
+    """(features (B, 36), sharpness (B,)) of a 2-D luma image on 0..255, blocks in row-major order."""
+    nh, nw = img.shape[0] // 96, img.shape[1] // 96
+    img = img[:nh * 96, :nw * 96]
+    feats, sharp = [], None
+    for scale in (1, 2):
+        coef, sigma = _ref_mscn(img)
+        b = 96 // scale
+        feats.append(np.array([_ref_block_features(coef[i * b:(i + 1) * b, j * b:(j + 1) * b])
+                               for i in range(nh) for j in range(nw)]))
+        if scale == 1:
+            sharp = sigma.reshape(nh, 96, nw, 96).mean((1, 3)).ravel()
+            img = resize(torch.from_numpy(img)[None, None] / 255, (img.shape[0] // 2, img.shape[1] // 2),
+                         "bicubic")[0, 0].numpy() * 255
+    return np.concatenate(feats, 1), sharp
+
+
+def _ref_niqe(img, mu_p, cov_p):
+    f, _ = _ref_features(img)
+    mu_d = np.nanmean(f, 0)
+    cov_d = np.cov(f[~np.isnan(f).any(1)], rowvar=False)
+    d = mu_p - mu_d
+    return np.sqrt(d @ np.linalg.pinv((cov_p + cov_d) / 2) @ d)
+
+
+def _textured(seed, h, w, flat=0):
+    """A grey image in [0, 1] off the 8-bit levels: smoothed noise plus noise whose strength grows
+    to the right (blocks of different sharpness), with a flat top-left square of side ``flat``."""
+    rng = np.random.default_rng(seed)
+    x = scipy.ndimage.gaussian_filter(rng.random((h, w)), 2) * 2 - 0.5
+    x = x + rng.normal(size=(h, w)) * np.linspace(0.08, 0.2, w)
+    x = np.clip(x, 0, 1)
+    x[:flat, :flat] = 0.5
+    return torch.from_numpy(x)[None, None]
+
+
+def test_features_and_score_match_the_numpy_reference():
+    """image_features (both scales, the 18 features of each block) and the score against the NumPy
+    reference, on a 200 x 300 grey image off the 8-bit levels (rounded to them first, cropped to
+    2 x 3 whole blocks) whose top-left block is flat (NaN features: left out of the covariance,
+    nanmean for the mean)."""
+    x = _textured(0, 200, 300, flat=130)
+    img = (x[0, 0].numpy() * 255).round()
+    ref_f, ref_sharp = _ref_features(img)
+    assert np.isnan(ref_f[0]).any() and not np.isnan(ref_f[1:]).any()
+    f, sharp = image_features(torch.from_numpy(img)[None, None])
+    np.testing.assert_allclose(f.numpy(), ref_f, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(sharp.numpy(), ref_sharp, rtol=1e-9, atol=1e-5)  # sqrt of rounding where flat
+    mu_p, cov_p = load_pristine()
+    ours = niqe(x, (mu_p, cov_p)).item()
+    assert ours == pytest.approx(_ref_niqe(img, mu_p.numpy(), cov_p.numpy()), rel=1e-7)
+
+
+def test_fit_pristine_matches_the_numpy_reference():
+    """fit_pristine against the reference: per image and shifted grid, the blocks sharper than 0.75 of
+    that grid's sharpest (mean local deviation), then their mean and (N - 1) covariance; fewer than
+    37 blocks is refused."""
+    images = [_textured(s, 240, 290) for s in (1, 2, 3)]
+    offsets = ((0, 0), (0, 48), (48, 0), (48, 48))
+    kept = []
+    for x in images:
+        img = (x[0, 0].numpy() * 255).round()
+        for oy, ox in offsets:
+            f, sharp = _ref_features(img[oy:, ox:])
+            kept.append(f[sharp > 0.75 * sharp.max()])
+    kept = np.concatenate(kept)
+    mu, cov, n = fit_pristine(images, offsets=offsets)
+    assert n == len(kept) and 37 <= n < 6 * 3 * 4  # some blocks are left out as blurry
+    np.testing.assert_allclose(mu.numpy(), kept.mean(0), rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(cov.numpy(), np.cov(kept, rowvar=False), rtol=1e-6, atol=1e-9)
+    with pytest.raises(InputError, match="more than 36 sharp blocks"):
+        fit_pristine(images[:1], offsets=((0, 0),))
+
+
+def test_a_pristine_model_of_the_wrong_size_is_an_input_error():
+    """mu must hold 36 features ((36,) or MATLAB's (1, 36)) like cov's 36 x 36; a 37-feature mu was a
+    RuntimeError from reshape when only cov was checked."""
+    with pytest.raises(InputError, match="36 features"):
+        load_pristine((torch.zeros(37, dtype=torch.float64), torch.eye(36, dtype=torch.float64)))
+    with pytest.raises(InputError, match="36 features"):
+        load_pristine((torch.zeros(36, dtype=torch.float64), torch.eye(35, dtype=torch.float64)))
+    mu, cov = load_pristine((torch.zeros(1, 36, dtype=torch.float64), torch.eye(36, dtype=torch.float64)))
+    assert mu.shape == (36,)

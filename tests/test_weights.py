@@ -362,3 +362,90 @@ def test_info_and_path_take_one_name(capsys):
     for action in ("info", "path"):
         assert main(["weights", action, "lpips-alex-v0.1", "bogus"]) == 2
         assert f"usage: genrestore weights {action} NAME (one name" in capsys.readouterr().err
+
+
+def test_find_takes_the_first_folder_holding_the_file_and_skips_a_folder_in_its_place(store, tmp_path):
+    """The module docstring's lookup order, by hand: $GENRESTORE_WEIGHTS, then the user cache, then the
+    package; a folder named like the weight's file is not the weight (it was found and then failed to load)."""
+    name = "niqe-pristine-photos"
+    f = ws.spec(name).file
+    cache = tmp_path / "cache" / "genrestore" / "weights"
+    assert ws.find(name) == ws.PACKAGE_DIR / f
+    (store / f).mkdir(parents=True)  # a folder where the file would be, in the first place looked
+    assert ws.find(name) == ws.PACKAGE_DIR / f
+    cache.mkdir(parents=True)
+    (cache / f).write_bytes(b"cache")
+    assert ws.find(name) == cache / f  # the cache comes before the package
+    (store / f).rmdir()
+    (store / f).write_bytes(b"store")
+    assert ws.find(name) == ws.resolve(name) == store / f  # $GENRESTORE_WEIGHTS before both
+
+
+def test_a_bare_checkpoint_file_name_is_called_a_missing_file():
+    """A name with a checkpoint suffix (no folder in it) is meant as a file: "no such file", not "unknown weight"."""
+    for name in ("model.pth", "G.pkl", "net.safetensors"):
+        with pytest.raises(InputError, match=rf"^{name.replace('.', '[.]')}: no such file \(nor a weight name"):
+            ws.spec(name)
+
+
+def test_missing_weight_message_follows_the_registry_entry(store):
+    """A weight with a package (registry ``package``) is installed or converted from it; one without
+    is got by its ``how_to_get`` and then added: each message names its own way, from the registry."""
+    pkg = ws.spec("realesrgan-x4plus")
+    with pytest.raises(ws.WeightNotFound) as e:
+        ws.resolve("realesrgan-x4plus")
+    msg = str(e.value)
+    assert f"fetches {pkg.package['spec']} with {pkg.package['manager']}" in msg
+    assert "genrestore weights convert realesrgan-x4plus FILE" in msg and "weights add" not in msg
+    plain = ws.spec("vgg19-torchvision")
+    assert not plain.package
+    with pytest.raises(ws.WeightNotFound) as e:
+        ws.resolve("vgg19-torchvision")
+    msg = str(e.value)
+    assert plain.how_to_get in msg and f"genrestore weights add vgg19-torchvision {plain.source_file}" in msg
+    assert "weights install" not in msg
+
+
+def test_model_file_passes_a_missing_safetensors_path_through(tmp_path):
+    """model_file's docstring: a spec that names a ``.safetensors`` is that file, present or not (the
+    model loader then names the missing file); a registry name resolves; anything else is refused."""
+    missing = tmp_path / "runs" / "model.safetensors"
+    assert ws.model_file(missing) == missing and ws.model_file(str(missing)) == missing
+    assert ws.model_file("niqe-pristine-photos") == ws.PACKAGE_DIR / ws.spec("niqe-pristine-photos").file
+    with pytest.raises(InputError, match="neither a .safetensors file nor a weight name"):
+        ws.model_file(tmp_path / "runs" / "model")
+
+
+def test_add_refuses_the_stored_file_itself_a_missing_file_and_non_tensor_entries(store, tmp_path):
+    """InputErrors (not FileNotFoundError or safetensors' errors) for: re-adding the file already in the
+    store, a source that does not exist, and a checkpoint whose state dict holds more than tensors."""
+    out = ws.add("vgg16-torchvision", _checkpoint(tmp_path, {"w": torch.zeros(3)}), force=True)
+    before = out.read_bytes()
+    with pytest.raises(InputError, match="already in the store"):
+        ws.add("vgg16-torchvision", out, force=True)
+    assert out.read_bytes() == before
+    with pytest.raises(InputError, match=r"nope\.pth: no such file"):
+        ws.add("vgg16-torchvision", tmp_path / "nope.pth", force=True)
+    with pytest.raises(InputError, match="expected a state dict of tensors"):
+        ws.add("alexnet-torchvision", _checkpoint(tmp_path, {"w": torch.zeros(3), "step": 5}), force=True)
+    assert not (store / "alexnet-torchvision.safetensors").exists()
+
+
+def test_add_prefers_the_ema_parameters_of_a_training_checkpoint(store, tmp_path):
+    """BasicSR / Real-ESRGAN checkpoints hold ``params`` and ``params_ema``; the released model is the EMA."""
+    ema, raw = {"w": torch.ones(2)}, {"w": torch.zeros(2)}
+    out = ws.add("vgg16-torchvision", _checkpoint(tmp_path, {"params": raw, "params_ema": ema}), force=True)
+    assert torch.equal(load_file(str(out))["w"], ema["w"])
+
+
+def test_verify_of_absent_and_unhashed_weights_fails_with_the_reason(store, tmp_path):
+    """verify: an absent weight, and a stored one whose hash is recorded nowhere (no sidecar: metadata
+    ``{}``; or a sidecar without sha256), are failed checks, each with its reason; a recorded one passes."""
+    assert ws.verify("vgg16-torchvision") == (False, "absent")
+    out = ws.add("vgg16-torchvision", _checkpoint(tmp_path, {"w": torch.zeros(3)}), force=True)
+    assert ws.verify("vgg16-torchvision") == (True, "ok")
+    out.with_suffix(".json").unlink()
+    assert ws.load_metadata("vgg16-torchvision") == {}
+    assert ws.verify("vgg16-torchvision") == (False, "no recorded sha256")
+    out.with_suffix(".json").write_text("{}")
+    assert ws.verify("vgg16-torchvision") == (False, "no recorded sha256")

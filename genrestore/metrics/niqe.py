@@ -14,7 +14,7 @@ Steps (as the reference MATLAB code and BasicSR's port compute them):
    Lower is better.
 
 The pristine model is fitted by :func:`fit_pristine` (``genrestore train niqe``) from sharp
-blocks of pristine photos (blocks whose mean local deviation is at least 0.75 of the image's
+blocks of pristine photos (blocks whose mean local deviation is more than 0.75 of the image's
 sharpest, as the original). genrestore ships ``niqe-pristine-photos``, fitted on the
 project's training photos; the standard MATLAB parameters load from their ``.npz``
 (``mu_pris_param``, ``cov_pris_param``, as BasicSR distributes them) with ``pristine=PATH``.
@@ -247,7 +247,7 @@ def fit_pristine(images: list[torch.Tensor], sharpness_threshold: float = 0.75,
                  ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Fit the pristine multivariate Gaussian from sharp blocks of ``(1, C, H, W)`` images in [0, 1].
 
-    As the original, a block is kept when its mean local deviation is at least
+    As the original, a block is kept when its mean local deviation is more than
     ``sharpness_threshold`` times the sharpest block of its image. Unlike the original (125
     large photos), we also read blocks on grids shifted by half a block (``offsets``), to get
     about four times as many blocks from a small set (a shifted grid that leaves less than one
