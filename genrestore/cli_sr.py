@@ -138,12 +138,13 @@ def cmd_upscale(args: argparse.Namespace) -> int:
 
     from .cli import _plan_outputs, _shard, resolve_device
     from .io import atomic_write_bytes, json_line, outputs_recorded, read_image, write_image_hashed
-    from .models.sr import resize_output, upscale
+    from .cli import _validate_inputs
+    from .models.sr import resize_output, upscale_image
 
     _check_tiling(args)
     all_paths = list_images(args.inputs)  # outputs are planned on all of them: shards together are one run
     paths = _shard(all_paths, args.shard)
-    sizes = _check_rgb(paths)
+    sizes = _validate_inputs(paths)  # grey, RGB or RGBA
     device = resolve_device(args.device)
     if args.outscale is not None:
         avail = available_bytes(device)
@@ -167,6 +168,8 @@ def cmd_upscale(args: argparse.Namespace) -> int:
                 "half": _half(device, args.half),
                 "weights_sha256": _weights_sha256(names)}
     settings["outscale"] = args.outscale  # None without it: records made before the option (no key) still match
+    # None for the default, so that records of images upscaled before the option still match
+    settings["alpha_upsampler"] = None if args.alpha_upsampler == "model" else args.alpha_upsampler
     done = skipped = 0
     for path in tqdm(paths, desc="upscale", unit="img", file=sys.stderr, disable=args.quiet):
         out_json = out_dir / f"{path.stem}.json"
@@ -174,16 +177,16 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         if args.resume and outputs_recorded(out_json, {**settings, "input": str(path)}, out_pngs):
             skipped += 1
             continue
-        x = read_image(path, "rgb").to(device)
+        x = read_image(path).to(device)
         start = time.perf_counter()
-        ys = [upscale(n, x, args.tile, args.tile_pad, args.half) for n in nets]
+        ys = [upscale_image(n, x, args.tile, args.tile_pad, args.half, args.alpha_upsampler) for n in nets]
         if args.outscale is not None:  # Real-ESRGAN's --outscale: the model's output, then Lanczos to this scale
             ys = [resize_output(y, _outscaled(x.shape[-2:], args.outscale)) for y in ys]
         seconds = time.perf_counter() - start
         hashes: dict[str, str] = {}
         for q, y in zip(out_pngs, ys):
             write_image_hashed(q, y, hashes)
-        record = {"input": str(path), "output": str(out_dir / f"{path.stem}.png"), **settings,
+        record = {"input": str(path), "output": str(out_dir / f"{path.stem}.png"), **settings, "channels": x.shape[1],
                   "scale": int(nets[0].scale), "input_size": list(x.shape[-2:]), "output_size": list(ys[0].shape[-2:]),
                   "seconds": round(seconds, 3), "device": str(device), "sha256": hashes}
         atomic_write_bytes(out_json, (json.dumps(record, indent=1) + "\n").encode())
@@ -347,7 +350,8 @@ def add_parsers(sub) -> None:
     """Register ``upscale`` and ``detect`` on the CLI's subparsers."""
     u = sub.add_parser("upscale", help="super-resolve images with a converted SR model",
                        description="Example: genrestore upscale lr/ -o sr/ --model rdn-x4 --tile 256")
-    u.add_argument("inputs", nargs="+", metavar="INPUT", help="RGB image files, folders or globs")
+    u.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs: RGB, grey (upscaled "
+                   "as RGB, written as grey) or with alpha (written with an upscaled alpha)")
     u.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (OUT/NAME.png + NAME.json)")
     u.add_argument("--model", required=True, help="SR weight name (genrestore weights list) or a .safetensors file")
     u.add_argument("--reference", metavar="NAME", help="also run this model (e.g. the MSE-SR of a GAN-SR/MSE-SR "
@@ -355,6 +359,9 @@ def add_parsers(sub) -> None:
     u.add_argument("--outscale", type=positive_float, metavar="S", help="final scale of the output against the "
                    "input: the model's output resized with Lanczos, as Real-ESRGAN's --outscale (1: a same-size "
                    "restoration; default: the model's own scale)")
+    u.add_argument("--alpha-upsampler", choices=("model", "linear"), default="model",
+                   help="how an alpha channel is upscaled: by the model as a grey image (default, as Real-ESRGAN; "
+                   "a second pass) or bilinearly")
     _tiling_args(u)
     u.add_argument("--resume", action="store_true", help="skip images already done with the same settings")
     u.add_argument("--shard", metavar="i/n", help="process only every n-th image, starting at i")

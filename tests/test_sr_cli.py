@@ -148,15 +148,69 @@ def test_upscale_cli_outputs_resume_and_reference(models, lr_dir, tmp_path, caps
         assert (tmp_path / "shards" / n).read_bytes() == (out / n).read_bytes()
 
 
-@pytest.mark.parametrize("mode,kind", [("L", "grey"), ("RGBA", "RGBA")])
-def test_upscale_rejects_grey_and_rgba(models, tmp_path, capsys, mode, kind):
+def test_upscale_image_replays_real_esrgans_grey_and_alpha_handling(models):
+    """Grey and RGBA as Real-ESRGAN's RealESRGANer.enhance, replayed with OpenCV on float32:
+    grey -> GRAY2RGB -> the network -> RGB2GRAY; RGBA: the RGB through the network, the alpha
+    through it as grey (default) or cv2.resize INTER_LINEAR; RGB is plain upscale."""
+    import cv2
+    import numpy as np
+
+    from genrestore.models.sr import upscale_image
+
+    net = load_sr(models[0])
+    g = torch.Generator().manual_seed(3)
+    rgba = torch.rand(1, 4, 9, 11, generator=g)
+
+    def hwc(t):
+        return np.ascontiguousarray(t[0].permute(1, 2, 0).numpy())
+
+    def grey_via_net(plane):  # (H, W) float32 -> the network's output as grey, by OpenCV
+        rgb = cv2.cvtColor(plane, cv2.COLOR_GRAY2RGB)
+        y = upscale(net, torch.from_numpy(rgb).permute(2, 0, 1)[None])
+        return cv2.cvtColor(hwc(y), cv2.COLOR_RGB2GRAY)
+
+    grey = rgba[:, :1]
+    assert torch.allclose(upscale_image(net, grey)[0, 0], torch.from_numpy(grey_via_net(hwc(grey)[..., 0])), atol=1e-6)
+    assert torch.equal(upscale_image(net, rgba[:, :3]), upscale(net, rgba[:, :3]))
+    out = upscale_image(net, rgba)
+    assert out.shape == (1, 4, 36, 44) and torch.equal(out[:, :3], upscale(net, rgba[:, :3]))
+    assert torch.allclose(out[0, 3], torch.from_numpy(grey_via_net(hwc(rgba[:, 3:])[..., 0])), atol=1e-6)
+    linear = upscale_image(net, rgba, alpha_upsampler="linear")
+    ref = cv2.resize(hwc(rgba[:, 3:]), (44, 36), interpolation=cv2.INTER_LINEAR)
+    assert torch.equal(linear[:, :3], out[:, :3]) and torch.allclose(linear[0, 3], torch.from_numpy(ref), atol=1e-6)
+    with pytest.raises(InputError, match="alpha_upsampler must be one of model, linear"):
+        upscale_image(net, rgba, alpha_upsampler="bicubic")
+
+
+def test_upscale_writes_grey_as_grey_and_keeps_alpha(models, tmp_path, capsys):
+    """The CLI upscales grey and RGBA files (it refused them): outputs keep the input's channels,
+    the record says how many, --alpha-upsampler changes only the alpha, --outscale resizes all
+    four channels, and a rerun with other alpha settings redoes the image."""
     from PIL import Image
 
-    p = tmp_path / f"x_{mode}.png"
-    Image.new(mode, (16, 16)).save(p)
-    assert main(["upscale", str(p), "-o", str(tmp_path / "o"), "--model", str(models[0]), "-q"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("genrestore: error:") and kind in err and len(err.splitlines()) == 1
+    from genrestore.models.sr import upscale_image
+
+    g = torch.Generator().manual_seed(4)
+    d = tmp_path / "in"
+    write_image(d / "g.png", torch.rand(1, 1, 10, 12, generator=g))
+    write_image(d / "a.png", torch.rand(1, 4, 10, 12, generator=g))
+    out = tmp_path / "o"
+    assert main(["upscale", str(d), "-o", str(out), "--model", str(models[0]), "-q"]) == 0
+    assert Image.open(out / "g.png").mode == "L" and Image.open(out / "a.png").mode == "RGBA"
+    assert json.loads((out / "a.json").read_text())["channels"] == 4
+    net = load_sr(models[0])
+    for name in ("g", "a"):
+        ref = upscale_image(net, read_image(d / f"{name}.png"))
+        assert (read_image(out / f"{name}.png") - ref).abs().max() <= 0.5 / 255 + 1e-6
+    before = read_image(out / "a.png")
+    assert main(["upscale", str(d), "-o", str(out), "--model", str(models[0]), "-q", "--resume",
+                 "--alpha-upsampler", "linear"]) == 0
+    capsys.readouterr()
+    after = read_image(out / "a.png")
+    assert torch.equal(after[:, :3], before[:, :3]) and not torch.equal(after[:, 3], before[:, 3])
+    assert main(["upscale", str(d / "a.png"), "-o", str(tmp_path / "s"), "--model", str(models[0]), "-q",
+                 "--outscale", "2.5"]) == 0
+    assert read_image(tmp_path / "s" / "a.png").shape == (1, 4, 25, 30)
 
 
 def test_upscale_errors_missing_weight_scale_mismatch_and_memory(models, lr_dir, tmp_path, capsys, monkeypatch):

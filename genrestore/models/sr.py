@@ -171,7 +171,7 @@ def resize_output(y: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     import cv2
     import numpy as np
 
-    check_image(y, "SR output", channels=(1, 3), check_range=False)
+    check_image(y, "SR output", channels=(1, 2, 3, 4), check_range=False)
     hw = [whole_number(v) for v in size] if len(size) == 2 else [None]
     if None in hw or min(hw) < 1:
         raise InputError(f"expected the output size as (height, width) in whole pixels >= 1, got {size!r}")
@@ -221,3 +221,49 @@ def upscale(net: nn.Module, x: torch.Tensor, tile: int = 0, tile_pad: int = 16, 
         else:
             y = _run(net, x, half)
     return y[..., :h * scale, :w * scale].clamp_(0, 1)
+
+GREY_FROM_RGB = (0.299, 0.587, 0.114)  # BT.601 luma weights, OpenCV's RGB2GRAY
+ALPHA_UPSAMPLERS = ("model", "linear")
+
+
+def upscale_image(net: nn.Module, x: torch.Tensor, tile: int = 0, tile_pad: int = 16, half: bool = False,
+                  alpha_upsampler: str = "model") -> torch.Tensor:
+    """Super-resolve grey, RGB and RGBA images, as Real-ESRGAN's ``RealESRGANer.enhance`` does.
+
+    Grey runs through the network as RGB with three equal channels and comes back as the luma
+    of its output (BT.601, OpenCV's ``RGB2GRAY``). An alpha channel is upscaled apart from the
+    colour: by the network as a grey image (``alpha_upsampler="model"``, Real-ESRGAN's default;
+    one more pass) or bilinearly (``"linear"``: OpenCV's ``INTER_LINEAR`` with half-pixel
+    centres, Real-ESRGAN's other choice), and clamped to [0, 1] like the colour.
+
+    Args:
+        net, tile, tile_pad, half: as :func:`upscale`.
+        x: ``(N, C, H, W)`` in [0, 1], C = 1 (grey), 2 (grey + alpha), 3 (RGB) or 4 (RGBA).
+        alpha_upsampler: ``"model"`` or ``"linear"``.
+
+    Returns:
+        ``(N, C, H * scale, W * scale)`` float32 in [0, 1], the channels of ``x``.
+    """
+    check_image(x, "low-resolution image", channels=(1, 2, 3, 4))
+    if alpha_upsampler not in ALPHA_UPSAMPLERS:
+        raise InputError(f"alpha_upsampler must be one of {', '.join(ALPHA_UPSAMPLERS)}, got {alpha_upsampler!r}")
+    c = x.shape[1]
+    if c == 3:
+        return upscale(net, x, tile, tile_pad, half)
+    colour, alpha = (x[:, :c - 1], x[:, c - 1:]) if c in (2, 4) else (x, None)
+
+    def grey_through_net(g: torch.Tensor) -> torch.Tensor:  # (N, 1, H, W) -> (N, 1, sH, sW)
+        y = upscale(net, g.expand(-1, 3, -1, -1), tile, tile_pad, half)
+        return sum(wt * y[:, i:i + 1] for i, wt in enumerate(GREY_FROM_RGB)).clamp_(0, 1)
+
+    out = grey_through_net(colour) if colour.shape[1] == 1 else upscale(net, colour, tile, tile_pad, half)
+    if alpha is None:
+        return out
+    if alpha_upsampler == "model":
+        a = grey_through_net(alpha)
+    else:
+        a = F.interpolate(alpha.float(), scale_factor=int(net.scale), mode="bilinear", align_corners=False)
+        a = a.clamp_(0, 1).to(out.device)
+    return torch.cat([out, a], 1)
+
+
