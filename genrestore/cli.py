@@ -880,6 +880,15 @@ def _intermixed_positionals(args: argparse.Namespace, extra: list[str]) -> list[
     return options + words
 
 
+def _end_progress_bars() -> None:
+    """Close the progress bars an error left open, so that the error starts its own line (it was
+    written after a bar's last state, on the same line)."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -895,9 +904,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as e:
         if args.verbose:
             raise
+        _end_progress_bars()
         print(f"genrestore: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        _end_progress_bars()
         print("genrestore: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # output piped into a command that stopped reading (e.g. head)
@@ -906,6 +917,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # a failure, not bad input: still one line unless --verbose
         if args.verbose:
             raise
+        _end_progress_bars()
         print(f"genrestore: error: {type(e).__name__}: {_one_line(e)}", file=sys.stderr)
         return 1
 

@@ -1079,3 +1079,13 @@ def test_steps_given_to_a_one_step_inpainter_is_refused_as_typed(tmp_path, capsy
     err = capsys.readouterr().err
     assert err.endswith("a gan inpainter always runs its 1 step(s); drop --steps (got 3)\n") and err.count("\n") == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_an_error_under_a_progress_bar_starts_its_own_line(tmp_path, capsys):
+    """An unreadable image found while the bar runs: the bar is closed first, so the error is a
+    line of its own (it was written after the bar's last state, on the same line)."""
+    write_image(tmp_path / "d" / "a.png", torch.rand(1, 3, 100, 100))
+    (tmp_path / "d" / "b.png").write_text("not an image")
+    assert main(["train", "niqe", "--data", str(tmp_path / "d"), "-o", str(tmp_path / "m.safetensors")]) == 2
+    lines = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    assert f"genrestore: error: {tmp_path / 'd' / 'b.png'}: cannot decode as an image" in lines, lines
