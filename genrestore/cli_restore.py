@@ -72,7 +72,7 @@ def _restore_each(args: argparse.Namespace, device, restore_one, record: dict, l
 
     from ._random import generator_for
     from .cli import _plan_outputs, _shard, _validate_inputs
-    from .io import atomic_write_bytes, json_line, list_images, outputs_recorded, read_image, write_image_hashed
+    from .io import atomic_write_bytes, json_line, list_images, outputs_recorded, read_image_bits, write_image_hashed
     from .models.precision import half_name
     from .weights import model_file, sha256_file
 
@@ -95,10 +95,12 @@ def _restore_each(args: argparse.Namespace, device, restore_one, record: dict, l
         if args.resume and outputs_recorded(out_json, {"input": str(path), **record}, [out_png]):
             skipped += 1
             continue
-        x = restore_one(read_image(path, "rgb").to(device), generator_for(args.seed, path.name), path)
+        y, bits = read_image_bits(path, "rgb")
+        bits = 16 if bits > 8 else 8  # 16-bit (or float) inputs give 16-bit PNGs
+        x = restore_one(y.to(device), generator_for(args.seed, path.name), path)
         hashes: dict[str, str] = {}
-        write_image_hashed(out_png, x, hashes)
-        rec = {"input": str(path), "output": str(out_png), **record, "sha256": hashes}
+        write_image_hashed(out_png, x, hashes, bits)
+        rec = {"input": str(path), "output": str(out_png), **record, "bits": bits, "sha256": hashes}
         atomic_write_bytes(out_json, (json.dumps(rec, indent=1) + "\n").encode())
         if args.json:
             print(json_line(rec), flush=True)

@@ -137,7 +137,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .cli import _plan_outputs, _shard, resolve_device
-    from .io import atomic_write_bytes, json_line, outputs_recorded, read_image, write_image_hashed
+    from .io import atomic_write_bytes, json_line, outputs_recorded, read_image_bits, write_image_hashed
     from .cli import _validate_inputs
     from .models.sr import resize_output, upscale_image
 
@@ -177,7 +177,8 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         if args.resume and outputs_recorded(out_json, {**settings, "input": str(path)}, out_pngs):
             skipped += 1
             continue
-        x = read_image(path).to(device)
+        x, bits = read_image_bits(path)
+        x, bits = x.to(device), 16 if bits > 8 else 8  # 16-bit (or float) inputs give 16-bit PNGs, as Real-ESRGAN
         start = time.perf_counter()
         ys = [upscale_image(n, x, args.tile, args.tile_pad, args.half, args.alpha_upsampler) for n in nets]
         if args.outscale is not None:  # Real-ESRGAN's --outscale: the model's output, then Lanczos to this scale
@@ -185,8 +186,8 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         seconds = time.perf_counter() - start
         hashes: dict[str, str] = {}
         for q, y in zip(out_pngs, ys):
-            write_image_hashed(q, y, hashes)
-        record = {"input": str(path), "output": str(out_dir / f"{path.stem}.png"), **settings, "channels": x.shape[1],
+            write_image_hashed(q, y, hashes, bits)
+        record = {"input": str(path), "output": str(out_dir / f"{path.stem}.png"), **settings, "channels": x.shape[1], "bits": bits,
                   "scale": int(nets[0].scale), "input_size": list(x.shape[-2:]), "output_size": list(ys[0].shape[-2:]),
                   "seconds": round(seconds, 3), "device": str(device), "sha256": hashes}
         atomic_write_bytes(out_json, (json.dumps(record, indent=1) + "\n").encode())

@@ -102,6 +102,13 @@ def read_image(path: str | os.PathLike, mode: Literal["keep", "rgb", "gray", "rg
     Raises:
         InputError: the file is missing or cannot be decoded as an image.
     """
+    return read_image_bits(path, mode)[0]
+
+
+def read_image_bits(path: str | os.PathLike, mode: Literal["keep", "rgb", "gray", "rgba"] = "keep"
+                    ) -> tuple[torch.Tensor, int]:
+    """:func:`read_image`, and the bits per sample of the file: 8, 16, or 32 (float TIFF).
+    Commands that write what they read at 16 bits take it from here."""
     import cv2
 
     path = Path(path)
@@ -150,7 +157,7 @@ def read_image(path: str | os.PathLike, mode: Literal["keep", "rgb", "gray", "rg
     if orientation in _EXIF_TRANSFORMS and not oriented:
         arr = _EXIF_TRANSFORMS[orientation](arr)
     x = torch.from_numpy(np.ascontiguousarray(arr).astype(np.float32) / scale).permute(2, 0, 1)[None]
-    return convert_channels(x, mode)
+    return convert_channels(x, mode), arr.dtype.itemsize * 8
 
 
 def convert_channels(x: torch.Tensor, mode: Literal["keep", "rgb", "gray", "rgba"]) -> torch.Tensor:
@@ -306,11 +313,12 @@ def write_image(path: str | os.PathLike, x: torch.Tensor, bits: Literal[8, 16] =
     atomic_write_bytes(path, encode_image(x, path.suffix or ".png", bits, jpeg_quality))
 
 
-def write_image_hashed(path: str | os.PathLike, x: torch.Tensor, hashes: dict[str, str]) -> None:
-    """Write ``x`` as the PNG ``path`` atomically and note its bytes' sha256 in ``hashes[name]``
-    (for the JSON record that :func:`outputs_recorded` checks on resume)."""
+def write_image_hashed(path: str | os.PathLike, x: torch.Tensor, hashes: dict[str, str], bits: Literal[8, 16] = 8
+                       ) -> None:
+    """Write ``x`` as the PNG ``path`` (``bits`` per sample) atomically and note its bytes' sha256
+    in ``hashes[name]`` (for the JSON record that :func:`outputs_recorded` checks on resume)."""
     path = Path(path)
-    data = encode_image(x, ".png")
+    data = encode_image(x, ".png", bits)
     atomic_write_bytes(path, data)
     hashes[path.name] = hashlib.sha256(data).hexdigest()
 

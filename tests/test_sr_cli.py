@@ -835,3 +835,27 @@ def test_tiled_x2_rrdbnet_equals_untiled_at_the_pixel_unshuffle_phase():
     starts, _ = _tile_grid(100, 64, 2 * 20 + 8, 2)
     assert len(starts) > 2 and all(s % 2 == 0 for s in starts)
     assert (upscale(net, x, tile=64, tile_pad=20) - upscale(net, x)).abs().max() < 1e-5
+
+
+def test_upscale_and_restore_write_16_bit_pngs_for_16_bit_inputs(models, tmp_path):
+    """A 16-bit PNG comes out as a 16-bit PNG (as Real-ESRGAN writes it), within half a 16-bit level of
+    the float result; an 8-bit one stays 8-bit. OpenCV reads the files' sample types."""
+    import cv2
+
+    from genrestore.io import read_image_bits
+    from genrestore.models.sr import upscale_image
+
+    levels = torch.randint(0, 65536, (1, 3, 9, 10), generator=torch.Generator().manual_seed(6))
+    write_image(tmp_path / "in" / "deep.png", levels / 65535.0, bits=16)
+    write_image(tmp_path / "in" / "flat.png", levels / 65535.0)
+    x, bits = read_image_bits(tmp_path / "in" / "deep.png")
+    assert bits == 16 and torch.equal(x, levels / 65535.0)
+    assert main(["upscale", str(tmp_path / "in"), "-o", str(tmp_path / "o"), "--model", str(models[0]), "-q"]) == 0
+    deep = cv2.imread(str(tmp_path / "o" / "deep.png"), cv2.IMREAD_UNCHANGED)
+    assert deep.dtype.name == "uint16" and cv2.imread(str(tmp_path / "o" / "flat.png"), cv2.IMREAD_UNCHANGED).dtype.name == "uint8"
+    ref = upscale_image(load_sr(models[0]), x)
+    assert (read_image(tmp_path / "o" / "deep.png") - ref).abs().max() <= 0.5 / 65535 + 1e-7
+    assert json.loads((tmp_path / "o" / "deep.json").read_text())["bits"] == 16
+    assert main(["restore", str(tmp_path / "in"), "-o", str(tmp_path / "r"), "--steps", "1", "-q"]) == 0
+    assert cv2.imread(str(tmp_path / "r" / "deep.png"), cv2.IMREAD_UNCHANGED).dtype.name == "uint16"
+    assert cv2.imread(str(tmp_path / "r" / "flat.png"), cv2.IMREAD_UNCHANGED).dtype.name == "uint8"

@@ -222,7 +222,6 @@ def upscale(net: nn.Module, x: torch.Tensor, tile: int = 0, tile_pad: int = 16, 
             y = _run(net, x, half)
     return y[..., :h * scale, :w * scale].clamp_(0, 1)
 
-GREY_FROM_RGB = (0.299, 0.587, 0.114)  # BT.601 luma weights, OpenCV's RGB2GRAY
 ALPHA_UPSAMPLERS = ("model", "linear")
 
 
@@ -253,8 +252,9 @@ def upscale_image(net: nn.Module, x: torch.Tensor, tile: int = 0, tile_pad: int 
     colour, alpha = (x[:, :c - 1], x[:, c - 1:]) if c in (2, 4) else (x, None)
 
     def grey_through_net(g: torch.Tensor) -> torch.Tensor:  # (N, 1, H, W) -> (N, 1, sH, sW)
-        y = upscale(net, g.expand(-1, 3, -1, -1), tile, tile_pad, half)
-        return sum(wt * y[:, i:i + 1] for i, wt in enumerate(GREY_FROM_RGB)).clamp_(0, 1)
+        from ..io import convert_channels
+
+        return convert_channels(upscale(net, g.expand(-1, 3, -1, -1), tile, tile_pad, half), "gray").clamp_(0, 1)
 
     out = grey_through_net(colour) if colour.shape[1] == 1 else upscale(net, colour, tile, tile_pad, half)
     if alpha is None:
