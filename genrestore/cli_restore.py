@@ -60,6 +60,22 @@ def check_restorer_tiling(restorer, tile: int, tile_pad: int, options: tuple[str
                          f"much)") from None
 
 
+def _like_input(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The RGB restoration ``x`` in the channels of the input ``y``: a grey input gives the luma of
+    ``x`` (BT.601), an input with alpha gets its alpha back (bilinear when ``x`` has another size,
+    e.g. DiffGAR's ``--upscale``)."""
+    from .io import convert_channels
+
+    if y.shape[1] == 1:
+        return convert_channels(x, "gray").clamp(0, 1)
+    if y.shape[1] == 4:
+        alpha = y[:, 3:].to(x.device, x.dtype)
+        if alpha.shape[-2:] != x.shape[-2:]:
+            alpha = torch.nn.functional.interpolate(alpha, size=x.shape[-2:], mode="bilinear").clamp(0, 1)
+        return torch.cat([x, alpha], 1)
+    return x
+
+
 def _restore_each(args: argparse.Namespace, device, restore_one, record: dict, label: str,
                   select=None, check=None) -> int:
     """The loop shared by the diffusion restorers: check all inputs, plan outputs, restore each
@@ -72,7 +88,8 @@ def _restore_each(args: argparse.Namespace, device, restore_one, record: dict, l
 
     from ._random import generator_for
     from .cli import _plan_outputs, _shard, _validate_inputs
-    from .io import atomic_write_bytes, json_line, list_images, outputs_recorded, read_image_bits, write_image_hashed
+    from .io import (atomic_write_bytes, convert_channels, json_line, list_images, outputs_recorded, read_image_bits,
+                     write_image_hashed)
     from .models.precision import half_name
     from .weights import model_file, sha256_file
 
@@ -95,12 +112,14 @@ def _restore_each(args: argparse.Namespace, device, restore_one, record: dict, l
         if args.resume and outputs_recorded(out_json, {"input": str(path), **record}, [out_png]):
             skipped += 1
             continue
-        y, bits = read_image_bits(path, "rgb")
+        y, bits = read_image_bits(path)
         bits = 16 if bits > 8 else 8  # 16-bit (or float) inputs give 16-bit PNGs
-        x = restore_one(y.to(device), generator_for(args.seed, path.name), path)
+        x = restore_one(convert_channels(y, "rgb").to(device), generator_for(args.seed, path.name), path)
+        x = _like_input(x, y)
         hashes: dict[str, str] = {}
         write_image_hashed(out_png, x, hashes, bits)
-        rec = {"input": str(path), "output": str(out_png), **record, "bits": bits, "sha256": hashes}
+        rec = {"input": str(path), "output": str(out_png), **record, "channels": y.shape[1], "bits": bits,
+               "sha256": hashes}
         atomic_write_bytes(out_json, (json.dumps(rec, indent=1) + "\n").encode())
         if args.json:
             print(json_line(rec), flush=True)
@@ -767,7 +786,8 @@ def add_parser(sub) -> None:
                                    "generator in 3 phases (W, W+, W++) with normalized gradient descent. Example: "
                                    "genrestore restore noisy/ -o out/ --method stylegan-inversion --task denoise "
                                    "--level M --generator G.safetensors")
-    r.add_argument("inputs", nargs="*", metavar="INPUT", help="degraded RGB images, folders or globs")
+    r.add_argument("inputs", nargs="*", metavar="INPUT", help="degraded images, folders or globs (grey ones "
+                   "are restored as RGB and written as grey; an alpha channel is kept)")
     r.add_argument("--example", action="store_true", help="add the bundled degraded example (512x512, IDM "
                    "degradation) to the inputs")
     r.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (OUT/NAME.png + NAME.json)")

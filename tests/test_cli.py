@@ -1089,3 +1089,46 @@ def test_an_error_under_a_progress_bar_starts_its_own_line(tmp_path, capsys):
     assert main(["train", "niqe", "--data", str(tmp_path / "d"), "-o", str(tmp_path / "m.safetensors")]) == 2
     lines = capsys.readouterr().err.replace("\r", "\n").splitlines()
     assert f"genrestore: error: {tmp_path / 'd' / 'b.png'}: cannot decode as an image" in lines, lines
+
+
+def test_restore_keeps_grey_grey_and_the_alpha_channel(tmp_path):
+    """restore ran grey and RGBA images as RGB and wrote RGB: a grey input now gives the BT.601 luma
+    of the RGB restoration, and an RGBA one its restoration with the input's alpha, unchanged."""
+    from PIL import Image
+
+    from genrestore.io import convert_channels, read_image
+
+    g = torch.Generator().manual_seed(7)
+    grey, rgba = torch.rand(1, 1, 12, 16, generator=g), torch.rand(1, 4, 12, 16, generator=g)
+    write_image(tmp_path / "in" / "g.png", grey)
+    write_image(tmp_path / "in" / "a.png", rgba)
+    write_image(tmp_path / "rgb" / "g.png", convert_channels(read_image(tmp_path / "in" / "g.png"), "rgb"))
+    write_image(tmp_path / "rgb" / "a.png", read_image(tmp_path / "in" / "a.png")[:, :3])
+    for d in ("in", "rgb"):
+        assert main(["restore", str(tmp_path / d), "-o", str(tmp_path / f"o_{d}"), "--steps", "2", "-q"]) == 0
+    assert Image.open(tmp_path / "o_in" / "g.png").mode == "L" and Image.open(tmp_path / "o_in" / "a.png").mode == "RGBA"
+    as_rgb = read_image(tmp_path / "o_rgb" / "g.png")  # the same restoration of the same pixels, as RGB
+    luma = convert_channels(as_rgb, "gray")
+    assert (read_image(tmp_path / "o_in" / "g.png") - luma).abs().max() <= 1 / 255 + 1e-6  # two 8-bit roundings
+    out = read_image(tmp_path / "o_in" / "a.png")
+    assert torch.equal(out[:, 3:], read_image(tmp_path / "in" / "a.png")[:, 3:])
+    assert torch.equal(out[:, :3], read_image(tmp_path / "o_rgb" / "a.png"))
+    assert json.loads((tmp_path / "o_in" / "a.json").read_text())["channels"] == 4
+
+
+def test_restored_channels_follow_the_input_by_hand():
+    """_like_input: grey -> 0.299 R + 0.587 G + 0.114 B of the restoration (hand-written); RGBA -> the
+    input's alpha, resized as OpenCV's INTER_LINEAR when the restoration is larger (DiffGAR --upscale)."""
+    import cv2
+
+    from genrestore.cli_restore import _like_input
+
+    g = torch.Generator().manual_seed(8)
+    x = torch.rand(1, 3, 6, 8, generator=g)
+    grey = _like_input(x, torch.rand(1, 1, 6, 8, generator=g))
+    assert torch.allclose(grey, 0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:], atol=1e-7)
+    y = torch.rand(1, 4, 3, 4, generator=g)
+    out = _like_input(x, y)
+    ref = cv2.resize(y[0, 3].numpy(), (8, 6), interpolation=cv2.INTER_LINEAR)
+    assert torch.equal(out[:, :3], x) and torch.allclose(out[0, 3], torch.from_numpy(ref), atol=1e-6)
+    assert torch.equal(_like_input(x, x), x)
