@@ -136,10 +136,9 @@ def _weights_sha256(names: list[str]) -> list[str]:
 def cmd_upscale(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .cli import _plan_outputs, _shard, resolve_device
+    from .cli import _plan_outputs, _shard, _validate_inputs, resolve_device
     from .io import atomic_write_bytes, json_line, outputs_recorded, read_image_bits, write_image_hashed
-    from .cli import _validate_inputs
-    from .models.sr import resize_output, upscale_image
+    from .models.sr import ALPHA_UPSAMPLERS, resize_output, upscale_image
 
     _check_tiling(args)
     all_paths = list_images(args.inputs)  # outputs are planned on all of them: shards together are one run
@@ -169,7 +168,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
                 "weights_sha256": _weights_sha256(names)}
     settings["outscale"] = args.outscale  # None without it: records made before the option (no key) still match
     # None for the default, so that records of images upscaled before the option still match
-    settings["alpha_upsampler"] = None if args.alpha_upsampler == "model" else args.alpha_upsampler
+    settings["alpha_upsampler"] = None if args.alpha_upsampler == ALPHA_UPSAMPLERS[0] else args.alpha_upsampler
     done = skipped = 0
     for path in tqdm(paths, desc="upscale", unit="img", file=sys.stderr, disable=args.quiet):
         out_json = out_dir / f"{path.stem}.json"
@@ -187,8 +186,9 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         hashes: dict[str, str] = {}
         for q, y in zip(out_pngs, ys):
             write_image_hashed(q, y, hashes, bits)
-        record = {"input": str(path), "output": str(out_dir / f"{path.stem}.png"), **settings, "channels": x.shape[1], "bits": bits,
-                  "scale": int(nets[0].scale), "input_size": list(x.shape[-2:]), "output_size": list(ys[0].shape[-2:]),
+        record = {"input": str(path), "output": str(out_dir / f"{path.stem}.png"), **settings,
+                  "channels": x.shape[1], "bits": bits, "scale": int(nets[0].scale), "input_size": list(x.shape[-2:]),
+                  "output_size": list(ys[0].shape[-2:]),
                   "seconds": round(seconds, 3), "device": str(device), "sha256": hashes}
         atomic_write_bytes(out_json, (json.dumps(record, indent=1) + "\n").encode())
         done += 1
@@ -360,7 +360,7 @@ def add_parsers(sub) -> None:
     u.add_argument("--outscale", type=positive_float, metavar="S", help="final scale of the output against the "
                    "input: the model's output resized with Lanczos, as Real-ESRGAN's --outscale (1: a same-size "
                    "restoration; default: the model's own scale)")
-    u.add_argument("--alpha-upsampler", choices=("model", "linear"), default="model",
+    u.add_argument("--alpha-upsampler", choices=("model", "linear"), default="model",  # models.sr.ALPHA_UPSAMPLERS
                    help="how an alpha channel is upscaled: by the model as a grey image (default, as Real-ESRGAN; "
                    "a second pass) or bilinearly")
     _tiling_args(u)

@@ -222,6 +222,7 @@ def upscale(net: nn.Module, x: torch.Tensor, tile: int = 0, tile_pad: int = 16, 
             y = _run(net, x, half)
     return y[..., :h * scale, :w * scale].clamp_(0, 1)
 
+
 ALPHA_UPSAMPLERS = ("model", "linear")
 
 
