@@ -165,3 +165,81 @@ def test_grid_line_shows_one_crop(tmp_path, monkeypatch):
     cells = re.findall(r"<td[^>]*>([^<]*)</td>", html)
     # seed 0 has two crops: y (3 methods) is the line's, x's m1 is left out
     assert cells == ["a", "in-0-y", "absent", "m2-0-y", "m3-0-y", "m4-0-y", "gt-0-y"]
+
+
+def _row(method, image, metrics, level="M", higher=None, seconds=1.0, truth=None):
+    return {"image": image, "task": "denoise", "level": level, "method": method, "seed": 0, "seconds": seconds,
+            "metrics": metrics, "higher_is_better": higher or {}, "sha256": {"truth": truth or image}}
+
+
+def test_mean_leaves_out_null_and_nan_keeps_inf_and_inf_minus_inf_is_absent():
+    """_mean against hand-computed values: null and NaN are left out (not a NaN mean, not absent), one
+    inf makes the mean inf, inf and -inf together give no mean (not NaN)."""
+    from genrestore.bench.report import _mean
+
+    assert _mean([30.0, float("nan"), None, 32.0]) == 31.0
+    assert _mean([float("nan"), None]) is None and _mean([]) is None
+    assert _mean([float("inf"), 30.0]) == float("inf") and _mean(["-inf", 1.0]) == float("-inf")
+    assert _mean([float("inf"), float("-inf"), 3.0]) is None
+
+
+def test_markdown_defaults_unknown_levels_and_escaped_pipes():
+    """Hand-checked Markdown: a metric without a higher_is_better entry counts as higher-is-better
+    (arrow and bold on the max), a lower-is-better metric bolds the min and both of a printed tie,
+    an unknown level sorts after XS..XL, every table line has as many cells as the header, and a
+    '|' in a method name is escaped."""
+    from genrestore.bench.report import render_markdown, summarize
+
+    rows = [_row("a|b", "x", {"score": 2.0, "err": 0.10000001}, higher={"err": False}),
+            _row("c", "x", {"score": 3.0, "err": 0.1}, higher={"err": False}, seconds=2.0),
+            _row("c", "x", {"score": 1.0, "err": 0.5}, level="custom"),
+            _row("c", "x", {"score": 1.0, "err": 0.5}, level="XL")]
+    summary = summarize(rows)
+    assert list(summary["tables"]) == [("denoise", "M"), ("denoise", "XL"), ("denoise", "custom")]
+    md = render_markdown(rows, summary, "today")
+    part = md[md.index("## denoise / M"):md.index("## denoise / XL")]
+    lines = [ln for ln in part.splitlines() if ln.startswith("|")]
+    assert lines[0] == "| method | score ↑ | err ↓ | s/image ↓ |"
+    assert lines[2] == r"| a\|b | 2.0000 | **0.1000** | **1.0000** |"
+    assert lines[3] == "| c | **3.0000** | **0.1000** | 2.0000 |"
+    cells = [len(re.split(r"(?<!\\)\|", ln)) for ln in lines]
+    assert len(set(cells)) == 1, lines
+
+
+def test_set_metrics_keep_their_notes_drop_inf_and_add_no_duplicate_column():
+    """summarize with a hand-made set_metrics.json: its notes are kept, an infinite set value is absent
+    (like NaN), a set metric named like a row metric gives one column, and a group's row digest does
+    not depend on the order of the rows."""
+    from genrestore.bench.report import rows_digest, summarize
+
+    rows = [_row("a", "x", {"psnr": 20.0}, truth="t"), _row("a", "y", {"psnr": 22.0}, truth="t"),
+            _row("b", "x", {"psnr": 25.0}, truth="t")]
+    for r, sha in zip(rows, ("o1", "o2", "o3")):
+        r["sha256"]["output"] = sha
+    a_rows = rows[:2]
+    assert rows_digest(a_rows) == rows_digest(a_rows[::-1])
+    record = {"metrics": ["fid", "psnr"], "higher_is_better": {"fid": False}, "notes": ["computed on 2 crops"],
+              "groups": [{"task": "denoise", "level": "M", "method": "a", "fid": 3.0, "psnr": 21.0,
+                          "rows": rows_digest(a_rows[::-1])},
+                         {"task": "denoise", "level": "M", "method": "b", "fid": float("inf"), "psnr": None,
+                          "rows": rows_digest(rows[2:])}]}
+    summary = summarize(rows, record)
+    assert summary["metrics"] == ["psnr", "fid"]
+    assert summary["notes"] == ["computed on 2 crops"]
+    table = summary["tables"][("denoise", "M")]
+    assert table["a"]["fid"] == 3.0 and table["b"]["fid"] is None
+
+
+def test_load_rows_takes_strict_json_infinities_and_refuses_a_boolean_seed(tmp_path):
+    """load_rows: the harness writes non-finite metrics as the strings "inf", "-inf", "nan" (all
+    accepted), and a seed must be an integer, not a JSON boolean."""
+    from genrestore._checks import InputError
+    from genrestore.bench.report import load_rows
+
+    rows = [_row("a", "x", {"psnr": v}) for v in ("inf", "-inf", "nan", 1.5)]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert [r["metrics"]["psnr"] for r in load_rows(tmp_path)] == ["inf", "-inf", "nan", 1.5]
+    rows[0]["seed"] = True
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(InputError, match="seed should be an integer"):
+        load_rows(tmp_path)

@@ -249,3 +249,37 @@ def test_train_transformer_has_no_unet_options(tmp_path, capsys):
         with pytest.raises(SystemExit):
             main(["train", "transformer", "--data", "d", "--vq", "v", "-o", str(tmp_path / "o"), *extra])
         assert f"unrecognized arguments: {' '.join(extra)}" in capsys.readouterr().err
+
+
+def test_saved_model_round_trip_and_refusals(tmp_path):
+    """SavedModel on a tiny network defined here: load gives the saved weights in eval() mode; a
+    config of another arch, weights with a missing or an extra key, and a long load_state_dict error
+    (cut to the limit) are checked by hand; in_module_dtype casts to the module's float dtype."""
+    from safetensors.torch import load_file, save_file
+    from torch import nn
+
+    from genrestore.models.checkpoint import SavedModel, in_module_dtype, state_dict_mismatch
+
+    class Tiny(nn.Module, SavedModel):
+        arch = "tiny"
+
+        def __init__(self, width: int = 2) -> None:
+            super().__init__()
+            self.config = {"arch": "tiny", "width": width}
+            self.lin = nn.Linear(width, 1)
+
+    torch.manual_seed(0)
+    net = Tiny(3)
+    net.save(tmp_path / "t.safetensors", note="x")
+    got = Tiny.load(tmp_path / "t.safetensors")
+    assert not got.training and got.config == net.config and torch.equal(got.lin.weight, net.lin.weight)
+    with pytest.raises(InputError, match="expected a config with arch 'tiny', got 'other'"):
+        Tiny.from_config({"arch": "other", "width": 3})
+    state = load_file(tmp_path / "t.safetensors")
+    for bad in ({"lin.weight": state["lin.weight"]}, {**state, "extra": torch.zeros(1)}):
+        save_file(bad, tmp_path / "t.safetensors")
+        with pytest.raises(InputError, match="weights do not fit"):
+            Tiny.load(tmp_path / "t.safetensors")
+    msg = state_dict_mismatch(RuntimeError("x" * 500), limit=40)
+    assert len(msg) == 40 and msg.endswith("...")
+    assert in_module_dtype(net, torch.zeros(2, dtype=torch.float64)).dtype == torch.float32

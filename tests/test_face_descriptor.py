@@ -117,3 +117,46 @@ def test_tfjs_malformed_weight_entries_are_input_errors(tmp_path, entry):
     (tmp_path / "m.json").write_text(json.dumps([{"paths": ["w.bin"], "weights": [entry]}]))
     with pytest.raises(InputError, match="m.json"):
         read_tfjs_quantized(tmp_path / "m.json")
+
+
+def test_tfjs_reader_against_the_format_spec(tmp_path):
+    """read_tfjs_weights against the TF.js weights format, values computed here with numpy: a group's
+    shards are concatenated in the order listed (a weight may straddle two shards); uint8 and uint16
+    codes give ``q * scale + min`` computed in float64 (JS numbers) and stored as float32, with a scale
+    and min that float32 cannot hold; a scalar (shape []) is one value; a zero-size weight reads
+    nothing; bytes left over after a group's last weight are an error."""
+    from genrestore._checks import InputError
+
+    rng = np.random.default_rng(1)
+    q8 = rng.integers(0, 256, 7, dtype=np.uint8)
+    q16 = rng.integers(0, 65536, 5, dtype=np.uint16)
+    f32 = rng.normal(size=3).astype(np.float32)
+    scalar = np.float32(-2.75)
+    blob = q8.tobytes() + b"\0" + q16.tobytes() + b"\0" + f32.tobytes() + scalar.tobytes()  # 2-byte padding
+    (tmp_path / "s1.bin").write_bytes(blob[:11])  # the uint16 codes straddle the two shards
+    (tmp_path / "s2.bin").write_bytes(blob[11:])
+    scale8, min8, scale16, min16 = 0.1, -0.3, 1 / 3000, 0.7
+    weights = [
+        {"name": "q8", "shape": [7], "dtype": "float32", "quantization": {"dtype": "uint8", "scale": scale8, "min": min8}},
+        {"name": "pad", "shape": [1], "dtype": "uint8"},
+        {"name": "q16", "shape": [5, 1], "dtype": "float32",
+         "quantization": {"dtype": "uint16", "scale": scale16, "min": min16}},
+        {"name": "pad2", "shape": [1], "dtype": "uint8"},
+        {"name": "empty", "shape": [2, 0], "dtype": "float32"},
+        {"name": "f32", "shape": [3], "dtype": "float32"},
+        {"name": "scalar", "shape": [], "dtype": "float32"}]
+    (tmp_path / "m.json").write_text(json.dumps([{"paths": ["s1.bin", "s2.bin"], "weights": weights}]))
+    w = read_tfjs_weights(tmp_path / "m.json")
+    assert np.array_equal(w["q8"], (q8.astype(np.float64) * scale8 + min8).astype(np.float32))
+    assert not np.array_equal(w["q8"], q8.astype(np.float32) * np.float32(scale8) + np.float32(min8))  # not float32 math
+    assert np.array_equal(w["q16"], (q16.astype(np.float64) * scale16 + min16).astype(np.float32).reshape(5, 1))
+    assert w["empty"].shape == (2, 0) and np.array_equal(w["f32"], f32)
+    assert w["scalar"].shape == () and w["scalar"] == scalar
+    # lossless round trip through the stored codes: min and scale kept in float64
+    state = quantized_state(read_tfjs_quantized(tmp_path / "m.json"))
+    assert state["q8::min"].item() == min8 and state["q16::scale"].item() == scale16
+    deq = dequantize_state(state)
+    assert all(torch.equal(deq[k], torch.from_numpy(np.asarray(w[k]))) for k in ("q8", "q16", "f32"))
+    (tmp_path / "s2.bin").write_bytes(blob[11:] + bytes(4))  # one float32 too many
+    with pytest.raises(InputError, match="4 bytes left over"):
+        read_tfjs_weights(tmp_path / "m.json")

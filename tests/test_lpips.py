@@ -245,3 +245,13 @@ def test_float64_and_half_images_give_the_float32_distance():
         want = model(x, y)
         assert torch.allclose(model(x.double(), y.double()).float(), want, rtol=0, atol=1e-6)
         assert torch.allclose(model(x.half(), y.half()), model(x.half().float(), y.half().float()), rtol=0, atol=1e-6)
+
+
+def test_vgg19_conv_indices_and_caffe_mean():
+    """vgg19_conv_indices against the Conv2d positions of the built torchvision-layout VGG19 and the
+    hand-written list (conv1_1 .. conv5_4); CAFFE_BGR_MEAN is the VGG mean pixel in B, G, R order."""
+    from genrestore.models.backbones import CAFFE_BGR_MEAN, vgg19_conv_indices, vgg19_features
+
+    convs = [i for i, m in enumerate(vgg19_features()) if isinstance(m, nn.Conv2d)]
+    assert vgg19_conv_indices() == convs == [0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34]
+    assert CAFFE_BGR_MEAN == (103.939, 116.779, 123.68)

