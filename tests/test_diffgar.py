@@ -407,3 +407,64 @@ def test_restore_diffgar_checks_the_tile_against_the_model_up_front(tmp_path, ca
     assert err.startswith("genrestore: error: --tile 33 must be 0 or a multiple of 2") and "--tile-pad" in err
     assert err.count("\n") == 1, err
     assert not out.exists()
+
+
+def test_degrade_resizes_upsample_back_bicubic_and_clamps():
+    """DiffGAR conditions on a pixel-aligned y: the ``upsample`` task's small image is brought back
+    to the clean size by bicubic interpolation (Keys a = -0.5; reference: Pillow's float-image
+    BICUBIC, channel by channel) and clamped to [0, 1] (bicubic overshoots at the edges of flat 0 / 1 blocks)."""
+    import numpy as np
+    from PIL import Image
+
+    from genrestore import _random
+    from genrestore.degrade import get_task
+
+    x = (torch.rand(1, 3, 2, 2, generator=g(2)) > 0.5).float().repeat_interleave(8, -1).repeat_interleave(8, -2)
+    y, c = diffgar_degrade(["upsample"], "S")(x, [g(0)])
+    gen = g(0)
+    _random.randint(gen, 1, 0, 1)  # the class is drawn first (documented), then the task draws
+    small = get_task("upsample", "S").degrade(x, [gen])
+    assert c.tolist() == [0] and small.shape[-1] < 16
+    ref = torch.stack([torch.from_numpy(np.array(Image.fromarray(ch.numpy(), "F").resize((16, 16), Image.BICUBIC)))
+                       for ch in small[0]]).unsqueeze(0)
+    assert ref.min() < 0 or ref.max() > 1  # the clamp matters here
+    torch.testing.assert_close(y, ref.clamp(0, 1), atol=1e-4, rtol=0)
+
+
+def test_guided_scale_zero_is_the_unconditional_prediction(restorer, y):
+    """Eq. 9 with s = 0: ``out(.|[MASK]) + 0 (out(.|c) - out(.|[MASK]))`` is the [MASK] pass alone,
+    so guided restoration at s = 0 (a valid scale) equals blind restoration."""
+    assert restorer.sampling_args("guided", "denoise", 0.0, 2)[1] == 0.0
+    gd = restorer.restore(y, "guided", "denoise", guidance_scale=0.0, steps=2, generator=g())
+    bl = restorer.restore(y, "blind", steps=2, generator=g())
+    torch.testing.assert_close(gd, bl, atol=1e-5, rtol=0)
+
+
+def test_latent_autoencoder_path_is_looked_up_beside_the_model_first(tmp_path, monkeypatch):
+    """A sidecar's relative ``autoencoder`` path is relative to the model's folder (the two
+    folders move together); the working folder's file of the same name comes second."""
+    from genrestore.restore.diffgar import autoencoder_file
+
+    (tmp_path / "run").mkdir()
+    for p in (tmp_path / "ae.safetensors", tmp_path / "run" / "ae.safetensors"):
+        p.write_bytes(b"x")
+    monkeypatch.chdir(tmp_path)
+    found = autoencoder_file(tmp_path / "run" / "model.safetensors", "ae.safetensors")
+    assert found.resolve() == (tmp_path / "run" / "ae.safetensors").resolve()
+    assert autoencoder_file(tmp_path / "other" / "model.safetensors", "ae.safetensors").resolve() == \
+        (tmp_path / "ae.safetensors").resolve()
+    assert autoencoder_file(tmp_path / "run" / "model.safetensors", "none.safetensors") is None
+
+
+def test_latent_tiling_is_in_image_pixels():
+    """``tile``, ``tile_pad`` and ``tile_blend`` are image pixels, divided by the autoencoder's
+    factor (2) for the latent network: 32 / 8 / 4 px are latent tiles of 16 with a 4 px pad and a
+    2 px blend (valid: 16 > 2 x 4 + 2); with the oracle denoiser, which is pointwise, tiling
+    changes nothing."""
+    ae = tiny_vq()
+    net = OracleEps(4, cond_channels=4, class_names=DIFFGAR_CLASSES, unet=TINY_UNET).eval()
+    r = DiffGARRestorer(net, ae, latent_scale=0.37)
+    y = torch.rand(1, 3, 48, 56, generator=g(4))
+    full = r.restore(y, "blind", steps=2, generator=[g(1)])
+    tiled = r.restore(y, "blind", steps=2, generator=[g(1)], tile=32, tile_pad=8, tile_blend=4)
+    torch.testing.assert_close(tiled, full, atol=1e-4, rtol=0)

@@ -393,3 +393,77 @@ def test_restore_inpaint_checks_every_mask_before_the_first_image(tmp_path, caps
     err = capsys.readouterr().err
     assert err.startswith(f"genrestore: error: {bad}: ") and err.count("\n") == 1, err
     assert not out.exists() or not list(out.iterdir())
+
+
+def test_condition_and_composite_with_fractional_masks_written_out():
+    """``inpaint_condition = concat(m y + (1 - m) / 2, m)`` and ``composite = m y + (1 - m) pred``
+    for a fractional mask and a prediction outside [0, 1] (composite does not clamp), by hand."""
+    y = torch.tensor([0.2, 0.8, 0.6]).view(1, 3, 1, 1).expand(1, 3, 1, 2).contiguous()
+    m = torch.tensor([0.25, 1.0]).view(1, 1, 1, 2)
+    c = inpaint_condition(y, m)
+    assert c[0, :, 0, 0].tolist() == pytest.approx([0.2 * 0.25 + 0.375, 0.8 * 0.25 + 0.375, 0.6 * 0.25 + 0.375, 0.25])
+    assert c[0, :, 0, 1].tolist() == pytest.approx([0.2, 0.8, 0.6, 1.0])
+    out = composite(y, m, torch.full_like(y, 2.0))
+    assert out[0, :, 0, 0].tolist() == pytest.approx([0.2 * 0.25 + 1.5, 0.8 * 0.25 + 1.5, 0.6 * 0.25 + 1.5])
+    assert out[0, :, 0, 1].tolist() == pytest.approx([0.2, 0.8, 0.6])
+
+
+def test_training_masks_defaults_box_probability_and_stroke_crops(monkeypatch):
+    """The documented defaults (128 px canvas, up to 17 strokes, boxes half the time); ``box_prob``
+    1 gives only binary boxes and 0 only strokes; strokes number 1..max_strokes (both ends), are
+    drawn on a ``max(canvas, H, W)`` square canvas and cut at an offset that reaches every position
+    (rows 0..side-H, columns 0..side-W, the two drawn independently). The canvas here is a stand-in whose
+    pixel values are their own (row, column), so the cut's corner reads back its offset."""
+    import inspect
+
+    from genrestore.restore import inpaint
+
+    d = {k: p.default for k, p in inspect.signature(training_masks).parameters.items()}
+    assert (d["canvas"], d["max_strokes"], d["box_prob"]) == (128, 17, 0.5)
+    boxes = training_masks([torch.Generator().manual_seed(i) for i in range(10)], (16, 16), box_prob=1.0)
+    assert set(boxes.unique().tolist()) <= {0.0, 1.0}
+    calls = []
+
+    def canvas_stub(g, n, size, strokes, device=None):
+        calls.append((size, strokes))
+        r = torch.arange(size[0], dtype=torch.float32).view(-1, 1).expand(size)
+        c = torch.arange(size[1], dtype=torch.float32).view(1, -1).expand(size)
+        return torch.stack([r * 1000 + c]).view(1, 1, *size), None
+
+    monkeypatch.setattr(inpaint, "random_stroke_mask", canvas_stub)
+    out = training_masks([torch.Generator().manual_seed(i) for i in range(300)], (8, 12), canvas=20, max_strokes=2,
+                         box_prob=0.0)
+    assert len(calls) == 300 and {s for s, _ in calls} == {(20, 20)} and {k for _, k in calls} == {1, 2}
+    y0, x0 = (out[:, 0, 0, 0] // 1000).long(), (out[:, 0, 0, 0] % 1000).long()
+    assert set(y0.tolist()) == set(range(20 - 8 + 1)) and set(x0.tolist()) == set(range(20 - 12 + 1))
+    assert bool((x0 != y0.clamp(max=20 - 12)).any())  # the two offsets are separate draws
+
+
+def test_inpainter_runs_the_requested_steps_on_the_binarized_condition(monkeypatch):
+    """``inpaint(y, mask, steps=3)`` on a diffusion inpainter calls the network 3 times, each on the
+    condition of ``y`` and the mask binarized at 1 (fractional edge pixels become holes), in model
+    space ``2 c - 1``."""
+    net = tiny_generator(None).eval()
+    seen = []
+    forward = net.forward
+    monkeypatch.setattr(net, "forward", lambda x_t, t, y, *a, **k: seen.append(y.clone()) or forward(x_t, t, y, *a, **k))
+    y = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    mask = torch.ones(1, 1, 8, 8)
+    mask[..., 2:5] = 0.0
+    mask[..., 5] = 0.5
+    Inpainter("diffusion", net, 50).inpaint(y, mask, [torch.Generator().manual_seed(1)], steps=3)
+    hard = (mask == 1).float()
+    expected = 2 * torch.cat([y * hard + 0.5 * (1 - hard), hard], 1) - 1
+    assert len(seen) == 3
+    for cond in seen:
+        torch.testing.assert_close(cond, expected)
+
+
+def test_gan_inpainters_must_predict_x0(tmp_path):
+    """A GAN or diffusion-GAN generator outputs the image (``x_0``); a sidecar naming such a kind on
+    an eps-predicting network is refused when loaded, not sampled as if it were x0."""
+    torch.manual_seed(0)
+    ConditionalUNet(3, cond_channels=4, prediction_type="epsilon", unet=TINY).save(tmp_path / "eps.safetensors",
+                                                                                    inpainter="gan")
+    with pytest.raises(InputError, match="predicts x0"):
+        Inpainter.from_file(tmp_path / "eps.safetensors")

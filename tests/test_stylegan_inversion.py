@@ -277,3 +277,165 @@ def test_restore_cli_checks_every_image_and_mask_before_the_first_inversion(G, t
     named = tmp_path / "in" / "b.png" if case in ("aspect", "no mask") else bad_mask
     assert err.startswith(f"genrestore: error: {named}: ") and err.count("\n") == 1, err
     assert not out.exists() or not list(out.iterdir())
+
+
+class _LinearG:
+    """A stand-in with robust_invert's generator interface whose image is affine in the latents:
+    every pixel is ``0.5 + 0.01 sum_rows <row, a>`` over the per-filter style rows (2 layers of 3
+    and 2 filters), so a loss that falls with the image's value has the gradient ``-a`` on every
+    latent row, and NGD moves each row by exactly ``lr`` along ``a / |a|`` per step."""
+
+    num_ws, filter_counts, resolution = 2, (3, 2), 32
+    a = torch.tensor([1.0, 2.0])
+
+    def __init__(self):
+        self.mapping = torch.nn.Module()
+        self.mapping.w_avg = torch.tensor([0.1, -0.2])
+
+    def parameters(self):
+        return iter(())
+
+    def requires_grad_(self, flag):
+        return self
+
+    def wplus_to_wpp(self, ws):
+        return [ws[:, i].unsqueeze(1).repeat(1, o, 1) for i, o in enumerate(self.filter_counts)]
+
+    def styles_from_wpp(self, wpp):
+        return list(wpp)
+
+    def styles_from_wplus(self, ws):
+        return [ws[:, i].unsqueeze(1).expand(-1, o, -1) for i, o in enumerate(self.filter_counts)]
+
+    def styles_from_w(self, w):
+        return self.styles_from_wplus(w.unsqueeze(1).expand(-1, self.num_ws, -1))
+
+    def synthesis_from_styles(self, styles):
+        v = 0.5 + 0.01 * sum((s @ self.a).sum(1) for s in styles)
+        return v.view(-1, 1, 1, 1).expand(-1, 3, 32, 32)
+
+
+class _Identity:
+    @staticmethod
+    def surrogate(img, params, generator):
+        return img
+
+
+def test_phases_step_each_latent_row_by_their_own_learning_rate_from_the_previous_phase():
+    """Alg. 1 on an affine stand-in generator (value ``v = 0.5 + 0.05 <w, a>`` while all rows are
+    equal), target 1 everywhere, distance ``mean(y - x)``: NGD moves every latent row by ``lr``
+    along ``a / |a|`` per step, so after phases of (3, 5, 7) steps at (0.08, 0.02, 0.005) the rows
+    are ``w_avg + (3 x 0.08 [+ 5 x 0.02 [+ 7 x 0.005]]) a / |a|``, each phase starting where the
+    last ended. The loss history is eq. 9 per image, averaged over the batch:
+    ``(1 - v) + l1_weight (1 - v)`` (32 px: one distance level, then L1 at 16 px)."""
+    G = _LinearG()
+    y = torch.ones(2, 3, 32, 32)
+    cfg = InversionConfig(steps=(3, 5, 7), l1_weight=0.5)
+    dist = (lambda x, t: (t - x).mean(dim=(1, 2, 3)), "mean")
+    res = robust_invert(G, y, _Identity(), config=cfg, distance=dist, progress=False)
+    unit, norm_a = G.a / G.a.norm(), float(G.a.norm())
+    moved = {"W": 3 * 0.08, "W+": 3 * 0.08 + 5 * 0.02, "W++": 3 * 0.08 + 5 * 0.02 + 7 * 0.005}
+    value = lambda d: 0.5 + 0.05 * (float(G.mapping.w_avg @ G.a) + d * norm_a)  # noqa: E731
+    for phase, d in moved.items():
+        torch.testing.assert_close(res.images[phase], torch.full((2, 3, 32, 32), value(d)), rtol=0, atol=1e-6)
+    assert res.final is res.images["W++"]
+    expected_rows = G.mapping.w_avg + moved["W++"] * unit
+    for t, o in zip(res.latents, G.filter_counts):
+        torch.testing.assert_close(t, expected_rows.expand(2, o, 2), rtol=0, atol=1e-6)
+    assert [len(h) for h in res.losses.values()] == [3, 5, 7]
+    v0 = value(0.0)
+    assert res.losses["W"][0] == pytest.approx(1.5 * (1 - v0), abs=1e-6)
+    assert res.losses["W+"][0] == pytest.approx(1.5 * (1 - value(moved["W"])), abs=1e-6)
+
+
+def test_adam_baseline_scales_its_steps():
+    """``step_scale`` multiplies the baselines' step count too (20 x 0.1 = 2 steps)."""
+    res = adam_invert(_LinearG(), torch.ones(1, 3, 32, 32), _Identity(), steps=20,
+                      config=InversionConfig(step_scale=0.1), distance=(lambda x, t: (t - x).mean(dim=(1, 2, 3)), "m"),
+                      progress=False)
+    assert [len(h) for h in res.losses.values()] == [2]
+
+
+def test_inversion_config_is_alg_1():
+    """Alg. 1's constants (the module docstring; the paper: 450 steps in all, the multiresolution
+    loss down to 16 px, 0.1 x L1); ``step_scale`` rounds to the nearest step (150 x 0.105 =
+    15.75: 16 steps, not 15) and never gives 0 steps."""
+    cfg = InversionConfig()
+    assert cfg.steps == (150, 150, 150) and sum(cfg.steps) == 450
+    assert cfg.lrs == (0.08, 0.02, 0.005)
+    assert (cfg.min_loss_res, cfg.levels, cfg.l1_weight) == (16, 6, 0.1)
+    assert InversionConfig(step_scale=0.105).phase_steps() == [16, 16, 16]
+    assert InversionConfig(step_scale=1e-4).phase_steps() == [1, 1, 1]
+
+
+def test_multiscale_loss_stops_on_the_shorter_side_and_takes_l1_at_the_last_level():
+    """Levels continue while both sides exceed 16 px (a 64 x 16 target is L1 only); the L1 term
+    is between the images average-pooled to the last level (here 64 -> 32 -> 16 px, 2 x 2 block
+    means written out with reshape), not at full resolution."""
+    calls = []
+    dist = lambda p, q: calls.append(tuple(p.shape[-2:])) or torch.zeros(p.shape[0])  # noqa: E731
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(2, 3, 64, 64, generator=g), torch.rand(2, 3, 64, 64, generator=g)
+    multiscale_loss(x[..., :16, :], y[..., :16, :], dist)
+    assert calls == []
+
+    def pool4(t):  # 64 -> 16 px: two 2 x 2 average poolings = one 4 x 4 block mean
+        return t.reshape(2, 3, 16, 4, 16, 4).mean(dim=(3, 5))
+
+    out = multiscale_loss(x, y, dist)
+    assert calls == [(64, 64), (32, 32)]
+    torch.testing.assert_close(out, 0.1 * (pool4(x) - pool4(y)).abs().mean(dim=(1, 2, 3)))
+
+
+def test_multiscale_loss_hole_noise_is_weighted_by_the_pooled_missing_fraction():
+    """Inpainting noise at level ``k`` is ``(randn + 0.5) / 2 * (1 - m_k)`` on both sides, with
+    ``m_k`` the mask average-pooled ``k`` times: a fractional mask pixel gets a fraction of the
+    noise, and the pooled mask is a block mean (not a max). Reference: the same draws from the same
+    seed, written out with reshape means."""
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.rand(1, 3, 64, 64, generator=g), torch.rand(1, 3, 64, 64, generator=g)
+    mask = torch.rand(1, 1, 64, 64, generator=g)  # fractional everywhere
+    seen = []
+    multiscale_loss(x, y, lambda p, q: seen.append((p, q)) or torch.zeros(1), mask,
+                    generator=torch.Generator().manual_seed(7))
+    ref = torch.Generator().manual_seed(7)
+    m, xs, ys = mask, x, y
+    for p, q in seen:
+        noise = (torch.randn(xs.shape, generator=ref) + 0.5) / 2 * (1 - m)
+        torch.testing.assert_close(p, xs + noise)
+        torch.testing.assert_close(q, ys + noise)
+        pool = lambda t: t.reshape(*t.shape[:2], t.shape[2] // 2, 2, t.shape[3] // 2, 2).mean(dim=(3, 5))  # noqa: E731
+        m, xs, ys = pool(m), pool(xs), pool(ys)
+    assert len(seen) == 2
+
+
+def test_composition_inverts_with_its_inpainting_stages_mask():
+    """A composition's parameters hold the inpainting mask in one of their ``stages``; the loss
+    of the inversion must get it (noise in the holes), as for the inpainting task alone."""
+    from genrestore.restore.stylegan_inversion import _task_params_mask
+
+    m = torch.ones(1, 1, 4, 4)
+    assert _task_params_mask({"stages": [{"sigma": 1}, {"mask": m}]}) is m
+    assert _task_params_mask({"mask": m}) is m and _task_params_mask({"stages": [{}]}) is None
+
+
+def test_generator_size_refuses_another_aspect():
+    """Only a square image is a resize of a square generator's output (32 x 30 is refused)."""
+    from genrestore.restore.stylegan_inversion import check_generator_size
+
+    assert check_generator_size(_LinearG(), (64, 64)) == (32, 32)
+    with pytest.raises(InputError, match="aspect"):
+        check_generator_size(_LinearG(), (32, 30))
+
+
+def test_ssim_fallback_is_l1_below_the_ssim_window(monkeypatch, tmp_path):
+    """Without the LPIPS backbone the distance is ``1 - SSIM``, whose 11 px Gaussian window does
+    not fit images under 11 px: there (8 and 10 px) it is the mean absolute difference."""
+    monkeypatch.setenv("GENRESTORE_WEIGHTS", str(tmp_path))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    fn, name = perceptual_loss("vgg")
+    assert name.startswith("1-ssim")
+    g = torch.Generator().manual_seed(3)
+    for side in (8, 10):
+        x, y = torch.rand(2, 3, side, side, generator=g), torch.rand(2, 3, side, side, generator=g)
+        torch.testing.assert_close(fn(x, y), (x - y).abs().mean(dim=(1, 2, 3)))
