@@ -257,7 +257,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from ._random import generator_for
     from .cli import _makes_mask, _one_line, _plan_outputs, _refuse_given, _shard, _validate_inputs, resolve_device
     from .degrade import get_task, resize
-    from .io import atomic_write_bytes, json_line, list_images, outputs_recorded, read_image, write_image_hashed
+    from .io import (atomic_write_bytes, convert_channels, json_line, list_images, outputs_recorded, read_image_bits,
+                     write_image_hashed)
     from .models.stylegan2 import load_stylegan2
     from .restore.stylegan_inversion import InversionConfig, perceptual_loss, robust_invert
     from .weights import model_file, sha256_file
@@ -322,7 +323,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
         if args.resume and outputs_recorded(out_json, {"input": str(path), **settings}, [out_png]):
             skipped += 1
             continue
-        y = read_image(path, "rgb").to(device)
+        y_in, bits = read_image_bits(path)
+        y, bits = convert_channels(y_in, "rgb").to(device), 16 if bits > 8 else 8
         if tuple(y.shape[-2:]) != expected:
             print(f"genrestore: note: {_one_line(path)}: resized from {hw[1]}x{hw[0]} to {expected[1]}x{expected[0]} "
                   "px for the generator", file=sys.stderr)
@@ -339,8 +341,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
         gen = generator_for(args.seed, path.name)
         res = robust_invert(G, y, task, params, cfg, distance, gen, progress=not args.quiet)
         hashes: dict[str, str] = {}
-        write_image_hashed(out_png, res.final.clamp(0, 1), hashes)
-        record = {"input": str(path), "output": str(out_png), **settings, "loss": res.loss,
+        write_image_hashed(out_png, _like_input(res.final.clamp(0, 1), y_in), hashes, bits)
+        record = {"input": str(path), "output": str(out_png), **settings, "channels": y_in.shape[1], "bits": bits,
+                  "loss": res.loss,
                   "final_loss": {k: v[-1] for k, v in res.losses.items()}, "sha256": hashes}
         atomic_write_bytes(out_json, (json.dumps(record, indent=1) + "\n").encode())
         if args.json:

@@ -439,3 +439,29 @@ def test_ssim_fallback_is_l1_below_the_ssim_window(monkeypatch, tmp_path):
     for side in (8, 10):
         x, y = torch.rand(2, 3, side, side, generator=g), torch.rand(2, 3, side, side, generator=g)
         torch.testing.assert_close(fn(x, y), (x - y).abs().mean(dim=(1, 2, 3)))
+
+
+def test_inversion_writes_grey_as_grey_keeps_alpha_and_16_bits(G, tmp_path, monkeypatch):
+    """As the other restorers: a grey input gives the luma of the RGB result, an RGBA one keeps its
+    alpha, a 16-bit one gives a 16-bit PNG (it wrote 8-bit RGB for all). The inversion is replaced
+    by one that returns its input, so the output is the input in its own channels."""
+    import cv2
+
+    from genrestore.cli import main
+    from genrestore.io import read_image, write_image
+    from genrestore.restore import stylegan_inversion as inv
+
+    gfile = _save_generator(G, tmp_path / "G.safetensors")
+    side = G.resolution
+    monkeypatch.setattr(inv, "robust_invert", lambda G_, y_, *a, **k: inv.InversionResult(
+        {"W++": y_.clone()}, None, {"W++": [0.0]}, "1-ssim"))
+    g = torch.Generator().manual_seed(14)
+    grey, rgba = torch.rand(1, 1, side, side, generator=g), torch.rand(1, 4, side, side, generator=g)
+    write_image(tmp_path / "in" / "g.png", grey, bits=16)
+    write_image(tmp_path / "in" / "a.png", rgba)
+    assert main(["restore", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--method", "stylegan-inversion",
+                 "--task", "denoise", "--level", "M", "--generator", str(gfile), "-q"]) == 0
+    g_out = cv2.imread(str(tmp_path / "out" / "g.png"), cv2.IMREAD_UNCHANGED)
+    assert g_out.dtype.name == "uint16" and g_out.ndim == 2
+    assert (read_image(tmp_path / "out" / "g.png") - read_image(tmp_path / "in" / "g.png")).abs().max() <= 1e-4
+    assert torch.equal(read_image(tmp_path / "out" / "a.png"), read_image(tmp_path / "in" / "a.png"))
