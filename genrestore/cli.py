@@ -114,6 +114,13 @@ def _validate_inputs(paths: Sequence[Path], rgb_only: str | None = None, decode:
     return sizes
 
 
+def _output_format(channels: int, bits: int) -> dict:
+    """The resume keys of an output's channels and bits that differ from RGB at 8 bits: records
+    written before outputs kept their input's channels and bits (all RGB, 8-bit) lack them, so an
+    RGB 8-bit image still resumes from such a record, and a grey, RGBA or 16-bit one is redone."""
+    return {k: v for k, v, old in (("channels", channels, 3), ("bits", bits, 8)) if v != old}
+
+
 def _plan_outputs(paths: Sequence[Path], out_dir: Path, names: Sequence[str],
                   inputs: Sequence[Path] | None = None) -> None:
     """Refuse runs where two inputs would write the same output file, or an output is an input.

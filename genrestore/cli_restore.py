@@ -87,7 +87,7 @@ def _restore_each(args: argparse.Namespace, device, restore_one, record: dict, l
     from tqdm import tqdm
 
     from ._random import generator_for
-    from .cli import _plan_outputs, _shard, _validate_inputs
+    from .cli import _output_format, _plan_outputs, _shard, _validate_inputs
     from .io import (atomic_write_bytes, convert_channels, json_line, list_images, outputs_recorded, read_image_bits,
                      write_image_hashed)
     from .models.precision import half_name
@@ -109,11 +109,12 @@ def _restore_each(args: argparse.Namespace, device, restore_one, record: dict, l
     skipped = 0
     for path in tqdm(paths, desc="restore", unit="img", file=sys.stderr, disable=args.quiet):
         out_png, out_json = out_dir / f"{path.stem}.png", out_dir / f"{path.stem}.json"
-        if args.resume and outputs_recorded(out_json, {"input": str(path), **record}, [out_png]):
+        y, bits = read_image_bits(path)  # read first: the resume check compares its channels and bits
+        bits = 16 if bits > 8 else 8  # 16-bit (or float) inputs give 16-bit PNGs
+        if args.resume and outputs_recorded(out_json, {"input": str(path), **record,
+                                                       **_output_format(y.shape[1], bits)}, [out_png]):
             skipped += 1
             continue
-        y, bits = read_image_bits(path)
-        bits = 16 if bits > 8 else 8  # 16-bit (or float) inputs give 16-bit PNGs
         x = restore_one(convert_channels(y, "rgb").to(device), generator_for(args.seed, path.name), path)
         x = _like_input(x, y)
         hashes: dict[str, str] = {}
@@ -255,7 +256,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ._random import generator_for
-    from .cli import _makes_mask, _one_line, _plan_outputs, _refuse_given, _shard, _validate_inputs, resolve_device
+    from .cli import (_makes_mask, _one_line, _output_format, _plan_outputs, _refuse_given, _shard, _validate_inputs,
+                      resolve_device)
     from .degrade import get_task, resize
     from .io import (atomic_write_bytes, convert_channels, json_line, list_images, outputs_recorded, read_image_bits,
                      write_image_hashed)
@@ -320,11 +322,13 @@ def cmd_restore(args: argparse.Namespace) -> int:
     skipped = 0
     for path, hw in tqdm(list(zip(paths, sizes)), desc="restore", unit="img", file=sys.stderr, disable=args.quiet):
         out_png, out_json = out_dir / f"{path.stem}.png", out_dir / f"{path.stem}.json"
-        if args.resume and outputs_recorded(out_json, {"input": str(path), **settings}, [out_png]):
+        y_in, bits = read_image_bits(path)  # read first: the resume check compares its channels and bits
+        bits = 16 if bits > 8 else 8
+        if args.resume and outputs_recorded(out_json, {"input": str(path), **settings,
+                                                       **_output_format(y_in.shape[1], bits)}, [out_png]):
             skipped += 1
             continue
-        y_in, bits = read_image_bits(path)
-        y, bits = convert_channels(y_in, "rgb").to(device), 16 if bits > 8 else 8
+        y = convert_channels(y_in, "rgb").to(device)
         if tuple(y.shape[-2:]) != expected:
             print(f"genrestore: note: {_one_line(path)}: resized from {hw[1]}x{hw[0]} to {expected[1]}x{expected[0]} "
                   "px for the generator", file=sys.stderr)

@@ -969,3 +969,35 @@ def test_results_are_strict_json_and_an_exact_output_reads_back_as_inf(suite_fil
     table = summarize(load_rows(out))["tables"][("inpaint", "S")]
     assert table["telea"]["psnr"] == float("inf") and table["telea"]["ssim"] == pytest.approx(1.0)
     assert 5 < table["degraded"]["psnr"] < 60
+
+
+def test_report_reads_rows_under_the_shards_lock(suite_file, tmp_path):
+    """`genrestore report` run while a shard appends waits for the row's newline (it read the
+    cut line and stopped with 'not JSON')."""
+    import threading
+    import time
+
+    from genrestore.bench.harness import _results_lock
+    from genrestore.bench.report import load_rows
+
+    out = tmp_path / "run"
+    run_suite(load_suite(suite_file), out, progress=False)
+    results = out / "results.jsonl"
+    *first, last = results.read_text().splitlines(keepends=True)
+    results.write_text("".join(first))
+    holding = threading.Event()
+
+    def append_slowly():
+        with _results_lock(out), results.open("a") as log:
+            holding.set()
+            log.write(last[:20])
+            log.flush()
+            time.sleep(0.3)
+            log.write(last[20:])
+
+    writer = threading.Thread(target=append_slowly)
+    writer.start()
+    holding.wait()
+    rows = load_rows(out)
+    writer.join()
+    assert len(rows) == 8

@@ -1116,6 +1116,25 @@ def test_restore_keeps_grey_grey_and_the_alpha_channel(tmp_path):
     assert json.loads((tmp_path / "o_in" / "a.json").read_text())["channels"] == 4
 
 
+def test_restore_resume_redoes_a_record_without_channels(tmp_path, capsys):
+    """--resume does not keep an older run's output of a grey input (RGB, its record without
+    "channels"/"bits"): the image is restored again and written as grey."""
+    from PIL import Image
+
+    write_image(tmp_path / "in" / "g.png", torch.rand(1, 1, 12, 16, generator=torch.Generator().manual_seed(3)))
+    args = ["restore", str(tmp_path / "in"), "-o", str(tmp_path / "o"), "--steps", "1", "-q", "--resume"]
+    assert main(args) == 0
+    rec = json.loads((tmp_path / "o" / "g.json").read_text())
+    del rec["channels"], rec["bits"]  # as an older run wrote it
+    (tmp_path / "o" / "g.json").write_text(json.dumps(rec))
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "0 already done" in "".join(capsys.readouterr())
+    assert Image.open(tmp_path / "o" / "g.png").mode == "L"
+    assert main(args) == 0
+    assert "1 already done" in "".join(capsys.readouterr())
+
+
 def test_restored_channels_follow_the_input_by_hand():
     """_like_input: grey -> 0.299 R + 0.587 G + 0.114 B of the restoration (hand-written); RGBA -> the
     input's alpha, resized as OpenCV's INTER_LINEAR when the restoration is larger (DiffGAR --upscale)."""

@@ -859,3 +859,42 @@ def test_upscale_and_restore_write_16_bit_pngs_for_16_bit_inputs(models, tmp_pat
     assert main(["restore", str(tmp_path / "in"), "-o", str(tmp_path / "r"), "--steps", "1", "-q"]) == 0
     assert cv2.imread(str(tmp_path / "r" / "deep.png"), cv2.IMREAD_UNCHANGED).dtype.name == "uint16"
     assert cv2.imread(str(tmp_path / "r" / "flat.png"), cv2.IMREAD_UNCHANGED).dtype.name == "uint8"
+
+
+def test_upscale_resume_redoes_a_record_without_channels_and_bits(models, tmp_path, capsys):
+    """A record made before outputs kept the input's channels and bits (no "channels"/"bits":
+    an 8-bit PNG of a 16-bit input) is not resumed: the image is upscaled again, at 16 bits."""
+    import cv2
+    import numpy as np
+
+    d = tmp_path / "in"
+    d.mkdir()
+    cv2.imwrite(str(d / "w.png"), np.arange(120, dtype=np.uint16).reshape(10, 12) * 500)
+    out = tmp_path / "o"
+    args = ["upscale", str(d), "-o", str(out), "--model", str(models[0]), "-q", "--resume"]
+    assert main(args) == 0
+    rec = json.loads((out / "w.json").read_text())
+    assert rec["bits"] == 16 and rec["channels"] == 1
+    del rec["bits"], rec["channels"]  # as an older run wrote it
+    (out / "w.json").write_text(json.dumps(rec))
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "1 upscaled" in "".join(capsys.readouterr())
+    assert json.loads((out / "w.json").read_text())["bits"] == 16
+    assert main(args) == 0
+    assert "1 already done" in "".join(capsys.readouterr())
+
+
+def test_upscale_resume_keeps_an_older_record_of_an_rgb_8_bit_image(models, tmp_path, capsys):
+    """An RGB 8-bit image's output did not change when outputs began to keep their input's
+    channels and bits: its older record (no "channels"/"bits") still resumes."""
+    write_image(tmp_path / "in" / "c.png", torch.rand(1, 3, 10, 12, generator=torch.Generator().manual_seed(9)))
+    out = tmp_path / "o"
+    args = ["upscale", str(tmp_path / "in"), "-o", str(out), "--model", str(models[0]), "-q", "--resume"]
+    assert main(args) == 0
+    rec = json.loads((out / "c.json").read_text())
+    del rec["bits"], rec["channels"]  # as an older run wrote it
+    (out / "c.json").write_text(json.dumps(rec))
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "0 upscaled" in capsys.readouterr().out

@@ -64,7 +64,7 @@ from pathlib import Path
 
 import torch
 
-from .._checks import InputError
+from .._checks import InputError, available_bytes
 
 METHOD_KINDS = ("degraded", "telea", "navier-stokes", "nlmeans", "jpeg-deblock", "idm", "diffgar", "diffgar-blind", "diffgar-nonblind",
                 "inpaint", "stylegan-inversion", "sr", "sr-same-size")
@@ -342,27 +342,23 @@ def ground_truth(suite: Suite) -> list[tuple[str, torch.Tensor]]:
     from ..io import list_images, read_image
 
     paths = list_images([suite.images])
-    from .._checks import available_bytes
 
     need, available = suite.count * suite.crop ** 2 * 3 * 4, available_bytes(torch.device("cpu"))
     if need > 0.8 * available:  # the crops are held in memory: refuse a count that cannot fit, before any work
         raise InputError(f"{suite.path or suite.name}: count {suite.count} crops of {suite.crop} px need about "
                          f"{need / 2**30:.1f} GiB, more than the {available / 2**30:.1f} GiB available; "
                          "lower 'count' or 'crop'")
-    photos: dict[Path, torch.Tensor] = {}  # each photo is read once; only its crops are kept
-    out = []
-    for i in range(suite.count):
-        p = paths[i % len(paths)]
-        if p not in photos:
-            photos[p] = read_image(p, "rgb")
-        x = photos[p]
+    out: list = [None] * suite.count  # crop i is of photo i % len(paths)
+    for j, p in enumerate(paths[:suite.count]):  # each photo is read once and freed: only its crops are kept
+        x = read_image(p, "rgb")
         h, w = x.shape[-2:]
         if min(h, w) < suite.crop:
             raise InputError(f"{p}: {w}x{h} px is smaller than the suite's {suite.crop} px crops")
-        g = generator_for(suite.seed, f"{p.name}:{i}")
-        y0 = int(torch.randint(h - suite.crop + 1, (1,), generator=g))
-        x0 = int(torch.randint(w - suite.crop + 1, (1,), generator=g))
-        out.append((f"{p.stem}-{i}", x[..., y0:y0 + suite.crop, x0:x0 + suite.crop].clone()))
+        for i in range(j, suite.count, len(paths)):
+            g = generator_for(suite.seed, f"{p.name}:{i}")
+            y0 = int(torch.randint(h - suite.crop + 1, (1,), generator=g))
+            x0 = int(torch.randint(w - suite.crop + 1, (1,), generator=g))
+            out[i] = (f"{p.stem}-{i}", x[..., y0:y0 + suite.crop, x0:x0 + suite.crop].clone())
     return out
 
 
@@ -977,7 +973,8 @@ def write_set_metrics(out_dir: Path, names: list[str], extractor=None, baseline:
         notes.append(f"fid, kid: null for groups of one crop ({'; '.join(singles)}): they compare sets of images")
     record = {"metrics": names, "higher_is_better": {n: SET_METRICS[n] for n in names}, "notes": notes,
               "groups": out}
-    atomic_write_bytes(out_dir / SET_METRICS_FILE, (json.dumps(json_safe(record), indent=1, allow_nan=False) + "\n").encode())
+    text = json.dumps(json_safe(record), indent=1, allow_nan=False)
+    atomic_write_bytes(out_dir / SET_METRICS_FILE, (text + "\n").encode())
     return notes
 
 

@@ -56,8 +56,15 @@ def load_rows(run_dir: str | os.PathLike) -> list[dict]:
     path = Path(run_dir) / "results.jsonl"
     if not path.is_file():
         raise InputError(f"{path}: no such file (expected the harness's results.jsonl)")
+    from .harness import _results_lock
+
+    try:
+        with _results_lock(path.parent):  # a bench shard may be appending a row
+            text = path.read_text(encoding="utf-8")
+    except PermissionError:  # a folder this user cannot write (no lock file): read it as it is
+        text = path.read_text(encoding="utf-8")
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
