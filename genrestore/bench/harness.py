@@ -790,16 +790,21 @@ def _keep_finished_rows(results: Path, config: dict, combos: set, done: set, fil
 
 
 @contextlib.contextmanager
-def _results_lock(out: Path):
+def _results_lock(out: Path, create: bool = True):
     """Hold an exclusive lock on ``out/.results.jsonl.lock`` while the block runs (shards sharing
-    ``out`` take turns reading, rewriting and appending ``results.jsonl``). Without ``fcntl``
+    ``out`` take turns reading, rewriting and appending ``results.jsonl``). ``create=False``
+    (a reader such as the report, which writes nothing there) locks only when the file exists:
+    every append creates it first, so without it no row is being written. Without ``fcntl``
     (Windows) it does nothing."""
+    lock = out / ".results.jsonl.lock"
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX
+        fcntl = None
+    if fcntl is None or not (create or lock.is_file()):
         yield
         return
-    with open(out / ".results.jsonl.lock", "a") as f:
+    with open(lock, "a" if create else "r") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield

@@ -58,10 +58,7 @@ def load_rows(run_dir: str | os.PathLike) -> list[dict]:
         raise InputError(f"{path}: no such file (expected the harness's results.jsonl)")
     from .harness import _results_lock
 
-    try:
-        with _results_lock(path.parent):  # a bench shard may be appending a row
-            text = path.read_text(encoding="utf-8")
-    except PermissionError:  # a folder this user cannot write (no lock file): read it as it is
+    with _results_lock(path.parent, create=False):  # a bench shard may be appending a row
         text = path.read_text(encoding="utf-8")
     rows = []
     for n, line in enumerate(text.splitlines(), 1):
