@@ -906,15 +906,15 @@ def test_ground_truth_reads_each_photo_once_and_keeps_only_crops(suite_file, mon
         assert len(hits) == 1
 
 
-def test_shard_starting_during_an_append_waits_for_the_row(suite_file, tmp_path):
-    """A shard that starts while another is halfway through appending a row keeps that row
-    (without the lock it read the cut line as an interrupted append, dropped it and ran it again)."""
+def _last_row_appended_slowly(suite_file, out):
+    """Run the suite into ``out``, take its last row off results.jsonl, and start a thread that
+    appends it again under the shards' lock, pausing 0.3 s halfway; returns once the lock is held
+    (join the thread when done)."""
     import threading
     import time
 
     from genrestore.bench.harness import _results_lock
 
-    out = tmp_path / "run"
     assert run_suite(load_suite(suite_file), out, progress=False)["rows_run"] == 8
     results = out / "results.jsonl"
     *first, last = results.read_text().splitlines(keepends=True)
@@ -932,10 +932,18 @@ def test_shard_starting_during_an_append_waits_for_the_row(suite_file, tmp_path)
     writer = threading.Thread(target=append_slowly)
     writer.start()
     holding.wait()
+    return writer
+
+
+def test_shard_starting_during_an_append_waits_for_the_row(suite_file, tmp_path):
+    """A shard that starts while another is halfway through appending a row keeps that row
+    (without the lock it read the cut line as an interrupted append, dropped it and ran it again)."""
+    out = tmp_path / "run"
+    writer = _last_row_appended_slowly(suite_file, out)
     summary = run_suite(load_suite(suite_file), out, progress=False)
     writer.join()
     assert (summary["rows_run"], summary["rows_skipped"]) == (0, 8)
-    assert len(results.read_text().splitlines()) == 8
+    assert len((out / "results.jsonl").read_text().splitlines()) == 8
 
 
 def test_results_are_strict_json_and_an_exact_output_reads_back_as_inf(suite_file, tmp_path, monkeypatch):
@@ -974,30 +982,10 @@ def test_results_are_strict_json_and_an_exact_output_reads_back_as_inf(suite_fil
 def test_report_reads_rows_under_the_shards_lock(suite_file, tmp_path):
     """`genrestore report` run while a shard appends waits for the row's newline (it read the
     cut line and stopped with 'not JSON')."""
-    import threading
-    import time
-
-    from genrestore.bench.harness import _results_lock
     from genrestore.bench.report import load_rows
 
     out = tmp_path / "run"
-    run_suite(load_suite(suite_file), out, progress=False)
-    results = out / "results.jsonl"
-    *first, last = results.read_text().splitlines(keepends=True)
-    results.write_text("".join(first))
-    holding = threading.Event()
-
-    def append_slowly():
-        with _results_lock(out), results.open("a") as log:
-            holding.set()
-            log.write(last[:20])
-            log.flush()
-            time.sleep(0.3)
-            log.write(last[20:])
-
-    writer = threading.Thread(target=append_slowly)
-    writer.start()
-    holding.wait()
+    writer = _last_row_appended_slowly(suite_file, out)
     rows = load_rows(out)
     writer.join()
     assert len(rows) == 8
