@@ -114,6 +114,15 @@ def _validate_inputs(paths: Sequence[Path], rgb_only: str | None = None, decode:
     return sizes
 
 
+def _read_input(path: Path) -> tuple[torch.Tensor, int]:
+    """An input image in its own channels, ``(1, C, H, W)`` in [0, 1], and the bits per sample its
+    output PNG gets: 16 for a 16-bit (or float) file, as Real-ESRGAN writes it, else 8."""
+    from .io import read_image_bits
+
+    x, bits = read_image_bits(path)
+    return x, 16 if bits > 8 else 8
+
+
 def _output_format(channels: int, bits: int) -> dict:
     """The resume keys of an output's channels and bits that differ from RGB at 8 bits: records
     written before outputs kept their input's channels and bits (all RGB, 8-bit) lack them, so an

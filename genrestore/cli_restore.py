@@ -87,9 +87,8 @@ def _restore_each(args: argparse.Namespace, device, restore_one, record: dict, l
     from tqdm import tqdm
 
     from ._random import generator_for
-    from .cli import _output_format, _plan_outputs, _shard, _validate_inputs
-    from .io import (atomic_write_bytes, convert_channels, json_line, list_images, outputs_recorded, read_image_bits,
-                     write_image_hashed)
+    from .cli import _output_format, _plan_outputs, _read_input, _shard, _validate_inputs
+    from .io import atomic_write_bytes, convert_channels, json_line, list_images, outputs_recorded, write_image_hashed
     from .models.precision import half_name
     from .weights import model_file, sha256_file
 
@@ -109,8 +108,7 @@ def _restore_each(args: argparse.Namespace, device, restore_one, record: dict, l
     skipped = 0
     for path in tqdm(paths, desc="restore", unit="img", file=sys.stderr, disable=args.quiet):
         out_png, out_json = out_dir / f"{path.stem}.png", out_dir / f"{path.stem}.json"
-        y, bits = read_image_bits(path)  # read first: the resume check compares its channels and bits
-        bits = 16 if bits > 8 else 8  # 16-bit (or float) inputs give 16-bit PNGs
+        y, bits = _read_input(path)  # read first: the resume check compares its channels and bits
         if args.resume and outputs_recorded(out_json, {"input": str(path), **record,
                                                        **_output_format(y.shape[1], bits)}, [out_png]):
             skipped += 1
@@ -256,11 +254,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ._random import generator_for
-    from .cli import (_makes_mask, _one_line, _output_format, _plan_outputs, _refuse_given, _shard, _validate_inputs,
-                      resolve_device)
+    from .cli import (_makes_mask, _one_line, _output_format, _plan_outputs, _read_input, _refuse_given, _shard,
+                      _validate_inputs, resolve_device)
     from .degrade import get_task, resize
-    from .io import (atomic_write_bytes, convert_channels, json_line, list_images, outputs_recorded, read_image_bits,
-                     write_image_hashed)
+    from .io import atomic_write_bytes, convert_channels, json_line, list_images, outputs_recorded, write_image_hashed
     from .models.stylegan2 import load_stylegan2
     from .restore.stylegan_inversion import InversionConfig, perceptual_loss, robust_invert
     from .weights import model_file, sha256_file
@@ -322,8 +319,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     skipped = 0
     for path, hw in tqdm(list(zip(paths, sizes)), desc="restore", unit="img", file=sys.stderr, disable=args.quiet):
         out_png, out_json = out_dir / f"{path.stem}.png", out_dir / f"{path.stem}.json"
-        y_in, bits = read_image_bits(path)  # read first: the resume check compares its channels and bits
-        bits = 16 if bits > 8 else 8
+        y_in, bits = _read_input(path)  # read first: the resume check compares its channels and bits
         if args.resume and outputs_recorded(out_json, {"input": str(path), **settings,
                                                        **_output_format(y_in.shape[1], bits)}, [out_png]):
             skipped += 1

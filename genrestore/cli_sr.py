@@ -136,8 +136,8 @@ def _weights_sha256(names: list[str]) -> list[str]:
 def cmd_upscale(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .cli import _output_format, _plan_outputs, _shard, _validate_inputs, resolve_device
-    from .io import atomic_write_bytes, json_line, outputs_recorded, read_image_bits, write_image_hashed
+    from .cli import _output_format, _plan_outputs, _read_input, _shard, _validate_inputs, resolve_device
+    from .io import atomic_write_bytes, json_line, outputs_recorded, write_image_hashed
     from .models.sr import ALPHA_UPSAMPLERS, resize_output, upscale_image
 
     _check_tiling(args)
@@ -173,12 +173,12 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     for path in tqdm(paths, desc="upscale", unit="img", file=sys.stderr, disable=args.quiet):
         out_json = out_dir / f"{path.stem}.json"
         out_pngs = [out_dir / f"{path.stem}.png"] + ([out_dir / f"{path.stem}_ref.png"] if args.reference else [])
-        x, bits = read_image_bits(path)  # read first: the resume check compares its channels and bits
-        x, bits = x.to(device), 16 if bits > 8 else 8  # 16-bit (or float) inputs give 16-bit PNGs, as Real-ESRGAN
+        x, bits = _read_input(path)  # read first: the resume check compares its channels and bits
         if args.resume and outputs_recorded(out_json, {**settings, "input": str(path),
                                                        **_output_format(x.shape[1], bits)}, out_pngs):
             skipped += 1
             continue
+        x = x.to(device)  # only for an image that runs
         start = time.perf_counter()
         ys = [upscale_image(n, x, args.tile, args.tile_pad, args.half, args.alpha_upsampler) for n in nets]
         if args.outscale is not None:  # Real-ESRGAN's --outscale: the model's output, then Lanczos to this scale

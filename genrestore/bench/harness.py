@@ -342,7 +342,6 @@ def ground_truth(suite: Suite) -> list[tuple[str, torch.Tensor]]:
     from ..io import list_images, read_image
 
     paths = list_images([suite.images])
-
     need, available = suite.count * suite.crop ** 2 * 3 * 4, available_bytes(torch.device("cpu"))
     if need > 0.8 * available:  # the crops are held in memory: refuse a count that cannot fit, before any work
         raise InputError(f"{suite.path or suite.name}: count {suite.count} crops of {suite.crop} px need about "
