@@ -174,7 +174,9 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         out_json = out_dir / f"{path.stem}.json"
         out_pngs = [out_dir / f"{path.stem}.png"] + ([out_dir / f"{path.stem}_ref.png"] if args.reference else [])
         x, bits = _read_input(path)  # read first: the resume check compares its channels and bits
-        if args.resume and outputs_recorded(out_json, {**settings, "input": str(path),
+        # the alpha upsampler is a setting of an image with alpha only: RGB and grey ones resume across it
+        image_settings = settings if x.shape[1] in (2, 4) else {k: v for k, v in settings.items() if k != "alpha_upsampler"}
+        if args.resume and outputs_recorded(out_json, {**image_settings, "input": str(path),
                                                        **_output_format(x.shape[1], bits)}, out_pngs):
             skipped += 1
             continue
@@ -187,7 +189,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         hashes: dict[str, str] = {}
         for q, y in zip(out_pngs, ys):
             write_image_hashed(q, y, hashes, bits)
-        record = {"input": str(path), "output": str(out_dir / f"{path.stem}.png"), **settings,
+        record = {"input": str(path), "output": str(out_dir / f"{path.stem}.png"), **image_settings,
                   "channels": x.shape[1], "bits": bits, "scale": int(nets[0].scale), "input_size": list(x.shape[-2:]),
                   "output_size": list(ys[0].shape[-2:]),
                   "seconds": round(seconds, 3), "device": str(device), "sha256": hashes}

@@ -185,7 +185,7 @@ def test_upscale_image_replays_real_esrgans_grey_and_alpha_handling(models):
 def test_upscale_writes_grey_as_grey_and_keeps_alpha(models, tmp_path, capsys):
     """The CLI upscales grey and RGBA files (it refused them): outputs keep the input's channels,
     the record says how many, --alpha-upsampler changes only the alpha, --outscale resizes all
-    four channels, and a rerun with other alpha settings redoes the image."""
+    four channels, and a rerun with other alpha settings redoes the image with alpha only."""
     from PIL import Image
 
     from genrestore.models.sr import upscale_image
@@ -203,9 +203,10 @@ def test_upscale_writes_grey_as_grey_and_keeps_alpha(models, tmp_path, capsys):
         ref = upscale_image(net, read_image(d / f"{name}.png"))
         assert (read_image(out / f"{name}.png") - ref).abs().max() <= 0.5 / 255 + 1e-6
     before = read_image(out / "a.png")
-    assert main(["upscale", str(d), "-o", str(out), "--model", str(models[0]), "-q", "--resume",
+    assert main(["upscale", str(d), "-o", str(out), "--model", str(models[0]), "--resume",
                  "--alpha-upsampler", "linear"]) == 0
-    capsys.readouterr()
+    assert "1 upscaled x4 with" in capsys.readouterr().out  # the grey image has no alpha: it resumes
+    assert "alpha_upsampler" not in json.loads((out / "g.json").read_text())
     after = read_image(out / "a.png")
     assert torch.equal(after[:, :3], before[:, :3]) and not torch.equal(after[:, 3], before[:, 3])
     assert main(["upscale", str(d / "a.png"), "-o", str(tmp_path / "s"), "--model", str(models[0]), "-q",
