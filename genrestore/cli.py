@@ -77,22 +77,28 @@ _SUPPORTED_MODES = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGB
                     "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
 
-def _validate_inputs(paths: Sequence[Path], rgb_only: str | None = None, decode: bool = True) -> list[tuple[int, int]]:
+def _validate_inputs(paths: Sequence[Path], rgb_only: str | None = None, decode: bool = True,
+                     progress: bool = False) -> list[tuple[int, int]]:
     """Check every input before anything is written, so that a bad file fails the whole run up
     front with its name. Returns each image's ``(H, W)`` after EXIF orientation.
 
     ``decode``: decode each file once (catches truncated data too); ``False`` reads the headers
     only (sizes and modes), for commands whose work is little more than decoding (``metrics``).
     Files Pillow cannot parse (e.g. float32 RGB TIFF, which OpenCV reads) are decoded either way.
-    ``rgb_only``: refuse grey and RGBA images, naming this as what needs RGB (e.g. "the SR models")."""
+    ``rgb_only``: refuse grey and RGBA images, naming this as what needs RGB (e.g. "the SR models").
+    ``progress``: a progress bar on a terminal (cleared when done, so not for logs) while more than
+    one file is checked; decoding a large folder up front takes minutes (about 50 ms a 1024x640
+    PNG photo on this project's 2-core machine)."""
     from PIL import Image, UnidentifiedImageError
+    from tqdm import tqdm
 
     from .io import read_image
 
     sizes = []
     limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # we only read the header here
     try:
-        for p in paths:
+        for p in tqdm(paths, desc="check inputs", unit="img", file=sys.stderr, leave=False,
+                      disable=not progress or len(paths) < 2 or not sys.stderr.isatty()):
             try:
                 with Image.open(p) as im:
                     mode, (w, h) = im.mode, im.size
@@ -245,7 +251,7 @@ def cmd_degrade(args: argparse.Namespace) -> int:
     paths = _shard(all_paths, args.shard)
     device = resolve_device(args.device)
     deg = _build_degradation(args.task, args.level, args.backend) if args.task else None
-    sizes = _validate_inputs(paths)
+    sizes = _validate_inputs(paths, progress=not args.quiet)
     if deg is not None:
         for p, hw in zip(paths, sizes):
             if min(deg.output_size(hw)) < 1:
@@ -415,7 +421,7 @@ def _check_pairs(pairs: list[tuple[Path, Path]], names: Sequence[str], set_names
     size_checks = ([check_ssim_size] if "ssim" in names else []) + [  # the metrics' own checks, on the cropped size
         partial(check_lpips_size, net=net) for m, net in (("lpips", "alex"), ("lpips-vgg", "vgg")) if m in names]
     files = list(dict.fromkeys(p for pair in pairs for p in pair))
-    size = dict(zip(files, _validate_inputs(files, decode=False)))  # decoding is most of the metrics' work
+    size = dict(zip(files, _validate_inputs(files, decode=False, progress=not args.quiet)))  # decoding is most of the metrics' work
     cb = args.crop_border
     for ref, dist in pairs:
         (h, w), (rh, rw) = size[dist], size[ref]
@@ -473,7 +479,7 @@ def cmd_authenticity(args: argparse.Namespace) -> int:
 
         dist, note = (lambda a, b: lpips(a, b, "alex")), "LPIPS (alex)"
     paths = list_images([args.ref])
-    _validate_inputs(paths)  # a bad image late in the folder stops the run before the first restoration
+    _validate_inputs(paths, progress=not args.quiet)  # a bad image late in the folder stops the run before the first restoration
     rows, small = [], []
     for p in tqdm(paths, desc="authenticity", unit="img", file=sys.stderr, disable=args.quiet):
         fx = read_image(p, "rgb").to(device)

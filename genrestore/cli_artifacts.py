@@ -42,7 +42,7 @@ def cmd_artifacts(args: argparse.Namespace) -> int:
         raise InputError(f"--ddim-steps {args.ddim_steps} is more than the {args.t0 + 1} timesteps from 0 to --t0 "
                          f"{args.t0}; give at most {args.t0 + 1} steps or a larger --t0")
     paths = list_images(args.inputs)
-    sizes = _validate_inputs(paths, rgb_only="the artifact generators")
+    sizes = _validate_inputs(paths, rgb_only="the artifact generators", progress=not args.quiet)
     all_items = crop_items(paths, sizes, args.crop, args.per_image, args.seed)
     items = _shard(all_items, args.shard)
     out_dir = Path(args.output)  # outputs are planned on all the items: shards together are one run

@@ -96,7 +96,7 @@ def _restore_each(args: argparse.Namespace, device, restore_one, record: dict, l
     if select is not None:
         all_paths = select(all_paths)
     paths = _shard(all_paths, args.shard)
-    sizes = _validate_inputs(paths)
+    sizes = _validate_inputs(paths, progress=not args.quiet)
     if check is not None:
         check(paths, sizes)
     out_dir = Path(args.output)
@@ -297,7 +297,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if inpaint:
         all_paths = _without_masks(all_paths)
     paths = _shard(all_paths, args.shard)
-    sizes = _validate_inputs(paths)
+    sizes = _validate_inputs(paths, progress=not args.quiet)
     device = resolve_device(args.device)
     G = load_stylegan2(args.generator, device)
     expected = tuple(task.output_size((G.resolution, G.resolution)))

@@ -52,11 +52,11 @@ def _estimate_bytes(net: torch.nn.Module, hw: tuple[int, int], image_hw: tuple[i
     return int(need)
 
 
-def _check_rgb(paths: list[Path]) -> list[tuple[int, int]]:
+def _check_rgb(paths: list[Path], progress: bool = False) -> list[tuple[int, int]]:
     """Full decode of every input up front; SR and detection take RGB only."""
     from .cli import _validate_inputs
 
-    return _validate_inputs(paths, rgb_only="the SR models")
+    return _validate_inputs(paths, rgb_only="the SR models", progress=progress)
 
 
 def _load_models(args: argparse.Namespace, names: list[str], device: torch.device) -> list[torch.nn.Module]:
@@ -143,7 +143,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     _check_tiling(args)
     all_paths = list_images(args.inputs)  # outputs are planned on all of them: shards together are one run
     paths = _shard(all_paths, args.shard)
-    sizes = _validate_inputs(paths)  # grey, RGB or RGBA
+    sizes = _validate_inputs(paths, progress=not args.quiet)  # grey, RGB or RGBA
     device = resolve_device(args.device)
     if args.outscale is not None:
         avail = available_bytes(device)
@@ -261,7 +261,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
             raise InputError(f"{out_dir}: is the input folder {given}; the masks and overlays written there would be "
                              f"read as LR images by the next run; choose another output folder")
     paths = _shard(all_paths, args.shard)
-    sizes = _check_rgb(paths)
+    sizes = _check_rgb(paths, progress=not args.quiet)
     device = resolve_device(args.device)
     segmenter = make_segmenter(args.segmenter or "texture", args.segformer, device) if method == "desra" else None
     names = [args.gan] + ([args.mse] if args.mse is not None else [])
@@ -430,7 +430,7 @@ def cmd_train_desra(args: argparse.Namespace) -> int:
     _check_tiling(args)
     check_output_folder(args.output)
     paths = list_images([args.lr_images])
-    sizes = _check_rgb(paths)
+    sizes = _check_rgb(paths, progress=not args.quiet)
     device = resolve_device(args.device)
     segmenter = make_segmenter(args.segmenter, args.segformer, device)
     out_dir = Path(args.output)

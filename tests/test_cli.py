@@ -1091,6 +1091,28 @@ def test_an_error_under_a_progress_bar_starts_its_own_line(tmp_path, capsys):
     assert f"genrestore: error: {tmp_path / 'd' / 'b.png'}: cannot decode as an image" in lines, lines
 
 
+def test_inputs_are_checked_under_a_progress_bar_that_quiet_hides(tmp_path, capsys, monkeypatch):
+    """The up-front decode of every input (minutes for a large folder) shows a bar on a terminal,
+    cleared when done; -q hides it; a bad file found under it gives the error on a line of its own."""
+    import sys
+
+    for name in ("a", "b"):
+        write_image(tmp_path / "d" / f"{name}.png", torch.rand(1, 3, 16, 16))
+    assert main(["degrade", str(tmp_path / "d"), "-o", str(tmp_path / "o0"), "--task", "denoise"]) == 0
+    assert "check inputs" not in capsys.readouterr().err  # not a terminal: no transient bar in a log
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main(["degrade", str(tmp_path / "d"), "-o", str(tmp_path / "o"), "--task", "denoise"]) == 0
+    err = capsys.readouterr().err
+    assert "check inputs:   0%|          | 0/2" in err
+    assert main(["degrade", str(tmp_path / "d"), "-o", str(tmp_path / "o2"), "--task", "denoise", "-q"]) == 0
+    assert capsys.readouterr().err == ""
+    (tmp_path / "d" / "b.png").write_text("not an image")
+    assert main(["degrade", str(tmp_path / "d"), "-o", str(tmp_path / "o3"), "--task", "denoise"]) == 2
+    lines = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    assert f"genrestore: error: {tmp_path / 'd' / 'b.png'}: cannot decode as an image" in lines, lines
+    assert not (tmp_path / "o3").exists()
+
+
 def test_restore_keeps_grey_grey_and_the_alpha_channel(tmp_path):
     """restore ran grey and RGBA images as RGB and wrote RGB: a grey input now gives the BT.601 luma
     of the RGB restoration, and an RGBA one its restoration with the input's alpha, unchanged."""
