@@ -25,7 +25,8 @@ import math
 from pathlib import Path
 
 from genrestore._checks import InputError
-from genrestore.bench.harness import load_suite, run_suite
+from genrestore.bench.harness import run_suite
+from genrestore.bench.suite import load_suite
 from genrestore.bench.report import summarize
 
 

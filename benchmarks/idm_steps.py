@@ -25,7 +25,8 @@ import torch
 
 from genrestore._checks import InputError
 from genrestore._random import generator_for
-from genrestore.bench.harness import ground_truth, load_suite, metric_functions
+from genrestore.bench.methods import metric_functions
+from genrestore.bench.suite import ground_truth, load_suite
 from genrestore.degrade import PIPELINES
 from genrestore.restore.idm import IDMRestorer
 

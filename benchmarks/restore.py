@@ -33,7 +33,9 @@ from pathlib import Path
 import torch
 
 from genrestore._checks import InputError
-from genrestore.bench.harness import SET_METRICS_FILE, Suite, run_suite, write_set_metrics
+from genrestore.bench.harness import run_suite
+from genrestore.bench.set_metrics import SET_METRICS_FILE, write_set_metrics
+from genrestore.bench.suite import Suite
 from genrestore.bench.report import load_rows, one_crop, summarize
 
 TASKS = ("idm", "upsample", "denoise", "deartifact", "inpaint")

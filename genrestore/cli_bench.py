@@ -9,7 +9,8 @@ from ._checks import InputError
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench.harness import load_suite, run_suite
+    from .bench.harness import run_suite
+    from .bench.suite import load_suite
     from .cli import _parse_shard
     from .io import json_line
 

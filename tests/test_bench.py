@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from genrestore._checks import InputError
-from genrestore.bench.harness import ground_truth, load_suite, run_suite
+from genrestore.bench.harness import run_suite
+from genrestore.bench.suite import ground_truth, load_suite
 from genrestore.io import write_image
 
 SUITE = """
@@ -80,7 +81,8 @@ def test_command_line_lists_are_blamed_not_the_suite(suite_file, tmp_path):
 def test_niqe_metric_scores_the_output_alone():
     """The harness's no-reference column is NIQE of the output (the truth is ignored); null when the
     crop has fewer than two 96 px blocks."""
-    from genrestore.bench.harness import METRICS, metric_functions
+    from genrestore.bench.methods import metric_functions
+    from genrestore.bench.suite import METRICS
     from genrestore.metrics.niqe import niqe
 
     fns, notes = metric_functions(["niqe"])
@@ -134,7 +136,7 @@ def test_bench_cli_bad_suite_is_one_line(tmp_path, capsys):
 
 def test_set_metrics_is_fid_kid_per_group(suite_file, tmp_path):
     """IS, FID and KID per (task, level, method) from an injected extractor equal the formulas on its outputs."""
-    from genrestore.bench.harness import write_set_metrics
+    from genrestore.bench.set_metrics import write_set_metrics
     from genrestore.bench.report import summarize, load_rows
     from genrestore.io import read_image
     from genrestore.metrics.distribution import frechet_distance, inception_score
@@ -171,7 +173,7 @@ def test_set_metrics_is_fid_kid_per_group(suite_file, tmp_path):
 
 
 def test_builtin_suites_are_valid(tmp_path, monkeypatch):
-    from genrestore.bench.harness import SUITES_DIR
+    from genrestore.bench.suite import SUITES_DIR
 
     monkeypatch.chdir(tmp_path)  # the diffgar suite's generator paths must not resolve against a dev's runs/
     names = sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
@@ -361,7 +363,7 @@ def test_region_set_metrics_on_hand_drawn_masks(tmp_path):
     """removal / addition against the baseline and pooled precision / recall, hand-counted."""
     import numpy as np
 
-    from genrestore.bench.harness import write_set_metrics
+    from genrestore.bench.set_metrics import write_set_metrics
 
     def draw(rel, boxes, size=32):
         m = np.zeros((size, size), np.float32)
@@ -395,7 +397,7 @@ def test_guided_diffgar_on_a_task_outside_its_classes_runs_blind_and_says_so(tmp
     """Guided DiffGAR needs the task as a class: on another task it runs blind, with a warning that
     names the task (non-blind refuses); the blind output equals diffgar-blind's."""
     pytest.importorskip("diffusers")
-    from genrestore.bench.harness import run_method
+    from genrestore.bench.methods import run_method
     from genrestore.diffusion import ConditionalUNet
 
     torch.manual_seed(0)
@@ -674,7 +676,7 @@ def test_sr_same_size_method_is_the_model_then_lanczos_back(suite_file, tmp_path
     import numpy as np
     from safetensors.torch import save_file
 
-    from genrestore.bench.harness import sr_same_size
+    from genrestore.bench.methods import sr_same_size
     from genrestore.models.sr import build_sr, load_sr
     from test_sr_cli import TINY_VGG
 
@@ -750,7 +752,7 @@ def test_set_metrics_of_other_rows_are_not_shown(suite_file, tmp_path):
     """set_metrics.json records which rows each group was computed on; the report leaves out a group
     whose rows changed since (e.g. an interrupted run, or joined shards), and a run that asks for no
     set metric removes an earlier run's file instead of leaving it to be shown beside new rows."""
-    from genrestore.bench.harness import write_set_metrics
+    from genrestore.bench.set_metrics import write_set_metrics
     from genrestore.bench.report import load_rows, summarize
 
     out = tmp_path / "run"
@@ -772,7 +774,7 @@ def test_set_metrics_of_other_rows_are_not_shown(suite_file, tmp_path):
 def test_fid_and_kid_need_two_crops(suite_file, tmp_path):
     """count = 1 with fid or kid ran every row, then failed ('feature statistics need at least 2
     samples'); now it is refused first, and a group of one row (a shard's folder) gets null."""
-    from genrestore.bench.harness import write_set_metrics
+    from genrestore.bench.set_metrics import write_set_metrics
 
     suite_file.write_text(suite_file.read_text().replace("count = 2", "count = 1").replace('"lpips"]', '"kid"]'))
     with pytest.raises(InputError, match=r"kid compare sets of images: the suite needs count >= 2 crops \(got 1\)"):
@@ -866,7 +868,7 @@ def test_results_lock_keeps_readers_off_a_half_written_row(tmp_path):
     import threading
     import time
 
-    from genrestore.bench.harness import _results_lock, read_results
+    from genrestore.bench.results import _results_lock, read_results
 
     (tmp_path / "results.jsonl").write_text('{"n": 1}\n')
     holding, seen = threading.Event(), []
@@ -913,7 +915,7 @@ def _last_row_appended_slowly(suite_file, out):
     import threading
     import time
 
-    from genrestore.bench.harness import _results_lock
+    from genrestore.bench.results import _results_lock
 
     assert run_suite(load_suite(suite_file), out, progress=False)["rows_run"] == 8
     results = out / "results.jsonl"

@@ -295,7 +295,8 @@ def test_train_degrade_restore_cli(tmp_path, capsys):
 
 
 def test_bench_inpaint_method_records_network_calls(tmp_path):
-    from genrestore.bench.harness import load_suite, run_suite
+    from genrestore.bench.harness import run_suite
+    from genrestore.bench.suite import load_suite
     from genrestore.io import write_image
 
     write_image(tmp_path / "photos" / "p.png", torch.rand(1, 3, 40, 40, generator=torch.Generator().manual_seed(0)))

@@ -56,7 +56,7 @@ def load_rows(run_dir: str | os.PathLike) -> list[dict]:
     path = Path(run_dir) / "results.jsonl"
     if not path.is_file():
         raise InputError(f"{path}: no such file (expected the harness's results.jsonl)")
-    from .harness import _results_lock
+    from .results import _results_lock
 
     with _results_lock(path.parent, create=False):  # a bench shard may be appending a row
         text = path.read_text(encoding="utf-8")

@@ -8,7 +8,7 @@
   grid has. Non-blind: it needs the quality the image was compressed with.
 
 The OpenCV baselines (non-local means denoising, Telea / Navier-Stokes inpainting) are called
-directly where they are used (:mod:`genrestore.bench.harness`).
+directly where they are used (:mod:`genrestore.bench.methods`).
 """
 
 from __future__ import annotations
