@@ -261,7 +261,7 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
                                 quality_samples=args.quality_samples, **common)
     else:
         from .artifacts.generators import train_ddpm
-        from .cli_restore import _unet_config
+        from .cli_train import _unet_config
         from .diffusion import DenoisingUNet
 
         model = DenoisingUNet(3, unet=_unet_config(args))
@@ -269,14 +269,14 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
                    recipe=base + f" --size {args.size} --channels " + " ".join(map(str, args.channels))
                    + f" --layers-per-block {args.layers_per_block}", eval_images=args.eval_data,
                    quality_samples=args.quality_samples, **common)
-    from .cli_restore import report_training
+    from .cli_train import report_training
 
     return report_training(args, args.model)
 
 
 def add_train_parser(tsub) -> None:
     """Register ``train vq``, ``train transformer`` and ``train ddpm`` (the artifact generators)."""
-    from .cli_restore import _common_train_args
+    from .cli_train import _common_train_args
 
     help_ = {"vq": "train a VQ autoencoder (VQGAN-style) for token artifacts",
              "transformer": "train an autoregressive transformer over a VQ autoencoder's tokens",

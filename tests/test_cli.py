@@ -696,7 +696,7 @@ def test_training_report_of_a_damaged_checkpoint_is_an_input_error(tmp_path, con
     from safetensors.torch import save_file
 
     from genrestore._checks import InputError
-    from genrestore.cli_restore import report_training
+    from genrestore.cli_train import report_training
 
     ckpt = tmp_path / "checkpoint.safetensors"
     if content is None:

@@ -268,7 +268,7 @@ def test_unet_config_groups_divide_every_width():
     """GroupNorm's groups must divide every block width: --channels 48 96 once crashed with 32 groups."""
     import argparse
 
-    from genrestore.cli_restore import _unet_config
+    from genrestore.cli_train import _unet_config
 
     for channels, groups in [((8, 16), 8), ((12, 24), 12), ((48, 96), 24), ((64, 128), 32), ((40, 80), 20)]:
         cfg = _unet_config(argparse.Namespace(channels=list(channels), layers_per_block=1, size=16))
