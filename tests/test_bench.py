@@ -42,7 +42,8 @@ def suite_file(tmp_path):
     (("\"lpips\"]", "\"brisque\"]"), "unknown metric 'brisque'"),
     (("seed = 0", "seed = 0\ncolour = 1"), "unknown key(s) colour"),
     (("tasks = [\"inpaint\"]", "tasks = [\"denoise\"]"), "only restores inpainting"),
-    (("images = \"photos\"", "images = \"nowhere\""), "not found"),
+    (("images = \"photos\"", "images = \"nowhere\""), "'nowhere' not found beside the suite file or in the working "
+     "folder; give the photos with --images DIR"),
     (("count = 2", "count = \"six\""), "'count' must be an integer >= 1, got 'six'"),
     (("count = 2", "count = 0"), "'count' must be an integer >= 1, got 0"),
     (("crop = 32", "crop = -5"), "'crop' must be an integer >= 1, got -5"),
@@ -769,6 +770,49 @@ def test_set_metrics_of_other_rows_are_not_shown(suite_file, tmp_path):
     assert any("left out for inpaint M telea" in n for n in summary["notes"])
     run_suite(load_suite(suite_file), out, progress=False)  # psnr, ssim, lpips only
     assert not (out / "set_metrics.json").exists()
+
+
+def test_a_rerun_reuses_set_metrics_whose_inputs_did_not_change(suite_file, tmp_path, monkeypatch):
+    """A rerun with every row done recomputed every group's FID (Inception on every image, then a
+    2048-d matrix square root per group: minutes for a built-in suite). A group now keeps its values
+    while its rows, their files and the Inception weight are unchanged, and only a changed group is
+    computed again."""
+    import genrestore.metrics.fid as fid_module
+    from genrestore import weights as ws
+    from genrestore.bench.set_metrics import write_set_metrics
+
+    weight = tmp_path / "inception-fid.safetensors"
+    weight.write_bytes(b"stand-in")
+    real_find = ws.find
+    monkeypatch.setattr(ws, "find", lambda name: weight if name == "inception-fid" else real_find(name))
+    calls = []
+
+    class CountingFeatures:  # channel means as "features", no logits
+        def __call__(self, x):
+            calls.append(x.shape[0])
+            return x.mean((2, 3)).double() * 10, None
+
+    monkeypatch.setattr(fid_module, "InceptionFeatures", CountingFeatures)
+    suite_file.write_text(suite_file.read_text().replace('"lpips"]', '"fid"]'))
+    out = tmp_path / "run"
+    run_suite(load_suite(suite_file), out, progress=False)
+    assert len(calls) == 4 * 2  # 4 groups: outputs and truths
+    first = (out / "set_metrics.json").read_text()
+    assert run_suite(load_suite(suite_file), out, progress=False)["rows_run"] == 0
+    assert len(calls) == 8 and (out / "set_metrics.json").read_text() == first
+    lines = (out / "results.jsonl").read_text().splitlines()  # one row of one group made with other settings
+    row = json.loads(lines[0])
+    lines[0] = json.dumps(dict(row, config="0" * 16))
+    (out / "results.jsonl").write_text("\n".join(lines) + "\n")
+    write_set_metrics(out, ["fid"])
+    assert len(calls) == 10  # that group alone
+    groups = json.loads((out / "set_metrics.json").read_text())["groups"]
+    assert [g["fid"] for g in groups] == [g["fid"] for g in json.loads(first)["groups"]]  # same images, same values
+    weight.write_bytes(b"another stand-in")  # a replaced Inception: every group again
+    write_set_metrics(out, ["fid"])
+    assert len(calls) == 18
+    write_set_metrics(out, ["fid", "kid"])  # other metrics: every group again
+    assert len(calls) == 26
 
 
 def test_fid_and_kid_need_two_crops(suite_file, tmp_path):

@@ -27,6 +27,10 @@ def write_set_metrics(out_dir: Path, names: list[str], extractor=None, baseline:
     detection masks (``images.mask`` of each row): ``precision`` / ``recall`` against the labelled
     masks in ``truth_masks`` (rows without one are left out), ``removal`` / ``addition`` against the
     masks of the ``baseline`` method on the same images (for the other ``sr:`` methods only).
+    A group keeps the values of the last run's file when nothing they depend on has changed (its
+    rows' settings and image files, the baseline's rows, the labelled masks, the Inception weight;
+    each group records a digest of them as ``inputs``), so a rerun with every row done computes
+    nothing; a given ``extractor`` computes every group.
 
     Args:
         names: set metrics (``"is"``, ``"fid"``, ``"kid"``, KID over one subset of the whole group;
@@ -45,32 +49,46 @@ def write_set_metrics(out_dir: Path, names: list[str], extractor=None, baseline:
         groups.setdefault((r["task"], r["level"], r["method"]), []).append(r)
     notes = []
     inception = [n for n in names if n in _INCEPTION_METRICS]
-    if inception and extractor is None and ws.find("inception-fid") is None:
+    weight = ws.find("inception-fid") if inception and extractor is None else None
+    if inception and extractor is None and weight is None:
         notes.append(f"{', '.join(inception)}: absent (inception-fid not in the weight store)")
-    elif inception and extractor is None:
-        from ..metrics.fid import InceptionFeatures
-
-        extractor = InceptionFeatures()
+    # a value is reused from the last run when nothing it depends on has changed (a given extractor: never)
+    previous = {} if extractor is not None else _previous_groups(out_dir / SET_METRICS_FILE, names)
+    state = "absent" if weight is None else f"{weight}:{weight.stat().st_size}:{weight.stat().st_mtime_ns}"
+    scored = inception and (extractor is not None or weight is not None)
+    no_is = "is: absent (the stored inception-fid has no 1008-logit layer)"
     from .report import rows_digest
 
     out, singles = [], []
     for (task, level, method), grows in groups.items():
-        entry: dict = {"task": task, "level": level, "method": method, "count": len(grows), "rows": rows_digest(grows)}
+        compare = method.startswith("sr:") and method != baseline
+        baseline_rows = groups.get((task, level, baseline), [])
+        inputs = _group_inputs(grows, baseline_rows if compare else [], truth_masks, state if inception else None)
+        compared = [n for n in ("fid", "kid") if n in names]  # outputs against their truths
+        if scored and compared and len(grows) < 2:  # e.g. a shard's folder: no set to compare
+            singles.append(f"{task} {level} {method}")
+            compared = []
+        old = previous.get((task, level, method))
+        if old is not None and old.get("inputs") == inputs:
+            if scored and "is" in names and old.get("is") is None and no_is not in notes:
+                notes.append(no_is)
+            out.append(old)
+            continue
+        entry: dict = {"task": task, "level": level, "method": method, "count": len(grows), "rows": rows_digest(grows),
+                       "inputs": inputs}
         entry.update({n: None for n in names})
-        entry.update(_region_set_metrics(out_dir, grows, groups.get((task, level, baseline), []), names,
-                                         method.startswith("sr:") and method != baseline, truth_masks))
-        if extractor is not None and inception:
+        entry.update(_region_set_metrics(out_dir, grows, baseline_rows, names, compare, truth_masks))
+        if scored and extractor is None:
+            from ..metrics.fid import InceptionFeatures
+
+            extractor = InceptionFeatures()  # loaded once, for the first group not reused
+        if scored:
             load = lambda rel: read_image(out_dir / rel, "rgb")  # noqa: E731
             f_out, logits = extractor(torch.cat([load(r["images"]["output"]) for r in grows]))
-            no_is = "is: absent (the stored inception-fid has no 1008-logit layer)"
             if "is" in names and logits is not None:
                 entry["is"] = inception_score(logits, splits=inception_score_splits(logits.shape[0]))[0]
             elif "is" in names and no_is not in notes:
                 notes.append(no_is)
-            compared = [n for n in ("fid", "kid") if n in names]  # outputs against their truths
-            if compared and len(grows) < 2:  # e.g. a shard's folder: no set to compare
-                singles.append(f"{task} {level} {method}")
-                compared = []
             if compared:
                 f_ref, _ = extractor(torch.cat([load(r["images"]["truth"]) for r in grows]))
             if "fid" in compared:
@@ -88,6 +106,31 @@ def write_set_metrics(out_dir: Path, names: list[str], extractor=None, baseline:
     text = json.dumps(json_safe(record), indent=1, allow_nan=False)
     atomic_write_bytes(out_dir / SET_METRICS_FILE, (text + "\n").encode())
     return notes
+
+
+def _group_inputs(rows: list[dict], baseline_rows: list[dict], truth_masks: Path | None, inception: str | None) -> str:
+    """A digest of everything a group's set metrics depend on: each row's settings (its ``config``:
+    weights, ground truth, labelled mask) and image files (sha256), those of the baseline rows that
+    removal / addition compare with, the labelled-mask folder and the Inception weight file."""
+    import hashlib
+
+    def of(group: list[dict]) -> list[str]:
+        return sorted(json.dumps([r.get("config"), r.get("sha256")], sort_keys=True) for r in group)
+
+    record = [of(rows), of(baseline_rows), None if truth_masks is None else str(truth_masks), inception]
+    return hashlib.sha256(json.dumps(record).encode()).hexdigest()[:16]
+
+
+def _previous_groups(path: Path, names: list[str]) -> dict[tuple[str, str, str], dict]:
+    """The groups of the last run's ``set_metrics.json`` by ``(task, level, method)``, when it holds
+    the same metrics (else, or when it cannot be read, none)."""
+    try:
+        data = json.loads(path.read_text())
+        if data.get("metrics") != names:
+            return {}
+        return {(g["task"], g["level"], g["method"]): g for g in data["groups"] if "inputs" in g}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
 
 
 def _region_set_metrics(out_dir: Path, rows: list[dict], baseline_rows: list[dict], names: list[str],

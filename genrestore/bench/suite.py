@@ -266,7 +266,8 @@ def load_suite(spec: str | Path, methods: list[str] | None = None, images: str |
                 images = base / images
                 break
         else:
-            raise InputError(f"{path}: 'images' folder {data.get('images')!r} not found")
+            raise InputError(f"{path}: 'images' folder {data.get('images')!r} not found beside the suite file or in "
+                             "the working folder; give the photos with --images DIR")
     return Suite(data.get("name", path.stem), images, data["tasks"], data["levels"], methods, data["metrics"],
                  int(data.get("count", 4)), int(data.get("crop", 128)), int(data.get("seed", 0)), path,
                  generators=generators, detection=detection)
