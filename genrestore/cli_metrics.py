@@ -169,7 +169,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     _check_pairs(pairs, names, set_names, args)
     if set_names:
         from ._random import generator_for
-        from .metrics.distribution import FeatureStats
+        from .metrics.distribution import FeatureStats, images_fingerprint
         from .metrics.fid import InceptionFeatures, SetFeatures, random_crops
         from .models.inception import WEIGHT_NAME as INCEPTION
 
@@ -184,10 +184,12 @@ def cmd_metrics(args: argparse.Namespace) -> int:
                  "ref_p": SetFeatures(keep_features=False, keep_logits=False),
                  "dist_p": SetFeatures(keep_features=False, keep_logits=False)}
         ref_stats = None
+        # the statistics are of the references paired with DIST: saved with their fingerprint, checked on load
+        reference = images_fingerprint(ref for ref, _ in pairs) if args.ref_stats and whole else None
         if args.ref_stats and Path(args.ref_stats).is_file():
             if "kid" in set_names or "pfid" in set_names:
                 raise InputError("--ref-stats holds FID statistics of whole images; KID and pFID need the images")
-            ref_stats = FeatureStats.load_npz(args.ref_stats, crop_border=args.crop_border)
+            ref_stats = FeatureStats.load_npz(args.ref_stats, crop_border=args.crop_border, reference=reference)
         elif args.ref_stats:  # saved there after the run
             check_output_file(args.ref_stats, inputs, "--ref-stats")
     rows = []
@@ -226,7 +228,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
             else:
                 summary.update(set_metrics(feats["ref"], feats["dist"], whole, generator=generator_for(args.seed, "kid")))
                 if args.ref_stats:
-                    feats["ref"].stats.save(args.ref_stats, args.crop_border)
+                    feats["ref"].stats.save(args.ref_stats, args.crop_border, reference)
                     summary["ref_stats"] = f"saved to {args.ref_stats}"
         if "pfid" in set_names:
             summary.update(set_metrics(feats["ref_p"], feats["dist_p"], ["pfid"]))
@@ -246,6 +248,8 @@ def cmd_metrics(args: argparse.Namespace) -> int:
               f"crop {args.crop_border} px; weights used: {', '.join(weights_used) or 'none'})")
         for m in names:
             print(f"{m:<9} {summary[m]:>12.6f}")
+        if "ref_stats" in summary:
+            print(f"fid reference statistics: {summary['ref_stats']}")
     return 0
 
 
@@ -323,7 +327,8 @@ def add_parser(sub) -> None:
     m.add_argument("--tile-pad", type=nonneg_int, default=16, metavar="PX", help="--authenticity: as restore --tile-pad")
     m.add_argument("--half", action="store_true", help="--authenticity: as restore --half (give it when f(x) was "
                    "made with it, so that both passes are the same f)")
-    m.add_argument("--metrics", default="psnr,ssim", help=f"comma-separated, from {', '.join(METRICS_AVAILABLE)}")
+    m.add_argument("--metrics", default="psnr,ssim", help=f"comma-separated, from {', '.join(METRICS_AVAILABLE)} "
+                   "(default psnr,ssim)")
     m.add_argument("--y", action="store_true", help="compare BT.601 luma (Y), as the SR papers do")
     m.add_argument("--gray", action="store_true", help="compare as grey images (for grey inputs)")
     m.add_argument("--crop-border", type=nonneg_int, default=0, metavar="N", help="drop N pixels on each side first")

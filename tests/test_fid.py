@@ -3,6 +3,7 @@ the real 2015-12-05 weights cannot be downloaded here)."""
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -145,6 +146,19 @@ def test_cli_fid_kid_is_pfid_and_ref_stats(inception, tmp_path, capsys, monkeypa
                  "--ref-stats", str(stats), "--json", "-q"]) == 0
     second = json.loads(capsys.readouterr().out.splitlines()[-1])["summary"]
     assert second["ref_stats"].startswith("loaded") and abs(second["fid"] - first["fid"]) < 1e-6 * max(1, first["fid"])
+    assert main(["metrics", str(tmp_path / "ref"), str(tmp_path / "flat"), "--metrics", "fid",
+                 "--ref-stats", str(stats)]) == 0  # the table says where the reference came from
+    assert f"fid reference statistics: loaded from {stats}" in capsys.readouterr().out
+    # the statistics of ref/ were used for any REF (FID 243 for two equal folders): now refused
+    assert main(["metrics", str(tmp_path / "flat"), str(tmp_path / "flat"), "--metrics", "fid",
+                 "--ref-stats", str(stats)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"genrestore: error: {stats}: statistics of other reference images") and err.count("\n") == 1
+    with np.load(stats) as f:  # pytorch-fid's layout (mu, sigma only) records no images: loaded unchecked
+        np.savez(tmp_path / "foreign.npz", mu=f["mu"], sigma=f["sigma"])
+    assert main(["metrics", str(tmp_path / "flat"), str(tmp_path / "flat"), "--metrics", "fid",
+                 "--ref-stats", str(tmp_path / "foreign.npz"), "--json", "-q"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["summary"]["fid"] == pytest.approx(first["fid"])
     # --crop-border applies to the set metrics too: images equal but for an 8 px frame have FID 0 without it
     for name in ("a", "b", "c"):
         x = read_image(tmp_path / "ref" / f"{name}.png", "rgb")

@@ -20,7 +20,9 @@ These functions take features or logits; the feature extractor (InceptionV3) is 
 
 from __future__ import annotations
 
+import hashlib
 import os
+from collections.abc import Iterable
 
 import numpy as np
 import torch
@@ -85,24 +87,29 @@ class FeatureStats:
         if self.count < n:
             raise InputError(f"feature statistics need at least {n} samples, got {self.count}")
 
-    def save(self, path: str | os.PathLike, crop_border: int = 0) -> None:
+    def save(self, path: str | os.PathLike, crop_border: int = 0, reference: str | None = None) -> None:
         """Write ``mu`` and ``sigma`` (float64), ``count`` and the ``crop_border`` (px, dropped on
-        each side of the images before the features) to an ``.npz`` file, atomically."""
+        each side of the images before the features) to an ``.npz`` file, atomically.
+        ``reference``: a fingerprint of the images (e.g. :func:`images_fingerprint`), checked on load."""
         import io
 
         from ..io import atomic_write_bytes
 
         buf = io.BytesIO()
+        extra = {} if reference is None else {"reference": np.str_(reference)}
         np.savez(buf, mu=self.mean.cpu().numpy(), sigma=self.cov.cpu().numpy(), count=np.int64(self.count),
-                 crop_border=np.int64(crop_border))
+                 crop_border=np.int64(crop_border), **extra)
         atomic_write_bytes(path, buf.getvalue())
 
     @staticmethod
-    def load_npz(path: str | os.PathLike, crop_border: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def load_npz(path: str | os.PathLike, crop_border: int | None = None,
+                 reference: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``(mu, sigma)`` from an ``.npz`` written by :meth:`save`, pytorch-fid or clean-fid.
 
         With ``crop_border``, the file must record that crop (files without one, pytorch-fid's,
-        clean-fid's and ours before it was recorded, are of whole images: crop 0).
+        clean-fid's and ours before it was recorded, are of whole images: crop 0). With
+        ``reference``, a file that records a fingerprint of its images must record this one
+        (pytorch-fid's and clean-fid's record none, and are not checked).
         """
         from ..io import open_npz
 
@@ -111,6 +118,7 @@ class FeatureStats:
             with open_npz(path, what) as f:
                 mu, sigma = torch.from_numpy(f["mu"]).double(), torch.from_numpy(f["sigma"]).double()
                 saved_crop = int(f["crop_border"]) if "crop_border" in f.files else 0
+                saved_reference = str(f["reference"]) if "reference" in f.files else None
         except InputError:  # open_npz names the file and what it should hold
             raise
         except (OSError, KeyError, ValueError) as e:
@@ -120,7 +128,19 @@ class FeatureStats:
         if crop_border is not None and saved_crop != crop_border:
             raise InputError(f"{path}: statistics of images cropped by {saved_crop} px, asked for --crop-border "
                              f"{crop_border}; give the same crop, or another --ref-stats file")
+        if reference is not None and saved_reference is not None and saved_reference != reference:
+            raise InputError(f"{path}: statistics of other reference images than these (another folder, or files "
+                             "changed or paired differently since); delete it to compute them again, or give "
+                             "another --ref-stats file")
         return mu, sigma
+
+
+def images_fingerprint(paths: Iterable[str | os.PathLike]) -> str:
+    """A digest of a set of image files by content (sha256 of each, in any order): what reference
+    statistics saved with :meth:`FeatureStats.save` were computed on."""
+    from ..weights import sha256_file
+
+    return hashlib.sha256("\n".join(sorted(sha256_file(p) for p in paths)).encode()).hexdigest()
 
 
 def _sqrtm_psd(m: torch.Tensor) -> torch.Tensor:
