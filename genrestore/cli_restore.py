@@ -191,8 +191,11 @@ def cmd_restore_inpaint(args: argparse.Namespace) -> int:
     from .restore.inpaint import Inpainter
 
     if not args.model:
-        raise InputError("inpainting needs --model: an inpainter from `genrestore train inpaint` (its .safetensors "
-                         "with the .json beside it)")
+        from .weights import REGISTRY
+
+        shipped = ", ".join(n for n in REGISTRY if n.startswith("inpaint-"))
+        raise InputError(f"inpainting needs --model: a shipped inpainter ({shipped}) or one from `genrestore train "
+                         "inpaint` (its .safetensors with the .json beside it)")
     if not args.masks:
         raise InputError("inpainting needs the known masks: pass --masks DIR (genrestore degrade writes NAME_mask.png)")
     device = resolve_device(args.device)

@@ -556,6 +556,9 @@ def test_metrics_niqe_model_that_is_not_safetensors_is_an_input_error(tmp_path, 
     assert main(["metrics", a, a, "--metrics", "niqe", "--niqe-model", str(fake), "-q"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"genrestore: error: {fake}: not a NIQE pristine model") and err.count("\n") == 1, err
+    for missing in ("mine.safetensors", "mine.npz"):  # said "not a NIQE pristine model: FileNotFoundError..."
+        assert main(["metrics", a, a, "--metrics", "niqe", "--niqe-model", str(tmp_path / missing), "-q"]) == 2
+        assert capsys.readouterr().err == f"genrestore: error: {tmp_path / missing}: no such file (a NIQE pristine model: .safetensors or .npz)\n"
 
 
 def test_a_model_of_another_architecture_names_its_file(tmp_path, capsys):

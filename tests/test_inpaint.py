@@ -468,3 +468,19 @@ def test_gan_inpainters_must_predict_x0(tmp_path):
                                                                                     inpainter="gan")
     with pytest.raises(InputError, match="predicts x0"):
         Inpainter.from_file(tmp_path / "eps.safetensors")
+
+
+def test_restore_inpaint_without_a_model_names_the_shipped_ones(tmp_path, capsys):
+    """The refusal named only `genrestore train inpaint`, though three inpainters are shipped."""
+    from genrestore.cli import main
+    from genrestore.io import write_image
+
+    write_image(tmp_path / "a.png", torch.rand(1, 3, 16, 16))
+    assert main(["restore", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "--method", "inpaint",
+                 "--masks", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "a shipped inpainter (inpaint-diffusion, inpaint-ddgan, inpaint-gan)" in err and err.count("\n") == 1, err
+    for name in ("inpaint-gan", "inpaint-ddgan", "inpaint-diffusion"):  # the names it gives restore
+        write_image(tmp_path / "m" / "a_mask.png", torch.ones(1, 1, 16, 16))
+        assert main(["restore", str(tmp_path / "a.png"), "-o", str(tmp_path / name), "--method", "inpaint",
+                     "--model", name, "--masks", str(tmp_path / "m"), "-q"]) == 0

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -197,6 +198,8 @@ def _read_pristine(pristine: str | os.PathLike | None) -> tuple[torch.Tensor, to
         sd = ws.load_state_dict("niqe-pristine-photos")
         return sd["mu"].double(), sd["cov"].double()
     path = str(pristine)
+    if not Path(path).is_file():
+        raise InputError(f"{path}: no such file (a NIQE pristine model: .safetensors or .npz)")
     if path.endswith(".safetensors"):
         from safetensors.torch import load_file
 
