@@ -83,7 +83,8 @@ def _validate_inputs(paths: Sequence[Path], rgb_only: str | None = None, decode:
     front with its name. Returns each image's ``(H, W)`` after EXIF orientation.
 
     ``decode``: decode each file once (catches truncated data too); ``False`` reads the headers
-    only (sizes and modes), for commands whose work is little more than decoding (``metrics``).
+    only (sizes and modes; a PNG's chunk headers too, so a PNG cut short is named up front), for
+    commands whose work is little more than decoding (``metrics``).
     Files Pillow cannot parse (e.g. float32 RGB TIFF, which OpenCV reads) are decoded either way.
     ``rgb_only``: refuse grey and RGBA images, naming this as what needs RGB (e.g. "the SR models").
     ``progress``: a progress bar on a terminal (cleared when done, so not for logs) while more than
@@ -92,7 +93,7 @@ def _validate_inputs(paths: Sequence[Path], rgb_only: str | None = None, decode:
     from PIL import Image, UnidentifiedImageError
     from tqdm import tqdm
 
-    from .io import read_image
+    from .io import exif_orientation, png_is_complete, read_image
 
     sizes = []
     limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # we only read the header here
@@ -102,12 +103,13 @@ def _validate_inputs(paths: Sequence[Path], rgb_only: str | None = None, decode:
             try:
                 with Image.open(p) as im:
                     mode, (w, h) = im.mode, im.size
-                    turned = int(im.getexif().get(0x0112, 1)) in (5, 6, 7, 8)  # EXIF orientations that swap H, W
+                    turned = exif_orientation(im, p) in (5, 6, 7, 8)  # EXIF orientations that swap H, W
+                    cut = im.format == "PNG" and not png_is_complete(p)  # a PNG cut short: its chunks, not pixels
             except (UnidentifiedImageError, OSError, SyntaxError):
                 mode = None  # not for Pillow: read_image (OpenCV) decides, and names the file if it cannot
             if mode is not None and mode not in _SUPPORTED_MODES:
                 raise InputError(f"{p}: unsupported image mode {mode!r} (expected grey, RGB or RGBA)")
-            if mode is not None and not decode and not rgb_only:
+            if mode is not None and not decode and not rgb_only and not cut:
                 sizes.append((w, h) if turned else (h, w))
                 continue
             shape = read_image(p).shape

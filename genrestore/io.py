@@ -45,6 +45,46 @@ _EXIF_TRANSFORMS: dict[int, Callable[[np.ndarray], np.ndarray]] = {
 _ALPHA_MODES = {"RGBA", "LA", "PA", "La", "RGBa"}
 
 
+def exif_orientation(im, path: str | os.PathLike) -> int:
+    """The EXIF orientation (1-8; 1 without EXIF) of ``im``, a Pillow image opened from ``path``,
+    read from the headers only. Pillow's ``getexif`` of a PNG decodes every pixel to look for an
+    ``eXIf`` chunk after the image data; this walks the chunk headers instead."""
+    from PIL import Image
+
+    if im.format != "PNG" or "exif" in im.info or "Raw profile type exif" in im.info:  # no pixels decoded:
+        # not a PNG, or its EXIF is in a chunk before the pixels (or ImageMagick's text chunk: rare)
+        return int(im.getexif().get(0x0112, 1))
+    exif = Image.Exif()
+    with open(path, "rb") as f:
+        f.seek(8)  # the signature
+        while len(head := f.read(8)) == 8:
+            length, kind = int.from_bytes(head[:4], "big"), head[4:]
+            if kind == b"eXIf":
+                exif.load(f.read(length))
+                break
+            if kind == b"IEND":
+                break
+            f.seek(length + 4, os.SEEK_CUR)  # the data and its CRC
+    return int(exif.get(0x0112, 1))
+
+
+def png_is_complete(path: str | os.PathLike) -> bool:
+    """Whether the chunks of the PNG file ``path`` run to its ``IEND`` chunk, which a file cut short
+    (an interrupted copy or download) lacks; reads the chunk headers only, not the pixels."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if f.read(8) != b"\x89PNG\r\n\x1a\n":
+            return False
+        while len(head := f.read(8)) == 8:
+            if head[4:] == b"IEND":
+                return True
+            length = int.from_bytes(head[:4], "big")
+            if f.tell() + length + 4 > size:  # the data and its CRC
+                return False
+            f.seek(length + 4, os.SEEK_CUR)
+    return False
+
+
 def _pillow_header(path: Path) -> tuple[int, bool | None]:
     """``(EXIF orientation, has_alpha)`` from Pillow; ``(1, None)`` if Pillow cannot parse the file."""
     from PIL import Image
@@ -53,7 +93,7 @@ def _pillow_header(path: Path) -> tuple[int, bool | None]:
     try:
         with Image.open(path) as im:
             has_alpha = im.mode in _ALPHA_MODES or "transparency" in im.info
-            return int(im.getexif().get(0x0112, 1)), has_alpha
+            return exif_orientation(im, path), has_alpha
     except Exception:  # files Pillow cannot parse still decode through OpenCV
         return 1, None
     finally:

@@ -86,6 +86,50 @@ def test_exif_orientation_matches_pillow_transpose(tmp_path, orientation, suffix
     assert np.abs(y - ref).max() <= (3 if suffix == ".jpg" else 0)  # decoders may differ slightly on JPEG
 
 
+@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
+def test_png_exif_after_the_pixels_is_read_without_decoding_twice(tmp_path, orientation, monkeypatch):
+    """A PNG may carry its eXIf chunk after the image data (the PNG spec allows it): Pillow's getexif
+    then decodes every pixel to find it, which read_image did for every PNG, before OpenCV decoded it
+    again. The orientation is now read from the chunk headers: as Pillow's exif_transpose, and no
+    pixel decoded by Pillow."""
+    import zlib
+
+    from PIL import ImageOps, PngImagePlugin
+
+    a = _rand_u8(6, 10, 3, seed=5)
+    Image.fromarray(a).save(tmp_path / "plain.png")
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    payload = exif.tobytes().removeprefix(b"Exif\x00\x00")  # a PNG's eXIf starts at the TIFF header
+    chunk = len(payload).to_bytes(4, "big") + b"eXIf" + payload + zlib.crc32(b"eXIf" + payload).to_bytes(4, "big")
+    data = (tmp_path / "plain.png").read_bytes()
+    end = data.rindex(b"IEND") - 4  # the IEND chunk's length field
+    (tmp_path / "late.png").write_bytes(data[:end] + chunk + data[end:])
+    ref = np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / "late.png")).convert("RGB")).astype(int)
+    decoded = []
+    real_load = PngImagePlugin.PngImageFile.load
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", lambda im: decoded.append(im) or real_load(im))
+    y = (read_image(tmp_path / "late.png")[0].permute(1, 2, 0).numpy() * 255).round().astype(int)
+    assert decoded == [] and y.shape == ref.shape and np.abs(y - ref).max() == 0
+    if orientation != 1:
+        assert not np.array_equal(y, a)  # the file's pixels, turned
+
+
+def test_png_is_complete_reads_chunk_headers_to_iend(tmp_path):
+    """A PNG cut at any byte before its IEND chunk's header ends is incomplete; the whole file and
+    one cut only inside IEND's CRC are complete; a file that is not a PNG is not."""
+    from genrestore.io import png_is_complete
+
+    Image.fromarray(_rand_u8(20, 30, 3, seed=6)).save(tmp_path / "a.png")
+    data = (tmp_path / "a.png").read_bytes()
+    for n in sorted({0, 7, 8, 16, 33, 40, len(data) // 2, len(data) - 13, len(data) - 12, len(data) - 5,
+                     len(data) - 4, len(data) - 1, len(data)}):
+        (tmp_path / "cut.png").write_bytes(data[:n])
+        assert png_is_complete(tmp_path / "cut.png") == (n >= len(data) - 4), n
+    Image.fromarray(_rand_u8(4, 4, 3, seed=7)).save(tmp_path / "b.jpg")
+    assert not png_is_complete(tmp_path / "b.jpg")
+
+
 def test_cmyk_has_no_alpha(tmp_path):
     Image.new("CMYK", (5, 4), (10, 20, 30, 0)).save(tmp_path / "c.tif")
     assert read_image(tmp_path / "c.tif").shape == (1, 3, 4, 5)
