@@ -46,26 +46,35 @@ _ALPHA_MODES = {"RGBA", "LA", "PA", "La", "RGBa"}
 
 
 def exif_orientation(im, path: str | os.PathLike) -> int:
-    """The EXIF orientation (1-8; 1 without EXIF) of ``im``, a Pillow image opened from ``path``,
-    read from the headers only. Pillow's ``getexif`` of a PNG decodes every pixel to look for an
-    ``eXIf`` chunk after the image data; this walks the chunk headers instead."""
+    """The EXIF orientation (1-8; 1 without one) of ``im``, a Pillow image opened from ``path``, as
+    Pillow's ``getexif`` reads it (eXIf, ImageMagick's text chunk, XMP's ``tiff:Orientation``).
+    A PNG's ``getexif`` decodes every pixel, to read metadata chunks that may follow them; when
+    the chunk headers show none after the pixels, Pillow's reading of what the header gave is
+    used instead, without decoding."""
     from PIL import Image
 
-    if im.format != "PNG" or "exif" in im.info or "Raw profile type exif" in im.info:  # no pixels decoded:
-        # not a PNG, or its EXIF is in a chunk before the pixels (or ImageMagick's text chunk: rare)
-        return int(im.getexif().get(0x0112, 1))
-    exif = Image.Exif()
+    if im.format == "PNG" and not _png_metadata_after_pixels(path):
+        return int(Image.Image.getexif(im).get(0x0112, 1))
+    return int(im.getexif().get(0x0112, 1))
+
+
+_PNG_METADATA = {b"eXIf", b"tEXt", b"zTXt", b"iTXt"}
+
+
+def _png_metadata_after_pixels(path: str | os.PathLike) -> bool:
+    """Whether a PNG has an EXIF or text chunk after its first image-data chunk (chunk headers only)."""
+    pixels = False
     with open(path, "rb") as f:
         f.seek(8)  # the signature
         while len(head := f.read(8)) == 8:
-            length, kind = int.from_bytes(head[:4], "big"), head[4:]
-            if kind == b"eXIf":
-                exif.load(f.read(length))
-                break
+            kind = head[4:]
             if kind == b"IEND":
                 break
-            f.seek(length + 4, os.SEEK_CUR)  # the data and its CRC
-    return int(exif.get(0x0112, 1))
+            if pixels and kind in _PNG_METADATA:
+                return True
+            pixels = pixels or kind in (b"IDAT", b"fdAT")
+            f.seek(int.from_bytes(head[:4], "big") + 4, os.SEEK_CUR)  # the data and its CRC
+    return False
 
 
 def png_is_complete(path: str | os.PathLike) -> bool:

@@ -1035,3 +1035,22 @@ def test_report_reads_rows_under_the_shards_lock(suite_file, tmp_path):
     rows = load_rows(out)
     writer.join()
     assert len(rows) == 8
+
+
+def test_set_metrics_of_a_given_extractor_are_not_reused_as_the_stores(suite_file, tmp_path, monkeypatch):
+    """Review reproduction: a run with a given extractor records its groups' inputs with the Inception
+    state "absent" (no weight was looked up); a later run without an extractor and without the
+    inception-fid weight then reuses those values while its note says they are absent. They should
+    be null (computed again), as on a first run without the weight."""
+    from genrestore import weights as ws
+    from genrestore.bench.set_metrics import write_set_metrics
+
+    real_find = ws.find
+    monkeypatch.setattr(ws, "find", lambda name: None if name == "inception-fid" else real_find(name))
+    out = tmp_path / "run"
+    run_suite(load_suite(suite_file), out, progress=False)
+    write_set_metrics(out, ["fid"], lambda x: (x.mean((2, 3)).double() * 10, None))
+    assert all(g["fid"] is not None for g in json.loads((out / "set_metrics.json").read_text())["groups"])
+    notes = write_set_metrics(out, ["fid"])  # no extractor, no weight
+    assert any("absent" in n for n in notes)
+    assert all(g["fid"] is None for g in json.loads((out / "set_metrics.json").read_text())["groups"])

@@ -216,3 +216,35 @@ def test_cli_fid_and_kid_of_one_pair_are_refused_before_inception_runs(tmp_path,
         assert main(["metrics", str(tmp_path / "r"), str(tmp_path / "d"), "--metrics", metrics, "--crop-border",
                      "8"]) == 2
         assert "a.png: --crop-border 8 leaves nothing of a 16x16 image" in capsys.readouterr().err
+
+
+def test_ref_stats_loaded_with_is_still_reports_is(inception, tmp_path, capsys, monkeypatch):
+    """Review reproduction (pre-existing): --metrics fid,is with a --ref-stats file that exists
+    reports FID only; IS (of DIST alone, which needs no reference) is silently missing."""
+    monkeypatch.setenv("GENRESTORE_WEIGHTS", str(tmp_path / "store"))
+    torch.save(inception.state_dict(), tmp_path / "incep.pth")
+    assert main(["weights", "add", "inception-fid", str(tmp_path / "incep.pth"), "--force"]) == 0
+    g = torch.Generator().manual_seed(3)
+    for name in ("a", "b", "c"):
+        write_image(tmp_path / "ref" / f"{name}.png", torch.rand(1, 3, 48, 48, generator=g))
+        write_image(tmp_path / "dist" / f"{name}.png", torch.rand(1, 3, 48, 48, generator=g))
+    args = ["--metrics", "fid,is", "--ref-stats", str(tmp_path / "r.npz"), "--json", "-q"]
+    capsys.readouterr()
+    assert main(["metrics", str(tmp_path / "ref"), str(tmp_path / "dist")] + args) == 0
+    assert "is" in json.loads(capsys.readouterr().out.splitlines()[-1])["summary"]
+    assert main(["metrics", str(tmp_path / "ref"), str(tmp_path / "dist")] + args) == 0
+    assert "is" in json.loads(capsys.readouterr().out.splitlines()[-1])["summary"]
+
+
+def test_ref_stats_saved_before_fingerprints_are_not_trusted_for_any_reference(tmp_path):
+    """Review reproduction: statistics saved by genrestore before the fingerprint (mu, sigma, count,
+    crop_border; no 'reference') load for any reference images, as pytorch-fid's do, so the
+    'FID 243 for two equal folders' of an existing --ref-stats file is not caught."""
+    from genrestore._checks import InputError
+    from genrestore.metrics.distribution import FeatureStats
+
+    s = FeatureStats()
+    s.update(torch.randn(10, 4, generator=torch.Generator().manual_seed(0)))
+    s.save(tmp_path / "old.npz")  # the layout written before this change
+    with pytest.raises(InputError):
+        FeatureStats.load_npz(tmp_path / "old.npz", crop_border=0, reference="f" * 64)

@@ -86,33 +86,32 @@ def test_exif_orientation_matches_pillow_transpose(tmp_path, orientation, suffix
     assert np.abs(y - ref).max() <= (3 if suffix == ".jpg" else 0)  # decoders may differ slightly on JPEG
 
 
+@pytest.mark.parametrize("where", ["none", "before-pixels", "after-pixels"])
 @pytest.mark.parametrize("orientation", [1, 3, 6, 8])
-def test_png_exif_after_the_pixels_is_read_without_decoding_twice(tmp_path, orientation, monkeypatch):
-    """A PNG may carry its eXIf chunk after the image data (the PNG spec allows it): Pillow's getexif
-    then decodes every pixel to find it, which read_image did for every PNG, before OpenCV decoded it
-    again. The orientation is now read from the chunk headers: as Pillow's exif_transpose, and no
-    pixel decoded by Pillow."""
-    import zlib
-
+def test_png_orientation_without_decoding_twice(tmp_path, orientation, where, monkeypatch):
+    """Pillow's getexif of a PNG decodes every pixel (an eXIf chunk may follow them), which read_image
+    did for every PNG before OpenCV decoded it again. A PNG whose chunk headers show no metadata
+    after the pixels (nearly all) is now not decoded by Pillow; one with such chunks still is. The
+    orientation is Pillow's exif_transpose's in every case."""
     from PIL import ImageOps, PngImagePlugin
 
-    a = _rand_u8(6, 10, 3, seed=5)
-    Image.fromarray(a).save(tmp_path / "plain.png")
     exif = Image.Exif()
     exif[0x0112] = orientation
     payload = exif.tobytes().removeprefix(b"Exif\x00\x00")  # a PNG's eXIf starts at the TIFF header
-    chunk = len(payload).to_bytes(4, "big") + b"eXIf" + payload + zlib.crc32(b"eXIf" + payload).to_bytes(4, "big")
-    data = (tmp_path / "plain.png").read_bytes()
-    end = data.rindex(b"IEND") - 4  # the IEND chunk's length field
-    (tmp_path / "late.png").write_bytes(data[:end] + chunk + data[end:])
-    ref = np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / "late.png")).convert("RGB")).astype(int)
+    if where == "none":
+        Image.fromarray(_rand_u8(6, 10, 3, seed=8)).save(tmp_path / "o.png")
+        path = tmp_path / "o.png"
+    else:
+        path = _png_with_chunk(tmp_path, "o.png", b"eXIf", payload, after_pixels=where == "after-pixels")
+    ref = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB")).astype(int)
     decoded = []
     real_load = PngImagePlugin.PngImageFile.load
     monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", lambda im: decoded.append(im) or real_load(im))
-    y = (read_image(tmp_path / "late.png")[0].permute(1, 2, 0).numpy() * 255).round().astype(int)
-    assert decoded == [] and y.shape == ref.shape and np.abs(y - ref).max() == 0
-    if orientation != 1:
-        assert not np.array_equal(y, a)  # the file's pixels, turned
+    y = (read_image(path)[0].permute(1, 2, 0).numpy() * 255).round().astype(int)
+    assert y.shape == ref.shape and np.abs(y - ref).max() == 0
+    assert (decoded != []) == (where == "after-pixels")
+    if where != "none" and orientation in (6, 8):
+        assert y.shape[:2] == (10, 6)  # turned
 
 
 def test_png_is_complete_reads_chunk_headers_to_iend(tmp_path):
@@ -442,3 +441,41 @@ def test_grey_alpha_tiff_keeps_its_alpha_like_png(tmp_path, suffix):
     got = (y[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     np.testing.assert_array_equal(got, la[:, :, [0, 0, 0, 1]])
     assert read_image(tmp_path / f"la{suffix}", "rgb").shape == (1, 3, 5, 9)
+
+
+def _png_with_chunk(tmp_path, name, kind, payload, after_pixels):
+    import zlib
+
+    Image.fromarray(_rand_u8(6, 10, 3, seed=8)).save(tmp_path / "plain.png")
+    data = (tmp_path / "plain.png").read_bytes()
+    chunk = len(payload).to_bytes(4, "big") + kind + payload + zlib.crc32(kind + payload).to_bytes(4, "big")
+    at = data.rindex(b"IEND") - 4 if after_pixels else 33  # before IEND, or right after IHDR
+    (tmp_path / name).write_bytes(data[:at] + chunk + data[at:])
+    return tmp_path / name
+
+
+@pytest.mark.parametrize("case", ["xmp-before-pixels", "xmp-after-pixels", "raw-profile-after-pixels"])
+def test_png_orientation_outside_exif_matches_pillow_transpose(tmp_path, case):
+    """Review reproduction: Pillow's getexif (and so exif_transpose, and read_image before this change)
+    also takes a PNG's orientation from XMP (iTXt XML:com.adobe.xmp, tiff:Orientation) and from
+    ImageMagick's 'Raw profile type exif' text chunk after the pixels; exif_orientation returns 1."""
+    from PIL import ImageOps
+
+    from genrestore.cli import _validate_inputs
+
+    if case.startswith("xmp"):
+        xmp = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+               '<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>')
+        path = _png_with_chunk(tmp_path, "o.png", b"iTXt", b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + xmp.encode(),
+                               after_pixels=case.endswith("after-pixels"))
+    else:
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        raw = exif.tobytes()
+        text = f"\nexif\n{len(raw):8d}\n{raw.hex()}\n"
+        path = _png_with_chunk(tmp_path, "o.png", b"tEXt", b"Raw profile type exif\x00" + text.encode(), True)
+    ref = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB")).astype(int)
+    assert ref.shape[:2] == (10, 6)  # Pillow turns it
+    y = (read_image(path)[0].permute(1, 2, 0).numpy() * 255).round().astype(int)
+    assert y.shape == ref.shape and np.abs(y - ref).max() == 0
+    assert _validate_inputs([path], decode=False) == [(10, 6)]
