@@ -225,6 +225,8 @@ def cmd_metrics(args: argparse.Namespace) -> int:
             if ref_stats is not None:
                 summary["fid"] = frechet_distance(*ref_stats, feats["dist"].stats.mean, feats["dist"].stats.cov)
                 summary["ref_stats"] = f"loaded from {args.ref_stats}"
+                if "is" in whole:  # IS is of DIST alone (it was left out here)
+                    summary.update(set_metrics(feats["dist"], feats["dist"], ["is"]))
             else:
                 summary.update(set_metrics(feats["ref"], feats["dist"], whole, generator=generator_for(args.seed, "kid")))
                 if args.ref_stats:

@@ -54,7 +54,8 @@ def write_set_metrics(out_dir: Path, names: list[str], extractor=None, baseline:
         notes.append(f"{', '.join(inception)}: absent (inception-fid not in the weight store)")
     # a value is reused from the last run when nothing it depends on has changed (a given extractor: never)
     previous = {} if extractor is not None else _previous_groups(out_dir / SET_METRICS_FILE, names)
-    state = "absent" if weight is None else f"{weight}:{weight.stat().st_size}:{weight.stat().st_mtime_ns}"
+    state = ("given extractor" if extractor is not None else "absent" if weight is None
+             else f"{weight}:{weight.stat().st_size}:{weight.stat().st_mtime_ns}")
     scored = inception and (extractor is not None or weight is not None)
     no_is = "is: absent (the stored inception-fid has no 1008-logit layer)"
     from .report import rows_digest

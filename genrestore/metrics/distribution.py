@@ -109,7 +109,8 @@ class FeatureStats:
         With ``crop_border``, the file must record that crop (files without one, pytorch-fid's,
         clean-fid's and ours before it was recorded, are of whole images: crop 0). With
         ``reference``, a file that records a fingerprint of its images must record this one
-        (pytorch-fid's and clean-fid's record none, and are not checked).
+        (pytorch-fid's and clean-fid's record none, and are not checked; ours from before the
+        fingerprint, told apart by their ``count``, are refused).
         """
         from ..io import open_npz
 
@@ -119,6 +120,7 @@ class FeatureStats:
                 mu, sigma = torch.from_numpy(f["mu"]).double(), torch.from_numpy(f["sigma"]).double()
                 saved_crop = int(f["crop_border"]) if "crop_border" in f.files else 0
                 saved_reference = str(f["reference"]) if "reference" in f.files else None
+                ours_unmarked = saved_reference is None and "count" in f.files  # ours, saved before fingerprints
         except InputError:  # open_npz names the file and what it should hold
             raise
         except (OSError, KeyError, ValueError) as e:
@@ -128,6 +130,9 @@ class FeatureStats:
         if crop_border is not None and saved_crop != crop_border:
             raise InputError(f"{path}: statistics of images cropped by {saved_crop} px, asked for --crop-border "
                              f"{crop_border}; give the same crop, or another --ref-stats file")
+        if reference is not None and ours_unmarked:
+            raise InputError(f"{path}: statistics saved by an earlier genrestore, which did not record their "
+                             "reference images; delete it to compute them again (and record them)")
         if reference is not None and saved_reference is not None and saved_reference != reference:
             raise InputError(f"{path}: statistics of other reference images than these (another folder, or files "
                              "changed or paired differently since); delete it to compute them again, or give "
