@@ -346,7 +346,7 @@ def cmd_weights(args: argparse.Namespace) -> int:
             info["stored"] = ws.load_metadata(name)
         print(json.dumps(info, indent=1))
     elif args.action == "path":
-        print(ws.resolve(name))
+        print(ws.resolve(name, check=False))
     elif args.action == "add":
         if len(args.names) != 2:
             raise InputError("usage: genrestore weights add NAME FILE")

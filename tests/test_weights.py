@@ -273,6 +273,10 @@ def test_a_damaged_stored_weight_names_its_file(store, tmp_path, capsys):
     damaged = store / ws.spec("niqe-pristine-photos").file
     damaged.parent.mkdir(parents=True)
     damaged.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
+    with pytest.raises(InputError, match=f"{damaged}: sha256 .* is not the .* recorded for weight 'niqe-pristine-photos'"):
+        ws.load_state_dict("niqe-pristine-photos")  # the registry pins the shipped file's hash
+    # recorded as it is (e.g. stored with --force): the hash passes and the reader names the file
+    damaged.with_suffix(".json").write_text(json.dumps({"sha256": ws.sha256_file(damaged)}))
     with pytest.raises(InputError, match="not a readable safetensors file"):
         ws.load_state_dict("niqe-pristine-photos")
     image = tmp_path / "a.png"
@@ -378,7 +382,7 @@ def test_find_takes_the_first_folder_holding_the_file_and_skips_a_folder_in_its_
     assert ws.find(name) == cache / f  # the cache comes before the package
     (store / f).rmdir()
     (store / f).write_bytes(b"store")
-    assert ws.find(name) == ws.resolve(name) == store / f  # $GENRESTORE_WEIGHTS before both
+    assert ws.find(name) == ws.resolve(name, check=False) == store / f  # $GENRESTORE_WEIGHTS before both
 
 
 def test_a_bare_checkpoint_file_name_is_called_a_missing_file():
@@ -449,3 +453,33 @@ def test_verify_of_absent_and_unhashed_weights_fails_with_the_reason(store, tmp_
     assert ws.verify("vgg16-torchvision") == (False, "no recorded sha256")
     out.with_suffix(".json").write_text("{}")
     assert ws.verify("vgg16-torchvision") == (False, "no recorded sha256")
+
+
+def test_a_stored_weight_changed_since_it_was_stored_is_refused_when_loaded(store, tmp_path, capsys, monkeypatch):
+    """One byte flipped in a stored weight ran without a word (only `weights verify` said so): its
+    sha256 is now checked against the recorded one when it is loaded, once per file and process."""
+    import shutil
+
+    from genrestore.io import write_image
+
+    name = "rdn-small-x2"
+    store.mkdir()
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(ws.PACKAGE_DIR / f"{name}{suffix}", store / f"{name}{suffix}")
+    stored = store / f"{name}.safetensors"
+    write_image(tmp_path / "lr" / "a.png", torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(1)))
+    hashed = []
+    real_sha = ws.sha256_file
+    monkeypatch.setattr(ws, "sha256_file", lambda p, *a: hashed.append(p) or real_sha(p, *a))
+    assert ws.resolve(name) == ws.resolve(name) == stored and hashed == [stored]  # hashed once in a process
+    assert main(["upscale", str(tmp_path / "lr"), "-o", str(tmp_path / "o1"), "--model", name, "-q"]) == 0
+    data = bytearray(stored.read_bytes())
+    data[len(data) // 2] ^= 0x01  # a tensor byte: the file still parses
+    stored.write_bytes(bytes(data))
+    capsys.readouterr()
+    assert main(["upscale", str(tmp_path / "lr"), "-o", str(tmp_path / "o3"), "--model", name, "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"genrestore: error: {stored}: sha256 ") and f"recorded for weight '{name}'" in err
+    assert err.count("\n") == 1 and not (tmp_path / "o3").exists()
+    assert main(["weights", "path", name]) == 0 and capsys.readouterr().out == f"{stored}\n"  # located all the same
+    assert main(["weights", "verify", name]) == 1
