@@ -47,6 +47,13 @@ def check_image(x: torch.Tensor, name: str = "image", channels: tuple[int, ...] 
             raise InputError(f"expected {name} in [0, 1], got values in [{lo.item():.4g}, {hi.item():.4g}]")
 
 
+def check_not_empty(x: torch.Tensor, name: str = "image") -> None:
+    """Raise :class:`InputError` for a batch of no images (``N = 0``), for the samplers and
+    optimizers that cannot give an empty result of the right shape."""
+    if x.shape[0] == 0:
+        raise InputError(f"expected at least one {name}, got an empty batch {tuple(x.shape)}")
+
+
 def check_min_size(x: torch.Tensor, min_hw: int, why: str) -> None:
     """Raise :class:`InputError` when the image is smaller than ``min_hw`` on either side."""
     h, w = x.shape[-2:]

@@ -57,12 +57,17 @@ def _check_count(generator: Generator, n: int) -> None:
         raise InputError(f"expected {n} generators (one per image), got {len(generator)}")
 
 
+def _device_of(g: torch.Generator | None) -> torch.device:
+    """Where a generator draws; ``None`` (torch's global generator) draws on the CPU."""
+    return torch.device("cpu") if g is None else g.device
+
+
 def _draw(fn, generator: Generator, shape: Sequence[int], device, dtype) -> torch.Tensor:
     """Call ``fn(shape, generator=g)`` for the batch, or once per image for a list of generators."""
     n = shape[0]
     _check_count(generator, n)
     if isinstance(generator, Sequence):  # drawn on each generator's device (a CUDA one draws on CUDA)
-        out = torch.stack([fn(tuple(shape[1:]), generator=g, dtype=dtype, device=g.device) for g in generator]) \
+        out = torch.stack([fn(tuple(shape[1:]), generator=g, dtype=dtype, device=_device_of(g)) for g in generator]) \
             if n else torch.empty(tuple(shape), dtype=dtype)
     else:
         out = fn(tuple(shape), generator=generator, dtype=dtype, device=getattr(generator, "device", "cpu"))
@@ -107,8 +112,8 @@ def fork(generator: Generator) -> Generator:
     if generator is None:
         return None
     gens = list(generator) if isinstance(generator, Sequence) else [generator]
-    forks = [torch.Generator(g.device).manual_seed(
-        int(torch.randint(1 << 62, (1,), generator=g, device=g.device))) for g in gens]
+    forks = [None if g is None else torch.Generator(g.device).manual_seed(
+        int(torch.randint(1 << 62, (1,), generator=g, device=g.device))) for g in gens]  # None: the global one
     return forks if isinstance(generator, Sequence) else forks[0]
 
 

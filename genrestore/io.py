@@ -313,6 +313,10 @@ def encode_image(x: torch.Tensor, suffix: str = ".png", bits: Literal[8, 16] = 8
     """
     import cv2
 
+    if not isinstance(x, torch.Tensor):
+        raise InputError(f"expected the image as a torch tensor, got {type(x).__name__}")
+    if not isinstance(suffix, str) or suffix.lower() not in IMAGE_SUFFIXES:
+        raise InputError(f"cannot write images as {suffix!r}; formats: {', '.join(IMAGE_SUFFIXES)}")
     if x.ndim == 4:
         if x.shape[0] != 1:
             raise InputError(f"encode_image takes one image, got a batch of {x.shape[0]}")

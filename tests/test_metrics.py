@@ -200,7 +200,7 @@ def test_negative_crop_border_is_an_input_error():
     x, y = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
     for f in (mse, psnr, ssim):
         for yc in (False, True):
-            with pytest.raises(InputError, match="non-negative crop_border"):
+            with pytest.raises(InputError, match="expected crop_border as a non-negative int"):
                 f(x, y, y_channel=yc, crop_border=-1)
 
 

@@ -7,7 +7,7 @@ import os
 import torch
 
 from .. import _random
-from .._checks import InputError
+from .._checks import InputError, check_image, check_not_empty
 from .ddim import DDIM_PAPER
 
 KINDS: tuple[str, ...] = ("vq-replace", "ar-resample", "ddim-gauss", "ddim-scale", "identity")
@@ -86,6 +86,8 @@ def synthesize(kind: str, generators: dict, x: torch.Tensor, level: float, gener
     """
     from . import ar_resample, ddim_gaussian, ddim_scale_shift, identity_pair, vq_replace
 
+    check_image(x, "x", channels=(3,))  # the generators are RGB models
+    check_not_empty(x, "image")
     missing = [k for k in NEEDS.get(kind, ()) if k not in generators]
     if missing:
         raise InputError(f"the {kind} artifact needs the generators {list(NEEDS[kind])}; {missing} are not in "

@@ -218,8 +218,7 @@ def jpeg_torch(x: torch.Tensor, quality: Quality, rounding: Literal["surrogate",
     check_image(x, check_range=check_range)
     if rounding not in ("surrogate", "exact"):
         raise InputError(f"unknown rounding {rounding!r}; expected surrogate or exact")
-    if subsampling not in ("4:2:0", "4:4:4"):
-        raise InputError(f"unknown chroma subsampling {subsampling!r}; expected 4:2:0 or 4:4:4")
+    _check_subsampling(subsampling)
     tables = quantization_tables(quality).to(x.device)
     if tables.shape[0] not in (1, x.shape[0]):
         raise InputError(f"expected 1 or {x.shape[0]} qualities, got {tables.shape[0]}")
@@ -252,6 +251,11 @@ def jpeg_torch(x: torch.Tensor, quality: Quality, rounding: Literal["surrogate",
     return _range_limit(rgb, 1.0)
 
 
+def _check_subsampling(subsampling: str) -> None:
+    if subsampling not in ("4:2:0", "4:4:4"):
+        raise InputError(f"unknown chroma subsampling {subsampling!r}; expected 4:2:0 or 4:4:4")
+
+
 def _pillow_roundtrip(arr: np.ndarray, quality: int, subsampling: str) -> np.ndarray:
     from PIL import Image
 
@@ -281,6 +285,7 @@ def jpeg_pillow(x: torch.Tensor, quality: Quality, subsampling: Literal["4:2:0",
         ``(N, C, H, W)`` images on 8-bit levels, of ``x``'s dtype and device.
     """
     check_image(x)
+    _check_subsampling(subsampling)
     q = _qualities(quality)
     if q.numel() == 1:
         q = q.expand(x.shape[0])

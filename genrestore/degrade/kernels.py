@@ -145,11 +145,16 @@ def blur(x: torch.Tensor, kernel: torch.Tensor, border: str = "reflect") -> torc
         ``(N, C, H, W)`` tensor, differentiable in both arguments.
     """
     check_image(x, "image", channels=tuple(range(1, 65)), check_range=False)
+    if not isinstance(kernel, torch.Tensor):
+        raise InputError(f"expected the kernel as a torch tensor, got {type(kernel).__name__}")
     if kernel.ndim == 2:
         kernel = kernel[None]
     n, c, h, w = x.shape
-    if kernel.shape[0] not in (1, n) or kernel.shape[-1] != kernel.shape[-2] or kernel.shape[-1] % 2 == 0:
-        raise InputError(f"expected 1 or {n} square kernels of odd size, got {tuple(kernel.shape)}")
+    if (kernel.ndim != 3 or kernel.shape[0] not in (1, n) or kernel.shape[-1] != kernel.shape[-2]
+            or kernel.shape[-1] % 2 == 0):
+        raise InputError(f"expected (k, k), (1, k, k) or ({n}, k, k) kernels with k odd, got {tuple(kernel.shape)}")
+    if n == 0:
+        return x.clone()
     if border not in ("reflect", "replicate", "circular", "constant"):
         raise InputError(f"unknown border {border!r}; expected reflect, replicate, circular or constant")
     pad = kernel.shape[-1] // 2

@@ -27,7 +27,7 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
-from .._checks import InputError
+from .._checks import InputError, whole_number_at_least
 
 
 class FeatureStats:
@@ -194,11 +194,19 @@ def kid(features_a: torch.Tensor, features_b: torch.Tensor, subsets: int = 100, 
         subset_size: samples per subset (clipped to the smaller set's size).
         generator: for the subset draws.
     """
+    from .._random import check_generator
+
+    if not (isinstance(features_a, torch.Tensor) and isinstance(features_b, torch.Tensor)):
+        raise InputError(f"expected KID features as torch tensors, got {type(features_a).__name__} and "
+                         f"{type(features_b).__name__}")
+    subsets = whole_number_at_least(subsets, "KID's subsets", 1)
+    subset_size = whole_number_at_least(subset_size, "KID's subset_size", 1)
+    if not isinstance(generator, (torch.Generator, type(None))):
+        check_generator(generator)  # names what a generator is, and how to make one from a seed
+        raise InputError("KID takes one torch.Generator (or None) for its subset draws, not one per image")
     a, b = features_a.double(), features_b.double().to(features_a.device)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
         raise InputError(f"expected (N, d) and (M, d) features, got {tuple(a.shape)} and {tuple(b.shape)}")
-    if subsets < 1:
-        raise InputError(f"KID needs at least 1 subset, got subsets={subsets}")
     if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
         raise InputError("KID features contain NaN or infinite values")
     m = min(subset_size, a.shape[0], b.shape[0])
@@ -243,8 +251,13 @@ def inception_score(logits: torch.Tensor, splits: int = 10) -> tuple[float, floa
         >>> round(inception_score(torch.eye(10) * 100, splits=1)[0], 4)  # 10 confident, distinct classes
         10.0
     """
-    if logits.ndim != 2 or splits < 1 or logits.shape[0] < splits:
+    if not isinstance(logits, torch.Tensor):
+        raise InputError(f"expected logits as a torch tensor, got {type(logits).__name__}")
+    splits = whole_number_at_least(splits, "the Inception Score's splits", 1)
+    if logits.ndim != 2 or logits.shape[0] < splits:
         raise InputError(f"expected (N, K) logits with N >= splits={splits} >= 1, got {tuple(logits.shape)}")
+    if not torch.isfinite(logits).all():
+        raise InputError("Inception Score logits contain NaN or infinite values")
     logp = torch.log_softmax(logits.double(), dim=1)
     n = logp.shape[0]
     scores = []

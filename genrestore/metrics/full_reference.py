@@ -88,11 +88,17 @@ def _checked(x: torch.Tensor, y: torch.Tensor, crop_border: int,
     check_image(y, "second image", channels=(1, 3), check_range=False)
     if x.shape != y.shape:
         raise InputError(f"images differ in shape: {tuple(x.shape)} vs {tuple(y.shape)}")
-    if crop_border < 0:
-        raise InputError(f"expected a non-negative crop_border, got {crop_border}")
+    _check_crop_border(crop_border)
     if crop_border and 2 * crop_border >= min(x.shape[-2:]):
         raise InputError(f"crop_border={crop_border} leaves nothing of a {x.shape[-1]}x{x.shape[-2]} image")
     return (x.to(dtype), y.to(dtype)) if dtype is not None else (x, y)
+
+
+def _check_crop_border(crop_border) -> None:
+    import numbers
+
+    if isinstance(crop_border, bool) or not isinstance(crop_border, numbers.Integral) or crop_border < 0:
+        raise InputError(f"expected crop_border as a non-negative int (pixels), got {crop_border!r}")
 
 
 def _crop(t: torch.Tensor, border: int) -> torch.Tensor:
@@ -433,6 +439,8 @@ def ssim(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, crop_border:
     n, c, h, w = x.shape
     win = _SSIM_WINDOW
     check_ssim_size(h, w, win)  # before the strips: with none, the sum below would be silently 0
+    if n == 0:  # an empty batch, as psnr gives it
+        return torch.zeros(0, dtype=torch.float64, device=x.device)
     # images per call: enough for _SSIM_CHANNELS filtered channels (4 maps x c each) while the
     # maps of one call stay within _SSIM_ELEMENTS; larger images go one at a time, in strips of
     # output rows (each strip reads win - 1 rows more) with the same budget
@@ -455,6 +463,7 @@ class _MeanOverImages:
     higher_is_better: bool = True
 
     def __init__(self, y_channel: bool = False, crop_border: int = 0) -> None:
+        _check_crop_border(crop_border)  # at construction, not at the first update
         self.y_channel, self.crop_border = y_channel, crop_border
         self.reset()
 

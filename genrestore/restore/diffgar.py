@@ -26,7 +26,7 @@ from typing import Callable, Literal
 import torch
 
 from .. import _random
-from .._checks import InputError, check_image, real_number
+from .._checks import InputError, check_image, check_not_empty, real_number
 from .._random import Generator
 from ..diffusion.model import ConditionalUNet
 from ..diffusion.sampling import sample
@@ -309,6 +309,7 @@ class DiffGARRestorer:
         """
         model = self.model
         check_image(y, "y", channels=(3,))
+        check_not_empty(y, "degraded image")
         check_tile(tile, tile_pad, tile_blend, self.multiple)
         device = next(model.parameters()).device
         labels, s = self.sampling_args(mode, artifact, guidance_scale, y.shape[0], device)

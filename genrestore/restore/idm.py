@@ -23,7 +23,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from .._checks import InputError, check_image
+from .._checks import InputError, check_image, check_not_empty
 from .._random import Generator
 from ..diffusion.model import ConditionalUNet, size_multiple
 from ..diffusion.sampling import _check_steps, sample
@@ -134,6 +134,7 @@ class IDMRestorer:
         """
         model = self.model
         check_image(y, "y", channels=(model.cond_channels,))
+        check_not_empty(y, "degraded image")
         num_t = model.config["schedule"]["num_train_timesteps"]
         steps = 1 if num_t == 1 else steps
         _check_steps(steps, num_t)

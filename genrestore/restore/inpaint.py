@@ -187,6 +187,6 @@ class Inpainter:
 
         # one sampler for the three kinds: DDPM steps of an x0-predicting model (for the GANs, its T
         # steps are the diffusion GAN's posterior sampling; T = 1 is one call from pure noise)
-        pred = IDMRestorer(self.model).restore(inpaint_condition(y, mask), steps or self.default_steps, generator,
-                                               half=half)
+        steps = self.default_steps if steps is None else steps  # 0 is refused by the sampler, not taken as None
+        pred = IDMRestorer(self.model).restore(inpaint_condition(y, mask), steps, generator, half=half)
         return composite(y, mask, pred).clamp(0, 1)

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _random
-from .._checks import InputError, check_image
+from .._checks import InputError, check_image, check_not_empty
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (N, 3, h, w) x2 in [0, 1] -> (N,)
 
@@ -209,6 +209,7 @@ def robust_invert(G, target: torch.Tensor, task, params=None, config: InversionC
         :class:`InversionResult` with the image after each phase ("W", "W+", "W++").
     """
     check_image(target, "degraded image", channels=(3,))
+    check_not_empty(target, "degraded image")
     config = config or InversionConfig()
     dist, dist_name = distance or perceptual_loss("vgg", target.device)
     loss_fn = _image_loss(task, params, target, dist, config, generator)
@@ -226,17 +227,17 @@ def _robust_invert(G, target: torch.Tensor, config: InversionConfig, loss_fn, di
     w = G.mapping.w_avg.detach().to(target.device).reshape(1, -1).repeat(n, 1).requires_grad_(True)
     render = lambda: G.synthesis_from_styles(G.styles_from_w(w))  # noqa: E731
     losses["W"] = _optimize(render, [w], s1, lambda: ngd_step([w], lr1), loss_fn, "phase I (W)", progress)
-    images["W"] = render().detach()
+    images["W"] = render().detach().clamp(0, 1)
     # Phase II: one w per style input
     ws = w.detach().unsqueeze(1).repeat(1, G.num_ws, 1).requires_grad_(True)
     render = lambda: G.synthesis_from_styles(G.styles_from_wplus(ws))  # noqa: E731
     losses["W+"] = _optimize(render, [ws], s2, lambda: ngd_step([ws], lr2), loss_fn, "phase II (W+)", progress)
-    images["W+"] = render().detach()
+    images["W+"] = render().detach().clamp(0, 1)
     # Phase III: one latent per convolution filter (output channel) of every modulated layer (eq. 7)
     wpp = [t.detach().clone().requires_grad_(True) for t in G.wplus_to_wpp(ws.detach())]
     render = lambda: G.synthesis_from_styles(G.styles_from_wpp(wpp))  # noqa: E731
     losses["W++"] = _optimize(render, wpp, s3, lambda: ngd_step(wpp, lr3), loss_fn, "phase III (W++)", progress)
-    images["W++"] = render().detach()
+    images["W++"] = render().detach().clamp(0, 1)  # the generator may overshoot [0, 1]
     return InversionResult(images, [t.detach() for t in wpp], losses, dist_name)
 
 
@@ -260,7 +261,7 @@ def adam_invert(G, target: torch.Tensor, task, params=None, space: Literal["w", 
     steps = max(1, round(steps * config.step_scale))
     with _frozen(G):
         hist = _optimize(render, [w], steps, opt.step, loss_fn, f"Adam ({space})", progress)
-        final = render().detach()
+        final = render().detach().clamp(0, 1)
     return InversionResult({space.upper(): final}, w.detach(), {space.upper(): hist}, dist_name)
 
 
