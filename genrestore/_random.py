@@ -67,8 +67,8 @@ def _draw(fn, generator: Generator, shape: Sequence[int], device, dtype) -> torc
     n = shape[0]
     _check_count(generator, n)
     if isinstance(generator, Sequence):  # drawn on each generator's device (a CUDA one draws on CUDA)
-        out = torch.stack([fn(tuple(shape[1:]), generator=g, dtype=dtype, device=_device_of(g)) for g in generator]) \
-            if n else torch.empty(tuple(shape), dtype=dtype)
+        out = torch.stack([fn(tuple(shape[1:]), generator=g, dtype=dtype, device=_device_of(g)).to(device)
+                           for g in generator]) if n else torch.empty(tuple(shape), dtype=dtype)
     else:
         out = fn(tuple(shape), generator=generator, dtype=dtype, device=getattr(generator, "device", "cpu"))
     return out.to(device)

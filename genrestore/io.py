@@ -314,8 +314,8 @@ def encode_image(x: torch.Tensor, suffix: str = ".png", bits: Literal[8, 16] = 8
 
     if not isinstance(x, torch.Tensor):
         raise InputError(f"expected the image as a torch tensor, got {type(x).__name__}")
-    if not isinstance(suffix, str) or suffix.lower() not in IMAGE_SUFFIXES:
-        raise InputError(f"cannot write images as {suffix!r}; formats: {', '.join(IMAGE_SUFFIXES)}")
+    if not isinstance(suffix, str) or not suffix.startswith("."):
+        raise InputError(f"expected the format as a file suffix such as '.png', got {suffix!r}")
     if x.ndim == 4:
         if x.shape[0] != 1:
             raise InputError(f"encode_image takes one image, got a batch of {x.shape[0]}")
@@ -352,7 +352,11 @@ def encode_image(x: torch.Tensor, suffix: str = ".png", bits: Literal[8, 16] = 8
         params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]
     elif suffix == ".webp":
         params = [cv2.IMWRITE_WEBP_QUALITY, int(jpeg_quality)]
-    ok, buf = cv2.imencode(suffix, np.ascontiguousarray(arr), params)
+    try:
+        ok, buf = cv2.imencode(suffix, np.ascontiguousarray(arr), params)
+    except cv2.error:  # e.g. "could not find encoder for the specified extension"
+        raise InputError(f"cannot write images as {suffix}: OpenCV has no encoder for it (e.g. .png, .jpg, "
+                         ".webp, .tif, .bmp, .ppm)") from None
     if not ok:
         raise InputError(f"cannot encode an image as {suffix}")
     return buf.tobytes()

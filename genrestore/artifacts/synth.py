@@ -87,7 +87,6 @@ def synthesize(kind: str, generators: dict, x: torch.Tensor, level: float, gener
     from . import ar_resample, ddim_gaussian, ddim_scale_shift, identity_pair, vq_replace
 
     check_image(x, "x", channels=(3,))  # the generators are RGB models
-    check_not_empty(x, "image")
     missing = [k for k in NEEDS.get(kind, ()) if k not in generators]
     if missing:
         raise InputError(f"the {kind} artifact needs the generators {list(NEEDS[kind])}; {missing} are not in "
@@ -98,6 +97,7 @@ def synthesize(kind: str, generators: dict, x: torch.Tensor, level: float, gener
         return ar_resample(generators["vq"], generators["transformer"], x, level, generator, temperature, top_k,
                            region)
     if kind in ("ddim-gauss", "ddim-scale"):
+        check_not_empty(x, "image")  # the sampler cannot give an empty batch
         from ..diffusion.model import size_multiple
         from ..restore.idm import pad_to_multiple
 

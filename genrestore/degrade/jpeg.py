@@ -218,7 +218,8 @@ def jpeg_torch(x: torch.Tensor, quality: Quality, rounding: Literal["surrogate",
     check_image(x, check_range=check_range)
     if rounding not in ("surrogate", "exact"):
         raise InputError(f"unknown rounding {rounding!r}; expected surrogate or exact")
-    _check_subsampling(subsampling)
+    if subsampling not in ("4:2:0", "4:4:4"):
+        raise InputError(f"unknown chroma subsampling {subsampling!r}; expected 4:2:0 or 4:4:4")
     tables = quantization_tables(quality).to(x.device)
     if tables.shape[0] not in (1, x.shape[0]):
         raise InputError(f"expected 1 or {x.shape[0]} qualities, got {tables.shape[0]}")
@@ -251,11 +252,6 @@ def jpeg_torch(x: torch.Tensor, quality: Quality, rounding: Literal["surrogate",
     return _range_limit(rgb, 1.0)
 
 
-def _check_subsampling(subsampling: str) -> None:
-    if subsampling not in ("4:2:0", "4:4:4"):
-        raise InputError(f"unknown chroma subsampling {subsampling!r}; expected 4:2:0 or 4:4:4")
-
-
 def _pillow_roundtrip(arr: np.ndarray, quality: int, subsampling: str) -> np.ndarray:
     from PIL import Image
 
@@ -268,7 +264,7 @@ def _pillow_roundtrip(arr: np.ndarray, quality: int, subsampling: str) -> np.nda
     return out[:, :, None] if out.ndim == 2 else out
 
 
-def jpeg_pillow(x: torch.Tensor, quality: Quality, subsampling: Literal["4:2:0", "4:4:4"] = "4:2:0",
+def jpeg_pillow(x: torch.Tensor, quality: Quality, subsampling: Literal["4:2:0", "4:2:2", "4:4:4"] = "4:2:0",
                 workers: int | None = None) -> torch.Tensor:
     """JPEG-compress and decode each image with libjpeg through Pillow (the true degradation).
 
@@ -278,14 +274,15 @@ def jpeg_pillow(x: torch.Tensor, quality: Quality, subsampling: Literal["4:2:0",
     Args:
         x: ``(N, C, H, W)`` images in [0, 1], C = 1 or 3.
         quality: 1..100; int or ``(N,)``.
-        subsampling: ``4:2:0`` (Pillow's default) or ``4:4:4``.
+        subsampling: ``4:2:0`` (Pillow's default), ``4:2:2`` or ``4:4:4`` (or Pillow's codes 2, 1, 0).
         workers: threads (default: the number of CPU cores; 1 runs a plain loop).
 
     Returns:
         ``(N, C, H, W)`` images on 8-bit levels, of ``x``'s dtype and device.
     """
     check_image(x)
-    _check_subsampling(subsampling)
+    if isinstance(subsampling, bool) or subsampling not in ("4:2:0", "4:2:2", "4:4:4", 0, 1, 2):
+        raise InputError(f"unknown chroma subsampling {subsampling!r}; expected 4:2:0, 4:2:2 or 4:4:4 (or 2, 1, 0)")
     q = _qualities(quality)
     if q.numel() == 1:
         q = q.expand(x.shape[0])

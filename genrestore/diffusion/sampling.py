@@ -44,8 +44,11 @@ def from_model_range(x: torch.Tensor) -> torch.Tensor:
 
 
 def _diffusers_generator(generator: Generator):
-    # diffusers' randn_tensor takes one generator or a *list* of per-image generators
-    return list(generator) if isinstance(generator, Sequence) else generator
+    # diffusers' randn_tensor takes one generator or a *list* of per-image generators (all real ones: it
+    # reads the first one's device); a None entry is torch's global generator, as in genrestore._random
+    if isinstance(generator, Sequence):
+        return [torch.default_generator if g is None else g for g in generator]
+    return generator
 
 
 def predict(model: ConditionalUNet, x_t: torch.Tensor, t: torch.Tensor | int, y: torch.Tensor,

@@ -27,7 +27,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from .._checks import InputError, check_image, finite_number
+from .._checks import InputError, check_image, finite_number, whole_number
 
 
 def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
@@ -94,11 +94,13 @@ def _checked(x: torch.Tensor, y: torch.Tensor, crop_border: int,
     return (x.to(dtype), y.to(dtype)) if dtype is not None else (x, y)
 
 
-def _check_crop_border(crop_border) -> None:
-    import numbers
-
-    if isinstance(crop_border, bool) or not isinstance(crop_border, numbers.Integral) or crop_border < 0:
+def _check_crop_border(crop_border) -> int:
+    """``crop_border`` as a Python int (from Python, NumPy or one-element torch integers: a NumPy
+    unsigned one would wrap when negated for the slice), checked >= 0."""
+    k = whole_number(crop_border)
+    if k is None or k < 0:
         raise InputError(f"expected crop_border as a non-negative int (pixels), got {crop_border!r}")
+    return k
 
 
 def _crop(t: torch.Tensor, border: int) -> torch.Tensor:
@@ -140,6 +142,7 @@ def mse(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, crop_border: 
     """
     dtype = _check_precision(precision)
     x0, y0 = x, y
+    crop_border = _check_crop_border(crop_border)
     whole_x, whole_y = _checked(x, y, crop_border, dtype)  # the OpenCV luma path below crops its own luma
     x, y = _crop(whole_x, crop_border), _crop(whole_y, crop_border)
     n, c, h, w = x.shape
@@ -424,7 +427,7 @@ def ssim(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, crop_border:
     dtype = _check_precision(precision)
     data_range = _check_data_range(data_range)
     x0, y0 = x, y
-    x, y = _prepare(x, y, crop_border, y_channel, dtype, data_range)
+    x, y = _prepare(x, y, _check_crop_border(crop_border), y_channel, dtype, data_range)
     # SSIM's constants assume values that span at most data_range: one pass beside its filtering, over
     # what it filters (with y_channel the luma, a third of the RGB, in cache). Only the span is checked
     # (with 1 % slack), so unclamped outputs that overshoot a little and [-1, 1] images with
@@ -463,8 +466,7 @@ class _MeanOverImages:
     higher_is_better: bool = True
 
     def __init__(self, y_channel: bool = False, crop_border: int = 0) -> None:
-        _check_crop_border(crop_border)  # at construction, not at the first update
-        self.y_channel, self.crop_border = y_channel, crop_border
+        self.y_channel, self.crop_border = y_channel, _check_crop_border(crop_border)  # at construction
         self.reset()
 
     def reset(self) -> None:

@@ -98,25 +98,34 @@ def find(name: str) -> Path | None:
     return None
 
 
-_INTACT: set[tuple[str, int, int]] = set()  # (path, size, mtime_ns) of the files checked in this process
+_INTACT: set[tuple] = set()  # (path, inode, size, mtime_ns, ctime_ns) of the files checked in this process
 
 
-def _check_intact(name: str, path: Path) -> None:
-    """Refuse a stored file whose sha256 is not the one recorded for it: its sidecar's (what
-    ``weights add`` / ``install`` wrote, even with ``--force``), else the registry's. Each file is
-    hashed once per process (the 87 MB FID Inception: 0.05 s here); a file with no recorded hash passes."""
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    if key in _INTACT:
-        return
-    expected = spec(name).sha256
+def _recorded_sha256(name: str, path: Path) -> str:
+    """The sha256 recorded for ``name``'s stored file ``path``: its sidecar's (what ``weights add`` /
+    ``install`` wrote, ``--force`` included), else the registry's; ``""`` when neither records one.
+    A sidecar that is not JSON or holds no string hash defers to the registry."""
     sidecar = path.with_suffix(".json")
     if sidecar.is_file():
         try:
-            expected = json.loads(sidecar.read_text()).get("sha256") or expected
+            recorded = json.loads(sidecar.read_text()).get("sha256")
         except (OSError, ValueError, AttributeError):
-            pass  # a malformed sidecar: `weights verify` names it
-    if isinstance(expected, str) and expected:
+            recorded = None
+        if isinstance(recorded, str) and recorded:
+            return recorded
+    return spec(name).sha256 or ""
+
+
+def _check_intact(name: str, path: Path) -> None:
+    """Refuse a stored file whose sha256 is not :func:`_recorded_sha256`. Each file is hashed once
+    per process (the 87 MB FID Inception: 0.05 s here), again when it is replaced (another inode
+    or change time, even with the same size and modification time); a file with no recorded hash passes."""
+    st = path.stat()
+    key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if key in _INTACT:
+        return
+    expected = _recorded_sha256(name, path)
+    if expected:
         actual = sha256_file(path)
         if actual != expected:
             raise InputError(f"{path}: sha256 {actual[:16]}... is not the {expected[:16]}... recorded for weight "
@@ -276,20 +285,19 @@ def add(name: str, file: str | os.PathLike, dest_dir: str | os.PathLike | None =
 
 
 def verify(name: str) -> tuple[bool, str]:
-    """Check a stored weight's sha256 against its sidecar (or the registry for shipped weights);
-    a malformed sidecar is a failed check that names it."""
+    """Check a stored weight's sha256 against the one recorded for it, as a load does (its sidecar's,
+    else the registry's); a malformed sidecar is a failed check that names it."""
     path = find(name)
     if path is None:
         return False, "absent"
-    expected = spec(name).sha256
-    if not expected:
-        try:
-            expected = load_metadata(name).get("sha256", "")
-        except InputError as e:
-            return False, str(e)
+    try:
+        stored = load_metadata(name).get("sha256", "")
+    except InputError as e:
+        return False, str(e)
+    if stored and not isinstance(stored, str):
+        return False, f"malformed sidecar: sha256 {stored!r} is not a string"
+    expected = _recorded_sha256(name, path)  # the hash a load checks
     if not expected:
         return False, "no recorded sha256"
-    if not isinstance(expected, str):
-        return False, f"malformed sidecar: sha256 {expected!r} is not a string"
     actual = sha256_file(path)
     return (actual == expected, "ok" if actual == expected else f"sha256 mismatch: {actual[:16]}... != {expected[:16]}...")
