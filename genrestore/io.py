@@ -339,12 +339,13 @@ def encode_image(x: torch.Tensor, suffix: str = ".png", bits: Literal[8, 16] = 8
     if bits == 16 and suffix not in (".png", ".tif", ".tiff"):
         raise InputError(f"16-bit output needs PNG or TIFF, not {suffix}")
     levels = 65535.0 if bits == 16 else 255.0
-    arr = x.detach().float().cpu().clamp(0, 1).mul(levels).round().permute(1, 2, 0).numpy()
-    arr = arr.astype(np.uint16 if bits == 16 else np.uint8)
-    if arr.shape[2] == 3:
-        arr = arr[:, :, ::-1]
-    elif arr.shape[2] == 4:
-        arr = arr[:, :, [2, 1, 0, 3]]
+    levels_hw = x.detach().float().cpu().clamp(0, 1).mul(levels).round()
+    if bits == 8:  # cast in torch, then one contiguous HWC copy (a reversed view made numpy copy strided)
+        arr = levels_hw.to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+    else:
+        arr = np.ascontiguousarray(levels_hw.permute(1, 2, 0).numpy().astype(np.uint16))
+    if arr.shape[2] in (3, 4):  # RGB(A) -> BGR(A), OpenCV's order
+        arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR if arr.shape[2] == 3 else cv2.COLOR_RGBA2BGRA)
     params: list[int] = []
     if suffix in (".jpg", ".jpeg"):
         if arr.shape[2] == 4:
