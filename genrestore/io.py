@@ -406,7 +406,7 @@ def list_images(inputs: Iterable[str | os.PathLike]) -> list[Path]:
         InputError: an input matches nothing, a named file is not an image by its suffix, or
             no image is found at all (e.g. only empty folders).
     """
-    inputs = list(inputs)
+    inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)  # one path is one input
     found: list[Path] = []
     for item in inputs:
         p = Path(item)
@@ -536,6 +536,8 @@ def check_output_file(path: str | os.PathLike, inputs: Iterable[str | os.PathLik
     nearest of its parents that exists is a file or cannot be written, or it is one of ``inputs``.
     ``what`` names the option in the message (e.g. ``"--csv"``)."""
     path = Path(path)
+    if isinstance(inputs, (str, os.PathLike)):  # one path, not a sequence of its characters
+        inputs = [inputs]
     label = f"{what} {path}" if what else str(path)
     if path.is_dir():
         raise InputError(f"{label}: is a folder; give a file name")
@@ -650,9 +652,9 @@ def tiled_apply(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, til
         for j, x0 in enumerate(xs):
             wx = _ramp(tw * scale, j > 0, j < len(xs) - 1, pad * scale, blend * scale)
             out = fn(x[:, :, y0:y0 + th, x0:x0 + tw])
-            if out.shape[-2:] != (th * scale, tw * scale):
-                raise ValueError(f"fn returned {tuple(out.shape)} for a {th}x{tw} tile; expected "
-                                 f"spatial size {(th * scale, tw * scale)} (scale={scale})")
+            if out.ndim != 4 or out.shape[0] != n or out.shape[-2:] != (th * scale, tw * scale):
+                raise ValueError(f"fn returned {tuple(out.shape)} for a {th}x{tw} tile of {n} image(s); expected "
+                                 f"({n}, C, {th * scale}, {tw * scale}) (scale={scale})")
             if acc is None:
                 out_dtype = out.dtype
                 acc = torch.zeros(n, out.shape[1], h * scale, w * scale, dtype=torch.float64, device=out_device)
@@ -661,4 +663,7 @@ def tiled_apply(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, til
             sl = (slice(None), slice(None), slice(y0 * scale, (y0 + th) * scale), slice(x0 * scale, (x0 + tw) * scale))
             acc[sl] += out.to(out_device, torch.float64) * weight
             wsum[sl] += weight
-    return acc.div_(wsum).to(out_dtype)  # in place: the float64 sums are the largest buffer
+    acc.div_(wsum)  # in place: the float64 sums are the largest buffer
+    if not out_dtype.is_floating_point:  # integer outputs: the blend of equal values is exact after rounding
+        acc.round_()
+    return acc.to(out_dtype)

@@ -522,8 +522,11 @@ def write_report(run_dir: str | os.PathLike, out_html: str | os.PathLike | None 
     md_path = Path(out_md) if out_md is not None else run_dir / "report.md"
     from ..io import check_output_file
 
+    if html_path.resolve() == md_path.resolve():
+        raise InputError(f"{html_path}: the HTML and the Markdown report would be one file; give two names")
+    inputs = [run_dir / "results.jsonl", set_file]  # what the report is made from
     for path in (html_path, md_path):  # both or neither are written
-        check_output_file(path)
+        check_output_file(path, inputs)
     atomic_write_bytes(html_path, render_html(run_dir, rows, summary, date, max_images, zoom).encode("utf-8"))
     atomic_write_bytes(md_path, render_markdown(rows, summary, date).encode("utf-8"))
     return html_path, md_path

@@ -315,6 +315,9 @@ class Composition:
 
     def surrogate(self, x, params=None, generator=None):
         stages = (params or {}).get("stages") or [None] * len(self.tasks)
+        if not isinstance(stages, (list, tuple)) or len(stages) != len(self.tasks):  # zip skipped the rest
+            raise InputError(f"{self.name}: expected params with one 'stages' entry per task ({len(self.tasks)}), "
+                             f"as degrade_with_params gives them; got {stages!r:.80}")
         for t, p in zip(self.tasks, stages):
             x = t.surrogate(x, p, generator)
         return x

@@ -21,7 +21,7 @@ from typing import Any, Literal, Union
 import torch
 import torch.nn.functional as F
 
-from .._checks import InputError, check_image, finite_number
+from .._checks import InputError, check_image, check_not_empty, finite_number
 from .._random import Generator, rand, randint, randn
 from .model import ConditionalUNet, size_multiple
 from ..models.checkpoint import in_module_dtype
@@ -143,6 +143,8 @@ def sample(model: ConditionalUNet, y: torch.Tensor, scheduler: Literal["ddpm", "
     if scheduler == "ddpm" and eta != 0.0:
         raise InputError(f"eta applies to the 'ddim' scheduler only, got eta={eta} with 'ddpm'")
     finite_number(eta, "eta", 0)
+    finite_number(guidance_scale, "guidance_scale", 0)  # NaN made every pixel NaN
+    check_not_empty(y, "degraded image")
     multiple = size_multiple(model)
     if y.shape[-2] % multiple or y.shape[-1] % multiple:  # the restorers pad; here the caller must
         raise InputError(f"the UNet takes sides that are multiples of {multiple}, got {y.shape[-1]}x{y.shape[-2]}; "
@@ -177,7 +179,7 @@ def sample(model: ConditionalUNet, y: torch.Tensor, scheduler: Literal["ddpm", "
 
 
 def _check_steps(steps: int, num_train_timesteps: int) -> None:
-    if not isinstance(steps, int) or not 1 <= steps <= num_train_timesteps:
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= num_train_timesteps:
         raise InputError(f"expected steps as an int in [1, {num_train_timesteps}], got {steps!r}")
 
 

@@ -106,11 +106,13 @@ def face_descriptor(x: torch.Tensor) -> torch.Tensor:
     check_image(x, "face crops", channels=(3,))
     path = ws.resolve(WEIGHT_NAME)
     with torch.inference_mode():
-        return _model(str(x.device), (str(path), path.stat().st_mtime_ns))(to_face_input(x))
+        return _model(str(x.device), (str(path), path.stat().st_mtime_ns))(to_face_input(x.float()))  # float32 net
 
 
 def identity_similarity(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Cosine similarity of the face descriptors of two batches of face crops, ``(N,)`` in [-1, 1]."""
+    check_image(x, "face crops", channels=(3,))
+    check_image(y, "face crops", channels=(3,))
     if x.shape[0] != y.shape[0]:
         raise InputError(f"expected as many faces in both batches, got {x.shape[0]} and {y.shape[0]}")
     return F.cosine_similarity(face_descriptor(x), face_descriptor(y), dim=1)

@@ -55,7 +55,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._checks import InputError, finite_number, real_number
-from .checkpoint import SavedModel
+from .checkpoint import SavedModel, in_module_dtype
 
 NoiseMode = Literal["const", "random", "none"]
 LRELU_GAIN = math.sqrt(2.0)
@@ -357,11 +357,13 @@ class StyleGAN2Generator(nn.Module, SavedModel):
         if not isinstance(t, torch.Tensor) or t.ndim != len(shape) + 1 or tuple(t.shape[1:]) != shape:
             got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
             raise InputError(f"expected {what} of shape (N, {', '.join(map(str, shape))}), got {got}")
+        if not t.is_floating_point() or t.shape[0] == 0:
+            raise InputError(f"expected {what} as a non-empty float tensor, got {t.dtype} {tuple(t.shape)}")
 
     def map(self, z: torch.Tensor, truncation_psi: float = 1.0) -> torch.Tensor:
         """z (N, z_dim) -> w (N, w_dim), truncated towards ``mapping.w_avg`` by ``psi``."""
         self._check_latent(z, (self.z_dim,), "z")
-        return self.mapping(z, truncation_psi)
+        return self.mapping(in_module_dtype(self.mapping, z), truncation_psi)  # e.g. float64 z, float32 net
 
     @torch.no_grad()
     def estimate_w_avg(self, num_samples: int = 10000, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -428,6 +430,9 @@ class StyleGAN2Generator(nn.Module, SavedModel):
         """
         if noise_mode not in ("const", "random", "none"):
             raise InputError(f"expected noise_mode in ('const', 'random', 'none'), got {noise_mode!r}")
+        if noise_mode == "random" and not isinstance(generator, (torch.Generator, type(None))):
+            raise InputError(f"noise_mode='random' draws from one torch.Generator (or None), got "
+                             f"{type(generator).__name__}; torch.Generator().manual_seed(seed) makes one")
         if len(styles) != len(self.style_channels):
             raise InputError(f"expected {len(self.style_channels)} styles, got {len(styles)}")
         n = styles[0].shape[0] if isinstance(styles[0], torch.Tensor) else 0

@@ -1,0 +1,117 @@
+"""More edge cases of the public Python API (io, diffusion sampling, compositions, StyleGAN2, the
+face descriptor, the bench report), from a third review as a library user (helper-58)."""
+
+import json
+
+import pytest
+import torch
+
+from genrestore._checks import InputError
+
+def _tiny_unet():
+    from genrestore.diffusion import ConditionalUNet
+    return ConditionalUNet(3, class_names=["a", "b"], unet=dict(
+        sample_size=8, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
+        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"))).eval()
+
+
+def _run_dir(tmp_path):
+    row = dict(task="denoise", level="M", method="a", image="x.png", seed=0, seconds=1.0,
+               metrics={"psnr": 20.0}, higher_is_better={"psnr": True},
+               images={"input": None, "output": None, "truth": None})
+    (tmp_path / "results.jsonl").write_text(json.dumps(row) + "\n")
+    return tmp_path
+
+
+def test_write_report_refuses_to_overwrite_results(tmp_path):
+    from genrestore.bench.report import write_report
+    d = _run_dir(tmp_path)
+    before = (d / "results.jsonl").read_text()
+    with pytest.raises(InputError):
+        write_report(d, out_md=d / "results.jsonl")
+    assert (d / "results.jsonl").read_text() == before
+
+
+def test_write_report_refuses_same_html_and_md(tmp_path):
+    from genrestore.bench.report import write_report
+    d = _run_dir(tmp_path)
+    with pytest.raises(InputError):
+        write_report(d, out_html=d / "r", out_md=d / "r")
+
+
+def test_check_output_file_inputs_as_one_string(tmp_path):
+    from genrestore.io import check_output_file
+    f = tmp_path / "in.png"
+    f.write_bytes(b"x")
+    with pytest.raises(InputError):
+        check_output_file(f, str(f))
+
+
+def test_list_images_single_string_is_a_path(tmp_path):
+    from genrestore.io import encode_image, list_images
+    (tmp_path / "a.png").write_bytes(encode_image(torch.rand(1, 3, 8, 8)))
+    assert list_images(str(tmp_path)) == [tmp_path / "a.png"]
+
+
+def test_composition_surrogate_short_stages_does_not_skip_stages():
+    from genrestore.degrade import get_task
+    t = get_task("UNAP")
+    x = torch.rand(1, 3, 32, 32)
+    with pytest.raises(InputError):
+        t.surrogate(x, {"stages": [{}]})  # today: only U is applied, N, A, P silently skipped
+
+
+def test_tiled_apply_fn_changing_batch_is_an_error():
+    from genrestore.io import tiled_apply
+    x = torch.rand(2, 3, 37, 29)
+    with pytest.raises(ValueError):
+        tiled_apply(lambda t: t[:1], x, tile=12, pad=1, blend=2)  # today: image 0 broadcast to both
+
+
+def test_tiled_apply_integer_identity_exact():
+    from genrestore.io import tiled_apply
+    x = torch.randint(0, 256, (1, 3, 30, 30), dtype=torch.uint8)
+    assert torch.equal(tiled_apply(lambda t: t, x, tile=12, pad=1, blend=2), x)
+
+
+def test_sample_empty_batch():
+    from genrestore.diffusion import sample
+    try:
+        out = sample(_tiny_unet(), torch.rand(0, 3, 8, 8), steps=2)
+    except InputError:
+        return
+    assert out.shape == (0, 3, 8, 8)
+
+
+def test_sample_guidance_nan_rejected():
+    from genrestore.diffusion import sample
+    with pytest.raises(InputError):
+        sample(_tiny_unet(), torch.rand(1, 3, 8, 8), steps=2, class_labels=torch.tensor([0]),
+               guidance_scale=float("nan"))
+
+
+def _gen():
+    from genrestore.models.stylegan2 import StyleGAN2Generator
+    return StyleGAN2Generator(z_dim=8, w_dim=8, resolution=8, channel_base=64, channel_max=8,
+                              n_mapping_layers=2, generator=torch.Generator().manual_seed(0)).eval()
+
+
+@pytest.mark.parametrize("kw", [dict(z=torch.randn(2, 8).double()), dict(z=torch.randn(0, 8)),
+                                dict(z=torch.randn(2, 8), noise_mode="random", generator=5)])
+def test_stylegan2_generate_bad_input_is_input_error(kw):
+    g = _gen()
+    try:
+        g.generate(**kw)
+    except InputError:
+        pass
+    except Exception as e:  # noqa: BLE001
+        pytest.fail(f"{type(e).__name__}: {e}")
+
+
+def test_identity_similarity_float64():
+    from genrestore.models.face_descriptor import identity_similarity
+    x = torch.rand(1, 3, 16, 16, dtype=torch.float64)
+    try:
+        identity_similarity(x, x)
+    except InputError:
+        pass
