@@ -115,3 +115,26 @@ def test_identity_similarity_float64():
         identity_similarity(x, x)
     except InputError:
         pass
+
+
+@pytest.mark.parametrize("kw", [dict(max_images=2.5), dict(max_images=-1), dict(zoom=None), dict(zoom=0)])
+def test_write_report_checks_max_images_and_zoom(tmp_path, kw):
+    """max_images=2.5 raised TypeError from a slice, zoom=None a TypeError from a comparison."""
+    from genrestore.bench.report import write_report
+
+    with pytest.raises(InputError, match="expected max_images as an int >= 0 and zoom as an int >= 1"):
+        write_report(_run_dir(tmp_path), **kw)
+    assert not (tmp_path / "report.html").exists()
+
+
+def test_load_sr_takes_an_upper_case_safetensors_suffix(tmp_path):
+    """load_sr("x/M.SAFETENSORS") was refused as 'not .safetensors', the file being there."""
+    import shutil
+
+    from genrestore import weights as ws
+    from genrestore.models.sr import load_sr, upscale
+
+    for suffix, to in ((".safetensors", "M.SAFETENSORS"), (".json", "M.json")):
+        shutil.copy(ws.PACKAGE_DIR / f"rdn-small-x2{suffix}", tmp_path / to)
+    x = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(upscale(load_sr(tmp_path / "M.SAFETENSORS"), x), upscale(load_sr("rdn-small-x2"), x))

@@ -502,8 +502,11 @@ def write_report(run_dir: str | os.PathLike, out_html: str | os.PathLike | None 
     Raises:
         InputError: ``results.jsonl`` is missing, malformed or empty, ``max_images`` < 0 (0: no grids) or ``zoom`` < 1.
     """
-    if max_images < 0 or zoom < 1:
-        raise InputError(f"expected max_images >= 0 and zoom >= 1, got {max_images} and {zoom}")
+    from .._checks import whole_number
+
+    if whole_number(max_images) is None or whole_number(zoom) is None or max_images < 0 or zoom < 1:
+        raise InputError(f"expected max_images as an int >= 0 and zoom as an int >= 1, got {max_images!r} and {zoom!r}")
+    max_images, zoom = whole_number(max_images), whole_number(zoom)
     run_dir = Path(run_dir)
     rows = load_rows(run_dir)
     if not rows:

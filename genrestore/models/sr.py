@@ -66,7 +66,7 @@ def _locate(name: str | os.PathLike) -> tuple[Path, dict]:
     """The weight file and architecture config of an SR model, by weight name or ``.safetensors`` path."""
     from .. import weights as ws
 
-    if str(name).endswith(".safetensors"):
+    if str(name).lower().endswith(".safetensors"):  # M.SAFETENSORS too
         path, fallback = Path(name), {}
         if not path.is_file():
             raise InputError(f"{path}: no such file")
