@@ -268,6 +268,8 @@ def atomic_write(path: str | os.PathLike, writer: Callable[[str], None]) -> None
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (see :func:`atomic_write`)."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise InputError(f"expected bytes to write to {path}, got {type(data).__name__} (encode text first)")
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 
 

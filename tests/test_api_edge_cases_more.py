@@ -138,3 +138,25 @@ def test_load_sr_takes_an_upper_case_safetensors_suffix(tmp_path):
         shutil.copy(ws.PACKAGE_DIR / f"rdn-small-x2{suffix}", tmp_path / to)
     x = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     assert torch.equal(upscale(load_sr(tmp_path / "M.SAFETENSORS"), x), upscale(load_sr("rdn-small-x2"), x))
+
+
+def test_raw_errors_of_small_constructors_and_writers_are_one_line(tmp_path):
+    """Each of these failed with a raw TypeError, AttributeError or shape RuntimeError."""
+    from genrestore.degrade import get_task
+    from genrestore.degrade.pipelines import SecondOrder
+    from genrestore.degrade.tasks import Composition
+    from genrestore.io import atomic_write_bytes
+
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    task = get_task("inpaint")
+    _, params = task.degrade_with_params(x, torch.Generator().manual_seed(1))
+    assert torch.equal(task.surrogate(x, params), x * params["mask"])  # the right mask still works
+    with pytest.raises(InputError, match=r"expected a mask of shape \(N or 1, 1, 16, 16\)"):
+        task.surrogate(x, {"mask": torch.ones(1, 1, 8, 8)})
+    with pytest.raises(InputError, match="a composition takes task objects"):
+        Composition(("U", "N"))
+    with pytest.raises(InputError, match="expected kernel_range as odd positive ints, got 7"):
+        SecondOrder(kernel_range=7)
+    with pytest.raises(InputError, match="expected bytes"):
+        atomic_write_bytes(tmp_path / "a.txt", "text")
+    assert not (tmp_path / "a.txt").exists()

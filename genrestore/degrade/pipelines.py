@@ -180,7 +180,8 @@ class SecondOrder:
         scale = whole_number(self.scale)
         if scale is None or scale < 1:
             raise InputError(f"{me}: expected scale as a positive int, got {self.scale!r}")
-        if len(self.kernel_range) == 0 or any(odd_side(k) is None for k in self.kernel_range):
+        if (not isinstance(self.kernel_range, (list, tuple)) or len(self.kernel_range) == 0
+                or any(odd_side(k) is None for k in self.kernel_range)):
             raise InputError(f"{me}: expected kernel_range as odd positive ints, got {self.kernel_range!r}")
         for name in ("blur_sigma", "blur_sigma2"):
             _check_interval(me, name, getattr(self, name), 0.0, low_open=True)

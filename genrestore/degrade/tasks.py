@@ -264,6 +264,11 @@ class Inpaint(_Task):
         mask = params.get("mask")
         if mask is None:
             mask = stroke_mask(tuple(x.shape[-2:]), params["endpoints"], self.width_frac, device=x.device)
+        if not isinstance(mask, torch.Tensor) or mask.ndim != 4 or mask.shape[-2:] != x.shape[-2:] \
+                or mask.shape[0] not in (1, x.shape[0]):
+            got = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
+            raise InputError(f"{self.name}: expected a mask of shape (N or 1, 1, {x.shape[-2]}, {x.shape[-1]}) for "
+                             f"these images, got {got}")
         return x * mask.to(device=x.device, dtype=x.dtype)
 
 
@@ -279,6 +284,9 @@ class Composition:
     tasks: tuple[_Task, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
+        if not all(isinstance(t, _Task) for t in self.tasks):  # e.g. ("U", "N"): get_task("UN") makes one
+            raise InputError(f"a composition takes task objects (get_task('U'), ...); got {self.tasks!r:.80}; "
+                             "get_task('UN') builds one by initials")
         codes = [t.code for t in self.tasks]
         canonical = [t.code for t in ORDER if t.code in codes]
         if len(self.tasks) < 2 or codes != canonical:
