@@ -61,37 +61,36 @@ def exif_orientation(im, path: str | os.PathLike) -> int:
 _PNG_METADATA = {b"eXIf", b"tEXt", b"zTXt", b"iTXt"}
 
 
-def _png_metadata_after_pixels(path: str | os.PathLike) -> bool:
-    """Whether a PNG has an EXIF or text chunk after its first image-data chunk (chunk headers only)."""
-    pixels = False
+def _png_chunks(path: str | os.PathLike) -> tuple[list[bytes], bool]:
+    """The chunk types of the PNG file ``path`` in order, read from the chunk headers only (not
+    the data), and whether they run to ``IEND`` within the file (a file cut short does not)."""
+    kinds: list[bytes] = []
     with open(path, "rb") as f:
-        f.seek(8)  # the signature
+        size = os.fstat(f.fileno()).st_size
+        if f.read(8) != b"\x89PNG\r\n\x1a\n":
+            return kinds, False
         while len(head := f.read(8)) == 8:
-            kind = head[4:]
-            if kind == b"IEND":
-                break
-            if pixels and kind in _PNG_METADATA:
-                return True
-            pixels = pixels or kind in (b"IDAT", b"fdAT")
-            f.seek(int.from_bytes(head[:4], "big") + 4, os.SEEK_CUR)  # the data and its CRC
-    return False
+            kinds.append(head[4:])
+            if head[4:] == b"IEND":
+                return kinds, True
+            length = int.from_bytes(head[:4], "big")
+            if f.tell() + length + 4 > size:  # the data and its CRC
+                return kinds, False
+            f.seek(length + 4, os.SEEK_CUR)
+    return kinds, False
+
+
+def _png_metadata_after_pixels(path: str | os.PathLike) -> bool:
+    """Whether a PNG has an EXIF or text chunk after its first image-data chunk."""
+    kinds = _png_chunks(path)[0]
+    first = next((i for i, k in enumerate(kinds) if k in (b"IDAT", b"fdAT")), len(kinds))
+    return any(k in _PNG_METADATA for k in kinds[first + 1:])
 
 
 def png_is_complete(path: str | os.PathLike) -> bool:
     """Whether the chunks of the PNG file ``path`` run to its ``IEND`` chunk, which a file cut short
     (an interrupted copy or download) lacks; reads the chunk headers only, not the pixels."""
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if f.read(8) != b"\x89PNG\r\n\x1a\n":
-            return False
-        while len(head := f.read(8)) == 8:
-            if head[4:] == b"IEND":
-                return True
-            length = int.from_bytes(head[:4], "big")
-            if f.tell() + length + 4 > size:  # the data and its CRC
-                return False
-            f.seek(length + 4, os.SEEK_CUR)
-    return False
+    return _png_chunks(path)[1]
 
 
 def _pillow_header(path: Path) -> tuple[int, bool | None]:
