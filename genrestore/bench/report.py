@@ -504,9 +504,10 @@ def write_report(run_dir: str | os.PathLike, out_html: str | os.PathLike | None 
     """
     from .._checks import whole_number
 
-    if whole_number(max_images) is None or whole_number(zoom) is None or max_images < 0 or zoom < 1:
+    n_images, n_zoom = whole_number(max_images), whole_number(zoom)
+    if n_images is None or n_zoom is None or n_images < 0 or n_zoom < 1:
         raise InputError(f"expected max_images as an int >= 0 and zoom as an int >= 1, got {max_images!r} and {zoom!r}")
-    max_images, zoom = whole_number(max_images), whole_number(zoom)
+    max_images, zoom = n_images, n_zoom
     run_dir = Path(run_dir)
     rows = load_rows(run_dir)
     if not rows:
