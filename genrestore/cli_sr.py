@@ -245,7 +245,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
         raise InputError("--method niqe needs --threshold: DeSRA gives none for its NIQE baseline (it chose the best "
                          "on labelled masks); the map's values are NIQE distances, typically 5-30")
     if method == "desra" and threshold > 10:
-        raise InputError(f"--threshold {threshold:g}: DeSRA compares D / A_k with it, which lies in [0, 1.4]; "
+        raise InputError(f"--threshold {threshold:g}: DeSRA compares D / A_k with it, which lies in [0, 1 / min A_k] "
+                         f"([0, 4/3] with the texture weights, [0, 20/9] with the ADE20K ones); "
                          f"expected a value in (0, 10] (the paper's 0.7)")
     if method != "desra" and (args.segmenter or args.segformer):
         raise InputError(f"--segmenter and --segformer belong to --method desra's semantic adjustment; "

@@ -347,3 +347,26 @@ def test_eq9_threshold_is_strict_and_defaults_to_0_7(monkeypatch):
         monkeypatch.setattr(pipeline, "variance_distance", lambda gan, mse, d=d, **_: torch.full((1, 1, 40, 40), d))
         candidates = detect_artifacts(x, x, segmenter=NoSegmenter(), scale=1, **kw).candidates
         assert (candidates.all() if flagged else not candidates.any()), d
+
+
+def test_d_map_uniform_window_is_eq3_as_printed():
+    """sigma=None: eq. 3's plain standard deviation of the 11x11 patch (population sd), then eq. 7,
+    against a per-pixel NumPy loop over reflect-101 padded patches."""
+    rng = np.random.default_rng(59)
+    gan = torch.from_numpy(rng.random((1, 3, 14, 15)))
+    mse = torch.from_numpy(rng.random((1, 3, 14, 15)) * 0.3 + 0.2)
+    c = (0.03 * 255) ** 2
+    ref = np.zeros((14, 15))
+    for ch in range(3):
+        gx = np.pad(gan[0, ch].numpy() * 255, 5, mode="reflect")
+        gy = np.pad(mse[0, ch].numpy() * 255, 5, mode="reflect")
+        for i in range(14):
+            for j in range(15):
+                sx, sy = gx[i:i + 11, j:j + 11].std(), gy[i:i + 11, j:j + 11].std()
+                ref[i, j] += (2 * sx * sy + c) / (sx * sx + sy * sy + c) / 3
+    d = variance_distance(gan, mse, sigma=None)
+    assert np.abs(d[0, 0].numpy() - ref).max() < 1e-9
+    # the default Gaussian window is another map (it is not eq. 3's sd)
+    assert np.abs(variance_distance(gan, mse)[0, 0].numpy() - ref).max() > 1e-3
+    det = detect_artifacts(gan.float(), mse.float(), NoSegmenter(), sigma=None)
+    assert torch.allclose(det.d_map, d.float(), atol=1e-6)

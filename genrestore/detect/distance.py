@@ -12,6 +12,13 @@ contrast term does. Without it every flat region, where both deviations are ~0, 
 D = 0 and be flagged, so the code's form is the default and the printed form is
 ``numerator_constant=False``.
 
+The Gaussian weighting is not in the paper's text either: eq. 3 defines ``sigma(i, j)`` as the plain
+standard deviation ``sd(.)`` of the n x n (n = 11) patch around the pixel. The authors' code filters
+with ``cv2.getGaussianKernel(11, 1.5)``, as SSIM (which eqs. 6-7 follow) does, so that is the
+default; ``sigma=None`` gives eq. 3 as printed (every pixel of the window weighted alike, the
+population standard deviation). The two differ markedly near edges: 5 px from a 0/1 step, the
+uniform window's variance is 0.083, the Gaussian one's 0.001.
+
 Local moments use 'reflect' (OpenCV's default ``BORDER_REFLECT_101``) padding so the map has
 the input's size; the authors crop the 5-pixel border instead ('valid'), which equals our
 map's interior exactly.
@@ -30,11 +37,15 @@ from ..metrics.full_reference import _check_precision, _gaussian_window
 C_DESRA = (0.03 * 255.0) ** 2
 
 
-def _blur(maps: torch.Tensor, window: int, sigma: float) -> torch.Tensor:
-    """Depthwise separable Gaussian blur with reflect-101 padding; ``(N, K, H, W)`` in and out."""
+def _blur(maps: torch.Tensor, window: int, sigma: float | None) -> torch.Tensor:
+    """Depthwise separable Gaussian blur (``sigma=None``: the plain mean over the window) with
+    reflect-101 padding; ``(N, K, H, W)`` in and out."""
     k = maps.shape[1]
     r = window // 2
-    g = _gaussian_window(window, sigma, maps.device, maps.dtype)  # the taps SSIM uses
+    if sigma is None:  # DeSRA eq. 3 as printed: every pixel of the window alike
+        g = torch.full((window,), 1.0 / window, device=maps.device, dtype=maps.dtype)
+    else:
+        g = _gaussian_window(window, sigma, maps.device, maps.dtype)  # the taps SSIM uses
     maps = F.pad(maps, (r, r, r, r), mode="reflect")
     if maps.device.type == "cpu" and maps.dtype == torch.float32:
         maps = maps.contiguous(memory_format=torch.channels_last)  # oneDNN's fast depthwise path
@@ -42,13 +53,14 @@ def _blur(maps: torch.Tensor, window: int, sigma: float) -> torch.Tensor:
     return F.conv2d(maps, g.view(1, 1, -1, 1).expand(k, 1, -1, 1), groups=k).contiguous()
 
 
-def local_variance(x: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
+def local_variance(x: torch.Tensor, window: int = 11, sigma: float | None = 1.5) -> torch.Tensor:
     """Gaussian-weighted local variance ``E[x^2] - E[x]^2`` per channel, same size as ``x``.
 
     Args:
         x: ``(N, C, H, W)`` float tensor, any range (the variance is in its units squared).
         window: odd window side in pixels (11 in DeSRA and SSIM).
-        sigma: Gaussian sigma in pixels (1.5).
+        sigma: Gaussian sigma in pixels (1.5); ``None``: unweighted, the population variance of
+            the ``window`` x ``window`` patch (DeSRA eq. 3 as printed).
 
     Returns:
         ``(N, C, H, W)`` non-negative variances (clamped at 0 against rounding).
@@ -63,8 +75,8 @@ def local_variance(x: torch.Tensor, window: int = 11, sigma: float = 1.5) -> tor
                          f"{(tuple(x.shape), x.dtype) if isinstance(x, torch.Tensor) else type(x).__name__}")
     if not isinstance(window, int) or window % 2 != 1 or window < 3:
         raise InputError(f"window must be an odd size >= 3, got {window}")
-    if not sigma > 0:
-        raise InputError(f"expected sigma > 0, got {sigma!r}")
+    if sigma is not None and not sigma > 0:
+        raise InputError(f"expected sigma > 0 (or None: a uniform window), got {sigma!r}")
     if min(x.shape[-2:]) <= window // 2:
         raise InputError(f"image of {x.shape[-1]}x{x.shape[-2]} px is too small for an {window}x{window} window")
     shift = x.mean(dim=(2, 3), keepdim=True)  # variances do not change; keeps float32 accurate
@@ -74,7 +86,7 @@ def local_variance(x: torch.Tensor, window: int = 11, sigma: float = 1.5) -> tor
     return (f[:, c:] - f[:, :c] ** 2).clamp_min(0)
 
 
-def variance_distance(gan_sr: torch.Tensor, mse_sr: torch.Tensor, window: int = 11, sigma: float = 1.5,
+def variance_distance(gan_sr: torch.Tensor, mse_sr: torch.Tensor, window: int = 11, sigma: float | None = 1.5,
                       c: float = C_DESRA, numerator_constant: bool = True,
                       precision: Literal["float32", "float64"] = "float64") -> torch.Tensor:
     """DeSRA's indicator D (eq. 7) between a GAN-SR image and its MSE-SR reference.
@@ -82,7 +94,8 @@ def variance_distance(gan_sr: torch.Tensor, mse_sr: torch.Tensor, window: int = 
     Args:
         gan_sr: ``(N, C, H, W)`` GAN-SR output in [0, 1] (``x`` in the paper).
         mse_sr: the MSE-SR output of the same LR images, same shape (``y``).
-        window, sigma: the local window (11, 1.5).
+        window, sigma: the local window (11, 1.5); ``sigma=None``: unweighted, eq. 3 as printed (see
+            the module docstring).
         c: stabilizing constant on 0..255 intensities, ``(0.03 * 255)^2``.
         numerator_constant: add ``c`` to the numerator too, as the authors' code does (see the
             module docstring); False gives eq. 7 as printed.
@@ -107,8 +120,8 @@ def variance_distance(gan_sr: torch.Tensor, mse_sr: torch.Tensor, window: int = 
     if gan_sr.shape != mse_sr.shape:
         raise InputError(f"GAN-SR and MSE-SR images differ in shape: {tuple(gan_sr.shape)} vs {tuple(mse_sr.shape)}")
     dtype = _check_precision(precision)
-    if not (sigma > 0 and c > 0):  # also refuses NaN
-        raise InputError(f"expected sigma > 0 and c > 0, got {sigma!r} and {c!r}")
+    if not ((sigma is None or sigma > 0) and c > 0):  # also refuses NaN
+        raise InputError(f"expected sigma > 0 (or None) and c > 0, got {sigma!r} and {c!r}")
     n, ch = gan_sr.shape[:2]
     both = torch.cat([gan_sr, mse_sr], 1).to(dtype) * 255.0
     var = local_variance(both, window, sigma)

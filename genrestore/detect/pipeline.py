@@ -41,7 +41,7 @@ class ArtifactDetection:
 
 def detect_artifacts(gan_sr: torch.Tensor, mse_sr: torch.Tensor, segmenter: Segmenter | None = None,
                      threshold: float = 0.7, scale: float = 4, min_area_x4: float = MIN_AREA_X4,
-                     numerator_constant: bool = True) -> ArtifactDetection:
+                     numerator_constant: bool = True, sigma: float | None = 1.5) -> ArtifactDetection:
     """DeSRA artifact detection.
 
     Args:
@@ -53,6 +53,8 @@ def detect_artifacts(gan_sr: torch.Tensor, mse_sr: torch.Tensor, segmenter: Segm
         scale: SR scale factor of the outputs (sets the minimum region area).
         min_area_x4: minimum region area at x4 output (4000 px).
         numerator_constant: see :func:`~genrestore.detect.variance_distance`.
+        sigma: the local window's Gaussian sigma (1.5, SSIM's); ``None``: the unweighted standard
+            deviation of eq. 3 as printed (see :func:`~genrestore.detect.variance_distance`).
 
     Returns:
         An :class:`ArtifactDetection`.
@@ -66,7 +68,7 @@ def detect_artifacts(gan_sr: torch.Tensor, mse_sr: torch.Tensor, segmenter: Segm
     if isinstance(gan_sr, torch.Tensor) and gan_sr.ndim == 4 and gan_sr.shape[0] == 0:
         raise InputError("expected at least one GAN-SR / MSE-SR pair, got an empty batch")
     segmenter = segmenter or TextureSegmenter()
-    d = variance_distance(gan_sr, mse_sr, numerator_constant=numerator_constant)
+    d = variance_distance(gan_sr, mse_sr, sigma=sigma, numerator_constant=numerator_constant)
     labels = segmenter(mse_sr).to(d.device)
     if tuple(labels.shape) != (d.shape[0], *d.shape[2:]):
         raise InputError(f"segmenter {segmenter.name!r} gave labels of shape {tuple(labels.shape)} for "

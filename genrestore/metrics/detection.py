@@ -15,6 +15,11 @@ Regions are 8-connected components.
   pixel of the new mask touches it (``A & B = 0``); a new region is *added* when it touches
   no pixel of the old mask. Both rates are counted over regions of the whole set and divided
   by the number of old regions, so that they read as fractions of the original artifacts.
+  In the paper's notation (§4.1) A is the detected area and B the *ground-truth* (labelled)
+  artifact area, and Table 3's IoU is against those labels; so §4.3's conditions compare the
+  fine-tuned model's detection with the labels, not with the original model's detection. Pass
+  the labelled mask as ``old`` to get the paper's removal rate (a labelled region no new pixel
+  touches).
 
 Counts are returned with every rate, so sets can be pooled exactly (``DetectionCounts.__add__``).
 """
@@ -149,9 +154,10 @@ class ChangeCounts:
         """Added new regions / old regions (a fraction of the original artifacts); NaN without old regions.
 
         "Added" follows the issue: a new region that intersects no old region. DeSRA §4.3 words it
-        otherwise: "the condition for judging the introduction of new artifacts is A ∪ B > B"; read
-        with A new and B old, that also counts a new region overlapping an old one but reaching
-        outside it, which this code does not.
+        otherwise: "the condition for judging the introduction of new artifacts is A ∪ B > B", with
+        A the fine-tuned model's detection and B the ground-truth artifact area (§4.1's notation);
+        that also counts a detected region overlapping a labelled one but reaching outside it,
+        which this code does not.
         """
         return self.added / self.old if self.old else float("nan")
 
