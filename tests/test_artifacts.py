@@ -134,3 +134,24 @@ def test_synthesize_ddim_scale_uses_the_models_schedule_level_and_size():
     assert (y - expected).abs().max() < 1e-5
     y, p = synthesize("ddim-scale", {"ddpm": _zero_eps_unet(3)}, x, 0.0, ddim_steps=2)
     assert p["t0"] == 2 and (y - x).abs().max() < 1e-5
+
+
+def test_ddim_scale_shift_called_directly_on_a_denoising_unet_uses_its_stored_schedule():
+    """The public ddim_scale_shift / ddim_gaussian on a DenoisingUNet of T = 100 without ``schedule``
+    or ``t0``: the model's own schedule and T0 = round(0.84 T) = 84, as synthesize uses them (the
+    closed form with a_T0 of the linear schedule over 100 steps, by hand), not the default T = 1000
+    schedule with T0 = 840 (timesteps this model never saw)."""
+    import numpy as np
+
+    net = _zero_eps_unet(100)
+    x = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(2)) * 0.6 + 0.2
+    y, p = ddim_scale_shift(net, x, 0.5, steps=4)
+    assert p["t0"] == 84
+    a = float(np.cumprod(1 - np.linspace(1e-4, 0.02, 100))[84])
+    expected = ((1.015 * (x.double() * 2 - 1) + 0.01 / a ** 0.5 + 1) / 2).clamp(0, 1)
+    assert (y - expected).abs().max() < 1e-5
+    g = [torch.Generator().manual_seed(3)]
+    y, p = ddim_gaussian(net, x, 0.5, g, steps=4)
+    n = torch.randn(x.shape, generator=torch.Generator().manual_seed(3)).double()
+    assert p["t0"] == 84
+    assert (y - ((x.double() * 2 - 1 + 0.3 * n / a ** 0.5 + 1) / 2).clamp(0, 1)).abs().max() < 1e-5

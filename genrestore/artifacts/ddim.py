@@ -12,7 +12,10 @@ strength linearly so that level 0.5 gives the training values and level 0 the cl
 
 ``model`` is the unconditional denoiser that defines the latent space: ``fn(x_t, t) -> eps``
 on images in ``[-1, 1]`` (a diffusers ``UNet2DModel`` works through ``as_eps_fn``), with the
-noise schedule it was trained with (default: linear 1e-4..0.02 over 1000 steps).
+noise schedule it was trained with: ``schedule``, else the one a
+:class:`~genrestore.diffusion.DenoisingUNet` stores in its ``config``, else the default (linear
+1e-4..0.02 over 1000 steps). ``t0=None`` is DiffGAR's 840 of ``T = 1000`` scaled to that
+schedule's ``T``, ``round(0.84 T)``.
 """
 
 from __future__ import annotations
@@ -48,6 +51,22 @@ def _check_finite(**values: float | None) -> None:
             finite_number(v, name)
 
 
+def _model_schedule(model: EpsFn, schedule: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``schedule``, else the noise schedule stored with ``model`` (a ``DenoisingUNet``), else ``None``."""
+    if schedule is not None:
+        return schedule
+    config = getattr(model, "config", None)
+    return config.get("schedule") if isinstance(config, dict) else None
+
+
+def _default_t0(t0: int | None, schedule: dict[str, Any] | None) -> int:
+    """``t0``, or with ``None`` DiffGAR's 840 of 1000 timesteps scaled to the schedule's ``T``."""
+    if t0 is not None:
+        return t0
+    num_t = int((schedule or {}).get("num_train_timesteps", 1000))
+    return min(round(DDIM_PAPER["t0"] / 1000 * num_t), num_t - 1)
+
+
 def _roundtrip(model: EpsFn, x: torch.Tensor, perturb: Callable[[torch.Tensor], torch.Tensor], t0: int, steps: int,
                schedule: dict[str, Any] | None) -> torch.Tensor:
     """``x`` (checked by the caller) inverted to ``t0``, perturbed and decoded."""
@@ -59,7 +78,7 @@ def _roundtrip(model: EpsFn, x: torch.Tensor, perturb: Callable[[torch.Tensor], 
 
 
 def ddim_gaussian(model: EpsFn, x: torch.Tensor, level: float = 0.5, generator: _random.Generator = None,
-                  alpha: float | None = None, t0: int = 840, steps: int = 48,
+                  alpha: float | None = None, t0: int | None = None, steps: int = 48,
                   schedule: dict[str, Any] | None = None) -> tuple[torch.Tensor, dict]:
     """The ``ddim_gaussian`` artifact of ``x``: ``(N, C, H, W)`` in [0, 1] -> same, plus its parameters.
 
@@ -68,7 +87,10 @@ def ddim_gaussian(model: EpsFn, x: torch.Tensor, level: float = 0.5, generator: 
         x: clean images in [0, 1].
         level: strength in [0, 1]; ``alpha = 0.6 level`` unless ``alpha`` is given.
         generator: a generator, or one per image, for ``n``.
-        t0, steps: stopping step and DDIM steps (DiffGAR: 840, 48).
+        t0, steps: stopping step and DDIM steps (DiffGAR: 840 of 1000, 48); ``t0=None`` scales
+            840 to the schedule's ``T``.
+        schedule: the model's noise schedule; ``None`` for the one a ``DenoisingUNet`` stores
+            (else the default).
 
     Example:
         >>> eps = lambda x, t: torch.zeros_like(x)
@@ -80,28 +102,34 @@ def ddim_gaussian(model: EpsFn, x: torch.Tensor, level: float = 0.5, generator: 
     x = in_module_dtype(model, x)
     _check_finite(alpha=alpha)
     a = 0.6 * _check_level(level) if alpha is None else float(alpha)
+    schedule = _model_schedule(model, schedule)
+    t0 = _default_t0(t0, schedule)
     noise = _random.randn(generator, tuple(x.shape), x.device, x.dtype)
     y = _roundtrip(model, x, lambda z: z + a * noise, t0, steps, schedule)
     return y, {"kind": "ddim-gauss", "level": level, "alpha": a, "t0": t0, "steps": steps}
 
 
 def ddim_scale_shift(model: EpsFn, x: torch.Tensor, level: float = 0.5, gamma: float | None = None,
-                     beta: float | None = None, t0: int = 840, steps: int = 48,
+                     beta: float | None = None, t0: int | None = None, steps: int = 48,
                      schedule: dict[str, Any] | None = None) -> tuple[torch.Tensor, dict]:
     """The ``ddim_scale`` artifact of ``x``: ``x~_{T0} = gamma x_{T0} + beta`` (deterministic).
 
-    ``gamma = 1 + 0.03 level`` and ``beta = 0.02 level`` unless given.
+    ``gamma = 1 + 0.03 level`` and ``beta = 0.02 level`` unless given; ``t0``, ``steps`` and
+    ``schedule`` as in :func:`ddim_gaussian`.
     """
     check_image(x, "clean image", channels=(1, 3))
     lv = _check_level(level)
     _check_finite(gamma=gamma, beta=beta)
     g = 1.0 + 0.03 * lv if gamma is None else float(gamma)
     b = 0.02 * lv if beta is None else float(beta)
+    schedule = _model_schedule(model, schedule)
+    t0 = _default_t0(t0, schedule)
     y = _roundtrip(model, x, lambda z: g * z + b, t0, steps, schedule)
     return y, {"kind": "ddim-scale", "level": level, "gamma": g, "beta": b, "t0": t0, "steps": steps}
 
 
 def identity_pair(x: torch.Tensor) -> tuple[torch.Tensor, dict]:
-    """The (clean, clean) pair that DiffGAR mixes in for its [MASK] / blind training."""
+    """A (clean, clean) pair, labelled ``[MASK]`` by training. Our addition: DiffGAR (§4) trains
+    ``[MASK]`` only by relabelling 50 % of its artifact pairs, and has no clean/clean pairs."""
     check_image(x, "clean image", channels=(1, 3))
     return x.clone(), {"kind": "identity"}

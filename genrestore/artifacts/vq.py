@@ -1,15 +1,16 @@
 """Token-level artifacts (DiffGAR §3.1-3.2): VQ token replacement and autoregressive resampling.
 
 Both encode the clean image to a VQ token grid (:class:`~genrestore.models.vq.VQAutoencoder`),
-change some tokens, and decode. DiffGAR's settings (appendix, FFHQ, 256 px, f = 4 tokens of
-64 x 64): token replacement swaps a random 4 x 4 token rectangle for uniformly random codebook
-entries; GPT sampling keeps 90 % of the tokens and resamples 10 % with top-k 500 at temperature
+change some tokens, and decode. DiffGAR's settings (§5 and appendix B, FFHQ at 256 px, on the
+tokens of a Taming-Transformers VQGAN, §3.1-3.2 and appendix B; the paper gives no token grid
+size for these, its VQ-f4 of appendix C.1 is the restorer's autoencoder): token replacement
+swaps a random 4 x 4 token rectangle for uniformly random codebook entries; GPT sampling keeps 90 % of the tokens and resamples 10 % with top-k 500 at temperature
 18 (test) or 21 (training). Here ``level`` in [0, 1] sets the amount linearly, with level 0.5 =
 the paper's: rectangle side ``round(8 level)`` tokens; resampled fraction ``0.2 level``.
 
 Images whose sides are not multiples of the autoencoder's factor are padded (reflect) and the
 artifact image is cropped back. The artifact image is the decoder's output everywhere, so it also
-carries the autoencoder's reconstruction error, as in the paper's pairs.
+carries the autoencoder's reconstruction error (the paper does not say whether its pairs do).
 """
 
 from __future__ import annotations
