@@ -412,11 +412,13 @@ def test_multiscale_loss_hole_noise_is_weighted_by_the_pooled_missing_fraction()
 def test_composition_inverts_with_its_inpainting_stages_mask():
     """A composition's parameters hold the inpainting mask in one of their ``stages``; the loss
     of the inversion must get it (noise in the holes), as for the inpainting task alone."""
-    from genrestore.restore.stylegan_inversion import _task_params_mask
+    from genrestore.degrade.tasks import inpainting_mask
 
-    m = torch.ones(1, 1, 4, 4)
-    assert _task_params_mask({"stages": [{"sigma": 1}, {"mask": m}]}) is m
-    assert _task_params_mask({"mask": m}) is m and _task_params_mask({"stages": [{}]}) is None
+    m, target = torch.ones(1, 1, 4, 4), torch.zeros(1, 3, 4, 4)
+    assert inpainting_mask(get_task("NP", "M"), {"stages": [{"sigma": 1}, {"mask": m}]}, target) is m
+    assert inpainting_mask(get_task("inpaint", "M"), {"mask": m}, target) is m
+    assert inpainting_mask(get_task("UN", "M"), {"stages": [{}, {}]}, target) is None
+    assert inpainting_mask(get_task("denoise", "M"), {}, target) is None
 
 
 def test_generator_size_refuses_another_aspect():
@@ -465,3 +467,32 @@ def test_inversion_writes_grey_as_grey_keeps_alpha_and_16_bits(G, tmp_path, monk
     assert g_out.dtype.name == "uint16" and g_out.ndim == 2
     assert (read_image(tmp_path / "out" / "g.png") - read_image(tmp_path / "in" / "g.png")).abs().max() <= 1e-4
     assert torch.equal(read_image(tmp_path / "out" / "a.png"), read_image(tmp_path / "in" / "a.png"))
+
+
+@pytest.mark.parametrize("name, level", [("inpaint", "XL"), ("NP", "M")])
+def test_hole_noise_also_when_the_inpainting_params_hold_only_the_stroke_endpoints(name, level):
+    # the inpainting surrogate accepts params with only the endpoints (it draws the mask from them);
+    # the loss must then put the paper's hole noise (§5.1) in the same pixels as with the mask
+    from genrestore.restore.stylegan_inversion import _image_loss
+
+    task = get_task(name, level)
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    y, params = task.degrade_with_params(x, torch.Generator().manual_seed(1))
+    if "stages" in params:
+        ends_only = {"stages": [*params["stages"][:-1], {"endpoints": params["stages"][-1]["endpoints"]}]}
+    else:
+        ends_only = {"endpoints": params["endpoints"]}
+    seen = []
+
+    def record(a, b):
+        seen.append(a.detach().clone())
+        return (a - b).abs().mean(dim=(1, 2, 3))
+
+    img = torch.zeros(2, 3, 32, 32)
+    losses = [_image_loss(task, p, y, record, InversionConfig(), torch.Generator().manual_seed(2))(img)
+              for p in (params, ends_only)]
+    full, ends = seen[: len(seen) // 2], seen[len(seen) // 2:]
+    assert full[0].abs().max() > 0.5  # the black prediction got noise in its holes
+    for a, b in zip(full, ends):
+        assert torch.allclose(a, b, atol=1e-6)
+    assert torch.allclose(losses[0], losses[1], atol=1e-6)

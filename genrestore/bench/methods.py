@@ -63,9 +63,9 @@ def run_method(method: str, task_name: str, task, y: torch.Tensor, params, size:
     if kind == "degraded":
         return up
     if kind in ("telea", "navier-stokes"):
-        from ..restore.stylegan_inversion import _task_params_mask
+        from ..degrade.tasks import inpainting_mask
 
-        mask = _task_params_mask(params)
+        mask = inpainting_mask(task, params, up)
         hole = ((1 - mask[0, 0]) * 255).to(torch.uint8).numpy()
         flag = cv2.INPAINT_TELEA if kind == "telea" else cv2.INPAINT_NS
         return _opencv(up, lambda a: cv2.inpaint(a, hole, 3, flag))
@@ -76,9 +76,9 @@ def run_method(method: str, task_name: str, task, y: torch.Tensor, params, size:
 
         return jpeg_reapply_deblock(up, task.quality)
     if kind == "inpaint":
-        from ..restore.stylegan_inversion import _task_params_mask
+        from ..degrade.tasks import inpainting_mask
 
-        return load_method(method, cache).inpaint(up, _task_params_mask(params), [generator_for(seed, key)])
+        return load_method(method, cache).inpaint(up, inpainting_mask(task, params, up), [generator_for(seed, key)])
     if kind == "idm":
         return load_method(method, cache).restore(up, 10, [generator_for(seed, key)])
     if kind.startswith("diffgar"):

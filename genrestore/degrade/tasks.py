@@ -158,10 +158,14 @@ class Upsample(_Task):
 class Denoise(_Task):
     """Clamped Poisson shot noise plus Bernoulli dead pixels (one mask for all channels).
 
-    True: ``y = clamp(Poisson(lambda x) / lambda * B)`` with ``B ~ Bernoulli(1 - p)`` per pixel.
-    Surrogate (robust StyleGAN eq. 11): ``y = (lambda x - 1/2 + sqrt(lambda x + 1e-3) n) / lambda``
-    with ``n ~ N(0, 1)``, times a fresh random Bernoulli mask (the true one is unknown),
-    with :func:`clamp_surrogate` before and after.
+    True (robust StyleGAN eq. 10): ``y = clamp(Poisson(lambda x) / lambda * B)`` with
+    ``B ~ Bernoulli(1 - p)`` per pixel.
+    Surrogate: a Gaussian approximation of the Poisson noise (§5.1),
+    ``y = (lambda x - 1/2 + sqrt(lambda x + 1e-3) n) / lambda`` with ``n ~ N(0, 1)``, times a
+    fresh random Bernoulli mask (the true one is unknown), with :func:`clamp_surrogate` (eq. 11,
+    the clamp's surrogate gradient) before and after. The ``- 1/2`` shift and the ``1e-3`` are
+    the authors' code's, not the paper's text: they lower the surrogate's mean by ``1 / (2 lambda)``
+    against the true noise's (0.083 at level XL).
     """
 
     name: ClassVar[str] = "denoise"
@@ -257,9 +261,11 @@ class Inpaint(_Task):
                                         self.width_frac, x.device)
         return quantize(x * mask.to(x.dtype)), {"mask": mask, "endpoints": ends}
 
-    def surrogate(self, x, params=None, generator=None):
-        _check_surrogate_input(x, self.name)
-        if not params or ("mask" not in params and "endpoints" not in params):
+    def known_mask(self, params, x: torch.Tensor) -> torch.Tensor:
+        """The keep-mask of ``params`` (from :meth:`degrade_with_params`) for the images ``x``:
+        its ``"mask"``, else the strokes drawn from its ``"endpoints"`` at ``x``'s size;
+        ``(N or 1, 1, H, W)``, 1 = kept."""
+        if not isinstance(params, dict) or ("mask" not in params and "endpoints" not in params):
             raise InputError("the inpainting surrogate needs the known mask: pass params from degrade_with_params")
         mask = params.get("mask")
         if mask is None:
@@ -269,7 +275,11 @@ class Inpaint(_Task):
             got = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
             raise InputError(f"{self.name}: expected a mask of shape (N or 1, 1, {x.shape[-2]}, {x.shape[-1]}) for "
                              f"these images, got {got}")
-        return x * mask.to(device=x.device, dtype=x.dtype)
+        return mask
+
+    def surrogate(self, x, params=None, generator=None):
+        _check_surrogate_input(x, self.name)
+        return x * self.known_mask(params, x).to(device=x.device, dtype=x.dtype)
 
 
 TASKS: dict[str, type[_Task]] = {t.name: t for t in (Upsample, Denoise, Deartifact, Inpaint)}
@@ -334,6 +344,25 @@ class Composition:
 #: The 11 compositions of 2, 3 and 4 tasks, at level M, by name.
 COMPOSITIONS: tuple[str, ...] = tuple(
     "".join(t.code for t in combo) for r in (2, 3, 4) for combo in itertools.combinations(ORDER, r))
+
+
+def inpainting_mask(task, params, x: torch.Tensor) -> torch.Tensor | None:
+    """The keep-mask ``(N or 1, 1, H, W)`` of ``task``'s inpainting stage for images of ``x``'s size
+    (from ``params``, as :meth:`Inpaint.known_mask` reads them); None for a task without inpainting.
+
+    Inpainting is the last stage of a composition, so its mask has the size of the degraded images.
+    """
+    if isinstance(task, Composition):
+        stages = task.tasks
+        stage_params = params.get("stages") if isinstance(params, dict) else None
+        if not isinstance(stage_params, (list, tuple)):
+            return None  # the composition's surrogate reports the missing params
+    else:
+        stages, stage_params = (task,), (params,)
+    for stage, p in zip(stages, stage_params):
+        if isinstance(stage, Inpaint):
+            return stage.known_mask(p, x)
+    return None
 
 
 def get_task(name: str, level: str = "M", **options) -> _Task | Composition:

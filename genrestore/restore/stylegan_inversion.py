@@ -21,8 +21,10 @@ summed, so images do not interact (NGD normalizes per latent row).
 When the VGG backbone of LPIPS is not in the weight store, the loss falls back to
 ``1 - SSIM`` per level (named in the result's ``loss`` field), never silently.
 
-Baselines (the paper's comparisons): :func:`adam_invert` in W (PULSE-style) or W+, Adam on
-the same loss for the same total number of steps.
+Baselines: :func:`adam_invert` in W or W+, Adam on the same loss for the same total number of
+steps: the plain Adam inversions §3 argues against. They are not the paper's baselines (§6.2:
+PULSE, with its spherical optimization and regularizer, and L-BRGM, each tuned per task and level
+and given the true Bernoulli mask).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import torch.nn.functional as F
 
 from .. import _random
 from .._checks import InputError, check_image, check_not_empty
+from ..degrade.tasks import inpainting_mask
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (N, 3, h, w) x2 in [0, 1] -> (N,)
 
@@ -141,20 +144,10 @@ def ngd_step(params: list[torch.Tensor], lr: float) -> None:
         p -= lr * torch.where(norm > 0, p.grad / norm.clamp_min(1e-30), torch.zeros_like(p.grad))
 
 
-def _task_params_mask(params) -> torch.Tensor | None:
-    if isinstance(params, dict):
-        if "mask" in params:
-            return params["mask"]
-        for stage in params.get("stages", []):
-            if isinstance(stage, dict) and "mask" in stage:
-                return stage["mask"]
-    return None
-
-
 def _image_loss(task, params, target: torch.Tensor, distance: LossFn, config: InversionConfig,
                 generator) -> Callable[[torch.Tensor], torch.Tensor]:
     """``G(w) -> (N,)``: eq. 9 between the task's surrogate of the image and the target."""
-    mask = _task_params_mask(params)
+    mask = inpainting_mask(task, params, target)  # the loss puts noise under its holes (§5.1)
     return lambda img: multiscale_loss(task.surrogate(img, params, generator), target, distance, mask,
                                        config.min_loss_res, config.levels, config.l1_weight, generator)
 
