@@ -1054,3 +1054,72 @@ def test_set_metrics_of_a_given_extractor_are_not_reused_as_the_stores(suite_fil
     notes = write_set_metrics(out, ["fid"])  # no extractor, no weight
     assert any("absent" in n for n in notes)
     assert all(g["fid"] is None for g in json.loads((out / "set_metrics.json").read_text())["groups"])
+
+
+def _stand_in_lpips(monkeypatch, tmp_path):
+    """The AlexNet backbone "present", LPIPS replaced by the mean absolute difference."""
+    import genrestore.metrics.lpips as lpips_module
+    from genrestore import weights as ws
+
+    real_find = ws.find
+    monkeypatch.setattr(ws, "find", lambda name: tmp_path if name == "alexnet-torchvision" else real_find(name))
+    monkeypatch.setattr(lpips_module, "lpips", lambda a, b, net: (a - b).abs().mean(dim=(1, 2, 3)))
+
+
+@pytest.mark.parametrize("name, level, side", [("upsample", "XS", 64), ("denoise", "XL", 64), ("deartifact", "M", 64),
+                                               ("inpaint", "L", 64), ("UNAP", "M", 256)])
+def test_fidelity_degrades_the_output_again_as_the_target_was(name, level, side, monkeypatch, tmp_path):
+    """Robust StyleGAN §6.1's fidelity re-degrades the prediction from the target's seed: the ground
+    truth itself gives exactly 0 (same blur, Poisson draws, dead pixels, JPEG, strokes), another
+    image does not, and images under LPIPS's 31 px give None."""
+    from genrestore._random import generator_for
+    from genrestore.bench.methods import fidelity_function
+    from genrestore.degrade import get_task
+
+    _stand_in_lpips(monkeypatch, tmp_path)
+    fidelity, notes = fidelity_function()
+    assert notes == []
+    task = get_task(name, level)
+    x = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(1))
+    y, _ = task.degrade_with_params(x, generator_for(0, "im:key"))
+    assert fidelity(x, y, task, generator_for(0, "im:key")) == 0.0
+    other = (x + 0.1 * torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(2))).clamp(0, 1)
+    assert fidelity(other, y, task, generator_for(0, "im:key")) > 0.01
+    small = get_task("upsample", "M")  # x8: 64 -> 8 px, 256 -> 32 px
+    assert fidelity(x[..., :64, :64], small.degrade(x[..., :64, :64]), small, generator_for(0, "k")) is None
+
+
+def test_fidelity_in_a_suite(suite_file, tmp_path, monkeypatch):
+    """Rows carry fidelity (lower is better) as computed from their own files, null with a note where
+    the degraded crop is too small for LPIPS; absent weights are a note and null; suites with
+    pipelines are refused."""
+    from genrestore import weights as ws
+    from genrestore._random import generator_for
+    from genrestore.bench.methods import fidelity_function
+    from genrestore.degrade import get_task
+    from genrestore.io import read_image
+
+    suite_file.write_text(suite_file.read_text().replace('["inpaint"]', '["upsample", "denoise"]')
+                          .replace('["S", "M"]', '["XS"]').replace('["degraded", "telea"]', '["degraded"]')
+                          .replace('"lpips"]', '"fidelity"]'))
+    real_find = ws.find
+    monkeypatch.setattr(ws, "find", lambda name: None if name == "alexnet-torchvision" else real_find(name))
+    s = run_suite(load_suite(suite_file), tmp_path / "absent", progress=False)
+    assert "fidelity: absent (alexnet-torchvision not in the weight store)" in s["notes"]
+    _stand_in_lpips(monkeypatch, tmp_path)
+    out = tmp_path / "run"
+    s = run_suite(load_suite(suite_file), out, progress=False)
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and all(r["higher_is_better"]["fidelity"] is False for r in rows)
+    fidelity, _ = fidelity_function()
+    for r in rows:
+        if r["task"] == "upsample":  # 32 px crops, x2: 16 px, under LPIPS's 31
+            assert r["metrics"]["fidelity"] is None
+            continue
+        pred, y = read_image(out / r["images"]["output"]), read_image(out / r["images"]["input"])
+        expected = fidelity(pred, y, get_task("denoise", "XS"), generator_for(0, f"{r['image']}:denoise:XS"))
+        assert 0 < r["metrics"]["fidelity"] == pytest.approx(expected, abs=1e-6)
+    assert "fidelity: null where the degraded images are under 31 px (LPIPS AlexNet), e.g. upsample at XS" in s["notes"]
+    suite_file.write_text(suite_file.read_text().replace('["upsample", "denoise"]', '["idm"]').replace('["XS"]', '["M"]'))
+    with pytest.raises(InputError, match="'fidelity' degrades the outputs again .* also has \\['idm'\\]"):
+        load_suite(suite_file)

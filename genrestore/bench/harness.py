@@ -18,7 +18,10 @@ from pathlib import Path
 import torch
 
 from .._checks import InputError
-from .methods import _check_sr_size, _Detector, _network_calls, load_method, metric_functions, run_method
+from .._random import generator_for
+from ..metrics.lpips import MIN_SIZE
+from .methods import (_check_sr_size, _Detector, _network_calls, fidelity_function, load_method, metric_functions,
+                      run_method)
 from .results import _cached_sha256, _keep_finished_rows, _results_lock, _write_hashed, write_csv
 from .set_metrics import SET_METRICS_FILE, write_set_metrics
 from .suite import ARTIFACT_LEVELS, ARTIFACT_TASKS, _LEARNED, METRICS, SET_METRICS, Suite, ground_truth, method_kind
@@ -39,6 +42,8 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
     results = out / "results.jsonl"
     truths = ground_truth(suite)
     fns, notes = metric_functions(suite.metrics)
+    fidelity, fidelity_notes = fidelity_function() if "fidelity" in suite.metrics else (None, [])
+    notes += fidelity_notes
     if suite.count < 2 and {"fid", "kid"} & set(suite.metrics):
         raise InputError(f"{', '.join(n for n in ('fid', 'kid') if n in suite.metrics)} compare sets of images: "
                          f"the suite needs count >= 2 crops (got {suite.count})")
@@ -78,6 +83,7 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
     out.mkdir(parents=True, exist_ok=True)
     last_input: tuple = (None,)  # (key, task, degraded image, its parameters)
     ran = skipped = 0
+    too_small_noted = False
     for img, t, lv, m in tqdm(jobs, desc=f"bench {suite.name}", unit="row", disable=not progress):
         row_key = (img, t, lv, m, suite.seed)
         if row_key in done:
@@ -100,6 +106,13 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
         _write_hashed(out, rel["output"], pred, file_sha)
         metrics = {n: f(pred, x) for n, f in fns.items()}
         higher = {n: METRICS[n] for n in fns}
+        if "fidelity" in suite.metrics:
+            metrics["fidelity"] = fidelity(pred, y, task, generator_for(suite.seed, key)) if fidelity else None
+            higher["fidelity"] = METRICS["fidelity"]
+            if metrics["fidelity"] is None and fidelity and not too_small_noted:
+                notes.append(f"fidelity: null where the degraded images are under {MIN_SIZE['alex']} px "
+                             f"(LPIPS AlexNet), e.g. {t} at {lv}")
+                too_small_noted = True
         if detector is not None:
             rel["mask"] = rel["output"][:-4] + "_mask.png"
             metrics.update(_detection_metrics(detector, pred, y, key, out, rel, suite.metrics))
@@ -206,7 +219,6 @@ def _generators(t: str, suite: Suite, cache: dict) -> dict:
 def _check_sr_sizes(jobs: list[tuple[str, str, str, str]], suite: Suite, cache: dict) -> None:
     """Before any row runs: each ``sr:`` method's scale turns its tasks' inputs (a crop degraded
     once, on zeros; artifact kinds keep the crop's size) back into the crop's size."""
-    from .._random import generator_for
     from ..degrade import PIPELINES, get_task
 
     crop = (suite.crop, suite.crop)
@@ -222,7 +234,6 @@ def _check_sr_sizes(jobs: list[tuple[str, str, str, str]], suite: Suite, cache: 
 def _degrade(t: str, lv: str, x: torch.Tensor, key: str, suite: Suite, cache: dict):
     """``(task, y, params)``: the ground truth ``x`` degraded by task or artifact kind ``t`` at level
     ``lv``, from ``generator_for(suite.seed, key)`` (``task`` is ``None`` for artifact kinds)."""
-    from .._random import generator_for
     from ..degrade import PIPELINES, get_task
 
     if t in ARTIFACT_TASKS:

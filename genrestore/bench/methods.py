@@ -5,6 +5,7 @@ and the per-image metric functions."""
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -219,3 +220,24 @@ def metric_functions(names: list[str]) -> tuple[dict, list[str]]:
 
                 fns[n] = lambda a, b: float(lpips(a, b, "alex")[0])
     return fns, notes
+
+
+def fidelity_function() -> tuple[Callable | None, list[str]]:
+    """Robust StyleGAN's fidelity (§6.1), ``f(prediction, degraded target, task, generator) -> float
+    | None``: LPIPS AlexNet between the prediction degraded again by the task's true degradation,
+    drawn from ``generator`` (the target's seed, so the same blur, dead pixels, strokes and JPEG
+    grid; the Poisson noise follows the image), and the target; ``None`` where the degraded images
+    are smaller than LPIPS takes. Returns ``(None, [note])`` when the backbone is absent."""
+    from .. import weights as ws
+    from ..metrics.lpips import MIN_SIZE, lpips
+
+    if ws.find("alexnet-torchvision") is None:
+        return None, ["fidelity: absent (alexnet-torchvision not in the weight store)"]
+
+    def fidelity(pred: torch.Tensor, y: torch.Tensor, task, generator) -> float | None:
+        if min(y.shape[-2:]) < MIN_SIZE["alex"]:
+            return None
+        again = task.degrade_with_params(pred, generator)[0]
+        return float(lpips(again, y, "alex")[0])
+
+    return fidelity, []

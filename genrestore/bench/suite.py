@@ -24,8 +24,11 @@ network used as a same-size restorer, as DiffGAR's Table 1 uses Real-ESRGAN with
 the model on the degraded image, then OpenCV's Lanczos back to its size, what Real-ESRGAN's
 inference script does with ``--outscale 1``). Metrics: ``psnr``, ``ssim`` (RGB), ``lpips`` (AlexNet; a row
 records ``null`` and the run notes it when the backbone is absent), ``identity`` (face descriptor)
-and ``niqe`` (no-reference naturalness of the output, lower is better; ``null`` for crops with
-fewer than two 96 px blocks).
+``niqe`` (no-reference naturalness of the output, lower is better; ``null`` for crops with
+fewer than two 96 px blocks) and ``fidelity`` (robust StyleGAN §6.1: LPIPS AlexNet between the
+output degraded again by the task's true degradation, from the target's seed, and the degraded
+target; benchmark tasks and compositions only; ``null`` where the degraded images are under
+LPIPS's 31 px, e.g. upsampling 256 px crops at L and XL).
 
 DeSRA's detection metrics (seed 001 §4) run its detection on each output against the MSE-SR
 of the same low-resolution input (the suite's ``[detection]`` table: ``mse``, an SR model, default
@@ -58,7 +61,7 @@ ARTIFACT_LEVELS = {"XS": 0.1, "S": 0.3, "M": 0.5, "L": 0.7, "XL": 0.9}  # M = Di
 _INPAINTING_ONLY = ("telea", "navier-stokes", "inpaint")
 _DIFFGAR_MODES = {"diffgar": "guided", "diffgar-blind": "blind", "diffgar-nonblind": "non-blind"}
 METRICS = {"psnr": True, "ssim": True, "lpips": False, "identity": True, "niqe": False,  # per image; higher is better?
-           "detected": False, "regions": False, "iou": True}
+           "fidelity": False, "detected": False, "regions": False, "iou": True}
 SET_METRICS = {"is": True, "fid": False, "kid": False,  # per (task, level, method) set of outputs
                "precision": True, "recall": True, "removal": True, "addition": False}
 DETECTION_METRICS = ("detected", "regions", "iou", "precision", "recall", "removal", "addition")
@@ -246,6 +249,13 @@ def load_suite(spec: str | Path, methods: list[str] | None = None, images: str |
         if name not in METRICS and name not in SET_METRICS:
             raise InputError(f"{path}: unknown metric {name!r} in 'metrics'; known: "
                              f"{', '.join([*METRICS, *SET_METRICS])}")
+    if "fidelity" in data["metrics"]:
+        from ..degrade import COMPOSITIONS, TASKS
+
+        others = [t for t in data["tasks"] if t not in TASKS and t not in COMPOSITIONS]
+        if others:
+            raise InputError(f"{path}: metric 'fidelity' degrades the outputs again with the task's true degradation, "
+                             f"which only the benchmark tasks and their compositions have; the suite also has {others}")
     if "lpips" in data["metrics"]:
         from ..metrics.lpips import MIN_SIZE
 
