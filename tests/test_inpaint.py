@@ -484,3 +484,19 @@ def test_restore_inpaint_without_a_model_names_the_shipped_ones(tmp_path, capsys
         write_image(tmp_path / "m" / "a_mask.png", torch.ones(1, 1, 16, 16))
         assert main(["restore", str(tmp_path / "a.png"), "-o", str(tmp_path / name), "--method", "inpaint",
                      "--model", name, "--masks", str(tmp_path / "m"), "-q"]) == 0
+
+
+def test_training_condition_is_the_one_the_inpainter_builds():
+    """Training conditions are built as inference builds them: ``Inpainter.inpaint`` refills every
+    pixel whose mask is below 1 (its condition has mask 0 and mid-grey there), so training must not
+    show the network fractional rim pixels ``x m + (1 - m) / 2`` with mask ``m``, which reveal the
+    clean pixel that inference never sees."""
+    gens = lambda: [torch.Generator().manual_seed(i) for i in range(12)]  # noqa: E731
+    x = torch.rand(12, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    soft = training_masks(gens(), (32, 32))
+    assert bool(((soft > 0) & (soft < 1)).any())  # strokes with antialiased rims are among them
+    hard = (soft == 1).float()
+    expected = torch.cat([x * hard + 0.5 * (1 - hard), hard], 1)  # what inpaint() builds for y = x * soft
+    cond = inpaint_degrade(x, gens())
+    torch.testing.assert_close(cond, expected, atol=0, rtol=0)
+    assert set(cond[:, 3:].unique().tolist()) <= {0.0, 1.0}

@@ -1,5 +1,6 @@
 """Denoising diffusion GAN inpainting (Xiao, Kreis & Vahdat 2022, "Tackling the generative
-learning trilemma"; seed 004 §2.1 and its Table 1), and the plain conditional GAN as its one-step case.
+learning trilemma"; seed 004's ref. 14, in its §2.1 on diffusion-GAN inpainting and its Table 1), and
+the plain conditional GAN as its one-step case.
 
 The forward process has ``T`` large steps (2 or 4). Each reverse step is *not* Gaussian, so a
 generator predicts the clean image ``x_0' = G(x_t, t, c)`` from the noisy one and the condition
@@ -15,7 +16,10 @@ and ``x_{-1}`` is the clean image, so sampling makes ``T`` network calls and the
 ``x_0'`` itself. Sampling is therefore ancestral DDPM sampling of an x0-predicting model with
 ``T`` steps, which :class:`genrestore.restore.idm.IDMRestorer` already does (diffusers'
 ``DDPMScheduler.step`` draws from the posterior; :func:`posterior_sample` is its batched,
-differentiable form for training). ``T = 1`` is a conditional GAN: one call from pure noise, and the discriminator
+differentiable form for training). DDGAN bounds ``x_0'`` by a tanh on its generator's output;
+ours is unbounded: training feeds the raw ``x_0'`` to the posterior, while sampling clips it to
+``[-1, 1]`` first (the scheduler's ``clip_sample``, as for every pixel-space restorer here).
+``T = 1`` is a conditional GAN: one call from pure noise, and the discriminator
 sees (image, condition) only: a PatchGAN as in pix2pix.
 
 The variance schedule is DDGAN's discretised VP SDE (their appendix): ``beta(s) = beta_min +

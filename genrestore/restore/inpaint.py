@@ -17,8 +17,10 @@ sampled:
 Every inpainter returns the composite ``known * y + (1 - known) * prediction``, where a pixel is
 *known* only where the mask is 1: an antialiased stroke's fractional edge pixels are refilled too,
 because a degraded input has them already attenuated (``y = x * mask``, the inpainting task's
-model), and keeping them would leave a dark rim. (Training draws the fractional masks as the
-benchmark does; the network then sees them in its condition.)
+model), and keeping them would leave a dark rim. Training draws the fractional masks as the
+benchmark does and binarizes them the same way (:func:`known`) before building the condition, so
+the network is trained on the conditions it is run on: a fractional mask in the condition would
+show it the clean pixel ``x m + (1 - m) / 2`` of a rim that inference always hides.
 
 Masks are ``(N, 1, H, W)`` keep-masks, 1 = known, 0 = missing (as in :mod:`genrestore.degrade.masks`).
 """
@@ -40,6 +42,16 @@ InpainterKind = Literal["diffusion", "ddgan", "gan"]
 KINDS: tuple[str, ...] = ("diffusion", "ddgan", "gan")
 COND_CHANNELS = 4  # known pixels (3) + keep-mask (1)
 DEFAULT_DIFFUSION_STEPS = 50
+
+
+def known(mask: torch.Tensor) -> torch.Tensor:
+    """The binary keep-mask of a (possibly antialiased) keep-mask: 1 only where ``mask`` is 1.
+
+    Example:
+        >>> known(torch.tensor([0.0, 0.5, 0.999, 1.0])).tolist()
+        [0.0, 0.0, 0.0, 1.0]
+    """
+    return (mask >= 1 - 1e-6).to(mask.dtype)
 
 
 def inpaint_condition(y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -101,8 +113,9 @@ def training_masks(generators: list[torch.Generator | None], size: tuple[int, in
 
 def inpaint_degrade(x: torch.Tensor, generators: list[torch.Generator | None]) -> torch.Tensor:
     """``degrade_fn`` for :func:`~genrestore.diffusion.train.train_conditional`: the condition of ``x``
-    under :func:`training_masks`, ``(N, 4, H, W)`` in ``[0, 1]``."""
-    return inpaint_condition(x, training_masks(generators, tuple(x.shape[-2:]), device=x.device))
+    under :func:`training_masks` binarized by :func:`known` (as :meth:`Inpainter.inpaint` binarizes
+    the masks it is given), ``(N, 4, H, W)`` in ``[0, 1]``."""
+    return inpaint_condition(x, known(training_masks(generators, tuple(x.shape[-2:]), device=x.device)))
 
 
 def composite(y: torch.Tensor, mask: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
@@ -180,7 +193,7 @@ class Inpainter:
         """
         check_image(y, "y", channels=(3,))
         check_image(mask, "mask", channels=(1,))
-        mask = (mask >= 1 - 1e-6).to(y.dtype)  # known = exactly 1 (see the module docstring)
+        mask = known(mask).to(y.dtype)  # known = exactly 1 (see the module docstring)
         if self.kind != "diffusion" and steps not in (None, self.default_steps):
             raise InputError(f"a {self.kind} inpainter always runs its {self.default_steps} steps, got steps={steps}")
         from .idm import IDMRestorer
