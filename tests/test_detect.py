@@ -370,3 +370,26 @@ def test_d_map_uniform_window_is_eq3_as_printed():
     assert np.abs(variance_distance(gan, mse)[0, 0].numpy() - ref).max() > 1e-3
     det = detect_artifacts(gan.float(), mse.float(), NoSegmenter(), sigma=None)
     assert torch.allclose(det.d_map, d.float(), atol=1e-6)
+
+
+@pytest.mark.parametrize("sigma", [1.5, None])
+def test_float64_cpu_blur_by_opencv_equals_depthwise_conv(sigma):
+    """The float64 CPU local moments go through OpenCV's sepFilter2D (reflect-101); they equal torch's
+    depthwise conv2d on reflect-padded maps to float64 rounding, and maps that need a gradient still
+    take conv2d (and get one)."""
+    import torch.nn.functional as F
+
+    from genrestore.detect import distance
+
+    maps = torch.rand(2, 3, 45, 31, dtype=torch.float64, generator=torch.Generator().manual_seed(3)) * 255
+    g = (torch.full((11,), 1 / 11, dtype=torch.float64) if sigma is None
+         else distance._gaussian_window(11, sigma, maps.device, maps.dtype))
+    padded = F.pad(maps, (5, 5, 5, 5), mode="reflect")
+    ref = F.conv2d(F.conv2d(padded, g.view(1, 1, 1, -1).expand(3, 1, 1, -1), groups=3),
+                   g.view(1, 1, -1, 1).expand(3, 1, -1, 1), groups=3)
+    out = distance._blur(maps, 11, sigma)
+    assert out.dtype == torch.float64 and torch.allclose(out, ref, rtol=1e-13, atol=0)
+    leaf = maps.clone().requires_grad_()
+    out = distance._blur(leaf, 11, sigma)
+    out.sum().backward()
+    assert torch.allclose(out.detach(), ref, rtol=1e-13, atol=0) and leaf.grad is not None

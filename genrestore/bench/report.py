@@ -201,11 +201,14 @@ def summarize(rows: list[dict], set_metrics: dict | None = None) -> dict:
         for cell in (c for t in tables.values() for c in t.values()):
             cell.update({n: None for n in names})
         stale = []
+        by_key: dict[tuple, list[dict]] = {}  # the rows of each (task, level, method), grouped once
+        for r in rows:
+            by_key.setdefault((r["task"], r["level"], r["method"]), []).append(r)
         for g in set_metrics.get("groups", []):
             key = (g.get("task"), g.get("level"), g.get("method"))
             cell = tables.get(key[:2], {}).get(key[2])
             if cell is not None and "rows" in g and g["rows"] != rows_digest(  # files written before: no "rows"
-                    [r for r in rows if (r["task"], r["level"], r["method"]) == key]):
+                    by_key.get(key, [])):
                 stale.append(" ".join(map(str, key)))  # computed on other rows than those there now
             elif cell is not None:  # NaN or inf: absent, like a null (NaN would also break the best mark)
                 cell.update({n: _finite(g.get(n)) for n in names})

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -35,6 +36,22 @@ from .._checks import InputError, check_image
 from ..metrics.full_reference import _check_precision, _gaussian_window
 
 C_DESRA = (0.03 * 255.0) ** 2
+
+
+def _blur_opencv(maps: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
+    """:func:`_blur` of CPU float64 maps by OpenCV's ``sepFilter2D`` per plane (the authors filter
+    with OpenCV too), with its default border, reflect-101. torch has no fast float64 depthwise
+    convolution: at 1024 px this is ~7x faster than ``conv2d`` and agrees with it to ~1e-15
+    relative."""
+    import cv2
+
+    a = maps.detach().contiguous().numpy()
+    out = np.empty_like(a)
+    k = taps.numpy()
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            cv2.sepFilter2D(a[i, j], cv2.CV_64F, k, k, dst=out[i, j], borderType=cv2.BORDER_REFLECT_101)
+    return torch.from_numpy(out)
 
 
 def _blur(maps: torch.Tensor, window: int, sigma: float | None) -> torch.Tensor:
@@ -46,6 +63,8 @@ def _blur(maps: torch.Tensor, window: int, sigma: float | None) -> torch.Tensor:
         g = torch.full((window,), 1.0 / window, device=maps.device, dtype=maps.dtype)
     else:
         g = _gaussian_window(window, sigma, maps.device, maps.dtype)  # the taps SSIM uses
+    if maps.device.type == "cpu" and maps.dtype == torch.float64 and not (torch.is_grad_enabled() and maps.requires_grad):
+        return _blur_opencv(maps, g)
     maps = F.pad(maps, (r, r, r, r), mode="reflect")
     if maps.device.type == "cpu" and maps.dtype == torch.float32:
         maps = maps.contiguous(memory_format=torch.channels_last)  # oneDNN's fast depthwise path
