@@ -1123,3 +1123,69 @@ def test_fidelity_in_a_suite(suite_file, tmp_path, monkeypatch):
     suite_file.write_text(suite_file.read_text().replace('["upsample", "denoise"]', '["idm"]').replace('["XS"]', '["M"]'))
     with pytest.raises(InputError, match="'fidelity' degrades the outputs again .* also has \\['idm'\\]"):
         load_suite(suite_file)
+
+
+def test_patch_fid_of_each_group(suite_file, tmp_path, monkeypatch):
+    """pfid (robust StyleGAN's realism): FID of pfid_crops random pfid_size crops of each output
+    against as many of each ground truth, positions from the seed. Checked against the Frechet
+    distance computed with NumPy/SciPy from the same crops' stand-in features; the ground truths'
+    crops go through the extractor once a run; a rerun reuses the values; other crop settings
+    compute them again; a bad setting is refused."""
+    import numpy as np
+    import scipy.linalg
+
+    import genrestore.metrics.fid as fid_module
+    from genrestore import weights as ws
+    from genrestore._random import generator_for
+    from genrestore.io import read_image
+    from genrestore.metrics.fid import random_crops
+
+    weight = tmp_path / "inception-fid.safetensors"
+    weight.write_bytes(b"stand-in")
+    real_find = ws.find
+    monkeypatch.setattr(ws, "find", lambda name: weight if name == "inception-fid" else real_find(name))
+    calls = []
+
+    def features(x):  # 4 stand-in features of each crop: channel means and the mean square, no logits
+        return torch.cat([x.mean((2, 3)), (x * x).mean((1, 2, 3))[:, None]], 1).double() * 10
+
+    class CountingFeatures:
+        def __call__(self, x):
+            calls.append(x.shape[0])
+            return features(x), None
+
+    monkeypatch.setattr(fid_module, "InceptionFeatures", CountingFeatures)
+    suite_file.write_text(suite_file.read_text().replace('"lpips"]', '"pfid"]\npfid_size = 12\npfid_crops = 9'))
+    out = tmp_path / "run"
+    run_suite(load_suite(suite_file), out, progress=False)
+    assert calls == [9] * (2 + 4 * 2)  # 2 truths once, then 2 outputs of each of 4 groups
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    data = json.loads((out / "set_metrics.json").read_text())
+    assert data["higher_is_better"] == {"pfid": False}
+
+    def crops_features(files, key):
+        g = generator_for(0, key)
+        return np.concatenate([features(random_crops(read_image(out / f, "rgb"), 12, 9, g)).numpy() for f in files])
+
+    def frechet(a, b):
+        ma, mb, ca, cb = a.mean(0), b.mean(0), np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+        return float(((ma - mb) ** 2).sum() + np.trace(ca + cb - 2 * scipy.linalg.sqrtm(ca @ cb).real))
+
+    for g in data["groups"]:
+        group = [r for r in rows if (r["task"], r["level"], r["method"]) == (g["task"], g["level"], g["method"])]
+        truth = crops_features(sorted(r["images"]["truth"] for r in group), "pfid:truth")
+        output = crops_features([r["images"]["output"] for r in group], f"pfid:{g['task']}:{g['level']}:{g['method']}")
+        assert g["pfid"] == pytest.approx(frechet(truth, output), rel=1e-6, abs=1e-9)
+    assert len({g["pfid"] for g in data["groups"]}) == 4
+    first = (out / "set_metrics.json").read_text()
+    run_suite(load_suite(suite_file), out, progress=False)
+    assert len(calls) == 10 and (out / "set_metrics.json").read_text() == first
+    suite_file.write_text(suite_file.read_text().replace("pfid_crops = 9", "pfid_crops = 5"))
+    run_suite(load_suite(suite_file), out, progress=False)
+    assert calls[10:] == [5] * 10
+    suite_file.write_text(suite_file.read_text().replace("pfid_size = 12", "pfid_size = 33"))
+    with pytest.raises(InputError, match="'pfid_size' 33 is larger than the suite's 32 px crops"):
+        load_suite(suite_file)
+    suite_file.write_text(suite_file.read_text().replace('"pfid"]', '"psnr"]'))
+    with pytest.raises(InputError, match="'pfid_size' and 'pfid_crops' set the crops of metric 'pfid'"):
+        load_suite(suite_file)

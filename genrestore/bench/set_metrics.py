@@ -9,19 +9,23 @@ from pathlib import Path
 
 import torch
 
+from ..metrics.distribution import FeatureStats
 from .methods import _read_mask
 from .results import read_results
-from .suite import _INCEPTION_METRICS, SET_METRICS
+from .suite import _INCEPTION_METRICS, PFID_CROPS, SET_METRICS
 
 SET_METRICS_FILE = "set_metrics.json"
 
 
 def write_set_metrics(out_dir: Path, names: list[str], extractor=None, baseline: str | None = None,
-                      truth_masks: Path | None = None) -> list[str]:
+                      truth_masks: Path | None = None, pfid: tuple[int, int] = (64, PFID_CROPS), seed: int = 0
+                      ) -> list[str]:
     """Set metrics of every (task, level, method) group into ``OUT/set_metrics.json``; return notes.
 
-    IS of the group's outputs, FID and KID of its outputs against its ground-truth crops, all from the
-    standard FID Inception (``inception-fid`` in the weight store). Without that weight every value
+    IS of the group's outputs, FID and KID of its outputs against its ground-truth crops, and
+    patch-FID (robust StyleGAN §6.1: FID of ``pfid = (size, count)`` random crops of each output
+    against as many of each ground truth, positions drawn from ``seed``), all from the standard FID
+    Inception (``inception-fid`` in the weight store). Without that weight every value
     is ``null`` and the note says so. With a handful of crops these are only indicative: FID needs
     thousands of images to be stable. DeSRA's region metrics pool the regions of the group's
     detection masks (``images.mask`` of each row): ``precision`` / ``recall`` against the labelled
@@ -34,14 +38,16 @@ def write_set_metrics(out_dir: Path, names: list[str], extractor=None, baseline:
 
     Args:
         names: set metrics (``"is"``, ``"fid"``, ``"kid"``, KID over one subset of the whole group;
+            ``"pfid"``;
             ``"precision"``, ``"recall"``, ``"removal"``, ``"addition"``).
         extractor: ``x -> (features, logits)``; default :class:`~genrestore.metrics.fid.InceptionFeatures`.
         baseline: the method whose detections removal / addition compare with.
         truth_masks: folder of labelled artifact masks named like the outputs.
+        pfid, seed: patch-FID's crop side (px) and crops per image, and the seed of their positions.
     """
     from .. import weights as ws
     from ..io import atomic_write_bytes, json_safe, read_image
-    from ..metrics.distribution import FeatureStats, fid_from_stats, inception_score, inception_score_splits, kid
+    from ..metrics.distribution import fid_from_stats, inception_score, inception_score_splits, kid
 
     rows = read_results(out_dir)
     groups: dict[tuple[str, str, str], list[dict]] = {}
@@ -56,6 +62,9 @@ def write_set_metrics(out_dir: Path, names: list[str], extractor=None, baseline:
     previous = {} if extractor is not None else _previous_groups(out_dir / SET_METRICS_FILE, names)
     state = ("given extractor" if extractor is not None else "absent" if weight is None
              else f"{weight}:{weight.stat().st_size}:{weight.stat().st_mtime_ns}")
+    if "pfid" in names:
+        state = f"{state}; pfid {pfid[0]} px x {pfid[1]}, seed {seed}"
+    truth_patches: dict[str, FeatureStats] = {}  # patch-FID statistics of a set of ground truths, by their digest
     scored = inception and (extractor is not None or weight is not None)
     no_is = "is: absent (the stored inception-fid has no 1008-logit layer)"
     from .report import rows_digest
@@ -85,7 +94,8 @@ def write_set_metrics(out_dir: Path, names: list[str], extractor=None, baseline:
             extractor = InceptionFeatures()  # loaded once, for the first group not reused
         if scored:
             load = lambda rel: read_image(out_dir / rel, "rgb")  # noqa: E731
-            f_out, logits = extractor(torch.cat([load(r["images"]["output"]) for r in grows]))
+            whole = "is" in names or compared  # metrics of the whole outputs (pfid takes crops)
+            f_out, logits = extractor(torch.cat([load(r["images"]["output"]) for r in grows])) if whole else (None, None)
             if "is" in names and logits is not None:
                 entry["is"] = inception_score(logits, splits=inception_score_splits(logits.shape[0]))[0]
             elif "is" in names and no_is not in notes:
@@ -99,6 +109,9 @@ def write_set_metrics(out_dir: Path, names: list[str], extractor=None, baseline:
                 entry["fid"] = fid_from_stats(a, b)
             if "kid" in compared:
                 entry["kid"] = kid(f_ref, f_out, subsets=1, subset_size=len(grows))[0]
+            if "pfid" in names:
+                entry["pfid"] = _patch_fid(extractor, grows, load, pfid, seed, truth_patches,
+                                           f"pfid:{task}:{level}:{method}")
         out.append(entry)
     if singles:
         notes.append(f"fid, kid: null for groups of one crop ({'; '.join(singles)}): they compare sets of images")
@@ -107,6 +120,28 @@ def write_set_metrics(out_dir: Path, names: list[str], extractor=None, baseline:
     text = json.dumps(json_safe(record), indent=1, allow_nan=False)
     atomic_write_bytes(out_dir / SET_METRICS_FILE, (text + "\n").encode())
     return notes
+
+
+def _patch_fid(extractor, rows: list[dict], load, pfid: tuple[int, int], seed: int,
+               truth_patches: dict[str, FeatureStats], key: str) -> float:
+    """Patch-FID of one group: ``pfid[1]`` random ``pfid[0]`` px crops of each output (positions from
+    ``seed`` and the group's ``key``) against as many of each ground truth (positions from ``seed``
+    alone, so the truth statistics of a set of crops are computed once a run)."""
+    from .._random import generator_for
+    from ..metrics.distribution import fid_from_stats
+    from ..metrics.fid import random_crops
+
+    def stats(files: list[str], generator) -> FeatureStats:
+        out = FeatureStats()
+        for rel in files:  # image by image: 1000 crops of 128 px are 200 MB
+            out.update(extractor(random_crops(load(rel), pfid[0], pfid[1], generator))[0])
+        return out
+
+    truths = [r["images"]["truth"] for r in rows]
+    digest = json.dumps(sorted(zip(truths, (r.get("sha256", {}).get("truth") for r in rows))))
+    if digest not in truth_patches:
+        truth_patches[digest] = stats(sorted(truths), generator_for(seed, "pfid:truth"))
+    return fid_from_stats(truth_patches[digest], stats([r["images"]["output"] for r in rows], generator_for(seed, key)))
 
 
 def _group_inputs(rows: list[dict], baseline_rows: list[dict], truth_masks: Path | None, inception: str | None) -> str:

@@ -28,7 +28,10 @@ records ``null`` and the run notes it when the backbone is absent), ``identity``
 fewer than two 96 px blocks) and ``fidelity`` (robust StyleGAN §6.1: LPIPS AlexNet between the
 output degraded again by the task's true degradation, from the target's seed, and the degraded
 target; benchmark tasks and compositions only; ``null`` where the degraded images are under
-LPIPS's 31 px, e.g. upsampling 256 px crops at L and XL).
+LPIPS's 31 px, e.g. upsampling 256 px crops at L and XL). Set metrics, one value per task x
+level x method: ``is``, ``fid``, ``kid`` and ``pfid`` (patch-FID, robust StyleGAN §6.1: ``pfid_crops``
+random crops of ``pfid_size`` px of each output against as many of each ground truth; default 64
+of half the crop side).
 
 DeSRA's detection metrics (seed 001 §4) run its detection on each output against the MSE-SR
 of the same low-resolution input (the suite's ``[detection]`` table: ``mse``, an SR model, default
@@ -62,10 +65,11 @@ _INPAINTING_ONLY = ("telea", "navier-stokes", "inpaint")
 _DIFFGAR_MODES = {"diffgar": "guided", "diffgar-blind": "blind", "diffgar-nonblind": "non-blind"}
 METRICS = {"psnr": True, "ssim": True, "lpips": False, "identity": True, "niqe": False,  # per image; higher is better?
            "fidelity": False, "detected": False, "regions": False, "iou": True}
-SET_METRICS = {"is": True, "fid": False, "kid": False,  # per (task, level, method) set of outputs
+SET_METRICS = {"is": True, "fid": False, "kid": False, "pfid": False,  # per (task, level, method) set of outputs
                "precision": True, "recall": True, "removal": True, "addition": False}
 DETECTION_METRICS = ("detected", "regions", "iou", "precision", "recall", "removal", "addition")
-_INCEPTION_METRICS = ("is", "fid", "kid")
+_INCEPTION_METRICS = ("is", "fid", "kid", "pfid")
+PFID_CROPS = 64  # patch-FID crops per image by default (robust StyleGAN's code: 1000 of 128 px at 1024 px)
 _DETECTION_KEYS = {"mse", "segmenter", "segformer", "masks"}
 SUITES_DIR = Path(__file__).with_name("suites")
 
@@ -126,6 +130,13 @@ class Suite:
     extra: dict = field(default_factory=dict)
     generators: dict = field(default_factory=dict)  # artifact generators: vq, transformer, ddpm paths
     detection: dict = field(default_factory=dict)  # DeSRA detection: mse, segmenter, segformer, masks
+    pfid_size: int | None = None  # patch-FID crop side, px (None: crop // 2)
+    pfid_crops: int = PFID_CROPS  # patch-FID crops per image
+
+    @property
+    def pfid(self) -> tuple[int, int]:
+        """``(size, count)`` of the patch-FID crops of each image."""
+        return (self.pfid_size or max(1, self.crop // 2), self.pfid_crops)
 
     @property
     def baseline_sr(self) -> str | None:
@@ -169,11 +180,11 @@ def load_suite(spec: str | Path, methods: list[str] | None = None, images: str |
             raise InputError(f"no suite file {spec!r} and no built-in suite of that name (built-in: {known})")
     data = _read_toml(path)
     allowed = {"name", "images", "tasks", "levels", "methods", "metrics", "count", "crop", "seed", "generators",
-               "detection"}
+               "detection", "pfid_size", "pfid_crops"}
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise InputError(f"{path}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
-    for key, least in (("count", 1), ("crop", 1), ("seed", 0)):
+    for key, least in (("count", 1), ("crop", 1), ("seed", 0), ("pfid_size", 1), ("pfid_crops", 1)):
         v = data.get(key, 0 if key == "seed" else least)
         if isinstance(v, bool) or not isinstance(v, int) or v < least:
             raise InputError(f"{path}: '{key}' must be an integer >= {least}, got {v!r}")
@@ -249,6 +260,10 @@ def load_suite(spec: str | Path, methods: list[str] | None = None, images: str |
         if name not in METRICS and name not in SET_METRICS:
             raise InputError(f"{path}: unknown metric {name!r} in 'metrics'; known: "
                              f"{', '.join([*METRICS, *SET_METRICS])}")
+    if "pfid" not in data["metrics"] and ({"pfid_size", "pfid_crops"} & set(data)):
+        raise InputError(f"{path}: 'pfid_size' and 'pfid_crops' set the crops of metric 'pfid', which 'metrics' lacks")
+    if int(data.get("pfid_size", 1)) > int(data.get("crop", 128)):
+        raise InputError(f"{path}: 'pfid_size' {data['pfid_size']} is larger than the suite's {data.get('crop', 128)} px crops")
     if "fidelity" in data["metrics"]:
         from ..degrade import COMPOSITIONS, TASKS
 
@@ -280,7 +295,8 @@ def load_suite(spec: str | Path, methods: list[str] | None = None, images: str |
                              "the working folder; give the photos with --images DIR")
     return Suite(data.get("name", path.stem), images, data["tasks"], data["levels"], methods, data["metrics"],
                  int(data.get("count", 4)), int(data.get("crop", 128)), int(data.get("seed", 0)), path,
-                 generators=generators, detection=detection)
+                 generators=generators, detection=detection, pfid_size=data.get("pfid_size"),
+                 pfid_crops=int(data.get("pfid_crops", PFID_CROPS)))
 
 
 def _check_detection(path: Path, data: dict, methods: list[str]) -> dict:
