@@ -22,10 +22,11 @@ super-resolution network by weight name or file, e.g. ``sr:realesrgan-x4plus`` o
 ``genrestore train desra``, on the task's low-resolution output), ``sr-same-size:MODEL`` (an SR
 network used as a same-size restorer, as DiffGAR's Table 1 uses Real-ESRGAN without saying how:
 the model on the degraded image, then OpenCV's Lanczos back to its size, what Real-ESRGAN's
-inference script does with ``--outscale 1``). Metrics: ``psnr``, ``ssim`` (RGB), ``lpips`` (AlexNet; a row
-records ``null`` and the run notes it when the backbone is absent), ``identity`` (face descriptor)
-``niqe`` (no-reference naturalness of the output, lower is better; ``null`` for crops with
-fewer than two 96 px blocks) and ``fidelity`` (robust StyleGAN §6.1: LPIPS AlexNet between the
+inference script does with ``--outscale 1``). Metrics: ``psnr``, ``ssim`` (RGB), ``lpips``
+(AlexNet; a row records ``null`` and the run notes it when the backbone is absent), ``identity``
+(cosine of face-api.js's face descriptor: meaningful on aligned face crops only, and not the
+papers' ArcFace / iResNet ID), ``niqe`` (no-reference naturalness of the output, lower is better;
+``null`` for crops with fewer than two 96 px blocks) and ``fidelity`` (robust StyleGAN §6.1: LPIPS AlexNet between the
 output degraded again by the task's true degradation, from the target's seed, and the degraded
 target; benchmark tasks and compositions only; ``null`` where the degraded images are under
 LPIPS's 31 px, e.g. upsampling 256 px crops at L and XL). Set metrics, one value per task x
