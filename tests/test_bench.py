@@ -1174,7 +1174,7 @@ def test_patch_fid_of_each_group(suite_file, tmp_path, monkeypatch):
     for g in data["groups"]:
         group = [r for r in rows if (r["task"], r["level"], r["method"]) == (g["task"], g["level"], g["method"])]
         truth = crops_features(sorted(r["images"]["truth"] for r in group), "pfid:truth")
-        output = crops_features([r["images"]["output"] for r in group], f"pfid:{g['task']}:{g['level']}:{g['method']}")
+        output = crops_features(sorted(r["images"]["output"] for r in group), f"pfid:{g['task']}:{g['level']}:{g['method']}")
         assert g["pfid"] == pytest.approx(frechet(truth, output), rel=1e-6, abs=1e-9)
     assert len({g["pfid"] for g in data["groups"]}) == 4
     first = (out / "set_metrics.json").read_text()
@@ -1189,3 +1189,57 @@ def test_patch_fid_of_each_group(suite_file, tmp_path, monkeypatch):
     suite_file.write_text(suite_file.read_text().replace('"pfid"]', '"psnr"]'))
     with pytest.raises(InputError, match="'pfid_size' and 'pfid_crops' set the crops of metric 'pfid'"):
         load_suite(suite_file)
+
+
+def _stand_in_inception(monkeypatch, tmp_path):
+    """inception-fid "present", its features 4 channel statistics of each crop (no logits)."""
+    import genrestore.metrics.fid as fid_module
+    from genrestore import weights as ws
+
+    weight = tmp_path / "inception-fid.safetensors"
+    weight.write_bytes(b"stand-in")
+    real_find = ws.find
+    monkeypatch.setattr(ws, "find", lambda name: weight if name == "inception-fid" else real_find(name))
+
+    class Features:
+        def __call__(self, x):
+            return torch.cat([x.mean((2, 3)), (x * x).mean((1, 2, 3))[:, None]], 1).double() * 10, None
+
+    monkeypatch.setattr(fid_module, "InceptionFeatures", Features)
+
+
+def test_patch_fid_does_not_depend_on_the_order_of_the_rows(suite_file, tmp_path, monkeypatch):
+    """Shards interleave the rows of a group in results.jsonl; the same outputs must give the same
+    patch-FID as one run (the crops are drawn in the order of the file names, not of the rows)."""
+    _stand_in_inception(monkeypatch, tmp_path)
+    write_image(tmp_path / "photos" / "p2.png", torch.rand(1, 3, 40, 48, generator=torch.Generator().manual_seed(5)))
+    suite_file.write_text(suite_file.read_text().replace("count = 2", "count = 3").replace('["S", "M"]', '["M"]')
+                          .replace('"telea"]', '"telea", "navier-stokes"]')
+                          .replace('"lpips"]', '"pfid"]\npfid_size = 12\npfid_crops = 9'))
+    suite = load_suite(suite_file)
+    values = []
+    for name, shards in (("one", [(0, 1)]), ("shards", [(1, 2), (0, 2)])):
+        for shard in shards:
+            run_suite(suite, tmp_path / name, shard=shard, progress=False)
+        groups = json.loads((tmp_path / name / "set_metrics.json").read_text())["groups"]
+        values.append({(g["task"], g["level"], g["method"]): g["pfid"] for g in groups})
+    order = [json.loads(line)["image"] for line in (tmp_path / "shards" / "results.jsonl").read_text().splitlines()
+             if '"degraded"' in line]
+    assert order != sorted(order)  # the shards did interleave a group's rows
+    assert all(v is not None for v in values[0].values())
+    assert values[0] == pytest.approx(values[1], rel=1e-12)
+
+
+def test_patch_fid_of_one_crop_is_null_with_a_note(suite_file, tmp_path, monkeypatch):
+    """A group of one row at pfid_crops = 1 (a shard's folder) has one patch a set: pfid is null with
+    a note, not an error after every row has run; a suite that can only make such groups is refused."""
+    _stand_in_inception(monkeypatch, tmp_path)
+    suite_file.write_text(suite_file.read_text().replace('"lpips"]', '"pfid"]\npfid_crops = 1'))
+    s = run_suite(load_suite(suite_file), tmp_path / "run", shard=(0, 8), progress=False)
+    assert any(n.startswith("pfid: null for groups of one crop") for n in s["notes"])
+    groups = json.loads((tmp_path / "run" / "set_metrics.json").read_text())["groups"]
+    assert groups and all(g["pfid"] is None for g in groups)
+    suite_file.write_text(suite_file.read_text().replace("count = 2", "count = 1"))
+    with pytest.raises(InputError, match=r"^pfid compares sets of patches: the suite needs count x pfid_crops >= 2 "
+                                         r"\(got 1 x 1\)$"):
+        run_suite(load_suite(suite_file), tmp_path / "one", progress=False)

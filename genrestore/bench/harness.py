@@ -47,6 +47,9 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
     if suite.count < 2 and {"fid", "kid"} & set(suite.metrics):
         raise InputError(f"{', '.join(n for n in ('fid', 'kid') if n in suite.metrics)} compare sets of images: "
                          f"the suite needs count >= 2 crops (got {suite.count})")
+    if "pfid" in suite.metrics and suite.count * suite.pfid[1] < 2:
+        raise InputError(f"pfid compares sets of patches: the suite needs count x pfid_crops >= 2 "
+                         f"(got {suite.count} x {suite.pfid[1]})")
     every = [(img, t, lv, m) for img, _ in truths for t in suite.tasks for lv in suite.levels for m in suite.methods]
     jobs = every[shard[0]::shard[1]]
     digests: dict = {}

@@ -69,7 +69,7 @@ def write_set_metrics(out_dir: Path, names: list[str], extractor=None, baseline:
     no_is = "is: absent (the stored inception-fid has no 1008-logit layer)"
     from .report import rows_digest
 
-    out, singles = [], []
+    out, singles, pfid_singles = [], [], []
     for (task, level, method), grows in groups.items():
         compare = method.startswith("sr:") and method != baseline
         baseline_rows = groups.get((task, level, baseline), [])
@@ -78,6 +78,9 @@ def write_set_metrics(out_dir: Path, names: list[str], extractor=None, baseline:
         if scored and compared and len(grows) < 2:  # e.g. a shard's folder: no set to compare
             singles.append(f"{task} {level} {method}")
             compared = []
+        patches = "pfid" in names and len(grows) * pfid[1] >= 2  # a Frechet distance needs 2 crops a set
+        if scored and "pfid" in names and not patches:
+            pfid_singles.append(f"{task} {level} {method}")
         old = previous.get((task, level, method))
         if old is not None and old.get("inputs") == inputs:
             if scored and "is" in names and old.get("is") is None and no_is not in notes:
@@ -109,12 +112,15 @@ def write_set_metrics(out_dir: Path, names: list[str], extractor=None, baseline:
                 entry["fid"] = fid_from_stats(a, b)
             if "kid" in compared:
                 entry["kid"] = kid(f_ref, f_out, subsets=1, subset_size=len(grows))[0]
-            if "pfid" in names:
+            if patches:
                 entry["pfid"] = _patch_fid(extractor, grows, load, pfid, seed, truth_patches,
                                            f"pfid:{task}:{level}:{method}")
         out.append(entry)
     if singles:
         notes.append(f"fid, kid: null for groups of one crop ({'; '.join(singles)}): they compare sets of images")
+    if pfid_singles:
+        notes.append(f"pfid: null for groups of one crop at pfid_crops = 1 ({'; '.join(pfid_singles)}): "
+                     "it compares sets of patches")
     record = {"metrics": names, "higher_is_better": {n: SET_METRICS[n] for n in names}, "notes": notes,
               "groups": out}
     text = json.dumps(json_safe(record), indent=1, allow_nan=False)
@@ -126,7 +132,9 @@ def _patch_fid(extractor, rows: list[dict], load, pfid: tuple[int, int], seed: i
                truth_patches: dict[str, FeatureStats], key: str) -> float:
     """Patch-FID of one group: ``pfid[1]`` random ``pfid[0]`` px crops of each output (positions from
     ``seed`` and the group's ``key``) against as many of each ground truth (positions from ``seed``
-    alone, so the truth statistics of a set of crops are computed once a run)."""
+    alone, so the truth statistics of a set of crops are computed once a run). Both sets are
+    cropped in the order of their file names, not of the rows in ``results.jsonl`` (which shards
+    and resumes interleave), so the same outputs always give the same value."""
     from .._random import generator_for
     from ..metrics.distribution import fid_from_stats
     from ..metrics.fid import random_crops
@@ -141,7 +149,8 @@ def _patch_fid(extractor, rows: list[dict], load, pfid: tuple[int, int], seed: i
     digest = json.dumps(sorted(zip(truths, (r.get("sha256", {}).get("truth") for r in rows))))
     if digest not in truth_patches:
         truth_patches[digest] = stats(sorted(truths), generator_for(seed, "pfid:truth"))
-    return fid_from_stats(truth_patches[digest], stats([r["images"]["output"] for r in rows], generator_for(seed, key)))
+    return fid_from_stats(truth_patches[digest], stats(sorted(r["images"]["output"] for r in rows),
+                                                                generator_for(seed, key)))
 
 
 def _group_inputs(rows: list[dict], baseline_rows: list[dict], truth_masks: Path | None, inception: str | None) -> str:
