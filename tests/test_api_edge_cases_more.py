@@ -160,3 +160,36 @@ def test_raw_errors_of_small_constructors_and_writers_are_one_line(tmp_path):
     with pytest.raises(InputError, match="expected bytes"):
         atomic_write_bytes(tmp_path / "a.txt", "text")
     assert not (tmp_path / "a.txt").exists()
+
+
+def test_cached_constant_tensors_first_built_in_inference_mode_still_take_gradients():
+    """The filter taps, resampling and DCT matrices are cached; built first under
+    torch.inference_mode() they were inference tensors, and a later loss through SSIM, resize or the
+    JPEG surrogate in the same process failed in backward ("Inference tensors cannot be saved")."""
+    from genrestore._tensor_cache import tensor_cache
+    from genrestore.degrade import jpeg_torch, resize
+    from genrestore.metrics import ssim
+    import sys
+
+    from genrestore.metrics import full_reference
+
+    resize_module, jpeg_module = sys.modules["genrestore.degrade.resize"], sys.modules["genrestore.degrade.jpeg"]
+    for f in (full_reference._gaussian_window, resize_module._weights, jpeg_module._dct2_matrix):
+        f.cache_clear()
+    x = torch.rand(1, 3, 24, 24, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        ssim(x, x.flip(-1)), resize(x, (12, 12), "bicubic"), jpeg_torch(x, 50)
+    leaf = x.clone().requires_grad_()
+    (ssim(leaf, x.flip(-1)).sum() + resize(leaf, (12, 12), "bicubic").sum()
+     + jpeg_torch(leaf, 50, rounding="surrogate").sum()).backward()
+    assert leaf.grad is not None and torch.isfinite(leaf.grad).all() and leaf.grad.abs().sum() > 0
+    calls = []
+
+    @tensor_cache(2)
+    def built(n):
+        calls.append(n)
+        return torch.ones(n)
+
+    with torch.inference_mode():
+        assert not built(3).is_inference()
+    assert built(3) is built(3) and calls == [3]

@@ -28,7 +28,6 @@ import io
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
 from typing import Literal
 
 import numpy as np
@@ -36,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from .._checks import InputError, check_image
+from .._tensor_cache import tensor_cache
 
 # ITU-T T.81 Annex K, tables K.1 (luminance) and K.2 (chrominance), natural (row-major) order.
 LUMA_TABLE = (
@@ -104,7 +104,7 @@ def _dct_matrix() -> torch.Tensor:
     return d
 
 
-@lru_cache(maxsize=8)
+@tensor_cache(maxsize=8)
 def _dct2_matrix(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """64x64 2-D DCT on row-major flattened 8x8 blocks: ``vec(D B D^T) = (D kron D) vec(B)``."""
     d = _dct_matrix()

@@ -13,13 +13,13 @@ With ``antialias=False`` the filters are not stretched, which is what OpenCV's
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
 from .._checks import InputError, check_image, whole_number
+from .._tensor_cache import tensor_cache
 
 Filter = Literal["nearest", "area", "bilinear", "bicubic", "lanczos"]
 FILTERS: tuple[str, ...] = ("nearest", "area", "bilinear", "bicubic", "lanczos")
@@ -49,7 +49,7 @@ _FILTERS = {"area": (_box, 0.5), "bilinear": (_triangle, 1.0), "bicubic": (_cubi
             "lanczos": (_lanczos, 3.0)}
 
 
-@lru_cache(maxsize=64)
+@tensor_cache(maxsize=64)
 def _weights(in_size: int, out_size: int, filter: str, antialias: bool) -> torch.Tensor:
     """``(out_size, in_size)`` float64 resampling matrix with Pillow's conventions."""
     scale = in_size / out_size

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from .._checks import InputError, check_image, finite_number, whole_number
+from .._tensor_cache import tensor_cache
 
 
 def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
@@ -343,7 +344,7 @@ def psnr(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, crop_border:
     return 10.0 * torch.log10(data_range ** 2 / m)
 
 
-@lru_cache(maxsize=8)
+@tensor_cache(maxsize=8)
 def _gaussian_window(size: int, sigma: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     r = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     g = torch.exp(-(r ** 2) / (2 * sigma ** 2))

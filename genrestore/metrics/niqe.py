@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from .._checks import InputError, check_image, error_summary
+from .._tensor_cache import tensor_cache
 from ..degrade.resize import resize
 from .full_reference import rgb_to_y
 
@@ -39,7 +40,7 @@ FLAT = 1e-8  # grey levels (0..255): |img - local mean| below this is rounding n
 _SHIFTS = ((0, 1), (1, 0), (1, 1), (1, -1))
 
 
-@lru_cache(maxsize=4)
+@tensor_cache(maxsize=4)
 def _window_1d(device: torch.device) -> torch.Tensor:
     """The 7-tap Gaussian (sigma 7/6) whose outer product is MATLAB's ``fspecial('gaussian', 7, 7/6)``."""
     r = torch.arange(7, dtype=torch.float64) - 3
