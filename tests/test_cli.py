@@ -1176,3 +1176,17 @@ def test_restored_channels_follow_the_input_by_hand():
     ref = cv2.resize(y[0, 3].numpy(), (8, 6), interpolation=cv2.INTER_LINEAR)
     assert torch.equal(out[:, :3], x) and torch.allclose(out[0, 3], torch.from_numpy(ref), atol=1e-6)
     assert torch.equal(_like_input(x, x), x)
+
+
+def test_python_m_genrestore_is_the_command(tmp_path):
+    """``python -m genrestore`` runs the same CLI as the ``genrestore`` script, with its exit codes."""
+    import subprocess
+    import sys
+
+    import genrestore
+
+    ok = subprocess.run([sys.executable, "-m", "genrestore", "--version"], capture_output=True, text=True)
+    assert ok.returncode == 0 and ok.stdout.strip() == f"genrestore {genrestore.__version__}"
+    bad = subprocess.run([sys.executable, "-m", "genrestore", "metrics", str(tmp_path / "a"), str(tmp_path / "b")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "no such file" in bad.stderr
