@@ -1243,3 +1243,67 @@ def test_patch_fid_of_one_crop_is_null_with_a_note(suite_file, tmp_path, monkeyp
     with pytest.raises(InputError, match=r"^pfid compares sets of patches: the suite needs count x pfid_crops >= 2 "
                                          r"\(got 1 x 1\)$"):
         run_suite(load_suite(suite_file), tmp_path / "one", progress=False)
+
+
+def test_diffgar_table_all_is_the_papers_mixed_set(tmp_path, monkeypatch):
+    """DiffGAR §5.1's ALL restores each image from one randomly drawn artifact kind and scores that
+    set: its PSNR is the mean over images of the drawn kind's PSNR (not the mean of the kinds'
+    means), the same draw for every method, and its FID is of the one mixed set."""
+    import importlib.util
+    from pathlib import Path
+
+    import numpy as np
+    import scipy.linalg
+
+    import genrestore.metrics.fid as fid_module
+    from genrestore import weights as ws
+    from genrestore._random import generator_for
+    from genrestore.io import read_image
+
+    spec = importlib.util.spec_from_file_location("diffgar_table", Path(__file__).parents[1] / "benchmarks" / "diffgar.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    kinds, images, methods = ["vq-replace", "ddim-gauss"], [f"im{i}" for i in range(6)], ["degraded", "other"]
+    g = torch.Generator().manual_seed(0)
+    rows = []
+    for img in images:
+        write_image(tmp_path / f"{img}_truth.png", torch.rand(1, 3, 8, 8, generator=g))
+        for k, kind in enumerate(kinds):
+            for m, method in enumerate(methods):
+                out = f"{img}_{kind}_{method}.png"
+                write_image(tmp_path / out, torch.rand(1, 3, 8, 8, generator=g))
+                psnr = 20.0 + 5 * k * (images.index(img) + 1) + m  # the kind matters more on later images
+                rows.append({"image": img, "task": kind, "level": "M", "method": method, "seed": 3, "seconds": 1.0 + k,
+                             "metrics": {"psnr": psnr}, "higher_is_better": {"psnr": True}, "sha256": {},
+                             "images": {"truth": f"{img}_truth.png", "output": out}})
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    drawn = {img: kinds[int(torch.randint(2, (1,), generator=generator_for(3, f"diffgar-all:{img}")))] for img in images}
+    assert len(set(drawn.values())) == 2  # this seed mixes both kinds
+    lines = module.table(tmp_path).splitlines()
+    for m, method in enumerate(methods):
+        chosen = [r for r in rows if r["method"] == method and r["task"] == drawn[r["image"]]]
+        expected = np.mean([r["metrics"]["psnr"] for r in chosen])
+        assert expected != np.mean([np.mean([r["metrics"]["psnr"] for r in rows if r["method"] == method
+                                             and r["task"] == k]) for k in kinds])
+        assert any(line.startswith(f"| psnr | {method} |") and line.endswith(f"| {expected:.4f} |") for line in lines)
+        seconds = np.mean([r["seconds"] for r in chosen])
+        assert any(line.startswith(f"| seconds | {method} |") and line.endswith(f"| {seconds:.4f} |") for line in lines)
+
+    weight = tmp_path / "inception-fid.safetensors"  # a stand-in Inception: channel means and mean square
+    weight.write_bytes(b"stand-in")
+    real_find = ws.find
+    monkeypatch.setattr(ws, "find", lambda name: weight if name == "inception-fid" else real_find(name))
+
+    def features(x):
+        return torch.cat([x.mean((2, 3)), (x * x).mean((1, 2, 3))[:, None]], 1).double()
+
+    monkeypatch.setattr(fid_module, "InceptionFeatures", lambda: (lambda x: (features(x), None)))
+    (tmp_path / "set_metrics.json").write_text(json.dumps({"metrics": ["fid"], "groups": []}))
+    mixed = module.paper_all(tmp_path, rows, kinds, methods, fid=True)
+    for method in methods:
+        chosen = [r for r in rows if r["method"] == method and r["task"] == drawn[r["image"]]]
+        a, b = (np.concatenate([features(read_image(tmp_path / r["images"][n], "rgb")).numpy() for r in chosen])
+                for n in ("truth", "output"))
+        ca, cb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+        expected = ((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(ca + cb - 2 * scipy.linalg.sqrtm(ca @ cb).real)
+        assert mixed[("fid", method)] == pytest.approx(expected, rel=1e-6)
