@@ -173,6 +173,39 @@ def test_set_metrics_is_fid_kid_per_group(suite_file, tmp_path):
     assert summary["tables"][("inpaint", "M")]["telea"]["fid"] == g["fid"] and summary["higher"]["fid"] is False
 
 
+def test_set_metrics_fid_and_pfid_of_small_groups_skip_the_d_by_d_eigendecomposition(suite_file, tmp_path, monkeypatch):
+    """A group's FID and patch-FID compare a few images (crops) in Inception's 2048 dimensions: their
+    covariances have rank < N, so FID comes from an N x M matrix, equal to the dense formula, and no
+    2048 x 2048 eigendecomposition runs (two of them took 28 s a group on 2 CPU cores: 4 of the 4.4
+    minutes of the inpainting suite's set metrics at count = 2, 15 groups)."""
+    from genrestore.bench.set_metrics import write_set_metrics
+    from genrestore.metrics import distribution
+    from genrestore.metrics.distribution import FeatureStats, fid_from_stats, frechet_distance
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(3, 2048, generator=g, dtype=torch.float64), torch.rand(4, 2048, generator=g, dtype=torch.float64) * 2
+    a, b = FeatureStats(), FeatureStats()
+    a.update(x[:1])
+    a.update(x[1:])
+    b.update(y)
+    dense = frechet_distance(a.mean, a.cov, b.mean, b.cov)
+    text = suite_file.read_text().replace('"lpips"]', '"lpips", "fid", "pfid"]')
+    suite_file.write_text(text)
+    out = tmp_path / "run"
+    run_suite(load_suite(suite_file), out, progress=False)
+
+    def no_eigh(*args, **kwargs):
+        raise AssertionError("a d x d eigendecomposition for a set smaller than d")
+
+    monkeypatch.setattr(distribution.torch.linalg, "eigh", no_eigh)
+    monkeypatch.setattr(distribution.torch.linalg, "eigvalsh", no_eigh)
+    assert abs(fid_from_stats(a, b) - dense) < 1e-6 * dense
+    write_set_metrics(out, ["fid", "pfid"], lambda im: (torch.nn.functional.interpolate(im, size=(32, 64)).flatten(1)[:, :2048],
+                                                        None), pfid=(16, 4))
+    record = json.loads((out / "set_metrics.json").read_text())
+    assert all(grp["fid"] is not None and grp["pfid"] is not None for grp in record["groups"])
+
+
 def test_builtin_suites_are_valid(tmp_path, monkeypatch):
     from genrestore.bench.suite import SUITES_DIR
 
@@ -1307,3 +1340,23 @@ def test_diffgar_table_all_is_the_papers_mixed_set(tmp_path, monkeypatch):
         ca, cb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
         expected = ((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(ca + cb - 2 * scipy.linalg.sqrtm(ca @ cb).real)
         assert mixed[("fid", method)] == pytest.approx(expected, rel=1e-6)
+
+
+def test_a_pipeline_given_by_tasks_on_a_suite_with_levels_names_the_flag(suite_file):
+    """--tasks idm on a suite with levels S, M: the error names --tasks (the suite file has no idm) and the levels."""
+    with pytest.raises(InputError, match=r"^--tasks idm: \['idm'\] have no levels .*\['S', 'M'\].*a copy of"):
+        load_suite(suite_file, tasks=["idm"])
+
+
+def test_report_notes_a_metric_null_in_every_row_of_a_table(tmp_path):
+    """fidelity of upsample L (8 px inputs from 128 px crops) is null: the report says why its column is missing."""
+    from genrestore.bench.report import summarize
+
+    def row(level, fid):
+        return {"suite": "s", "image": "a", "task": "upsample", "level": level, "method": "degraded", "seed": 0,
+                "seconds": 0.0, "metrics": {"psnr": 20.0, "fidelity": fid},
+                "higher_is_better": {"psnr": True, "fidelity": False}, "images": {}}
+
+    summary = summarize([row("M", 0.1), row("L", None)])
+    assert [n for n in summary["notes"] if n.startswith("fidelity: null in every row of upsample L,")]
+    assert not [n for n in summary["notes"] if "upsample M" in n or n.startswith("psnr")]

@@ -153,6 +153,11 @@ def rows_digest(rows: list[dict]) -> str:
     return hashlib.sha256("\n".join(pairs).encode()).hexdigest()[:16]
 
 
+_WHY_NULL = {"fidelity": "the degraded images are under LPIPS AlexNet's 31 px, e.g. upsample L and XL of 256 px "
+                         "crops, or alexnet-torchvision is not in the weight store",
+             "lpips": "alexnet-torchvision is not in the weight store"}
+
+
 def summarize(rows: list[dict], set_metrics: dict | None = None) -> dict:
     """Mean of each metric (and of seconds) per (task, level) and method, and the set metrics.
 
@@ -174,6 +179,7 @@ def summarize(rows: list[dict], set_metrics: dict | None = None) -> dict:
     tasks = _unique(r["task"] for r in rows)
     tables: dict[tuple[str, str], dict[str, dict]] = {}
     mixed: list[str] = []
+    empty: dict[str, list[str]] = {}  # per-image metrics null in every row of a table (a column other tables have)
     for task in tasks:
         trows = [r for r in rows if r["task"] == task]
         for level in sorted(_unique(r["level"] for r in trows), key=_level_key):
@@ -187,13 +193,19 @@ def summarize(rows: list[dict], set_metrics: dict | None = None) -> dict:
                 cell["seconds"] = _mean([r.get("seconds") for r in mrows])
                 table[method] = cell
             tables[(task, level)] = table
+            for m in metrics:  # e.g. fidelity under LPIPS's 31 px, identity without a face: say why a column is missing
+                if all(c[m] is None for c in table.values()):
+                    empty.setdefault(m, []).append(f"{task} {level}")
             crop_sets = _unique(truths.values())
             if len(crop_sets) > 1:
                 by_set = [[m for m, t in truths.items() if t == c] for c in crop_sets]
                 mixed.append(f"{task} {level}: the methods were scored on different ground-truth crops ("
                              + "; ".join(f"{', '.join(ms)}: {len(c)}" for ms, c in zip(by_set, crop_sets))
                              + " crops): rows of a run with other settings are in the folder; run them again")
-    notes = list((set_metrics or {}).get("notes", [])) + mixed
+    notes = list((set_metrics or {}).get("notes", [])) + mixed + [
+        f"{m}: null in every row of {', '.join(where)}, so {'that table has' if len(where) == 1 else 'those tables have'} "
+        f"no {m} column ({_WHY_NULL.get(m, 'the bench run printed why')})" for m, where in empty.items()
+        if len(where) < len(tables)]  # null in every table: the bench run noted it absent, no column anywhere
     if set_metrics:
         names = list(set_metrics.get("metrics", []))
         metrics += [n for n in names if n not in metrics]

@@ -226,8 +226,11 @@ def load_suite(spec: str | Path, methods: list[str] | None = None, images: str |
     for lv in data["levels"]:
         if lv not in LEVELS:
             raise InputError(f"{path}: unknown level {lv!r} in 'levels'; known: {', '.join(LEVELS)}")
-    if any(t in COMPOSITIONS or t in PIPELINES for t in data["tasks"]) and data["levels"] != ["M"]:
-        raise InputError(f"{path}: compositions and pipelines have no levels (M only); use levels = [\"M\"]")
+    fixed = [t for t in data["tasks"] if t in COMPOSITIONS or t in PIPELINES]
+    if fixed and data["levels"] != ["M"]:
+        given = f"--tasks {','.join(tasks)}" if tasks else str(path)
+        raise InputError(f"{given}: {fixed} have no levels (M only), and the suite's levels are {data['levels']}; "
+                         f"set levels = [\"M\"] in {'a copy of ' + str(path) if tasks else 'the suite'}")
     origin = "--methods" if methods else str(path)  # where a bad method was written
     methods = methods or data["methods"]
     for m in methods:
@@ -270,7 +273,8 @@ def load_suite(spec: str | Path, methods: list[str] | None = None, images: str |
 
         others = [t for t in data["tasks"] if t not in TASKS and t not in COMPOSITIONS]
         if others:
-            raise InputError(f"{path}: metric 'fidelity' degrades the outputs again with the task's true degradation, "
+            given = f"--tasks {','.join(tasks)} with {path}" if tasks else str(path)
+            raise InputError(f"{given}: metric 'fidelity' degrades the outputs again with the task's true degradation, "
                              f"which only the benchmark tasks and their compositions have; the suite also has {others}")
     if "lpips" in data["metrics"]:
         from ..metrics.lpips import MIN_SIZE

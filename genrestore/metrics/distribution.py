@@ -43,6 +43,9 @@ class FeatureStats:
         self.count = 0
         self.total: torch.Tensor | None = None
         self.outer: torch.Tensor | None = None
+        # the features themselves while there are no more of them than dimensions: FID of such small
+        # sets (a benchmark group, patch-FID) then needs no d x d eigendecomposition (see fid_from_stats)
+        self._rows: list[torch.Tensor] | None = []
 
     def update(self, features: torch.Tensor) -> None:
         """Fold in ``(N, d)`` features (any float dtype and device)."""
@@ -59,6 +62,18 @@ class FeatureStats:
         self.count += f.shape[0]
         self.total += f.sum(0).to(self.total.device)
         self.outer += (f.T @ f).to(self.outer.device)
+        self._keep([f])
+
+    def _keep(self, rows: list[torch.Tensor] | None) -> None:
+        if self._rows is None or rows is None or self.count > self.total.shape[0]:
+            self._rows = None
+        else:
+            self._rows += [r.to(self.total.device) for r in rows]
+
+    @property
+    def features(self) -> torch.Tensor | None:
+        """The ``(N, d)`` float64 features folded in, while ``N <= d`` (else ``None``)."""
+        return None if not self._rows else torch.cat(self._rows)
 
     def merge(self, other: FeatureStats) -> None:
         """Add another instance's sums (another shard or process)."""
@@ -66,10 +81,12 @@ class FeatureStats:
             return
         if self.total is None:
             self.count, self.total, self.outer = other.count, other.total.clone(), other.outer.clone()
+            self._rows = None if other._rows is None else list(other._rows)
             return
         self.count += other.count
         self.total += other.total.to(self.total.device)
         self.outer += other.outer.to(self.outer.device)
+        self._keep(other._rows)
 
     @property
     def mean(self) -> torch.Tensor:
@@ -180,8 +197,22 @@ def frechet_distance(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor,
 
 
 def fid_from_stats(a: FeatureStats, b: FeatureStats) -> float:
-    """FID between two sets of accumulated features."""
-    return frechet_distance(a.mean, a.cov, b.mean, b.cov)
+    """FID between two sets of accumulated features.
+
+    Sets with no more samples than dimensions (e.g. a handful of images against Inception's 2048)
+    have covariances of rank below ``N``: then ``tr sqrt(S1^1/2 S2 S1^1/2)`` is the sum of the
+    singular values of ``A B^T / sqrt((N-1)(M-1))`` (``A``, ``B`` the centered features), an
+    ``N x M`` matrix, the same value as :func:`frechet_distance` without its two ``d x d``
+    eigendecompositions (tens of seconds each on a CPU at d = 2048)."""
+    fa, fb = a.features, b.features
+    if fa is None or fb is None or fa.shape[0] < 2 or fb.shape[0] < 2:
+        return frechet_distance(a.mean, a.cov, b.mean, b.cov)
+    fb = fb.to(fa.device)
+    ca, cb = fa - fa.mean(0), fb - fb.mean(0)
+    na, nb = fa.shape[0] - 1, fb.shape[0] - 1
+    tr_sqrt = torch.linalg.svdvals(ca @ cb.T).sum() / (na * nb) ** 0.5
+    diff = fa.mean(0) - fb.mean(0)
+    return float(diff @ diff + (ca * ca).sum() / na + (cb * cb).sum() / nb - 2 * tr_sqrt)
 
 
 def kid(features_a: torch.Tensor, features_b: torch.Tensor, subsets: int = 100, subset_size: int = 1000,
