@@ -1153,6 +1153,7 @@ def test_fidelity_in_a_suite(suite_file, tmp_path, monkeypatch):
         expected = fidelity(pred, y, get_task("denoise", "XS"), generator_for(0, f"{r['image']}:denoise:XS"))
         assert 0 < r["metrics"]["fidelity"] == pytest.approx(expected, abs=1e-6)
     assert "fidelity: null where the degraded images are under 31 px (LPIPS AlexNet), e.g. upsample at XS" in s["notes"]
+    assert sum(n.startswith("fidelity: null where") for n in s["notes"]) == 1  # once a run, not once a row
     suite_file.write_text(suite_file.read_text().replace('["upsample", "denoise"]', '["idm"]').replace('["XS"]', '["M"]'))
     with pytest.raises(InputError, match="'fidelity' degrades the outputs again .* also has \\['idm'\\]"):
         load_suite(suite_file)
@@ -1360,3 +1361,169 @@ def test_report_notes_a_metric_null_in_every_row_of_a_table(tmp_path):
     summary = summarize([row("M", 0.1), row("L", None)])
     assert [n for n in summary["notes"] if n.startswith("fidelity: null in every row of upsample L,")]
     assert not [n for n in summary["notes"] if "upsample M" in n or n.startswith("psnr")]
+
+
+def test_region_set_metrics_are_recomputed_when_a_mask_the_baseline_or_the_labels_change(tmp_path):
+    """A group's removal / addition / precision / recall are reused only while what they depend on is
+    unchanged: the group's own mask file (its sha256, config unchanged), the baseline's masks, and the
+    labelled-mask folder each make them computed again. Values hand-counted on 16 px masks."""
+    import numpy as np
+
+    from genrestore.bench.set_metrics import write_set_metrics
+
+    def draw(rel, boxes):
+        m = np.zeros((16, 16), np.float32)
+        for y0, y1, x0, x1 in boxes:
+            m[y0:y1, x0:x1] = 1
+        write_image(tmp_path / rel, torch.from_numpy(m)[None, None])
+
+    def rows(old, new):  # the sha256 of each mask stands in for its file's digest
+        out = []
+        for method, boxes in (("sr:old", old), ("sr:new", new)):
+            rel = {"output": f"images/a_{method[3:]}.png", "mask": f"images/a_{method[3:]}_mask.png"}
+            draw(rel["mask"], boxes)
+            out.append({"image": "a", "task": "realesrgan-x4", "level": "M", "method": method, "images": rel,
+                        "config": "same settings", "sha256": {"mask": json.dumps(boxes)}})
+        (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in out))
+
+    def new_group(labels):
+        write_set_metrics(tmp_path, ["removal", "addition", "precision", "recall"], baseline="sr:old",
+                          truth_masks=labels)
+        groups = json.loads((tmp_path / "set_metrics.json").read_text())["groups"]
+        g = next(g for g in groups if g["method"] == "sr:new")
+        return g["removal"], g["addition"], g["precision"], g["recall"]
+
+    for name, boxes in (("labels1", [(0, 4, 0, 4)]), ("labels2", [(10, 14, 10, 14)])):
+        (tmp_path / name).mkdir()
+        draw(f"{name}/a_new.png", boxes)
+    two_old = [(0, 4, 0, 4), (10, 14, 10, 14)]
+    rows(two_old, [(0, 4, 0, 4)])
+    assert new_group(tmp_path / "labels1") == (0.5, 0.0, 1.0, 1.0)  # 1 of 2 old regions untouched, none added
+    rows(two_old, [(0, 4, 0, 4), (10, 14, 0, 4)])  # the new method's mask file changed: one region added
+    assert new_group(tmp_path / "labels1") == (0.5, 0.5, 0.5, 1.0)
+    rows([(0, 4, 0, 4)], [(0, 4, 0, 4), (10, 14, 0, 4)])  # the baseline's mask changed: one old region
+    assert new_group(tmp_path / "labels1") == (0.0, 1.0, 0.5, 1.0)
+    # other labels: the (10:14, 10:14) region is in neither detected region; the (10:14, 0:4) one is not labelled
+    assert new_group(tmp_path / "labels2") == (0.0, 1.0, 0.0, 0.0)
+    # another list of metrics: nothing is reused from the file of the four
+    write_set_metrics(tmp_path, ["addition"], baseline="sr:old", truth_masks=tmp_path / "labels2")
+    g = next(g for g in json.loads((tmp_path / "set_metrics.json").read_text())["groups"] if g["method"] == "sr:new")
+    assert g["addition"] == 1.0 and not {"removal", "precision", "recall"} & set(g)
+
+
+def test_patch_fid_of_one_row_with_two_crops_and_of_another_seed(tmp_path, monkeypatch):
+    """One row at pfid_crops = 2 has two patches a set: enough for a Frechet distance (pfid is not
+    null). The seed draws the crop positions: a rerun with another seed computes the value again,
+    it does not reuse the first seed's. Checked against the 1-D Frechet distance of the crops' mean
+    (|m1 - m2|^2 + (s1 - s2)^2 with sample standard deviations)."""
+    import genrestore.metrics.fid as fid_module
+    from genrestore import weights as ws
+    from genrestore._random import generator_for
+    from genrestore.bench.set_metrics import write_set_metrics
+    from genrestore.io import read_image
+    from genrestore.metrics.fid import random_crops
+
+    weight = tmp_path / "inception-fid.safetensors"
+    weight.write_bytes(b"stand-in")
+    real_find = ws.find
+    monkeypatch.setattr(ws, "find", lambda name: weight if name == "inception-fid" else real_find(name))
+
+    def feature(x):  # one stand-in feature a crop: its mean, x10
+        return x.mean((1, 2, 3))[:, None].double() * 10
+
+    class Features:
+        def __call__(self, x):
+            return feature(x), None
+
+    monkeypatch.setattr(fid_module, "InceptionFeatures", Features)
+    g = torch.Generator().manual_seed(3)
+    rel = {"truth": "images/a_truth.png", "output": "images/a_out.png"}
+    write_image(tmp_path / rel["truth"], torch.rand(1, 3, 16, 16, generator=g))
+    write_image(tmp_path / rel["output"], torch.rand(1, 3, 16, 16, generator=g) ** 2)
+    row = {"image": "a", "task": "inpaint", "level": "M", "method": "degraded", "images": rel,
+           "config": "c", "sha256": {"truth": "t", "output": "o"}}
+    (tmp_path / "results.jsonl").write_text(json.dumps(row) + "\n")
+
+    def expected(seed):
+        t = feature(random_crops(read_image(tmp_path / rel["truth"], "rgb"), 8, 2, generator_for(seed, "pfid:truth")))
+        o = feature(random_crops(read_image(tmp_path / rel["output"], "rgb"), 8, 2,
+                                 generator_for(seed, "pfid:inpaint:M:degraded")))
+        t, o = t.numpy()[:, 0], o.numpy()[:, 0]
+        return (t.mean() - o.mean()) ** 2 + (t.std(ddof=1) - o.std(ddof=1)) ** 2
+
+    def pfid(seed):
+        notes = write_set_metrics(tmp_path, ["pfid"], pfid=(8, 2), seed=seed)
+        assert notes == []
+        return json.loads((tmp_path / "set_metrics.json").read_text())["groups"][0]["pfid"]
+
+    first = pfid(0)
+    assert first is not None and first == pytest.approx(expected(0), rel=1e-9, abs=1e-12)
+    assert expected(1) != pytest.approx(expected(0))
+    assert pfid(1) == pytest.approx(expected(1), rel=1e-9, abs=1e-12)
+
+
+def test_fidelity_takes_degraded_images_of_exactly_lpips_minimum_size(monkeypatch, tmp_path):
+    """LPIPS AlexNet takes 31 px images: a degraded target of 31 px is scored, one of 30 px is None."""
+    from genrestore._random import generator_for
+    from genrestore.bench.methods import fidelity_function
+    from genrestore.degrade import get_task
+    from genrestore.metrics.lpips import MIN_SIZE
+
+    assert MIN_SIZE["alex"] == 31
+    _stand_in_lpips(monkeypatch, tmp_path)
+    fidelity, _ = fidelity_function()
+    task = get_task("denoise", "S")  # keeps the size
+    for side, scored in ((31, True), (30, False)):
+        x = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(side))
+        y = task.degrade(x, generator_for(0, "k"))
+        value = fidelity(x, y, task, generator_for(0, "k"))
+        assert (value is not None) == scored
+        if scored:  # the ground truth re-degraded from the target's seed is the target itself
+            assert value == 0.0
+
+
+def test_suite_defaults_of_patch_fid_and_diffgar(suite_file):
+    """Without pfid_size / pfid_crops, patch-FID takes 64 crops of half the crop side; a pfid_size equal
+    to the crop side is allowed (larger is refused); DiffGAR's guided default is s = 3 with 30 steps."""
+    from genrestore.bench.suite import diffgar_settings
+
+    suite_file.write_text(suite_file.read_text().replace('"lpips"]', '"pfid"]'))
+    assert load_suite(suite_file).pfid == (16, 64)  # 32 px crops
+    suite_file.write_text(suite_file.read_text().replace('"pfid"]', '"pfid"]\npfid_size = 32'))
+    assert load_suite(suite_file).pfid == (32, 64)
+    assert diffgar_settings("diffgar") == ("guided", 3.0, 30)
+    assert diffgar_settings("diffgar-nonblind-steps7") == ("non-blind", 1.0, 7)
+
+
+def test_ground_truth_crops_reach_every_position_and_differ_per_crop(tmp_path):
+    """Crops of one photo are drawn each from its own generator (they differ), and every position is
+    possible, the last one (touching the bottom-right corner) included. The photo's red and green
+    channels hold each pixel's row and column, so a crop's corner tells its position."""
+    ys, xs = torch.meshgrid(torch.arange(34.0), torch.arange(34.0), indexing="ij")
+    grid = torch.stack([ys, xs, torch.zeros(34, 34)])[None] / 255
+    write_image(tmp_path / "photos" / "grid.png", grid)
+    (tmp_path / "s.toml").write_text(SUITE.replace("count = 2", "count = 12"))
+    corners = []
+    for _, x in ground_truth(load_suite(tmp_path / "s.toml")):
+        y0, x0 = round(float(x[0, 0, 0, 0]) * 255), round(float(x[0, 1, 0, 0]) * 255)
+        assert (x - grid[..., y0:y0 + 32, x0:x0 + 32]).abs().max() < 1e-6
+        corners.append((y0, x0))
+    assert all(0 <= y0 <= 2 and 0 <= x0 <= 2 for y0, x0 in corners)  # 34 px photo, 32 px crops
+    assert len(set(corners)) > 1  # not one position for every crop of the photo
+    assert max(y0 for y0, _ in corners) == 2 and max(x0 for _, x0 in corners) == 2  # the last row / column
+
+
+def test_weight_digest_covers_the_config_beside_the_weights(tmp_path):
+    """A row's config digests its weights file and the .json config beside it: a changed config (e.g.
+    another architecture or scale for the same tensors) makes the rows run again."""
+    from genrestore.bench.harness import _file_digest
+
+    w = tmp_path / "m.safetensors"
+    w.write_bytes(b"tensors")
+    alone = _file_digest(w, {})
+    (tmp_path / "m.json").write_text('{"scale": 4}')
+    with_config = _file_digest(w, {})
+    (tmp_path / "m.json").write_text('{"scale": 2}')
+    other_config = _file_digest(w, {})
+    assert len({alone, with_config, other_config}) == 3
+    assert _file_digest(tmp_path / "missing.safetensors", {}) is None and _file_digest(None, {}) is None

@@ -595,3 +595,16 @@ def test_float_masks_read_as_genrestore_detect_reads_them():
     assert iou(soft, gt) == 1.0 and iou(torch.from_numpy(soft), gt) == 1.0
     c = region_counts(soft, gt)
     assert (c.correct, c.detected, c.found, c.truth) == (1, 1, 1, 1)
+
+
+def test_float_mask_of_exactly_one_half_is_no_detection():
+    """"True above 0.5", strictly, as genrestore.detect reads masks: a float mask of exactly 0.5 is
+    empty, so against an empty truth the IoU is 1 (both empty) and no region is detected."""
+    half = np.full((4, 4), 0.5, np.float32)
+    assert iou(half, np.zeros((4, 4), bool)) == 1.0
+    assert iou(torch.from_numpy(half).double(), np.zeros((4, 4), bool)) == 1.0
+    gt = np.zeros((4, 4), bool)
+    gt[0, 0] = True
+    c = region_counts(half, gt)
+    assert (c.correct, c.detected, c.found, c.truth) == (0, 0, 0, 1)
+    assert change_counts(half, gt).old == 0

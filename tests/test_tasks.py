@@ -339,3 +339,47 @@ def test_inpaint_surrogate_draws_endpoints_at_its_own_width():
     s = Inpaint("S", width_frac=0.2).surrogate(x, {"endpoints": ends})
     assert torch.equal(s, x * stroke_mask((40, 50), ends, 0.2))
     assert not torch.equal(s, x * stroke_mask((40, 50), ends, 0.08))  # the width matters here
+
+
+def test_composition_refuses_stages_out_of_order_or_repeated_and_reports_mixed_levels():
+    """Robust StyleGAN eq. 16 applies U, N, A, P in that order, each at most once."""
+    for stages in ((Denoise(), Upsample()), (Inpaint(), Deartifact()), (Denoise(), Denoise()),
+                   (Upsample(), Denoise(), Upsample())):
+        with pytest.raises(InputError, match="in the order U, N, A, P"):
+            Composition(stages)
+    assert Composition((Upsample("S"), Denoise("S"))).level == "S"
+    assert Composition((Upsample("S"), Denoise("M"))).level == "mixed"
+
+
+def test_one_known_mask_serves_a_whole_batch():
+    """known_mask takes a mask of the batch's size or a single (1, 1, H, W) one for every image; the
+    surrogate then multiplies each image by it."""
+    x = torch.rand(3, 3, 4, 5, generator=torch.Generator().manual_seed(0))
+    m = torch.zeros(1, 1, 4, 5)
+    m[..., :2, :] = 1
+    assert Inpaint().known_mask({"mask": m}, x) is m
+    torch.testing.assert_close(Inpaint().surrogate(x, {"mask": m}), x * m)
+    with pytest.raises(InputError, match="expected a mask of shape"):
+        Inpaint().known_mask({"mask": torch.ones(2, 1, 4, 5)}, x)
+
+
+def test_inpainting_mask_of_a_composition_without_stage_params_is_none():
+    """Without a 'stages' list there is no mask to read (the composition's surrogate reports it): None,
+    not an error about the whole parameters, nor the first stage's entry read as the inpainting one."""
+    from genrestore.degrade.tasks import inpainting_mask
+
+    x = torch.zeros(1, 3, 4, 4)
+    for params in ({}, None, {"stages": None}, {"mask": torch.ones(1, 1, 4, 4)}):
+        assert inpainting_mask(get_task("NP"), params, x) is None
+    m = torch.ones(1, 1, 4, 4)
+    assert inpainting_mask(get_task("UNAP"), {"stages": [{"filter": ["bicubic"]}, {}, {}, {"mask": m}]}, x) is m
+
+
+def test_composition_surrogate_refuses_params_of_too_few_stages():
+    """Params with fewer 'stages' entries than tasks (another composition's) are refused, not zipped
+    short so that the last stages (here the inpainting mask) are silently skipped."""
+    x = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(InputError, match="one 'stages' entry per task \\(2\\)"):
+        get_task("NP").surrogate(x, {"stages": [{}]})
+    with pytest.raises(InputError, match="one 'stages' entry per task \\(2\\)"):
+        get_task("AP").surrogate(x, {"stages": [{}, {"mask": torch.ones(1, 1, 8, 8)}, {}]})
