@@ -1527,3 +1527,31 @@ def test_weight_digest_covers_the_config_beside_the_weights(tmp_path):
     other_config = _file_digest(w, {})
     assert len({alone, with_config, other_config}) == 3
     assert _file_digest(tmp_path / "missing.safetensors", {}) is None and _file_digest(None, {}) is None
+
+
+def test_set_metrics_are_recomputed_when_a_labelled_mask_changes_in_place(tmp_path):
+    """precision / recall reused from the last set_metrics.json only while the labelled masks are the
+    same files: relabelling one in the same folder (write_set_metrics called directly, without the
+    harness's row configs) computes them again. Values hand-counted on 16 px masks."""
+    from genrestore.bench.set_metrics import write_set_metrics
+
+    (tmp_path / "images").mkdir()
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    square = torch.zeros(1, 1, 16, 16)
+    square[..., 2:6, 2:6] = 1
+    write_image(tmp_path / "images" / "a_mask.png", square)
+    write_image(labels / "a.png", square)  # the detection covers the labelled region: precision 1
+    row = {"suite": "s", "image": "a", "task": "upsample", "level": "M", "method": "sr:x", "seed": 0, "seconds": 0.0,
+           "metrics": {}, "higher_is_better": {}, "config": "c", "sha256": {"output": "o", "mask": "m"},
+           "images": {"output": "images/a.png", "mask": "images/a_mask.png"}}
+    (tmp_path / "results.jsonl").write_text(json.dumps(row) + "\n")
+    write_set_metrics(tmp_path, ["precision", "recall"], truth_masks=labels)
+    first = json.loads((tmp_path / "set_metrics.json").read_text())["groups"][0]
+    assert first["precision"] == 1.0 and first["recall"] == 1.0
+    elsewhere = torch.zeros(1, 1, 16, 16)
+    elsewhere[..., 10:14, 10:14] = 1
+    write_image(labels / "a.png", elsewhere)  # relabelled in place: the detection now misses it
+    write_set_metrics(tmp_path, ["precision", "recall"], truth_masks=labels)
+    again = json.loads((tmp_path / "set_metrics.json").read_text())["groups"][0]
+    assert again["precision"] == 0.0 and again["recall"] == 0.0

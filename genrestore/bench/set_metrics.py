@@ -156,13 +156,20 @@ def _patch_fid(extractor, rows: list[dict], load, pfid: tuple[int, int], seed: i
 def _group_inputs(rows: list[dict], baseline_rows: list[dict], truth_masks: Path | None, inception: str | None) -> str:
     """A digest of everything a group's set metrics depend on: each row's settings (its ``config``:
     weights, ground truth, labelled mask) and image files (sha256), those of the baseline rows that
-    removal / addition compare with, the labelled-mask folder and the Inception weight file."""
+    removal / addition compare with, the labelled masks of its outputs (each file's sha256) and the
+    Inception weight file."""
     import hashlib
 
     def of(group: list[dict]) -> list[str]:
         return sorted(json.dumps([r.get("config"), r.get("sha256")], sort_keys=True) for r in group)
 
-    record = [of(rows), of(baseline_rows), None if truth_masks is None else str(truth_masks), inception]
+    labels = None
+    if truth_masks is not None:  # the labelled mask of each output (a label changed in place counts too)
+        from ..weights import sha256_file
+
+        files = [Path(truth_masks) / Path(r["images"]["output"]).name for r in rows]
+        labels = [str(truth_masks), sorted(f"{f.name}:{sha256_file(f) if f.is_file() else None}" for f in files)]
+    record = [of(rows), of(baseline_rows), labels, inception]
     return hashlib.sha256(json.dumps(record).encode()).hexdigest()[:16]
 
 
