@@ -608,3 +608,24 @@ def test_float_mask_of_exactly_one_half_is_no_detection():
     c = region_counts(half, gt)
     assert (c.correct, c.detected, c.found, c.truth) == (0, 0, 0, 1)
     assert change_counts(half, gt).old == 0
+
+
+def test_small_set_fid_keeps_a_copy_of_float64_features_and_checks_their_size():
+    """FeatureStats keeps the rows of sets no larger than d for fid_from_stats: a float64 tensor the
+    caller changes in place afterwards must not change the FID (the sums were taken already), and sets
+    of different feature sizes are an InputError as with frechet_distance, not a matmul error."""
+    from genrestore.metrics import fid_from_stats
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(5, 8, generator=g, dtype=torch.float64), torch.randn(6, 8, generator=g, dtype=torch.float64)
+    a, b = FeatureStats(), FeatureStats()
+    a.update(x)
+    b.update(y)
+    before = fid_from_stats(a, b)
+    x.zero_()
+    assert fid_from_stats(a, b) == before
+    assert abs(before - frechet_distance(a.mean, a.cov, b.mean, b.cov)) < 1e-6 * before
+    c = FeatureStats()
+    c.update(torch.randn(4, 9, generator=g))
+    with pytest.raises(InputError, match="mismatched statistics"):
+        fid_from_stats(a, c)
