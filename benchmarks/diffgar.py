@@ -31,7 +31,7 @@ from pathlib import Path
 from genrestore._checks import InputError
 from genrestore.bench.harness import run_suite
 from genrestore.bench.suite import load_suite
-from genrestore.bench.report import summarize
+from genrestore.bench.report import _mean, summarize
 
 
 def table(run_dir: Path, level: str = "M") -> str:
@@ -81,12 +81,11 @@ def paper_all(run_dir: Path, rows: list[dict], kinds: list[str], methods: list[s
         chosen = [r for r in rows if r["method"] == method and r["task"] == choice[r["image"]]]
         if len(chosen) != len(choice):  # a kind's row of some image is missing
             continue
-        for metric in {m for r in chosen for m in r["metrics"]}:
-            values = [r["metrics"].get(metric) for r in chosen]
-            if all(v is not None for v in values):
-                out[(metric, method)] = sum(values) / len(values)
-        if all(r["metrics"].get("psnr") is not None for r in chosen):
-            out[("mse", method)] = 1e3 * sum(10 ** (-r["metrics"]["psnr"] / 10) for r in chosen) / len(chosen)
+        for metric in {m for r in chosen for m in r["metrics"]}:  # nulls left out, as in the per-kind cells
+            out[(metric, method)] = _mean([r["metrics"].get(metric) for r in chosen])
+        mses = [10 ** (-r["metrics"]["psnr"] / 10) for r in chosen if r["metrics"].get("psnr") is not None]
+        if mses:
+            out[("mse", method)] = 1e3 * sum(mses) / len(mses)
         out[("seconds", method)] = sum(r["seconds"] for r in chosen) / len(chosen)
         out[("fid", method)] = _fid(run_dir, chosen) if fid else None
     return out

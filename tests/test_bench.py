@@ -1555,3 +1555,20 @@ def test_set_metrics_are_recomputed_when_a_labelled_mask_changes_in_place(tmp_pa
     write_set_metrics(tmp_path, ["precision", "recall"], truth_masks=labels)
     again = json.loads((tmp_path / "set_metrics.json").read_text())["groups"][0]
     assert again["precision"] == 0.0 and again["recall"] == 0.0
+
+
+def test_diffgar_table_all_leaves_nulls_out_as_the_kind_cells_do(tmp_path):
+    """A null identity (no face found) in one image of the mixed set: ALL is the mean of the others,
+    as each kind's cell is, not absent."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("diffgar_table", Path(__file__).parents[1] / "benchmarks" / "diffgar.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rows = [{"image": f"im{i}", "task": "vq-replace", "level": "M", "method": "degraded", "seed": 0, "seconds": 1.0,
+             "metrics": {"psnr": 20.0 + i, "identity": None if i == 0 else 0.5 + 0.1 * i}, "sha256": {}, "images": {}}
+            for i in range(3)]
+    mixed = module.paper_all(tmp_path, rows, ["vq-replace"], ["degraded"], fid=False)
+    assert mixed[("identity", "degraded")] == pytest.approx((0.6 + 0.7) / 2)
+    assert mixed[("psnr", "degraded")] == pytest.approx(21.0)
