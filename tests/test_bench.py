@@ -1572,3 +1572,15 @@ def test_diffgar_table_all_leaves_nulls_out_as_the_kind_cells_do(tmp_path):
     mixed = module.paper_all(tmp_path, rows, ["vq-replace"], ["degraded"], fid=False)
     assert mixed[("identity", "degraded")] == pytest.approx((0.6 + 0.7) / 2)
     assert mixed[("psnr", "degraded")] == pytest.approx(21.0)
+
+
+def test_set_metrics_show_a_progress_bar_over_the_groups(suite_file, tmp_path, monkeypatch, capsys):
+    """pfid takes minutes on a CPU after the rows' bar has reached 100 %: the groups have their own bar
+    (none with progress=False, as for the rows)."""
+    _stand_in_inception(monkeypatch, tmp_path)
+    suite_file.write_text(suite_file.read_text().replace('"lpips"]', '"pfid"]\npfid_size = 12\npfid_crops = 2'))
+    run_suite(load_suite(suite_file), tmp_path / "quiet", progress=False)
+    assert "set metrics" not in capsys.readouterr().err
+    run_suite(load_suite(suite_file), tmp_path / "run", progress=True)
+    err = capsys.readouterr().err
+    assert "bench tiny" in err and "set metrics" in err and "4/4" in err

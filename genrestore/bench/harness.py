@@ -131,7 +131,7 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
     write_csv(out)
     if any(n in SET_METRICS for n in suite.metrics):
         notes += write_set_metrics(out, [n for n in suite.metrics if n in SET_METRICS], baseline=suite.baseline_sr,
-                                   pfid=suite.pfid, seed=suite.seed,
+                                   pfid=suite.pfid, seed=suite.seed, progress=progress,
                                    truth_masks=detector.masks if detector else None)
     elif (out / SET_METRICS_FILE).is_file():  # an earlier run's, of rows that may have changed since
         (out / SET_METRICS_FILE).unlink()

@@ -18,8 +18,8 @@ SET_METRICS_FILE = "set_metrics.json"
 
 
 def write_set_metrics(out_dir: Path, names: list[str], extractor=None, baseline: str | None = None,
-                      truth_masks: Path | None = None, pfid: tuple[int, int] = (64, PFID_CROPS), seed: int = 0
-                      ) -> list[str]:
+                      truth_masks: Path | None = None, pfid: tuple[int, int] = (64, PFID_CROPS), seed: int = 0,
+                      progress: bool = False) -> list[str]:
     """Set metrics of every (task, level, method) group into ``OUT/set_metrics.json``; return notes.
 
     IS of the group's outputs, FID and KID of its outputs against its ground-truth crops, and
@@ -44,6 +44,7 @@ def write_set_metrics(out_dir: Path, names: list[str], extractor=None, baseline:
         baseline: the method whose detections removal / addition compare with.
         truth_masks: folder of labelled artifact masks named like the outputs.
         pfid, seed: patch-FID's crop side (px) and crops per image, and the seed of their positions.
+        progress: a progress bar over the groups (on a terminal), as the rows have.
     """
     from .. import weights as ws
     from ..io import atomic_write_bytes, json_safe, read_image
@@ -70,7 +71,9 @@ def write_set_metrics(out_dir: Path, names: list[str], extractor=None, baseline:
     from .report import rows_digest
 
     out, singles, pfid_singles = [], [], []
-    for (task, level, method), grows in groups.items():
+    from tqdm import tqdm
+
+    for (task, level, method), grows in tqdm(groups.items(), desc="set metrics", unit="group", disable=not progress):
         compare = method.startswith("sr:") and method != baseline
         baseline_rows = groups.get((task, level, baseline), [])
         inputs = _group_inputs(grows, baseline_rows if compare else [], truth_masks, state if inception else None)
