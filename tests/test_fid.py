@@ -248,3 +248,26 @@ def test_ref_stats_saved_before_fingerprints_are_not_trusted_for_any_reference(t
     s.save(tmp_path / "old.npz")  # the layout written before this change
     with pytest.raises(InputError):
         FeatureStats.load_npz(tmp_path / "old.npz", crop_border=0, reference="f" * 64)
+
+
+def test_ref_stats_with_kid_and_pfid_is_loaded_on_the_second_run(inception, tmp_path, capsys, monkeypatch):
+    """Run as a user: `--metrics fid,kid,pfid --ref-stats FILE` saved FILE on the first run and the
+    same command was refused on the second ("KID and pFID need the images"); now FID comes from
+    FILE, KID and pFID from the images read as before, with the first run's values."""
+    monkeypatch.setenv("GENRESTORE_WEIGHTS", str(tmp_path / "store"))
+    torch.save(inception.state_dict(), tmp_path / "incep.pth")
+    assert main(["weights", "add", "inception-fid", str(tmp_path / "incep.pth"), "--force"]) == 0
+    g = torch.Generator().manual_seed(4)
+    for name in ("a", "b", "c"):
+        write_image(tmp_path / "ref" / f"{name}.png", torch.rand(1, 3, 48, 48, generator=g))
+        write_image(tmp_path / "dist" / f"{name}.png", torch.rand(1, 3, 48, 48, generator=g))
+    args = ["metrics", str(tmp_path / "ref"), str(tmp_path / "dist"), "--metrics", "fid,kid,pfid", "--pfid-size",
+            "32", "--pfid-crops", "2", "--ref-stats", str(tmp_path / "r.npz"), "--json", "-q"]
+    capsys.readouterr()
+    runs = []
+    for _ in range(2):
+        assert main(args) == 0, capsys.readouterr().err
+        runs.append(json.loads(capsys.readouterr().out.splitlines()[-1])["summary"])
+    assert runs[0]["ref_stats"].startswith("saved") and runs[1]["ref_stats"].startswith("loaded")
+    for key in ("fid", "kid", "pfid"):
+        assert runs[1][key] == pytest.approx(runs[0][key], rel=1e-6, abs=1e-9), key
