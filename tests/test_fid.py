@@ -218,16 +218,21 @@ def test_cli_fid_and_kid_of_one_pair_are_refused_before_inception_runs(tmp_path,
         assert "a.png: --crop-border 8 leaves nothing of a 16x16 image" in capsys.readouterr().err
 
 
-def test_ref_stats_loaded_with_is_still_reports_is(inception, tmp_path, capsys, monkeypatch):
-    """Review reproduction (pre-existing): --metrics fid,is with a --ref-stats file that exists
-    reports FID only; IS (of DIST alone, which needs no reference) is silently missing."""
+def _store_inception_and_three_pairs(inception, tmp_path, monkeypatch, seed: int) -> None:
+    """The test Inception in a fresh weight store, and three random 48 px pairs in ref/ and dist/."""
     monkeypatch.setenv("GENRESTORE_WEIGHTS", str(tmp_path / "store"))
     torch.save(inception.state_dict(), tmp_path / "incep.pth")
     assert main(["weights", "add", "inception-fid", str(tmp_path / "incep.pth"), "--force"]) == 0
-    g = torch.Generator().manual_seed(3)
+    g = torch.Generator().manual_seed(seed)
     for name in ("a", "b", "c"):
         write_image(tmp_path / "ref" / f"{name}.png", torch.rand(1, 3, 48, 48, generator=g))
         write_image(tmp_path / "dist" / f"{name}.png", torch.rand(1, 3, 48, 48, generator=g))
+
+
+def test_ref_stats_loaded_with_is_still_reports_is(inception, tmp_path, capsys, monkeypatch):
+    """Review reproduction (pre-existing): --metrics fid,is with a --ref-stats file that exists
+    reports FID only; IS (of DIST alone, which needs no reference) is silently missing."""
+    _store_inception_and_three_pairs(inception, tmp_path, monkeypatch, seed=3)
     args = ["--metrics", "fid,is", "--ref-stats", str(tmp_path / "r.npz"), "--json", "-q"]
     capsys.readouterr()
     assert main(["metrics", str(tmp_path / "ref"), str(tmp_path / "dist")] + args) == 0
@@ -254,13 +259,7 @@ def test_ref_stats_with_kid_and_pfid_is_loaded_on_the_second_run(inception, tmp_
     """Run as a user: `--metrics fid,kid,pfid --ref-stats FILE` saved FILE on the first run and the
     same command was refused on the second ("KID and pFID need the images"); now FID comes from
     FILE, KID and pFID from the images read as before, with the first run's values."""
-    monkeypatch.setenv("GENRESTORE_WEIGHTS", str(tmp_path / "store"))
-    torch.save(inception.state_dict(), tmp_path / "incep.pth")
-    assert main(["weights", "add", "inception-fid", str(tmp_path / "incep.pth"), "--force"]) == 0
-    g = torch.Generator().manual_seed(4)
-    for name in ("a", "b", "c"):
-        write_image(tmp_path / "ref" / f"{name}.png", torch.rand(1, 3, 48, 48, generator=g))
-        write_image(tmp_path / "dist" / f"{name}.png", torch.rand(1, 3, 48, 48, generator=g))
+    _store_inception_and_three_pairs(inception, tmp_path, monkeypatch, seed=4)
     args = ["metrics", str(tmp_path / "ref"), str(tmp_path / "dist"), "--metrics", "fid,kid,pfid", "--pfid-size",
             "32", "--pfid-crops", "2", "--ref-stats", str(tmp_path / "r.npz"), "--json", "-q"]
     capsys.readouterr()
