@@ -483,3 +483,14 @@ def test_a_stored_weight_changed_since_it_was_stored_is_refused_when_loaded(stor
     assert err.count("\n") == 1 and not (tmp_path / "o3").exists()
     assert main(["weights", "path", name]) == 0 and capsys.readouterr().out == f"{stored}\n"  # located all the same
     assert main(["weights", "verify", name]) == 1
+
+
+def test_a_misspelt_weight_name_gets_the_closest_known_one():
+    """A typo in --gan listed all 26 weight names; the closest one now comes first, and an unrelated
+    name gets no guess."""
+    with pytest.raises(InputError, match=r"^unknown weight 'realesrgan-x4pls' \(did you mean realesrgan-x4plus\?\); known: "):
+        ws.spec("realesrgan-x4pls")
+    with pytest.raises(InputError, match=r"^unknown weight 'rdnx4' \(did you mean rdn-x4\?\)"):
+        ws.spec("rdnx4")
+    with pytest.raises(InputError, match=r"^unknown weight 'zebra'; known: "):
+        ws.spec("zebra")

@@ -68,7 +68,11 @@ def spec(name: str) -> WeightSpec:
     if name not in REGISTRY:
         if "/" in name or os.sep in name or Path(name).suffix in _FILE_SUFFIXES:  # meant as a file
             raise InputError(f"{name}: no such file (nor a weight name: {', '.join(sorted(REGISTRY))})")
-        raise InputError(f"unknown weight {name!r}; known: {', '.join(sorted(REGISTRY))}")
+        import difflib
+
+        close = difflib.get_close_matches(name, REGISTRY, n=1, cutoff=0.8)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise InputError(f"unknown weight {name!r}{hint}; known: {', '.join(sorted(REGISTRY))}")
     return REGISTRY[name]
 
 
