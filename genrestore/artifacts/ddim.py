@@ -59,10 +59,9 @@ def _model_schedule(model: EpsFn, schedule: dict[str, Any] | None) -> dict[str, 
     return config.get("schedule") if isinstance(config, dict) else None
 
 
-def _default_t0(t0: int | None, schedule: dict[str, Any] | None) -> int:
-    """``t0``, or with ``None`` DiffGAR's 840 of 1000 timesteps scaled to the schedule's ``T``."""
-    if t0 is not None:
-        return t0
+def paper_t0(schedule: dict[str, Any] | None) -> int:
+    """DiffGAR's stopping step, 840 of ``T = 1000``, scaled to the schedule's ``T`` (1000 without
+    one): ``round(0.84 T)``, at most ``T - 1``."""
     num_t = int((schedule or {}).get("num_train_timesteps", 1000))
     return min(round(DDIM_PAPER["t0"] / 1000 * num_t), num_t - 1)
 
@@ -103,7 +102,7 @@ def ddim_gaussian(model: EpsFn, x: torch.Tensor, level: float = 0.5, generator: 
     _check_finite(alpha=alpha)
     a = 0.6 * _check_level(level) if alpha is None else float(alpha)
     schedule = _model_schedule(model, schedule)
-    t0 = _default_t0(t0, schedule)
+    t0 = paper_t0(schedule) if t0 is None else t0
     noise = _random.randn(generator, tuple(x.shape), x.device, x.dtype)
     y = _roundtrip(model, x, lambda z: z + a * noise, t0, steps, schedule)
     return y, {"kind": "ddim-gauss", "level": level, "alpha": a, "t0": t0, "steps": steps}
@@ -123,7 +122,7 @@ def ddim_scale_shift(model: EpsFn, x: torch.Tensor, level: float = 0.5, gamma: f
     g = 1.0 + 0.03 * lv if gamma is None else float(gamma)
     b = 0.02 * lv if beta is None else float(beta)
     schedule = _model_schedule(model, schedule)
-    t0 = _default_t0(t0, schedule)
+    t0 = paper_t0(schedule) if t0 is None else t0
     y = _roundtrip(model, x, lambda z: g * z + b, t0, steps, schedule)
     return y, {"kind": "ddim-scale", "level": level, "gamma": g, "beta": b, "t0": t0, "steps": steps}
 

@@ -8,7 +8,7 @@ import torch
 
 from .. import _random
 from .._checks import InputError, check_image, check_not_empty
-from .ddim import DDIM_PAPER
+from .ddim import paper_t0
 
 KINDS: tuple[str, ...] = ("vq-replace", "ar-resample", "ddim-gauss", "ddim-scale", "identity")
 NEEDS: dict[str, tuple[str, ...]] = {"vq-replace": ("vq",), "ar-resample": ("vq", "transformer"),
@@ -62,7 +62,7 @@ def ddim_t0(net, t0: int | None, what: str = "t0") -> int:
     (``what`` names it in the message, e.g. ``"--t0"``)."""
     num_t = net.config["schedule"]["num_train_timesteps"]
     if t0 is None:
-        return min(round(DDIM_PAPER["t0"] / 1000 * num_t), num_t - 1)
+        return paper_t0(net.config["schedule"])
     if not 0 <= t0 < num_t:
         raise InputError(f"{what} {t0} is past the DDPM's last timestep {num_t - 1} (it has {num_t} timesteps)")
     return t0
