@@ -69,13 +69,19 @@ def paper_all(run_dir: Path, rows: list[dict], kinds: list[str], methods: list[s
     (``None`` without the standard Inception or with fewer than 2 images)."""
     import torch
 
+    from genrestore import weights as ws
     from genrestore._random import generator_for
+    from genrestore.metrics import fid as fid_module
+    from genrestore.metrics.distribution import fid_from_stats
 
     if not rows or not kinds:
         return {}
     seed = rows[0]["seed"]
     choice = {img: kinds[int(torch.randint(len(kinds), (1,), generator=generator_for(seed, f"diffgar-all:{img}")))]
               for img in sorted({r["image"] for r in rows})}
+    # one Inception for every method; the truths are the same files for every method's mixed set
+    extractor = fid_module.InceptionFeatures() if fid and len(choice) >= 2 and ws.find("inception-fid") else None
+    truth_stats = None
     out: dict = {}
     for method in methods:
         chosen = [r for r in rows if r["method"] == method and r["task"] == choice[r["image"]]]
@@ -87,28 +93,23 @@ def paper_all(run_dir: Path, rows: list[dict], kinds: list[str], methods: list[s
         if mses:
             out[("mse", method)] = 1e3 * sum(mses) / len(mses)
         out[("seconds", method)] = sum(r["seconds"] for r in chosen) / len(chosen)
-        out[("fid", method)] = _fid(run_dir, chosen) if fid else None
+        out[("fid", method)] = None
+        if extractor is not None:
+            truth_stats = truth_stats or _stats(extractor, run_dir, chosen, "truth")
+            out[("fid", method)] = fid_from_stats(truth_stats, _stats(extractor, run_dir, chosen, "output"))
     return out
 
 
-def _fid(run_dir: Path, rows: list[dict]) -> float | None:
-    """FID of the rows' outputs against their ground truths with the standard Inception, if stored."""
+def _stats(extractor, run_dir: Path, rows: list[dict], name: str):
+    """Inception feature statistics of the rows' ``name`` images (``"truth"`` or ``"output"``)."""
     import torch
 
-    from genrestore import weights as ws
     from genrestore.io import read_image
-    from genrestore.metrics import fid as fid_module
-    from genrestore.metrics.distribution import FeatureStats, fid_from_stats
+    from genrestore.metrics.distribution import FeatureStats
 
-    if len(rows) < 2 or ws.find("inception-fid") is None:
-        return None
-    extractor = fid_module.InceptionFeatures()
-    stats = []
-    for name in ("truth", "output"):
-        s = FeatureStats()
-        s.update(extractor(torch.cat([read_image(run_dir / r["images"][name], "rgb") for r in rows]))[0])
-        stats.append(s)
-    return fid_from_stats(*stats)
+    stats = FeatureStats()
+    stats.update(extractor(torch.cat([read_image(run_dir / r["images"][name], "rgb") for r in rows]))[0])
+    return stats
 
 
 def main() -> None:
