@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ..metrics.distribution import FeatureStats
+from ..metrics.distribution import FeatureStats, fid_from_stats
 from .methods import _read_mask
 from .results import read_results
 from .suite import _INCEPTION_METRICS, PFID_CROPS, SET_METRICS
@@ -48,7 +48,9 @@ def write_set_metrics(out_dir: Path, names: list[str], extractor=None, baseline:
     """
     from .. import weights as ws
     from ..io import atomic_write_bytes, json_safe, read_image
-    from ..metrics.distribution import fid_from_stats, inception_score, inception_score_splits, kid
+    from tqdm import tqdm
+
+    from ..metrics.distribution import inception_score, inception_score_splits, kid
 
     rows = read_results(out_dir)
     groups: dict[tuple[str, str, str], list[dict]] = {}
@@ -71,8 +73,6 @@ def write_set_metrics(out_dir: Path, names: list[str], extractor=None, baseline:
     from .report import rows_digest
 
     out, singles, pfid_singles = [], [], []
-    from tqdm import tqdm
-
     for (task, level, method), grows in tqdm(groups.items(), desc="set metrics", unit="group", disable=not progress):
         compare = method.startswith("sr:") and method != baseline
         baseline_rows = groups.get((task, level, baseline), [])
@@ -139,7 +139,6 @@ def _patch_fid(extractor, rows: list[dict], load, pfid: tuple[int, int], seed: i
     cropped in the order of their file names, not of the rows in ``results.jsonl`` (which shards
     and resumes interleave), so the same outputs always give the same value."""
     from .._random import generator_for
-    from ..metrics.distribution import fid_from_stats
     from ..metrics.fid import random_crops
 
     def stats(files: list[str], generator) -> FeatureStats:

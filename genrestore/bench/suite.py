@@ -26,9 +26,9 @@ inference script does with ``--outscale 1``). Metrics: ``psnr``, ``ssim`` (RGB),
 (AlexNet; a row records ``null`` and the run notes it when the backbone is absent), ``identity``
 (cosine of face-api.js's face descriptor: meaningful on aligned face crops only, and not the
 papers' ArcFace / iResNet ID), ``niqe`` (no-reference naturalness of the output, lower is better;
-``null`` for crops with fewer than two 96 px blocks) and ``fidelity`` (robust StyleGAN §6.1: LPIPS AlexNet between the
-output degraded again by the task's true degradation, from the target's seed, and the degraded
-target; benchmark tasks and compositions only; ``null`` where the degraded images are under
+``null`` for crops with fewer than two 96 px blocks) and ``fidelity`` (robust StyleGAN §6.1: LPIPS
+AlexNet between the output degraded again by the task's true degradation, from the target's seed,
+and the degraded target; benchmark tasks and compositions only; ``null`` where the degraded images are under
 LPIPS's 31 px, e.g. upsampling 256 px crops at L and XL). Set metrics, one value per task x
 level x method: ``is``, ``fid``, ``kid`` and ``pfid`` (patch-FID, robust StyleGAN §6.1: ``pfid_crops``
 random crops of ``pfid_size`` px of each output against as many of each ground truth; default 64
@@ -269,8 +269,6 @@ def load_suite(spec: str | Path, methods: list[str] | None = None, images: str |
     if int(data.get("pfid_size", 1)) > int(data.get("crop", 128)):
         raise InputError(f"{path}: 'pfid_size' {data['pfid_size']} is larger than the suite's {data.get('crop', 128)} px crops")
     if "fidelity" in data["metrics"]:
-        from ..degrade import COMPOSITIONS, TASKS
-
         others = [t for t in data["tasks"] if t not in TASKS and t not in COMPOSITIONS]
         if others:
             given = f"--tasks {','.join(tasks)} with {path}" if tasks else str(path)

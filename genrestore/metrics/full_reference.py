@@ -84,12 +84,12 @@ def _check_data_range(data_range: float) -> float:
 
 def _checked(x: torch.Tensor, y: torch.Tensor, crop_border: int,
              dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The pair, checked (images of one shape that ``crop_border`` leaves something of), in ``dtype``."""
+    """The pair, checked (images of one shape that ``crop_border``, an int the caller checked with
+    :func:`_check_crop_border`, leaves something of), in ``dtype``."""
     check_image(x, "first image", channels=(1, 3), check_range=False)
     check_image(y, "second image", channels=(1, 3), check_range=False)
     if x.shape != y.shape:
         raise InputError(f"images differ in shape: {tuple(x.shape)} vs {tuple(y.shape)}")
-    _check_crop_border(crop_border)
     if crop_border and 2 * crop_border >= min(x.shape[-2:]):
         raise InputError(f"crop_border={crop_border} leaves nothing of a {x.shape[-1]}x{x.shape[-2]} image")
     return (x.to(dtype), y.to(dtype)) if dtype is not None else (x, y)
