@@ -393,3 +393,71 @@ def test_float64_cpu_blur_by_opencv_equals_depthwise_conv(sigma):
     out = distance._blur(leaf, 11, sigma)
     out.sum().backward()
     assert torch.allclose(out.detach(), ref, rtol=1e-13, atol=0) and leaf.grad is not None
+
+
+# --- found by mutating the code (helper-72) ---
+
+
+def test_local_variance_smallest_image_matches_opencv_and_one_px_less_is_refused():
+    """An 11x11 window needs sides > 5 px (reflect-101 padding by 5): a 6 px image is the smallest, and its
+    variance equals OpenCV's sepFilter2D moments (getGaussianKernel(11, 1.5), BORDER_REFLECT_101);
+    a 5 px side is refused, not filtered by OpenCV's repeated reflection."""
+    from genrestore.detect.distance import local_variance
+
+    rng = np.random.default_rng(72)
+    x = rng.random((6, 7)) * 255
+    g = cv2.getGaussianKernel(11, 1.5)
+    m = _blur_ref(x, g)
+    ref = np.maximum(_blur_ref(x * x, g) - m * m, 0)
+    v = local_variance(torch.from_numpy(x)[None, None])
+    assert np.abs(v[0, 0].numpy() - ref).max() < 1e-8
+    for shape in ((1, 1, 5, 7), (1, 1, 7, 5)):
+        with pytest.raises(InputError, match="too small"):
+            local_variance(torch.rand(*shape, dtype=torch.float64))
+        with pytest.raises(InputError, match="too small"):
+            variance_distance(torch.rand(*shape).expand(1, 3, *shape[2:]), torch.rand(*shape).expand(1, 3, *shape[2:]))
+
+
+def test_detect_artifacts_passes_numerator_constant_to_eq7():
+    """Two identical flat images: D = 1 with the authors' ``+ C`` in the numerator (nothing flagged), D = 0
+    with eq. 7 as printed (0 / C), so every pixel is flagged and the mask is the whole image."""
+    from genrestore.detect import NoSegmenter
+
+    flat = torch.full((1, 3, 40, 40), 0.5)
+    default = detect_artifacts(flat, flat, NoSegmenter(), scale=1)
+    assert torch.equal(default.d_map, torch.ones(1, 1, 40, 40)) and not default.mask.any()
+    printed = detect_artifacts(flat, flat, NoSegmenter(), scale=1, numerator_constant=False)
+    assert torch.equal(printed.d_map, torch.zeros(1, 1, 40, 40)) and printed.mask.all()
+
+
+def test_artifact_detection_fraction_is_the_share_of_pixels():
+    from genrestore.detect import ArtifactDetection
+
+    mask = torch.zeros(2, 1, 4, 5, dtype=torch.bool)
+    mask[0, 0, 1, 1:4] = True  # 3 of 20 px
+    z = torch.zeros(2, 1, 4, 5)
+    det = ArtifactDetection(z, z, torch.zeros(2, 4, 5, dtype=torch.long), mask, mask, "none")
+    assert det.fraction().tolist() == pytest.approx([3 / 20, 0.0])
+
+
+def test_regions_report_the_mean_of_d_not_of_d_over_a(monkeypatch):
+    """Region.mean_d is the mean of eq. 7's D over the region. With D = 0.6 everywhere and A = 0.75 on the right
+    half, the region (columns 0..23) holds D / A = 0.8 on its last 4 columns but D = 0.6 throughout."""
+    import genrestore.detect.pipeline as pipeline
+
+    class Halves:
+        name = "halves"
+        class_names = ["sensitive", "textured"]
+        weights = torch.tensor([1.0, 0.75])
+
+        def __call__(self, image):
+            labels = torch.zeros(image.shape[0], *image.shape[-2:], dtype=torch.long)
+            labels[..., 20:] = 1
+            return labels
+
+    monkeypatch.setattr(pipeline, "variance_distance", lambda gan, mse, **kw: torch.full((1, 1, 40, 40), 0.6))
+    x = torch.full((1, 3, 40, 40), 0.5)
+    det = detect_artifacts(x, x, segmenter=Halves(), scale=1)
+    (r,) = det.regions[0]
+    assert r.box == (0, 0, 24, 40) and r.area == 960
+    assert r.mean_d == pytest.approx(0.6, abs=1e-6)

@@ -159,3 +159,37 @@ def test_niqe_map_bad_input():
         niqe_map(x)
     with pytest.raises(InputError, match="threshold"):
         niqe_detect(x, 0, 32, 16)
+
+
+# --- found by mutating the code (helper-72) ---
+
+
+def test_ldl_and_niqe_detect_flag_values_strictly_above_the_threshold(monkeypatch):
+    """A pixel is an artifact where the map *exceeds* the threshold: at the map's maximum nothing is flagged,
+    just below it the maximum is."""
+    import genrestore.detect.baselines as baselines
+
+    mse = torch.zeros(1, 3, 17, 17)
+    gan = mse.clone()
+    gan[0, 1, 8, 8] = 0.6
+    top = float(ldl_artifact_map(gan, mse).max())
+    assert not ldl_detect(gan, mse, top).any()
+    assert ldl_detect(gan, mse, float(np.nextafter(top, 0))).any()
+    fake = torch.zeros(1, 1, 8, 8, dtype=torch.float64)
+    fake[..., 2, 3] = 4.0
+    monkeypatch.setattr(baselines, "niqe_map", lambda image, *a, **k: fake)
+    assert not niqe_detect(torch.zeros(1, 3, 8, 8), 4.0).any()
+    assert niqe_detect(torch.zeros(1, 3, 8, 8), 3.999).sum() == 1
+
+
+def test_ldl_detect_default_threshold_is_the_middle_of_table_1():
+    """Default 0.005 (DeSRA Table 1 reports 0.01, 0.005, 0.001). A residual of 1 at the centre of a 17x17
+    image maps to (1 / 289)^(1/5) / 49 = 0.00657 there: above 0.005, below 0.01."""
+    mse = torch.zeros(1, 3, 17, 17)
+    gan = mse.clone()
+    gan[0, 0, 8, 8] = 1.0
+    expect = (1 / 289) ** 0.2 / 49
+    assert 0.005 < expect < 0.01
+    assert ldl_artifact_map(gan, mse)[0, 0, 8, 8].item() == pytest.approx(expect, rel=1e-12)
+    assert torch.equal(ldl_detect(gan, mse), ldl_detect(gan, mse, 0.005)) and ldl_detect(gan, mse)[0, 0, 8, 8]
+    assert not ldl_detect(gan, mse, 0.01).any()

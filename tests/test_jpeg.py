@@ -77,9 +77,9 @@ def test_pipeline_gradient_equals_autograd_of_the_lerp_formula(photos, monkeypat
     upstream = torch.randn(y.shape, dtype=y.dtype, generator=torch.Generator().manual_seed(0))
     y.backward(upstream)
 
-    def explicit(v, k):
+    def explicit(v, k):  # the default k is the paper's 0.8: the reference does not take jpeg_torch's
         r = jpeg_mod._round_half_away(v).detach()
-        return torch.lerp(v, r + (v - r) ** 3, k)
+        return torch.lerp(v, r + (v - r) ** 3, 0.8)
 
     monkeypatch.setattr(jpeg_mod, "round_surrogate", explicit)
     x2 = x.detach().clone().requires_grad_()
@@ -234,3 +234,23 @@ def test_fancy_upsampling_sees_the_real_chroma_size(monkeypatch):
     monkeypatch.setattr(J, "_fancy_upsample", lambda t: seen.append(tuple(t.shape[-2:])) or original(t))
     J.jpeg_torch(torch.rand(1, 3, 38, 46), 50)
     assert seen == [(19, 23)]
+
+
+# --- found by mutating the code (helper-72) ---
+
+
+def test_round_surrogate_default_k_is_0_8():
+    """Robust StyleGAN eqs. 14-15 with k = 0.8: d/dx lerp(x, r + (x - r)^3, 0.8) = 0.2 + 2.4 (x - r)^2."""
+    x = torch.tensor([-1.3, 0.25, 2.5], dtype=torch.float64, requires_grad=True)
+    y = round_surrogate(x)
+    y.sum().backward()
+    d = x.detach() - y.detach()
+    assert torch.allclose(x.grad, 0.2 + 2.4 * d * d)
+
+
+def test_grey_jpeg_of_odd_size_pads_by_replication_as_libjpeg(photos):
+    """libjpeg pads a grey image to whole 8x8 blocks by repeating its last row and column; zero padding would
+    put a dark edge into every border block, which shows after quantization."""
+    grey = photos[:4, :1, :21, :27]
+    p = psnr(jpeg_torch(grey, 20, rounding="exact"), jpeg_pillow(grey, 20))
+    assert p.min() >= 40

@@ -234,3 +234,29 @@ def test_reflect_blur_falls_back_to_replicate_when_the_image_is_no_wider_than_th
     x = torch.rand(1, 1, 4, 8, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
     ref = scipy.ndimage.correlate(x[0, 0].numpy(), k[0].numpy(), mode="mirror")
     assert np.allclose(blur(x, k)[0, 0].numpy(), ref, atol=1e-7)
+
+
+# --- found by mutating the code (helper-72) ---
+
+
+def test_random_mixed_kernels_defaults_are_real_esrgans():
+    """The defaults are Real-ESRGAN's first-stage options (train_realesrgan_x4plus.yml): kernel_list iso, aniso,
+    generalized_iso, generalized_aniso, plateau_iso, plateau_aniso with kernel_prob 0.45, 0.25, 0.12, 0.03,
+    0.12, 0.03; blur_sigma [0.2, 3]; betag_range [0.5, 4]; betap_range [1, 2]. Over 1000 draws each kind's
+    share is within 4 binomial standard deviations, and the sigmas and betas span their ranges."""
+    from genrestore.degrade.kernels import KERNEL_TYPES
+
+    n = 1000
+    _, params = random_mixed_kernels(torch.Generator().manual_seed(72), n, 3)
+    kinds = [p["type"] for p in params]
+    for kind, prob in zip(KERNEL_TYPES, (0.45, 0.25, 0.12, 0.03, 0.12, 0.03)):
+        share = kinds.count(kind) / n
+        assert abs(share - prob) < 4 * math.sqrt(prob * (1 - prob) / n), (kind, share)
+    sx = np.array([p["sigma_x"] for p in params])
+    assert sx.min() >= 0.2 and sx.max() <= 3.0 and sx.min() < 0.22 and sx.max() > 2.98
+    for prefix, lo, hi in (("generalized", 0.5, 4.0), ("plateau", 1.0, 2.0)):
+        beta = np.array([p["beta"] for p in params if p["type"].startswith(prefix)])
+        assert beta.min() >= lo and beta.max() <= hi
+        assert beta.min() < lo + 0.05 * (hi - lo) and beta.max() > hi - 0.05 * (hi - lo), prefix
+        # BasicSR's split draw: half in [lo, 1), half in [1, hi); with lo = 1 the lower half is beta = 1 exactly
+        assert 0.35 < ((beta < 1) if lo < 1 else (beta == 1)).mean() < 0.65, prefix

@@ -97,3 +97,43 @@ def test_box_hole_area_and_aspect_distributions():
     assert abs(log_aspect.mean()) < 0.1
     assert log_aspect.max() > 0.85 and log_aspect.min() < -0.85 and np.abs(log_aspect).max() < 1.1
     assert math.isclose(np.abs(log_aspect).mean(), 0.5, abs_tol=0.07)
+
+
+# --- found by mutating the code (helper-72) ---
+
+
+@pytest.mark.parametrize("y_px", [10.5, 10.0])
+def test_sub_pixel_stroke_covers_its_width_in_every_column(y_px):
+    """A horizontal stroke 0.5 px wide (radius 1/4): the coverage of each column sums to the width, whether
+    the stroke runs through pixel centres (one pixel covered by 0.5: both edges cut its box) or along the
+    border between two rows (two pixels covered by 0.25)."""
+    h = w = 20
+    ends = torch.tensor([[[[0.0, y_px / h], [1.0, y_px / h]]]])
+    m = stroke_mask((h, w), ends, width_frac=0.5 / 20)
+    coverage = 1 - m[0, 0].double()
+    assert torch.allclose(coverage.sum(0), torch.full((w,), 0.5, dtype=torch.float64), atol=1e-6)
+    if y_px == 10.5:
+        assert coverage[10, 5].item() == pytest.approx(0.5) and coverage[9, 5] == 0 == coverage[11, 5]
+
+
+def test_box_hole_default_area_is_5_to_25_percent():
+    """Default area_range (0.05, 0.25): over 300 holes the drawn areas (sides rounded) stay within it, up to
+    the rounding of the sides, and reach near both ends."""
+    h, w = 64, 96
+    s = _holes(random_box_mask(torch.Generator().manual_seed(3), 300, (h, w)))
+    frac = s[:, 0] * s[:, 1] / (h * w)
+    assert frac.min() > 0.04 and frac.max() < 0.27
+    assert frac.min() < 0.06 and frac.max() > 0.23
+
+
+def test_box_holes_are_centred_on_average():
+    """The hole's corner is rounded from a uniform position in [0, H - bh], so over many draws the hole's
+    centre averages the image centre ((H - 1) / 2 in pixel indices) in both axes; flooring the corner would
+    shift it half a pixel up or left (1000 draws: standard error ~0.07 px)."""
+    h = w = 16
+    m = random_box_mask(torch.Generator().manual_seed(4), 1000, (h, w), area_range=(0.25, 0.25))
+    hole = (m[:, 0] == 0).double()
+    idx = torch.arange(h, dtype=torch.float64)
+    centre_y = (hole.sum(2) * idx).sum(1) / hole.sum((1, 2))
+    centre_x = (hole.sum(1) * idx).sum(1) / hole.sum((1, 2))
+    assert abs(centre_y.mean().item() - (h - 1) / 2) < 0.25 and abs(centre_x.mean().item() - (w - 1) / 2) < 0.25

@@ -629,3 +629,42 @@ def test_small_set_fid_keeps_a_copy_of_float64_features_and_checks_their_size():
     c.update(torch.randn(4, 9, generator=g))
     with pytest.raises(InputError, match="mismatched statistics"):
         fid_from_stats(a, c)
+
+
+# --- found by mutating the code (helper-72) ---
+
+
+def test_detection_and_change_counts_sum_field_by_field():
+    """Pooled counts add each field to the same field (the counts below differ in every field, so a field
+    taken from its neighbour shows)."""
+    from genrestore.metrics import ChangeCounts, DetectionCounts
+
+    total = DetectionCounts(1, 2, 3, 4) + DetectionCounts(10, 20, 30, 40)
+    assert (total.correct, total.detected, total.found, total.truth) == (11, 22, 33, 44)
+    assert total.precision == 0.5 and total.recall == 0.75
+    changes = ChangeCounts(1, 2, 3, 4) + ChangeCounts(10, 20, 30, 40)
+    assert (changes.removed, changes.old, changes.added, changes.new) == (11, 22, 33, 44)
+    assert changes.removal_rate == 0.5 and changes.addition_rate == 1.5
+
+
+def test_region_counts_p_zero_counts_any_overlap():
+    """p = 0 is allowed: a region is correct (found) when any of its pixels overlaps, here 1 of 4."""
+    det = np.zeros((6, 6), bool)
+    det[0:2, 0:2] = True   # 1 of 4 px in the truth
+    det[4:6, 4:6] = True   # none
+    gt = np.zeros((6, 6), bool)
+    gt[1, 1:4] = True      # 1 of 3 px detected
+    c = region_counts(det, gt, p=0)
+    assert (c.correct, c.detected, c.found, c.truth) == (1, 2, 1, 1)
+    assert region_counts(det, gt, p=0.3).correct == 0
+
+
+def test_change_counts_one_touching_pixel_keeps_a_region_and_is_not_added():
+    """§4.3: removed means no new pixel touches the old region; added means the new region touches no old
+    pixel. One shared pixel of four (overlap 1/4, under one half) is enough to count as touching."""
+    old = np.zeros((6, 6), bool)
+    old[0:2, 0:2] = True
+    new = np.zeros((6, 6), bool)
+    new[1:3, 1:3] = True   # shares old's pixel (1, 1)
+    c = change_counts(old, new)
+    assert (c.removed, c.old, c.added, c.new) == (0, 1, 0, 1)

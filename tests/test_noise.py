@@ -111,3 +111,34 @@ def test_poisson_non_integer_photons():
 
     y = poisson_noise(torch.full((1, 1, 64, 64), 0.4), 2.5, torch.Generator().manual_seed(0))
     assert torch.allclose(y * 2.5, (y * 2.5).round(), atol=1e-4)
+
+
+# --- found by mutating the code (helper-72) ---
+
+
+def test_poisson_noise_refuses_zero_photons():
+    """lambda must be > 0 (the division by lambda would give NaN at 0); a tiny positive lambda is fine."""
+    import pytest
+
+    from genrestore._checks import InputError
+
+    x = torch.full((1, 1, 4, 4), 0.5)
+    for bad in (0.0, torch.tensor([1.0, 0.0]).expand(2)):
+        with pytest.raises(InputError, match="photons"):
+            poisson_noise(x.expand(2, 1, 4, 4), bad, torch.Generator().manual_seed(0))
+    assert torch.isfinite(poisson_noise(x, 1e-3, torch.Generator().manual_seed(0))).all()
+
+
+def test_dead_pixel_masks_follow_the_seed():
+    """The same seed gives the same dead pixels (and another seed others), per image as in a batch."""
+    x = torch.ones(2, 3, 16, 16)
+    gens = lambda: [torch.Generator().manual_seed(20 + i) for i in range(2)]  # noqa: E731
+    with torch.random.fork_rng():  # the global RNG must not matter
+        torch.manual_seed(1)
+        a = dead_pixels(x, 0.5, gens())
+        m = bernoulli_mask((1, 3, 16, 16), 0.5, torch.Generator().manual_seed(5))
+        torch.manual_seed(2)
+        b = dead_pixels(x, 0.5, gens())
+        assert torch.equal(m, bernoulli_mask((1, 3, 16, 16), 0.5, torch.Generator().manual_seed(5)))
+    assert torch.equal(a, b) and not torch.equal(a[0], a[1])
+    assert torch.equal(dead_pixels(x[1:], 0.5, [torch.Generator().manual_seed(21)]), a[1:])

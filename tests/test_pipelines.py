@@ -285,3 +285,31 @@ def test_second_order_sampling_frequencies():
     assert large.min() >= math.pi / 5 and large.min() < math.pi / 3 - 0.1 and large.max() <= math.pi
     final = [p["final"]["sinc"]["cutoff"] for p in params if "sinc" in p["final"]]
     assert abs(len(final) / len(params) - 0.8) < 0.12 and min(final) >= math.pi / 3
+
+
+# --- found by mutating the code (helper-72) ---
+
+
+def test_second_order_sinc_cutoff_range_widens_from_13_px():
+    """Real-ESRGAN: ``omega_c ~ U(pi/3, pi)`` if kernel_size < 13 else ``U(pi/5, pi)``; 13 px is already the
+    wide range, 11 px is not."""
+    for size, lo in ((13, math.pi / 5), (11, math.pi / 3)):
+        g = torch.Generator().manual_seed(size)
+        pipe = SecondOrder(kernel_range=(size,))
+        cut = np.array([pipe._kernel(g, 1.0, (0.2, 3.0))[1]["cutoff"] for _ in range(100)])
+        assert cut.min() >= lo and cut.max() <= math.pi and cut.min() < lo + 0.1, size
+
+
+def test_second_order_gray_noise_is_one_field_on_every_channel():
+    """With gray noise (gray_noise_prob 1), Gaussian noise of 10 levels on flat grey leaves R = G = B up to
+    JPEG q = 100's rounding; colour noise (gray_noise_prob 0) leaves the channels about 2 levels apart."""
+    spread = {}
+    for gray in (1.0, 0.0):
+        pipe = SecondOrder(scale=1, resize_prob=(0.0, 0.0, 1.0), resize_prob2=(0.0, 0.0, 1.0), gaussian_noise_prob=1.0,
+                           gray_noise_prob=gray, noise_range_255=(10.0, 10.0), noise_range2_255=(0.0, 0.0),
+                           jpeg_range=(100, 100), jpeg_range2=(100, 100), second_blur_prob=0.0, final_sinc_prob=0.0)
+        y, params = pipe.degrade_with_params(torch.full((2, 3, 32, 32), 0.5),
+                                             [torch.Generator().manual_seed(i) for i in range(2)])
+        assert all(p["stage1"]["noise"]["gray"] == bool(gray) for p in params)
+        spread[gray] = float((y[:, 0] - y[:, 1]).abs().mean() * 255)
+    assert spread[1.0] < 0.5 and spread[0.0] > 1, spread  # colour: ~2 levels after 4:2:0 chroma averaging

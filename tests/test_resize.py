@@ -91,3 +91,15 @@ def test_resize_8bit_refuses_0_to_255_input():
         resize_8bit(bad, (6, 6), "bicubic")
     y = resize_8bit(x * 1.2 - 0.1, (6, 6), "bicubic")  # overshoot is clipped as Pillow's 8-bit images are
     assert y.min() >= 0 and y.max() <= 1 and torch.equal(y, (y * 255).round() / 255)
+
+
+# --- found by mutating the code (helper-72) ---
+
+
+def test_resize_8bit_refuses_images_well_outside_0_1():
+    """Only a filter's overshoot (within half the range past 0 and 1) is accepted: 0..2 or -1..1 is refused."""
+    x = torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(1))
+    for bad in (x * 2, x * 2 - 1):
+        with pytest.raises(InputError, match=r"\[0, 1\]"):
+            resize_8bit(bad, (6, 6), "bilinear")
+    resize_8bit(x * 1.9 - 0.45, (6, 6), "bilinear")  # -0.45 .. 1.45: accepted

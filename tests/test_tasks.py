@@ -383,3 +383,20 @@ def test_composition_surrogate_refuses_params_of_too_few_stages():
         get_task("NP").surrogate(x, {"stages": [{}]})
     with pytest.raises(InputError, match="one 'stages' entry per task \\(2\\)"):
         get_task("AP").surrogate(x, {"stages": [{}, {"mask": torch.ones(1, 1, 8, 8)}, {}]})
+
+
+# --- found by mutating the code (helper-72) ---
+
+
+def test_denoise_surrogate_output_is_clamped_with_the_surrogate_gradient():
+    """Robust StyleGAN eq. 10-11: the true degradation ends in a clamp to [0, 1], so the surrogate does too,
+    with the clamp's sigmoid surrogate gradient: at XL (lambda = 6) near-white pixels overshoot 1 before the
+    clamp, and after it they are exactly 1 and still pass a gradient (2 s (1 - s) > 0, not the clamp's 0)."""
+    t = Denoise("XL")
+    x = torch.full((1, 3, 32, 32), 0.95, dtype=torch.float64, requires_grad=True)
+    s = t.surrogate(x, None, torch.Generator().manual_seed(3))
+    assert s.min() >= 0 and s.max() == 1
+    saturated = s.detach() == 1
+    assert saturated.float().mean() > 0.1
+    s.sum().backward()
+    assert (x.grad[saturated] > 0).all()
