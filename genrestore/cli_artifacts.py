@@ -230,12 +230,12 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
                   device=device, progress=not args.quiet, time_limit=args.time_limit, channels_last=args.channels_last,
                   compile=args.compile)
     if args.model == "vq":
-        from .artifacts.generators import train_vq_autoencoder
+        from .artifacts.generators import train_vq_autoencoder, vq_disc_start
 
         with config_errors("--channels, --groups, ... do not build a VQ autoencoder"):
             model = VQAutoencoder(args.codebook_size, args.embed_dim, args.channels, args.layers_per_block,
                                   norm_num_groups=args.groups, mid_attention=not args.no_attention)
-        disc_start = args.steps // 2 if args.disc_start is None else args.disc_start
+        disc_start = vq_disc_start(args.steps, args.disc_start, args.output)
         train_vq_autoencoder(model, args.data, args.steps, args.batch_size, args.size, args.lr, args.adv_weight,
                              disc_start, recipe=base + f" --size {args.size} --codebook-size {args.codebook_size} "
                              f"--embed-dim {args.embed_dim} --adv-weight {args.adv_weight} "
@@ -302,7 +302,8 @@ def add_train_parser(tsub) -> None:
                            "code (default 4)")
             p.add_argument("--groups", type=positive_int, default=32, help="GroupNorm groups")
             p.add_argument("--adv-weight", type=nonneg_float, default=0.1, help="GAN loss weight")
-            p.add_argument("--disc-start", type=nonneg_int, help="first step with the GAN loss (default: half of --steps)")
+            p.add_argument("--disc-start", type=nonneg_int, help="first step with the GAN loss (default: half of --steps; "
+                           "a run trained on with more --steps keeps its own)")
             p.add_argument("--no-attention", action="store_true",
                            help="no self-attention in the middle blocks: fully convolutional, for training on "
                                 "small crops and use on large images")

@@ -105,12 +105,16 @@ def cmd_train_diffgar(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     pairs = load_artifact_pairs(args.pairs) if args.pairs else None
     channels, extra, meta = 3, {}, {}
+    # what the degradation and the latents depend on, so that a checkpoint resumes only with the same
+    settings = [] if pairs or args.level == "M" else [f"--level {args.level}"]
     if args.autoencoder:  # latent DiffGAR (§4): the UNet works on the frozen autoencoder's scaled z_e
         from . import weights as ws
         from .models.vq import VQAutoencoder
         from .restore.diffgar import latent_scale
 
-        ae = VQAutoencoder.load(ws.model_file(args.autoencoder), device=device).eval().requires_grad_(False)
+        ae_file = ws.model_file(args.autoencoder)
+        ae = VQAutoencoder.load(ae_file, device=device).eval().requires_grad_(False)
+        settings.append(f"--autoencoder sha256 {ws.sha256_file(ae_file)}")
         if args.size % ae.factor:
             raise InputError(f"--size {args.size} must be a multiple of the autoencoder's factor {ae.factor}")
         photos = [p[0] for p in pairs] if pairs else args.data
@@ -132,6 +136,7 @@ def cmd_train_diffgar(args: argparse.Namespace) -> int:
     recipe += " --half" if args.half else ""
     common = (args.steps, args.batch_size, args.size, args.lr, args.ema_decay, args.output, args.save_every, args.seed,
               device, recipe, args.time_limit)
+    extra["settings"] = " ".join(settings) or None
     if pairs:
         train_conditional_pairs(model, pairs, *common, meta=meta, progress=not args.quiet, half=args.half, **extra,
                                 **_speed(args))
@@ -288,7 +293,9 @@ def _init_model(model, init: str) -> str:
 
     a, b = comparable(start.config), comparable(model.config)
     if a != b:
-        diff = {k: (a.get(k), b.get(k)) for k in {*a, *b} if a.get(k) != b.get(k)}
+        from .diffusion.train import dict_differences
+
+        diff = dict_differences(a, b)
         raise InputError(f"--init {init} has another configuration than these options build "
                          f"(--init vs options: {diff}); give the options it was trained with (its JSON's recipe)")
     model.load_state_dict(start.state_dict())
@@ -340,7 +347,7 @@ def _common_train_args(t: argparse.ArgumentParser, data_required: bool = True, u
                    "training, model.safetensors + .json at the end; rerunning the command resumes")
     t.add_argument("--size", type=positive_int, default=128, help="crop side, px (default %(default)s)")
     t.add_argument("--steps", type=positive_int, default=10000, help="training steps in all (default %(default)s); "
-                   "a larger value on rerun trains on")
+                   "a larger value on rerun trains on, one below the checkpoint's step is refused")
     t.add_argument("--batch-size", type=positive_int, default=8, help="crops per step (default %(default)s)")
     t.add_argument("--lr", type=positive_float, default=1e-4, help="learning rate (default %(default)s)")
     t.add_argument("--ema-decay", type=float_in(0, 1, high_open=True), default=0.999,

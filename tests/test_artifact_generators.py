@@ -39,6 +39,39 @@ def test_vq_training_resumes_bit_for_bit_and_records_psnr(photos, tmp_path):
     assert VQAutoencoder.load(tmp_path / "a" / "model.safetensors").codebook_size == 16
 
 
+def test_vq_trains_on_with_more_steps_keeping_the_first_calls_disc_start(photos, tmp_path, monkeypatch):
+    """The default disc_start is half of the first call's steps (1 of 2); a rerun with more steps
+    keeps it instead of refusing the checkpoint for a disc_start of 2, and equals a straight run."""
+    from genrestore import weights as ws
+
+    monkeypatch.setattr(ws, "find", lambda name: None)  # no LPIPS: faster, and the GAN loss is what matters
+    kw = dict(batch_size=2, crop=32, save_every=1, ema_decay=0.5)
+    train_vq_autoencoder(tiny_vq(), photos, 2, out_dir=tmp_path / "b", **kw)
+    resumed = train_vq_autoencoder(tiny_vq(), photos, 4, out_dir=tmp_path / "b", **kw)
+    full = train_vq_autoencoder(tiny_vq(), photos, 4, out_dir=tmp_path / "a", disc_start=1, **kw)
+    for (k, v), w in zip(full.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(v, w), k
+
+
+def test_transformer_resumes_only_with_the_same_autoencoder_weights(tmp_path):
+    """Two autoencoders of one config give other tokens: the checkpoint of one is not continued on the other's."""
+    flat = [torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0))]
+
+    def gpt():
+        torch.manual_seed(1)  # test-only: weight init
+        return TokenTransformer(16, 16, dim=16, depth=1, heads=2)
+
+    vq = tiny_vq().eval()
+    kw = dict(batch_size=2, ema_decay=0.0, out_dir=tmp_path, quality_samples=0)
+    train_token_transformer(gpt(), vq, flat, 1, **kw)
+    other = tiny_vq().eval()
+    with torch.no_grad():
+        other.vq.quantize.embedding.weight.add_(1.0)
+    with pytest.raises(InputError, match="checkpoint of another run .*'vq_weights'"):
+        train_token_transformer(gpt(), other, flat, 2, **kw)
+    train_token_transformer(gpt(), tiny_vq().eval(), flat, 2, **kw)  # the same weights, loaded again, train on
+
+
 def test_dead_codes_restart_from_encoder_outputs_and_used_codes_stay(tmp_path):
     g = torch.Generator().manual_seed(0)
     codebook = torch.zeros(8, 3)
@@ -94,6 +127,27 @@ def test_ddpm_training_runs_and_saves(photos, tmp_path):
         train_ddpm(net, photos, 2, batch_size=2, crop=16, out_dir=tmp_path / "one", quality_samples=1)
     assert not (tmp_path / "one").exists()
     assert DenoisingUNet.load(tmp_path / "model.safetensors").config == net.config
+
+
+@pytest.mark.parametrize("train", ["vq", "ddpm"])
+def test_bad_held_out_photos_are_refused_before_any_training(photos, tmp_path, train):
+    """A missing folder or photos under the crop size stop the call up front, not after the last step."""
+    if train == "vq":
+        def call(ev, out):
+            train_vq_autoencoder(tiny_vq(), photos, 1, batch_size=2, crop=16, adv_weight=0.0, out_dir=out,
+                                 eval_images=ev)
+    else:
+        def call(ev, out):
+            train_ddpm(DenoisingUNet(3, unet=dict(sample_size=16, block_out_channels=(8, 16), layers_per_block=1,
+                                                  norm_num_groups=4, down_block_types=("DownBlock2D",) * 2,
+                                                  up_block_types=("UpBlock2D",) * 2)),
+                       photos, 1, batch_size=2, crop=16, out_dir=out, eval_images=ev, quality_samples=0)
+    with pytest.raises(InputError, match="eval_images: 1 of 2 held-out images are smaller than the crop size 16 "
+                                         "\\(the first is 15x20 px\\)"):
+        call([photos[0], torch.rand(3, 20, 15)], tmp_path / "small")
+    with pytest.raises(InputError, match="no such file"):
+        call(tmp_path / "nosuch", tmp_path / "missing")
+    assert not (tmp_path / "small").exists() and not (tmp_path / "missing").exists()
 
 
 def test_train_vq_then_transformer_cli(tmp_path):

@@ -137,3 +137,6 @@ def test_resume_with_a_discriminator_equals_a_straight_run_and_checks_the_settin
         run(tmp_path / "b", 4, 0, lr=1e-3)
     with pytest.raises(InputError, match=r"other settings \(model\)"):
         run(tmp_path / "b", 4, 0, meta={"model": "b"})
+    # fewer iterations than the checkpoint's would return its 3-iteration weights as a 2-iteration run
+    with pytest.raises(InputError, match="is at iteration 3, past --iterations 2; give --iterations 3 or more"):
+        run(tmp_path / "b", 2, 0)

@@ -183,6 +183,34 @@ def test_train_diffgar_then_restore_cli(tmp_path, capsys):
     assert "--mode non-blind needs --artifact, one of" in capsys.readouterr().err
 
 
+def test_train_diffgar_resumes_only_with_the_same_level_and_autoencoder(tmp_path, capsys):
+    """The level and the autoencoder change the training data but not the UNet's config: a
+    checkpoint made with others is refused, not continued (and its model relabelled)."""
+    from genrestore.cli import main
+    from genrestore.io import write_image
+
+    g = torch.Generator().manual_seed(0)
+    for i in range(2):
+        write_image(tmp_path / "photos" / f"p{i}.png", torch.rand(1, 3, 24, 24, generator=g))
+    for i, seed in enumerate((0, 1)):
+        torch.manual_seed(seed)  # test-only: two autoencoders of the same shape, other weights
+        from genrestore.models.vq import VQAutoencoder
+
+        VQAutoencoder(16, 4, (8, 16), norm_num_groups=4).save(tmp_path / f"vq{i}.safetensors")
+    base = ["train", "diffgar", "--data", str(tmp_path / "photos"), "--size", "16", "--steps", "1", "--batch-size",
+            "2", "--channels", "8", "16", "--device", "cpu", "-q"]
+    assert main(base + ["-o", str(tmp_path / "px")]) == 0
+    capsys.readouterr()
+    assert main(base + ["-o", str(tmp_path / "px"), "--level", "L", "--steps", "2"]) == 2
+    assert "checkpoint of another run (saved vs now: {'settings': (None, '--level L')})" in capsys.readouterr().err
+    assert main(base + ["-o", str(tmp_path / "px"), "--steps", "2"]) == 0  # the same level trains on
+    latent = base + ["-o", str(tmp_path / "z"), "--autoencoder"]
+    assert main(latent + [str(tmp_path / "vq0.safetensors")]) == 0
+    capsys.readouterr()
+    assert main(latent + [str(tmp_path / "vq1.safetensors"), "--steps", "2"]) == 2
+    assert "checkpoint of another run" in capsys.readouterr().err
+
+
 def test_train_diffgar_on_artifact_pairs(tmp_path, capsys):
     """Pairs from `genrestore artifacts` train a model with the artifact kinds as classes; the same
     crop cuts both images of a pair."""

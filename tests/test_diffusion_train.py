@@ -106,6 +106,27 @@ def test_resume_refuses_another_loss(images, tmp_path):
     run(images, tmp_path / "mse", steps=2)  # the same loss resumes
 
 
+def test_resume_refusal_names_the_config_entries_that_differ(images, tmp_path):
+    """Not the two whole configs (a screenful for a UNet): the entry that changed, by its path."""
+    run(images, tmp_path, steps=1)
+    torch.manual_seed(0)  # test-only: weight init
+    wider = ConditionalUNet(3, prediction_type="sample", unet={**TINY_UNET, "block_out_channels": (8, 24)})
+    with pytest.raises(InputError) as e:
+        train_conditional(wider, images, PIPELINES["idm"].degrade, steps=2, batch_size=2, crop=16, lr=1e-3,
+                          ema_decay=0.5, out_dir=tmp_path, seed=7)
+    assert "(saved vs now: {'config.unet.block_out_channels': ([8, 16], [8, 24])})" in str(e.value)
+
+
+def test_rerun_with_fewer_steps_than_the_checkpoint_is_refused(images, tmp_path):
+    """A checkpoint at step 3 rerun with steps=2 would save the 3-step model as "steps": 2."""
+    run(images, tmp_path, steps=3)
+    before = (tmp_path / "model.safetensors").read_bytes(), (tmp_path / "model.json").read_text()
+    with pytest.raises(InputError, match="at step 3, past --steps 2; give --steps 3 or more"):
+        run(images, tmp_path, steps=2)
+    assert ((tmp_path / "model.safetensors").read_bytes(), (tmp_path / "model.json").read_text()) == before
+    run(images, tmp_path, steps=3)  # the checkpoint's own step still writes the final model
+
+
 def test_resume_refuses_another_process_count(images, tmp_path):
     """A checkpoint of a two-process run (its metadata records world_size 2) does not resume in one
     process: the per-process batch and the random streams would change."""

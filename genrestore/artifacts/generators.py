@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -85,6 +86,22 @@ def _held_out(images, crop: int, count: int, seed: int) -> torch.Tensor:
     return random_crops(load_images(images), count, crop, generator_for(seed, "held-out"))
 
 
+def _eval_images(eval_images, crop: int) -> list[torch.Tensor] | None:
+    """The held-out photos (a folder or tensors; None: none given) read and checked against the
+    crop size before the training, so that a bad one does not stop the run at its end."""
+    from ..diffusion.train import load_images
+
+    if eval_images is None:
+        return None
+    out = load_images(eval_images)
+    small = [i for i, im in enumerate(out) if min(im.shape[-2:]) < crop]
+    if small:
+        name = eval_images if isinstance(eval_images, (str, os.PathLike)) else "eval_images"
+        raise InputError(f"{name}: {len(small)} of {len(out)} held-out images are smaller than the crop size {crop} "
+                         f"(the first is {out[small[0]].shape[-1]}x{out[small[0]].shape[-2]} px)")
+    return out
+
+
 def _check_quality_samples(n: int) -> None:
     if n < 2:
         raise InputError(f"FID/KID of samples need at least 2 samples (0 for none), got {n}")
@@ -139,6 +156,17 @@ def sample_ddpm(net, count: int, size: int, steps: int = 50, generator=None, bat
     return ((torch.cat(out) + 1) / 2).clamp(0, 1)
 
 
+def vq_disc_start(steps: int, disc_start: int | None, out_dir: str | os.PathLike) -> int:
+    """``disc_start``, or by default half of ``steps``, of the run's first call: a checkpoint in
+    ``out_dir`` keeps its own, so that rerunning with a larger ``steps`` trains on."""
+    from ..diffusion.train import CHECKPOINT, checkpoint_run
+
+    if disc_start is not None:
+        return disc_start
+    checkpoint = Path(out_dir) / CHECKPOINT
+    return checkpoint_run(checkpoint).get("disc_start", steps // 2) if checkpoint.is_file() else steps // 2
+
+
 def train_vq_autoencoder(model, images: Sequence[torch.Tensor] | str | os.PathLike, steps: int, batch_size: int = 16,
                          crop: int = 64, lr: float = 2e-4, adv_weight: float = 0.1, disc_start: int | None = None,
                          ema_decay: float = 0.999, out_dir: str | os.PathLike = "runs/vq", save_every: int = 500,
@@ -149,7 +177,7 @@ def train_vq_autoencoder(model, images: Sequence[torch.Tensor] | str | os.PathLi
 
     Args:
         adv_weight: weight of the generator's GAN loss (0: none).
-        disc_start: first step with the GAN loss (default: half of ``steps``).
+        disc_start: first step with the GAN loss (default: :func:`vq_disc_start`, half of ``steps``).
         eval_images: photos for the held-out PSNR (default: ``images``; 16 crops from a separate seed).
         restart_every: steps between restarts of dead codes (:class:`CodeUsage`; 0: none).
 
@@ -161,7 +189,8 @@ def train_vq_autoencoder(model, images: Sequence[torch.Tensor] | str | os.PathLi
     from ..restore.diffusion_gan import PatchDiscriminator
     from .. import weights as ws
 
-    disc_start = steps // 2 if disc_start is None else disc_start
+    disc_start = vq_disc_start(steps, disc_start, out_dir)
+    eval_images = _eval_images(eval_images, crop)
     if adv_weight > 0 and disc_start < steps and crop < PatchDiscriminator.min_side():
         raise InputError(f"the GAN loss's PatchDiscriminator needs crops of at least {PatchDiscriminator.min_side()} "
                          f"px, got {crop} (use larger crops, --size, or no GAN loss, --adv-weight 0)")
@@ -222,6 +251,17 @@ def train_vq_autoencoder(model, images: Sequence[torch.Tensor] | str | os.PathLi
     return tr.finish(recipe, quality=quality)
 
 
+def weights_digest(module: torch.nn.Module) -> str:
+    """sha256 of ``module``'s state dict (names, dtypes, shapes and values), wherever it lies."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in module.state_dict().items():
+        h.update(f"{k} {v.dtype} {tuple(v.shape)}\n".encode())
+        h.update(v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def encode_crops(vq, crops: torch.Tensor) -> torch.Tensor:
     """``(B, 3, H, W)`` crops -> ``(B, L)`` raster-order tokens."""
     with torch.no_grad():
@@ -237,7 +277,8 @@ def train_token_transformer(model, vq, images: Sequence[torch.Tensor] | str | os
                             eval_images=None, quality_samples: int = 64):
     """Train a :class:`~genrestore.models.vq.TokenTransformer` on ``vq``'s tokens of random crops.
 
-    The crop side is ``sqrt(model.length) * vq.factor`` (square token grids). Quality: bits per
+    The crop side is ``sqrt(model.length) * vq.factor`` (square token grids); a checkpoint resumes
+    only with the same ``vq`` weights (:func:`weights_digest`). Quality: bits per
     token on held-out crops, and FID/KID of ``quality_samples`` decoded samples at temperature 1
     (:func:`sample_quality`; 0: none). Returns the EMA model.
     """
@@ -250,9 +291,10 @@ def train_token_transformer(model, vq, images: Sequence[torch.Tensor] | str | os
         raise InputError(f"expected a square token grid and {vq.codebook_size} codes; the transformer has "
                          f"{model.length} positions and {model.vocab_size} codes")
     crop = side * vq.factor
+    eval_images = _eval_images(eval_images, crop)
     tr = TrainRun(model, images, steps, batch_size, crop, ema_decay, out_dir, save_every, seed, device,
-                  {"lr": lr, "config": model.config, "vq": vq.config}, time_limit=time_limit,
-                  channels_last=channels_last, compile=compile)
+                  {"lr": lr, "config": model.config, "vq": vq.config, "vq_weights": weights_digest(vq)},
+                  time_limit=time_limit, channels_last=channels_last, compile=compile)
     dev = tr.device
     vq.to(dev).eval()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95))
@@ -298,6 +340,7 @@ def train_ddpm(model, images: Sequence[torch.Tensor] | str | os.PathLike, steps:
 
     if quality_samples:
         _check_quality_samples(quality_samples)
+    eval_images = _eval_images(eval_images, crop)
     tr = TrainRun(model, images, steps, batch_size, crop, ema_decay, out_dir, save_every, seed, device,
                   {"lr": lr, "config": model.config}, time_limit=time_limit,
                   channels_last=channels_last, compile=compile)

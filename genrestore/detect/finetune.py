@@ -204,6 +204,9 @@ def finetune(g: nn.Module, pairs: list[tuple[torch.Tensor, torch.Tensor]], cfg: 
         if changed:
             raise InputError(f"{ckpt}: the run there used other settings ({', '.join(changed)}); "
                              f"resume with the same ones or use a new output folder")
+        if prev["iteration"] > cfg.iterations:  # else the result would record fewer iterations than it had
+            raise InputError(f"{ckpt} is at iteration {prev['iteration']}, past --iterations {cfg.iterations}; give "
+                             f"--iterations {prev['iteration']} or more to finish that run, or use a new output folder")
         g.load_state_dict({k[2:]: v for k, v in state.items() if k.startswith("g.")})
         _load_adam(opt_g, state, "opt_g")
         if d is not None:

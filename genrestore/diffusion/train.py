@@ -51,9 +51,10 @@ from .schedulers import make_scheduler
 CHECKPOINT = "checkpoint.safetensors"
 FINAL = "model.safetensors"
 # Run arguments that must match for a resume to continue the same run.
-_RUN_KEYS = ("batch_size", "crop", "lr", "ema_decay", "seed", "n_images", "config", "loss", "half", "init_sha256")
+_RUN_KEYS = ("batch_size", "crop", "lr", "ema_decay", "seed", "n_images", "config", "loss", "half", "init_sha256",
+             "settings")
 # run values that are left out of the record when they are the default (older checkpoints lack them)
-_RUN_DEFAULTS = {"loss": "mse", "world_size": 1, "half": False, "init_sha256": None}
+_RUN_DEFAULTS = {"loss": "mse", "world_size": 1, "half": False, "init_sha256": None, "settings": None}
 
 
 def load_images(images: Sequence[torch.Tensor] | str | os.PathLike, channels: int = 3) -> list[torch.Tensor]:
@@ -135,8 +136,9 @@ def load_checkpoint(path: Path, modules: dict[str, torch.nn.Module],
     from ..io import load_safetensors
 
     meta = checkpoint_run(path)
-    saved_now = {k: (meta.get(k, _RUN_DEFAULTS.get(k)), run.get(k, _RUN_DEFAULTS.get(k))) for k in keys}
-    mismatch = {k: v for k, v in saved_now.items() if v[0] != v[1]}
+    mismatch = {}
+    for k in keys:
+        mismatch.update(dict_differences(meta.get(k, _RUN_DEFAULTS.get(k)), run.get(k, _RUN_DEFAULTS.get(k)), k))
     if mismatch:
         raise InputError(f"{path}: checkpoint of another run (saved vs now: {mismatch}); "
                          "use another output folder or delete the checkpoint")
@@ -151,6 +153,17 @@ def load_checkpoint(path: Path, modules: dict[str, torch.nn.Module],
                 state["state"][i] = {k.split(".", 2)[2]: tensors[k] for k in found}
         opt.load_state_dict(state)
     return meta["step"], meta["wall_time_s"]
+
+
+def dict_differences(saved: Any, now: Any, key: str = "") -> dict[str, tuple[Any, Any]]:
+    """``{key: (saved, now)}`` where they differ; within dicts (a model's config), only the entries
+    that differ, as ``key.entry`` (``entry`` for an empty ``key``), so that a message names what changed."""
+    if isinstance(saved, dict) and isinstance(now, dict):
+        out = {}
+        for k in {**saved, **now}:
+            out.update(dict_differences(saved.get(k), now.get(k), f"{key}.{k}" if key else k))
+        return out
+    return {} if saved == now else {key: (saved, now)}
 
 
 def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float, step: int) -> None:
@@ -186,11 +199,12 @@ def cpu_bf16(half: bool, device: str | torch.device) -> bool:
     return half and torch.device(device).type == "cpu" and half_dtype("cpu") == torch.bfloat16
 
 
-def _optional_run_args(loss: str, half: bool, device: str | torch.device, init_sha256: str | None) -> dict:
+def _optional_run_args(loss: str, half: bool, device: str | torch.device, init_sha256: str | None,
+                       settings: str | None = None) -> dict:
     """The run arguments that are recorded only when not their default (:data:`_RUN_DEFAULTS`), so
     that checkpoints made before they existed still resume."""
     return {**({"loss": loss} if loss != "mse" else {}), **({"half": True} if cpu_bf16(half, device) else {}),
-            **({"init_sha256": init_sha256} if init_sha256 else {})}
+            **({"init_sha256": init_sha256} if init_sha256 else {}), **({"settings": settings} if settings else {})}
 
 
 def _denoising_step(model: ConditionalUNet, opt: torch.optim.Optimizer, device: torch.device, loss: str = "mse",
@@ -307,6 +321,9 @@ class TrainRun:
             # the process count sets the per-process batch and random streams: a resume must keep it
             keys = [*keys, "world_size"] if "world_size" not in keys else keys
             self.start, self.wall = load_checkpoint(self.checkpoint, self.modules, self.optimizers, self.run, keys)
+            if self.start > self.total:  # else the final model would record fewer steps than it trained
+                raise InputError(f"{self.checkpoint} is at step {self.start}, past --steps {self.total}; give "
+                                 f"--steps {self.start} or more to finish that run, or use another output folder")
 
     def draw(self, tag: str) -> torch.Generator:
         """``generator_for(seed, tag)`` on process 0 (and in a single process); another stream on each other process."""
@@ -438,7 +455,7 @@ def train_conditional(model: ConditionalUNet, images: Sequence[torch.Tensor] | s
                       meta: dict[str, Any] | None = None, loss: str = "mse", channels_last: bool = False,
                       compile: bool | str = False, encode: Callable[[torch.Tensor], torch.Tensor] | None = None,
                       progress: bool = False, workers: int = 0, half: bool = False,
-                      init_sha256: str | None = None) -> ConditionalUNet:
+                      init_sha256: str | None = None, settings: str | None = None) -> ConditionalUNet:
     """Train ``model`` to restore ``degrade_fn(x)`` to ``x``; return the EMA model.
 
     Step ``k`` (from 0): crops and flips from ``generator_for(seed, "crop-k")``, image ``i``'s
@@ -487,6 +504,8 @@ def train_conditional(model: ConditionalUNet, images: Sequence[torch.Tensor] | s
         init_sha256: the sha256 of the weights ``model`` starts from, when they are a trained
             model's (fine-tuning): part of the run's arguments, so a checkpoint resumes only
             from the same start.
+        settings: the caller's settings that ``degrade_fn`` or ``encode`` depend on and the
+            model's config does not show (e.g. ``"--level L"``): part of the run's arguments.
 
     Returns:
         the EMA :class:`ConditionalUNet`, in ``eval()`` mode.
@@ -497,7 +516,7 @@ def train_conditional(model: ConditionalUNet, images: Sequence[torch.Tensor] | s
             checkpoint in ``out_dir`` from a run with other arguments.
     """
     tr = TrainRun(model, images, steps, batch_size, crop, ema_decay, out_dir, save_every, seed, device,
-                  {"lr": lr, "config": model.config, **_optional_run_args(loss, half, device, init_sha256)},
+                  {"lr": lr, "config": model.config, **_optional_run_args(loss, half, device, init_sha256, settings)},
                   time_limit=time_limit, channels_last=channels_last, compile=compile, workers=workers)
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     tr.optimizers["adamw"] = (opt, model)
@@ -528,7 +547,7 @@ def train_conditional_pairs(model: ConditionalUNet, pairs: Sequence[tuple[torch.
                             channels_last: bool = False, compile: bool | str = False,
                             encode: Callable[[torch.Tensor], torch.Tensor] | None = None,
                             progress: bool = False, loss: str = "mse", half: bool = False,
-                            init_sha256: str | None = None) -> ConditionalUNet:
+                            init_sha256: str | None = None, settings: str | None = None) -> ConditionalUNet:
     """:func:`train_conditional` on precomputed ``(clean, degraded, label)`` pairs (DiffGAR's
     synthetic artifact dataset): the same crop window and flip cut both images of a pair.
 
@@ -536,7 +555,7 @@ def train_conditional_pairs(model: ConditionalUNet, pairs: Sequence[tuple[torch.
         pairs: ``(3, H, W)`` clean and degraded images in ``[0, 1]`` of the same size, and the class
             index in ``[0, num_classes]`` (``num_classes`` = ``[MASK]``, e.g. identity pairs); a
             model without classes (IDM, the regression UNet) ignores it.
-        loss, half, init_sha256: as in :func:`train_conditional`.
+        loss, half, init_sha256, settings: as in :func:`train_conditional`.
 
     Returns:
         the EMA model (also saved as ``out_dir/model.safetensors``).
@@ -549,7 +568,7 @@ def train_conditional_pairs(model: ConditionalUNet, pairs: Sequence[tuple[torch.
         labels.append(int(label))
     label_of = torch.tensor(labels, dtype=torch.long)
     args = {"lr": lr, "config": model.config, "pairs": len(stacked),
-            **_optional_run_args(loss, half, device, init_sha256)}
+            **_optional_run_args(loss, half, device, init_sha256, settings)}
     tr = TrainRun(model, stacked, steps, batch_size, crop, ema_decay, out_dir, save_every, seed, device, args,
                   channels=6, time_limit=time_limit, channels_last=channels_last, compile=compile)
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
