@@ -93,7 +93,7 @@ def _validate_inputs(paths: Sequence[Path], rgb_only: str | None = None, decode:
     from PIL import Image, UnidentifiedImageError
     from tqdm import tqdm
 
-    from .io import exif_orientation, png_is_complete, read_image
+    from .io import exif_orientation, is_grey_with_alpha, png_is_complete, read_image
 
     sizes = []
     limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # we only read the header here
@@ -114,7 +114,8 @@ def _validate_inputs(paths: Sequence[Path], rgb_only: str | None = None, decode:
                 continue
             shape = read_image(p).shape
             if rgb_only and shape[1] != 3:
-                kind = {1: "grey", 2: "grey+alpha", 4: "RGBA"}.get(shape[1], f"{shape[1]}-channel")
+                c = 2 if shape[1] == 4 and is_grey_with_alpha(p) else shape[1]  # read as RGBA
+                kind = {1: "grey", 2: "grey+alpha", 4: "RGBA"}.get(c, f"{c}-channel")
                 raise InputError(f"{p}: {kind} image; {rgb_only} take RGB (convert it to RGB first)")
             sizes.append(tuple(shape[-2:]))
     finally:
@@ -123,11 +124,14 @@ def _validate_inputs(paths: Sequence[Path], rgb_only: str | None = None, decode:
 
 
 def _read_input(path: Path) -> tuple[torch.Tensor, int]:
-    """An input image in its own channels, ``(1, C, H, W)`` in [0, 1], and the bits per sample its
-    output PNG gets: 16 for a 16-bit (or float) file, as Real-ESRGAN writes it, else 8."""
-    from .io import read_image_bits
+    """An input image in its own channels, ``(1, C, H, W)`` in [0, 1] (C = 2 for grey+alpha, which
+    io.read_image gives as RGBA), and the bits per sample its output PNG gets: 16 for a 16-bit (or
+    float) file, as Real-ESRGAN writes it, else 8."""
+    from .io import is_grey_with_alpha, read_image_bits
 
     x, bits = read_image_bits(path)
+    if x.shape[1] == 4 and is_grey_with_alpha(path):
+        x = x[:, [0, 3]]
     return x, 16 if bits > 8 else 8
 
 
@@ -191,11 +195,11 @@ def _makes_mask(deg) -> bool:
 
 
 def _degrade_one(deg, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, Any, torch.Tensor | None]:
-    """Degrade one ``(1, C, H, W)`` image; alpha is kept (resized with the image if needed)."""
+    """Degrade one ``(1, C, H, W)`` image; alpha (C = 2 or 4) is kept (resized with the image if needed)."""
     from .degrade import resize
 
-    alpha = x[:, 3:] if x.shape[1] == 4 else None
-    y, params = deg.degrade_with_params(x[:, :3] if alpha is not None else x, [generator])
+    alpha = x[:, -1:] if x.shape[1] in (2, 4) else None
+    y, params = deg.degrade_with_params(x[:, :-1] if alpha is not None else x, [generator])
     if isinstance(params, list):  # the pipelines return one parameter dict per image
         params = params[0]
     if alpha is not None:
@@ -219,7 +223,7 @@ def _grid(x: torch.Tensor, seed_key: int, backend: str) -> torch.Tensor:
     from .degrade import LEVELS, TASKS, Upsample
     from .viz import contact_sheet
 
-    rgb = x[:, :3]
+    rgb = x[:, :-1] if x.shape[1] in (2, 4) else x  # the colour, without alpha
     rows, labels = [], []
     for name, cls in TASKS.items():
         row = [rgb]
@@ -239,7 +243,7 @@ def cmd_degrade(args: argparse.Namespace) -> int:
 
     from ._random import generator_for, seed_for
     from .degrade import PIPELINES
-    from .io import (atomic_write_bytes, json_line, list_images, outputs_recorded, read_image, write_image,
+    from .io import (atomic_write_bytes, is_grey_with_alpha, json_line, list_images, outputs_recorded, write_image,
                      write_image_hashed)
 
     if not args.task and not args.grid:
@@ -272,7 +276,7 @@ def cmd_degrade(args: argparse.Namespace) -> int:
         image_seed = seed_for(args.seed, key)
         x = None
         if args.grid:
-            x = read_image(path).to(device)
+            x = _read_input(path)[0].to(device)
             write_image(out_dir / f"grid_{path.stem}.png", _grid(x, args.seed, args.backend))
         if deg is None:
             if args.json:  # --grid alone: a line per contact sheet
@@ -281,15 +285,17 @@ def cmd_degrade(args: argparse.Namespace) -> int:
             continue
         out_png, out_json = out_dir / f"{path.stem}.png", out_dir / f"{path.stem}.json"
         out_mask = out_dir / f"{path.stem}_mask.png"
-        # the record lists the mask too when the task made one; a finished image is not decoded again
-        if args.resume and outputs_recorded(out_json, expect, [out_png]):
+        # the record lists the mask too when the task made one; a finished image is not decoded again.
+        # Grey+alpha was written as RGBA before records held "channels": such an output is redone
+        grey_alpha = {"channels": 2} if args.resume and is_grey_with_alpha(path) else {}
+        if args.resume and outputs_recorded(out_json, {**expect, **grey_alpha}, [out_png]):
             skipped += 1
             continue
         if x is None:
-            x = read_image(path).to(device)
+            x = _read_input(path)[0].to(device)
         y, params, mask = _degrade_one(deg, x, generator_for(args.seed, key))
         record = {"input": str(path), "output": str(out_png), "seed": args.seed, "image_seed": image_seed,
-                  "input_size": list(x.shape[-2:]), "output_size": list(y.shape[-2:]),
+                  "channels": y.shape[1], "input_size": list(x.shape[-2:]), "output_size": list(y.shape[-2:]),
                   "degradation": expect["degradation"], "params": _jsonable(_one_image_params(params, 0))}
         hashes: dict[str, str] = {}
         if mask is not None:

@@ -59,15 +59,15 @@ def check_restorer_tiling(restorer, tile: int, tile_pad: int, options: tuple[str
 
 
 def _like_input(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """The RGB restoration ``x`` in the channels of the input ``y``: a grey input gives the luma of
-    ``x`` (BT.601), an input with alpha gets its alpha back (bilinear when ``x`` has another size,
-    e.g. DiffGAR's ``--upscale``)."""
+    """The RGB restoration ``x`` in the channels of the input ``y``: a grey (or grey+alpha) input
+    gives the luma of ``x`` (BT.601), an input with alpha gets its alpha back (bilinear when ``x``
+    has another size, e.g. DiffGAR's ``--upscale``)."""
     from .io import convert_channels
 
-    if y.shape[1] == 1:
-        return convert_channels(x, "gray").clamp(0, 1)
-    if y.shape[1] == 4:
-        alpha = y[:, 3:].to(x.device, x.dtype)
+    if y.shape[1] in (1, 2):
+        x = convert_channels(x, "gray").clamp(0, 1)
+    if y.shape[1] in (2, 4):
+        alpha = y[:, -1:].to(x.device, x.dtype)
         if alpha.shape[-2:] != x.shape[-2:]:
             alpha = torch.nn.functional.interpolate(alpha, size=x.shape[-2:], mode="bilinear").clamp(0, 1)
         return torch.cat([x, alpha], 1)

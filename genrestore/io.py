@@ -1,8 +1,9 @@
 """Image files in and out, folders and globs, atomic writes, and tiled processing.
 
 Images cross this boundary as ``float32`` tensors ``(1, C, H, W)`` in ``[0, 1]`` with
-C = 1 (grey), 3 (RGB) or 4 (RGBA, alpha last, straight not premultiplied). Quantization to
-8 or 16 bits happens here and nowhere else.
+C = 1 (grey), 3 (RGB) or 4 (RGBA, alpha last, straight not premultiplied); grey+alpha files read
+as RGBA, and C = 2 (grey+alpha) is written as such. Quantization to 8 or 16 bits happens here and
+nowhere else.
 """
 
 from __future__ import annotations
@@ -108,6 +109,27 @@ def _pillow_header(path: Path) -> tuple[int, bool | None]:
         Image.MAX_IMAGE_PIXELS = limit
 
 
+def is_grey_with_alpha(path: str | os.PathLike) -> bool:
+    """Whether the file ``path`` is grey with alpha (Pillow's LA, or grey with a transparent level),
+    which :func:`read_image` returns as RGBA; ``False`` if Pillow cannot parse it."""
+    from PIL import Image
+
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # header only
+    try:
+        with Image.open(path) as im:
+            if im.format == "PNG":  # the colour type in IHDR: Pillow reads 16-bit grey+alpha as RGBA
+                with open(path, "rb") as f:
+                    f.seek(25)
+                    colour = f.read(1)
+                return colour == b"\x04" or (colour == b"\x00" and "transparency" in im.info)
+            bands = im.getbands()
+            return bands[0] in ("L", "I") and (len(bands) == 2 or "transparency" in im.info)
+    except Exception:
+        return False
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
 @contextlib.contextmanager
 def _native_stderr():
     """Capture what native code (libpng, libjpeg, libtiff inside OpenCV) writes to file descriptor 2,
@@ -191,11 +213,15 @@ def read_image_bits(path: str | os.PathLike, mode: Literal["keep", "rgb", "gray"
     oriented = path.suffix.lower() in (".tif", ".tiff")
     if arr.shape[2] == 4 and has_alpha is False:  # e.g. CMYK, which OpenCV decodes to BGRA
         arr = arr[:, :, :3]
-    elif arr.shape[2] == 1 and has_alpha and arr.dtype == np.uint8:  # e.g. a grey+alpha TIFF: OpenCV drops the alpha
+    elif arr.shape[2] == 1 and has_alpha:  # e.g. grey+alpha TIFF, grey PNG with tRNS: OpenCV drops the alpha
         from PIL import Image
 
         with Image.open(path) as im:
-            arr, oriented = np.asarray(im.convert("LA")), False
+            if arr.dtype == np.uint8:
+                arr, oriented = np.asarray(im.convert("LA")), False
+            elif arr.dtype == np.uint16 and isinstance(level := im.info.get("transparency"), int):
+                # Pillow's LA has 8 bits: the alpha from the file's transparent grey level (tRNS) instead
+                arr = np.concatenate([arr, np.where(arr == level, 0, 65535).astype(np.uint16)], axis=2)
     if arr.shape[2] in (3, 4):  # BGR(A) -> RGB(A) in one pass (a reversed view made the division strided)
         arr = cv2.cvtColor(np.ascontiguousarray(arr), cv2.COLOR_BGR2RGB if arr.shape[2] == 3 else cv2.COLOR_BGRA2RGBA)
     elif arr.shape[2] == 2:  # grey + alpha
@@ -208,14 +234,15 @@ def read_image_bits(path: str | os.PathLike, mode: Literal["keep", "rgb", "gray"
 
 
 def convert_channels(x: torch.Tensor, mode: Literal["keep", "rgb", "gray", "rgba"]) -> torch.Tensor:
-    """Convert ``(N, C, H, W)`` between grey, RGB and RGBA (grey uses ITU-R BT.601 luma)."""
+    """Convert ``(N, C, H, W)`` between grey, grey+alpha (C = 2), RGB and RGBA (grey uses ITU-R
+    BT.601 luma); ``rgba`` of grey+alpha keeps its alpha."""
     if mode not in ("keep", "rgb", "gray", "rgba"):
         raise InputError(f"unknown channel mode {mode!r}; expected keep, rgb, gray or rgba")
-    check_image(x, "image", channels=(1, 3, 4), check_range=False)
+    check_image(x, "image", channels=(1, 2, 3, 4), check_range=False)
     c = x.shape[1]
     if mode == "keep":
         return x
-    rgb, alpha = (x[:, :3], x[:, 3:]) if c == 4 else (x, None)
+    rgb, alpha = (x[:, :c - 1], x[:, c - 1:]) if c in (2, 4) else (x, None)
     if rgb.shape[1] == 1 and mode in ("rgb", "rgba"):
         rgb = rgb.expand(-1, 3, -1, -1)
     if mode == "gray":
@@ -306,7 +333,8 @@ def encode_image(x: torch.Tensor, suffix: str = ".png", bits: Literal[8, 16] = 8
     """Encode one ``(1, C, H, W)`` or ``(C, H, W)`` image in [0, 1] as file bytes.
 
     Args:
-        x: the image; C = 1, 3 or 4 (alpha written back where the format has it).
+        x: the image; C = 1, 2 (grey+alpha), 3 or 4 (alpha written back where the format has it;
+            grey+alpha as RGBA in formats other than PNG).
         suffix: the format, by file suffix.
         bits: 8, or 16 for PNG and TIFF.
         jpeg_quality: JPEG and WebP quality.
@@ -321,8 +349,8 @@ def encode_image(x: torch.Tensor, suffix: str = ".png", bits: Literal[8, 16] = 8
         if x.shape[0] != 1:
             raise InputError(f"encode_image takes one image, got a batch of {x.shape[0]}")
         x = x[0]
-    if x.ndim != 3 or x.shape[0] not in (1, 3, 4) or not x.shape[1] or not x.shape[2]:
-        raise InputError(f"expected (C, H, W) with C in (1, 3, 4) and H, W >= 1, got {tuple(x.shape)}")
+    if x.ndim != 3 or x.shape[0] not in (1, 2, 3, 4) or not x.shape[1] or not x.shape[2]:
+        raise InputError(f"expected (C, H, W) with C in (1, 2, 3, 4) and H, W >= 1, got {tuple(x.shape)}")
     if x.is_complex():
         raise InputError(f"expected a real image in [0, 1] to write, got dtype {x.dtype}")
     given_bits, given_quality = bits, jpeg_quality
@@ -345,6 +373,10 @@ def encode_image(x: torch.Tensor, suffix: str = ".png", bits: Literal[8, 16] = 8
         arr = levels_hw.to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
     else:
         arr = np.ascontiguousarray(levels_hw.permute(1, 2, 0).numpy().astype(np.uint16))
+    if arr.shape[2] == 2:
+        if suffix == ".png":
+            return _grey_alpha_png(arr)
+        arr = arr[:, :, [0, 0, 0, 1]]
     if arr.shape[2] in (3, 4):  # RGB(A) -> BGR(A), OpenCV's order
         arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR if arr.shape[2] == 3 else cv2.COLOR_RGBA2BGRA)
     params: list[int] = []
@@ -362,6 +394,24 @@ def encode_image(x: torch.Tensor, suffix: str = ".png", bits: Literal[8, 16] = 8
     if not ok:
         raise InputError(f"cannot encode an image as {suffix}")
     return buf.tobytes()
+
+
+def _grey_alpha_png(arr: np.ndarray) -> bytes:
+    """A grey+alpha PNG (colour type 4) of ``arr``, ``(H, W, 2)`` uint8 or uint16: OpenCV's encoder
+    writes 1, 3 or 4 channels only, Pillow's 8-bit grey+alpha only. Rows use PNG's "Up" filter."""
+    import struct
+    import zlib
+
+    h, w, _ = arr.shape
+    rows = arr.astype(arr.dtype.newbyteorder(">")).view(np.uint8).reshape(h, -1)  # PNG samples are big-endian
+    up = np.diff(rows, axis=0, prepend=np.zeros_like(rows[:1]))  # byte minus the byte above, mod 256
+    data = np.concatenate([np.full((h, 1), 2, np.uint8), up], axis=1).tobytes()  # filter type 2 before each row
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", w, h, arr.dtype.itemsize * 8, 4, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(data, 6)) + chunk(b"IEND", b"")
 
 
 def write_image(path: str | os.PathLike, x: torch.Tensor, bits: Literal[8, 16] = 8,

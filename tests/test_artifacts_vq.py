@@ -374,3 +374,15 @@ def test_ar_resample_rectangle_fits_the_grid_and_bad_settings_are_refused(vq, gp
     other = TokenTransformer(16, 16, dim=16, depth=1, heads=2).eval()  # 16 codes, the autoencoder has 32
     with pytest.raises(InputError, match="of 16 codes"):
         ar_resample(vq, other, x, 0.5, gens(1))
+
+
+def test_ar_resample_size_message_gives_tokens_as_width_x_height():
+    """The CLI names an image W x H px; the token grid it then gave was H x W (a 200x40 px image
+    "has 10x50 tokens"). By hand: ceil(200 / 4) = 50 tokens wide, 40 / 4 = 10 tall."""
+    from types import SimpleNamespace
+
+    from genrestore.artifacts.vq import check_ar_resample_size
+
+    vq, gpt = SimpleNamespace(factor=4, codebook_size=512), SimpleNamespace(grid=32, vocab_size=512)
+    with pytest.raises(InputError, match="this image has 50x10 tokens"):
+        check_ar_resample_size(vq, gpt, (40, 200))

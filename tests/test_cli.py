@@ -1160,6 +1160,46 @@ def test_restore_resume_redoes_a_record_without_channels(tmp_path, capsys):
     assert "1 already done" in "".join(capsys.readouterr())
 
 
+def test_restore_and_degrade_write_grey_alpha_as_grey_alpha(tmp_path, capsys):
+    """A grey+alpha (LA) input was written as RGBA by restore and degrade; it now comes back LA (as
+    Pillow reads it) with the input's alpha. An older run's RGBA output (record "channels": 4) is redone."""
+    la = np.random.default_rng(11).integers(0, 256, (12, 16, 2), dtype=np.uint8)
+    (tmp_path / "in").mkdir()
+    Image.fromarray(la, "LA").save(tmp_path / "in" / "la.png")
+    for verb in (["restore", "--steps", "1"], ["degrade", "--task", "denoise"]):
+        out = tmp_path / verb[0]
+        args = [verb[0], str(tmp_path / "in"), "-o", str(out), *verb[1:], "-q", "--resume"]
+        assert main(args) == 0
+        with Image.open(out / "la.png") as im:
+            assert im.mode == "LA", verb
+            np.testing.assert_array_equal(np.asarray(im)[:, :, 1], la[:, :, 1])
+        rec = json.loads((out / "la.json").read_text())
+        assert rec["channels"] == 2
+        capsys.readouterr()
+        assert main(args) == 0
+        assert "1 already done" in capsys.readouterr().out
+        rec["channels"] = 4  # as the run before the fix recorded its RGBA output
+        (out / "la.json").write_text(json.dumps(rec))
+        assert main(args) == 0
+        assert "0 already done" in capsys.readouterr().out
+
+
+def test_rgb_only_commands_name_grey_alpha_as_such(tmp_path):
+    """artifacts and detect refuse non-RGB files by kind: a grey+alpha (LA) file was called "RGBA"
+    (io.read_image gives it as RGBA)."""
+    import re
+
+    from genrestore._checks import InputError
+    from genrestore.cli import _validate_inputs
+
+    la = np.zeros((4, 5, 2), np.uint8)
+    Image.fromarray(la, "LA").save(tmp_path / "la.png")
+    Image.fromarray(np.zeros((4, 5, 4), np.uint8), "RGBA").save(tmp_path / "rgba.png")
+    for name, kind in (("la", "grey+alpha"), ("rgba", "RGBA")):
+        with pytest.raises(InputError, match=re.escape(f"{name}.png: {kind} image; X take RGB")):
+            _validate_inputs([tmp_path / f"{name}.png"], rgb_only="X")
+
+
 def test_restored_channels_follow_the_input_by_hand():
     """_like_input: grey -> 0.299 R + 0.587 G + 0.114 B of the restoration (hand-written); RGBA -> the
     input's alpha, resized as OpenCV's INTER_LINEAR when the restoration is larger (DiffGAR --upscale)."""
@@ -1176,6 +1216,9 @@ def test_restored_channels_follow_the_input_by_hand():
     ref = cv2.resize(y[0, 3].numpy(), (8, 6), interpolation=cv2.INTER_LINEAR)
     assert torch.equal(out[:, :3], x) and torch.allclose(out[0, 3], torch.from_numpy(ref), atol=1e-6)
     assert torch.equal(_like_input(x, x), x)
+    out = _like_input(x, y[:, [0, 3]])  # grey+alpha: the luma and the input's alpha, resized
+    assert out.shape == (1, 2, 6, 8) and torch.allclose(out[:, :1], grey, atol=1e-7)
+    assert torch.allclose(out[0, 1], torch.from_numpy(ref), atol=1e-6)
 
 
 def test_python_m_genrestore_is_the_command(tmp_path):

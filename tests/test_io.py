@@ -398,6 +398,45 @@ def test_grey_alpha_png_reads_as_rgba_with_its_alpha(tmp_path):
     np.testing.assert_array_equal(got[:, :, 3], la[:, :, 1])
 
 
+@pytest.mark.parametrize("bits", [8, 16])
+def test_grey_alpha_writes_as_a_grey_alpha_png(tmp_path, bits):
+    """A 2-channel (grey, alpha) image is written as a grey+alpha PNG (colour type 4), which
+    OpenCV's encoder cannot write (1, 3 or 4 channels only); its samples are round(x * levels)."""
+    import cv2
+
+    from genrestore.io import is_grey_with_alpha
+
+    x = torch.rand(1, 2, 5, 7, generator=torch.Generator().manual_seed(9))
+    write_image(tmp_path / "la.png", x, bits=bits)
+    data = (tmp_path / "la.png").read_bytes()
+    assert data[24:26] == bytes([bits, 4])  # IHDR: bit depth, colour type grey+alpha
+    levels = 2 ** bits - 1
+    ref = np.floor(x[0].permute(1, 2, 0).double().numpy() * levels + 0.5).astype(np.uint16)
+    if bits == 8:
+        with Image.open(tmp_path / "la.png") as im:
+            assert im.mode == "LA"
+            np.testing.assert_array_equal(np.asarray(im), ref)
+    got = cv2.imread(str(tmp_path / "la.png"), cv2.IMREAD_UNCHANGED)  # BGRA, the grey in B, G and R
+    np.testing.assert_array_equal(got, ref[:, :, [0, 0, 0, 1]])
+    # the reader's contract: grey+alpha reads as RGBA; the CLI tells it from RGBA (Pillow says RGBA at 16 bits)
+    assert torch.equal(read_image(tmp_path / "la.png"), quantize(x, bits)[:, [0, 0, 0, 1]])
+    write_image(tmp_path / "rgba.png", x[:, [0, 0, 0, 1]], bits=bits)
+    assert is_grey_with_alpha(tmp_path / "la.png") and not is_grey_with_alpha(tmp_path / "rgba.png")
+
+
+def test_16bit_grey_png_with_a_transparent_level_keeps_it_as_alpha(tmp_path):
+    """OpenCV decodes a 16-bit grey PNG with a transparent level (tRNS) as plain grey: the
+    transparency was dropped (the 8-bit case reads it through Pillow). Now alpha is 0 exactly
+    where the sample is that level, 1 elsewhere, and the grey keeps its 16 bits."""
+    levels = np.random.default_rng(7).integers(0, 65536, (5, 6)).astype(np.uint16)
+    levels[1, 2] = levels[3, 4] = 1234
+    Image.fromarray(levels).save(tmp_path / "g.png", transparency=1234)
+    y = read_image(tmp_path / "g.png")
+    assert y.shape == (1, 4, 5, 6)
+    np.testing.assert_array_equal(y[0, 0].numpy() * np.float32(65535), levels.astype(np.float32))
+    np.testing.assert_array_equal(y[0, 3].numpy(), (levels != 1234).astype(np.float32))
+
+
 def test_16bit_read_divides_by_65535_exactly(tmp_path):
     """Every 16-bit level k, written by Pillow, reads back as k / 65535: times 65535 it is k
     exactly in float32 (k / 65536 would be up to 1 level off, within allclose's rtol=1e-5)."""

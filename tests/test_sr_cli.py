@@ -214,6 +214,27 @@ def test_upscale_writes_grey_as_grey_and_keeps_alpha(models, tmp_path, capsys):
     assert read_image(tmp_path / "s" / "a.png").shape == (1, 4, 25, 30)
 
 
+def test_upscale_writes_grey_alpha_as_grey_alpha(models, tmp_path):
+    """A grey+alpha (LA) input was upscaled as RGBA and written as RGBA; it now comes back LA (as
+    Pillow reads it), the grey and the alpha each upscaled as a grey image by the model."""
+    import numpy as np
+    from PIL import Image
+
+    from genrestore.models.sr import upscale_image
+
+    la = np.random.default_rng(12).integers(0, 256, (10, 12, 2), dtype=np.uint8)
+    (tmp_path / "in").mkdir()
+    Image.fromarray(la, "LA").save(tmp_path / "in" / "la.png")
+    out = tmp_path / "o"
+    assert main(["upscale", str(tmp_path / "in"), "-o", str(out), "--model", str(models[0]), "-q"]) == 0
+    with Image.open(out / "la.png") as im:
+        assert im.mode == "LA" and im.size == (48, 40)
+        got = torch.from_numpy(np.asarray(im).astype(np.float32) / 255).permute(2, 0, 1)[None]
+    ref = upscale_image(load_sr(models[0]), torch.from_numpy(la.astype(np.float32) / 255).permute(2, 0, 1)[None])
+    assert (got - ref).abs().max() <= 0.5 / 255 + 1e-6
+    assert json.loads((out / "la.json").read_text())["channels"] == 2
+
+
 def test_upscale_errors_missing_weight_scale_mismatch_and_memory(models, lr_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("GENRESTORE_WEIGHTS", str(tmp_path / "empty"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))

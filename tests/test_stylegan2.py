@@ -240,7 +240,9 @@ def test_load_stylegan2_damaged_sidecar(tmp_path, sidecar, says):
         load_stylegan2(out)
     assert says in str(e.value) and "\n" not in str(e.value)
     out.with_suffix(".json").unlink()
-    with pytest.raises(InputError, match="no g.json beside it .*convert_stylegan2"):
+    # the CLI's way to make one, as well as the function's
+    with pytest.raises(InputError, match="no g.json beside it .*`genrestore weights convert G.pkl G.safetensors`"
+                                         " .*convert_stylegan2"):
         load_stylegan2(out)
 
 

@@ -43,7 +43,7 @@ def check_ar_resample_size(vq, gpt, hw: tuple[int, int]) -> None:
     side = gpt.grid
     if h < side or w < side or gpt.vocab_size != vq.codebook_size:
         raise InputError(f"the transformer models {side}x{side} tokens of {gpt.vocab_size} codes; this image has "
-                         f"{h}x{w} tokens of {vq.codebook_size} (it needs images of at least {side * vq.factor} px "
+                         f"{w}x{h} tokens of {vq.codebook_size} (it needs images of at least {side * vq.factor} px "
                          "a side, from the same autoencoder)")
 
 

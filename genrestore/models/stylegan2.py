@@ -512,8 +512,9 @@ def load_stylegan2(path: str | os.PathLike, device: str | torch.device = "cpu") 
         p = resolve(str(path))
     sidecar = p.with_suffix(".json")
     if not sidecar.is_file():
-        raise InputError(f"{p}: no {sidecar.name} beside it with the generator's config; convert with "
-                         f"genrestore.models.stylegan2_convert.convert_stylegan2")
+        raise InputError(f"{p}: no {sidecar.name} beside it with the generator's config; convert the network "
+                         f"with `genrestore weights convert G.pkl G.safetensors` (or "
+                         f"genrestore.models.stylegan2_convert.convert_stylegan2), which writes both")
     config = read_sidecar(p)["config"]
     try:
         net = build_stylegan2(config)
