@@ -216,7 +216,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     summary = {"images": len(rows), **{m: sum(r[m] for r in rows) / len(rows) for m in names},
                "y_channel": args.y, "crop_border": args.crop_border, "weights_used": weights_used}
     if set_names:
-        from .metrics.distribution import frechet_distance
+        from .metrics.distribution import frechet_distance, kid_subsets_are_whole_sets
         from .metrics.fid import set_metrics
 
         if whole:
@@ -233,6 +233,9 @@ def cmd_metrics(args: argparse.Namespace) -> int:
                 if args.ref_stats:
                     feats["ref"].stats.save(args.ref_stats, args.crop_border, reference)
                     summary["ref_stats"] = f"saved to {args.ref_stats}"
+        if "kid" in summary and kid_subsets_are_whole_sets(len(rows), len(rows)):
+            summary["kid_note"] = (f"kid_std is 0 by construction: every KID subset (1000 images) holds all "
+                                   f"{len(rows)} pairs, so there is no spread to measure")
         if "pfid" in set_names:
             summary.update(set_metrics(feats["ref_p"], feats["dist_p"], ["pfid"]))
             summary["pfid_crops"] = {"size": args.pfid_size, "per_image": args.pfid_crops}
@@ -253,6 +256,8 @@ def cmd_metrics(args: argparse.Namespace) -> int:
             print(f"{m:<9} {summary[m]:>12.6f}")
         if "ref_stats" in summary:
             print(f"fid reference statistics: {summary['ref_stats']}")
+        if "kid_note" in summary:
+            print(summary["kid_note"])
     return 0
 
 

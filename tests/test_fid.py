@@ -134,6 +134,7 @@ def test_cli_fid_kid_is_pfid_and_ref_stats(inception, tmp_path, capsys, monkeypa
     assert main(["metrics", str(tmp_path / "ref"), str(tmp_path / "same")] + args) == 0
     same = json.loads(capsys.readouterr().out.splitlines()[-1])["summary"]
     assert abs(same["fid"]) < 1e-3 and "is" in same and "kid" in same
+    assert same["kid_std"] == 0.0 and "holds all 3 pairs" in same["kid_note"]  # no spread among 3 images
     # patch-FID crops each set independently (as the paper), so identical folders do not give 0
     assert 0 <= same["pfid"] < float("inf") and same["pfid_crops"] == {"size": 32, "per_image": 2}
     assert any(w.startswith("inception-fid") for w in same["weights_used"])

@@ -1,3 +1,4 @@
+import math
 import numpy as np
 import pytest
 import scipy.linalg
@@ -310,7 +311,15 @@ def test_kid_matches_explicit_unbiased_mmd():
                 ref += (k(x[i:i + 1], x[j:j + 1]) + k(y[i:i + 1], y[j:j + 1]))[0, 0] / (m * (m - 1))
             ref -= 2 * k(x[i:i + 1], y[j:j + 1])[0, 0] / (m * m)
     mean, std = kid(torch.from_numpy(x), torch.from_numpy(y), subsets=3, subset_size=40)
-    assert abs(mean - ref) < 1e-10 and std < 1e-12  # full-size subsets are all the same set
+    assert abs(mean - ref) < 1e-10 and std == 0.0  # full-size subsets are all the same set: computed once
+
+
+def test_kid_subsets_are_whole_sets_only_for_two_sets_of_one_size_within_the_subset():
+    from genrestore.metrics.distribution import kid_subsets_are_whole_sets
+
+    assert kid_subsets_are_whole_sets(4, 4) and kid_subsets_are_whole_sets(1000, 1000)
+    assert not kid_subsets_are_whole_sets(1001, 1001)  # subsets of 1000 of them vary
+    assert not kid_subsets_are_whole_sets(4, 6)  # 4 of the 6 vary
 
 
 def test_kid_rejects_no_subsets_and_non_finite_features():
@@ -629,6 +638,20 @@ def test_small_set_fid_keeps_a_copy_of_float64_features_and_checks_their_size():
     c.update(torch.randn(4, 9, generator=g))
     with pytest.raises(InputError, match="mismatched statistics"):
         fid_from_stats(a, c)
+
+
+def test_psnr_refuses_two_close_0_to_255_images_given_the_default_data_range():
+    """Photos in 0..255 that differ by at most 1 level have MSE < 1 = data_range^2, which the MSE
+    check passes: psnr returned ~48 dB (the true PSNR at data_range 255 is 10 log10(255^2 / MSE))."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (1, 3, 40, 40), generator=g).float()
+    y = (x + torch.randint(0, 2, x.shape, generator=g)).clamp(0, 255)
+    with pytest.raises(InputError, match="span .* wider than data_range = 1 .*data_range=255"):
+        psnr(x, y)
+    m = float(((x - y) ** 2).mean())
+    assert float(psnr(x, y, data_range=255)) == pytest.approx(10 * math.log10(255 ** 2 / m), rel=1e-6)
+    over = (x / 255 * 1.005 - 0.002)  # an unclamped output overshooting [0, 1] a little is still measured
+    assert float(psnr(over, x / 255)) > 30
 
 
 # --- found by mutating the code (helper-72) ---

@@ -226,6 +226,11 @@ def kid(features_a: torch.Tensor, features_b: torch.Tensor, subsets: int = 100, 
         subsets: number of random subsets.
         subset_size: samples per subset (clipped to the smaller set's size).
         generator: for the subset draws.
+
+    Returns:
+        ``(mean, std)``. When the sets are of one size, at most ``subset_size``, every subset is
+        the whole of both, so the MMD^2 is computed once and the std is 0: it measures nothing then
+        (see :func:`kid_subsets_are_whole_sets`).
     """
     from .._random import check_generator
 
@@ -247,6 +252,8 @@ def kid(features_a: torch.Tensor, features_b: torch.Tensor, subsets: int = 100, 
         raise InputError(f"KID needs subsets of at least 2 samples, got {m} (subset_size={subset_size}, "
                          f"sets of {a.shape[0]} and {b.shape[0]})")
     d = a.shape[1]
+    if kid_subsets_are_whole_sets(a.shape[0], b.shape[0], subset_size):
+        subsets = 1  # every draw would be a permutation of both whole sets: the same MMD^2
     values = []
     for _ in range(subsets):
         ia = torch.randperm(a.shape[0], generator=generator)[:m].to(a.device)
@@ -260,6 +267,13 @@ def kid(features_a: torch.Tensor, features_b: torch.Tensor, subsets: int = 100, 
         values.append(mmd)
     v = torch.stack(values)
     return float(v.mean()), float(v.std(unbiased=False)) if len(values) > 1 else 0.0
+
+
+def kid_subsets_are_whole_sets(n_a: int, n_b: int, subset_size: int = 1000) -> bool:
+    """Whether :func:`kid`'s subsets of sets of ``n_a`` and ``n_b`` samples are the whole sets (its
+    std is then 0 by construction, not a measure of spread): two sets of the same size, no larger
+    than ``subset_size``."""
+    return n_a == n_b <= subset_size
 
 
 def inception_score_splits(n: int, min_split: int = 50) -> int:
