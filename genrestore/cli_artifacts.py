@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import torch
 
-from ._argtypes import DEVICE_HELP, nonneg_float, nonneg_int, positive_float, positive_int, unit_float
+from ._argtypes import DEVICE_HELP, float_in, nonneg_float, nonneg_int, positive_float, positive_int, unit_float
 from ._checks import InputError
 
 from .artifacts.synth import KINDS, NEEDS, generator_specs, load_generators
@@ -18,8 +18,9 @@ from .artifacts.synth import KINDS, NEEDS, generator_specs, load_generators
 
 # the settings each kind reads besides its generators (NEEDS); an option of another kind given is refused
 # (it was ignored, yet part of the resume settings)
-_KIND_SETTINGS = {"ar-resample": {"temperature", "top_k", "region"}, "ddim-gauss": {"t0", "ddim_steps"},
-                  "ddim-scale": {"t0", "ddim_steps"}}
+_KIND_SETTINGS = {"ar-resample": {"temperature", "top_k", "region"}, "ddim-gauss": {"t0", "ddim_steps", "alpha"},
+                  "ddim-scale": {"t0", "ddim_steps", "gamma", "beta"}}
+_PERTURBATION = ("alpha", "gamma", "beta")  # recorded in the resume settings only when given (older records lack them)
 
 
 def _kind_options(kind: str) -> set[str]:
@@ -32,7 +33,7 @@ def cmd_artifacts(args: argparse.Namespace) -> int:
 
     from ._random import generator_for
     from .artifacts import synthesize
-    from .cli import _plan_outputs, _refuse_given, _shard, _validate_inputs, resolve_device
+    from .cli import _plan_outputs, _refuse_given, _shard, _validate_inputs, counted, resolve_device
     from .io import atomic_write_bytes, list_images, outputs_recorded, read_image, write_image_hashed
     from .weights import model_file, sha256_file
 
@@ -69,7 +70,8 @@ def cmd_artifacts(args: argparse.Namespace) -> int:
     settings = {"kind": args.kind, "level": args.level, "seed": args.seed, "models": specs,
                 "models_sha256": {k: sha256_file(model_file(v)) for k, v in specs.items()},
                 "options": {"temperature": args.temperature, "top_k": args.top_k, "region": args.region,
-                            "t0": args.t0, "ddim_steps": args.ddim_steps}}
+                            "t0": args.t0, "ddim_steps": args.ddim_steps,
+                            **{k: getattr(args, k) for k in _PERTURBATION if getattr(args, k) is not None}}}
     total = len(items)
     if args.resume:
         items = [it for it in items if not outputs_recorded(
@@ -93,7 +95,7 @@ def cmd_artifacts(args: argparse.Namespace) -> int:
         x = torch.cat([read(it) for it in group]).to(device)
         y, params = synthesize(args.kind, gens, x, args.level, [generator_for(args.seed, it.name.name) for it in group],
                                temperature=args.temperature, top_k=args.top_k, region=args.region, t0=args.t0,
-                               ddim_steps=args.ddim_steps)
+                               ddim_steps=args.ddim_steps, alpha=args.alpha, gamma=args.gamma, beta=args.beta)
         for i, it in enumerate(group):
             stem = it.name.stem
             hashes: dict[str, str] = {}
@@ -106,7 +108,7 @@ def cmd_artifacts(args: argparse.Namespace) -> int:
             atomic_write_bytes(out_dir / f"{stem}.json", (json.dumps(rec, indent=1) + "\n").encode())
         bar.update(len(group))
     bar.close()
-    print(f"{len(items)} {args.kind} pairs (level {args.level}), {total - len(items)} already done -> {out_dir}")
+    print(f"{counted(len(items), args.kind + ' pair')} (level {args.level}), {total - len(items)} already done -> {out_dir}")
     return 0
 
 
@@ -201,6 +203,12 @@ def add_parser(sub) -> None:
     a.add_argument("--t0", type=nonneg_int, default=None,
                    help="ddim kinds: the stopping step T0 (default 0.84 T: DiffGAR's 840 of 1000 timesteps)")
     a.add_argument("--ddim-steps", type=positive_int, default=48, help="ddim kinds: inversion and decoding steps (48)")
+    a.add_argument("--alpha", type=nonneg_float, help="ddim-gauss: the latent noise's scale instead of the level's "
+                   "0.6 x level (DiffGAR's test pairs: 0.25)")
+    a.add_argument("--gamma", type=positive_float, help="ddim-scale: the latent's scale instead of the level's "
+                   "1 + 0.03 x level (DiffGAR's test pairs: 1.009)")
+    a.add_argument("--beta", type=float_in(), help="ddim-scale: the latent's shift instead of the level's "
+                   "0.02 x level (DiffGAR's test pairs: 0.005)")
     a.add_argument("--crop", type=positive_int, metavar="SIDE", help="make pairs of square crops of this side (px) instead "
                    "of whole photos (a training set from large photos)")
     a.add_argument("--per-image", type=positive_int, default=1, help="with --crop: crops per photo, named STEM-0, STEM-1, ...; "

@@ -155,3 +155,33 @@ def test_ddim_scale_shift_called_directly_on_a_denoising_unet_uses_its_stored_sc
     n = torch.randn(x.shape, generator=torch.Generator().manual_seed(3)).double()
     assert p["t0"] == 84
     assert (y - ((x.double() * 2 - 1 + 0.3 * n / a ** 0.5 + 1) / 2).clamp(0, 1)).abs().max() < 1e-5
+
+
+def test_artifacts_cli_takes_diffgars_test_perturbation_instead_of_the_level(tmp_path, capsys):
+    """DiffGAR's test pairs use gamma 1.009, beta 0.005 (and alpha 0.25), which no single level gives
+    (1 + 0.03 level, 0.02 level): --gamma/--beta/--alpha set them. On a zero-eps DDPM of T = 100 the
+    output is the closed form x0' = gamma x0 + beta / sqrt(a_84), by hand; alpha 0 gives back x."""
+    import json
+
+    import numpy as np
+
+    from genrestore.cli import main
+    from genrestore.io import read_image, write_image
+
+    _zero_eps_unet(100).save(tmp_path / "ddpm.safetensors")
+    x = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 0.6 + 0.2
+    write_image(tmp_path / "in" / "a.png", x)
+    x = read_image(tmp_path / "in" / "a.png")
+    base = ["artifacts", str(tmp_path / "in"), "--ddpm", str(tmp_path / "ddpm.safetensors"), "--ddim-steps", "4", "-q"]
+    assert main(base + ["-o", str(tmp_path / "s"), "--kind", "ddim-scale", "--gamma", "1.009", "--beta", "0.005"]) == 0
+    rec = json.loads((tmp_path / "s" / "a.json").read_text())
+    assert (rec["gamma"], rec["beta"]) == (1.009, 0.005) and rec["settings"]["options"]["gamma"] == 1.009
+    a = float(np.cumprod(1 - np.linspace(1e-4, 0.02, 100))[84])
+    expected = ((1.009 * (x.double() * 2 - 1) + 0.005 / a ** 0.5 + 1) / 2).clamp(0, 1)
+    assert (read_image(tmp_path / "s" / "a.png") - expected).abs().max() < 0.6 / 255
+    assert main(base + ["-o", str(tmp_path / "g"), "--kind", "ddim-gauss", "--alpha", "0"]) == 0
+    assert json.loads((tmp_path / "g" / "a.json").read_text())["alpha"] == 0.0
+    assert (read_image(tmp_path / "g" / "a.png") - x).abs().max() <= 1 / 255
+    capsys.readouterr()
+    assert main(base + ["-o", str(tmp_path / "x"), "--kind", "ddim-scale", "--alpha", "0.25"]) == 2
+    assert "--alpha" in capsys.readouterr().err and not (tmp_path / "x").exists()

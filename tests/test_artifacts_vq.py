@@ -315,7 +315,7 @@ def test_artifacts_cli_resume_and_shards(vq, tmp_path, capsys):
     (tmp_path / "full" / "a-1_clean.png").write_bytes(b"")
     capsys.readouterr()
     assert main([*base, "-o", str(tmp_path / "full"), "--resume"]) == 0
-    assert "1 vq-replace pairs (level 0.5), 2 already done" in capsys.readouterr().out
+    assert "1 vq-replace pair (level 0.5), 2 already done" in capsys.readouterr().out
     assert {n: (tmp_path / "full" / n).read_bytes() for n in names} == full
     assert main([*base, "-o", str(tmp_path / "full"), "--resume", "--level", "0.75"]) == 0
     assert "3 vq-replace pairs (level 0.75), 0 already done" in capsys.readouterr().out

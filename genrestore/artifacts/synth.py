@@ -70,7 +70,8 @@ def ddim_t0(net, t0: int | None, what: str = "t0") -> int:
 
 def synthesize(kind: str, generators: dict, x: torch.Tensor, level: float, generator: _random.Generator = None,
                temperature: float = 18.0, top_k: int | None = 500, region: str = "suffix", t0: int | None = None,
-               ddim_steps: int = 48) -> tuple[torch.Tensor, dict]:
+               ddim_steps: int = 48, alpha: float | None = None, gamma: float | None = None,
+               beta: float | None = None) -> tuple[torch.Tensor, dict]:
     """The ``kind`` artifact of ``x`` ``(N, 3, H, W)`` in ``[0, 1]``: ``(artifact, exact parameters)``.
 
     Args:
@@ -80,6 +81,8 @@ def synthesize(kind: str, generators: dict, x: torch.Tensor, level: float, gener
         temperature, top_k, region: ``ar-resample`` settings.
         t0, ddim_steps: the DDIM kinds' stopping step and steps. ``t0=None`` is DiffGAR's 840 of
             ``T = 1000`` scaled to the model's ``T``: ``round(0.84 T)``.
+        alpha, gamma, beta: the DDIM kinds' perturbation, instead of the level's (``None``: the
+            level's); DiffGAR's test pairs use ``alpha=0.25`` and ``gamma=1.009, beta=0.005``.
 
     Raises:
         InputError: ``t0`` past the model's last timestep ``T - 1``.
@@ -106,9 +109,9 @@ def synthesize(kind: str, generators: dict, x: torch.Tensor, level: float, gener
         schedule = net.config["schedule"]
         t0 = ddim_t0(net, t0)
         if kind == "ddim-gauss":
-            y, p = ddim_gaussian(net, padded, level, generator, t0=t0, steps=ddim_steps, schedule=schedule)
+            y, p = ddim_gaussian(net, padded, level, generator, alpha, t0=t0, steps=ddim_steps, schedule=schedule)
         else:
-            y, p = ddim_scale_shift(net, padded, level, t0=t0, steps=ddim_steps, schedule=schedule)
+            y, p = ddim_scale_shift(net, padded, level, gamma, beta, t0=t0, steps=ddim_steps, schedule=schedule)
         return y[..., :h, :w], p
     if kind == "identity":
         return identity_pair(x)
