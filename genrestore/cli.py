@@ -243,8 +243,8 @@ def cmd_degrade(args: argparse.Namespace) -> int:
 
     from ._random import generator_for, seed_for
     from .degrade import PIPELINES
-    from .io import (atomic_write_bytes, is_grey_with_alpha, json_line, list_images, outputs_recorded, write_image,
-                     write_image_hashed)
+    from .io import (atomic_write_bytes, is_grey_with_alpha, json_line, list_images, outputs_recorded,
+                     remove_unlisted_outputs, write_image, write_image_hashed)
 
     if not args.task and not args.grid:
         raise InputError("nothing to do: give --task NAME and/or --grid")
@@ -303,6 +303,7 @@ def cmd_degrade(args: argparse.Namespace) -> int:
             record["mask"] = str(out_mask)
         write_image_hashed(out_png, y, hashes)
         record["sha256"] = hashes
+        remove_unlisted_outputs(out_json, hashes, protect=all_paths)  # e.g. the mask of an earlier inpainting run
         atomic_write_bytes(out_json, (json.dumps(record, indent=1) + "\n").encode())
         done += 1
         if args.json:

@@ -236,7 +236,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
     from .cli import _plan_outputs, _shard, resolve_device
     from .detect import detect_artifacts, ldl_artifact_map, make_segmenter, niqe_map, pseudo_gt, regions
-    from .io import atomic_write_bytes, json_line, outputs_recorded, read_image, write_image_hashed
+    from .io import (atomic_write_bytes, json_line, outputs_recorded, read_image, remove_unlisted_outputs,
+                     write_image_hashed)
     from .models.sr import upscale
 
     method = args.method
@@ -335,6 +336,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
             q = torch.quantile(score.flatten()[::max(1, score.numel() // 1_000_000)].double().cpu(),  # >= 1M values
                                torch.tensor([0.5, 0.9, 0.99], dtype=torch.float64))
             record["score_quantiles"] = {k: round(float(v), 6) for k, v in zip(("p50", "p90", "p99"), q)}
+        remove_unlisted_outputs(out_json, hashes, protect=all_paths)  # an earlier --save-sr run's SR images
         atomic_write_bytes(out_json, (json.dumps(record, indent=1) + "\n").encode())
         total_regions += len(found)
         total_mask += int(mask.sum())

@@ -450,6 +450,34 @@ def outputs_recorded(record: str | os.PathLike, expect: dict, outputs: Sequence[
     return all(q.is_file() and hashlib.sha256(q.read_bytes()).hexdigest() == h for q, h in files)
 
 
+def remove_unlisted_outputs(record: str | os.PathLike, keep: Iterable[str],
+                            protect: Iterable[str | os.PathLike] = ()) -> list[Path]:
+    """Before ``record`` is rewritten: delete the files that its previous version lists (by name and
+    sha256) and the new one will not (``keep``: the new outputs' names), when they still hold the
+    recorded bytes. An earlier run's optional output (``detect --save-sr``'s SR images, an
+    inpainting task's mask) would otherwise sit beside the new outputs as if it belonged to them.
+    A file changed since, or one of ``protect`` (this run's inputs), is left alone. Returns those deleted."""
+    record = Path(record)
+    try:
+        prev = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return []
+    hashes = prev.get("sha256") if isinstance(prev, dict) else None
+    if not isinstance(hashes, dict):
+        return []
+    keep = {Path(k).name for k in keep}
+    protected = {Path(q).resolve() for q in protect}
+    removed = []
+    for name, h in hashes.items():
+        q = record.parent / Path(str(name)).name
+        if q.name in keep or q.resolve() in protected or not q.is_file():
+            continue
+        if hashlib.sha256(q.read_bytes()).hexdigest() == h:
+            q.unlink()
+            removed.append(q)
+    return removed
+
+
 def list_images(inputs: Iterable[str | os.PathLike]) -> list[Path]:
     """Expand files, folders (their images, sorted, not recursive) and globs into image paths.
 

@@ -1233,3 +1233,17 @@ def test_python_m_genrestore_is_the_command(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "genrestore", "metrics", str(tmp_path / "a"), str(tmp_path / "b")],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "no such file" in bad.stderr
+
+
+def test_a_rerun_with_another_task_removes_the_earlier_tasks_mask(inputs, tmp_path):
+    """The inpainting run's NAME_mask.png went with its record; a later denoising run over the same
+    folder used to leave it beside the new NAME.png as if it were that image's mask. A mask the
+    user changed since is theirs and stays."""
+    out = tmp_path / "o"
+    assert main(["degrade", str(inputs), "-o", str(out), "--task", "inpaint", "-q"]) == 0
+    (out / "c_mask.png").write_bytes((out / "c_mask.png").read_bytes() + b"edited")
+    assert main(["degrade", str(inputs), "-o", str(out), "--task", "denoise", "-q"]) == 0
+    assert not (out / "a_mask.png").exists() and not (out / "b_mask.png").exists()
+    assert (out / "c_mask.png").read_bytes().endswith(b"edited")
+    rec = json.loads((out / "a.json").read_text())
+    assert set(rec["sha256"]) == {"a.png"} and "mask" not in rec

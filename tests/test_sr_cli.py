@@ -920,3 +920,18 @@ def test_upscale_resume_keeps_an_older_record_of_an_rgb_8_bit_image(models, tmp_
     capsys.readouterr()
     assert main(args) == 0
     assert "0 upscaled" in capsys.readouterr().out
+
+
+def test_detect_without_save_sr_removes_an_earlier_runs_sr_images(models, lr_dir, tmp_path):
+    """A --method ldl run over a folder where a --save-sr run wrote NAME_gan/_mse/_pseudo_gt.png
+    used to leave them there, the pseudo-GT made from another mask than the new NAME_mask.png."""
+    gan, mse = models
+    out = tmp_path / "det"
+    base = ["detect", str(lr_dir), "-o", str(out), "--gan", str(gan), "--mse", str(mse), "-q"]
+    assert main(base + ["--save-sr"]) == 0
+    assert (out / "im0_pseudo_gt.png").is_file()
+    assert main(base + ["--method", "ldl", "--threshold", "0.01"]) == 0
+    left = sorted(p.name for p in out.iterdir() if p.name.startswith("im0"))
+    assert left == ["im0_dmap.png", "im0_mask.png", "im0_overlay.png", "im0_regions.json"]
+    assert set(json.loads((out / "im0_regions.json").read_text())["sha256"]) == {
+        "im0_dmap.png", "im0_mask.png", "im0_overlay.png"}
