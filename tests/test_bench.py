@@ -1584,3 +1584,45 @@ def test_set_metrics_show_a_progress_bar_over_the_groups(suite_file, tmp_path, m
     run_suite(load_suite(suite_file), tmp_path / "run", progress=True)
     err = capsys.readouterr().err
     assert "bench tiny" in err and "set metrics" in err and "4/4" in err
+
+
+def test_artifacts_table_sets_diffgars_test_perturbation_and_is_part_of_the_rows(suite_file, tmp_path):
+    """[artifacts] gamma/beta make ddim-scale's inputs with DiffGAR's test settings (1.009, 0.005, no
+    single level): the row's input is synthesize's with those values (a zero-eps DDPM: the closed form
+    gamma x0 + beta / sqrt(a_T0), by hand), and a run with other options makes new inputs instead of
+    keeping the earlier ones. Options of a task the suite lacks, or out of range, are refused."""
+    import numpy as np
+
+    from genrestore.diffusion import DenoisingUNet
+    from genrestore.io import read_image
+
+    torch.manual_seed(0)
+    net = DenoisingUNet(3, schedule={"num_train_timesteps": 100}, unet=dict(
+        sample_size=8, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
+        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D")))
+    for p in net.unet.conv_out.parameters():
+        p.data.zero_()
+    net.save(tmp_path / "ddpm.safetensors")
+    base = (suite_file.read_text().replace('tasks = ["inpaint"]', 'tasks = ["ddim-scale"]')
+            .replace('levels = ["S", "M"]', 'levels = ["M"]').replace('"degraded", "telea"', '"degraded"')
+            .replace('"lpips"]', '"psnr"]') + f'\n[generators]\nddpm = "{tmp_path / "ddpm.safetensors"}"\n')
+    suite_file.write_text(base + "\n[artifacts]\ngamma = 1.009\nbeta = 0.005\n")
+    suite = load_suite(suite_file)
+    assert suite.artifacts == {"gamma": 1.009, "beta": 0.005} and suite.artifact_options("ddim-gauss") == {}
+    run_suite(suite, tmp_path / "run", progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
+    a = float(np.cumprod(1 - np.linspace(1e-4, 0.02, 100))[84])  # T0 = 0.84 T
+    for r in rows:
+        x = read_image(tmp_path / "run" / r["images"]["truth"]).double()
+        expected = ((1.009 * (x * 2 - 1) + 0.005 / a ** 0.5 + 1) / 2).clamp(0, 1)
+        assert (read_image(tmp_path / "run" / r["images"]["input"]) - expected).abs().max() < 0.6 / 255
+    suite_file.write_text(base)  # the level's gamma 1.015, beta 0.01: other inputs, not the kept ones
+    run_suite(load_suite(suite_file), tmp_path / "run", progress=False)
+    again = [json.loads(line) for line in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
+    assert {r["images"]["input"] for r in again}.isdisjoint({r["images"]["input"] for r in rows})
+    for table, words in (("alpha = 0.25", "artifacts.alpha sets task 'ddim-gauss', which 'tasks' lacks"),
+                         ("gamma = 0", "artifacts.gamma must be a finite number > 0"),
+                         ("gamma = true", "artifacts.gamma must be"), ("sigma = 1", "unknown key 'sigma' in 'artifacts'")):
+        suite_file.write_text(base + f"\n[artifacts]\n{table}\n")
+        with pytest.raises(InputError, match=words.replace("(", r"\(").replace(")", r"\)")):
+            load_suite(suite_file)

@@ -172,13 +172,16 @@ def _file_digest(path: str | Path | None, digests: dict) -> str | None:
     return digests[path]
 
 
-def _generator_digests(suite: Suite, t: str, digests: dict) -> dict[str, str | None]:
-    """Digests of the artifact generators that make task ``t``'s inputs (none for other tasks)."""
+def _generator_digests(suite: Suite, t: str, digests: dict) -> dict:
+    """Digests of the artifact generators that make task ``t``'s inputs (none for other tasks), and
+    the suite's ``[artifacts]`` options for ``t`` when it has any (rows made without keep their digest)."""
     if t not in ARTIFACT_TASKS:
         return {}
     from ..artifacts.synth import NEEDS
 
-    return {k: _file_digest(suite.generators.get(k), digests) for k in NEEDS.get(t, ())}
+    options = suite.artifact_options(t)
+    return {**{k: _file_digest(suite.generators.get(k), digests) for k in NEEDS.get(t, ())},
+            **({"options": options} if options else {})}
 
 
 def _row_config(suite: Suite, truth_digest: str, t: str, m: str, output_name: str, digests: dict,
@@ -243,7 +246,8 @@ def _degrade(t: str, lv: str, x: torch.Tensor, key: str, suite: Suite, cache: di
     if t in ARTIFACT_TASKS:
         from ..artifacts import synthesize
 
-        y, params = synthesize(t, _generators(t, suite, cache), x, ARTIFACT_LEVELS[lv], [generator_for(suite.seed, key)])
+        y, params = synthesize(t, _generators(t, suite, cache), x, ARTIFACT_LEVELS[lv], [generator_for(suite.seed, key)],
+                               **suite.artifact_options(t))
         return None, y, params
     task = PIPELINES[t] if t in PIPELINES else get_task(t, lv)
     return (task, *task.degrade_with_params(x, generator_for(suite.seed, key)))

@@ -43,8 +43,11 @@ a folder of hand-labelled artifact masks): ``detected`` (fraction of pixels) and
 ``addition`` (§4.3) of each method's detections against those of the suite's first ``sr:``
 method (the original model). A labelled mask is a PNG named like the output it labels
 (``OUT/images/NAME.png``: run once, label the outputs, run again with ``masks``); rows without
-one record ``null``. Everything in a suite is checked before any work starts; the offending key
-is named.
+one record ``null``. Artifact tasks take the suite's ``[artifacts]`` table, the settings of
+``genrestore artifacts`` that override a level's (``temperature`` and ``top_k`` of ar-resample,
+``alpha`` of ddim-gauss, ``gamma`` and ``beta`` of ddim-scale; e.g. DiffGAR's FFHQ test pairs:
+``alpha = 0.25``, ``gamma = 1.009``, ``beta = 0.005``). Everything in a suite is checked before
+any work starts; the offending key is named.
 """
 
 from __future__ import annotations
@@ -62,6 +65,11 @@ _LEARNED = ("idm", "diffgar", "diffgar-blind", "diffgar-nonblind", "inpaint", "s
             "sr-same-size")  # name their weights
 ARTIFACT_TASKS = ("vq-replace", "ar-resample", "ddim-gauss", "ddim-scale")
 ARTIFACT_LEVELS = {"XS": 0.1, "S": 0.3, "M": 0.5, "L": 0.7, "XL": 0.9}  # M = DiffGAR's settings
+# the [artifacts] table: option -> (the artifact task it sets, its lowest value, whether that is excluded,
+# whether it is a whole number); the arguments of artifacts.synthesize
+ARTIFACT_OPTIONS = {"temperature": ("ar-resample", 0.0, True, False), "top_k": ("ar-resample", 1, False, True),
+                    "alpha": ("ddim-gauss", 0.0, False, False), "gamma": ("ddim-scale", 0.0, True, False),
+                    "beta": ("ddim-scale", float("-inf"), True, False)}
 _INPAINTING_ONLY = ("telea", "navier-stokes", "inpaint")
 _DIFFGAR_MODES = {"diffgar": "guided", "diffgar-blind": "blind", "diffgar-nonblind": "non-blind"}
 METRICS = {"psnr": True, "ssim": True, "lpips": False, "identity": True, "niqe": False,  # per image; higher is better?
@@ -133,6 +141,11 @@ class Suite:
     detection: dict = field(default_factory=dict)  # DeSRA detection: mse, segmenter, segformer, masks
     pfid_size: int | None = None  # patch-FID crop side, px (None: crop // 2)
     pfid_crops: int = PFID_CROPS  # patch-FID crops per image
+    artifacts: dict = field(default_factory=dict)  # the [artifacts] table: synthesis options (ARTIFACT_OPTIONS)
+
+    def artifact_options(self, task: str) -> dict:
+        """The ``[artifacts]`` options that artifact task ``task``'s synthesis takes (``{}`` for others)."""
+        return {k: v for k, v in self.artifacts.items() if ARTIFACT_OPTIONS[k][0] == task}
 
     @property
     def pfid(self) -> tuple[int, int]:
@@ -181,7 +194,7 @@ def load_suite(spec: str | Path, methods: list[str] | None = None, images: str |
             raise InputError(f"no suite file {spec!r} and no built-in suite of that name (built-in: {known})")
     data = _read_toml(path)
     allowed = {"name", "images", "tasks", "levels", "methods", "metrics", "count", "crop", "seed", "generators",
-               "detection", "pfid_size", "pfid_crops"}
+               "detection", "pfid_size", "pfid_crops", "artifacts"}
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise InputError(f"{path}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
@@ -281,6 +294,7 @@ def load_suite(spec: str | Path, methods: list[str] | None = None, images: str |
             raise InputError(f"{path}: metric 'lpips' (AlexNet) needs crops of at least {MIN_SIZE['alex']} px a "
                              f"side; the suite crops {data.get('crop')} px")
     detection = _check_detection(path, data, methods)
+    artifacts = _check_artifact_options(path, data)
     if images is not None:  # --images: a folder, relative to the working folder
         if not Path(images).is_dir():
             raise InputError(f"--images: no folder {str(images)!r}")
@@ -299,7 +313,28 @@ def load_suite(spec: str | Path, methods: list[str] | None = None, images: str |
     return Suite(data.get("name", path.stem), images, data["tasks"], data["levels"], methods, data["metrics"],
                  int(data.get("count", 4)), int(data.get("crop", 128)), int(data.get("seed", 0)), path,
                  generators=generators, detection=detection, pfid_size=data.get("pfid_size"),
-                 pfid_crops=int(data.get("pfid_crops", PFID_CROPS)))
+                 pfid_crops=int(data.get("pfid_crops", PFID_CROPS)), artifacts=artifacts)
+
+
+def _check_artifact_options(path: Path, data: dict) -> dict:
+    """The suite's ``[artifacts]`` table, checked: known options, each of a task in ``tasks``, in range."""
+    import math
+
+    table = data.get("artifacts", {})
+    if not isinstance(table, dict):
+        raise InputError(f"{path}: 'artifacts' must be a table ({', '.join(ARTIFACT_OPTIONS)})")
+    for key, v in table.items():
+        if key not in ARTIFACT_OPTIONS:
+            raise InputError(f"{path}: unknown key {key!r} in 'artifacts'; allowed: {', '.join(ARTIFACT_OPTIONS)}")
+        task, low, open_low, whole = ARTIFACT_OPTIONS[key]
+        if task not in data["tasks"]:
+            raise InputError(f"{path}: artifacts.{key} sets task {task!r}, which 'tasks' lacks")
+        number = isinstance(v, int) if whole else isinstance(v, (int, float))
+        if isinstance(v, bool) or not number or not math.isfinite(v) or (v <= low if open_low else v < low):
+            what = "an integer" if whole else "a finite number"
+            bound = "" if math.isinf(low) else f" {'>' if open_low else '>='} {low:g}"
+            raise InputError(f"{path}: artifacts.{key} must be {what}{bound}, got {v!r}")
+    return {k: (int(v) if ARTIFACT_OPTIONS[k][3] else float(v)) for k, v in table.items()}
 
 
 def _check_detection(path: Path, data: dict, methods: list[str]) -> dict:
