@@ -137,7 +137,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .cli import _output_format, _plan_outputs, _read_input, _shard, _validate_inputs, resolve_device
-    from .io import atomic_write_bytes, json_line, outputs_recorded, write_image_hashed
+    from .io import atomic_write_bytes, json_line, outputs_recorded, remove_unlisted_outputs, write_image_hashed
     from .models.sr import ALPHA_UPSAMPLERS, resize_output, upscale_image
 
     _check_tiling(args)
@@ -193,6 +193,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
                   "channels": x.shape[1], "bits": bits, "scale": int(nets[0].scale), "input_size": list(x.shape[-2:]),
                   "output_size": list(ys[0].shape[-2:]),
                   "seconds": round(seconds, 3), "device": str(device), "sha256": hashes}
+        remove_unlisted_outputs(out_json, hashes, protect=all_paths)  # an earlier --reference run's NAME_ref.png
         atomic_write_bytes(out_json, (json.dumps(record, indent=1) + "\n").encode())
         done += 1
         if args.json:

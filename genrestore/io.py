@@ -455,8 +455,10 @@ def remove_unlisted_outputs(record: str | os.PathLike, keep: Iterable[str],
     """Before ``record`` is rewritten: delete the files that its previous version lists (by name and
     sha256) and the new one will not (``keep``: the new outputs' names), when they still hold the
     recorded bytes. An earlier run's optional output (``detect --save-sr``'s SR images, an
-    inpainting task's mask) would otherwise sit beside the new outputs as if it belonged to them.
-    A file changed since, or one of ``protect`` (this run's inputs), is left alone. Returns those deleted."""
+    inpainting task's mask, ``upscale --reference``'s image) would otherwise sit beside the new
+    outputs as if it belonged to them. A file changed since, a symlink (outputs are renamed into
+    place, so it is not one), or one of ``protect`` (this run's inputs) is left alone. Returns
+    those deleted."""
     record = Path(record)
     try:
         prev = json.loads(record.read_text())
@@ -470,7 +472,8 @@ def remove_unlisted_outputs(record: str | os.PathLike, keep: Iterable[str],
     removed = []
     for name, h in hashes.items():
         q = record.parent / Path(str(name)).name
-        if q.name in keep or q.resolve() in protected or not q.is_file():
+        # is_file first: it is False for a name no file can have (a NUL byte), which resolve() raises on
+        if q.name in keep or not q.is_file() or q.is_symlink() or q.resolve() in protected:
             continue
         if hashlib.sha256(q.read_bytes()).hexdigest() == h:
             q.unlink()

@@ -89,6 +89,18 @@ def test_d_map_bad_input():
         variance_distance(torch.rand(1, 3, 16, 16) * 255, torch.rand(1, 3, 16, 16))
 
 
+class _Halves:
+    """Hand-built segmenter: columns 0..19 class 0 (A = 1), the rest class 1 (A = 0.75)."""
+    name = "halves"
+    class_names = ["sensitive", "textured"]
+    weights = torch.tensor([1.0, 0.75])
+
+    def __call__(self, image):
+        labels = torch.zeros(image.shape[0], *image.shape[-2:], dtype=torch.long)
+        labels[..., 20:] = 1
+        return labels
+
+
 def _random_masks(seed: int, n: int = 3, size: int = 48) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     coarse = torch.rand(n, 1, size // 4, size // 4, generator=g) > 0.6
@@ -248,19 +260,9 @@ def test_eq9_divides_d_by_the_adjustment(monkeypatch):
     D * A (0.45) would flag both halves."""
     import genrestore.detect.pipeline as pipeline
 
-    class Halves:  # hand-built segmenter: left half class 0 (A = 1), right half class 1 (A = 0.75)
-        name = "halves"
-        class_names = ["sensitive", "textured"]
-        weights = torch.tensor([1.0, 0.75])
-
-        def __call__(self, image):
-            labels = torch.zeros(image.shape[0], *image.shape[-2:], dtype=torch.long)
-            labels[..., 20:] = 1
-            return labels
-
     monkeypatch.setattr(pipeline, "variance_distance", lambda gan, mse, **kw: torch.full((1, 1, 40, 40), 0.6))
     x = torch.full((1, 3, 40, 40), 0.5)
-    det = detect_artifacts(x, x, segmenter=Halves(), scale=1)  # min area 250 px; each half is 800
+    det = detect_artifacts(x, x, segmenter=_Halves(), scale=1)  # min area 250 px; each half is 800
     assert torch.allclose(det.adjusted[0, 0, :, :20], torch.tensor(0.6))
     assert torch.allclose(det.adjusted[0, 0, :, 20:], torch.tensor(0.8))
     assert det.candidates[0, 0, :, :20].all() and not det.candidates[0, 0, :, 20:].any()
@@ -445,19 +447,9 @@ def test_regions_report_the_mean_of_d_not_of_d_over_a(monkeypatch):
     half, the region (columns 0..23) holds D / A = 0.8 on its last 4 columns but D = 0.6 throughout."""
     import genrestore.detect.pipeline as pipeline
 
-    class Halves:
-        name = "halves"
-        class_names = ["sensitive", "textured"]
-        weights = torch.tensor([1.0, 0.75])
-
-        def __call__(self, image):
-            labels = torch.zeros(image.shape[0], *image.shape[-2:], dtype=torch.long)
-            labels[..., 20:] = 1
-            return labels
-
     monkeypatch.setattr(pipeline, "variance_distance", lambda gan, mse, **kw: torch.full((1, 1, 40, 40), 0.6))
     x = torch.full((1, 3, 40, 40), 0.5)
-    det = detect_artifacts(x, x, segmenter=Halves(), scale=1)
+    det = detect_artifacts(x, x, segmenter=_Halves(), scale=1)
     (r,) = det.regions[0]
     assert r.box == (0, 0, 24, 40) and r.area == 960
     assert r.mean_d == pytest.approx(0.6, abs=1e-6)

@@ -469,6 +469,32 @@ def test_outputs_recorded_refuses_an_output_with_a_changed_byte(tmp_path):
     assert not outputs_recorded(record, {"steps": 3}, outs)
 
 
+def test_remove_unlisted_outputs_deletes_only_its_own_stale_files(tmp_path):
+    """Of the files the old record lists and the new run does not write, only the stale output goes:
+    not a kept name, an edited file, an input, a symlink (our outputs are renamed into place, so the
+    user made it) nor anything outside the folder; a name no file can have (a NUL byte) is skipped."""
+    import hashlib
+    import json
+
+    from genrestore.io import remove_unlisted_outputs
+
+    out = tmp_path / "out"
+    out.mkdir()
+    data = b"recorded bytes"
+    for name in ("new.png", "stale.png", "edited.png", "input.png"):
+        (out / name).write_bytes(data)
+    (out / "edited.png").write_bytes(data + b"!")
+    (tmp_path / "elsewhere.png").write_bytes(data)
+    (out / "link.png").symlink_to(tmp_path / "elsewhere.png")
+    names = ["new.png", "stale.png", "edited.png", "input.png", "link.png", "../elsewhere.png", "a\x00b.png"]
+    h = hashlib.sha256(data).hexdigest()
+    (out / "img.json").write_text(json.dumps({"sha256": dict.fromkeys(names, h)}))
+    removed = remove_unlisted_outputs(out / "img.json", ["new.png"], protect=[out / "input.png"])
+    assert removed == [out / "stale.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["edited.png", "img.json", "input.png", "link.png", "new.png"]
+    assert (tmp_path / "elsewhere.png").read_bytes() == data and (out / "link.png").is_symlink()
+
+
 @pytest.mark.parametrize("suffix", [".tif", ".png"])
 def test_grey_alpha_tiff_keeps_its_alpha_like_png(tmp_path, suffix):
     """OpenCV decodes a grey+alpha TIFF as plain grey: its alpha was dropped without a word (a PNG

@@ -935,3 +935,16 @@ def test_detect_without_save_sr_removes_an_earlier_runs_sr_images(models, lr_dir
     assert left == ["im0_dmap.png", "im0_mask.png", "im0_overlay.png", "im0_regions.json"]
     assert set(json.loads((out / "im0_regions.json").read_text())["sha256"]) == {
         "im0_dmap.png", "im0_mask.png", "im0_overlay.png"}
+
+
+def test_upscale_without_reference_removes_an_earlier_runs_reference_image(models, lr_dir, tmp_path):
+    """As detect without --save-sr: a --reference run's NAME_ref.png (another model's output) was left
+    beside the new NAME.png, as if the rerun had made it; one the user changed since stays."""
+    gan, mse = models
+    out = tmp_path / "sr"
+    base = ["upscale", str(lr_dir), "-o", str(out), "--model", str(gan), "-q"]
+    assert main(base + ["--reference", str(mse)]) == 0
+    (out / "im1_ref.png").write_bytes((out / "im1_ref.png").read_bytes() + b"edited")
+    assert main(base) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["im0.json", "im0.png", "im1.json", "im1.png", "im1_ref.png"]
+    assert set(json.loads((out / "im0.json").read_text())["sha256"]) == {"im0.png"}
