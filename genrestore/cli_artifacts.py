@@ -230,6 +230,12 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
     from .models.vq import TokenTransformer, VQAutoencoder
 
     check_output_folder(args.output)
+    # the constructors' own words (torch's AssertionError, GroupNorm's num_groups) name no option
+    if args.model == "transformer" and args.dim % args.heads:
+        raise InputError(f"--dim {args.dim} is not divisible by --heads {args.heads}")
+    if args.model == "vq" and any(c % args.groups for c in args.channels):
+        raise InputError(f"--groups {args.groups} must divide every --channels width, got "
+                         f"{' '.join(map(str, args.channels))}")
     device = resolve_device(args.device)
     torch.manual_seed(args.seed)  # the initial weights (and the VQ's discriminator), so that the recipe reproduces the model
     base = (f"genrestore train {args.model} --data {args.data} --steps {args.steps} --batch-size {args.batch_size} "

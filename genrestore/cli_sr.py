@@ -462,11 +462,20 @@ def cmd_train_desra(args: argparse.Namespace) -> int:
                                                              else "torchvision")
     d_state = _optional_weights("realesrgan-x4plus-netd")
     _plan_outputs(paths, out_dir / "pseudo_gt", ["{stem}.png", "{stem}_mask.png"])
+    import hashlib
+
+    from .weights import sha256_file
+
+    # the images' contents too: the pseudo-GT is cached by file name, and another image of that name is another run
+    lr_sha256 = hashlib.sha256("".join(sha256_file(p) for p in paths).encode()).hexdigest()
     settings = {"model": args.model, "mse": args.mse, "segmenter": segmenter.name, "threshold": args.threshold,
-                "tile": args.tile, "tile_pad": args.tile_pad, "lr_images": [str(p) for p in paths]}
+                "tile": args.tile, "tile_pad": args.tile_pad, "lr_images": [str(p) for p in paths],
+                "lr_sha256": lr_sha256}
     cache_record = out_dir / "pseudo_gt" / "settings.json"
-    if cache_record.is_file() and read_json_object(cache_record, "the pseudo-GT's settings (JSON object)") != settings:
-        raise InputError(f"{out_dir}: holds pseudo-GT made with other settings or images; use a new output folder")
+    if cache_record.is_file():
+        saved = read_json_object(cache_record, "the pseudo-GT's settings (JSON object)")
+        if saved != {k: v for k, v in settings.items() if k in saved or k != "lr_sha256"}:  # older: no digest
+            raise InputError(f"{out_dir}: holds pseudo-GT made with other settings or images; use a new output folder")
     # 1. pseudo-GT (eq. 10) from the original models, cached in OUT/pseudo_gt
     pairs, fractions = [], []
     for p in tqdm(paths, desc="pseudo-GT", unit="img", file=sys.stderr, disable=args.quiet):
@@ -512,8 +521,6 @@ def cmd_train_desra(args: argparse.Namespace) -> int:
     final = out_dir / f"{Path(args.model).stem}-desra.safetensors"
     state = {k: v.detach().cpu().contiguous() for k, v in gan.state_dict().items()}
     atomic_write(final, lambda p: save_file(state, p))
-    from .weights import sha256_file
-
     record = {"name": final.stem, "config": base_cfg or {}, **meta, "recipe": {**vars(cfg)}, "log": log,
               "command": "genrestore train desra", "sha256": sha256_file(final)}
     atomic_write_bytes(final.with_suffix(".json"), (json.dumps(record, indent=1) + "\n").encode())

@@ -70,6 +70,19 @@ def test_transformer_resumes_only_with_the_same_autoencoder_weights(tmp_path):
     with pytest.raises(InputError, match="checkpoint of another run .*'vq_weights'"):
         train_token_transformer(gpt(), other, flat, 2, **kw)
     train_token_transformer(gpt(), tiny_vq().eval(), flat, 2, **kw)  # the same weights, loaded again, train on
+    # a checkpoint from before the autoencoder was recorded lacks vq_weights: unknown, so it resumes
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    from genrestore.diffusion.train import checkpoint_run
+
+    ckpt = tmp_path / "checkpoint.safetensors"
+    meta = checkpoint_run(ckpt)
+    del meta["vq_weights"]
+    save_file(load_file(str(ckpt)), str(ckpt), metadata={"run": json.dumps(meta)})
+    train_token_transformer(gpt(), other, flat, 3, **kw)
+    assert checkpoint_run(ckpt)["step"] == 3 and "vq_weights" in checkpoint_run(ckpt)
 
 
 def test_dead_codes_restart_from_encoder_outputs_and_used_codes_stay(tmp_path):
@@ -294,3 +307,19 @@ def test_vq_training_refuses_crops_too_small_for_the_discriminator_up_front(phot
     with pytest.raises(InputError, match="at least 24 px"):
         train_vq_autoencoder(tiny_vq(), photos, 2, batch_size=1, crop=16, out_dir=tmp_path / "a")
     assert not (tmp_path / "a").exists()  # without the GAN loss 16 px crops train (test_dead_codes_restart_...)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["transformer", "--vq", "missing.safetensors", "--dim", "64", "--heads", "3"],
+     "--dim 64 is not divisible by --heads 3"),
+    (["vq", "--channels", "8", "16"], "--groups 32 must divide every --channels width, got 8 16"),  # default groups
+    (["vq", "--channels", "8", "12", "--groups", "8"], "--groups 8 must divide every --channels width, got 8 12")])
+def test_train_generator_cli_names_the_options_a_network_cannot_be_built_from(tmp_path, capsys, extra, message):
+    """One line naming the options, not torch's AssertionError or GroupNorm's num_groups, and before
+    any work: the transformer's --vq is not even read."""
+    from genrestore.cli import main
+
+    assert main(["train", *extra, "--data", str(tmp_path / "photos"), "-o", str(tmp_path / "run"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"genrestore: error: {message}\n"
+    assert not (tmp_path / "run").exists()

@@ -842,7 +842,7 @@ def test_model_options_that_build_no_network_are_one_line_errors(tmp_path, capsy
     all at 7 channels), and train ddpm left an empty output folder."""
     common = ["--data", str(_rgb_folder(tmp_path)), "--steps", "1", "--batch-size", "1", "--size", "16", "-q"]
     _one_line_error(capsys, ["train", "vq", "-o", str(tmp_path / "t6"), *common, "--groups", "7"],
-                    "--groups", "divisible")
+                    "--groups 7 must divide every --channels width")
     _one_line_error(capsys, ["train", "transformer", "-o", str(tmp_path / "t7"), *common, "--vq", "vq-default",
                              "--dim", "64", "--heads", "3"], "--heads", "divisible")
     for model in (["ddpm"], ["idm"], ["inpaint", "--kind", "diffusion"]):  # inpaint: no attending blocks but the middle

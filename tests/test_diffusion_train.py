@@ -143,6 +143,75 @@ def test_resume_refuses_another_process_count(images, tmp_path):
         run(images, tmp_path, steps=2)
 
 
+def _checkpoint_record(ckpt):
+    from safetensors import safe_open
+    with safe_open(str(ckpt), "pt") as f:
+        return json.loads(f.metadata()["run"])
+
+
+def test_resume_refuses_other_images_of_the_same_count(images, tmp_path):
+    """The same number of photos, of the same sizes, is not the same data."""
+    run(images, tmp_path, steps=1)
+    with pytest.raises(InputError, match="'data_sha256': .*other training images than the checkpoint's"):
+        run([im.flip(-1) for im in images], tmp_path, steps=2)
+    assert _checkpoint_record(tmp_path / "checkpoint.safetensors")["step"] == 1
+
+
+def test_resume_follows_the_data_not_its_folder(images, tmp_path):
+    """A moved folder resumes, and so do its decoded images passed as tensors; a folder of other
+    images with the same names, count and sizes does not."""
+    import hashlib
+
+    from genrestore.io import read_image, write_image
+    for i, im in enumerate(images):
+        write_image(tmp_path / "a" / f"{i}.png", im[None] if im.ndim == 3 else im)
+        write_image(tmp_path / "c" / f"{i}.png", (im[None] if im.ndim == 3 else im).flip(-2))
+    run(tmp_path / "a", tmp_path / "run", steps=1)
+    decoded = [read_image(tmp_path / "a" / f"{i}.png")[0] for i in range(len(images))]
+    h = hashlib.sha256()  # the recorded digest: each image's shape and float32 values, in order
+    for im in decoded:
+        h.update(f"{tuple(im.shape)}\n".encode())
+        h.update(im.numpy().astype("<f4").tobytes())
+    assert _checkpoint_record(tmp_path / "run" / "checkpoint.safetensors")["data_sha256"] == h.hexdigest()
+    (tmp_path / "a").rename(tmp_path / "b")
+    calls = []
+    run(tmp_path / "b", tmp_path / "run", steps=2, calls=calls)
+    run(decoded, tmp_path / "run", steps=3, calls=calls)
+    assert len(calls) == 2  # both resumed: one step each
+    with pytest.raises(InputError, match="other training images"):
+        run(tmp_path / "c", tmp_path / "run", steps=4)
+
+
+def test_checkpoint_without_a_data_digest_still_resumes(images, tmp_path):
+    """Checkpoints written before the data was recorded lack data_sha256: unknown, not another run."""
+    from safetensors.torch import load_file, save_file
+    full = run(images, tmp_path / "full", steps=2)
+    run(images, tmp_path / "old", steps=1)
+    ckpt = tmp_path / "old" / "checkpoint.safetensors"
+    meta = _checkpoint_record(ckpt)
+    digest = meta.pop("data_sha256")
+    save_file(load_file(str(ckpt)), str(ckpt), metadata={"run": json.dumps(meta)})
+    calls = []
+    resumed = run(images, tmp_path / "old", steps=2, calls=calls)
+    assert len(calls) == 1 and all(torch.equal(v, full.state_dict()[k]) for k, v in resumed.state_dict().items())
+    assert _checkpoint_record(ckpt)["data_sha256"] == digest  # recorded from now on
+
+
+def test_pairs_resume_refuses_other_labels(tmp_path):
+    """Pairs are data with their class labels: the same images under other classes are another run."""
+    from genrestore.diffusion.train import train_conditional_pairs
+
+    g = torch.Generator().manual_seed(1)
+    clean = [torch.rand(3, 16, 16, generator=g) for _ in range(2)]
+    torch.manual_seed(0)  # test-only: weight init
+    net = ConditionalUNet(3, class_names=["a", "b"], prediction_type="sample", unet=TINY_UNET)
+    kw = dict(batch_size=2, crop=16, out_dir=tmp_path, seed=0)
+    train_conditional_pairs(net, [(c, 1 - c, i) for i, c in enumerate(clean)], 1, **kw)
+    with pytest.raises(InputError, match="other training images"):
+        train_conditional_pairs(net, [(c, 1 - c, 1 - i) for i, c in enumerate(clean)], 2, **kw)
+    train_conditional_pairs(net, [(c, 1 - c, i) for i, c in enumerate(clean)], 2, **kw)
+
+
 def test_bad_inputs(images, tmp_path):
     with pytest.raises(InputError, match="smaller than the crop"):
         train_conditional(tiny_net(), images, PIPELINES["idm"].degrade, steps=1, crop=32, out_dir=tmp_path)

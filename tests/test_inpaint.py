@@ -179,6 +179,14 @@ def test_gan_training_resumes_bit_for_bit(photos, tmp_path, num_steps):
         train_inpaint_gan(tiny_generator(num_steps), photos, 4, out_dir=tmp_path / "a", **{**kw, "seed": 1})
 
 
+def test_gan_training_resumes_only_on_the_same_photos(photos, tmp_path):
+    """Another set of the same count and sizes is another run (the GAN trainer has its own run keys)."""
+    kw = dict(batch_size=2, crop=32, seed=0, disc_width=8, out_dir=tmp_path)
+    train_inpaint_gan(tiny_generator(1), photos, 1, **kw)
+    with pytest.raises(InputError, match="other training images"):
+        train_inpaint_gan(tiny_generator(1), [p.flip(-2) for p in photos], 2, **kw)
+
+
 def test_gan_training_refuses_crops_the_discriminator_cannot_score(photos, tmp_path):
     """PatchDiscriminator: four 4x4 convolutions of stride 2, 2, 2, 1 and a last one of stride 1 (padding 1)
     leave side // 8 - 2 logits for sides that are multiples of 8: none below 24 px."""

@@ -397,6 +397,38 @@ def test_train_desra_cli_tiny(models, lr_dir, tmp_path, capsys):
     assert (out / "pseudo_gt" / "im0.png").is_file()
 
 
+def test_train_desra_resumes_only_on_the_same_lr_images(models, lr_dir, tmp_path, capsys):
+    """Other LR images under the same names are refused (their cached pseudo-GT is of the old ones);
+    a run recorded before the images' digest was (no lr_sha256) still resumes."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+    gan, mse = models
+    out = tmp_path / "run"
+    args = ["train", "desra", "--model", str(gan), "--mse", str(mse), "--lr-images", str(lr_dir), "-o", str(out),
+            "--batch-size", "1", "--hr-patch", "32", "--save-every", "1", "--perceptual", "none", "-q"]
+    assert main([*args, "--iterations", "1"]) == 0
+    original = (lr_dir / "im0.png").read_bytes()
+    write_image(lr_dir / "im0.png", read_image(lr_dir / "im0.png").flip(-1))
+    capsys.readouterr()
+    assert main([*args, "--iterations", "2"]) == 2
+    assert "holds pseudo-GT made with other settings or images" in capsys.readouterr().err
+    (lr_dir / "im0.png").write_bytes(original)
+    ckpt, settings = out / "checkpoint.safetensors", out / "pseudo_gt" / "settings.json"
+    for f in (settings, ckpt.with_suffix(".json")):
+        f.write_text(json.dumps({k: v for k, v in json.loads(f.read_text()).items() if k != "lr_sha256"}))
+    with safe_open(str(ckpt), "pt") as f:
+        record = json.loads(f.metadata()["genrestore_run"])
+    del record["lr_sha256"]
+    save_file(load_file(str(ckpt)), str(ckpt), metadata={"genrestore_run": json.dumps(record)})
+    assert main([*args, "--iterations", "2"]) == 0
+    assert json.loads((out / "gan-desra.json").read_text())["log"]["iterations"] == 2
+    # the cache's old record cannot tell, but the checkpoint records the digest from now on
+    write_image(lr_dir / "im0.png", read_image(lr_dir / "im0.png").flip(-1))
+    capsys.readouterr()
+    assert main([*args, "--iterations", "3"]) == 2
+    assert "the run there used other settings (lr_sha256)" in capsys.readouterr().err
+
+
 def test_discriminator_and_perceptual_loss():
     from genrestore.detect.finetune import VGGPerceptualLoss
     from genrestore.models.discriminator import UNetDiscriminatorSN

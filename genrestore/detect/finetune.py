@@ -200,7 +200,9 @@ def finetune(g: nn.Module, pairs: list[tuple[torch.Tensor, torch.Tensor]], cfg: 
         old = {k: v for k, v in prev.get("config", {}).items() if k not in free}
         new = {k: v for k, v in json.loads(json.dumps(asdict(cfg))).items() if k not in free}
         changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-        changed += sorted(k for k in meta or {} if prev.get(k) != json.loads(json.dumps(meta[k])))
+        # the LR images' digest, recorded since: unknown in an older checkpoint, not changed
+        changed += sorted(k for k in meta or {} if (k in prev or k != "lr_sha256")
+                          and prev.get(k) != json.loads(json.dumps(meta[k])))
         if changed:
             raise InputError(f"{ckpt}: the run there used other settings ({', '.join(changed)}); "
                              f"resume with the same ones or use a new output folder")

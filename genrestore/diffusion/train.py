@@ -51,10 +51,12 @@ from .schedulers import make_scheduler
 CHECKPOINT = "checkpoint.safetensors"
 FINAL = "model.safetensors"
 # Run arguments that must match for a resume to continue the same run.
-_RUN_KEYS = ("batch_size", "crop", "lr", "ema_decay", "seed", "n_images", "config", "loss", "half", "init_sha256",
-             "settings")
+_RUN_KEYS = ("batch_size", "crop", "lr", "ema_decay", "seed", "n_images", "data_sha256", "config", "loss", "half",
+             "init_sha256", "settings")
 # run values that are left out of the record when they are the default (older checkpoints lack them)
 _RUN_DEFAULTS = {"loss": "mse", "world_size": 1, "half": False, "init_sha256": None, "settings": None}
+# run values that older checkpoints lack and that have no default: unknown there, so not compared
+_RUN_UNKNOWN_IF_MISSING = ("data_sha256", "vq_weights")  # vq_weights: train_token_transformer's autoencoder
 
 
 def load_images(images: Sequence[torch.Tensor] | str | os.PathLike, channels: int = 3) -> list[torch.Tensor]:
@@ -73,6 +75,21 @@ def load_images(images: Sequence[torch.Tensor] | str | os.PathLike, channels: in
     if not out:
         raise InputError("expected at least one training image, got none")
     return out
+
+
+def data_digest(images: Sequence[torch.Tensor], labels: torch.Tensor | None = None) -> str:
+    """sha256 of the training data: each ``(C, H, W)`` image's shape and float32 values, in order
+    (and the ``labels``, if given). It depends on the pixels alone, not on where the files lie or
+    what they are called, and is the same in every process that holds the same data."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for im in images:
+        h.update(f"{tuple(im.shape)}\n".encode())
+        h.update(im.detach().float().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    if labels is not None:
+        h.update(f"labels {torch.as_tensor(labels).tolist()}\n".encode())
+    return h.hexdigest()
 
 
 def random_crops(images: Sequence[torch.Tensor], batch_size: int, crop: int, generator: Generator,
@@ -138,9 +155,12 @@ def load_checkpoint(path: Path, modules: dict[str, torch.nn.Module],
     meta = checkpoint_run(path)
     mismatch = {}
     for k in keys:
+        if k in _RUN_UNKNOWN_IF_MISSING and (k not in meta or k not in run):
+            continue
         mismatch.update(dict_differences(meta.get(k, _RUN_DEFAULTS.get(k)), run.get(k, _RUN_DEFAULTS.get(k)), k))
     if mismatch:
-        raise InputError(f"{path}: checkpoint of another run (saved vs now: {mismatch}); "
+        data = "; other training images than the checkpoint's" if "data_sha256" in mismatch else ""
+        raise InputError(f"{path}: checkpoint of another run (saved vs now: {mismatch}{data}); "
                          "use another output folder or delete the checkpoint")
     tensors = load_safetensors(path)
     for name, m in modules.items():
@@ -249,7 +269,9 @@ class TrainRun:
     when each step's data is made by ``fn(step)``, and :meth:`finish`.
 
     Args:
-        run: JSON-able run arguments; a checkpoint resumes only if they match (``keys``).
+        run: JSON-able run arguments; a checkpoint resumes only if they match (``keys``), and
+            only on the same data (``data_sha256``, :func:`data_digest` of the photos, unless
+            ``run`` gives it; a checkpoint without one, from before it was recorded, resumes).
         channels_last: store the model's weights (and so its convolutions' layout) channels-last,
             which tensor cores prefer under bf16 autocast; the checkpoints are the same.
         compile: compile the model's forward with ``torch.compile`` (``True``: the default
@@ -298,6 +320,7 @@ class TrainRun:
         self.ema_decay, self.save_every = ema_decay, save_every
         self.run = {"batch_size": batch_size, "crop": crop, "ema_decay": ema_decay, "seed": seed,
                     "n_images": len(self.images), **run}
+        self.run.setdefault("data_sha256", data_digest(self.images))  # (a caller may digest more: labels)
         self.model = model.to(self.device).train()
         self.share_weights(self.model)
         if channels_last:
@@ -318,8 +341,9 @@ class TrainRun:
     def resume(self, keys: Sequence[str]) -> None:
         """Load the checkpoint if there is one (after every module and optimizer is registered)."""
         if self.checkpoint.is_file():
-            # the process count sets the per-process batch and random streams: a resume must keep it
-            keys = [*keys, "world_size"] if "world_size" not in keys else keys
+            # the process count sets the per-process batch and random streams: a resume must keep it,
+            # and the data (every trainer's, whatever its keys)
+            keys = [*keys, *(k for k in ("world_size", "data_sha256") if k not in keys)]
             self.start, self.wall = load_checkpoint(self.checkpoint, self.modules, self.optimizers, self.run, keys)
             if self.start > self.total:  # else the final model would record fewer steps than it trained
                 raise InputError(f"{self.checkpoint} is at step {self.start}, past --steps {self.total}; give "
@@ -568,6 +592,7 @@ def train_conditional_pairs(model: ConditionalUNet, pairs: Sequence[tuple[torch.
         labels.append(int(label))
     label_of = torch.tensor(labels, dtype=torch.long)
     args = {"lr": lr, "config": model.config, "pairs": len(stacked),
+            "data_sha256": data_digest(stacked, label_of if model.num_classes else None),
             **_optional_run_args(loss, half, device, init_sha256, settings)}
     tr = TrainRun(model, stacked, steps, batch_size, crop, ema_decay, out_dir, save_every, seed, device, args,
                   channels=6, time_limit=time_limit, channels_last=channels_last, compile=compile)

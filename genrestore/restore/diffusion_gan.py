@@ -41,7 +41,7 @@ from .._checks import InputError
 from .._random import randint, randn
 
 _RUN_KEYS = ("batch_size", "crop", "lr_g", "lr_d", "r1_gamma", "l1_weight", "ema_decay", "seed", "n_images",
-             "config", "disc")  # a checkpoint resumes only when these match
+             "data_sha256", "config", "disc")  # a checkpoint resumes only when these match
 
 
 def diffusion_gan_schedule(num_steps: int, beta_min: float = 0.1, beta_max: float = 20.0, eps: float = 1e-3
