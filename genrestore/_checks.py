@@ -47,6 +47,22 @@ def check_image(x: torch.Tensor, name: str = "image", channels: tuple[int, ...] 
             raise InputError(f"expected {name} in [0, 1], got values in [{lo.item():.4g}, {hi.item():.4g}]")
 
 
+def check_float_tensor(x: torch.Tensor, name: str = "x") -> None:
+    """Raise :class:`InputError` unless ``x`` is a float tensor (of any shape), for the elementwise
+    operators; their values are not read (no device sync).
+
+    Example:
+        >>> check_float_tensor(torch.zeros(2, 2, dtype=torch.uint8))
+        Traceback (most recent call last):
+        ...
+        genrestore._checks.InputError: expected x as a float tensor, got dtype torch.uint8
+    """
+    if not isinstance(x, torch.Tensor):
+        raise InputError(f"expected {name} as a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise InputError(f"expected {name} as a float tensor, got dtype {x.dtype}")
+
+
 def check_not_empty(x: torch.Tensor, name: str = "image") -> None:
     """Raise :class:`InputError` for a batch of no images (``N = 0``), for the samplers and
     optimizers that cannot give an empty result of the right shape."""

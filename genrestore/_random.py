@@ -40,21 +40,22 @@ def generator_for(seed: int, key: str = "") -> torch.Generator:
     return torch.Generator().manual_seed(seed_for(seed, key))
 
 
-def check_generator(generator: Generator) -> None:
+def check_generator(generator: Generator, n: int | None = None) -> None:
     """Raise :class:`InputError` unless ``generator`` is ``None``, a ``torch.Generator`` or a
-    sequence of them (a seed or a string is not a generator: ``generator_for(seed)`` makes one)."""
+    sequence of them (a seed or a string is not a generator: ``generator_for(seed)`` makes one),
+    of ``n`` (one per image) when ``n`` is given."""
     ok = generator is None or isinstance(generator, torch.Generator) or (
         isinstance(generator, Sequence) and not isinstance(generator, (str, bytes))
         and all(g is None or isinstance(g, torch.Generator) for g in generator))
     if not ok:
         raise InputError(f"expected generator as a torch.Generator, a list of them (one per image) or None, got "
                          f"{type(generator).__name__}; genrestore._random.generator_for(seed) makes one from a seed")
+    if n is not None and isinstance(generator, Sequence) and len(generator) != n:
+        raise InputError(f"expected {n} generators (one per image), got {len(generator)}")
 
 
 def _check_count(generator: Generator, n: int) -> None:
-    check_generator(generator)
-    if isinstance(generator, Sequence) and len(generator) != n:
-        raise InputError(f"expected {n} generators (one per image), got {len(generator)}")
+    check_generator(generator, n)
 
 
 def _device_of(g: torch.Generator | None) -> torch.device:

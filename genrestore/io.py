@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from ._checks import InputError, check_image, error_summary, whole_number
+from ._checks import InputError, check_float_tensor, check_image, error_summary, whole_number
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -262,10 +262,21 @@ def convert_channels(x: torch.Tensor, mode: Literal["keep", "rgb", "gray", "rgba
 def quantize(x: torch.Tensor, bits: int = 8) -> torch.Tensor:
     """Round to the nearest of the ``2**bits`` levels in [0, 1], as saving to a file would.
 
+    Args:
+        x: float tensor of any shape, in [0, 1] (values outside are clamped, as a file would).
+        bits: bits per level, 1..16.
+
+    Returns:
+        ``x``'s shape and dtype, on the levels ``k / (2**bits - 1)``.
+
+    Raises:
+        InputError: ``x`` not a float tensor (an 8-bit image is already quantized), or bad ``bits``.
+
     Example:
         >>> quantize(torch.tensor([0.0, 0.5, 1.0, 0.0019])).mul(255).tolist()
         [0.0, 128.0, 255.0, 0.0]
     """
+    check_float_tensor(x)
     b = whole_number(bits)
     if b is None or not 1 <= b <= 16:
         raise InputError(f"expected bits as an int in 1..16, got {bits!r}")

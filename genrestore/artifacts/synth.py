@@ -90,6 +90,7 @@ def synthesize(kind: str, generators: dict, x: torch.Tensor, level: float, gener
     from . import ar_resample, ddim_gaussian, ddim_scale_shift, identity_pair, vq_replace
 
     check_image(x, "x", channels=(3,))  # the generators are RGB models
+    _random.check_generator(generator, x.shape[0])  # also for the kinds that draw nothing (identity, ddim-scale)
     missing = [k for k in NEEDS.get(kind, ()) if k not in generators]
     if missing:
         raise InputError(f"the {kind} artifact needs the generators {list(NEEDS[kind])}; {missing} are not in "

@@ -27,10 +27,19 @@ from .set_metrics import SET_METRICS_FILE, write_set_metrics
 from .suite import ARTIFACT_LEVELS, ARTIFACT_TASKS, _LEARNED, METRICS, SET_METRICS, Suite, ground_truth, method_kind
 
 def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1), progress: bool = True) -> dict:
-    """Run (or resume) ``suite`` into ``out_dir``; return a summary (rows done, skipped, notes)."""
+    """Run (or resume) ``suite`` into ``out_dir``; return a summary (rows done, skipped, notes).
+
+    Raises:
+        InputError: ``suite`` not a :class:`Suite` (:func:`~genrestore.bench.suite.load_suite` gives one),
+            or outputs that would overwrite the suite's photos.
+    """
     from tqdm import tqdm
 
     from ..io import check_output_file, check_output_folder, json_line
+
+    if not isinstance(suite, Suite):
+        raise InputError(f"expected suite as a Suite, got {type(suite).__name__} {suite!r:.60}; "
+                         f"genrestore.bench.suite.load_suite(name) loads one")
 
     out = Path(out_dir)
     check_output_folder(out)  # the folder is made once the images and models have loaded

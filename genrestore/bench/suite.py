@@ -180,8 +180,15 @@ def load_suite(spec: str | Path, methods: list[str] | None = None, images: str |
         methods: replaces the suite's method list (``--methods``).
         tasks: replaces the suite's task list (``--tasks``); checked like the suite's own.
         images: replaces the suite's image folder (``--images``).
+
+    Raises:
+        InputError: no such suite, a malformed one, or ``methods`` / ``tasks`` not a list of names.
     """
     from ..degrade import COMPOSITIONS, LEVELS, PIPELINES, TASKS
+
+    for key, v in (("methods", methods), ("tasks", tasks)):
+        if isinstance(v, (str, bytes)):  # a str would be iterated letter by letter: "unknown method 'i'"
+            raise InputError(f"expected {key} as a list of names, got the string {v!r} (write [{v!r}])")
 
     def in_list(key: str, origin: str) -> str:  # where in the suite file a bad entry stands
         return "" if origin.startswith("--") else f" in '{key}'"

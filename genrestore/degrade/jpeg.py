@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._checks import InputError, check_image
+from .._checks import InputError, check_float_tensor, check_image
 from .._tensor_cache import tensor_cache
 
 # ITU-T T.81 Annex K, tables K.1 (luminance) and K.2 (chrominance), natural (row-major) order.
@@ -139,6 +139,7 @@ def round_surrogate(x: torch.Tensor, k: float = 0.8) -> torch.Tensor:
         >>> y.tolist(), [round(g, 4) for g in x.grad.tolist()]
         ([0.0, 1.0, -2.0], [0.296, 0.8, 0.8])
     """
+    check_float_tensor(x)
     return _RoundSurrogate.apply(x, k)
 
 

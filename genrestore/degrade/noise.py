@@ -12,7 +12,7 @@ import math
 import torch
 
 from .. import _random
-from .._checks import InputError, check_image, finite_number
+from .._checks import InputError, check_float_tensor, check_image, finite_number
 
 Param = float | torch.Tensor
 
@@ -138,4 +138,5 @@ def clamp_surrogate(x: torch.Tensor, k: float = 2.0) -> torch.Tensor:
         >>> [round(g, 6) for g in x.grad.tolist()]  # 2 s (1 - s) at s = sigmoid(2 (x - 0.5))
         [0.090353, 0.5, 0.090353]
     """
+    check_float_tensor(x)
     return _ClampSigmoidGrad.apply(x, k)

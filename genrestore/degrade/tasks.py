@@ -226,6 +226,7 @@ class Deartifact(_Task):
 
     def degrade_with_params(self, x, generator=None):
         check_image(x)
+        _random.check_generator(generator, x.shape[0])  # unused (JPEG draws nothing), but a seed here is a mistake
         return jpeg_pillow(x, self.quality), {}
 
     def surrogate(self, x, params=None, generator=None):

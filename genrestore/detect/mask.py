@@ -143,8 +143,9 @@ def regions(mask: torch.Tensor | np.ndarray, d_map: torch.Tensor | np.ndarray) -
     """8-connected regions of one ``(H, W)`` mask with their boxes, areas and mean D, largest first."""
     import cv2
 
-    m = np.asarray(mask.cpu() if isinstance(mask, torch.Tensor) else mask).squeeze().astype(np.uint8)
-    d = np.asarray(d_map.cpu() if isinstance(d_map, torch.Tensor) else d_map, dtype=np.float64).squeeze()
+    # detached: a D map computed from a network's output (no torch.no_grad) still requires grad
+    m = np.asarray(mask.detach().cpu() if isinstance(mask, torch.Tensor) else mask).squeeze().astype(np.uint8)
+    d = np.asarray(d_map.detach().cpu() if isinstance(d_map, torch.Tensor) else d_map, dtype=np.float64).squeeze()
     if m.ndim != 2 or m.shape != d.shape:
         raise InputError(f"expected one (H, W) mask and a map of its size, got {m.shape} and {d.shape}")
     n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)

@@ -188,11 +188,25 @@ def make_segmenter(kind: str = "texture", folder: str | os.PathLike | None = Non
     raise InputError(f"unknown segmenter {kind!r}; expected none, texture or segformer")
 
 
+_INDEX_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
 def adjustment_map(labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Per-pixel ``A_k`` from labels ``(N, H, W)``: ``(N, 1, H, W)`` float32."""
+    """Per-pixel ``A_k`` from labels ``(N, H, W)``: ``(N, 1, H, W)`` float32.
+
+    Args:
+        labels: ``(N, H, W)`` integer class indices, as a :class:`Segmenter` gives them.
+        weights: ``(K,)`` float32 ``A_k`` per class, e.g. from :func:`ade20k_adjustment`.
+
+    Raises:
+        InputError: labels that are not an integer ``(N, H, W)`` tensor, or outside ``0..K-1``.
+    """
+    if not isinstance(labels, torch.Tensor) or labels.ndim != 3 or labels.dtype not in _INDEX_DTYPES:
+        got = f"{tuple(labels.shape)} {labels.dtype}" if isinstance(labels, torch.Tensor) else type(labels).__name__
+        raise InputError(f"expected labels as an (N, H, W) integer tensor of class indices, got {got}")
     if labels.numel() and (labels.min() < 0 or labels.max() >= weights.numel()):
         raise InputError(f"labels outside 0..{weights.numel() - 1}")
-    return weights.to(labels.device)[labels].unsqueeze(1)
+    return weights.to(labels.device)[labels.long()].unsqueeze(1)  # uint8 would index as a mask
 
 
 class AdjustmentFit:

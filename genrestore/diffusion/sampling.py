@@ -21,7 +21,7 @@ from typing import Any, Literal, Union
 import torch
 import torch.nn.functional as F
 
-from .._checks import InputError, check_image, check_not_empty, finite_number
+from .._checks import InputError, check_float_tensor, check_image, check_not_empty, finite_number
 from .._random import Generator, rand, randint, randn
 from .model import ConditionalUNet, size_multiple
 from ..models.checkpoint import in_module_dtype
@@ -88,7 +88,7 @@ def predict(model: ConditionalUNet, x_t: torch.Tensor, t: torch.Tensor | int, y:
     return out_uncond + guidance_scale * (out_cond - out_uncond)  # DiffGAR eq. 9
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: restored images may become training targets, or be edited in place
 def sample(model: ConditionalUNet, y: torch.Tensor, scheduler: Literal["ddpm", "ddim"] = "ddpm",
            steps: int = 10, class_labels: torch.Tensor | None = None, guidance_scale: float = 1.0,
            eta: float = 0.0, generator: Generator = None, tile: int = 0, tile_pad: int = 16,
@@ -243,7 +243,7 @@ def _inversion_scheduler(schedule, steps: int, t0: int | None):
     return make_scheduler("ddim", schedule, "epsilon", clip_sample=False), inversion_grid(steps, t0)
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode, as sample
 def ddim_invert(model: Denoiser, x0: torch.Tensor, steps: int, t0: int | None = None,
                 y: torch.Tensor | None = None, class_labels: torch.Tensor | None = None,
                 guidance_scale: float = 1.0, schedule: dict[str, Any] | None = None,
@@ -287,7 +287,7 @@ def ddim_invert(model: Denoiser, x0: torch.Tensor, steps: int, t0: int | None = 
     return x
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode, as sample
 def ddim_decode(model: Denoiser, x_t0: torch.Tensor, steps: int, t0: int | None = None,
                 y: torch.Tensor | None = None, class_labels: torch.Tensor | None = None,
                 guidance_scale: float = 1.0, schedule: dict[str, Any] | None = None,
@@ -368,7 +368,8 @@ def training_loss(model: ConditionalUNet, x0: torch.Tensor, y: torch.Tensor,
 
     Args:
         model: the conditional denoiser (in ``train()`` mode for training).
-        x0: ``(N, C, H, W)`` clean targets in model space (``[-1, 1]`` pixels or latents).
+        x0: ``(N, C, H, W)`` clean targets in model space (``[-1, 1]`` pixels or latents), float
+            (run in the model's dtype).
         y: ``(N, C_y, H, W)`` degraded conditions in model space.
         class_labels: ``(N,)`` int64, or ``None`` (no classes, or all ``[MASK]``).
         scheduler: a diffusers scheduler with ``add_noise`` / ``get_velocity`` for the model's
@@ -382,7 +383,8 @@ def training_loss(model: ConditionalUNet, x0: torch.Tensor, y: torch.Tensor,
         scalar loss (mean over all pixels).
 
     Raises:
-        InputError: mismatched shapes, or a scheduler with another prediction type.
+        InputError: ``x0`` or ``y`` not a float tensor, mismatched shapes, or a scheduler with
+            another prediction type.
     """
     if not 0 <= mask_prob <= 1:  # also refuses NaN
         raise InputError(f"expected mask_prob as a probability in [0, 1], got {mask_prob!r}")
@@ -391,10 +393,13 @@ def training_loss(model: ConditionalUNet, x0: torch.Tensor, y: torch.Tensor,
     if scheduler.config.prediction_type != model.prediction_type:
         raise InputError(f"scheduler predicts {scheduler.config.prediction_type!r}, "
                          f"model predicts {model.prediction_type!r}")
+    check_float_tensor(x0, "x0")
+    check_float_tensor(y, "y")
     if x0.ndim != 4 or y.ndim != 4 or x0.shape[0] != y.shape[0] or x0.shape[-2:] != y.shape[-2:]:
         raise InputError(f"expected x0 and y with the same batch and size, got {tuple(x0.shape)} and {tuple(y.shape)}")
     if loss not in ("mse", "l1"):
         raise InputError(f"expected loss 'mse' or 'l1', got {loss!r}")
+    x0, y = in_module_dtype(model, x0), in_module_dtype(model, y)  # e.g. float64 images, as sample does
     n = x0.shape[0]
     t = randint(generator, n, 0, scheduler.config.num_train_timesteps, device=x0.device)  # Alg. 1 line 4
     noise = randn(generator, x0.shape, device=x0.device, dtype=x0.dtype)  # Alg. 1 line 5

@@ -49,6 +49,8 @@ class FeatureStats:
 
     def update(self, features: torch.Tensor) -> None:
         """Fold in ``(N, d)`` features (any float dtype and device)."""
+        if not isinstance(features, torch.Tensor):
+            raise InputError(f"expected (N, d) features as a torch tensor, got {type(features).__name__}")
         if features.ndim != 2:
             raise InputError(f"expected (N, d) features, got {tuple(features.shape)}")
         f = features.detach().to(torch.float64)

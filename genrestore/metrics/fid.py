@@ -69,7 +69,7 @@ class InceptionFeatures:
         if not self.has_logits:
             self.model.require_logits()
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: features may be edited in place or kept for a loss
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         check_image(x, "images", channels=(3,))  # 0..255 or uint8 images would give features without complaint
         feats, logits = [], []

@@ -107,6 +107,14 @@ def lpips(x: torch.Tensor, y: torch.Tensor, net: Net = "alex") -> torch.Tensor:
 
     The model is cached per device and per weight files (path and modification time), so
     adding or replacing a weight takes effect at the next call.
+
+    Args:
+        x, y: ``(N, 3, H, W)`` float images in [0, 1].
+        net: ``"alex"`` or ``"vgg"`` backbone.
+
+    Returns:
+        ``(N,)`` distances, lower is closer, without gradient: as a loss use
+        ``LPIPS.from_store(net)`` (a module that autograd runs through).
     """
     from .. import weights as ws
 
@@ -117,5 +125,5 @@ def lpips(x: torch.Tensor, y: torch.Tensor, net: Net = "alex") -> torch.Tensor:
     check_image(y, "second image", channels=(3,))
     paths = (ws.resolve(BACKBONE_WEIGHT[net]), ws.resolve(HEADS_WEIGHT[net]))
     key = tuple((str(p), p.stat().st_mtime_ns) for p in paths)
-    with torch.inference_mode():
+    with torch.no_grad():  # not inference_mode: scores may be summed in place (s += lpips(...))
         return _cached(net, str(x.device), key)(x, y)

@@ -276,7 +276,7 @@ class DiffGARRestorer:
             raise InputError(f"expected guidance_scale in [0, {MAX_GUIDANCE_SCALE:g}], got {guidance_scale!r}")
         return labels, s
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: see diffusion.sample
     def restore(self, y: torch.Tensor, mode: Mode = "guided", artifact: str | None = None,
                 guidance_scale: float = 3.0, steps: int = 30, generator: Generator = None, tile: int = 0,
                 tile_pad: int = 16, tile_blend: int = TILE_BLEND, half: bool = False) -> torch.Tensor:

@@ -101,7 +101,7 @@ class IDMRestorer:
 
         return cls(ConditionalUNet.load(ws.model_file(path), device=device))
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: see diffusion.sample
     def restore(self, y: torch.Tensor, steps: int = 10, generator: Generator = None, tile: int = 0,
                 tile_pad: int = 16, tile_blend: int = TILE_BLEND, half: bool = False,
                 sampler: Literal["ddpm", "ddim"] = "ddpm", eta: float = 0.0) -> torch.Tensor:

@@ -175,7 +175,7 @@ class Inpainter:
         steps = DEFAULT_DIFFUSION_STEPS if kind == "diffusion" else net.config["schedule"]["num_train_timesteps"]
         return cls(kind, net, steps)
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: see diffusion.sample
     def inpaint(self, y: torch.Tensor, mask: torch.Tensor, generator: Generator = None,
                 steps: int | None = None, half: bool = False) -> torch.Tensor:
         """Fill the holes of ``y``.

@@ -1,0 +1,188 @@
+"""A new user's walk through the Python API (helper-75, 2026-12-08): calls that a user of
+BasicSR, diffusers or pyiqa would write, which raised from deep inside torch or gave a tensor
+that later broke their code. Each test failed before its fix."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from genrestore._checks import InputError
+
+X = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+Y = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+TINY_UNET = dict(sample_size=8, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
+                 down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"))
+
+
+def _gens():
+    return [torch.Generator().manual_seed(10), torch.Generator().manual_seed(11)]
+
+
+def _restorer_outputs():
+    """name -> a call giving that entry point's output on X (tiny networks, or a shipped one)."""
+    from genrestore.diffusion import ConditionalUNet, ddim_decode, ddim_invert, sample
+    from genrestore.restore.diffgar import DIFFGAR_CLASSES, DiffGARRestorer
+    from genrestore.restore.idm import IDMRestorer
+    from genrestore.restore.inpaint import Inpainter
+
+    def net(**kw):
+        torch.manual_seed(0)
+        return ConditionalUNet(3, unet=TINY_UNET, **kw).eval()
+
+    mask = torch.ones(2, 1, 16, 16)
+    mask[..., 4:10, 4:10] = 0
+    eps = lambda x, t: torch.zeros_like(x)  # noqa: E731
+    return {
+        "IDMRestorer.restore": lambda: IDMRestorer(net(prediction_type="sample")).restore(X, 2, _gens()),
+        "DiffGARRestorer.restore": lambda: DiffGARRestorer(net(class_names=DIFFGAR_CLASSES)).restore(
+            X, "guided", "denoise", steps=2, generator=_gens()),
+        "Inpainter.inpaint": lambda: Inpainter.from_file("inpaint-gan").inpaint(X, mask, generator=_gens()),
+        "diffusion.sample": lambda: sample(net(), X, steps=2, generator=_gens()),
+        "diffusion.ddim_invert": lambda: ddim_invert(eps, X * 2 - 1, 2, t0=10),
+        "diffusion.ddim_decode": lambda: ddim_decode(eps, X * 2 - 1, 2, t0=10),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_restorer_outputs()))
+def test_restored_images_can_be_training_targets_and_edited_in_place(name):
+    """They were inference tensors (``torch.inference_mode``): ``F.mse_loss(net(y), restored)``
+    raised "Inference tensors cannot be saved for backward", and ``restored.clamp_()`` raised
+    too, as ``upscale``'s outputs never did."""
+    target = _restorer_outputs()[name]()
+    assert not torch.is_inference(target) and not target.requires_grad
+    pred = torch.zeros_like(target, requires_grad=True)
+    F.mse_loss(pred, target).backward()
+    torch.testing.assert_close(pred.grad, -2 * target / target.numel())  # d/dp mean((p - t)^2) at p = 0
+    target.clamp_(0, 0.5)  # in place, as users post-process
+    assert float(target.max()) <= 0.5
+
+
+def test_feature_scores_can_be_summed_in_place():
+    """InceptionFeatures gave inference tensors: ``feats += ...`` or ``feats.div_(norm)`` raised
+    "Inplace update to inference tensor outside InferenceMode"."""
+    from genrestore.metrics.fid import InceptionFeatures
+
+    class MeanColour(torch.nn.Module):  # a stand-in network: features are each image's mean colour
+        def forward(self, x):
+            return x.mean(dim=(2, 3)), None
+
+    feats, logits = InceptionFeatures(model=MeanColour())(X)
+    assert logits is None and not torch.is_inference(feats)
+    feats += 1
+    torch.testing.assert_close(feats, X.mean(dim=(2, 3)) + 1)
+
+
+@pytest.mark.real_weights
+@pytest.mark.skipif(not __import__("genrestore.weights", fromlist=["find"]).find("alexnet-torchvision"),
+                    reason="needs the AlexNet trunk: genrestore weights install alexnet-torchvision")
+def test_lpips_scores_can_be_summed_in_place():
+    from genrestore.metrics.lpips import lpips
+
+    x, y = F.interpolate(X, size=32), F.interpolate(Y, size=32)  # AlexNet's taps need 31 px
+    scores = lpips(x, y)
+    total = scores.clone()
+    scores += lpips(y, x)  # raised "Inplace update to inference tensor outside InferenceMode"
+    torch.testing.assert_close(scores, 2 * total)  # LPIPS is symmetric
+
+
+def test_detection_of_a_network_output_that_requires_grad():
+    """A GAN-SR output from a network called without ``torch.no_grad()`` requires grad:
+    ``detect_artifacts`` raised "Can't call numpy() on Tensor that requires grad"."""
+    from genrestore.detect import detect_artifacts, regions
+
+    gan = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    mse = torch.full((1, 3, 32, 32), 0.5)
+    mse[..., :16, :] = gan[..., :16, :]  # same texture above, flat below: D drops below the threshold there
+    found = detect_artifacts(gan.clone().requires_grad_(), mse.clone().requires_grad_(), scale=1, min_area_x4=16)
+    plain = detect_artifacts(gan, mse, scale=1, min_area_x4=16)
+    assert torch.equal(found.mask, plain.mask) and found.regions == plain.regions and plain.regions[0]
+    # regions of a D map that requires grad: one 2x3 region, mean D by hand
+    m = torch.zeros(4, 5, dtype=torch.bool)
+    m[1:3, 1:4] = True
+    d = torch.arange(20.0).view(4, 5).requires_grad_()
+    (r,) = regions(m, d)
+    assert (r.box, r.area) == ((1, 1, 3, 2), 6)
+    assert r.mean_d == pytest.approx((6 + 7 + 8 + 11 + 12 + 13) / 6)
+
+
+@pytest.mark.parametrize("call", [
+    lambda g: __import__("genrestore.degrade", fromlist=["get_task"]).get_task("deartifact").degrade(X, g),
+    lambda g: __import__("genrestore.artifacts", fromlist=["synthesize"]).synthesize("identity", {}, X, 0.5, g),
+], ids=["deartifact task", "identity artifact"])
+def test_operators_that_draw_nothing_still_check_the_generator(call):
+    """They ignored it: a seed, a NumPy generator or a list of the wrong length passed, while the
+    random tasks and kinds refused them."""
+    for bad in (0, np.random.default_rng(0), [torch.Generator()]):
+        with pytest.raises(InputError, match="generator"):
+            call(bad)
+    out = call(_gens())
+    torch.testing.assert_close(out[0] if isinstance(out, tuple) else out,
+                               (lambda o: o[0] if isinstance(o, tuple) else o)(call(None)))
+
+
+def test_elementwise_operators_refuse_arrays_and_integer_tensors():
+    """``quantize(uint8 image)`` clamped 0..255 integers to 0/1 without complaint; a NumPy array
+    raised AttributeError / TypeError from inside the function."""
+    from genrestore.degrade import clamp_surrogate, round_surrogate
+    from genrestore.io import quantize
+
+    u8 = (X * 255).round().to(torch.uint8)
+    for fn in (quantize, round_surrogate, clamp_surrogate):
+        for bad, words in ((X.numpy(), "torch.Tensor, got ndarray"), (u8, "float tensor, got dtype torch.uint8")):
+            with pytest.raises(InputError, match=words):
+                fn(bad)
+    assert quantize(torch.tensor([0.2, 1.2])).mul(255).tolist() == [51.0, 255.0]  # 0.2 * 255 = 51; 1.2 clamped
+
+
+def test_adjustment_map_takes_integer_labels_only():
+    """Float labels raised IndexError; uint8 labels (a class map read from a PNG) were used as a
+    boolean mask and raised IndexError too."""
+    from genrestore.detect import adjustment_map
+
+    weights = torch.tensor([1.0, 2.0, 3.0])
+    labels = torch.tensor([[[0, 2], [1, 0]]])
+    expected = [[[[1.0, 3.0], [2.0, 1.0]]]]
+    assert adjustment_map(labels.to(torch.uint8), weights).tolist() == expected
+    assert adjustment_map(labels.int(), weights).tolist() == expected
+    for bad in (labels.float(), labels.bool(), labels[0], labels.numpy()):
+        with pytest.raises(InputError, match="integer tensor of class indices"):
+            adjustment_map(bad, weights)
+
+
+def test_feature_stats_refuse_numpy_features():
+    from genrestore.metrics import FeatureStats
+
+    with pytest.raises(InputError, match="torch tensor, got ndarray"):
+        FeatureStats().update(np.zeros((4, 3)))
+
+
+def test_training_loss_of_float64_and_integer_images():
+    """float64 targets raised "Input type (double) and bias type (float)" from a convolution and
+    uint8 ones NotImplementedError; ``sample`` runs float64 images in the network's dtype."""
+    from genrestore.diffusion import ConditionalUNet, training_loss
+
+    torch.manual_seed(0)
+    net = ConditionalUNet(3, class_names=("a", "b"), unet=TINY_UNET)
+    x0, y, labels = X[..., :8, :8] * 2 - 1, Y[..., :8, :8] * 2 - 1, torch.tensor([0, 1])
+    ref = training_loss(net, x0, y, labels, generator=_gens())
+    torch.testing.assert_close(training_loss(net, x0.double(), y.double(), labels, generator=_gens()), ref)
+    with pytest.raises(InputError, match="x0 as a float tensor"):
+        training_loss(net, ((x0 + 1) * 127.5).to(torch.uint8), y, labels)
+
+
+def test_bench_entry_points_name_what_they_expect(tmp_path):
+    """``load_suite(..., methods="idm")`` said "unknown method 'i'" (the string was iterated) and
+    ``run_suite("denoise", ...)`` raised AttributeError."""
+    from genrestore.bench.harness import run_suite
+    from genrestore.bench.suite import load_suite
+
+    with pytest.raises(InputError, match=r"methods as a list of names.*\['idm'\]"):
+        load_suite("denoise", methods="idm")
+    with pytest.raises(InputError, match="tasks as a list of names"):
+        load_suite("denoise", tasks="denoise")
+    with pytest.raises(InputError, match="load_suite"):
+        run_suite("denoise", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
