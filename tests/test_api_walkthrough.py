@@ -185,4 +185,53 @@ def test_bench_entry_points_name_what_they_expect(tmp_path):
         load_suite("denoise", tasks="denoise")
     with pytest.raises(InputError, match="load_suite"):
         run_suite("denoise", tmp_path / "out")
+    with pytest.raises(InputError) as e:  # a tensor's repr spans lines: the message did too
+        run_suite(torch.zeros(3, 3), tmp_path / "out")
+    assert str(e.value).startswith("expected suite as a Suite, got Tensor tensor([[0., 0., 0.], [0.,")
+    assert "\n" not in str(e.value)
     assert not (tmp_path / "out").exists()
+
+
+def test_sampled_tokens_can_be_edited_in_place():
+    """TokenTransformer.sample / sample_grid ran under inference_mode (as the restorers did):
+    ``tokens[0, 0] = k`` on their output raised "Inplace update to inference tensor"."""
+    from genrestore.models.vq import TokenTransformer
+
+    torch.manual_seed(0)
+    net = TokenTransformer(8, 4, dim=16, depth=1, heads=2).eval()
+    tokens = torch.tensor([[1, 2, 3, 4]])
+    keep = torch.ones(1, 4, dtype=torch.bool)  # nothing resampled: the tokens come back
+    for out in (net.sample(tokens, keep), net.sample_grid(tokens.view(1, 2, 2), keep.view(1, 2, 2)).view(1, 4)):
+        assert not torch.is_inference(out) and out.tolist() == [[1, 2, 3, 4]]
+        out[0, 0] = 7
+        assert out.tolist() == [[7, 2, 3, 4]]
+
+
+def test_face_descriptors_and_segmenter_labels_can_be_edited_in_place(monkeypatch):
+    """face_descriptor and SegFormerSegmenter ran under inference_mode: ``d /= d.norm()`` or
+    ``labels[labels == a] = b`` on their outputs raised "Inplace update to inference tensor"."""
+    from types import SimpleNamespace
+
+    from genrestore.detect.semantic import SegFormerSegmenter
+    from genrestore.models import face_descriptor as fd
+
+    class MeanColour(torch.nn.Module):  # stand-in networks (the weights are not what is tested)
+        def forward(self, x=None, pixel_values=None):
+            if pixel_values is not None:  # SegFormer: 2 classes, class 1 where red > green
+                return SimpleNamespace(logits=torch.stack([pixel_values[:, 1], pixel_values[:, 0]], 1))
+            return x.mean(dim=(2, 3))
+
+    monkeypatch.setattr(fd, "_model", lambda device, key: MeanColour())  # (the weight file ships, for its key)
+    d = fd.face_descriptor(X)
+    assert not torch.is_inference(d)
+    d /= 2
+    torch.testing.assert_close(d, fd.to_face_input(X).mean(dim=(2, 3)) / 2)
+
+    seg = SegFormerSegmenter.__new__(SegFormerSegmenter)
+    seg.model, seg.size, seg.device = MeanColour(), 16, torch.device("cpu")
+    labels = seg(X)
+    assert not torch.is_inference(labels)
+    red, green = (X[:, 0] - 0.485) / 0.229, (X[:, 1] - 0.456) / 0.224  # ImageNet normalisation
+    assert torch.equal(labels, (red > green).long())  # at the network's size: no resize
+    labels[labels == 1] = 0  # merge the classes
+    assert labels.shape == (2, 16, 16) and not labels.any()

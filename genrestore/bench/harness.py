@@ -38,7 +38,8 @@ def run_suite(suite: Suite, out_dir: str | Path, shard: tuple[int, int] = (0, 1)
     from ..io import check_output_file, check_output_folder, json_line
 
     if not isinstance(suite, Suite):
-        raise InputError(f"expected suite as a Suite, got {type(suite).__name__} {suite!r:.60}; "
+        shown = " ".join(repr(suite).split())[:60]  # one line: an array's repr spans several
+        raise InputError(f"expected suite as a Suite, got {type(suite).__name__} {shown}; "
                          f"genrestore.bench.suite.load_suite(name) loads one")
 
     out = Path(out_dir)

@@ -130,7 +130,7 @@ class SegFormerSegmenter:
             raise InputError(f"expected {k} adjustment weights, got {weights.numel()}")
         self.weights, self.size, self.device = weights.float(), size, torch.device(device)
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: labels may be edited in place (merging classes)
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         check_image(image, "image to segment", channels=(3,))
         h, w = image.shape[-2:]

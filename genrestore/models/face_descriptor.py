@@ -105,7 +105,7 @@ def face_descriptor(x: torch.Tensor) -> torch.Tensor:
 
     check_image(x, "face crops", channels=(3,))
     path = ws.resolve(WEIGHT_NAME)
-    with torch.inference_mode():
+    with torch.no_grad():  # not inference_mode: descriptors may be edited in place (d /= d.norm(...))
         return _model(str(x.device), (str(path), path.stat().st_mtime_ns))(to_face_input(x.float()))  # float32 net
 
 

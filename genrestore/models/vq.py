@@ -189,7 +189,7 @@ class TokenTransformer(nn.Module, SavedModel):
         causal = nn.Transformer.generate_square_subsequent_mask(length, device=tokens.device)
         return self.head(self.norm(self.blocks(h, mask=causal, is_causal=True)))
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: the tokens are the user's, to edit in place or decode for a loss
     def sample(self, tokens: torch.Tensor, keep: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
                generator: Generator = None) -> torch.Tensor:
         """Resample, in raster order, every position where ``keep`` is False; keep the others.
@@ -285,7 +285,7 @@ class TokenTransformer(nn.Module, SavedModel):
             raise InputError(f"this transformer models {self.length} tokens, not a square grid")
         return side
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode, as sample
     def sample_grid(self, tokens: torch.Tensor, keep: torch.Tensor, temperature: float = 1.0,
                     top_k: int | None = None, generator: Generator = None) -> torch.Tensor:
         """:meth:`sample` on token grids at least as large as the model's, with a sliding window.
