@@ -235,3 +235,110 @@ def test_face_descriptors_and_segmenter_labels_can_be_edited_in_place(monkeypatc
     assert torch.equal(labels, (red > green).long())  # at the network's size: no resize
     labels[labels == 1] = 0  # merge the classes
     assert labels.shape == (2, 16, 16) and not labels.any()
+
+
+def test_weight_and_suite_lookups_refuse_non_names():
+    """``weights.find(None)``, ``find(3)`` and ``verify(None)`` raised TypeError from ``"/" in name``;
+    ``load_suite(3)`` raised TypeError from ``Path(3)``."""
+    from genrestore import weights
+    from genrestore.bench.suite import load_suite
+
+    for call in (weights.find, weights.verify, weights.spec):
+        for bad in (None, 3):
+            with pytest.raises(InputError, match=f"weight name as a string, got {type(bad).__name__}"):
+                call(bad)
+    for bad in (3, None):
+        with pytest.raises(InputError, match=f"built-in suite name, got {type(bad).__name__}"):
+            load_suite(bad)
+
+
+def test_model_range_conversions_refuse_arrays_and_integer_tensors():
+    """``to_model_range(uint8)`` gave 0..255 integers times 2 minus 1 (uint8 arithmetic) and passed
+    NumPy arrays through; ``from_model_range(array)`` raised AttributeError (``.clamp``)."""
+    from genrestore.diffusion import from_model_range, to_model_range
+
+    u8 = (X * 255).round().to(torch.uint8)
+    for fn in (to_model_range, from_model_range):
+        for bad, words in ((X.numpy(), "torch.Tensor, got ndarray"), (u8, "float tensor, got dtype torch.uint8")):
+            with pytest.raises(InputError, match=words):
+                fn(bad)
+    assert to_model_range(torch.tensor([0.0, 0.5, 1.0])).tolist() == [-1.0, 0.0, 1.0]
+    assert from_model_range(torch.tensor([-2.0, 0.0, 1.0])).tolist() == [0.0, 0.5, 1.0]  # -2 clamped
+
+
+@pytest.mark.parametrize("which", ["ddim_invert", "ddim_decode"])
+def test_ddim_inversion_with_a_plain_function_checks_its_input(which):
+    """With ``fn(x_t, t)`` as the model nothing checked the sample: a 3-D tensor ran through
+    (a batch of one image's channels) and a NumPy array raised TypeError in the scheduler step."""
+    import genrestore.diffusion as diffusion
+
+    fn = getattr(diffusion, which)
+    eps = lambda x, t: torch.zeros_like(x)  # noqa: E731
+    for bad, words in ((X[0] * 2 - 1, r"of shape \(N, C, H, W\).*got \(3, 16, 16\)"),
+                       ((X * 2 - 1).numpy(), "torch.Tensor, got ndarray"),
+                       ((X * 255).to(torch.uint8), "float tensor")):
+        with pytest.raises(InputError, match=words):
+            fn(eps, bad, 2, t0=10)
+    assert fn(eps, X * 2 - 1, 2, t0=10).shape == X.shape
+
+
+def test_mask_class_labels_takes_integer_label_tensors_only():
+    """Float labels came back as float labels (an embedding then raised); a NumPy array raised
+    TypeError from ``full_like``; int32 labels came back int32, not the documented int64."""
+    from genrestore.diffusion import mask_class_labels
+
+    for bad, words in ((torch.tensor([0.0, 1.0]), r"\(N,\) integer tensor, got \(2,\) of dtype torch.float32"),
+                       (torch.tensor([[0, 1]]), r"\(N,\) integer tensor, got \(1, 2\)"),
+                       (torch.tensor([True, False]), "integer tensor"),
+                       (np.array([0, 1]), "torch.Tensor, got ndarray")):
+        with pytest.raises(InputError, match=words):
+            mask_class_labels(bad, 2, 0.5)
+    out = mask_class_labels(torch.tensor([0, 1], dtype=torch.int32), 2, 1.0)
+    assert out.dtype == torch.int64 and out.tolist() == [2, 2]
+
+
+def test_no_segmenter_checks_its_image():
+    """``make_segmenter("none")`` gave labels for a NumPy array and for a 3-D tensor (one label map
+    per channel), while the texture and SegFormer segmenters refused both."""
+    from genrestore.detect.semantic import make_segmenter
+
+    seg = make_segmenter("none")
+    for bad, words in ((X.numpy(), "torch.Tensor, got ndarray"), (X[0], r"got \(3, 16, 16\)"),
+                       (X * 255, r"in \[0, 1\]")):
+        with pytest.raises(InputError, match=words):
+            seg(bad)
+    assert torch.equal(seg(X), torch.zeros(2, 16, 16, dtype=torch.long))
+
+
+def test_morphology_takes_one_channel_masks_and_whole_iterations():
+    """``dilate`` / ``erode`` took a 3-channel tensor (an image passed as the mask) and returned 3
+    channels; ``iterations=None`` raised TypeError from ``None <= 0``."""
+    from genrestore.detect import dilate, erode
+
+    m = torch.zeros(1, 1, 5, 5, dtype=torch.bool)
+    m[..., 2, 2] = True
+    for fn in (dilate, erode):
+        with pytest.raises(InputError, match=r"\(N, 1, H, W\) mask tensor, got \(2, 3, 16, 16\)"):
+            fn(X, 3)
+        for bad in (None, -1, 1.5):
+            with pytest.raises(InputError, match="iterations as an int >= 0"):
+                fn(m, 3, bad)
+    assert dilate(m, 3).sum() == 9 and dilate(m[:, 0], 3).shape == (1, 5, 5)  # (N, H, W) masks as documented
+    assert not erode(m, 3).any()
+
+
+def test_adjustment_map_is_in_the_weights_dtype_and_checks_them():
+    """Its docstring promised float32 whatever the weights (float64 ones gave float64, which the
+    detector casts to D's dtype anyway); list or integer weights raised AttributeError or gave
+    integer A_k."""
+    from genrestore.detect import adjustment_map
+
+    labels = torch.tensor([[[0, 1]]])
+    for dtype in (torch.float32, torch.float64):
+        out = adjustment_map(labels, torch.tensor([0.5, 1.0], dtype=dtype))
+        assert out.dtype == dtype and out.tolist() == [[[[0.5, 1.0]]]]
+    for bad, words in (([0.5, 1.0], "weights as a torch.Tensor, got list"),
+                       (torch.tensor([1, 2]), "weights as a float tensor"),
+                       (torch.ones(2, 1), r"weights of shape \(K,\)")):
+        with pytest.raises(InputError, match=words):
+            adjustment_map(labels, bad)

@@ -46,7 +46,31 @@ def generator_specs(kind: str, paths: dict[str, str | os.PathLike | None], flag:
 def load_generators(kind: str, paths: dict[str, str | os.PathLike | None], device: str | torch.device = "cpu",
                     flag: str = "") -> dict[str, torch.nn.Module]:
     """The generators ``kind`` needs, loaded from :func:`generator_specs` (keys ``vq``,
-    ``transformer``, ``ddpm``; each a ``.safetensors`` file or a weight name)."""
+    ``transformer``, ``ddpm``; each a ``.safetensors`` file or a weight name).
+
+    Args:
+        kind: one of :data:`KINDS`.
+        paths: ``{key: file or weight name or None}``; a missing or ``None`` entry takes the
+            shipped default of :data:`DEFAULTS` (``vq-default``, ``transformer-default``,
+            ``ddpm-default``).
+        device: where the networks go.
+        flag: prefix naming a missing generator in the error (e.g. ``"--"`` for CLI options).
+
+    Returns:
+        ``{key: network}`` for the keys ``kind`` needs (``{}`` for ``identity``).
+
+    Raises:
+        InputError: an unknown kind, a needed generator with no path and no default, or a file
+            that is missing or not such a model (:class:`~genrestore.weights.WeightNotFound`
+            for an absent named weight).
+
+    Example:
+        >>> gens = load_generators("vq-replace", {})  # the shipped vq-default
+        >>> {key: type(net).__name__ for key, net in gens.items()}
+        {'vq': 'VQAutoencoder'}
+        >>> load_generators("identity", {})
+        {}
+    """
     from .. import weights as ws
     from ..diffusion import DenoisingUNet
     from ..models.vq import TokenTransformer, VQAutoencoder
@@ -84,8 +108,24 @@ def synthesize(kind: str, generators: dict, x: torch.Tensor, level: float, gener
         alpha, gamma, beta: the DDIM kinds' perturbation, instead of the level's (``None``: the
             level's); DiffGAR's test pairs use ``alpha=0.25`` and ``gamma=1.009, beta=0.005``.
 
+    Returns:
+        ``(artifact, parameters)``: the artifact images ``(N, 3, H, W)`` float in ``[0, 1]``, and
+        a JSON-serialisable dict of the exact parameters drawn (``"kind"``, ``"level"``, ...).
+
     Raises:
-        InputError: ``t0`` past the model's last timestep ``T - 1``.
+        InputError: ``x`` not ``(N, 3, H, W)`` in ``[0, 1]``, a generator list not of ``N``, an
+            unknown kind, a needed generator missing from ``generators``, or ``t0`` past the
+            model's last timestep ``T - 1``.
+
+    Example:
+        >>> x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+        >>> y, p = synthesize("identity", {}, x, level=0.5)
+        >>> bool(torch.equal(y, x)), p
+        (True, {'kind': 'identity'})
+        >>> y, p = synthesize("vq-replace", load_generators("vq-replace", {}), x, 0.5,
+        ...                   generator=torch.Generator().manual_seed(0))
+        >>> y.shape, p["kind"], p["level"]
+        (torch.Size([2, 3, 16, 16]), 'vq-replace', 0.5)
     """
     from . import ar_resample, ddim_gaussian, ddim_scale_shift, identity_pair, vq_replace
 

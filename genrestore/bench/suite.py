@@ -52,6 +52,7 @@ any work starts; the offending key is named.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -177,12 +178,27 @@ def load_suite(spec: str | Path, methods: list[str] | None = None, images: str |
     """A suite by file path or by name (``genrestore/bench/suites/NAME.toml``), checked.
 
     Args:
+        spec: a suite ``.toml`` file, or the name of a built-in suite (e.g. ``"denoise"``).
         methods: replaces the suite's method list (``--methods``).
+        images: replaces the suite's image folder (``--images``); an existing folder, relative
+            to the working folder. Without it the suite's ``images`` must exist beside the suite
+            file or in the working folder.
         tasks: replaces the suite's task list (``--tasks``); checked like the suite's own.
-        images: replaces the suite's image folder (``--images``).
+
+    Returns:
+        The checked :class:`Suite` (no image is read).
 
     Raises:
-        InputError: no such suite, a malformed one, or ``methods`` / ``tasks`` not a list of names.
+        InputError: no such suite, a malformed one, ``methods`` / ``tasks`` not a list of names
+            (or naming unknown ones), or an image folder that does not exist.
+
+    Example:
+        >>> from pathlib import Path
+        >>> import genrestore
+        >>> assets = Path(genrestore.__file__).parent / "assets"  # any existing folder
+        >>> suite = load_suite("denoise", methods=["degraded"], images=assets)
+        >>> suite.name, suite.tasks, suite.methods, suite.images == assets
+        ('denoise', ['denoise'], ['degraded'], True)
     """
     from ..degrade import COMPOSITIONS, LEVELS, PIPELINES, TASKS
 
@@ -193,6 +209,8 @@ def load_suite(spec: str | Path, methods: list[str] | None = None, images: str |
     def in_list(key: str, origin: str) -> str:  # where in the suite file a bad entry stands
         return "" if origin.startswith("--") else f" in '{key}'"
 
+    if not isinstance(spec, (str, os.PathLike)):
+        raise InputError(f"expected suite as a file path or a built-in suite name, got {type(spec).__name__} {spec!r}")
     path = Path(spec)
     if not path.is_file():
         path = SUITES_DIR / f"{spec}.toml"

@@ -279,7 +279,22 @@ def jpeg_pillow(x: torch.Tensor, quality: Quality, subsampling: Literal["4:2:0",
         workers: threads (default: the number of CPU cores; 1 runs a plain loop).
 
     Returns:
-        ``(N, C, H, W)`` images on 8-bit levels, of ``x``'s dtype and device.
+        ``(N, C, H, W)`` images on 8-bit levels (multiples of 1/255 in [0, 1]), of ``x``'s dtype
+        and device; detached (not differentiable: see :func:`jpeg_torch` for a surrogate).
+
+    Raises:
+        InputError: if ``x`` is not a float ``(N, C, H, W)`` tensor in [0, 1] with C = 1 or 3,
+            a quality is not a whole number in 1..100, the number of qualities is neither 1 nor
+            N, or ``subsampling`` is unknown.
+
+    Example:
+        >>> x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+        >>> y = jpeg_pillow(x, torch.tensor([10, 95]))  # one quality per image
+        >>> y.shape, bool(torch.equal(y * 255, (y * 255).round()))
+        (torch.Size([2, 3, 16, 16]), True)
+        >>> err = (y - x).abs().mean(dim=(1, 2, 3))
+        >>> bool(err[0] > err[1])  # quality 10 loses more than 95
+        True
     """
     check_image(x)
     if isinstance(subsampling, bool) or subsampling not in ("4:2:0", "4:2:2", "4:4:4", 0, 1, 2):

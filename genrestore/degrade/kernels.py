@@ -143,6 +143,19 @@ def blur(x: torch.Tensor, kernel: torch.Tensor, border: str = "reflect") -> torc
 
     Returns:
         ``(N, C, H, W)`` tensor, differentiable in both arguments.
+
+    Raises:
+        InputError: if ``x`` is not a float ``(N, C, H, W)`` tensor (C in 1..64), ``kernel`` is
+            not a tensor of one of the shapes above with k odd, or ``border`` is unknown.
+
+    Example:
+        >>> x = torch.zeros(1, 1, 5, 5); x[0, 0, 2, 2] = 1  # an impulse
+        >>> k = gaussian_kernel(3, 1.0)
+        >>> bool(torch.allclose(blur(x, k)[0, 0, 1:4, 1:4], k[0]))  # its response is the kernel
+        True
+        >>> kernels = torch.cat([k, gaussian_kernel(3, 2.0)])  # one kernel per image
+        >>> blur(torch.ones(2, 3, 8, 8), kernels).sub(1).abs().max().item() < 1e-6  # kernels sum to 1
+        True
     """
     check_image(x, "image", channels=tuple(range(1, 65)), check_range=False)
     if not isinstance(kernel, torch.Tensor):

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._checks import InputError, check_image
+from .._checks import InputError, check_image, whole_number_at_least
 
 MIN_AREA_X4 = 4000
 
@@ -31,7 +31,8 @@ MIN_AREA_X4 = 4000
 def _as_mask(mask: torch.Tensor) -> torch.Tensor:
     """An ``(N, 1, H, W)`` (or ``(N, H, W)``) mask as bool: float masks are true above 0.5, integer
     ones where non-zero."""
-    if not (isinstance(mask, torch.Tensor) and mask.ndim in (3, 4) and not mask.is_complex()):
+    if not (isinstance(mask, torch.Tensor) and (mask.ndim == 3 or mask.ndim == 4 and mask.shape[1] == 1)
+            and not mask.is_complex()):
         raise InputError(f"expected an (N, 1, H, W) mask tensor, got "
                          f"{tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__}")
     if mask.dtype == torch.bool:
@@ -55,18 +56,30 @@ def _box_max(x: torch.Tensor, kernel: int, iterations: int) -> torch.Tensor:
 
 def erode(mask: torch.Tensor, kernel: int = 5, iterations: int = 1) -> torch.Tensor:
     """Binary erosion by a ``kernel`` x ``kernel`` square; ``(N, 1, H, W)`` bool out (float masks in:
-    true above 0.5)."""
+    true above 0.5), or ``(N, H, W)`` for ``(N, H, W)`` in.
+
+    Raises:
+        InputError: ``mask`` not an ``(N, 1, H, W)`` or ``(N, H, W)`` tensor, a bad ``kernel``, or
+            ``iterations`` not an int >= 0.
+    """
     mask = _as_mask(mask)
-    if iterations <= 0:
+    iterations = whole_number_at_least(iterations, "iterations", 0)
+    if iterations == 0:
         return mask
     return ~(_box_max((~mask).to(torch.float32), kernel, iterations) > 0)
 
 
 def dilate(mask: torch.Tensor, kernel: int = 5, iterations: int = 1) -> torch.Tensor:
     """Binary dilation by a ``kernel`` x ``kernel`` square; ``(N, 1, H, W)`` bool out (float masks in:
-    true above 0.5)."""
+    true above 0.5), or ``(N, H, W)`` for ``(N, H, W)`` in.
+
+    Raises:
+        InputError: ``mask`` not an ``(N, 1, H, W)`` or ``(N, H, W)`` tensor, a bad ``kernel``, or
+            ``iterations`` not an int >= 0.
+    """
     mask = _as_mask(mask)
-    if iterations <= 0:
+    iterations = whole_number_at_least(iterations, "iterations", 0)
+    if iterations == 0:
         return mask
     return _box_max(mask.to(torch.float32), kernel, iterations) > 0
 

@@ -57,7 +57,26 @@ def detect_artifacts(gan_sr: torch.Tensor, mse_sr: torch.Tensor, segmenter: Segm
             deviation of eq. 3 as printed (see :func:`~genrestore.detect.variance_distance`).
 
     Returns:
-        An :class:`ArtifactDetection`.
+        An :class:`ArtifactDetection`: its maps and masks are ``(N, 1, H, W)`` (labels
+        ``(N, H, W)``) on ``gan_sr``'s device, its regions in output pixels.
+
+    Raises:
+        InputError: if the images are not ``(N, 3, H, W)`` in [0, 1] of one shape, the batch is
+            empty, ``segmenter`` is not callable, ``threshold`` or ``scale`` is not a finite number
+            > 0, ``min_area_x4`` is not a finite number >= 0, or the segmenter's labels do not
+            match the images.
+
+    Example:
+        >>> mse = torch.full((1, 3, 64, 64), 0.5)  # a flat MSE-SR output
+        >>> gan = mse.clone()  # ... where the GAN-SR invents texture in the centre
+        >>> gan[..., 16:48, 16:48] += 0.3 * (torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(0)) - 0.5)
+        >>> det = detect_artifacts(gan, mse, scale=1)
+        >>> det.mask.shape, det.segmenter, len(det.regions[0])  # one region (box, area, mean D)
+        (torch.Size([1, 1, 64, 64]), 'texture', 1)
+        >>> bool(det.mask[0, 0, 16:48, 16:48].all()), bool(det.mask[0, 0, :8].any())  # the square, not the border
+        (True, False)
+        >>> detect_artifacts(mse, mse, scale=1).fraction().tolist()  # no artifacts against itself
+        [0.0]
     """
     if not callable(segmenter) and segmenter is not None:
         raise InputError(f"expected segmenter as a Segmenter (e.g. make_segmenter({segmenter!r})), "

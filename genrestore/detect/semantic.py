@@ -28,7 +28,7 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
-from .._checks import InputError, check_image
+from .._checks import InputError, check_float_tensor, check_image
 from ..metrics.full_reference import rgb_to_y
 from .distance import _blur, local_variance
 
@@ -53,6 +53,7 @@ class NoSegmenter:
         self.weights = torch.ones(1)
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        check_image(image, "image to segment", channels=(3,))
         return torch.zeros(image.shape[0], *image.shape[-2:], dtype=torch.long, device=image.device)
 
 
@@ -192,15 +193,20 @@ _INDEX_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
 def adjustment_map(labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Per-pixel ``A_k`` from labels ``(N, H, W)``: ``(N, 1, H, W)`` float32.
+    """Per-pixel ``A_k`` from labels ``(N, H, W)``: ``(N, 1, H, W)`` in ``weights``' dtype (float32 for
+    the segmenters' weights).
 
     Args:
         labels: ``(N, H, W)`` integer class indices, as a :class:`Segmenter` gives them.
-        weights: ``(K,)`` float32 ``A_k`` per class, e.g. from :func:`ade20k_adjustment`.
+        weights: ``(K,)`` float ``A_k`` per class, e.g. from :func:`ade20k_adjustment`.
 
     Raises:
-        InputError: labels that are not an integer ``(N, H, W)`` tensor, or outside ``0..K-1``.
+        InputError: labels that are not an integer ``(N, H, W)`` tensor, or outside ``0..K-1``;
+            weights that are not a ``(K,)`` float tensor.
     """
+    check_float_tensor(weights, "weights")
+    if weights.ndim != 1:
+        raise InputError(f"expected weights of shape (K,), got {tuple(weights.shape)}")
     if not isinstance(labels, torch.Tensor) or labels.ndim != 3 or labels.dtype not in _INDEX_DTYPES:
         got = f"{tuple(labels.shape)} {labels.dtype}" if isinstance(labels, torch.Tensor) else type(labels).__name__
         raise InputError(f"expected labels as an (N, H, W) integer tensor of class indices, got {got}")

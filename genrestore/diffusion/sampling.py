@@ -34,12 +34,22 @@ Denoiser = Union[ConditionalUNet, Callable[[torch.Tensor, torch.Tensor], torch.T
 
 
 def to_model_range(x: torch.Tensor) -> torch.Tensor:
-    """Images in ``[0, 1]`` to the ``[-1, 1]`` range pixel diffusion models work in."""
+    """Images in ``[0, 1]`` to the ``[-1, 1]`` range pixel diffusion models work in.
+
+    Raises:
+        InputError: ``x`` not a float tensor (a uint8 image would give 0..255 integers).
+    """
+    check_float_tensor(x, "x")
     return x * 2 - 1
 
 
 def from_model_range(x: torch.Tensor) -> torch.Tensor:
-    """Model-space ``[-1, 1]`` back to ``[0, 1]``, clamping the sampler's overshoot."""
+    """Model-space ``[-1, 1]`` back to ``[0, 1]``, clamping the sampler's overshoot.
+
+    Raises:
+        InputError: ``x`` not a float tensor.
+    """
+    check_float_tensor(x, "x")
     return ((x + 1) / 2).clamp(0, 1)
 
 
@@ -273,11 +283,13 @@ def ddim_invert(model: Denoiser, x0: torch.Tensor, steps: int, t0: int | None = 
         ``(N, C, H, W)`` latent ``x_{T0}``.
 
     Raises:
-        InputError: bad ``steps`` / ``t0``, or arguments that do not fit the kind of ``model``.
+        InputError: ``x0`` not a float ``(N, C, H, W)`` tensor, bad ``steps`` / ``t0``, or arguments
+            that do not fit the kind of ``model``.
 
     Note:
         The grid is :func:`inversion_grid`: exactly ``steps`` steps, the last at ``t0``.
     """
+    check_image(x0, "x0", channels=tuple(range(1, 65)), check_range=False)  # model space: not [0, 1]
     fn, schedule, prediction_type = _denoiser(model, y, class_labels, guidance_scale, schedule, prediction_type)
     sched, grid = _inversion_scheduler(schedule, steps, t0)
     fn = _as_epsilon(fn, sched.alphas_cumprod, prediction_type)
@@ -299,12 +311,16 @@ def ddim_decode(model: Denoiser, x_t0: torch.Tensor, steps: int, t0: int | None 
     Returns:
         ``(N, C, H, W)`` sample in model space (not clipped).
 
+    Raises:
+        InputError: as :func:`ddim_invert`, for ``x_t0``.
+
     Example:
         >>> eps = lambda x, t: torch.zeros_like(x)   # a data set of one point, x0 = x_t / sqrt(a_t)
         >>> x0 = torch.rand(1, 3, 4, 4) * 2 - 1
         >>> torch.allclose(ddim_decode(eps, ddim_invert(eps, x0, 10, t0=500), 10, t0=500), x0, atol=1e-5)
         True
     """
+    check_image(x_t0, "x_t0", channels=tuple(range(1, 65)), check_range=False)  # model space: not [0, 1]
     fn, schedule, prediction_type = _denoiser(model, y, class_labels, guidance_scale, schedule, prediction_type)
     sched, grid = _inversion_scheduler(schedule, steps, t0)
     fn = _as_epsilon(fn, sched.alphas_cumprod, prediction_type)
@@ -351,9 +367,19 @@ def mask_class_labels(class_labels: torch.Tensor, mask_label: int, mask_prob: fl
 
     Returns:
         ``(N,)`` int64 labels.
+
+    Raises:
+        InputError: ``class_labels`` not an ``(N,)`` integer tensor, or ``mask_prob`` outside ``[0, 1]``.
     """
+    if not isinstance(class_labels, torch.Tensor):
+        raise InputError(f"expected class_labels as a torch.Tensor, got {type(class_labels).__name__}")
+    if class_labels.ndim != 1 or class_labels.is_floating_point() or class_labels.is_complex() \
+            or class_labels.dtype == torch.bool:
+        raise InputError(f"expected class_labels as an (N,) integer tensor, got {tuple(class_labels.shape)} "
+                         f"of dtype {class_labels.dtype}")
     if not 0.0 <= mask_prob <= 1.0:
         raise InputError(f"expected mask_prob in [0, 1], got {mask_prob}")
+    class_labels = class_labels.long()
     drop = rand(generator, class_labels.shape[:1], device=class_labels.device) < mask_prob
     return torch.where(drop, torch.full_like(class_labels, mask_label), class_labels)
 

@@ -232,7 +232,24 @@ def kid(features_a: torch.Tensor, features_b: torch.Tensor, subsets: int = 100, 
     Returns:
         ``(mean, std)``. When the sets are of one size, at most ``subset_size``, every subset is
         the whole of both, so the MMD^2 is computed once and the std is 0: it measures nothing then
-        (see :func:`kid_subsets_are_whole_sets`).
+        (see :func:`kid_subsets_are_whole_sets`). Both are Python floats in squared feature
+        units (scaled by the kernel); near 0 for sets from one distribution (it can be
+        slightly negative: the estimate is unbiased), larger as the distributions differ.
+
+    Raises:
+        InputError: if the features are not finite ``(N, d)`` and ``(M, d)`` tensors of one
+            ``d``, ``subsets`` or ``subset_size`` is not a positive int, a subset would hold fewer
+            than 2 samples, or ``generator`` is not one ``torch.Generator`` or None.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> a, b = torch.randn(64, 8, generator=g), torch.randn(64, 8, generator=g)
+        >>> same = kid(a, b, subsets=10, subset_size=32, generator=torch.Generator().manual_seed(0))
+        >>> shifted = kid(a, b + 1, subsets=10, subset_size=32, generator=torch.Generator().manual_seed(0))
+        >>> abs(same[0]) < 0.5 < shifted[0]
+        True
+        >>> kid(a, b)[1]  # sets of one size, at most subset_size: one whole-set MMD^2, std 0
+        0.0
     """
     from .._random import check_generator
 

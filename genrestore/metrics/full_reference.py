@@ -141,6 +141,30 @@ def mse(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, crop_border: 
     (for Y, the luma of the difference: the 16/255 offset cancels), then divides in float64;
     ``"float64"`` does everything in float64 (several times slower on CPU; the two agree to ~1e-7
     relative, ~1e-6 for the luma of a pair in two memory layouts, which takes each side's luma).
+
+    Args:
+        x: first images, ``(N, C, H, W)`` float with ``C`` in (1, 3), normally in [0, 1]
+            (the range is not checked: images in 0..255 give an MSE in 0..255^2).
+        y: second images, same shape as ``x``.
+        y_channel: compare BT.601 studio-range luma (needs ``C == 3``) instead of all channels.
+        crop_border: pixels dropped on each side before comparing, >= 0.
+        precision: ``"float32"`` or ``"float64"`` arithmetic (see above).
+
+    Returns:
+        ``(N,)`` float64 tensor, the mean of the squared differences of each image pair, in
+        squared units of the input values.
+
+    Raises:
+        InputError: if an input is not a float ``(N, C, H, W)`` tensor with ``C`` in (1, 3), the
+            shapes differ, ``crop_border`` is negative or leaves nothing, ``y_channel`` is set for
+            one-channel images, ``precision`` is unknown, or an input holds NaN or inf.
+
+    Example:
+        >>> x = torch.zeros(2, 3, 8, 8); y = torch.full((2, 3, 8, 8), 0.1)
+        >>> [round(v, 6) for v in mse(x, y).tolist()]
+        [0.01, 0.01]
+        >>> round(mse(x, y, y_channel=True)[0].item(), 6)  # luma of the difference: 0.1 * 219 / 255
+        0.007376
     """
     dtype = _check_precision(precision)
     x0, y0 = x, y
@@ -330,10 +354,30 @@ def psnr(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, crop_border:
          data_range: float = 1.0, precision: Precision = "float32") -> torch.Tensor:
     """Peak signal-to-noise ratio per image in dB, ``10 log10(data_range^2 / MSE)``; ``inf`` when equal.
 
+    Args:
+        x: first images, ``(N, C, H, W)`` float with ``C`` in (1, 3), in ``[0, data_range]``.
+        y: second images, same shape as ``x``, in ``[0, data_range]``.
+        y_channel: compare BT.601 studio-range luma (needs ``C == 3``) instead of all channels.
+        crop_border: pixels dropped on each side before comparing, >= 0 (SR papers use the scale).
+        data_range: the images' peak value, > 0: 1 for images in [0, 1], 255 for 0..255.
+        precision: ``"float32"`` or ``"float64"`` arithmetic of the MSE (see :func:`mse`).
+
+    Returns:
+        ``(N,)`` float64 tensor of PSNR in dB; ``inf`` for identical images.
+
+    Raises:
+        InputError: for the bad inputs :func:`mse` rejects, a ``data_range`` that is not a finite
+            number > 0, or images whose values (an MSE above ``data_range^2``, or a sampled span
+            wider than ``data_range``) show that they are not in ``[0, data_range]``.
+
     Example:
         >>> x = torch.zeros(1, 3, 4, 4); y = torch.full((1, 3, 4, 4), 0.1)
         >>> round(psnr(x, y).item(), 5)
         20.0
+        >>> round(psnr(255 * x, 255 * y, data_range=255).item(), 5)
+        20.0
+        >>> psnr(x, x).tolist()
+        [inf]
     """
     data_range = _check_data_range(data_range)
     m = mse(x, y, y_channel, crop_border, precision)
@@ -507,7 +551,28 @@ class _MeanOverImages:
 
 
 class MSE(_MeanOverImages):
-    """Mean over images of the per-image MSE."""
+    """Mean over images of the per-image MSE.
+
+    ``update(x, y)`` folds in a batch of image pairs (as for :func:`mse`) and returns its ``(N,)``
+    float64 values; ``compute()`` gives the mean over every image so far as a Python float;
+    ``merge(other)`` adds another instance's state; ``reset()`` clears it.
+
+    Args:
+        y_channel: compare BT.601 luma instead of all channels (see :func:`mse`).
+        crop_border: pixels dropped on each side, >= 0.
+
+    Raises:
+        InputError: at construction for a bad ``crop_border``; from ``update`` for bad images;
+            from ``compute`` before any ``update``.
+
+    Example:
+        >>> metric = MSE()
+        >>> [round(v, 6) for v in metric.update(torch.zeros(2, 3, 8, 8), torch.full((2, 3, 8, 8), 0.1)).tolist()]
+        [0.01, 0.01]
+        >>> _ = metric.update(torch.zeros(1, 3, 8, 8), torch.full((1, 3, 8, 8), 0.4))
+        >>> round(metric.compute(), 6)  # (0.01 + 0.01 + 0.16) / 3
+        0.06
+    """
 
     higher_is_better = False
 
@@ -516,14 +581,62 @@ class MSE(_MeanOverImages):
 
 
 class PSNR(_MeanOverImages):
-    """Mean over images of the per-image PSNR in dB (the SR papers' convention, not PSNR of the mean MSE)."""
+    """Mean over images of the per-image PSNR in dB (the SR papers' convention, not PSNR of the mean MSE).
+
+    ``update(x, y)`` folds in a batch of image pairs in [0, 1] (as for :func:`psnr` with
+    ``data_range=1``) and returns its ``(N,)`` float64 values in dB; ``compute()`` gives the mean
+    over every image so far as a Python float; ``merge(other)`` adds another instance's state
+    (another shard or process); ``reset()`` clears it.
+
+    Args:
+        y_channel: compare BT.601 luma instead of all channels (see :func:`psnr`).
+        crop_border: pixels dropped on each side, >= 0.
+
+    Raises:
+        InputError: at construction for a bad ``crop_border``; from ``update`` for bad images;
+            from ``compute`` before any ``update``.
+
+    Example:
+        >>> a, b = PSNR(), PSNR()
+        >>> x = torch.zeros(2, 3, 8, 8)
+        >>> [round(v, 4) for v in a.update(x, x + 0.1).tolist()]
+        [20.0, 20.0]
+        >>> _ = b.update(x[:1], x[:1] + 0.01)  # 40 dB, on another shard
+        >>> a.merge(b)
+        >>> round(a.compute(), 4)  # (20 + 20 + 40) / 3
+        26.6667
+    """
 
     def _values(self, x, y):
         return psnr(x, y, self.y_channel, self.crop_border)
 
 
 class SSIM(_MeanOverImages):
-    """Mean over images of the per-image SSIM."""
+    """Mean over images of the per-image SSIM.
+
+    ``update(x, y)`` folds in a batch of image pairs in [0, 1], at least 11 x 11 after the crop
+    (as for :func:`ssim` with ``data_range=1``), and returns its ``(N,)`` float64 values;
+    ``compute()`` gives the mean over every image so far as a Python float; ``merge(other)`` adds
+    another instance's state; ``reset()`` clears it.
+
+    Args:
+        y_channel: compare BT.601 luma instead of all channels (see :func:`ssim`).
+        crop_border: pixels dropped on each side, >= 0.
+
+    Raises:
+        InputError: at construction for a bad ``crop_border``; from ``update`` for bad images;
+            from ``compute`` before any ``update``.
+
+    Example:
+        >>> metric = SSIM()
+        >>> x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+        >>> [round(v, 6) for v in metric.update(x, x).tolist()]
+        [1.0, 1.0]
+        >>> metric.update(x[:1], 1 - x[:1]).item() < 0  # the negative: anti-correlated
+        True
+        >>> metric.compute() < 1
+        True
+    """
 
     def _values(self, x, y):
         return ssim(x, y, self.y_channel, self.crop_border)

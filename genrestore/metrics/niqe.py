@@ -230,8 +230,25 @@ def niqe(x: torch.Tensor, pristine: str | os.PathLike | tuple[torch.Tensor, torc
     Args:
         x: ``(N, C, H, W)`` in [0, 1], C = 1 or 3, with at least two 96x96 blocks (e.g. 96x192 px)
             that are not flat.
-        pristine: ``None`` for the shipped model, a file, or ``(mu, cov)``.
-        crop_border: pixels dropped on each side first.
+        pristine: ``None`` for the shipped model (``niqe-pristine-photos``), a ``.safetensors``
+            or ``.npz`` file, or ``(mu (36,), cov (36, 36))`` tensors.
+        crop_border: pixels dropped on each side first, >= 0.
+
+    Returns:
+        ``(N,)`` float64 tensor of NIQE scores (unitless distances, >= 0; lower is more natural).
+
+    Raises:
+        InputError: if ``x`` is not a float ``(N, C, H, W)`` tensor in [0, 1] with C = 1 or 3,
+            ``crop_border`` is not a non-negative int, an image has fewer than two non-flat
+            96x96 blocks, or the pristine model is missing, unreadable or not 36 finite features.
+
+    Example:
+        >>> noise = torch.rand(1, 3, 96, 192, generator=torch.Generator().manual_seed(0))
+        >>> yy, xx = torch.meshgrid(torch.linspace(0, 1, 96), torch.linspace(0, 1, 192), indexing="ij")
+        >>> smooth = (0.5 + 0.4 * torch.sin(12 * xx) * torch.cos(9 * yy)).expand(1, 3, 96, 192)
+        >>> scores = niqe(torch.cat([noise, smooth]))
+        >>> scores.shape, bool(scores[0] > scores[1])  # white noise is less natural
+        (torch.Size([2]), True)
     """
     mu_p, cov_p = load_pristine(pristine)
     img = _luma_255(x, crop_border)

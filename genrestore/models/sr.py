@@ -93,9 +93,24 @@ def load_sr(name: str | os.PathLike, device: str | torch.device = "cpu") -> nn.M
     Quantized weights (uint8 codes with ``NAME::scale`` / ``NAME::min``) are dequantized as tfjs
     does; float16 weights are promoted to float32.
 
+    Args:
+        name: a weight name (e.g. ``"rdn-small-x2"``, see ``genrestore weights list``) or the path
+            of a ``.safetensors`` file with a ``.json`` sidecar that holds its ``config``.
+        device: where the network goes.
+
+    Returns:
+        The float32 network in ``eval()`` mode, with an integer ``scale`` attribute; it maps
+        ``(N, 3, H, W)`` in [0, 1] to ``(N, 3, scale H, scale W)`` (run it with :func:`upscale`).
+
     Raises:
         WeightNotFound: when a named weight is absent (the message says how to install it).
-        InputError: unknown name, or a file without an architecture config.
+        InputError: unknown name, a missing file, a non-safetensors checkpoint, a file without
+            an architecture config, or weights that do not fit the config.
+
+    Example:
+        >>> net = load_sr("rdn-small-x2")  # shipped with the package
+        >>> type(net).__name__, net.scale, net.training
+        ('RDN', 2, False)
     """
     from ..io import load_safetensors
     from .tfjs import dequantize_state
@@ -203,6 +218,17 @@ def upscale(net: nn.Module, x: torch.Tensor, tile: int = 0, tile_pad: int = 16, 
     Returns:
         ``(N, 3, H * scale, W * scale)`` float32 in [0, 1]. Sides that a network cannot take
         (RRDBNet x2 / x1: multiples of 2 / 4) are reflect-padded, and the output cropped back.
+
+    Raises:
+        InputError: if ``x`` is not a float ``(N, 3, H, W)`` tensor in [0, 1], or a nonzero
+            ``tile`` is not larger than ``2 * tile_pad + 8`` while the image needs tiling.
+
+    Example:
+        >>> net = load_sr("rdn-small-x2")  # shipped with the package
+        >>> x = torch.rand(2, 3, 8, 12, generator=torch.Generator().manual_seed(0))
+        >>> y = upscale(net, x)
+        >>> y.shape, y.dtype, bool(y.min() >= 0 and y.max() <= 1)
+        (torch.Size([2, 3, 16, 24]), torch.float32, True)
     """
     from ..io import tiled_apply
 

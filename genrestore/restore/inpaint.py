@@ -141,6 +141,21 @@ class Inpainter:
         kind: ``"diffusion"``, ``"ddgan"`` or ``"gan"``.
         model: the :class:`~genrestore.diffusion.ConditionalUNet` (``cond_channels = 4``).
         default_steps: network calls per image by default (DDPM steps; ``T`` for the GANs).
+
+    Load a trained one with :meth:`from_file` (e.g. ``Inpainter.from_file("inpaint-gan")``, a
+    shipped weight); the example below builds a tiny untrained network instead, to run fast.
+
+    Example:
+        >>> from genrestore.diffusion import ConditionalUNet
+        >>> net = ConditionalUNet(3, cond_channels=4, prediction_type="sample", unet=dict(
+        ...     sample_size=8, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
+        ...     down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D")))
+        >>> inpainter = Inpainter("diffusion", net, default_steps=50)
+        >>> y = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+        >>> mask = torch.ones(1, 1, 8, 8); mask[..., 2:6, 2:6] = 0  # a 4x4 hole
+        >>> out = inpainter.inpaint(y, mask, generator=torch.Generator().manual_seed(0), steps=2)
+        >>> out.shape, bool(torch.equal(out * mask, y * mask))  # known pixels kept
+        (torch.Size([1, 3, 8, 8]), True)
     """
 
     kind: str

@@ -65,6 +65,8 @@ _FILE_SUFFIXES = {".safetensors", ".json", ".pth", ".pt", ".pkl", ".ckpt", ".bin
 
 def spec(name: str) -> WeightSpec:
     """The registry entry of ``name``; :class:`InputError` for an unknown name."""
+    if not isinstance(name, str):
+        raise InputError(f"expected a weight name as a string, got {type(name).__name__} {name!r}")
     if name not in REGISTRY:
         if "/" in name or os.sep in name or Path(name).suffix in _FILE_SUFFIXES:  # meant as a file
             raise InputError(f"{name}: no such file (nor a weight name: {', '.join(sorted(REGISTRY))})")
@@ -94,7 +96,23 @@ def user_dir() -> Path:
 
 
 def find(name: str) -> Path | None:
-    """The path of ``name``'s file, or ``None`` when it is on none of the search paths."""
+    """The path of ``name``'s file, or ``None`` when it is on none of the search paths.
+
+    Only locates the file (no hash check: see :func:`resolve` and :func:`verify`).
+
+    Args:
+        name: a weight name of ``registry.json``, e.g. ``"rdn-small-x2"``.
+
+    Returns:
+        The first ``search_dirs()`` folder's file for ``name``, or ``None``.
+
+    Raises:
+        InputError: ``name`` is not in the registry (the message lists the known names).
+
+    Example:
+        >>> find("niqe-pristine-photos").name  # shipped in this package folder
+        'niqe-pristine-photos.safetensors'
+    """
     s = spec(name)
     for d in search_dirs():
         if (d / s.file).is_file():
@@ -170,9 +188,22 @@ def model_file(spec: str | os.PathLike) -> Path:
     """A model file: ``spec`` itself when it is a file (or names a ``.safetensors``), else the
     store's file for the weight of that name (e.g. ``idm-default``, ``inpaint-ddgan``).
 
+    Args:
+        spec: a file path, or a weight name of ``registry.json``.
+
+    Returns:
+        The path: ``spec`` unchanged for a file or a ``.safetensors`` name (not checked to
+        exist), else the weight's stored file, checked against its recorded sha256.
+
     Raises:
         InputError: neither an existing file nor a known weight name; a known but missing
             weight raises :func:`resolve`'s message with how to get it.
+
+    Example:
+        >>> model_file("niqe-pristine-photos").name  # a weight name: its stored file
+        'niqe-pristine-photos.safetensors'
+        >>> model_file("runs/net.safetensors").as_posix()  # a .safetensors path: as it is
+        'runs/net.safetensors'
     """
     path = Path(spec)
     if path.is_file() or path.suffix == ".safetensors":
@@ -290,7 +321,23 @@ def add(name: str, file: str | os.PathLike, dest_dir: str | os.PathLike | None =
 
 def verify(name: str) -> tuple[bool, str]:
     """Check a stored weight's sha256 against the one recorded for it, as a load does (its sidecar's,
-    else the registry's); a malformed sidecar is a failed check that names it."""
+    else the registry's); a malformed sidecar is a failed check that names it.
+
+    Args:
+        name: a weight name of ``registry.json``.
+
+    Returns:
+        ``(ok, message)``: ``(True, "ok")`` when the file's sha256 matches; ``(False, why)``
+        otherwise, ``why`` being ``"absent"``, ``"no recorded sha256"``, a sha256 mismatch or
+        the sidecar's problem.
+
+    Raises:
+        InputError: ``name`` is not in the registry.
+
+    Example:
+        >>> verify("niqe-pristine-photos")
+        (True, 'ok')
+    """
     path = find(name)
     if path is None:
         return False, "absent"
