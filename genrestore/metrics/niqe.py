@@ -196,8 +196,8 @@ def _read_pristine(pristine: str | os.PathLike | None) -> tuple[torch.Tensor, to
     if pristine is None:
         from .. import weights as ws
 
-        sd = ws.load_state_dict("niqe-pristine-photos")
-        return sd["mu"].double(), sd["cov"].double()
+        return ws.load_into("niqe-pristine-photos", lambda sd: (sd["mu"].double(), sd["cov"].double()),
+                            "a NIQE pristine model (mu, cov)")
     path = str(pristine)
     if not Path(path).is_file():
         raise InputError(f"{path}: no such file (a NIQE pristine model: .safetensors or .npz)")

@@ -247,7 +247,7 @@ class FIDInceptionV3(nn.Module):
         from .. import weights as ws
 
         model = cls()
-        model.load_pytorch_fid(ws.load_state_dict(WEIGHT_NAME))
+        ws.load_into(WEIGHT_NAME, model.load_pytorch_fid, "the FID InceptionV3")
         return model.eval()
 
 

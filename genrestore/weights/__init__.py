@@ -35,6 +35,11 @@ class WeightNotFound(InputError):
     """A named weight is not on this machine; the message says where it was looked for and how to get it."""
 
 
+class WeightMismatch(InputError):
+    """A stored weight whose tensors do not fit the network that loads it (e.g. another network's
+    file stored with ``weights add --force``); the message names the file."""
+
+
 @dataclass(frozen=True)
 class WeightSpec:
     """One registry entry."""
@@ -72,8 +77,13 @@ def spec(name: str) -> WeightSpec:
             raise InputError(f"{name}: no such file (nor a weight name: {', '.join(sorted(REGISTRY))})")
         import difflib
 
-        close = difflib.get_close_matches(name, REGISTRY, n=1, cutoff=0.8)
-        hint = f" (did you mean {close[0]}?)" if close else ""
+        low, names = name.lower(), sorted(REGISTRY)
+        close = ([n for n in names if n == low]  # another case: RDN-X2
+                 or difflib.get_close_matches(low, names, n=1, cutoff=0.8)  # a typo
+                 or ([n for n in names if n.startswith(low)] or [n for n in names if low in n] if len(low) >= 3 else [])
+                 )  # a shortened name: lpips-vgg (the metric's), realesrgan, vgg16
+        hint = (f" (did you mean {close[0]}?)" if len(close) == 1 else
+                f" (did you mean one of {', '.join(close[:4])}{', ...' if len(close) > 4 else ''}?)" if close else "")
         raise InputError(f"unknown weight {name!r}{hint}; known: {', '.join(sorted(REGISTRY))}")
     return REGISTRY[name]
 
@@ -228,6 +238,19 @@ def load_state_dict(name: str, device: str | torch.device = "cpu") -> dict[str, 
     return load_safetensors(resolve(name), device=str(device))
 
 
+def load_into(name: str, load, network: str) -> Any:
+    """``load(load_state_dict(name))``, a :class:`WeightMismatch` naming the stored file where
+    ``load`` raises ``KeyError`` or ``RuntimeError`` (missing or misshapen tensors: say, another
+    network's file stored with ``weights add --force``)."""
+    state = load_state_dict(name)
+    try:
+        return load(state)
+    except (KeyError, RuntimeError) as e:
+        raise WeightMismatch(f"{resolve(name, check=False)}: weight {name!r} does not fit {network} "
+                             f"({error_summary(e)}); store the right file (`genrestore weights info {name}` "
+                             f"says how to get it)") from None
+
+
 def load_metadata(name: str) -> dict[str, Any]:
     """The JSON sidecar of ``name`` (registry entry, stored sha256, provenance); ``{}`` if absent."""
     path = resolve(name, check=False)  # information about the file, whatever its state
@@ -285,7 +308,8 @@ def add(name: str, file: str | os.PathLike, dest_dir: str | os.PathLike | None =
                else f"{name} is not stored from a TF.js model")
         raise InputError(f"{src}: a TF.js manifest would be stored with its own names and codes; {how}")
     digest = sha256_file(src)
-    if s.source_sha256_prefix and not digest.startswith(s.source_sha256_prefix) and not force:
+    pinned = bool(s.sha256) and digest == s.sha256  # the stored file the registry pins (a shipped weight's copy)
+    if s.source_sha256_prefix and not digest.startswith(s.source_sha256_prefix) and not pinned and not force:
         raise InputError(f"{src}: sha256 {digest[:16]}... does not start with {s.source_sha256_prefix}, "
                          f"the hash of {s.source_file or name}; pass --force to store it anyway")
     tensors = {k: v.contiguous() for k, v in _read_checkpoint(src).items()}
@@ -299,7 +323,7 @@ def add(name: str, file: str | os.PathLike, dest_dir: str | os.PathLike | None =
         check_output_file(path, [src])
 
     def write(tmp: str) -> None:
-        if digest == s.sha256:  # the pinned file itself (e.g. a shipped weight): stored as it is
+        if pinned:  # the pinned file itself (e.g. a shipped weight): stored as it is
             Path(tmp).write_bytes(src.read_bytes())
             return
         save_file(tensors, tmp, metadata={"genrestore_weight": name})
@@ -351,4 +375,5 @@ def verify(name: str) -> tuple[bool, str]:
     if not expected:
         return False, "no recorded sha256"
     actual = sha256_file(path)
-    return (actual == expected, "ok" if actual == expected else f"sha256 mismatch: {actual[:16]}... != {expected[:16]}...")
+    return (actual == expected,
+            "ok" if actual == expected else f"{path}: sha256 mismatch: {actual[:16]}... != {expected[:16]}...")
