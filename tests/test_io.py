@@ -544,3 +544,52 @@ def test_png_orientation_outside_exif_matches_pillow_transpose(tmp_path, case):
     y = (read_image(path)[0].permute(1, 2, 0).numpy() * 255).round().astype(int)
     assert y.shape == ref.shape and np.abs(y - ref).max() == 0
     assert _validate_inputs([path], decode=False) == [(10, 6)]
+
+
+def test_quantize_clamps_values_outside_the_unit_range():
+    x = torch.tensor([-0.2, -1e-3, 0.5, 1.3])
+    assert quantize(x).mul(255).tolist() == [0.0, 0.0, 128.0, 255.0]
+    assert quantize(x, bits=2).mul(3).tolist() == [0.0, 0.0, 2.0, 3.0]  # 1.5 rounds half to even
+
+
+def test_write_refuses_values_a_thousandth_above_one_and_accepts_float_noise(tmp_path):
+    from genrestore.io import encode_image
+
+    with pytest.raises(InputError, match=r"\[0, 1\]"):
+        encode_image(torch.full((1, 1, 2, 2), 1.001))
+    with pytest.raises(InputError, match=r"\[0, 1\]"):
+        encode_image(torch.full((1, 1, 2, 2), -0.001))
+    data = encode_image(torch.full((1, 1, 2, 2), 1 + 1e-7))  # float32 rounding above 1: clamped, written as 255
+    import io as _io
+    assert np.asarray(Image.open(_io.BytesIO(data))).tolist() == [[255, 255], [255, 255]]
+
+
+def test_is_grey_with_alpha_of_pngs_by_colour_type(tmp_path):
+    from genrestore.io import is_grey_with_alpha
+
+    grey = Image.fromarray(np.full((2, 2), 7, np.uint8))
+    grey.save(tmp_path / "g.png")
+    grey.save(tmp_path / "t.png", transparency=7)  # grey with a transparent level: a tRNS chunk
+    Image.fromarray(np.zeros((2, 2, 3), np.uint8)).save(tmp_path / "rgb.png", transparency=(0, 0, 0))
+    assert [is_grey_with_alpha(tmp_path / n) for n in ("g.png", "t.png", "rgb.png")] == [False, True, False]
+
+
+def test_outputs_recorded_refuses_a_record_that_misses_an_output(tmp_path):
+    import hashlib
+    import json
+    from genrestore.io import outputs_recorded
+
+    (tmp_path / "a.png").write_bytes(b"a")
+    (tmp_path / "b.png").write_bytes(b"b")
+    (tmp_path / "r.json").write_text(json.dumps({"s": 1, "sha256": {"a.png": hashlib.sha256(b"a").hexdigest()}}))
+    assert outputs_recorded(tmp_path / "r.json", {"s": 1}, [tmp_path / "a.png"])
+    assert not outputs_recorded(tmp_path / "r.json", {"s": 1}, [tmp_path / "a.png", tmp_path / "b.png"])
+
+
+def test_ramp_is_zero_within_pad_then_a_cosine_over_blend_pixels():
+    from genrestore.io import _ramp
+
+    t = np.array([0, 0, 1, 2, 3, 4, 4, 4]) / 4  # pad 2 zeros, blend 3 pixels strictly between 0 and 1
+    ref = 0.5 - 0.5 * np.cos(np.pi * t)
+    np.testing.assert_allclose(_ramp(8, True, False, pad=2, blend=3).numpy(), ref, atol=1e-15)
+    np.testing.assert_allclose(_ramp(8, False, True, pad=2, blend=3).numpy(), ref[::-1], atol=1e-15)

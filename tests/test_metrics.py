@@ -691,3 +691,82 @@ def test_change_counts_one_touching_pixel_keeps_a_region_and_is_not_added():
     new[1:3, 1:3] = True   # shares old's pixel (1, 1)
     c = change_counts(old, new)
     assert (c.removed, c.old, c.added, c.new) == (0, 1, 0, 1)
+
+
+def test_ssim_y_channel_in_0_255_matches_scikit_image_on_the_studio_range_luma():
+    # the luma offset is 16 in 0..255 units (16 data_range / 255), which SSIM's luminance term sees
+    g = np.random.default_rng(7)
+    a = g.uniform(0, 255, (16, 16, 3))
+    b = np.clip(a + g.normal(0, 20, a.shape), 0, 255)
+    w = np.array([65.481, 128.553, 24.966]) / 255
+    ya, yb = a @ w + 16, b @ w + 16
+    ref = structural_similarity(ya, yb, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255)
+    t = lambda v: torch.from_numpy(v).permute(2, 0, 1)[None]
+    ours = ssim(t(a), t(b), y_channel=True, data_range=255, precision="float64")
+    assert ours.item() == pytest.approx(ref, abs=1e-9)
+
+
+def test_psnr_in_0_255_accepts_an_mse_above_255():
+    # MSE 100^2 = 10000 <= 255^2: valid; PSNR = 20 log10(255 / 100) by hand
+    x, y = torch.zeros(1, 3, 8, 8), torch.full((1, 3, 8, 8), 100.0)
+    assert psnr(x, y, data_range=255).item() == pytest.approx(20 * math.log10(2.55), abs=1e-9)
+
+
+def test_psnr_refuses_a_sampled_span_5_percent_wider_than_data_range():
+    # two close images (MSE 1e-4) whose values span 1.05 > 1.01 data_range: not in [0, 1]
+    x = torch.linspace(-0.025, 1.025, 64).view(1, 1, 8, 8)
+    with pytest.raises(InputError, match="span"):
+        psnr(x, x + 0.01)
+
+
+@pytest.mark.parametrize("y_channel", [False, True])
+def test_float64_mse_of_an_image_larger_than_one_row_block_with_a_short_last_block(y_channel):
+    # 3 x 300 x 700 = 630000 elements > one 2^19-element row block (249 rows): blocks of 249 and 51 rows
+    g = np.random.default_rng(3)
+    a, b = g.random((1, 3, 300, 700)), g.random((1, 3, 300, 700))
+    d = a - b
+    if y_channel:
+        d = np.tensordot(np.array([65.481, 128.553, 24.966]) / 255, d, axes=([0], [1]))
+    ours = mse(torch.from_numpy(a), torch.from_numpy(b), y_channel=y_channel, precision="float64")
+    assert ours.item() == pytest.approx(float(np.mean(d ** 2)), rel=1e-12)
+
+
+def test_feature_stats_keep_the_features_while_there_are_at_most_as_many_as_dimensions():
+    f = torch.randn(4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    s = FeatureStats()
+    s.update(f[:3])
+    s.update(f[3:])  # N == d: still kept
+    assert s.features is not None and torch.equal(s.features, f)
+    s.update(f[:1])  # N == d + 1: dropped
+    assert s.features is None
+
+
+def test_frechet_distance_drops_the_negative_eigenvalues_of_a_slightly_indefinite_covariance():
+    # as pytorch-fid: the real part of sqrtm(S1 S2); diag(1, -0.01) has root diag(1, 0.1i)
+    s1, s2, mu = np.diag([1.0, -0.01]), np.eye(2), np.zeros(2)
+    ref = np.trace(s1) + np.trace(s2) - 2 * np.trace(scipy.linalg.sqrtm(s1 @ s2)).real
+    ours = frechet_distance(*(torch.from_numpy(v) for v in (mu, s1, mu, s2)))
+    assert ours == pytest.approx(ref, abs=1e-12) and ref == pytest.approx(0.99)
+
+
+def test_inception_score_takes_as_many_splits_as_rows():
+    # N == splits: one row per split, whose marginal is its own prediction: KL 0, score exp(0) = 1 each
+    mean, std = inception_score(torch.eye(5) * 100, splits=5)
+    assert mean == pytest.approx(1.0, abs=1e-12) and std == pytest.approx(0.0, abs=1e-12)
+
+
+def test_merged_small_sets_give_the_fid_of_all_their_features():
+    from genrestore.metrics.distribution import fid_from_stats
+
+    g = np.random.default_rng(5)
+    fa, fb = g.normal(size=(4, 8)), g.normal(0.3, 1.2, size=(3, 8))
+    a, other, b = FeatureStats(), FeatureStats(), FeatureStats()
+    a.update(torch.from_numpy(fa[:2]))
+    other.update(torch.from_numpy(fa[2:]))
+    a.merge(other)  # 4 <= 8 samples: the merged set keeps all 4 rows
+    b.update(torch.from_numpy(fb))
+    s1, s2 = np.cov(fa, rowvar=False), np.cov(fb, rowvar=False)
+    d = fa.mean(0) - fb.mean(0)
+    ref = d @ d + np.trace(s1) + np.trace(s2) - 2 * np.trace(scipy.linalg.sqrtm(s1 @ s2)).real
+    assert torch.equal(a.features, torch.from_numpy(fa))
+    assert fid_from_stats(a, b) == pytest.approx(ref, rel=1e-6)
