@@ -479,14 +479,15 @@ def remove_unlisted_outputs(record: str | os.PathLike, keep: Iterable[str],
     if not isinstance(hashes, dict):
         return []
     keep = {Path(k).name for k in keep}
+    # is_file first: it is False for a name no file can have (a NUL byte), which resolve() raises on
+    stale = [(q, h) for q, h in ((record.parent / Path(str(name)).name, h) for name, h in hashes.items())
+             if q.name not in keep and q.is_file() and not q.is_symlink()]
+    if not stale:  # the usual case: the inputs (called once per image, with all of them) are not resolved
+        return []
     protected = {Path(q).resolve() for q in protect}
     removed = []
-    for name, h in hashes.items():
-        q = record.parent / Path(str(name)).name
-        # is_file first: it is False for a name no file can have (a NUL byte), which resolve() raises on
-        if q.name in keep or not q.is_file() or q.is_symlink() or q.resolve() in protected:
-            continue
-        if hashlib.sha256(q.read_bytes()).hexdigest() == h:
+    for q, h in stale:
+        if q.resolve() not in protected and hashlib.sha256(q.read_bytes()).hexdigest() == h:
             q.unlink()
             removed.append(q)
     return removed
