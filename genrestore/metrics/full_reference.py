@@ -389,14 +389,21 @@ def psnr(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, crop_border:
     # ... which misses two close images in 0..255 with the default data_range 1 (MSE < 1): the span of
     # a sparse grid of pixels catches them, at ~2 % of the MSE's time; with SSIM's 1 % slack for unclamped outputs
     for t, name in ((x, "first"), (y, "second")):
-        grid = t.detach()[..., ::max(1, t.shape[-2] // _RANGE_GRID), ::max(1, t.shape[-1] // _RANGE_GRID)]
-        if not grid.numel():
-            continue
-        lo, hi = torch.aminmax(grid)  # one pass (amax and amin of a strided view take 15x as long)
-        if float(hi - lo) > 1.01 * data_range:
-            raise InputError(f"the {name} image's values span at least [{float(lo):.4g}, {float(hi):.4g}], wider "
-                             f"than data_range = {data_range:g} (for images in 0..255 pass data_range=255)")
+        _check_span(t[..., ::max(1, t.shape[-2] // _RANGE_GRID), ::max(1, t.shape[-1] // _RANGE_GRID)], name,
+                    data_range, "span at least")
     return 10.0 * torch.log10(data_range ** 2 / m)
+
+
+def _check_span(t: torch.Tensor, name: str, data_range: float, spans: str = "span", what: str = "") -> None:
+    """Raise :class:`InputError` naming the ``name`` image (and ``what`` it is) when the values of
+    ``t`` span more than ``data_range`` (with 1 % slack, for unclamped outputs that overshoot a
+    little; [-1, 1] images with data_range=2 pass, as in scikit-image)."""
+    if not t.numel():
+        return
+    lo, hi = torch.aminmax(t.detach())  # one pass (amax and amin of a strided view take 15x as long)
+    if float(hi - lo) > 1.01 * data_range:
+        raise InputError(f"the {name} image's values {spans} [{float(lo):.4g}, {float(hi):.4g}]{what}, wider than "
+                         f"data_range = {data_range:g} (for images in 0..255 pass data_range=255)")
 
 
 @tensor_cache(maxsize=8)
@@ -489,12 +496,7 @@ def ssim(x: torch.Tensor, y: torch.Tensor, y_channel: bool = False, crop_border:
     # (with 1 % slack), so unclamped outputs that overshoot a little and [-1, 1] images with
     # data_range=2 pass, as in scikit-image; NaN is reported below, from the result
     for t, name in ((x, "first"), (y, "second")):
-        if t.numel():
-            lo, hi = torch.aminmax(t.detach())
-            if hi - lo > 1.01 * data_range:
-                raise InputError(f"the {name} image's values span [{lo.item():.4g}, {hi.item():.4g}]"
-                                 f"{' (luma)' if y_channel else ''}, wider than data_range = {data_range:g} "
-                                 f"(for images in 0..255 pass data_range=255)")
+        _check_span(t, name, data_range, what=" (luma)" if y_channel else "")
     n, c, h, w = x.shape
     win = _SSIM_WINDOW
     check_ssim_size(h, w, win)  # before the strips: with none, the sum below would be silently 0
