@@ -255,10 +255,10 @@ def weights_digest(module: torch.nn.Module) -> str:
     """sha256 of ``module``'s state dict (names, dtypes, shapes and values), wherever it lies."""
     import hashlib
 
+    from ..diffusion.train import hash_tensors
+
     h = hashlib.sha256()
-    for k, v in module.state_dict().items():
-        h.update(f"{k} {v.dtype} {tuple(v.shape)}\n".encode())
-        h.update(v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    hash_tensors(h, ((f"{k} {v.dtype} {tuple(v.shape)}\n", v) for k, v in module.state_dict().items()))
     return h.hexdigest()
 
 

@@ -34,7 +34,7 @@ import multiprocessing
 import os
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,12 +84,18 @@ def data_digest(images: Sequence[torch.Tensor], labels: torch.Tensor | None = No
     import hashlib
 
     h = hashlib.sha256()
-    for im in images:
-        h.update(f"{tuple(im.shape)}\n".encode())
-        h.update(im.detach().float().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    hash_tensors(h, ((f"{tuple(im.shape)}\n", im.float()) for im in images))
     if labels is not None:
         h.update(f"labels {torch.as_tensor(labels).tolist()}\n".encode())
     return h.hexdigest()
+
+
+def hash_tensors(h, items: Iterable[tuple[str, torch.Tensor]]) -> None:
+    """Feed ``h`` (a :mod:`hashlib` object) each ``(header, tensor)``: the header's text, then the
+    tensor's bytes, wherever it lies and whatever its layout."""
+    for header, t in items:
+        h.update(header.encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
 
 
 def random_crops(images: Sequence[torch.Tensor], batch_size: int, crop: int, generator: Generator,
@@ -320,7 +326,8 @@ class TrainRun:
         self.ema_decay, self.save_every = ema_decay, save_every
         self.run = {"batch_size": batch_size, "crop": crop, "ema_decay": ema_decay, "seed": seed,
                     "n_images": len(self.images), **run}
-        self.run.setdefault("data_sha256", data_digest(self.images))  # (a caller may digest more: labels)
+        if "data_sha256" not in self.run:  # a caller may digest more (labels): not digested twice then
+            self.run["data_sha256"] = data_digest(self.images)
         self.model = model.to(self.device).train()
         self.share_weights(self.model)
         if channels_last:
